@@ -1,0 +1,38 @@
+# Two entry points for a fresh clone, as root or as a normal user. Each creates the virtual
+# environment from the hashed lock file when it is missing or older than the lock.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
+
+.PHONY: demo test check lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --require-hashes --no-deps -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $@
+
+## demo: import a simulated tritonX into a throwaway PostgreSQL and follow its changes
+demo: $(STAMP)
+	$(BIN)/syncctl demo
+
+## test: the whole test suite (unit, integration, acceptance, migration) on real PostgreSQL
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## check: linters and the type checker
+check: $(STAMP)
+	$(BIN)/ruff check syncctl tests bench migrations
+	$(BIN)/ruff format --check syncctl tests bench migrations
+	$(BIN)/mypy
+
+## lock: re-resolve requirements.lock from pyproject.toml (needs uv)
+lock:
+	printf 'hatchling>=1.24\neditables>=0.5\n' > $(VENV)/build-requirements.in
+	uv pip compile pyproject.toml $(VENV)/build-requirements.in --extra test --generate-hashes \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,7 @@
+"""`python -m syncctl` is the `syncctl` command."""
+
+from __future__ import annotations
+
+from syncctl.cli import main
+
+main()

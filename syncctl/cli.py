@@ -1,0 +1,265 @@
+"""The `syncctl` command: a thin click layer over the library. Errors of the library become
+click exceptions here, at the edge, and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from syncctl import __version__, controller, environment, logs, schema
+from syncctl.controller import PullReport
+from syncctl.database import connect
+from syncctl.errors import SyncctlError
+from syncctl.simulator.cli import simulator as simulator_group
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Settings:
+    dsn: str | None
+    tritonx_url: str | None
+    tritonx_token: str | None
+
+
+def edge(func: F) -> F:
+    """Turn a library error into a one-line CLI error with a non-zero exit."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SyncctlError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="syncctl")
+@click.option("--dsn", envvar="DATABASE_URL", help="libpq DSN or URI; default: PG* variables, "
+              "else a throwaway embedded PostgreSQL.")
+@click.option("--tritonx-url", envvar="TRITONX_URL", help="tritonX API base URL; default: the "
+              "bundled simulator on loopback.")
+@click.option("--tritonx-token", envvar="TRITONX_TOKEN", help="tritonX bearer token.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="SYNCCTL_LOG_FORMAT", show_default=True, help="Log line format (stderr).")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    dsn: str | None,
+    tritonx_url: str | None,
+    tritonx_token: str | None,
+    log_format: str,
+    verbose: int,
+) -> None:
+    """Customer sync between the webshop's PostgreSQL and tritonX."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logs.configure(level, json_lines=log_format == "json")
+    ctx.obj = Settings(dsn, tritonx_url, tritonx_token)
+
+
+main.add_command(simulator_group)
+
+
+def _print_report(title: str, report: PullReport) -> None:
+    states = ", ".join(f"{k} {v}" for k, v in sorted(report.states.items())) or "none"
+    lag = report.lag_seconds
+    rate = report.events / report.seconds if report.seconds > 0 else 0.0
+    click.echo(f"{title}: {report.events} events in {report.pages} pages, "
+               f"{report.seconds:.2f} s ({rate:,.0f} events/s)")
+    click.echo(f"  outcomes: {states}")
+    click.echo(f"  last seq: {report.last_seq}, lag: "
+               + ("n/a" if lag is None else f"{lag:.1f} s")
+               + f", retries: {report.retries}, caught up: {'yes' if report.caught_up else 'no'}")
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        logging.getLogger("syncctl").warning("signal %d: stopping after this page", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# ---------------------------------------------------------------------------------------------
+# pull / run
+# ---------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--page-size", default=1000, show_default=True, help="Events per page.")
+@click.option("--customers", default=10_000, show_default=True,
+              help="Population of the bundled simulator (when no tritonX URL is given).")
+@click.pass_obj
+@edge
+def pull(settings: Settings, page_size: int, customers: int) -> None:
+    """Pull tritonX changes until caught up, apply them, print what was done, exit."""
+    with (
+        environment.database(settings.dsn) as db,
+        environment.tritonx(settings.tritonx_url, settings.tritonx_token,
+                            customers=customers) as tx,
+        connect(db.dsn) as conn,
+        _stop_on_signals() as stop,
+    ):
+        report = controller.pull(conn, tx.client, page_size=page_size, stop=stop)
+        _print_report("pulled", report)
+
+
+@main.command()
+@click.option("--poll-interval", default=5.0, show_default=True, help="Seconds between polls.")
+@click.option("--page-size", default=1000, show_default=True, help="Events per page.")
+@click.option("--customers", default=10_000, show_default=True,
+              help="Population of the bundled simulator (when no tritonX URL is given).")
+@click.pass_obj
+@edge
+def run(settings: Settings, poll_interval: float, page_size: int, customers: int) -> None:
+    """Run the controller daemon: poll tritonX and apply changes until SIGTERM or SIGINT."""
+    log = logging.getLogger("syncctl")
+    with (
+        environment.database(settings.dsn) as db,
+        environment.tritonx(settings.tritonx_url, settings.tritonx_token,
+                            customers=customers) as tx,
+        _stop_on_signals() as stop,
+    ):
+        def on_pull(report: PullReport) -> None:
+            if report.events:
+                log.info("pulled %d events in %.2f s", report.events, report.seconds)
+
+        total = controller.run(lambda: connect(db.dsn), tx.client, poll_interval=poll_interval,
+                               page_size=page_size, stop=stop, on_pull=on_pull)
+        _print_report("stopped; pulled in total", total)
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--customers", default=10_000, show_default=True, help="Simulated population.")
+@click.option("--changes", default=500, show_default=True,
+              help="tritonX activity (edits, merges, anonymisations, deletes) after the import.")
+@click.option("--seed", default=1, show_default=True, help="Seed of population and activity.")
+@click.pass_obj
+@edge
+def demo(settings: Settings, customers: int, changes: int, seed: int) -> None:
+    """Import a simulated tritonX into a throwaway database, then follow its changes."""
+    if settings.dsn or settings.tritonx_url:
+        raise click.UsageError("demo always runs on the embedded database and the simulator")
+    with (
+        environment.database(None) as db,
+        environment.tritonx(None, None, customers=customers, seed=seed) as tx,
+        connect(db.dsn) as conn,
+    ):
+        assert tx.simulator is not None
+        click.echo(f"embedded PostgreSQL and tritonX simulator ({customers:,} customers) started")
+        _print_report("initial import", controller.pull(conn, tx.client))
+        tx.simulator.state.random_activity(changes, seed)
+        click.echo(f"tritonX activity: {changes} changes (edits, merges, anonymisations, deletes)")
+        _print_report("follow-up pull", controller.pull(conn, tx.client))
+        linked = conn.execute(
+            "SELECT count(*) FROM shop.customer WHERE customer_number IS NOT NULL"
+        ).fetchone()
+        click.echo(f"local customers linked to tritonX: {linked[0] if linked else 0:,}")
+
+
+# ---------------------------------------------------------------------------------------------
+# db
+# ---------------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Schema migrations (alembic) for DBAs."""
+
+
+def _required_dsn(settings: Settings) -> str:
+    from syncctl.database import configured_dsn
+
+    dsn = configured_dsn(settings.dsn)
+    if dsn is None:
+        raise click.UsageError("give a database: --dsn, DATABASE_URL or PG* variables")
+    return dsn
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.pass_obj
+@edge
+def upgrade(settings: Settings, revision: str) -> None:
+    """Upgrade the database schema to a revision (default: the newest)."""
+    dsn = _required_dsn(settings)
+    schema.upgrade(dsn, revision)
+    click.echo(f"database at revision {schema.current_revision(dsn)}")
+
+
+@db.command()
+@click.argument("revision")
+@click.pass_obj
+@edge
+def downgrade(settings: Settings, revision: str) -> None:
+    """Downgrade the database schema to REVISION ("base" removes everything)."""
+    dsn = _required_dsn(settings)
+    schema.downgrade(dsn, revision)
+    click.echo(f"database at revision {schema.current_revision(dsn) or 'base'}")
+
+
+@db.command()
+@click.pass_obj
+@edge
+def current(settings: Settings) -> None:
+    """Print the database's schema revision and the newest one."""
+    dsn = _required_dsn(settings)
+    click.echo(f"current: {schema.current_revision(dsn) or 'none'}")
+    click.echo(f"head:    {schema.head_revision()}")
+
+
+@db.command()
+@click.pass_obj
+@edge
+def check(settings: Settings) -> None:
+    """Exit non-zero unless the database is at the newest revision."""
+    dsn = _required_dsn(settings)
+    schema.require_current(dsn)
+    click.echo(f"ok: database at head revision {schema.head_revision()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+# ---------------------------------------------------------------------------------------------
+@main.command()
+@click.pass_obj
+@edge
+def status(settings: Settings) -> None:
+    """Show cursor position, lag, inbox pending and dead letters."""
+    dsn = _required_dsn(settings)
+    schema.require_current(dsn)
+    with connect(dsn) as conn:
+        for row in conn.execute(
+            "SELECT source, position, last_seq, last_occurred_at, updated_at FROM sync.cursor"
+        ):
+            click.echo(f"cursor {row[0]}: position {row[1]}, last seq {row[2]}, "
+                       f"last event at {row[3]}, moved at {row[4]}")
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM sync.dead_letter),"
+            " (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending')"
+        ).fetchone()
+        assert counts is not None
+        click.echo(f"dead letters: {counts[0]}, inbox pending: {counts[1]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

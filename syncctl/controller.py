@@ -1,0 +1,188 @@
+"""The controller: pulls tritonX's change feed page by page into the inbox until it is caught
+up (`pull`), or keeps doing so on an interval until told to stop (`run`). Transient tritonX
+failures are retried with exponential backoff and full jitter, never sooner than the
+Retry-After tritonX asked for. Logs name sequence numbers, counts and event ids only."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from syncctl.errors import CursorMoved, DatabaseUnavailable, TritonXError, TritonXUnavailable
+from syncctl.loader import read_cursor, stage_page
+from syncctl.tritonx import ChangeSource
+
+log = logging.getLogger("syncctl.controller")
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter; `delay` honours a server's Retry-After."""
+
+    base: float = 0.5
+    cap: float = 60.0
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, retry_after: float | None = None) -> float:
+        self.attempt += 1
+        ceiling = min(self.cap, self.base * 2 ** (self.attempt - 1))
+        jittered = self.rng.uniform(0, ceiling)
+        return max(jittered, retry_after or 0.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class PullReport:
+    pages: int = 0
+    events: int = 0
+    states: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    last_seq: int | None = None
+    last_occurred_at: datetime | None = None
+    caught_up: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """How far behind tritonX the last staged event was when the pull ended."""
+        if self.last_occurred_at is None:
+            return None
+        return max(0.0, (datetime.now(UTC) - self.last_occurred_at).total_seconds())
+
+    def merge(self, other: PullReport) -> None:
+        self.pages += other.pages
+        self.events += other.events
+        self.states.update(other.states)
+        self.retries += other.retries
+        self.last_seq = other.last_seq or self.last_seq
+        self.last_occurred_at = other.last_occurred_at or self.last_occurred_at
+
+
+class Stopped(Exception):
+    """The stop event was set while waiting."""
+
+
+def _sleep(stop: threading.Event, seconds: float) -> None:
+    if stop.wait(seconds):
+        raise Stopped()
+
+
+def pull(
+    conn: psycopg.Connection[Any],
+    source: ChangeSource,
+    *,
+    page_size: int = 1000,
+    stop: threading.Event | None = None,
+    max_attempts: int | None = 8,
+    backoff: Backoff | None = None,
+    on_page: Callable[[PullReport], None] | None = None,
+) -> PullReport:
+    """Stage pages until the feed says there is no more (or `stop` is set).
+
+    A transient failure is retried with backoff; after `max_attempts` in a row it is raised
+    (None: retry for as long as it takes, as the daemon does)."""
+    stop = stop or threading.Event()
+    backoff = backoff or Backoff()
+    report = PullReport()
+    failures = 0
+    while not stop.is_set():
+        cursor = read_cursor(conn, source.name)
+        conn.commit()  # end the read's transaction; staging opens its own
+        try:
+            page = source.fetch_changes(cursor, page_size)
+            outcome = stage_page(conn, source.name, cursor, page)
+        except (TritonXUnavailable, TritonXError, CursorMoved) as exc:
+            failures += 1
+            report.retries += 1
+            if max_attempts is not None and failures >= max_attempts:
+                raise
+            retry_after = exc.retry_after if isinstance(exc, TritonXUnavailable) else None
+            delay = backoff.delay(retry_after)
+            log.warning("pull retry %d in %.2fs: %s", failures, delay, exc)
+            try:
+                _sleep(stop, delay)
+            except Stopped:
+                break
+            continue
+        failures = 0
+        backoff.reset()
+        report.pages += 1
+        report.events += outcome.events
+        report.states.update(outcome.states)
+        report.last_seq = outcome.last_seq or report.last_seq
+        report.last_occurred_at = outcome.last_occurred_at or report.last_occurred_at
+        log.info(
+            "page staged: %d events up to seq %s, %s",
+            outcome.events,
+            outcome.last_seq,
+            dict(outcome.states),
+        )
+        if on_page is not None:
+            on_page(report)
+        if not page.has_more:
+            report.caught_up = True
+            break
+    report.finished = time.monotonic()
+    return report
+
+
+def run(
+    connect: Callable[[], psycopg.Connection[Any]],
+    source: ChangeSource,
+    *,
+    poll_interval: float = 5.0,
+    page_size: int = 1000,
+    stop: threading.Event,
+    on_pull: Callable[[PullReport], None] | None = None,
+) -> PullReport:
+    """The daemon loop: pull until caught up, wait `poll_interval`, again, until `stop`.
+
+    A lost database connection or a tritonX outage never ends the loop; it backs off."""
+    total = PullReport()
+    backoff = Backoff()
+    conn: psycopg.Connection[Any] | None = None
+    while not stop.is_set():
+        try:
+            if conn is None or conn.closed:
+                conn = connect()
+            report = pull(
+                conn, source, page_size=page_size, stop=stop, max_attempts=None, backoff=backoff
+            )
+            total.merge(report)
+            if on_pull is not None:
+                on_pull(report)
+            wait = poll_interval
+        except (psycopg.Error, DatabaseUnavailable) as exc:
+            # the class and SQLSTATE only: a server message may quote a value
+            log.error(
+                "database error, reconnecting: %s %s",
+                type(exc).__name__,
+                getattr(exc, "sqlstate", "") or "",
+            )
+            if conn is not None:
+                conn.close()
+            conn = None
+            wait = backoff.delay()
+        if stop.wait(wait):
+            break
+    if conn is not None:
+        conn.close()
+    total.finished = time.monotonic()
+    return total

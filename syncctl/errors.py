@@ -1,0 +1,48 @@
+"""The exceptions syncctl raises. Each docstring is its default message; messages name customer
+numbers and event ids at most, never personal data. psycopg and httpx errors are wrapped at the
+boundary where they occur (`raise X from exc`)."""
+
+from __future__ import annotations
+
+
+class SyncctlError(Exception):
+    """syncctl failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__ or self.__class__.__name__)
+
+
+class ConfigurationError(SyncctlError):
+    """The configuration is incomplete or contradictory."""
+
+
+class DatabaseUnavailable(SyncctlError):
+    """The database cannot be reached."""
+
+
+class EmbeddedPostgresError(SyncctlError):
+    """The embedded PostgreSQL server could not be started."""
+
+
+class MigrationError(SyncctlError):
+    """The database schema is not at the revision this syncctl expects."""
+
+
+class TritonXError(SyncctlError):
+    """tritonX answered with an error."""
+
+
+class TritonXUnavailable(TritonXError):
+    """tritonX is unavailable for now (rate limit, server error or time-out); try again later."""
+
+    def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TritonXProtocolError(TritonXError):
+    """tritonX answered with something that is not the documented contract."""
+
+
+class CursorMoved(SyncctlError):
+    """Another controller moved the cursor while this one was staging a page."""

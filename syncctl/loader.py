@@ -1,0 +1,136 @@
+"""Staging a page of change records: one transaction locks the source's cursor, COPYs the
+records into sync.inbox (FORMAT BINARY) — where the inbox trigger applies them — and moves the
+cursor. A crash anywhere loses nothing and applies nothing twice: either all of it commits or
+none of it, and the next pull asks for the same page again.
+
+The typed inbox columns are extracted leniently: a value of the wrong JSON type becomes NULL
+and the database dead-letters the record with a reason; the record itself is kept as payload."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from syncctl.database import queries
+from syncctl.errors import CursorMoved
+from syncctl.tritonx import ChangePage
+
+INBOX_TYPES = ["text", "int8", "text", "text", "text", "int4", "timestamptz", "jsonb"]
+_INT4_MAX = 2**31 - 1
+_INT8_MAX = 2**63 - 1
+
+
+def _text(value: Any) -> str | None:
+    return value.replace("\x00", "") if isinstance(value, str) else None
+
+
+def _integer(value: Any, limit: int) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and -limit <= value <= limit:
+        return value
+    return None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _scrub_nul(value: Any) -> Any:
+    # jsonb cannot hold U+0000; a hostile record must still be stored, so drop it.
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_scrub_nul(k): _scrub_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_nul(v) for v in value]
+    return value
+
+
+def inbox_row(source: str, record: Any) -> tuple[Any, ...]:
+    """The sync.inbox row for one change record, whatever shape the record has."""
+    get = record.get if isinstance(record, dict) else {}.get
+    return (
+        source,
+        _integer(get("seq"), _INT8_MAX),
+        _text(get("event_id")),
+        _text(get("type")),
+        _text(get("customer_number")),
+        _integer(get("version"), _INT4_MAX),
+        _timestamp(get("occurred_at")),
+        record,
+    )
+
+
+@dataclass
+class PageOutcome:
+    events: int
+    states: Counter[str] = field(default_factory=Counter)
+    last_seq: int | None = None
+    last_occurred_at: datetime | None = None
+
+
+def read_cursor(conn: psycopg.Connection[Any], source: str) -> str | None:
+    row = conn.execute(queries()["cursor_read"], {"source": source}).fetchone()
+    return None if row is None else row[0]
+
+
+def stage_page(
+    conn: psycopg.Connection[Any], source: str, expected_cursor: str | None, page: ChangePage
+) -> PageOutcome:
+    """Stage, apply and move the cursor past `page`, all in one transaction."""
+    try:
+        return _stage(conn, source, expected_cursor, page.next_cursor, page.changes)
+    except psycopg.errors.UntranslatableCharacter:
+        # a JSON \u0000, which jsonb cannot hold: rare enough to pay for a second attempt
+        scrubbed = [_scrub_nul(record) for record in page.changes]
+        return _stage(conn, source, expected_cursor, page.next_cursor, scrubbed)
+
+
+def _stage(
+    conn: psycopg.Connection[Any],
+    source: str,
+    expected_cursor: str | None,
+    next_cursor: str,
+    records: list[Any],
+) -> PageOutcome:
+    rows = [inbox_row(source, record) for record in records]
+    outcome = PageOutcome(events=len(rows))
+    seqs = [row[1] for row in rows if row[1] is not None]
+    stamps = [row[6] for row in rows if row[6] is not None]
+    outcome.last_seq = max(seqs, default=None)
+    outcome.last_occurred_at = max(stamps, default=None)
+    q = queries()
+    with conn.transaction():
+        conn.execute(q["cursor_ensure"], {"source": source})
+        locked = conn.execute(q["cursor_lock"], {"source": source}).fetchone()
+        if locked is None or locked[0] != expected_cursor:
+            raise CursorMoved()
+        if rows:
+            conn.execute(q["reset_last_apply"])
+            with conn.cursor().copy(q["copy_inbox"]) as copy:
+                copy.set_types(INBOX_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            summary = conn.execute(q["last_apply"]).fetchone()
+            if summary and summary[0]:
+                outcome.states.update(json.loads(summary[0]))
+        conn.execute(
+            q["cursor_advance"],
+            {
+                "source": source,
+                "position": next_cursor,
+                "last_seq": outcome.last_seq,
+                "last_occurred_at": outcome.last_occurred_at,
+            },
+        )
+    return outcome

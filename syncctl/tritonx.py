@@ -1,0 +1,108 @@
+"""The tritonX side: a ChangeSource yields pages of change records; TritonXClient is the HTTP
+JSON implementation of the contract in docs/tritonx-contract.md. Another source (a file drop)
+only has to implement ChangeSource. Errors become TritonXUnavailable (worth retrying, with the
+Retry-After tritonX asked for) or TritonXError / TritonXProtocolError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from syncctl.errors import TritonXError, TritonXProtocolError, TritonXUnavailable
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    changes: list[Any]
+    next_cursor: str
+    has_more: bool
+
+
+class ChangeSource(Protocol):
+    """Where change records come from."""
+
+    name: str
+
+    def fetch_changes(self, after: str | None, limit: int) -> ChangePage: ...
+
+    def close(self) -> None: ...
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class TritonXClient:
+    """HTTP client for the tritonX customer API (bearer token, JSON)."""
+
+    name = "tritonx"
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TritonXUnavailable(f"tritonX did not answer {method} {path} in time") from exc
+        except httpx.TransportError as exc:
+            raise TritonXUnavailable(f"tritonX cannot be reached: {type(exc).__name__}") from exc
+        if response.status_code == 429:
+            raise TritonXUnavailable(
+                "tritonX rate-limited the request", retry_after=_retry_after(response)
+            )
+        if response.status_code >= 500:
+            raise TritonXUnavailable(
+                f"tritonX answered {response.status_code} to {method} {path}",
+                retry_after=_retry_after(response),
+            )
+        if response.status_code in (401, 403):
+            raise TritonXError(f"tritonX refused the token ({response.status_code})")
+        return response
+
+    def fetch_changes(self, after: str | None, limit: int) -> ChangePage:
+        params: dict[str, str | int] = {"limit": limit}
+        if after:
+            params["after"] = after
+        response = self._request("GET", "/api/v1/customers/changes", params=params)
+        if response.status_code != 200:
+            raise TritonXError(f"tritonX answered {response.status_code} to the change feed")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise TritonXProtocolError("the change feed answered with a body that is not JSON") from exc
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("changes"), list)
+            or not isinstance(body.get("has_more"), bool)
+            or not isinstance(body.get("next_cursor"), str | int)
+        ):
+            raise TritonXProtocolError(
+                "the change feed page lacks changes, next_cursor or has_more"
+            )
+        return ChangePage(body["changes"], str(body["next_cursor"]), body["has_more"])

@@ -1,0 +1,85 @@
+"""Test fixtures. One PostgreSQL server per test session: the embedded default (it runs as
+root too), or the server SYNCCTL_TEST_DSN names. A template database is built once from the
+migrations; pytest-postgresql clones it for every test that asks for `postgresql`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pytest_postgresql import factories
+from pytest_postgresql.executors.noop import NoopExecutor
+
+from syncctl import schema
+from syncctl.embedded import EmbeddedPostgres
+
+
+class ServerExecutor(NoopExecutor):
+    """The bare server: unlike a database fixture it has no template of its own."""
+
+    @property
+    def template_dbname(self) -> None:  # type: ignore[override]
+        return None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[NoopExecutor]:
+    external = os.environ.get("SYNCCTL_TEST_DSN")
+    if external:
+        params = conninfo_to_dict(external)
+        yield ServerExecutor(
+            host=str(params.get("host", "localhost")),
+            port=str(params.get("port", 5432)),
+            user=str(params.get("user", "postgres")),
+            password=params.get("password"),  # type: ignore[arg-type]
+            options="",
+            dbname="syncctl_test",
+        )
+        return
+    with EmbeddedPostgres() as server:
+        yield ServerExecutor(
+            host=server.socket_dir,
+            port=server.port,
+            user="postgres",
+            options="",
+            dbname="syncctl_test",
+        )
+
+
+def migrate_template(**params: Any) -> None:
+    libpq = ("host", "port", "user", "password", "dbname")
+    schema.upgrade(make_conninfo(**{k: params[k] for k in libpq if params.get(k) is not None}))
+
+
+postgresql_template = factories.postgresql_noproc(
+    depends_on="pg_server", dbname="syncctl_test", load=[migrate_template]
+)
+postgresql = factories.postgresql("postgresql_template")
+
+
+@pytest.fixture
+def dsn(postgresql: psycopg.Connection[Any]) -> str:
+    """A DSN for this test's own database (a clone of the migrated template)."""
+    return postgresql.info.dsn
+
+
+@pytest.fixture
+def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(dsn) as connection:
+        yield connection
+
+
+@pytest.fixture
+def server_dsn(pg_server: NoopExecutor) -> Any:
+    """DSN factory for any database on the test server (migration tests make their own)."""
+
+    def for_database(dbname: str) -> str:
+        return make_conninfo(
+            host=pg_server.host, port=pg_server.port, user=pg_server.user, dbname=dbname
+        )
+
+    return for_database
