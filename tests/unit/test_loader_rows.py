@@ -1,0 +1,46 @@
+"""Extracting inbox columns from change records of any shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from syncctl.loader import inbox_row
+
+
+def test_well_formed_record_is_typed() -> None:
+    record = {
+        "seq": 7,
+        "event_id": "e-1",
+        "type": "customer.upserted",
+        "customer_number": "TX00000001",
+        "version": 3,
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "customer": {"customer_number": "TX00000001"},
+    }
+    row = inbox_row("tritonx", record)
+    assert row[:7] == (
+        "tritonx", 7, "e-1", "customer.upserted", "TX00000001", 3,
+        datetime(2026, 11, 20, 10, tzinfo=UTC),
+    )
+    assert row[7] is record
+
+
+def test_wrong_types_become_null_and_the_record_is_kept() -> None:
+    record = {"seq": "7", "event_id": 12, "version": True, "occurred_at": "yesterday"}
+    row = inbox_row("tritonx", record)
+    assert row[1:7] == (None, None, None, None, None, None)
+    assert row[7] == record
+
+
+def test_out_of_range_integers_and_naive_timestamps_become_null() -> None:
+    row = inbox_row("tritonx", {"version": 2**40, "seq": 2**70,
+                                "occurred_at": "2026-11-20T10:00:00"})
+    assert (row[1], row[5], row[6]) == (None, None, None)
+
+
+def test_a_record_that_is_not_an_object_is_kept_whole() -> None:
+    assert inbox_row("tritonx", ["x"]) == ("tritonx", None, None, None, None, None, None, ["x"])
+
+
+def test_nul_characters_are_stripped_from_typed_text() -> None:
+    assert inbox_row("tritonx", {"event_id": "a\x00b"})[2] == "ab"
