@@ -1,6 +1,7 @@
 -- The engine's tables. Private: the shop and operators use the functions and views.
 -- Personal data lives only in shop tables and in inbox payloads (dropped after a retention
--- period); every other engine table holds ids, versions, outcomes and reason codes. Re-runnable.
+-- period, scrubbed when the customer is anonymised); every other engine table holds ids,
+-- versions, outcomes and reason codes. Re-runnable.
 
 -- ---------------------------------------------------------------------------------------------
 -- Types
@@ -110,7 +111,28 @@ CREATE TABLE IF NOT EXISTS sync.audit (
     version               integer,
     counts                jsonb,
     reason                text,
-    duration_ms           numeric(12, 3)
+    duration_ms           numeric(12, 3),
+    -- the other customer number of the action: a merge's survivor (customer_number is the old)
+    related_number        text
+);
+
+-- Events for tritonX (today: a local anonymisation it must be told about). Written in the
+-- same transaction as the local effect; delivered at least once by the controller, which
+-- sends idempotency_key so tritonX applies each request once. No personal data: numbers,
+-- reason codes and actors only.
+CREATE TABLE IF NOT EXISTS sync.outbox (
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer_number       text NOT NULL,
+    event_type            text NOT NULL CHECK (event_type IN ('customer.anonymize_requested')),
+    idempotency_key       uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid() UNIQUE,
+    payload               jsonb NOT NULL,
+    state                 text NOT NULL DEFAULT 'pending'
+                          CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts              integer NOT NULL DEFAULT 0,
+    next_attempt_at       timestamptz NOT NULL DEFAULT now(),
+    last_error            text,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    delivered_at          timestamptz
 );
 
 -- ---------------------------------------------------------------------------------------------
@@ -124,3 +146,8 @@ CREATE INDEX IF NOT EXISTS audit_customer_number ON sync.audit (customer_number)
 CREATE INDEX IF NOT EXISTS audit_inbox_id ON sync.audit (inbox_id);
 CREATE INDEX IF NOT EXISTS dead_letter_event_id ON sync.dead_letter (event_id);
 CREATE INDEX IF NOT EXISTS redirect_survivor_number ON sync.redirect (survivor_number);
+-- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
+CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))
+    WHERE event_type = 'customer.merged';
+CREATE INDEX IF NOT EXISTS outbox_due ON sync.outbox (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_customer_number ON sync.outbox (customer_number);

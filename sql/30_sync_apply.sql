@@ -1,8 +1,10 @@
 -- Applying staged tritonX events. A statement-level trigger on sync.inbox applies every batch
 -- the moment it is staged (COPY or INSERT), in the caller's transaction, so the cursor, the
--- staged rows and their effects commit together. Each event is decided once (the unique index
--- on sync.audit.event_id); malformed events go to sync.dead_letter with a reason that names the
--- field, never its value. Re-runnable.
+-- staged rows and their effects commit together. A batch is applied in seq order (then inbox
+-- id): each maximal run of consecutive upserts set-based in one statement, each merge,
+-- anonymise or delete between them on its own (sql/60_event_apply.sql), in order. Each event
+-- is decided once (the unique index on sync.audit.event_id); malformed or impossible events go
+-- to sync.dead_letter with a reason that names the field, never its value. Re-runnable.
 
 -- ---------------------------------------------------------------------------------------------
 -- Validation
@@ -136,10 +138,11 @@ AS $$
     ON CONFLICT (inbox_id) DO NOTHING
 $$;
 
--- Apply the upserts of a batch set-based. Per customer only the highest new version is
--- written; lower ones are recorded as superseded, versions at or below the applied one as
--- stale, and a customer that is tombstoned or merged away is never written again.
-CREATE OR REPLACE FUNCTION sync._apply_upserts(p_first bigint, p_last bigint)
+-- Apply the upserts of a batch set-based: those with ids p_first..p_last, or of them only the
+-- run p_ids when given. Per customer only the highest new version is written; lower ones are
+-- recorded as superseded, versions at or below the applied one as stale, and a customer that
+-- is tombstoned or merged away is never written again.
+CREATE OR REPLACE FUNCTION sync._apply_upserts(p_first bigint, p_last bigint, p_ids bigint[])
 RETURNS void
 LANGUAGE sql
 VOLATILE
@@ -150,6 +153,8 @@ AS $$
         SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version, i.payload
         FROM sync.inbox AS i
         WHERE i.id BETWEEN p_first AND p_last
+          -- a hashed subplan: no per-row array scan however long the run
+          AND (p_ids IS NULL OR i.id IN (SELECT pg_catalog.unnest(p_ids)))
           AND i.event_type = 'customer.upserted'
           AND i.event_id IS NOT NULL
           AND NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
@@ -228,6 +233,24 @@ AS $$
     LEFT JOIN upserted AS u ON u.customer_number = d.customer_number AND d.skip_reason IS NULL
 $$;
 
+-- One run of consecutive upserts (all upserts of the range when p_ids is NULL), in one
+-- statement. A snapshot value that does not fit its column fails the statement: rare, so only
+-- then are the bad snapshots found and dead-lettered and the run applied again.
+CREATE OR REPLACE FUNCTION sync._apply_upsert_run(p_first bigint, p_last bigint, p_ids bigint[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM sync._apply_upserts(p_first, p_last, p_ids);
+EXCEPTION WHEN data_exception THEN
+    PERFORM sync._dead_letter_bad_snapshots(p_first, p_last);
+    PERFORM sync._apply_upserts(p_first, p_last, p_ids);
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Public API
 -- ---------------------------------------------------------------------------------------------
@@ -242,15 +265,46 @@ VOLATILE
 SECURITY INVOKER
 SET search_path = ''
 AS $$
+DECLARE
+    segment record;
 BEGIN
     PERFORM sync._dead_letter_defects(p_first, p_last);
-    BEGIN
-        PERFORM sync._apply_upserts(p_first, p_last);
-    EXCEPTION WHEN data_exception THEN
-        -- rare: a snapshot value that does not fit its column; find it, then apply the rest
-        PERFORM sync._dead_letter_bad_snapshots(p_first, p_last);
-        PERFORM sync._apply_upserts(p_first, p_last);
-    END;
+    IF NOT EXISTS (
+        SELECT FROM sync.inbox AS i
+        WHERE i.id BETWEEN p_first AND p_last
+          AND i.event_type IN ('customer.merged', 'customer.anonymized', 'customer.deleted')
+    ) THEN
+        -- the common batch: upserts only, one statement
+        PERFORM sync._apply_upsert_run(p_first, p_last, NULL);
+    ELSE
+        -- Segments in seq order: every merge/anonymise/delete is one (`single`), and the rows
+        -- between two of them are one run (numbered by how many singles precede them).
+        FOR segment IN
+            WITH ordered AS (
+                SELECT i.id, i.seq,
+                       (i.event_type IN ('customer.merged', 'customer.anonymized',
+                                         'customer.deleted')
+                        AND NOT EXISTS (SELECT FROM sync.dead_letter AS d
+                                        WHERE d.inbox_id = i.id)) AS single
+                FROM sync.inbox AS i
+                WHERE i.id BETWEEN p_first AND p_last
+            ),
+            numbered AS (
+                SELECT o.*, count(*) FILTER (WHERE o.single) OVER (ORDER BY o.seq, o.id) AS run
+                FROM ordered AS o
+            )
+            SELECT n.run, n.single, pg_catalog.array_agg(n.id ORDER BY n.seq, n.id) AS ids
+            FROM numbered AS n
+            GROUP BY n.run, n.single
+            ORDER BY n.run, n.single DESC
+        LOOP
+            IF segment.single THEN
+                PERFORM sync._apply_event(segment.ids[1]);
+            ELSE
+                PERFORM sync._apply_upsert_run(p_first, p_last, segment.ids);
+            END IF;
+        END LOOP;
+    END IF;
     RETURN (
         SELECT pg_catalog.jsonb_object_agg(s.state, s.events)
         FROM (
@@ -280,6 +334,8 @@ SELECT i.id AS inbox_id,
        i.received_at,
        CASE
            WHEN a.inbox_id = i.id THEN a.outcome
+           -- a malformed event without a usable id, decided by hand (discarded)
+           WHEN own.inbox_id IS NOT NULL THEN own.outcome
            WHEN dl.inbox_id IS NOT NULL THEN 'dead_letter'
            WHEN a.id IS NOT NULL
                 OR EXISTS (SELECT FROM sync.dead_letter AS x WHERE x.event_id = i.event_id)
@@ -288,10 +344,13 @@ SELECT i.id AS inbox_id,
        END AS state,
        CASE
            WHEN a.inbox_id = i.id THEN a.reason
+           WHEN own.inbox_id IS NOT NULL THEN own.reason
            ELSE dl.reason
        END AS reason
 FROM sync.inbox AS i
 LEFT JOIN sync.audit AS a ON a.event_id = i.event_id
+LEFT JOIN sync.audit AS own
+    ON own.inbox_id = i.id AND own.event_id IS NULL AND a.id IS NULL
 LEFT JOIN sync.dead_letter AS dl ON dl.inbox_id = i.id;
 
 -- ---------------------------------------------------------------------------------------------

@@ -1,0 +1,153 @@
+-- The engine's tables. Private: the shop and operators use the functions and views.
+-- Personal data lives only in shop tables and in inbox payloads (dropped after a retention
+-- period, scrubbed when the customer is anonymised); every other engine table holds ids,
+-- versions, outcomes and reason codes. Re-runnable.
+
+-- ---------------------------------------------------------------------------------------------
+-- Types
+-- ---------------------------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF to_regtype('sync.customer_snapshot') IS NULL THEN
+        -- The typed form of a tritonX customer snapshot: jsonb_populate_record() maps a
+        -- payload onto it, so its attribute names are the contract's field names.
+        CREATE TYPE sync.customer_snapshot AS (
+            customer_number       text,
+            email                 text,
+            first_name            text,
+            infix                 text,
+            last_name             text,
+            gender                text,
+            birth_date            date,
+            phone                 text,
+            mobile                text,
+            street                text,
+            house_number          integer,
+            house_number_addition text,
+            postcode              text,
+            city                  text,
+            country_code          text,
+            loyalty_card          text,
+            home_store            text,
+            customer_group        text,
+            newsletter_opt_in     boolean,
+            blocked               boolean,
+            updated_at            timestamptz
+        );
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------------------------------
+
+-- Where each source's feed stands. Moves in the same transaction as the staged rows.
+CREATE TABLE IF NOT EXISTS sync.cursor (
+    source                text PRIMARY KEY,
+    position              text,
+    last_seq              bigint,
+    last_occurred_at      timestamptz,
+    pages                 bigint NOT NULL DEFAULT 0,
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every delivery, as received (at least once: duplicates included). Append-only apart from
+-- dropping payloads after the retention period. Typed columns are extracted by the loader and
+-- may be NULL when the record was malformed; the payload keeps the record itself.
+CREATE TABLE IF NOT EXISTS sync.inbox (
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source                text NOT NULL DEFAULT 'tritonx',
+    seq                   bigint,
+    event_id              text,
+    event_type            text,
+    customer_number       text,
+    version               integer,
+    occurred_at           timestamptz,
+    payload               jsonb,
+    received_at           timestamptz NOT NULL DEFAULT now()
+);
+
+-- Old tritonX number -> survivor. Permanent; kept flat (every old number points at the final
+-- survivor) so a lookup is one step whatever the chain.
+CREATE TABLE IF NOT EXISTS sync.redirect (
+    old_number            text PRIMARY KEY,
+    survivor_number       text NOT NULL,
+    merged_at             timestamptz NOT NULL DEFAULT now(),
+    event_id              text,
+    CHECK (old_number <> survivor_number)
+);
+
+-- A customer that was anonymised or deleted: no later event may bring its data back.
+CREATE TABLE IF NOT EXISTS sync.tombstone (
+    customer_number       text PRIMARY KEY,
+    kind                  text NOT NULL CHECK (kind IN ('anonymised', 'deleted')),
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    event_id              text
+);
+
+-- Events that could not be applied, with a readable reason (never personal data).
+CREATE TABLE IF NOT EXISTS sync.dead_letter (
+    inbox_id              bigint PRIMARY KEY REFERENCES sync.inbox (id),
+    event_id              text,
+    reason                text NOT NULL,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    attempts              integer NOT NULL DEFAULT 1,
+    last_attempt_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per effect, append-only. An event is decided at most once: the unique index on
+-- event_id is what makes an at-least-once feed have an exactly-once effect.
+CREATE TABLE IF NOT EXISTS sync.audit (
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at                    timestamptz NOT NULL DEFAULT now(),
+    actor                 text NOT NULL,
+    action                text NOT NULL,
+    outcome               text NOT NULL,
+    event_id              text,
+    inbox_id              bigint,
+    customer_number       text,
+    customer_id           bigint,
+    version               integer,
+    counts                jsonb,
+    reason                text,
+    duration_ms           numeric(12, 3),
+    -- the other customer number of the action: a merge's survivor (customer_number is the old)
+    related_number        text
+);
+
+-- Events for tritonX (today: a local anonymisation it must be told about). Written in the
+-- same transaction as the local effect; delivered at least once by the controller, which
+-- sends idempotency_key so tritonX applies each request once. No personal data: numbers,
+-- reason codes and actors only.
+CREATE TABLE IF NOT EXISTS sync.outbox (
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer_number       text NOT NULL,
+    event_type            text NOT NULL CHECK (event_type IN ('customer.anonymize_requested')),
+    idempotency_key       uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid() UNIQUE,
+    payload               jsonb NOT NULL,
+    state                 text NOT NULL DEFAULT 'pending'
+                          CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts              integer NOT NULL DEFAULT 0,
+    next_attempt_at       timestamptz NOT NULL DEFAULT now(),
+    last_error            text,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    delivered_at          timestamptz
+);
+
+-- ---------------------------------------------------------------------------------------------
+-- Indexes
+-- ---------------------------------------------------------------------------------------------
+CREATE INDEX IF NOT EXISTS inbox_event_id ON sync.inbox (event_id);
+CREATE INDEX IF NOT EXISTS inbox_customer_number ON sync.inbox (customer_number);
+CREATE UNIQUE INDEX IF NOT EXISTS audit_event_decided ON sync.audit (event_id)
+    WHERE event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_customer_number ON sync.audit (customer_number);
+CREATE INDEX IF NOT EXISTS audit_inbox_id ON sync.audit (inbox_id);
+CREATE INDEX IF NOT EXISTS dead_letter_event_id ON sync.dead_letter (event_id);
+CREATE INDEX IF NOT EXISTS redirect_survivor_number ON sync.redirect (survivor_number);
+-- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
+CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))
+    WHERE event_type = 'customer.merged';
+CREATE INDEX IF NOT EXISTS outbox_due ON sync.outbox (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_customer_number ON sync.outbox (customer_number);
