@@ -94,6 +94,11 @@ BEGIN
         END IF;
         INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
         VALUES (p_inbox_id, staged.event_id, why);
+        IF state IN ('SY004', 'SY006') THEN
+            -- a merge naming an anonymised or deleted customer: keep no snapshot of it
+            UPDATE sync.inbox AS i SET payload = sync.event_envelope(i.payload)
+            WHERE i.id = p_inbox_id;
+        END IF;
     END;
 END
 $$;

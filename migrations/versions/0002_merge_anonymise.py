@@ -32,6 +32,7 @@ DROP FUNCTION IF EXISTS
     sync._apply_event(bigint),
     sync._decide_event(sync.inbox),
     sync._rejection_reason(text, text, text, text, text),
+    sync.event_envelope(jsonb),
     sync.anonymise_customer(text, text, text),
     sync.anonymise_from_backoffice(bigint, text, text),
     sync.anonymise_plan(text),

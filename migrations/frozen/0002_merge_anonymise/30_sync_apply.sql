@@ -53,6 +53,25 @@ AS $$
     END
 $$;
 
+-- A payload reduced to the event's envelope: ids, type, number, version, times, `into` and
+-- the reason code. What the engine keeps of an event whose customer is anonymised or deleted.
+CREATE OR REPLACE FUNCTION sync.event_envelope(p_payload jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+    SELECT CASE WHEN pg_catalog.jsonb_typeof(p_payload) = 'object' THEN
+        coalesce((SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
+                  FROM pg_catalog.jsonb_each(p_payload) AS e
+                  WHERE e.key IN ('seq', 'event_id', 'type', 'customer_number', 'version',
+                                  'occurred_at', 'into', 'reason_code')),
+                 '{}'::jsonb)
+    END
+$$;
+
 -- The first snapshot field whose value does not fit sync.customer_snapshot, or NULL. Only
 -- called for a batch that failed to map as a whole, so its per-field subtransactions are rare.
 CREATE OR REPLACE FUNCTION sync.snapshot_defect(p_snapshot jsonb)
@@ -141,7 +160,8 @@ $$;
 -- Apply the upserts of a batch set-based: those with ids p_first..p_last, or of them only the
 -- run p_ids when given. Per customer only the highest new version is written; lower ones are
 -- recorded as superseded, versions at or below the applied one as stale, and a customer that
--- is tombstoned or merged away is never written again.
+-- is tombstoned or merged away is never written again; the snapshot of a skipped upsert for
+-- an anonymised or deleted customer (or one merged into such) is dropped from its payload.
 CREATE OR REPLACE FUNCTION sync._apply_upserts(p_first bigint, p_last bigint, p_ids bigint[])
 RETURNS void
 LANGUAGE sql
@@ -172,11 +192,19 @@ AS $$
                    WHEN pg_catalog.row_number() OVER (
                             PARTITION BY s.customer_number ORDER BY s.version DESC, s.id) > 1
                        THEN 'superseded'
-               END AS skip_reason
+               END AS skip_reason,
+               (t.customer_number IS NOT NULL OR rt.customer_number IS NOT NULL) AS erased
         FROM staged AS s
         LEFT JOIN shop.customer AS c ON c.customer_number = s.customer_number
         LEFT JOIN sync.tombstone AS t ON t.customer_number = s.customer_number
         LEFT JOIN sync.redirect AS r ON r.old_number = s.customer_number
+        LEFT JOIN sync.tombstone AS rt ON rt.customer_number = r.survivor_number
+    ),
+    scrubbed AS (
+        UPDATE sync.inbox AS i
+        SET payload = sync.event_envelope(i.payload)
+        FROM decided AS d
+        WHERE i.id = d.id AND d.erased
     ),
     upserted AS (
         INSERT INTO shop.customer AS c (

@@ -184,8 +184,8 @@ END
 $$;
 
 -- The inbox rows holding personal data of a customer number: its own events and those of the
--- numbers merged into it, and merge events naming it as `into`, whose payload has keys beyond
--- the event envelope.
+-- numbers merged into it, and merge events naming it as `into`, whose payload holds more than
+-- the event envelope (sync.event_envelope).
 CREATE OR REPLACE FUNCTION sync._inbox_copies(p_number text)
 RETURNS TABLE (inbox_id bigint)
 LANGUAGE sql
@@ -203,10 +203,7 @@ AS $$
     FROM sync.inbox AS i, numbers
     WHERE (i.customer_number = ANY (numbers.n)
            OR (i.event_type = 'customer.merged' AND (i.payload ->> 'into') = ANY (numbers.n)))
-      AND pg_catalog.jsonb_typeof(i.payload) = 'object'
-      AND EXISTS (SELECT FROM pg_catalog.jsonb_object_keys(i.payload) AS k
-                  WHERE k NOT IN ('seq', 'event_id', 'type', 'customer_number', 'version',
-                                  'occurred_at', 'into', 'reason_code'))
+      AND sync.event_envelope(i.payload) <> i.payload
 $$;
 
 -- Scrub the engine's copies of a customer number's personal data: inbox payloads keep only the
@@ -224,10 +221,7 @@ DECLARE
     decided  bigint;
 BEGIN
     UPDATE sync.inbox AS i
-    SET payload = (SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
-                   FROM pg_catalog.jsonb_each(i.payload) AS e
-                   WHERE e.key IN ('seq', 'event_id', 'type', 'customer_number', 'version',
-                                   'occurred_at', 'into', 'reason_code'))
+    SET payload = sync.event_envelope(i.payload)
     WHERE i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(p_number) AS c);
     GET DIAGNOSTICS scrubbed = ROW_COUNT;
 
