@@ -17,7 +17,7 @@ import click
 
 from syncctl import __version__, controller, environment, logs, schema
 from syncctl.controller import PullReport
-from syncctl.database import connect
+from syncctl.database import configured_dsn, connect, queries
 from syncctl.errors import SyncctlError
 from syncctl.simulator.cli import simulator as simulator_group
 
@@ -172,10 +172,10 @@ def demo(settings: Settings, customers: int, changes: int, seed: int) -> None:
         tx.simulator.state.random_activity(changes, seed)
         click.echo(f"tritonX activity: {changes} changes (edits, merges, anonymisations, deletes)")
         _print_report("follow-up pull", controller.pull(conn, tx.client))
-        linked = conn.execute(
-            "SELECT count(*) FROM shop.customer WHERE customer_number IS NOT NULL"
-        ).fetchone()
-        click.echo(f"local customers linked to tritonX: {linked[0] if linked else 0:,}")
+        counts = conn.execute(queries()["status_counts"]).fetchone()
+        assert counts is not None
+        click.echo(f"local customers linked to tritonX: {counts[0]:,}; "
+                   f"dead letters: {counts[1]}; pending: {counts[2]}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,8 +187,6 @@ def db() -> None:
 
 
 def _required_dsn(settings: Settings) -> str:
-    from syncctl.database import configured_dsn
-
     dsn = configured_dsn(settings.dsn)
     if dsn is None:
         raise click.UsageError("give a database: --dsn, DATABASE_URL or PG* variables")
@@ -247,18 +245,16 @@ def status(settings: Settings) -> None:
     """Show cursor position, lag, inbox pending and dead letters."""
     dsn = _required_dsn(settings)
     schema.require_current(dsn)
+    q = queries()
     with connect(dsn) as conn:
-        for row in conn.execute(
-            "SELECT source, position, last_seq, last_occurred_at, updated_at FROM sync.cursor"
-        ):
-            click.echo(f"cursor {row[0]}: position {row[1]}, last seq {row[2]}, "
-                       f"last event at {row[3]}, moved at {row[4]}")
-        counts = conn.execute(
-            "SELECT (SELECT count(*) FROM sync.dead_letter),"
-            " (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending')"
-        ).fetchone()
+        for source, position, last_seq, last_at, moved_at, lag in conn.execute(q["status_cursors"]):
+            lag_text = "n/a" if lag is None else f"{lag:.0f} s"
+            click.echo(f"cursor {source}: position {position}, last seq {last_seq}, "
+                       f"last event at {last_at}, lag {lag_text}, moved at {moved_at}")
+        counts = conn.execute(q["status_counts"]).fetchone()
         assert counts is not None
-        click.echo(f"dead letters: {counts[0]}, inbox pending: {counts[1]}")
+        click.echo(f"linked customers: {counts[0]}, dead letters: {counts[1]}, "
+                   f"inbox pending: {counts[2]}")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,13 @@ SELECT current_setting('syncctl.last_apply', true);
 -- name: reset_last_apply
 SELECT set_config('syncctl.last_apply', '', true);
 
+-- name: status_cursors
+SELECT source, position, last_seq, last_occurred_at, updated_at,
+       extract(epoch FROM now() - last_occurred_at)::float8 AS lag_seconds
+FROM sync.cursor ORDER BY source;
+
 -- name: status_counts
 SELECT
     (SELECT count(*) FROM shop.customer WHERE customer_number IS NOT NULL) AS linked_customers,
-    (SELECT count(*) FROM sync.inbox) AS inbox_rows,
     (SELECT count(*) FROM sync.dead_letter) AS dead_letters,
     (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending') AS pending;
