@@ -1,6 +1,6 @@
-"""Connections and the named SQL blocks of queries.sql. The DSN comes from --dsn,
-DATABASE_URL or the libpq PG* variables; with none of them, the embedded default is used
-(see syncctl.environment)."""
+"""Connections and the named SQL blocks of queries.sql (and of other .sql files beside it).
+The DSN comes from --dsn, DATABASE_URL or the libpq PG* variables; with none of them, the
+embedded default is used (see syncctl.environment)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,13 @@ def connect(dsn: str, *, autocommit: bool = False, application_name: str = "sync
 
 
 @cache
-def queries() -> dict[str, str]:
-    """The named blocks of queries.sql."""
-    text = (Path(__file__).parent / "queries.sql").read_text(encoding="utf-8")
+def named_queries(file_name: str) -> dict[str, str]:
+    """The named blocks ("-- name: <name>") of a .sql file next to this module."""
+    text = (Path(__file__).parent / file_name).read_text(encoding="utf-8")
     parts = _BLOCK.split(text)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def queries() -> dict[str, str]:
+    """The named blocks of queries.sql."""
+    return named_queries("queries.sql")

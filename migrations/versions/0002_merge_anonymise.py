@@ -38,6 +38,7 @@ DROP FUNCTION IF EXISTS
     sync.anonymise_plan(text),
     sync._anonymise_locally(bigint, text, text, text),
     sync._anonymise(text, boolean, text, text, bigint, text, integer, boolean),
+    sync.anonymise_refusal(text),
     sync._checked_code(text, text),
     sync._scrub_copies(text, text),
     sync._inbox_copies(text),
@@ -79,5 +80,8 @@ def downgrade() -> None:
     conn.execute(_DROP)
     run_sql_files(
         conn,
-        [FROZEN / "0001_initial" / "20_sync_tables.sql", FROZEN / "0001_initial" / "30_sync_apply.sql"],
+        [
+            FROZEN / "0001_initial" / "20_sync_tables.sql",
+            FROZEN / "0001_initial" / "30_sync_apply.sql",
+        ],
     )

@@ -100,25 +100,39 @@ def test_anonymise_scrubs_personal_data_and_keeps_transactions(
     customer = _customer(conn, cid)
     assert customer["email"] == f"anon-{cid}@invalid"
     assert customer["birth_date"] == dt.date(1984, 1, 1)
-    assert (customer["first_name"], customer["last_name"], customer["street"],
-            customer["phone"], customer["loyalty_card"]) == (None, None, None, None, None)
+    assert (
+        customer["first_name"],
+        customer["last_name"],
+        customer["street"],
+        customer["phone"],
+        customer["loyalty_card"],
+    ) == (None, None, None, None, None)
     assert customer["customer_number"] == "TX00000301"
     assert customer["country_code"] == "NL"
     orders = _rows(conn, "orders", cid)
     assert len(orders) == 2
     for order in orders:
         assert order["total_amount"] == Decimal("99.95") and order["placed_at"].year == 2025
-        assert all(order[c] is None for c in ("delivery_name", "delivery_street",
-                                              "delivery_postcode", "delivery_city",
-                                              "contact_email", "contact_phone"))
+        assert all(
+            order[c] is None
+            for c in (
+                "delivery_name",
+                "delivery_street",
+                "delivery_postcode",
+                "delivery_city",
+                "contact_email",
+                "contact_phone",
+            )
+        )
     (address,) = _rows(conn, "address", cid)
     assert (address["recipient_name"], address["street"], address["city"]) == (None, None, None)
     for table in ("login_identity", "cart", "wishlist", "newsletter_subscription"):
         assert _rows(conn, table, cid) == [], table
     assert len(_rows(conn, "favourite", cid)) == 1
     assert conn.execute("SELECT kind FROM sync.tombstone").fetchall() == [("anonymised",)]
-    ((action, result, reason, counts),) = [a for a in _audit(conn, "TX00000301")
-                                           if a[0] == "customer.anonymized"]
+    ((_action, result, reason, counts),) = [
+        a for a in _audit(conn, "TX00000301") if a[0] == "customer.anonymized"
+    ]
     assert (result, reason) == ("applied", "anonymised (reason code AVG)")
     assert counts == dict(plan)
     assert counts["shop.orders"] == 2 and counts["shop.login_identity"] == 1
@@ -129,8 +143,13 @@ def test_anonymise_scrubs_personal_data_and_keeps_transactions(
 def test_the_tombstone_makes_later_events_recorded_no_ops(conn: psycopg.Connection[Any]) -> None:
     cid = _shop_customer(conn, "TX00000311")
     stage(conn, [event("customer.anonymized", "TX00000311", 2)])
-    outcome = stage(conn, [upserted("TX00000311", 3, last_name="Back"),
-                           event("customer.anonymized", "TX00000311", 4)])
+    outcome = stage(
+        conn,
+        [
+            upserted("TX00000311", 3, last_name="Back"),
+            event("customer.anonymized", "TX00000311", 4),
+        ],
+    )
     assert outcome.states == {"skipped": 2}
     assert _customer(conn, cid)["last_name"] is None
     assert [a[2] for a in _audit(conn, "TX00000311")][-2:] == ["tombstone", "tombstone"]
@@ -141,11 +160,19 @@ def test_inbox_payloads_and_dead_letters_of_the_customer_are_scrubbed(
 ) -> None:
     _shop_customer(conn, "TX00000321")
     stage(conn, [upserted("TX00000322", 1, email="other@example.org", last_name="Other")])
-    stage(conn, [
-        upserted("TX00000321", 2, birth_date="1984-02-31"),  # dead letter, keeps its payload
-        event("customer.merged", "TX00000322", 2, into="TX00000321",
-              customer=snapshot("TX00000321")),
-    ])
+    stage(
+        conn,
+        [
+            upserted("TX00000321", 2, birth_date="1984-02-31"),  # dead letter, keeps its payload
+            event(
+                "customer.merged",
+                "TX00000322",
+                2,
+                into="TX00000321",
+                customer=snapshot("TX00000321"),
+            ),
+        ],
+    )
     assert conn.execute("SELECT count(*) FROM sync.dead_letter").fetchone() == (1,)
     assert "Keizersgracht" in _everything(conn)
 
@@ -160,8 +187,9 @@ def test_inbox_payloads_and_dead_letters_of_the_customer_are_scrubbed(
         "SELECT payload FROM sync.inbox WHERE customer_number = 'TX00000321'"
     ).fetchall()
     assert all(p["customer_number"] == "TX00000321" and "customer" not in p for (p,) in envelopes)
-    states = dict(conn.execute(
-        "SELECT state, count(*) FROM sync.inbox_status GROUP BY state").fetchall())
+    states = dict(
+        conn.execute("SELECT state, count(*) FROM sync.inbox_status GROUP BY state").fetchall()
+    )
     assert "dead_letter" not in states and "pending" not in states
 
 
@@ -178,8 +206,14 @@ def test_delete_removes_a_customer_without_orders(conn: psycopg.Connection[Any])
     cid = _shop_customer(conn, "TX00000341", orders=0)
     assert stage(conn, [event("customer.deleted", "TX00000341", 2)]).states == {"applied": 1}
     assert _id(conn, "TX00000341") is None
-    for table in ("address", "login_identity", "cart", "wishlist", "favourite",
-                  "newsletter_subscription"):
+    for table in (
+        "address",
+        "login_identity",
+        "cart",
+        "wishlist",
+        "favourite",
+        "newsletter_subscription",
+    ):
         assert _rows(conn, table, cid) == [], table
     assert conn.execute("SELECT kind FROM sync.tombstone").fetchall() == [("deleted",)]
     counts = _audit(conn, "TX00000341")[-1][3]
@@ -187,8 +221,11 @@ def test_delete_removes_a_customer_without_orders(conn: psycopg.Connection[Any])
     assert stage(conn, [upserted("TX00000341", 3)]).states == {"skipped": 1}
     assert _id(conn, "TX00000341") is None
     everything = _everything(conn)
-    assert [everything[everything.find(p) - 300:everything.find(p) + 50]
-            for p in PERSONAL if p in everything] == []
+    assert [
+        everything[everything.find(p) - 300 : everything.find(p) + 50]
+        for p in PERSONAL
+        if p in everything
+    ] == []
 
 
 def test_anonymise_of_a_number_never_seen_is_tombstoned(conn: psycopg.Connection[Any]) -> None:
@@ -218,7 +255,11 @@ def test_backoffice_anonymise_queues_one_outbox_event_in_the_same_transaction(
     assert len(rows) == 1
     number, kind, payload, state, attempts, key = rows[0]
     assert (number, kind, state, attempts) == (
-        "TX00000361", "customer.anonymize_requested", "pending", 0)
+        "TX00000361",
+        "customer.anonymize_requested",
+        "pending",
+        0,
+    )
     assert payload == {"reason_code": "AVG", "requested_by": "backoffice:jdoe"}
     assert key is not None
     assert _customer(conn, cid)["last_name"] is None
@@ -250,8 +291,7 @@ def test_backoffice_anonymise_of_an_unlinked_customer_queues_nothing(
         ("SELECT sync.anonymise_from_backoffice(-1, 'AVG', 'ops')", "SY020"),
         ("SELECT sync.anonymise_customer('TX00000399', 'AVG', 'ops')", "SY020"),
         ("SELECT sync.anonymise_customer('TX00000371', 'AVG', 'ops')", "SY008"),
-        ("SELECT sync.anonymise_customer('TX00000372', 'free text with a name', 'ops')",
-         "SY023"),
+        ("SELECT sync.anonymise_customer('TX00000372', 'free text with a name', 'ops')", "SY023"),
     ],
 )
 def test_impossible_anonymisations_by_hand_raise(

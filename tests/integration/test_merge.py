@@ -114,8 +114,12 @@ def test_merge_repoints_every_linked_table_including_one_the_shop_added(
     result, reason, counts, related = _merge_audit(conn, "TX00000101")
     assert (result, related) == ("applied", "TX00000102")
     assert counts == {
-        "shop.orders": 3, "shop.address": 1, "shop.login_identity": 1, "shop.favourite": 1,
-        "shop.gift_card": 2, "shop.customer": 1,
+        "shop.orders": 3,
+        "shop.address": 1,
+        "shop.login_identity": 1,
+        "shop.favourite": 1,
+        "shop.gift_card": 2,
+        "shop.customer": 1,
     }
     assert counts == dict(plan)
     assert "shop.gift_card 1" in reason
@@ -127,10 +131,16 @@ def test_merge_repoints_every_linked_table_including_one_the_shop_added(
 def test_survivor_values_win_and_blanks_are_filled_from_the_old_customer(
     conn: psycopg.Connection[Any],
 ) -> None:
-    stage(conn, [upserted("TX00000111", 1, city="Delft", phone="+31 15 000"),
-                 upserted("TX00000112", 1, city="Gouda", phone=None, loyalty_card=None)])
-    conn.execute("UPDATE shop.customer SET preferred_language = 'nl' "
-                 "WHERE customer_number = 'TX00000111'")
+    stage(
+        conn,
+        [
+            upserted("TX00000111", 1, city="Delft", phone="+31 15 000"),
+            upserted("TX00000112", 1, city="Gouda", phone=None, loyalty_card=None),
+        ],
+    )
+    conn.execute(
+        "UPDATE shop.customer SET preferred_language = 'nl' WHERE customer_number = 'TX00000111'"
+    )
     conn.commit()
     stage(conn, [_merged("TX00000111", "TX00000112")])
     row = conn.execute(
@@ -146,8 +156,10 @@ def test_conflicting_rows_follow_the_declared_rule(conn: psycopg.Connection[Any]
         "INSERT INTO shop.favourite (customer_id, sku) VALUES (%(o)s, 'A'), (%(s)s, 'A'),"
         " (%(o)s, 'B');"
         "INSERT INTO shop.wishlist (customer_id, sku, note, added_at) VALUES"
-        " (%(o)s, 'W', 'old-newer', now()), (%(s)s, 'W', 'survivor-older', now() - interval '1 day'),"
-        " (%(o)s, 'V', 'old-older', now() - interval '2 days'), (%(s)s, 'V', 'survivor-newer', now());"
+        " (%(o)s, 'W', 'old-newer', now()),"
+        " (%(s)s, 'W', 'survivor-older', now() - interval '1 day'),"
+        " (%(o)s, 'V', 'old-older', now() - interval '2 days'),"
+        " (%(s)s, 'V', 'survivor-newer', now());"
         "INSERT INTO shop.cart (customer_id, items, updated_at) VALUES"
         " (%(o)s, '[1]', now() - interval '1 hour'), (%(s)s, '[2]', now())",
         {"o": old, "s": survivor},
@@ -160,9 +172,7 @@ def test_conflicting_rows_follow_the_declared_rule(conn: psycopg.Connection[Any]
     assert conn.execute(
         "SELECT sku, note FROM shop.wishlist WHERE customer_id = %s ORDER BY sku", [survivor]
     ).fetchall() == [("V", "survivor-newer"), ("W", "old-newer")]
-    assert conn.execute("SELECT customer_id, items FROM shop.cart").fetchall() == [
-        (survivor, [2])
-    ]
+    assert conn.execute("SELECT customer_id, items FROM shop.cart").fetchall() == [(survivor, [2])]
     _, reason, counts, _ = _merge_audit(conn, "TX00000121")
     assert counts["shop.favourite"] == 2 and counts["shop.wishlist"] == 2
     assert "shop.favourite 1" in reason and "shop.wishlist 2" in reason
@@ -214,7 +224,8 @@ def test_redirect_chains_are_flat(conn: psycopg.Connection[Any]) -> None:
     ).fetchall() == [("TX00000141", "TX00000143"), ("TX00000142", "TX00000143")]
     # one step: no survivor is itself an old number
     assert conn.execute(
-        "SELECT count(*) FROM sync.redirect r JOIN sync.redirect s ON s.old_number = r.survivor_number"
+        "SELECT count(*) FROM sync.redirect r"
+        " JOIN sync.redirect s ON s.old_number = r.survivor_number"
     ).fetchone() == (0,)
     assert conn.execute("SELECT sync.resolve_customer_number('TX00000141')").fetchone() == (
         "TX00000143",
@@ -232,7 +243,8 @@ def test_n_way_merge_is_one_transaction(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
     assert result is not None
     assert result[0] == {
-        "merged": 2, "counts": {"shop.orders": 2, "shop.customer": 2},
+        "merged": 2,
+        "counts": {"shop.orders": 2, "shop.customer": 2},
     }
     assert conn.execute("SELECT DISTINCT customer_id FROM shop.orders").fetchall() == [(c,)]
     assert conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (1,)
@@ -240,9 +252,7 @@ def test_n_way_merge_is_one_transaction(conn: psycopg.Connection[Any]) -> None:
     # one impossible pair: nothing of the call happens
     d, _ = _customers(conn, "TX00000154", "TX00000155")
     with pytest.raises(psycopg.Error) as caught:
-        conn.execute(
-            "SELECT sync.merge_customers(ARRAY['TX00000154', 'TX00000155'], 'TX00000155')"
-        )
+        conn.execute("SELECT sync.merge_customers(ARRAY['TX00000154', 'TX00000155'], 'TX00000155')")
     assert caught.value.sqlstate == "SY001"
     conn.rollback()
     assert _id(conn, "TX00000154") == d
@@ -253,8 +263,13 @@ def test_n_way_merge_is_one_transaction(conn: psycopg.Connection[Any]) -> None:
     [
         ([], "TX00000161", "TX00000161", "SY001", "into itself"),
         ([("TX00000161", "TX00000162")], "TX00000162", "TX00000161", "SY002", "cycle"),
-        ([("TX00000162", "TX00000163")], "TX00000161", "TX00000162", "SY003",
-         "was itself merged into TX00000163"),
+        (
+            [("TX00000162", "TX00000163")],
+            "TX00000161",
+            "TX00000162",
+            "SY003",
+            "was itself merged into TX00000163",
+        ),
         ([], "TX00000161", "TX00000199", "SY005", "not a local customer"),
     ],
 )
@@ -312,16 +327,23 @@ def test_late_events_for_a_merged_away_number_are_recorded_no_ops(
 ) -> None:
     _customers(conn, "TX00000191", "TX00000192")
     stage(conn, [_merged("TX00000191", "TX00000192")])
-    outcome = stage(conn, [
-        upserted("TX00000191", 5, city="Late"),
-        event("customer.anonymized", "TX00000191", 6, reason_code="AVG"),
-        event("customer.deleted", "TX00000191", 7),
-        _merged("TX00000191", "TX00000192", 8),
-    ])
+    outcome = stage(
+        conn,
+        [
+            upserted("TX00000191", 5, city="Late"),
+            event("customer.anonymized", "TX00000191", 6, reason_code="AVG"),
+            event("customer.deleted", "TX00000191", 7),
+            _merged("TX00000191", "TX00000192", 8),
+        ],
+    )
     assert outcome.states == {"skipped": 4}
-    reasons = [r for (r,) in conn.execute(
-        "SELECT reason FROM sync.audit WHERE customer_number = 'TX00000191' AND version > 4"
-        " ORDER BY id").fetchall()]
+    reasons = [
+        r
+        for (r,) in conn.execute(
+            "SELECT reason FROM sync.audit WHERE customer_number = 'TX00000191' AND version > 4"
+            " ORDER BY id"
+        ).fetchall()
+    ]
     assert reasons == ["merged_away", "merged_away", "merged_away", "already_merged"]
     assert conn.execute("SELECT city FROM shop.customer").fetchall() == [("Amsterdam",)]
     assert conn.execute("SELECT count(*) FROM sync.tombstone").fetchone() == (0,)

@@ -10,8 +10,9 @@
 -- same transaction. Audit rows carry ids, numbers, counts and reason codes, never data.
 -- Re-runnable.
 --
--- SQLSTATEs: SY008 number was merged away, SY020 customer unknown, SY021 already anonymised or
--- deleted, SY022 PII registry incomplete (refused, fails closed), SY023 bad reason code/actor.
+-- SQLSTATEs: SY008 number was merged away, SY020 customer unknown (not local), SY021 already
+-- anonymised or deleted, SY022 PII registry incomplete (refused: fails closed), SY023 reason
+-- code or actor not an identifier.
 
 -- ---------------------------------------------------------------------------------------------
 -- Building blocks (private)
@@ -267,12 +268,48 @@ BEGIN
 END
 $$;
 
+-- Why the customer number cannot be anonymised by hand, as (SQLSTATE, reason), or NULLs.
+-- The feed turns the first three into recorded no-ops (see sync._anonymise).
+CREATE OR REPLACE FUNCTION sync.anonymise_refusal(p_number text, OUT code text, OUT reason text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+DECLARE
+    buried   text;
+    survivor text;
+    missing  bigint;
+BEGIN
+    SELECT t.kind INTO buried FROM sync.tombstone AS t WHERE t.customer_number = p_number;
+    SELECT r.survivor_number INTO survivor FROM sync.redirect AS r WHERE r.old_number = p_number;
+    IF buried IS NOT NULL THEN
+        code := 'SY021';
+        reason := pg_catalog.format('customer %s is already %s', p_number, buried);
+    ELSIF survivor IS NOT NULL THEN
+        code := 'SY008';
+        reason := pg_catalog.format('customer %s was merged into %s: anonymise the survivor',
+                                    p_number, survivor);
+    ELSIF NOT EXISTS (SELECT FROM shop.customer AS c WHERE c.customer_number = p_number) THEN
+        code := 'SY020';
+        reason := pg_catalog.format('customer %s is not a local customer', p_number);
+    ELSE
+        SELECT count(*) INTO missing FROM sync.unclassified_columns();
+        IF missing > 0 THEN
+            code := 'SY022';
+            reason := pg_catalog.format(
+                'anonymisation refused: %s column(s) have no PII strategy', missing);
+        END IF;
+    END IF;
+END
+$$;
+
 -- Anonymise (p_delete false) or delete (p_delete true) a customer number: the feed's and the
--- by-hand path. p_strict raises (SY008, SY020, SY021) where the feed records a no-op skip:
--- a tombstoned number is skipped; a merged-away number is skipped (the event is about a number
+-- by-hand path. p_strict raises what sync.anonymise_refusal names; the feed instead records a
+-- no-op skip for a tombstoned number and for a merged-away one (the event is about a number
 -- that is only an alias now; following the redirect would erase the survivor on the strength
 -- of an event about another identity: tritonX sends the survivor's own event when it means
--- it). A number that is not local is still tombstoned and its copies scrubbed.
+-- it), and tombstones a number that is not local (scrubbing the copies the engine holds).
 CREATE OR REPLACE FUNCTION sync._anonymise(
     p_number text,
     p_delete boolean,
@@ -292,37 +329,26 @@ DECLARE
     started   timestamptz := pg_catalog.clock_timestamp();
     verb      text := CASE WHEN p_delete THEN 'customer.deleted' ELSE 'customer.anonymized' END;
     local_id  bigint;
-    buried    text;
-    survivor  text;
+    refused   record;
     kind      text;
     outcome   text := 'applied';
     why       text;
     counts    jsonb := '{}';
 BEGIN
-    SELECT c.id INTO local_id FROM shop.customer AS c WHERE c.customer_number = p_number FOR UPDATE;
-    SELECT t.kind INTO buried FROM sync.tombstone AS t WHERE t.customer_number = p_number;
-    SELECT r.survivor_number INTO survivor FROM sync.redirect AS r WHERE r.old_number = p_number;
-    IF buried IS NOT NULL THEN
-        IF p_strict THEN
-            RAISE EXCEPTION USING ERRCODE = 'SY021',
-                MESSAGE = pg_catalog.format('customer %s is already %s', p_number, buried);
-        END IF;
+    SELECT c.id INTO local_id FROM shop.customer AS c
+    WHERE c.customer_number = p_number FOR UPDATE;
+    SELECT * INTO refused FROM sync.anonymise_refusal(p_number);
+    IF p_strict AND refused.code IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
+    END IF;
+    IF refused.code = 'SY021' THEN
         outcome := 'skipped';
         why := 'tombstone';
-    ELSIF survivor IS NOT NULL THEN
-        IF p_strict THEN
-            RAISE EXCEPTION USING ERRCODE = 'SY008',
-                MESSAGE = pg_catalog.format('customer %s was merged into %s', p_number, survivor),
-                HINT = 'anonymise the survivor';
-        END IF;
+    ELSIF refused.code = 'SY008' THEN
         outcome := 'skipped';
         why := 'merged_away';
     ELSE
         IF local_id IS NULL THEN
-            IF p_strict THEN
-                RAISE EXCEPTION USING ERRCODE = 'SY020',
-                    MESSAGE = pg_catalog.format('customer %s is not a local customer', p_number);
-            END IF;
             kind := CASE WHEN p_delete THEN 'deleted' ELSE 'anonymised' END;
             why := 'not_local';
         ELSE
@@ -334,6 +360,7 @@ BEGIN
                 why := CASE WHEN p_delete THEN 'anonymised: bookkeeping rows kept'
                             ELSE 'anonymised' END;
             END IF;
+            -- refuses (SY022) an anonymisation while a column is unclassified
             counts := sync._erase_rows(local_id, p_delete);
         END IF;
         INSERT INTO sync.tombstone (customer_number, kind, event_id)
@@ -345,8 +372,8 @@ BEGIN
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
                             customer_id, version, counts, reason, duration_ms)
-    VALUES (p_actor, verb, outcome, p_event_id, p_inbox_id, p_number, local_id, p_version, counts,
-            why, EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
+    VALUES (p_actor, verb, outcome, p_event_id, p_inbox_id, p_number, local_id, p_version,
+            counts, why, EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts,
                                          'customer_id', local_id);
 END

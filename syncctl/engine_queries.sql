@@ -1,0 +1,45 @@
+-- The SQL syncctl.engine runs, in named blocks ("-- name: <name>"). Thin calls into the sync
+-- schema's functions (sql/50_merge.sql, sql/55_anonymise.sql, sql/60_event_apply.sql,
+-- sql/40_registry.sql); none of them reads personal data.
+
+-- name: merge_refusal
+SELECT code, reason FROM sync.merge_refusal(%(old)s, %(survivor)s);
+
+-- name: merge_plan
+SELECT table_name, rows, conflicts, rule FROM sync.merge_plan(%(old)s, %(survivor)s);
+
+-- name: merge
+SELECT sync.merge_customer(%(old)s, %(survivor)s, NULL, %(actor)s);
+
+-- name: anonymise_plan
+SELECT table_name, action, rows FROM sync.anonymise_plan(%(number)s);
+
+-- name: anonymise_refusal
+SELECT code, reason FROM sync.anonymise_refusal(%(number)s);
+
+-- name: anonymise
+SELECT sync.anonymise_customer(%(number)s, %(reason_code)s, %(actor)s);
+
+-- name: dead_letter_list
+SELECT d.inbox_id, i.event_id, i.event_type, i.customer_number, i.version, d.reason,
+       d.attempts, d.created_at, d.last_attempt_at
+FROM sync.dead_letter AS d
+JOIN sync.inbox AS i ON i.id = d.inbox_id
+ORDER BY d.inbox_id
+LIMIT %(limit)s;
+
+-- name: dead_letter_show
+SELECT d.inbox_id, i.event_id, i.event_type, i.customer_number, i.version, d.reason,
+       d.attempts, d.created_at, d.last_attempt_at
+FROM sync.dead_letter AS d
+JOIN sync.inbox AS i ON i.id = d.inbox_id
+WHERE d.inbox_id = %(inbox_id)s;
+
+-- name: dead_letter_retry
+SELECT sync.retry_dead_letter(%(inbox_id)s);
+
+-- name: dead_letter_discard
+SELECT sync.discard_dead_letter(%(inbox_id)s, %(actor)s);
+
+-- name: coverage_defects
+SELECT table_name, column_name, defect FROM sync.coverage_defects();

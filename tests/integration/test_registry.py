@@ -1,0 +1,157 @@
+"""The registry: customer-linked tables are discovered from foreign keys, every column of
+them needs a PII strategy (the coverage check fails otherwise), and dry runs print the same
+per-table counts the real run records in the audit."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+from click.testing import CliRunner
+
+from syncctl import engine
+from syncctl.engine_cli import anonymise, coverage, merge
+from tests.feed import stage, upserted
+
+
+def test_linked_tables_are_discovered_from_foreign_keys(conn: psycopg.Connection[Any]) -> None:
+    def linked() -> set[str]:
+        return {t for (t,) in conn.execute("SELECT qualified_name FROM sync.customer_links()")}
+
+    assert linked() == {
+        "shop.address",
+        "shop.orders",
+        "shop.favourite",
+        "shop.wishlist",
+        "shop.cart",
+        "shop.newsletter_subscription",
+        "shop.login_identity",
+    }
+    conn.execute("CREATE SCHEMA loyalty")
+    conn.execute(
+        "CREATE TABLE loyalty.points (customer_id bigint REFERENCES shop.customer (id),"
+        " points integer)"
+    )
+    assert "loyalty.points" in linked()
+
+
+def test_reference_shop_is_fully_classified(conn: psycopg.Connection[Any]) -> None:
+    assert conn.execute("SELECT * FROM sync.coverage_defects()").fetchall() == []
+    assert engine.coverage_defects(conn) == []
+
+
+def test_coverage_fails_after_a_column_is_added(conn: psycopg.Connection[Any], dsn: str) -> None:
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+    assert runner.invoke(coverage, [], obj=settings).exit_code == 0
+
+    conn.execute("ALTER TABLE shop.orders ADD COLUMN gift_message text")
+    conn.commit()
+
+    assert conn.execute("SELECT * FROM sync.unclassified_columns()").fetchall() == [
+        ("shop.orders", "gift_message")
+    ]
+    result = runner.invoke(coverage, [], obj=settings)
+    assert result.exit_code != 0
+    assert "shop.orders.gift_message: column has no PII strategy" in result.output
+
+
+def test_a_new_linked_table_needs_every_column_classified_and_an_index(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(
+        "CREATE TABLE shop.review (id bigint PRIMARY KEY,"
+        " customer_id bigint REFERENCES shop.customer (id), body text)"
+    )
+    defects = {(d.table, d.column, d.defect) for d in engine.coverage_defects(conn)}
+    assert defects == {
+        ("shop.review", "id", "column has no PII strategy"),
+        ("shop.review", "customer_id", "column has no PII strategy"),
+        ("shop.review", "body", "column has no PII strategy"),
+        ("shop.review", "customer_id", "customer column has no index leading with it"),
+    }
+    conn.execute(
+        "INSERT INTO sync.pii_column VALUES ('shop', 'review', 'id', 'not_personal', NULL),"
+        " ('shop', 'review', 'customer_id', 'not_personal', NULL),"
+        " ('shop', 'review', 'body', 'null', NULL)"
+    )
+    conn.execute("CREATE INDEX ON shop.review (customer_id)")
+    assert engine.coverage_defects(conn) == []
+
+
+def _customer_with_rows(conn: psycopg.Connection[Any], number: str) -> int:
+    stage(conn, [upserted(number, 1)])
+    row = conn.execute(
+        "SELECT id FROM shop.customer WHERE customer_number = %s", [number]
+    ).fetchone()
+    assert row is not None
+    for n in range(3):
+        conn.execute(
+            "INSERT INTO shop.orders (customer_id, order_number) VALUES (%s, %s)",
+            [row[0], f"{number}-{n}"],
+        )
+    conn.execute("INSERT INTO shop.favourite (customer_id, sku) VALUES (%s, 'A')", [row[0]])
+    conn.execute("INSERT INTO shop.cart (customer_id) VALUES (%s)", [row[0]])
+    conn.commit()
+    return int(row[0])
+
+
+def _last_counts(conn: psycopg.Connection[Any], action: str) -> dict[str, int]:
+    row = conn.execute(
+        "SELECT counts FROM sync.audit WHERE action = %s ORDER BY id DESC LIMIT 1", [action]
+    ).fetchone()
+    assert row is not None
+    return dict(row[0])
+
+
+def test_merge_dry_run_counts_equal_the_real_run(conn: psycopg.Connection[Any], dsn: str) -> None:
+    _customer_with_rows(conn, "TX00000501")
+    _customer_with_rows(conn, "TX00000502")
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+
+    planned = engine.merge(conn, "TX00000501", "TX00000502", actor="ops:test", dry_run=True)
+    dry = runner.invoke(merge, ["TX00000501", "TX00000502", "--dry-run"], obj=settings)
+    assert conn.execute("SELECT count(*) FROM sync.redirect").fetchone() == (0,)
+    real = runner.invoke(merge, ["TX00000501", "TX00000502", "--actor", "ops:test"], obj=settings)
+
+    assert dry.exit_code == 0 and real.exit_code == 0, dry.output + real.output
+    assert planned.counts == {
+        "shop.orders": 3,
+        "shop.favourite": 1,
+        "shop.cart": 1,
+        "shop.customer": 1,
+    }
+    assert _last_counts(conn, "customer.merged") == planned.counts
+    assert "shop.orders" in dry.output and "resolved by rule union" in dry.output
+    assert dry.output.splitlines()[1:] != [] and "dry run: would apply" in dry.output
+
+
+def test_merge_dry_run_reports_refusals(conn: psycopg.Connection[Any], dsn: str) -> None:
+    _customer_with_rows(conn, "TX00000511")
+    result = CliRunner().invoke(
+        merge, ["TX00000511", "TX00000511", "--dry-run"], obj=SimpleNamespace(dsn=dsn)
+    )
+    assert result.exit_code == 1 and "merge of TX00000511 into itself" in result.output
+
+
+def test_anonymise_dry_run_counts_equal_the_real_run(
+    conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    _customer_with_rows(conn, "TX00000521")
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+    args = ["TX00000521", "--reason-code", "AVG", "--actor", "ops:test"]
+
+    planned = engine.anonymise(conn, "TX00000521", reason_code="AVG", actor="x", dry_run=True)
+    dry = runner.invoke(anonymise, [*args, "--dry-run"], obj=settings)
+    assert conn.execute("SELECT count(*) FROM sync.tombstone").fetchone() == (0,)
+    real = runner.invoke(anonymise, args, obj=settings)
+
+    assert dry.exit_code == 0 and real.exit_code == 0, dry.output + real.output
+    assert planned.counts["shop.orders"] == 3 and planned.counts["shop.cart"] == 1
+    assert _last_counts(conn, "customer.anonymized") == planned.counts
+    assert conn.execute("SELECT count(*) FROM sync.outbox").fetchone() == (1,)
+    again = runner.invoke(anonymise, args, obj=settings)
+    assert again.exit_code == 1 and "already anonymised" in again.output
