@@ -1,0 +1,242 @@
+"""Scenario `apply`: staged customer.upserted records applied by the real trigger path (binary
+COPY into sync.inbox in pages, one transaction a page with the loader's cursor steps; the
+statement-level trigger validates, dedupes, guards versions, checks tombstones and redirects
+and audits), timed from the start of each page's transaction to its commit. Two runs on the
+same database: N new customers, then N events of which half update existing customers with
+a higher version. Baselines, on a fresh database each and the same rows:
+(a) a bare INSERT ... SELECT ... ON CONFLICT DO UPDATE from a staging table (no guard, no
+audit), in the same pages; also with the COPY into the staging table included;
+(b) a Python client applying one event per transaction (SELECT, then UPDATE or INSERT,
+autocommit), on a sample."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+
+from bench import inbox_copy
+from bench.dataset import ChangeRun, Dataset, InboxRow
+from bench.databases import Server
+from bench.report import Direction, Goal, Row, size_label
+from bench.statements import scalar, settle, statements
+from syncctl.database import queries
+
+PAGE_SIZES = (1_000, 10_000)
+CLIENT_SAMPLE = 2_000
+GOAL_VS_BARE = Goal(Direction.AT_LEAST, 0.5)
+GOAL_VS_CLIENT = Goal(Direction.AT_LEAST, 15)
+
+
+@dataclass
+class Timing:
+    events: int
+    seconds: float
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+@dataclass
+class RunPair:
+    """Timings of the insert run and the mixed (50% update) run of one variant."""
+
+    inserts: Timing
+    mixed: Timing
+
+
+def _pages(rows: Sequence[InboxRow], size: int) -> list[Sequence[InboxRow]]:
+    return [rows[k : k + size] for k in range(0, len(rows), size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Subject: the trigger path
+# ---------------------------------------------------------------------------------------------
+
+
+def _stage_pages(conn: psycopg.Connection[Any], run: ChangeRun, page_size: int) -> Timing:
+    q = queries()
+    params = {"source": "tritonx"}
+    timing = Timing(len(run.rows), 0.0)
+    for k, page in enumerate(_pages(run.rows, page_size)):
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute(q["cursor_ensure"], params)
+            conn.execute(q["cursor_lock"], params)
+            conn.execute(q["reset_last_apply"])
+            inbox_copy.copy_rows(conn, q["copy_inbox"], page)
+            summary = conn.execute(q["last_apply"]).fetchone()
+            conn.execute(q["cursor_advance"], {**params, "position": str(page[-1][1]),
+                                               "last_seq": page[-1][1],
+                                               "last_occurred_at": page[-1][6]})
+        timing.seconds += time.perf_counter() - started
+        if summary and summary[0]:
+            timing.outcomes.update(json.loads(summary[0]))
+        del k
+    return timing
+
+
+def subject(server: Server, data: Dataset, page_size: int) -> RunPair:
+    with server.clone() as dsn:
+        settle(dsn)
+        with psycopg.connect(dsn) as conn:
+            inbox_copy.prepare(conn)
+            inserts = _stage_pages(conn, data.inserts, page_size)
+        settle(dsn)
+        with psycopg.connect(dsn) as conn:
+            inbox_copy.prepare(conn)
+            mixed = _stage_pages(conn, data.mixed, page_size)
+    return RunPair(inserts, mixed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline (a): bare set-based upsert from a staging table
+# ---------------------------------------------------------------------------------------------
+
+
+def _bare_upsert_pages(
+    conn: psycopg.Connection[Any], run: ChangeRun, first_id: int, page_size: int,
+    with_copy: bool,
+) -> Timing:
+    s = statements()
+    timing = Timing(len(run.rows), 0.0)
+    first = first_id
+    for page in _pages(run.rows, page_size):
+        started = time.perf_counter()
+        with conn.transaction():
+            if with_copy:
+                inbox_copy.copy_rows(conn, s["staging_copy"], page)
+            conn.execute(s["bare_upsert"], {"first": first, "last": first + len(page) - 1})  # type: ignore[arg-type]
+        timing.seconds += time.perf_counter() - started
+        first += len(page)
+    return timing
+
+
+def bare_upsert(server: Server, data: Dataset, page_size: int, with_copy: bool) -> RunPair:
+    with server.clone() as dsn:
+        with psycopg.connect(dsn) as conn:
+            inbox_copy.prepare(conn)
+            conn.execute(statements()["staging_create"])  # type: ignore[arg-type]
+            if not with_copy:  # stage everything up front, untimed
+                inbox_copy.copy_rows(conn, statements()["staging_copy"], data.inserts.rows)
+                inbox_copy.copy_rows(conn, statements()["staging_copy"], data.mixed.rows)
+            conn.commit()
+        settle(dsn)
+        with psycopg.connect(dsn) as conn:
+            inbox_copy.prepare(conn)
+            inserts = _bare_upsert_pages(conn, data.inserts, 1, page_size, with_copy)
+        settle(dsn)
+        with psycopg.connect(dsn) as conn:
+            inbox_copy.prepare(conn)
+            mixed = _bare_upsert_pages(conn, data.mixed, data.size + 1, page_size, with_copy)
+    return RunPair(inserts, mixed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline (b): a per-event client, one transaction an event
+# ---------------------------------------------------------------------------------------------
+
+
+def _client_params(record: dict[str, Any]) -> dict[str, Any]:
+    customer = dict(record["customer"])
+    customer["birth_date"] = date.fromisoformat(customer["birth_date"])
+    customer["updated_at"] = datetime.fromisoformat(customer["updated_at"])
+    customer["version"] = record["version"]
+    return customer
+
+
+def _client_apply(dsn: str, records: list[dict[str, Any]]) -> Timing:
+    s = statements()
+    params = [_client_params(record) for record in records]  # decoded before the clock starts
+    timing = Timing(len(records), 0.0)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.perf_counter()
+        for event in params:
+            found = conn.execute(s["client_select"], event).fetchone()  # type: ignore[arg-type]
+            if found is None:
+                conn.execute(s["client_insert"], event)  # type: ignore[arg-type]
+                timing.outcomes["created"] += 1
+            elif found[1] is None or found[1] < event["version"]:
+                conn.execute(s["client_update"], {**event, "id": found[0]})  # type: ignore[arg-type]
+                timing.outcomes["updated"] += 1
+            else:
+                timing.outcomes["stale"] += 1
+        timing.seconds = time.perf_counter() - started
+    return timing
+
+
+def per_event_client(server: Server, data: Dataset, sample: int) -> RunPair:
+    with server.clone() as dsn:
+        settle(dsn)
+        inserts = _client_apply(dsn, data.inserts.records(0, sample))
+    with server.clone() as dsn:
+        with psycopg.connect(dsn) as conn:  # the customers the mixed run updates, untimed
+            inbox_copy.prepare(conn)
+            conn.execute(statements()["staging_create"])  # type: ignore[arg-type]
+            inbox_copy.copy_rows(conn, statements()["staging_copy"], data.inserts.rows)
+            conn.execute(statements()["bare_upsert"], {"first": 1, "last": data.size})  # type: ignore[arg-type]
+            conn.execute("DROP TABLE public.staged_inbox")
+            conn.commit()
+        settle(dsn)
+        mixed = _client_apply(dsn, data.mixed.records(0, sample))
+    return RunPair(inserts, mixed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The scenario
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplyResult:
+    rows: list[Row]
+    # microseconds per event of the subject's insert run at the largest page size, for scaling
+    cost_per_event_us: float
+
+
+def _check(label: str, timing: Timing, expected: int) -> str:
+    applied = timing.outcomes.get("applied", 0)
+    return "" if applied == expected else f"{label}: only {applied} of {expected} applied"
+
+
+def run(server: Server, data: Dataset, log: Callable[[str], None]) -> ApplyResult:
+    size = size_label(data.size)
+    page_sizes = [p for p in PAGE_SIZES if p < data.size] + [
+        p for p in PAGE_SIZES if p >= data.size][:1]
+    rows: list[Row] = []
+    log(f"apply {size}: per-event client on {min(CLIENT_SAMPLE, data.size)} events")
+    client = per_event_client(server, data, min(CLIENT_SAMPLE, data.size))
+    cost = 0.0
+    for page_size in page_sizes:
+        log(f"apply {size}: trigger path, pages of {page_size}")
+        mine = subject(server, data, page_size)
+        for label, timing, expected in (("inserts", mine.inserts, data.size),
+                                        ("mixed", mine.mixed, data.size)):
+            problem = _check(label, timing, expected)
+            if problem:
+                log(f"WARNING apply {size}: {problem} ({dict(timing.outcomes)})")
+        log(f"apply {size}: bare upsert baseline, pages of {page_size}")
+        bare = bare_upsert(server, data, page_size, with_copy=False)
+        bare_copy = bare_upsert(server, data, page_size, with_copy=True)
+        for kind, timing, base, base_copy, client_timing in (
+            ("new", mine.inserts, bare.inserts, bare_copy.inserts, client.inserts),
+            ("50% upd", mine.mixed, bare.mixed, bare_copy.mixed, client.mixed),
+        ):
+            name = f"apply {kind}, pages {size_label(page_size)}"
+            rows.append(Row(name, size, timing.rate, "ev/s", "a: bare upsert", base.rate,
+                            GOAL_VS_BARE))
+            rows.append(Row(name, size, timing.rate, "ev/s", "a': COPY+bare upsert",
+                            base_copy.rate))
+            rows.append(Row(name, size, timing.rate, "ev/s",
+                            f"b: per-event client, {client_timing.events} ev",
+                            client_timing.rate, GOAL_VS_CLIENT))
+        cost = mine.inserts.seconds / data.size * 1e6
+    return ApplyResult(rows, cost)

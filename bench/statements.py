@@ -1,0 +1,36 @@
+"""The named SQL blocks of bench/statements.sql, and the few maintenance commands a fair
+measurement needs between runs (VACUUM ANALYZE, CHECKPOINT)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+_BLOCK = re.compile(r"^-- name: (?P<name>\w+)\n", re.MULTILINE)
+
+
+@cache
+def statements() -> dict[str, str]:
+    text = (Path(__file__).parent / "statements.sql").read_text(encoding="utf-8")
+    parts = _BLOCK.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def settle(dsn: str) -> None:
+    """VACUUM ANALYZE and a CHECKPOINT, so a timed run neither inherits the previous run's dirty
+    pages and pending WAL nor plans with stale statistics."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        try:
+            conn.execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            pass  # a given DSN without pg_checkpoint: measure anyway
+
+
+def scalar(conn: psycopg.Connection[Any], name: str) -> Any:
+    row = conn.execute(statements()[name]).fetchone()  # type: ignore[arg-type]
+    return None if row is None else row[0]

@@ -1,0 +1,74 @@
+-- The SQL the benchmark runs besides syncctl's own (syncctl/queries.sql), in named blocks
+-- ("-- name: <name>"). The baselines live here: a bare set-based upsert from a staging table
+-- and the statements of a per-event client.
+
+-- name: staging_create
+-- the inbox's shape without its trigger: what a bare bulk loader would stage into
+CREATE TABLE public.staged_inbox (LIKE sync.inbox INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES);
+
+-- name: staging_copy
+COPY public.staged_inbox (source, seq, event_id, event_type, customer_number, version, occurred_at, payload)
+FROM STDIN (FORMAT BINARY);
+
+-- name: bare_upsert
+-- baseline (a): no validation, no dedupe, no version guard, no tombstone/redirect check, no audit
+INSERT INTO shop.customer AS c (
+    customer_number, email, first_name, infix, last_name, gender, birth_date, phone, mobile,
+    street, house_number, house_number_addition, postcode, city, country_code, loyalty_card,
+    home_store, customer_group, newsletter_opt_in, blocked, tritonx_updated_at, tritonx_version)
+SELECT s.customer_number, p.email, p.first_name, p.infix, p.last_name, p.gender, p.birth_date,
+       p.phone, p.mobile, p.street, p.house_number, p.house_number_addition, p.postcode, p.city,
+       p.country_code, p.loyalty_card, p.home_store, p.customer_group,
+       coalesce(p.newsletter_opt_in, false), coalesce(p.blocked, false), p.updated_at, s.version
+FROM public.staged_inbox AS s
+CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(
+    NULL::sync.customer_snapshot, s.payload -> 'customer') AS p
+WHERE s.id BETWEEN %(first)s AND %(last)s
+ON CONFLICT (customer_number) DO UPDATE SET
+    email = excluded.email, first_name = excluded.first_name, infix = excluded.infix,
+    last_name = excluded.last_name, gender = excluded.gender, birth_date = excluded.birth_date,
+    phone = excluded.phone, mobile = excluded.mobile, street = excluded.street,
+    house_number = excluded.house_number, house_number_addition = excluded.house_number_addition,
+    postcode = excluded.postcode, city = excluded.city, country_code = excluded.country_code,
+    loyalty_card = excluded.loyalty_card, home_store = excluded.home_store,
+    customer_group = excluded.customer_group, newsletter_opt_in = excluded.newsletter_opt_in,
+    blocked = excluded.blocked, tritonx_updated_at = excluded.tritonx_updated_at,
+    tritonx_version = excluded.tritonx_version;
+
+-- name: client_select
+SELECT id, tritonx_version FROM shop.customer WHERE customer_number = %(customer_number)s;
+
+-- name: client_update
+UPDATE shop.customer SET
+    email = %(email)s, first_name = %(first_name)s, infix = %(infix)s, last_name = %(last_name)s,
+    gender = %(gender)s, birth_date = %(birth_date)s, phone = %(phone)s, mobile = %(mobile)s,
+    street = %(street)s, house_number = %(house_number)s,
+    house_number_addition = %(house_number_addition)s, postcode = %(postcode)s,
+    city = %(city)s, country_code = %(country_code)s, loyalty_card = %(loyalty_card)s,
+    home_store = %(home_store)s, customer_group = %(customer_group)s,
+    newsletter_opt_in = %(newsletter_opt_in)s, blocked = %(blocked)s,
+    tritonx_updated_at = %(updated_at)s, tritonx_version = %(version)s
+WHERE id = %(id)s;
+
+-- name: client_insert
+INSERT INTO shop.customer (
+    customer_number, email, first_name, infix, last_name, gender, birth_date, phone, mobile,
+    street, house_number, house_number_addition, postcode, city, country_code, loyalty_card,
+    home_store, customer_group, newsletter_opt_in, blocked, tritonx_updated_at, tritonx_version)
+VALUES (
+    %(customer_number)s, %(email)s, %(first_name)s, %(infix)s, %(last_name)s, %(gender)s,
+    %(birth_date)s, %(phone)s, %(mobile)s, %(street)s, %(house_number)s,
+    %(house_number_addition)s, %(postcode)s, %(city)s, %(country_code)s, %(loyalty_card)s,
+    %(home_store)s, %(customer_group)s, %(newsletter_opt_in)s, %(blocked)s, %(updated_at)s,
+    %(version)s);
+
+-- name: apply_outcomes
+SELECT outcome || ':' || coalesce(reason, ''), count(*) FROM sync.audit GROUP BY 1 ORDER BY 1;
+
+-- name: customers
+SELECT count(*) FROM shop.customer;
+
+-- name: apply_upserts_body
+-- the statement the inbox trigger runs for a batch of upserts, to EXPLAIN it by itself
+SELECT p.prosrc FROM pg_catalog.pg_proc AS p
+WHERE p.oid = 'sync._apply_upserts(bigint, bigint, bigint[])'::pg_catalog.regprocedure;
