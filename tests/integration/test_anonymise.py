@@ -358,3 +358,24 @@ def test_a_shop_table_with_a_placeholder_strategy_keeps_its_unique_constraint(
         (f"gone-{rows[1][0]}", dt.date(2021, 1, 1)),
         (f"gone-{rows[2][0]}", dt.date(2022, 1, 1)),
     ]
+
+
+def test_a_rejected_merge_into_an_anonymised_customer_keeps_no_snapshot(
+    conn: psycopg.Connection[Any],
+) -> None:
+    _shop_customer(conn, "TX00000401", orders=0)
+    _shop_customer(conn, "TX00000402", orders=0)
+    stage(conn, [event("customer.anonymized", "TX00000402", 2)])
+    merge = event(
+        "customer.merged",
+        "TX00000401",
+        2,
+        into="TX00000402",
+        customer=snapshot("TX00000402", last_name="Survivor"),
+    )
+    assert stage(conn, [merge]).states == {"dead_letter": 1}
+    payload = conn.execute(
+        "SELECT payload FROM sync.inbox WHERE event_id = %s", [merge["event_id"]]
+    ).fetchone()
+    assert payload is not None and "customer" not in payload[0]
+    assert payload[0]["into"] == "TX00000402"
