@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import apply, dataset, databases
+from bench import apply, databases, dataset
 from bench.report import Direction, Goal, Row, parse_size, render, size_label
 
 SCENARIOS = ("apply", "pull", "scaling", "memory", "explain")
@@ -25,19 +25,32 @@ def _log(message: str) -> None:
 def _machine(server: databases.Server) -> str:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     settings = server.settings(["shared_buffers", "max_wal_size", "synchronous_commit", "jit"])
-    return (f"machine: {os.cpu_count()} cores, {memory:.1f} GiB, {platform.platform()}, "
-            f"Python {platform.python_version()}; PostgreSQL {server.version()} "
-            f"({server.description}); " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    return (
+        f"machine: {os.cpu_count()} cores, {memory:.1f} GiB, {platform.platform()}, "
+        f"Python {platform.python_version()}; PostgreSQL {server.version()} "
+        f"({server.description}); " + ", ".join(f"{k}={v}" for k, v in settings.items())
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--size", action="append", type=parse_size,
-                        help="events per run: 10k, 100k, 1M (repeatable; default 10k)")
-    parser.add_argument("--dsn", help="a server to use instead of the embedded default "
-                        "(a database is created there and dropped again)")
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
-                        help="run only these (repeatable; default: all)")
+    parser.add_argument(
+        "--size",
+        action="append",
+        type=parse_size,
+        help="events per run: 10k, 100k, 1M (repeatable; default 10k)",
+    )
+    parser.add_argument(
+        "--dsn",
+        help="a server to use instead of the embedded default "
+        "(a database is created there and dropped again)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=SCENARIOS,
+        help="run only these (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     sizes: list[int] = sorted(set(args.size or [10_000]))
     wanted: list[str] = args.scenario or list(SCENARIOS)
@@ -50,22 +63,32 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             started = time.perf_counter()
             data = dataset.build(size)
-            _log(f"data {size_label(size)}: {2 * size} records from {data.snapshots_from} "
-                 f"in {time.perf_counter() - started:.1f}s")
+            _log(
+                f"data {size_label(size)}: {2 * size} records from {data.snapshots_from} "
+                f"in {time.perf_counter() - started:.1f}s"
+            )
             if "apply" in wanted or "scaling" in wanted:
                 result = apply.run(server, data, _log)
                 costs[size] = result.cost_per_event_us
                 if "apply" in wanted:
                     rows.extend(result.rows)
-            for name, scenario in _optional_scenarios(wanted):
+            for _name, scenario in _optional_scenarios(wanted):
                 found = scenario(server, data, _log)
                 rows.extend(found[0])
                 extra.extend(found[1])
     if "scaling" in wanted and len(costs) > 1:
         small, big = min(costs), max(costs)
-        rows.append(Row("cost per event (apply new, largest pages)", size_label(big),
-                        costs[big], "us/ev", f"at {size_label(small)}", costs[small],
-                        GOAL_SCALING))
+        rows.append(
+            Row(
+                "cost per event (apply new, largest pages)",
+                size_label(big),
+                costs[big],
+                "us/ev",
+                f"at {size_label(small)}",
+                costs[small],
+                GOAL_SCALING,
+            )
+        )
     print(machine)
     print(f"command: python -m bench {' '.join(sys.argv[1:] if argv is None else argv)}")
     print()
@@ -76,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-Scenario = Callable[[databases.Server, dataset.Dataset, Callable[[str], None]],
-                    tuple[list[Row], list[str]]]
+Scenario = Callable[
+    [databases.Server, dataset.Dataset, Callable[[str], None]], tuple[list[Row], list[str]]
+]
 
 
 def _optional_scenarios(wanted: list[str]) -> list[tuple[str, Scenario]]:

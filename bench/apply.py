@@ -22,10 +22,10 @@ from typing import Any
 import psycopg
 
 from bench import inbox_copy
-from bench.dataset import ChangeRun, Dataset, InboxRow
 from bench.databases import Server
+from bench.dataset import ChangeRun, Dataset, InboxRow
 from bench.report import Direction, Goal, Row, size_label
-from bench.statements import scalar, settle, statements
+from bench.statements import settle, statements
 from syncctl.database import queries
 
 PAGE_SIZES = (1_000, 10_000)
@@ -74,9 +74,15 @@ def _stage_pages(conn: psycopg.Connection[Any], run: ChangeRun, page_size: int) 
             conn.execute(q["reset_last_apply"])
             inbox_copy.copy_rows(conn, q["copy_inbox"], page)
             summary = conn.execute(q["last_apply"]).fetchone()
-            conn.execute(q["cursor_advance"], {**params, "position": str(page[-1][1]),
-                                               "last_seq": page[-1][1],
-                                               "last_occurred_at": page[-1][6]})
+            conn.execute(
+                q["cursor_advance"],
+                {
+                    **params,
+                    "position": str(page[-1][1]),
+                    "last_seq": page[-1][1],
+                    "last_occurred_at": page[-1][6],
+                },
+            )
         timing.seconds += time.perf_counter() - started
         if summary and summary[0]:
             timing.outcomes.update(json.loads(summary[0]))
@@ -103,7 +109,10 @@ def subject(server: Server, data: Dataset, page_size: int) -> RunPair:
 
 
 def _bare_upsert_pages(
-    conn: psycopg.Connection[Any], run: ChangeRun, first_id: int, page_size: int,
+    conn: psycopg.Connection[Any],
+    run: ChangeRun,
+    first_id: int,
+    page_size: int,
     with_copy: bool,
 ) -> Timing:
     s = statements()
@@ -210,7 +219,8 @@ def _check(label: str, timing: Timing, expected: int) -> str:
 def run(server: Server, data: Dataset, log: Callable[[str], None]) -> ApplyResult:
     size = size_label(data.size)
     page_sizes = [p for p in PAGE_SIZES if p < data.size] + [
-        p for p in PAGE_SIZES if p >= data.size][:1]
+        p for p in PAGE_SIZES if p >= data.size
+    ][:1]
     rows: list[Row] = []
     log(f"apply {size}: per-event client on {min(CLIENT_SAMPLE, data.size)} events")
     client = per_event_client(server, data, min(CLIENT_SAMPLE, data.size))
@@ -218,8 +228,10 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> ApplyResul
     for page_size in page_sizes:
         log(f"apply {size}: trigger path, pages of {page_size}")
         mine = subject(server, data, page_size)
-        for label, timing, expected in (("inserts", mine.inserts, data.size),
-                                        ("mixed", mine.mixed, data.size)):
+        for label, timing, expected in (
+            ("inserts", mine.inserts, data.size),
+            ("mixed", mine.mixed, data.size),
+        ):
             problem = _check(label, timing, expected)
             if problem:
                 log(f"WARNING apply {size}: {problem} ({dict(timing.outcomes)})")
@@ -231,12 +243,22 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> ApplyResul
             ("50% upd", mine.mixed, bare.mixed, bare_copy.mixed, client.mixed),
         ):
             name = f"apply {kind}, pages {size_label(page_size)}"
-            rows.append(Row(name, size, timing.rate, "ev/s", "a: bare upsert", base.rate,
-                            GOAL_VS_BARE))
-            rows.append(Row(name, size, timing.rate, "ev/s", "a': COPY+bare upsert",
-                            base_copy.rate))
-            rows.append(Row(name, size, timing.rate, "ev/s",
-                            f"b: per-event client, {client_timing.events} ev",
-                            client_timing.rate, GOAL_VS_CLIENT))
+            rows.append(
+                Row(name, size, timing.rate, "ev/s", "a: bare upsert", base.rate, GOAL_VS_BARE)
+            )
+            rows.append(
+                Row(name, size, timing.rate, "ev/s", "a': COPY+bare upsert", base_copy.rate)
+            )
+            rows.append(
+                Row(
+                    name,
+                    size,
+                    timing.rate,
+                    "ev/s",
+                    f"b: per-event client, {client_timing.events} ev",
+                    client_timing.rate,
+                    GOAL_VS_CLIENT,
+                )
+            )
         cost = mine.inserts.seconds / data.size * 1e6
     return ApplyResult(rows, cost)

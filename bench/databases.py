@@ -41,8 +41,10 @@ class Server:
 
     def settings(self, names: list[str]) -> dict[str, str]:
         with self.admin() as conn:
-            return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
-                    for name in names}
+            return {
+                name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                for name in names
+            }
 
     def create_template(self) -> None:
         with self.admin() as conn:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -18,28 +17,46 @@ SEED = 20261122
 T = TypeVar("T")
 SOURCE = "tritonx"
 
-_FIRST = (
-    "Anna Daan Emma Sem Julia Lucas Sophie Finn Tess Levi Mila Noah Sara Bram Lotte Thijs Fenna "
-    "Jesse Lieke Ruben Iris Stijn Noor Lars Eva Milan Roos Luuk Femke Teun Maud Joep Anouk Gijs "
-    "Floor Koen Sanne Pieter Marieke Willem Ingrid Henk Annelies Jan Wilma Kees Ria Gert"
+_FIRST = (  # noqa: SIM905
+    "Anna Daan Emma Sem Julia Lucas Sophie Finn Tess Levi Mila Noah Sara Bram Lotte "
+    "Thijs Fenna Jesse Lieke Ruben Iris Stijn Noor Lars Eva Milan Roos Luuk Femke Teun "
+    "Maud Joep Anouk Gijs Floor Koen Sanne Pieter Marieke Willem Ingrid Henk Annelies "
+    "Jan Wilma Kees Ria Gert"
 ).split()
 _INFIX = ["", "", "", "", "", "van", "de", "van der", "van den", "van de", "den", "ter", "van 't"]
-_LAST = (
-    "Jansen Bakker Visser Smit Meijer Mulder Bos Vos Peters Hendriks Dekker Brouwer Dijkstra "
-    "Kok Jacobs Vermeulen Berg Dijk Leeuwen Wal Heuvel Linden Veen Boer Graaf Wijk Groot Jong "
-    "Vries Haan Koster Prins Huisman Kuiper Postma Schouten Willems Hoekstra Maas Verhoeven"
+_LAST = (  # noqa: SIM905
+    "Jansen Bakker Visser Smit Meijer Mulder Bos Vos Peters Hendriks Dekker Brouwer "
+    "Dijkstra Kok Jacobs Vermeulen Berg Dijk Leeuwen Wal Heuvel Linden Veen Boer Graaf "
+    "Wijk Groot Jong Vries Haan Koster Prins Huisman Kuiper Postma Schouten Willems "
+    "Hoekstra Maas Verhoeven"
 ).split()
-_STREET = (
+_STREET = (  # noqa: SIM905
     "Keizersgracht Herengracht Kerkstraat Dorpsstraat Molenweg Stationsweg Schoolstraat "
-    "Julianastraat Beatrixlaan Wilhelminastraat Nieuwstraat Marktplein Kastanjelaan Eikenlaan "
-    "Lindelaan Parallelweg Industrieweg Havenstraat Zuiderweg Noordeinde Oranjestraat Prinsengracht"
+    "Julianastraat Beatrixlaan Wilhelminastraat Nieuwstraat Marktplein Kastanjelaan "
+    "Eikenlaan Lindelaan Parallelweg Industrieweg Havenstraat Zuiderweg Noordeinde "
+    "Oranjestraat Prinsengracht"
 ).split()
 _CITY = [
-    ("Amsterdam", 1011), ("Rotterdam", 3011), ("Den Haag", 2511), ("Utrecht", 3511),
-    ("Eindhoven", 5611), ("Groningen", 9711), ("Tilburg", 5011), ("Almere", 1311),
-    ("Breda", 4811), ("Nijmegen", 6511), ("Apeldoorn", 7311), ("Haarlem", 2011),
-    ("Arnhem", 6811), ("Enschede", 7511), ("Amersfoort", 3811), ("Zwolle", 8011),
-    ("Leiden", 2311), ("Maastricht", 6211), ("Dordrecht", 3311), ("Delft", 2611),
+    ("Amsterdam", 1011),
+    ("Rotterdam", 3011),
+    ("Den Haag", 2511),
+    ("Utrecht", 3511),
+    ("Eindhoven", 5611),
+    ("Groningen", 9711),
+    ("Tilburg", 5011),
+    ("Almere", 1311),
+    ("Breda", 4811),
+    ("Nijmegen", 6511),
+    ("Apeldoorn", 7311),
+    ("Haarlem", 2011),
+    ("Arnhem", 6811),
+    ("Enschede", 7511),
+    ("Amersfoort", 3811),
+    ("Zwolle", 8011),
+    ("Leiden", 2311),
+    ("Maastricht", 6211),
+    ("Dordrecht", 3311),
+    ("Delft", 2611),
 ]
 _LETTERS = "ABCDEGHJKLMNPRSTVWXZ"
 _ADDITION = ["", "", "", "", "", "", "A", "B", "C", "1", "2", "bis", "hs"]
@@ -80,23 +97,50 @@ def _fragments(rng: random.Random) -> tuple[list[tuple[str, str]], list[str], li
         d = _Digits(rng)
         first, infix, last = d.pick(_FIRST), d.pick(_INFIX), d.pick(_LAST)
         local = f"{first}.{infix.replace(' ', '').replace(chr(39), '')}{last}".lower()
-        names.append((local, json.dumps(
-            {"first_name": first, "infix": infix or None, "last_name": last,
-             "gender": d.pick("FMX")}, separators=(",", ":"))[1:-1]))
+        names.append(
+            (
+                local,
+                json.dumps(
+                    {
+                        "first_name": first,
+                        "infix": infix or None,
+                        "last_name": last,
+                        "gender": d.pick("FMX"),
+                    },
+                    separators=(",", ":"),
+                )[1:-1],
+            )
+        )
         city, base = d.pick(_CITY)
-        addresses.append(json.dumps(
-            {"street": d.pick(_STREET), "house_number": 1 + d.below(399),
-             "house_number_addition": d.pick(_ADDITION) or None,
-             "postcode": f"{base + d.below(90)} {d.pick(_LETTERS)}{d.pick(_LETTERS)}",
-             "city": city, "country_code": "NL"}, separators=(",", ":"))[1:-1])
+        addresses.append(
+            json.dumps(
+                {
+                    "street": d.pick(_STREET),
+                    "house_number": 1 + d.below(399),
+                    "house_number_addition": d.pick(_ADDITION) or None,
+                    "postcode": f"{base + d.below(90)} {d.pick(_LETTERS)}{d.pick(_LETTERS)}",
+                    "city": city,
+                    "country_code": "NL",
+                },
+                separators=(",", ":"),
+            )[1:-1]
+        )
         born = date(1940, 1, 1) + timedelta(days=d.below(365 * 65))
-        details.append(json.dumps(
-            {"birth_date": born.isoformat(),
-             "phone": f"+31 {10 + d.below(70)} {100 + d.below(900)} {1000 + d.below(9000)}",
-             "mobile": f"+31 6 {1000 + d.below(9000)} {1000 + d.below(9000)}",
-             "loyalty_card": f"LC-{d.below(10**9):09d}", "home_store": d.pick(_CITY)[0],
-             "customer_group": d.pick(_GROUP), "newsletter_opt_in": d.below(10) < 4,
-             "blocked": d.below(200) == 0}, separators=(",", ":"))[1:-1])
+        details.append(
+            json.dumps(
+                {
+                    "birth_date": born.isoformat(),
+                    "phone": f"+31 {10 + d.below(70)} {100 + d.below(900)} {1000 + d.below(9000)}",
+                    "mobile": f"+31 6 {1000 + d.below(9000)} {1000 + d.below(9000)}",
+                    "loyalty_card": f"LC-{d.below(10**9):09d}",
+                    "home_store": d.pick(_CITY)[0],
+                    "customer_group": d.pick(_GROUP),
+                    "newsletter_opt_in": d.below(10) < 4,
+                    "blocked": d.below(200) == 0,
+                },
+                separators=(",", ":"),
+            )[1:-1]
+        )
     return names, addresses, details
 
 
@@ -149,8 +193,11 @@ class _Encoder:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.simulated = _simulator_snapshot()
-        self.origin = ("syncctl.simulator.population.snapshot" if self.simulated
-                       else "bench fragment generator")
+        self.origin = (
+            "syncctl.simulator.population.snapshot"
+            if self.simulated
+            else "bench fragment generator"
+        )
         self.names, self.addresses, self.details = _fragments(rng)
 
     def customer(self, i: int, version: int, updated_at: str) -> str:
@@ -166,8 +213,10 @@ class _Encoder:
         local, name = self.names[pick & 4095]
         address = self.addresses[(pick >> 12) & 4095]
         detail = self.details[pick >> 24]
-        return (f'{{"customer_number":"{number}","email":"{local}{i}@example.nl",{name},'
-                f'{address},{detail},"updated_at":"{updated_at}"}}')
+        return (
+            f'{{"customer_number":"{number}","email":"{local}{i}@example.nl",{name},'
+            f'{address},{detail},"updated_at":"{updated_at}"}}'
+        )
 
     def event(self, seq: int, i: int, version: int) -> InboxRow:
         number = customer_number(i)
@@ -175,11 +224,21 @@ class _Encoder:
         stamp = occurred.isoformat().replace("+00:00", "Z")
         hexid = f"{self.rng.getrandbits(128):032x}"
         event_id = f"{hexid[:8]}-{hexid[8:12]}-4{hexid[13:16]}-a{hexid[17:20]}-{hexid[20:]}"
-        text = (f'{{"seq":{seq},"event_id":"{event_id}","type":"customer.upserted",'
-                f'"customer_number":"{number}","version":{version},"occurred_at":"{stamp}",'
-                f'"customer":{self.customer(i, version, stamp)}}}')
-        return (SOURCE, seq, event_id, "customer.upserted", number, version, occurred,
-                EncodedJson(text.encode()))
+        text = (
+            f'{{"seq":{seq},"event_id":"{event_id}","type":"customer.upserted",'
+            f'"customer_number":"{number}","version":{version},"occurred_at":"{stamp}",'
+            f'"customer":{self.customer(i, version, stamp)}}}'
+        )
+        return (
+            SOURCE,
+            seq,
+            event_id,
+            "customer.upserted",
+            number,
+            version,
+            occurred,
+            EncodedJson(text.encode()),
+        )
 
 
 def build(size: int, seed: int = SEED) -> Dataset:

@@ -78,13 +78,23 @@ def render(rows: list[Row]) -> str:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
         met = {True: "yes", False: "NO", None: ""}[row.met]
         result = f"{_number(row.value)} {row.unit}" + (f" ({row.note})" if row.note else "")
-        lines.append([row.scenario, row.size, result, baseline, ratio,
-                      str(row.goal) if row.goal else "", met])
+        lines.append(
+            [
+                row.scenario,
+                row.size,
+                result,
+                baseline,
+                ratio,
+                str(row.goal) if row.goal else "",
+                met,
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for k, line in enumerate(lines):
-        out.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
-                   + " |")
+        out.append(
+            "| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |"
+        )
         if k == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
