@@ -5,7 +5,7 @@
 -- needs it). Re-runnable.
 
 -- Drop the payloads of decided inbox rows received more than p_older_than ago; returns how
--- many were dropped. Run it regularly (the controller does, daily).
+-- many were dropped. Schedule it (daily, say); nothing calls it yet.
 -- Example: SELECT sync.drop_payloads('3 days');
 CREATE OR REPLACE FUNCTION sync.drop_payloads(p_older_than interval DEFAULT '7 days')
 RETURNS bigint
