@@ -156,7 +156,8 @@ def bare_upsert(server: Server, data: Dataset, page_size: int, with_copy: bool) 
 
 def _client_params(record: dict[str, Any]) -> dict[str, Any]:
     customer = dict(record["customer"])
-    customer["birth_date"] = date.fromisoformat(customer["birth_date"])
+    if customer.get("birth_date"):
+        customer["birth_date"] = date.fromisoformat(customer["birth_date"])
     customer["updated_at"] = datetime.fromisoformat(customer["updated_at"])
     customer["version"] = record["version"]
     return customer

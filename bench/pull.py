@@ -1,0 +1,161 @@
+"""Scenarios `pull` and `memory`: the whole path, tritonX simulator -> HTTP -> controller ->
+binary COPY -> inbox trigger -> applied, for a population of N customers (N version-1
+upserts), pages of 1,000 as the controller pulls by default. The controller runs in a child
+process (bench.pull_process), the simulator in another (bench.simulated_tritonx); the child
+reports its rate and its peak RSS (VmHWM). Baseline: the same records (fetched from the
+simulator beforehand, untimed) turned into inbox rows and binary-COPYed from Python into a
+trigger-less copy of the inbox, in the same pages and commits — what landing the rows costs
+without applying them. Also printed: the rate the simulator serves at, as a ceiling."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from bench.databases import Server
+from bench.dataset import SEED, Dataset
+from bench.report import Direction, Goal, Row, size_label
+from bench.statements import settle, statements
+from syncctl.loader import INBOX_TYPES, inbox_row
+from syncctl.tritonx import TritonXClient
+
+PAGE_SIZE = 1_000
+GOAL_VS_COPY = Goal(Direction.AT_LEAST, 0.3)
+GOAL_RATE = Goal(Direction.AT_LEAST, 20_000, absolute=True, unit="ev/s")
+GOAL_RSS = Goal(Direction.AT_MOST, 150, absolute=True, unit="MiB")
+
+
+@contextmanager
+def simulator(customers: int) -> Iterator[tuple[str, str]]:
+    token = secrets.token_hex(16)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.simulated_tritonx", str(customers), str(SEED), token],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError(f"the simulator did not start: {url!r}")
+        yield url, token
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _fetch_all(url: str, token: str) -> tuple[list[Any], float]:
+    client = TritonXClient(url, token)
+    records: list[Any] = []
+    cursor: str | None = None
+    started = time.perf_counter()
+    while True:
+        page = client.fetch_changes(cursor, PAGE_SIZE)
+        records.extend(page.changes)
+        cursor = page.next_cursor
+        if not page.has_more:
+            break
+    seconds = time.perf_counter() - started
+    client.close()
+    return records, seconds
+
+
+def _copy_baseline(server: Server, records: list[Any]) -> float:
+    s = statements()
+    with server.clone() as dsn:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(s["staging_create"])  # type: ignore[arg-type]
+            conn.commit()
+        settle(dsn)
+        with psycopg.connect(dsn) as conn:
+            started = time.perf_counter()
+            for k in range(0, len(records), PAGE_SIZE):
+                with conn.transaction(), conn.cursor().copy(s["staging_copy"]) as copy:  # type: ignore[arg-type]
+                    copy.set_types(INBOX_TYPES)
+                    for record in records[k : k + PAGE_SIZE]:
+                        copy.write_row(inbox_row("tritonx", record))
+            return len(records) / (time.perf_counter() - started)
+
+
+def _pull_child(server: Server, url: str, token: str) -> dict[str, Any]:
+    with server.clone() as dsn:
+        settle(dsn)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.pull_process", dsn, url, token, str(PAGE_SIZE)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+_cache: dict[int, tuple[dict[str, Any], float, float]] = {}
+
+
+def _measure(
+    server: Server, data: Dataset, log: Callable[[str], None]
+) -> tuple[dict[str, Any], float, float]:
+    if data.size not in _cache:
+        with simulator(data.size) as (url, token):
+            log(f"pull {size_label(data.size)}: fetching the feed once (baseline's rows)")
+            records, fetch_seconds = _fetch_all(url, token)
+            log(f"pull {size_label(data.size)}: COPY baseline")
+            copy_rate = _copy_baseline(server, records)
+            del records
+            log(f"pull {size_label(data.size)}: controller pulling in a child process")
+            child = _pull_child(server, url, token)
+        _cache[data.size] = (child, copy_rate, data.size / fetch_seconds)
+    return _cache[data.size]
+
+
+def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list[Row], list[str]]:
+    child, copy_rate, serve_rate = _measure(server, data, log)
+    size = size_label(data.size)
+    rate = child["events"] / child["seconds"]
+    note = "" if child["states"].get("applied") == data.size else f"states {child['states']}"
+    return [
+        Row(
+            "pull end-to-end, pages 1k",
+            size,
+            rate,
+            "ev/s",
+            "COPY BINARY from Python",
+            copy_rate,
+            GOAL_VS_COPY,
+            note,
+        ),
+        Row("pull end-to-end, pages 1k", size, rate, "ev/s", "absolute", None, GOAL_RATE),
+        Row("simulator feed alone (fetch+decode)", size, serve_rate, "ev/s", "ceiling, info"),
+    ], []
+
+
+def memory(
+    server: Server, data: Dataset, log: Callable[[str], None]
+) -> tuple[list[Row], list[str]]:
+    child, _, _ = _measure(server, data, log)
+    return [
+        Row(
+            "controller peak RSS while pulling",
+            size_label(data.size),
+            child["rss_peak_mib"],
+            "MiB",
+            f"after imports: {child['rss_idle_mib']:.0f} MiB (VmHWM)",
+            None,
+            GOAL_RSS,
+        ),
+    ], []

@@ -1,0 +1,22 @@
+"""The tritonX simulator in a process of its own (`python -m bench.simulated_tritonx N SEED
+TOKEN`): prints its URL, serves until stdin closes. Its own process, so the simulator's JSON
+encoding does not share a GIL with the controller being measured; on loopback, so no network
+cost is hidden or added."""
+
+from __future__ import annotations
+
+import sys
+
+from syncctl.simulator.server import SimulatorServer
+
+
+def main(argv: list[str]) -> int:
+    customers, seed, token = int(argv[0]), int(argv[1]), argv[2]
+    with SimulatorServer(customers=customers, seed=seed, token=token) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin (or dies)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
