@@ -1,0 +1,136 @@
+"""Scenario `explain`: where the apply's time goes, for the docs. On a database holding the
+insert run, one page (10,000 events, half updates) is staged with the inbox trigger disabled,
+then each step the trigger would run is timed on its own, the upsert statement is shown with
+EXPLAIN (ANALYZE, BUFFERS), and the per-row cost of the validation expressions is measured.
+Everything is rolled back; nothing here is a goal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from bench import inbox_copy
+from bench.databases import Server
+from bench.dataset import Dataset
+from bench.report import Row, size_label
+from bench.statements import settle, statements
+from syncctl.database import queries
+
+PAGE = 10_000
+
+# Validation expressions of sync.event_defect, each measured over the page by itself.
+_EXPRESSIONS = [
+    ("event_id !~ '^[A-Za-z0-9._:-]{1,100}$'", "i.event_id !~ '^[A-Za-z0-9._:-]{1,100}$'"),
+    (
+        "event_id !~ '^[A-Za-z0-9._:-]+$' OR length(event_id) > 100",
+        "(i.event_id !~ '^[A-Za-z0-9._:-]+$' OR length(i.event_id) > 100)",
+    ),
+    ("customer_number !~ '^[A-Za-z0-9]{1,32}$'", "i.customer_number !~ '^[A-Za-z0-9]{1,32}$'"),
+    (
+        "customer_number !~ '^[A-Za-z0-9]+$' OR length(..) > 32",
+        "(i.customer_number !~ '^[A-Za-z0-9]+$' OR length(i.customer_number) > 32)",
+    ),
+    (
+        "sync.event_defect(...) IS NULL",
+        "sync.event_defect(i.event_id, i.event_type, i.customer_number, i.version, "
+        "i.occurred_at, i.payload) IS NULL",
+    ),
+    (
+        "jsonb_populate_record(customer_snapshot, payload->'customer')",
+        "(pg_catalog.jsonb_populate_record(NULL::sync.customer_snapshot, "
+        "i.payload -> 'customer')).customer_number IS NOT NULL",
+    ),
+]
+
+
+def _timed(conn: psycopg.Connection[Any], query: str, params: Any = None) -> float:
+    started = time.perf_counter()
+    conn.execute(query, params).fetchall()
+    return time.perf_counter() - started
+
+
+def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list[Row], list[str]]:
+    page = min(PAGE, data.size)
+    lines = [
+        f"### Profile of one apply page ({page} events, half updates, "
+        f"size {size_label(data.size)})",
+        "",
+    ]
+    log(f"explain {size_label(data.size)}: staging the insert run")
+    with server.clone() as dsn:
+        with psycopg.connect(dsn) as conn:
+            inbox_copy.prepare(conn)
+            for k in range(0, data.size, PAGE):
+                inbox_copy.copy_rows(conn, queries()["copy_inbox"], data.inserts.rows[k : k + PAGE])
+                conn.commit()
+        settle(dsn)
+        with psycopg.connect(dsn) as conn:
+            inbox_copy.prepare(conn)
+            conn.execute("ALTER TABLE sync.inbox DISABLE TRIGGER inbox_apply_staged")
+            started = time.perf_counter()
+            inbox_copy.copy_rows(conn, queries()["copy_inbox"], data.mixed.rows[:page])
+            copy_seconds = time.perf_counter() - started
+            first, last = conn.execute(  # type: ignore[misc]
+                "SELECT min(id), max(id) FROM sync.inbox WHERE seq > %s", (data.size,)
+            ).fetchone()
+            per_row = {
+                label: _timed(
+                    conn,
+                    "SELECT count(*) FROM sync.inbox AS i WHERE i.id "
+                    f"BETWEEN {first} AND {last} AND {expression}",
+                )
+                for label, expression in _EXPRESSIONS
+            }
+            scan = _timed(
+                conn, f"SELECT count(*) FROM sync.inbox AS i WHERE i.id BETWEEN {first} AND {last}"
+            )
+            steps = {
+                "COPY into sync.inbox (trigger disabled)": copy_seconds,
+                "sync._dead_letter_defects": _timed(
+                    conn, "SELECT sync._dead_letter_defects(%s, %s)", (first, last)
+                ),
+            }
+            body = conn.execute(statements()["apply_upserts_body"]).fetchone()[0]  # type: ignore[index, arg-type]
+            literal = (
+                body.replace("p_first", str(first))
+                .replace("p_last", str(last))
+                .replace("p_ids", "NULL::bigint[]")
+            )
+            conn.execute("SAVEPOINT explained")
+            plan = [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + literal)]
+            conn.execute("ROLLBACK TO SAVEPOINT explained")
+            steps["sync._apply_upsert_run"] = _timed(
+                conn, "SELECT sync._apply_upsert_run(%s, %s, NULL)", (first, last)
+            )
+            steps["summary from sync.inbox_status"] = _timed(
+                conn,
+                "SELECT st.state, count(*) FROM sync.inbox_status AS st "
+                "WHERE st.inbox_id BETWEEN %s AND %s GROUP BY st.state",
+                (first, last),
+            )
+            conn.rollback()
+    lines.append("| step | ms | us/event |")
+    lines.append("|---|---|---|")
+    for label, seconds in steps.items():
+        lines.append(f"| {label} | {seconds * 1000:.0f} | {seconds / page * 1e6:.1f} |")
+    lines += [
+        "",
+        f"Per-row cost of validation expressions (scan of the page alone: {scan * 1000:.0f} ms):",
+        "",
+        "| expression | ms per page | us/event |",
+        "|---|---|---|",
+    ]
+    for label, seconds in per_row.items():
+        lines.append(f"| `{label}` | {seconds * 1000:.0f} | {(seconds - scan) / page * 1e6:.1f} |")
+    lines += [
+        "",
+        "EXPLAIN (ANALYZE, BUFFERS) of the upsert statement (sync._apply_upserts, literal range):",
+        "",
+        "```",
+        *plan,
+        "```",
+    ]
+    return [], ["\n".join(lines)]
