@@ -18,6 +18,7 @@ import click
 from syncctl import __version__, controller, environment, logs, schema
 from syncctl.controller import PullReport
 from syncctl.database import configured_dsn, connect, queries
+from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
 from syncctl.errors import SyncctlError
 from syncctl.simulator.cli import simulator as simulator_group
 
@@ -46,13 +47,25 @@ def edge(func: F) -> F:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="syncctl")
-@click.option("--dsn", envvar="DATABASE_URL", help="libpq DSN or URI; default: PG* variables, "
-              "else a throwaway embedded PostgreSQL.")
-@click.option("--tritonx-url", envvar="TRITONX_URL", help="tritonX API base URL; default: the "
-              "bundled simulator on loopback.")
+@click.option(
+    "--dsn",
+    envvar="DATABASE_URL",
+    help="libpq DSN or URI; default: PG* variables, else a throwaway embedded PostgreSQL.",
+)
+@click.option(
+    "--tritonx-url",
+    envvar="TRITONX_URL",
+    help="tritonX API base URL; default: the bundled simulator on loopback.",
+)
 @click.option("--tritonx-token", envvar="TRITONX_TOKEN", help="tritonX bearer token.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              envvar="SYNCCTL_LOG_FORMAT", show_default=True, help="Log line format (stderr).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="SYNCCTL_LOG_FORMAT",
+    show_default=True,
+    help="Log line format (stderr).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.pass_context
 def main(
@@ -70,18 +83,24 @@ def main(
 
 
 main.add_command(simulator_group)
+for _command in ENGINE_COMMANDS:
+    main.add_command(_command)
 
 
 def _print_report(title: str, report: PullReport) -> None:
     states = ", ".join(f"{k} {v}" for k, v in sorted(report.states.items())) or "none"
     lag = report.lag_seconds
     rate = report.events / report.seconds if report.seconds > 0 else 0.0
-    click.echo(f"{title}: {report.events} events in {report.pages} pages, "
-               f"{report.seconds:.2f} s ({rate:,.0f} events/s)")
+    click.echo(
+        f"{title}: {report.events} events in {report.pages} pages, "
+        f"{report.seconds:.2f} s ({rate:,.0f} events/s)"
+    )
     click.echo(f"  outcomes: {states}")
-    click.echo(f"  last seq: {report.last_seq}, lag: "
-               + ("n/a" if lag is None else f"{lag:.1f} s")
-               + f", retries: {report.retries}, caught up: {'yes' if report.caught_up else 'no'}")
+    click.echo(
+        f"  last seq: {report.last_seq}, lag: "
+        + ("n/a" if lag is None else f"{lag:.1f} s")
+        + f", retries: {report.retries}, caught up: {'yes' if report.caught_up else 'no'}"
+    )
 
 
 @contextmanager
@@ -105,16 +124,21 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 # ---------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--page-size", default=1000, show_default=True, help="Events per page.")
-@click.option("--customers", default=10_000, show_default=True,
-              help="Population of the bundled simulator (when no tritonX URL is given).")
+@click.option(
+    "--customers",
+    default=10_000,
+    show_default=True,
+    help="Population of the bundled simulator (when no tritonX URL is given).",
+)
 @click.pass_obj
 @edge
 def pull(settings: Settings, page_size: int, customers: int) -> None:
     """Pull tritonX changes until caught up, apply them, print what was done, exit."""
     with (
         environment.database(settings.dsn) as db,
-        environment.tritonx(settings.tritonx_url, settings.tritonx_token,
-                            customers=customers) as tx,
+        environment.tritonx(
+            settings.tritonx_url, settings.tritonx_token, customers=customers
+        ) as tx,
         connect(db.dsn) as conn,
         _stop_on_signals() as stop,
     ):
@@ -125,8 +149,12 @@ def pull(settings: Settings, page_size: int, customers: int) -> None:
 @main.command()
 @click.option("--poll-interval", default=5.0, show_default=True, help="Seconds between polls.")
 @click.option("--page-size", default=1000, show_default=True, help="Events per page.")
-@click.option("--customers", default=10_000, show_default=True,
-              help="Population of the bundled simulator (when no tritonX URL is given).")
+@click.option(
+    "--customers",
+    default=10_000,
+    show_default=True,
+    help="Population of the bundled simulator (when no tritonX URL is given).",
+)
 @click.pass_obj
 @edge
 def run(settings: Settings, poll_interval: float, page_size: int, customers: int) -> None:
@@ -134,16 +162,24 @@ def run(settings: Settings, poll_interval: float, page_size: int, customers: int
     log = logging.getLogger("syncctl")
     with (
         environment.database(settings.dsn) as db,
-        environment.tritonx(settings.tritonx_url, settings.tritonx_token,
-                            customers=customers) as tx,
+        environment.tritonx(
+            settings.tritonx_url, settings.tritonx_token, customers=customers
+        ) as tx,
         _stop_on_signals() as stop,
     ):
+
         def on_pull(report: PullReport) -> None:
             if report.events:
                 log.info("pulled %d events in %.2f s", report.events, report.seconds)
 
-        total = controller.run(lambda: connect(db.dsn), tx.client, poll_interval=poll_interval,
-                               page_size=page_size, stop=stop, on_pull=on_pull)
+        total = controller.run(
+            lambda: connect(db.dsn),
+            tx.client,
+            poll_interval=poll_interval,
+            page_size=page_size,
+            stop=stop,
+            on_pull=on_pull,
+        )
         _print_report("stopped; pulled in total", total)
 
 
@@ -152,8 +188,12 @@ def run(settings: Settings, poll_interval: float, page_size: int, customers: int
 # ---------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--customers", default=10_000, show_default=True, help="Simulated population.")
-@click.option("--changes", default=500, show_default=True,
-              help="tritonX activity (edits, merges, anonymisations, deletes) after the import.")
+@click.option(
+    "--changes",
+    default=500,
+    show_default=True,
+    help="tritonX activity (edits, merges, anonymisations, deletes) after the import.",
+)
 @click.option("--seed", default=1, show_default=True, help="Seed of population and activity.")
 @click.pass_obj
 @edge
@@ -174,8 +214,10 @@ def demo(settings: Settings, customers: int, changes: int, seed: int) -> None:
         _print_report("follow-up pull", controller.pull(conn, tx.client))
         counts = conn.execute(queries()["status_counts"]).fetchone()
         assert counts is not None
-        click.echo(f"local customers linked to tritonX: {counts[0]:,}; "
-                   f"dead letters: {counts[1]}; pending: {counts[2]}")
+        click.echo(
+            f"local customers linked to tritonX: {counts[0]:,}; "
+            f"dead letters: {counts[1]}; pending: {counts[2]}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,12 +291,15 @@ def status(settings: Settings) -> None:
     with connect(dsn) as conn:
         for source, position, last_seq, last_at, moved_at, lag in conn.execute(q["status_cursors"]):
             lag_text = "n/a" if lag is None else f"{lag:.0f} s"
-            click.echo(f"cursor {source}: position {position}, last seq {last_seq}, "
-                       f"last event at {last_at}, lag {lag_text}, moved at {moved_at}")
+            click.echo(
+                f"cursor {source}: position {position}, last seq {last_seq}, "
+                f"last event at {last_at}, lag {lag_text}, moved at {moved_at}"
+            )
         counts = conn.execute(q["status_counts"]).fetchone()
         assert counts is not None
-        click.echo(f"linked customers: {counts[0]}, dead letters: {counts[1]}, "
-                   f"inbox pending: {counts[2]}")
+        click.echo(
+            f"linked customers: {counts[0]}, dead letters: {counts[1]}, inbox pending: {counts[2]}"
+        )
 
 
 if __name__ == "__main__":

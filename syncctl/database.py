@@ -31,9 +31,9 @@ def configured_dsn(dsn: str | None, environ: Mapping[str, str] = os.environ) -> 
     return None
 
 
-def connect(dsn: str, *, autocommit: bool = False, application_name: str = "syncctl") -> (
-    psycopg.Connection[tuple[object, ...]]
-):
+def connect(
+    dsn: str, *, autocommit: bool = False, application_name: str = "syncctl"
+) -> psycopg.Connection[tuple[object, ...]]:
     try:
         return psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
     except psycopg.OperationalError as exc:

@@ -25,7 +25,9 @@ class JsonFormatter(logging.Formatter):
 def configure(level: int, json_lines: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
     root = logging.getLogger("syncctl")
     root.handlers[:] = [handler]

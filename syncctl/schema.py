@@ -129,6 +129,6 @@ _DESCRIBE = {
 def describe(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
     """Every object syncctl owns, as comparable rows per kind."""
     return {
-        kind: conn.execute(query, {"schemas": list(SCHEMAS)}).fetchall()  # type: ignore[arg-type]
+        kind: conn.execute(query, {"schemas": list(SCHEMAS)}).fetchall()
         for kind, query in _DESCRIBE.items()
     }

@@ -65,6 +65,12 @@ class TritonXClient:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> TritonXClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
@@ -95,7 +101,9 @@ class TritonXClient:
         try:
             body = response.json()
         except ValueError as exc:
-            raise TritonXProtocolError("the change feed answered with a body that is not JSON") from exc
+            raise TritonXProtocolError(
+                "the change feed answered with a body that is not JSON"
+            ) from exc
         if (
             not isinstance(body, dict)
             or not isinstance(body.get("changes"), list)

@@ -59,7 +59,9 @@ def upserted(number: str, version: int, **fields: Any) -> dict[str, Any]:
     return event("customer.upserted", number, version, customer=snapshot(number, **fields))
 
 
-def stage(conn: psycopg.Connection[Any], records: list[Any], source: str = "tritonx") -> PageOutcome:
+def stage(
+    conn: psycopg.Connection[Any], records: list[Any], source: str = "tritonx"
+) -> PageOutcome:
     cursor = read_cursor(conn, source)
     conn.commit()
     page = ChangePage(records, next_cursor=str(next(_seq)), has_more=False)

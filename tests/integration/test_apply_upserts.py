@@ -66,8 +66,14 @@ def test_malformed_records_are_dead_lettered_and_the_rest_applies(
     bad_version["version"] = "seven"
     no_id = upserted("TX00000005", 1)
     del no_id["event_id"]
-    page = [bad_date, upserted("TX00000006", 1), "not an object", bad_version, no_id,
-            upserted("TX00000007", 1)]
+    page = [
+        bad_date,
+        upserted("TX00000006", 1),
+        "not an object",
+        bad_version,
+        no_id,
+        upserted("TX00000007", 1),
+    ]
     outcome = stage(conn, page)
     assert outcome.states == {"applied": 2, "dead_letter": 4}
     reasons = dict(

@@ -19,7 +19,12 @@ def test_well_formed_record_is_typed() -> None:
     }
     row = inbox_row("tritonx", record)
     assert row[:7] == (
-        "tritonx", 7, "e-1", "customer.upserted", "TX00000001", 3,
+        "tritonx",
+        7,
+        "e-1",
+        "customer.upserted",
+        "TX00000001",
+        3,
         datetime(2026, 11, 20, 10, tzinfo=UTC),
     )
     assert row[7] is record
@@ -33,8 +38,9 @@ def test_wrong_types_become_null_and_the_record_is_kept() -> None:
 
 
 def test_out_of_range_integers_and_naive_timestamps_become_null() -> None:
-    row = inbox_row("tritonx", {"version": 2**40, "seq": 2**70,
-                                "occurred_at": "2026-11-20T10:00:00"})
+    row = inbox_row(
+        "tritonx", {"version": 2**40, "seq": 2**70, "occurred_at": "2026-11-20T10:00:00"}
+    )
     assert (row[1], row[5], row[6]) == (None, None, None)
 
 
