@@ -236,14 +236,14 @@ def _required_dsn(settings: Settings) -> str:
 
 
 @db.command()
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--revision", default="heads", show_default=True, help="Target revision.")
 @click.pass_obj
 @edge
 def upgrade(settings: Settings, revision: str) -> None:
     """Upgrade the database schema to a revision (default: the newest)."""
     dsn = _required_dsn(settings)
     schema.upgrade(dsn, revision)
-    click.echo(f"database at revision {schema.current_revision(dsn)}")
+    click.echo(f"database at revision {', '.join(schema.current_revisions(dsn))}")
 
 
 @db.command()
@@ -254,7 +254,7 @@ def downgrade(settings: Settings, revision: str) -> None:
     """Downgrade the database schema to REVISION ("base" removes everything)."""
     dsn = _required_dsn(settings)
     schema.downgrade(dsn, revision)
-    click.echo(f"database at revision {schema.current_revision(dsn) or 'base'}")
+    click.echo(f"database at revision {', '.join(schema.current_revisions(dsn)) or 'base'}")
 
 
 @db.command()
@@ -263,8 +263,8 @@ def downgrade(settings: Settings, revision: str) -> None:
 def current(settings: Settings) -> None:
     """Print the database's schema revision and the newest one."""
     dsn = _required_dsn(settings)
-    click.echo(f"current: {schema.current_revision(dsn) or 'none'}")
-    click.echo(f"head:    {schema.head_revision()}")
+    click.echo(f"current: {', '.join(schema.current_revisions(dsn)) or 'none'}")
+    click.echo(f"head:    {', '.join(schema.head_revisions())}")
 
 
 @db.command()
@@ -274,7 +274,7 @@ def check(settings: Settings) -> None:
     """Exit non-zero unless the database is at the newest revision."""
     dsn = _required_dsn(settings)
     schema.require_current(dsn)
-    click.echo(f"ok: database at head revision {schema.head_revision()}")
+    click.echo(f"ok: database at revision {', '.join(schema.head_revisions())}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def _with_connection(dsn: str, action: Any) -> Any:
         engine.dispose()
 
 
-def upgrade(dsn: str, revision: str = "head") -> None:
+def upgrade(dsn: str, revision: str = "heads") -> None:
     _with_connection(dsn, lambda config, _: command.upgrade(config, revision))
 
 
@@ -62,29 +62,29 @@ def downgrade(dsn: str, revision: str) -> None:
     _with_connection(dsn, lambda config, _: command.downgrade(config, revision))
 
 
-def head_revision() -> str:
-    script = ScriptDirectory.from_config(alembic_config(""))
-    head = script.get_current_head()
-    if head is None:
+def head_revisions() -> tuple[str, ...]:
+    """The newest revision of each branch (one, once branches are merged)."""
+    heads = tuple(sorted(ScriptDirectory.from_config(alembic_config("")).get_heads()))
+    if not heads:
         raise MigrationError("the migrations have no head revision")
-    return head
+    return heads
 
 
-def current_revision(dsn: str) -> str | None:
-    def read(_: Config, connection: Any) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+def current_revisions(dsn: str) -> tuple[str, ...]:
+    def read(_: Config, connection: Any) -> tuple[str, ...]:
+        return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
 
-    result: str | None = _with_connection(dsn, read)
+    result: tuple[str, ...] = _with_connection(dsn, read)
     return result
 
 
 def require_current(dsn: str) -> None:
-    """Refuse to run against a database whose schema is not at head."""
-    current, head = current_revision(dsn), head_revision()
-    if current != head:
+    """Refuse to run against a database whose schema is not at the newest revision."""
+    current, heads = current_revisions(dsn), head_revisions()
+    if current != heads:
         raise MigrationError(
-            f"the database is at revision {current or 'none'}, this syncctl needs {head}: "
-            "run `syncctl db upgrade`"
+            f"the database is at revision {', '.join(current) or 'none'}, this syncctl needs "
+            f"{', '.join(heads)}: run `syncctl db upgrade`"
         )
 
 
