@@ -209,9 +209,12 @@ def demo(settings: Settings, customers: int, changes: int, seed: int) -> None:
         assert tx.simulator is not None
         click.echo(f"embedded PostgreSQL and tritonX simulator ({customers:,} customers) started")
         _print_report("initial import", controller.pull(conn, tx.client))
-        tx.simulator.state.random_activity(changes, seed)
-        click.echo(f"tritonX activity: {changes} changes (edits, merges, anonymisations, deletes)")
+        done = tx.simulator.state.random_activity(changes, seed)
+        click.echo("tritonX activity: " + ", ".join(f"{n} {kind}" for kind, n in done.items()))
         _print_report("follow-up pull", controller.pull(conn, tx.client))
+        click.echo("effects in the audit:")
+        for action, outcome, reason, events in conn.execute(queries()["audit_effects"]):
+            click.echo(f"  {action:<22} {outcome:<8} {reason or '':<28} {events:>7,}")
         counts = conn.execute(queries()["status_counts"]).fetchone()
         assert counts is not None
         click.echo(

@@ -39,3 +39,10 @@ SELECT
     (SELECT count(*) FROM shop.customer WHERE customer_number IS NOT NULL) AS linked_customers,
     (SELECT count(*) FROM sync.dead_letter) AS dead_letters,
     (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending') AS pending;
+
+-- name: audit_effects
+SELECT action, outcome, CASE WHEN action = 'customer.upserted' THEN reason END AS reason,
+       count(*) AS events
+FROM sync.audit
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;
