@@ -24,18 +24,23 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+-- No SET search_path here, on purpose: a SET clause keeps a SQL function from being inlined and
+-- costs a GUC save/restore per call, and this runs for every staged row. The body names only
+-- pg_catalog objects, which are searched first whatever the caller's search_path.
 AS $$
     SELECT CASE
         WHEN p_payload IS NULL OR pg_catalog.jsonb_typeof(p_payload) <> 'object'
             THEN 'record is not a JSON object'
-        WHEN p_event_id IS NULL OR p_event_id !~ '^[A-Za-z0-9._:-]{1,100}$'
+        -- `+` and a length test, not `{1,100}`: a bounded repeat costs ~17 us a row here
+        WHEN p_event_id IS NULL OR pg_catalog.length(p_event_id) > 100
+             OR p_event_id !~ '^[A-Za-z0-9._:-]+$'
             THEN 'event_id is missing or not an identifier'
         WHEN p_event_type IS NULL
              OR p_event_type NOT IN ('customer.upserted', 'customer.merged',
                                      'customer.anonymized', 'customer.deleted')
             THEN 'type is missing or unknown'
-        WHEN p_customer_number IS NULL OR p_customer_number !~ '^[A-Za-z0-9]{1,32}$'
+        WHEN p_customer_number IS NULL OR pg_catalog.length(p_customer_number) > 32
+             OR p_customer_number !~ '^[A-Za-z0-9]+$'
             THEN 'customer_number is missing or malformed'
         WHEN p_version IS NULL OR p_version < 1
             THEN 'version is missing or not a positive integer'
@@ -48,7 +53,8 @@ AS $$
              AND (p_payload -> 'customer' ->> 'customer_number') IS DISTINCT FROM p_customer_number
             THEN 'customer.customer_number differs from the event''s customer_number'
         WHEN p_event_type = 'customer.merged'
-             AND coalesce(p_payload ->> 'into', '') !~ '^[A-Za-z0-9]{1,32}$'
+             AND (pg_catalog.length(p_payload ->> 'into') > 32
+                  OR coalesce(p_payload ->> 'into', '') !~ '^[A-Za-z0-9]+$')
             THEN 'into is missing or malformed'
     END
 $$;
@@ -160,15 +166,32 @@ $$;
 -- Apply the upserts of a batch set-based: those with ids p_first..p_last, or of them only the
 -- run p_ids when given. Per customer only the highest new version is written; lower ones are
 -- recorded as superseded, versions at or below the applied one as stale, and a customer that
--- is tombstoned or merged away is never written again; the snapshot of a skipped upsert for
--- an anonymised or deleted customer (or one merged into such) is dropped from its payload.
+-- is tombstoned or merged away is never written again.
+--
+-- Two statements: the upsert, then the audit from its decisions (passed as arrays). Joining
+-- the upsert's RETURNING back to the decisions in one statement made the planner pick a
+-- nested loop over two CTEs (quadratic in the batch: 2.2 s for 5,000 rows). The upsert's guard
+-- makes a concurrent writer of the same customer visible as a count mismatch, which is raised
+-- as a serialization failure: the caller retries the whole page.
 CREATE OR REPLACE FUNCTION sync._apply_upserts(p_first bigint, p_last bigint, p_ids bigint[])
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
 SET search_path = ''
 AS $$
+DECLARE
+    inbox_ids    bigint[];
+    event_ids    text[];
+    numbers      text[];
+    versions     integer[];
+    skip_reasons text[];
+    new_flags    boolean[];
+    expected     bigint;
+    expected_new bigint;
+    written      bigint;
+    written_new  bigint;
+BEGIN
     WITH staged AS (
         SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version, i.payload
         FROM sync.inbox AS i
@@ -193,6 +216,7 @@ AS $$
                             PARTITION BY s.customer_number ORDER BY s.version DESC, s.id) > 1
                        THEN 'superseded'
                END AS skip_reason,
+               c.id IS NULL AS is_new,
                (t.customer_number IS NOT NULL OR rt.customer_number IS NOT NULL) AS erased
         FROM staged AS s
         LEFT JOIN shop.customer AS c ON c.customer_number = s.customer_number
@@ -245,20 +269,44 @@ AS $$
             tritonx_version = excluded.tritonx_version
         -- the guard again, against a concurrent writer between the read above and this write
         WHERE c.tritonx_version IS NULL OR c.tritonx_version < excluded.tritonx_version
-        RETURNING c.id, c.customer_number, (c.xmax = 0) AS created
+        RETURNING (c.xmax = 0) AS created
     )
+    SELECT pg_catalog.array_agg(d.id), pg_catalog.array_agg(d.event_id),
+           pg_catalog.array_agg(d.customer_number), pg_catalog.array_agg(d.version),
+           pg_catalog.array_agg(d.skip_reason), pg_catalog.array_agg(d.is_new),
+           count(*) FILTER (WHERE d.skip_reason IS NULL),
+           count(*) FILTER (WHERE d.skip_reason IS NULL AND d.is_new),
+           (SELECT count(*) FROM upserted),
+           (SELECT count(*) FROM upserted AS u WHERE u.created)
+    INTO inbox_ids, event_ids, numbers, versions, skip_reasons, new_flags,
+         expected, expected_new, written, written_new
+    FROM decided AS d;
+
+    IF (written, written_new) IS DISTINCT FROM (expected, expected_new) THEN
+        RAISE EXCEPTION 'a concurrent writer changed % customers of this batch; retry it',
+                        expected - written
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
                             customer_id, version, reason)
     SELECT 'tritonx', 'customer.upserted',
-           CASE WHEN u.id IS NULL THEN 'skipped' ELSE 'applied' END,
-           d.event_id, d.id, d.customer_number, u.id, d.version,
+           CASE WHEN d.skip_reason IS NULL THEN 'applied' ELSE 'skipped' END,
+           d.event_id, d.inbox_id, d.customer_number,
+           CASE WHEN d.skip_reason IS NULL THEN
+               (SELECT c.id FROM shop.customer AS c WHERE c.customer_number = d.customer_number)
+           END,
+           d.version,
            CASE
-               WHEN u.id IS NULL THEN coalesce(d.skip_reason, 'stale')
-               WHEN u.created THEN 'created'
+               WHEN d.skip_reason IS NOT NULL THEN d.skip_reason
+               WHEN d.is_new THEN 'created'
                ELSE 'updated'
            END
-    FROM decided AS d
-    LEFT JOIN upserted AS u ON u.customer_number = d.customer_number AND d.skip_reason IS NULL
+    FROM ROWS FROM (pg_catalog.unnest(inbox_ids), pg_catalog.unnest(event_ids),
+                    pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
+                    pg_catalog.unnest(skip_reasons), pg_catalog.unnest(new_flags))
+         AS d(inbox_id, event_id, customer_number, version, skip_reason, is_new);
+END
 $$;
 
 -- One run of consecutive upserts (all upserts of the range when p_ids is NULL), in one

@@ -23,6 +23,12 @@ from syncctl.tritonx import ChangeSource
 
 log = logging.getLogger("syncctl.controller")
 
+# The page's transaction rolled back as a whole; staging it again is safe and will succeed.
+RETRYABLE_DATABASE_ERRORS = (
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+
 
 @dataclass
 class Backoff:
@@ -108,7 +114,7 @@ def pull(
         try:
             page = source.fetch_changes(cursor, page_size)
             outcome = stage_page(conn, source.name, cursor, page)
-        except (TritonXUnavailable, TritonXError, CursorMoved) as exc:
+        except (TritonXUnavailable, TritonXError, CursorMoved, *RETRYABLE_DATABASE_ERRORS) as exc:
             failures += 1
             report.retries += 1
             if max_attempts is not None and failures >= max_attempts:
