@@ -6,6 +6,7 @@ Everything is rolled back; nothing here is a goal."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,23 @@ def _timed(conn: psycopg.Connection[Any], query: str, params: Any = None) -> flo
     return time.perf_counter() - started
 
 
+def _explain(conn: psycopg.Connection[Any], body: str, first: int, last: int) -> list[str]:
+    """EXPLAIN ANALYZE of the decision statement of sync._apply_upserts, with the range as
+    literals: the first WITH ... statement of its body, without its INTO clause."""
+    found = re.search(r"(WITH staged AS .*?)\n\s*INTO [^;]*?\n(\s*FROM decided AS d);", body, re.S)
+    if found is None:
+        found = re.search(r"(WITH staged AS .*?)()(?:;|$)", body, re.S)
+    if found is None:
+        return ["(the body of sync._apply_upserts has a shape this tool does not know)"]
+    statement = (found.group(1) + found.group(2)).replace("p_first", str(first))
+    statement = statement.replace("p_last", str(last)).replace("p_ids", "NULL::bigint[]")
+    conn.execute("SAVEPOINT explained")
+    try:
+        return [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement)]
+    finally:
+        conn.execute("ROLLBACK TO SAVEPOINT explained")
+
+
 def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list[Row], list[str]]:
     page = min(PAGE, data.size)
     lines = [
@@ -61,6 +79,7 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list
     ]
     log(f"explain {size_label(data.size)}: staging the insert run")
     with server.clone() as dsn:
+        settle(dsn)
         with psycopg.connect(dsn) as conn:
             inbox_copy.prepare(conn)
             for k in range(0, data.size, PAGE):
@@ -94,14 +113,7 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list
                 ),
             }
             body = conn.execute(statements()["apply_upserts_body"]).fetchone()[0]  # type: ignore[index, arg-type]
-            literal = (
-                body.replace("p_first", str(first))
-                .replace("p_last", str(last))
-                .replace("p_ids", "NULL::bigint[]")
-            )
-            conn.execute("SAVEPOINT explained")
-            plan = [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + literal)]
-            conn.execute("ROLLBACK TO SAVEPOINT explained")
+            plan = _explain(conn, body, first, last)
             steps["sync._apply_upsert_run"] = _timed(
                 conn, "SELECT sync._apply_upsert_run(%s, %s, NULL)", (first, last)
             )
@@ -127,7 +139,8 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list
         lines.append(f"| `{label}` | {seconds * 1000:.0f} | {(seconds - scan) / page * 1e6:.1f} |")
     lines += [
         "",
-        "EXPLAIN (ANALYZE, BUFFERS) of the upsert statement (sync._apply_upserts, literal range):",
+        "EXPLAIN (ANALYZE, BUFFERS) of the decision+upsert statement of sync._apply_upserts "
+        "(literal range, rolled back):",
         "",
         "```",
         *plan,
