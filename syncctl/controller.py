@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +19,8 @@ from typing import Any
 import psycopg
 
 from syncctl.errors import CursorMoved, DatabaseUnavailable, TritonXError, TritonXUnavailable
-from syncctl.loader import read_cursor, stage_page
-from syncctl.tritonx import ChangeSource
+from syncctl.loader import inbox_rows, read_cursor, stage_page
+from syncctl.tritonx import ChangePage, ChangeSource
 
 log = logging.getLogger("syncctl.controller")
 
@@ -108,43 +109,69 @@ def pull(
     backoff = backoff or Backoff()
     report = PullReport()
     failures = 0
-    while not stop.is_set():
-        cursor = read_cursor(conn, source.name)
-        conn.commit()  # end the read's transaction; staging opens its own
-        try:
-            page = source.fetch_changes(cursor, page_size)
-            outcome = stage_page(conn, source.name, cursor, page)
-        except (TritonXUnavailable, TritonXError, CursorMoved, *RETRYABLE_DATABASE_ERRORS) as exc:
-            failures += 1
-            report.retries += 1
-            if max_attempts is not None and failures >= max_attempts:
-                raise
-            retry_after = exc.retry_after if isinstance(exc, TritonXUnavailable) else None
-            delay = backoff.delay(retry_after)
-            log.warning("pull retry %d in %.2fs: %s", failures, delay, exc)
+    # While a page is staged, the next one is fetched: the pull takes max(fetch, stage) a page
+    # instead of their sum. A prefetched page is used only if the cursor it continues from is
+    # the one the database holds; otherwise (a failure, another controller) it is dropped.
+    fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonx-prefetch")
+    prefetched: tuple[str, Future[tuple[ChangePage, list[tuple[Any, ...]]]]] | None = None
+
+    def fetch_ahead(after: str) -> tuple[ChangePage, list[tuple[Any, ...]]]:
+        page = source.fetch_changes(after, page_size)
+        return page, inbox_rows(source.name, page.changes)
+
+    try:
+        while not stop.is_set():
+            cursor = read_cursor(conn, source.name)
+            conn.commit()  # end the read's transaction; staging opens its own
             try:
-                _sleep(stop, delay)
-            except Stopped:
+                rows: list[tuple[Any, ...]] | None = None
+                if prefetched is not None and prefetched[0] == cursor:
+                    page, rows = prefetched[1].result()
+                else:
+                    page = source.fetch_changes(cursor, page_size)
+                prefetched = None
+                if page.has_more:
+                    prefetched = (page.next_cursor, fetcher.submit(fetch_ahead, page.next_cursor))
+                outcome = stage_page(conn, source.name, cursor, page, rows)
+            except (
+                TritonXUnavailable,
+                TritonXError,
+                CursorMoved,
+                *RETRYABLE_DATABASE_ERRORS,
+            ) as exc:
+                prefetched = None
+                failures += 1
+                report.retries += 1
+                if max_attempts is not None and failures >= max_attempts:
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, TritonXUnavailable) else None
+                delay = backoff.delay(retry_after)
+                log.warning("pull retry %d in %.2fs: %s", failures, delay, exc)
+                try:
+                    _sleep(stop, delay)
+                except Stopped:
+                    break
+                continue
+            failures = 0
+            backoff.reset()
+            report.pages += 1
+            report.events += outcome.events
+            report.states.update(outcome.states)
+            report.last_seq = outcome.last_seq or report.last_seq
+            report.last_occurred_at = outcome.last_occurred_at or report.last_occurred_at
+            log.info(
+                "page staged: %d events up to seq %s, %s",
+                outcome.events,
+                outcome.last_seq,
+                dict(outcome.states),
+            )
+            if on_page is not None:
+                on_page(report)
+            if not page.has_more:
+                report.caught_up = True
                 break
-            continue
-        failures = 0
-        backoff.reset()
-        report.pages += 1
-        report.events += outcome.events
-        report.states.update(outcome.states)
-        report.last_seq = outcome.last_seq or report.last_seq
-        report.last_occurred_at = outcome.last_occurred_at or report.last_occurred_at
-        log.info(
-            "page staged: %d events up to seq %s, %s",
-            outcome.events,
-            outcome.last_seq,
-            dict(outcome.states),
-        )
-        if on_page is not None:
-            on_page(report)
-        if not page.has_more:
-            report.caught_up = True
-            break
+    finally:
+        fetcher.shutdown(wait=False, cancel_futures=True)
     report.finished = time.monotonic()
     return report
 

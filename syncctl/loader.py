@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import set_json_dumps
 
 from syncctl.database import queries
 from syncctl.errors import CursorMoved
@@ -56,8 +57,21 @@ def _scrub_nul(value: Any) -> Any:
     return value
 
 
+class SerializedJson(str):
+    """A payload already serialized to JSON text: the COPY writes it as it is."""
+
+
+def _json_dumps(value: Any) -> str:
+    if isinstance(value, SerializedJson):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
 def inbox_row(source: str, record: Any) -> tuple[Any, ...]:
-    """The sync.inbox row for one change record, whatever shape the record has."""
+    """The sync.inbox row for one change record, whatever shape the record has.
+
+    The payload is serialized here, so that a prefetching thread can do this work while the
+    database applies the previous page."""
     get = record.get if isinstance(record, dict) else {}.get
     return (
         source,
@@ -67,8 +81,12 @@ def inbox_row(source: str, record: Any) -> tuple[Any, ...]:
         _text(get("customer_number")),
         _integer(get("version"), _INT4_MAX),
         _timestamp(get("occurred_at")),
-        record,
+        SerializedJson(_json_dumps(record)),
     )
+
+
+def inbox_rows(source: str, records: list[Any]) -> list[tuple[Any, ...]]:
+    return [inbox_row(source, record) for record in records]
 
 
 @dataclass
@@ -85,14 +103,22 @@ def read_cursor(conn: psycopg.Connection[Any], source: str) -> str | None:
 
 
 def stage_page(
-    conn: psycopg.Connection[Any], source: str, expected_cursor: str | None, page: ChangePage
+    conn: psycopg.Connection[Any],
+    source: str,
+    expected_cursor: str | None,
+    page: ChangePage,
+    rows: list[tuple[Any, ...]] | None = None,
 ) -> PageOutcome:
-    """Stage, apply and move the cursor past `page`, all in one transaction."""
+    """Stage, apply and move the cursor past `page`, all in one transaction.
+
+    `rows` are the page's inbox rows when a prefetching thread built them already."""
     try:
-        return _stage(conn, source, expected_cursor, page.next_cursor, page.changes)
+        if rows is None:
+            rows = inbox_rows(source, page.changes)
+        return _stage(conn, source, expected_cursor, page.next_cursor, rows)
     except psycopg.errors.UntranslatableCharacter:
         # a JSON \u0000, which jsonb cannot hold: rare enough to pay for a second attempt
-        scrubbed = [_scrub_nul(record) for record in page.changes]
+        scrubbed = inbox_rows(source, [_scrub_nul(record) for record in page.changes])
         return _stage(conn, source, expected_cursor, page.next_cursor, scrubbed)
 
 
@@ -101,9 +127,8 @@ def _stage(
     source: str,
     expected_cursor: str | None,
     next_cursor: str,
-    records: list[Any],
+    rows: list[tuple[Any, ...]],
 ) -> PageOutcome:
-    rows = [inbox_row(source, record) for record in records]
     outcome = PageOutcome(events=len(rows))
     seqs = [row[1] for row in rows if row[1] is not None]
     stamps = [row[6] for row in rows if row[6] is not None]
@@ -117,6 +142,7 @@ def _stage(
             raise CursorMoved()
         if rows:
             conn.execute(q["reset_last_apply"])
+            set_json_dumps(_json_dumps, conn)
             with conn.cursor().copy(q["copy_inbox"]) as copy:
                 copy.set_types(INBOX_TYPES)
                 for row in rows:
