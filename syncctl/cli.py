@@ -7,22 +7,19 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from syncctl import __version__, controller, environment, logs, schema
+from syncctl.command_edge import edge, required_dsn
 from syncctl.controller import PullReport
-from syncctl.database import configured_dsn, connect, queries
+from syncctl.database import connect, queries
 from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
-from syncctl.errors import SyncctlError
 from syncctl.simulator.cli import simulator as simulator_group
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -30,19 +27,6 @@ class Settings:
     dsn: str | None
     tritonx_url: str | None
     tritonx_token: str | None
-
-
-def edge(func: F) -> F:
-    """Turn a library error into a one-line CLI error with a non-zero exit."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SyncctlError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -231,20 +215,13 @@ def db() -> None:
     """Schema migrations (alembic) for DBAs."""
 
 
-def _required_dsn(settings: Settings) -> str:
-    dsn = configured_dsn(settings.dsn)
-    if dsn is None:
-        raise click.UsageError("give a database: --dsn, DATABASE_URL or PG* variables")
-    return dsn
-
-
 @db.command()
 @click.option("--revision", default="heads", show_default=True, help="Target revision.")
 @click.pass_obj
 @edge
 def upgrade(settings: Settings, revision: str) -> None:
     """Upgrade the database schema to a revision (default: the newest)."""
-    dsn = _required_dsn(settings)
+    dsn = required_dsn(settings)
     schema.upgrade(dsn, revision)
     click.echo(f"database at revision {', '.join(schema.current_revisions(dsn))}")
 
@@ -255,7 +232,7 @@ def upgrade(settings: Settings, revision: str) -> None:
 @edge
 def downgrade(settings: Settings, revision: str) -> None:
     """Downgrade the database schema to REVISION ("base" removes everything)."""
-    dsn = _required_dsn(settings)
+    dsn = required_dsn(settings)
     schema.downgrade(dsn, revision)
     click.echo(f"database at revision {', '.join(schema.current_revisions(dsn)) or 'base'}")
 
@@ -265,7 +242,7 @@ def downgrade(settings: Settings, revision: str) -> None:
 @edge
 def current(settings: Settings) -> None:
     """Print the database's schema revision and the newest one."""
-    dsn = _required_dsn(settings)
+    dsn = required_dsn(settings)
     click.echo(f"current: {', '.join(schema.current_revisions(dsn)) or 'none'}")
     click.echo(f"head:    {', '.join(schema.head_revisions())}")
 
@@ -275,7 +252,7 @@ def current(settings: Settings) -> None:
 @edge
 def check(settings: Settings) -> None:
     """Exit non-zero unless the database is at the newest revision."""
-    dsn = _required_dsn(settings)
+    dsn = required_dsn(settings)
     schema.require_current(dsn)
     click.echo(f"ok: database at revision {', '.join(schema.head_revisions())}")
 
@@ -288,7 +265,7 @@ def check(settings: Settings) -> None:
 @edge
 def status(settings: Settings) -> None:
     """Show cursor position, lag, inbox pending and dead letters."""
-    dsn = _required_dsn(settings)
+    dsn = required_dsn(settings)
     schema.require_current(dsn)
     q = queries()
     with connect(dsn) as conn:

@@ -7,45 +7,11 @@ never on a throwaway embedded server."""
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
-from typing import Any, Protocol, TypeVar
 
 import click
-import psycopg
 
 from syncctl import engine
-from syncctl.database import configured_dsn, connect
-from syncctl.errors import SyncctlError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class HasDsn(Protocol):
-    dsn: str | None
-
-
-def _edge(func: F) -> F:
-    """Library errors become one-line CLI errors with a non-zero exit."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SyncctlError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def _connection(settings: HasDsn) -> Iterator[psycopg.Connection[Any]]:
-    dsn = configured_dsn(settings.dsn)
-    if dsn is None:
-        raise click.UsageError("give a database: --dsn, DATABASE_URL or PG* variables")
-    with connect(dsn) as conn:
-        yield conn
+from syncctl.command_edge import HasDsn, connection, edge
 
 
 def _default_actor() -> str:
@@ -80,10 +46,10 @@ def _print_report(report: engine.Report) -> None:
 @click.option("--dry-run", is_flag=True, help="Print per table how many rows would change.")
 @_ACTOR
 @click.pass_obj
-@_edge
+@edge
 def merge(settings: HasDsn, old: str, survivor: str, dry_run: bool, actor: str) -> None:
     """Merge customer number OLD into SURVIVOR (re-point every linked row, then redirect)."""
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         report = engine.merge(conn, old, survivor, actor=actor, dry_run=dry_run)
     _print_report(report)
     if report.outcome == "refused":
@@ -96,10 +62,10 @@ def merge(settings: HasDsn, old: str, survivor: str, dry_run: bool, actor: str) 
 @click.option("--dry-run", is_flag=True, help="Print per table how many rows would change.")
 @_ACTOR
 @click.pass_obj
-@_edge
+@edge
 def anonymise(settings: HasDsn, number: str, reason_code: str, dry_run: bool, actor: str) -> None:
     """Anonymise customer NUMBER irreversibly and queue the request for tritonX."""
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         report = engine.anonymise(
             conn, number, reason_code=reason_code, actor=actor, dry_run=dry_run
         )
@@ -111,10 +77,10 @@ def anonymise(settings: HasDsn, number: str, reason_code: str, dry_run: bool, ac
 # ---------------------------------------------------------------------------------------------
 @click.command("coverage")
 @click.pass_obj
-@_edge
+@edge
 def coverage(settings: HasDsn) -> None:
     """Exit non-zero when a column of a customer-linked table has no PII strategy."""
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         defects = engine.coverage_defects(conn)
     if not defects:
         click.echo("ok: every column of every customer-linked table is classified")
@@ -143,10 +109,10 @@ def _line(letter: engine.DeadLetter) -> str:
 @deadletter.command("list")
 @click.option("--limit", default=100, show_default=True, help="At most this many, oldest first.")
 @click.pass_obj
-@_edge
+@edge
 def deadletter_list(settings: HasDsn, limit: int) -> None:
     """List dead letters: inbox id, type, number, version, attempts, reason."""
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         letters = engine.dead_letters(conn, limit=limit)
     for letter in letters:
         click.echo(_line(letter))
@@ -157,10 +123,10 @@ def deadletter_list(settings: HasDsn, limit: int) -> None:
 @deadletter.command("show")
 @click.argument("inbox_id", type=int)
 @click.pass_obj
-@_edge
+@edge
 def deadletter_show(settings: HasDsn, inbox_id: int) -> None:
     """Show one dead letter (never its payload: it may hold personal data)."""
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         letter = engine.dead_letter(conn, inbox_id)
     for name, value in (
         ("inbox id", letter.inbox_id),
@@ -179,10 +145,10 @@ def deadletter_show(settings: HasDsn, inbox_id: int) -> None:
 @deadletter.command("retry")
 @click.argument("inbox_id", type=int)
 @click.pass_obj
-@_edge
+@edge
 def deadletter_retry(settings: HasDsn, inbox_id: int) -> None:
     """Apply a dead-lettered event again."""
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         outcome = engine.retry_dead_letter(conn, inbox_id)
         letter = engine.dead_letter(conn, inbox_id) if outcome == "dead_letter" else None
     if letter is not None:
@@ -196,10 +162,10 @@ def deadletter_retry(settings: HasDsn, inbox_id: int) -> None:
 @click.argument("inbox_id", type=int)
 @_ACTOR
 @click.pass_obj
-@_edge
+@edge
 def deadletter_discard(settings: HasDsn, inbox_id: int, actor: str) -> None:
     """Give up on a dead-lettered event (recorded in the audit as discarded)."""
-    with _connection(settings) as conn:
+    with connection(settings) as conn:
         engine.discard_dead_letter(conn, inbox_id, actor=actor)
     click.echo(f"inbox row {inbox_id}: discarded")
 

@@ -1,0 +1,48 @@
+"""What every click command shares at the edge: library errors become one-line CLI errors with
+a non-zero exit, and commands that act on a real database get its DSN or a usage error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, Protocol, TypeVar
+
+import click
+import psycopg
+
+from syncctl.database import configured_dsn, connect
+from syncctl.errors import SyncctlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class HasDsn(Protocol):
+    dsn: str | None
+
+
+def edge(func: F) -> F:
+    """Turn a library error into a one-line CLI error with a non-zero exit."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SyncctlError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def required_dsn(settings: HasDsn) -> str:
+    """The configured DSN; these commands never run on a throwaway embedded database."""
+    dsn = configured_dsn(settings.dsn)
+    if dsn is None:
+        raise click.UsageError("give a database: --dsn, DATABASE_URL or PG* variables")
+    return dsn
+
+
+@contextmanager
+def connection(settings: HasDsn) -> Iterator[psycopg.Connection[Any]]:
+    with connect(required_dsn(settings)) as conn:
+        yield conn
