@@ -264,6 +264,47 @@ BEGIN
 END
 $$;
 
+-- Move everything of local customer p_old to p_survivor: every customer-linked table
+-- re-pointed (unique conflicts by the table's rule), blanks of the survivor filled from the old
+-- row, the old row removed. The callers lock both rows (id order) first. Returns the rows moved
+-- per table and a reason ('merged', with the conflicts a rule resolved).
+CREATE OR REPLACE FUNCTION sync._move_customer(
+    p_old bigint, p_survivor bigint, OUT counts jsonb, OUT reason text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+DECLARE
+    link     record;
+    moved    record;
+    resolved text[] := '{}';
+BEGIN
+    counts := '{}';
+    FOR link IN SELECT * FROM sync.customer_links() LOOP
+        SELECT * INTO moved FROM sync._repoint(
+            link.relation, link.table_schema, link.table_name, link.fk_column,
+            p_old, p_survivor);
+        IF moved.rows > 0 THEN
+            counts := counts || pg_catalog.jsonb_build_object(
+                link.qualified_name,
+                coalesce((counts ->> link.qualified_name)::bigint, 0) + moved.rows);
+        END IF;
+        IF moved.conflicts > 0 THEN
+            resolved := resolved
+                || pg_catalog.format('%s %s', link.qualified_name, moved.conflicts);
+        END IF;
+    END LOOP;
+    PERFORM sync._absorb_customer(p_old, p_survivor);
+    counts := counts || '{"shop.customer": 1}'::jsonb;
+    reason := 'merged';
+    IF pg_catalog.cardinality(resolved) > 0 THEN
+        reason := reason || '; conflicts resolved by rule: '
+            || pg_catalog.array_to_string(resolved, ', ');
+    END IF;
+END
+$$;
+
 -- The merge itself, for the feed and for callers by hand. Raises a class SY error when the
 -- merge is impossible; returns {"outcome", "reason", "counts"} and writes one audit row.
 CREATE OR REPLACE FUNCTION sync._merge(
@@ -284,10 +325,7 @@ DECLARE
     old_id      bigint;
     survivor_id bigint;
     refused     record;
-    link        record;
-    moved       record;
     counts      jsonb := '{}';
-    resolved    text[] := '{}';
     outcome     text := 'applied';
     why         text;
 BEGIN
@@ -311,27 +349,8 @@ BEGIN
         IF old_id IS NULL THEN
             why := 'redirect_only';
         ELSE
-            FOR link IN SELECT * FROM sync.customer_links() LOOP
-                SELECT * INTO moved FROM sync._repoint(
-                    link.relation, link.table_schema, link.table_name, link.fk_column,
-                    old_id, survivor_id);
-                IF moved.rows > 0 THEN
-                    counts := counts || pg_catalog.jsonb_build_object(
-                        link.qualified_name,
-                        coalesce((counts ->> link.qualified_name)::bigint, 0) + moved.rows);
-                END IF;
-                IF moved.conflicts > 0 THEN
-                    resolved := resolved
-                        || pg_catalog.format('%s %s', link.qualified_name, moved.conflicts);
-                END IF;
-            END LOOP;
-            PERFORM sync._absorb_customer(old_id, survivor_id);
-            counts := counts || '{"shop.customer": 1}'::jsonb;
-            why := 'merged';
-            IF pg_catalog.cardinality(resolved) > 0 THEN
-                why := why || '; conflicts resolved by rule: '
-                    || pg_catalog.array_to_string(resolved, ', ');
-            END IF;
+            SELECT m.counts, m.reason INTO counts, why
+            FROM sync._move_customer(old_id, survivor_id) AS m;
         END IF;
         INSERT INTO sync.redirect (old_number, survivor_number, event_id)
         VALUES (p_old, p_survivor, p_event_id);

@@ -19,7 +19,11 @@ from syncctl.command_edge import edge, required_dsn
 from syncctl.controller import PullReport
 from syncctl.database import connect, queries
 from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
+from syncctl.errors import SyncctlError
+from syncctl.leadership import leader
+from syncctl.operations_cli import COMMANDS as OPERATIONS_COMMANDS
 from syncctl.simulator.cli import simulator as simulator_group
+from syncctl.tritonx import TritonXClient
 
 
 @dataclass
@@ -67,7 +71,7 @@ def main(
 
 
 main.add_command(simulator_group)
-for _command in ENGINE_COMMANDS:
+for _command in (*ENGINE_COMMANDS, *OPERATIONS_COMMANDS):
     main.add_command(_command)
 
 
@@ -157,7 +161,7 @@ def run(settings: Settings, poll_interval: float, page_size: int, customers: int
                 log.info("pulled %d events in %.2f s", report.events, report.seconds)
 
         total = controller.run(
-            lambda: connect(db.dsn),
+            lambda autocommit: connect(db.dsn, autocommit=autocommit),
             tx.client,
             poll_interval=poll_interval,
             page_size=page_size,
@@ -264,21 +268,42 @@ def check(settings: Settings) -> None:
 @click.pass_obj
 @edge
 def status(settings: Settings) -> None:
-    """Show cursor position, lag, inbox pending and dead letters."""
+    """Show cursor, lag, inbox pending, dead letters, outbox, refresh queue and the leader."""
     dsn = required_dsn(settings)
     schema.require_current(dsn)
     q = queries()
+    feed_last_seq = None
+    if settings.tritonx_url:
+        try:
+            with TritonXClient(settings.tritonx_url, settings.tritonx_token or "") as client:
+                feed_last_seq = client.fetch_changes(None, 1).last_seq
+        except SyncctlError as exc:
+            click.echo(f"tritonX: not reachable ({exc})")
     with connect(dsn) as conn:
         for source, position, last_seq, last_at, moved_at, lag in conn.execute(q["status_cursors"]):
             lag_text = "n/a" if lag is None else f"{lag:.0f} s"
+            if feed_last_seq is not None and last_seq is not None and source == "tritonx":
+                lag_text += f", {max(0, feed_last_seq - int(str(last_seq)))} events"
             click.echo(
                 f"cursor {source}: position {position}, last seq {last_seq}, "
                 f"last event at {last_at}, lag {lag_text}, moved at {moved_at}"
             )
         counts = conn.execute(q["status_counts"]).fetchone()
-        assert counts is not None
+        queues = conn.execute(q["status_queues"]).fetchone()
+        assert counts is not None and queues is not None
         click.echo(
             f"linked customers: {counts[0]}, dead letters: {counts[1]}, inbox pending: {counts[2]}"
+        )
+        click.echo(
+            f"outbox pending: {queues[0]}, outbox dead: {queues[1]}, refresh queue: {queues[2]}, "
+            f"last successful pull: {queues[3]}"
+        )
+        holder = leader(conn)
+        click.echo(
+            "leader: none"
+            if holder is None
+            else f"leader: pid {holder[0]} ({holder[1]}) from {holder[2] or 'local socket'}, "
+            f"since {holder[3]:%Y-%m-%d %H:%M:%S}"
         )
 
 

@@ -19,8 +19,11 @@ from typing import Any
 import psycopg
 
 from syncctl.errors import CursorMoved, DatabaseUnavailable, TritonXError, TritonXUnavailable
+from syncctl.leadership import Leadership
 from syncctl.loader import inbox_rows, read_cursor, stage_page
-from syncctl.tritonx import ChangePage, ChangeSource
+from syncctl.outbox import deliver_due
+from syncctl.refresh import process_refresh_requests, wait_for_requests
+from syncctl.tritonx import ChangePage, ChangeSource, TritonXClient
 
 log = logging.getLogger("syncctl.controller")
 
@@ -61,6 +64,7 @@ class PullReport:
     last_seq: int | None = None
     last_occurred_at: datetime | None = None
     caught_up: bool = False
+    feed_last_seq: int | None = None
 
     @property
     def seconds(self) -> float:
@@ -159,6 +163,7 @@ def pull(
             report.states.update(outcome.states)
             report.last_seq = outcome.last_seq or report.last_seq
             report.last_occurred_at = outcome.last_occurred_at or report.last_occurred_at
+            report.feed_last_seq = page.last_seq or report.feed_last_seq
             log.info(
                 "page staged: %d events up to seq %s, %s",
                 outcome.events,
@@ -177,31 +182,62 @@ def pull(
 
 
 def run(
-    connect: Callable[[], psycopg.Connection[Any]],
-    source: ChangeSource,
+    connect: Callable[[bool], psycopg.Connection[Any]],
+    client: TritonXClient,
     *,
     poll_interval: float = 5.0,
     page_size: int = 1000,
     stop: threading.Event,
     on_pull: Callable[[PullReport], None] | None = None,
+    on_refresh_latency: Callable[[float], None] | None = None,
 ) -> PullReport:
-    """The daemon loop: pull until caught up, wait `poll_interval`, again, until `stop`.
+    """The daemon loop, while this process is the leader: answer refresh requests (woken by
+    NOTIFY), deliver the outbox, pull until caught up, then wait `poll_interval` (answering
+    refreshes as they come), again, until `stop`. A standby waits for the leader's lock.
 
     A lost database connection or a tritonX outage never ends the loop; it backs off."""
     total = PullReport()
     backoff = Backoff()
     conn: psycopg.Connection[Any] | None = None
+    listener: psycopg.Connection[Any] | None = None
+    leadership: Leadership | None = None
+    standby_logged = False
+
+    def refresh() -> None:
+        assert conn is not None
+        process_refresh_requests(conn, client, on_latency=on_refresh_latency)
+
     while not stop.is_set():
         try:
+            if listener is None or listener.closed:
+                listener = connect(True)
+                listener.execute("LISTEN syncctl_refresh")
+                leadership = Leadership(listener)
+            assert leadership is not None
+            if not leadership.try_acquire():
+                if not standby_logged:
+                    log.info("standing by: another controller is the leader")
+                    standby_logged = True
+                stop.wait(1.0)
+                continue
+            if standby_logged:
+                log.info("this controller is the leader now")
+                standby_logged = False
             if conn is None or conn.closed:
-                conn = connect()
+                conn = connect(False)
+            refresh()
+            deliver_due(conn, client)
             report = pull(
-                conn, source, page_size=page_size, stop=stop, max_attempts=None, backoff=backoff
+                conn, client, page_size=page_size, stop=stop, max_attempts=None, backoff=backoff
             )
             total.merge(report)
             if on_pull is not None:
                 on_pull(report)
-            wait = poll_interval
+            deadline = time.monotonic() + poll_interval
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                if wait_for_requests(listener, min(0.5, left)):
+                    refresh()
+            continue
         except (psycopg.Error, DatabaseUnavailable) as exc:
             # the class and SQLSTATE only: a server message may quote a value
             log.error(
@@ -209,13 +245,16 @@ def run(
                 type(exc).__name__,
                 getattr(exc, "sqlstate", "") or "",
             )
-            if conn is not None:
-                conn.close()
-            conn = None
-            wait = backoff.delay()
-        if stop.wait(wait):
-            break
-    if conn is not None:
-        conn.close()
+            for connection in (conn, listener):
+                if connection is not None:
+                    connection.close()
+            conn = listener = None
+            leadership = None
+        stop.wait(backoff.delay())
+    if leadership is not None:
+        leadership.release()
+    for connection in (conn, listener):
+        if connection is not None:
+            connection.close()
     total.finished = time.monotonic()
     return total

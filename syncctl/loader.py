@@ -115,18 +115,26 @@ def stage_page(
     try:
         if rows is None:
             rows = inbox_rows(source, page.changes)
-        return _stage(conn, source, expected_cursor, page.next_cursor, rows)
+        return _stage(conn, source, (expected_cursor, page.next_cursor), rows)
     except psycopg.errors.UntranslatableCharacter:
         # a JSON \u0000, which jsonb cannot hold: rare enough to pay for a second attempt
         scrubbed = inbox_rows(source, [_scrub_nul(record) for record in page.changes])
-        return _stage(conn, source, expected_cursor, page.next_cursor, scrubbed)
+        return _stage(conn, source, (expected_cursor, page.next_cursor), scrubbed)
+
+
+def stage_records(conn: psycopg.Connection[Any], source: str, records: list[Any]) -> PageOutcome:
+    """Stage and apply records that are not part of a feed (a login-time refresh): the same
+    inbox, trigger, audit and tombstones; no cursor."""
+    try:
+        return _stage(conn, source, None, inbox_rows(source, records))
+    except psycopg.errors.UntranslatableCharacter:
+        return _stage(conn, source, None, inbox_rows(source, [_scrub_nul(r) for r in records]))
 
 
 def _stage(
     conn: psycopg.Connection[Any],
     source: str,
-    expected_cursor: str | None,
-    next_cursor: str,
+    cursor: tuple[str | None, str] | None,
     rows: list[tuple[Any, ...]],
 ) -> PageOutcome:
     outcome = PageOutcome(events=len(rows))
@@ -136,10 +144,11 @@ def _stage(
     outcome.last_occurred_at = max(stamps, default=None)
     q = queries()
     with conn.transaction():
-        conn.execute(q["cursor_ensure"], {"source": source})
-        locked = conn.execute(q["cursor_lock"], {"source": source}).fetchone()
-        if locked is None or locked[0] != expected_cursor:
-            raise CursorMoved()
+        if cursor is not None:
+            conn.execute(q["cursor_ensure"], {"source": source})
+            locked = conn.execute(q["cursor_lock"], {"source": source}).fetchone()
+            if locked is None or locked[0] != cursor[0]:
+                raise CursorMoved()
         if rows:
             conn.execute(q["reset_last_apply"])
             set_json_dumps(_json_dumps, conn)
@@ -150,13 +159,14 @@ def _stage(
             summary = conn.execute(q["last_apply"]).fetchone()
             if summary and summary[0]:
                 outcome.states.update(json.loads(summary[0]))
-        conn.execute(
-            q["cursor_advance"],
-            {
-                "source": source,
-                "position": next_cursor,
-                "last_seq": outcome.last_seq,
-                "last_occurred_at": outcome.last_occurred_at,
-            },
-        )
+        if cursor is not None:
+            conn.execute(
+                q["cursor_advance"],
+                {
+                    "source": source,
+                    "position": cursor[1],
+                    "last_seq": outcome.last_seq,
+                    "last_occurred_at": outcome.last_occurred_at,
+                },
+            )
     return outcome

@@ -46,3 +46,73 @@ SELECT action, outcome, CASE WHEN action = 'customer.upserted' THEN reason END A
 FROM sync.audit
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3;
+
+-- name: claim_refresh_requests
+SELECT customer_number, requested_at, attempts FROM sync.claim_refresh_requests(%(limit)s);
+
+-- name: requeue_refresh
+SELECT sync.requeue_refresh(%(number)s, %(attempts)s, %(error)s);
+
+-- name: claim_outbox
+SELECT id, customer_number, event_type, idempotency_key, payload, attempts
+FROM sync.claim_outbox(%(limit)s);
+
+-- name: outbox_delivered
+SELECT sync.outbox_delivered(%(id)s);
+
+-- name: outbox_failed
+SELECT sync.outbox_failed(%(id)s, %(error)s, %(permanent)s, make_interval(secs => %(retry_in)s));
+
+-- name: outbox_list
+SELECT id, customer_number, event_type, state, attempts, next_attempt_at, last_error, created_at,
+       delivered_at
+FROM sync.outbox
+WHERE %(state)s::text IS NULL OR state = %(state)s
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: outbox_retry
+SELECT sync.retry_outbox(%(id)s);
+
+-- name: leader_try
+SELECT pg_try_advisory_lock(7343, 1);
+
+-- name: leader_release
+SELECT pg_advisory_unlock(7343, 1);
+
+-- name: leader_info
+SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.classid = 7343 AND l.objid = 1 AND l.granted;
+
+-- name: status_queues
+SELECT
+    (SELECT count(*) FROM sync.outbox WHERE state = 'pending') AS outbox_pending,
+    (SELECT count(*) FROM sync.outbox WHERE state = 'dead') AS outbox_dead,
+    (SELECT count(*) FROM sync.refresh_request) AS refresh_queue,
+    (SELECT max(updated_at) FROM sync.cursor) AS last_pull;
+
+-- name: link_anomalies
+SELECT anomaly, customers FROM sync.link_anomaly;
+
+-- name: adoptable
+SELECT local_id, linked_id, customer_number FROM sync.adoptable_customer ORDER BY local_id;
+
+-- name: adopt
+SELECT sync.adopt_local_customer(%(local_id)s, %(linked_id)s, %(actor)s);
+
+-- name: misdirected_links
+SELECT c.customer_number, r.survivor_number
+FROM shop.customer c JOIN sync.redirect r ON r.old_number = c.customer_number;
+
+-- name: merge_by_hand
+SELECT sync.merge_customer(%(old)s, %(survivor)s, NULL, %(actor)s);
+
+-- name: login
+SELECT customer_id, status, customer_number FROM sync.login(%(number)s, %(email)s);
+
+-- name: bootstrap_counts
+SELECT count(*) FILTER (WHERE customer_number IS NOT NULL) AS linked,
+       count(*) FILTER (WHERE customer_number IS NULL) AS unlinked,
+       (SELECT count(*) FROM sync.link_conflict WHERE resolved_at IS NULL) AS conflicts
+FROM shop.customer;

@@ -20,6 +20,23 @@ class ChangePage:
     changes: list[Any]
     next_cursor: str
     has_more: bool
+    # the feed's newest seq, when tritonX says it (optional): progress and lag in events
+    last_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class CustomerAnswer:
+    """tritonX's answer about one customer: live (with snapshot and version), merged (into),
+    anonymised, or gone (unknown or deleted)."""
+
+    status: str
+    snapshot: dict[str, Any] | None = None
+    version: int | None = None
+    into: str | None = None
+
+
+class TritonXRefused(TritonXError):
+    """tritonX refused the request for good (a 4xx other than 429); retrying will not help."""
 
 
 class ChangeSource(Protocol):
@@ -113,4 +130,41 @@ class TritonXClient:
             raise TritonXProtocolError(
                 "the change feed page lacks changes, next_cursor or has_more"
             )
-        return ChangePage(body["changes"], str(body["next_cursor"]), body["has_more"])
+        last_seq = body.get("last_seq")
+        return ChangePage(
+            body["changes"],
+            str(body["next_cursor"]),
+            body["has_more"],
+            last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None,
+        )
+
+    def fetch_customer(self, number: str) -> CustomerAnswer:
+        """GET /api/v1/customers/{number}: 200, 404 or 410 as the contract says."""
+        response = self._request("GET", f"/api/v1/customers/{number}")
+        try:
+            body = response.json() if response.content else {}
+        except ValueError as exc:
+            raise TritonXProtocolError(f"the answer about {number} is not JSON") from exc
+        if response.status_code == 404:
+            return CustomerAnswer("gone")
+        if response.status_code == 410 and isinstance(body, dict):
+            if isinstance(body.get("merged_into"), str):
+                return CustomerAnswer("merged", into=body["merged_into"])
+            if body.get("anonymized") is True:
+                return CustomerAnswer("anonymised")
+        if response.status_code == 200 and isinstance(body, dict):
+            version = body.pop("version", None)
+            if isinstance(version, int) and not isinstance(version, bool):
+                return CustomerAnswer("live", snapshot=body, version=version)
+        raise TritonXProtocolError(
+            f"unexpected answer {response.status_code} about customer {number}"
+        )
+
+    def request_anonymisation(self, number: str, body: dict[str, Any]) -> None:
+        """POST /api/v1/customers/{number}/anonymize; tritonX applies each idempotency key once."""
+        response = self._request("POST", f"/api/v1/customers/{number}/anonymize", json=body)
+        if response.status_code in (200, 202, 204):
+            return
+        raise TritonXRefused(
+            f"tritonX refused the anonymisation of {number}: {response.status_code}"
+        )

@@ -230,7 +230,15 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         if events and self._roll(chaos.malformed):
             with self._rng_lock:
                 page.append(_malformed(self._rng, events[-1]))
-        h._send(200, {"changes": page, "next_cursor": str(next_cursor), "has_more": has_more})
+        h._send(
+            200,
+            {
+                "changes": page,
+                "next_cursor": str(next_cursor),
+                "has_more": has_more,
+                "last_seq": self.state.last_seq,
+            },
+        )
 
 
 class SimulatorServer:

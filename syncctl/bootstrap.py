@@ -1,0 +1,45 @@
+"""First-time onboarding of a shop whose database already holds customers: import every
+tritonX customer through the feed (resumable: the cursor is the progress), then reconcile the
+shop's unlinked local customers with the imported ones by normalised email. Running it again
+continues where it stopped and adopts nothing twice."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from syncctl import controller, links
+from syncctl.controller import PullReport
+from syncctl.database import queries
+from syncctl.tritonx import TritonXClient
+
+
+@dataclass
+class BootstrapReport:
+    imported: PullReport
+    linked: int
+    adopted: int
+    unlinked_left: int
+    conflicts: int
+
+
+def bootstrap(
+    conn: psycopg.Connection[Any],
+    client: TritonXClient,
+    *,
+    actor: str,
+    page_size: int = 5000,
+    stop: threading.Event | None = None,
+    on_page: Callable[[PullReport], None] | None = None,
+) -> BootstrapReport:
+    imported = controller.pull(conn, client, page_size=page_size, stop=stop, on_page=on_page)
+    plan = links.repair_plan(conn)
+    adopted = links.repair(conn, links.RepairPlan(adopt=plan.adopt), actor)
+    counts = conn.execute(queries()["bootstrap_counts"]).fetchone()
+    conn.commit()
+    assert counts is not None
+    return BootstrapReport(imported, int(counts[0]), adopted, int(counts[1]), int(counts[2]))

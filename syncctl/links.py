@@ -1,0 +1,45 @@
+"""Link report and repair: what keeps people from logging in, counted, and fixed where the fix
+is unambiguous (adopt an unlinked local customer that exactly one linked customer matches by
+email; merge a local customer still linked to a merged-away number into its survivor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from syncctl.database import queries
+
+
+@dataclass
+class RepairPlan:
+    adopt: list[tuple[int, int, str]] = field(default_factory=list)
+    merge: list[tuple[str, str]] = field(default_factory=list)
+
+
+def anomalies(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
+    return [(str(a), int(n)) for a, n in conn.execute(queries()["link_anomalies"])]
+
+
+def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
+    q = queries()
+    return RepairPlan(
+        adopt=[(int(a), int(b), str(n)) for a, b, n in conn.execute(q["adoptable"])],
+        merge=[(str(o), str(s)) for o, s in conn.execute(q["misdirected_links"])],
+    )
+
+
+def repair(conn: psycopg.Connection[Any], plan: RepairPlan, actor: str) -> int:
+    """Carry out the plan, one audited transaction a fix; returns how many were made."""
+    q = queries()
+    done = 0
+    for local_id, linked_id, _number in plan.adopt:
+        with conn.transaction():
+            conn.execute(q["adopt"], {"local_id": local_id, "linked_id": linked_id, "actor": actor})
+        done += 1
+    for old, survivor in plan.merge:
+        with conn.transaction():
+            conn.execute(q["merge_by_hand"], {"old": old, "survivor": survivor, "actor": actor})
+        done += 1
+    return done

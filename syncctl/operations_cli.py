@@ -1,0 +1,146 @@
+"""Click commands for operating the link between shop and tritonX: `bootstrap`, `links check
+| repair`, `outbox list | retry`. Thin over syncctl.bootstrap, syncctl.links and the outbox
+functions; registered by syncctl.cli."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from syncctl import bootstrap as onboarding
+from syncctl import links, schema
+from syncctl.command_edge import HasDsn, connection, edge, required_dsn
+from syncctl.controller import PullReport
+from syncctl.database import connect, queries
+from syncctl.tritonx import TritonXClient
+
+_ACTOR = click.option(
+    "--actor",
+    default="cli:operator",
+    show_default=True,
+    help="Who does this, for the audit (an operator id, not a name).",
+)
+
+
+class _TritonXSettings(HasDsn):
+    tritonx_url: str | None
+    tritonx_token: str | None
+
+
+@click.command()
+@click.option("--page-size", default=5000, show_default=True, help="Events per page.")
+@_ACTOR
+@click.pass_obj
+@edge
+def bootstrap(settings: _TritonXSettings, page_size: int, actor: str) -> None:
+    """Onboard a shop: import every tritonX customer, adopt matching local customers, report."""
+    dsn = required_dsn(settings)
+    schema.require_current(dsn)
+    if not settings.tritonx_url:
+        raise click.UsageError("give tritonX: --tritonx-url / TRITONX_URL")
+    started = time.monotonic()
+
+    def progress(report: PullReport) -> None:
+        rate = report.events / max(report.seconds, 1e-6)
+        line = f"imported {report.events:,} events, {rate:,.0f}/s"
+        if report.feed_last_seq and report.last_seq:
+            left = max(0, report.feed_last_seq - report.last_seq)
+            line += f", {100 * report.last_seq / report.feed_last_seq:5.1f}%"
+            line += f", ETA {left / rate:,.0f} s" if rate else ""
+        click.echo(line, err=True)
+
+    with (
+        connect(dsn) as conn,
+        TritonXClient(settings.tritonx_url, settings.tritonx_token or "") as client,
+    ):
+        result = onboarding.bootstrap(
+            conn, client, actor=actor, page_size=page_size, on_page=progress
+        )
+    click.echo(f"bootstrap done in {time.monotonic() - started:.1f} s")
+    click.echo(f"  events imported:                {result.imported.events:,}")
+    click.echo(f"  customers linked to tritonX:    {result.linked:,}")
+    click.echo(f"  local customers adopted:        {result.adopted:,}")
+    click.echo(f"  local customers left unlinked:  {result.unlinked_left:,}")
+    click.echo(f"  open link conflicts:            {result.conflicts:,}")
+
+
+@click.group("links")
+def links_group() -> None:
+    """Find and repair what keeps customers from logging in."""
+
+
+@links_group.command("check")
+@click.pass_obj
+@edge
+def links_check(settings: HasDsn) -> None:
+    """Count every link anomaly; exit 1 when there is any."""
+    with connection(settings) as conn:
+        found = links.anomalies(conn)
+    for anomaly, count in found:
+        click.echo(f"{count:>8}  {anomaly}")
+    if any(count for _, count in found):
+        raise SystemExit(1)
+
+
+@links_group.command("repair")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@_ACTOR
+@click.pass_obj
+@edge
+def links_repair(settings: HasDsn, dry_run: bool, actor: str) -> None:
+    """Adopt unambiguous local customers and re-point links to merged-away numbers."""
+    with connection(settings) as conn:
+        plan = links.repair_plan(conn)
+        for local_id, linked_id, number in plan.adopt:
+            click.echo(f"adopt local customer {local_id} into {number} (id {linked_id})")
+        for old, survivor in plan.merge:
+            click.echo(f"merge {old} into its survivor {survivor}")
+        if dry_run:
+            click.echo(f"dry run: {len(plan.adopt) + len(plan.merge)} changes")
+            return
+        click.echo(f"done: {links.repair(conn, plan, actor)} changes, audited")
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """Events for tritonX (back-office anonymisations) and their delivery."""
+
+
+@outbox_group.command("list")
+@click.option("--state", type=click.Choice(["pending", "delivered", "dead"]), default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+@edge
+def outbox_list(settings: HasDsn, state: str | None, limit: int) -> None:
+    """List outbox events, newest first."""
+    with connection(settings) as conn:
+        rows = conn.execute(queries()["outbox_list"], {"state": state, "limit": limit})
+        for row_id, number, kind, row_state, attempts, due, error, created, delivered in rows:
+            click.echo(
+                f"{row_id:>6} {number} {kind} {row_state} attempts={attempts} "
+                f"created={created:%Y-%m-%d %H:%M:%S} "
+                + (
+                    f"delivered={delivered:%Y-%m-%d %H:%M:%S}"
+                    if delivered
+                    else f"next={due:%Y-%m-%d %H:%M:%S}"
+                )
+                + (f" error={error}" if error else "")
+            )
+
+
+@outbox_group.command("retry")
+@click.argument("outbox_id", type=int)
+@click.pass_obj
+@edge
+def outbox_retry(settings: HasDsn, outbox_id: int) -> None:
+    """Deliver a dead or waiting outbox event again now."""
+    with connection(settings) as conn:
+        row = conn.execute(queries()["outbox_retry"], {"id": outbox_id}).fetchone()
+        conn.commit()
+    if not (row and row[0]):
+        raise click.ClickException(f"no pending or dead outbox event {outbox_id}")
+    click.echo(f"outbox event {outbox_id} queued for delivery")
+
+
+COMMANDS = (bootstrap, links_group, outbox_group)

@@ -1,0 +1,82 @@
+"""Delivering sync.outbox to tritonX: due rows in per-customer order, each with its
+idempotency key, at least once. A transient failure retries with exponential backoff and full
+jitter; a permanent refusal (4xx) makes the row dead until an operator retries it."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from syncctl.database import queries
+from syncctl.errors import TritonXError, TritonXUnavailable
+from syncctl.tritonx import TritonXClient, TritonXRefused
+
+log = logging.getLogger("syncctl.outbox")
+BASE_SECONDS = 1.0
+CAP_SECONDS = 3600.0
+
+
+def retry_in(attempts: int, retry_after: float | None, rng: random.Random) -> float:
+    """Seconds until the next attempt after `attempts` failed ones."""
+    ceiling = min(CAP_SECONDS, BASE_SECONDS * 2**attempts)
+    return max(rng.uniform(0, ceiling), retry_after or 0.0)
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+def deliver_due(
+    conn: psycopg.Connection[Any],
+    client: TritonXClient,
+    *,
+    limit: int = 100,
+    rng: random.Random | None = None,
+) -> DeliveryReport:
+    rng = rng or random.Random()
+    q = queries()
+    report = DeliveryReport()
+    with conn.transaction():
+        due = conn.execute(q["claim_outbox"], {"limit": limit}).fetchall()
+        blocked: set[str] = set()
+        for row_id, number, event_type, key, payload, attempts in due:
+            if number in blocked:
+                continue  # an earlier row of this customer failed just now: keep the order
+            body = {**payload, "idempotency_key": str(key)}
+            try:
+                if event_type != "customer.anonymize_requested":
+                    raise TritonXRefused(f"no delivery for outbox event type {event_type}")
+                client.request_anonymisation(number, body)
+            except TritonXRefused as exc:
+                conn.execute(
+                    q["outbox_failed"],
+                    {"id": row_id, "error": str(exc), "permanent": True, "retry_in": 0},
+                )
+                report.dead += 1
+                blocked.add(number)
+                log.error("outbox %d dead: %s", row_id, exc)
+            except TritonXError as exc:
+                after = exc.retry_after if isinstance(exc, TritonXUnavailable) else None
+                conn.execute(
+                    q["outbox_failed"],
+                    {
+                        "id": row_id,
+                        "error": type(exc).__name__,
+                        "permanent": False,
+                        "retry_in": retry_in(attempts, after, rng),
+                    },
+                )
+                report.retried += 1
+                blocked.add(number)
+                log.warning("outbox %d will be retried: %s", row_id, type(exc).__name__)
+            else:
+                conn.execute(q["outbox_delivered"], {"id": row_id})
+                report.delivered += 1
+    return report

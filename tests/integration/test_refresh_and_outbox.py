@@ -1,0 +1,121 @@
+"""Refresh on demand and outbox delivery against the simulator over loopback HTTP."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncctl import controller
+from syncctl.outbox import deliver_due
+from syncctl.refresh import process_refresh_requests
+from syncctl.simulator.server import ChaosConfig, SimulatorServer
+from syncctl.tritonx import TritonXClient
+from tests.truth import assert_database_equals_tritonx
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    with SimulatorServer(customers=50, seed=3) as server:
+        yield server
+
+
+@pytest.fixture
+def client(simulator: SimulatorServer) -> Iterator[TritonXClient]:
+    with TritonXClient(simulator.url, simulator.token, timeout=0.5) as tritonx:
+        yield tritonx
+
+
+def test_refresh_applies_every_kind_of_answer(
+    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+) -> None:
+    controller.pull(conn, client)
+    state = simulator.state
+    state.edit("TX00000001", city="Zwolle")
+    state.merge("TX00000002", "TX00000003")
+    state.anonymise("TX00000004")
+    state.delete("TX00000005")
+    for number in ("TX00000001", "TX00000002", "TX00000004", "TX00000005", "TX00000003"):
+        conn.execute("SELECT sync.request_refresh(%s)", [number])
+    conn.commit()
+    latencies: list[float] = []
+    assert process_refresh_requests(conn, client, on_latency=latencies.append) == 5
+    assert len(latencies) == 5 and all(s >= 0 for s in latencies)
+    assert_database_equals_tritonx(conn, state.current_state())
+    assert conn.execute("SELECT count(*) FROM sync.refresh_request").fetchone() == (0,)
+    # the feed brings the same changes again: all of them duplicates or no-ops
+    report = controller.pull(conn, client)
+    assert report.states.get("dead_letter", 0) == 0
+    assert_database_equals_tritonx(conn, state.current_state())
+
+
+def test_a_refresh_tritonx_cannot_answer_is_requeued(
+    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+) -> None:
+    simulator.set_chaos(ChaosConfig(server_error=1.0))
+    conn.execute("SELECT sync.request_refresh('TX00000001')")
+    conn.commit()
+    assert process_refresh_requests(conn, client) == 0
+    queued = conn.execute("SELECT attempts, last_error FROM sync.refresh_request").fetchall()
+    assert queued == [(1, "TritonXUnavailable")]
+
+
+def test_back_office_anonymisations_arrive_once_in_effect_despite_errors(
+    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+) -> None:
+    controller.pull(conn, client)
+    numbers = [f"TX{i:08d}" for i in range(10, 20)]
+    for number in numbers:
+        conn.execute(
+            "SELECT sync.anonymise_from_backoffice(sync.resolve_customer(%s), 'AVG', 'bo:7')",
+            [number],
+        )
+    conn.commit()
+    simulator.set_chaos(ChaosConfig(server_error=0.4, slow=0.2, slow_seconds=0.8, seed=5))
+    rng = random.Random(1)
+    for _ in range(60):
+        deliver_due(conn, client, rng=rng)
+        conn.execute("UPDATE sync.outbox SET next_attempt_at = now()")  # no waiting in tests
+        conn.commit()
+        pending = conn.execute(
+            "SELECT count(*) FROM sync.outbox WHERE state <> 'delivered'"
+        ).fetchone()
+        if pending == (0,):
+            break
+    assert pending == (0,)
+    received = simulator.state.received_anonymize_requests
+    assert {r["customer_number"] for r in received} == set(numbers)
+    truth = simulator.state.current_state()
+    assert all(truth[n]["status"] == "anonymised" for n in numbers)
+    anonymised_events = [
+        e for e in simulator.state.changes(50, 1000)[0] if e["type"] == "customer.anonymized"
+    ]
+    assert sorted(e["customer_number"] for e in anonymised_events) == numbers
+    # tritonX's own anonymisation comes back through the feed: a no-op on the tombstone
+    controller.pull(conn, client)
+    assert_database_equals_tritonx(conn, simulator.state.current_state())
+
+
+def test_a_refused_outbox_event_is_dead_and_blocks_its_customer_only(
+    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+) -> None:
+    controller.pull(conn, client)
+    conn.execute(
+        "INSERT INTO sync.outbox (customer_number, event_type, payload) VALUES"
+        " ('TX99999999', 'customer.anonymize_requested', '{\"reason_code\": \"AVG\"}'),"
+        " ('TX99999999', 'customer.anonymize_requested', '{\"reason_code\": \"AVG\"}'),"
+        " ('TX00000021', 'customer.anonymize_requested', '{\"reason_code\": \"AVG\"}')"
+    )
+    conn.commit()
+    report = deliver_due(conn, client)
+    assert (report.delivered, report.dead) == (1, 1)
+    states = conn.execute("SELECT customer_number, state FROM sync.outbox ORDER BY id").fetchall()
+    assert states == [
+        ("TX99999999", "dead"),
+        ("TX99999999", "pending"),
+        ("TX00000021", "delivered"),
+    ]
+    assert deliver_due(conn, client).delivered == 0, "the later row overtook the dead one"
