@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from syncctl.database import queries
+from syncctl.tritonx import TritonXClient
 
 
 @dataclass
@@ -43,3 +44,15 @@ def repair(conn: psycopg.Connection[Any], plan: RepairPlan, actor: str) -> int:
             conn.execute(q["merge_by_hand"], {"old": old, "survivor": survivor, "actor": actor})
         done += 1
     return done
+
+
+def unknown_to_tritonx(
+    conn: psycopg.Connection[Any], client: TritonXClient, sample: int
+) -> tuple[int, int]:
+    """(asked, unknown): a random sample of linked numbers that tritonX answers 404 for."""
+    numbers = [
+        str(n) for (n,) in conn.execute(queries()["sample_linked_numbers"], {"limit": sample})
+    ]
+    conn.commit()
+    unknown = sum(1 for n in numbers if client.fetch_customer(n).status == "gone")
+    return len(numbers), unknown

@@ -71,12 +71,24 @@ def links_group() -> None:
 
 
 @links_group.command("check")
+@click.option(
+    "--probe",
+    default=0,
+    show_default=True,
+    help="Also ask tritonX about this many random linked numbers (needs its URL).",
+)
 @click.pass_obj
 @edge
-def links_check(settings: HasDsn) -> None:
+def links_check(settings: _TritonXSettings, probe: int) -> None:
     """Count every link anomaly; exit 1 when there is any."""
     with connection(settings) as conn:
         found = links.anomalies(conn)
+        if probe:
+            if not settings.tritonx_url:
+                raise click.UsageError("--probe needs --tritonx-url / TRITONX_URL")
+            with TritonXClient(settings.tritonx_url, settings.tritonx_token or "") as client:
+                asked, unknown = links.unknown_to_tritonx(conn, client, probe)
+            found.append((f"linked numbers unknown to tritonX (of {asked} asked)", unknown))
     for anomaly, count in found:
         click.echo(f"{count:>8}  {anomaly}")
     if any(count for _, count in found):

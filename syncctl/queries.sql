@@ -116,3 +116,9 @@ SELECT count(*) FILTER (WHERE customer_number IS NOT NULL) AS linked,
        count(*) FILTER (WHERE customer_number IS NULL) AS unlinked,
        (SELECT count(*) FROM sync.link_conflict WHERE resolved_at IS NULL) AS conflicts
 FROM shop.customer;
+
+-- name: sample_linked_numbers
+SELECT customer_number FROM shop.customer
+WHERE customer_number IS NOT NULL
+ORDER BY random()
+LIMIT %(limit)s;

@@ -165,3 +165,26 @@ def test_bootstrap_adopts_existing_local_customers_and_resumes(
     assert "local customers adopted:        0" in again.stdout
     check = syncctl("links", "check", dsn=dsn)
     assert check.returncode == 1 and "local customer without a tritonX number" in check.stdout
+
+
+def test_links_check_probes_tritonx_for_unknown_numbers(
+    simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    simulator = simulator_factory("--customers", "20", "--seed", "2")
+    pulled = syncctl("--tritonx-url", simulator.url, "--tritonx-token", TOKEN, "pull", dsn=dsn)
+    assert pulled.returncode == 0, pulled.stderr
+    conn.execute("INSERT INTO shop.customer (customer_number) VALUES ('TX77777777')")
+    conn.commit()
+    check = syncctl(
+        "--tritonx-url",
+        simulator.url,
+        "--tritonx-token",
+        TOKEN,
+        "links",
+        "check",
+        "--probe",
+        "100",
+        dsn=dsn,
+    )
+    assert check.returncode == 1, check.stderr
+    assert "1  linked numbers unknown to tritonX (of 21 asked)" in check.stdout
