@@ -66,7 +66,7 @@ def _stage_pages(conn: psycopg.Connection[Any], run: ChangeRun, page_size: int) 
     q = queries()
     params = {"source": "tritonx"}
     timing = Timing(len(run.rows), 0.0)
-    for k, page in enumerate(_pages(run.rows, page_size)):
+    for page in _pages(run.rows, page_size):
         started = time.perf_counter()
         with conn.transaction():
             conn.execute(q["cursor_ensure"], params)
@@ -86,7 +86,6 @@ def _stage_pages(conn: psycopg.Connection[Any], run: ChangeRun, page_size: int) 
         timing.seconds += time.perf_counter() - started
         if summary and summary[0]:
             timing.outcomes.update(json.loads(summary[0]))
-        del k
     return timing
 
 
@@ -123,7 +122,7 @@ def _bare_upsert_pages(
         with conn.transaction():
             if with_copy:
                 inbox_copy.copy_rows(conn, s["staging_copy"], page)
-            conn.execute(s["bare_upsert"], {"first": first, "last": first + len(page) - 1})  # type: ignore[arg-type]
+            conn.execute(s["bare_upsert"], {"first": first, "last": first + len(page) - 1})
         timing.seconds += time.perf_counter() - started
         first += len(page)
     return timing
@@ -133,7 +132,7 @@ def bare_upsert(server: Server, data: Dataset, page_size: int, with_copy: bool) 
     with server.clone() as dsn:
         with psycopg.connect(dsn) as conn:
             inbox_copy.prepare(conn)
-            conn.execute(statements()["staging_create"])  # type: ignore[arg-type]
+            conn.execute(statements()["staging_create"])
             if not with_copy:  # stage everything up front, untimed
                 inbox_copy.copy_rows(conn, statements()["staging_copy"], data.inserts.rows)
                 inbox_copy.copy_rows(conn, statements()["staging_copy"], data.mixed.rows)
@@ -170,12 +169,12 @@ def _client_apply(dsn: str, records: list[dict[str, Any]]) -> Timing:
     with psycopg.connect(dsn, autocommit=True) as conn:
         started = time.perf_counter()
         for event in params:
-            found = conn.execute(s["client_select"], event).fetchone()  # type: ignore[arg-type]
+            found = conn.execute(s["client_select"], event).fetchone()
             if found is None:
-                conn.execute(s["client_insert"], event)  # type: ignore[arg-type]
+                conn.execute(s["client_insert"], event)
                 timing.outcomes["created"] += 1
             elif found[1] is None or found[1] < event["version"]:
-                conn.execute(s["client_update"], {**event, "id": found[0]})  # type: ignore[arg-type]
+                conn.execute(s["client_update"], {**event, "id": found[0]})
                 timing.outcomes["updated"] += 1
             else:
                 timing.outcomes["stale"] += 1
@@ -190,9 +189,9 @@ def per_event_client(server: Server, data: Dataset, sample: int) -> RunPair:
     with server.clone() as dsn:
         with psycopg.connect(dsn) as conn:  # the customers the mixed run updates, untimed
             inbox_copy.prepare(conn)
-            conn.execute(statements()["staging_create"])  # type: ignore[arg-type]
+            conn.execute(statements()["staging_create"])
             inbox_copy.copy_rows(conn, statements()["staging_copy"], data.inserts.rows)
-            conn.execute(statements()["bare_upsert"], {"first": 1, "last": data.size})  # type: ignore[arg-type]
+            conn.execute(statements()["bare_upsert"], {"first": 1, "last": data.size})
             conn.execute("DROP TABLE public.staged_inbox")
             conn.commit()
         settle(dsn)

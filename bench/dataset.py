@@ -150,10 +150,10 @@ SimulatorSnapshot = Callable[[int, int], dict[str, Any]]
 def _simulator_snapshot() -> SimulatorSnapshot | None:
     """The simulator's population (what tritonX would send) when it is installed."""
     try:
-        from syncctl.simulator.population import snapshot  # type: ignore[import-not-found]
+        from syncctl.simulator.population import snapshot
     except ImportError:
         return None
-    return snapshot  # type: ignore[no-any-return]
+    return snapshot
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list
                     conn, "SELECT sync._dead_letter_defects(%s, %s)", (first, last)
                 ),
             }
-            body = conn.execute(statements()["apply_upserts_body"]).fetchone()[0]  # type: ignore[index, arg-type]
+            body = conn.execute(statements()["apply_upserts_body"]).fetchone()[0]  # type: ignore[index]
             plan = _explain(conn, body, first, last)
             steps["sync._apply_upsert_run"] = _timed(
                 conn, "SELECT sync._apply_upsert_run(%s, %s, NULL)", (first, last)

@@ -34,7 +34,7 @@ def prepare(conn: psycopg.Connection[Any]) -> None:
 
 
 def copy_rows(conn: psycopg.Connection[Any], statement: str, rows: Sequence[InboxRow]) -> None:
-    with conn.cursor().copy(statement) as copy:  # type: ignore[arg-type]
+    with conn.cursor().copy(statement) as copy:
         copy.set_types(INBOX_TYPES)
         for row in rows:
             copy.write_row(row)

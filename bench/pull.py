@@ -78,13 +78,13 @@ def _copy_baseline(server: Server, records: list[Any]) -> float:
     s = statements()
     with server.clone() as dsn:
         with psycopg.connect(dsn) as conn:
-            conn.execute(s["staging_create"])  # type: ignore[arg-type]
+            conn.execute(s["staging_create"])
             conn.commit()
         settle(dsn)
         with psycopg.connect(dsn) as conn:
             started = time.perf_counter()
             for k in range(0, len(records), PAGE_SIZE):
-                with conn.transaction(), conn.cursor().copy(s["staging_copy"]) as copy:  # type: ignore[arg-type]
+                with conn.transaction(), conn.cursor().copy(s["staging_copy"]) as copy:
                     copy.set_types(INBOX_TYPES)
                     for record in records[k : k + PAGE_SIZE]:
                         copy.write_row(inbox_row("tritonx", record))

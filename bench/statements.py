@@ -32,5 +32,5 @@ def settle(dsn: str) -> None:
 
 
 def scalar(conn: psycopg.Connection[Any], name: str) -> Any:
-    row = conn.execute(statements()[name]).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(statements()[name]).fetchone()
     return None if row is None else row[0]
