@@ -22,6 +22,7 @@ from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
 from syncctl.errors import SyncctlError
 from syncctl.leadership import leader
 from syncctl.operations_cli import COMMANDS as OPERATIONS_COMMANDS
+from syncctl.report import report as report_command
 from syncctl.simulator.cli import simulator as simulator_group
 from syncctl.tritonx import TritonXClient
 
@@ -71,7 +72,7 @@ def main(
 
 
 main.add_command(simulator_group)
-for _command in (*ENGINE_COMMANDS, *OPERATIONS_COMMANDS):
+for _command in (*ENGINE_COMMANDS, *OPERATIONS_COMMANDS, report_command):
     main.add_command(_command)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -144,3 +145,20 @@ def test_kill_9_in_the_middle_of_a_pull_loses_nothing_and_applies_nothing_twice(
     assert _audit_effects(conn) == []
     inbox = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM sync.inbox").fetchone()
     assert inbox == (20000, 20000), "a page was staged twice or lost"
+
+
+def test_reports_print_as_table_csv_and_json(
+    simulator_factory: Callable[..., Simulator], dsn: str
+) -> None:
+    simulator = simulator_factory("--customers", "200", "--seed", "13")
+    simulator.admin("POST", "/admin/activity", json={"n": 80, "seed": 1})
+    pulled = syncctl("--tritonx-url", simulator.url, "--tritonx-token", TOKEN, "pull", dsn=dsn)
+    assert pulled.returncode == 0, pulled.stderr
+    table = syncctl("report", "actions", dsn=dsn)
+    assert table.returncode == 0 and "customer.merged" in table.stdout, table.stderr
+    as_csv = syncctl("report", "merges", "--format", "csv", dsn=dsn)
+    assert as_csv.stdout.splitlines()[0].startswith("at,old_number,survivor_number")
+    as_json = syncctl("report", "anonymisations", "--format", "json", dsn=dsn)
+    rows = json.loads(as_json.stdout)
+    assert rows and {"reason_code", "customer_number"} <= set(rows[0])
+    assert "@" not in table.stdout + as_csv.stdout + as_json.stdout

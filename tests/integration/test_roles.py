@@ -1,0 +1,150 @@
+"""Least privilege: each role is refused what it must not do, PUBLIC has nothing, SECURITY
+DEFINER functions pin search_path, and a search_path hijack changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.feed import event, stage, upserted
+
+DENIED = psycopg.errors.InsufficientPrivilege
+
+
+@pytest.fixture
+def populated(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    stage(conn, [upserted("TX00000001", 1), upserted("TX00000002", 1), upserted("TX00000003", 1)])
+    stage(conn, [event("customer.merged", "TX00000001", 2, into="TX00000002")])
+    return conn
+
+
+@pytest.fixture
+def as_role(dsn: str) -> Iterator[Any]:
+    opened: list[psycopg.Connection[Any]] = []
+
+    def connect(role: str) -> psycopg.Connection[Any]:
+        c = psycopg.connect(dsn, autocommit=True)
+        c.execute(f"SET ROLE {role}")
+        opened.append(c)
+        return c
+
+    yield connect
+    for c in opened:
+        c.close()
+
+
+def refused(c: psycopg.Connection[Any], statement: str, *params: Any) -> bool:
+    try:
+        c.execute(statement, list(params))
+    except (DENIED, psycopg.errors.RaiseException):
+        return True
+    return False
+
+
+def test_reporting_reads_reports_and_no_personal_data(populated: Any, as_role: Any) -> None:
+    reporting = as_role("syncctl_reporting")
+    rows = reporting.execute("SELECT action, actions FROM report.actions_per_day").fetchall()
+    assert rows, "the report is empty"
+    moved = reporting.execute("SELECT table_name FROM report.merge_rows_moved").fetchall()
+    assert ("shop.customer",) in moved
+    for table in ("shop.customer", "shop.orders", "sync.inbox", "sync.audit", "sync.dead_letter"):
+        assert refused(reporting, f"SELECT * FROM {table} LIMIT 1"), table
+
+
+def test_report_views_expose_no_personal_column(populated: Any) -> None:
+    columns = {
+        r[0]
+        for r in populated.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'report'"
+        )
+    }
+    personal = {
+        r[0]
+        for r in populated.execute(
+            "SELECT column_name FROM sync.pii_column WHERE strategy <> 'not_personal'"
+        )
+    }
+    assert columns and not columns & personal, columns & personal
+
+
+def test_webshop_uses_the_api_and_cannot_touch_the_engine(populated: Any, as_role: Any) -> None:
+    shop = as_role("syncctl_webshop")
+    row = shop.execute("SELECT status FROM sync.login('TX00000001', 'x@y.nl')").fetchone()
+    assert row == ("redirected",)
+    cid = shop.execute("SELECT sync.resolve_customer('TX00000003')").fetchone()
+    assert cid is not None
+    shop.execute("SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'bo:1')", [cid[0]])
+    assert refused(shop, "SELECT * FROM sync.inbox LIMIT 1")
+    assert refused(shop, "DELETE FROM sync.audit")
+    assert refused(shop, "SELECT sync.merge_customer('TX00000002', 'TX00000003')")
+    assert refused(shop, "INSERT INTO sync.redirect VALUES ('TX1', 'TX2')")
+
+
+def test_controller_stages_and_applies_but_cannot_rewrite_the_audit(
+    populated: Any, as_role: Any
+) -> None:
+    controller = as_role("syncctl_controller")
+    stage(controller, [upserted("TX00000009", 1)], source="controller-test")
+    assert controller.execute(
+        "SELECT count(*) FROM shop.customer WHERE customer_number = 'TX00000009'"
+    ).fetchone() == (1,)
+    assert refused(controller, "UPDATE sync.audit SET actor = 'x'")
+    assert refused(controller, "DELETE FROM sync.audit")
+    assert refused(controller, "SELECT * FROM report.actions_per_day")
+
+
+def test_public_has_nothing(populated: Any, as_role: Any, conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nobody_in')"
+        " THEN CREATE ROLE nobody_in NOLOGIN; END IF; END $$"
+    )
+    conn.commit()
+    stranger = as_role("nobody_in")
+    for statement in (
+        "SELECT * FROM shop.customer",
+        "SELECT * FROM report.actions_per_day",
+        "SELECT sync.resolve_customer_number('TX1')",
+        "SELECT * FROM sync.login('TX1', 'a')",
+    ):
+        assert refused(stranger, statement), statement
+
+
+def test_every_security_definer_function_pins_search_path(conn: psycopg.Connection[Any]) -> None:
+    definers = conn.execute(
+        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname IN ('shop', 'sync', 'report') AND p.prosecdef"
+    ).fetchall()
+    assert definers, "no SECURITY DEFINER function: the webshop API should have some"
+    unpinned = [
+        name
+        for name, config in definers
+        if not any(c.startswith("search_path=") for c in config or [])
+    ]
+    assert unpinned == []
+
+
+def test_a_search_path_hijack_is_ignored(
+    populated: Any, as_role: Any, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS evil")
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION evil.lower(text) RETURNS text LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'hijacked'; END $$"
+    )
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION evil.coalesce(text, text) RETURNS text"
+        " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'hijacked'; END $$"
+    )
+    conn.execute("GRANT USAGE ON SCHEMA evil TO PUBLIC")
+    conn.commit()
+    shop = as_role("syncctl_webshop")
+    shop.execute("SET search_path = evil, pg_catalog, public")
+    row = shop.execute("SELECT status FROM sync.login('TX00000002', 'A@B.nl')").fetchone()
+    assert row == ("linked",)
+    assert shop.execute("SELECT sync.resolve_customer_number('TX00000001')").fetchone() == (
+        "TX00000002",
+    )
