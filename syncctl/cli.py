@@ -112,7 +112,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 # pull / run
 # ---------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--page-size", default=1000, show_default=True, help="Events per page.")
+@click.option("--page-size", default=5000, show_default=True, help="Events per page.")
 @click.option(
     "--customers",
     default=10_000,
@@ -137,7 +137,7 @@ def pull(settings: Settings, page_size: int, customers: int) -> None:
 
 @main.command()
 @click.option("--poll-interval", default=5.0, show_default=True, help="Seconds between polls.")
-@click.option("--page-size", default=1000, show_default=True, help="Events per page.")
+@click.option("--page-size", default=5000, show_default=True, help="Events per page.")
 @click.option(
     "--customers",
     default=10_000,

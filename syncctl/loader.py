@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import set_json_dumps
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from syncctl.database import queries
 from syncctl.errors import CursorMoved
@@ -61,9 +63,17 @@ class SerializedJson(str):
     """A payload already serialized to JSON text: the COPY writes it as it is."""
 
 
+class _SerializedJsonbDumper(Dumper):
+    """jsonb in binary: a version byte, then the JSON text, which the row built already."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + str(obj).encode()
+
+
 def _json_dumps(value: Any) -> str:
-    if isinstance(value, SerializedJson):
-        return value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
@@ -151,8 +161,10 @@ def _stage(
                 raise CursorMoved()
         if rows:
             conn.execute(q["reset_last_apply"])
-            set_json_dumps(_json_dumps, conn)
-            with conn.cursor().copy(q["copy_inbox"]) as copy:
+            staging = conn.cursor()
+            # per cursor: the payloads are JSON text already (see inbox_row)
+            staging.adapters.register_dumper(SerializedJson, _SerializedJsonbDumper)
+            with staging.copy(q["copy_inbox"]) as copy:
                 copy.set_types(INBOX_TYPES)
                 for row in rows:
                     copy.write_row(row)
