@@ -21,6 +21,7 @@ from syncctl.database import connect, queries
 from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
 from syncctl.errors import SyncctlError
 from syncctl.leadership import leader
+from syncctl.metrics import Metrics, MetricsServer
 from syncctl.operations_cli import COMMANDS as OPERATIONS_COMMANDS
 from syncctl.report import report as report_command
 from syncctl.simulator.cli import simulator as simulator_group
@@ -137,6 +138,19 @@ def pull(settings: Settings, page_size: int, customers: int) -> None:
 
 @main.command()
 @click.option("--poll-interval", default=5.0, show_default=True, help="Seconds between polls.")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    envvar="SYNCCTL_METRICS_PORT",
+    help="Serve /metrics and /healthz on this port (0: any free port).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for the metrics endpoint (keep it on loopback).",
+)
 @click.option("--page-size", default=5000, show_default=True, help="Events per page.")
 @click.option(
     "--customers",
@@ -146,9 +160,21 @@ def pull(settings: Settings, page_size: int, customers: int) -> None:
 )
 @click.pass_obj
 @edge
-def run(settings: Settings, poll_interval: float, page_size: int, customers: int) -> None:
+def run(
+    settings: Settings,
+    poll_interval: float,
+    page_size: int,
+    customers: int,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run the controller daemon: poll tritonX and apply changes until SIGTERM or SIGINT."""
     log = logging.getLogger("syncctl")
+    metrics = Metrics(healthy_within=max(60.0, 10 * poll_interval))
+    server = None
+    if metrics_port is not None:
+        server = MetricsServer(metrics, metrics_host, metrics_port).start()
+        log.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
     with (
         environment.database(settings.dsn) as db,
         environment.tritonx(
@@ -158,6 +184,7 @@ def run(settings: Settings, poll_interval: float, page_size: int, customers: int
     ):
 
         def on_pull(report: PullReport) -> None:
+            metrics.observe_pull(report)
             if report.events:
                 log.info("pulled %d events in %.2f s", report.events, report.seconds)
 
@@ -168,7 +195,11 @@ def run(settings: Settings, poll_interval: float, page_size: int, customers: int
             page_size=page_size,
             stop=stop,
             on_pull=on_pull,
+            on_refresh_latency=metrics.observe_refresh,
+            on_cycle=metrics.update_from_db,
         )
+        if server is not None:
+            server.stop()
         _print_report("stopped; pulled in total", total)
 
 

@@ -190,6 +190,7 @@ def run(
     stop: threading.Event,
     on_pull: Callable[[PullReport], None] | None = None,
     on_refresh_latency: Callable[[float], None] | None = None,
+    on_cycle: Callable[[psycopg.Connection[Any]], None] | None = None,
 ) -> PullReport:
     """The daemon loop, while this process is the leader: answer refresh requests (woken by
     NOTIFY), deliver the outbox, pull until caught up, then wait `poll_interval` (answering
@@ -233,6 +234,8 @@ def run(
             total.merge(report)
             if on_pull is not None:
                 on_pull(report)
+            if on_cycle is not None:
+                on_cycle(conn)
             deadline = time.monotonic() + poll_interval
             while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
                 if wait_for_requests(listener, min(0.5, left)):
