@@ -1,0 +1,84 @@
+"""Hostile strings in every field of the feed and of the SQL API are stored as given or refused
+with a clear reason; nothing is executed, nothing else changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.feed import event, snapshot, stage, upserted
+
+HOSTILE = [
+    "Robert'); DROP TABLE shop.customer; --",
+    '"; DELETE FROM sync.audit; --',
+    "%s %(x)s {0} $1 \\x00 \\\\",
+    "\u202eevil\u200b\ufeff\U0001f600 Ærø ß Çé",
+    "x" * 10_000,
+]
+TEXT_FIELDS = [
+    "email",
+    "first_name",
+    "infix",
+    "last_name",
+    "gender",
+    "phone",
+    "mobile",
+    "street",
+    "house_number_addition",
+    "postcode",
+    "city",
+    "country_code",
+    "loyalty_card",
+    "home_store",
+    "customer_group",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=["quote", "dquote", "format", "unicode", "10kB"])
+def test_hostile_strings_in_every_snapshot_field_are_stored_as_given(
+    conn: psycopg.Connection[Any], value: str
+) -> None:
+    fields = dict.fromkeys(TEXT_FIELDS, value)
+    outcome = stage(conn, [upserted("TX00000001", 1, **fields)])
+    assert outcome.states == {"applied": 1}
+    cur = conn.execute("SELECT " + ", ".join(TEXT_FIELDS) + " FROM shop.customer")
+    assert cur.fetchall() == [tuple(value for _ in TEXT_FIELDS)]
+    assert conn.execute("SELECT count(*) FROM sync.audit").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=["quote", "dquote", "format", "unicode", "10kB"])
+def test_hostile_envelope_fields_are_dead_lettered_with_a_clean_reason(
+    conn: psycopg.Connection[Any], value: str
+) -> None:
+    records = [
+        event("customer.upserted", value, 1, customer=snapshot(value)),
+        {**upserted("TX00000002", 1), "event_id": value},
+        {**upserted("TX00000003", 1), "type": value},
+        event("customer.merged", "TX00000004", 2, into=value),
+    ]
+    outcome = stage(conn, records)
+    assert outcome.states == {"dead_letter": 4}
+    reasons = [r[0] for r in conn.execute("SELECT reason FROM sync.dead_letter")]
+    assert all(value not in reason for reason in reasons)
+    assert conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=["quote", "dquote", "format", "unicode", "10kB"])
+def test_hostile_strings_through_the_sql_api(conn: psycopg.Connection[Any], value: str) -> None:
+    stage(conn, [upserted("TX00000005", 1)])
+    status = conn.execute("SELECT status FROM sync.login(%s, %s)", [value, value]).fetchone()
+    assert status == ("invalid",)
+    status = conn.execute("SELECT status FROM sync.login('TX00000006', %s)", [value]).fetchone()
+    assert status == ("created",)
+    assert conn.execute("SELECT sync.resolve_customer_number(%s)", [value]).fetchone() == (value,)
+    conn.commit()
+    cid = conn.execute("SELECT sync.resolve_customer('TX00000005')").fetchone()
+    assert cid is not None
+    with pytest.raises(psycopg.Error) as refused:
+        conn.execute("SELECT sync.anonymise_from_backoffice(%s, %s, 'bo:1')", [cid[0], value])
+    assert refused.value.sqlstate == "SY023"
+    assert value not in str(refused.value)
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (2,)
