@@ -43,18 +43,21 @@ FROM sync.audit AS a
 CROSS JOIN LATERAL pg_catalog.jsonb_each_text(coalesce(a.counts, '{}')) AS c
 WHERE a.action = 'customer.merged' AND a.outcome = 'applied';
 
--- Anonymisations and deletions with their reason codes and row counts.
+-- Anonymisations and deletions with their reason codes and row counts. A reason code is any
+-- identifier sync._checked_code admits; the audit states it as 'reason code <code>'.
 CREATE OR REPLACE VIEW report.anonymisations AS
 SELECT a.at, a.action, a.customer_number, a.customer_id,
        report.action_source(a.actor, a.action) AS source,
-       pg_catalog.substring(a.reason, 'reason code ([A-Za-z0-9._:-]+)') AS reason_code,
+       pg_catalog.substring(a.reason, 'reason code ([A-Za-z0-9_.:@-]+)') AS reason_code,
        (SELECT coalesce(sum(c.value::bigint), 0)
         FROM pg_catalog.jsonb_each_text(coalesce(a.counts, '{}')) AS c) AS rows_changed,
        a.duration_ms
 FROM sync.audit AS a
 WHERE a.action IN ('customer.anonymized', 'customer.deleted') AND a.outcome = 'applied';
 
--- Sync lag per hour: from tritonX's occurred_at to the effect in the audit.
+-- Sync lag per hour: from tritonX's occurred_at to the effect in the audit, for every audited
+-- event of the feed. Both times outlive sync.drop_payloads (it drops payloads, not rows); the
+-- cursor would only give the latest position. Local actions have no inbox row: not counted.
 CREATE OR REPLACE VIEW report.sync_lag AS
 SELECT pg_catalog.date_trunc('hour', a.at) AS hour,
        count(*) AS events,

@@ -7,7 +7,8 @@
 --   <prefix>_reporting   the report views only
 -- The prefix is `syncctl` unless the session sets syncctl.role_prefix (the migration takes it
 -- from `-x role_prefix=...` or SYNCCTL_ROLE_PREFIX). PUBLIC gets nothing. Every revision that
--- adds objects calls sync.apply_privileges() last. Re-runnable.
+-- adds objects calls sync.apply_privileges() last; one that adds a function for the shop
+-- registers it in sync.webshop_function first. Re-runnable.
 
 -- Settings the engine keeps about itself (the role prefix chosen at the first migration).
 CREATE TABLE IF NOT EXISTS sync.setting (
@@ -29,8 +30,22 @@ AS $$
                     'syncctl') || '_' || p_kind
 $$;
 
--- The functions the shop calls. They run as their owner so the shop needs no rights on the
--- engine's tables.
+-- The functions the shop calls, by signature as to_regprocedure reads it. They run as their
+-- owner (SECURITY DEFINER), so the shop needs no rights on the engine's tables; each must pin
+-- its search_path. A revision that adds one inserts it here, then calls sync.apply_privileges().
+CREATE TABLE IF NOT EXISTS sync.webshop_function (
+    function_signature    text PRIMARY KEY
+);
+
+INSERT INTO sync.webshop_function (function_signature) VALUES
+    ('sync.login(text, text)'),
+    ('sync.request_refresh(text)'),
+    ('sync.resolve_customer(text)'),
+    ('sync.resolve_customer_number(text)'),
+    ('sync.anonymise_from_backoffice(bigint, text, text)')
+ON CONFLICT (function_signature) DO NOTHING;
+
+-- The shop's functions that exist (a registered one may come with a later revision).
 CREATE OR REPLACE FUNCTION sync.webshop_api()
 RETURNS TABLE (function_signature regprocedure)
 LANGUAGE sql
@@ -38,17 +53,14 @@ STABLE
 SECURITY INVOKER
 SET search_path = ''
 AS $$
-    SELECT f::pg_catalog.regprocedure FROM pg_catalog.unnest(ARRAY[
-        'sync.login(text, text)',
-        'sync.request_refresh(text)',
-        'sync.resolve_customer(text)',
-        'sync.resolve_customer_number(text)',
-        'sync.anonymise_from_backoffice(bigint, text, text)'
-    ]) AS f
-    WHERE pg_catalog.to_regprocedure(f) IS NOT NULL
+    SELECT pg_catalog.to_regprocedure(w.function_signature)
+    FROM sync.webshop_function AS w
+    WHERE pg_catalog.to_regprocedure(w.function_signature) IS NOT NULL
+    ORDER BY 1
 $$;
 
--- (Re)create the roles and (re)grant everything by convention. Idempotent.
+-- (Re)create the roles and (re)grant everything by convention, in the schemas shop, sync,
+-- report and gdpr (when it exists). Idempotent; every revision calls it last.
 CREATE OR REPLACE FUNCTION sync.apply_privileges()
 RETURNS void
 LANGUAGE plpgsql
@@ -63,7 +75,16 @@ DECLARE
     reporting_role  text := sync.role_name('reporting');
     role_name       text;
     api             regprocedure;
+    -- the engine's schemas, as a list for GRANT; gdpr arrives with a later revision
+    every_schema    text;
+    engine          text;
 BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(n.nspname), ', ' ORDER BY n.nspname)
+    INTO engine
+    FROM pg_catalog.pg_namespace AS n
+    WHERE n.nspname IN ('shop', 'sync', 'gdpr');
+    every_schema := engine || ', report';
+
     INSERT INTO sync.setting (key, value)
     VALUES ('role_prefix', pg_catalog.left(owner_role, -pg_catalog.length('_owner')))
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
@@ -74,46 +95,57 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- PUBLIC: nothing
-    EXECUTE 'REVOKE ALL ON SCHEMA shop, sync, report FROM PUBLIC';
-    EXECUTE 'REVOKE ALL ON ALL TABLES IN SCHEMA shop, sync, report FROM PUBLIC';
-    EXECUTE 'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop, sync, report FROM PUBLIC';
+    -- PUBLIC: nothing, now and for functions created later
+    EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA %s FROM PUBLIC', every_schema);
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA %s FROM PUBLIC', every_schema);
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %s FROM PUBLIC',
+                              every_schema);
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %s FROM PUBLIC',
+                              every_schema);
     EXECUTE 'ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC';
 
     -- owner: everything
-    EXECUTE pg_catalog.format('GRANT ALL ON SCHEMA shop, sync, report TO %I', owner_role);
-    EXECUTE pg_catalog.format(
-        'GRANT ALL ON ALL TABLES IN SCHEMA shop, sync, report TO %I', owner_role);
-    EXECUTE pg_catalog.format(
-        'GRANT ALL ON ALL SEQUENCES IN SCHEMA shop, sync TO %I', owner_role);
-    EXECUTE pg_catalog.format(
-        'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shop, sync, report TO %I', owner_role);
+    EXECUTE pg_catalog.format('GRANT ALL ON SCHEMA %s TO %I', every_schema, owner_role);
+    EXECUTE pg_catalog.format('GRANT ALL ON ALL TABLES IN SCHEMA %s TO %I',
+                              every_schema, owner_role);
+    EXECUTE pg_catalog.format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %s TO %I',
+                              every_schema, owner_role);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I',
+                              every_schema, owner_role);
 
     -- controller: the engine's work, as itself
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA shop, sync TO %I', controller_role);
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', engine, controller_role);
     EXECUTE pg_catalog.format(
-        'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA shop, sync TO %I',
-        controller_role);
-    EXECUTE pg_catalog.format(
-        'GRANT USAGE ON ALL SEQUENCES IN SCHEMA shop, sync TO %I', controller_role);
-    EXECUTE pg_catalog.format(
-        'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA sync TO %I', controller_role);
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %I',
+        engine, controller_role);
+    EXECUTE pg_catalog.format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %s TO %I',
+                              engine, controller_role);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I',
+                              engine, controller_role);
     -- the audit is append-only for everyone but the owner (the trigger refuses changes too)
     EXECUTE pg_catalog.format('REVOKE UPDATE, DELETE, TRUNCATE ON sync.audit FROM %I',
                               controller_role);
 
-    -- webshop: its tables and the API
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA shop, sync TO %I', webshop_role);
+    -- webshop: its tables and the API, which runs as its owner with a pinned search_path
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', engine, webshop_role);
     EXECUTE pg_catalog.format(
         'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA shop TO %I', webshop_role);
     EXECUTE pg_catalog.format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA shop TO %I', webshop_role);
     FOR api IN SELECT w.function_signature FROM sync.webshop_api() AS w LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc AS p,
+                                   pg_catalog.unnest(p.proconfig) AS c(setting)
+                       WHERE p.oid = api AND c.setting LIKE 'search\_path=%') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'SY024',
+                MESSAGE = pg_catalog.format('%s does not pin its search_path: it cannot run '
+                                            'as SECURITY DEFINER for the webshop', api);
+        END IF;
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', api);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', api, webshop_role);
     END LOOP;
     -- used in shop.customer's login index: whoever writes a customer evaluates it
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION sync.normalise_email(text) TO %I, %I',
-                              webshop_role, controller_role);
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION sync.normalise_email(text) TO %I',
+                              webshop_role);
 
     -- reporting: the report views, nothing else
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA report TO %I', reporting_role);
