@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.feed import event, stage, upserted
 
@@ -140,6 +141,7 @@ def test_a_search_path_hijack_is_ignored(
         " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'hijacked'; END $$"
     )
     conn.execute("GRANT USAGE ON SCHEMA evil TO PUBLIC")
+    conn.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA evil TO PUBLIC")
     conn.commit()
     shop = as_role("syncctl_webshop")
     shop.execute("SET search_path = evil, pg_catalog, public")
@@ -148,3 +150,61 @@ def test_a_search_path_hijack_is_ignored(
     assert shop.execute("SELECT sync.resolve_customer_number('TX00000001')").fetchone() == (
         "TX00000002",
     )
+
+
+def test_the_audit_is_append_only_for_every_role_but_the_owner(
+    populated: Any, as_role: Any
+) -> None:
+    for role in ("syncctl_controller", "syncctl_webshop", "syncctl_reporting"):
+        c = as_role(role)
+        for statement in (
+            "UPDATE sync.audit SET actor = 'x'",
+            "DELETE FROM sync.audit",
+            "TRUNCATE sync.audit",
+        ):
+            assert refused(c, statement), (role, statement)
+    count = populated.execute("SELECT count(*) FROM sync.audit").fetchone()
+    assert count is not None and count[0] >= 4
+
+
+def test_hijacked_operators_and_functions_are_ignored_by_invoker_functions_too(
+    populated: Any, as_role: Any, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS evil")
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION evil.text_eq(text, text) RETURNS boolean LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'hijacked'; END $$"
+    )
+    conn.execute(
+        "CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.text_eq)"
+    )
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION evil.lower(text) RETURNS text LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'hijacked'; END $$"
+    )
+    conn.execute("GRANT USAGE ON SCHEMA evil TO PUBLIC")
+    conn.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA evil TO PUBLIC")
+    conn.commit()
+    controller = as_role("syncctl_controller")
+    controller.execute("SET search_path = evil, pg_catalog, public")
+    # the hijack is live for unqualified SQL in this session ...
+    with pytest.raises(psycopg.errors.RaiseException, match="hijacked"):
+        controller.execute("SELECT 'a'::text = 'b'::text")
+    # ... and changes nothing in the engine's SECURITY INVOKER functions
+    assert controller.execute("SELECT sync.normalise_email(' Jan@Example.NL ')").fetchone() == (
+        "jan@example.nl",
+    )
+    plan = controller.execute("SELECT * FROM sync.merge_plan('TX00000002', 'TX00000003')")
+    assert plan.fetchall()
+    # the apply trigger too (the controller's own queries pin nothing: they are the daemon's
+    # session, which an attacker who could set its search_path would own already)
+    record = upserted("TX00000004", 1)
+    controller.execute(
+        "INSERT INTO sync.inbox (seq, event_id, event_type, customer_number, version,"
+        " occurred_at, payload) VALUES (%s, %s, %s, %s, 1, now(), %s)",
+        [record["seq"], record["event_id"], record["type"], "TX00000004", Jsonb(record)],
+    )
+    controller.execute("RESET search_path")
+    assert controller.execute(
+        "SELECT outcome FROM sync.audit WHERE customer_number = 'TX00000004'"
+    ).fetchone() == ("applied",)
