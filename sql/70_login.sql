@@ -131,8 +131,6 @@ DECLARE
     number     text;
     found_id   bigint;
     wanted     text := sync.normalise_email(p_email);
-    candidates bigint[];
-    taken      boolean;
 BEGIN
     IF p_customer_number IS NULL OR pg_catalog.length(p_customer_number) > 32
        OR p_customer_number !~ '^[A-Za-z0-9]+$' THEN
@@ -156,6 +154,32 @@ BEGIN
         RETURN;
     END IF;
 
+    BEGIN
+        RETURN QUERY SELECT * FROM sync._link_new_login(number, p_email, wanted);
+    EXCEPTION WHEN unique_violation THEN
+        -- the feed (or a refresh) created this customer between our look-up and our write
+        SELECT c.id INTO found_id FROM shop.customer AS c WHERE c.customer_number = number;
+        RETURN QUERY SELECT found_id, 'linked'::text, number;
+    END;
+END
+$$;
+
+-- The part of sync.login for a number with no local customer yet: adopt, or create.
+CREATE OR REPLACE FUNCTION sync._link_new_login(p_number text, p_email text, p_wanted text)
+RETURNS TABLE (customer_id bigint, status text, customer_number text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+DECLARE
+    number     text := p_number;
+    wanted     text := p_wanted;
+    found_id   bigint;
+    candidates bigint[];
+    taken      boolean;
+BEGIN
     SELECT pg_catalog.array_agg(c.id ORDER BY c.id) INTO candidates
     FROM shop.customer AS c
     WHERE sync.normalise_email(c.email) = wanted AND c.customer_number IS NULL;

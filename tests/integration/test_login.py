@@ -121,3 +121,23 @@ def test_concurrent_first_logins_create_one_customer(dsn: str) -> None:
     assert count == (1,)
     assert sorted(r[1] for r in results) == ["created"] + ["linked"] * 5
     assert len({r[0] for r in results}) == 1
+
+
+def test_a_login_racing_the_feed_for_the_same_new_number_answers_linked(dsn: str) -> None:
+    feed = psycopg.connect(dsn)
+    feed.execute(
+        "INSERT INTO shop.customer (customer_number, email) VALUES ('TX00000011', 'f@x.nl')"
+    )
+    results: list[tuple[Any, ...]] = []
+
+    def attempt() -> None:
+        with psycopg.connect(dsn) as c:
+            results.append(login(c, "TX00000011", "racer@x.nl"))
+
+    racer = threading.Thread(target=attempt)
+    racer.start()
+    racer.join(timeout=1.0)  # the login now waits on the feed's uncommitted row
+    feed.commit()
+    feed.close()
+    racer.join(timeout=30)
+    assert len(results) == 1 and results[0][1:] == ("linked", "TX00000011")
