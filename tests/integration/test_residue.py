@@ -1,0 +1,512 @@
+"""Residue: once a customer is anonymised (tritonX's customer.anonymized, a tritonX delete of a
+customer with orders, the back-office button, a shop customer without a tritonX number), none
+of the person's values is left anywhere in the database: every text, varchar, char, json and
+jsonb column of every table of every schema (found in information_schema, so a table added
+later is searched too): the shop's tables, the inbox payloads of every delivery (older versions,
+re-deliveries, the numbers merged into the customer), dead letters, outbox, audit.
+
+What is searched, per anonymised person (the number and every number merged into it, over all
+versions tritonX ever sent): emails, phones, mobiles and loyalty cards as substrings; first and
+last name as a combination (in one text value, or as first_name/last_name of one row or one
+JSON object); postcode and house number together (one row or one JSON object). A value that
+another, not anonymised, customer also has is not searched: finding it proves nothing. The
+search is shown to find every kind of value before the anonymisations."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from syncctl.loader import read_cursor, stage_page, stage_records
+from syncctl.simulator.state import TritonX
+from syncctl.tritonx import ChangePage
+from tests.feed import event, stage, upserted
+
+CUSTOMERS = 300
+SOURCE = "tritonx"
+TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
+
+
+# -------------------------------------------------------------------------------------------------
+# A person's values
+# -------------------------------------------------------------------------------------------------
+@dataclass
+class Person:
+    """Every value of one identity (a number and the numbers merged into it), all versions."""
+
+    substrings: set[str] = field(default_factory=set)  # email, phone, mobile, loyalty card
+    names: set[tuple[str, str]] = field(default_factory=set)  # (first_name, last_name)
+    addresses: set[tuple[str, int]] = field(default_factory=set)  # (postcode, house_number)
+
+    def add(self, snap: dict[str, Any]) -> None:
+        self.substrings |= {
+            str(snap[k]) for k in ("email", "phone", "mobile", "loyalty_card") if snap.get(k)
+        }
+        if snap.get("first_name") and snap.get("last_name"):
+            self.names.add((snap["first_name"], snap["last_name"]))
+        if snap.get("postcode") and snap.get("house_number") is not None:
+            self.addresses.add((snap["postcode"], int(snap["house_number"])))
+
+    def without(self, others: Person) -> Person:
+        return Person(
+            self.substrings - others.substrings,
+            self.names - others.names,
+            self.addresses - others.addresses,
+        )
+
+    def kinds(self) -> set[str]:
+        """The kinds of search (as residue() names them) this person has values for."""
+        return {
+            kind
+            for kind, values in (
+                ("value", self.substrings),
+                ("name", self.names),
+                ("address", self.addresses),
+            )
+            if values
+        }
+
+
+def people(tritonx: TritonX) -> dict[str, Person]:
+    """Each final survivor's values, from every snapshot tritonX ever sent of it or of a
+    number merged into it."""
+    truth = tritonx.current_state()
+
+    def final(number: str) -> str:
+        while truth[number]["status"] == "merged":
+            number = truth[number]["into"]
+        return number
+
+    found: dict[str, Person] = defaultdict(Person)
+    for seq in range(1, tritonx.last_seq + 1):
+        record = tritonx.event(seq)
+        if record["type"] == "customer.upserted":
+            found[final(record["customer_number"])].add(record["customer"])
+    return found
+
+
+# -------------------------------------------------------------------------------------------------
+# Searching the whole database
+# -------------------------------------------------------------------------------------------------
+def _like(value: str) -> str:
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _name_pattern(first: str, last: str) -> str:
+    """The name as written in one text: whole words ("Jan" is not the end of "Gert-Jan"), first
+    then last, infixes between; case-sensitive, so an email made of the names is not a hit."""
+    return f"(^|[^-[:alpha:]]){re.escape(first)}( [^ ]+)* {re.escape(last)}($|[^-[:alpha:]])"
+
+
+def searchable_columns(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:
+    return conn.execute(
+        "SELECT c.table_schema, c.table_name, c.column_name, c.data_type"
+        " FROM information_schema.columns AS c"
+        " JOIN information_schema.tables AS t USING (table_schema, table_name)"
+        " WHERE t.table_type = 'BASE TABLE'"
+        "   AND c.table_schema NOT IN ('pg_catalog', 'information_schema')"
+        "   AND c.data_type = ANY(%s)"
+        " ORDER BY 1, 2, 3",
+        [list(TEXT_TYPES)],
+    ).fetchall()
+
+
+def column_pairs(
+    conn: psycopg.Connection[Any], first: str, second: str
+) -> list[tuple[str, str, str, str]]:
+    """(schema, table, column like %first, column like %second) of the same table."""
+    return conn.execute(
+        "SELECT a.table_schema, a.table_name, a.column_name, b.column_name"
+        " FROM information_schema.columns AS a"
+        " JOIN information_schema.columns AS b USING (table_schema, table_name)"
+        " JOIN information_schema.tables AS t USING (table_schema, table_name)"
+        " WHERE t.table_type = 'BASE TABLE'"
+        "   AND a.table_schema NOT IN ('pg_catalog', 'information_schema')"
+        "   AND a.column_name LIKE %s AND b.column_name LIKE %s",
+        ["%" + first, "%" + second],
+    ).fetchall()
+
+
+def residue(conn: psycopg.Connection[Any], persons: dict[str, Person]) -> set[tuple[str, str, str]]:
+    """Every (where, kind, owner) at which a value of one of `persons` is found."""
+    subs = [(v, o) for o, p in persons.items() for v in p.substrings]
+    names = [(f, la, o) for o, p in persons.items() for f, la in p.names]
+    addrs = [(pc, str(hn), o) for o, p in persons.items() for pc, hn in p.addresses]
+    hits: set[tuple[str, str, str]] = set()
+
+    def run(where: str, kind: str, query: sql.Composable, params: list[Any]) -> None:
+        hits.update((where, kind, owner) for (owner,) in conn.execute(query, params).fetchall())
+
+    for schema, table, column, data_type in searchable_columns(conn):
+        where = f"{schema}.{table}.{column}"
+        target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        col = sql.Identifier(column)
+        run(
+            where,
+            "value",
+            sql.SQL(
+                "SELECT DISTINCT p.owner FROM {} AS t"
+                " JOIN unnest(%s::text[], %s::text[]) AS p(pattern, owner)"
+                " ON t.{}::text ILIKE p.pattern"
+            ).format(target, col),
+            [[_like(v) for v, _ in subs], [o for _, o in subs]],
+        )
+        if data_type in ("json", "jsonb"):
+            for kind, rows, path, b_value in (
+                ("name", names, "$.** ? (@.first_name == $a && @.last_name == $b)", "p.b"),
+                ("address", addrs, "$.** ? (@.postcode == $a && @.house_number == $b)", "p.b::int"),
+            ):
+                run(
+                    where,
+                    kind,
+                    sql.SQL(
+                        "SELECT DISTINCT p.owner FROM {} AS t"
+                        " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS p(a, b, owner)"
+                        " ON jsonb_path_exists(t.{}::jsonb, %s::jsonpath,"
+                        "    jsonb_build_object('a', p.a, 'b', {}))"
+                    ).format(target, col, sql.SQL(b_value)),
+                    [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], path],
+                )
+        else:  # a name written as one text: "Anna Jansen", "Anna van Jansen"
+            run(
+                where,
+                "name",
+                sql.SQL(
+                    "SELECT DISTINCT p.owner FROM {} AS t"
+                    " JOIN unnest(%s::text[], %s::text[]) AS p(pattern, owner)"
+                    " ON t.{}::text ~ p.pattern"
+                ).format(target, col),
+                [[_name_pattern(f, la) for f, la, _ in names], [o for _, _, o in names]],
+            )
+    for kind, rows, first, second in (
+        ("name", names, "first_name", "last_name"),
+        ("address", addrs, "postcode", "house_number"),
+    ):
+        for schema, table, a, b in column_pairs(conn, first, second):
+            run(
+                f"{schema}.{table}.{a}+{b}",
+                kind,
+                sql.SQL(
+                    "SELECT DISTINCT p.owner FROM {}.{} AS t"
+                    " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS p(a, b, owner)"
+                    " ON t.{}::text = p.a AND t.{}::text = p.b"
+                ).format(
+                    sql.Identifier(schema),
+                    sql.Identifier(table),
+                    sql.Identifier(a),
+                    sql.Identifier(b),
+                ),
+                [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+            )
+    conn.commit()
+    return hits
+
+
+# -------------------------------------------------------------------------------------------------
+# Building the population
+# -------------------------------------------------------------------------------------------------
+def deliver(conn: psycopg.Connection[Any], tritonx: TritonX, rng: random.Random) -> None:
+    while True:
+        cursor = read_cursor(conn, SOURCE)
+        conn.commit()
+        events, next_cursor, more = tritonx.changes(int(cursor or 0), rng.randint(20, 80))
+        stage_page(conn, SOURCE, cursor, ChangePage(events, str(next_cursor), more))
+        if not more:
+            return
+
+
+def shop_rows(
+    conn: psycopg.Connection[Any], customer_id: int, snap: dict[str, Any], n: int
+) -> None:
+    """What a webshop keeps of a customer: copies of name, address, email and phone."""
+    name = " ".join(p for p in (snap["first_name"], snap["infix"], snap["last_name"]) if p)
+    street = f"{snap['street']} {snap['house_number']}"
+    conn.execute(
+        "INSERT INTO shop.address (customer_id, kind, recipient_name, street, house_number,"
+        " house_number_addition, postcode, city, country_code)"
+        " VALUES (%s, 'delivery', %s, %s, %s, %s, %s, %s, %s)",
+        [
+            customer_id,
+            name,
+            snap["street"],
+            snap["house_number"],
+            snap["house_number_addition"],
+            snap["postcode"],
+            snap["city"],
+            snap["country_code"],
+        ],
+    )
+    for k in range(2):
+        conn.execute(
+            "INSERT INTO shop.orders (customer_id, order_number, total_amount, delivery_name,"
+            " delivery_street, delivery_postcode, delivery_city, contact_email, contact_phone)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                customer_id,
+                f"O-{n}-{k}",
+                10 + k,
+                name,
+                street,
+                snap["postcode"],
+                snap["city"],
+                snap["email"],
+                snap["phone"] or snap["mobile"],
+            ],
+        )
+    conn.execute(
+        "INSERT INTO shop.favourite (customer_id, sku) VALUES (%s, 'sku-1'), (%s, %s)",
+        [customer_id, customer_id, f"sku-{10 + n % 7}"],
+    )
+    conn.execute(
+        "INSERT INTO shop.wishlist (customer_id, sku, note) VALUES (%s, 'sku-9', %s)",
+        [customer_id, f"cadeau voor {name}"],
+    )
+    conn.execute(
+        "INSERT INTO shop.cart (customer_id, items) VALUES (%s, %s)",
+        [
+            customer_id,
+            Jsonb([{"sku": "sku-2", "gift_card_to": snap["email"], "sms": snap["mobile"]}]),
+        ],
+    )
+    conn.execute(
+        "INSERT INTO shop.login_identity (customer_id, login_name, password_hash)"
+        " VALUES (%s, %s, 'x')",
+        [customer_id, snap["email"]],
+    )
+    conn.execute(
+        "INSERT INTO shop.newsletter_subscription (customer_id, list_name, email)"
+        " VALUES (%s, 'weekly', %s)",
+        [customer_id, snap["email"]],
+    )
+    conn.execute(
+        "UPDATE shop.customer SET preferred_language = 'nl', last_login_at = now() WHERE id = %s",
+        [customer_id],
+    )
+
+
+def malformed_copies(record: dict[str, Any], rng: random.Random) -> list[Any]:
+    """What the simulator's chaos mode sends: broken copies of a real record (snapshot kept)."""
+    copies: list[dict[str, Any]] = []
+    for kind in range(5):
+        broken = dict(record, event_id=f"broken-{rng.getrandbits(64):016x}")
+        if kind == 0:
+            del broken["event_id"]
+        elif kind == 1:
+            broken["version"] = "seven"
+        elif kind == 2:
+            broken["type"] = "customer.renamed"
+        elif kind == 3:
+            broken["customer_number"] = 12345
+        else:
+            broken["customer"] = dict(record["customer"], birth_date="2026-02-31")
+        copies.append(broken)
+    return copies
+
+
+def latest_upserts(tritonx: TritonX, numbers: Iterable[str]) -> list[dict[str, Any]]:
+    wanted = set(numbers)
+    latest: dict[str, dict[str, Any]] = {}
+    for seq in range(1, tritonx.last_seq + 1):
+        record = tritonx.event(seq)
+        if record["type"] == "customer.upserted" and record["customer_number"] in wanted:
+            latest[record["customer_number"]] = record
+    return list(latest.values())
+
+
+def test_anonymised_people_leave_no_residue_anywhere(conn: psycopg.Connection[Any]) -> None:
+    rng = random.Random(29)
+    tritonx = TritonX(customers=CUSTOMERS, seed=29)
+    deliver(conn, tritonx, rng)
+    ids: dict[str, int] = dict(
+        conn.execute("SELECT customer_number, id FROM shop.customer").fetchall()
+    )
+    numbers = sorted(ids)
+    for n, number in enumerate(numbers):
+        customer = tritonx.customer(number)
+        assert customer is not None and customer.snapshot is not None
+        shop_rows(conn, ids[number], customer.snapshot, n)
+    # shop customers without a tritonX number, anonymised from the back office only
+    local_only: dict[str, Person] = {}
+    for k in range(3):
+        snap = dict(tritonx.customer(numbers[k]).snapshot or {})  # type: ignore[union-attr]
+        snap.update(
+            email=f"local.{k}@webshop.nl",
+            mobile=f"+31 6 9900{k:04d}",
+            phone=None,
+            loyalty_card=f"LOCAL-{k:06d}",
+            first_name=f"Lokaal{k}",
+            postcode=f"99{k:02d} QQ",
+        )
+        row = conn.execute(
+            "INSERT INTO shop.customer (email, first_name, last_name, mobile, loyalty_card,"
+            " postcode, house_number) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            [
+                snap["email"],
+                snap["first_name"],
+                snap["last_name"],
+                snap["mobile"],
+                snap["loyalty_card"],
+                snap["postcode"],
+                snap["house_number"],
+            ],
+        ).fetchone()
+        assert row is not None
+        shop_rows(conn, row[0], snap, 10_000 + k)
+        local_only[f"local:{row[0]}"] = Person()
+        local_only[f"local:{row[0]}"].add(snap)
+    for number in rng.sample(numbers, 40):
+        conn.execute("SELECT * FROM sync.login(%s, %s)", [number, f"{number.lower()}@x.nl"])
+    conn.commit()
+
+    # later versions (new emails and mobiles: the old ones survive only in the inbox), merges
+    shuffled = rng.sample(numbers, len(numbers))
+    olds, survivors = shuffled[:40], shuffled[40:80]
+    for number in shuffled[80:200]:
+        tritonx.edit(
+            number,
+            email=f"changed.{number.lower()}@example.org",
+            mobile=f"+31 6 {rng.randrange(10**7, 10**8)}",
+        )
+    for old, survivor in zip(olds, survivors, strict=True):
+        tritonx.merge(old, survivor)
+    deliver(conn, tritonx, rng)
+
+    singles = shuffled[80:]
+    by_feed = survivors[:12] + singles[:18]
+    deleted = survivors[12:16] + singles[18:22]
+    by_backoffice = survivors[16:24] + singles[22:32]
+    erased = by_feed + deleted + by_backoffice
+    # dead letters holding their data: chaos-mode copies of their last upserts
+    stage_records(
+        conn,
+        SOURCE,
+        [c for r in latest_upserts(tritonx, erased + olds[:24]) for c in malformed_copies(r, rng)],
+    )
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM sync.dead_letter").fetchone()[0] > 0  # type: ignore[index]
+
+    everyone = people(tritonx)
+    kept = Person()
+    for number, person in everyone.items():
+        if number not in erased:
+            kept.substrings |= person.substrings
+            kept.names |= person.names
+            kept.addresses |= person.addresses
+    targets = {n: everyone[n].without(kept) for n in erased} | local_only
+    assert all(len(p.substrings) >= 2 for p in targets.values())
+
+    # the search must be able to see residue: before anonymising, everything is found
+    before = residue(conn, targets)
+    for owner, person in targets.items():
+        assert {k for _, k, o in before if o == owner} == person.kinds(), owner
+    assert {w for w, _, _ in before} >= {
+        "shop.customer.email",
+        "shop.address.recipient_name",
+        "shop.orders.contact_email",
+        "shop.wishlist.note",
+        "shop.cart.items",
+        "shop.login_identity.login_name",
+        "shop.newsletter_subscription.email",
+        "sync.inbox.payload",
+    }, sorted({w for w, _, _ in before})
+
+    for number in by_feed:
+        tritonx.anonymise(number)
+    for number in deleted:
+        tritonx.delete(number)  # they have orders: anonymised locally
+    # tritonX edits a back-office customer before it hears of the anonymisation
+    for number in by_backoffice[:4]:
+        tritonx.edit(number, city="Zwolle")
+    deliver(conn, tritonx, rng)
+    for number in by_backoffice:
+        conn.execute(
+            "SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:test')", [ids[number]]
+        )
+    for owner in local_only:
+        conn.execute(
+            "SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:test')",
+            [int(owner.split(":")[1])],
+        )
+    conn.commit()
+    for number in by_backoffice:  # the outbox reached tritonX; its event comes back
+        tritonx.anonymise(number)
+    deliver(conn, tritonx, rng)
+    # at least once: their older deliveries come again with their original ids, and a late
+    # upsert (a fresh id, a higher version) for each of them
+    cursor = read_cursor(conn, SOURCE)
+    conn.commit()
+    stale = [
+        r
+        for seq in range(1, tritonx.last_seq + 1)
+        if (r := tritonx.event(seq))["type"] == "customer.upserted"
+        and r["customer_number"] in set(erased + olds[:24])
+    ]
+    late = [
+        dict(r, event_id=f"late-{i}", version=r["version"] + 50, seq=tritonx.last_seq + 1)
+        for i, r in enumerate(latest_upserts(tritonx, erased + olds[:24]))
+    ]
+    stage_page(conn, SOURCE, cursor, ChangePage(stale + late, cursor or "0", False))
+
+    after = residue(conn, targets)
+    where = Counter((w, k) for w, k, _ in after)
+    assert not after, f"values of {len({o for _, _, o in after})} anonymised people left: {where}"
+    # nobody else lost anything, and the bookkeeping is whole
+    untouched = [n for n in singles[40:] if everyone[n].substrings][:20]
+    found = {o for _, _, o in residue(conn, {n: everyone[n] for n in untouched})}
+    assert found == set(untouched)
+    assert conn.execute("SELECT count(*), sum(total_amount) FROM shop.orders").fetchone() == (
+        2 * (CUSTOMERS + 3),
+        21 * (CUSTOMERS + 3),
+    )
+    outbox = conn.execute("SELECT count(*) FROM sync.outbox").fetchone()
+    assert outbox == (len(by_backoffice),)
+
+
+# -------------------------------------------------------------------------------------------------
+# The two ways residue was found to survive, each on its own
+# -------------------------------------------------------------------------------------------------
+def inbox_holding(conn: psycopg.Connection[Any], value: str) -> list[tuple[Any, ...]]:
+    rows = conn.execute(
+        "SELECT s.inbox_id, s.state, s.reason FROM sync.inbox_status AS s"
+        " JOIN sync.inbox AS i ON i.id = s.inbox_id WHERE i.payload::text LIKE %s"
+        " ORDER BY 1",
+        [_like(value)],
+    ).fetchall()
+    conn.commit()
+    return rows
+
+
+def test_a_redelivery_after_the_anonymisation_keeps_no_snapshot(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """At least once: tritonX may send an older event again, with its original id, after the
+    customer was anonymised (the simulator's chaos mode does). The re-delivery is a duplicate,
+    but its snapshot is personal data of an anonymised customer: the inbox must not keep it."""
+    first = upserted("TX00000901", 1, email="residue.one@example.nl")
+    stage(conn, [first])
+    stage(conn, [event("customer.anonymized", "TX00000901", 2, reason_code="AVG")])
+    assert inbox_holding(conn, "residue.one@example.nl") == []
+    stage(conn, [first])  # the same delivery again
+    assert inbox_holding(conn, "residue.one@example.nl") == []
+
+
+def test_a_dead_letter_naming_the_customer_only_in_its_snapshot_is_scrubbed(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The simulator's chaos mode sends a copy of a real record whose customer_number is not
+    a string; the snapshot inside still names the customer. After the customer is anonymised
+    neither the dead letter's payload nor anything else may hold the snapshot."""
+    stage(conn, [upserted("TX00000902", 1)])
+    broken = dict(upserted("TX00000902", 2, email="residue.two@example.nl"), customer_number=12345)
+    stage(conn, [broken])
+    assert [r[1] for r in inbox_holding(conn, "residue.two@example.nl")] == ["dead_letter"]
+    stage(conn, [event("customer.anonymized", "TX00000902", 3, reason_code="AVG")])
+    assert inbox_holding(conn, "residue.two@example.nl") == []
