@@ -327,6 +327,33 @@ EXCEPTION WHEN data_exception THEN
 END
 $$;
 
+-- Deliveries in the batch that carry a snapshot of a customer who is anonymised or deleted (or
+-- merged into one) keep only their envelope: a re-delivery of an old event, a duplicate or a
+-- dead letter must not bring the data back into the database. The number is taken from the
+-- snapshot too, for a record whose own customer_number was malformed.
+CREATE OR REPLACE FUNCTION sync._scrub_erased_deliveries(p_first bigint, p_last bigint)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+    UPDATE sync.inbox AS i
+    SET payload = sync.event_envelope(i.payload)
+    FROM (
+        SELECT b.id, coalesce(b.customer_number, b.payload -> 'customer' ->> 'customer_number')
+                   AS number
+        FROM sync.inbox AS b
+        WHERE b.id BETWEEN p_first AND p_last AND b.payload ? 'customer'
+    ) AS d
+    WHERE i.id = d.id
+      AND EXISTS (
+          SELECT FROM sync.tombstone AS t
+          WHERE t.customer_number = d.number
+             OR t.customer_number = (SELECT r.survivor_number FROM sync.redirect AS r
+                                     WHERE r.old_number = d.number))
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Public API
 -- ---------------------------------------------------------------------------------------------
@@ -381,6 +408,7 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
+    PERFORM sync._scrub_erased_deliveries(p_first, p_last);
     RETURN (
         SELECT pg_catalog.jsonb_object_agg(s.state, s.events)
         FROM (

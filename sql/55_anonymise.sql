@@ -203,9 +203,16 @@ AS $$
     SELECT i.id
     FROM sync.inbox AS i, numbers
     WHERE (i.customer_number = ANY (numbers.n)
-           OR (i.event_type = 'customer.merged' AND (i.payload ->> 'into') = ANY (numbers.n)))
+           OR (i.event_type = 'customer.merged' AND (i.payload ->> 'into') = ANY (numbers.n))
+           -- a malformed record whose own number did not parse: the snapshot still names it
+           OR (i.customer_number IS NULL
+               AND (i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)))
       AND sync.event_envelope(i.payload) <> i.payload
 $$;
+
+CREATE INDEX IF NOT EXISTS inbox_snapshot_number_unparsed
+    ON sync.inbox ((payload -> 'customer' ->> 'customer_number'))
+    WHERE customer_number IS NULL;
 
 -- Scrub the engine's copies of a customer number's personal data: inbox payloads keep only the
 -- event envelope; its dead letters are decided as skipped (their snapshot is gone, and a
@@ -230,7 +237,7 @@ BEGIN
         DELETE FROM sync.dead_letter AS d
         USING sync.inbox AS i
         WHERE i.id = d.inbox_id
-          AND i.customer_number IN (
+          AND coalesce(i.customer_number, i.payload -> 'customer' ->> 'customer_number') IN (
               SELECT p_number
               UNION ALL
               SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
