@@ -75,16 +75,8 @@ DECLARE
     reporting_role  text := sync.role_name('reporting');
     role_name       text;
     api             regprocedure;
-    -- the engine's schemas, as a list for GRANT; gdpr arrives with a later revision
-    every_schema    text;
-    engine          text;
+    schema_name     text;
 BEGIN
-    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(n.nspname), ', ' ORDER BY n.nspname)
-    INTO engine
-    FROM pg_catalog.pg_namespace AS n
-    WHERE n.nspname IN ('shop', 'sync', 'gdpr');
-    every_schema := engine || ', report';
-
     INSERT INTO sync.setting (key, value)
     VALUES ('role_prefix', pg_catalog.left(owner_role, -pg_catalog.length('_owner')))
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
@@ -95,39 +87,49 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- PUBLIC: nothing, now and for functions created later
-    EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA %s FROM PUBLIC', every_schema);
-    EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA %s FROM PUBLIC', every_schema);
-    EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %s FROM PUBLIC',
-                              every_schema);
-    EXECUTE pg_catalog.format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %s FROM PUBLIC',
-                              every_schema);
+    -- functions created later: nothing for PUBLIC until they are granted here
     EXECUTE 'ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC';
 
-    -- owner: everything
-    EXECUTE pg_catalog.format('GRANT ALL ON SCHEMA %s TO %I', every_schema, owner_role);
-    EXECUTE pg_catalog.format('GRANT ALL ON ALL TABLES IN SCHEMA %s TO %I',
-                              every_schema, owner_role);
-    EXECUTE pg_catalog.format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %s TO %I',
-                              every_schema, owner_role);
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I',
-                              every_schema, owner_role);
+    -- gdpr arrives with a later revision: the schemas that exist now
+    FOR schema_name IN
+        SELECT n.nspname FROM pg_catalog.pg_namespace AS n
+        WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr')
+        ORDER BY n.nspname
+    LOOP
+        -- PUBLIC: nothing
+        EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', schema_name);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM PUBLIC',
+                                  schema_name);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM PUBLIC',
+                                  schema_name);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM PUBLIC',
+                                  schema_name);
+        -- owner: everything
+        EXECUTE pg_catalog.format('GRANT ALL ON SCHEMA %I TO %I', schema_name, owner_role);
+        EXECUTE pg_catalog.format('GRANT ALL ON ALL TABLES IN SCHEMA %I TO %I',
+                                  schema_name, owner_role);
+        EXECUTE pg_catalog.format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %I TO %I',
+                                  schema_name, owner_role);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %I TO %I',
+                                  schema_name, owner_role);
+        CONTINUE WHEN schema_name = 'report';
+        -- controller: the engine's work (shop, sync, gdpr), as itself; webshop: USAGE only
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I, %I',
+                                  schema_name, controller_role, webshop_role);
+        EXECUTE pg_catalog.format(
+            'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO %I',
+            schema_name, controller_role);
+        EXECUTE pg_catalog.format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO %I',
+                                  schema_name, controller_role);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %I TO %I',
+                                  schema_name, controller_role);
+    END LOOP;
 
-    -- controller: the engine's work, as itself
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', engine, controller_role);
-    EXECUTE pg_catalog.format(
-        'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %I',
-        engine, controller_role);
-    EXECUTE pg_catalog.format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %s TO %I',
-                              engine, controller_role);
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %s TO %I',
-                              engine, controller_role);
     -- the audit is append-only for everyone but the owner (the trigger refuses changes too)
     EXECUTE pg_catalog.format('REVOKE UPDATE, DELETE, TRUNCATE ON sync.audit FROM %I',
                               controller_role);
 
     -- webshop: its tables and the API, which runs as its owner with a pinned search_path
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', engine, webshop_role);
     EXECUTE pg_catalog.format(
         'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA shop TO %I', webshop_role);
     EXECUTE pg_catalog.format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA shop TO %I', webshop_role);
