@@ -1,7 +1,10 @@
 """Prometheus metrics and a health check for `syncctl run`, served on a loopback port
 (`--metrics-port`): GET /metrics (text exposition format) and GET /healthz (200 while the last
 successful pull is recent, 503 otherwise). Counters come from the controller's reports,
-gauges from the database after each cycle. Labels are event types and outcomes only."""
+gauges from the database after each cycle, and audited actions by type and outcome counted
+from the audit rows written since the daemon started (by audit id: a row of a concurrent
+transaction that commits after a later id was counted is missed, so these are close, not exact).
+Labels are event types, actions and outcomes only."""
 
 from __future__ import annotations
 
@@ -14,9 +17,15 @@ from typing import Any
 import psycopg
 
 from syncctl.controller import PullReport
-from syncctl.database import queries
+from syncctl.database import named_queries, queries
 
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _label(value: str) -> str:
+    """A label value, quoted and escaped as the text exposition format requires."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 class Metrics:
@@ -31,6 +40,8 @@ class Metrics:
         self.refresh_buckets = [0] * len(_BUCKETS)
         self.refresh_count = 0
         self.refresh_sum = 0.0
+        self.actions: Counter[tuple[str, str]] = Counter()
+        self._audit_after: int | None = None
 
     def observe_pull(self, report: PullReport) -> None:
         with self._lock:
@@ -54,6 +65,7 @@ class Metrics:
         q = queries()
         counts = conn.execute(q["status_counts"]).fetchone()
         queues = conn.execute(q["status_queues"]).fetchone()
+        self._count_actions(conn)
         conn.commit()
         if counts is None or queues is None:
             return
@@ -63,6 +75,18 @@ class Metrics:
             self.gauges["syncctl_outbox_backlog"] = float(queues[0])
             self.gauges["syncctl_outbox_dead"] = float(queues[1])
             self.gauges["syncctl_refresh_queue"] = float(queues[2])
+
+    def _count_actions(self, conn: psycopg.Connection[Any]) -> None:
+        mq = named_queries("metrics_queries.sql")
+        if self._audit_after is None:
+            row = conn.execute(mq["audit_last_id"]).fetchone()
+            self._audit_after = int(row[0]) if row else 0
+            return
+        rows = conn.execute(mq["audit_actions_since"], {"after": self._audit_after}).fetchall()
+        with self._lock:
+            for action, outcome, count, last_id in rows:
+                self.actions[(str(action), str(outcome))] += int(count)
+                self._audit_after = max(self._audit_after, int(last_id))
 
     def healthy(self) -> bool:
         with self._lock:
@@ -78,8 +102,16 @@ class Metrics:
                 "# TYPE syncctl_events_total counter",
             ]
             lines += [
-                f'syncctl_events_total{{outcome="{state}"}} {count}'
+                f"syncctl_events_total{{outcome={_label(state)}}} {count}"
                 for state, count in sorted(self.events.items())
+            ]
+            lines += [
+                "# HELP syncctl_actions_total Audited actions since start, by type and outcome.",
+                "# TYPE syncctl_actions_total counter",
+            ]
+            lines += [
+                f"syncctl_actions_total{{action={_label(action)},outcome={_label(outcome)}}} {n}"
+                for (action, outcome), n in sorted(self.actions.items())
             ]
             lines += [
                 "# HELP syncctl_pages_total Pages staged.",
