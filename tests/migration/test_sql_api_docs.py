@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sql-api.md"
-SCHEMAS = ["shop", "sync", "report"]
+# gdpr arrives with a later revision; its public functions and views will need a heading too
+SCHEMAS = ["shop", "sync", "report", "gdpr"]
 
 
 def test_every_public_function_and_view_is_documented(conn: psycopg.Connection[Any]) -> None:
