@@ -132,6 +132,10 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         self._rng = random.Random(chaos.seed)
         self._rng_lock = threading.Lock()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that timed out and hung up (chaos "slow"): not worth a traceback on stderr
+        log.debug("simulator: request from %s failed", client_address, exc_info=True)
+
     def set_chaos(self, chaos: ChaosConfig) -> None:
         with self._rng_lock:
             self.chaos = chaos
