@@ -113,19 +113,32 @@ def test_public_has_nothing(populated: Any, as_role: Any, conn: psycopg.Connecti
         assert refused(stranger, statement), statement
 
 
-def test_every_security_definer_function_pins_search_path(conn: psycopg.Connection[Any]) -> None:
+def _unpinned_definers(conn: psycopg.Connection[Any]) -> tuple[int, list[str]]:
     definers = conn.execute(
         "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p"
         " JOIN pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE n.nspname IN ('shop', 'sync', 'report') AND p.prosecdef"
+        " WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr') AND p.prosecdef"
     ).fetchall()
-    assert definers, "no SECURITY DEFINER function: the webshop API should have some"
     unpinned = [
         name
         for name, config in definers
         if not any(c.startswith("search_path=") for c in config or [])
     ]
+    return len(definers), unpinned
+
+
+def test_every_security_definer_function_pins_search_path(conn: psycopg.Connection[Any]) -> None:
+    definers, unpinned = _unpinned_definers(conn)
+    assert definers, "no SECURITY DEFINER function: the webshop API should have some"
     assert unpinned == []
+
+
+def test_the_search_path_check_finds_an_unpinned_definer(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(
+        "CREATE FUNCTION sync.careless(p text) RETURNS text LANGUAGE sql SECURITY DEFINER"
+        " AS $$ SELECT lower(p) $$"
+    )
+    assert _unpinned_definers(conn)[1] == ["sync.careless(text)"]
 
 
 def test_a_search_path_hijack_is_ignored(
