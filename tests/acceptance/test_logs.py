@@ -34,8 +34,12 @@ def _personal(
         if snap["customer_number"] not in pulled:
             continue
         literal |= {str(snap[f]) for f in FIELDS if snap.get(f)}
-        literal.add(str(snap["postcode"]).replace(" ", ""))
         words |= {str(snap[f]) for f in WORD_FIELDS if snap.get(f)}
+        if str(snap["postcode"]).isdigit():
+            # a Belgian postcode is a 4-digit number: a sequence number or port could match
+            words.discard(str(snap["postcode"]))
+        else:
+            literal.add(str(snap["postcode"]).replace(" ", ""))
         name = " ".join(p for p in (snap["first_name"], snap["infix"], snap["last_name"]) if p)
         literal.add(name)
     return literal, words
