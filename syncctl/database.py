@@ -35,7 +35,14 @@ def connect(
     dsn: str, *, autocommit: bool = False, application_name: str = "syncctl"
 ) -> psycopg.Connection[tuple[object, ...]]:
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, application_name=application_name)
+        # Every query syncctl sends names its objects schema-qualified; an empty search_path
+        # keeps objects another role created in a searched schema out of them.
+        return psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            application_name=application_name,
+            options="-c search_path=",
+        )
     except psycopg.OperationalError as exc:
         # libpq's message names host and database, never data
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}".strip()) from exc

@@ -19,7 +19,7 @@ from syncctl import resources
 from syncctl.errors import MigrationError
 
 # Schemas syncctl owns; the description compares these.
-SCHEMAS = ("shop", "sync")
+SCHEMAS = ("shop", "sync", "report", "gdpr")
 
 
 def run_sql_files(conn: Any, files: Iterable[Path]) -> None:
