@@ -115,7 +115,8 @@ $$;
 --   ambiguous   several unlinked local customers have that email: a new one was created and
 --               a link conflict recorded for an operator (`syncctl links repair`)
 --   conflict    the email belongs to another linked customer: created, conflict recorded
---   erased      the customer was anonymised or deleted: customer_id is NULL
+--   erased      the customer was anonymised or deleted: customer_id is NULL (one open
+--               'erased' link conflict a number records that someone tried)
 --   invalid     not a tritonX number: customer_id is NULL
 -- and a refresh of the customer is requested.
 -- Example: SELECT * FROM sync.login('TX00012345', 'anna@example.nl');
@@ -140,6 +141,12 @@ BEGIN
     END IF;
     number := sync.resolve_customer_number(p_customer_number);
     IF EXISTS (SELECT FROM sync.tombstone AS t WHERE t.customer_number = number) THEN
+        -- one open conflict a number, however often the person tries
+        IF NOT EXISTS (SELECT FROM sync.link_conflict AS l
+                       WHERE l.kind = 'erased' AND l.customer_number = number
+                         AND l.resolved_at IS NULL) THEN
+            PERFORM sync._record_link_conflict('erased', number, NULL, NULL);
+        END IF;
         RETURN QUERY SELECT NULL::bigint, 'erased'::text, number;
         RETURN;
     END IF;
@@ -245,6 +252,66 @@ BEGIN
             pg_catalog.format('local customer %s adopted', p_local_id),
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
     RETURN moved.counts;
+END
+$$;
+
+-- Repair a local customer still linked to a merged-away number (the shop linked it before
+-- syncctl knew of the merge): its rows move into the survivor's local customer as a merge moves
+-- them, or, when the survivor has no local customer yet, the link moves to the survivor's number
+-- (its tritonX version is forgotten so the survivor's next snapshot applies, and a refresh is
+-- requested). A survivor that was anonymised or deleted is left alone: outcome 'skipped', as a
+-- merge into an erased customer is refused. Audited as 'customer.relinked' (customer_number the
+-- old number, related_number the survivor). Returns {"outcome", "reason", "counts"}.
+-- Example: SELECT sync.repair_redirected_link('TX00000001', 'ops:alice');
+CREATE OR REPLACE FUNCTION sync.repair_redirected_link(p_customer_number text, p_actor text)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+DECLARE
+    started     timestamptz := pg_catalog.clock_timestamp();
+    survivor    text := sync.resolve_customer_number(p_customer_number);
+    old_id      bigint;
+    survivor_id bigint;
+    erased_as   text;
+    counts      jsonb := '{}';
+    outcome     text := 'applied';
+    why         text;
+BEGIN
+    -- the lock order every merge, anonymisation and concurrent shop write agrees on
+    PERFORM FROM shop.customer AS c
+    WHERE c.customer_number IN (p_customer_number, survivor)
+    ORDER BY c.id
+    FOR UPDATE;
+    SELECT c.id INTO old_id FROM shop.customer AS c WHERE c.customer_number = p_customer_number;
+    SELECT c.id INTO survivor_id FROM shop.customer AS c WHERE c.customer_number = survivor;
+    SELECT t.kind INTO erased_as FROM sync.tombstone AS t WHERE t.customer_number = survivor;
+    IF old_id IS NULL OR survivor = p_customer_number THEN
+        outcome := 'skipped';
+        why := 'not linked to a merged-away number';
+    ELSIF erased_as IS NOT NULL THEN
+        outcome := 'skipped';
+        why := pg_catalog.format('survivor %s is %s', survivor, erased_as);
+    ELSIF survivor_id IS NULL THEN
+        UPDATE shop.customer AS c
+        SET customer_number = survivor, tritonx_version = NULL, tritonx_updated_at = NULL
+        WHERE c.id = old_id;
+        survivor_id := old_id;
+        counts := '{"shop.customer": 1}';
+        why := 'link moved to the survivor';
+        PERFORM sync.request_refresh(survivor);
+    ELSE
+        SELECT m.counts, m.reason INTO counts, why
+        FROM sync._move_customer(old_id, survivor_id) AS m;
+    END IF;
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
+                            reason, duration_ms, related_number)
+    VALUES (p_actor, 'customer.relinked', outcome, p_customer_number,
+            coalesce(survivor_id, old_id), counts, why,
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, survivor);
+    RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
 END
 $$;
 

@@ -1,9 +1,10 @@
 """Link report and repair: what keeps people from logging in, counted, and fixed where the fix
 is unambiguous (adopt an unlinked local customer that exactly one linked customer matches by
-email; merge a local customer still linked to a merged-away number into its survivor)."""
+email; move a local customer still linked to a merged-away number to its survivor)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,8 @@ import psycopg
 
 from syncctl.database import queries
 from syncctl.tritonx import TritonXClient
+
+log = logging.getLogger("syncctl.links")
 
 
 @dataclass
@@ -32,17 +35,21 @@ def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
 
 
 def repair(conn: psycopg.Connection[Any], plan: RepairPlan, actor: str) -> int:
-    """Carry out the plan, one audited transaction a fix; returns how many were made."""
+    """Carry out the plan, one audited transaction a fix; returns how many were made (a link
+    whose survivor was erased in the meantime is skipped, and audited as such)."""
     q = queries()
     done = 0
     for local_id, linked_id, _number in plan.adopt:
         with conn.transaction():
             conn.execute(q["adopt"], {"local_id": local_id, "linked_id": linked_id, "actor": actor})
         done += 1
-    for old, survivor in plan.merge:
+    for old, _survivor in plan.merge:
         with conn.transaction():
-            conn.execute(q["merge_by_hand"], {"old": old, "survivor": survivor, "actor": actor})
-        done += 1
+            row = conn.execute(q["repair_redirected_link"], {"old": old, "actor": actor}).fetchone()
+        if row is not None and row[0] == "applied":
+            done += 1
+        else:
+            log.warning("link of %s not repaired (the audit says why)", old)
     return done
 
 

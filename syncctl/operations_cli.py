@@ -101,13 +101,13 @@ def links_check(settings: _TritonXSettings, probe: int) -> None:
 @click.pass_obj
 @edge
 def links_repair(settings: HasDsn, dry_run: bool, actor: str) -> None:
-    """Adopt unambiguous local customers and re-point links to merged-away numbers."""
+    """Adopt unambiguous local customers and move links to merged-away numbers to survivors."""
     with connection(settings) as conn:
         plan = links.repair_plan(conn)
         for local_id, linked_id, number in plan.adopt:
             click.echo(f"adopt local customer {local_id} into {number} (id {linked_id})")
         for old, survivor in plan.merge:
-            click.echo(f"merge {old} into its survivor {survivor}")
+            click.echo(f"move the link of {old} to its survivor {survivor}")
         if dry_run:
             click.echo(f"dry run: {len(plan.adopt) + len(plan.merge)} changes")
             return

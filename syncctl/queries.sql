@@ -103,10 +103,11 @@ SELECT sync.adopt_local_customer(%(local_id)s, %(linked_id)s, %(actor)s);
 
 -- name: misdirected_links
 SELECT c.customer_number, r.survivor_number
-FROM shop.customer c JOIN sync.redirect r ON r.old_number = c.customer_number;
+FROM shop.customer c JOIN sync.redirect r ON r.old_number = c.customer_number
+ORDER BY c.id;
 
--- name: merge_by_hand
-SELECT sync.merge_customer(%(old)s, %(survivor)s, NULL, %(actor)s);
+-- name: repair_redirected_link
+SELECT sync.repair_redirected_link(%(old)s, %(actor)s) ->> 'outcome';
 
 -- name: login
 SELECT customer_id, status, customer_number FROM sync.login(%(number)s, %(email)s);
