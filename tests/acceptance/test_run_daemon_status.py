@@ -1,0 +1,82 @@
+"""`syncctl status` while `syncctl run` leads and after it stopped: the leader's pid, the
+lag in events against the feed's newest seq, and the queues."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from syncctl.tritonx import TritonXClient
+from tests.acceptance.conftest import SYNCCTL, TOKEN, Simulator, syncctl
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _status(dsn: str, url: str) -> str:
+    result = syncctl("--tritonx-url", url, "--tritonx-token", TOKEN, "status", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _count(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def test_status_names_the_leader_and_the_lag_in_events(
+    simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    simulator = simulator_factory("--customers", "80", "--seed", "12")
+    command = [*SYNCCTL, "--dsn", dsn, "--tritonx-url", simulator.url, "--tritonx-token", TOKEN]
+    daemon = subprocess.Popen(
+        [*command, "run", "--poll-interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _until(lambda: _count(conn, "SELECT count(*) FROM shop.customer") == 80, 60)
+        leader_pid = _count(
+            conn,
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7343"
+            " AND objid = 1 AND granted",
+        )
+        running = _status(dsn, simulator.url)
+        assert f"leader: pid {leader_pid} " in running, running
+        assert ", 0 events," in running, running
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+
+    simulator.admin("POST", "/admin/activity", json={"n": 20, "seed": 3})
+    conn.execute("SELECT sync.request_refresh('TX00000001')")
+    conn.execute(
+        "INSERT INTO sync.outbox (customer_number, event_type, payload, state)"
+        " VALUES ('TX00000002', 'customer.anonymize_requested', '{}', 'dead')"
+    )
+    conn.commit()
+    with TritonXClient(simulator.url, TOKEN) as client:
+        feed_last_seq = client.fetch_changes(None, 1).last_seq
+    ours = _count(conn, "SELECT last_seq FROM sync.cursor WHERE source = 'tritonx'")
+    assert feed_last_seq is not None and feed_last_seq > ours
+    stopped = _status(dsn, simulator.url)
+    assert "leader: none" in stopped, stopped
+    lag = re.search(r"lag \d+ s, (\d+) events", stopped)
+    assert lag is not None and int(lag.group(1)) == feed_last_seq - ours, stopped
+    assert "outbox dead: 1, refresh queue: 1," in stopped, stopped

@@ -1,0 +1,54 @@
+"""Bootstrap interrupted after its first page continues where it stopped: every tritonX
+customer arrives once, the shop's own customers are adopted once, and nothing is left behind."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncctl.bootstrap import bootstrap
+from syncctl.controller import PullReport
+from syncctl.simulator.server import SimulatorServer
+from syncctl.tritonx import TritonXClient
+from tests.truth import assert_database_equals_tritonx
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    with SimulatorServer(customers=120, seed=11) as server:
+        yield server
+
+
+def test_an_interrupted_bootstrap_resumes_and_adopts_once(
+    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+) -> None:
+    truth = simulator.state.current_state()
+    numbers = ("TX00000003", "TX00000090")  # one on the first page, one on a later one
+    for number in numbers:
+        email = truth[number]["snapshot"]["email"]
+        conn.execute("INSERT INTO shop.customer (email) VALUES (%s)", [f" {email.upper()}"])
+    conn.commit()
+    stop = threading.Event()
+
+    def interrupt(report: PullReport) -> None:
+        stop.set()  # as Ctrl-C after the first page would
+
+    with TritonXClient(simulator.url, simulator.token) as client:
+        first = bootstrap(conn, client, actor="ops:1", page_size=25, stop=stop, on_page=interrupt)
+        assert first.imported.pages == 1 and not first.imported.caught_up
+        assert first.adopted == 1, "only the customer imported so far can be adopted"
+        second = bootstrap(conn, client, actor="ops:1", page_size=25)
+        assert second.imported.caught_up
+        assert second.adopted == 1
+        third = bootstrap(conn, client, actor="ops:1", page_size=25)
+    assert (third.imported.events, third.adopted) == (0, 0)
+    assert (third.linked, third.unlinked_left, third.conflicts) == (len(truth), 0, 0)
+    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    adoptions = conn.execute(
+        "SELECT customer_number FROM sync.audit WHERE action = 'customer.adopted' ORDER BY 1"
+    ).fetchall()
+    assert adoptions == [(n,) for n in numbers]
