@@ -454,7 +454,7 @@ $$;
 -- when it has a tritonX number, queue customer.anonymize_requested in sync.outbox in the same
 -- transaction. Returns {"outcome", "reason", "counts", "customer_id", "outbox_id"}.
 -- Raises SY020 (unknown id), SY021 (already anonymised), SY022, SY023.
--- Example: SELECT sync.anonymise_from_backoffice(42, 'AVG', 'backoffice:jdoe');
+-- Example: SELECT sync.anonymise_from_backoffice(42, 'AVG', 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION sync.anonymise_from_backoffice(
     p_customer_id bigint, p_reason_code text, p_actor text)
 RETURNS jsonb

@@ -90,3 +90,20 @@ SELECT o.event_type, o.state, count(*) AS events, pg_catalog.max(o.attempts) AS 
        pg_catalog.min(o.created_at) AS oldest
 FROM sync.outbox AS o
 GROUP BY o.event_type, o.state;
+
+-- Erasure requests from received to done: one row a request, the time each step took. The
+-- request's digests and residue details stay in gdpr; last_error holds codes and ids only.
+CREATE OR REPLACE VIEW report.erasure_requests AS
+SELECT e.id AS request_id, e.customer_id, e.state, e.received_at, e.verified_at,
+       e.scheduled_for, e.finished_at, e.attempts, e.last_error, e.residue_hits,
+       e.columns_searched,
+       e.finished_at - e.received_at AS received_to_finished,
+       e.scheduled_for - e.verified_at AS grace_period
+FROM gdpr.erasure_request AS e;
+
+-- The daily GDPR job: one row a slot, with what it purged and the erasure requests it ran.
+CREATE OR REPLACE VIEW report.gdpr_daily_runs AS
+SELECT j.slot, j.started_at, j.finished_at, j.attempts, j.customers AS customers_purged,
+       j.counts AS rows_per_table, j.erasures_done, j.erasures_failed
+FROM gdpr.job_run AS j
+WHERE j.job = 'daily';

@@ -42,7 +42,15 @@ INSERT INTO sync.webshop_function (function_signature) VALUES
     ('sync.request_refresh(text)'),
     ('sync.resolve_customer(text)'),
     ('sync.resolve_customer_number(text)'),
-    ('sync.anonymise_from_backoffice(bigint, text, text)')
+    ('sync.anonymise_from_backoffice(bigint, text, text)'),
+    ('gdpr.record_consent(bigint, text, boolean, text, text, timestamptz)'),
+    ('gdpr.has_consent(bigint, text)'),
+    ('gdpr.subject_data(bigint, timestamptz)'),
+    ('gdpr.rectify(bigint, jsonb, text)'),
+    ('gdpr.receive_erasure(bigint, text, timestamptz)'),
+    ('gdpr.verify_erasure(bigint, text, timestamptz)'),
+    ('gdpr.schedule_erasure(bigint, text, interval, timestamptz)'),
+    ('gdpr.cancel_erasure(bigint, text, timestamptz)')
 ON CONFLICT (function_signature) DO NOTHING;
 
 -- The shop's functions that exist (a registered one may come with a later revision).

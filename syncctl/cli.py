@@ -10,16 +10,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import click
 
-from syncctl import __version__, controller, environment, logs, schema
+from syncctl import __version__, controller, environment, gdpr, logs, schema
 from syncctl.command_edge import edge, required_dsn
 from syncctl.controller import PullReport
 from syncctl.database import connect, queries
 from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
 from syncctl.errors import SyncctlError
+from syncctl.gdpr_cli import COMMANDS as GDPR_COMMANDS
 from syncctl.leadership import leader
 from syncctl.metrics import Metrics, MetricsServer
 from syncctl.operations_cli import COMMANDS as OPERATIONS_COMMANDS
@@ -73,7 +75,7 @@ def main(
 
 
 main.add_command(simulator_group)
-for _command in (*ENGINE_COMMANDS, *OPERATIONS_COMMANDS, report_command):
+for _command in (*ENGINE_COMMANDS, *OPERATIONS_COMMANDS, *GDPR_COMMANDS, report_command):
     main.add_command(_command)
 
 
@@ -158,6 +160,14 @@ def pull(settings: Settings, page_size: int, customers: int) -> None:
     show_default=True,
     help="Population of the bundled simulator (when no tritonX URL is given).",
 )
+@click.option(
+    "--gdpr-daily-at",
+    type=click.DateTime(formats=["%H:%M"]),
+    default=None,
+    envvar="SYNCCTL_GDPR_DAILY_AT",
+    metavar="HH:MM",
+    help="Run the daily GDPR job (retention purge, erasure requests due) at this local time.",
+)
 @click.pass_obj
 @edge
 def run(
@@ -167,6 +177,7 @@ def run(
     customers: int,
     metrics_port: int | None,
     metrics_host: str,
+    gdpr_daily_at: datetime | None,
 ) -> None:
     """Run the controller daemon: poll tritonX and apply changes until SIGTERM or SIGINT."""
     log = logging.getLogger("syncctl")
@@ -188,6 +199,13 @@ def run(
             if report.events:
                 log.info("pulled %d events in %.2f s", report.events, report.seconds)
 
+        daily = gdpr.DailyJob(gdpr_daily_at.time()) if gdpr_daily_at else None
+
+        def on_cycle(conn: Any) -> None:
+            metrics.update_from_db(conn)
+            if daily is not None:
+                daily(conn)
+
         total = controller.run(
             lambda autocommit: connect(db.dsn, autocommit=autocommit),
             tx.client,
@@ -196,7 +214,7 @@ def run(
             stop=stop,
             on_pull=on_pull,
             on_refresh_latency=metrics.observe_refresh,
-            on_cycle=metrics.update_from_db,
+            on_cycle=on_cycle,
         )
         if server is not None:
             server.stop()

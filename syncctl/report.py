@@ -24,6 +24,8 @@ REPORTS = {
     "dead-letters": ("dead_letters", "events DESC"),
     "link-conflicts": ("link_conflicts", "kind"),
     "outbox": ("outbox", "event_type, state"),
+    "erasure-requests": ("erasure_requests", "received_at DESC, request_id DESC"),
+    "gdpr-daily": ("gdpr_daily_runs", "slot DESC"),
 }
 
 

@@ -74,6 +74,22 @@ def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture
+def as_role(dsn: str) -> Iterator[Any]:
+    """Connections to this test's database acting as a role (SET ROLE), closed afterwards."""
+    opened: list[psycopg.Connection[Any]] = []
+
+    def connect(role: str) -> psycopg.Connection[Any]:
+        c = psycopg.connect(dsn, autocommit=True)
+        c.execute(f"SET ROLE {role}")
+        opened.append(c)
+        return c
+
+    yield connect
+    for c in opened:
+        c.close()
+
+
+@pytest.fixture
 def server_dsn(pg_server: NoopExecutor) -> Any:
     """DSN factory for any database on the test server (migration tests make their own)."""
 

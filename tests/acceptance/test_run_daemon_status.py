@@ -80,3 +80,30 @@ def test_status_names_the_leader_and_the_lag_in_events(
     lag = re.search(r"lag \d+ s, (\d+) events", stopped)
     assert lag is not None and int(lag.group(1)) == feed_last_seq - ours, stopped
     assert "outbox dead: 1, refresh queue: 1," in stopped, stopped
+
+
+def test_run_does_the_daily_gdpr_job_once_at_its_time(
+    simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    simulator = simulator_factory("--customers", "30", "--seed", "5")
+    command = [*SYNCCTL, "--dsn", dsn, "--tritonx-url", simulator.url, "--tritonx-token", TOKEN]
+    # 00:00 local time has always passed today: the job is due at the first cycle
+    daemon = subprocess.Popen(
+        [*command, "-v", "run", "--poll-interval", "0.2", "--gdpr-daily-at", "00:00"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    finished = "SELECT count(*) FROM gdpr.job_run WHERE finished_at IS NOT NULL"
+    try:
+        assert _until(lambda: _count(conn, finished) == 1, 60)
+        time.sleep(1.0)  # more cycles: the slot is not run again
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert _count(conn, "SELECT count(*) FROM gdpr.job_run") == 1
+    assert err.count("daily GDPR job:") == 1, err
+    report = syncctl("report", "gdpr-daily", "--format", "json", dsn=dsn)
+    assert report.returncode == 0, report.stderr
+    assert '"erasures_failed": 0' in report.stdout, report.stdout

@@ -238,13 +238,13 @@ def test_backoffice_anonymise_queues_one_outbox_event_in_the_same_transaction(
     conn: psycopg.Connection[Any],
 ) -> None:
     cid = _shop_customer(conn, "TX00000361")
-    conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:jdoe')", [cid])
+    conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:op-17')", [cid])
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM sync.outbox").fetchone() == (0,)
     assert _customer(conn, cid)["last_name"] == "Berg"
 
     result = conn.execute(
-        "SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:jdoe')", [cid]
+        "SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:op-17')", [cid]
     ).fetchone()
     conn.commit()
     assert result is not None and result[0]["outcome"] == "applied"
@@ -260,12 +260,12 @@ def test_backoffice_anonymise_queues_one_outbox_event_in_the_same_transaction(
         "pending",
         0,
     )
-    assert payload == {"reason_code": "AVG", "requested_by": "backoffice:jdoe"}
+    assert payload == {"reason_code": "AVG", "requested_by": "backoffice:op-17"}
     assert key is not None
     assert _customer(conn, cid)["last_name"] is None
     assert conn.execute("SELECT kind FROM sync.tombstone").fetchall() == [("anonymised",)]
     with pytest.raises(psycopg.Error) as caught:
-        conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:jdoe')", [cid])
+        conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:op-17')", [cid])
     assert caught.value.sqlstate == "SY021"
     conn.rollback()
 
@@ -278,7 +278,7 @@ def test_backoffice_anonymise_of_an_unlinked_customer_queues_nothing(
         " RETURNING id"
     ).fetchone()
     assert row is not None
-    conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:jdoe')", [row[0]])
+    conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'AVG', 'backoffice:op-17')", [row[0]])
     conn.commit()
     assert _customer(conn, row[0])["email"] == f"anon-{row[0]}@invalid"
     assert conn.execute("SELECT count(*) FROM sync.outbox").fetchone() == (0,)

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from syncctl.report import fetch
 from tests.feed import event, snapshot, stage, upserted
 
 
@@ -117,3 +118,28 @@ def test_no_report_row_holds_personal_data(history: psycopg.Connection[Any]) -> 
     for view in views:
         text = " ".join(str(v) for row in _rows(history, view) for v in row.values())
         assert [p for p in personal if p in text] == [], view
+
+
+def test_erasure_requests_from_received_to_done(history: psycopg.Connection[Any]) -> None:
+    received = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    cid = history.execute("SELECT sync.resolve_customer('TX00000002')").fetchone()[0]  # type: ignore[index]
+    request = history.execute(
+        "SELECT gdpr.receive_erasure(%s, 'bo:7', %s)", [cid, received]
+    ).fetchone()[0]  # type: ignore[index]
+    verified = received + timedelta(hours=2)
+    history.execute("SELECT gdpr.verify_erasure(%s, 'bo:7', %s)", [request, verified])
+    history.execute("SELECT gdpr.schedule_erasure(%s, 'bo:7', '3 days', %s)", [request, verified])
+    history.execute(
+        "SELECT gdpr.execute_erasure(%s, 'bo:7', %s)", [request, verified + timedelta(days=3)]
+    )
+    history.commit()
+    columns, rows = fetch(history, "erasure-requests", 10)
+    row = dict(zip(columns, rows[0], strict=True))
+    assert (row["request_id"], row["customer_id"], row["state"]) == (request, cid, "done")
+    assert row["received_to_finished"] == timedelta(days=3, hours=2)
+    assert row["grace_period"] == timedelta(days=3)
+    assert (row["attempts"], row["residue_hits"], row["last_error"]) == (1, 0, None)
+    assert row["columns_searched"] > 50
+    personal = {str(v) for k, v in snapshot("TX00000002").items() if k in ("email", "last_name")}
+    text = " ".join(str(v) for v in row.values())
+    assert [p for p in personal if p in text] == []

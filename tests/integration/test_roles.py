@@ -3,7 +3,6 @@ DEFINER functions pin search_path, and a search_path hijack changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -11,8 +10,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from tests.feed import event, stage, upserted
-
-DENIED = psycopg.errors.InsufficientPrivilege
+from tests.roles import refused
 
 
 @pytest.fixture
@@ -20,29 +18,6 @@ def populated(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     stage(conn, [upserted("TX00000001", 1), upserted("TX00000002", 1), upserted("TX00000003", 1)])
     stage(conn, [event("customer.merged", "TX00000001", 2, into="TX00000002")])
     return conn
-
-
-@pytest.fixture
-def as_role(dsn: str) -> Iterator[Any]:
-    opened: list[psycopg.Connection[Any]] = []
-
-    def connect(role: str) -> psycopg.Connection[Any]:
-        c = psycopg.connect(dsn, autocommit=True)
-        c.execute(f"SET ROLE {role}")
-        opened.append(c)
-        return c
-
-    yield connect
-    for c in opened:
-        c.close()
-
-
-def refused(c: psycopg.Connection[Any], statement: str, *params: Any) -> bool:
-    try:
-        c.execute(statement, list(params))
-    except (DENIED, psycopg.errors.RaiseException):
-        return True
-    return False
 
 
 def test_reporting_reads_reports_and_no_personal_data(populated: Any, as_role: Any) -> None:

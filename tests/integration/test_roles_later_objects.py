@@ -4,26 +4,25 @@ its owner, and one that does not pin its search_path is refused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-DENIED = psycopg.errors.InsufficientPrivilege
+from tests.roles import refused
 
 LATER_REVISION = """
-CREATE SCHEMA gdpr;
-CREATE TABLE gdpr.consent (
+CREATE SCHEMA IF NOT EXISTS gdpr;  -- revision 0013_gdpr creates it too
+CREATE TABLE gdpr.later_consent (
     customer_id bigint NOT NULL, purpose text NOT NULL, given boolean NOT NULL);
-CREATE FUNCTION gdpr.record_consent(p_customer_id bigint, p_purpose text, p_given boolean)
+CREATE FUNCTION gdpr.later_record_consent(p_customer_id bigint, p_purpose text, p_given boolean)
 RETURNS void LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = ''
-AS $$ INSERT INTO gdpr.consent VALUES (p_customer_id, p_purpose, p_given) $$;
+AS $$ INSERT INTO gdpr.later_consent VALUES (p_customer_id, p_purpose, p_given) $$;
 CREATE FUNCTION gdpr.run_retention() RETURNS bigint LANGUAGE sql VOLATILE SECURITY INVOKER
-SET search_path = '' AS $$ SELECT count(*) FROM gdpr.consent $$;
+SET search_path = '' AS $$ SELECT count(*) FROM gdpr.later_consent $$;
 CREATE FUNCTION sync.shop_hint(p_number text) RETURNS text LANGUAGE sql STABLE
 AS $$ SELECT p_number $$;
-INSERT INTO sync.webshop_function VALUES ('gdpr.record_consent(bigint, text, boolean)');
+INSERT INTO sync.webshop_function VALUES ('gdpr.later_record_consent(bigint, text, boolean)');
 """
 
 
@@ -39,37 +38,14 @@ def later(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     return conn
 
 
-@pytest.fixture
-def as_role(dsn: str) -> Iterator[Any]:
-    opened: list[psycopg.Connection[Any]] = []
-
-    def connect(role: str) -> psycopg.Connection[Any]:
-        c = psycopg.connect(dsn, autocommit=True)
-        c.execute(f"SET ROLE {role}")
-        opened.append(c)
-        return c
-
-    yield connect
-    for c in opened:
-        c.close()
-
-
-def refused(c: psycopg.Connection[Any], statement: str) -> bool:
-    try:
-        c.execute(statement)
-    except DENIED:
-        return True
-    return False
-
-
 def test_the_shop_calls_a_registered_function_as_its_owner(later: Any, as_role: Any) -> None:
     shop = as_role("syncctl_webshop")
-    shop.execute("SELECT gdpr.record_consent(1, 'newsletter', true)")
-    assert refused(shop, "SELECT * FROM gdpr.consent")
+    shop.execute("SELECT gdpr.later_record_consent(1, 'newsletter', true)")
+    assert refused(shop, "SELECT * FROM gdpr.later_consent")
     assert refused(shop, "SELECT gdpr.run_retention()")
     assert refused(shop, "SELECT sync.shop_hint('TX1')")
     definer = later.execute(
-        "SELECT prosecdef FROM pg_proc WHERE oid = 'gdpr.record_consent'::regproc"
+        "SELECT prosecdef FROM pg_proc WHERE oid = 'gdpr.later_record_consent'::regproc"
     ).fetchone()
     assert definer == (True,)
 
@@ -77,17 +53,17 @@ def test_the_shop_calls_a_registered_function_as_its_owner(later: Any, as_role: 
 def test_the_controller_works_in_gdpr_and_reporting_does_not(later: Any, as_role: Any) -> None:
     controller = as_role("syncctl_controller")
     assert controller.execute("SELECT gdpr.run_retention()").fetchone() == (0,)
-    controller.execute("DELETE FROM gdpr.consent")
+    controller.execute("DELETE FROM gdpr.later_consent")
     reporting = as_role("syncctl_reporting")
-    assert refused(reporting, "SELECT * FROM gdpr.consent")
+    assert refused(reporting, "SELECT * FROM gdpr.later_consent")
     assert refused(reporting, "SELECT gdpr.run_retention()")
 
 
 def test_public_gets_nothing_created_later(later: Any, as_role: Any) -> None:
     stranger = as_role("stranger")
     for statement in (
-        "SELECT * FROM gdpr.consent",
-        "SELECT gdpr.record_consent(1, 'x', true)",
+        "SELECT * FROM gdpr.later_consent",
+        "SELECT gdpr.later_record_consent(1, 'x', true)",
         "SELECT sync.shop_hint('TX1')",
     ):
         assert refused(stranger, statement), statement

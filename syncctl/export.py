@@ -1,0 +1,121 @@
+"""Rendering a subject access export (syncctl.gdpr.SubjectData) for the person it is about:
+JSON (one document), CSV (one file per table, in a zip) or HTML (readable, every value
+escaped). Pure functions of the data; nothing is logged."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import zipfile
+from typing import Any
+
+from syncctl.gdpr import SubjectData
+
+FORMATS = ("json", "csv", "html")
+
+# What each source is, for the reader (English / Nederlands).
+_TITLES = {
+    "shop.customer": "Your customer record / Uw klantgegevens",
+    "shop.address": "Addresses / Adressen",
+    "shop.orders": "Orders / Bestellingen",
+    "shop.order_line": "Order lines / Bestelregels",
+    "shop.favourite": "Favourites / Favorieten",
+    "shop.wishlist": "Wish list / Verlanglijst",
+    "shop.cart": "Shopping cart / Winkelwagen",
+    "shop.newsletter_subscription": "Newsletter subscriptions / Nieuwsbriefabonnementen",
+    "shop.login_identity": "Logins / Inloggegevens",
+    "gdpr.consent": "Consent history / Toestemmingen (historie)",
+    "gdpr.current_consent": "Current consents / Huidige toestemmingen",
+    "gdpr.policy": "Data policies that apply to you / Privacybeleid dat op u van toepassing is",
+    "gdpr.erasure_request": "Erasure requests / Verzoeken tot verwijdering",
+    "sync.redirect": "Customer numbers merged into yours / Samengevoegde klantnummers",
+    "sync.inbox": "Copies received from our customer system / Ontvangen kopieën",
+    "sync.outbox": "Messages to our customer system / Verzonden berichten",
+    "sync.audit": "Actions on your data / Handelingen met uw gegevens",
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return str(value)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        names.extend(k for k in row if k not in names)
+    return names
+
+
+def _document(data: SubjectData) -> dict[str, Any]:
+    return {
+        "customer_id": data.customer_id,
+        "customer_number": data.customer_number,
+        "generated_at": data.generated_at.isoformat(),
+        "tables": data.tables,
+    }
+
+
+def to_json(data: SubjectData) -> bytes:
+    return json.dumps(
+        _document(data), ensure_ascii=False, indent=2, sort_keys=True, default=str
+    ).encode("utf-8")
+
+
+def to_csv_zip(data: SubjectData) -> bytes:
+    """One CSV file per table (`shop.orders.csv`), plus `export.json` naming the subject."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for table, rows in sorted(data.tables.items()):
+            text = io.StringIO()
+            columns = _columns(rows)
+            writer = csv.writer(text)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_cell(row.get(name)) for name in columns])
+            archive.writestr(f"{table}.csv", text.getvalue())
+        header = {k: v for k, v in _document(data).items() if k != "tables"}
+        archive.writestr("export.json", json.dumps(header, indent=2, default=str))
+    return buffer.getvalue()
+
+
+def to_html(data: SubjectData) -> bytes:
+    """A self-contained page: one section per table, a row per record."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>Your personal data / Uw persoonsgegevens</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "margin-bottom:2em}td,th{border:1px solid #999;padding:.3em .6em;text-align:left;"
+        "vertical-align:top}th{background:#eee}</style></head><body>",
+        "<h1>Your personal data / Uw persoonsgegevens</h1>",
+        f"<p>Customer / Klant: {e(data.customer_number or str(data.customer_id))}<br>"
+        f"Generated / Aangemaakt: {e(data.generated_at.isoformat())}</p>",
+    ]
+    for table, rows in sorted(data.tables.items()):
+        columns = _columns(rows)
+        parts.append(f"<h2>{e(_TITLES.get(table, table))}</h2>")
+        parts.append(f"<p><small>{e(table)}: {len(rows)}</small></p>")
+        parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>")
+        for row in rows:
+            cells = "".join(f"<td>{e(_cell(row.get(c)))}</td>" for c in columns)
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts).encode("utf-8")
+
+
+def render(data: SubjectData, fmt: str) -> bytes:
+    if fmt == "json":
+        return to_json(data)
+    if fmt == "csv":
+        return to_csv_zip(data)
+    if fmt == "html":
+        return to_html(data)
+    raise ValueError(f"unknown export format {fmt}")

@@ -1,0 +1,488 @@
+"""GDPR data policies: policies, consents, retention runs, subject access, rectification and
+erasure requests. The logic is in the database (sql/80_gdpr_schema.sql ..
+sql/87_gdpr_erasure.sql); these are typed calls into it.
+
+Time is a parameter everywhere (`now`), so jobs can be tested and replayed without waiting.
+Nothing here logs or raises personal data: refusals carry the database's reason (ids, codes,
+field names). Only SubjectData holds personal data: it is the export the person asked for."""
+
+from __future__ import annotations
+
+import logging
+import time as clock
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from syncctl.database import named_queries
+from syncctl.errors import SyncctlError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class GdprError(SyncctlError):
+    """The database refused or failed the GDPR operation."""
+
+    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class GdprRefusal(GdprError):
+    """The operation is not allowed (unknown policy, wrong state, missing consent, ...)."""
+
+
+class SubjectNotFound(GdprRefusal):
+    """There is no local customer with that number or id."""
+
+
+def _queries() -> dict[str, str]:
+    return named_queries("gdpr_queries.sql")
+
+
+@contextmanager
+def _boundary() -> Iterator[None]:
+    """Map psycopg errors to GDPR errors, keeping only the primary message: a detail may quote
+    values (a unique violation's key), which may be personal data."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        code = exc.sqlstate
+        primary = exc.diag.message_primary or type(exc).__name__
+        if code and code.startswith("SY"):
+            raise GdprRefusal(primary, sqlstate=code) from exc
+        raise GdprError(f"{primary} (SQLSTATE {code})", sqlstate=code) from exc
+
+
+def _in_transaction(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
+    with _boundary(), conn.transaction():
+        return work()
+
+
+def _one(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> Any:
+    row = conn.execute(_queries()[name], params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    code: str
+    name: str
+    state: str
+    legal_basis: str
+    retention: str | None
+    retention_from: str
+    membership: str
+    customer_group: str | None
+    consent_field: str | None
+    merge_rule: str
+    text_version: int
+    description: str
+    categories: list[str]
+
+
+def policies(conn: psycopg.Connection[Any]) -> list[Policy]:
+    rows = _in_transaction(conn, lambda: conn.execute(_queries()["policy_list"]).fetchall())
+    return [Policy(*row) for row in rows]
+
+
+def policy(conn: psycopg.Connection[Any], code: str) -> Policy:
+    row = _in_transaction(
+        conn, lambda: conn.execute(_queries()["policy_show"], {"code": code}).fetchone()
+    )
+    if row is None:
+        raise GdprRefusal(f"no data policy {code}", sqlstate="SY080")
+    return Policy(*row)
+
+
+def create_policy(
+    conn: psycopg.Connection[Any],
+    code: str,
+    *,
+    name: str,
+    description: str,
+    legal_basis: str,
+    retention: str | None,
+    retention_from: str,
+    categories: list[str],
+    membership: str = "all",
+    customer_group: str | None = None,
+    consent_field: str | None = None,
+    merge_rule: str = "most_restrictive",
+    actor: str,
+) -> int:
+    """Create a draft policy; returns its id."""
+    params = {
+        "code": code,
+        "name": name,
+        "description": description,
+        "legal_basis": legal_basis,
+        "retention": retention,
+        "retention_from": retention_from,
+        "categories": categories,
+        "membership": membership,
+        "customer_group": customer_group,
+        "consent_field": consent_field,
+        "merge_rule": merge_rule,
+        "actor": actor,
+    }
+    return int(_in_transaction(conn, lambda: _one(conn, "policy_create", params)))
+
+
+def activate_policy(
+    conn: psycopg.Connection[Any], code: str, *, actor: str, now: datetime | None = None
+) -> dict[str, Any]:
+    params = {"code": code, "actor": actor, "now": now or utcnow()}
+    return dict(_in_transaction(conn, lambda: _one(conn, "policy_activate", params)))
+
+
+def retire_policy(
+    conn: psycopg.Connection[Any], code: str, *, actor: str, now: datetime | None = None
+) -> dict[str, Any]:
+    params = {"code": code, "actor": actor, "now": now or utcnow()}
+    return dict(_in_transaction(conn, lambda: _one(conn, "policy_retire", params)))
+
+
+def revise_policy(
+    conn: psycopg.Connection[Any], code: str, *, description: str | None, actor: str
+) -> int:
+    params = {"code": code, "description": description, "actor": actor}
+    return int(_in_transaction(conn, lambda: _one(conn, "policy_revise", params)))
+
+
+def record_consent(
+    conn: psycopg.Connection[Any],
+    customer_id: int,
+    policy_code: str,
+    *,
+    granted: bool,
+    source: str = "webshop",
+    actor: str = "webshop",
+    at: datetime | None = None,
+) -> int:
+    params = {
+        "customer_id": customer_id,
+        "policy": policy_code,
+        "granted": granted,
+        "source": source,
+        "actor": actor,
+        "at": at or utcnow(),
+    }
+    return int(_in_transaction(conn, lambda: _one(conn, "consent_record", params)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Retention
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PurgeStep:
+    """What a retention run does to one table for the customers one policy releases."""
+
+    policy: str
+    table: str
+    columns: tuple[str, ...] | None
+    action: str
+    customers: int
+    reasons: tuple[str, ...]
+
+
+@dataclass
+class PurgeReport:
+    customers: int = 0
+    batches: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExpiryWarning:
+    customer_id: int
+    customer_number: str | None
+    policy: str
+    expires_at: datetime
+
+
+def purge_plan(conn: psycopg.Connection[Any], *, now: datetime) -> list[PurgeStep]:
+    """What a retention run at `now` would do, per policy and table (a dry run)."""
+    rows = _in_transaction(
+        conn, lambda: conn.execute(_queries()["retention_plan"], {"now": now}).fetchall()
+    )
+    groups: dict[tuple[str, str, tuple[str, ...] | None, str], tuple[set[int], set[str]]] = {}
+    for customer_id, table, columns, action, releasing, reasons in rows:
+        for code in releasing:
+            key = (code, table, tuple(columns) if columns else None, action)
+            customers, why = groups.setdefault(key, (set(), set()))
+            customers.add(int(customer_id))
+            why.update(r for r in reasons if r.startswith(f"{code}: "))
+    return [
+        PurgeStep(code, table, columns, action, len(customers), tuple(sorted(why)))
+        for (code, table, columns, action), (customers, why) in sorted(
+            groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][3])
+        )
+    ]
+
+
+def expiry_warnings(
+    conn: psycopg.Connection[Any], *, now: datetime, within_days: int
+) -> list[ExpiryWarning]:
+    """Customers whose data a policy stops holding within `within_days` days of `now`."""
+    params = {"now": now, "within": f"{int(within_days)} days"}
+    rows = _in_transaction(
+        conn, lambda: conn.execute(_queries()["retention_warnings"], params).fetchall()
+    )
+    return [ExpiryWarning(int(c), n, p, e) for c, n, p, e in rows]
+
+
+def purge_candidates(conn: psycopg.Connection[Any], *, now: datetime) -> int:
+    """How many customers a policy releases at `now` (an upper bound for a run's progress)."""
+    return int(_in_transaction(conn, lambda: _one(conn, "retention_candidates", {"now": now})))
+
+
+def purge(
+    conn: psycopg.Connection[Any],
+    *,
+    now: datetime,
+    batch_size: int = 500,
+    actor: str = "retention",
+    progress: Callable[[int], None] | None = None,
+) -> PurgeReport:
+    """Carry out the retention run at `now`, `batch_size` customers per transaction. Idempotent:
+    a run broken off resumes where it stopped, a second run finds nothing to do."""
+    report = PurgeReport()
+    after_id = 0
+    while True:
+        params = {"now": now, "after_id": after_id, "limit": batch_size, "actor": actor}
+        result = _in_transaction(conn, partial(_one, conn, "purge_batch", params))
+        if result.get("last_id") is None:
+            return report
+        report.batches += 1
+        report.customers += int(result["customers"])
+        for table, rows in (result.get("counts") or {}).items():
+            report.counts[table] = report.counts.get(table, 0) + int(rows)
+        if progress is not None:
+            progress(int(result["customers"]))
+        after_id = int(result["last_id"])
+
+
+def daily(conn: psycopg.Connection[Any], *, now: datetime | None = None) -> dict[str, Any]:
+    """The daily GDPR job for the daemon: the retention run, then the erasure requests due."""
+    moment = now or utcnow()
+    purged = purge(conn, now=moment)
+    erasures = _in_transaction(
+        conn,
+        lambda: _one(conn, "erasure_execute_due", {"actor": "scheduler", "now": moment}),
+    )
+    return {"purged_customers": purged.customers, "purge_counts": purged.counts, **erasures}
+
+
+def daily_slot(at: time, now: datetime) -> datetime:
+    """The latest moment at wall-clock time `at` in the zone of `now` (local when `now` is naive)
+    that is not after `now`: the slot a daily job started at `now` belongs to."""
+    zoned = now if now.tzinfo is not None else now.astimezone()
+    slot = zoned.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
+    return slot if slot <= zoned else slot - timedelta(days=1)
+
+
+def run_daily_if_due(
+    conn: psycopg.Connection[Any], *, at: time, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """Run the daily job for the current slot (`at` in local time, or in the zone of `now`)
+    unless it finished already (gdpr.job_run); a slot broken off is taken up again. Returns the
+    job's result, None when there was nothing to do."""
+    moment = now or datetime.now().astimezone()
+    params = {"slot": daily_slot(at, moment), "now": moment}
+    claimed = _in_transaction(
+        conn, lambda: conn.execute(_queries()["daily_claim"], params).fetchone()
+    )
+    if claimed is None:
+        return None
+    result = daily(conn, now=moment)
+    finish = {
+        "id": claimed[0],
+        "now": utcnow(),
+        "customers": result["purged_customers"],
+        "counts": Jsonb(result["purge_counts"]),
+        "done": result["done"],
+        "failed": result["failed"],
+    }
+    _in_transaction(conn, lambda: conn.execute(_queries()["daily_finish"], finish))
+    return result
+
+
+@dataclass
+class DailyJob:
+    """The daemon's hook for the daily GDPR job (`syncctl run --gdpr-daily-at HH:MM`): called
+    every cycle, runs the job once per slot; after a failure it waits `retry_seconds`."""
+
+    at: time
+    retry_seconds: float = 300.0
+    _not_before: float = 0.0
+
+    def __call__(self, conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+        if clock.monotonic() < self._not_before:
+            return None
+        try:
+            result = run_daily_if_due(conn, at=self.at)
+        except GdprError as exc:
+            # the SQLSTATE only: a server message may quote a value
+            log.error(
+                "daily GDPR job failed (SQLSTATE %s); retrying in %.0f s",
+                exc.sqlstate or "-",
+                self.retry_seconds,
+            )
+            self._not_before = clock.monotonic() + self.retry_seconds
+            return None
+        if result is not None:
+            log.info(
+                "daily GDPR job: %d customer(s) purged, erasure requests %d done, %d failed",
+                result["purged_customers"],
+                result["done"],
+                result["failed"],
+            )
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Subject access and rectification
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SubjectData:
+    """Everything the database holds about one person, per source table. Personal data."""
+
+    customer_id: int
+    customer_number: str | None
+    generated_at: datetime
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def resolve_subject(
+    conn: psycopg.Connection[Any], *, number: str | None = None, customer_id: int | None = None
+) -> tuple[int, str | None]:
+    """The local customer for a number (following merges) or an id."""
+    params = {"number": number, "id": customer_id}
+    row = _in_transaction(
+        conn, lambda: conn.execute(_queries()["resolve_customer"], params).fetchone()
+    )
+    if row is None:
+        what = f"id {customer_id}" if customer_id is not None else f"number {number}"
+        raise SubjectNotFound(f"no local customer with {what}", sqlstate="SY020")
+    return int(row[0]), row[1]
+
+
+def subject_data(
+    conn: psycopg.Connection[Any],
+    *,
+    number: str | None = None,
+    customer_id: int | None = None,
+    now: datetime | None = None,
+) -> SubjectData:
+    """The subject access export ("registerutdrag") of one customer."""
+    cid, customer_number = resolve_subject(conn, number=number, customer_id=customer_id)
+    moment = now or utcnow()
+    rows = _in_transaction(
+        conn,
+        lambda: conn.execute(
+            _queries()["subject_data"], {"customer_id": cid, "now": moment}
+        ).fetchall(),
+    )
+    data = SubjectData(cid, customer_number, moment)
+    for source, row in rows:
+        data.tables.setdefault(str(source), []).append(dict(row))
+    return data
+
+
+def rectify(
+    conn: psycopg.Connection[Any], customer_id: int, fields: dict[str, Any], *, actor: str
+) -> list[str]:
+    """Correct webshop-owned fields of a customer; returns the field names changed."""
+    params = {"customer_id": customer_id, "fields": Jsonb(fields), "actor": actor}
+    result = _in_transaction(conn, lambda: _one(conn, "rectify", params))
+    return [str(name) for name in result["fields"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Erasure requests
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ErasureRequest:
+    id: int
+    customer_id: int
+    customer_number: str | None
+    state: str
+    received_at: datetime
+    scheduled_for: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    last_error: str | None
+    residue_hits: int | None
+    columns_searched: int | None
+
+
+def receive_erasure(
+    conn: psycopg.Connection[Any], customer_id: int, *, actor: str, now: datetime | None = None
+) -> int:
+    params = {"customer_id": customer_id, "actor": actor, "now": now or utcnow()}
+    return int(_in_transaction(conn, lambda: _one(conn, "erasure_receive", params)))
+
+
+def verify_erasure(
+    conn: psycopg.Connection[Any], request_id: int, *, actor: str, now: datetime | None = None
+) -> None:
+    params = {"request_id": request_id, "actor": actor, "now": now or utcnow()}
+    _in_transaction(conn, lambda: conn.execute(_queries()["erasure_verify"], params))
+
+
+def schedule_erasure(
+    conn: psycopg.Connection[Any],
+    request_id: int,
+    *,
+    actor: str,
+    grace_days: int = 0,
+    now: datetime | None = None,
+) -> datetime:
+    params = {
+        "request_id": request_id,
+        "actor": actor,
+        "grace": f"{int(grace_days)} days",
+        "now": now or utcnow(),
+    }
+    due: datetime = _in_transaction(conn, lambda: _one(conn, "erasure_schedule", params))
+    return due
+
+
+def cancel_erasure(
+    conn: psycopg.Connection[Any], request_id: int, *, actor: str, now: datetime | None = None
+) -> None:
+    params = {"request_id": request_id, "actor": actor, "now": now or utcnow()}
+    _in_transaction(conn, lambda: conn.execute(_queries()["erasure_cancel"], params))
+
+
+def execute_erasure(
+    conn: psycopg.Connection[Any], request_id: int, *, actor: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Anonymise and search for residue; returns the proof of erasure (counts only)."""
+    params = {"request_id": request_id, "actor": actor, "now": now or utcnow()}
+    return dict(_in_transaction(conn, lambda: _one(conn, "erasure_execute", params)))
+
+
+def erasure_requests(
+    conn: psycopg.Connection[Any], *, state: str | None = None
+) -> list[ErasureRequest]:
+    rows = _in_transaction(
+        conn, lambda: conn.execute(_queries()["erasure_list"], {"state": state}).fetchall()
+    )
+    return [ErasureRequest(*row) for row in rows]

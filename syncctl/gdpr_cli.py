@@ -1,0 +1,413 @@
+"""Click commands for GDPR data policies: `policy list|show|create|activate|retire`, `purge`
+(retention run, dry run, expiry warnings), `export` (subject access) and `erasure
+receive|verify|schedule|cancel|execute|list`. A thin layer over syncctl.gdpr; the main group
+adds COMMANDS. Every command that acts in time takes `--now` (ISO 8601, default: now), so a run
+can be replayed or previewed."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from syncctl import export, gdpr
+from syncctl.command_edge import HasDsn, connection, edge
+
+
+def _default_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+_ACTOR = click.option(
+    "--actor",
+    default=_default_actor,
+    show_default="cli:<login name>",
+    help="Who does this, for the audit (an operator id, not a name).",
+)
+
+
+def _parse_now(_: click.Context, __: click.Parameter, value: str | None) -> datetime:
+    if value is None:
+        return gdpr.utcnow()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter("give an ISO 8601 time, e.g. 2027-01-31T00:00:00Z") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_NOW = click.option(
+    "--now",
+    callback=_parse_now,
+    metavar="TIME",
+    help="The moment to act at (ISO 8601); default: now.",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# policy
+# ---------------------------------------------------------------------------------------------
+@click.group("policy")
+def policy() -> None:
+    """Data policies: list, show, create, activate, retire."""
+
+
+@policy.command("list")
+@click.pass_obj
+@edge
+def policy_list(settings: HasDsn) -> None:
+    """List the data policies: code, state, legal basis, retention."""
+    with connection(settings) as conn:
+        found = gdpr.policies(conn)
+    for p in found:
+        retention = f"{p.retention} from {p.retention_from}" if p.retention else "no limit"
+        click.echo(f"{p.code:<16}{p.state:<9}{p.legal_basis:<22}{retention:<32}{p.name}")
+
+
+@policy.command("show")
+@click.argument("code")
+@click.pass_obj
+@edge
+def policy_show(settings: HasDsn, code: str) -> None:
+    """Show one policy with its categories."""
+    with connection(settings) as conn:
+        p = gdpr.policy(conn, code)
+    for label, value in (
+        ("code", p.code),
+        ("name", p.name),
+        ("state", p.state),
+        ("legal basis", p.legal_basis),
+        ("retention", p.retention or "no limit"),
+        ("counted from", p.retention_from),
+        ("applies to", p.membership + (f" {p.customer_group}" if p.customer_group else "")),
+        ("tritonX field", p.consent_field or "-"),
+        ("merge rule", p.merge_rule),
+        ("text version", p.text_version),
+        ("description", p.description),
+        ("categories", ", ".join(p.categories)),
+    ):
+        click.echo(f"{label + ':':<15}{value}")
+
+
+@policy.command("create")
+@click.argument("code")
+@click.option("--name", required=True)
+@click.option("--description", required=True)
+@click.option(
+    "--legal-basis",
+    required=True,
+    type=click.Choice(
+        [
+            "consent",
+            "contract",
+            "legal_obligation",
+            "vital_interests",
+            "public_task",
+            "legitimate_interests",
+        ]
+    ),
+)
+@click.option(
+    "--retention", default=None, help="A PostgreSQL interval ('2 years'); none: no limit."
+)
+@click.option(
+    "--retention-from",
+    type=click.Choice(["created", "last_activity", "last_order"]),
+    default="last_activity",
+    show_default=True,
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    required=True,
+    help="A registry table (shop.orders) or column (shop.customer.loyalty_card); repeatable.",
+)
+@click.option(
+    "--membership",
+    type=click.Choice(["all", "consent", "customer_group"]),
+    default="all",
+    show_default=True,
+)
+@click.option("--customer-group", default=None)
+@click.option(
+    "--merge-rule",
+    type=click.Choice(["most_restrictive", "most_permissive", "survivor"]),
+    default="most_restrictive",
+    show_default=True,
+)
+@_ACTOR
+@click.pass_obj
+@edge
+def policy_create(
+    settings: HasDsn,
+    code: str,
+    name: str,
+    description: str,
+    legal_basis: str,
+    retention: str | None,
+    retention_from: str,
+    categories: tuple[str, ...],
+    membership: str,
+    customer_group: str | None,
+    merge_rule: str,
+    actor: str,
+) -> None:
+    """Create a draft policy CODE."""
+    with connection(settings) as conn:
+        gdpr.create_policy(
+            conn,
+            code,
+            name=name,
+            description=description,
+            legal_basis=legal_basis,
+            retention=retention,
+            retention_from=retention_from,
+            categories=list(categories),
+            membership=membership,
+            customer_group=customer_group,
+            merge_rule=merge_rule,
+            actor=actor,
+        )
+    click.echo(f"policy {code}: draft")
+
+
+@policy.command("activate")
+@click.argument("code")
+@_ACTOR
+@_NOW
+@click.pass_obj
+@edge
+def policy_activate(settings: HasDsn, code: str, actor: str, now: datetime) -> None:
+    """Put a draft policy in force."""
+    with connection(settings) as conn:
+        result = gdpr.activate_policy(conn, code, actor=actor, now=now)
+    click.echo(f"policy {code}: active ({result.get('consents', 0)} consent(s) from tritonX)")
+
+
+@policy.command("retire")
+@click.argument("code")
+@_ACTOR
+@_NOW
+@click.pass_obj
+@edge
+def policy_retire(settings: HasDsn, code: str, actor: str, now: datetime) -> None:
+    """Take an active policy out of force."""
+    with connection(settings) as conn:
+        gdpr.retire_policy(conn, code, actor=actor, now=now)
+    click.echo(f"policy {code}: retired")
+
+
+# ---------------------------------------------------------------------------------------------
+# purge
+# ---------------------------------------------------------------------------------------------
+@click.command("purge")
+@click.option("--dry-run", is_flag=True, help="List per policy and table what would go, and why.")
+@click.option(
+    "--warn-days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="List the customers whose data a policy stops holding within N days instead.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@_NOW
+@click.pass_obj
+@edge
+def purge(
+    settings: HasDsn, dry_run: bool, warn_days: int | None, batch_size: int, now: datetime
+) -> None:
+    """Retention run: anonymise or delete what no data policy holds any more (daily)."""
+    with connection(settings) as conn:
+        if warn_days is not None:
+            warnings = gdpr.expiry_warnings(conn, now=now, within_days=warn_days)
+            for w in warnings:
+                click.echo(
+                    f"{w.customer_id}\t{w.customer_number or '-'}\t{w.policy}\t"
+                    f"{w.expires_at.isoformat()}"
+                )
+            click.echo(f"{len(warnings)} expiry warning(s) within {warn_days} day(s)")
+            return
+        if dry_run:
+            steps = gdpr.purge_plan(conn, now=now)
+            for s in steps:
+                columns = f" ({', '.join(s.columns)})" if s.columns else ""
+                click.echo(
+                    f"{s.policy:<14}{s.table + columns:<48}{s.action:<12}"
+                    f"{s.customers:>7} customer(s)  {'; '.join(s.reasons)}"
+                )
+            if not steps:
+                click.echo("dry run: nothing to purge")
+            return
+        total = gdpr.purge_candidates(conn, now=now)
+        with click.progressbar(length=max(total, 1), label="purging", file=sys.stderr) as bar:
+            report = gdpr.purge(conn, now=now, batch_size=batch_size, progress=bar.update)
+    click.echo(f"purged {report.customers} customer(s) in {report.batches} batch(es)")
+    for table, rows in sorted(report.counts.items()):
+        click.echo(f"  {table:<40} {rows:>8}")
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------------
+@click.command("export")
+@click.argument("number", required=False)
+@click.option("--id", "customer_id", type=int, default=None, help="The local customer id.")
+@click.option(
+    "--format", "fmt", type=click.Choice(export.FORMATS), default="json", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here (default: standard output; csv needs a file).",
+)
+@_NOW
+@click.pass_obj
+@edge
+def export_command(
+    settings: HasDsn,
+    number: str | None,
+    customer_id: int | None,
+    fmt: str,
+    output: Path | None,
+    now: datetime,
+) -> None:
+    """Subject access export: everything held about customer NUMBER (or --id)."""
+    if (number is None) == (customer_id is None):
+        raise click.UsageError("give a customer NUMBER or --id, not both")
+    if fmt == "csv" and output is None:
+        raise click.UsageError("--format csv writes a zip: give --output")
+    with connection(settings) as conn:
+        data = gdpr.subject_data(conn, number=number, customer_id=customer_id, now=now)
+    rendered = export.render(data, fmt)
+    if output is None:
+        click.echo(rendered.decode("utf-8"), nl=False)
+        return
+    output.write_bytes(rendered)
+    output.chmod(0o600)
+    rows = sum(len(r) for r in data.tables.values())
+    click.echo(
+        f"customer id {data.customer_id}: {rows} row(s) from {len(data.tables)} source(s)"
+        f" written to {output}",
+        err=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# erasure
+# ---------------------------------------------------------------------------------------------
+@click.group("erasure")
+def erasure() -> None:
+    """Erasure requests: receive, verify, schedule, cancel, execute, list."""
+
+
+@erasure.command("receive")
+@click.argument("number", required=False)
+@click.option("--id", "customer_id", type=int, default=None, help="The local customer id.")
+@_ACTOR
+@_NOW
+@click.pass_obj
+@edge
+def erasure_receive(
+    settings: HasDsn, number: str | None, customer_id: int | None, actor: str, now: datetime
+) -> None:
+    """Record a request to be erased from customer NUMBER (or --id)."""
+    if (number is None) == (customer_id is None):
+        raise click.UsageError("give a customer NUMBER or --id, not both")
+    with connection(settings) as conn:
+        cid, _ = gdpr.resolve_subject(conn, number=number, customer_id=customer_id)
+        request_id = gdpr.receive_erasure(conn, cid, actor=actor, now=now)
+    click.echo(f"erasure request {request_id}: received")
+
+
+@erasure.command("verify")
+@click.argument("request_id", type=int)
+@_ACTOR
+@_NOW
+@click.pass_obj
+@edge
+def erasure_verify(settings: HasDsn, request_id: int, actor: str, now: datetime) -> None:
+    """The person's identity was checked."""
+    with connection(settings) as conn:
+        gdpr.verify_erasure(conn, request_id, actor=actor, now=now)
+    click.echo(f"erasure request {request_id}: verified")
+
+
+@erasure.command("schedule")
+@click.argument("request_id", type=int)
+@click.option("--grace-days", type=click.IntRange(min=0), default=0, show_default=True)
+@_ACTOR
+@_NOW
+@click.pass_obj
+@edge
+def erasure_schedule(
+    settings: HasDsn, request_id: int, grace_days: int, actor: str, now: datetime
+) -> None:
+    """Schedule a verified request (after a grace period in which it can be cancelled)."""
+    with connection(settings) as conn:
+        due = gdpr.schedule_erasure(conn, request_id, actor=actor, grace_days=grace_days, now=now)
+    click.echo(f"erasure request {request_id}: scheduled for {due.isoformat()}")
+
+
+@erasure.command("cancel")
+@click.argument("request_id", type=int)
+@_ACTOR
+@_NOW
+@click.pass_obj
+@edge
+def erasure_cancel(settings: HasDsn, request_id: int, actor: str, now: datetime) -> None:
+    """Cancel a request that is not done."""
+    with connection(settings) as conn:
+        gdpr.cancel_erasure(conn, request_id, actor=actor, now=now)
+    click.echo(f"erasure request {request_id}: cancelled")
+
+
+@erasure.command("execute")
+@click.argument("request_id", type=int)
+@_ACTOR
+@_NOW
+@click.pass_obj
+@edge
+def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime) -> None:
+    """Erase now and print the proof of erasure (columns searched, residue hits)."""
+    with connection(settings) as conn:
+        proof = gdpr.execute_erasure(conn, request_id, actor=actor, now=now)
+    click.echo(
+        f"erasure request {request_id}: {proof['state']}; searched "
+        f"{proof.get('columns_searched')} column(s), residue hits {proof.get('residue_hits')}"
+    )
+    for column, hits in sorted((proof.get("residue") or {}).items()):
+        click.echo(f"  {column:<48} {hits:>6}")
+    if proof["state"] != "done":
+        raise click.ClickException(str(proof.get("error") or "erasure failed"))
+
+
+@erasure.command("list")
+@click.option("--state", default=None, help="Only requests in this state.")
+@click.pass_obj
+@edge
+def erasure_list(settings: HasDsn, state: str | None) -> None:
+    """List erasure requests (no personal data)."""
+    with connection(settings) as conn:
+        requests = gdpr.erasure_requests(conn, state=state)
+    for r in requests:
+        click.echo(
+            f"{r.id}\t{r.customer_id}\t{r.customer_number or '-'}\t{r.state}\t"
+            f"attempts {r.attempts}\tresidue {_dash(r.residue_hits)}\t{r.last_error or ''}"
+        )
+    if not requests:
+        click.echo("no erasure requests")
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+COMMANDS: tuple[click.Command, ...] = (policy, purge, export_command, erasure)

@@ -1,0 +1,155 @@
+"""Erasure requests: received -> verified -> scheduled -> done, cancelled in the grace period,
+failed and retried; executing anonymises through the back-office path (the outbound event for
+tritonX is queued) and proves it with a residue search over every text and JSON column, whose
+result is kept as counts; the person's values are never stored, only digests, cleared at the
+end."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from syncctl import gdpr
+from syncctl.gdpr_cli import erasure
+from tests.feed import stage, upserted
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+VALUES = ("anna.erase@example.nl", "Keizersgracht", "1015 CJ", "+31 6 1234 5678", "LC-0001")
+
+
+def _customer(conn: psycopg.Connection[Any]) -> int:
+    stage(conn, [upserted("TX00000001", 1, email=VALUES[0])])
+    cid = gdpr.resolve_subject(conn, number="TX00000001")[0]
+    conn.execute(
+        "INSERT INTO shop.orders (customer_id, order_number, delivery_name, delivery_postcode,"
+        " contact_email) VALUES (%s, 'O-1', 'Anna van der Berg', '1015 CJ', %s)",
+        [cid, VALUES[0]],
+    )
+    conn.execute(
+        "INSERT INTO shop.wishlist (customer_id, sku, note) VALUES (%s, 'w',"
+        " 'cadeau voor Anna van der Berg')",
+        [cid],
+    )
+    conn.commit()
+    return cid
+
+
+def _everything(conn: psycopg.Connection[Any]) -> str:
+    rows = conn.execute(
+        "SELECT string_agg(to_jsonb(e)::text, ' ') FROM gdpr.erasure_request AS e"
+    ).fetchone()
+    return str(rows[0] if rows else "")
+
+
+def test_lifecycle_erases_queues_and_proves(conn: psycopg.Connection[Any]) -> None:
+    cid = _customer(conn)
+    # residue the anonymisation cannot know about: someone kept a copy in a table of their own
+    conn.execute("CREATE TABLE public.notes (id int PRIMARY KEY, body text, extra jsonb)")
+    conn.execute(
+        "INSERT INTO public.notes VALUES (1, 'call Anna van der Berg back', NULL),"
+        " (2, NULL, %s::jsonb)",
+        ['{"contact": {"mail": "ANNA.ERASE@example.nl "}}'],
+    )
+    conn.commit()
+
+    request = gdpr.receive_erasure(conn, cid, actor="backoffice:test", now=NOW)
+    with pytest.raises(gdpr.GdprRefusal) as twice:
+        gdpr.receive_erasure(conn, cid, actor="backoffice:test", now=NOW)
+    assert twice.value.sqlstate == "SY087"
+    with pytest.raises(gdpr.GdprRefusal) as early:
+        gdpr.execute_erasure(conn, request, actor="backoffice:test", now=NOW)
+    assert early.value.sqlstate == "SY087"
+    gdpr.verify_erasure(conn, request, actor="backoffice:test", now=NOW)
+    stored = _everything(conn)
+    for value in VALUES:
+        assert value not in stored and value.lower() not in stored
+    due = gdpr.schedule_erasure(conn, request, actor="backoffice:test", grace_days=7, now=NOW)
+    assert due == NOW + timedelta(days=7)
+    with pytest.raises(gdpr.GdprRefusal):
+        gdpr.execute_erasure(conn, request, actor="backoffice:test", now=NOW)
+
+    # the residue the notes hold makes the first attempt fail, with counts only
+    proof = gdpr.execute_erasure(conn, request, actor="backoffice:test", now=due)
+    assert proof["state"] == "failed"
+    assert proof["residue"] == {"public.notes.body": 1, "public.notes.extra": 1}
+    assert proof["outbox_id"] is not None
+    assert conn.execute(
+        "SELECT customer_number, payload ->> 'reason_code' FROM sync.outbox"
+    ).fetchall() == [("TX00000001", "ERASURE")]
+    (listed,) = gdpr.erasure_requests(conn)
+    assert (listed.state, listed.attempts, listed.residue_hits) == ("failed", 1, 2)
+    assert listed.last_error == (
+        "residue found in 2 column(s): public.notes.body, public.notes.extra"
+    )
+
+    conn.execute("DELETE FROM public.notes")
+    conn.commit()
+    proof = gdpr.execute_erasure(conn, request, actor="backoffice:test", now=due)
+    assert proof["state"] == "done", proof
+    assert proof["residue_hits"] == 0 and proof["columns_searched"] > 20
+    (done,) = gdpr.erasure_requests(conn)
+    assert (done.state, done.attempts, done.residue_hits) == ("done", 2, 0)
+    assert conn.execute("SELECT digests FROM gdpr.erasure_request").fetchone() == (None,)
+    assert conn.execute("SELECT count(*) FROM sync.outbox").fetchone() == (1,)
+    assert conn.execute("SELECT first_name FROM shop.customer").fetchone() == (None,)
+    actions = conn.execute(
+        "SELECT actor, action, outcome FROM sync.audit WHERE actor LIKE 'erasure%%' ORDER BY id"
+    ).fetchall()
+    assert actions == [
+        ("erasure:backoffice:test", "erasure.received", "applied"),
+        ("erasure:backoffice:test", "erasure.verified", "applied"),
+        ("erasure:backoffice:test", "erasure.scheduled", "applied"),
+        ("erasure:backoffice:test", "customer.anonymized", "applied"),
+        ("erasure:backoffice:test", "erasure.executed", "failed"),
+        ("erasure:backoffice:test", "erasure.executed", "applied"),
+    ]
+    audit = conn.execute("SELECT string_agg(to_jsonb(a)::text, ' ') FROM sync.audit AS a")
+    text = str(audit.fetchone())
+    for value in VALUES:
+        assert value not in text
+
+
+def test_cancel_in_the_grace_period_and_the_commands(
+    conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    cid = _customer(conn)
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+
+    def run(*args: str) -> str:
+        result = runner.invoke(erasure, [*args, "--actor", "bo:test"], obj=settings)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "erasure request 1: received" in run("receive", "TX00000001")
+    run("verify", "1")
+    assert "scheduled for" in run("schedule", "1", "--grace-days", "14")
+    assert "cancelled" in run("cancel", "1")
+    assert conn.execute("SELECT digests FROM gdpr.erasure_request").fetchone() == (None,)
+    assert conn.execute("SELECT first_name FROM shop.customer").fetchone() == ("Anna",)
+
+    assert "erasure request 2: received" in run("receive", "--id", str(cid))
+    run("verify", "2")
+    run("schedule", "2")
+    executed = run("execute", "2")
+    assert "erasure request 2: done" in executed and "residue hits 0" in executed
+    listed = runner.invoke(erasure, ["list"], obj=settings).output
+    assert "\tcancelled\t" in listed and "\tdone\t" in listed
+    refused = runner.invoke(erasure, ["cancel", "2", "--actor", "bo:test"], obj=settings)
+    assert refused.exit_code != 0 and "erasure request 2 is done" in refused.output
+
+
+def test_due_requests_run_from_the_daily_job(conn: psycopg.Connection[Any]) -> None:
+    cid = _customer(conn)
+    request = gdpr.receive_erasure(conn, cid, actor="bo:test", now=NOW)
+    gdpr.verify_erasure(conn, request, actor="bo:test", now=NOW)
+    gdpr.schedule_erasure(conn, request, actor="bo:test", grace_days=3, now=NOW)
+    assert gdpr.daily(conn, now=NOW)["done"] == 0
+    result = gdpr.daily(conn, now=NOW + timedelta(days=3))
+    assert (result["done"], result["failed"]) == (1, 0)
+    assert gdpr.erasure_requests(conn, state="done")[0].id == request

@@ -1,0 +1,98 @@
+"""The shop's side of GDPR, as the webshop role: its own writes to shop tables still work while
+the consent triggers write gdpr tables on its behalf; it records consent, reads consent,
+exports a subject and files an erasure request through the API functions, and reads or
+changes nothing in gdpr directly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.feed import stage, upserted
+from tests.roles import refused
+
+SHOP = "syncctl_webshop"
+SUBSCRIBE = (
+    "INSERT INTO shop.newsletter_subscription (customer_id, list_name) VALUES (%s, 'weekly')"
+)
+
+
+@pytest.fixture
+def newsletter_active(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    conn.execute("SELECT gdpr.activate_policy('newsletter', 'dpo')")
+    conn.commit()
+    return conn
+
+
+def test_shop_writes_record_consent_through_the_triggers(
+    newsletter_active: psycopg.Connection[Any], as_role: Any
+) -> None:
+    shop = as_role(SHOP)
+    row = shop.execute(
+        "INSERT INTO shop.customer (email, newsletter_opt_in) VALUES ('a@example.nl', true)"
+        " RETURNING id"
+    ).fetchone()
+    assert row is not None
+    cid = row[0]
+    assert shop.execute("SELECT gdpr.has_consent(%s, 'newsletter')", [cid]).fetchone() == (True,)
+    shop.execute(
+        "INSERT INTO shop.newsletter_subscription (customer_id, list_name) VALUES (%s, 'weekly')",
+        [cid],
+    )
+    shop.execute("UPDATE shop.customer SET newsletter_opt_in = false WHERE id = %s", [cid])
+    assert shop.execute("SELECT gdpr.has_consent(%s, 'newsletter')", [cid]).fetchone() == (False,)
+    history = newsletter_active.execute(
+        "SELECT granted, source FROM gdpr.consent WHERE customer_id = %s ORDER BY id", [cid]
+    ).fetchall()
+    assert history == [(True, "back_office"), (False, "back_office")]
+
+
+def test_shop_is_refused_a_subscription_without_consent(
+    newsletter_active: psycopg.Connection[Any], as_role: Any
+) -> None:
+    shop = as_role(SHOP)
+    row = shop.execute(
+        "INSERT INTO shop.customer (email) VALUES ('b@example.nl') RETURNING id"
+    ).fetchone()
+    assert row is not None
+    with pytest.raises(psycopg.Error) as refusal:
+        shop.execute(SUBSCRIBE, [row[0]])
+    assert refusal.value.sqlstate == "SY083"
+    assert "b@example.nl" not in str(refusal.value)
+    shop.execute(
+        "SELECT gdpr.record_consent(%s, 'newsletter', true, 'webshop', 'webshop')", [row[0]]
+    )
+    shop.execute(SUBSCRIBE, [row[0]])
+
+
+def test_shop_exports_and_requests_erasure_through_the_api_only(
+    newsletter_active: psycopg.Connection[Any], as_role: Any
+) -> None:
+    stage(newsletter_active, [upserted("TX00000042", 1, email="c@example.nl")])
+    newsletter_active.commit()
+    shop = as_role(SHOP)
+    cid = shop.execute("SELECT sync.resolve_customer('TX00000042')").fetchone()[0]
+    sources = {r[0] for r in shop.execute("SELECT source FROM gdpr.subject_data(%s)", [cid])}
+    assert {"shop.customer", "sync.audit", "gdpr.policy"} <= sources
+    request = shop.execute("SELECT gdpr.receive_erasure(%s, 'backoffice:op-17')", [cid]).fetchone()
+    assert request is not None
+    shop.execute("SELECT gdpr.verify_erasure(%s, 'backoffice:op-17')", [request[0]])
+    shop.execute("SELECT gdpr.schedule_erasure(%s, 'backoffice:op-17', '14 days')", [request[0]])
+    shop.execute("SELECT gdpr.cancel_erasure(%s, 'backoffice:op-17')", [request[0]])
+    state = newsletter_active.execute(
+        "SELECT state, digests FROM gdpr.erasure_request WHERE id = %s", [request[0]]
+    ).fetchone()
+    assert state == ("cancelled", None)
+    for statement in (
+        "SELECT * FROM gdpr.consent",
+        "SELECT * FROM gdpr.erasure_request",
+        "INSERT INTO gdpr.consent (customer_id, policy_id, granted, source, text_version, actor)"
+        " VALUES (1, 1, true, 'webshop', 1, 'x')",
+        "SELECT gdpr.execute_erasure(1, 'x')",
+        "SELECT gdpr.purge_batch(now(), 0, 10, 'x')",
+        "SELECT gdpr.activate_policy('club', 'x')",
+        "SELECT * FROM gdpr.residue_search(ARRAY['x'])",
+    ):
+        assert refused(shop, statement), statement
