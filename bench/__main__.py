@@ -14,7 +14,7 @@ from collections.abc import Callable
 from bench import apply, databases, dataset
 from bench.report import Direction, Goal, Row, parse_size, render, size_label
 
-SCENARIOS = ("apply", "pull", "scaling", "memory", "explain")
+SCENARIOS = ("apply", "pull", "scaling", "memory", "explain", "retention")
 GOAL_SCALING = Goal(Direction.AT_MOST, 2.0)
 
 
@@ -117,6 +117,10 @@ def _optional_scenarios(wanted: list[str]) -> list[tuple[str, Scenario]]:
         from bench import explain
 
         found.append(("explain", explain.run))
+    if "retention" in wanted:
+        from bench import retention
+
+        found.append(("retention", retention.run))
     return found
 
 

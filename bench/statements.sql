@@ -72,3 +72,54 @@ SELECT count(*) FROM shop.customer;
 -- the statement the inbox trigger runs for a batch of upserts, to EXPLAIN it by itself
 SELECT p.prosrc FROM pg_catalog.pg_proc AS p
 WHERE p.oid = 'sync._apply_upserts(bigint, bigint, bigint[])'::pg_catalog.regprocedure;
+
+-- name: retention_population
+-- N customers, each with two orders and two wish-list rows; every other customer last logged
+-- in long ago (its wish list has expired under 'wishes'), the rest recently.
+INSERT INTO shop.customer (customer_number, email, first_name, last_name, postcode, city,
+                           created_at, last_login_at)
+SELECT 'TX' || lpad(g::text, 8, '0'), 'c' || g || '@example.nl', 'Anna', 'Berg', '1015CJ',
+       'Amsterdam', %(long_ago)s, CASE WHEN g % 2 = 0 THEN %(long_ago)s ELSE %(recently)s END
+FROM generate_series(1, %(customers)s) AS g;
+INSERT INTO shop.orders (customer_id, order_number, placed_at, delivery_name, contact_email)
+SELECT c.id, 'O-' || c.id || '-' || k, %(long_ago)s, 'Anna Berg', c.email
+FROM shop.customer AS c, generate_series(1, 2) AS k;
+INSERT INTO shop.wishlist (customer_id, sku, note)
+SELECT c.id, 'SKU-' || k, 'voor Anna'
+FROM shop.customer AS c, generate_series(1, 2) AS k;
+
+-- name: retention_policies
+-- 'wishes' covers wish lists and orders for 30 days; 'bookkeeping' keeps the orders for 7 years,
+-- so only the wish lists of the expired half go (a category shared by two policies).
+SELECT gdpr.create_policy('wishes', 'Wishes', 'Wish lists', 'contract', '30 days',
+                          'last_activity', ARRAY['shop.wishlist', 'shop.orders'], 'all', NULL,
+                          NULL, 'most_restrictive', 'bench'),
+       gdpr.create_policy('bookkeeping', 'Bookkeeping', 'Orders', 'legal_obligation',
+                          '7 years', 'last_order', ARRAY['shop.orders'], 'all', NULL, NULL,
+                          'most_restrictive', 'bench'),
+       gdpr.activate_policy('wishes', 'bench', %(long_ago)s),
+       gdpr.activate_policy('bookkeeping', 'bench', %(long_ago)s);
+
+-- name: retention_bare_batch
+-- The same batch of customers, by hand: delete the expired wish lists, nothing else.
+WITH window_ AS (
+    SELECT c.id, c.created_at, c.last_login_at FROM shop.customer AS c
+    WHERE c.id > %(after)s ORDER BY c.id LIMIT %(limit)s
+), gone AS (
+    DELETE FROM shop.wishlist AS w USING window_ AS c
+    WHERE w.customer_id = c.id
+      AND coalesce(c.last_login_at, c.created_at) + interval '30 days' <= %(now)s
+    RETURNING w.customer_id
+)
+SELECT (SELECT max(id) FROM window_), (SELECT count(DISTINCT customer_id) FROM gone);
+
+-- name: retention_client_customer
+SELECT created_at, last_login_at FROM shop.customer WHERE id = %(id)s;
+
+-- name: retention_client_delete
+DELETE FROM shop.wishlist WHERE customer_id = %(id)s;
+
+-- name: retention_client_audit
+INSERT INTO sync.audit (actor, action, outcome, customer_id, counts)
+VALUES ('bench', 'gdpr.retention_purge', 'applied', %(id)s,
+        jsonb_build_object('shop.wishlist', %(rows)s::int));

@@ -18,9 +18,57 @@
 -- Building blocks (private)
 -- ---------------------------------------------------------------------------------------------
 
+-- The SET list that scrubs the given columns (all classified ones when NULL) of a table per
+-- their strategies (alias `t`), and the predicate "some of them differ from their scrubbed
+-- value"; both NULL when no such column changes. A placeholder's {id} is the row's
+-- single-column primary key, else the customer id in p_key_column.
+CREATE OR REPLACE FUNCTION sync._scrub_sql(
+    p_relation regclass, p_key_column name, p_columns text[],
+    OUT assignments text, OUT differs text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+    WITH target AS (
+        SELECT a.attname, a.attnum,
+               CASE p.strategy
+                   WHEN 'null' THEN 'NULL'
+                   WHEN 'fixed' THEN pg_catalog.format('%L::%s', p.value, ty.name)
+                   WHEN 'placeholder' THEN pg_catalog.format(
+                       'pg_catalog.replace(%L, ''{id}'', t.%I::text)::%s',
+                       p.value, coalesce(pk.attname, p_key_column), ty.name)
+                   WHEN 'year' THEN pg_catalog.format(
+                       'pg_catalog.date_trunc(''year'', t.%I)::%s', a.attname, ty.name)
+               END AS expression
+        FROM pg_catalog.pg_class AS r
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN sync.pii_column AS p
+            ON p.table_schema = n.nspname AND p.table_name = r.relname
+           AND p.column_name = a.attname
+        CROSS JOIN LATERAL (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS name) AS ty
+        LEFT JOIN LATERAL (
+            SELECT k.attname
+            FROM pg_catalog.pg_index AS x
+            JOIN pg_catalog.pg_attribute AS k
+                ON k.attrelid = x.indrelid AND k.attnum = x.indkey[0]
+            WHERE x.indrelid = r.oid AND x.indisprimary AND x.indnkeyatts = 1
+        ) AS pk ON true
+        WHERE r.oid = p_relation
+          AND p.strategy IN ('null', 'fixed', 'placeholder', 'year')
+          AND (p_columns IS NULL OR a.attname::text = ANY (p_columns))
+    )
+    SELECT pg_catalog.string_agg(pg_catalog.format('%I = %s', t.attname, t.expression), ', '
+                                 ORDER BY t.attnum),
+           pg_catalog.string_agg(pg_catalog.format('t.%I IS DISTINCT FROM %s', t.attname,
+                                                   t.expression), ' OR ' ORDER BY t.attnum)
+    FROM target AS t
+$$;
+
 -- The SET list that scrubs one table per its column strategies (alias `t`), or NULL when no
--- column of it changes. A placeholder's {id} is the row's single-column primary key, else the
--- customer id in p_fk_column.
+-- column of it changes.
 CREATE OR REPLACE FUNCTION sync._scrub_assignments(p_relation regclass, p_fk_column name)
 RETURNS text
 LANGUAGE sql
@@ -28,33 +76,7 @@ STABLE
 SECURITY INVOKER
 SET search_path = ''
 AS $$
-    SELECT pg_catalog.string_agg(
-               pg_catalog.format('%I = %s', a.attname,
-                   CASE p.strategy
-                       WHEN 'null' THEN 'NULL'
-                       WHEN 'fixed' THEN pg_catalog.format('%L::%s', p.value, ty.name)
-                       WHEN 'placeholder' THEN pg_catalog.format(
-                           'pg_catalog.replace(%L, ''{id}'', t.%I::text)::%s',
-                           p.value, coalesce(pk.attname, p_fk_column), ty.name)
-                       WHEN 'year' THEN pg_catalog.format(
-                           'pg_catalog.date_trunc(''year'', t.%I)::%s', a.attname, ty.name)
-                   END),
-               ', ' ORDER BY a.attnum)
-    FROM pg_catalog.pg_class AS r
-    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
-    JOIN pg_catalog.pg_attribute AS a
-        ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-    JOIN sync.pii_column AS p
-        ON p.table_schema = n.nspname AND p.table_name = r.relname AND p.column_name = a.attname
-    CROSS JOIN LATERAL (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS name) AS ty
-    LEFT JOIN LATERAL (
-        SELECT k.attname
-        FROM pg_catalog.pg_index AS x
-        JOIN pg_catalog.pg_attribute AS k ON k.attrelid = x.indrelid AND k.attnum = x.indkey[0]
-        WHERE x.indrelid = r.oid AND x.indisprimary AND x.indnkeyatts = 1
-    ) AS pk ON true
-    WHERE r.oid = p_relation
-      AND p.strategy IN ('null', 'fixed', 'placeholder', 'year')
+    SELECT s.assignments FROM sync._scrub_sql(p_relation, p_fk_column, NULL) AS s
 $$;
 
 -- What anonymising (p_delete false) or deleting (p_delete true) the local customer p_id does

@@ -88,7 +88,7 @@ BEGIN
                    'legal_basis', p.legal_basis, 'retention', p.retention::text,
                    'retention_from', p.retention_from, 'text_version', p.text_version,
                    'categories', o.categories, 'held', s.holds, 'held_until', s.expires_at)
-        FROM gdpr.retention_status(p_now) AS s
+        FROM gdpr.retention_status(p_now, p_customer_id - 1, p_customer_id) AS s
         JOIN gdpr.policy AS p ON p.code = s.policy_code
         JOIN gdpr.policy_overview AS o ON o.id = p.id
         WHERE s.customer_id = p_customer_id

@@ -3,6 +3,7 @@ a non-zero exit, and commands that act on a real database get its DSN or a usage
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -46,3 +47,18 @@ def required_dsn(settings: HasDsn) -> str:
 def connection(settings: HasDsn) -> Iterator[psycopg.Connection[Any]]:
     with connect(required_dsn(settings)) as conn:
         yield conn
+
+
+def _login_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+actor_option = click.option(
+    "--actor",
+    default=_login_actor,
+    show_default="cli:<login name>",
+    help="Who does this, for the audit (an operator id, not a name).",
+)

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg
 
-from syncctl.errors import DatabaseUnavailable
+from syncctl.errors import DatabaseRefused, DatabaseUnavailable
+
+T = TypeVar("T")
 
 _LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 _BLOCK = re.compile(r"^-- name: (?P<name>\w+)\n", re.MULTILINE)
@@ -59,3 +63,35 @@ def named_queries(file_name: str) -> dict[str, str]:
 def queries() -> dict[str, str]:
     """The named blocks of queries.sql."""
     return named_queries("queries.sql")
+
+
+@contextmanager
+def refusals(
+    failed: type[DatabaseRefused], refused: Callable[[str, str], DatabaseRefused]
+) -> Iterator[None]:
+    """Map psycopg errors to domain errors: an SY-class SQLSTATE (the engine's own refusals,
+    whose messages hold ids and codes only) to `refused(code, message)`, anything else to
+    `failed`. Only the primary message is kept, as values may be personal data: a detail
+    quotes them (a unique violation's key), and so does a data exception's primary message
+    (class 22: 'invalid input syntax for type date: "..."'), which is replaced."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        code = exc.sqlstate
+        primary = exc.diag.message_primary or type(exc).__name__
+        if code and code.startswith("SY"):
+            raise refused(code, primary) from exc
+        if code and code.startswith("22"):
+            primary = "a value does not fit its column"
+        raise failed(f"{primary} (SQLSTATE {code})", sqlstate=code) from exc
+
+
+def in_transaction(
+    conn: psycopg.Connection[Any],
+    work: Callable[[], T],
+    failed: type[DatabaseRefused],
+    refused: Callable[[str, str], DatabaseRefused],
+) -> T:
+    """`work()` in a transaction (a savepoint inside one), its errors mapped by `refusals`."""
+    with refusals(failed, refused), conn.transaction():
+        return work()

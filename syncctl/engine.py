@@ -10,16 +10,15 @@ EngineRefusal with the database's reason, which holds no personal data either.""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
 
-from syncctl.database import named_queries
-from syncctl.errors import SyncctlError
+from syncctl.database import in_transaction, named_queries
+from syncctl.errors import DatabaseRefused
 
 T = TypeVar("T")
 
@@ -27,12 +26,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _NUMBER = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
-class EngineError(SyncctlError):
+class EngineError(DatabaseRefused):
     """The database refused or failed the operation."""
-
-    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 class EngineRefusal(EngineError):
@@ -53,23 +48,8 @@ def _refusal(code: str, reason: str) -> EngineRefusal:
     return EngineRefusal(reason, sqlstate=code)
 
 
-@contextmanager
-def _boundary() -> Iterator[None]:
-    """Map psycopg errors to engine errors. Only the primary message is kept: an error's
-    detail may quote values (a unique violation's key), which may be personal data."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        code = exc.sqlstate
-        primary = exc.diag.message_primary or type(exc).__name__
-        if code and code.startswith("SY"):
-            raise _refusal(code, primary) from exc
-        raise EngineError(f"{primary} (SQLSTATE {code})", sqlstate=code) from exc
-
-
 def _in_transaction(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
-    with _boundary(), conn.transaction():
-        return work()
+    return in_transaction(conn, work, EngineError, _refusal)
 
 
 # ---------------------------------------------------------------------------------------------

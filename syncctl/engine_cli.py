@@ -6,27 +6,10 @@ never on a throwaway embedded server."""
 
 from __future__ import annotations
 
-import getpass
-
 import click
 
 from syncctl import engine
-from syncctl.command_edge import HasDsn, connection, edge
-
-
-def _default_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-_ACTOR = click.option(
-    "--actor",
-    default=_default_actor,
-    show_default="cli:<login name>",
-    help="Who does this, for the audit (an operator id, not a name).",
-)
+from syncctl.command_edge import HasDsn, actor_option, connection, edge
 
 
 def _print_report(report: engine.Report) -> None:
@@ -44,7 +27,7 @@ def _print_report(report: engine.Report) -> None:
 @click.argument("old")
 @click.argument("survivor")
 @click.option("--dry-run", is_flag=True, help="Print per table how many rows would change.")
-@_ACTOR
+@actor_option
 @click.pass_obj
 @edge
 def merge(settings: HasDsn, old: str, survivor: str, dry_run: bool, actor: str) -> None:
@@ -60,7 +43,7 @@ def merge(settings: HasDsn, old: str, survivor: str, dry_run: bool, actor: str) 
 @click.argument("number")
 @click.option("--reason-code", required=True, help="Why, as a code (e.g. AVG); no free text.")
 @click.option("--dry-run", is_flag=True, help="Print per table how many rows would change.")
-@_ACTOR
+@actor_option
 @click.pass_obj
 @edge
 def anonymise(settings: HasDsn, number: str, reason_code: str, dry_run: bool, actor: str) -> None:
@@ -160,7 +143,7 @@ def deadletter_retry(settings: HasDsn, inbox_id: int) -> None:
 
 @deadletter.command("discard")
 @click.argument("inbox_id", type=int)
-@_ACTOR
+@actor_option
 @click.pass_obj
 @edge
 def deadletter_discard(settings: HasDsn, inbox_id: int, actor: str) -> None:

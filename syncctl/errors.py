@@ -12,6 +12,14 @@ class SyncctlError(Exception):
         super().__init__(message or self.__doc__ or self.__class__.__name__)
 
 
+class DatabaseRefused(SyncctlError):
+    """The database refused or failed the operation."""
+
+    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 class ConfigurationError(SyncctlError):
     """The configuration is incomplete or contradictory."""
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time as clock
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
@@ -20,19 +19,15 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from syncctl.database import named_queries
-from syncctl.errors import SyncctlError
+from syncctl.database import in_transaction, named_queries
+from syncctl.errors import DatabaseRefused
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class GdprError(SyncctlError):
+class GdprError(DatabaseRefused):
     """The database refused or failed the GDPR operation."""
-
-    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 class GdprRefusal(GdprError):
@@ -47,23 +42,12 @@ def _queries() -> dict[str, str]:
     return named_queries("gdpr_queries.sql")
 
 
-@contextmanager
-def _boundary() -> Iterator[None]:
-    """Map psycopg errors to GDPR errors, keeping only the primary message: a detail may quote
-    values (a unique violation's key), which may be personal data."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        code = exc.sqlstate
-        primary = exc.diag.message_primary or type(exc).__name__
-        if code and code.startswith("SY"):
-            raise GdprRefusal(primary, sqlstate=code) from exc
-        raise GdprError(f"{primary} (SQLSTATE {code})", sqlstate=code) from exc
+def _refusal(code: str, reason: str) -> GdprRefusal:
+    return GdprRefusal(reason, sqlstate=code)
 
 
 def _in_transaction(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
-    with _boundary(), conn.transaction():
-        return work()
+    return in_transaction(conn, work, GdprError, _refusal)
 
 
 def _one(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> Any:
@@ -247,9 +231,9 @@ def expiry_warnings(
     return [ExpiryWarning(int(c), n, p, e) for c, n, p, e in rows]
 
 
-def purge_candidates(conn: psycopg.Connection[Any], *, now: datetime) -> int:
-    """How many customers a policy releases at `now` (an upper bound for a run's progress)."""
-    return int(_in_transaction(conn, lambda: _one(conn, "retention_candidates", {"now": now})))
+def purge_scope(conn: psycopg.Connection[Any]) -> int:
+    """How many customers a retention run examines (the length of its progress bar)."""
+    return int(_in_transaction(conn, lambda: _one(conn, "customer_count", {})))
 
 
 def purge(
@@ -260,8 +244,9 @@ def purge(
     actor: str = "retention",
     progress: Callable[[int], None] | None = None,
 ) -> PurgeReport:
-    """Carry out the retention run at `now`, `batch_size` customers per transaction. Idempotent:
-    a run broken off resumes where it stopped, a second run finds nothing to do."""
+    """Carry out the retention run at `now`, examining `batch_size` customers per transaction
+    (`progress` is told how many). Idempotent: a run broken off and started again changes only
+    what is left, a second run finds nothing to do."""
     report = PurgeReport()
     after_id = 0
     while True:
@@ -274,7 +259,7 @@ def purge(
         for table, rows in (result.get("counts") or {}).items():
             report.counts[table] = report.counts.get(table, 0) + int(rows)
         if progress is not None:
-            progress(int(result["customers"]))
+            progress(int(result["scanned"]))
         after_id = int(result["last_id"])
 
 

@@ -6,7 +6,6 @@ can be replayed or previewed."""
 
 from __future__ import annotations
 
-import getpass
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,22 +14,7 @@ from typing import Any
 import click
 
 from syncctl import export, gdpr
-from syncctl.command_edge import HasDsn, connection, edge
-
-
-def _default_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-_ACTOR = click.option(
-    "--actor",
-    default=_default_actor,
-    show_default="cli:<login name>",
-    help="Who does this, for the audit (an operator id, not a name).",
-)
+from syncctl.command_edge import HasDsn, actor_option, connection, edge
 
 
 def _parse_now(_: click.Context, __: click.Parameter, value: str | None) -> datetime:
@@ -56,7 +40,7 @@ _NOW = click.option(
 # ---------------------------------------------------------------------------------------------
 @click.group("policy")
 def policy() -> None:
-    """Data policies: list, show, create, activate, retire."""
+    """Data policies: list, show, create, activate, revise, retire."""
 
 
 @policy.command("list")
@@ -143,7 +127,7 @@ def policy_show(settings: HasDsn, code: str) -> None:
     default="most_restrictive",
     show_default=True,
 )
-@_ACTOR
+@actor_option
 @click.pass_obj
 @edge
 def policy_create(
@@ -181,7 +165,7 @@ def policy_create(
 
 @policy.command("activate")
 @click.argument("code")
-@_ACTOR
+@actor_option
 @_NOW
 @click.pass_obj
 @edge
@@ -192,9 +176,22 @@ def policy_activate(settings: HasDsn, code: str, actor: str, now: datetime) -> N
     click.echo(f"policy {code}: active ({result.get('consents', 0)} consent(s) from tritonX)")
 
 
+@policy.command("revise")
+@click.argument("code")
+@click.option("--description", required=True, help="The new text of the policy.")
+@actor_option
+@click.pass_obj
+@edge
+def policy_revise(settings: HasDsn, code: str, description: str, actor: str) -> None:
+    """Give a policy a new text (its text version goes up; consents record the version)."""
+    with connection(settings) as conn:
+        version = gdpr.revise_policy(conn, code, description=description, actor=actor)
+    click.echo(f"policy {code}: text version {version}")
+
+
 @policy.command("retire")
 @click.argument("code")
-@_ACTOR
+@actor_option
 @_NOW
 @click.pass_obj
 @edge
@@ -245,7 +242,7 @@ def purge(
             if not steps:
                 click.echo("dry run: nothing to purge")
             return
-        total = gdpr.purge_candidates(conn, now=now)
+        total = gdpr.purge_scope(conn)
         with click.progressbar(length=max(total, 1), label="purging", file=sys.stderr) as bar:
             report = gdpr.purge(conn, now=now, batch_size=batch_size, progress=bar.update)
     click.echo(f"purged {report.customers} customer(s) in {report.batches} batch(es)")
@@ -311,7 +308,7 @@ def erasure() -> None:
 @erasure.command("receive")
 @click.argument("number", required=False)
 @click.option("--id", "customer_id", type=int, default=None, help="The local customer id.")
-@_ACTOR
+@actor_option
 @_NOW
 @click.pass_obj
 @edge
@@ -329,7 +326,7 @@ def erasure_receive(
 
 @erasure.command("verify")
 @click.argument("request_id", type=int)
-@_ACTOR
+@actor_option
 @_NOW
 @click.pass_obj
 @edge
@@ -343,7 +340,7 @@ def erasure_verify(settings: HasDsn, request_id: int, actor: str, now: datetime)
 @erasure.command("schedule")
 @click.argument("request_id", type=int)
 @click.option("--grace-days", type=click.IntRange(min=0), default=0, show_default=True)
-@_ACTOR
+@actor_option
 @_NOW
 @click.pass_obj
 @edge
@@ -358,7 +355,7 @@ def erasure_schedule(
 
 @erasure.command("cancel")
 @click.argument("request_id", type=int)
-@_ACTOR
+@actor_option
 @_NOW
 @click.pass_obj
 @edge
@@ -371,7 +368,7 @@ def erasure_cancel(settings: HasDsn, request_id: int, actor: str, now: datetime)
 
 @erasure.command("execute")
 @click.argument("request_id", type=int)
-@_ACTOR
+@actor_option
 @_NOW
 @click.pass_obj
 @edge

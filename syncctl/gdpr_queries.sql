@@ -37,8 +37,8 @@ SELECT gdpr.record_consent(%(customer_id)s, %(policy)s, %(granted)s, %(source)s,
 SELECT customer_id, table_name, columns, action, policies, reasons
 FROM gdpr.retention_plan(%(now)s, 0, NULL);
 
--- name: retention_candidates
-SELECT count(DISTINCT customer_id) FROM gdpr.retention_status(%(now)s) WHERE NOT holds;
+-- name: customer_count
+SELECT count(*) FROM shop.customer;
 
 -- name: retention_warnings
 SELECT customer_id, customer_number, policy_code, expires_at

@@ -10,17 +10,10 @@ import click
 
 from syncctl import bootstrap as onboarding
 from syncctl import links, schema
-from syncctl.command_edge import HasDsn, connection, edge, required_dsn
+from syncctl.command_edge import HasDsn, actor_option, connection, edge, required_dsn
 from syncctl.controller import PullReport
 from syncctl.database import connect, queries
 from syncctl.tritonx import TritonXClient
-
-_ACTOR = click.option(
-    "--actor",
-    default="cli:operator",
-    show_default=True,
-    help="Who does this, for the audit (an operator id, not a name).",
-)
 
 
 class _TritonXSettings(HasDsn):
@@ -30,7 +23,7 @@ class _TritonXSettings(HasDsn):
 
 @click.command()
 @click.option("--page-size", default=5000, show_default=True, help="Events per page.")
-@_ACTOR
+@actor_option
 @click.pass_obj
 @edge
 def bootstrap(settings: _TritonXSettings, page_size: int, actor: str) -> None:
@@ -97,7 +90,7 @@ def links_check(settings: _TritonXSettings, probe: int) -> None:
 
 @links_group.command("repair")
 @click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
-@_ACTOR
+@actor_option
 @click.pass_obj
 @edge
 def links_repair(settings: HasDsn, dry_run: bool, actor: str) -> None:

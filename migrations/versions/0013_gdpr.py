@@ -1,7 +1,9 @@
 """GDPR data policies (schema gdpr): policies with categories and retention, append-only
 consent history (tritonX opt-in recorded by trigger, merges combine consents, a collection
 guard on shop.newsletter_subscription), retention purge in batches, subject access export,
-rectification, erasure requests with a residue search.
+rectification, erasure requests with a residue search. The scrub builder of the engine
+(sync._scrub_sql) now also serves retention; the shop's GDPR functions are registered; the
+report schema gains erasure requests and the daily job's runs.
 
 Revision ID: 0013_gdpr
 Revises: 0012_link_repair
@@ -44,5 +46,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     conn = op.get_bind().connection.driver_connection
     conn.execute(_DROP)
-    previous = FROZEN / "0009_report_privileges"
-    run_sql_files(conn, [previous / "90_report.sql", previous / "95_roles.sql"])
+    run_sql_files(
+        conn,
+        [
+            FROZEN / "0011_erased_deliveries" / "55_anonymise.sql",
+            FROZEN / "0009_report_privileges" / "90_report.sql",
+            FROZEN / "0009_report_privileges" / "95_roles.sql",
+        ],
+    )
+    conn.execute("DROP FUNCTION sync._scrub_sql(regclass, name, text[])")

@@ -78,6 +78,21 @@ def test_policies_are_drafts_until_activated_and_retire(conn: psycopg.Connection
             actor="dpo:test",
         )
     assert bad.value.sqlstate == "SY082"
+    # a value that does not parse is not quoted back (it might be someone's e-mail address)
+    with pytest.raises(gdpr.GdprError) as unparsable:
+        gdpr.create_policy(
+            conn,
+            "bad",
+            name="x",
+            description="x",
+            legal_basis="consent",
+            retention="anna.berg@example.nl",
+            retention_from="created",
+            categories=["shop.wishlist"],
+            actor="dpo:test",
+        )
+    assert unparsable.value.sqlstate == "22007"
+    assert str(unparsable.value) == "a value does not fit its column (SQLSTATE 22007)"
     actions = [
         a
         for (a,) in conn.execute(
@@ -118,8 +133,13 @@ def test_policy_commands(dsn: str) -> None:
     assert created.exit_code == 0, created.output
     activated = runner.invoke(policy, ["activate", "events", "--actor", "dpo:test"], obj=settings)
     assert activated.exit_code == 0, activated.output
+    revised = runner.invoke(
+        policy, ["revise", "events", "--description", "Invitations, twice a year"], obj=settings
+    )
+    assert revised.exit_code == 0 and "text version 2" in revised.output, revised.output
     shown = runner.invoke(policy, ["show", "events"], obj=settings)
     assert "state:         active" in shown.output and "shop.wishlist" in shown.output
+    assert "text version:  2" in shown.output and "twice a year" in shown.output
     retired = runner.invoke(policy, ["retire", "events", "--actor", "dpo:test"], obj=settings)
     assert retired.exit_code == 0 and "retired" in retired.output
     missing = runner.invoke(policy, ["show", "nope"], obj=settings)

@@ -131,10 +131,13 @@ def test_a_customer_no_policy_holds_is_anonymised_in_batches(
     # a run broken off after one batch resumes: nothing is done twice
     first = conn.execute("SELECT gdpr.purge_batch(%s, 0, 2)", [expired]).fetchone()
     conn.commit()
-    assert first is not None and first[0]["customers"] == 2  # ids[0] is held: ids[1], ids[2]
+    assert first is not None
+    # the batch examined ids[0] (held) and ids[1] (anonymised)
+    assert (first[0]["scanned"], first[0]["customers"]) == (2, 1)
+    assert first[0]["last_id"] == ids[1]
     ran = runner.invoke(purge, ["--now", expired.isoformat(), "--batch-size", "2"], obj=settings)
     assert ran.exit_code == 0, ran.output
-    assert "purged 2 customer(s)" in ran.output
+    assert "purged 3 customer(s) in 3 batch(es)" in ran.output
     anonymised = conn.execute(
         "SELECT customer_id FROM sync.audit WHERE action = 'customer.anonymized'"
         " AND actor = 'retention' ORDER BY 1"

@@ -18,54 +18,6 @@
 -- Building blocks (private)
 -- ---------------------------------------------------------------------------------------------
 
--- The SET list that scrubs the given columns (all classified ones when NULL) of a table per
--- their strategies (alias `t`), and the predicate "some of them differ from their scrubbed
--- value"; both NULL when no such column changes. Mirrors sync._scrub_assignments.
-CREATE OR REPLACE FUNCTION gdpr._scrub_sql(
-    p_relation regclass, p_key_column name, p_columns text[],
-    OUT assignments text, OUT differs text)
-LANGUAGE sql
-STABLE
-SECURITY INVOKER
-SET search_path = ''
-AS $$
-    WITH target AS (
-        SELECT a.attname, a.attnum,
-               CASE p.strategy
-                   WHEN 'null' THEN 'NULL'
-                   WHEN 'fixed' THEN pg_catalog.format('%L::%s', p.value, ty.name)
-                   WHEN 'placeholder' THEN pg_catalog.format(
-                       'pg_catalog.replace(%L, ''{id}'', t.%I::text)::%s',
-                       p.value, coalesce(pk.attname, p_key_column), ty.name)
-                   WHEN 'year' THEN pg_catalog.format(
-                       'pg_catalog.date_trunc(''year'', t.%I)::%s', a.attname, ty.name)
-               END AS expression
-        FROM pg_catalog.pg_class AS r
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
-        JOIN pg_catalog.pg_attribute AS a
-            ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-        JOIN sync.pii_column AS p
-            ON p.table_schema = n.nspname AND p.table_name = r.relname
-           AND p.column_name = a.attname
-        CROSS JOIN LATERAL (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS name) AS ty
-        LEFT JOIN LATERAL (
-            SELECT k.attname
-            FROM pg_catalog.pg_index AS x
-            JOIN pg_catalog.pg_attribute AS k
-                ON k.attrelid = x.indrelid AND k.attnum = x.indkey[0]
-            WHERE x.indrelid = r.oid AND x.indisprimary AND x.indnkeyatts = 1
-        ) AS pk ON true
-        WHERE r.oid = p_relation
-          AND p.strategy IN ('null', 'fixed', 'placeholder', 'year')
-          AND (p_columns IS NULL OR a.attname::text = ANY (p_columns))
-    )
-    SELECT pg_catalog.string_agg(pg_catalog.format('%I = %s', t.attname, t.expression), ', '
-                                 ORDER BY t.attnum),
-           pg_catalog.string_agg(pg_catalog.format('t.%I IS DISTINCT FROM %s', t.attname,
-                                                   t.expression), ' OR ' ORDER BY t.attnum)
-    FROM target AS t
-$$;
-
 -- The tables of a category with the column that holds the customer id: shop.customer (id) and
 -- every foreign key of a customer-linked table.
 CREATE OR REPLACE FUNCTION gdpr._category_links()
@@ -85,9 +37,12 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- Per customer and active policy the customer is under: whether the policy holds the
--- customer's data at p_now, when that ends (NULL: no limit), and why it no longer holds.
+-- customer's data at p_now, when that ends (NULL: no limit), and why it no longer holds. Only
+-- customers with p_after_id < id <= p_through_id (NULL: no upper bound).
 -- Example: SELECT * FROM gdpr.retention_status(now()) WHERE NOT holds;
-CREATE OR REPLACE FUNCTION gdpr.retention_status(p_now timestamptz DEFAULT now())
+CREATE OR REPLACE FUNCTION gdpr.retention_status(
+    p_now timestamptz DEFAULT now(), p_after_id bigint DEFAULT 0,
+    p_through_id bigint DEFAULT NULL)
 RETURNS TABLE (customer_id bigint, policy_code text, holds boolean, expires_at timestamptz,
                reason text)
 LANGUAGE sql
@@ -95,12 +50,18 @@ STABLE
 SECURITY INVOKER
 SET search_path = ''
 AS $$
-    WITH last_order AS (
-        SELECT o.customer_id, max(o.placed_at) AS placed_at
-        FROM shop.orders AS o
-        GROUP BY o.customer_id
-    ),
-    under AS (
+    SELECT u.customer_id, u.code,
+           (u.membership <> 'consent' OR coalesce(u.granted, false))
+               AND (u.expires_at IS NULL OR u.expires_at > p_now),
+           u.expires_at,
+           CASE
+               WHEN u.membership = 'consent' AND NOT coalesce(u.granted, false)
+                   THEN 'consent withdrawn'
+               WHEN u.expires_at <= p_now
+                   THEN pg_catalog.format('retention over (%s + %s)', u.retention_from,
+                                          u.retention)
+           END
+    FROM (
         SELECT c.id AS customer_id, p.code, p.membership, p.retention, p.retention_from,
                cc.granted,
                CASE p.retention_from
@@ -115,32 +76,32 @@ AS $$
             OR (p.membership = 'consent'
                 AND EXISTS (SELECT FROM gdpr.consent AS g
                             WHERE g.customer_id = c.id AND g.policy_id = p.id))
-        LEFT JOIN last_order AS lo ON lo.customer_id = c.id
-        LEFT JOIN gdpr.current_consent AS cc
-            ON cc.customer_id = c.id AND cc.policy_id = p.id
+        -- index lookups per customer, only where the policy needs them
+        LEFT JOIN LATERAL (
+            SELECT pg_catalog.max(o.placed_at) AS placed_at
+            FROM shop.orders AS o
+            WHERE p.retention_from = 'last_order' AND o.customer_id = c.id
+        ) AS lo ON true
+        LEFT JOIN LATERAL (
+            SELECT g.granted
+            FROM gdpr.consent AS g
+            WHERE p.membership = 'consent' AND g.customer_id = c.id AND g.policy_id = p.id
+            ORDER BY g.decided_at DESC, g.id DESC
+            LIMIT 1
+        ) AS cc ON true
         WHERE p.state = 'active'
-    )
-    SELECT u.customer_id, u.code,
-           (u.membership <> 'consent' OR coalesce(u.granted, false))
-               AND (u.expires_at IS NULL OR u.expires_at > p_now),
-           u.expires_at,
-           CASE
-               WHEN u.membership = 'consent' AND NOT coalesce(u.granted, false)
-                   THEN 'consent withdrawn'
-               WHEN u.expires_at <= p_now
-                   THEN pg_catalog.format('retention over (%s + %s)', u.retention_from,
-                                          u.retention)
-           END
-    FROM under AS u
+          AND c.id > p_after_id AND (p_through_id IS NULL OR c.id <= p_through_id)
+    ) AS u
 $$;
 
 -- What a retention run at p_now would do, per customer and table: the released columns (NULL:
 -- the whole table), the action (anonymise: the whole customer; delete_rows; scrub), the
--- policies that release it and why. Only customers with id > p_after_id, at most p_limit of
--- them (those with something left to change), in id order.
+-- policies that release it and why. Only customers with p_after_id < id <= p_through_id
+-- (NULL: no upper bound) that have something left to change, in id order.
 -- Example: SELECT * FROM gdpr.retention_plan(now());
 CREATE OR REPLACE FUNCTION gdpr.retention_plan(
-    p_now timestamptz DEFAULT now(), p_after_id bigint DEFAULT 0, p_limit integer DEFAULT NULL)
+    p_now timestamptz DEFAULT now(), p_after_id bigint DEFAULT 0,
+    p_through_id bigint DEFAULT NULL)
 RETURNS TABLE (customer_id bigint, table_name text, columns text[], action text,
                policies text[], reasons text[])
 LANGUAGE plpgsql
@@ -156,93 +117,83 @@ DECLARE
     scrub   record;
     pending bigint[];
 BEGIN
-    WITH status AS (
-        SELECT * FROM gdpr.retention_status(p_now) AS s WHERE s.customer_id > p_after_id
-    ),
-    covered AS (
+    WITH covered AS (
+        -- one row per customer, policy and covered table or column (NULL: the whole table)
         SELECT s.customer_id, s.policy_code, s.holds, s.reason, c.table_schema, c.table_name,
-               c.columns
-        FROM status AS s
+               col.name AS column_name
+        FROM gdpr.retention_status(p_now, p_after_id, p_through_id) AS s
         JOIN gdpr.policy AS p ON p.code = s.policy_code
         JOIN gdpr.policy_category AS c ON c.policy_id = p.id
+        LEFT JOIN LATERAL pg_catalog.unnest(c.columns) AS col (name) ON true
     ),
     per_table AS (
-        SELECT r.customer_id, r.table_schema, r.table_name,
-               pg_catalog.array_agg(DISTINCT r.policy_code ORDER BY r.policy_code) AS policies,
-               pg_catalog.array_agg(DISTINCT r.policy_code || ': ' || r.reason) AS reasons,
-               pg_catalog.bool_or(r.columns IS NULL) AS whole,
-               ARRAY(SELECT DISTINCT x FROM covered AS r2, pg_catalog.unnest(r2.columns) AS x
-                     WHERE r2.customer_id = r.customer_id AND NOT r2.holds
-                       AND r2.table_schema = r.table_schema AND r2.table_name = r.table_name
-                     ORDER BY 1) AS released_columns
-        FROM covered AS r
-        WHERE NOT r.holds
-        GROUP BY r.customer_id, r.table_schema, r.table_name
-    ),
-    held AS (
-        SELECT h.customer_id, h.table_schema, h.table_name,
-               pg_catalog.bool_or(h.columns IS NULL) AS whole,
-               ARRAY(SELECT DISTINCT x FROM covered AS h2, pg_catalog.unnest(h2.columns) AS x
-                     WHERE h2.customer_id = h.customer_id AND h2.holds
-                       AND h2.table_schema = h.table_schema AND h2.table_name = h.table_name
-                     ) AS columns
-        FROM covered AS h
-        WHERE h.holds
-        GROUP BY h.customer_id, h.table_schema, h.table_name
-    ),
-    customers AS (
-        SELECT DISTINCT t.customer_id FROM per_table AS t ORDER BY 1
+        SELECT v.customer_id, v.table_schema, v.table_name,
+               pg_catalog.bool_or(NOT v.holds AND v.column_name IS NULL) AS released_whole,
+               pg_catalog.array_agg(DISTINCT v.column_name)
+                   FILTER (WHERE NOT v.holds AND v.column_name IS NOT NULL) AS released_columns,
+               pg_catalog.bool_or(v.holds AND v.column_name IS NULL) AS held_whole,
+               pg_catalog.array_agg(DISTINCT v.column_name)
+                   FILTER (WHERE v.holds AND v.column_name IS NOT NULL) AS held_columns,
+               pg_catalog.bool_or(v.holds) AS held,
+               pg_catalog.array_agg(DISTINCT v.policy_code) FILTER (WHERE NOT v.holds)
+                   AS policies,
+               pg_catalog.array_agg(DISTINCT v.policy_code || ': ' || v.reason)
+                   FILTER (WHERE NOT v.holds) AS reasons
+        FROM covered AS v
+        GROUP BY v.customer_id, v.table_schema, v.table_name
     ),
     decided AS (
         SELECT t.customer_id, t.table_schema, t.table_name, t.policies, t.reasons,
                CASE
-                   WHEN NOT t.whole THEN
+                   -- some columns released: those no holding policy covers
+                   WHEN NOT t.released_whole THEN
                        ARRAY(SELECT x FROM pg_catalog.unnest(t.released_columns) AS x
-                             EXCEPT SELECT y FROM pg_catalog.unnest(h.columns) AS y ORDER BY 1)
-                   WHEN h.customer_id IS NOT NULL THEN
-                       ARRAY(SELECT p.column_name FROM sync.pii_column AS p
-                             WHERE p.table_schema = t.table_schema
-                               AND p.table_name = t.table_name
-                             EXCEPT SELECT y FROM pg_catalog.unnest(h.columns) AS y ORDER BY 1)
+                             EXCEPT SELECT y FROM pg_catalog.unnest(t.held_columns) AS y
+                             ORDER BY 1)
+                   -- the table released, some of its columns held: every other column
+                   WHEN t.held THEN
+                       ARRAY(SELECT pc.column_name::text FROM sync.pii_column AS pc
+                             WHERE pc.table_schema = t.table_schema
+                               AND pc.table_name = t.table_name
+                             EXCEPT SELECT y FROM pg_catalog.unnest(t.held_columns) AS y
+                             ORDER BY 1)
                END AS columns,
                CASE
-                   WHEN NOT t.whole OR h.customer_id IS NOT NULL THEN 'scrub'
+                   WHEN NOT t.released_whole OR t.held THEN 'scrub'
                    WHEN t.table_schema = 'shop' AND t.table_name = 'customer'
-                        AND NOT EXISTS (SELECT FROM held AS any_held
-                                        WHERE any_held.customer_id = t.customer_id)
-                       THEN 'anonymise'
-                   ELSE coalesce(
-                       (SELECT r.action FROM sync.anonymise_rule AS r
-                        WHERE r.table_schema = t.table_schema AND r.table_name = t.table_name),
-                       'scrub')
+                        AND NOT t.customer_held THEN 'anonymise'
+                   ELSE coalesce(r.action, 'scrub')
                END AS action
-        FROM per_table AS t
-        LEFT JOIN held AS h
-            ON h.customer_id = t.customer_id AND h.table_schema = t.table_schema
-           AND h.table_name = t.table_name
-        WHERE NOT coalesce(h.whole, false)
+        FROM (SELECT pt.*,
+                     pg_catalog.bool_or(pt.held) OVER (PARTITION BY pt.customer_id)
+                         AS customer_held
+              FROM per_table AS pt) AS t
+        LEFT JOIN sync.anonymise_rule AS r
+            ON r.table_schema = t.table_schema AND r.table_name = t.table_name
+        WHERE (t.released_whole OR t.released_columns IS NOT NULL) AND NOT t.held_whole
+    ),
+    -- a customer being anonymised needs nothing else
+    final AS (
+        SELECT d.*,
+               pg_catalog.bool_or(d.action = 'anonymise')
+                   OVER (PARTITION BY d.customer_id) AS anonymised
+        FROM decided AS d
+        WHERE d.columns IS NULL OR pg_catalog.cardinality(d.columns) > 0
     )
     SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-               'customer_id', d.customer_id,
-               'table_name', d.table_schema || '.' || d.table_name,
+               'customer_id', f.customer_id,
+               'table_name', f.table_schema || '.' || f.table_name,
                'relation', l.relation::pg_catalog.oid, 'key_column', l.key_column,
-               'columns', d.columns, 'action', d.action, 'policies', d.policies,
-               'reasons', d.reasons)), '[]')
+               'columns', f.columns, 'action', f.action, 'policies', f.policies,
+               'reasons', f.reasons)), '[]')
     INTO steps
-    FROM decided AS d
+    FROM final AS f
     JOIN gdpr._category_links() AS l
-        ON l.table_schema = d.table_schema AND l.table_name = d.table_name
-    WHERE d.columns IS NULL OR pg_catalog.cardinality(d.columns) > 0;
+        ON l.table_schema = f.table_schema AND l.table_name = f.table_name
+    WHERE f.action = 'anonymise' OR NOT f.anonymised;
 
-    -- a customer being anonymised needs nothing else
-    SELECT coalesce(pg_catalog.jsonb_agg(s.value), '[]') INTO steps
-    FROM pg_catalog.jsonb_array_elements(steps) AS s
-    WHERE s.value ->> 'action' = 'anonymise'
-       OR NOT EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(steps) AS a
-                      WHERE a.value ->> 'action' = 'anonymise'
-                        AND a.value -> 'customer_id' = s.value -> 'customer_id');
-
-    -- keep only what still differs from its erased form (idempotent, resumable)
+    -- keep only what still differs from its erased form (idempotent, resumable): one query
+    -- per table, column set and action
     FOR step IN
         SELECT (s.value ->> 'relation')::pg_catalog.oid::pg_catalog.regclass AS relation,
                (s.value ->> 'key_column')::name AS key_column,
@@ -261,7 +212,7 @@ BEGIN
                 'WHERE t.%1$I = ANY ($1)', step.key_column, step.relation)
                 INTO pending USING step.ids;
         ELSE
-            scrub := gdpr._scrub_sql(step.relation, step.key_column,
+            scrub := sync._scrub_sql(step.relation, step.key_column,
                                      CASE WHEN step.action = 'anonymise' THEN NULL
                                           ELSE step.columns END);
             pending := '{}';
@@ -283,24 +234,20 @@ BEGIN
         END IF;
         SELECT kept || coalesce(pg_catalog.jsonb_agg(s.value), '[]') INTO kept
         FROM pg_catalog.jsonb_array_elements(steps) AS s
+        JOIN pg_catalog.unnest(pending) AS due (id)
+            ON due.id = (s.value ->> 'customer_id')::bigint
         WHERE (s.value ->> 'relation')::pg_catalog.oid = step.relation::pg_catalog.oid
           AND s.value ->> 'key_column' = step.key_column::text
           AND s.value -> 'columns' = step.columns_json
-          AND s.value ->> 'action' = step.action
-          AND (s.value ->> 'customer_id')::bigint = ANY (coalesce(pending, '{}'));
+          AND s.value ->> 'action' = step.action;
     END LOOP;
 
     RETURN QUERY
-        WITH planned AS (
-            SELECT x.customer_id, x.table_name, x.columns, x.action, x.policies, x.reasons
-            FROM pg_catalog.jsonb_to_recordset(kept) AS x (
-                customer_id bigint, table_name text, columns text[], action text,
-                policies text[], reasons text[])
-        )
-        SELECT p.* FROM planned AS p
-        WHERE p.customer_id IN (SELECT DISTINCT q.customer_id FROM planned AS q
-                                ORDER BY 1 LIMIT p_limit)
-        ORDER BY p.customer_id, p.table_name;
+        SELECT x.customer_id, x.table_name, x.columns, x.action, x.policies, x.reasons
+        FROM pg_catalog.jsonb_to_recordset(kept) AS x (
+            customer_id bigint, table_name text, columns text[], action text,
+            policies text[], reasons text[])
+        ORDER BY x.customer_id, x.table_name;
 END
 $$;
 
@@ -322,11 +269,13 @@ AS $$
     ORDER BY s.expires_at, s.customer_id, s.policy_code
 $$;
 
--- One batch of a retention run: carries out gdpr.retention_plan for at most p_limit customers
--- with id > p_after_id, and writes one audit row per customer (actor p_actor, action
--- gdpr.retention_purge, counts per table). Returns {"customers": n, "last_id": id or null,
+-- One batch of a retention run: the next p_limit customers with id > p_after_id (in id
+-- order) are examined, gdpr.retention_plan carried out for them, and one audit row written per
+-- customer changed (actor p_actor, action gdpr.retention_purge, counts per table). Returns
+-- {"customers": changed, "scanned": examined, "last_id": the last id examined or null,
 -- "counts": {table: rows}}; last_id null means the run is complete. Call it again with
--- p_after_id = last_id (each batch its own transaction).
+-- p_after_id = last_id (each batch its own transaction): the work per batch is bounded by
+-- p_limit, whatever the size of the database.
 -- Example: SELECT gdpr.purge_batch(now(), 0, 500);
 CREATE OR REPLACE FUNCTION gdpr.purge_batch(
     p_now timestamptz DEFAULT now(),
@@ -340,36 +289,36 @@ SECURITY INVOKER
 SET search_path = ''
 AS $$
 DECLARE
-    step     record;
-    scrub    record;
-    result   jsonb;
-    done     jsonb := '{}';
-    totals   jsonb := '{}';
-    last_id  bigint;
-    batch    jsonb;
+    step       record;
+    scrub      record;
+    result     jsonb;
+    done       jsonb := '{}';
+    totals     jsonb := '{}';
+    through_id bigint;
+    scanned    bigint;
+    batch      jsonb;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
-    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p)), '[]'),
-           max(p.customer_id)
-    INTO batch, last_id
-    FROM gdpr.retention_plan(p_now, p_after_id, p_limit) AS p;
-    IF last_id IS NULL THEN
-        RETURN '{"customers": 0, "last_id": null, "counts": {}}'::jsonb;
+    SELECT pg_catalog.max(w.id), count(*) INTO through_id, scanned
+    FROM (SELECT c.id FROM shop.customer AS c WHERE c.id > p_after_id
+          ORDER BY c.id LIMIT p_limit) AS w;
+    IF through_id IS NULL THEN
+        RETURN '{"customers": 0, "scanned": 0, "last_id": null, "counts": {}}'::jsonb;
     END IF;
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p)), '[]') INTO batch
+    FROM gdpr.retention_plan(p_now, p_after_id, through_id) AS p;
     -- lock the batch's customers in id order, as merges and anonymisations do
     PERFORM FROM shop.customer AS c
-    WHERE c.id IN (SELECT b.customer_id FROM pg_catalog.jsonb_to_recordset(batch) AS b (
-                customer_id bigint, table_name text, columns text[], action text,
-                policies text[]))
+    WHERE c.id IN (SELECT b.customer_id
+                   FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_id bigint))
     ORDER BY c.id
     FOR UPDATE;
     PERFORM pg_catalog.set_config('gdpr.consent_source', 'retention', true);
 
     -- whole customers: the engine's anonymisation (tombstone, outbound event)
     FOR step IN
-        SELECT b.customer_id FROM pg_catalog.jsonb_to_recordset(batch) AS b (
-                customer_id bigint, table_name text, columns text[], action text,
-                policies text[])
+        SELECT b.customer_id
+        FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_id bigint, action text)
         WHERE b.action = 'anonymise' ORDER BY b.customer_id
     LOOP
         result := sync.anonymise_from_backoffice(step.customer_id, 'RETENTION', p_actor);
@@ -382,8 +331,7 @@ BEGIN
         SELECT b.table_name, l.relation, l.key_column, b.columns, b.action,
                pg_catalog.array_agg(b.customer_id) AS ids
         FROM pg_catalog.jsonb_to_recordset(batch) AS b (
-                customer_id bigint, table_name text, columns text[], action text,
-                policies text[])
+                customer_id bigint, table_name text, columns text[], action text)
         JOIN gdpr._category_links() AS l
             ON l.table_schema || '.' || l.table_name = b.table_name
         WHERE b.action <> 'anonymise'
@@ -397,7 +345,7 @@ BEGIN
                 step.key_column, step.relation)
                 INTO result USING step.ids;
         ELSE
-            scrub := gdpr._scrub_sql(step.relation, step.key_column, step.columns);
+            scrub := sync._scrub_sql(step.relation, step.key_column, step.columns);
             EXECUTE pg_catalog.format(
                 'WITH changed AS (UPDATE %2$s AS t SET %3$s WHERE t.%1$I = ANY ($1) AND (%4$s) '
                 'RETURNING t.%1$I) '
@@ -416,14 +364,14 @@ BEGIN
 
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
     SELECT p_actor, 'gdpr.retention_purge', 'applied', c.customer_number, c.id, d.value,
-           'released by policies: ' || (
-               SELECT pg_catalog.string_agg(DISTINCT x, ', ')
-               FROM pg_catalog.jsonb_to_recordset(batch) AS b (
-                customer_id bigint, table_name text, columns text[], action text,
-                policies text[]), pg_catalog.unnest(b.policies) AS x
-               WHERE b.customer_id = c.id)
+           'released by policies: ' || released.codes
     FROM pg_catalog.jsonb_each(done) AS d
     JOIN shop.customer AS c ON c.id = d.key::bigint
+    JOIN (SELECT b.customer_id,
+                 pg_catalog.string_agg(DISTINCT code, ', ' ORDER BY code) AS codes
+          FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_id bigint, policies text[])
+          CROSS JOIN LATERAL pg_catalog.unnest(b.policies) AS code
+          GROUP BY b.customer_id) AS released ON released.customer_id = c.id
     ORDER BY c.id;
 
     SELECT coalesce(pg_catalog.jsonb_object_agg(t.key, t.n), '{}') INTO totals
@@ -432,6 +380,6 @@ BEGIN
           GROUP BY e.key) AS t;
     RETURN pg_catalog.jsonb_build_object(
         'customers', (SELECT count(*) FROM pg_catalog.jsonb_object_keys(done)),
-        'last_id', last_id, 'counts', totals);
+        'scanned', scanned, 'last_id', through_id, 'counts', totals);
 END
 $$;

@@ -365,7 +365,7 @@ BEGIN
         SELECT c.customer_number INTO number
         FROM shop.customer AS c WHERE c.id = request.customer_id FOR UPDATE;
         -- anonymised already (an earlier attempt, tritonX, the back office): search only
-        scrubbed := gdpr._scrub_sql('shop.customer'::pg_catalog.regclass, 'id', NULL);
+        scrubbed := sync._scrub_sql('shop.customer'::pg_catalog.regclass, 'id', NULL);
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM shop.customer AS t '
                                   'WHERE t.id = $1 AND (%s))', scrubbed.differs)
             INTO pending USING request.customer_id;
