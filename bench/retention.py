@@ -35,8 +35,8 @@ def _populate(dsn: str, customers: int) -> None:
         "recently": NOW - timedelta(days=3),
     }
     with psycopg.connect(dsn) as conn:
-        conn.execute(statements()["retention_population"], params)
-        conn.execute(statements()["retention_policies"], params)
+        for name in ("customers", "orders", "wishlists", "policies"):
+            conn.execute(statements()[f"retention_{name}"], params)
     settle(dsn)
 
 

@@ -73,17 +73,21 @@ SELECT count(*) FROM shop.customer;
 SELECT p.prosrc FROM pg_catalog.pg_proc AS p
 WHERE p.oid = 'sync._apply_upserts(bigint, bigint, bigint[])'::pg_catalog.regprocedure;
 
--- name: retention_population
--- N customers, each with two orders and two wish-list rows; every other customer last logged
--- in long ago (its wish list has expired under 'wishes'), the rest recently.
+-- name: retention_customers
+-- N customers; every other one last logged in long ago (its wish list has expired under
+-- 'wishes'), the rest recently.
 INSERT INTO shop.customer (customer_number, email, first_name, last_name, postcode, city,
                            created_at, last_login_at)
 SELECT 'TX' || lpad(g::text, 8, '0'), 'c' || g || '@example.nl', 'Anna', 'Berg', '1015CJ',
-       'Amsterdam', %(long_ago)s, CASE WHEN g % 2 = 0 THEN %(long_ago)s ELSE %(recently)s END
+       'Amsterdam', %(long_ago)s, CASE WHEN g %% 2 = 0 THEN %(long_ago)s ELSE %(recently)s END
 FROM generate_series(1, %(customers)s) AS g;
+
+-- name: retention_orders
 INSERT INTO shop.orders (customer_id, order_number, placed_at, delivery_name, contact_email)
 SELECT c.id, 'O-' || c.id || '-' || k, %(long_ago)s, 'Anna Berg', c.email
 FROM shop.customer AS c, generate_series(1, 2) AS k;
+
+-- name: retention_wishlists
 INSERT INTO shop.wishlist (customer_id, sku, note)
 SELECT c.id, 'SKU-' || k, 'voor Anna'
 FROM shop.customer AS c, generate_series(1, 2) AS k;
