@@ -82,8 +82,8 @@ def policy_show(settings: HasDsn, code: str) -> None:
 
 @policy.command("create")
 @click.argument("code")
-@click.option("--name", required=True)
-@click.option("--description", required=True)
+@click.option("--name", required=True, help="The policy's name, as shown to customers.")
+@click.option("--description", required=True, help="What the data is for (the policy text).")
 @click.option(
     "--legal-basis",
     required=True,
@@ -97,6 +97,7 @@ def policy_show(settings: HasDsn, code: str) -> None:
             "legitimate_interests",
         ]
     ),
+    help="The GDPR article 6 basis for processing.",
 )
 @click.option(
     "--retention", default=None, help="A PostgreSQL interval ('2 years'); none: no limit."
@@ -119,13 +120,17 @@ def policy_show(settings: HasDsn, code: str) -> None:
     type=click.Choice(["all", "consent", "customer_group"]),
     default="all",
     show_default=True,
+    help="Who is under the policy: every customer, those with a consent, one group.",
 )
-@click.option("--customer-group", default=None)
+@click.option(
+    "--customer-group", default=None, help="With --membership customer_group: which group."
+)
 @click.option(
     "--merge-rule",
     type=click.Choice(["most_restrictive", "most_permissive", "survivor"]),
     default="most_restrictive",
     show_default=True,
+    help="How a merge combines two customers' consents.",
 )
 @actor_option
 @click.pass_obj
@@ -213,7 +218,13 @@ def policy_retire(settings: HasDsn, code: str, actor: str, now: datetime) -> Non
     default=None,
     help="List the customers whose data a policy stops holding within N days instead.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Customers examined per transaction.",
+)
 @_NOW
 @click.pass_obj
 @edge
@@ -257,7 +268,12 @@ def purge(
 @click.argument("number", required=False)
 @click.option("--id", "customer_id", type=int, default=None, help="The local customer id.")
 @click.option(
-    "--format", "fmt", type=click.Choice(export.FORMATS), default="json", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(export.FORMATS),
+    default="json",
+    show_default=True,
+    help="json: one document; csv: a zip, one file per table; html: a page for the person.",
 )
 @click.option(
     "--output",
@@ -339,7 +355,13 @@ def erasure_verify(settings: HasDsn, request_id: int, actor: str, now: datetime)
 
 @erasure.command("schedule")
 @click.argument("request_id", type=int)
-@click.option("--grace-days", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--grace-days",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Days in which the request can still be cancelled.",
+)
 @actor_option
 @_NOW
 @click.pass_obj
@@ -387,7 +409,12 @@ def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime
 
 
 @erasure.command("list")
-@click.option("--state", default=None, help="Only requests in this state.")
+@click.option(
+    "--state",
+    type=click.Choice(["received", "verified", "scheduled", "done", "failed", "cancelled"]),
+    default=None,
+    help="Only requests in this state.",
+)
 @click.pass_obj
 @edge
 def erasure_list(settings: HasDsn, state: str | None) -> None:

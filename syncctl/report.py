@@ -72,6 +72,7 @@ def render(columns: list[str], rows: list[Any], style: str) -> str:
     type=click.Choice(["table", "csv", "json"]),
     default="table",
     show_default=True,
+    help="Aligned columns, CSV with a header row, or a JSON array of objects.",
 )
 @click.option("--limit", default=1000, show_default=True, help="At most this many rows.")
 @click.pass_obj
