@@ -70,9 +70,13 @@ def test_public_gets_nothing_created_later(later: Any, as_role: Any) -> None:
 
 
 def test_it_is_idempotent(later: psycopg.Connection[Any]) -> None:
-    acl = "SELECT relname, relacl::text FROM pg_class WHERE relnamespace = 'gdpr'::regnamespace"
+    # ordered by name and identity: a GRANT rewrites catalog rows, which moves them
+    acl = (
+        "SELECT relname, relacl::text FROM pg_class"
+        " WHERE relnamespace = 'gdpr'::regnamespace ORDER BY relname"
+    )
     functions = (
-        "SELECT proname, proacl::text, prosecdef FROM pg_proc"
+        "SELECT oid::regprocedure::text, proacl::text, prosecdef FROM pg_proc"
         " WHERE pronamespace IN ('gdpr'::regnamespace, 'sync'::regnamespace) ORDER BY 1"
     )
     before = later.execute(acl).fetchall(), later.execute(functions).fetchall()
