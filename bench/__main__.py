@@ -14,7 +14,7 @@ from collections.abc import Callable
 from bench import apply, databases, dataset
 from bench.report import Direction, Goal, Row, parse_size, render, size_label
 
-SCENARIOS = ("apply", "pull", "scaling", "memory", "explain", "retention")
+SCENARIOS = ("apply", "pull", "scaling", "memory", "explain", "retention", "erasure")
 GOAL_SCALING = Goal(Direction.AT_MOST, 2.0)
 
 
@@ -121,6 +121,10 @@ def _optional_scenarios(wanted: list[str]) -> list[tuple[str, Scenario]]:
         from bench import retention
 
         found.append(("retention", retention.run))
+    if "erasure" in wanted:
+        from bench import erasure
+
+        found.append(("erasure", erasure.run))
     return found
 
 

@@ -62,7 +62,7 @@ def _pages(rows: Sequence[InboxRow], size: int) -> list[Sequence[InboxRow]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _stage_pages(conn: psycopg.Connection[Any], run: ChangeRun, page_size: int) -> Timing:
+def stage_pages(conn: psycopg.Connection[Any], run: ChangeRun, page_size: int) -> Timing:
     q = queries()
     params = {"source": "tritonx"}
     timing = Timing(len(run.rows), 0.0)
@@ -94,11 +94,11 @@ def subject(server: Server, data: Dataset, page_size: int) -> RunPair:
         settle(dsn)
         with psycopg.connect(dsn) as conn:
             inbox_copy.prepare(conn)
-            inserts = _stage_pages(conn, data.inserts, page_size)
+            inserts = stage_pages(conn, data.inserts, page_size)
         settle(dsn)
         with psycopg.connect(dsn) as conn:
             inbox_copy.prepare(conn)
-            mixed = _stage_pages(conn, data.mixed, page_size)
+            mixed = stage_pages(conn, data.mixed, page_size)
     return RunPair(inserts, mixed)
 
 

@@ -127,3 +127,25 @@ DELETE FROM shop.wishlist WHERE customer_id = %(id)s;
 INSERT INTO sync.audit (actor, action, outcome, customer_id, counts)
 VALUES ('bench', 'gdpr.retention_purge', 'applied', %(id)s,
         jsonb_build_object('shop.wishlist', %(rows)s::int));
+
+-- name: erasure_orders
+-- Two orders a customer, delivered to and confirmed at the customer's own name and e-mail.
+INSERT INTO shop.orders (customer_id, order_number, placed_at, delivery_name, contact_email)
+SELECT c.id, 'O-' || c.id || '-' || k, now() - interval '30 days',
+       concat_ws(' ', c.first_name, c.infix, c.last_name), c.email
+FROM shop.customer AS c, generate_series(1, 2) AS k;
+
+-- name: erasure_subjects
+-- The sample: evenly spread over the customers.
+SELECT c.id FROM shop.customer AS c
+WHERE c.id %% greatest(%(customers)s / %(sample)s, 1) = 0
+ORDER BY c.id LIMIT %(sample)s;
+
+-- name: erasure_anonymise
+SELECT sync.anonymise_from_backoffice(%(id)s, 'ERASURE', 'bench');
+
+-- name: erasure_digests
+SELECT digests FROM gdpr.erasure_request WHERE id = %(request)s;
+
+-- name: erasure_scopes
+SELECT qualified_name, columns, is_json, rows_sql FROM gdpr._residue_scopes(%(id)s);

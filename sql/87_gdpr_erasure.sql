@@ -3,8 +3,9 @@
 -- as sha256 digests of their normalised forms (never the values themselves). Execution
 -- anonymises the customer with sync.anonymise_from_backoffice (tombstone; the outbound event
 -- for tritonX is queued in the same transaction), then searches every text and JSON column of
--- every table of the database for those digests: the proof of erasure is the number of
--- columns searched and hits (zero, or counts per column), kept in the request; the digests are
+-- every table of the database for those digests, in every row but those of other customers
+-- (gdpr._residue_scopes): the proof of erasure is the number of columns searched and hits
+-- (zero, or counts per column), kept in the request; the digests are
 -- cleared when the request is done or cancelled. A failure is recorded (attempts, last_error:
 -- an SQLSTATE and a reason without data) and can be retried. Audit actor: erasure:<actor>.
 -- Re-runnable.
@@ -103,27 +104,43 @@ $$;
 -- Public API
 -- ---------------------------------------------------------------------------------------------
 
--- Every text and JSON column of every table in the database, searched for the digests:
--- (column, rows with a hit), hits only. Example:
--- SELECT * FROM gdpr.residue_search(ARRAY[gdpr._digest('anna@example.nl')]);
-CREATE OR REPLACE FUNCTION gdpr.residue_search(p_digests text[])
-RETURNS TABLE (column_name text, hits bigint)
+-- Where the residue search looks, a row per table with text or JSON columns: the columns, and a
+-- statement selecting them from the rows that may hold the subject's data. A row that belongs
+-- to another customer is that customer's data, whatever it shares with the subject (people
+-- share names, a household shares an address): the other rows of shop.customer, rows of a
+-- customer-linked table whose customer columns point at other customers, and rows of a table
+-- with a customer_number column naming another customer or a number merged into one. Searched
+-- are the subject's rows, rows of no customer (a guest order, a dead letter whose number did
+-- not parse, an unknown number) and every row of any other table. With p_customer_id NULL,
+-- every row of every table. Example:
+-- SELECT qualified_name, rows_sql FROM gdpr._residue_scopes(42);
+CREATE OR REPLACE FUNCTION gdpr._residue_scopes(p_customer_id bigint)
+RETURNS TABLE (qualified_name text, columns name[], is_json boolean[], rows_sql text)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
 SET search_path = ''
 AS $$
 DECLARE
-    col   record;
-    matched bigint;
+    own_numbers text[];
 BEGIN
-    IF p_digests IS NULL OR pg_catalog.cardinality(p_digests) = 0 THEN
-        RETURN;
-    END IF;
-    FOR col IN
-        SELECT r.oid::pg_catalog.regclass AS relation, a.attname,
-               pg_catalog.concat_ws('.', n.nspname, r.relname, a.attname) AS qualified_name,
-               a.atttypid IN ('json'::pg_catalog.regtype, 'jsonb'::pg_catalog.regtype) AS is_json
+    -- the subject's number and the numbers merged into it
+    SELECT ARRAY(
+        SELECT c.customer_number FROM shop.customer AS c
+        WHERE c.id = p_customer_id AND c.customer_number IS NOT NULL
+        UNION
+        SELECT r.old_number FROM sync.redirect AS r
+        JOIN shop.customer AS c ON c.customer_number = r.survivor_number
+        WHERE c.id = p_customer_id)
+    INTO own_numbers;
+    RETURN QUERY
+    WITH searched AS (
+        SELECT r.oid AS relid,
+               pg_catalog.concat_ws('.', n.nspname, r.relname) AS table_name,
+               pg_catalog.array_agg(a.attname ORDER BY a.attnum) AS names,
+               pg_catalog.array_agg(a.atttypid IN ('json'::pg_catalog.regtype,
+                                                   'jsonb'::pg_catalog.regtype)
+                                    ORDER BY a.attnum) AS json_flags
         FROM pg_catalog.pg_class AS r
         JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
         JOIN pg_catalog.pg_attribute AS a
@@ -134,28 +151,104 @@ BEGIN
           AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
                              'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
                              'jsonb'::pg_catalog.regtype)
-        ORDER BY 3
-    LOOP
-        IF col.is_json THEN
-            EXECUTE pg_catalog.format(
-                'SELECT count(*) FROM %s AS t WHERE EXISTS ('
+        GROUP BY r.oid, n.nspname, r.relname
+    ),
+    linked AS (
+        SELECT l.relation::pg_catalog.oid AS relid,
+               pg_catalog.string_agg(pg_catalog.format('t.%I = %s', l.fk_column, p_customer_id),
+                                     ' OR ' ORDER BY l.fk_column) AS theirs_or_subjects,
+               pg_catalog.string_agg(pg_catalog.format('t.%I IS NULL', l.fk_column),
+                                     ' AND ' ORDER BY l.fk_column) AS nobodys
+        FROM sync.customer_links() AS l
+        GROUP BY l.relation
+    ),
+    numbered AS (
+        SELECT a.attrelid AS relid FROM pg_catalog.pg_attribute AS a
+        WHERE a.attname = 'customer_number' AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype)
+    )
+    SELECT s.table_name, s.names, s.json_flags,
+           CASE
+               WHEN p_customer_id IS NULL THEN pick.cols
+               WHEN s.relid = 'shop.customer'::pg_catalog.regclass
+                   THEN pg_catalog.format('%s WHERE t.id = %s', pick.cols, p_customer_id)
+               WHEN l.relid IS NOT NULL
+                   THEN pg_catalog.format('%s WHERE %s OR (%s)', pick.cols,
+                                          l.theirs_or_subjects, l.nobodys)
+               -- no number, the subject's numbers, numbers of nobody here (each part can take
+               -- an index on customer_number; the last reads only the distinct numbers)
+               WHEN u.relid IS NOT NULL
+                   THEN pg_catalog.format(
+                       '%1$s WHERE t.customer_number IS NULL'
+                       ' UNION ALL %1$s WHERE t.customer_number = ANY (%3$L::text[])'
+                       ' UNION ALL %1$s WHERE t.customer_number IN ('
+                       '  SELECT d.n FROM (SELECT DISTINCT u.customer_number AS n FROM %2$s AS u) AS d'
+                       '  WHERE d.n <> ALL (%3$L::text[])'
+                       '  AND NOT EXISTS (SELECT FROM shop.customer AS o WHERE o.customer_number = d.n)'
+                       '  AND NOT EXISTS (SELECT FROM sync.redirect AS r WHERE r.old_number = d.n))',
+                       pick.cols, s.relid::pg_catalog.regclass, own_numbers)
+               ELSE pick.cols
+           END
+    FROM searched AS s
+    LEFT JOIN linked AS l ON l.relid = s.relid
+    LEFT JOIN numbered AS u ON u.relid = s.relid
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.format('SELECT %s FROM %s AS t',
+                                 pg_catalog.string_agg(pg_catalog.format('t.%I', x.c), ', '
+                                                       ORDER BY x.k),
+                                 s.relid::pg_catalog.regclass)
+        FROM pg_catalog.unnest(s.names) WITH ORDINALITY AS x (c, k)) AS pick (cols)
+    ORDER BY s.table_name;
+END
+$$;
+
+-- Every text and JSON column of every table in the database searched for the digests, in the
+-- rows gdpr._residue_scopes(p_customer_id) names (all rows with p_customer_id NULL): (column,
+-- rows with a hit), hits only. One scan a table. Example:
+-- SELECT * FROM gdpr.residue_search(ARRAY[gdpr._digest('anna@example.nl')], 42);
+DROP FUNCTION IF EXISTS gdpr.residue_search(text[]);  -- before it took the customer
+CREATE OR REPLACE FUNCTION gdpr.residue_search(p_digests text[], p_customer_id bigint DEFAULT NULL)
+RETURNS TABLE (column_name text, hits bigint)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+DECLARE
+    -- whether the text $v reveals one of the digests; a text without separators is one word,
+    -- whose own digest is all gdpr._text_digests would give (the cheap test most values take)
+    reveals text := 'pg_catalog.length($v) >= 6 AND CASE'
+        ' WHEN $v OPERATOR(pg_catalog.~) ''[[:space:],;:/|()<>"]'''
+        ' THEN EXISTS (SELECT FROM gdpr._text_digests($v) AS d (digest)'
+        ' WHERE d.digest = ANY ($1))'
+        ' ELSE gdpr._digest($v) = ANY ($1) END';
+    scope  record;
+    tests  text;
+    counts bigint[];
+BEGIN
+    IF p_digests IS NULL OR pg_catalog.cardinality(p_digests) = 0 THEN
+        RETURN;
+    END IF;
+    FOR scope IN SELECT * FROM gdpr._residue_scopes(p_customer_id) LOOP
+        SELECT pg_catalog.string_agg(CASE
+            WHEN x.j THEN pg_catalog.format(
+                'count(*) FILTER (WHERE EXISTS ('
                 ' SELECT FROM pg_catalog.jsonb_path_query(t.%I::jsonb,'
-                '   ''strict $.** ? (@.type() == "string")'') AS s (v),'
-                '  gdpr._text_digests(s.v #>> ''{}'') AS d (digest)'
-                ' WHERE d.digest = ANY ($1))', col.relation, col.attname)
-                INTO matched USING p_digests;
-        ELSE
-            EXECUTE pg_catalog.format(
-                'SELECT count(*) FROM %s AS t WHERE pg_catalog.length(t.%I) >= 6 AND EXISTS ('
-                ' SELECT FROM gdpr._text_digests(t.%I::text) AS d (digest)'
-                ' WHERE d.digest = ANY ($1))', col.relation, col.attname, col.attname)
-                INTO matched USING p_digests;
-        END IF;
-        IF matched > 0 THEN
-            column_name := col.qualified_name;
-            hits := matched;
-            RETURN NEXT;
-        END IF;
+                '   ''strict $.** ? (@.type() == "string")'') AS s (v) WHERE %s))',
+                x.c, pg_catalog.replace(reveals, '$v', '(s.v #>> ''{}'')'))
+            ELSE pg_catalog.format(
+                'count(*) FILTER (WHERE %s)',
+                pg_catalog.replace(reveals, '$v', pg_catalog.format('t.%I::text', x.c)))
+            END, ', ' ORDER BY x.k)
+        INTO tests
+        FROM ROWS FROM (pg_catalog.unnest(scope.columns), pg_catalog.unnest(scope.is_json))
+            WITH ORDINALITY AS x (c, j, k);
+        EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM (%s) AS t', tests, scope.rows_sql)
+            INTO counts USING p_digests;
+        RETURN QUERY
+            SELECT scope.qualified_name || '.' || x.c, x.n
+            FROM ROWS FROM (pg_catalog.unnest(scope.columns), pg_catalog.unnest(counts)) AS x (c, n)
+            WHERE x.n > 0;
     END LOOP;
 END
 $$;
@@ -168,17 +261,25 @@ STABLE
 SECURITY INVOKER
 SET search_path = ''
 AS $$
-    SELECT count(*)::integer
-    FROM pg_catalog.pg_class AS r
-    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
-    JOIN pg_catalog.pg_attribute AS a
-        ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-    WHERE r.relkind IN ('r', 'p', 'm')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname !~ '^pg_(toast|temp)'
-      AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
-                         'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
-                         'jsonb'::pg_catalog.regtype)
+    SELECT coalesce(sum(pg_catalog.cardinality(s.columns)), 0)::integer
+    FROM gdpr._residue_scopes(NULL) AS s
+$$;
+
+-- Other customers with the subject's e-mail address (normalised as login compares it): the same
+-- person under a second customer (a duplicate never merged), or a household sharing an address.
+-- Their rows are theirs; the proof of erasure lists their ids so an operator can decide.
+CREATE OR REPLACE FUNCTION gdpr._same_email_customers(p_customer_id bigint)
+RETURNS bigint[]
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = ''
+AS $$
+    SELECT coalesce(pg_catalog.array_agg(o.id ORDER BY o.id), '{}')
+    FROM shop.customer AS c
+    JOIN shop.customer AS o
+        ON pg_catalog.lower(pg_catalog.btrim(o.email)) = pg_catalog.lower(pg_catalog.btrim(c.email))
+    WHERE c.id = p_customer_id AND o.id <> c.id
 $$;
 
 -- Erasure requests without the digests.
@@ -332,8 +433,10 @@ END
 $$;
 
 -- Execute a scheduled request that is due (or retry a failed one): anonymise, then search for
--- residue. Returns the proof: {"request", "state", "residue_hits", "columns_searched",
--- "residue": {column: rows}, "counts", "outbox_id", "error"}. A failure is recorded, not raised.
+-- residue in the rows that may hold the subject's data (gdpr._residue_scopes). Returns the
+-- proof: {"request", "state", "residue_hits", "columns_searched", "residue": {column: rows},
+-- "counts", "outbox_id", "same_email_customers": [ids of other customers with the same e-mail,
+-- found before anonymising], "error"}. A failure is recorded, not raised.
 -- Example: SELECT gdpr.execute_erasure(7, 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION gdpr.execute_erasure(
     p_request_id bigint, p_actor text, p_now timestamptz DEFAULT now())
@@ -355,6 +458,7 @@ DECLARE
     hits     bigint;
     searched integer;
     problem  text;
+    sharing  bigint[] := '{}';
 BEGIN
     IF request.scheduled_for > p_now THEN
         RAISE EXCEPTION USING ERRCODE = 'SY087',
@@ -371,6 +475,7 @@ BEGIN
             INTO pending USING request.customer_id;
         IF pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
                                    WHERE t.customer_number = number) THEN
+            sharing := gdpr._same_email_customers(request.customer_id);
             PERFORM pg_catalog.set_config('gdpr.consent_source', 'erasure', true);
             result := sync.anonymise_from_backoffice(request.customer_id, 'ERASURE', actor);
             PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
@@ -378,7 +483,7 @@ BEGIN
         SELECT coalesce(pg_catalog.jsonb_object_agg(r.column_name, r.hits), '{}'),
                coalesce(sum(r.hits), 0)
         INTO leftover, hits
-        FROM gdpr.residue_search(request.digests) AS r;
+        FROM gdpr.residue_search(request.digests, request.customer_id) AS r;
         searched := gdpr._searchable_columns();
         IF hits > 0 THEN
             problem := pg_catalog.format('residue found in %s column(s): %s',
@@ -409,14 +514,16 @@ BEGIN
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
     VALUES (actor, 'erasure.executed', CASE WHEN problem IS NULL THEN 'applied' ELSE 'failed' END,
             number, request.customer_id,
-            pg_catalog.jsonb_build_object('residue_hits', hits, 'columns_searched', searched),
+            pg_catalog.jsonb_build_object('residue_hits', hits, 'columns_searched', searched,
+                                          'same_email_customers',
+                                          pg_catalog.cardinality(sharing)),
             coalesce(pg_catalog.left(problem, 500), pg_catalog.format('request %s', p_request_id)));
     RETURN pg_catalog.jsonb_build_object(
         'request', p_request_id,
         'state', CASE WHEN problem IS NULL THEN 'done' ELSE 'failed' END,
         'residue_hits', hits, 'columns_searched', searched, 'residue', leftover,
         'counts', coalesce(result -> 'counts', '{}'), 'outbox_id', result -> 'outbox_id',
-        'error', problem);
+        'same_email_customers', pg_catalog.to_jsonb(sharing), 'error', problem);
 END
 $$;
 

@@ -404,6 +404,12 @@ def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime
     )
     for column, hits in sorted((proof.get("residue") or {}).items()):
         click.echo(f"  {column:<48} {hits:>6}")
+    sharing = proof.get("same_email_customers") or []
+    if sharing:
+        click.echo(
+            f"other customers with the same e-mail (ids {', '.join(map(str, sharing))}): "
+            "not erased; if they are this person, erase them too"
+        )
     if proof["state"] != "done":
         raise click.ClickException(str(proof.get("error") or "erasure failed"))
 

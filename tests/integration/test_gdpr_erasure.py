@@ -153,3 +153,96 @@ def test_due_requests_run_from_the_daily_job(conn: psycopg.Connection[Any]) -> N
     result = gdpr.daily(conn, now=NOW + timedelta(days=3))
     assert (result["done"], result["failed"]) == (1, 0)
     assert gdpr.erasure_requests(conn, state="done")[0].id == request
+
+
+def test_other_customers_rows_are_theirs_rows_of_nobody_are_searched(
+    conn: psycopg.Connection[Any],
+) -> None:
+    cid = _customer(conn)
+    # a namesake in the same household (same name, address, phone, loyalty card: the feed's
+    # defaults) and a second customer with the subject's e-mail (a duplicate never merged)
+    stage(conn, [upserted("TX00000002", 1), upserted("TX00000003", 1, email=VALUES[0])])
+    household = gdpr.resolve_subject(conn, number="TX00000002")[0]
+    duplicate = gdpr.resolve_subject(conn, number="TX00000003")[0]
+    conn.execute(
+        "INSERT INTO shop.orders (customer_id, order_number, delivery_name, contact_email)"
+        " VALUES (%s, 'O-2', 'Anna van der Berg', %s)",
+        [household, VALUES[0]],
+    )
+    # a shop table of its own whose rows may belong to nobody (reviews written as a guest)
+    conn.execute(
+        "CREATE TABLE public.review (id int PRIMARY KEY, customer_id bigint"
+        " REFERENCES shop.customer (id), author_email text);"
+        " CREATE INDEX ON public.review (customer_id);"
+        " INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)"
+        " VALUES ('public', 'review', 'scrub', false);"
+        " INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy)"
+        " VALUES ('public', 'review', 'id', 'not_personal'),"
+        " ('public', 'review', 'customer_id', 'not_personal'),"
+        " ('public', 'review', 'author_email', 'null')"
+    )
+    conn.execute(
+        "INSERT INTO public.review VALUES (1, %s, %s), (2, %s, %s), (3, NULL, %s)",
+        [cid, VALUES[0], household, VALUES[0], VALUES[0]],
+    )
+    # an event of a number nobody here has, naming the subject's e-mail (dead-lettered)
+    conn.execute(
+        "INSERT INTO sync.inbox (event_id, event_type, customer_number, payload)"
+        " VALUES ('e-unknown', 'customer.upserted', 'TX09999999', %s::jsonb)",
+        [f'{{"customer": {{"email": "{VALUES[0]}"}}}}'],
+    )
+    conn.commit()
+    request = gdpr.receive_erasure(conn, cid, actor="bo:test", now=NOW)
+    gdpr.verify_erasure(conn, request, actor="bo:test", now=NOW)
+    gdpr.schedule_erasure(conn, request, actor="bo:test", now=NOW)
+
+    proof = gdpr.execute_erasure(conn, request, actor="bo:test", now=NOW)
+    # the guest's review and the unknown number's event are nobody's: they count; the
+    # subject's own review was scrubbed, the household's is theirs
+    assert proof["state"] == "failed"
+    assert proof["residue"] == {"public.review.author_email": 1, "sync.inbox.payload": 1}
+    assert proof["same_email_customers"] == [duplicate]
+    counts = conn.execute(
+        "SELECT counts FROM sync.audit WHERE action = 'erasure.executed'"
+    ).fetchone()
+    assert counts is not None and counts[0]["same_email_customers"] == 1
+
+    conn.execute("DELETE FROM public.review WHERE customer_id IS NULL")
+    conn.execute(
+        "WITH gone AS (DELETE FROM sync.dead_letter WHERE event_id = 'e-unknown' RETURNING 1)"
+        " DELETE FROM sync.inbox WHERE customer_number = 'TX09999999'"
+    )
+    conn.commit()
+    proof = gdpr.execute_erasure(conn, request, actor="bo:test", now=NOW)
+    assert proof["state"] == "done", proof
+    assert proof["residue_hits"] == 0
+    # the others keep what is theirs, including what they share with the subject
+    kept = conn.execute(
+        "SELECT id, first_name, last_name, postcode, email FROM shop.customer"
+        " WHERE id <> %s ORDER BY id",
+        [cid],
+    ).fetchall()
+    assert kept == [
+        (household, "Anna", "Berg", "1015 CJ", "tx00000002@example.nl"),
+        (duplicate, "Anna", "Berg", "1015 CJ", VALUES[0]),
+    ]
+    assert conn.execute(
+        "SELECT delivery_name, contact_email FROM shop.orders WHERE customer_id = %s",
+        [household],
+    ).fetchall() == [("Anna van der Berg", VALUES[0])]
+
+
+def test_residue_search_without_a_customer_reads_every_row(conn: psycopg.Connection[Any]) -> None:
+    _customer(conn)
+    stage(conn, [upserted("TX00000002", 1)])
+    rows = conn.execute(
+        "SELECT column_name, hits FROM gdpr.residue_search( ARRAY[gdpr._digest(%s)]) ORDER BY 1",
+        [VALUES[0]],
+    ).fetchall()
+    assert ("shop.customer.email", 1) in rows and ("shop.orders.contact_email", 1) in rows
+    subject = gdpr.resolve_subject(conn, number="TX00000002")[0]
+    scoped = conn.execute(
+        "SELECT column_name, hits FROM gdpr.residue_search(ARRAY[gdpr._digest(%s)], %s)",
+        [VALUES[0], subject],
+    ).fetchall()
+    assert scoped == []
