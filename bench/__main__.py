@@ -14,7 +14,16 @@ from collections.abc import Callable
 from bench import apply, databases, dataset
 from bench.report import Direction, Goal, Row, parse_size, render, size_label
 
-SCENARIOS = ("apply", "pull", "scaling", "memory", "explain", "retention", "erasure")
+SCENARIOS = (
+    "apply",
+    "pull",
+    "scaling",
+    "memory",
+    "explain",
+    "retention",
+    "erasure",
+    "payloads",
+)
 GOAL_SCALING = Goal(Direction.AT_MOST, 2.0)
 
 
@@ -125,6 +134,10 @@ def _optional_scenarios(wanted: list[str]) -> list[tuple[str, Scenario]]:
         from bench import erasure
 
         found.append(("erasure", erasure.run))
+    if "payloads" in wanted:
+        from bench import payloads
+
+        found.append(("payloads", payloads.run))
     return found
 
 

@@ -18,7 +18,7 @@ import psycopg
 from bench.databases import Server
 from bench.dataset import Dataset
 from bench.report import Direction, Goal, Row, size_label
-from bench.statements import settle, statements
+from bench.statements import settle, statements, timed_batches
 from syncctl import gdpr
 
 BATCH = 500
@@ -48,20 +48,7 @@ def _subject(dsn: str) -> tuple[float, int]:
 
 
 def _bare(dsn: str) -> tuple[float, int]:
-    purged = 0
-    after = 0
-    with psycopg.connect(dsn) as conn:
-        started = time.perf_counter()
-        while True:
-            with conn.transaction():
-                row = conn.execute(
-                    statements()["retention_bare_batch"],
-                    {"after": after, "limit": BATCH, "now": NOW},
-                ).fetchone()
-            assert row is not None
-            if row[0] is None:
-                return time.perf_counter() - started, purged
-            after, purged = int(row[0]), purged + int(row[1])
+    return timed_batches(dsn, "retention_bare_batch", {"limit": BATCH, "now": NOW})
 
 
 def _client(dsn: str, sample: int) -> float:

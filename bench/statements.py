@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,19 @@ def settle(dsn: str) -> None:
 def scalar(conn: psycopg.Connection[Any], name: str) -> Any:
     row = conn.execute(statements()[name]).fetchone()
     return None if row is None else row[0]
+
+
+def timed_batches(dsn: str, name: str, params: dict[str, Any]) -> tuple[float, int]:
+    """Run the named batch statement (it takes %(after)s and returns the batch's last id and
+    how many rows it changed) again from that id, one transaction each, until it returns no
+    id: the seconds it took and the rows changed in all."""
+    changed = 0
+    after = 0
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        while True:
+            with conn.transaction():
+                row = conn.execute(statements()[name], {**params, "after": after}).fetchone()
+            if row is None or row[0] is None:
+                return time.perf_counter() - started, changed
+            after, changed = int(row[0]), changed + int(row[1])

@@ -149,3 +149,32 @@ SELECT digests FROM gdpr.erasure_request WHERE id = %(request)s;
 
 -- name: erasure_scopes
 SELECT qualified_name, columns, is_json, rows_sql FROM gdpr._residue_scopes(%(id)s);
+
+-- name: payloads_age
+-- every staged event received eight days ago, so all of them are due under a 7-day retention
+UPDATE sync.inbox SET received_at = received_at - interval '8 days';
+
+-- name: payloads_bare_batch
+-- The same work by hand: NULL the payloads of the next id range, no check that the event was
+-- decided or is a dead letter.
+WITH window_ AS (
+    SELECT i.id FROM sync.inbox AS i
+    WHERE i.id > %(after)s AND i.payload IS NOT NULL
+    ORDER BY i.id LIMIT %(limit)s
+), dropped AS (
+    UPDATE sync.inbox AS i SET payload = NULL FROM window_ WHERE i.id = window_.id
+    RETURNING i.id
+)
+SELECT max(id), count(*) FROM dropped;
+
+-- name: payloads_client_candidates
+SELECT id, event_id FROM sync.inbox
+WHERE payload IS NOT NULL AND received_at < now() - interval '7 days'
+ORDER BY received_at LIMIT %(limit)s;
+
+-- name: payloads_client_decided
+SELECT EXISTS (SELECT FROM sync.audit WHERE event_id = %(event_id)s OR inbox_id = %(id)s)
+   AND NOT EXISTS (SELECT FROM sync.dead_letter WHERE inbox_id = %(id)s);
+
+-- name: payloads_client_drop
+UPDATE sync.inbox SET payload = NULL WHERE id = %(id)s;

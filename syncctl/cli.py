@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -25,6 +25,7 @@ from syncctl.gdpr_cli import COMMANDS as GDPR_COMMANDS
 from syncctl.leadership import leader
 from syncctl.metrics import Metrics, MetricsServer
 from syncctl.operations_cli import COMMANDS as OPERATIONS_COMMANDS
+from syncctl.payload_retention import PayloadRetention
 from syncctl.report import report as report_command
 from syncctl.simulator.cli import simulator as simulator_group
 from syncctl.tritonx import TritonXClient
@@ -168,6 +169,16 @@ def pull(settings: Settings, page_size: int, customers: int) -> None:
     metavar="HH:MM",
     help="Run the daily GDPR job (retention purge, erasure requests due) at this local time.",
 )
+@click.option(
+    "--keep-payloads-days",
+    type=click.FloatRange(min=0),
+    default=7.0,
+    show_default=True,
+    envvar="SYNCCTL_KEEP_PAYLOADS_DAYS",
+    metavar="DAYS",
+    help="Drop tritonX's snapshot from applied inbox events this many days after they came "
+    "(data minimisation; dead letters keep theirs). 0: as soon as they are applied.",
+)
 @click.pass_obj
 @edge
 def run(
@@ -178,6 +189,7 @@ def run(
     metrics_port: int | None,
     metrics_host: str,
     gdpr_daily_at: datetime | None,
+    keep_payloads_days: float,
 ) -> None:
     """Run the controller daemon: poll tritonX and apply changes until SIGTERM or SIGINT."""
     log = logging.getLogger("syncctl")
@@ -200,8 +212,10 @@ def run(
                 log.info("pulled %d events in %.2f s", report.events, report.seconds)
 
         daily = gdpr.DailyJob(gdpr_daily_at.time()) if gdpr_daily_at else None
+        payload_retention = PayloadRetention(timedelta(days=keep_payloads_days))
 
         def on_cycle(conn: Any) -> None:
+            metrics.observe_payloads_dropped(payload_retention(conn))
             metrics.update_from_db(conn)
             if daily is not None:
                 daily(conn)

@@ -41,6 +41,7 @@ class Metrics:
         self.refresh_count = 0
         self.refresh_sum = 0.0
         self.actions: Counter[tuple[str, str]] = Counter()
+        self.payloads_dropped = 0
         self._audit_after: int | None = None
 
     def observe_pull(self, report: PullReport) -> None:
@@ -60,6 +61,10 @@ class Metrics:
             for i, bound in enumerate(_BUCKETS):
                 if seconds <= bound:
                     self.refresh_buckets[i] += 1
+
+    def observe_payloads_dropped(self, rows: int) -> None:
+        with self._lock:
+            self.payloads_dropped += rows
 
     def update_from_db(self, conn: psycopg.Connection[Any]) -> None:
         q = queries()
@@ -120,6 +125,9 @@ class Metrics:
                 "# HELP syncctl_pull_retries_total Retried pulls (tritonX or database trouble).",
                 "# TYPE syncctl_pull_retries_total counter",
                 f"syncctl_pull_retries_total {self.retries}",
+                "# HELP syncctl_payloads_dropped_total Inbox payloads dropped after retention.",
+                "# TYPE syncctl_payloads_dropped_total counter",
+                f"syncctl_payloads_dropped_total {self.payloads_dropped}",
                 "# HELP syncctl_last_success_timestamp_seconds When a pull last caught up.",
                 "# TYPE syncctl_last_success_timestamp_seconds gauge",
                 f"syncctl_last_success_timestamp_seconds {self.last_success or 0}",

@@ -123,3 +123,6 @@ SELECT customer_number FROM shop.customer
 WHERE customer_number IS NOT NULL
 ORDER BY random()
 LIMIT %(limit)s;
+
+-- name: drop_payloads
+SELECT sync.drop_payloads(%(older_than)s, %(limit)s);

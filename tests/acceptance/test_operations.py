@@ -65,6 +65,8 @@ def test_metrics_health_and_json_logs_without_personal_data(
             "100",
             "--metrics-port",
             "0",
+            "--keep-payloads-days",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -114,6 +116,16 @@ def test_metrics_health_and_json_logs_without_personal_data(
         assert re.search(rf"^syncctl_dead_letters {dead[0]}\.0$", text, re.M)
         assert "syncctl_refresh_latency_seconds_count" in text
         assert "syncctl_lag_seconds" in text
+        # payloads kept for 0 days: applied events lose theirs a cycle later, dead letters keep
+        dropped = re.search(r"^syncctl_payloads_dropped_total (\d+)$", text, re.M)
+        assert dropped and int(dropped.group(1)) >= 400
+        held = conn.execute(
+            "SELECT count(*) FILTER (WHERE d.inbox_id IS NULL AND i.payload IS NULL),"
+            " count(*) FILTER (WHERE d.inbox_id IS NOT NULL AND i.payload IS NULL)"
+            " FROM sync.inbox AS i LEFT JOIN sync.dead_letter AS d ON d.inbox_id = i.id"
+        ).fetchone()
+        conn.commit()
+        assert held is not None and held[0] >= 400 and held[1] == 0
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)

@@ -4,6 +4,7 @@ dropped after the retention period."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from syncctl import engine
 from syncctl.engine_cli import deadletter
+from syncctl.payload_retention import PayloadRetention
 from tests.feed import event, stage, upserted
 
 
@@ -130,3 +132,27 @@ def test_drop_payloads_keeps_what_a_retry_needs(conn: psycopg.Connection[Any]) -
     ).fetchall()
     assert kept == [("TX00000451", False), ("TX00000452", True)]
     assert conn.execute("SELECT count(*) FROM sync.audit").fetchone() == (1,)
+
+
+def test_drop_payloads_goes_oldest_first_a_bounded_batch_at_a_time(
+    conn: psycopg.Connection[Any],
+) -> None:
+    stage(conn, [upserted(f"TX0000046{i}", 1) for i in range(5)])
+    conn.execute(
+        "UPDATE sync.inbox SET received_at = now() - interval '8 days' - id * interval '1 hour'"
+    )
+    conn.commit()
+    retention = PayloadRetention(timedelta(days=7), batch=2)
+    assert retention(conn) == 2
+    # received longest ago (the highest ids here) first
+    dropped = conn.execute(
+        "SELECT customer_number FROM sync.inbox WHERE payload IS NULL ORDER BY customer_number"
+    ).fetchall()
+    assert dropped == [("TX00000463",), ("TX00000464",)]
+    assert [retention(conn) for _ in range(3)] == [2, 1, 0]
+    assert conn.execute("SELECT count(*) FROM sync.inbox WHERE payload IS NOT NULL").fetchone() == (
+        0,
+    )
+    # a younger one than the retention keeps its payload
+    stage(conn, [upserted("TX00000465", 1)])
+    assert PayloadRetention(timedelta(days=7))(conn) == 0
