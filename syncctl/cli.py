@@ -332,7 +332,8 @@ def check(settings: Settings) -> None:
 @click.pass_obj
 @edge
 def status(settings: Settings) -> None:
-    """Show cursor, lag, inbox pending, dead letters, outbox, refresh queue and the leader."""
+    """Show cursor, lag, inbox pending, dead letters, payloads held, outbox, refresh queue and
+    the leader."""
     dsn = required_dsn(settings)
     schema.require_current(dsn)
     q = queries()
@@ -354,9 +355,14 @@ def status(settings: Settings) -> None:
             )
         counts = conn.execute(q["status_counts"]).fetchone()
         queues = conn.execute(q["status_queues"]).fetchone()
-        assert counts is not None and queues is not None
+        payloads = conn.execute(q["status_payloads"]).fetchone()
+        assert counts is not None and queues is not None and payloads is not None
         click.echo(
             f"linked customers: {counts[0]}, dead letters: {counts[1]}, inbox pending: {counts[2]}"
+        )
+        click.echo(
+            f"inbox payloads held: {payloads[0]}"
+            + (f", oldest received at {payloads[1]}" if payloads[1] is not None else "")
         )
         click.echo(
             f"outbox pending: {queues[0]}, outbox dead: {queues[1]}, refresh queue: {queues[2]}, "

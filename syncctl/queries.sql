@@ -40,6 +40,10 @@ SELECT
     (SELECT count(*) FROM sync.dead_letter) AS dead_letters,
     (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending') AS pending;
 
+-- name: status_payloads
+-- the inbox rows that still hold tritonX's snapshot (sync.inbox_payload_held covers them)
+SELECT count(*), min(received_at) FROM sync.inbox WHERE payload IS NOT NULL;
+
 -- name: audit_effects
 SELECT action, outcome, CASE WHEN action = 'customer.upserted' THEN reason END AS reason,
        count(*) AS events

@@ -80,6 +80,9 @@ def test_status_names_the_leader_and_the_lag_in_events(
     lag = re.search(r"lag \d+ s, (\d+) events", stopped)
     assert lag is not None and int(lag.group(1)) == feed_last_seq - ours, stopped
     assert "outbox dead: 1, refresh queue: 1," in stopped, stopped
+    # the default retention keeps a week of payloads: all of them are still held
+    held = _count(conn, "SELECT count(*) FROM sync.inbox")
+    assert held >= 80 and f"inbox payloads held: {held}, oldest received at " in stopped, stopped
 
 
 def test_run_does_the_daily_gdpr_job_once_at_its_time(
