@@ -133,6 +133,13 @@ BEGIN
                                   schema_name, controller_role);
     END LOOP;
 
+    -- the controller refuses to run against another schema revision, so it reads alembic's
+    -- version table (absent in a database built from sql/ without migrations)
+    IF pg_catalog.to_regclass('public.alembic_version') IS NOT NULL THEN
+        EXECUTE pg_catalog.format('GRANT SELECT ON public.alembic_version TO %I',
+                                  controller_role);
+    END IF;
+
     -- the audit is append-only for everyone but the owner (the trigger refuses changes too)
     EXECUTE pg_catalog.format('REVOKE UPDATE, DELETE, TRUNCATE ON sync.audit FROM %I',
                               controller_role);

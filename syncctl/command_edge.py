@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 import click
 import psycopg
 
-from syncctl.database import configured_dsn, connect
+from syncctl.database import configured_dsn, connect, error_text
 from syncctl.errors import SyncctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,7 +23,8 @@ class HasDsn(Protocol):
 
 
 def edge(func: F) -> F:
-    """Turn a library error into a one-line CLI error with a non-zero exit."""
+    """Turn a library error, or a database error no library call mapped (a privilege the
+    connecting role lacks, say), into a one-line CLI error with a non-zero exit."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,6 +32,8 @@ def edge(func: F) -> F:
             return func(*args, **kwargs)
         except SyncctlError as exc:
             raise click.ClickException(str(exc)) from exc
+        except psycopg.Error as exc:
+            raise click.ClickException(error_text(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
 

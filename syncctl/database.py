@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from syncctl.errors import DatabaseRefused, DatabaseUnavailable
 
@@ -45,11 +46,18 @@ def connect(
             dsn,
             autocommit=autocommit,
             application_name=application_name,
-            options="-c search_path=",
+            options=_with_empty_search_path(dsn),
         )
     except psycopg.OperationalError as exc:
         # libpq's message names host and database, never data
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}".strip()) from exc
+
+
+def _with_empty_search_path(dsn: str) -> str:
+    """The connection's options: the DSN's own (or PGOPTIONS), then an empty search_path. A
+    keyword argument replaces the DSN's options, so they are carried over here."""
+    given = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS") or ""
+    return f"{given} -c search_path=".strip()
 
 
 @cache
@@ -78,12 +86,19 @@ def refusals(
         yield
     except psycopg.Error as exc:
         code = exc.sqlstate
-        primary = exc.diag.message_primary or type(exc).__name__
         if code and code.startswith("SY"):
-            raise refused(code, primary) from exc
-        if code and code.startswith("22"):
-            primary = "a value does not fit its column"
-        raise failed(f"{primary} (SQLSTATE {code})", sqlstate=code) from exc
+            raise refused(code, exc.diag.message_primary or type(exc).__name__) from exc
+        raise failed(error_text(exc), sqlstate=code) from exc
+
+
+def error_text(exc: psycopg.Error) -> str:
+    """A database error in one line without values: the primary message and the SQLSTATE. A
+    data exception's primary message (class 22) quotes the value, so it is replaced."""
+    code = exc.sqlstate
+    primary = exc.diag.message_primary or type(exc).__name__
+    if code and code.startswith("22"):
+        primary = "a value does not fit its column"
+    return f"{primary} (SQLSTATE {code})"
 
 
 def in_transaction(

@@ -14,8 +14,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
+from sqlalchemy.exc import DBAPIError
 
 from syncctl import resources
+from syncctl.database import error_text
 from syncctl.errors import MigrationError
 
 # Schemas syncctl owns; the description compares these.
@@ -50,6 +52,10 @@ def _with_connection(dsn: str, action: Any) -> Any:
             config = alembic_config(dsn)
             config.attributes["connection"] = connection
             return action(config, connection)
+    except DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.Error):
+            raise MigrationError(error_text(exc.orig)) from exc
+        raise
     finally:
         engine.dispose()
 
