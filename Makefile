@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: demo test check lock clean
+.PHONY: demo test check lock clean baseline
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ lock:
 	printf 'hatchling>=1.24\neditables>=0.5\n' > $(VENV)/build-requirements.in
 	uv pip compile pyproject.toml $(VENV)/build-requirements.in --extra test --generate-hashes \
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+## baseline: copy sql/ into the baseline revision's frozen folder (only while 0001 is unreleased)
+baseline:
+	rm -rf migrations/frozen/0001_baseline
+	cp -r sql migrations/frozen/0001_baseline
 
 clean:
 	rm -rf $(VENV)

@@ -24,9 +24,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
--- No SET search_path here, on purpose: a SET clause keeps a SQL function from being inlined and
--- costs a GUC save/restore per call, and this runs for every staged row. The body names only
--- pg_catalog objects, which are searched first whatever the caller's search_path.
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN p_payload IS NULL OR pg_catalog.jsonb_typeof(p_payload) <> 'object'
@@ -67,7 +65,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.jsonb_typeof(p_payload) = 'object' THEN
         coalesce((SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
@@ -85,7 +83,7 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     field text;
@@ -123,7 +121,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
     SELECT DISTINCT ON (coalesce(i.event_id, i.id::text)) i.id, i.event_id, d.reason
@@ -149,7 +147,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
     SELECT i.id, i.event_id, d.reason
@@ -178,7 +176,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     inbox_ids    bigint[];
@@ -317,7 +315,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM sync._apply_upserts(p_first, p_last, p_ids);
@@ -336,7 +334,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE sync.inbox AS i
     SET payload = sync.event_envelope(i.payload)
@@ -366,7 +364,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     segment record;
@@ -465,7 +463,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     first_id bigint;
@@ -491,7 +489,7 @@ CREATE OR REPLACE FUNCTION sync._audit_is_append_only()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION 'sync.audit is append-only: % refused', TG_OP

@@ -75,7 +75,7 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.conrelid::pg_catalog.regclass, n.nspname, r.relname,
            pg_catalog.concat_ws('.', n.nspname, r.relname),
@@ -98,7 +98,7 @@ RETURNS TABLE (relation regclass, table_schema name, table_name name, qualified_
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'shop.customer'::pg_catalog.regclass, 'shop'::name, 'customer'::name, 'shop.customer'
     UNION
@@ -116,7 +116,7 @@ RETURNS TABLE (key_name name, same_key text)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(con.conname, ic.relname),
            coalesce(
@@ -155,7 +155,7 @@ RETURNS TABLE (table_name text, column_name name)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT t.qualified_name, a.attname
     FROM sync.customer_tables() AS t
@@ -177,7 +177,7 @@ RETURNS TABLE (table_name text, column_name name, defect text)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT u.table_name, u.column_name, 'column has no PII strategy'
     FROM sync.unclassified_columns() AS u

@@ -25,7 +25,7 @@ LANGUAGE sql
 STABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(
         (SELECT r.survivor_number FROM sync.redirect AS r WHERE r.old_number = p_number),
@@ -41,7 +41,7 @@ LANGUAGE sql
 STABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.id FROM shop.customer AS c
     WHERE c.customer_number = sync.resolve_customer_number(p_number)
@@ -58,7 +58,7 @@ CREATE OR REPLACE FUNCTION sync.merge_refusal(
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old_target      text;
@@ -108,7 +108,7 @@ RETURNS TABLE (table_name text, rows bigint, conflicts bigint, rule text)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old_id      bigint;
@@ -168,7 +168,7 @@ CREATE OR REPLACE FUNCTION sync._repoint(
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     declared sync.merge_rule;
@@ -235,7 +235,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old_row jsonb;
@@ -273,7 +273,7 @@ CREATE OR REPLACE FUNCTION sync._move_customer(
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     link     record;
@@ -318,7 +318,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started     timestamptz := pg_catalog.clock_timestamp();
@@ -385,7 +385,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_event_id IS NOT NULL
@@ -407,7 +407,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old    text;

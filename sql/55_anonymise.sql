@@ -28,7 +28,7 @@ CREATE OR REPLACE FUNCTION sync._scrub_sql(
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH target AS (
         SELECT a.attname, a.attnum,
@@ -74,7 +74,7 @@ RETURNS text
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.assignments FROM sync._scrub_sql(p_relation, p_fk_column, NULL) AS s
 $$;
@@ -87,7 +87,7 @@ RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     link   record;
@@ -123,7 +123,7 @@ RETURNS boolean
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     link  record;
@@ -153,7 +153,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     step    record;
@@ -214,7 +214,7 @@ RETURNS TABLE (inbox_id bigint)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH numbers AS (
         SELECT pg_catalog.array_append(
@@ -244,7 +244,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     scrubbed bigint;
@@ -284,7 +284,7 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_value IS NULL OR p_value !~ '^[A-Za-z0-9_.:@-]{1,64}$' THEN
@@ -303,7 +303,7 @@ CREATE OR REPLACE FUNCTION sync.anonymise_refusal(p_number text, OUT code text, 
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     buried   text;
@@ -352,7 +352,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started   timestamptz := pg_catalog.clock_timestamp();
@@ -416,7 +416,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started timestamptz := pg_catalog.clock_timestamp();
@@ -460,7 +460,7 @@ RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.table_name, p.action, p.rows
     FROM shop.customer AS c
@@ -483,7 +483,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tx_number text;
@@ -506,7 +506,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     local_id bigint;

@@ -19,7 +19,7 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN p_sqlstate LIKE 'SY%' THEN p_message
@@ -37,7 +37,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     CASE p_event.event_type
@@ -65,7 +65,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     staged      sync.inbox;
@@ -117,7 +117,7 @@ RETURNS text
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     staged      sync.inbox;
@@ -178,7 +178,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     gone   sync.dead_letter;

@@ -21,7 +21,7 @@ RETURNS bigint
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH due AS (
         SELECT i.id

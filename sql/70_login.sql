@@ -37,7 +37,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
--- No SET clause: the function is used in an index expression and must stay inlinable.
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.lower(pg_catalog.btrim(pg_catalog.normalize(p_email, 'NFC')))
 $$;
@@ -53,7 +53,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO sync.refresh_request (customer_number) VALUES (p_customer_number)
@@ -69,7 +69,7 @@ RETURNS TABLE (customer_number text, requested_at timestamptz, attempts integer)
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM sync.refresh_request AS r
     WHERE r.customer_number IN (
@@ -86,7 +86,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO sync.refresh_request (customer_number, attempts, last_error)
     VALUES (p_customer_number, p_attempts + 1, p_error)
@@ -100,7 +100,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO sync.link_conflict (kind, customer_number, customer_id, candidate_ids)
     VALUES (p_kind, p_number, p_customer_id, coalesce(p_candidates, '{}'))
@@ -125,7 +125,7 @@ RETURNS TABLE (customer_id bigint, status text, customer_number text)
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -177,7 +177,7 @@ RETURNS TABLE (customer_id bigint, status text, customer_number text)
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -224,7 +224,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started timestamptz := pg_catalog.clock_timestamp();
@@ -268,7 +268,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started     timestamptz := pg_catalog.clock_timestamp();

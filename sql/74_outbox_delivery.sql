@@ -10,7 +10,7 @@ RETURNS SETOF sync.outbox
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT o.*
     FROM sync.outbox AS o
@@ -29,7 +29,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE sync.outbox AS o
     SET state = 'delivered', delivered_at = pg_catalog.now(), attempts = o.attempts + 1,
@@ -44,7 +44,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE sync.outbox AS o
     SET attempts = o.attempts + 1,
@@ -62,7 +62,7 @@ RETURNS boolean
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH retried AS (
         UPDATE sync.outbox AS o

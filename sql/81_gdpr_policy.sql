@@ -13,7 +13,7 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_actor IS NULL OR pg_catalog.length(p_actor) NOT BETWEEN 1 AND 100 THEN
@@ -29,7 +29,7 @@ RETURNS gdpr.policy
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found_policy gdpr.policy;
@@ -51,7 +51,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
     VALUES (p_actor, p_action, 'applied',
@@ -98,7 +98,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id  bigint;
@@ -155,7 +155,7 @@ RETURNS integer
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     target  gdpr.policy := gdpr._policy(p_code);
@@ -186,7 +186,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     target   gdpr.policy := gdpr._policy(p_code);
@@ -226,7 +226,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     target gdpr.policy := gdpr._policy(p_code);

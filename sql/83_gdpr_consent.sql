@@ -41,7 +41,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     target gdpr.policy;
@@ -83,7 +83,7 @@ RETURNS boolean
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(
         (SELECT c.granted
@@ -104,7 +104,7 @@ CREATE OR REPLACE FUNCTION gdpr._consent_is_history()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE'
@@ -124,7 +124,7 @@ CREATE OR REPLACE FUNCTION gdpr._consent_left_a_gone_customer()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF EXISTS (SELECT FROM shop.customer AS c WHERE c.id = OLD.customer_id) THEN
@@ -177,7 +177,7 @@ CREATE OR REPLACE FUNCTION gdpr._combine_merged_consents()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     WITH moved AS (
@@ -249,7 +249,7 @@ CREATE OR REPLACE FUNCTION gdpr._record_inserted_consents()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM gdpr.policy AS p
@@ -278,7 +278,7 @@ CREATE OR REPLACE FUNCTION gdpr._record_updated_consents()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM gdpr.policy AS p
@@ -328,7 +328,7 @@ CREATE OR REPLACE FUNCTION gdpr._require_consent()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     policy_code text := TG_ARGV[0];

@@ -25,7 +25,7 @@ RETURNS TABLE (table_schema name, table_name name, relation regclass, key_column
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'shop'::name, 'customer'::name, 'shop.customer'::pg_catalog.regclass, 'id'::name
     UNION ALL
@@ -48,7 +48,7 @@ RETURNS TABLE (customer_id bigint, policy_code text, holds boolean, expires_at t
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT u.customer_id, u.code,
            (u.membership <> 'consent' OR coalesce(u.granted, false))
@@ -107,7 +107,7 @@ RETURNS TABLE (customer_id bigint, table_name text, columns text[], action text,
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- the steps as a JSON array (no temporary table: the plan stays a plain function)
@@ -260,7 +260,7 @@ RETURNS TABLE (customer_id bigint, customer_number text, policy_code text,
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.customer_id, c.customer_number, s.policy_code, s.expires_at
     FROM gdpr.retention_status(p_now) AS s
@@ -286,7 +286,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     step       record;

@@ -20,7 +20,7 @@ RETURNS TABLE (source text, row_data jsonb)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     link    record;
@@ -127,7 +127,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     linked  boolean;

@@ -22,7 +22,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.regexp_replace(pg_catalog.lower(p_value), '[^[:alnum:]]+', '', 'g')
 $$;
@@ -33,7 +33,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.encode(
         pg_catalog.sha256(pg_catalog.convert_to(gdpr._normalised(p_value), 'UTF8')), 'hex')
@@ -48,7 +48,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH words AS (
         SELECT pg_catalog.regexp_split_to_array(pg_catalog.btrim(p_text),
@@ -76,7 +76,7 @@ RETURNS text[]
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY(
         SELECT DISTINCT gdpr._digest(v.value)
@@ -119,7 +119,7 @@ RETURNS TABLE (qualified_name text, columns name[], is_json boolean[], rows_sql 
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     own_numbers text[];
@@ -212,7 +212,7 @@ RETURNS TABLE (column_name text, hits bigint)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- whether the text $v reveals one of the digests; a text without separators is one word,
@@ -259,7 +259,7 @@ RETURNS integer
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(sum(pg_catalog.cardinality(s.columns)), 0)::integer
     FROM gdpr._residue_scopes(NULL) AS s
@@ -273,7 +273,7 @@ RETURNS bigint[]
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(pg_catalog.array_agg(o.id ORDER BY o.id), '{}')
     FROM shop.customer AS c
@@ -297,7 +297,7 @@ RETURNS gdpr.erasure_request
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     request gdpr.erasure_request;
@@ -322,7 +322,7 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.left('erasure:' || gdpr._checked_actor(p_actor), 100)
 $$;
@@ -336,7 +336,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     open_id bigint;
@@ -373,7 +373,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     request gdpr.erasure_request := gdpr._erasure_request(p_request_id, ARRAY['received']);
@@ -396,7 +396,7 @@ RETURNS timestamptz
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     request gdpr.erasure_request := gdpr._erasure_request(p_request_id, ARRAY['verified']);
@@ -418,7 +418,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     request gdpr.erasure_request := gdpr._erasure_request(
@@ -444,7 +444,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     request  gdpr.erasure_request := gdpr._erasure_request(
@@ -536,7 +536,7 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     due     bigint;

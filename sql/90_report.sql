@@ -13,7 +13,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN p_actor IN ('tritonx', 'tritonx-refresh') THEN 'tritonx'

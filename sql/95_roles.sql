@@ -23,7 +23,7 @@ RETURNS text
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(NULLIF(pg_catalog.current_setting('syncctl.role_prefix', true), ''),
                     (SELECT s.value FROM sync.setting AS s WHERE s.key = 'role_prefix'),
@@ -59,7 +59,7 @@ RETURNS TABLE (function_signature regprocedure)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.to_regprocedure(w.function_signature)
     FROM sync.webshop_function AS w
@@ -74,7 +74,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     owner_role      text := sync.role_name('owner');

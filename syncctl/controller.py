@@ -84,6 +84,8 @@ class PullReport:
         self.retries += other.retries
         self.last_seq = other.last_seq or self.last_seq
         self.last_occurred_at = other.last_occurred_at or self.last_occurred_at
+        # as of the latest pull
+        self.caught_up = other.caught_up
 
 
 class Stopped(Exception):

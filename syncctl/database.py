@@ -40,24 +40,24 @@ def connect(
     dsn: str, *, autocommit: bool = False, application_name: str = "syncctl"
 ) -> psycopg.Connection[tuple[object, ...]]:
     try:
-        # Every query syncctl sends names its objects schema-qualified; an empty search_path
-        # keeps objects another role created in a searched schema out of them.
+        # Every query syncctl sends names its objects schema-qualified; pg_catalog first and
+        # pg_temp last keep objects another role created (or a temporary one) out of them.
         return psycopg.connect(
             dsn,
             autocommit=autocommit,
             application_name=application_name,
-            options=_with_empty_search_path(dsn),
+            options=_with_pinned_search_path(dsn),
         )
     except psycopg.OperationalError as exc:
         # libpq's message names host and database, never data
         raise DatabaseUnavailable(f"cannot connect to the database: {exc}".strip()) from exc
 
 
-def _with_empty_search_path(dsn: str) -> str:
-    """The connection's options: the DSN's own (or PGOPTIONS), then an empty search_path. A
+def _with_pinned_search_path(dsn: str) -> str:
+    """The connection's options: the DSN's own (or PGOPTIONS), then the pinned search_path. A
     keyword argument replaces the DSN's options, so they are carried over here."""
     given = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS") or ""
-    return f"{given} -c search_path=".strip()
+    return f"{given} -c search_path=pg_catalog,pg_temp".strip()
 
 
 @cache

@@ -1,0 +1,438 @@
+-- Merging customers (old -> survivor), from the feed (customer.merged) or by hand. In one
+-- transaction: every row of every customer-linked table that references the old customer is
+-- re-pointed to the survivor (unique conflicts resolved first by the table's declared rule; an
+-- undeclared conflict refuses the merge, nothing is deleted), the survivor's blank fields are
+-- filled from the old customer, the old customer row is removed, and a permanent redirect
+-- old -> survivor is recorded, kept flat so every lookup is one step. Impossible merges raise
+-- a class SY error (docs/merge-and-anonymise.md); the feed turns them into dead letters.
+--
+-- Lock order: both customer rows, in id order, before anything else is touched; then the
+-- linked tables in sync.customer_links() order. Re-runnable.
+--
+-- SQLSTATEs: SY001 merge into self, SY002 cycle, SY003 survivor was merged away,
+-- SY004 survivor anonymised or deleted, SY005 survivor unknown, SY006 old anonymised or
+-- deleted, SY007 old already merged into another customer, SY010 unresolved unique conflict.
+
+-- ---------------------------------------------------------------------------------------------
+-- Redirects (public)
+-- ---------------------------------------------------------------------------------------------
+
+-- The number a customer number stands for today: its survivor when it was merged away, else
+-- itself. One step: redirects are kept flat.
+CREATE OR REPLACE FUNCTION sync.resolve_customer_number(p_number text)
+RETURNS text
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT r.survivor_number FROM sync.redirect AS r WHERE r.old_number = p_number),
+        p_number)
+$$;
+
+-- The local customer id a customer number stands for today (following its redirect), or NULL.
+-- A shop whose insert failed with a foreign-key violation because a merge removed the old
+-- customer retries with this id.
+CREATE OR REPLACE FUNCTION sync.resolve_customer(p_number text)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.id FROM shop.customer AS c
+    WHERE c.customer_number = sync.resolve_customer_number(p_number)
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Checks and plans
+-- ---------------------------------------------------------------------------------------------
+
+-- Why old -> survivor cannot be merged, as (SQLSTATE, reason), or NULLs when it can. A merge
+-- that is already in place (old redirects to survivor) is not refused: it is a no-op.
+CREATE OR REPLACE FUNCTION sync.merge_refusal(
+    p_old text, p_survivor text, OUT code text, OUT reason text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_target      text;
+    survivor_target text;
+    survivor_kind   text;
+    old_kind        text;
+BEGIN
+    SELECT r.survivor_number INTO survivor_target
+    FROM sync.redirect AS r WHERE r.old_number = p_survivor;
+    SELECT r.survivor_number INTO old_target FROM sync.redirect AS r WHERE r.old_number = p_old;
+    SELECT t.kind INTO survivor_kind FROM sync.tombstone AS t WHERE t.customer_number = p_survivor;
+    SELECT t.kind INTO old_kind FROM sync.tombstone AS t WHERE t.customer_number = p_old;
+    IF p_old = p_survivor THEN
+        code := 'SY001';
+        reason := pg_catalog.format('merge of %s into itself', p_old);
+    ELSIF survivor_target = p_old THEN
+        code := 'SY002';
+        reason := pg_catalog.format('merge of %s into %s would make a cycle: %s was merged into %s',
+                                    p_old, p_survivor, p_survivor, p_old);
+    ELSIF survivor_target IS NOT NULL THEN
+        code := 'SY003';
+        reason := pg_catalog.format('survivor %s was itself merged into %s',
+                                    p_survivor, survivor_target);
+    ELSIF survivor_kind IS NOT NULL THEN
+        code := 'SY004';
+        reason := pg_catalog.format('survivor %s is %s', p_survivor, survivor_kind);
+    ELSIF old_kind IS NOT NULL THEN
+        code := 'SY006';
+        reason := pg_catalog.format('old customer %s is %s', p_old, old_kind);
+    ELSIF old_target IS NOT NULL AND old_target <> p_survivor THEN
+        code := 'SY007';
+        reason := pg_catalog.format('old customer %s was already merged into %s', p_old, old_target);
+    ELSIF EXISTS (SELECT FROM shop.customer AS c WHERE c.customer_number = p_old)
+          AND NOT EXISTS (SELECT FROM shop.customer AS c WHERE c.customer_number = p_survivor) THEN
+        code := 'SY005';
+        reason := pg_catalog.format('survivor %s is not a local customer', p_survivor);
+    END IF;
+END
+$$;
+
+-- Rows of the old customer per linked table that a merge would move: re-pointed, or resolved
+-- by the table's rule (`conflicts` of them clash with a survivor row on a unique key; `rule`
+-- NULL with conflicts > 0 means the merge would be refused). Includes shop.customer (the old
+-- row, removed). Empty when the old customer is not local (the merge only records a redirect).
+CREATE OR REPLACE FUNCTION sync.merge_plan(p_old text, p_survivor text)
+RETURNS TABLE (table_name text, rows bigint, conflicts bigint, rule text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_id      bigint;
+    survivor_id bigint;
+    link        record;
+    key         record;
+    clashes     bigint;
+BEGIN
+    SELECT c.id INTO old_id FROM shop.customer AS c WHERE c.customer_number = p_old;
+    SELECT c.id INTO survivor_id FROM shop.customer AS c WHERE c.customer_number = p_survivor;
+    IF old_id IS NULL THEN
+        RETURN;
+    END IF;
+    FOR link IN SELECT * FROM sync.customer_links() LOOP
+        EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS o WHERE o.%I = $1',
+                                  link.relation, link.fk_column)
+            INTO rows USING old_id;
+        CONTINUE WHEN rows = 0;
+        conflicts := 0;
+        FOR key IN SELECT * FROM sync._unique_keys(link.relation, link.fk_column) LOOP
+            EXECUTE pg_catalog.format(
+                'SELECT count(*) FROM %1$s AS o WHERE o.%2$I = $1 '
+                'AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = $2 AND %3$s)',
+                link.relation, link.fk_column, key.same_key)
+                INTO clashes USING old_id, survivor_id;
+            conflicts := conflicts + clashes;
+        END LOOP;
+        table_name := link.qualified_name;
+        rule := (SELECT m.rule FROM sync.merge_rule AS m
+                 WHERE m.table_schema = link.table_schema AND m.table_name = link.table_name);
+        RETURN NEXT;
+    END LOOP;
+    table_name := 'shop.customer';
+    rows := 1;
+    conflicts := 0;
+    rule := NULL;
+    RETURN NEXT;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Merge steps (private)
+-- ---------------------------------------------------------------------------------------------
+
+-- Re-point one linked table's rows from p_old to p_survivor. Unique conflicts are resolved
+-- first, by the declared rule, set-based per unique key; then one UPDATE moves the rest.
+-- `rows` counts every old row (moved or resolved), `conflicts` the clashing pairs.
+CREATE OR REPLACE FUNCTION sync._repoint(
+    p_relation regclass,
+    p_table_schema name,
+    p_table_name name,
+    p_column name,
+    p_old bigint,
+    p_survivor bigint,
+    OUT rows bigint,
+    OUT conflicts bigint)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    declared sync.merge_rule;
+    key      record;
+    clashes  bigint;
+    removed  bigint;
+    moved    bigint;
+BEGIN
+    rows := 0;
+    conflicts := 0;
+    SELECT * INTO declared FROM sync.merge_rule AS m
+    WHERE m.table_schema = p_table_schema AND m.table_name = p_table_name;
+    FOR key IN SELECT * FROM sync._unique_keys(p_relation, p_column) LOOP
+        EXECUTE pg_catalog.format(
+            'SELECT count(*) FROM %1$s AS o WHERE o.%2$I = $1 '
+            'AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = $2 AND %3$s)',
+            p_relation, p_column, key.same_key)
+            INTO clashes USING p_old, p_survivor;
+        CONTINUE WHEN clashes = 0;
+        IF declared.rule IS NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'SY010',
+                MESSAGE = pg_catalog.format(
+                    'unresolved merge conflict: %s row(s) of %s.%s clash on %s and the table '
+                    'has no merge rule', clashes, p_table_schema, p_table_name, key.key_name),
+                HINT = 'declare one in sync.merge_rule';
+        END IF;
+        IF declared.rule = 'sum' THEN
+            EXECUTE pg_catalog.format(
+                'UPDATE %1$s AS s SET %4$I = s.%4$I + o.%4$I FROM %1$s AS o '
+                'WHERE s.%2$I = $2 AND o.%2$I = $1 AND %3$s',
+                p_relation, p_column, key.same_key, declared.quantity_column)
+                USING p_old, p_survivor;
+        ELSIF declared.rule = 'keep_newest' THEN
+            -- the survivor's row goes where the old customer's is newer; the old row then moves
+            EXECUTE pg_catalog.format(
+                'DELETE FROM %1$s AS s USING %1$s AS o '
+                'WHERE s.%2$I = $2 AND o.%2$I = $1 AND %3$s AND o.%4$I > s.%4$I',
+                p_relation, p_column, key.same_key, declared.newest_column)
+                USING p_old, p_survivor;
+        END IF;
+        -- keep_survivor, union, sum, and keep_newest where the survivor's row is as new: the
+        -- old customer's clashing row goes
+        EXECUTE pg_catalog.format(
+            'DELETE FROM %1$s AS o WHERE o.%2$I = $1 '
+            'AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = $2 AND %3$s)',
+            p_relation, p_column, key.same_key)
+            USING p_old, p_survivor;
+        GET DIAGNOSTICS removed = ROW_COUNT;
+        rows := rows + removed;
+        conflicts := conflicts + clashes;
+    END LOOP;
+    EXECUTE pg_catalog.format('UPDATE %1$s SET %2$I = $2 WHERE %2$I = $1', p_relation, p_column)
+        USING p_old, p_survivor;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    rows := rows + moved;
+END
+$$;
+
+-- Remove the old customer row and fill the survivor's blank (NULL) fields from it: the
+-- survivor's values win. The version guard and the number stay the survivor's.
+CREATE OR REPLACE FUNCTION sync._absorb_customer(p_old bigint, p_survivor bigint)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_row jsonb;
+    fill    text;
+BEGIN
+    SELECT pg_catalog.to_jsonb(c) INTO old_row FROM shop.customer AS c WHERE c.id = p_old;
+    DELETE FROM shop.customer AS c WHERE c.id = p_old;
+    SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = coalesce(s.%1$I, o.%1$I)', a.attname),
+                                 ', ' ORDER BY a.attnum)
+    INTO fill
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = 'shop.customer'::pg_catalog.regclass
+      AND a.attnum > 0
+      AND NOT a.attisdropped
+      AND NOT a.attnotnull
+      AND a.attidentity = ''
+      AND a.attgenerated = ''
+      AND a.attname NOT IN ('customer_number', 'tritonx_version', 'tritonx_updated_at');
+    IF fill IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'UPDATE shop.customer AS s SET %s '
+            'FROM pg_catalog.jsonb_populate_record(NULL::shop.customer, $1) AS o WHERE s.id = $2',
+            fill)
+            USING old_row, p_survivor;
+    END IF;
+END
+$$;
+
+-- Move everything of local customer p_old to p_survivor: every customer-linked table
+-- re-pointed (unique conflicts by the table's rule), blanks of the survivor filled from the old
+-- row, the old row removed. The callers lock both rows (id order) first. Returns the rows moved
+-- per table and a reason ('merged', with the conflicts a rule resolved).
+CREATE OR REPLACE FUNCTION sync._move_customer(
+    p_old bigint, p_survivor bigint, OUT counts jsonb, OUT reason text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    link     record;
+    moved    record;
+    resolved text[] := '{}';
+BEGIN
+    counts := '{}';
+    FOR link IN SELECT * FROM sync.customer_links() LOOP
+        SELECT * INTO moved FROM sync._repoint(
+            link.relation, link.table_schema, link.table_name, link.fk_column,
+            p_old, p_survivor);
+        IF moved.rows > 0 THEN
+            counts := counts || pg_catalog.jsonb_build_object(
+                link.qualified_name,
+                coalesce((counts ->> link.qualified_name)::bigint, 0) + moved.rows);
+        END IF;
+        IF moved.conflicts > 0 THEN
+            resolved := resolved
+                || pg_catalog.format('%s %s', link.qualified_name, moved.conflicts);
+        END IF;
+    END LOOP;
+    PERFORM sync._absorb_customer(p_old, p_survivor);
+    counts := counts || '{"shop.customer": 1}'::jsonb;
+    reason := 'merged';
+    IF pg_catalog.cardinality(resolved) > 0 THEN
+        reason := reason || '; conflicts resolved by rule: '
+            || pg_catalog.array_to_string(resolved, ', ');
+    END IF;
+END
+$$;
+
+-- The merge itself, for the feed and for callers by hand. Raises a class SY error when the
+-- merge is impossible; returns {"outcome", "reason", "counts"} and writes one audit row.
+CREATE OR REPLACE FUNCTION sync._merge(
+    p_old text,
+    p_survivor text,
+    p_event_id text,
+    p_inbox_id bigint,
+    p_actor text,
+    p_version integer)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started     timestamptz := pg_catalog.clock_timestamp();
+    old_id      bigint;
+    survivor_id bigint;
+    refused     record;
+    counts      jsonb := '{}';
+    outcome     text := 'applied';
+    why         text;
+BEGIN
+    -- the lock order every merge, anonymisation and concurrent shop write agrees on
+    PERFORM FROM shop.customer AS c
+    WHERE c.customer_number IN (p_old, p_survivor)
+    ORDER BY c.id
+    FOR UPDATE;
+    SELECT c.id INTO old_id FROM shop.customer AS c WHERE c.customer_number = p_old;
+    SELECT c.id INTO survivor_id FROM shop.customer AS c WHERE c.customer_number = p_survivor;
+
+    IF EXISTS (SELECT FROM sync.redirect AS r
+               WHERE r.old_number = p_old AND r.survivor_number = p_survivor) THEN
+        outcome := 'skipped';
+        why := 'already_merged';
+    ELSE
+        SELECT * INTO refused FROM sync.merge_refusal(p_old, p_survivor);
+        IF refused.code IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
+        END IF;
+        IF old_id IS NULL THEN
+            why := 'redirect_only';
+        ELSE
+            SELECT m.counts, m.reason INTO counts, why
+            FROM sync._move_customer(old_id, survivor_id) AS m;
+        END IF;
+        INSERT INTO sync.redirect (old_number, survivor_number, event_id)
+        VALUES (p_old, p_survivor, p_event_id);
+        -- keep redirects flat: whatever pointed at the old number now points at the survivor
+        UPDATE sync.redirect AS r SET survivor_number = p_survivor
+        WHERE r.survivor_number = p_old;
+    END IF;
+
+    INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
+                            customer_id, version, counts, reason, duration_ms, related_number)
+    VALUES (p_actor, 'customer.merged', outcome, p_event_id, p_inbox_id, p_old, survivor_id,
+            p_version, counts, why,
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_survivor);
+    RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------------------------
+
+-- Merge customer p_old into p_survivor by hand. Returns {"outcome", "reason", "counts"};
+-- raises SY001..SY010 when the merge is impossible. With p_event_id, a second call with the
+-- same id is a no-op that returns {"outcome": "duplicate"}.
+-- Example: SELECT sync.merge_customer('TX00000001', 'TX00000002', NULL, 'ops:alice');
+CREATE OR REPLACE FUNCTION sync.merge_customer(
+    p_old text,
+    p_survivor text,
+    p_event_id text DEFAULT NULL,
+    p_actor text DEFAULT CURRENT_USER)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_event_id IS NOT NULL
+       AND EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = p_event_id) THEN
+        RETURN '{"outcome": "duplicate"}'::jsonb;
+    END IF;
+    RETURN sync._merge(p_old, p_survivor, p_event_id, NULL, p_actor, NULL);
+END
+$$;
+
+-- Merge several customers into one survivor in one transaction (an N-way merge). All customer
+-- rows are locked in id order first. Returns {"merged": n, "counts": {table: rows}}; any
+-- impossible pair raises and nothing is merged.
+CREATE OR REPLACE FUNCTION sync.merge_customers(
+    p_olds text[],
+    p_survivor text,
+    p_actor text DEFAULT CURRENT_USER)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old    text;
+    result jsonb;
+    merged integer := 0;
+    totals jsonb := '{}';
+BEGIN
+    PERFORM FROM shop.customer AS c
+    WHERE c.customer_number = ANY (p_olds || p_survivor)
+    ORDER BY c.id
+    FOR UPDATE;
+    FOR old IN SELECT DISTINCT o FROM pg_catalog.unnest(p_olds) AS o ORDER BY o LOOP
+        result := sync._merge(old, p_survivor, NULL, NULL, p_actor, NULL);
+        IF result ->> 'outcome' = 'applied' THEN
+            merged := merged + 1;
+        END IF;
+        SELECT coalesce(pg_catalog.jsonb_object_agg(k, n), '{}') INTO totals
+        FROM (
+            SELECT e.key AS k, sum(e.value::bigint) AS n
+            FROM (SELECT * FROM pg_catalog.jsonb_each_text(totals)
+                  UNION ALL
+                  SELECT * FROM pg_catalog.jsonb_each_text(result -> 'counts')) AS e
+            GROUP BY e.key
+        ) AS s;
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object('merged', merged, 'counts', totals);
+END
+$$;

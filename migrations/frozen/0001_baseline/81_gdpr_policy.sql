@@ -1,0 +1,245 @@
+-- Data policies: created as drafts, activated after review, retired when no longer in force.
+-- A policy's text changes by revision (text_version + 1); consents record the version the
+-- customer agreed to. Every change writes a sync.audit row (codes and counts, no data).
+-- Re-runnable.
+
+-- ---------------------------------------------------------------------------------------------
+-- Building blocks (private)
+-- ---------------------------------------------------------------------------------------------
+
+-- An actor as the audit may hold it (an operator id or a job name, 1 to 100 characters).
+CREATE OR REPLACE FUNCTION gdpr._checked_actor(p_actor text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_actor IS NULL OR pg_catalog.length(p_actor) NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY023', MESSAGE = 'actor must be 1 to 100 characters';
+    END IF;
+    RETURN p_actor;
+END
+$$;
+
+-- The policy with this code, locked; raises SY080 when there is none.
+CREATE OR REPLACE FUNCTION gdpr._policy(p_code text)
+RETURNS gdpr.policy
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_policy gdpr.policy;
+BEGIN
+    SELECT * INTO found_policy FROM gdpr.policy AS p WHERE p.code = p_code FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY080',
+            MESSAGE = pg_catalog.format('no data policy %s',
+                CASE WHEN p_code ~ '^[a-z][a-z0-9_]{0,63}$' THEN p_code ELSE '(malformed code)' END);
+    END IF;
+    RETURN found_policy;
+END
+$$;
+
+-- One audit row for a GDPR action (no personal data: ids, codes and counts).
+CREATE OR REPLACE FUNCTION gdpr._audit(
+    p_actor text, p_action text, p_customer_id bigint, p_counts jsonb, p_reason text)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
+    VALUES (p_actor, p_action, 'applied',
+            (SELECT c.customer_number FROM shop.customer AS c WHERE c.id = p_customer_id),
+            p_customer_id, p_counts, p_reason)
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------------------------
+
+-- Every policy with its categories ('schema.table' or 'schema.table.column').
+CREATE OR REPLACE VIEW gdpr.policy_overview AS
+SELECT p.id, p.code, p.name, p.description, p.legal_basis, p.retention, p.retention_from,
+       p.membership, p.customer_group, p.consent_field, p.merge_rule, p.state, p.text_version,
+       p.created_at, p.activated_at, p.retired_at,
+       ARRAY(SELECT CASE WHEN c.columns IS NULL
+                         THEN c.table_schema || '.' || c.table_name
+                         ELSE c.table_schema || '.' || c.table_name || '.' || col.name END
+             FROM gdpr.policy_category AS c
+             LEFT JOIN LATERAL pg_catalog.unnest(c.columns) AS col (name) ON true
+             WHERE c.policy_id = p.id
+             ORDER BY 1) AS categories
+FROM gdpr.policy AS p;
+
+-- Create a draft policy. p_categories name registry tables ('shop.orders') or columns
+-- ('shop.customer.loyalty_card'). Returns the policy id; raises SY082 on a bad definition.
+-- Example: SELECT gdpr.create_policy('club', 'Customer club', 'Member offers', 'consent',
+--          '1 year', 'last_activity', ARRAY['shop.customer.loyalty_card'], 'consent');
+CREATE OR REPLACE FUNCTION gdpr.create_policy(
+    p_code text,
+    p_name text,
+    p_description text,
+    p_legal_basis text,
+    p_retention interval,
+    p_retention_from text,
+    p_categories text[],
+    p_membership text DEFAULT 'all',
+    p_customer_group text DEFAULT NULL,
+    p_consent_field text DEFAULT NULL,
+    p_merge_rule text DEFAULT 'most_restrictive',
+    p_actor text DEFAULT CURRENT_USER)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id  bigint;
+    unknown text;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    IF p_categories IS NULL OR pg_catalog.cardinality(p_categories) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY082', MESSAGE = 'a policy needs at least one category';
+    END IF;
+    -- a category is a table of the registry, or a classified column of one
+    SELECT pg_catalog.string_agg(c.name, ', ') INTO unknown
+    FROM pg_catalog.unnest(p_categories) AS c (name)
+    WHERE NOT EXISTS (
+              SELECT FROM sync.customer_tables() AS t WHERE t.qualified_name = c.name)
+      AND NOT EXISTS (
+              SELECT FROM sync.pii_column AS p
+              WHERE p.table_schema || '.' || p.table_name || '.' || p.column_name = c.name);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY082',
+            MESSAGE = pg_catalog.format('not a customer-linked table or classified column: %s',
+                                        pg_catalog.left(unknown, 200));
+    END IF;
+    BEGIN
+        INSERT INTO gdpr.policy (code, name, description, legal_basis, retention, retention_from,
+                                 membership, customer_group, consent_field, merge_rule)
+        VALUES (p_code, p_name, p_description, p_legal_basis, p_retention,
+                coalesce(p_retention_from, 'last_activity'), coalesce(p_membership, 'all'),
+                p_customer_group, p_consent_field, coalesce(p_merge_rule, 'most_restrictive'))
+        RETURNING id INTO new_id;
+    EXCEPTION
+        WHEN check_violation OR not_null_violation OR unique_violation THEN
+            RAISE EXCEPTION USING ERRCODE = 'SY082',
+                MESSAGE = pg_catalog.format('invalid policy definition (%s)', SQLERRM);
+    END;
+    INSERT INTO gdpr.policy_category (policy_id, table_schema, table_name, columns)
+    SELECT new_id, s.parts[1], s.parts[2],
+           CASE WHEN pg_catalog.bool_or(s.parts[3] IS NULL) THEN NULL
+                ELSE pg_catalog.array_agg(DISTINCT s.parts[3] ORDER BY s.parts[3]) END
+    FROM (SELECT pg_catalog.string_to_array(c.name, '.') AS parts
+          FROM pg_catalog.unnest(p_categories) AS c (name)) AS s
+    GROUP BY s.parts[1], s.parts[2];
+    PERFORM gdpr._audit(p_actor, 'policy.created', NULL, NULL,
+                        pg_catalog.format('policy %s', p_code));
+    RETURN new_id;
+END
+$$;
+
+-- A new text for a draft or active policy: text_version + 1 (consents given from now on record
+-- it). Returns the new version.
+-- Example: SELECT gdpr.revise_policy('newsletter', 'Weekly e-mail with offers.', 'dpo');
+CREATE OR REPLACE FUNCTION gdpr.revise_policy(
+    p_code text, p_description text, p_actor text DEFAULT CURRENT_USER)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target  gdpr.policy := gdpr._policy(p_code);
+    version integer;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    IF target.state = 'retired' THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY081',
+            MESSAGE = pg_catalog.format('policy %s is retired', p_code);
+    END IF;
+    UPDATE gdpr.policy AS p
+    SET description = coalesce(p_description, p.description), text_version = p.text_version + 1
+    WHERE p.id = target.id
+    RETURNING p.text_version INTO version;
+    PERFORM gdpr._audit(p_actor, 'policy.revised', NULL, NULL,
+                        pg_catalog.format('policy %s text version %s', p_code, version));
+    RETURN version;
+END
+$$;
+
+-- Put a draft policy in force. A policy stating a tritonX consent field takes the current
+-- field of every customer who has no consent for it yet as a granted consent (source tritonx).
+-- Returns {"state": "active", "consents": n}.
+-- Example: SELECT gdpr.activate_policy('newsletter', 'dpo');
+CREATE OR REPLACE FUNCTION gdpr.activate_policy(
+    p_code text, p_actor text DEFAULT CURRENT_USER, p_now timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target   gdpr.policy := gdpr._policy(p_code);
+    recorded bigint := 0;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    IF target.state <> 'draft' THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY081',
+            MESSAGE = pg_catalog.format('policy %s is %s: only a draft can be activated',
+                                        p_code, target.state);
+    END IF;
+    UPDATE gdpr.policy AS p SET state = 'active', activated_at = p_now WHERE p.id = target.id;
+    IF target.consent_field = 'newsletter_opt_in' THEN
+        INSERT INTO gdpr.consent (customer_id, policy_id, granted, decided_at, source,
+                                  text_version, actor)
+        SELECT c.id, target.id, true, coalesce(c.tritonx_updated_at, p_now), 'tritonx',
+               target.text_version, 'tritonx'
+        FROM shop.customer AS c
+        WHERE c.newsletter_opt_in
+          AND NOT EXISTS (SELECT FROM gdpr.consent AS g
+                          WHERE g.customer_id = c.id AND g.policy_id = target.id);
+        GET DIAGNOSTICS recorded = ROW_COUNT;
+    END IF;
+    PERFORM gdpr._audit(p_actor, 'policy.activated', NULL,
+                        pg_catalog.jsonb_build_object('gdpr.consent', recorded),
+                        pg_catalog.format('policy %s', p_code));
+    RETURN pg_catalog.jsonb_build_object('state', 'active', 'consents', recorded);
+END
+$$;
+
+-- Take an active policy out of force: it no longer holds data, nor releases it for retention,
+-- and takes no new consents.
+-- Example: SELECT gdpr.retire_policy('club', 'dpo');
+CREATE OR REPLACE FUNCTION gdpr.retire_policy(
+    p_code text, p_actor text DEFAULT CURRENT_USER, p_now timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target gdpr.policy := gdpr._policy(p_code);
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    IF target.state <> 'active' THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY081',
+            MESSAGE = pg_catalog.format('policy %s is %s: only an active policy can be retired',
+                                        p_code, target.state);
+    END IF;
+    UPDATE gdpr.policy AS p SET state = 'retired', retired_at = p_now WHERE p.id = target.id;
+    PERFORM gdpr._audit(p_actor, 'policy.retired', NULL, NULL,
+                        pg_catalog.format('policy %s', p_code));
+    RETURN pg_catalog.jsonb_build_object('state', 'retired');
+END
+$$;

@@ -1,0 +1,40 @@
+"""Baseline: the whole engine as of the security rewrite (owner role, pinned search paths,
+least privilege). It replaces the development revisions 0001-0016, which were never installed
+outside this repository; docs/operations.md says how a database at 0016 moves over.
+
+Revision ID: 0001_baseline
+Revises:
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import context, op
+
+from syncctl.schema import run_sql_files
+
+revision = "0001_baseline"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+FROZEN = Path(__file__).resolve().parent.parent / "frozen" / revision
+
+# Roles are the cluster's: a downgrade leaves them (a DBA drops them with DROP ROLE).
+_DROP = "DROP SCHEMA IF EXISTS report, gdpr, shop, sync CASCADE"
+
+
+def upgrade() -> None:
+    prefix = context.get_x_argument(as_dictionary=True).get("role_prefix") or os.environ.get(
+        "SYNCCTL_ROLE_PREFIX", ""
+    )
+    conn = op.get_bind().connection.driver_connection
+    conn.execute("SELECT set_config('syncctl.role_prefix', %s, true)", [prefix])
+    run_sql_files(conn, sorted(FROZEN.glob("*.sql")))
+
+
+def downgrade() -> None:
+    op.execute(_DROP)
