@@ -1,6 +1,9 @@
 """alembic environment for syncctl. The database comes from, in order: a connection handed in
 by syncctl (config.attributes["connection"]), `-x dsn=...`, DATABASE_URL, then libpq's PG*
-variables and defaults. Revisions run raw SQL through psycopg 3; there is no ORM model."""
+variables and defaults. Revisions run raw SQL through psycopg 3; there is no ORM model.
+Before any revision runs, syncctl.installation makes the roles exist and switches to the owner
+role, so everything the revisions create belongs to that NOLOGIN role; the role prefix comes
+from `-x role_prefix=...` or SYNCCTL_ROLE_PREFIX on the first installation."""
 
 from __future__ import annotations
 
@@ -11,14 +14,18 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
-VERSION_TABLE_SCHEMA = "public"
+from syncctl import installation
 
 
 def _run(connection: Connection) -> None:
+    requested = context.get_x_argument(as_dictionary=True).get("role_prefix") or os.environ.get(
+        "SYNCCTL_ROLE_PREFIX"
+    )
+    installation.prepare(connection.connection.driver_connection, requested)
     context.configure(
         connection=connection,
         version_table="alembic_version",
-        version_table_schema=VERSION_TABLE_SCHEMA,
+        version_table_schema=installation.VERSION_SCHEMA,
         transaction_per_migration=True,
     )
     with context.begin_transaction():

@@ -24,7 +24,7 @@ RETURNS text
 LANGUAGE sql
 STABLE
 PARALLEL SAFE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(
@@ -40,7 +40,7 @@ RETURNS bigint
 LANGUAGE sql
 STABLE
 PARALLEL SAFE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.id FROM shop.customer AS c

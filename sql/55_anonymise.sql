@@ -482,7 +482,7 @@ CREATE OR REPLACE FUNCTION sync.anonymise_from_backoffice(
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -40,7 +40,7 @@ CREATE OR REPLACE FUNCTION gdpr.record_consent(
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -82,7 +82,7 @@ CREATE OR REPLACE FUNCTION gdpr.has_consent(p_customer_id bigint, p_policy_code 
 RETURNS boolean
 LANGUAGE sql
 STABLE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(

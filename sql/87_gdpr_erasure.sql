@@ -335,7 +335,7 @@ CREATE OR REPLACE FUNCTION gdpr.receive_erasure(
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -372,7 +372,7 @@ CREATE OR REPLACE FUNCTION gdpr.verify_erasure(
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -395,7 +395,7 @@ CREATE OR REPLACE FUNCTION gdpr.schedule_erasure(
 RETURNS timestamptz
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -417,7 +417,7 @@ CREATE OR REPLACE FUNCTION gdpr.cancel_erasure(
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -535,7 +535,7 @@ CREATE OR REPLACE FUNCTION gdpr.execute_due_erasures(
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

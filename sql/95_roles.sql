@@ -1,23 +1,32 @@
--- Least privilege. Four group roles (NOLOGIN; DBAs grant them to login roles):
---   <prefix>_owner       the DBA: everything
---   <prefix>_controller  the daemon: stages into the inbox, moves the cursor, applies (the apply
---                        runs as the caller, so it may change shop and sync tables)
---   <prefix>_webshop     the shop: its shop tables plus the SQL API functions, which run as
---                        their owner (SECURITY DEFINER, search_path pinned)
---   <prefix>_reporting   the report views only
--- The prefix is `syncctl` unless the session sets syncctl.role_prefix (the migration takes it
--- from `-x role_prefix=...` or SYNCCTL_ROLE_PREFIX). PUBLIC gets nothing. Every revision that
--- adds objects calls sync.apply_privileges() last; one that adds a function for the shop
--- registers it in sync.webshop_function first. Re-runnable.
+-- Least privilege. Four group roles, all NOLOGIN (a DBA grants them to login roles):
+--   <prefix>_owner       owns every object syncctl creates; SECURITY DEFINER functions run as
+--                        it. Never a superuser, never the installing login. Migrations run under
+--                        SET ROLE <prefix>_owner (syncctl.roles prepares that).
+--   <prefix>_controller  the daemon: stages into the inbox, moves its cursor, serves refreshes and
+--                        the outbox, repairs links, runs the daily GDPR job; through the
+--                        functions listed below, which run as the owner and audit the actor.
+--   <prefix>_webshop     the shop: its own columns of the shop tables plus the SQL API (functions
+--                        registered in sync.webshop_function, SECURITY DEFINER in their source).
+--   <prefix>_reporting   the report views only.
+-- PUBLIC gets nothing. docs/security.md holds the same grants as a matrix, and a test compares
+-- it with the catalog: a change here changes the docs in the same commit.
+-- The prefix is chosen at the first installation (syncctl.role_prefix, which the migration
+-- environment sets from `-x role_prefix=...` or SYNCCTL_ROLE_PREFIX) and kept in sync.setting;
+-- later sessions cannot change it. Re-runnable.
 
--- Settings the engine keeps about itself (the role prefix chosen at the first migration).
+-- Settings the engine keeps about itself (the role prefix chosen at the first installation).
 CREATE TABLE IF NOT EXISTS sync.setting (
     key                   text PRIMARY KEY,
     value                 text NOT NULL
 );
 
--- The name of a role: the session's syncctl.role_prefix, else the one chosen before, else
--- `syncctl`.
+INSERT INTO sync.setting (key, value)
+VALUES ('role_prefix',
+        coalesce(NULLIF(pg_catalog.current_setting('syncctl.role_prefix', true), ''), 'syncctl'))
+ON CONFLICT (key) DO NOTHING;
+
+-- The name of one of the engine's roles (owner, controller, webshop, reporting). Reads only the
+-- stored prefix: no session setting can redirect a grant.
 CREATE OR REPLACE FUNCTION sync.role_name(p_kind text)
 RETURNS text
 LANGUAGE sql
@@ -25,14 +34,12 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(NULLIF(pg_catalog.current_setting('syncctl.role_prefix', true), ''),
-                    (SELECT s.value FROM sync.setting AS s WHERE s.key = 'role_prefix'),
-                    'syncctl') || '_' || p_kind
+    SELECT s.value || '_' || p_kind FROM sync.setting AS s WHERE s.key = 'role_prefix'
 $$;
 
--- The functions the shop calls, by signature as to_regprocedure reads it. They run as their
--- owner (SECURITY DEFINER), so the shop needs no rights on the engine's tables; each must pin
--- its search_path. A revision that adds one inserts it here, then calls sync.apply_privileges().
+-- The functions the shop calls, by signature as to_regprocedure reads it. Each must be SECURITY
+-- DEFINER in its source and pin its search_path; sync.apply_privileges() refuses one that is not
+-- and grants the rest to the webshop role.
 CREATE TABLE IF NOT EXISTS sync.webshop_function (
     function_signature    text PRIMARY KEY
 );
@@ -53,7 +60,7 @@ INSERT INTO sync.webshop_function (function_signature) VALUES
     ('gdpr.cancel_erasure(bigint, text, timestamptz)')
 ON CONFLICT (function_signature) DO NOTHING;
 
--- The shop's functions that exist (a registered one may come with a later revision).
+-- The shop's functions that exist.
 CREATE OR REPLACE FUNCTION sync.webshop_api()
 RETURNS TABLE (function_signature regprocedure)
 LANGUAGE sql
@@ -67,8 +74,49 @@ AS $$
     ORDER BY 1
 $$;
 
--- (Re)create the roles and (re)grant everything by convention, in the schemas shop, sync,
--- report and gdpr (when it exists). Idempotent; every revision calls it last.
+-- How inbox payloads stand, for `syncctl status`: the controller reads this, never a payload.
+CREATE OR REPLACE VIEW sync.payload_holding AS
+SELECT count(*) AS payloads, pg_catalog.min(i.received_at) AS oldest_received_at
+FROM sync.inbox AS i
+WHERE i.payload IS NOT NULL;
+
+-- Functions of syncctl's schemas that break the security rules: not owned by the owner role,
+-- no pinned search_path of exactly pg_catalog then pg_temp, or (for the shop's API) not SECURITY
+-- DEFINER. Empty on a sound installation; sync.apply_privileges() refuses to grant otherwise.
+CREATE OR REPLACE FUNCTION sync.function_defects()
+RETURNS TABLE (function_signature text, defect text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH own AS (
+        SELECT p.oid, p.oid::pg_catalog.regprocedure::text AS signature, p.proowner,
+               p.prosecdef, p.proconfig
+        FROM pg_catalog.pg_proc AS p
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+        WHERE n.nspname IN ('shop', 'sync', 'gdpr', 'report')
+          AND p.prokind IN ('f', 'p')
+    )
+    SELECT o.signature, 'not owned by ' || sync.role_name('owner')
+    FROM own AS o
+    WHERE o.proowner IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                                        WHERE r.rolname = sync.role_name('owner'))
+    UNION ALL
+    SELECT o.signature, 'does not pin search_path = pg_catalog, pg_temp'
+    FROM own AS o
+    WHERE NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (o.proconfig), false)
+    UNION ALL
+    SELECT o.signature, 'is in sync.webshop_function but not SECURITY DEFINER'
+    FROM own AS o
+    WHERE NOT o.prosecdef
+      AND o.oid IN (SELECT w.function_signature FROM sync.webshop_api() AS w)
+    ORDER BY 1, 2
+$$;
+
+-- Grant exactly what docs/security.md lists, after taking everything back from PUBLIC and the
+-- three roles. Runs as the owner (it owns what it grants); creates no role and sets no function
+-- attribute: a missing role or a function that breaks the rules is refused (SY024).
 CREATE OR REPLACE FUNCTION sync.apply_privileges()
 RETURNS void
 LANGUAGE plpgsql
@@ -81,94 +129,112 @@ DECLARE
     controller_role text := sync.role_name('controller');
     webshop_role    text := sync.role_name('webshop');
     reporting_role  text := sync.role_name('reporting');
-    role_name       text;
-    api             regprocedure;
+    kind            text;
     schema_name     text;
+    signature       text;
+    defect          record;
 BEGIN
-    INSERT INTO sync.setting (key, value)
-    VALUES ('role_prefix', pg_catalog.left(owner_role, -pg_catalog.length('_owner')))
-    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-    FOREACH role_name IN ARRAY ARRAY[owner_role, controller_role, webshop_role, reporting_role]
-    LOOP
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = role_name) THEN
-            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', role_name);
+    IF current_user <> owner_role THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY024',
+            MESSAGE = pg_catalog.format('privileges are applied as %s (SET ROLE %I)',
+                                        owner_role, owner_role);
+    END IF;
+    FOREACH kind IN ARRAY ARRAY['controller', 'webshop', 'reporting'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r
+                       WHERE r.rolname = sync.role_name(kind)) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'SY024',
+                MESSAGE = pg_catalog.format('role %s does not exist: CREATE ROLE %I NOLOGIN',
+                                            sync.role_name(kind), sync.role_name(kind));
         END IF;
     END LOOP;
-
-    -- functions created later: nothing for PUBLIC until they are granted here
-    EXECUTE 'ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC';
-
-    -- gdpr arrives with a later revision: the schemas that exist now
-    FOR schema_name IN
-        SELECT n.nspname FROM pg_catalog.pg_namespace AS n
-        WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr')
-        ORDER BY n.nspname
-    LOOP
-        -- PUBLIC: nothing
-        EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', schema_name);
-        EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM PUBLIC',
-                                  schema_name);
-        EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM PUBLIC',
-                                  schema_name);
-        EXECUTE pg_catalog.format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM PUBLIC',
-                                  schema_name);
-        -- owner: everything
-        EXECUTE pg_catalog.format('GRANT ALL ON SCHEMA %I TO %I', schema_name, owner_role);
-        EXECUTE pg_catalog.format('GRANT ALL ON ALL TABLES IN SCHEMA %I TO %I',
-                                  schema_name, owner_role);
-        EXECUTE pg_catalog.format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %I TO %I',
-                                  schema_name, owner_role);
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %I TO %I',
-                                  schema_name, owner_role);
-        CONTINUE WHEN schema_name = 'report';
-        -- controller: the engine's work (shop, sync, gdpr), as itself; webshop: USAGE only
-        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I, %I',
-                                  schema_name, controller_role, webshop_role);
-        EXECUTE pg_catalog.format(
-            'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO %I',
-            schema_name, controller_role);
-        EXECUTE pg_catalog.format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO %I',
-                                  schema_name, controller_role);
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %I TO %I',
-                                  schema_name, controller_role);
+    FOR defect IN SELECT * FROM sync.function_defects() LOOP
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY024',
+            MESSAGE = pg_catalog.format('%s %s', defect.function_signature, defect.defect);
     END LOOP;
 
-    -- the controller refuses to run against another schema revision, so it reads alembic's
-    -- version table (absent in a database built from sql/ without migrations)
-    IF pg_catalog.to_regclass('public.alembic_version') IS NOT NULL THEN
-        EXECUTE pg_catalog.format('GRANT SELECT ON public.alembic_version TO %I',
+    -- functions the owner creates later: nothing for PUBLIC until granted here
+    EXECUTE 'ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC';
+
+    -- from zero: PUBLIC and the three roles hold nothing in syncctl's schemas
+    FOREACH schema_name IN ARRAY ARRAY['shop', 'sync', 'gdpr', 'report'] LOOP
+        EXECUTE pg_catalog.format(
+            'REVOKE ALL ON SCHEMA %1$I FROM PUBLIC, %2$I, %3$I, %4$I;'
+            'REVOKE ALL ON ALL TABLES IN SCHEMA %1$I FROM PUBLIC, %2$I, %3$I, %4$I;'
+            'REVOKE ALL ON ALL SEQUENCES IN SCHEMA %1$I FROM PUBLIC, %2$I, %3$I, %4$I;'
+            'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %1$I FROM PUBLIC, %2$I, %3$I, %4$I',
+            schema_name, controller_role, webshop_role, reporting_role);
+    END LOOP;
+
+    -- controller: the feed, refreshes, the outbox, links, dead letters, the daily GDPR job
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA sync, shop, gdpr TO %I', controller_role);
+    EXECUTE pg_catalog.format(
+        'GRANT SELECT, INSERT, UPDATE ON sync.cursor, gdpr.job_run TO %1$I;'
+        'GRANT INSERT (source, seq, event_id, event_type, customer_number, version,'
+        '              occurred_at, payload) ON sync.inbox TO %1$I;'
+        'GRANT SELECT (id, source, seq, event_id, event_type, customer_number, version,'
+        '              occurred_at, received_at) ON sync.inbox TO %1$I;'
+        'GRANT SELECT (id, customer_number) ON shop.customer TO %1$I;'
+        'GRANT SELECT ON sync.inbox_status, sync.payload_holding, sync.dead_letter, sync.audit,'
+        '                sync.outbox, sync.refresh_request, sync.link_conflict, sync.redirect,'
+        '                sync.link_anomaly, sync.adoptable_customer TO %1$I',
+        controller_role);
+    FOREACH signature IN ARRAY ARRAY[
+        'sync.claim_refresh_requests(integer)',
+        'sync.requeue_refresh(text, integer, text)',
+        'sync.claim_outbox(integer)',
+        'sync.outbox_delivered(bigint)',
+        'sync.outbox_failed(bigint, text, boolean, interval)',
+        'sync.retry_outbox(bigint)',
+        'sync.drop_payloads(interval, integer)',
+        'sync.adopt_local_customer(bigint, bigint, text)',
+        'sync.repair_redirected_link(text, text)',
+        'sync.retry_dead_letter(bigint)',
+        'sync.discard_dead_letter(bigint, text)',
+        'sync.normalise_email(text)',
+        'gdpr.purge_batch(timestamptz, bigint, integer, text)',
+        'gdpr.retention_warnings(timestamptz, interval)',
+        'gdpr.execute_due_erasures(text, timestamptz)'
+    ] LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I',
+                                  signature::pg_catalog.regprocedure, controller_role);
+    END LOOP;
+    -- the controller refuses to run against another schema revision: it reads alembic's table
+    IF pg_catalog.to_regclass('syncctl.alembic_version') IS NOT NULL THEN
+        EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA syncctl TO %1$I;'
+                                  'GRANT SELECT ON syncctl.alembic_version TO %1$I',
                                   controller_role);
     END IF;
 
-    -- the audit is append-only for everyone but the owner (the trigger refuses changes too)
-    EXECUTE pg_catalog.format('REVOKE UPDATE, DELETE, TRUNCATE ON sync.audit FROM %I',
-                              controller_role);
-
-    -- webshop: its tables and the API, which runs as its owner with a pinned search_path
-    EXECUTE pg_catalog.format(
-        'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA shop TO %I', webshop_role);
-    EXECUTE pg_catalog.format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA shop TO %I', webshop_role);
-    FOR api IN SELECT w.function_signature FROM sync.webshop_api() AS w LOOP
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc AS p,
-                                   pg_catalog.unnest(p.proconfig) AS c(setting)
-                       WHERE p.oid = api AND c.setting LIKE 'search\_path=%') THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'SY024',
-                MESSAGE = pg_catalog.format('%s does not pin its search_path: it cannot run '
-                                            'as SECURITY DEFINER for the webshop', api);
-        END IF;
-        EXECUTE pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', api);
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', api, webshop_role);
+    -- webshop: the SQL API, and the shop's own data in the reference tables. On shop.customer
+    -- it may read every column, create a local customer, and change only webshop-only columns:
+    -- never the tritonX number, tritonX's fields or the version guard, and no DELETE (an
+    -- erasure goes through gdpr.receive_erasure).
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA sync, shop, gdpr TO %I', webshop_role);
+    FOR signature IN SELECT w.function_signature::text FROM sync.webshop_api() AS w LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', signature, webshop_role);
     END LOOP;
-    -- used in shop.customer's login index: whoever writes a customer evaluates it
+    -- evaluated by shop.customer's login index whenever the shop writes a customer
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION sync.normalise_email(text) TO %I',
                               webshop_role);
+    EXECUTE pg_catalog.format(
+        'GRANT SELECT ON shop.customer TO %1$I;'
+        'GRANT INSERT (email, first_name, infix, last_name, gender, birth_date, phone, mobile,'
+        '              street, house_number, house_number_addition, postcode, city,'
+        '              country_code, created_at, last_login_at, preferred_language)'
+        '    ON shop.customer TO %1$I;'
+        'GRANT UPDATE (last_login_at, preferred_language) ON shop.customer TO %1$I;'
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON shop.address, shop.orders, shop.order_line,'
+        '    shop.favourite, shop.wishlist, shop.cart, shop.newsletter_subscription,'
+        '    shop.login_identity TO %1$I',
+        webshop_role);
 
-    -- reporting: the report views, nothing else
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA report TO %I', reporting_role);
-    EXECUTE pg_catalog.format('GRANT SELECT ON ALL TABLES IN SCHEMA report TO %I',
-                              reporting_role);
-    EXECUTE pg_catalog.format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA report TO %I',
+    -- reporting: the report views (and the functions they call), nothing else
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA report TO %1$I;'
+                              'GRANT SELECT ON ALL TABLES IN SCHEMA report TO %1$I;'
+                              'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA report TO %1$I',
                               reporting_role);
 END
 $$;

@@ -42,7 +42,7 @@ SELECT
 
 -- name: status_payloads
 -- the inbox rows that still hold tritonX's snapshot (sync.inbox_payload_held covers them)
-SELECT count(*), min(received_at) FROM sync.inbox WHERE payload IS NOT NULL;
+SELECT payloads, oldest_received_at FROM sync.payload_holding;
 
 -- name: audit_effects
 SELECT action, outcome, CASE WHEN action = 'customer.upserted' THEN reason END AS reason,

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import DBAPIError
 
-from syncctl import resources
+from syncctl import installation, resources
 from syncctl.database import error_text
 from syncctl.errors import MigrationError
 
@@ -31,8 +31,9 @@ def run_sql_files(conn: Any, files: Iterable[Path]) -> None:
 
 
 def build_from_sql(dsn: str) -> None:
-    """Create every object from today's sql/ files (re-runnable)."""
+    """Create every object from today's sql/ files (re-runnable), as the owner role."""
     with psycopg.connect(dsn, autocommit=False) as conn:
+        installation.prepare(conn)
         run_sql_files(conn, resources.sql_files())
 
 
@@ -78,7 +79,10 @@ def head_revisions() -> tuple[str, ...]:
 
 def current_revisions(dsn: str) -> tuple[str, ...]:
     def read(_: Config, connection: Any) -> tuple[str, ...]:
-        return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+        context = MigrationContext.configure(
+            connection, opts={"version_table_schema": installation.VERSION_SCHEMA}
+        )
+        return tuple(sorted(context.get_current_heads()))
 
     result: tuple[str, ...] = _with_connection(dsn, read)
     return result

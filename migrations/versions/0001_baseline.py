@@ -9,10 +9,9 @@ Create Date: 2026-11-29
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from alembic import context, op
+from alembic import op
 
 from syncctl.schema import run_sql_files
 
@@ -28,12 +27,7 @@ _DROP = "DROP SCHEMA IF EXISTS report, gdpr, shop, sync CASCADE"
 
 
 def upgrade() -> None:
-    prefix = context.get_x_argument(as_dictionary=True).get("role_prefix") or os.environ.get(
-        "SYNCCTL_ROLE_PREFIX", ""
-    )
-    conn = op.get_bind().connection.driver_connection
-    conn.execute("SELECT set_config('syncctl.role_prefix', %s, true)", [prefix])
-    run_sql_files(conn, sorted(FROZEN.glob("*.sql")))
+    run_sql_files(op.get_bind().connection.driver_connection, sorted(FROZEN.glob("*.sql")))
 
 
 def downgrade() -> None:

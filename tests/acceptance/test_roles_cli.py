@@ -36,4 +36,4 @@ def test_a_role_without_the_schema_cannot_check_it_and_says_so(dsn: str) -> None
     refused = syncctl("db", "check", dsn=_as(dsn, "syncctl_reporting"))
     assert refused.returncode == 1
     assert "Traceback" not in refused.stderr
-    assert "permission denied for table alembic_version (SQLSTATE 42501)" in refused.stderr
+    assert "permission denied for schema syncctl (SQLSTATE 42501)" in refused.stderr

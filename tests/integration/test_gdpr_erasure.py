@@ -181,6 +181,8 @@ def test_other_customers_rows_are_theirs_rows_of_nobody_are_searched(
         " ('public', 'review', 'customer_id', 'not_personal'),"
         " ('public', 'review', 'author_email', 'null')"
     )
+    # a table the shop adds: the engine works on it as its owner role, which a DBA grants
+    conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON public.review TO syncctl_owner")
     conn.execute(
         "INSERT INTO public.review VALUES (1, %s, %s), (2, %s, %s), (3, NULL, %s)",
         [cid, VALUES[0], household, VALUES[0], VALUES[0]],

@@ -26,27 +26,27 @@ def newsletter_active(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     return conn
 
 
-def test_shop_writes_record_consent_through_the_triggers(
+def test_shop_records_consent_through_the_api_and_the_triggers_keep_history(
     newsletter_active: psycopg.Connection[Any], as_role: Any
 ) -> None:
     shop = as_role(SHOP)
     row = shop.execute(
-        "INSERT INTO shop.customer (email, newsletter_opt_in) VALUES ('a@example.nl', true)"
-        " RETURNING id"
+        "INSERT INTO shop.customer (email) VALUES ('a@example.nl') RETURNING id"
     ).fetchone()
     assert row is not None
     cid = row[0]
+    consent = "SELECT gdpr.record_consent(%s, 'newsletter', %s, 'webshop', 'shop:web', now())"
+    shop.execute(consent, [cid, True])
     assert shop.execute("SELECT gdpr.has_consent(%s, 'newsletter')", [cid]).fetchone() == (True,)
-    shop.execute(
-        "INSERT INTO shop.newsletter_subscription (customer_id, list_name) VALUES (%s, 'weekly')",
-        [cid],
-    )
-    shop.execute("UPDATE shop.customer SET newsletter_opt_in = false WHERE id = %s", [cid])
+    shop.execute(SUBSCRIBE, [cid])
+    shop.execute(consent, [cid, False])
     assert shop.execute("SELECT gdpr.has_consent(%s, 'newsletter')", [cid]).fetchone() == (False,)
     history = newsletter_active.execute(
         "SELECT granted, source FROM gdpr.consent WHERE customer_id = %s ORDER BY id", [cid]
     ).fetchall()
-    assert history == [(True, "back_office"), (False, "back_office")]
+    assert history == [(True, "webshop"), (False, "webshop")]
+    # tritonX's opt-in is tritonX's: the shop changes it only through consent
+    assert refused(shop, "UPDATE shop.customer SET newsletter_opt_in = true WHERE id = %s", cid)
 
 
 def test_shop_is_refused_a_subscription_without_consent(

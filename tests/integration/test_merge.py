@@ -72,6 +72,8 @@ def test_merge_repoints_every_linked_table_including_one_the_shop_added(
         " customer_id bigint NOT NULL REFERENCES shop.customer (id), code text NOT NULL,"
         " balance integer NOT NULL, UNIQUE (customer_id, code))"
     )
+    # a table the shop adds: the engine works on it as its owner role, which a DBA grants
+    conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON shop.gift_card TO syncctl_owner")
     conn.execute(
         "INSERT INTO sync.merge_rule (table_schema, table_name, rule, quantity_column)"
         " VALUES ('shop', 'gift_card', 'sum', 'balance')"
@@ -187,6 +189,8 @@ def test_an_undeclared_conflict_is_a_dead_letter_and_deletes_nothing(
         " card text NOT NULL, stamps integer NOT NULL,"
         " CONSTRAINT stamp_card_one_per_card UNIQUE (customer_id, card))"
     )
+    # a table the shop adds: the engine works on it as its owner role, which a DBA grants
+    conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON shop.stamp_card TO syncctl_owner")
     _each(
         conn,
         "INSERT INTO shop.stamp_card VALUES (%(o)s, 'coffee', 3), (%(s)s, 'coffee', 4);"

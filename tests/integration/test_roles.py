@@ -182,8 +182,6 @@ def test_hijacked_operators_and_functions_are_ignored_by_invoker_functions_too(
     assert controller.execute("SELECT sync.normalise_email(' Jan@Example.NL ')").fetchone() == (
         "jan@example.nl",
     )
-    plan = controller.execute("SELECT * FROM sync.merge_plan('TX00000002', 'TX00000003')")
-    assert plan.fetchall()
     # the apply trigger too (the controller's own queries pin nothing: they are the daemon's
     # session, which an attacker who could set its search_path would own already)
     record = upserted("TX00000004", 1)

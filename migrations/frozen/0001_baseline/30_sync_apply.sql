@@ -462,7 +462,7 @@ CREATE OR REPLACE FUNCTION sync._inbox_apply_staged()
 RETURNS trigger
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -116,7 +116,7 @@ CREATE OR REPLACE FUNCTION sync.retry_dead_letter(p_inbox_id bigint)
 RETURNS text
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -177,7 +177,7 @@ CREATE OR REPLACE FUNCTION sync.discard_dead_letter(p_inbox_id bigint, p_actor t
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -20,7 +20,7 @@ CREATE OR REPLACE FUNCTION sync.drop_payloads(
 RETURNS bigint
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH due AS (

@@ -52,7 +52,7 @@ CREATE OR REPLACE FUNCTION sync.request_refresh(p_customer_number text)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -68,7 +68,7 @@ CREATE OR REPLACE FUNCTION sync.claim_refresh_requests(p_limit integer)
 RETURNS TABLE (customer_number text, requested_at timestamptz, attempts integer)
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     DELETE FROM sync.refresh_request AS r
@@ -85,7 +85,7 @@ CREATE OR REPLACE FUNCTION sync.requeue_refresh(
 RETURNS void
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO sync.refresh_request (customer_number, attempts, last_error)
@@ -124,7 +124,7 @@ CREATE OR REPLACE FUNCTION sync.login(p_customer_number text, p_email text)
 RETURNS TABLE (customer_id bigint, status text, customer_number text)
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -223,7 +223,7 @@ CREATE OR REPLACE FUNCTION sync.adopt_local_customer(
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -267,7 +267,7 @@ CREATE OR REPLACE FUNCTION sync.repair_redirected_link(p_customer_number text, p
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

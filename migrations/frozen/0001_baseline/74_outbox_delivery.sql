@@ -9,7 +9,7 @@ CREATE OR REPLACE FUNCTION sync.claim_outbox(p_limit integer)
 RETURNS SETOF sync.outbox
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT o.*
@@ -28,7 +28,7 @@ CREATE OR REPLACE FUNCTION sync.outbox_delivered(p_id bigint)
 RETURNS void
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE sync.outbox AS o
@@ -43,7 +43,7 @@ CREATE OR REPLACE FUNCTION sync.outbox_failed(
 RETURNS void
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE sync.outbox AS o
@@ -61,7 +61,7 @@ CREATE OR REPLACE FUNCTION sync.retry_outbox(p_id bigint)
 RETURNS boolean
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH retried AS (

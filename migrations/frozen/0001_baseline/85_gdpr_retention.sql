@@ -259,7 +259,7 @@ RETURNS TABLE (customer_id bigint, customer_number text, policy_code text,
                expires_at timestamptz)
 LANGUAGE sql
 STABLE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.customer_id, c.customer_number, s.policy_code, s.expires_at
@@ -285,7 +285,7 @@ CREATE OR REPLACE FUNCTION gdpr.purge_batch(
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

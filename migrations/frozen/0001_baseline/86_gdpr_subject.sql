@@ -19,7 +19,7 @@ CREATE OR REPLACE FUNCTION gdpr.subject_data(p_customer_id bigint, p_now timesta
 RETURNS TABLE (source text, row_data jsonb)
 LANGUAGE plpgsql
 STABLE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -126,7 +126,7 @@ CREATE OR REPLACE FUNCTION gdpr.rectify(p_customer_id bigint, p_fields jsonb, p_
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -1,0 +1,129 @@
+"""Before any schema change: the engine's four roles exist, the owner role may create schemas in
+this database, and the session acts as the owner role (SET ROLE), so every object a migration
+creates is owned by that NOLOGIN role and never by the installing login or a superuser.
+
+What the installing login needs (docs/security.md, "Installing"): on the first installation,
+CREATEROLE (or superuser) to create the roles unless a DBA created them, membership in the owner
+role (granted here when the login may), and the right to grant CREATE on the database to the
+owner role (the database owner has it) unless a DBA granted it. Later upgrades need only
+membership in the owner role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from syncctl.errors import MigrationError
+
+ROLE_KINDS = ("owner", "controller", "webshop", "reporting")
+DEFAULT_PREFIX = "syncctl"
+# alembic's version table lives in a schema of its own, owned by the owner role: `downgrade
+# base` drops the engine's schemas and leaves the record of having done so.
+VERSION_SCHEMA = "syncctl"
+
+
+def _stored_prefix(conn: psycopg.Connection[Any]) -> str | None:
+    if not _flag(conn, "SELECT pg_catalog.to_regclass('sync.setting') IS NOT NULL"):
+        return None
+    stored = conn.execute("SELECT value FROM sync.setting WHERE key = 'role_prefix'").fetchone()
+    return None if stored is None else str(stored[0])
+
+
+def role_prefix(conn: psycopg.Connection[Any], requested: str | None) -> str:
+    """The prefix of the engine's roles: the one chosen at the first installation; a different
+    one asked for later is refused rather than silently ignored."""
+    stored = _stored_prefix(conn)
+    if stored is not None and requested and requested != stored:
+        raise MigrationError(
+            f"this database was installed with role prefix {stored!r}; "
+            f"it cannot be changed to {requested!r}"
+        )
+    prefix = stored or requested or DEFAULT_PREFIX
+    if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha() or len(prefix) > 40:
+        raise MigrationError(
+            "the role prefix must start with a letter and hold only letters, digits and _"
+        )
+    return prefix
+
+
+def _flag(conn: psycopg.Connection[Any], query: str, *params: Any) -> bool:
+    row = conn.execute(query, list(params)).fetchone()
+    return bool(row and row[0])
+
+
+def _try(conn: psycopg.Connection[Any], statement: sql.Composable, refusal: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MigrationError(refusal) from exc
+
+
+def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) -> str:
+    """Make the roles and the owner's CREATE right exist, then SET ROLE to the owner for the
+    rest of the session. Returns the owner role's name."""
+    prefix = role_prefix(conn, requested_prefix)
+    names = {kind: f"{prefix}_{kind}" for kind in ROLE_KINDS}
+    for kind, name in names.items():
+        if _flag(conn, "SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %s)", name):
+            continue
+        _try(
+            conn,
+            sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)),
+            f"role {name} does not exist and this login may not create it: a DBA runs "
+            f"CREATE ROLE {name} NOLOGIN (and the same for every one of "
+            f"{', '.join(names.values())})",
+        )
+    owner = names["owner"]
+    if _flag(
+        conn,
+        "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication"
+        " FROM pg_catalog.pg_roles WHERE rolname = %s",
+        owner,
+    ):
+        raise MigrationError(
+            f"role {owner} must be a plain NOLOGIN role: it holds an attribute "
+            "(SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION) that its SECURITY "
+            "DEFINER functions would lend to every caller"
+        )
+    if not _flag(conn, "SELECT pg_catalog.pg_has_role(current_user, %s, 'USAGE')", owner):
+        _try(
+            conn,
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(owner), sql.Identifier(_login(conn))),
+            f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO "
+            f"{_login(conn)}",
+        )
+    if not _flag(
+        conn,
+        "SELECT pg_catalog.has_database_privilege(%s, pg_catalog.current_database(), 'CREATE')",
+        owner,
+    ):
+        database = _one_text(conn, "SELECT pg_catalog.current_database()")
+        _try(
+            conn,
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(database), sql.Identifier(owner)
+            ),
+            f"role {owner} may not create schemas in this database: the database owner runs "
+            f"GRANT CREATE ON DATABASE {database} TO {owner}",
+        )
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+    conn.execute("SELECT pg_catalog.set_config('syncctl.role_prefix', %s, false)", [prefix])
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(VERSION_SCHEMA)))
+    conn.execute(
+        sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(VERSION_SCHEMA))
+    )
+    return owner
+
+
+def _login(conn: psycopg.Connection[Any]) -> str:
+    return _one_text(conn, "SELECT session_user")
+
+
+def _one_text(conn: psycopg.Connection[Any], query: str) -> str:
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise MigrationError(f"no answer to {query}")
+    return str(row[0])
