@@ -92,8 +92,7 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
         _try(
             conn,
             sql.SQL("GRANT {} TO {}").format(sql.Identifier(owner), sql.Identifier(_login(conn))),
-            f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO "
-            f"{_login(conn)}",
+            f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO {_login(conn)}",
         )
     if not _flag(
         conn,
