@@ -53,7 +53,7 @@ def _flag(conn: psycopg.Connection[Any], query: str, *params: Any) -> bool:
     return bool(row and row[0])
 
 
-def _try(conn: psycopg.Connection[Any], statement: sql.Composable, refusal: str) -> None:
+def _try(conn: psycopg.Connection[Any], statement: sql.Composed, refusal: str) -> None:
     try:
         with conn.transaction():
             conn.execute(statement)
@@ -66,7 +66,7 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
     rest of the session. Returns the owner role's name."""
     prefix = role_prefix(conn, requested_prefix)
     names = {kind: f"{prefix}_{kind}" for kind in ROLE_KINDS}
-    for kind, name in names.items():
+    for name in names.values():
         if _flag(conn, "SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %s)", name):
             continue
         _try(

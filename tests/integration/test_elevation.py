@@ -169,7 +169,7 @@ def _sample(type_name: str, customer_id: int) -> Any:
         "uuid": str(uuid.uuid4()),
         "regclass": "shop.orders",
         "date": "2020-01-01",
-    }.get(type_name, None)
+    }.get(type_name)
 
 
 def _call_everything(c: psycopg.Connection[Any], role: str | None, customer_id: int) -> int:
