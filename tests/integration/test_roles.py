@@ -194,3 +194,75 @@ def test_hijacked_operators_and_functions_are_ignored_by_invoker_functions_too(
     assert controller.execute(
         "SELECT outcome FROM sync.audit WHERE customer_number = 'TX00000004'"
     ).fetchone() == ("applied",)
+
+
+ENGINE_STATE = (
+    "sync.webshop_function",
+    "sync.setting",
+    "sync.pii_column",
+    "sync.merge_rule",
+    "sync.anonymise_rule",
+    "sync.tombstone",
+    "sync.redirect",
+    "sync.audit",
+    "sync.dead_letter",
+    "sync.outbox",
+    "sync.link_conflict",
+    "sync.refresh_request",
+    "gdpr.policy",
+    "gdpr.policy_category",
+    "gdpr.consent",
+    "gdpr.erasure_request",
+)
+
+
+@pytest.mark.parametrize("role", ["syncctl_controller", "syncctl_webshop", "syncctl_reporting"])
+def test_no_role_but_the_owner_writes_the_engines_state(
+    populated: Any, as_role: Any, role: str
+) -> None:
+    """Registries, the shop-function list, settings, tombstones, policies, erasure requests and
+    the audit change only inside the owner's functions, which audit who changed what."""
+    c = as_role(role)
+    for table in ENGINE_STATE:
+        for statement in (
+            f"INSERT INTO {table} DEFAULT VALUES",
+            f"UPDATE {table} SET {{}} = {{}}",
+            f"DELETE FROM {table}",
+            f"TRUNCATE {table}",
+        ):
+            column = populated.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+                " AND attidentity = '' AND NOT attisdropped ORDER BY attnum DESC LIMIT 1",
+                [table],
+            ).fetchone()
+            assert column is not None
+            sql_text = statement.format(column[0], column[0])
+            assert refused(c, sql_text), (role, sql_text)
+    for function in (
+        "sync.merge_customer('TX00000002', 'TX00000003')",
+        "sync.anonymise_customer('TX00000002', 'AVG', 'ops')",
+        "sync.apply_privileges()",
+        "gdpr.create_policy('x', 'x', 'x', 'contract', '1 day', 'created', '{}')",
+        "gdpr.execute_erasure(1, 'ops')",
+    ):
+        assert refused(c, f"SELECT {function}"), (role, function)
+
+
+def test_the_webshop_cannot_write_tritonx_fields_the_version_guard_or_remove_a_customer(
+    populated: Any, as_role: Any
+) -> None:
+    shop = as_role("syncctl_webshop")
+    for statement in (
+        "UPDATE shop.customer SET email = 'mine@example.nl'",
+        "UPDATE shop.customer SET customer_number = 'TX99999999'",
+        "UPDATE shop.customer SET tritonx_version = 1000000",
+        "UPDATE shop.customer SET newsletter_opt_in = true",
+        "INSERT INTO shop.customer (customer_number) VALUES ('TX00000077')",
+        "INSERT INTO shop.customer (tritonx_version) VALUES (5)",
+        "DELETE FROM shop.customer",
+        "TRUNCATE shop.customer CASCADE",
+    ):
+        assert refused(shop, statement), statement
+    # its own columns, and a local customer of its own, it may write
+    shop.execute("UPDATE shop.customer SET last_login_at = now(), preferred_language = 'nl'")
+    shop.execute("INSERT INTO shop.customer (email) VALUES ('local@example.nl')")
