@@ -1,10 +1,15 @@
 """Builds syncctl's schema from the migrations in the given database and runs plpgsql_check on
 every PL/pgSQL function of its schemas (trigger functions against their table and transition
-tables). Prints every finding; exits 1 when any is an error."""
+tables), then the security rules: every function owned by the owner role and pinned to
+`search_path = pg_catalog, pg_temp`, the shop's functions SECURITY DEFINER in their source
+(sync.function_defects), and no ALTER FUNCTION that switches SECURITY on in sql/ or migrations/.
+Prints every finding; exits 1 when any is an error."""
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 import psycopg
 
@@ -30,6 +35,30 @@ ORDER BY 1, c.lineno
 """
 
 
+ROOT = Path(__file__).resolve().parent.parent
+ALTERED_SECURITY = re.compile(r"ALTER\s+FUNCTION[^;]*\bSECURITY\b", re.IGNORECASE)
+
+
+def security_findings(conn: psycopg.Connection[object]) -> list[str]:
+    found = [
+        f"{name}: {defect}"
+        for name, defect in conn.execute("SELECT * FROM sync.function_defects()").fetchall()
+    ]
+    for path in sorted(
+        [
+            *ROOT.glob("sql/*.sql"),
+            *ROOT.glob("migrations/**/*.sql"),
+            *ROOT.glob("migrations/versions/*.py"),
+        ]
+    ):
+        if ALTERED_SECURITY.search(path.read_text(encoding="utf-8")):
+            found.append(
+                f"{path.relative_to(ROOT)}: ALTER FUNCTION ... SECURITY (write it in "
+                "the function's source)"
+            )
+    return found
+
+
 def main(dsn: str) -> int:
     schema.upgrade(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -40,13 +69,19 @@ def main(dsn: str) -> int:
             " WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr') AND l.lanname = 'plpgsql'"
         ).fetchone()
         findings = conn.execute(CHECK).fetchall()
+        security = security_findings(conn)
+    for finding in security:
+        print(f"security error: {finding}")
     errors = [f for f in findings if f[1] == "error"]
     for function, level, message, lineno, statement in findings:
         print(f"{level}: {function} line {lineno} ({statement}): {message}")
     total = functions[0] if functions else 0
-    print(f"plpgsql_check: {total} PL/pgSQL functions, {len(errors)} errors, "
-          f"{len(findings) - len(errors)} warnings")
-    return 1 if errors else 0
+    print(
+        f"plpgsql_check: {total} PL/pgSQL functions, {len(errors)} errors, "
+        f"{len(findings) - len(errors)} warnings"
+    )
+    print(f"security rules: {len(security)} errors")
+    return 1 if errors or security else 0
 
 
 if __name__ == "__main__":
