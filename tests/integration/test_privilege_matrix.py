@@ -83,7 +83,8 @@ def catalog_matrix(conn: psycopg.Connection[Any]) -> dict[str, dict[str, str]]:
 
 def documented_matrix() -> dict[str, dict[str, str]]:
     matrix: dict[str, dict[str, str]] = {}
-    for line in DOC.read_text(encoding="utf-8").splitlines():
+    section = DOC.read_text(encoding="utf-8").split("## The privilege matrix", 1)[1]
+    for line in section.split("\n## ", 1)[0].splitlines():
         found = re.match(r"^\| `([^`]+)` \|(.*)\|$", line)
         if not found:
             continue
