@@ -4,9 +4,14 @@ privilege the role lacks is a one-line error, never a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
 from psycopg.conninfo import make_conninfo
 
-from tests.acceptance.conftest import syncctl
+from tests.acceptance.conftest import TOKEN, Simulator, syncctl
+from tests.truth import assert_database_equals_tritonx
 
 
 def _as(dsn: str, role: str) -> str:
@@ -37,3 +42,24 @@ def test_a_role_without_the_schema_cannot_check_it_and_says_so(dsn: str) -> None
     assert refused.returncode == 1
     assert "Traceback" not in refused.stderr
     assert "permission denied for schema syncctl (SQLSTATE 42501)" in refused.stderr
+
+
+def test_the_controller_pulls_a_feed_with_merges_and_anonymisations(
+    simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Everything the daemon's role needs, it has: the apply, merges and anonymisations included
+    (they run as the owner inside the feed's trigger); what it does not need is refused."""
+    simulator = simulator_factory("--customers", "300", "--seed", "11")
+    simulator.admin("POST", "/admin/activity", json={"n": 120, "seed": 12})
+    controller = _as(dsn, "syncctl_controller")
+    pulled = syncctl(
+        "--tritonx-url", simulator.url, "--tritonx-token", TOKEN, "pull", dsn=controller
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    assert_database_equals_tritonx(conn, simulator.admin("GET", "/admin/state").json())
+    for command in (("links", "check"), ("deadletter", "list"), ("outbox", "list"), ("status",)):
+        done = syncctl(*command, dsn=controller)
+        assert done.returncode == 0, (command, done.stderr)
+    refused = syncctl("merge", "TX00000001", "TX00000002", dsn=controller)
+    assert refused.returncode == 1
+    assert "permission denied for function merge_customer (SQLSTATE 42501)" in refused.stderr
