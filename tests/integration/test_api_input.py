@@ -132,7 +132,8 @@ HUGE_CALLS = [
     ("SELECT sync.anonymise_from_backoffice(%(cid)s, %(huge)s, 'bo:1')", "SY023"),
     ("SELECT sync.anonymise_from_backoffice(%(cid)s, 'AVG', %(huge)s)", "SY023"),
     (
-        "SELECT gdpr.rectify(%(cid)s, jsonb_build_object('preferred_language', %(huge)s::text), 'bo:1')",
+        "SELECT gdpr.rectify(%(cid)s,"
+        " jsonb_build_object('preferred_language', %(huge)s::text), 'bo:1')",
         "SY025",
     ),
     ("SELECT gdpr.receive_erasure(%(cid)s, %(huge)s)", "SY023"),
