@@ -136,7 +136,7 @@ AS $$
     WHERE linked.id = p_linked_id
       AND linked.customer_number IS NOT NULL
       AND linked.tritonx_version IS NOT NULL
-      AND linked.email IS NOT NULL
+      AND sync.normalise_email(linked.email) <> ''
 $$;
 
 -- One open 'ambiguous_email' link conflict a linked customer whose tritonX e-mail matches
