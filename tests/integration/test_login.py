@@ -105,6 +105,14 @@ def test_tritonx_email_adopts_the_unlinked_local_customer(conn: psycopg.Connecti
     assert actors.fetchall() == [("login",)]
 
 
+def test_an_empty_tritonx_email_adopts_no_one(conn: psycopg.Connection[Any]) -> None:
+    local = _local_customer_with_an_order(conn, " ", "o-blank")
+    stage(conn, [upserted("TX00000030", 1, email="")])
+    assert login(conn, "TX00000030", " ")[1] == "linked"
+    assert links.repair_plan(conn).adopt == []
+    assert _owner_of_order(conn, "o-blank") == (local, None)
+
+
 def test_unicode_forms_of_one_email_are_one_email(conn: psycopg.Connection[Any]) -> None:
     decomposed = "rene\u0301@example.nl"  # e + combining acute
     local = _local_customer_with_an_order(conn, decomposed, "o-rene")
