@@ -14,6 +14,7 @@ request at 10k customers and failed every request on other people's names.)"""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -91,15 +92,18 @@ def _bare(dsn: str, ids: list[int]) -> float:
         return time.perf_counter() - started
 
 
-def _digests(text: str) -> set[str]:
-    """gdpr._text_digests, client-side: the whole text and every run of one to four words."""
+def _digests(text: str, key: bytes) -> set[str]:
+    """gdpr._text_digests, client-side: the whole text and every run of one to four words,
+    HMAC-SHA256 under the install's key."""
     words = [w for w in _SEPARATORS.split(text.strip()) if w] or [""]
     candidates = {_NOT_ALNUM.sub("", text.lower())}
     for start in range(len(words)):
         for n in range(1, 5):
             if start + n <= len(words):
                 candidates.add(_NOT_ALNUM.sub("", "".join(words[start : start + n]).lower()))
-    return {hashlib.sha256(c.encode()).hexdigest() for c in candidates if len(c) >= 6}
+    return {
+        hmac.new(key, c.encode(), hashlib.sha256).hexdigest() for c in candidates if len(c) >= 6
+    }
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -114,7 +118,11 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _client_hits(
-    conn: psycopg.Connection[Any], rows_sql: str, is_json: list[bool], digests: set[str]
+    conn: psycopg.Connection[Any],
+    rows_sql: str,
+    is_json: list[bool],
+    digests: set[str],
+    key: bytes,
 ) -> int:
     """Values of the scope's rows that reveal a digest, fetched and digested client-side."""
     hits = 0
@@ -126,7 +134,7 @@ def _client_hits(
                 if value is None:
                     continue
                 texts = _strings(value) if json_column else [str(value)]
-                if any(_digests(text) & digests for text in texts):
+                if any(_digests(text, key) & digests for text in texts):
                     hits += 1
     return hits
 
@@ -136,6 +144,9 @@ def _client(dsn: str, ids: list[int]) -> tuple[float, int]:
     hits = 0
     seconds = 0.0
     with psycopg.connect(dsn) as conn:
+        pad = conn.execute(s["erasure_proof_key"]).fetchone()
+        assert pad is not None
+        key = bytes(b ^ 0x36 for b in pad[0])  # the key, from its inner pad
         for customer_id in ids:
             request = _scheduled(conn, customer_id)
             started = time.perf_counter()
@@ -145,7 +156,7 @@ def _client(dsn: str, ids: list[int]) -> tuple[float, int]:
                 conn.execute(s["erasure_anonymise"], {"id": customer_id})
                 scopes = conn.execute(s["erasure_scopes"], {"id": customer_id}).fetchall()
                 for _name, _columns, is_json, rows_sql in scopes:
-                    hits += _client_hits(conn, rows_sql, is_json, digests)
+                    hits += _client_hits(conn, rows_sql, is_json, digests, key)
             seconds += time.perf_counter() - started
     return seconds, hits
 

@@ -147,6 +147,10 @@ SELECT sync.anonymise_from_backoffice(%(id)s, 'ERASURE', 'bench');
 -- name: erasure_digests
 SELECT digests FROM gdpr.erasure_request WHERE id = %(request)s;
 
+-- name: erasure_proof_key
+-- the install's HMAC key as its inner pad (the benchmark runs as the owner)
+SELECT inner_pad FROM gdpr.proof_key;
+
 -- name: erasure_scopes
 SELECT qualified_name, columns, is_json, rows_sql FROM gdpr._residue_scopes(%(id)s);
 

@@ -278,25 +278,6 @@ BEGIN
 END
 $$;
 
--- A reason code or actor as the audit may hold it: an identifier, never free text.
-CREATE OR REPLACE FUNCTION sync._checked_code(p_value text, p_what text)
-RETURNS text
-LANGUAGE plpgsql
-IMMUTABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF p_value IS NULL OR p_value !~ '^[A-Za-z0-9_.:@-]{1,64}$' THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'SY023',
-            MESSAGE = pg_catalog.format('%s must be an identifier of 1 to 64 characters '
-                                        '(letters, digits, _ . : @ -)', p_what);
-    END IF;
-    RETURN p_value;
-END
-$$;
-
 -- Why the customer number cannot be anonymised by hand, as (SQLSTATE, reason), or NULLs.
 -- The feed turns the first three into recorded no-ops (see sync._anonymise).
 CREATE OR REPLACE FUNCTION sync.anonymise_refusal(p_number text, OUT code text, OUT reason text)
@@ -395,7 +376,7 @@ BEGIN
         INSERT INTO sync.tombstone (customer_number, kind, event_id)
         VALUES (p_number, kind, p_event_id);
         counts := counts || sync._scrub_copies(p_number, p_actor);
-        IF p_reason_code ~ '^[A-Za-z0-9_.:@-]{1,64}$' THEN
+        IF sync.is_identifier(p_reason_code) THEN
             why := why || pg_catalog.format(' (reason code %s)', p_reason_code);
         END IF;
     END IF;
@@ -424,10 +405,6 @@ DECLARE
     counts  jsonb;
     queued  bigint;
 BEGIN
-    PERFORM sync._checked_code(p_reason_code, 'reason code');
-    IF p_actor IS NULL OR pg_catalog.length(p_actor) NOT BETWEEN 1 AND 100 THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY023', MESSAGE = 'actor must be 1 to 100 characters';
-    END IF;
     IF p_number IS NULL THEN
         -- not linked to tritonX: nothing to tell anyone, no number to tombstone
         counts := sync._erase_rows(p_id, false);
@@ -488,6 +465,8 @@ AS $$
 DECLARE
     tx_number text;
 BEGIN
+    PERFORM sync._checked_identifier(p_reason_code, 'reason code');
+    PERFORM sync._checked_identifier(p_actor, 'actor');
     SELECT c.customer_number INTO tx_number FROM shop.customer AS c
     WHERE c.id = p_customer_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -511,6 +490,9 @@ AS $$
 DECLARE
     local_id bigint;
 BEGIN
+    PERFORM sync._checked_identifier(p_reason_code, 'reason code');
+    PERFORM sync._checked_identifier(p_actor, 'actor');
+    PERFORM sync._checked_length(p_number, 32, 'customer number');
     SELECT c.id INTO local_id FROM shop.customer AS c
     WHERE c.customer_number = p_number FOR UPDATE;
     IF NOT FOUND THEN

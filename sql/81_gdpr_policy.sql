@@ -7,20 +7,15 @@
 -- Building blocks (private)
 -- ---------------------------------------------------------------------------------------------
 
--- An actor as the audit may hold it (an operator id or a job name, 1 to 100 characters).
+-- An actor as the audit may hold it: an identifier (an operator id or a job name; SY023).
 CREATE OR REPLACE FUNCTION gdpr._checked_actor(p_actor text)
 RETURNS text
-LANGUAGE plpgsql
+LANGUAGE sql
 IMMUTABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    IF p_actor IS NULL OR pg_catalog.length(p_actor) NOT BETWEEN 1 AND 100 THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY023', MESSAGE = 'actor must be 1 to 100 characters';
-    END IF;
-    RETURN p_actor;
-END
+    SELECT sync._checked_identifier(p_actor, 'actor')
 $$;
 
 -- The policy with this code, locked; raises SY080 when there is none.

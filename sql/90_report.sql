@@ -44,7 +44,7 @@ CROSS JOIN LATERAL pg_catalog.jsonb_each_text(coalesce(a.counts, '{}')) AS c
 WHERE a.action = 'customer.merged' AND a.outcome = 'applied';
 
 -- Anonymisations and deletions with their reason codes and row counts. A reason code is any
--- identifier sync._checked_code admits; the audit states it as 'reason code <code>'.
+-- identifier sync.is_identifier admits; the audit states it as 'reason code <code>'.
 CREATE OR REPLACE VIEW report.anonymisations AS
 SELECT a.at, a.action, a.customer_number, a.customer_id,
        report.action_source(a.actor, a.action) AS source,

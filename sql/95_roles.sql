@@ -191,6 +191,7 @@ BEGIN
         'sync.drop_payloads(interval, integer)',
         'sync.adopt_local_customer(bigint, bigint, text)',
         'sync.repair_redirected_link(text, text)',
+        'sync.record_adoption_conflicts()',
         'sync.retry_dead_letter(bigint)',
         'sync.discard_dead_letter(bigint, text)',
         'sync.normalise_email(text)',

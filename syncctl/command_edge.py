@@ -4,6 +4,7 @@ a non-zero exit, and commands that act on a real database get its DSN or a usage
 from __future__ import annotations
 
 import getpass
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -53,10 +54,13 @@ def connection(settings: HasDsn) -> Iterator[psycopg.Connection[Any]]:
 
 
 def _login_actor() -> str:
+    """`cli:<login name>` as an identifier (the grammar sync.is_identifier checks): any other
+    character becomes `_`, so a login name like `anna@corp` cannot put an e-mail in the audit."""
     try:
-        return f"cli:{getpass.getuser()}"
+        name = getpass.getuser()
     except (KeyError, OSError):
         return "cli"
+    return "cli:" + re.sub(r"[^A-Za-z0-9._:-]", "_", name)[:60]
 
 
 actor_option = click.option(

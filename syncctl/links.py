@@ -1,6 +1,7 @@
 """Link report and repair: what keeps people from logging in, counted, and fixed where the fix
-is unambiguous (adopt an unlinked local customer that exactly one linked customer matches by
-email; move a local customer still linked to a merged-away number to its survivor)."""
+is unambiguous (adopt the only unlinked local customer with a linked customer's tritonX e-mail;
+move a local customer still linked to a merged-away number to its survivor); an ambiguous one
+(several local customers with that e-mail) is recorded as a link conflict."""
 
 from __future__ import annotations
 
@@ -36,9 +37,13 @@ def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
 
 def repair(conn: psycopg.Connection[Any], plan: RepairPlan, actor: str) -> int:
     """Carry out the plan, one audited transaction a fix; returns how many were made (a link
-    whose survivor was erased in the meantime is skipped, and audited as such)."""
+    whose survivor was erased in the meantime is skipped, and audited as such). Linked
+    customers whose tritonX e-mail several local customers have are recorded as link conflicts
+    first (one open conflict a customer)."""
     q = queries()
     done = 0
+    with conn.transaction():
+        conn.execute(q["record_adoption_conflicts"])
     for local_id, linked_id, _number in plan.adopt:
         with conn.transaction():
             conn.execute(q["adopt"], {"local_id": local_id, "linked_id": linked_id, "actor": actor})

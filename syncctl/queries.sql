@@ -102,6 +102,9 @@ SELECT anomaly, customers FROM sync.link_anomaly;
 -- name: adoptable
 SELECT local_id, linked_id, customer_number FROM sync.adoptable_customer ORDER BY local_id;
 
+-- name: record_adoption_conflicts
+SELECT sync.record_adoption_conflicts();
+
 -- name: adopt
 SELECT sync.adopt_local_customer(%(local_id)s, %(linked_id)s, %(actor)s);
 

@@ -5,7 +5,7 @@ migrations; pytest-postgresql clones it for every test that asks for `postgresql
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -99,3 +99,21 @@ def server_dsn(pg_server: NoopExecutor) -> Any:
         )
 
     return for_database
+
+
+@pytest.fixture
+def fresh_database(server_dsn: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
+    """A factory of empty databases on the test server, dropped afterwards."""
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return server_dsn(name)
+
+    yield make
+    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+        for name in made:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

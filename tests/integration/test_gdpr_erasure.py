@@ -6,6 +6,9 @@ end."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -14,11 +17,11 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from syncctl import gdpr
+from syncctl import gdpr, schema
 from syncctl.gdpr_cli import erasure
 from tests.feed import stage, upserted
 
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 VALUES = ("anna.erase@example.nl", "Keizersgracht", "1015 CJ", "+31 6 1234 5678", "LC-0001")
 
 
@@ -248,3 +251,77 @@ def test_residue_search_without_a_customer_reads_every_row(conn: psycopg.Connect
         [VALUES[0], subject],
     ).fetchall()
     assert scoped == []
+
+
+def _verified_digests(conn: psycopg.Connection[Any], cid: int) -> tuple[int, list[str]]:
+    request = gdpr.receive_erasure(conn, cid, actor="bo:test", now=NOW)
+    gdpr.verify_erasure(conn, request, actor="bo:test", now=NOW)
+    row = conn.execute(
+        "SELECT digests FROM gdpr.erasure_request WHERE id = %s", [request]
+    ).fetchone()
+    assert row is not None
+    return request, list(row[0])
+
+
+def _install_key(conn: psycopg.Connection[Any]) -> bytes:
+    """The HMAC key, from its stored inner pad (key XOR 0x36...)."""
+    row = conn.execute("SELECT inner_pad FROM gdpr.proof_key").fetchone()
+    assert row is not None
+    return bytes(b ^ 0x36 for b in row[0])
+
+
+def test_proof_digests_are_keyed_with_the_install_secret(conn: psycopg.Connection[Any]) -> None:
+    cid = _customer(conn)
+    _, digests = _verified_digests(conn, cid)
+    short = "1015cj12"  # postcode + house number: a dictionary of every one is small
+    assert hashlib.sha256(short.encode()).hexdigest() not in digests
+    assert hashlib.sha256(b"annaeraseexamplenl").hexdigest() not in digests
+    key = _install_key(conn)
+    assert hmac.new(key, short.encode(), hashlib.sha256).hexdigest() in digests
+    assert hmac.new(key, b"annaeraseexamplenl", hashlib.sha256).hexdigest() in digests
+    # no role but the owner reads the key
+    grants = conn.execute(
+        "SELECT count(*) FROM information_schema.role_table_grants"
+        " WHERE table_schema = 'gdpr' AND table_name = 'proof_key' AND grantee = 'PUBLIC'"
+    ).fetchone()
+    assert grants == (0,)
+
+
+def test_two_installs_give_different_digests(
+    conn: psycopg.Connection[Any], fresh_database: Callable[[str], str]
+) -> None:
+    other = fresh_database("syncctl_second_install")
+    schema.upgrade(other)
+    digest = "SELECT gdpr._digest('1015 CJ 12')"
+    with psycopg.connect(other) as second:
+        theirs = second.execute(digest).fetchone()
+    ours = conn.execute(digest).fetchone()
+    assert ours is not None and theirs is not None
+    assert ours != theirs
+
+
+def test_rotating_the_key_waits_for_open_requests(conn: psycopg.Connection[Any]) -> None:
+    cid = _customer(conn)
+    first, _ = _verified_digests(conn, cid)
+    before = conn.execute("SELECT gdpr._digest('1015 CJ 12')").fetchone()
+    with pytest.raises(psycopg.Error) as refusal:
+        conn.execute("SELECT gdpr.rotate_proof_key('dba:1')")
+    conn.rollback()
+    assert refusal.value.sqlstate == "SY088"
+    gdpr.cancel_erasure(conn, first, actor="bo:test", now=NOW)
+    conn.execute("SELECT gdpr.rotate_proof_key('dba:1')")
+    conn.commit()
+    assert conn.execute("SELECT gdpr._digest('1015 CJ 12')").fetchone() != before
+    audit = conn.execute(
+        "SELECT actor, reason FROM sync.audit WHERE action = 'proof_key.rotated'"
+    ).fetchall()
+    assert audit == [("dba:1", "erasure proof key rotated")]
+    # a request verified under the new key is proved with it
+    request = gdpr.receive_erasure(conn, cid, actor="bo:test", now=NOW)
+    gdpr.verify_erasure(conn, request, actor="bo:test", now=NOW)
+    gdpr.schedule_erasure(conn, request, actor="bo:test", now=NOW)
+    conn.execute("CREATE TABLE public.kept (body text)")
+    conn.execute("INSERT INTO public.kept VALUES ('mail anna.erase@example.nl')")
+    conn.commit()
+    proof = gdpr.execute_erasure(conn, request, actor="bo:test", now=NOW)
+    assert proof["residue"]["public.kept.body"] == 1, "residue missed under the new key"

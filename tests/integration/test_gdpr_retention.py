@@ -170,7 +170,8 @@ def test_consent_withdrawn_releases_the_newsletter(conn: psycopg.Connection[Any]
     # after tritonX's opt-in (the snapshot's updated_at), within the retention period
     now = START + timedelta(days=400)
     assert gdpr.purge_plan(conn, now=now) == []
-    gdpr.record_consent(conn, cid, "newsletter", granted=False, at=now)
+    # a decision is never dated ahead of the clock: withdrawn today, before the plan's `now`
+    gdpr.record_consent(conn, cid, "newsletter", granted=False)
     plan = gdpr.purge_plan(conn, now=now)
     assert [(s.table, s.action) for s in plan] == [("shop.newsletter_subscription", "delete_rows")]
     assert plan[0].reasons == ("newsletter: consent withdrawn",)

@@ -32,10 +32,11 @@ def history(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     )
     row = conn.execute("SELECT sync.resolve_customer('TX00000004')").fetchone()
     assert row is not None
-    conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'RET@2y', 'bo:7')", [row[0]])
+    conn.execute("SELECT sync.anonymise_from_backoffice(%s, 'RET:2y', 'bo:7')", [row[0]])
     conn.execute(
         "INSERT INTO shop.customer (email) VALUES ('pair@example.nl'), ('pair@example.nl')"
     )
+    stage(conn, [upserted("TX00000099", 1, email="pair@example.nl")])
     conn.execute("SELECT * FROM sync.login('TX00000099', 'pair@example.nl')")
     conn.commit()
     return conn
@@ -53,7 +54,7 @@ def test_actions_per_day_by_type_and_source(history: psycopg.Connection[Any]) ->
         for r in _rows(history, "actions_per_day")
         if r["outcome"] == "applied"
     }
-    assert counts[("customer.upserted", "tritonx")] == 4
+    assert counts[("customer.upserted", "tritonx")] == 5
     assert counts[("customer.merged", "tritonx")] == 1
     assert counts[("customer.anonymized", "tritonx")] == 1
     assert counts[("customer.anonymized", "back office")] == 1
@@ -78,7 +79,7 @@ def test_anonymisations_carry_their_reason_codes_and_sources(
         for r in _rows(history, "anonymisations")
     }
     assert ("TX00000003", "tritonx", "AVG-17") in found
-    assert ("TX00000004", "back office", "RET@2y") in found
+    assert ("TX00000004", "back office", "RET:2y") in found
 
 
 def test_sync_lag_from_tritonx_to_the_applied_effect(conn: psycopg.Connection[Any]) -> None:

@@ -4,31 +4,13 @@ migrations can be walked down and up again without leaving a difference."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from syncctl import schema
-
-
-@pytest.fixture
-def fresh_database(server_dsn: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
-    made: list[str] = []
-
-    def make(name: str) -> str:
-        with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            admin.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return server_dsn(name)
-
-    yield make
-    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
-        for name in made:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _describe(dsn: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -2,7 +2,8 @@
 -- in with their tritonX number: it always answers with a local customer id and a status, never
 -- raises for a known situation, records what an operator should look at in sync.link_conflict
 -- (numbers, ids and a kind; never the email), and asks the controller to refresh that customer
--- from tritonX. Re-runnable.
+-- from tritonX. An unlinked local customer is adopted only on tritonX's own e-mail for the
+-- number (what its snapshot wrote), never on what the person typed. Re-runnable.
 
 -- ---------------------------------------------------------------------------------------------
 -- Tables
@@ -46,7 +47,9 @@ CREATE INDEX IF NOT EXISTS customer_login_email ON shop.customer (sync.normalise
 CREATE INDEX IF NOT EXISTS refresh_request_requested_at ON sync.refresh_request (requested_at);
 
 -- Queue a customer for an immediate fetch from tritonX and wake the controller
--- (NOTIFY syncctl_refresh). A number already queued keeps its place.
+-- (NOTIFY syncctl_refresh, with an empty payload: any role may LISTEN, so the notification
+-- names no one; the controller reads the queue). A number already queued keeps its place.
+-- Raises SY027 for anything but a tritonX customer number.
 -- Example: SELECT sync.request_refresh('TX00012345');
 CREATE OR REPLACE FUNCTION sync.request_refresh(p_customer_number text)
 RETURNS void
@@ -56,9 +59,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM sync._checked_customer_number(p_customer_number, 'customer number');
     INSERT INTO sync.refresh_request (customer_number) VALUES (p_customer_number)
     ON CONFLICT (customer_number) DO NOTHING;
-    PERFORM pg_catalog.pg_notify('syncctl_refresh', p_customer_number);
+    PERFORM pg_catalog.pg_notify('syncctl_refresh', '');
 END
 $$;
 
@@ -106,19 +110,74 @@ AS $$
     VALUES (p_kind, p_number, p_customer_id, coalesce(p_candidates, '{}'))
 $$;
 
--- The local customer for a person logging in with tritonX number p_customer_number and the
--- email they typed. Never raises for a known situation; status is one of
+-- What adopting unlinked local customers into the linked customer p_linked_id would take, on
+-- tritonX's own e-mail for it: the unlinked local customers with that normalised e-mail
+-- (local_ids, in id order) and whether another linked customer has it too (shared). Empty
+-- unless the customer is linked and a tritonX snapshot (feed or refresh) wrote its e-mail: an
+-- e-mail a person typed, or one the shop wrote into a row tritonX never answered for, adopts
+-- nobody. Login, link repair and bootstrap all decide by this: exactly one local and no other
+-- linked customer adopts; several locals (or another linked customer) are a link conflict.
+CREATE OR REPLACE FUNCTION sync._adoption_match(p_linked_id bigint)
+RETURNS TABLE (linked_id bigint, customer_number text, local_ids bigint[], shared boolean)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT linked.id, linked.customer_number,
+           ARRAY(SELECT l.id FROM shop.customer AS l
+                 WHERE sync.normalise_email(l.email) = sync.normalise_email(linked.email)
+                   AND l.customer_number IS NULL
+                 ORDER BY l.id),
+           EXISTS (SELECT FROM shop.customer AS o
+                   WHERE sync.normalise_email(o.email) = sync.normalise_email(linked.email)
+                     AND o.customer_number IS NOT NULL AND o.id <> linked.id)
+    FROM shop.customer AS linked
+    WHERE linked.id = p_linked_id
+      AND linked.customer_number IS NOT NULL
+      AND linked.tritonx_version IS NOT NULL
+      AND sync.normalise_email(linked.email) <> ''
+$$;
+
+-- One open 'ambiguous_email' link conflict a linked customer whose tritonX e-mail matches
+-- several unlinked local customers (or another linked customer as well): however often the
+-- person logs in or an operator runs `links repair`, one row until it is resolved. Returns
+-- whether a row was recorded now.
+CREATE OR REPLACE FUNCTION sync._record_ambiguous_adoption(
+    p_number text, p_linked_id bigint, p_local_ids bigint[])
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM sync.link_conflict AS l
+               WHERE l.kind = 'ambiguous_email' AND l.customer_number = p_number
+                 AND l.resolved_at IS NULL) THEN
+        RETURN false;
+    END IF;
+    PERFORM sync._record_link_conflict('ambiguous_email', p_number, p_linked_id, p_local_ids);
+    RETURN true;
+END
+$$;
+
+-- The local customer for a person logging in with tritonX number p_customer_number. Never
+-- raises for a known situation; status is one of
 --   linked      the number is linked to a local customer
 --   redirected  the number was merged away; customer_number is the survivor's
---   adopted     an unlinked local customer with the same email (exactly one) is now linked
---   created     no local customer yet: one was created (its data comes with the refresh)
---   ambiguous   several unlinked local customers have that email: a new one was created and
---               a link conflict recorded for an operator (`syncctl links repair`)
---   conflict    the email belongs to another linked customer: created, conflict recorded
+--   adopted     tritonX's own e-mail for the number (from its snapshot) matches exactly one
+--               unlinked local customer and no other linked one: that customer's orders,
+--               favourites, ... moved into the linked customer (audited customer.adopted)
+--   created     no local customer yet: one was created with the number only (its data, and
+--               any adoption, come with the refresh and a later login or `links repair`)
+--   ambiguous   tritonX's e-mail matches several unlinked local customers (or another linked
+--               one as well): none adopted, a link conflict recorded for an operator
 --   erased      the customer was anonymised or deleted: customer_id is NULL (one open
 --               'erased' link conflict a number records that someone tried)
 --   invalid     not a tritonX number: customer_id is NULL
--- and a refresh of the customer is requested.
+-- and a refresh of the customer is requested. p_email, what the person typed, proves nothing
+-- and is neither stored nor compared: it is only checked for length (SY025 above 320 bytes).
 -- Example: SELECT * FROM sync.login('TX00012345', 'anna@example.nl');
 CREATE OR REPLACE FUNCTION sync.login(p_customer_number text, p_email text)
 RETURNS TABLE (customer_id bigint, status text, customer_number text)
@@ -131,10 +190,10 @@ AS $$
 DECLARE
     number     text;
     found_id   bigint;
-    wanted     text := sync.normalise_email(p_email);
+    match      record;
 BEGIN
-    IF p_customer_number IS NULL OR pg_catalog.length(p_customer_number) > 32
-       OR p_customer_number !~ '^[A-Za-z0-9]+$' THEN
+    PERFORM sync._checked_length(p_email, 320, 'email');
+    IF NOT sync.is_customer_number(p_customer_number) THEN
         PERFORM sync._record_link_conflict('invalid_number', NULL, NULL, NULL);
         RETURN QUERY SELECT NULL::bigint, 'invalid'::text, NULL::text;
         RETURN;
@@ -155,62 +214,34 @@ BEGIN
     PERFORM sync.request_refresh(number);
 
     SELECT c.id INTO found_id FROM shop.customer AS c WHERE c.customer_number = number;
-    IF found_id IS NOT NULL THEN
+    IF found_id IS NULL THEN
+        BEGIN
+            -- the number only: tritonX-owned columns are tritonX's to fill
+            INSERT INTO shop.customer (customer_number) VALUES (number) RETURNING id INTO found_id;
+            RETURN QUERY SELECT found_id, 'created'::text, number;
+            RETURN;
+        EXCEPTION WHEN unique_violation THEN
+            -- the feed (or a refresh) created this customer between our look-up and our write
+            SELECT c.id INTO found_id FROM shop.customer AS c WHERE c.customer_number = number;
+        END;
+    END IF;
+
+    SELECT * INTO match FROM sync._adoption_match(found_id);
+    IF pg_catalog.cardinality(match.local_ids) = 1 AND NOT match.shared THEN
+        BEGIN
+            PERFORM sync.adopt_local_customer(match.local_ids[1], found_id, 'login');
+            RETURN QUERY SELECT found_id, 'adopted'::text, number;
+        EXCEPTION WHEN SQLSTATE 'SY050' THEN
+            -- `links repair` (or another login) adopted it first
+            RETURN QUERY SELECT found_id,
+                CASE WHEN number = p_customer_number THEN 'linked' ELSE 'redirected' END, number;
+        END;
+    ELSIF pg_catalog.cardinality(match.local_ids) > 0 THEN
+        PERFORM sync._record_ambiguous_adoption(number, found_id, match.local_ids);
+        RETURN QUERY SELECT found_id, 'ambiguous'::text, number;
+    ELSE
         RETURN QUERY SELECT found_id,
             CASE WHEN number = p_customer_number THEN 'linked' ELSE 'redirected' END, number;
-        RETURN;
-    END IF;
-
-    BEGIN
-        RETURN QUERY SELECT * FROM sync._link_new_login(number, p_email, wanted);
-    EXCEPTION WHEN unique_violation THEN
-        -- the feed (or a refresh) created this customer between our look-up and our write
-        SELECT c.id INTO found_id FROM shop.customer AS c WHERE c.customer_number = number;
-        RETURN QUERY SELECT found_id, 'linked'::text, number;
-    END;
-END
-$$;
-
--- The part of sync.login for a number with no local customer yet: adopt, or create.
-CREATE OR REPLACE FUNCTION sync._link_new_login(p_number text, p_email text, p_wanted text)
-RETURNS TABLE (customer_id bigint, status text, customer_number text)
-LANGUAGE plpgsql
-VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    number     text := p_number;
-    wanted     text := p_wanted;
-    found_id   bigint;
-    candidates bigint[];
-    taken      boolean;
-BEGIN
-    SELECT pg_catalog.array_agg(c.id ORDER BY c.id) INTO candidates
-    FROM shop.customer AS c
-    WHERE sync.normalise_email(c.email) = wanted AND c.customer_number IS NULL;
-    IF pg_catalog.cardinality(candidates) = 1 THEN
-        UPDATE shop.customer AS c SET customer_number = number
-        WHERE c.id = candidates[1]
-        RETURNING c.id INTO found_id;
-        RETURN QUERY SELECT found_id, 'adopted'::text, number;
-        RETURN;
-    END IF;
-
-    taken := EXISTS (SELECT FROM shop.customer AS c
-                     WHERE sync.normalise_email(c.email) = wanted
-                       AND c.customer_number IS NOT NULL);
-    INSERT INTO shop.customer (customer_number, email) VALUES (number, p_email)
-    RETURNING id INTO found_id;
-    IF pg_catalog.cardinality(candidates) > 1 THEN
-        PERFORM sync._record_link_conflict('ambiguous_email', number, found_id, candidates);
-        RETURN QUERY SELECT found_id, 'ambiguous'::text, number;
-    ELSIF taken THEN
-        PERFORM sync._record_link_conflict('email_taken', number, found_id, NULL);
-        RETURN QUERY SELECT found_id, 'conflict'::text, number;
-    ELSE
-        RETURN QUERY SELECT found_id, 'created'::text, number;
     END IF;
 END
 $$;
@@ -231,6 +262,7 @@ DECLARE
     number  text;
     moved   record;
 BEGIN
+    PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM FROM shop.customer AS c WHERE c.id IN (p_local_id, p_linked_id)
     ORDER BY c.id FOR UPDATE;
     IF NOT EXISTS (SELECT FROM shop.customer AS c
@@ -272,7 +304,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started     timestamptz := pg_catalog.clock_timestamp();
-    survivor    text := sync.resolve_customer_number(p_customer_number);
+    survivor    text := sync.resolve_customer_number(
+                            sync._checked_length(p_customer_number, 32, 'customer number'));
     old_id      bigint;
     survivor_id bigint;
     erased_as   text;
@@ -280,6 +313,7 @@ DECLARE
     outcome     text := 'applied';
     why         text;
 BEGIN
+    PERFORM sync._checked_identifier(p_actor, 'actor');
     -- the lock order every merge, anonymisation and concurrent shop write agrees on
     PERFORM FROM shop.customer AS c
     WHERE c.customer_number IN (p_customer_number, survivor)
@@ -335,15 +369,40 @@ UNION ALL
 SELECT 'open link conflicts', count(*)
 FROM sync.link_conflict AS l WHERE l.resolved_at IS NULL;
 
--- Unlinked local customers that exactly one linked customer matches by email: what
--- `syncctl links repair` (and bootstrap) adopt.
+-- Linked customers whose tritonX e-mail (from a snapshot) matches unlinked local customers,
+-- as sync._adoption_match decides it: linked_id, customer_number, local_ids, shared.
+CREATE OR REPLACE VIEW sync.adoption_match AS
+SELECT m.linked_id, m.customer_number, m.local_ids, m.shared
+FROM shop.customer AS linked
+CROSS JOIN LATERAL sync._adoption_match(linked.id) AS m
+WHERE linked.customer_number IS NOT NULL
+  AND linked.tritonx_version IS NOT NULL
+  AND sync.normalise_email(linked.email) IN (
+      SELECT sync.normalise_email(l.email) FROM shop.customer AS l
+      WHERE l.customer_number IS NULL AND l.email IS NOT NULL);
+
+-- What `syncctl links repair` (and bootstrap) adopt: the unlinked local customer that is the
+-- only one with a linked customer's tritonX e-mail, when no other linked customer has it.
+-- Two unlinked local customers with one e-mail adopt neither (a link conflict, as at login).
 CREATE OR REPLACE VIEW sync.adoptable_customer AS
-SELECT local.id AS local_id, pg_catalog.min(linked.id) AS linked_id,
-       pg_catalog.min(linked.customer_number) AS customer_number
-FROM shop.customer AS local
-JOIN shop.customer AS linked
-  ON sync.normalise_email(linked.email) = sync.normalise_email(local.email)
- AND linked.customer_number IS NOT NULL
-WHERE local.customer_number IS NULL
-GROUP BY local.id
-HAVING count(*) = 1;
+SELECT m.local_ids[1] AS local_id, m.linked_id, m.customer_number
+FROM sync.adoption_match AS m
+WHERE pg_catalog.cardinality(m.local_ids) = 1 AND NOT m.shared;
+
+-- Record a link conflict for every linked customer whose tritonX e-mail matches several
+-- unlinked local customers (or another linked customer as well), one open conflict a
+-- customer (what `links repair` and bootstrap do before they adopt). Returns how many were
+-- recorded now.
+-- Example: SELECT sync.record_adoption_conflicts();
+CREATE OR REPLACE FUNCTION sync.record_adoption_conflicts()
+RETURNS integer
+LANGUAGE sql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE sync._record_ambiguous_adoption(m.customer_number, m.linked_id,
+                                                                  m.local_ids))::integer
+    FROM sync.adoption_match AS m
+    WHERE pg_catalog.cardinality(m.local_ids) > 1 OR m.shared
+$$;

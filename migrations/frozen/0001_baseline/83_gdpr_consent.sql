@@ -27,8 +27,11 @@ JOIN gdpr.policy AS p ON p.id = c.policy_id
 ORDER BY c.customer_id, c.policy_id, c.decided_at DESC, c.id DESC;
 
 -- Record a consent decision (granted or withdrawn) of customer p_customer_id for an active
--- policy, under its current text version. Returns the consent id. Raises SY020 (unknown
--- customer), SY080 (unknown policy), SY081 (policy not active), SY023 (actor).
+-- policy, under its current text version, at p_at (at most sync._clock_skew() ahead of the
+-- database's clock: a decision dated in the future would outlive every later one). Returns
+-- the consent id. Raises SY020 (unknown customer), SY080 (unknown policy), SY081 (policy not
+-- active), SY023 (actor, source or decision), SY025 (policy code longer than 64 bytes), SY026
+-- (p_at in the future).
 -- Example: SELECT gdpr.record_consent(42, 'newsletter', true, 'webshop', 'webshop');
 CREATE OR REPLACE FUNCTION gdpr.record_consent(
     p_customer_id bigint,
@@ -47,7 +50,10 @@ DECLARE
     target gdpr.policy;
     new_id bigint;
 BEGIN
+    PERFORM sync._checked_length(p_policy_code, 64, 'policy code');
+    PERFORM sync._checked_length(p_source, 64, 'source');
     PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_at, 'consent time');
     SELECT * INTO target FROM gdpr.policy AS p WHERE p.code = p_policy_code;
     IF NOT FOUND THEN
         PERFORM gdpr._policy(p_policy_code);  -- raises SY080
@@ -76,23 +82,26 @@ END
 $$;
 
 -- Whether the customer holds a current granted consent for the policy (false for a policy
--- that is not active).
+-- that is not active). Raises SY025 for a policy code longer than 64 bytes.
 -- Example: SELECT gdpr.has_consent(42, 'newsletter');
 CREATE OR REPLACE FUNCTION gdpr.has_consent(p_customer_id bigint, p_policy_code text)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(
+BEGIN
+    PERFORM sync._checked_length(p_policy_code, 64, 'policy code');
+    RETURN coalesce(
         (SELECT c.granted
          FROM gdpr.consent AS c
          JOIN gdpr.policy AS p ON p.id = c.policy_id
          WHERE c.customer_id = p_customer_id AND p.code = p_policy_code AND p.state = 'active'
          ORDER BY c.decided_at DESC, c.id DESC
          LIMIT 1),
-        false)
+        false);
+END
 $$;
 
 -- ---------------------------------------------------------------------------------------------

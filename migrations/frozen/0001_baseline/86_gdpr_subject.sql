@@ -120,7 +120,8 @@ $$;
 -- Correct webshop-owned fields of shop.customer: p_fields maps column names to new values
 -- (JSON null clears). Fields tritonX owns (those of its snapshot) are refused (SY085) for a
 -- customer linked to tritonX; a local customer's are the webshop's own. The audit names the
--- fields and the actor, never values. Returns {"fields": [...]}.
+-- fields and the actor, never values. p_fields is refused (SY025) above 64 kB before anything
+-- else is done. Returns {"fields": [...]}.
 -- Example: SELECT gdpr.rectify(42, '{"preferred_language": "nl"}', 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION gdpr.rectify(p_customer_id bigint, p_fields jsonb, p_actor text)
 RETURNS jsonb
@@ -134,6 +135,9 @@ DECLARE
     refused text;
     names   text[];
 BEGIN
+    IF pg_catalog.pg_column_size(p_fields) > 65536 THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY025', MESSAGE = 'fields is longer than 65536 bytes';
+    END IF;
     PERFORM gdpr._checked_actor(p_actor);
     SELECT c.customer_number IS NOT NULL INTO linked
     FROM shop.customer AS c WHERE c.id = p_customer_id FOR UPDATE;

@@ -1,6 +1,8 @@
 -- Erasure requests: received -> verified -> scheduled -> done | failed, or cancelled before it
 -- is done (during a grace period, say). Verification captures the person's identifying values
--- as sha256 digests of their normalised forms (never the values themselves). Execution
+-- as HMAC-SHA256 digests of their normalised forms under a per-install key (gdpr.proof_key; a
+-- stolen digest of a short value cannot be looked up in a dictionary without it), never the
+-- values themselves. Execution
 -- anonymises the customer with sync.anonymise_from_backoffice (tombstone; the outbound event
 -- for tritonX is queued in the same transaction), then searches every text and JSON column of
 -- every table of the database for those digests, in every row but those of other customers
@@ -9,6 +11,60 @@
 -- cleared when the request is done or cancelled. A failure is recorded (attempts, last_error:
 -- an SQLSTATE and a reason without data) and can be retried. Audit actor: erasure:<actor>.
 -- Re-runnable.
+
+-- ---------------------------------------------------------------------------------------------
+-- The proof key (private): digests are HMAC-SHA256 under a per-install secret
+-- ---------------------------------------------------------------------------------------------
+
+-- The install's secret, one row: the HMAC key (32 random bytes, zero-padded to sha256's 64-byte
+-- block) stored as its inner and outer pads (key XOR 0x36.., key XOR 0x5c..), which is all
+-- HMAC needs. Made when the schema is installed; no role but the owner reads it (no grants);
+-- only SECURITY DEFINER functions use it. gdpr.rotate_proof_key replaces it.
+CREATE TABLE IF NOT EXISTS gdpr.proof_key (
+    id                    boolean PRIMARY KEY DEFAULT true CHECK (id),
+    inner_pad             bytea NOT NULL CHECK (pg_catalog.octet_length(inner_pad) = 64),
+    outer_pad             bytea NOT NULL CHECK (pg_catalog.octet_length(outer_pad) = 64),
+    created_at            timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON gdpr.proof_key FROM PUBLIC;
+
+-- A new key's pads: 32 bytes from two random UUIDs (244 random bits; gen_random_uuid draws
+-- from the server's strong random source), zero-padded to 64.
+CREATE OR REPLACE FUNCTION gdpr._new_proof_key(OUT inner_pad bytea, OUT outer_pad bytea)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key bytea := pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                 || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                 || pg_catalog.decode(pg_catalog.repeat('00', 32), 'hex');
+BEGIN
+    inner_pad := key;
+    outer_pad := key;
+    FOR i IN 0 .. 63 LOOP
+        inner_pad := pg_catalog.set_byte(inner_pad, i, pg_catalog.get_byte(key, i) # 54);
+        outer_pad := pg_catalog.set_byte(outer_pad, i, pg_catalog.get_byte(key, i) # 92);
+    END LOOP;
+END
+$$;
+
+INSERT INTO gdpr.proof_key (inner_pad, outer_pad)
+SELECT k.inner_pad, k.outer_pad FROM gdpr._new_proof_key() AS k
+ON CONFLICT (id) DO NOTHING;
+
+-- The key's pads, for gdpr.residue_search (which passes them to the digest functions once a
+-- statement instead of reading the key a row). Runs as the owner; nobody else may call it.
+CREATE OR REPLACE FUNCTION gdpr._proof_pads(OUT inner_pad bytea, OUT outer_pad bytea)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k.inner_pad, k.outer_pad FROM gdpr.proof_key AS k
+$$;
+REVOKE ALL ON FUNCTION gdpr._proof_pads() FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
 -- Fingerprints (private)
@@ -27,7 +83,9 @@ AS $$
     SELECT pg_catalog.regexp_replace(pg_catalog.lower(p_value), '[^[:alnum:]]+', '', 'g')
 $$;
 
-CREATE OR REPLACE FUNCTION gdpr._digest(p_value text)
+-- HMAC-SHA256 (RFC 2104) of a normalised value under the key whose pads are given, in hex:
+-- sha256(outer_pad || sha256(inner_pad || value)).
+CREATE OR REPLACE FUNCTION gdpr._hmac(p_inner bytea, p_outer bytea, p_normalised text)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
@@ -35,14 +93,30 @@ PARALLEL SAFE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.encode(
-        pg_catalog.sha256(pg_catalog.convert_to(gdpr._normalised(p_value), 'UTF8')), 'hex')
+    SELECT pg_catalog.encode(pg_catalog.sha256(
+        p_outer || pg_catalog.sha256(p_inner || pg_catalog.convert_to(p_normalised, 'UTF8'))),
+        'hex')
 $$;
+
+-- A value's digest under the install's key (what verification stores). Runs as the owner, who
+-- alone reads the key; nobody else may call it (it would be a dictionary oracle).
+-- Example: SELECT gdpr._digest('anna@example.nl');
+CREATE OR REPLACE FUNCTION gdpr._digest(p_value text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT gdpr._hmac(k.inner_pad, k.outer_pad, gdpr._normalised(p_value))
+    FROM gdpr.proof_key AS k
+$$;
+REVOKE ALL ON FUNCTION gdpr._digest(text) FROM PUBLIC;
 
 -- The digests a stored text may reveal a value by: the whole text and every run of one to four
 -- consecutive words ("cadeau voor Anna van Berg" reveals "annavanberg"), each at least six
 -- characters once normalised (shorter ones would match other people's data by chance).
-CREATE OR REPLACE FUNCTION gdpr._text_digests(p_text text)
+CREATE OR REPLACE FUNCTION gdpr._text_digests(p_text text, p_inner bytea, p_outer bytea)
 RETURNS SETOF text
 LANGUAGE sql
 IMMUTABLE
@@ -63,24 +137,24 @@ AS $$
              pg_catalog.generate_series(1, 4) AS n
         WHERE s + n - 1 <= pg_catalog.cardinality(words.w)
     )
-    SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(c.v, 'UTF8')), 'hex')
+    SELECT gdpr._hmac(p_inner, p_outer, c.v)
     FROM candidates AS c
     WHERE pg_catalog.length(c.v) >= 6
 $$;
 
 -- The digests of the customer's identifying values: e-mail, phone, mobile, full names (with
 -- and without infix), postcode + house number (+ addition), from the customer row and its
--- addresses.
+-- addresses. Runs as the owner, who alone reads the key.
 CREATE OR REPLACE FUNCTION gdpr._subject_digests(p_customer_id bigint)
 RETURNS text[]
 LANGUAGE sql
 STABLE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY(
-        SELECT DISTINCT gdpr._digest(v.value)
-        FROM (
+        SELECT DISTINCT gdpr._hmac(k.inner_pad, k.outer_pad, gdpr._normalised(v.value))
+        FROM gdpr.proof_key AS k, (
             SELECT c.email, c.phone, c.mobile,
                    pg_catalog.concat(c.first_name, c.last_name),
                    pg_catalog.concat(c.first_name, c.infix, c.last_name),
@@ -204,7 +278,8 @@ $$;
 
 -- Every text and JSON column of every table in the database searched for the digests, in the
 -- rows gdpr._residue_scopes(p_customer_id) names (all rows with p_customer_id NULL): (column,
--- rows with a hit), hits only. One scan a table. Example:
+-- rows with a hit), hits only. One scan a table. The digests must be made with the install's
+-- key (gdpr._digest, as verification makes them). Example:
 -- SELECT * FROM gdpr.residue_search(ARRAY[gdpr._digest('anna@example.nl')], 42);
 DROP FUNCTION IF EXISTS gdpr.residue_search(text[]);  -- before it took the customer
 CREATE OR REPLACE FUNCTION gdpr.residue_search(p_digests text[], p_customer_id bigint DEFAULT NULL)
@@ -219,16 +294,18 @@ DECLARE
     -- whose own digest is all gdpr._text_digests would give (the cheap test most values take)
     reveals text := 'pg_catalog.length($v) >= 6 AND CASE'
         ' WHEN $v OPERATOR(pg_catalog.~) ''[[:space:],;:/|()<>"]'''
-        ' THEN EXISTS (SELECT FROM gdpr._text_digests($v) AS d (digest)'
+        ' THEN EXISTS (SELECT FROM gdpr._text_digests($v, $2, $3) AS d (digest)'
         ' WHERE d.digest = ANY ($1))'
-        ' ELSE gdpr._digest($v) = ANY ($1) END';
+        ' ELSE gdpr._hmac($2, $3, gdpr._normalised($v)) = ANY ($1) END';
     scope  record;
     tests  text;
     counts bigint[];
+    pads   record;
 BEGIN
     IF p_digests IS NULL OR pg_catalog.cardinality(p_digests) = 0 THEN
         RETURN;
     END IF;
+    pads := gdpr._proof_pads();
     FOR scope IN SELECT * FROM gdpr._residue_scopes(p_customer_id) LOOP
         SELECT pg_catalog.string_agg(CASE
             WHEN x.j THEN pg_catalog.format(
@@ -244,7 +321,7 @@ BEGIN
         FROM ROWS FROM (pg_catalog.unnest(scope.columns), pg_catalog.unnest(scope.is_json))
             WITH ORDINALITY AS x (c, j, k);
         EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM (%s) AS t', tests, scope.rows_sql)
-            INTO counts USING p_digests;
+            INTO counts USING p_digests, pads.inner_pad, pads.outer_pad;
         RETURN QUERY
             SELECT scope.qualified_name || '.' || x.c, x.n
             FROM ROWS FROM (pg_catalog.unnest(scope.columns), pg_catalog.unnest(counts)) AS x (c, n)
@@ -328,7 +405,8 @@ AS $$
 $$;
 
 -- Receive a request of customer p_customer_id. Returns the request id; SY087 when the
--- customer has an open request already.
+-- customer has an open request already. The shop's erasure functions check the actor (SY023)
+-- and p_now (SY026: at most sync._clock_skew() ahead of the database's clock) first.
 -- Example: SELECT gdpr.receive_erasure(42, 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION gdpr.receive_erasure(
     p_customer_id bigint, p_actor text, p_now timestamptz DEFAULT now())
@@ -343,6 +421,7 @@ DECLARE
     new_id  bigint;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
     PERFORM FROM shop.customer AS c WHERE c.id = p_customer_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'SY020',
@@ -376,8 +455,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    request gdpr.erasure_request := gdpr._erasure_request(p_request_id, ARRAY['received']);
+    request gdpr.erasure_request;
 BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
+    request := gdpr._erasure_request(p_request_id, ARRAY['received']);
     UPDATE gdpr.erasure_request AS e
     SET state = 'verified', verified_at = p_now,
         digests = gdpr._subject_digests(request.customer_id)
@@ -399,9 +481,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    request gdpr.erasure_request := gdpr._erasure_request(p_request_id, ARRAY['verified']);
+    request gdpr.erasure_request;
     due     timestamptz := p_now + coalesce(p_grace, '0');
 BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
+    request := gdpr._erasure_request(p_request_id, ARRAY['verified']);
     UPDATE gdpr.erasure_request AS e SET state = 'scheduled', scheduled_for = due
     WHERE e.id = p_request_id;
     PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.scheduled', request.customer_id,
@@ -421,9 +506,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    request gdpr.erasure_request := gdpr._erasure_request(
-        p_request_id, ARRAY['received', 'verified', 'scheduled', 'failed']);
+    request gdpr.erasure_request;
 BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
+    request := gdpr._erasure_request(
+        p_request_id, ARRAY['received', 'verified', 'scheduled', 'failed']);
     UPDATE gdpr.erasure_request AS e
     SET state = 'cancelled', finished_at = p_now, digests = NULL
     WHERE e.id = p_request_id;
@@ -559,3 +647,45 @@ BEGIN
     RETURN pg_catalog.jsonb_build_object('done', done, 'failed', failed);
 END
 $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Key rotation (owner)
+-- ---------------------------------------------------------------------------------------------
+
+-- Replace the install's proof key with a new random one; audited as proof_key.rotated (the
+-- actor, never the key). A proof already made is unaffected: it holds counts, not digests.
+-- The digests of an open request (verified, scheduled or failed) were made with the old key
+-- and would find nothing under the new one, so the rotation is refused (SY088) while any
+-- request holds digests: execute or cancel them first (a cancelled request can be received
+-- and verified again). Returns the new key's creation time.
+-- Example: SELECT gdpr.rotate_proof_key('dba:op-3');
+CREATE OR REPLACE FUNCTION gdpr.rotate_proof_key(p_actor text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    holding bigint;
+    made    timestamptz;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    -- waits for verifications in flight, and keeps new ones out until the new key is in
+    LOCK TABLE gdpr.erasure_request IN SHARE MODE;
+    SELECT count(*) INTO holding FROM gdpr.erasure_request AS e WHERE e.digests IS NOT NULL;
+    IF holding > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY088',
+            MESSAGE = pg_catalog.format('proof key rotation refused: %s erasure request(s) hold '
+                                        'digests made with the current key', holding),
+            HINT = 'execute or cancel them first';
+    END IF;
+    UPDATE gdpr.proof_key AS k
+    SET inner_pad = n.inner_pad, outer_pad = n.outer_pad, created_at = pg_catalog.now()
+    FROM gdpr._new_proof_key() AS n
+    RETURNING k.created_at INTO made;
+    PERFORM gdpr._audit(p_actor, 'proof_key.rotated', NULL, NULL, 'erasure proof key rotated');
+    RETURN made;
+END
+$$;
+REVOKE ALL ON FUNCTION gdpr.rotate_proof_key(text) FROM PUBLIC;
