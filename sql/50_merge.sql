@@ -27,8 +27,10 @@ PARALLEL SAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- a number is at most 32 bytes: a longer argument is refused before any look-up (SY025)
     SELECT coalesce(
-        (SELECT r.survivor_number FROM sync.redirect AS r WHERE r.old_number = p_number),
+        (SELECT r.survivor_number FROM sync.redirect AS r
+         WHERE r.old_number = sync._checked_length(p_number, 32, 'customer number')),
         p_number)
 $$;
 

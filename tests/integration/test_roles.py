@@ -3,10 +3,12 @@ DEFINER functions pin search_path, and a search_path hijack changes nothing."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
 from tests.feed import event, stage, upserted
@@ -266,3 +268,56 @@ def test_the_webshop_cannot_write_tritonx_fields_the_version_guard_or_remove_a_c
     # its own columns, and a local customer of its own, it may write
     shop.execute("UPDATE shop.customer SET last_login_at = now(), preferred_language = 'nl'")
     shop.execute("INSERT INTO shop.customer (email) VALUES ('local@example.nl')")
+
+
+def _login_in(conn: psycopg.Connection[Any], dsn: str, login: str, group: str) -> Any:
+    """A real login in the group (SET ROLE would keep the superuser as the session user)."""
+    conn.execute(
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{login}')"
+        f" THEN CREATE ROLE {login} LOGIN PASSWORD 'x'; END IF; END $$"
+    )
+    conn.execute(f"GRANT {group} TO {login}")
+    conn.commit()
+    params = conninfo_to_dict(dsn)
+    params.update(user=login, password="x")
+    return psycopg.connect(make_conninfo(**params), autocommit=True)  # type: ignore[arg-type]
+
+
+def test_the_controller_cannot_bring_jobs_forward_or_adopt_by_ids(
+    populated: psycopg.Connection[Any], dsn: str
+) -> None:
+    local = populated.execute(
+        "INSERT INTO shop.customer (email) VALUES ('stranger@example.nl') RETURNING id"
+    ).fetchone()
+    linked = populated.execute(
+        "SELECT id FROM shop.customer WHERE customer_number = 'TX00000003'"
+    ).fetchone()
+    assert local is not None and linked is not None
+    with _login_in(populated, dsn, "daemon_login", "syncctl_controller") as daemon:
+        for job in (
+            "SELECT gdpr.purge_batch(now() + interval '10 years', 0, 500, 'retention')",
+            "SELECT gdpr.execute_due_erasures('scheduler', now() + interval '1 day')",
+        ):
+            with pytest.raises(psycopg.Error) as refusal:
+                daemon.execute(job)
+            assert refusal.value.sqlstate == "SY026", job
+        daemon.execute("SELECT gdpr.purge_batch(now(), 0, 500, 'retention')")
+        # the stranger's e-mail is not tritonX's e-mail of TX00000003: no move by ids alone
+        with pytest.raises(psycopg.Error) as refusal:
+            daemon.execute(
+                "SELECT sync.adopt_local_customer(%s, %s, 'ops:repair')", [local[0], linked[0]]
+            )
+        assert refusal.value.sqlstate == "SY052"
+    assert populated.execute(
+        "SELECT customer_number FROM shop.customer WHERE id = %s", [local[0]]
+    ).fetchone() == (None,)
+
+
+def test_the_shops_lookups_refuse_an_oversized_number(as_role: Any) -> None:
+    shop = as_role("syncctl_webshop")
+    huge = os.urandom(5_000_000).hex()
+    for function in ("sync.resolve_customer", "sync.resolve_customer_number"):
+        with pytest.raises(psycopg.Error) as refusal:
+            shop.execute(f"SELECT {function}(%s)", [huge])
+        assert refusal.value.sqlstate == "SY025", function
+        assert huge[:40] not in str(refusal.value)

@@ -128,3 +128,22 @@ BEGIN
     RETURN p_at;
 END
 $$;
+
+-- The moment a job the controller may start (retention, due erasures) takes as "now": p_now as
+-- given for a DBA (a member of the owner role may run a job as of any time, as tests and
+-- catch-up runs do), and for anyone else only when it is not beyond sync._clock_skew() ahead:
+-- a controller must not make tomorrow's erasures and retention happen today. Raises SY026.
+CREATE OR REPLACE FUNCTION sync._checked_job_time(p_now timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.pg_has_role(session_user, sync.role_name('owner'), 'USAGE') THEN
+        RETURN p_now;
+    END IF;
+    RETURN sync._checked_time(p_now, 'now');
+END
+$$;

@@ -247,7 +247,8 @@ END
 $$;
 
 -- Move an unlinked local customer (its orders, favourites, ...) into a linked one, as a merge
--- does, and audit it. Used by link repair and bootstrap reconciliation.
+-- does, and audit it. Used by login, link repair and bootstrap; only for the pair
+-- sync._adoption_match names (tritonX's own e-mail matches exactly this local customer).
 -- Example: SELECT sync.adopt_local_customer(42, 4711, 'ops:links-repair');
 CREATE OR REPLACE FUNCTION sync.adopt_local_customer(
     p_local_id bigint, p_linked_id bigint, p_actor text)
@@ -274,6 +275,13 @@ BEGIN
     IF number IS NULL THEN
         RAISE EXCEPTION 'customer % is not linked to tritonX', p_linked_id
             USING ERRCODE = 'SY051';
+    END IF;
+    -- only the pair tritonX's own e-mail names: nobody moves a stranger's orders by ids alone
+    IF NOT EXISTS (SELECT FROM sync._adoption_match(p_linked_id) AS m
+                   WHERE m.local_ids = ARRAY[p_local_id] AND NOT m.shared) THEN
+        RAISE EXCEPTION 'customer % is not the one local customer tritonX''s e-mail of customer '
+                        '% matches', p_local_id, p_linked_id
+            USING ERRCODE = 'SY052';
     END IF;
     SELECT * INTO moved FROM sync._move_customer(p_local_id, p_linked_id);
     UPDATE sync.link_conflict AS l SET resolved_at = pg_catalog.now()

@@ -299,6 +299,7 @@ DECLARE
     batch      jsonb;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_job_time(p_now);
     SELECT pg_catalog.max(w.id), count(*) INTO through_id, scanned
     FROM (SELECT c.id FROM shop.customer AS c WHERE c.id > p_after_id
           ORDER BY c.id LIMIT p_limit) AS w;

@@ -632,6 +632,7 @@ DECLARE
     done    integer := 0;
     failed  integer := 0;
 BEGIN
+    PERFORM sync._checked_job_time(p_now);
     FOR due IN
         SELECT e.id FROM gdpr.erasure_request AS e
         WHERE e.state = 'scheduled' AND e.scheduled_for <= p_now
