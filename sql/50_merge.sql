@@ -390,6 +390,7 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM sync._checked_identifier(p_actor, 'actor');
     IF p_event_id IS NOT NULL
        AND EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = p_event_id) THEN
         RETURN '{"outcome": "duplicate"}'::jsonb;
@@ -417,6 +418,7 @@ DECLARE
     merged integer := 0;
     totals jsonb := '{}';
 BEGIN
+    PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM FROM shop.customer AS c
     WHERE c.customer_number = ANY (p_olds || p_survivor)
     ORDER BY c.id

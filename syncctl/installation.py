@@ -61,6 +61,18 @@ def _try(conn: psycopg.Connection[Any], statement: sql.Composed, refusal: str) -
         raise MigrationError(refusal) from exc
 
 
+def _ensure(
+    conn: psycopg.Connection[Any], check: str, arg: str, fix: sql.Composed, refusal: str
+) -> None:
+    """Run `fix` when `check` is false, then check again: a GRANT the login may not give only
+    warns ("no privileges were granted"), so the outcome is what counts."""
+    if _flag(conn, check, arg):
+        return
+    _try(conn, fix, refusal)
+    if not _flag(conn, check, arg):
+        raise MigrationError(refusal)
+
+
 def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) -> str:
     """Make the roles and the owner's CREATE right exist, then SET ROLE to the owner for the
     rest of the session. Returns the owner role's name."""
@@ -88,26 +100,25 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
             "(SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION) that its SECURITY "
             "DEFINER functions would lend to every caller"
         )
-    if not _flag(conn, "SELECT pg_catalog.pg_has_role(current_user, %s, 'USAGE')", owner):
-        _try(
-            conn,
-            sql.SQL("GRANT {} TO {}").format(sql.Identifier(owner), sql.Identifier(_login(conn))),
-            f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO {_login(conn)}",
-        )
-    if not _flag(
+    login = _one_text(conn, "SELECT session_user")
+    _ensure(
+        conn,
+        "SELECT pg_catalog.pg_has_role(current_user, %s, 'USAGE')",
+        owner,
+        sql.SQL("GRANT {} TO {}").format(sql.Identifier(owner), sql.Identifier(login)),
+        f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO {login}",
+    )
+    database = _one_text(conn, "SELECT pg_catalog.current_database()")
+    _ensure(
         conn,
         "SELECT pg_catalog.has_database_privilege(%s, pg_catalog.current_database(), 'CREATE')",
         owner,
-    ):
-        database = _one_text(conn, "SELECT pg_catalog.current_database()")
-        _try(
-            conn,
-            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-                sql.Identifier(database), sql.Identifier(owner)
-            ),
-            f"role {owner} may not create schemas in this database: the database owner runs "
-            f"GRANT CREATE ON DATABASE {database} TO {owner}",
-        )
+        sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(database), sql.Identifier(owner)
+        ),
+        f"role {owner} may not create schemas in this database: the database owner runs "
+        f"GRANT CREATE ON DATABASE {database} TO {owner}",
+    )
     conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
     conn.execute("SELECT pg_catalog.set_config('syncctl.role_prefix', %s, false)", [prefix])
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(VERSION_SCHEMA)))
@@ -115,10 +126,6 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
         sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(VERSION_SCHEMA))
     )
     return owner
-
-
-def _login(conn: psycopg.Connection[Any]) -> str:
-    return _one_text(conn, "SELECT session_user")
 
 
 def _one_text(conn: psycopg.Connection[Any], query: str) -> str:

@@ -56,6 +56,10 @@ ACTOR_CALLS = [
     "SELECT gdpr.revise_policy('newsletter', 'Weekly offers.', %(actor)s)",
     "SELECT sync.repair_redirected_link('TX00000001', %(actor)s)",
     "SELECT gdpr.rotate_proof_key(%(actor)s)",
+    "SELECT sync.merge_customer('TX00000001', 'TX00000002', NULL, %(actor)s)",
+    "SELECT sync.merge_customers(ARRAY['TX00000001'], 'TX00000002', %(actor)s)",
+    "SELECT sync.discard_dead_letter(1, %(actor)s)",
+    "SELECT sync.adopt_local_customer(1, 2, %(actor)s)",
 ]
 
 

@@ -184,6 +184,7 @@ DECLARE
     gone   sync.dead_letter;
     staged sync.inbox;
 BEGIN
+    PERFORM sync._checked_identifier(p_actor, 'actor');
     DELETE FROM sync.dead_letter AS d WHERE d.inbox_id = p_inbox_id RETURNING * INTO gone;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'SY030',
