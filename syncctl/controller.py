@@ -214,19 +214,22 @@ class Feed:
         self._fetch = None
         try:
             page, rows = future.result()
+            if page.has_more:
+                # the next page is fetched while this one is staged: the feed takes
+                # max(fetch, stage) a page instead of their sum
+                self._fetch = (
+                    page.next_cursor,
+                    self._worker.submit(self._fetch_page, page.next_cursor),
+                )
             outcome = stage_page(conn, self.source.name, after, page, rows)
         except Exception as exc:
+            # a page fetched ahead may not follow the cursor the database holds: read it again
+            self._fetch = None
             self._failed(exc)
             raise
         self.backoff.reset()
         if page.has_more:
-            # fetched while this page is staged: a cursor another controller moved meanwhile
-            # makes stage_page refuse it (CursorMoved), and the feed reads the cursor again
             self._set_state("catching up")
-            self._fetch = (
-                page.next_cursor,
-                self._worker.submit(self._fetch_page, page.next_cursor),
-            )
         else:
             self._set_state("caught up")
             self.not_before = time.monotonic() + self.poll_interval
@@ -282,8 +285,6 @@ def pull(
         while not stop.is_set():
             try:
                 staged = feed.step(conn)
-            except TritonXRefused:
-                raise
             except (
                 TritonXUnavailable,
                 TritonXProtocolError,
