@@ -140,3 +140,18 @@ def test_claimed_refreshes_go_back_in_the_queue_when_anything_fails(
     ).fetchall()
     assert queued == [("TX00000007", 0), ("TX00000008", 0)]
     assert process_refresh_requests(conn, client) == 2
+
+
+def test_a_refused_token_leaves_outbox_rows_pending_not_dead(
+    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO sync.outbox (customer_number, event_type, payload) VALUES"
+        " ('TX00000021', 'customer.anonymize_requested', '{\"reason_code\": \"AVG\"}')"
+    )
+    conn.commit()
+    with TritonXClient(simulator.url, "a-token-tritonx-revoked") as revoked:
+        report = deliver_due(conn, revoked)
+    assert (report.retried, report.dead) == (1, 0)
+    row = conn.execute("SELECT state, attempts, last_error FROM sync.outbox").fetchone()
+    assert row == ("pending", 1, "TokenRefused")
