@@ -23,6 +23,7 @@ SCENARIOS = (
     "retention",
     "erasure",
     "payloads",
+    "mixed",
 )
 GOAL_SCALING = Goal(Direction.AT_MOST, 2.0)
 
@@ -138,6 +139,10 @@ def _optional_scenarios(wanted: list[str]) -> list[tuple[str, Scenario]]:
         from bench import payloads
 
         found.append(("payloads", payloads.run))
+    if "mixed" in wanted:
+        from bench import mixed
+
+        found.append(("mixed", mixed.run))
     return found
 
 

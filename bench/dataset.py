@@ -219,26 +219,34 @@ class _Encoder:
         )
 
     def event(self, seq: int, i: int, version: int) -> InboxRow:
+        """A customer.upserted event with the customer's whole snapshot."""
+        return self._row(
+            seq,
+            i,
+            "customer.upserted",
+            version,
+            lambda stamp: f',"customer":{self.customer(i, version, stamp)}',
+        )
+
+    def change(self, seq: int, i: int, kind: str, *, into: int | None = None) -> InboxRow:
+        """A version-2 customer.merged (into customer `into`) or customer.anonymized event."""
+        extra = f',"into":"{customer_number(into)}"' if into is not None else ',"reason_code":"AVG"'
+        return self._row(seq, i, kind, 2, lambda _stamp: extra)
+
+    def _row(
+        self, seq: int, i: int, kind: str, version: int, tail: Callable[[str], str]
+    ) -> InboxRow:
         number = customer_number(i)
         occurred = _EPOCH + timedelta(milliseconds=seq)
         stamp = occurred.isoformat().replace("+00:00", "Z")
         hexid = f"{self.rng.getrandbits(128):032x}"
         event_id = f"{hexid[:8]}-{hexid[8:12]}-4{hexid[13:16]}-a{hexid[17:20]}-{hexid[20:]}"
         text = (
-            f'{{"seq":{seq},"event_id":"{event_id}","type":"customer.upserted",'
-            f'"customer_number":"{number}","version":{version},"occurred_at":"{stamp}",'
-            f'"customer":{self.customer(i, version, stamp)}}}'
+            f'{{"seq":{seq},"event_id":"{event_id}","type":"{kind}",'
+            f'"customer_number":"{number}","version":{version},"occurred_at":"{stamp}"'
+            f"{tail(stamp)}}}"
         )
-        return (
-            SOURCE,
-            seq,
-            event_id,
-            "customer.upserted",
-            number,
-            version,
-            occurred,
-            EncodedJson(text.encode()),
-        )
+        return (SOURCE, seq, event_id, kind, number, version, occurred, EncodedJson(text.encode()))
 
 
 def build(size: int, seed: int = SEED) -> Dataset:
@@ -252,3 +260,27 @@ def build(size: int, seed: int = SEED) -> Dataset:
     rng.shuffle(targets)
     mixed = [encoder.event(size + 1 + k, i, version) for k, (i, version) in enumerate(targets)]
     return Dataset(size, encoder.origin, ChangeRun(inserts, 0), ChangeRun(mixed, half))
+
+
+def feed_mix(
+    size: int, *, merge_every: int = 0, anonymise_every: int = 0, seed: int = SEED
+) -> ChangeRun:
+    """`size` events that follow the insert run of `build(size)`: version-2 upserts of every
+    customer once, in a shuffled order; with `merge_every` = m, every m-th position is instead
+    a customer.merged of that customer into the next position's (always an upsert), and with
+    `anonymise_every` = a, every a-th position (shifted by half of it) a customer.anonymized.
+    The customers and their order are the same with and without merges and anonymisations."""
+    rng = random.Random(seed + 1)
+    encoder = _Encoder(rng)
+    order = list(range(size))
+    random.Random(seed + 2).shuffle(order)
+    rows: list[InboxRow] = []
+    for k, i in enumerate(order):
+        seq = size + 1 + k
+        if merge_every and k % merge_every == 0 and k + 1 < size:
+            rows.append(encoder.change(seq, i, "customer.merged", into=order[k + 1]))
+        elif anonymise_every and k % anonymise_every == anonymise_every // 2:
+            rows.append(encoder.change(seq, i, "customer.anonymized"))
+        else:
+            rows.append(encoder.event(seq, i, 2))
+    return ChangeRun(rows, size)

@@ -20,7 +20,7 @@ from syncctl.command_edge import edge, required_dsn
 from syncctl.controller import PullReport
 from syncctl.database import connect, queries
 from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
-from syncctl.errors import SyncctlError
+from syncctl.errors import SyncctlError, TritonXRefused
 from syncctl.gdpr_cli import COMMANDS as GDPR_COMMANDS
 from syncctl.leadership import leader
 from syncctl.metrics import Metrics, MetricsServer
@@ -214,12 +214,12 @@ def run(
         daily = gdpr.DailyJob(gdpr_daily_at.time()) if gdpr_daily_at else None
         payload_retention = PayloadRetention(timedelta(days=keep_payloads_days))
 
-        def on_cycle(conn: Any) -> None:
-            metrics.observe_payloads_dropped(payload_retention(conn))
-            metrics.update_from_db(conn)
-            if daily is not None:
-                daily(conn)
-
+        every_cycle: list[tuple[str, Any]] = [
+            ("payload retention", lambda c: metrics.observe_payloads_dropped(payload_retention(c))),
+            ("metrics", metrics.update_from_db),
+        ]
+        if daily is not None:
+            every_cycle.append(("daily GDPR job", daily))
         total = controller.run(
             lambda autocommit: connect(db.dsn, autocommit=autocommit),
             tx.client,
@@ -228,7 +228,7 @@ def run(
             stop=stop,
             on_pull=on_pull,
             on_refresh_latency=metrics.observe_refresh,
-            on_cycle=on_cycle,
+            every_cycle=every_cycle,
         )
         if server is not None:
             server.stop()
@@ -342,6 +342,8 @@ def status(settings: Settings) -> None:
         try:
             with TritonXClient(settings.tritonx_url, settings.tritonx_token or "") as client:
                 feed_last_seq = client.fetch_changes(None, 1).last_seq
+        except TritonXRefused as exc:
+            click.echo(f"tritonX: {exc.state} ({exc})")
         except SyncctlError as exc:
             click.echo(f"tritonX: not reachable ({exc})")
     with connect(dsn) as conn:

@@ -1,7 +1,14 @@
 """The controller: pulls tritonX's change feed page by page into the inbox until it is caught
-up (`pull`), or keeps doing so on an interval until told to stop (`run`). Transient tritonX
-failures are retried with exponential backoff and full jitter, never sooner than the
-Retry-After tritonX asked for. Logs name sequence numbers, counts and event ids only."""
+up (`pull`), or runs the daemon (`run`). While it is the leader, the daemon gives each part its
+turn in a loop: the change feed, refresh requests (woken by NOTIFY), outbox delivery and the
+per-cycle jobs (payload retention, the daily GDPR job, metrics). Every part has its own error
+handling and its own backoff: a failing, stalled or refused feed, or a bug in one part, holds
+up none of the others and ends nothing. The feed is fetched in a worker thread, one bounded
+attempt at a time, and remembers when to try again instead of sleeping in a retry loop.
+Transient tritonX failures are retried with exponential backoff and full jitter, never sooner
+than the Retry-After tritonX asked for; a refusal (TritonXRefused: a refused token, a 4xx, a URL
+that is not one) only slowly. Logs name sequence numbers, counts, event ids and error classes
+only."""
 
 from __future__ import annotations
 
@@ -9,18 +16,29 @@ import logging
 import random
 import threading
 import time
+import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from syncctl.errors import CursorMoved, DatabaseUnavailable, TritonXError, TritonXUnavailable
+from syncctl.database import queries
+from syncctl.errors import (
+    CursorMoved,
+    DatabaseUnavailable,
+    SyncctlError,
+    TritonXProtocolError,
+    TritonXRefused,
+    TritonXUnavailable,
+)
 from syncctl.leadership import Leadership
-from syncctl.loader import inbox_rows, read_cursor, stage_page
+from syncctl.loader import PageOutcome, inbox_rows, read_cursor, stage_page
 from syncctl.outbox import deliver_due
 from syncctl.refresh import process_refresh_requests, wait_for_requests
 from syncctl.tritonx import ChangePage, ChangeSource, TritonXClient
@@ -32,6 +50,8 @@ RETRYABLE_DATABASE_ERRORS = (
     psycopg.errors.SerializationFailure,
     psycopg.errors.DeadlockDetected,
 )
+# A refused feed is asked again this often: a token or a URL is fixed by a person.
+REFUSED_RETRY_SECONDS = 300.0
 
 
 @dataclass
@@ -87,14 +107,160 @@ class PullReport:
         # as of the latest pull
         self.caught_up = other.caught_up
 
+    def add(self, staged: StagedPage) -> None:
+        """Count one staged page."""
+        outcome = staged.outcome
+        self.pages += 1
+        self.events += outcome.events
+        self.states.update(outcome.states)
+        self.last_seq = outcome.last_seq or self.last_seq
+        self.last_occurred_at = outcome.last_occurred_at or self.last_occurred_at
+        self.feed_last_seq = staged.page.last_seq or self.feed_last_seq
+        self.caught_up = not staged.page.has_more
+        log.info(
+            "page staged: %d events up to seq %s, %s",
+            outcome.events,
+            outcome.last_seq,
+            dict(outcome.states),
+        )
 
-class Stopped(Exception):
-    """The stop event was set while waiting."""
+
+def describe(exc: BaseException) -> str:
+    """An error for a log line: syncctl's own messages (they name hosts, statuses, numbers and
+    ids only), a database error's class and SQLSTATE, anything else by class and the place it
+    was raised, never its message (a library or a bug may quote a value)."""
+    if isinstance(exc, SyncctlError):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, psycopg.Error):
+        return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate or '-'})"
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{where}"
 
 
-def _sleep(stop: threading.Event, seconds: float) -> None:
-    if stop.wait(seconds):
-        raise Stopped()
+def feed_state(exc: BaseException) -> str:
+    """What a failure says about the feed, as status, logs and pg_stat_activity show it."""
+    if isinstance(exc, TritonXRefused):
+        return exc.state
+    if isinstance(exc, TritonXUnavailable):
+        return "unavailable"
+    if isinstance(exc, TritonXProtocolError):
+        return "not the contract"
+    return "failing"
+
+
+@dataclass
+class StagedPage:
+    page: ChangePage
+    outcome: PageOutcome
+
+
+class Feed:
+    """The change feed as one part of a cycle. `step` makes one bounded attempt: it stages the
+    page the worker thread fetched, when it has come, and starts the next fetch when one is due
+    (at once while tritonX has more; `poll_interval` after catching up; after the backoff once
+    it failed; `refused_retry` after a refusal). A fetch that hangs holds up nothing but the
+    feed. Staging runs on the caller's connection and thread."""
+
+    def __init__(
+        self,
+        source: ChangeSource,
+        *,
+        page_size: int = 5000,
+        poll_interval: float = 5.0,
+        backoff: Backoff | None = None,
+        refused_retry: float = REFUSED_RETRY_SECONDS,
+    ) -> None:
+        self.source = source
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.backoff = backoff or Backoff()
+        self.refused_retry = refused_retry
+        self.state = "starting"
+        self.not_before = 0.0
+        self.retry_in = 0.0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonx-feed")
+        self._fetch: tuple[str | None, Future[tuple[ChangePage, list[tuple[Any, ...]]]]] | None
+        self._fetch = None
+
+    def _fetch_page(self, after: str | None) -> tuple[ChangePage, list[tuple[Any, ...]]]:
+        page = self.source.fetch_changes(after, self.page_size)
+        return page, inbox_rows(self.source.name, page.changes)
+
+    @property
+    def fetching(self) -> bool:
+        """A fetch is in flight."""
+        return self._fetch is not None and not self._fetch[1].done()
+
+    @property
+    def due_in(self) -> float:
+        """Seconds until `step` has something to do (0: now)."""
+        if self._fetch is not None:
+            return float("inf") if self.fetching else 0.0
+        return max(0.0, self.not_before - time.monotonic())
+
+    def step(self, conn: psycopg.Connection[Any]) -> StagedPage | None:
+        """Stage the fetched page if it has come (None when nothing was staged). A failure is
+        raised after it has set the feed's state and the time of its next attempt."""
+        if self._fetch is None:
+            if time.monotonic() < self.not_before:
+                return None
+            cursor = read_cursor(conn, self.source.name)
+            conn.commit()  # end the read's transaction; staging opens its own
+            self._fetch = (cursor, self._worker.submit(self._fetch_page, cursor))
+        after, future = self._fetch
+        if not future.done():
+            return None
+        self._fetch = None
+        try:
+            page, rows = future.result()
+            if page.has_more:
+                # the next page is fetched while this one is staged: the feed takes
+                # max(fetch, stage) a page instead of their sum
+                self._fetch = (
+                    page.next_cursor,
+                    self._worker.submit(self._fetch_page, page.next_cursor),
+                )
+            outcome = stage_page(conn, self.source.name, after, page, rows)
+        except Exception as exc:
+            # a page fetched ahead may not follow the cursor the database holds: read it again
+            self._fetch = None
+            self._failed(exc)
+            raise
+        self.backoff.reset()
+        if page.has_more:
+            self._set_state("catching up")
+        else:
+            self._set_state("caught up")
+            self.not_before = time.monotonic() + self.poll_interval
+        return StagedPage(page, outcome)
+
+    def _failed(self, exc: Exception) -> None:
+        state = feed_state(exc) if not isinstance(exc, CursorMoved) else self.state
+        if isinstance(exc, TritonXRefused):
+            delay = self.refused_retry
+        else:
+            delay = self.backoff.delay(
+                exc.retry_after if isinstance(exc, TritonXUnavailable) else None
+            )
+        self.not_before = time.monotonic() + delay
+        self.retry_in = delay
+        self._set_state(state)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            log.info("change feed: %s", state)
+        self.state = state
+
+    def wait(self, stop: threading.Event, seconds: float) -> None:
+        """Up to `seconds`: until the fetch in flight has come, or the next one is due."""
+        if self._fetch is not None:
+            wait_for_future([self._fetch[1]], timeout=seconds)
+        else:
+            stop.wait(min(seconds, max(0.0, self.not_before - time.monotonic())))
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
 
 def pull(
@@ -110,77 +276,81 @@ def pull(
     """Stage pages until the feed says there is no more (or `stop` is set).
 
     A transient failure is retried with backoff; after `max_attempts` in a row it is raised
-    (None: retry for as long as it takes, as the daemon does)."""
+    (None: retry for as long as it takes). A refusal (TritonXRefused) is raised at once."""
     stop = stop or threading.Event()
-    backoff = backoff or Backoff()
+    feed = Feed(source, page_size=page_size, poll_interval=0.0, backoff=backoff)
     report = PullReport()
     failures = 0
-    # While a page is staged, the next one is fetched: the pull takes max(fetch, stage) a page
-    # instead of their sum. A prefetched page is used only if the cursor it continues from is
-    # the one the database holds; otherwise (a failure, another controller) it is dropped.
-    fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonx-prefetch")
-    prefetched: tuple[str, Future[tuple[ChangePage, list[tuple[Any, ...]]]]] | None = None
-
-    def fetch_ahead(after: str) -> tuple[ChangePage, list[tuple[Any, ...]]]:
-        page = source.fetch_changes(after, page_size)
-        return page, inbox_rows(source.name, page.changes)
-
     try:
         while not stop.is_set():
-            cursor = read_cursor(conn, source.name)
-            conn.commit()  # end the read's transaction; staging opens its own
             try:
-                rows: list[tuple[Any, ...]] | None = None
-                if prefetched is not None and prefetched[0] == cursor:
-                    page, rows = prefetched[1].result()
-                else:
-                    page = source.fetch_changes(cursor, page_size)
-                prefetched = None
-                if page.has_more:
-                    prefetched = (page.next_cursor, fetcher.submit(fetch_ahead, page.next_cursor))
-                outcome = stage_page(conn, source.name, cursor, page, rows)
+                staged = feed.step(conn)
             except (
                 TritonXUnavailable,
-                TritonXError,
+                TritonXProtocolError,
                 CursorMoved,
                 *RETRYABLE_DATABASE_ERRORS,
             ) as exc:
-                prefetched = None
                 failures += 1
                 report.retries += 1
                 if max_attempts is not None and failures >= max_attempts:
                     raise
-                retry_after = exc.retry_after if isinstance(exc, TritonXUnavailable) else None
-                delay = backoff.delay(retry_after)
-                log.warning("pull retry %d in %.2fs: %s", failures, delay, exc)
-                try:
-                    _sleep(stop, delay)
-                except Stopped:
-                    break
+                log.warning("pull retry %d in %.2fs: %s", failures, feed.retry_in, exc)
+                continue
+            if staged is None:
+                feed.wait(stop, 0.5)
                 continue
             failures = 0
-            backoff.reset()
-            report.pages += 1
-            report.events += outcome.events
-            report.states.update(outcome.states)
-            report.last_seq = outcome.last_seq or report.last_seq
-            report.last_occurred_at = outcome.last_occurred_at or report.last_occurred_at
-            report.feed_last_seq = page.last_seq or report.feed_last_seq
-            log.info(
-                "page staged: %d events up to seq %s, %s",
-                outcome.events,
-                outcome.last_seq,
-                dict(outcome.states),
-            )
+            report.add(staged)
             if on_page is not None:
                 on_page(report)
-            if not page.has_more:
-                report.caught_up = True
+            if report.caught_up:
                 break
     finally:
-        fetcher.shutdown(wait=False, cancel_futures=True)
+        feed.close()
     report.finished = time.monotonic()
     return report
+
+
+@dataclass
+class Part:
+    """One part of the daemon's cycle, run every `every` seconds (or sooner when asked),
+    isolated: an exception ends this attempt only; it is logged (see `describe`) and the part
+    waits out a backoff of its own. A lost database connection is raised as
+    DatabaseUnavailable, for the daemon to connect again."""
+
+    name: str
+    action: Callable[[psycopg.Connection[Any]], object]
+    every: float
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0, cap=300.0))
+    next_at: float = 0.0
+    failing: bool = False
+
+    def __call__(self, conn: psycopg.Connection[Any], *, asked: bool = False) -> None:
+        now = time.monotonic()
+        if now < self.next_at and (self.failing or not asked):
+            return
+        try:
+            self.action(conn)
+        except Exception as exc:
+            recover(conn, exc)
+            delay = self.backoff.delay()
+            self.next_at = now + delay
+            self.failing = True
+            log.error("%s failed: %s; next attempt in %.1f s", self.name, describe(exc), delay)
+            return
+        if self.failing:
+            log.info("%s works again", self.name)
+        self.backoff.reset()
+        self.failing = False
+        self.next_at = now + self.every
+
+
+def recover(conn: psycopg.Connection[Any], exc: Exception) -> None:
+    """After a part failed: end its transaction, or raise when the connection is gone."""
+    if conn.closed or conn.broken:
+        raise DatabaseUnavailable("the database connection was lost") from exc
+    conn.rollback()
 
 
 def run(
@@ -192,23 +362,36 @@ def run(
     stop: threading.Event,
     on_pull: Callable[[PullReport], None] | None = None,
     on_refresh_latency: Callable[[float], None] | None = None,
-    on_cycle: Callable[[psycopg.Connection[Any]], None] | None = None,
+    every_cycle: Sequence[tuple[str, Callable[[psycopg.Connection[Any]], object]]] = (),
+    refused_retry: float = REFUSED_RETRY_SECONDS,
 ) -> PullReport:
-    """The daemon loop, while this process is the leader: answer refresh requests (woken by
-    NOTIFY), deliver the outbox, pull until caught up, then wait `poll_interval` (answering
-    refreshes as they come), again, until `stop`. A standby waits for the leader's lock.
+    """The daemon loop, while this process is the leader: stage the feed's pages as they come
+    (`on_pull` sees each), answer refresh requests when NOTIFY wakes it (and every
+    `poll_interval`), deliver the outbox and run `every_cycle`'s jobs every `poll_interval`,
+    until `stop`. A standby waits for the leader's lock.
 
-    A lost database connection or a tritonX outage never ends the loop; it backs off."""
+    Nothing ends the loop but `stop`: a failing part backs off on its own, a lost database
+    connection is opened again after a backoff."""
     total = PullReport()
     backoff = Backoff()
+    feed = Feed(
+        client, page_size=page_size, poll_interval=poll_interval, refused_retry=refused_retry
+    )
+    parts = [
+        Part(
+            "refresh",
+            lambda c: process_refresh_requests(c, client, on_latency=on_refresh_latency),
+            poll_interval,
+        ),
+        Part("outbox delivery", lambda c: deliver_due(c, client), poll_interval),
+        *(Part(name, action, poll_interval) for name, action in every_cycle),
+    ]
+    refresh = parts[0]
     conn: psycopg.Connection[Any] | None = None
     listener: psycopg.Connection[Any] | None = None
     leadership: Leadership | None = None
     standby_logged = False
-
-    def refresh() -> None:
-        assert conn is not None
-        process_refresh_requests(conn, client, on_latency=on_refresh_latency)
+    shown_state = ""
 
     while not stop.is_set():
         try:
@@ -216,6 +399,7 @@ def run(
                 listener = connect(True)
                 listener.execute("LISTEN syncctl_refresh")
                 leadership = Leadership(listener)
+                shown_state = ""
             assert leadership is not None
             if not leadership.try_acquire():
                 if not standby_logged:
@@ -228,34 +412,27 @@ def run(
                 standby_logged = False
             if conn is None or conn.closed:
                 conn = connect(False)
-            refresh()
-            deliver_due(conn, client)
-            report = pull(
-                conn, client, page_size=page_size, stop=stop, max_attempts=None, backoff=backoff
-            )
-            total.merge(report)
-            if on_pull is not None:
-                on_pull(report)
-            if on_cycle is not None:
-                on_cycle(conn)
-            deadline = time.monotonic() + poll_interval
-            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                if wait_for_requests(listener, min(0.5, left)):
-                    refresh()
+            _feed_turn(feed, conn, total, on_pull)
+            if feed.state != shown_state:
+                # pg_stat_activity and `syncctl status` show the leader's feed state
+                listener.execute(queries()["show_feed_state"], {"state": feed.state})
+                shown_state = feed.state
+            for part in parts:
+                part(conn)
+            if _idle(listener, feed, stop, 0.5):
+                refresh(conn, asked=True)
+            backoff.reset()
             continue
-        except (psycopg.Error, DatabaseUnavailable) as exc:
-            # the class and SQLSTATE only: a server message may quote a value
-            log.error(
-                "database error, reconnecting: %s %s",
-                type(exc).__name__,
-                getattr(exc, "sqlstate", "") or "",
-            )
+        except Exception as exc:
+            # a lost connection, or a failure outside the parts (leadership, LISTEN)
+            log.error("%s; connecting again", describe(exc))
             for connection in (conn, listener):
                 if connection is not None:
                     connection.close()
             conn = listener = None
             leadership = None
         stop.wait(backoff.delay())
+    feed.close()
     if leadership is not None:
         leadership.release()
     for connection in (conn, listener):
@@ -263,3 +440,50 @@ def run(
             connection.close()
     total.finished = time.monotonic()
     return total
+
+
+def _feed_turn(
+    feed: Feed,
+    conn: psycopg.Connection[Any],
+    total: PullReport,
+    on_pull: Callable[[PullReport], None] | None,
+) -> None:
+    """The feed's part of a cycle: like every part, a failure ends its turn only."""
+    try:
+        staged = feed.step(conn)
+    except Exception as exc:
+        recover(conn, exc)
+        total.retries += 1
+        log.log(
+            logging.ERROR if isinstance(exc, TritonXRefused) else logging.WARNING,
+            "change feed %s: %s; next attempt in %.1f s",
+            feed.state,
+            describe(exc),
+            feed.retry_in,
+        )
+        if on_pull is not None:
+            on_pull(PullReport(retries=1))
+        return
+    if staged is None:
+        return
+    report = PullReport()
+    report.add(staged)
+    report.finished = time.monotonic()
+    total.merge(report)
+    if on_pull is not None:
+        on_pull(report)
+
+
+def _idle(
+    listener: psycopg.Connection[Any], feed: Feed, stop: threading.Event, seconds: float
+) -> bool:
+    """Wait up to `seconds` for a refresh request (True) or the feed's next page (False)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        if not feed.fetching:
+            return wait_for_requests(listener, min(left, feed.due_in))
+        # a page may come any moment: look for requests between short waits for it
+        if wait_for_requests(listener, 0.0):
+            return True
+        feed.wait(stop, min(0.05, left))
+    return False

@@ -52,5 +52,27 @@ class TritonXProtocolError(TritonXError):
     """tritonX answered with something that is not the documented contract."""
 
 
+class TritonXRefused(TritonXError):
+    """tritonX refused the request for good (a 4xx other than 408 and 429, or a URL it cannot
+    be asked at); retrying the same request will not help."""
+
+    state = "refused"
+
+    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TokenRefused(TritonXRefused):
+    """tritonX refused the bearer token (401 or 403): every request will be refused until the
+    token (or its rights) change."""
+
+    state = "token refused"
+
+
+class InvalidCustomerNumber(TritonXRefused):
+    """Not a tritonX customer number (1 to 32 letters and digits); nothing was sent."""
+
+
 class CursorMoved(SyncctlError):
     """Another controller moved the cursor while this one was staging a page."""

@@ -1,6 +1,9 @@
 """Delivering sync.outbox to tritonX: due rows in per-customer order, each with its
 idempotency key, at least once. A transient failure retries with exponential backoff and full
-jitter; a permanent refusal (4xx) makes the row dead until an operator retries it."""
+jitter, and so does any failure that is not tritonX's answer about the row (a refused token, an
+HTTP library error, a bug); a permanent refusal of the row (4xx, a malformed customer number)
+makes it dead until an operator retries it. The rows are claimed in the transaction that records
+their results: a failure the loop cannot record rolls it back and leaves them pending."""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ from typing import Any
 import psycopg
 
 from syncctl.database import queries
-from syncctl.errors import TritonXError, TritonXUnavailable
-from syncctl.tritonx import TritonXClient, TritonXRefused
+from syncctl.errors import TokenRefused, TritonXRefused, TritonXUnavailable
+from syncctl.tritonx import TritonXClient
 
 log = logging.getLogger("syncctl.outbox")
 BASE_SECONDS = 1.0
@@ -54,15 +57,18 @@ def deliver_due(
                 if event_type != "customer.anonymize_requested":
                     raise TritonXRefused(f"no delivery for outbox event type {event_type}")
                 client.request_anonymisation(number, body)
-            except TritonXRefused as exc:
-                conn.execute(
-                    q["outbox_failed"],
-                    {"id": row_id, "error": str(exc), "permanent": True, "retry_in": 0},
-                )
-                report.dead += 1
+            except Exception as exc:
                 blocked.add(number)
-                log.error("outbox %d dead: %s", row_id, exc)
-            except TritonXError as exc:
+                # a refused token refuses every row: not this row's fault, so not dead
+                if isinstance(exc, TritonXRefused) and not isinstance(exc, TokenRefused):
+                    conn.execute(
+                        q["outbox_failed"],
+                        {"id": row_id, "error": str(exc), "permanent": True, "retry_in": 0},
+                    )
+                    report.dead += 1
+                    log.error("outbox %d dead: %s", row_id, exc)
+                    continue
+                # tritonX unavailable or refusing the token, the HTTP library, a bug
                 after = exc.retry_after if isinstance(exc, TritonXUnavailable) else None
                 conn.execute(
                     q["outbox_failed"],
@@ -74,7 +80,6 @@ def deliver_due(
                     },
                 )
                 report.retried += 1
-                blocked.add(number)
                 log.warning("outbox %d will be retried: %s", row_id, type(exc).__name__)
             else:
                 conn.execute(q["outbox_delivered"], {"id": row_id})

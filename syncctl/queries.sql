@@ -84,6 +84,10 @@ SELECT pg_try_advisory_lock(7343, 1);
 -- name: leader_release
 SELECT pg_advisory_unlock(7343, 1);
 
+-- name: show_feed_state
+-- on the leader's session: pg_stat_activity (and so `syncctl status`) shows the feed's state
+SELECT pg_catalog.set_config('application_name', 'syncctl run: feed ' || %(state)s, false);
+
 -- name: leader_info
 SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid

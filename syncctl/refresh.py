@@ -1,7 +1,11 @@
 """Login-time refresh: numbers queued by sync.request_refresh (the login function queues one,
 and NOTIFY syncctl_refresh wakes the controller) are fetched from tritonX one by one and staged
 through the same inbox as the feed, as synthetic events whose ids make repeats duplicates.
-404 and 410 answers become the deleted, merged and anonymised effects."""
+404 and 410 answers become the deleted, merged and anonymised effects. Claimed requests are
+never lost to a failure: a number tritonX cannot answer goes back in the queue at once, and
+when anything else fails (staging, the database, a bug) every claimed number not yet applied
+goes back before the failure is raised. A request for something that is not a customer number
+is dropped; it never reaches tritonX's URL."""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from syncctl.database import queries
-from syncctl.errors import TritonXError
+from syncctl.errors import InvalidCustomerNumber
 from syncctl.loader import stage_records
-from syncctl.tritonx import CustomerAnswer, TritonXClient
+from syncctl.tritonx import CUSTOMER_NUMBER, CustomerAnswer, TritonXClient
 
 log = logging.getLogger("syncctl.refresh")
 SOURCE = "tritonx-refresh"
@@ -66,28 +71,62 @@ def process_refresh_requests(
     limit: int = 100,
     on_latency: Any = None,
 ) -> int:
-    """Fetch and apply up to `limit` queued refreshes; returns how many were applied. A number
-    tritonX cannot answer for now goes back in the queue."""
+    """Fetch and apply up to `limit` queued refreshes; returns how many were applied."""
     q = queries()
     with conn.transaction():
         claimed = conn.execute(q["claim_refresh_requests"], {"limit": limit}).fetchall()
+    left = list(reversed(claimed))  # claimed and not done yet, the next one last
     applied = 0
-    for number, requested_at, attempts in claimed:
-        try:
-            answer = client.fetch_customer(number)
-        except TritonXError as exc:
-            log.warning("refresh of %s failed: %s", number, type(exc).__name__)
-            with conn.transaction():
-                conn.execute(
-                    q["requeue_refresh"],
-                    {"number": number, "attempts": attempts, "error": type(exc).__name__},
+    try:
+        while left:
+            number, requested_at, attempts = left[-1]
+            try:
+                answer = client.fetch_customer(number)
+            except InvalidCustomerNumber:
+                left.pop()
+                # the value may be anything a login form was given: its length only
+                log.warning(
+                    "refresh request dropped: not a customer number (%d chars)", len(number)
                 )
-            continue
-        stage_records(conn, SOURCE, [refresh_event(number, answer)])
-        applied += 1
-        if on_latency is not None:
-            on_latency((datetime.now(UTC) - requested_at).total_seconds())
+                continue
+            except Exception as exc:  # tritonX, the HTTP library or a bug: ask again later
+                log.warning("refresh of %s failed: %s", number, type(exc).__name__)
+                _requeue(conn, number, attempts, type(exc).__name__)
+                left.pop()
+                continue
+            stage_records(conn, SOURCE, [refresh_event(number, answer)])
+            left.pop()
+            applied += 1
+            if on_latency is not None:
+                on_latency((datetime.now(UTC) - requested_at).total_seconds())
+    finally:
+        _release(conn, left)
     return applied
+
+
+def _requeue(conn: psycopg.Connection[Any], number: str, attempts: int, error: str) -> None:
+    with conn.transaction():
+        conn.execute(
+            queries()["requeue_refresh"], {"number": number, "attempts": attempts, "error": error}
+        )
+
+
+def _release(conn: psycopg.Connection[Any], left: list[tuple[str, datetime, int]]) -> None:
+    """Put back claimed requests nobody tried (their attempts unchanged)."""
+    if not left:
+        return
+    try:
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            conn.rollback()
+        for number, _requested_at, attempts in left:
+            _requeue(conn, number, attempts - 1, "released")
+    except psycopg.Error:
+        # the numbers, so that an operator can request them again (sync.request_refresh)
+        log.error(
+            "%d claimed refresh requests could not be put back: %s",
+            len(left),
+            " ".join(n if CUSTOMER_NUMBER.fullmatch(n) else "(invalid)" for n, _, _ in left),
+        )
 
 
 def wait_for_requests(listener: psycopg.Connection[Any], seconds: float) -> bool:

@@ -1,18 +1,43 @@
 """The tritonX side: a ChangeSource yields pages of change records; TritonXClient is the HTTP
 JSON implementation of the contract in docs/tritonx-contract.md. Another source (a file drop)
 only has to implement ChangeSource. Errors become TritonXUnavailable (worth retrying, with the
-Retry-After tritonX asked for) or TritonXError / TritonXProtocolError."""
+Retry-After tritonX asked for), TritonXRefused (for good: TokenRefused for 401/403) or
+TritonXProtocolError. A customer number goes into a URL path only when it is one (letters and
+digits), and quoted even then: the bearer token goes with every request."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
-from syncctl.errors import TritonXError, TritonXProtocolError, TritonXUnavailable
+from syncctl.errors import (
+    InvalidCustomerNumber,
+    TokenRefused,
+    TritonXProtocolError,
+    TritonXRefused,
+    TritonXUnavailable,
+)
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# the grammar of sync.login and the apply functions
+CUSTOMER_NUMBER = re.compile(r"[A-Za-z0-9]{1,32}")
+# answers that mean "not now" rather than "no"
+_TRANSIENT = frozenset({408, 429})
+
+
+def customer_path(number: object, suffix: str = "") -> str:
+    """/api/v1/customers/{number}{suffix}, for a well-formed number only (the value itself is
+    never quoted in the error: it may be anything a login form was given)."""
+    if not isinstance(number, str) or not CUSTOMER_NUMBER.fullmatch(number):
+        length = len(number) if isinstance(number, str) else 0
+        raise InvalidCustomerNumber(
+            f"not a tritonX customer number ({length} characters); nothing was sent"
+        )
+    return f"/api/v1/customers/{quote(number, safe='')}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -33,10 +58,6 @@ class CustomerAnswer:
     snapshot: dict[str, Any] | None = None
     version: int | None = None
     into: str | None = None
-
-
-class TritonXRefused(TritonXError):
-    """tritonX refused the request for good (a 4xx other than 429); retrying will not help."""
 
 
 class ChangeSource(Protocol):
@@ -78,6 +99,9 @@ class TritonXClient:
             timeout=timeout,
             transport=transport,
         )
+        url = self._http.base_url
+        # for messages: where, never who (no user info, no token)
+        self.host = url.host + (f":{url.port}" if url.port else "")
 
     def close(self) -> None:
         self._http.close()
@@ -92,29 +116,42 @@ class TritonXClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise TritonXUnavailable(f"tritonX did not answer {method} {path} in time") from exc
-        except httpx.TransportError as exc:
-            raise TritonXUnavailable(f"tritonX cannot be reached: {type(exc).__name__}") from exc
-        if response.status_code == 429:
             raise TritonXUnavailable(
-                "tritonX rate-limited the request", retry_after=_retry_after(response)
-            )
-        if response.status_code >= 500:
+                f"tritonX at {self.host} did not answer {method} {path} in time"
+            ) from exc
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise TritonXRefused("the tritonX URL is not an http:// or https:// URL") from exc
+        except httpx.HTTPError as exc:
             raise TritonXUnavailable(
-                f"tritonX answered {response.status_code} to {method} {path}",
+                f"tritonX at {self.host} cannot be reached: {type(exc).__name__}"
+            ) from exc
+        status = response.status_code
+        if status in _TRANSIENT or status >= 500:
+            raise TritonXUnavailable(
+                f"tritonX at {self.host} answered {status} to {method} {path}",
                 retry_after=_retry_after(response),
             )
-        if response.status_code in (401, 403):
-            raise TritonXError(f"tritonX refused the token ({response.status_code})")
+        if status in (401, 403):
+            raise TokenRefused(
+                f"tritonX at {self.host} refused the token: {status} to {method} {path}",
+                status=status,
+            )
         return response
 
     def fetch_changes(self, after: str | None, limit: int) -> ChangePage:
         params: dict[str, str | int] = {"limit": limit}
         if after:
             params["after"] = after
-        response = self._request("GET", "/api/v1/customers/changes", params=params)
-        if response.status_code != 200:
-            raise TritonXError(f"tritonX answered {response.status_code} to the change feed")
+        path = "/api/v1/customers/changes"
+        response = self._request("GET", path, params=params)
+        status = response.status_code
+        if 300 <= status < 500:
+            raise TritonXRefused(
+                f"tritonX at {self.host} refused the change feed: {status} to GET {path}",
+                status=status,
+            )
+        if status != 200:
+            raise TritonXProtocolError(f"tritonX at {self.host} answered {status} to GET {path}")
         try:
             body = response.json()
         except ValueError as exc:
@@ -140,7 +177,7 @@ class TritonXClient:
 
     def fetch_customer(self, number: str) -> CustomerAnswer:
         """GET /api/v1/customers/{number}: 200, 404 or 410 as the contract says."""
-        response = self._request("GET", f"/api/v1/customers/{number}")
+        response = self._request("GET", customer_path(number))
         try:
             body = response.json() if response.content else {}
         except ValueError as exc:
@@ -162,9 +199,10 @@ class TritonXClient:
 
     def request_anonymisation(self, number: str, body: dict[str, Any]) -> None:
         """POST /api/v1/customers/{number}/anonymize; tritonX applies each idempotency key once."""
-        response = self._request("POST", f"/api/v1/customers/{number}/anonymize", json=body)
+        response = self._request("POST", customer_path(number, "/anonymize"), json=body)
         if response.status_code in (200, 202, 204):
             return
         raise TritonXRefused(
-            f"tritonX refused the anonymisation of {number}: {response.status_code}"
+            f"tritonX refused the anonymisation of {number}: {response.status_code}",
+            status=response.status_code,
         )

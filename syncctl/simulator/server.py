@@ -37,6 +37,10 @@ class ChaosConfig:
     slow_seconds: float = 2.0
     malformed: float = 0.0
     seed: int = 1
+    # "changes" or "customers": trouble on that endpoint only ("" everywhere)
+    only: str = ""
+    # the change feed answers this status to every request (0: it answers normally)
+    feed_status: int = 0
 
 
 def _malformed(rng: random.Random, like: dict[str, Any]) -> Any:
@@ -150,7 +154,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         if method == "GET" and path == "/api/v1/customers/changes":
             self._changes(h, query)
         elif method == "GET" and (m := _CUSTOMER.match(path)):
-            if self._refuse(h):
+            if self._refuse(h, "customers"):
                 return
             c = state.customer(m["n"])
             if c is None or c.status == "deleted":
@@ -162,7 +166,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
             else:
                 h._send(200, {**(c.snapshot or {}), "version": c.version})
         elif method == "POST" and (m := _ANONYMIZE.match(path)):
-            if self._refuse(h):
+            if self._refuse(h, "customers"):
                 return
             body = h._body()
             if not isinstance(body, dict) or not body.get("idempotency_key"):
@@ -196,8 +200,10 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         else:
             h._send(404, {"error": f"no route {method} {path}"})
 
-    def _refuse(self, h: _Handler) -> bool:
+    def _refuse(self, h: _Handler, endpoint: str) -> bool:
         chaos = self.chaos
+        if chaos.only not in ("", endpoint):
+            return False
         if self._roll(chaos.slow):
             time.sleep(chaos.slow_seconds)
         if self._roll(chaos.rate_limit):
@@ -215,7 +221,10 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         except ValueError:
             h._send(400, {"error": "after and limit must be integers"})
             return
-        if self._refuse(h):
+        if self.chaos.feed_status:
+            h._send(self.chaos.feed_status, {"error": "the change feed is refused (chaos)"})
+            return
+        if self._refuse(h, "changes"):
             return
         events, next_cursor, has_more = self.state.changes(after, limit)
         page: list[Any] = list(events)

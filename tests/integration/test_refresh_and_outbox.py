@@ -119,3 +119,39 @@ def test_a_refused_outbox_event_is_dead_and_blocks_its_customer_only(
         ("TX00000021", "delivered"),
     ]
     assert deliver_due(conn, client).delivered == 0, "the later row overtook the dead one"
+
+
+def test_claimed_refreshes_go_back_in_the_queue_when_anything_fails(
+    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+) -> None:
+    controller.pull(conn, client)
+    numbers = ["TX00000006", "TX00000007", "TX00000008"]
+    for number in numbers:
+        conn.execute("SELECT sync.request_refresh(%s)", [number])
+        conn.commit()
+
+    def broken_metrics(_seconds: float) -> None:
+        raise RuntimeError("a bug after the first refresh")
+
+    with pytest.raises(RuntimeError):
+        process_refresh_requests(conn, client, on_latency=broken_metrics)
+    queued = conn.execute(
+        "SELECT customer_number, attempts FROM sync.refresh_request ORDER BY 1"
+    ).fetchall()
+    assert queued == [("TX00000007", 0), ("TX00000008", 0)]
+    assert process_refresh_requests(conn, client) == 2
+
+
+def test_a_refused_token_leaves_outbox_rows_pending_not_dead(
+    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO sync.outbox (customer_number, event_type, payload) VALUES"
+        " ('TX00000021', 'customer.anonymize_requested', '{\"reason_code\": \"AVG\"}')"
+    )
+    conn.commit()
+    with TritonXClient(simulator.url, "a-token-tritonx-revoked") as revoked:
+        report = deliver_due(conn, revoked)
+    assert (report.retried, report.dead) == (1, 0)
+    row = conn.execute("SELECT state, attempts, last_error FROM sync.outbox").fetchone()
+    assert row == ("pending", 1, "TokenRefused")
