@@ -182,7 +182,8 @@ BEGIN
         '                sync.link_anomaly, sync.adoptable_customer TO %1$I',
         controller_role);
     FOREACH signature IN ARRAY ARRAY[
-        'sync.claim_refresh_requests(integer)',
+        'sync.claim_refresh_requests(integer, interval)',
+        'sync.refresh_done(text, timestamptz)',
         'sync.requeue_refresh(text, integer, text)',
         'sync.claim_outbox(integer)',
         'sync.outbox_delivered(bigint)',

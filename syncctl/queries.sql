@@ -54,6 +54,9 @@ ORDER BY 1, 2, 3;
 -- name: claim_refresh_requests
 SELECT customer_number, requested_at, attempts FROM sync.claim_refresh_requests(%(limit)s);
 
+-- name: refresh_done
+SELECT sync.refresh_done(%(number)s, %(requested_at)s);
+
 -- name: requeue_refresh
 SELECT sync.requeue_refresh(%(number)s, %(attempts)s, %(error)s);
 

@@ -2,9 +2,10 @@
 and NOTIFY syncctl_refresh wakes the controller) are fetched from tritonX one by one and staged
 through the same inbox as the feed, as synthetic events whose ids make repeats duplicates.
 404 and 410 answers become the deleted, merged and anonymised effects. Claimed requests are
-never lost to a failure: a number tritonX cannot answer goes back in the queue at once, and
-when anything else fails (staging, the database, a bug) every claimed number not yet applied
-goes back before the failure is raised. A request for something that is not a customer number
+never lost to a failure: a claim is a lease (the request stays queued until its refresh is
+applied, and is claimed again when a controller died holding it), a number tritonX cannot answer
+goes back in the queue at once, and when anything else fails (staging, the database, a bug)
+every claimed number not yet applied goes back before the failure is raised. A request for something that is not a customer number
 is dropped; it never reaches tritonX's URL."""
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def process_refresh_requests(
                 answer = client.fetch_customer(number)
             except InvalidCustomerNumber:
                 left.pop()
+                _done(conn, number, requested_at)
                 # the value may be anything a login form was given: its length only
                 log.warning(
                     "refresh request dropped: not a customer number (%d chars)", len(number)
@@ -96,12 +98,20 @@ def process_refresh_requests(
                 continue
             stage_records(conn, SOURCE, [refresh_event(number, answer)])
             left.pop()
+            _done(conn, number, requested_at)
             applied += 1
             if on_latency is not None:
                 on_latency((datetime.now(UTC) - requested_at).total_seconds())
     finally:
         _release(conn, left)
     return applied
+
+
+def _done(conn: psycopg.Connection[Any], number: str, requested_at: datetime) -> None:
+    """The request is answered (a crash before this leaves a lease that runs out: the refresh
+    is then done again, and staging it again is a duplicate)."""
+    with conn.transaction():
+        conn.execute(queries()["refresh_done"], {"number": number, "requested_at": requested_at})
 
 
 def _requeue(conn: psycopg.Connection[Any], number: str, attempts: int, error: str) -> None:

@@ -155,3 +155,37 @@ def test_a_refused_token_leaves_outbox_rows_pending_not_dead(
     assert (report.retried, report.dead) == (1, 0)
     row = conn.execute("SELECT state, attempts, last_error FROM sync.outbox").fetchone()
     assert row == ("pending", 1, "TokenRefused")
+
+
+def test_a_controller_killed_holding_claims_loses_none(
+    simulator: SimulatorServer, client: TritonXClient, dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A claim is a lease: a controller that dies (kill -9) between claiming and applying leaves
+    its requests queued; when the lease runs out another controller claims and applies them."""
+    controller.pull(conn, client)
+    simulator.state.edit("TX00000001", city="Zwolle")
+    for number in ("TX00000001", "TX00000002"):
+        conn.execute("SELECT sync.request_refresh(%s)", [number])
+    conn.commit()
+    doomed = psycopg.connect(dsn, autocommit=True)
+    claimed = doomed.execute("SELECT * FROM sync.claim_refresh_requests(10)").fetchall()
+    assert len(claimed) == 2
+    doomed.close()  # dies before applying anything
+    # while the lease holds, nobody else takes them; both stay queued
+    assert process_refresh_requests(conn, client) == 0
+    assert conn.execute("SELECT count(*) FROM sync.refresh_request").fetchone() == (2,)
+    conn.execute("UPDATE sync.refresh_request SET claimed_until = now() - interval '1 second'")
+    conn.commit()
+    assert process_refresh_requests(conn, client) == 2
+    assert conn.execute("SELECT count(*) FROM sync.refresh_request").fetchone() == (0,)
+    assert_database_equals_tritonx(conn, simulator.state.current_state())
+
+
+def test_a_number_asked_for_again_during_its_refresh_stays_queued(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute("SELECT sync.request_refresh('TX00000001')")
+    claimed = conn.execute("SELECT * FROM sync.claim_refresh_requests(10)").fetchall()
+    conn.execute("SELECT sync.request_refresh('TX00000001')")  # the person logs in again
+    conn.execute("SELECT sync.refresh_done(%s, %s)", [claimed[0][0], claimed[0][1]])
+    assert conn.execute("SELECT count(*) FROM sync.refresh_request").fetchone() == (1,)

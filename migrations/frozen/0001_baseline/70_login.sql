@@ -19,12 +19,15 @@ CREATE TABLE IF NOT EXISTS sync.link_conflict (
     resolved_at           timestamptz
 );
 
--- Login and refresh requests: one row a customer number while a refresh is wanted.
+-- Login and refresh requests: one row a customer number while a refresh is wanted. A claimed
+-- row stays until its refresh is applied (sync.refresh_done); a controller that dies holding it
+-- leaves a lease that runs out (claimed_until), and the request is claimed again.
 CREATE TABLE IF NOT EXISTS sync.refresh_request (
     customer_number       text PRIMARY KEY,
     requested_at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     attempts              integer NOT NULL DEFAULT 0,
-    last_error            text
+    last_error            text,
+    claimed_until         timestamptz
 );
 
 -- ---------------------------------------------------------------------------------------------
@@ -60,28 +63,52 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM sync._checked_customer_number(p_customer_number, 'customer number');
-    INSERT INTO sync.refresh_request (customer_number) VALUES (p_customer_number)
-    ON CONFLICT (customer_number) DO NOTHING;
+    -- a number already queued keeps its place; one being refreshed now is asked for again
+    -- (the refresh under way may have fetched before this request)
+    INSERT INTO sync.refresh_request AS r (customer_number) VALUES (p_customer_number)
+    ON CONFLICT (customer_number) DO UPDATE
+        SET requested_at = pg_catalog.clock_timestamp()
+        WHERE r.claimed_until IS NOT NULL;
     PERFORM pg_catalog.pg_notify('syncctl_refresh', '');
 END
 $$;
 
--- Take up to p_limit queued refreshes (oldest first); concurrent controllers skip each other's.
--- A fetch that fails puts the number back with sync.requeue_refresh.
-CREATE OR REPLACE FUNCTION sync.claim_refresh_requests(p_limit integer)
+-- Take up to p_limit queued refreshes (oldest first) under a lease of p_lease: concurrent
+-- controllers skip each other's, and a controller that dies before sync.refresh_done leaves its
+-- requests to be claimed again when the lease runs out. A fetch that fails puts the number back
+-- with sync.requeue_refresh.
+CREATE OR REPLACE FUNCTION sync.claim_refresh_requests(
+    p_limit integer, p_lease interval DEFAULT '5 minutes')
 RETURNS TABLE (customer_number text, requested_at timestamptz, attempts integer)
 LANGUAGE sql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    DELETE FROM sync.refresh_request AS r
+    UPDATE sync.refresh_request AS r
+    SET claimed_until = pg_catalog.clock_timestamp()
+                        + LEAST(GREATEST(p_lease, interval '1 second'),
+                                           interval '1 hour')
     WHERE r.customer_number IN (
         SELECT q.customer_number FROM sync.refresh_request AS q
+        WHERE q.claimed_until IS NULL OR q.claimed_until < pg_catalog.clock_timestamp()
         ORDER BY q.requested_at
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED)
     RETURNING r.customer_number, r.requested_at, r.attempts
+$$;
+
+-- A claimed refresh was applied: the request goes, unless the number was asked for again after
+-- the claim (p_requested_at is what the claim returned).
+CREATE OR REPLACE FUNCTION sync.refresh_done(p_customer_number text, p_requested_at timestamptz)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM sync.refresh_request AS r
+    WHERE r.customer_number = p_customer_number AND r.requested_at <= p_requested_at
 $$;
 
 CREATE OR REPLACE FUNCTION sync.requeue_refresh(
@@ -95,7 +122,7 @@ AS $$
     INSERT INTO sync.refresh_request (customer_number, attempts, last_error)
     VALUES (p_customer_number, p_attempts + 1, p_error)
     ON CONFLICT (customer_number) DO UPDATE
-        SET attempts = excluded.attempts, last_error = excluded.last_error
+        SET attempts = excluded.attempts, last_error = excluded.last_error, claimed_until = NULL
 $$;
 
 CREATE OR REPLACE FUNCTION sync._record_link_conflict(
