@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from syncctl.database import error_text
 from syncctl.errors import CursorMoved, DatabaseUnavailable, TritonXError, TritonXUnavailable
 from syncctl.leadership import Leadership
 from syncctl.loader import inbox_rows, read_cursor, stage_page
@@ -244,11 +245,12 @@ def run(
                     refresh()
             continue
         except (psycopg.Error, DatabaseUnavailable) as exc:
-            # the class and SQLSTATE only: a server message may quote a value
+            # the primary message names the object (a table the role may not read, say);
+            # error_text drops the ones that quote a value
             log.error(
-                "database error, reconnecting: %s %s",
+                "database error, reconnecting: %s: %s",
                 type(exc).__name__,
-                getattr(exc, "sqlstate", "") or "",
+                error_text(exc) if isinstance(exc, psycopg.Error) else exc,
             )
             for connection in (conn, listener):
                 if connection is not None:

@@ -89,23 +89,30 @@ class TritonXClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # every message names tritonX's host (never the token) and the answer's status
+        host = self._http.base_url.netloc.decode("ascii", "replace")
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise TritonXUnavailable(f"tritonX did not answer {method} {path} in time") from exc
+            raise TritonXUnavailable(
+                f"tritonX at {host} did not answer {method} {path} in time"
+            ) from exc
         except httpx.TransportError as exc:
-            raise TritonXUnavailable(f"tritonX cannot be reached: {type(exc).__name__}") from exc
+            raise TritonXUnavailable(
+                f"tritonX at {host} cannot be reached: {type(exc).__name__}: {exc}"
+            ) from exc
         if response.status_code == 429:
             raise TritonXUnavailable(
-                "tritonX rate-limited the request", retry_after=_retry_after(response)
+                f"tritonX at {host} rate-limited the request (429)",
+                retry_after=_retry_after(response),
             )
         if response.status_code >= 500:
             raise TritonXUnavailable(
-                f"tritonX answered {response.status_code} to {method} {path}",
+                f"tritonX at {host} answered {response.status_code} to {method} {path}",
                 retry_after=_retry_after(response),
             )
         if response.status_code in (401, 403):
-            raise TritonXError(f"tritonX refused the token ({response.status_code})")
+            raise TritonXError(f"tritonX at {host} refused the token ({response.status_code})")
         return response
 
     def fetch_changes(self, after: str | None, limit: int) -> ChangePage:
@@ -114,7 +121,10 @@ class TritonXClient:
             params["after"] = after
         response = self._request("GET", "/api/v1/customers/changes", params=params)
         if response.status_code != 200:
-            raise TritonXError(f"tritonX answered {response.status_code} to the change feed")
+            raise TritonXError(
+                f"tritonX at {self._http.base_url.netloc.decode('ascii', 'replace')} answered "
+                f"{response.status_code} to the change feed"
+            )
         try:
             body = response.json()
         except ValueError as exc:
