@@ -347,9 +347,11 @@ def status(settings: Settings) -> None:
             click.echo(f"tritonX: not reachable ({exc})")
     with connect(dsn) as conn:
         for source, position, last_seq, last_at, moved_at, lag in conn.execute(q["status_cursors"]):
+            # lag: the age of the last applied event, as syncctl_last_event_age_seconds
             lag_text = "n/a" if lag is None else f"{lag:.0f} s"
             if feed_last_seq is not None and last_seq is not None and source == "tritonx":
-                lag_text += f", {max(0, feed_last_seq - int(str(last_seq)))} events"
+                behind = max(0, feed_last_seq - int(str(last_seq)))
+                lag_text += f", {behind} events behind the feed"
             click.echo(
                 f"cursor {source}: position {position}, last seq {last_seq}, "
                 f"last event at {last_at}, lag {lag_text}, moved at {moved_at}"
