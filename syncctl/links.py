@@ -78,6 +78,8 @@ def repair(
         ("adopt", {"local_id": local_id, "linked_id": linked_id, "actor": actor})
         for local_id, linked_id, _number in plan.adopt
     ] + [("repair_redirected_link", {"old": old, "actor": actor}) for old, _ in plan.merge]
+    if on_progress is not None:
+        on_progress(0, total)
     for query, params in fixes:
         if stop is not None and stop.is_set():
             break

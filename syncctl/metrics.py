@@ -146,8 +146,12 @@ class Metrics:
     def _count_actions(self, conn: psycopg.Connection[Any]) -> None:
         mq = named_queries("metrics_queries.sql")
         if self._audit_after is None:
-            rows = conn.execute(mq["audit_actions_from"], {"started": self.started_at})
-            self._audit_after = 0
+            last = conn.execute(mq["audit_last_id"]).fetchone()
+            self._audit_after = int(last[0]) if last else 0
+            rows = conn.execute(
+                mq["audit_actions_from"],
+                {"started": self.started_at, "last_id": self._audit_after},
+            )
         else:
             rows = conn.execute(mq["audit_actions_since"], {"after": self._audit_after})
         for action, outcome, count, last_id in rows.fetchall():

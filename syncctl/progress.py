@@ -14,7 +14,7 @@ ProgressCallback = Callable[[int, int], None]
 @dataclass
 class Progress:
     """Formats progress lines for `what` ("adoptions", ...), at most one every `every`
-    seconds, and always the first and the last."""
+    seconds, and always the first and the last. A report of 0 done restarts the clock."""
 
     what: str
     every: float = 1.0
@@ -43,6 +43,8 @@ class Progress:
         """A callback that echoes a line when one is due."""
 
         def report(done: int, total: int) -> None:
+            if done == 0:  # the job starts now: its rate counts from here
+                self.started = time.monotonic()
             if self.due(done, total):
                 echo(self.line(done, total))
 

@@ -76,7 +76,7 @@ def test_adoptions_stopped_half_way_are_kept_each_audited_at_its_own_time(
         first = bootstrap(conn, client, actor="ops:2", stop=stop, on_adoption=after_fix)
         assert first.imported.caught_up and not first.complete
         assert (first.adopted, first.unlinked_left) == (3, 3)
-        assert seen == [(1, 6), (2, 6), (3, 6)]
+        assert seen == [(0, 6), (1, 6), (2, 6), (3, 6)]
         with psycopg.connect(conn.info.dsn) as other:  # committed: another session sees them
             kept = other.execute(
                 "SELECT count(DISTINCT at) FROM sync.audit WHERE action = 'customer.adopted'"
