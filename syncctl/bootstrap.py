@@ -1,6 +1,7 @@
 """First-time onboarding of a shop whose database already holds customers: import every
 tritonX customer through the feed (resumable: the cursor is the progress), then reconcile the
-shop's unlinked local customers with the imported ones by normalised email. Running it again
+shop's unlinked local customers with the imported ones by normalised email, each adoption
+committed on its own. Stopped at any point (`stop`), it keeps what it did; running it again
 continues where it stopped and adopts nothing twice."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg
 from syncctl import controller, links
 from syncctl.controller import PullReport
 from syncctl.database import queries
+from syncctl.progress import ProgressCallback
 from syncctl.tritonx import TritonXClient
 
 
@@ -25,6 +27,8 @@ class BootstrapReport:
     adopted: int
     unlinked_left: int
     conflicts: int
+    # False when stopped before the import caught up or before every adoption was made
+    complete: bool = True
 
 
 def bootstrap(
@@ -35,11 +39,21 @@ def bootstrap(
     page_size: int = 5000,
     stop: threading.Event | None = None,
     on_page: Callable[[PullReport], None] | None = None,
+    on_adoption: ProgressCallback | None = None,
 ) -> BootstrapReport:
     imported = controller.pull(conn, client, page_size=page_size, stop=stop, on_page=on_page)
     plan = links.repair_plan(conn)
-    adopted = links.repair(conn, links.RepairPlan(adopt=plan.adopt), actor)
+    adopted = links.repair(
+        conn, links.RepairPlan(adopt=plan.adopt), actor, stop=stop, on_progress=on_adoption
+    )
     counts = conn.execute(queries()["bootstrap_counts"]).fetchone()
     conn.commit()
     assert counts is not None
-    return BootstrapReport(imported, int(counts[0]), adopted, int(counts[1]), int(counts[2]))
+    return BootstrapReport(
+        imported,
+        int(counts[0]),
+        adopted.changed,
+        int(counts[1]),
+        int(counts[2]),
+        complete=adopted.complete and imported.caught_up,
+    )

@@ -4,11 +4,7 @@ click exceptions here, at the edge, and nowhere else."""
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +12,14 @@ from typing import Any
 import click
 
 from syncctl import __version__, controller, environment, gdpr, logs, schema
-from syncctl.command_edge import edge, required_dsn
+from syncctl.command_edge import (
+    CommandLine,
+    configured_tritonx,
+    edge,
+    required_dsn,
+    simulator_options,
+    stop_on_signals,
+)
 from syncctl.controller import PullReport
 from syncctl.database import connect, queries
 from syncctl.engine_cli import COMMANDS as ENGINE_COMMANDS
@@ -28,7 +31,6 @@ from syncctl.operations_cli import COMMANDS as OPERATIONS_COMMANDS
 from syncctl.payload_retention import PayloadRetention
 from syncctl.report import report as report_command
 from syncctl.simulator.cli import simulator as simulator_group
-from syncctl.tritonx import TritonXClient
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Settings:
     tritonx_token: str | None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="syncctl")
 @click.option(
     "--dsn",
@@ -96,47 +98,29 @@ def _print_report(title: str, report: PullReport) -> None:
     )
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: Any) -> None:
-        logging.getLogger("syncctl").warning("signal %d: stopping after this page", signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 # ---------------------------------------------------------------------------------------------
 # pull / run
 # ---------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--page-size", default=5000, show_default=True, help="Events per page.")
-@click.option(
-    "--customers",
-    default=10_000,
-    show_default=True,
-    help="Population of the bundled simulator (when no tritonX URL is given).",
-)
+@simulator_options
 @click.pass_obj
 @edge
-def pull(settings: Settings, page_size: int, customers: int) -> None:
-    """Pull tritonX changes until caught up, apply them, print what was done, exit."""
+def pull(settings: Settings, page_size: int, simulator: bool, customers: int) -> None:
+    """Pull tritonX changes until caught up, apply them, print what was done, exit.
+
+    Interrupted (Ctrl-C, SIGTERM), it finishes the page in hand, keeps every page applied
+    and exits 130 (143 for SIGTERM); run it again to continue."""
     with (
+        configured_tritonx(settings, simulator, customers) as tx,
         environment.database(settings.dsn) as db,
-        environment.tritonx(
-            settings.tritonx_url, settings.tritonx_token, customers=customers
-        ) as tx,
         connect(db.dsn) as conn,
-        _stop_on_signals() as stop,
+        stop_on_signals() as stop,
     ):
         report = controller.pull(conn, tx.client, page_size=page_size, stop=stop)
         _print_report("pulled", report)
+    if stop.signum is not None and not report.caught_up:
+        stop.exit("syncctl pull")
 
 
 @main.command()
@@ -155,12 +139,7 @@ def pull(settings: Settings, page_size: int, customers: int) -> None:
     help="Address for the metrics endpoint (keep it on loopback).",
 )
 @click.option("--page-size", default=5000, show_default=True, help="Events per page.")
-@click.option(
-    "--customers",
-    default=10_000,
-    show_default=True,
-    help="Population of the bundled simulator (when no tritonX URL is given).",
-)
+@simulator_options
 @click.option(
     "--gdpr-daily-at",
     type=click.DateTime(formats=["%H:%M"]),
@@ -185,6 +164,7 @@ def run(
     settings: Settings,
     poll_interval: float,
     page_size: int,
+    simulator: bool,
     customers: int,
     metrics_port: int | None,
     metrics_host: str,
@@ -199,11 +179,9 @@ def run(
         server = MetricsServer(metrics, metrics_host, metrics_port).start()
         log.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
     with (
+        configured_tritonx(settings, simulator, customers) as tx,
         environment.database(settings.dsn) as db,
-        environment.tritonx(
-            settings.tritonx_url, settings.tritonx_token, customers=customers
-        ) as tx,
-        _stop_on_signals() as stop,
+        stop_on_signals() as stop,
     ):
 
         def on_pull(report: PullReport) -> None:
@@ -255,7 +233,9 @@ def demo(settings: Settings, customers: int, changes: int, seed: int) -> None:
         raise click.UsageError("demo always runs on the embedded database and the simulator")
     with (
         environment.database(None) as db,
-        environment.tritonx(None, None, customers=customers, seed=seed) as tx,
+        environment.tritonx(
+            None, None, simulator_allowed=True, customers=customers, seed=seed
+        ) as tx,
         connect(db.dsn) as conn,
     ):
         assert tx.simulator is not None
@@ -296,11 +276,32 @@ def upgrade(settings: Settings, revision: str) -> None:
 
 @db.command()
 @click.argument("revision")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Confirm without a prompt (required when standard input is not a terminal).",
+)
 @click.pass_obj
 @edge
-def downgrade(settings: Settings, revision: str) -> None:
-    """Downgrade the database schema to REVISION ("base" removes everything)."""
+def downgrade(settings: Settings, revision: str, yes: bool) -> None:
+    """Downgrade the database schema to REVISION ("base" removes everything).
+
+    Says first what will go (revisions, schemas with their data, the shop's foreign keys and
+    views that point into them) and asks; without a terminal it needs --yes."""
     dsn = required_dsn(settings)
+    plan = schema.plan_downgrade(dsn, revision)
+    for line in plan.describe():
+        click.echo(line)
+    if not plan.drops_data:
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "db downgrade drops what is listed above; standard input is not a terminal: "
+                "add --yes to confirm"
+            )
+        if not click.confirm("Drop all this for good?", default=False):
+            raise click.ClickException("nothing changed")
     schema.downgrade(dsn, revision)
     click.echo(f"database at revision {', '.join(schema.current_revisions(dsn)) or 'base'}")
 
@@ -340,7 +341,7 @@ def status(settings: Settings) -> None:
     feed_last_seq = None
     if settings.tritonx_url:
         try:
-            with TritonXClient(settings.tritonx_url, settings.tritonx_token or "") as client:
+            with environment.tritonx_client(settings.tritonx_url, settings.tritonx_token) as client:
                 feed_last_seq = client.fetch_changes(None, 1).last_seq
         except TritonXRefused as exc:
             click.echo(f"tritonX: {exc.state} ({exc})")
@@ -348,9 +349,11 @@ def status(settings: Settings) -> None:
             click.echo(f"tritonX: not reachable ({exc})")
     with connect(dsn) as conn:
         for source, position, last_seq, last_at, moved_at, lag in conn.execute(q["status_cursors"]):
+            # lag: the age of the last applied event, as syncctl_last_event_age_seconds
             lag_text = "n/a" if lag is None else f"{lag:.0f} s"
             if feed_last_seq is not None and last_seq is not None and source == "tritonx":
-                lag_text += f", {max(0, feed_last_seq - int(str(last_seq)))} events"
+                behind = max(0, feed_last_seq - int(str(last_seq)))
+                lag_text += f", {behind} events behind the feed"
             click.echo(
                 f"cursor {source}: position {position}, last seq {last_seq}, "
                 f"last event at {last_at}, lag {lag_text}, moved at {moved_at}"

@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from syncctl.database import queries
+from syncctl.database import error_text, queries
 from syncctl.errors import (
     CursorMoved,
     DatabaseUnavailable,
@@ -127,11 +127,15 @@ class PullReport:
 
 def describe(exc: BaseException) -> str:
     """An error for a log line: syncctl's own messages (they name hosts, statuses, numbers and
-    ids only), a database error's class and SQLSTATE, anything else by class and the place it
-    was raised, never its message (a library or a bug may quote a value)."""
+    ids only), a database error's class and SQLSTATE (with its primary message when it is a
+    privilege or a missing object, which names the object, never a value), anything else by
+    class and the place it was raised, never its message (a library or a bug may quote a
+    value)."""
     if isinstance(exc, SyncctlError):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, psycopg.Error):
+        if (exc.sqlstate or "").startswith("42"):
+            return f"{type(exc).__name__}: {error_text(exc)}"
         return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate or '-'})"
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""

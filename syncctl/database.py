@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from syncctl.errors import DatabaseRefused, DatabaseUnavailable
@@ -49,8 +50,35 @@ def connect(
             options=_with_pinned_search_path(dsn),
         )
     except psycopg.OperationalError as exc:
-        # libpq's message names host and database, never data
-        raise DatabaseUnavailable(f"cannot connect to the database: {exc}".strip()) from exc
+        raise connection_failure(dsn, exc) from exc
+
+
+def connection_failure(dsn: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+    """libpq's own message (it names the host, port, role or database that failed, never a
+    password), in one line, followed by where the connection went, defaults filled in."""
+    message = " ".join(str(exc).split())
+    return DatabaseUnavailable(
+        f"cannot connect to the database: {message} ({connection_target(dsn)})"
+    )
+
+
+def connection_target(dsn: str) -> str:
+    """host, port, role and database a DSN connects to, libpq's defaults and PG* variables
+    filled in; no password or other option."""
+    wanted = (b"host", b"port", b"user", b"dbname")
+    found: dict[bytes, str] = {}
+    try:
+        given = pq.Conninfo.parse(dsn.encode())
+    except psycopg.Error:
+        given = []
+    for option in [*given, *pq.Conninfo.get_defaults()]:
+        if option.keyword in wanted and option.val and option.keyword not in found:
+            found[option.keyword] = option.val.decode(errors="replace")
+    user = found.get(b"user", "?")
+    return (
+        f"host {found.get(b'host', 'local socket')}, port {found.get(b'port', '5432')}, "
+        f"role {user}, database {found.get(b'dbname', user)}"
+    )
 
 
 def _with_pinned_search_path(dsn: str) -> str:

@@ -1,7 +1,9 @@
 """What a command runs against. With no DSN (no --dsn, DATABASE_URL or PG* variables) a
 throwaway embedded PostgreSQL is started and migrated; with no tritonX URL the bundled
-simulator is started on loopback. A configured database must already be at the head
-revision (DBAs run `syncctl db upgrade`), unless the command migrates it itself."""
+simulator is started on loopback, but only where its invented customers can do no harm: on
+the embedded database, or when the operator asked for it (`--simulator`). A configured
+database must already be at the head revision (DBAs run `syncctl db upgrade`), unless the
+command migrates it itself. A tritonX URL and token are checked here, before any request."""
 
 from __future__ import annotations
 
@@ -10,13 +12,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
+
 from syncctl import schema
 from syncctl.database import configured_dsn
 from syncctl.embedded import EmbeddedPostgres
+from syncctl.errors import ConfigurationError
 from syncctl.simulator.server import SimulatorServer
 from syncctl.tritonx import TritonXClient
 
 log = logging.getLogger("syncctl")
+
+NO_TRITONX_URL = (
+    "no tritonX URL: set --tritonx-url or TRITONX_URL (and --tritonx-token or TRITONX_TOKEN); "
+    "the bundled simulator starts by itself only on the throwaway embedded database, "
+    "add --simulator to load its invented customers into this database"
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,23 @@ def database(dsn_option: str | None, *, migrate: bool = False) -> Iterator[Datab
     yield Database(dsn, embedded=False)
 
 
+def tritonx_client(url: str, token: str | None) -> TritonXClient:
+    """A client for the configured tritonX, refused at once (never retried) when the URL
+    has no http(s) scheme or host, or when there is no token."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(f"the tritonX URL {url!r} is not a URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            f"the tritonX URL {url!r} needs a scheme and a host, "
+            "such as https://tritonx.example.com"
+        )
+    if not token:
+        raise ConfigurationError("no tritonX token: set --tritonx-token or TRITONX_TOKEN")
+    return TritonXClient(url, token)
+
+
 @dataclass(frozen=True)
 class TritonX:
     client: TritonXClient
@@ -49,19 +77,22 @@ class TritonX:
 
 @contextmanager
 def tritonx(
-    url: str | None, token: str | None, *, customers: int = 10_000, seed: int = 1
+    url: str | None,
+    token: str | None,
+    *,
+    simulator_allowed: bool,
+    customers: int = 10_000,
+    seed: int = 1,
 ) -> Iterator[TritonX]:
+    """The configured tritonX, or the bundled simulator when there is no URL and
+    `simulator_allowed` (the embedded database, or --simulator); else ConfigurationError."""
     if url:
-        client = TritonXClient(url, token or "")
-        try:
+        with tritonx_client(url, token) as client:
             yield TritonX(client, None)
-        finally:
-            client.close()
         return
+    if not simulator_allowed:
+        raise ConfigurationError(NO_TRITONX_URL)
     with SimulatorServer(customers=customers, seed=seed) as simulator:
         log.info("no tritonX URL configured: started the simulator at %s", simulator.url)
-        client = TritonXClient(simulator.url, simulator.token)
-        try:
+        with TritonXClient(simulator.url, simulator.token) as client:
             yield TritonX(client, simulator)
-        finally:
-            client.close()

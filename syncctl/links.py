@@ -1,17 +1,22 @@
 """Link report and repair: what keeps people from logging in, counted, and fixed where the fix
 is unambiguous (adopt the only unlinked local customer with a linked customer's tritonX e-mail;
 move a local customer still linked to a merged-away number to its survivor); an ambiguous one
-(several local customers with that e-mail) is recorded as a link conflict."""
+(several local customers with that e-mail) is recorded as a link conflict.
+
+Repair commits every fix on its own (its audit row carries its own time): an interrupted
+repair keeps what it did, and running it again plans only what is left."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from syncctl.database import queries
+from syncctl.progress import ProgressCallback
 from syncctl.tritonx import TritonXClient
 
 log = logging.getLogger("syncctl.links")
@@ -22,40 +27,77 @@ class RepairPlan:
     adopt: list[tuple[int, int, str]] = field(default_factory=list)
     merge: list[tuple[str, str]] = field(default_factory=list)
 
+    def __len__(self) -> int:
+        return len(self.adopt) + len(self.merge)
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    """changed: fixes applied; attempted: fixes tried (a skipped one counts here only);
+    planned: fixes in the plan. attempted < planned when the repair was stopped."""
+
+    changed: int
+    attempted: int
+    planned: int
+
+    @property
+    def complete(self) -> bool:
+        return self.attempted == self.planned
+
 
 def anomalies(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
     return [(str(a), int(n)) for a, n in conn.execute(queries()["link_anomalies"])]
 
 
 def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
+    """What repair would do now; reads only, and ends its read transaction."""
     q = queries()
-    return RepairPlan(
+    plan = RepairPlan(
         adopt=[(int(a), int(b), str(n)) for a, b, n in conn.execute(q["adoptable"])],
         merge=[(str(o), str(s)) for o, s in conn.execute(q["misdirected_links"])],
     )
+    conn.commit()
+    return plan
 
 
-def repair(conn: psycopg.Connection[Any], plan: RepairPlan, actor: str) -> int:
-    """Carry out the plan, one audited transaction a fix; returns how many were made (a link
-    whose survivor was erased in the meantime is skipped, and audited as such). Linked
-    customers whose tritonX e-mail several local customers have are recorded as link conflicts
-    first (one open conflict a customer)."""
+def repair(
+    conn: psycopg.Connection[Any],
+    plan: RepairPlan,
+    actor: str,
+    *,
+    stop: threading.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RepairOutcome:
+    """Carry out the plan, one committed, audited transaction a fix, until done or `stop` is
+    set (the fix in hand is finished). A link whose survivor was erased in the meantime is
+    skipped, and audited as such. Work of the caller still uncommitted is committed first.
+    Linked customers whose tritonX e-mail several local customers have are recorded as link
+    conflicts first (one open conflict a customer)."""
     q = queries()
-    done = 0
+    conn.commit()
     with conn.transaction():
         conn.execute(q["record_adoption_conflicts"])
-    for local_id, linked_id, _number in plan.adopt:
+    total = len(plan)
+    changed = attempted = 0
+    fixes: list[tuple[str, dict[str, Any]]] = [
+        ("adopt", {"local_id": local_id, "linked_id": linked_id, "actor": actor})
+        for local_id, linked_id, _number in plan.adopt
+    ] + [("repair_redirected_link", {"old": old, "actor": actor}) for old, _ in plan.merge]
+    if on_progress is not None:
+        on_progress(0, total)
+    for query, params in fixes:
+        if stop is not None and stop.is_set():
+            break
         with conn.transaction():
-            conn.execute(q["adopt"], {"local_id": local_id, "linked_id": linked_id, "actor": actor})
-        done += 1
-    for old, _survivor in plan.merge:
-        with conn.transaction():
-            row = conn.execute(q["repair_redirected_link"], {"old": old, "actor": actor}).fetchone()
-        if row is not None and row[0] == "applied":
-            done += 1
+            row = conn.execute(q[query], params).fetchone()
+        attempted += 1
+        if query == "adopt" or (row is not None and row[0] == "applied"):
+            changed += 1
         else:
-            log.warning("link of %s not repaired (the audit says why)", old)
-    return done
+            log.warning("link of %s not repaired (the audit says why)", params["old"])
+        if on_progress is not None:
+            on_progress(attempted, total)
+    return RepairOutcome(changed, attempted, total)
 
 
 def unknown_to_tritonx(

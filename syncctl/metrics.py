@@ -1,97 +1,162 @@
 """Prometheus metrics and a health check for `syncctl run`, served on a loopback port
-(`--metrics-port`): GET /metrics (text exposition format) and GET /healthz (200 while the last
-successful pull is recent, 503 otherwise). Counters come from the controller's reports,
-gauges from the database after each cycle, and audited actions by type and outcome counted
-from the audit rows written since the daemon started (by audit id: a row of a concurrent
-transaction that commits after a later id was counted is missed, so these are close, not exact).
-Labels are event types, actions and outcomes only."""
+(`--metrics-port`): GET /metrics (the Prometheus text format, written by prometheus_client:
+every series with HELP and TYPE) and GET /healthz (200 while the last successful pull is
+recent, 503 otherwise). docs/operations.md lists the series; deploy/grafana-dashboard.json
+queries them (a test checks it against what is exported).
+
+Counters count from the start of the process: pull reports as they come, and audited actions
+by type and outcome from the audit rows written since the process started (the first cycle's
+too). They are counted by audit id after the first read, so a row of a concurrent transaction
+that commits after a later id was counted is missed: close, not exact. Gauges come from the
+database after each cycle. Lag is one thing here and in `syncctl status`: the age of the last
+applied event, now minus the occurred_at tritonX gave it (syncctl_last_event_age_seconds).
+Labels are event outcomes and audit actions only."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import Counter
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from syncctl.controller import PullReport
 from syncctl.database import named_queries, queries
 
+# no *_created series: they double the series count and no dashboard uses them
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def _label(value: str) -> str:
-    """A label value, quoted and escaped as the text exposition format requires."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
 
 
 class Metrics:
     def __init__(self, healthy_within: float = 300.0) -> None:
         self._lock = threading.Lock()
         self.healthy_within = healthy_within
-        self.events: Counter[str] = Counter()
-        self.pages = 0
-        self.retries = 0
+        self.started_at = datetime.now(UTC)
         self.last_success: float | None = None
-        self.gauges: dict[str, float] = {}
-        self.refresh_buckets = [0] * len(_BUCKETS)
-        self.refresh_count = 0
-        self.refresh_sum = 0.0
-        self.actions: Counter[tuple[str, str]] = Counter()
-        self.payloads_dropped = 0
+        self.last_event_at: datetime | None = None
         self._audit_after: int | None = None
+        self.registry = r = CollectorRegistry()
+        self.events = Counter(
+            "syncctl_events", "Staged events by what became of them.", ["outcome"], registry=r
+        )
+        self.pages = Counter("syncctl_pages", "Pages of the change feed staged.", registry=r)
+        self.retries = Counter(
+            "syncctl_pull_retries",
+            "Retried pulls (tritonX unavailable, or a page to stage again).",
+            registry=r,
+        )
+        self.payloads_dropped = Counter(
+            "syncctl_payloads_dropped",
+            "Snapshots dropped from applied inbox events after the retention period.",
+            registry=r,
+        )
+        self.actions = Counter(
+            "syncctl_actions",
+            "Audited actions (merges, anonymisations, adoptions, ...) by type and outcome.",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.refresh_latency = Histogram(
+            "syncctl_refresh_latency_seconds",
+            "From a login's refresh request to the customer's snapshot applied.",
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        Gauge(
+            "syncctl_last_success_timestamp_seconds",
+            "Unix time of the last pull that caught up with the feed (0: none yet).",
+            registry=r,
+        ).set_function(lambda: self.last_success or 0.0)
+        Gauge(
+            "syncctl_last_event_age_seconds",
+            "Lag: seconds from the occurred_at of the last applied event to now (NaN: none "
+            "yet). Grows while the feed is quiet, as syncctl status shows.",
+            registry=r,
+        ).set_function(self._last_event_age)
+        self.gauges = {
+            name: Gauge(name, doc, registry=r)
+            for name, doc in (
+                ("syncctl_dead_letters", "Events in the dead-letter state."),
+                ("syncctl_inbox_pending", "Staged events not applied yet."),
+                ("syncctl_outbox_pending", "Events for tritonX waiting to be delivered."),
+                ("syncctl_outbox_dead", "Events for tritonX given up on (see outbox list)."),
+                ("syncctl_refresh_queue", "Login-time refresh requests waiting."),
+            )
+        }
+
+    def _last_event_age(self) -> float:
+        at = self.last_event_at
+        return math.nan if at is None else max(0.0, (datetime.now(UTC) - at).total_seconds())
 
     def observe_pull(self, report: PullReport) -> None:
+        for state, count in report.states.items():
+            self.events.labels(state).inc(count)
+        self.pages.inc(report.pages)
+        self.retries.inc(report.retries)
         with self._lock:
-            self.events.update(report.states)
-            self.pages += report.pages
-            self.retries += report.retries
             if report.caught_up:
                 self.last_success = time.time()
-            if report.lag_seconds is not None:
-                self.gauges["syncctl_lag_seconds"] = report.lag_seconds
+            if report.last_occurred_at is not None:
+                self.last_event_at = max(
+                    report.last_occurred_at, self.last_event_at or report.last_occurred_at
+                )
 
     def observe_refresh(self, seconds: float) -> None:
-        with self._lock:
-            self.refresh_count += 1
-            self.refresh_sum += seconds
-            for i, bound in enumerate(_BUCKETS):
-                if seconds <= bound:
-                    self.refresh_buckets[i] += 1
+        self.refresh_latency.observe(seconds)
 
     def observe_payloads_dropped(self, rows: int) -> None:
-        with self._lock:
-            self.payloads_dropped += rows
+        self.payloads_dropped.inc(rows)
 
     def update_from_db(self, conn: psycopg.Connection[Any]) -> None:
         q = queries()
         counts = conn.execute(q["status_counts"]).fetchone()
         queues = conn.execute(q["status_queues"]).fetchone()
+        cursors = conn.execute(q["status_cursors"]).fetchall()
         self._count_actions(conn)
         conn.commit()
         if counts is None or queues is None:
             return
-        with self._lock:
-            self.gauges["syncctl_dead_letters"] = float(counts[1])
-            self.gauges["syncctl_inbox_pending"] = float(counts[2])
-            self.gauges["syncctl_outbox_backlog"] = float(queues[0])
-            self.gauges["syncctl_outbox_dead"] = float(queues[1])
-            self.gauges["syncctl_refresh_queue"] = float(queues[2])
+        for name, value in (
+            ("syncctl_dead_letters", counts[1]),
+            ("syncctl_inbox_pending", counts[2]),
+            ("syncctl_outbox_pending", queues[0]),
+            ("syncctl_outbox_dead", queues[1]),
+            ("syncctl_refresh_queue", queues[2]),
+        ):
+            self.gauges[name].set(float(value))
+        stamps = [row[3] for row in cursors if row[0] == "tritonx" and row[3] is not None]
+        if stamps:
+            with self._lock:
+                self.last_event_at = stamps[0]
 
     def _count_actions(self, conn: psycopg.Connection[Any]) -> None:
         mq = named_queries("metrics_queries.sql")
         if self._audit_after is None:
-            row = conn.execute(mq["audit_last_id"]).fetchone()
-            self._audit_after = int(row[0]) if row else 0
-            return
-        rows = conn.execute(mq["audit_actions_since"], {"after": self._audit_after}).fetchall()
-        with self._lock:
-            for action, outcome, count, last_id in rows:
-                self.actions[(str(action), str(outcome))] += int(count)
-                self._audit_after = max(self._audit_after, int(last_id))
+            last = conn.execute(mq["audit_last_id"]).fetchone()
+            self._audit_after = int(last[0]) if last else 0
+            rows = conn.execute(
+                mq["audit_actions_from"],
+                {"started": self.started_at, "last_id": self._audit_after},
+            )
+        else:
+            rows = conn.execute(mq["audit_actions_since"], {"after": self._audit_after})
+        for action, outcome, count, last_id in rows.fetchall():
+            self.actions.labels(str(action), str(outcome)).inc(int(count))
+            self._audit_after = max(self._audit_after, int(last_id))
 
     def healthy(self) -> bool:
         with self._lock:
@@ -101,53 +166,7 @@ class Metrics:
             )
 
     def exposition(self) -> str:
-        with self._lock:
-            lines = [
-                "# HELP syncctl_events_total Staged events by what became of them.",
-                "# TYPE syncctl_events_total counter",
-            ]
-            lines += [
-                f"syncctl_events_total{{outcome={_label(state)}}} {count}"
-                for state, count in sorted(self.events.items())
-            ]
-            lines += [
-                "# HELP syncctl_actions_total Audited actions since start, by type and outcome.",
-                "# TYPE syncctl_actions_total counter",
-            ]
-            lines += [
-                f"syncctl_actions_total{{action={_label(action)},outcome={_label(outcome)}}} {n}"
-                for (action, outcome), n in sorted(self.actions.items())
-            ]
-            lines += [
-                "# HELP syncctl_pages_total Pages staged.",
-                "# TYPE syncctl_pages_total counter",
-                f"syncctl_pages_total {self.pages}",
-                "# HELP syncctl_pull_retries_total Retried pulls (tritonX or database trouble).",
-                "# TYPE syncctl_pull_retries_total counter",
-                f"syncctl_pull_retries_total {self.retries}",
-                "# HELP syncctl_payloads_dropped_total Inbox payloads dropped after retention.",
-                "# TYPE syncctl_payloads_dropped_total counter",
-                f"syncctl_payloads_dropped_total {self.payloads_dropped}",
-                "# HELP syncctl_last_success_timestamp_seconds When a pull last caught up.",
-                "# TYPE syncctl_last_success_timestamp_seconds gauge",
-                f"syncctl_last_success_timestamp_seconds {self.last_success or 0}",
-            ]
-            for name, value in sorted(self.gauges.items()):
-                lines += [f"# TYPE {name} gauge", f"{name} {value}"]
-            lines += [
-                "# HELP syncctl_refresh_latency_seconds Refresh request to applied.",
-                "# TYPE syncctl_refresh_latency_seconds histogram",
-            ]
-            lines += [
-                f'syncctl_refresh_latency_seconds_bucket{{le="{bound}"}} {count}'
-                for bound, count in zip(_BUCKETS, self.refresh_buckets, strict=True)
-            ]
-            lines += [
-                f'syncctl_refresh_latency_seconds_bucket{{le="+Inf"}} {self.refresh_count}',
-                f"syncctl_refresh_latency_seconds_sum {self.refresh_sum}",
-                f"syncctl_refresh_latency_seconds_count {self.refresh_count}",
-            ]
-            return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
 
 
 class MetricsServer:
@@ -160,8 +179,7 @@ class MetricsServer:
 
             def do_GET(self) -> None:
                 if self.path == "/metrics":
-                    status, body = 200, metrics.exposition()
-                    kind = "text/plain; version=0.0.4"
+                    status, body, kind = 200, metrics.exposition(), CONTENT_TYPE_PLAIN_0_0_4
                 elif self.path == "/healthz":
                     ok = metrics.healthy()
                     status, body, kind = (

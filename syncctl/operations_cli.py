@@ -9,32 +9,40 @@ import time
 import click
 
 from syncctl import bootstrap as onboarding
-from syncctl import links, schema
-from syncctl.command_edge import HasDsn, actor_option, connection, edge, required_dsn
+from syncctl import environment, links, schema
+from syncctl.command_edge import (
+    HasDsn,
+    HasTritonX,
+    actor_option,
+    configured_tritonx,
+    connection,
+    edge,
+    required_dsn,
+    simulator_options,
+    stop_on_signals,
+)
 from syncctl.controller import PullReport
 from syncctl.database import connect, queries
-from syncctl.tritonx import TritonXClient
-
-
-class _TritonXSettings(HasDsn):
-    tritonx_url: str | None
-    tritonx_token: str | None
+from syncctl.progress import Progress
 
 
 @click.command()
 @click.option("--page-size", default=5000, show_default=True, help="Events per page.")
+@simulator_options
 @actor_option
 @click.pass_obj
 @edge
-def bootstrap(settings: _TritonXSettings, page_size: int, actor: str) -> None:
-    """Onboard a shop: import every tritonX customer, adopt matching local customers, report."""
+def bootstrap(
+    settings: HasTritonX, page_size: int, simulator: bool, customers: int, actor: str
+) -> None:
+    """Onboard a shop: import every tritonX customer, adopt matching local customers, report.
+
+    Progress goes to stderr. Interrupted (Ctrl-C, SIGTERM), it keeps every page imported and
+    every adoption made, and exits 130 (143); run it again to continue."""
     dsn = required_dsn(settings)
-    schema.require_current(dsn)
-    if not settings.tritonx_url:
-        raise click.UsageError("give tritonX: --tritonx-url / TRITONX_URL")
     started = time.monotonic()
 
-    def progress(report: PullReport) -> None:
+    def page_progress(report: PullReport) -> None:
         rate = report.events / max(report.seconds, 1e-6)
         line = f"imported {report.events:,} events, {rate:,.0f}/s"
         if report.feed_last_seq and report.last_seq:
@@ -44,18 +52,31 @@ def bootstrap(settings: _TritonXSettings, page_size: int, actor: str) -> None:
         click.echo(line, err=True)
 
     with (
+        configured_tritonx(settings, simulator, customers) as tx,
         connect(dsn) as conn,
-        TritonXClient(settings.tritonx_url, settings.tritonx_token or "") as client,
+        stop_on_signals() as stop,
     ):
+        schema.require_current_on(conn)
         result = onboarding.bootstrap(
-            conn, client, actor=actor, page_size=page_size, on_page=progress
+            conn,
+            tx.client,
+            actor=actor,
+            page_size=page_size,
+            stop=stop,
+            on_page=page_progress,
+            on_adoption=Progress("adoptions").printer(lambda line: click.echo(line, err=True)),
         )
-    click.echo(f"bootstrap done in {time.monotonic() - started:.1f} s")
+    click.echo(
+        f"bootstrap {'done' if result.complete else 'stopped'} in "
+        f"{time.monotonic() - started:.1f} s"
+    )
     click.echo(f"  events imported:                {result.imported.events:,}")
     click.echo(f"  customers linked to tritonX:    {result.linked:,}")
     click.echo(f"  local customers adopted:        {result.adopted:,}")
     click.echo(f"  local customers left unlinked:  {result.unlinked_left:,}")
     click.echo(f"  open link conflicts:            {result.conflicts:,}")
+    if not result.complete and stop.signum is not None:
+        stop.exit("syncctl bootstrap")
 
 
 @click.group("links")
@@ -72,14 +93,14 @@ def links_group() -> None:
 )
 @click.pass_obj
 @edge
-def links_check(settings: _TritonXSettings, probe: int) -> None:
+def links_check(settings: HasTritonX, probe: int) -> None:
     """Count every link anomaly; exit 1 when there is any."""
     with connection(settings) as conn:
         found = links.anomalies(conn)
         if probe:
             if not settings.tritonx_url:
                 raise click.UsageError("--probe needs --tritonx-url / TRITONX_URL")
-            with TritonXClient(settings.tritonx_url, settings.tritonx_token or "") as client:
+            with environment.tritonx_client(settings.tritonx_url, settings.tritonx_token) as client:
                 asked, unknown = links.unknown_to_tritonx(conn, client, probe)
             found.append((f"linked numbers unknown to tritonX (of {asked} asked)", unknown))
     for anomaly, count in found:
@@ -94,17 +115,31 @@ def links_check(settings: _TritonXSettings, probe: int) -> None:
 @click.pass_obj
 @edge
 def links_repair(settings: HasDsn, dry_run: bool, actor: str) -> None:
-    """Adopt unambiguous local customers and move links to merged-away numbers to survivors."""
+    """Adopt unambiguous local customers and move links to merged-away numbers to survivors.
+
+    Each fix commits on its own; progress goes to stderr. Interrupted (Ctrl-C, SIGTERM), it
+    keeps the fixes made and exits 130 (143); run it again to continue."""
     with connection(settings) as conn:
         plan = links.repair_plan(conn)
-        for local_id, linked_id, number in plan.adopt:
-            click.echo(f"adopt local customer {local_id} into {number} (id {linked_id})")
-        for old, survivor in plan.merge:
-            click.echo(f"move the link of {old} to its survivor {survivor}")
         if dry_run:
-            click.echo(f"dry run: {len(plan.adopt) + len(plan.merge)} changes")
+            for local_id, linked_id, number in plan.adopt:
+                click.echo(f"adopt local customer {local_id} into {number} (id {linked_id})")
+            for old, survivor in plan.merge:
+                click.echo(f"move the link of {old} to its survivor {survivor}")
+            click.echo(f"dry run: {len(plan)} changes")
             return
-        click.echo(f"done: {links.repair(conn, plan, actor)} changes, audited")
+        click.echo(f"{len(plan.adopt):,} adoptions and {len(plan.merge):,} links to move", err=True)
+        with stop_on_signals() as stop:
+            outcome = links.repair(
+                conn,
+                plan,
+                actor,
+                stop=stop,
+                on_progress=Progress("fixes").printer(lambda line: click.echo(line, err=True)),
+            )
+    click.echo(f"done: {outcome.changed} changes of {outcome.planned} planned, audited")
+    if not outcome.complete:
+        stop.exit("syncctl links repair")
 
 
 @click.group("outbox")

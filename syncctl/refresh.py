@@ -5,8 +5,8 @@ through the same inbox as the feed, as synthetic events whose ids make repeats d
 never lost to a failure: a claim is a lease (the request stays queued until its refresh is
 applied, and is claimed again when a controller died holding it), a number tritonX cannot answer
 goes back in the queue at once, and when anything else fails (staging, the database, a bug)
-every claimed number not yet applied goes back before the failure is raised. A request for something that is not a customer number
-is dropped; it never reaches tritonX's URL."""
+every claimed number not yet applied goes back before the failure is raised. A request for
+something that is not a customer number is dropped; it never reaches tritonX's URL."""
 
 from __future__ import annotations
 

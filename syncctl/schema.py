@@ -5,6 +5,7 @@ compared."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import DBAPIError
 
 from syncctl import installation, resources
-from syncctl.database import error_text
+from syncctl.database import connection_failure, error_text
 from syncctl.errors import MigrationError
 
 # Schemas syncctl owns; the description compares these.
@@ -44,9 +45,16 @@ def alembic_config(dsn: str) -> Config:
     return config
 
 
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(dsn)
+    except psycopg.OperationalError as exc:
+        raise connection_failure(dsn, exc) from exc
+
+
 def _with_connection(dsn: str, action: Any) -> Any:
     engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=pool.NullPool
+        "postgresql+psycopg://", creator=lambda: _connect(dsn), poolclass=pool.NullPool
     )
     try:
         with engine.begin() as connection:
@@ -67,6 +75,104 @@ def upgrade(dsn: str, revision: str = "heads") -> None:
 
 def downgrade(dsn: str, revision: str) -> None:
     _with_connection(dsn, lambda config, _: command.downgrade(config, revision))
+
+
+# the revision whose downgrade drops syncctl's schemas, and with them every row they hold
+_BASELINE = "0001_baseline"
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    """What `downgrade(dsn, target)` would undo, and the data that would go with it."""
+
+    current: tuple[str, ...]
+    target: str
+    undone: tuple[str, ...]
+    # (schema, tables, estimated rows) of the schemas dropped, when the baseline is undone
+    schemas: tuple[tuple[str, int, int], ...] = ()
+    # objects outside syncctl's schemas that the drop takes with it: the shop's foreign keys
+    # that point into them, and views built on them
+    foreign_keys: tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
+
+    @property
+    def drops_data(self) -> bool:
+        return bool(self.undone)
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"downgrade from {', '.join(self.current) or 'none'} to {self.target} undoes: "
+            + (", ".join(self.undone) or "nothing")
+        ]
+        for name, tables, rows in self.schemas:
+            lines.append(f"  drops schema {name}: {tables} tables, about {rows:,} rows")
+        lines += [f"  drops the shop's foreign key {fk}" for fk in self.foreign_keys]
+        lines += [f"  drops the view {view}" for view in self.views]
+        if self.undone and not self.schemas:
+            lines.append("  a revision's downgrade may drop tables or columns and their data")
+        return lines
+
+
+_DOWNGRADE_LOSSES = {
+    "schemas": """
+        SELECT n.nspname::text, count(c.oid)::int,
+               coalesce(sum(pg_catalog.pg_stat_get_live_tuples(c.oid)), 0)::bigint
+        FROM pg_catalog.pg_namespace AS n
+        LEFT JOIN pg_catalog.pg_class AS c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+        WHERE n.nspname = ANY(%(schemas)s)
+        GROUP BY 1 ORDER BY 1""",
+    "foreign_keys": """
+        SELECT pg_catalog.format('%%I on %%I.%%I -> %%I.%%I', c.conname,
+                                 source.relnamespace::regnamespace, source.relname,
+                                 target.relnamespace::regnamespace, target.relname)
+        FROM pg_catalog.pg_constraint AS c
+        JOIN pg_catalog.pg_class AS target ON target.oid = c.confrelid
+        JOIN pg_catalog.pg_class AS source ON source.oid = c.conrelid
+        WHERE c.contype = 'f'
+          AND target.relnamespace::regnamespace::text = ANY(%(schemas)s)
+          AND NOT source.relnamespace::regnamespace::text = ANY(%(schemas)s)
+        ORDER BY 1""",
+    "views": """
+        SELECT DISTINCT pg_catalog.format('%%I.%%I', v.relnamespace::regnamespace, v.relname)
+        FROM pg_catalog.pg_depend AS d
+        JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid
+        JOIN pg_catalog.pg_class AS v ON v.oid = r.ev_class
+        JOIN pg_catalog.pg_class AS t ON t.oid = d.refobjid
+        WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+          AND t.relnamespace::regnamespace::text = ANY(%(schemas)s)
+          AND NOT v.relnamespace::regnamespace::text = ANY(%(schemas)s)
+        ORDER BY 1""",
+}
+
+
+def plan_downgrade(dsn: str, target: str) -> DowngradePlan:
+    """The revisions a downgrade to `target` undoes and, when it undoes the baseline, the
+    schemas, foreign keys and views that go with them. Changes nothing."""
+    current = current_revisions(dsn)
+    script = ScriptDirectory.from_config(alembic_config(dsn))
+    try:
+        undone = tuple(
+            s.revision
+            for s in script.iterate_revisions(current or "base", target)
+            if s.revision != target
+        )
+    except Exception as exc:  # alembic's errors for an unknown or ambiguous revision
+        raise MigrationError(f"cannot downgrade to {target}: {exc}") from exc
+    if _BASELINE not in undone:
+        return DowngradePlan(current, target, undone)
+    with _connect(dsn) as conn:
+        found = {
+            kind: conn.execute(query, {"schemas": list(SCHEMAS)}).fetchall()
+            for kind, query in _DOWNGRADE_LOSSES.items()
+        }
+    return DowngradePlan(
+        current,
+        target,
+        undone,
+        schemas=tuple((str(n), int(t), int(r)) for n, t, r in found["schemas"]),
+        foreign_keys=tuple(str(fk) for (fk,) in found["foreign_keys"]),
+        views=tuple(str(v) for (v,) in found["views"]),
+    )
 
 
 def head_revisions() -> tuple[str, ...]:
@@ -90,7 +196,49 @@ def current_revisions(dsn: str) -> tuple[str, ...]:
 
 def require_current(dsn: str) -> None:
     """Refuse to run against a database whose schema is not at the newest revision."""
-    current, heads = current_revisions(dsn), head_revisions()
+    _require(current_revisions(dsn))
+
+
+def require_current_on(conn: psycopg.Connection[Any]) -> None:
+    """`require_current` on an open connection (one query, no second login). A role that may
+    not read the version table is let through: a missing object then fails on its own, and
+    `missing_object_hint` says why."""
+    try:
+        current = _revisions_on(conn)
+    except psycopg.errors.InsufficientPrivilege:
+        conn.rollback()
+        return
+    conn.rollback()
+    _require(current)
+
+
+def missing_object_hint(conn: psycopg.Connection[Any]) -> str | None:
+    """After an undefined table, function or schema error: the `db upgrade` advice when the
+    database is not at the newest revision, else None."""
+    try:
+        conn.rollback()
+        _require(_revisions_on(conn))
+    except MigrationError as exc:
+        return str(exc)
+    except psycopg.Error:
+        return None
+    return None
+
+
+def _revisions_on(conn: psycopg.Connection[Any]) -> tuple[str, ...]:
+    row = conn.execute(
+        "SELECT pg_catalog.to_regclass('syncctl.alembic_version') IS NOT NULL"
+    ).fetchone()
+    if not (row and row[0]):
+        return ()
+    return tuple(sorted(str(v) for (v,) in conn.execute(_VERSIONS).fetchall()))
+
+
+_VERSIONS = "SELECT version_num FROM syncctl.alembic_version"
+
+
+def _require(current: tuple[str, ...]) -> None:
+    heads = head_revisions()
     if current != heads:
         raise MigrationError(
             f"the database is at revision {', '.join(current) or 'none'}, this syncctl needs "

@@ -113,6 +113,7 @@ class TritonXClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # every message names tritonX's host (never the token) and the answer's status
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:

@@ -19,9 +19,13 @@ TOKEN = "acceptance-token"
 
 
 def syncctl(
-    *args: str, dsn: str | None = None, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    dsn: str | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    input: str = "",
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI to completion; a failure shows its output."""
+    """Run the CLI to completion, standard input a pipe (not a terminal) holding `input`."""
     command = [*SYNCCTL, *(["--dsn", dsn] if dsn else []), *args]
     return subprocess.run(
         command,
@@ -29,6 +33,7 @@ def syncctl(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        input=input,
         check=False,
     )
 

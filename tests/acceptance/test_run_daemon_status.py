@@ -58,7 +58,7 @@ def test_status_names_the_leader_and_the_lag_in_events(
         )
         running = _status(dsn, simulator.url)
         assert f"leader: pid {leader_pid} " in running, running
-        assert ", 0 events," in running, running
+        assert ", 0 events behind the feed," in running, running
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=30)
@@ -77,7 +77,7 @@ def test_status_names_the_leader_and_the_lag_in_events(
     assert feed_last_seq is not None and feed_last_seq > ours
     stopped = _status(dsn, simulator.url)
     assert "leader: none" in stopped, stopped
-    lag = re.search(r"lag \d+ s, (\d+) events", stopped)
+    lag = re.search(r"lag \d+ s, (\d+) events behind the feed", stopped)
     assert lag is not None and int(lag.group(1)) == feed_last_seq - ours, stopped
     assert "outbox dead: 1, refresh queue: 1," in stopped, stopped
     # the default retention keeps a week of payloads: all of them are still held

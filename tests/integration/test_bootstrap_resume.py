@@ -1,5 +1,6 @@
-"""Bootstrap interrupted after its first page continues where it stopped: every tritonX
-customer arrives once, the shop's own customers are adopted once, and nothing is left behind."""
+"""Bootstrap interrupted after its first page, or in the middle of its adoptions, continues
+where it stopped: every tritonX customer arrives once, the shop's own customers are adopted
+once (each adoption committed and audited at its own time), and nothing is left behind."""
 
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ def test_an_interrupted_bootstrap_resumes_and_adopts_once(
     with TritonXClient(simulator.url, simulator.token) as client:
         first = bootstrap(conn, client, actor="ops:1", page_size=25, stop=stop, on_page=interrupt)
         assert first.imported.pages == 1 and not first.imported.caught_up
-        assert first.adopted == 1, "only the customer imported so far can be adopted"
+        assert first.adopted == 0 and not first.complete, "stopped, it adopts nothing more"
         second = bootstrap(conn, client, actor="ops:1", page_size=25)
-        assert second.imported.caught_up
-        assert second.adopted == 1
+        assert second.imported.caught_up and second.complete
+        assert second.adopted == 2
         third = bootstrap(conn, client, actor="ops:1", page_size=25)
     assert (third.imported.events, third.adopted) == (0, 0)
     assert (third.linked, third.unlinked_left, third.conflicts) == (len(truth), 0, 0)
@@ -52,3 +53,34 @@ def test_an_interrupted_bootstrap_resumes_and_adopts_once(
         "SELECT customer_number FROM sync.audit WHERE action = 'customer.adopted' ORDER BY 1"
     ).fetchall()
     assert adoptions == [(n,) for n in numbers]
+
+
+def test_adoptions_stopped_half_way_are_kept_each_audited_at_its_own_time(
+    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+) -> None:
+    truth = simulator.state.current_state()
+    numbers = sorted(truth)[:6]
+    for number in numbers:
+        email = truth[number]["snapshot"]["email"]
+        conn.execute("INSERT INTO shop.customer (email) VALUES (%s)", [email.upper()])
+    conn.commit()
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def after_fix(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 3:
+            stop.set()  # as Ctrl-C during the fourth adoption would: that one finishes
+
+    with TritonXClient(simulator.url, simulator.token) as client:
+        first = bootstrap(conn, client, actor="ops:2", stop=stop, on_adoption=after_fix)
+        assert first.imported.caught_up and not first.complete
+        assert (first.adopted, first.unlinked_left) == (3, 3)
+        assert seen == [(0, 6), (1, 6), (2, 6), (3, 6)]
+        with psycopg.connect(conn.info.dsn) as other:  # committed: another session sees them
+            kept = other.execute(
+                "SELECT count(DISTINCT at) FROM sync.audit WHERE action = 'customer.adopted'"
+            ).fetchone()
+        assert kept == (3,), "each adoption is committed and audited at its own time"
+        second = bootstrap(conn, client, actor="ops:2")
+    assert second.complete and (second.adopted, second.unlinked_left) == (3, 0)

@@ -55,7 +55,7 @@ def test_repair_moves_a_merged_away_link_into_its_local_survivor(
     _legacy_link(conn, "TX00000002", "TX00000001", "o-2")
     plan = links.repair_plan(conn)
     assert plan.merge == [("TX00000002", "TX00000001")]
-    assert links.repair(conn, plan, "ops:7") == 1
+    assert links.repair(conn, plan, "ops:7").changed == 1
     assert _number_of_order(conn, "o-2") == "TX00000001"
     assert conn.execute(
         "SELECT count(*) FROM shop.customer WHERE customer_number = 'TX00000002'"
@@ -76,7 +76,7 @@ def test_repair_re_points_a_merged_away_link_when_the_survivor_is_not_local(
     conn: psycopg.Connection[Any],
 ) -> None:
     _legacy_link(conn, "TX00000003", "TX00000004", "o-3")
-    assert links.repair(conn, links.repair_plan(conn), "ops:7") == 1
+    assert links.repair(conn, links.repair_plan(conn), "ops:7").changed == 1
     assert _number_of_order(conn, "o-3") == "TX00000004"
     assert conn.execute(
         "SELECT sync.resolve_customer('TX00000003') = sync.resolve_customer('TX00000004')"
@@ -113,6 +113,6 @@ def test_repair_adopts_an_unambiguous_local_customer_and_dry_run_plans_only(
     plan = links.repair_plan(conn)
     assert [(a[0], a[2]) for a in plan.adopt] == [(local[0], "TX00000007")]
     assert _number_of_order(conn, "o-7") is None, "planning changed something"
-    assert links.repair(conn, plan, "ops:8") == 1
+    assert links.repair(conn, plan, "ops:8").changed == 1
     assert _number_of_order(conn, "o-7") == "TX00000007"
     assert links.repair_plan(conn).adopt == []

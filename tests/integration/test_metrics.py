@@ -4,20 +4,25 @@ successful pull. Every sample line parses as the Prometheus text format."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from syncctl.controller import PullReport
 from syncctl.metrics import Metrics, MetricsServer
 from tests.feed import event, stage, upserted
 
-SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)+\})? -?[0-9.e+]+(\.0)?$')
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana-dashboard.json"
+SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)+\})? (-?[0-9.e+]+|NaN)$')
 
 
 @pytest.fixture
@@ -79,12 +84,24 @@ def test_refresh_latency_is_a_cumulative_histogram(served: tuple[Metrics, str]) 
     assert samples["syncctl_refresh_latency_seconds_sum"] == pytest.approx(30.333)
 
 
-def test_gauges_and_actions_come_from_the_database(
-    served: tuple[Metrics, str], conn: psycopg.Connection[Any]
-) -> None:
-    metrics, url = served
+def test_gauges_and_actions_come_from_the_database(conn: psycopg.Connection[Any]) -> None:
     stage(conn, [upserted("TX00000001", 1)])  # before the daemon started: not counted
+    metrics = Metrics(healthy_within=60)
+    server = MetricsServer(metrics, "127.0.0.1", 0).start()
+    try:
+        _gauges_and_actions(metrics, server.url, conn)
+    finally:
+        server.stop()
+
+
+def _gauges_and_actions(metrics: Metrics, url: str, conn: psycopg.Connection[Any]) -> None:
+    metrics.update_from_db(conn)  # a first cycle with nothing to count
+    assert not any(k.startswith("syncctl_actions_total") for k in _samples(url))
+    # the first cycle's actions count: everything audited since the process started
+    stage(conn, [upserted("TX00000005", 1)])
     metrics.update_from_db(conn)
+    samples = _samples(url)
+    assert samples['syncctl_actions_total{action="customer.upserted",outcome="applied"}'] == 1
     stage(conn, [upserted("TX00000002", 1), upserted("TX00000003", 1), upserted("TX00000003", 1)])
     stage(conn, [event("customer.merged", "TX00000002", 2, into="TX00000003")])
     stage(conn, [{**event("customer.upserted", "TX00000004", 1), "customer": []}])
@@ -93,17 +110,60 @@ def test_gauges_and_actions_come_from_the_database(
     metrics.update_from_db(conn)
     samples = _samples(url)
     actions = {k: v for k, v in samples.items() if k.startswith("syncctl_actions_total")}
-    assert actions['syncctl_actions_total{action="customer.upserted",outcome="applied"}'] == 2
+    assert actions['syncctl_actions_total{action="customer.upserted",outcome="applied"}'] == 3
     assert actions['syncctl_actions_total{action="customer.merged",outcome="applied"}'] == 1
     assert samples["syncctl_dead_letters"] == 1
     assert samples["syncctl_refresh_queue"] == 1
-    assert samples["syncctl_outbox_backlog"] == 0
+    assert samples["syncctl_outbox_pending"] == 0
     conn.execute(
         "SELECT sync.anonymise_from_backoffice(sync.resolve_customer('TX00000003'), 'AVG', 'bo:1')"
     )
     conn.commit()
     metrics.update_from_db(conn)
     samples = _samples(url)
-    assert samples["syncctl_outbox_backlog"] == 1
+    assert samples["syncctl_outbox_pending"] == 1
     assert samples['syncctl_actions_total{action="customer.anonymized",outcome="applied"}'] == 1
-    assert samples['syncctl_actions_total{action="customer.upserted",outcome="applied"}'] == 2
+    assert samples['syncctl_actions_total{action="customer.upserted",outcome="applied"}'] == 3
+
+
+def test_lag_is_the_age_of_the_last_applied_event_as_status_says(
+    served: tuple[Metrics, str], conn: psycopg.Connection[Any]
+) -> None:
+    metrics, url = served
+    assert math.isnan(_samples(url)["syncctl_last_event_age_seconds"]), "no event yet"
+    stage(conn, [{**upserted("TX00000001", 1), "occurred_at": "2026-01-01T00:00:00Z"}])
+    metrics.update_from_db(conn)
+    age = _samples(url)["syncctl_last_event_age_seconds"]
+    row = conn.execute(
+        "SELECT extract(epoch FROM now() - timestamptz '2026-01-01T00:00:00Z')::float8"
+    ).fetchone()
+    conn.commit()
+    assert row is not None and abs(age - row[0]) < 60
+
+
+def test_every_series_has_help_and_type_and_the_dashboard_queries_only_exported_ones(
+    served: tuple[Metrics, str], conn: psycopg.Connection[Any]
+) -> None:
+    metrics, url = served
+    stage(conn, [upserted("TX00000001", 1)])
+    metrics.observe_pull(_report(caught_up=True, states=Counter(applied=1), pages=1))
+    metrics.observe_refresh(0.2)
+    metrics.update_from_db(conn)
+    text = httpx.get(url + "/metrics").text
+    families = list(text_string_to_metric_families(text))
+    for family in families:
+        assert family.documentation, f"{family.name} has no HELP"
+        assert family.type in ("counter", "gauge", "histogram"), family.name
+        assert f"# TYPE {family.name}" in text
+    exported = {sample.name for family in families for sample in family.samples}
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    expressions = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    assert expressions, "the dashboard has no queries"
+    queried = {name for expr in expressions for name in re.findall(r"\bsyncctl_\w+", expr)}
+    assert queried, expressions
+    assert queried <= exported, f"queried but not exported: {sorted(queried - exported)}"
+    documented = (DASHBOARD.parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
+    missing = sorted(f.name for f in families if f.name not in documented)
+    assert not missing, f"series not listed in docs/operations.md: {missing}"
