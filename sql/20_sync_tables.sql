@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS sync.inbox (
     payload               jsonb,
     received_at           timestamptz NOT NULL DEFAULT now()
 );
+-- A record jsonb cannot hold (a JSON \u0000 in it): its JSON text exactly as received, payload
+-- NULL. Always a dead letter; scrubbed and dropped like a payload.
+ALTER TABLE sync.inbox ADD COLUMN IF NOT EXISTS raw text;
 
 -- Old tritonX number -> survivor. Permanent; kept flat (every old number points at the final
 -- survivor) so a lookup is one step whatever the chain.

@@ -229,7 +229,25 @@ AS $$
            -- a malformed record whose own number did not parse: the snapshot still names it
            OR (i.customer_number IS NULL
                AND (i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)))
-      AND sync.event_envelope(i.payload) <> i.payload
+      AND (sync.event_envelope(i.payload) <> i.payload OR i.raw IS NOT NULL)
+$$;
+
+-- The dead letters of a customer number and of the numbers merged into it (a malformed
+-- record's by the number its snapshot names): what anonymising it decides as skipped.
+CREATE OR REPLACE FUNCTION sync._dead_letter_copies(p_number text)
+RETURNS TABLE (inbox_id bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.inbox_id
+    FROM sync.dead_letter AS d
+    JOIN sync.inbox AS i ON i.id = d.inbox_id
+    WHERE coalesce(i.customer_number, i.payload -> 'customer' ->> 'customer_number') IN (
+              SELECT p_number
+              UNION ALL
+              SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
 $$;
 
 CREATE INDEX IF NOT EXISTS inbox_snapshot_number_unparsed
@@ -251,7 +269,7 @@ DECLARE
     decided  bigint;
 BEGIN
     UPDATE sync.inbox AS i
-    SET payload = sync.event_envelope(i.payload)
+    SET payload = sync.event_envelope(i.payload), raw = NULL
     WHERE i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(p_number) AS c);
     GET DIAGNOSTICS scrubbed = ROW_COUNT;
 
@@ -259,10 +277,7 @@ BEGIN
         DELETE FROM sync.dead_letter AS d
         USING sync.inbox AS i
         WHERE i.id = d.inbox_id
-          AND coalesce(i.customer_number, i.payload -> 'customer' ->> 'customer_number') IN (
-              SELECT p_number
-              UNION ALL
-              SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
+          AND d.inbox_id IN (SELECT c.inbox_id FROM sync._dead_letter_copies(p_number) AS c)
         RETURNING d.inbox_id, i.event_id, i.event_type, i.customer_number, i.version
     )
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
@@ -469,6 +484,10 @@ AS $$
     UNION ALL
     SELECT 'sync.inbox', 'scrub', count(*)
     FROM sync._inbox_copies(p_number)
+    HAVING count(*) > 0
+    UNION ALL
+    SELECT 'sync.dead_letter', 'decide as skipped', count(*)
+    FROM sync._dead_letter_copies(p_number)
     HAVING count(*) > 0
 $$;
 
