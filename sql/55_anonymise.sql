@@ -463,14 +463,11 @@ BEGIN
 END
 $$;
 
--- ---------------------------------------------------------------------------------------------
--- Public API
--- ---------------------------------------------------------------------------------------------
-
--- What anonymising the local customer with this number would change, per table:
--- (table, action, rows), rows > 0 only, shop.customer included. Empty when not local.
--- Example: SELECT * FROM sync.anonymise_plan('TX00000001');
-CREATE OR REPLACE FUNCTION sync.anonymise_plan(p_number text)
+-- What anonymising (p_delete false) or deleting (p_delete true) a customer number changes, per
+-- table: the local customer's rows (sync._erasure_plan) and the engine's copies the same run
+-- scrubs (inbox payloads) and decides (dead letters). One plan for every dry run, so that
+-- what a dry run counts is what the run does.
+CREATE OR REPLACE FUNCTION sync._number_erasure_plan(p_number text, p_delete boolean)
 RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE sql
 STABLE
@@ -479,7 +476,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.table_name, p.action, p.rows
     FROM shop.customer AS c
-    CROSS JOIN LATERAL sync._erasure_plan(c.id, false) AS p
+    CROSS JOIN LATERAL sync._erasure_plan(c.id, p_delete) AS p
     WHERE c.customer_number = p_number
     UNION ALL
     SELECT 'sync.inbox', 'scrub', count(*)
@@ -489,6 +486,38 @@ AS $$
     SELECT 'sync.dead_letter', 'decide as skipped', count(*)
     FROM sync._dead_letter_copies(p_number)
     HAVING count(*) > 0
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------------------------
+
+-- What anonymising the customer with this number would change, per table: (table, action,
+-- rows), rows > 0 only: shop.customer and its linked tables when it is local, the inbox
+-- payloads scrubbed and the dead letters decided. Empty when there is nothing to change.
+-- Example: SELECT * FROM sync.anonymise_plan('TX00000001');
+CREATE OR REPLACE FUNCTION sync.anonymise_plan(p_number text)
+RETURNS TABLE (table_name text, action text, rows bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM sync._number_erasure_plan(p_number, false)
+$$;
+
+-- What a customer.deleted event for this number would change, per table, as anonymise_plan:
+-- a customer with bookkeeping rows (orders) is planned as an anonymisation, one without as
+-- removed (action delete_rows / delete).
+-- Example: SELECT * FROM sync.delete_plan('TX00000001');
+CREATE OR REPLACE FUNCTION sync.delete_plan(p_number text)
+RETURNS TABLE (table_name text, action text, rows bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM sync._number_erasure_plan(p_number, true)
 $$;
 
 -- The back-office "Anonimiseren" button: anonymise the local customer p_customer_id now and,
