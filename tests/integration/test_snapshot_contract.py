@@ -46,7 +46,18 @@ def test_the_contract_table_lists_every_snapshot_field(conn: psycopg.Connection[
         " AND attnum > 0 ORDER BY attnum"
     ).fetchall()
     assert sorted(FIELDS) == sorted(a for (a,) in attributes)
-    assert all(limit for kind, limit in FIELDS.values() if kind != "boolean")
+    # the documented maximum of every string field is the length of the snapshot's type
+    lengths = dict(
+        conn.execute(
+            "SELECT attname, atttypmod - 4 FROM pg_attribute"
+            " WHERE attrelid = 'sync.customer_snapshot'::regclass AND attnum > 0"
+            " AND atttypid = 'varchar'::regtype"
+        ).fetchall()
+    )
+    documented = {f: limit for f, (kind, limit) in FIELDS.items() if f not in FORMATTED}
+    documented["customer_number"] = FIELDS["customer_number"][1]
+    assert lengths == {f: limit for f, limit in documented.items() if FIELDS[f][0] == "string"}
+    assert all(limit for f, (kind, limit) in FIELDS.items() if kind == "string")
 
 
 def dead_letter_reason(conn: psycopg.Connection[Any]) -> str:
@@ -82,8 +93,9 @@ WRONG_TYPES = {
     "newsletter_opt_in as a string": ("newsletter_opt_in", "true"),
     "blocked as a number": ("blocked", 1),
     "house_number as a string": ("house_number", "12"),
-    "house_number too long": ("house_number", 1234567),
+    "house_number not an integer": ("house_number", 12.5),
     "birth_date as a number": ("birth_date", 19840312),
+    "birth_date too long": ("birth_date", "2026-01-01 AD"),
 }
 
 
