@@ -212,8 +212,9 @@ EXCEPTION WHEN data_exception THEN
 END
 $$;
 
--- The defect of a record kept as text because jsonb cannot hold it (sync.inbox.raw: it holds
--- a JSON \u0000): names the snapshot field that holds it where one does, never the value.
+-- The defect of a record kept as text because jsonb cannot hold it (sync.inbox.raw: it holds a
+-- JSON \u0000, or a lone surrogate such as \ud800): names the snapshot field that holds it
+-- where one does, never the value.
 CREATE OR REPLACE FUNCTION sync.raw_defect(p_raw text)
 RETURNS text
 LANGUAGE plpgsql
@@ -224,19 +225,20 @@ AS $$
 DECLARE
     field text;
 BEGIN
-    -- U+0001 stands in for U+0000 only to find the field; the record itself stays as it came
+    -- U+0001 stands in for the character only to find the field; the record stays as it came
     SELECT e.key INTO field
     FROM pg_catalog.jsonb_each_text(
-             pg_catalog.replace(p_raw, '\u0000', '\u0001')::jsonb -> 'customer') AS e
+             pg_catalog.regexp_replace(p_raw, '\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})',
+                                       '\\u0001', 'g')::jsonb -> 'customer') AS e
     WHERE pg_catalog.strpos(e.value, pg_catalog.chr(1)) > 0
     ORDER BY e.key
     LIMIT 1;
     RETURN pg_catalog.format(
-        '%s holds \u0000 (U+0000), which the contract does not allow; the record is kept as '
-        'text in sync.inbox.raw', coalesce('customer.' || field, 'the record'));
+        '%s holds \u0000 or a lone surrogate, which the contract does not allow; the record is '
+        'kept as text in sync.inbox.raw', coalesce('customer.' || field, 'the record'));
 EXCEPTION WHEN data_exception THEN
-    RETURN 'the record holds \u0000 (U+0000), which the contract does not allow; it is kept as '
-           'text in sync.inbox.raw';
+    RETURN 'the record holds \u0000 or a lone surrogate, which the contract does not allow; it '
+           'is kept as text in sync.inbox.raw';
 END
 $$;
 

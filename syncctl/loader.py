@@ -5,8 +5,10 @@ none of it, and the next pull asks for the same page again.
 
 The typed inbox columns are extracted leniently: a value of the wrong JSON type becomes NULL
 and the database dead-letters the record with a reason; the record itself is kept as payload.
-A record holding U+0000 (JSON `\u0000`), which jsonb cannot hold, is kept as its JSON text in
-sync.inbox.raw instead (unaltered, so what tritonX sent stays recoverable) and dead-lettered."""
+A record holding U+0000 (JSON `\u0000`), which jsonb cannot hold, or a lone surrogate (JSON
+`\ud800`), which UTF-8 cannot encode, is kept as its JSON text in sync.inbox.raw instead
+(ASCII-escaped and otherwise unaltered, so what tritonX sent stays recoverable) and
+dead-lettered."""
 
 from __future__ import annotations
 
@@ -31,9 +33,22 @@ _INT4_MAX = 2**31 - 1
 _INT8_MAX = 2**63 - 1
 
 
+def _storable(value: str) -> bool:
+    """Whether PostgreSQL text can hold the string: no U+0000, no lone surrogate."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(value: Any) -> str | None:
-    # a value with U+0000 is not the value tritonX meant: none (the record is dead-lettered)
-    return value if isinstance(value, str) and "\x00" not in value else None
+    # a value PostgreSQL cannot hold is not one to type: none (the record is dead-lettered)
+    return value if isinstance(value, str) and _storable(value) else None
 
 
 def _integer(value: Any, limit: int) -> int | None:
@@ -67,7 +82,7 @@ class SerializedJson(str):
 
 
 class RawRecord(str):
-    """The JSON text of a record jsonb cannot hold (it has U+0000): staged into sync.inbox.raw."""
+    """The JSON text (ASCII-escaped) of a record jsonb cannot hold: staged into sync.inbox.raw."""
 
 
 class _SerializedJsonbDumper(Dumper):
@@ -91,8 +106,10 @@ def inbox_row(source: str, record: Any) -> tuple[Any, ...]:
     database applies the previous page."""
     get = record.get if isinstance(record, dict) else {}.get
     text = _json_dumps(record)
-    # json.dumps escapes U+0000 as \u0000: look closer only when that text appears
-    payload = RawRecord(text) if "\\u0000" in text and _holds_nul(record) else SerializedJson(text)
+    # json.dumps escapes U+0000 as \u0000 (look closer only when that text appears) and keeps
+    # a lone surrogate as it is (the text is then not storable)
+    unreadable = ("\\u0000" in text and _holds_nul(record)) or not _storable(text)
+    payload = RawRecord(json.dumps(record)) if unreadable else SerializedJson(text)
     return (
         source,
         _integer(get("seq"), _INT8_MAX),
