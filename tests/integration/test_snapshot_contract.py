@@ -158,7 +158,8 @@ def test_a_lone_surrogate_is_kept_as_sent_and_dead_lettered(conn: psycopg.Connec
     outcome = stage(conn, [record, upserted("TX00000002", 1)])
     assert outcome.states == {"applied": 1, "dead_letter": 1}
     row = conn.execute(
-        "SELECT i.raw, d.reason FROM sync.inbox AS i JOIN sync.dead_letter AS d ON d.inbox_id = i.id"
+        "SELECT i.raw, d.reason FROM sync.inbox AS i"
+        " JOIN sync.dead_letter AS d ON d.inbox_id = i.id"
     ).fetchone()
     assert row is not None
     assert json.loads(row[0]) == record
