@@ -325,8 +325,7 @@ BEGIN
                    WHEN r.old_number IS NOT NULL THEN 'merged_away'
                    -- scrubbed while the page applied (an erasure earlier in it): never a
                    -- write of NULLs
-                   WHEN pg_catalog.jsonb_typeof(s.payload -> 'customer') IS DISTINCT FROM 'object'
-                       THEN 'no_snapshot'
+                   WHEN (s.payload ? 'customer') IS NOT TRUE THEN 'no_snapshot'
                    WHEN s.version <= c.tritonx_version THEN 'stale'
                    WHEN pg_catalog.row_number() OVER (
                             PARTITION BY s.customer_number ORDER BY s.version DESC, s.id) > 1
