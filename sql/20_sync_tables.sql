@@ -11,25 +11,30 @@ BEGIN
     IF to_regtype('sync.customer_snapshot') IS NULL THEN
         -- The typed form of a tritonX customer snapshot: jsonb_populate_record() maps a
         -- payload onto it, so its attribute names are the contract's field names.
+        -- SNAPSHOT FIELD CONTRACT: the varchar lengths are the contract's maximum lengths
+        -- (docs/tritonx-contract.md, "Snapshot fields"; a test compares the two), enforced by
+        -- the mapping itself (a longer value fails it: no cost on the set-based path); the
+        -- JSON types are checked by sync.event_defect. Change them together, with the upsert
+        -- in sync._apply_upserts.
         CREATE TYPE sync.customer_snapshot AS (
-            customer_number       text,
-            email                 text,
-            first_name            text,
-            infix                 text,
-            last_name             text,
-            gender                text,
+            customer_number       varchar(32),
+            email                 varchar(254),
+            first_name            varchar(100),
+            infix                 varchar(30),
+            last_name             varchar(100),
+            gender                varchar(1),
             birth_date            date,
-            phone                 text,
-            mobile                text,
-            street                text,
+            phone                 varchar(32),
+            mobile                varchar(32),
+            street                varchar(100),
             house_number          integer,
-            house_number_addition text,
-            postcode              text,
-            city                  text,
-            country_code          text,
-            loyalty_card          text,
-            home_store            text,
-            customer_group        text,
+            house_number_addition varchar(10),
+            postcode              varchar(10),
+            city                  varchar(100),
+            country_code          varchar(2),
+            loyalty_card          varchar(32),
+            home_store            varchar(100),
+            customer_group        varchar(50),
             newsletter_opt_in     boolean,
             blocked               boolean,
             updated_at            timestamptz
@@ -67,6 +72,9 @@ CREATE TABLE IF NOT EXISTS sync.inbox (
     payload               jsonb,
     received_at           timestamptz NOT NULL DEFAULT now()
 );
+-- A record jsonb cannot hold (a JSON \u0000 in it): its JSON text exactly as received, payload
+-- NULL. Always a dead letter; scrubbed and dropped like a payload.
+ALTER TABLE sync.inbox ADD COLUMN IF NOT EXISTS raw text;
 
 -- Old tritonX number -> survivor. Permanent; kept flat (every old number points at the final
 -- survivor) so a lookup is one step whatever the chain.

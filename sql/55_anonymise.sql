@@ -229,7 +229,25 @@ AS $$
            -- a malformed record whose own number did not parse: the snapshot still names it
            OR (i.customer_number IS NULL
                AND (i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)))
-      AND sync.event_envelope(i.payload) <> i.payload
+      AND (sync.event_envelope(i.payload) <> i.payload OR i.raw IS NOT NULL)
+$$;
+
+-- The dead letters of a customer number and of the numbers merged into it (a malformed
+-- record's by the number its snapshot names): what anonymising it decides as skipped.
+CREATE OR REPLACE FUNCTION sync._dead_letter_copies(p_number text)
+RETURNS TABLE (inbox_id bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.inbox_id
+    FROM sync.dead_letter AS d
+    JOIN sync.inbox AS i ON i.id = d.inbox_id
+    WHERE coalesce(i.customer_number, i.payload -> 'customer' ->> 'customer_number') IN (
+              SELECT p_number
+              UNION ALL
+              SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
 $$;
 
 CREATE INDEX IF NOT EXISTS inbox_snapshot_number_unparsed
@@ -251,7 +269,7 @@ DECLARE
     decided  bigint;
 BEGIN
     UPDATE sync.inbox AS i
-    SET payload = sync.event_envelope(i.payload)
+    SET payload = sync.event_envelope(i.payload), raw = NULL
     WHERE i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(p_number) AS c);
     GET DIAGNOSTICS scrubbed = ROW_COUNT;
 
@@ -259,10 +277,7 @@ BEGIN
         DELETE FROM sync.dead_letter AS d
         USING sync.inbox AS i
         WHERE i.id = d.inbox_id
-          AND coalesce(i.customer_number, i.payload -> 'customer' ->> 'customer_number') IN (
-              SELECT p_number
-              UNION ALL
-              SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
+          AND d.inbox_id IN (SELECT c.inbox_id FROM sync._dead_letter_copies(p_number) AS c)
         RETURNING d.inbox_id, i.event_id, i.event_type, i.customer_number, i.version
     )
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
@@ -425,14 +440,11 @@ BEGIN
 END
 $$;
 
--- ---------------------------------------------------------------------------------------------
--- Public API
--- ---------------------------------------------------------------------------------------------
-
--- What anonymising the local customer with this number would change, per table:
--- (table, action, rows), rows > 0 only, shop.customer included. Empty when not local.
--- Example: SELECT * FROM sync.anonymise_plan('TX00000001');
-CREATE OR REPLACE FUNCTION sync.anonymise_plan(p_number text)
+-- What anonymising (p_delete false) or deleting (p_delete true) a customer number changes, per
+-- table: the local customer's rows (sync._erasure_plan) and the engine's copies the same run
+-- scrubs (inbox payloads) and decides (dead letters). One plan for every dry run, so that
+-- what a dry run counts is what the run does.
+CREATE OR REPLACE FUNCTION sync._number_erasure_plan(p_number text, p_delete boolean)
 RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE sql
 STABLE
@@ -441,12 +453,48 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.table_name, p.action, p.rows
     FROM shop.customer AS c
-    CROSS JOIN LATERAL sync._erasure_plan(c.id, false) AS p
+    CROSS JOIN LATERAL sync._erasure_plan(c.id, p_delete) AS p
     WHERE c.customer_number = p_number
     UNION ALL
     SELECT 'sync.inbox', 'scrub', count(*)
     FROM sync._inbox_copies(p_number)
     HAVING count(*) > 0
+    UNION ALL
+    SELECT 'sync.dead_letter', 'decide as skipped', count(*)
+    FROM sync._dead_letter_copies(p_number)
+    HAVING count(*) > 0
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------------------------
+
+-- What anonymising the customer with this number would change, per table: (table, action,
+-- rows), rows > 0 only: shop.customer and its linked tables when it is local, the inbox
+-- payloads scrubbed and the dead letters decided. Empty when there is nothing to change.
+-- Example: SELECT * FROM sync.anonymise_plan('TX00000001');
+CREATE OR REPLACE FUNCTION sync.anonymise_plan(p_number text)
+RETURNS TABLE (table_name text, action text, rows bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM sync._number_erasure_plan(p_number, false)
+$$;
+
+-- What a customer.deleted event for this number would change, per table, as anonymise_plan:
+-- a customer with bookkeeping rows (orders) is planned as an anonymisation, one without as
+-- removed (action delete_rows / delete).
+-- Example: SELECT * FROM sync.delete_plan('TX00000001');
+CREATE OR REPLACE FUNCTION sync.delete_plan(p_number text)
+RETURNS TABLE (table_name text, action text, rows bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM sync._number_erasure_plan(p_number, true)
 $$;
 
 -- The back-office "Anonimiseren" button: anonymise the local customer p_customer_id now and,

@@ -203,6 +203,9 @@ $$;
 --   erased      the customer was anonymised or deleted: customer_id is NULL (one open
 --               'erased' link conflict a number records that someone tried)
 --   invalid     not a tritonX number: customer_id is NULL
+--   unavailable no local customer, and none could be written (a constraint, index or
+--               trigger of the shop's refused the row; the feed's dead letter for the number
+--               names it): customer_id is NULL
 -- and a refresh of the customer is requested. p_email, what the person typed, proves nothing
 -- and is neither stored nor compared: it is only checked for length (SY025 above 320 bytes).
 -- Example: SELECT * FROM sync.login('TX00012345', 'anna@example.nl');
@@ -247,9 +250,19 @@ BEGIN
             INSERT INTO shop.customer (customer_number) VALUES (number) RETURNING id INTO found_id;
             RETURN QUERY SELECT found_id, 'created'::text, number;
             RETURN;
-        EXCEPTION WHEN unique_violation THEN
+        EXCEPTION WHEN OTHERS THEN
             -- the feed (or a refresh) created this customer between our look-up and our write
             SELECT c.id INTO found_id FROM shop.customer AS c WHERE c.customer_number = number;
+            IF found_id IS NULL THEN
+                IF pg_catalog.left(SQLSTATE, 2) NOT IN ('22', '23', '42', '54', 'P0') THEN
+                    RAISE;
+                END IF;
+                -- The row could not be written (a constraint, index or trigger of the shop's
+                -- own refused it: the feed dead-letters the same customer for the same reason).
+                -- No id to give; the error's detail may quote a value, so it is not passed on.
+                RETURN QUERY SELECT NULL::bigint, 'unavailable'::text, number;
+                RETURN;
+            END IF;
         END;
     END IF;
 

@@ -173,7 +173,7 @@ BEGIN
     EXECUTE pg_catalog.format(
         'GRANT SELECT, INSERT, UPDATE ON sync.cursor, gdpr.job_run TO %1$I;'
         'GRANT INSERT (source, seq, event_id, event_type, customer_number, version,'
-        '              occurred_at, payload) ON sync.inbox TO %1$I;'
+        '              occurred_at, payload, raw) ON sync.inbox TO %1$I;'
         'GRANT SELECT (id, source, seq, event_id, event_type, customer_number, version,'
         '              occurred_at, received_at) ON sync.inbox TO %1$I;'
         'GRANT SELECT (id, customer_number) ON shop.customer TO %1$I;'

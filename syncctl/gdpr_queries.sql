@@ -34,8 +34,19 @@ SELECT gdpr.record_consent(%(customer_id)s, %(policy)s, %(granted)s, %(source)s,
                            %(at)s);
 
 -- name: retention_plan
+-- a customer released as a whole is anonymised: its other tables and the engine's copies of it
+-- (sync.anonymise_plan) are listed too, as 'anonymise: <action>', so the dry run names every
+-- table the run changes
+WITH plan AS (SELECT * FROM gdpr.retention_plan(%(now)s, 0, NULL))
 SELECT customer_id, table_name, columns, action, policies, reasons
-FROM gdpr.retention_plan(%(now)s, 0, NULL);
+FROM plan
+UNION ALL
+SELECT p.customer_id, a.table_name, NULL, 'anonymise: ' || a.action, p.policies, p.reasons
+FROM plan AS p
+JOIN shop.customer AS c ON c.id = p.customer_id
+CROSS JOIN LATERAL sync.anonymise_plan(c.customer_number) AS a
+WHERE p.action = 'anonymise' AND a.table_name <> 'shop.customer'
+ORDER BY 1, 2;
 
 -- name: customer_count
 SELECT count(*) FROM shop.customer;

@@ -4,7 +4,11 @@ cursor. A crash anywhere loses nothing and applies nothing twice: either all of 
 none of it, and the next pull asks for the same page again.
 
 The typed inbox columns are extracted leniently: a value of the wrong JSON type becomes NULL
-and the database dead-letters the record with a reason; the record itself is kept as payload."""
+and the database dead-letters the record with a reason; the record itself is kept as payload.
+A record holding U+0000 (JSON `\u0000`), which jsonb cannot hold, or a lone surrogate (JSON
+`\ud800`), which UTF-8 cannot encode, is kept as its JSON text in sync.inbox.raw instead
+(ASCII-escaped and otherwise unaltered, so what tritonX sent stays recoverable) and
+dead-lettered."""
 
 from __future__ import annotations
 
@@ -24,12 +28,27 @@ from syncctl.errors import CursorMoved
 from syncctl.tritonx import ChangePage
 
 INBOX_TYPES = ["text", "int8", "text", "text", "text", "int4", "timestamptz", "jsonb"]
+RAW_INBOX_TYPES = [*INBOX_TYPES[:7], "text"]
 _INT4_MAX = 2**31 - 1
 _INT8_MAX = 2**63 - 1
 
 
+def _storable(value: str) -> bool:
+    """Whether PostgreSQL text can hold the string: no U+0000, no lone surrogate."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(value: Any) -> str | None:
-    return value.replace("\x00", "") if isinstance(value, str) else None
+    # a value PostgreSQL cannot hold is not one to type: none (the record is dead-lettered)
+    return value if isinstance(value, str) and _storable(value) else None
 
 
 def _integer(value: Any, limit: int) -> int | None:
@@ -48,19 +67,22 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _scrub_nul(value: Any) -> Any:
-    # jsonb cannot hold U+0000; a hostile record must still be stored, so drop it.
+def _holds_nul(value: Any) -> bool:
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return "\x00" in value
     if isinstance(value, dict):
-        return {_scrub_nul(k): _scrub_nul(v) for k, v in value.items()}
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
     if isinstance(value, list):
-        return [_scrub_nul(v) for v in value]
-    return value
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 class SerializedJson(str):
     """A payload already serialized to JSON text: the COPY writes it as it is."""
+
+
+class RawRecord(str):
+    """The JSON text (ASCII-escaped) of a record jsonb cannot hold: staged into sync.inbox.raw."""
 
 
 class _SerializedJsonbDumper(Dumper):
@@ -83,6 +105,11 @@ def inbox_row(source: str, record: Any) -> tuple[Any, ...]:
     The payload is serialized here, so that a prefetching thread can do this work while the
     database applies the previous page."""
     get = record.get if isinstance(record, dict) else {}.get
+    text = _json_dumps(record)
+    # json.dumps escapes U+0000 as \u0000 (look closer only when that text appears) and keeps
+    # a lone surrogate as it is (the text is then not storable)
+    unreadable = ("\\u0000" in text and _holds_nul(record)) or not _storable(text)
+    payload = RawRecord(json.dumps(record)) if unreadable else SerializedJson(text)
     return (
         source,
         _integer(get("seq"), _INT8_MAX),
@@ -91,7 +118,7 @@ def inbox_row(source: str, record: Any) -> tuple[Any, ...]:
         _text(get("customer_number")),
         _integer(get("version"), _INT4_MAX),
         _timestamp(get("occurred_at")),
-        SerializedJson(_json_dumps(record)),
+        payload,
     )
 
 
@@ -122,23 +149,15 @@ def stage_page(
     """Stage, apply and move the cursor past `page`, all in one transaction.
 
     `rows` are the page's inbox rows when a prefetching thread built them already."""
-    try:
-        if rows is None:
-            rows = inbox_rows(source, page.changes)
-        return _stage(conn, source, (expected_cursor, page.next_cursor), rows)
-    except psycopg.errors.UntranslatableCharacter:
-        # a JSON \u0000, which jsonb cannot hold: rare enough to pay for a second attempt
-        scrubbed = inbox_rows(source, [_scrub_nul(record) for record in page.changes])
-        return _stage(conn, source, (expected_cursor, page.next_cursor), scrubbed)
+    if rows is None:
+        rows = inbox_rows(source, page.changes)
+    return _stage(conn, source, (expected_cursor, page.next_cursor), rows)
 
 
 def stage_records(conn: psycopg.Connection[Any], source: str, records: list[Any]) -> PageOutcome:
     """Stage and apply records that are not part of a feed (a login-time refresh): the same
     inbox, trigger, audit and tombstones; no cursor."""
-    try:
-        return _stage(conn, source, None, inbox_rows(source, records))
-    except psycopg.errors.UntranslatableCharacter:
-        return _stage(conn, source, None, inbox_rows(source, [_scrub_nul(r) for r in records]))
+    return _stage(conn, source, None, inbox_rows(source, records))
 
 
 def _stage(
@@ -159,18 +178,13 @@ def _stage(
             locked = conn.execute(q["cursor_lock"], {"source": source}).fetchone()
             if locked is None or locked[0] != cursor[0]:
                 raise CursorMoved()
-        if rows:
-            conn.execute(q["reset_last_apply"])
-            staging = conn.cursor()
-            # per cursor: the payloads are JSON text already (see inbox_row)
-            staging.adapters.register_dumper(SerializedJson, _SerializedJsonbDumper)
-            with staging.copy(q["copy_inbox"]) as copy:
-                copy.set_types(INBOX_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-            summary = conn.execute(q["last_apply"]).fetchone()
-            if summary and summary[0]:
-                outcome.states.update(json.loads(summary[0]))
+        readable = [row for row in rows if not isinstance(row[7], RawRecord)]
+        unreadable = [row for row in rows if isinstance(row[7], RawRecord)]
+        # two statements, each applied by the inbox trigger; the unreadable records are dead
+        # letters whatever their order, so applying them apart changes no outcome
+        for batch, statement in ((readable, "copy_inbox"), (unreadable, "copy_inbox_raw")):
+            if batch:
+                outcome.states.update(_copy(conn, q, statement, batch))
         if cursor is not None:
             conn.execute(
                 q["cursor_advance"],
@@ -182,3 +196,19 @@ def _stage(
                 },
             )
     return outcome
+
+
+def _copy(
+    conn: psycopg.Connection[Any], q: dict[str, str], statement: str, rows: list[tuple[Any, ...]]
+) -> Counter[str]:
+    """COPY rows into the inbox (the trigger applies them); what became of them."""
+    conn.execute(q["reset_last_apply"])
+    staging = conn.cursor()
+    # per cursor: the payloads are JSON text already (see inbox_row)
+    staging.adapters.register_dumper(SerializedJson, _SerializedJsonbDumper)
+    with staging.copy(q[statement]) as copy:
+        copy.set_types(INBOX_TYPES if statement == "copy_inbox" else RAW_INBOX_TYPES)
+        for row in rows:
+            copy.write_row(row)
+    summary = conn.execute(q["last_apply"]).fetchone()
+    return Counter(json.loads(summary[0])) if summary and summary[0] else Counter()

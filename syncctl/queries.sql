@@ -23,6 +23,11 @@ WHERE source = %(source)s;
 COPY sync.inbox (source, seq, event_id, event_type, customer_number, version, occurred_at, payload)
 FROM STDIN (FORMAT BINARY);
 
+-- name: copy_inbox_raw
+-- records jsonb cannot hold (U+0000): their JSON text as received, no payload
+COPY sync.inbox (source, seq, event_id, event_type, customer_number, version, occurred_at, raw)
+FROM STDIN (FORMAT BINARY);
+
 -- name: last_apply
 SELECT current_setting('syncctl.last_apply', true);
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from syncctl.loader import inbox_row
+from syncctl.loader import RawRecord, inbox_row
 
 
 def test_well_formed_record_is_typed() -> None:
@@ -51,5 +51,14 @@ def test_a_record_that_is_not_an_object_is_kept_whole() -> None:
     assert json.loads(row[7]) == ["x"]
 
 
-def test_nul_characters_are_stripped_from_typed_text() -> None:
-    assert inbox_row("tritonx", {"event_id": "a\x00b"})[2] == "ab"
+def test_a_record_with_nul_is_kept_as_its_json_text() -> None:
+    record = {"event_id": "a\x00b", "type": "customer.upserted", "customer": {"city": "\x00"}}
+    row = inbox_row("tritonx", record)
+    # a typed value with U+0000 is none (the record is a dead letter), never another value
+    assert row[2] is None and row[3] == "customer.upserted"
+    assert isinstance(row[7], RawRecord) and json.loads(row[7]) == record
+
+
+def test_an_escaped_backslash_u0000_is_not_a_nul() -> None:
+    row = inbox_row("tritonx", {"event_id": "e", "note": "\\u0000"})
+    assert not isinstance(row[7], RawRecord)

@@ -1,18 +1,25 @@
 -- Applying one staged merge, anonymise or delete event, and the dead-letter operations. The
 -- batch apply (sql/30_sync_apply.sql) calls sync._apply_event for each such event in seq order,
 -- between the set-based runs of upserts. An event is decided once (sync.audit.event_id is
--- unique); an impossible one (a class SY rejection, or an integrity violation such as a unique
--- conflict no rule covers) becomes a dead letter with a reason naming numbers, tables and
--- constraints only, and the rest of the batch goes on. Any other error (a lock time-out, a
--- serialisation failure, a bug) fails the batch, which the controller retries.
+-- unique); an impossible one (a class SY rejection, an integrity violation such as a unique
+-- conflict no rule covers, a shop trigger that raises, a missing privilege on a linked table)
+-- becomes a dead letter with a reason naming numbers, tables and constraints only, and the
+-- rest of the batch goes on. A transient error (a lock time-out, a serialisation failure,
+-- resources) fails the batch, which the controller retries (sync._rejection_reason).
 -- Re-runnable. SQLSTATEs: SY030 no such dead letter, SY040 the event is still malformed.
 
 -- ---------------------------------------------------------------------------------------------
 -- Private
 -- ---------------------------------------------------------------------------------------------
 
--- The dead-letter reason for an error, or NULL when the error is not a rejection (re-raise).
--- Built from the error's code and object names, never from its detail (which may hold values).
+-- The dead-letter reason for an error raised while applying one event, or NULL when the error
+-- is transient and the page must be retried instead (class 08 connection, 25 transaction
+-- state, 40 serialisation or deadlock, 53 resources, 55 lock not available, 57 cancel or
+-- shutdown, 58 and XX system errors). Every other error belongs to the event: the engine's own
+-- refusals (class SY, whose messages name numbers and tables only), data exceptions, integrity
+-- violations, program limits (an index row too large), missing privileges, a shop trigger's
+-- RAISE. Built from the SQLSTATE and object names only, never from the message or detail,
+-- which may quote values; a missing privilege names the object PostgreSQL names.
 CREATE OR REPLACE FUNCTION sync._rejection_reason(
     p_sqlstate text, p_message text, p_schema text, p_table text, p_constraint text)
 RETURNS text
@@ -23,11 +30,40 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN p_sqlstate LIKE 'SY%' THEN p_message
-        WHEN p_sqlstate LIKE '23%' THEN pg_catalog.format(
-            'integrity violation %s on %s, constraint %s', p_sqlstate,
-            coalesce(NULLIF(pg_catalog.concat_ws('.', NULLIF(p_schema, ''), NULLIF(p_table, '')), ''),
-                     'unknown table'),
-            coalesce(NULLIF(p_constraint, ''), 'unknown'))
+        WHEN pg_catalog.left(p_sqlstate, 2) IN ('08', '25', '40', '53', '55', '57', '58', 'XX')
+            THEN NULL
+        ELSE pg_catalog.format(
+            '%s (SQLSTATE %s)%s%s',
+            CASE
+                WHEN p_sqlstate = '23505' THEN 'unique violation'
+                WHEN p_sqlstate = '23503' THEN 'foreign key violation'
+                WHEN p_sqlstate = '23514' THEN 'check violation'
+                WHEN p_sqlstate = '23502' THEN 'not-null violation'
+                WHEN p_sqlstate = '23P01' THEN 'exclusion violation'
+                WHEN p_sqlstate LIKE '23%' THEN 'integrity violation'
+                WHEN p_sqlstate = '22001' THEN 'value too long for its column'
+                WHEN p_sqlstate LIKE '22%' THEN 'a value does not fit its column'
+                WHEN p_sqlstate = '54000' THEN 'a value too large (an index row, say)'
+                WHEN p_sqlstate LIKE '54%' THEN 'a program limit exceeded'
+                WHEN p_sqlstate = '42501' THEN 'permission denied'
+                WHEN p_sqlstate = 'P0001' THEN 'raised by a trigger or function'
+                ELSE 'error'
+            END,
+            p_sqlstate,
+            CASE
+                WHEN coalesce(p_table, '') <> '' THEN pg_catalog.format(
+                    ' on %s', pg_catalog.concat_ws('.', NULLIF(p_schema, ''), p_table))
+                -- PostgreSQL's own wording, object names only (a RAISE of this code from a
+                -- trigger does not match the pattern and says nothing)
+                WHEN p_sqlstate = '42501'
+                     AND p_message ~ '^permission denied for [a-z ]+ [A-Za-z0-9_."]+$'
+                    THEN ' for ' || pg_catalog.substring(
+                        p_message, '^permission denied for ([a-z ]+ [A-Za-z0-9_."]+)$')
+                ELSE ''
+            END,
+            CASE WHEN coalesce(p_constraint, '') <> ''
+                 THEN pg_catalog.format(', constraint or index %s', p_constraint)
+                 ELSE '' END)
     END
 $$;
 
@@ -138,8 +174,11 @@ BEGIN
     SELECT * INTO staged FROM sync.inbox AS i WHERE i.id = p_inbox_id;
     BEGIN
         DELETE FROM sync.dead_letter AS d WHERE d.inbox_id = p_inbox_id;
-        defect := sync.event_defect(staged.event_id, staged.event_type, staged.customer_number,
-                                    staged.version, staged.occurred_at, staged.payload);
+        defect := CASE WHEN staged.raw IS NOT NULL AND staged.payload IS NULL
+                       THEN sync.raw_defect(staged.raw)
+                       ELSE sync.event_defect(staged.event_id, staged.event_type,
+                                              staged.customer_number, staged.version,
+                                              staged.occurred_at, staged.payload) END;
         IF defect IS NULL AND staged.event_type = 'customer.upserted' THEN
             defect := sync.snapshot_defect(staged.payload -> 'customer');
         END IF;

@@ -9,6 +9,9 @@
 -- same on a young inbox and on one with years of decided rows.
 CREATE INDEX IF NOT EXISTS inbox_payload_held ON sync.inbox (received_at)
     WHERE payload IS NOT NULL;
+-- the same for records kept as text (sync.inbox.raw): rare, dead letters until decided
+CREATE INDEX IF NOT EXISTS inbox_raw_held ON sync.inbox (received_at)
+    WHERE raw IS NOT NULL;
 
 -- Drop the payloads of decided inbox rows received more than p_older_than ago, at most p_limit
 -- of them, oldest first (NULL: all); returns how many were dropped. The daemon calls it every
@@ -26,7 +29,7 @@ AS $$
     WITH due AS (
         SELECT i.id
         FROM sync.inbox AS i
-        WHERE i.payload IS NOT NULL
+        WHERE (i.payload IS NOT NULL OR i.raw IS NOT NULL)
           AND i.received_at < pg_catalog.now() - p_older_than
           AND NOT EXISTS (SELECT FROM sync.dead_letter AS d WHERE d.inbox_id = i.id)
           AND (EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
@@ -38,7 +41,7 @@ AS $$
     ),
     dropped AS (
         UPDATE sync.inbox AS i
-        SET payload = NULL
+        SET payload = NULL, raw = NULL
         FROM due
         WHERE i.id = due.id
         RETURNING 1

@@ -102,8 +102,11 @@ BEGIN
                                              'customer_number', i.customer_number,
                                              'version', i.version, 'occurred_at', i.occurred_at,
                                              'received_at', i.received_at, 'payload', i.payload)
+               -- a record kept as its JSON text (it holds \u0000): that text
+               || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('raw', i.raw))
         FROM sync.inbox AS i
-        WHERE i.customer_number = ANY (numbers) AND i.payload IS NOT NULL
+        WHERE i.customer_number = ANY (numbers)
+          AND (i.payload IS NOT NULL OR i.raw IS NOT NULL)
         ORDER BY i.id;
     RETURN QUERY
         SELECT 'sync.outbox'::text,

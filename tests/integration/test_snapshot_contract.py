@@ -1,0 +1,176 @@
+"""The contract is the contract: every snapshot field has the JSON type and the maximum length
+docs/tritonx-contract.md documents (this test reads the table there); a value that does not fit
+is a dead letter naming the field, never the value, and is never cut or converted. A record with
+U+0000 is kept exactly as received (sync.inbox.raw) and dead-lettered."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from syncctl import engine
+from tests.feed import event, stage, upserted
+from tests.integration.test_feed_isolation import random_text
+
+CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "tritonx-contract.md"
+
+
+def documented_fields() -> dict[str, tuple[str, int | None]]:
+    """field -> (JSON type, maximum length) from the contract's snapshot table."""
+    text = CONTRACT.read_text(encoding="utf-8")
+    section = text[text.index("### Snapshot fields") : text.index("### Errors and retries")]
+    fields = {}
+    for name, kind, limit in re.findall(
+        r"^\| `([a-z_]+)` \| ([a-z ]+) \| (\d+|-) \|", section, flags=re.MULTILINE
+    ):
+        fields[name] = (kind.split()[0], None if limit == "-" else int(limit))
+    return fields
+
+
+FIELDS = documented_fields()
+# fields whose value has a format of its own, or the event's own number
+FORMATTED = {"customer_number", "birth_date", "updated_at", "house_number"}
+STRINGS = [f for f, (kind, limit) in FIELDS.items() if kind == "string" and f not in FORMATTED]
+
+
+def test_the_contract_table_lists_every_snapshot_field(conn: psycopg.Connection[Any]) -> None:
+    attributes = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'sync.customer_snapshot'::regclass"
+        " AND attnum > 0 ORDER BY attnum"
+    ).fetchall()
+    assert sorted(FIELDS) == sorted(a for (a,) in attributes)
+    # the documented maximum of every string field is the length of the snapshot's type
+    lengths = dict(
+        conn.execute(
+            "SELECT attname, atttypmod - 4 FROM pg_attribute"
+            " WHERE attrelid = 'sync.customer_snapshot'::regclass AND attnum > 0"
+            " AND atttypid = 'varchar'::regtype"
+        ).fetchall()
+    )
+    documented = {f: limit for f, (kind, limit) in FIELDS.items() if f not in FORMATTED}
+    documented["customer_number"] = FIELDS["customer_number"][1]
+    assert lengths == {f: limit for f, limit in documented.items() if FIELDS[f][0] == "string"}
+    assert all(limit for f, (kind, limit) in FIELDS.items() if kind == "string")
+
+
+def dead_letter_reason(conn: psycopg.Connection[Any]) -> str:
+    (reason,) = [r for (r,) in conn.execute("SELECT reason FROM sync.dead_letter")]
+    return str(reason)
+
+
+@pytest.mark.parametrize("field", STRINGS)
+def test_a_string_at_its_maximum_applies_and_one_longer_is_a_dead_letter(
+    conn: psycopg.Connection[Any], field: str
+) -> None:
+    limit = FIELDS[field][1]
+    assert limit is not None
+    fits, too_long = random_text(limit), random_text(limit + 1)
+    outcome = stage(
+        conn,
+        [
+            upserted("TX00000001", 1, **{field: fits}),
+            upserted("TX00000002", 1, **{field: too_long}),
+        ],
+    )
+    assert outcome.states == {"applied": 1, "dead_letter": 1}
+    stored = conn.execute(f"SELECT {field} FROM shop.customer").fetchall()
+    assert stored == [(fits,)]
+    reason = dead_letter_reason(conn)
+    assert f"customer.{field}" in reason and too_long[:5] not in reason
+
+
+WRONG_TYPES = {
+    "phone as a number": ("phone", 31201234567),
+    "mobile as a number": ("mobile", 612345678),
+    "email as an object": ("email", {"a": "b"}),
+    "newsletter_opt_in as a string": ("newsletter_opt_in", "true"),
+    "blocked as a number": ("blocked", 1),
+    "house_number as a string": ("house_number", "12"),
+    "house_number not an integer": ("house_number", 12.5),
+    "birth_date as a number": ("birth_date", 19840312),
+    "birth_date too long": ("birth_date", "2026-01-01 AD"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_TYPES)
+def test_a_value_of_another_json_type_is_a_dead_letter_naming_the_field(
+    conn: psycopg.Connection[Any], case: str
+) -> None:
+    field, value = WRONG_TYPES[case]
+    outcome = stage(conn, [upserted("TX00000001", 1, **{field: value}), upserted("TX00000002", 1)])
+    assert outcome.states == {"applied": 1, "dead_letter": 1}
+    reason = dead_letter_reason(conn)
+    assert f"customer.{field}" in reason and str(value) not in reason
+
+
+def test_a_megabyte_street_is_a_dead_letter_and_the_page_goes_on(
+    conn: psycopg.Connection[Any],
+) -> None:
+    street = base64.b64encode(os.urandom(750_000)).decode()
+    outcome = stage(conn, [upserted("TX00000001", 1, street=street), upserted("TX00000002", 1)])
+    assert outcome.states == {"applied": 1, "dead_letter": 1}
+    assert "customer.street" in dead_letter_reason(conn)
+    # what tritonX sent is kept for the dead letter
+    kept = conn.execute(
+        "SELECT payload -> 'customer' ->> 'street' FROM sync.inbox WHERE customer_number = %s",
+        ["TX00000001"],
+    ).fetchone()
+    assert kept == (street,)
+
+
+def test_a_record_with_nul_is_kept_as_sent_and_dead_lettered(
+    conn: psycopg.Connection[Any],
+) -> None:
+    name = random_text(5) + "\x00" + random_text(5)
+    record = upserted("TX00000001", 1, first_name=name)
+    outcome = stage(conn, [record, upserted("TX00000002", 1)])
+    assert outcome.states == {"applied": 1, "dead_letter": 1}
+    assert conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (1,)
+    row = conn.execute(
+        "SELECT i.id, i.event_id, i.customer_number, i.payload, i.raw, d.reason"
+        " FROM sync.inbox AS i JOIN sync.dead_letter AS d ON d.inbox_id = i.id"
+    ).fetchone()
+    assert row is not None
+    inbox_id, event_id, number, payload, raw, reason = row
+    assert (event_id, number, payload) == (record["event_id"], "TX00000001", None)
+    # exactly what tritonX sent, \u0000 included
+    assert json.loads(raw) == record
+    assert "customer.first_name holds \\u0000" in reason and name[:5] not in reason
+    # a retry cannot apply it as sent
+    assert engine.retry_dead_letter(conn, inbox_id) == "dead_letter"
+    # anonymising the customer scrubs the kept text too
+    stage(conn, [event("customer.anonymized", "TX00000001", 2, reason_code="AVG")])
+    assert conn.execute("SELECT raw FROM sync.inbox WHERE id = %s", [inbox_id]).fetchone() == (
+        None,
+    )
+
+
+def test_a_lone_surrogate_is_kept_as_sent_and_dead_lettered(conn: psycopg.Connection[Any]) -> None:
+    # what json.loads makes of "\ud800": a string UTF-8 cannot encode
+    record = upserted("TX00000001", 1, city=json.loads('"Delft\\ud800"'))
+    outcome = stage(conn, [record, upserted("TX00000002", 1)])
+    assert outcome.states == {"applied": 1, "dead_letter": 1}
+    row = conn.execute(
+        "SELECT i.raw, d.reason FROM sync.inbox AS i"
+        " JOIN sync.dead_letter AS d ON d.inbox_id = i.id"
+    ).fetchone()
+    assert row is not None
+    assert json.loads(row[0]) == record
+    assert "customer.city holds" in row[1] and "Delft" not in row[1]
+
+
+def test_a_nul_in_an_envelope_field_is_not_stripped_into_another_event_id(
+    conn: psycopg.Connection[Any],
+) -> None:
+    record = {**upserted("TX00000001", 1), "event_id": "e-1\x00"}
+    outcome = stage(conn, [record, event("customer.upserted", "TX00000002", 1)])
+    assert outcome.states == {"dead_letter": 2}
+    # a later, real event "e-1" is not taken for a duplicate of the dead letter
+    assert stage(conn, [{**upserted("TX00000003", 1), "event_id": "e-1"}]).states == {"applied": 1}
