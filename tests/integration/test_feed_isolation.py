@@ -149,6 +149,11 @@ def test_a_shop_constraint_dead_letters_only_the_event_it_refuses(
 
 def test_a_unique_index_of_the_shops_own_and_login(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE UNIQUE INDEX shop_customer_email_unique ON shop.customer (lower(email))")
+    # and a rule of the shop's that a customer row created with the number only breaks
+    conn.execute(
+        "ALTER TABLE shop.customer ADD CONSTRAINT customer_has_a_name"
+        " CHECK (last_name IS NOT NULL) NOT VALID"
+    )
     conn.commit()
     outcome = stage(
         conn,
