@@ -43,10 +43,11 @@ def test_a_configured_database_gets_no_simulator_without_being_asked(
 
 
 def _adoptable(conn: psycopg.Connection[Any], n: int) -> None:
-    """n linked customers, each with an unlinked local twin of the same e-mail."""
+    """n linked customers (their e-mail written by a tritonX snapshot), each with an unlinked
+    local twin of the same e-mail."""
     conn.execute(
-        "INSERT INTO shop.customer (customer_number, email)"
-        " SELECT 'TX' || lpad(i::text, 8, '0'), 'c' || i || '@x.nl'"
+        "INSERT INTO shop.customer (customer_number, email, tritonx_version)"
+        " SELECT 'TX' || lpad(i::text, 8, '0'), 'c' || i || '@x.nl', 1"
         " FROM generate_series(1, %(n)s) AS i",
         {"n": n},
     )
