@@ -120,6 +120,7 @@ BEGIN
     END IF;
     BEGIN
         PERFORM sync._decide_event(staged);
+        PERFORM sync._check_deferred_constraints();
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                                 schema_name = SCHEMA_NAME, table_name = TABLE_NAME,

@@ -217,3 +217,56 @@ def test_a_merge_that_needs_a_privilege_the_feed_lacks_is_a_dead_letter(
     assert outcome.states == {"applied": 1, "dead_letter": 1}
     (reason,) = reasons(conn)
     assert "42501" in reason and "loyalty_note" in reason
+
+
+def test_a_shop_trigger_that_skips_the_write_is_a_dead_letter_not_a_retry_for_ever(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(
+        "CREATE FUNCTION public.skip_nowhere() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN IF NEW.city = 'Nowhere' THEN RETURN NULL; END IF; RETURN NEW; END $$;"
+        "CREATE TRIGGER skip_nowhere BEFORE INSERT OR UPDATE ON shop.customer"
+        " FOR EACH ROW EXECUTE FUNCTION public.skip_nowhere()"
+    )
+    conn.commit()
+    outcome = stage(
+        conn,
+        [
+            upserted("TX00000001", 1),
+            upserted("TX00000002", 1, city="Nowhere"),
+            upserted("TX00000003", 1),
+        ],
+    )
+    assert outcome.states == {"applied": 2, "dead_letter": 1}
+    reason = conn.execute(
+        "SELECT d.reason FROM sync.dead_letter AS d JOIN sync.inbox AS i ON i.id = d.inbox_id"
+        " WHERE i.customer_number = 'TX00000002'"
+    ).fetchone()
+    assert reason is not None and "trigger on shop.customer skipped it" in reason[0]
+    assert "Nowhere" not in reason[0]
+
+
+def test_a_deferred_constraint_of_the_shops_is_checked_in_the_page(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute(
+        "ALTER TABLE shop.customer ADD CONSTRAINT customer_one_loyalty_card"
+        " UNIQUE (loyalty_card) DEFERRABLE INITIALLY DEFERRED"
+    )
+    conn.commit()
+    outcome = stage(
+        conn,
+        [
+            upserted("TX00000001", 1, loyalty_card="LC-1"),
+            upserted("TX00000002", 1, loyalty_card="LC-1"),
+            upserted("TX00000003", 1, loyalty_card="LC-3"),
+            event("customer.merged", "TX00000003", 2, into="TX00000001"),
+        ],
+    )
+    assert outcome.states == {"applied": 3, "dead_letter": 1}
+    reason = conn.execute(
+        "SELECT d.reason FROM sync.dead_letter AS d JOIN sync.inbox AS i ON i.id = d.inbox_id"
+        " WHERE i.customer_number = 'TX00000002'"
+    ).fetchone()
+    assert reason is not None and "customer_one_loyalty_card" in reason[0]
+    assert conn.execute("SELECT count(*) FROM sync.redirect").fetchone() == (1,)

@@ -275,6 +275,24 @@ $$;
 
 DROP FUNCTION IF EXISTS sync._dead_letter_bad_snapshots(bigint, bigint);
 
+-- Check now every constraint deferred to commit (a shop may declare its own DEFERRABLE
+-- INITIALLY DEFERRED constraints): a violation then raises inside the event's apply, where it is
+-- caught and dead-lettered, instead of at commit, where the page would fail on every retry.
+-- syncctl's own deferred check (a consent may only leave a customer that is gone) stays
+-- deferred: a merge re-points consents before it removes the old customer.
+CREATE OR REPLACE FUNCTION sync._check_deferred_constraints()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SET CONSTRAINTS ALL IMMEDIATE;
+    SET CONSTRAINTS gdpr.consent_left_a_gone_customer DEFERRED;
+END
+$$;
+
 -- Apply the upserts of a batch set-based: those with ids p_first..p_last, or of them only the
 -- run p_ids when given. Per customer only the highest new version is written; lower ones are
 -- recorded as superseded, versions at or below the applied one as stale, and a customer that
@@ -398,10 +416,28 @@ BEGIN
     FROM decided AS d;
 
     IF (written, written_new) IS DISTINCT FROM (expected, expected_new) THEN
+        -- A concurrent writer leaves the row at its version or a newer one: the page is staged
+        -- again and those events are then stale. A row still older than its event (or absent)
+        -- was not written at all: a BEFORE trigger of the shop's returned NULL. That is the
+        -- events' own problem, and retrying would never end: SY031 makes them dead letters.
+        IF EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
+                                          pg_catalog.unnest(skip_reasons)) AS d(n, v, r)
+                   WHERE d.r IS NULL
+                     AND NOT EXISTS (SELECT FROM shop.customer AS c
+                                     WHERE c.customer_number = d.n
+                                       AND c.tritonx_version >= d.v)) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'SY031',
+                MESSAGE = 'the customer row was not written: a trigger on shop.customer '
+                          'skipped it';
+        END IF;
         RAISE EXCEPTION 'a concurrent writer changed % customers of this batch; retry it',
                         expected - written
             USING ERRCODE = 'serialization_failure';
     END IF;
+    -- constraints of the shop's that are deferred to commit are checked now, where a violation
+    -- is this run's and can be isolated, not at commit, where it would fail every retry
+    PERFORM sync._check_deferred_constraints();
 
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
                             customer_id, version, reason)
