@@ -111,6 +111,19 @@ AS $$
     WHERE r.customer_number = p_customer_number AND r.requested_at <= p_requested_at
 $$;
 
+-- A claimed refresh nobody tried (its controller stopped first) is free again at once.
+CREATE OR REPLACE FUNCTION sync.release_refresh(p_customer_number text)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE sync.refresh_request AS r SET claimed_until = NULL
+    WHERE r.customer_number = p_customer_number
+$$;
+
+-- A refresh that failed goes back in the queue with its attempts counted and a backoff.
 CREATE OR REPLACE FUNCTION sync.requeue_refresh(
     p_customer_number text, p_attempts integer, p_error text)
 RETURNS void
@@ -119,10 +132,15 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO sync.refresh_request (customer_number, attempts, last_error)
-    VALUES (p_customer_number, p_attempts + 1, p_error)
+    -- not before a backoff that doubles with every attempt (1 s, 2 s, 4 s, ... at most an hour):
+    -- a number tritonX never answers does not cost a request every cycle for ever
+    INSERT INTO sync.refresh_request AS r (customer_number, attempts, last_error, claimed_until)
+    VALUES (p_customer_number, p_attempts + 1, p_error,
+            pg_catalog.clock_timestamp()
+            + pg_catalog.make_interval(secs => LEAST(3600, 2 ^ LEAST(GREATEST(p_attempts, 0), 12))))
     ON CONFLICT (customer_number) DO UPDATE
-        SET attempts = excluded.attempts, last_error = excluded.last_error, claimed_until = NULL
+        SET attempts = excluded.attempts, last_error = excluded.last_error,
+            claimed_until = excluded.claimed_until
 $$;
 
 CREATE OR REPLACE FUNCTION sync._record_link_conflict(

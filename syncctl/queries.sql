@@ -62,6 +62,9 @@ SELECT customer_number, requested_at, attempts FROM sync.claim_refresh_requests(
 -- name: refresh_done
 SELECT sync.refresh_done(%(number)s, %(requested_at)s);
 
+-- name: release_refresh
+SELECT sync.release_refresh(%(number)s);
+
 -- name: requeue_refresh
 SELECT sync.requeue_refresh(%(number)s, %(attempts)s, %(error)s);
 

@@ -128,8 +128,9 @@ def _release(conn: psycopg.Connection[Any], left: list[tuple[str, datetime, int]
     try:
         if conn.info.transaction_status == TransactionStatus.INERROR:
             conn.rollback()
-        for number, _requested_at, attempts in left:
-            _requeue(conn, number, attempts - 1, "released")
+        for number, _requested_at, _attempts in left:
+            with conn.transaction():
+                conn.execute(queries()["release_refresh"], {"number": number})
     except psycopg.Error:
         # the numbers, so that an operator can request them again (sync.request_refresh)
         log.error(
