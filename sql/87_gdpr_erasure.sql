@@ -222,6 +222,11 @@ BEGIN
         WHERE r.relkind IN ('r', 'p', 'm')
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname !~ '^pg_(toast|temp)'
+          -- what this role may read; and never a table of another owner under row-level
+          -- security: its policies would run with this role's rights
+          AND pg_catalog.has_table_privilege(r.oid, 'SELECT')
+          AND NOT (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
+                                                        WHERE u.rolname = current_user))
           AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
                              'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
                              'jsonb'::pg_catalog.regtype)

@@ -303,3 +303,56 @@ def test_the_attack_would_be_seen(attack_setup: psycopg.Connection[Any], dsn: st
     assert attack_setup.execute("SELECT acting_as FROM public.elevation_marker").fetchall() == [
         ("syncctl_owner",)
     ]
+
+
+def test_a_policy_on_a_strangers_table_never_runs_as_the_owner(
+    attack_setup: psycopg.Connection[Any], dsn: str
+) -> None:
+    """The erasure proof reads the tables of the whole database. A table of the attacker's own
+    with row-level security, readable by everyone, whose policy runs the payload, must not be
+    read with the owner's rights (a policy runs as the reader): the daily job (the controller)
+    carries out a due erasure while it stands there."""
+    admin = attack_setup
+    login = "attacker_plain"
+    elevated: list[str] = []
+    with _connect_as(dsn, login) as attacker:
+        attacker.add_notice_handler(
+            lambda d: (
+                elevated.append(d.message_primary or "")
+                if "elevation" in (d.message_primary or "")
+                else None
+            )
+        )
+        attacker.execute(PAYLOAD.format(schema=login))
+        attacker.execute(
+            f"CREATE TABLE {login}.notes (body text);"
+            f"INSERT INTO {login}.notes VALUES ('Anna van der Berg');"
+            f"ALTER TABLE {login}.notes ENABLE ROW LEVEL SECURITY;"
+            f"CREATE POLICY everyone ON {login}.notes USING ({login}.payload());"
+            f"GRANT SELECT ON {login}.notes TO PUBLIC"
+        )
+        attacker.commit()
+    row = admin.execute(
+        "SELECT id FROM shop.customer WHERE customer_number = 'TX00000004'"
+    ).fetchone()
+    assert row is not None
+    request = admin.execute(
+        "SELECT gdpr.receive_erasure(%s, 'bo:1', now() - interval '2 days')", [row[0]]
+    ).fetchone()
+    assert request is not None
+    admin.execute("SELECT gdpr.verify_erasure(%s, 'bo:1', now() - interval '2 days')", [request[0]])
+    admin.execute(
+        "SELECT gdpr.schedule_erasure(%s, 'bo:1', '1 day', now() - interval '2 days')", [request[0]]
+    )
+    admin.commit()
+    notices: list[str] = []
+    with _connect_as(dsn, "attacker_controller") as daemon:
+        daemon.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        done = daemon.execute("SELECT gdpr.execute_due_erasures('scheduler', now())").fetchone()
+        daemon.commit()
+    last_error = admin.execute(
+        "SELECT state, last_error FROM gdpr.erasure_request WHERE id = %s", [request[0]]
+    ).fetchone()
+    assert done is not None and done[0]["done"] == 1, (done, last_error, notices)
+    assert [n for n in notices if "elevation" in n] == [] and elevated == []
+    assert admin.execute("SELECT count(*) FROM public.elevation_marker").fetchone() == (0,)
