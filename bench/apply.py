@@ -26,7 +26,7 @@ from bench.databases import Server
 from bench.dataset import ChangeRun, Dataset, InboxRow
 from bench.report import Direction, Goal, Row, size_label
 from bench.statements import settle, statements
-from syncctl.database import queries
+from syncctl import queries
 
 PAGE_SIZES = (1_000, 10_000)
 CLIENT_SAMPLE = 2_000
@@ -63,25 +63,23 @@ def _pages(rows: Sequence[InboxRow], size: int) -> list[Sequence[InboxRow]]:
 
 
 def stage_pages(conn: psycopg.Connection[Any], run: ChangeRun, page_size: int) -> Timing:
-    q = queries()
     params = {"source": "tritonx"}
     timing = Timing(len(run.rows), 0.0)
     for page in _pages(run.rows, page_size):
         started = time.perf_counter()
         with conn.transaction():
-            conn.execute(q["cursor_ensure"], params)
-            conn.execute(q["cursor_lock"], params)
-            conn.execute(q["reset_last_apply"])
-            inbox_copy.copy_rows(conn, q["copy_inbox"], page)
-            summary = conn.execute(q["last_apply"]).fetchone()
-            conn.execute(
-                q["cursor_advance"],
-                {
-                    **params,
-                    "position": str(page[-1][1]),
-                    "last_seq": page[-1][1],
-                    "last_occurred_at": page[-1][6],
-                },
+            queries.run(conn, "cursor_ensure", **params)
+            queries.run(conn, "cursor_lock", **params)
+            queries.run(conn, "reset_last_apply")
+            inbox_copy.copy_rows(conn, queries.statement("copy_inbox"), page)
+            summary = queries.one(conn, "last_apply")
+            queries.run(
+                conn,
+                "cursor_advance",
+                **params,
+                position=str(page[-1][1]),
+                last_seq=page[-1][1],
+                last_occurred_at=page[-1][6],
             )
         timing.seconds += time.perf_counter() - started
         if summary and summary[0]:

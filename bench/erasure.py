@@ -79,7 +79,7 @@ def _subject(dsn: str, ids: list[int]) -> tuple[float, dict[str, int]]:
             started = time.perf_counter()
             proof = gdpr.execute_erasure(conn, request, actor=ACTOR, now=NOW)
             seconds += time.perf_counter() - started
-            states[proof["state"]] = states.get(proof["state"], 0) + 1
+            states[proof.state] = states.get(proof.state, 0) + 1
     return seconds, states
 
 

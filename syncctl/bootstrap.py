@@ -13,9 +13,8 @@ from typing import Any
 
 import psycopg
 
-from syncctl import controller, links
+from syncctl import controller, links, queries
 from syncctl.controller import PullReport
-from syncctl.database import queries
 from syncctl.progress import ProgressCallback
 from syncctl.tritonx import TritonXClient
 
@@ -46,7 +45,7 @@ def bootstrap(
     adopted = links.repair(
         conn, links.RepairPlan(adopt=plan.adopt), actor, stop=stop, on_progress=on_adoption
     )
-    counts = conn.execute(queries()["bootstrap_counts"]).fetchone()
+    counts = queries.one(conn, "bootstrap_counts")
     conn.commit()
     assert counts is not None
     return BootstrapReport(

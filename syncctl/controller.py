@@ -28,7 +28,8 @@ from typing import Any
 
 import psycopg
 
-from syncctl.database import error_text, queries
+from syncctl import queries
+from syncctl.database import error_text
 from syncctl.errors import (
     CursorMoved,
     DatabaseUnavailable,
@@ -401,7 +402,7 @@ def run(
         try:
             if listener is None or listener.closed:
                 listener = connect(True)
-                listener.execute("LISTEN syncctl_refresh")
+                queries.run(listener, "listen_refresh")
                 leadership = Leadership(listener)
                 shown_state = ""
             assert leadership is not None
@@ -419,7 +420,7 @@ def run(
             _feed_turn(feed, conn, total, on_pull)
             if feed.state != shown_state:
                 # pg_stat_activity and `syncctl status` show the leader's feed state
-                listener.execute(queries()["show_feed_state"], {"state": feed.state})
+                queries.run(listener, "show_feed_state", state=feed.state)
                 shown_state = feed.state
             for part in parts:
                 part(conn)

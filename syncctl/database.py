@@ -1,15 +1,13 @@
-"""Connections and the named SQL blocks of queries.sql (and of other .sql files beside it).
-The DSN comes from --dsn, DATABASE_URL or the libpq PG* variables; with none of them, the
-embedded default is used (see syncctl.environment)."""
+"""Connections, and the one mapping of psycopg errors to domain errors (`refusals`,
+`error_text`); the SQL itself is in syncctl.queries. The DSN comes from --dsn, DATABASE_URL
+or the libpq PG* variables; with none of them, the embedded default is used (see
+syncctl.environment)."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -21,7 +19,6 @@ from syncctl.errors import DatabaseRefused, DatabaseUnavailable
 T = TypeVar("T")
 
 _LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
-_BLOCK = re.compile(r"^-- name: (?P<name>\w+)\n", re.MULTILINE)
 
 
 def configured_dsn(dsn: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
@@ -86,19 +83,6 @@ def _with_pinned_search_path(dsn: str) -> str:
     keyword argument replaces the DSN's options, so they are carried over here."""
     given = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS") or ""
     return f"{given} -c search_path=pg_catalog,pg_temp".strip()
-
-
-@cache
-def named_queries(file_name: str) -> dict[str, str]:
-    """The named blocks ("-- name: <name>") of a .sql file next to this module."""
-    text = (Path(__file__).parent / file_name).read_text(encoding="utf-8")
-    parts = _BLOCK.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-def queries() -> dict[str, str]:
-    """The named blocks of queries.sql."""
-    return named_queries("queries.sql")
 
 
 @contextmanager

@@ -17,29 +17,14 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from syncctl.database import in_transaction, named_queries
-from syncctl.errors import DatabaseRefused
+from syncctl import queries
+from syncctl.database import in_transaction
+from syncctl.errors import DeadLetterNotFound, EngineError, EngineRefusal
 
 T = TypeVar("T")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _NUMBER = re.compile(r"^[A-Za-z0-9]{1,32}$")
-
-
-class EngineError(DatabaseRefused):
-    """The database refused or failed the operation."""
-
-
-class EngineRefusal(EngineError):
-    """The operation is impossible (a merge into itself, an unknown customer, ...)."""
-
-
-class DeadLetterNotFound(EngineRefusal):
-    """There is no dead letter for that inbox row."""
-
-
-def _queries() -> dict[str, str]:
-    return named_queries("engine_queries.sql")
 
 
 def _refusal(code: str, reason: str) -> EngineRefusal:
@@ -79,16 +64,15 @@ def merge(
     conn: psycopg.Connection[Any], old: str, survivor: str, *, actor: str, dry_run: bool = False
 ) -> Report:
     """Merge customer number `old` into `survivor` (one transaction), or plan it."""
-    q = _queries()
     params = {"old": old, "survivor": survivor, "actor": actor}
 
     if dry_run:
 
         def check() -> Report:
-            refused = conn.execute(q["merge_refusal"], params).fetchone()
+            refused = queries.one(conn, "merge_refusal", **params)
             if refused is not None and refused[0] is not None:
                 raise _refusal(refused[0], refused[1])
-            rows = conn.execute(q["merge_plan"], params).fetchall()
+            rows = queries.all(conn, "merge_plan", **params)
             steps = [
                 PlanRow(table, int(count), _conflict_detail(int(conflicts), rule))
                 for table, count, conflicts, rule in rows
@@ -109,7 +93,7 @@ def merge(
         return _in_transaction(conn, check)
 
     def run() -> Report:
-        row = conn.execute(q["merge"], params).fetchone()
+        row = queries.one(conn, "merge", **params)
         assert row is not None
         return _report(row[0])
 
@@ -133,18 +117,17 @@ def anonymise(
     dry_run: bool = False,
 ) -> Report:
     """Anonymise the local customer `number` and queue the outbound event, or plan it."""
-    q = _queries()
     params = {"number": number, "reason_code": reason_code, "actor": actor}
 
     if dry_run:
 
         def check() -> Report:
-            refused = conn.execute(q["anonymise_refusal"], params).fetchone()
+            refused = queries.one(conn, "anonymise_refusal", **params)
             if refused is not None and refused[0] is not None:
                 raise _refusal(refused[0], refused[1])
             steps = [
                 PlanRow(table, int(count), action)
-                for table, action, count in conn.execute(q["anonymise_plan"], params).fetchall()
+                for table, action, count in queries.all(conn, "anonymise_plan", **params)
             ]
             return Report(
                 "would apply", "anonymised", {p.table: p.rows for p in steps}, steps, dry_run=True
@@ -153,7 +136,7 @@ def anonymise(
         return _in_transaction(conn, check)
 
     def run() -> Report:
-        row = conn.execute(q["anonymise"], params).fetchone()
+        row = queries.one(conn, "anonymise", **params)
         assert row is not None
         return _report(row[0])
 
@@ -210,16 +193,14 @@ def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
 
 def dead_letters(conn: psycopg.Connection[Any], *, limit: int = 100) -> list[DeadLetter]:
     """The oldest dead letters first."""
-    rows = _in_transaction(
-        conn, lambda: conn.execute(_queries()["dead_letter_list"], {"limit": limit}).fetchall()
-    )
+    rows = _in_transaction(conn, lambda: queries.all(conn, "dead_letter_list", limit=limit))
     return [_dead_letter(row) for row in rows]
 
 
 def dead_letter(conn: psycopg.Connection[Any], inbox_id: int) -> DeadLetter:
     row = _in_transaction(
         conn,
-        lambda: conn.execute(_queries()["dead_letter_show"], {"inbox_id": inbox_id}).fetchone(),
+        lambda: queries.one(conn, "dead_letter_show", inbox_id=inbox_id),
     )
     if row is None:
         raise DeadLetterNotFound(f"inbox row {inbox_id} has no dead letter", sqlstate="SY030")
@@ -230,7 +211,7 @@ def retry_dead_letter(conn: psycopg.Connection[Any], inbox_id: int) -> str:
     """Apply the event again: 'applied' or 'skipped' (dead letter gone) or 'dead_letter'."""
 
     def run() -> str:
-        row = conn.execute(_queries()["dead_letter_retry"], {"inbox_id": inbox_id}).fetchone()
+        row = queries.one(conn, "dead_letter_retry", inbox_id=inbox_id)
         assert row is not None
         return str(row[0])
 
@@ -241,9 +222,7 @@ def discard_dead_letter(conn: psycopg.Connection[Any], inbox_id: int, *, actor: 
     """Give up on the event: the dead letter goes, an audit row records who discarded it."""
     _in_transaction(
         conn,
-        lambda: conn.execute(
-            _queries()["dead_letter_discard"], {"inbox_id": inbox_id, "actor": actor}
-        ),
+        lambda: queries.run(conn, "dead_letter_discard", inbox_id=inbox_id, actor=actor),
     )
 
 
@@ -260,5 +239,5 @@ class CoverageDefect:
 def coverage_defects(conn: psycopg.Connection[Any]) -> list[CoverageDefect]:
     """Unclassified columns and other registry defects; empty when merge and anonymise are
     safe for every customer-linked table."""
-    rows = _in_transaction(conn, lambda: conn.execute(_queries()["coverage_defects"]).fetchall())
+    rows = _in_transaction(conn, lambda: queries.all(conn, "coverage_defects"))
     return [CoverageDefect(table, column, defect) for table, column, defect in rows]

@@ -8,6 +8,8 @@ from __future__ import annotations
 class SyncctlError(Exception):
     """syncctl failed."""
 
+    exit_code = 1  # of the `syncctl` command this error ends
+
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.__doc__ or self.__class__.__name__)
 
@@ -18,6 +20,30 @@ class DatabaseRefused(SyncctlError):
     def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+
+
+class EngineError(DatabaseRefused):
+    """The database refused or failed the operation."""
+
+
+class EngineRefusal(EngineError):
+    """The operation is impossible (a merge into itself, an unknown customer, ...)."""
+
+
+class DeadLetterNotFound(EngineRefusal):
+    """There is no dead letter for that inbox row."""
+
+
+class GdprError(DatabaseRefused):
+    """The database refused or failed the GDPR operation."""
+
+
+class GdprRefusal(GdprError):
+    """The operation is not allowed (unknown policy, wrong state, missing consent, ...)."""
+
+
+class SubjectNotFound(GdprRefusal):
+    """There is no local customer with that number or id."""
 
 
 class ConfigurationError(SyncctlError):
@@ -72,6 +98,18 @@ class TokenRefused(TritonXRefused):
 
 class InvalidCustomerNumber(TritonXRefused):
     """Not a tritonX customer number (1 to 32 letters and digits); nothing was sent."""
+
+
+class Interrupted(SyncctlError):
+    """Stopped by a signal before the work was done; what was done is committed."""
+
+    def __init__(self, message: str | None = None, *, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class SimulatorConflict(ValueError):
+    """The change is impossible in the simulated customer's present state (HTTP 409)."""
 
 
 class CursorMoved(SyncctlError):

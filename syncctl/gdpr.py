@@ -19,27 +19,12 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from syncctl.database import in_transaction, named_queries
-from syncctl.errors import DatabaseRefused
+from syncctl import queries
+from syncctl.database import in_transaction
+from syncctl.errors import GdprError, GdprRefusal, SubjectNotFound
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-class GdprError(DatabaseRefused):
-    """The database refused or failed the GDPR operation."""
-
-
-class GdprRefusal(GdprError):
-    """The operation is not allowed (unknown policy, wrong state, missing consent, ...)."""
-
-
-class SubjectNotFound(GdprRefusal):
-    """There is no local customer with that number or id."""
-
-
-def _queries() -> dict[str, str]:
-    return named_queries("gdpr_queries.sql")
 
 
 def _refusal(code: str, reason: str) -> GdprRefusal:
@@ -50,8 +35,9 @@ def _in_transaction(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
     return in_transaction(conn, work, GdprError, _refusal)
 
 
-def _one(conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> Any:
-    row = conn.execute(_queries()[name], params).fetchone()
+def _value(conn: psycopg.Connection[Any], name: str, /, **params: Any) -> Any:
+    """The single value block `name` returns."""
+    row = queries.one(conn, name, **params)
     assert row is not None
     return row[0]
 
@@ -81,14 +67,12 @@ class Policy:
 
 
 def policies(conn: psycopg.Connection[Any]) -> list[Policy]:
-    rows = _in_transaction(conn, lambda: conn.execute(_queries()["policy_list"]).fetchall())
+    rows = _in_transaction(conn, lambda: queries.all(conn, "policy_list"))
     return [Policy(*row) for row in rows]
 
 
 def policy(conn: psycopg.Connection[Any], code: str) -> Policy:
-    row = _in_transaction(
-        conn, lambda: conn.execute(_queries()["policy_show"], {"code": code}).fetchone()
-    )
+    row = _in_transaction(conn, lambda: queries.one(conn, "policy_show", code=code))
     if row is None:
         raise GdprRefusal(f"no data policy {code}", sqlstate="SY080")
     return Policy(*row)
@@ -125,28 +109,39 @@ def create_policy(
         "merge_rule": merge_rule,
         "actor": actor,
     }
-    return int(_in_transaction(conn, lambda: _one(conn, "policy_create", params)))
+    return int(_in_transaction(conn, lambda: _value(conn, "policy_create", **params)))
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """A policy's state after activating or retiring it; `consents`: the consents an
+    activation took over from tritonX."""
+
+    state: str
+    consents: int = 0
 
 
 def activate_policy(
     conn: psycopg.Connection[Any], code: str, *, actor: str, now: datetime | None = None
-) -> dict[str, Any]:
+) -> PolicyChange:
     params = {"code": code, "actor": actor, "now": now or utcnow()}
-    return dict(_in_transaction(conn, lambda: _one(conn, "policy_activate", params)))
+    result = _in_transaction(conn, lambda: _value(conn, "policy_activate", **params))
+    return PolicyChange(str(result["state"]), int(result.get("consents") or 0))
 
 
 def retire_policy(
     conn: psycopg.Connection[Any], code: str, *, actor: str, now: datetime | None = None
-) -> dict[str, Any]:
+) -> PolicyChange:
     params = {"code": code, "actor": actor, "now": now or utcnow()}
-    return dict(_in_transaction(conn, lambda: _one(conn, "policy_retire", params)))
+    result = _in_transaction(conn, lambda: _value(conn, "policy_retire", **params))
+    return PolicyChange(str(result["state"]))
 
 
 def revise_policy(
     conn: psycopg.Connection[Any], code: str, *, description: str | None, actor: str
 ) -> int:
     params = {"code": code, "description": description, "actor": actor}
-    return int(_in_transaction(conn, lambda: _one(conn, "policy_revise", params)))
+    return int(_in_transaction(conn, lambda: _value(conn, "policy_revise", **params)))
 
 
 def record_consent(
@@ -167,7 +162,7 @@ def record_consent(
         "actor": actor,
         "at": at or utcnow(),
     }
-    return int(_in_transaction(conn, lambda: _one(conn, "consent_record", params)))
+    return int(_in_transaction(conn, lambda: _value(conn, "consent_record", **params)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,9 +197,7 @@ class ExpiryWarning:
 
 def purge_plan(conn: psycopg.Connection[Any], *, now: datetime) -> list[PurgeStep]:
     """What a retention run at `now` would do, per policy and table (a dry run)."""
-    rows = _in_transaction(
-        conn, lambda: conn.execute(_queries()["retention_plan"], {"now": now}).fetchall()
-    )
+    rows = _in_transaction(conn, lambda: queries.all(conn, "retention_plan", now=now))
     groups: dict[tuple[str, str, tuple[str, ...] | None, str], tuple[set[int], set[str]]] = {}
     for customer_id, table, columns, action, releasing, reasons in rows:
         for code in releasing:
@@ -225,15 +218,13 @@ def expiry_warnings(
 ) -> list[ExpiryWarning]:
     """Customers whose data a policy stops holding within `within_days` days of `now`."""
     params = {"now": now, "within": f"{int(within_days)} days"}
-    rows = _in_transaction(
-        conn, lambda: conn.execute(_queries()["retention_warnings"], params).fetchall()
-    )
+    rows = _in_transaction(conn, lambda: queries.all(conn, "retention_warnings", **params))
     return [ExpiryWarning(int(c), n, p, e) for c, n, p, e in rows]
 
 
 def purge_scope(conn: psycopg.Connection[Any]) -> int:
     """How many customers a retention run examines (the length of its progress bar)."""
-    return int(_in_transaction(conn, lambda: _one(conn, "customer_count", {})))
+    return int(_in_transaction(conn, lambda: _value(conn, "customer_count")))
 
 
 def purge(
@@ -251,7 +242,7 @@ def purge(
     after_id = 0
     while True:
         params = {"now": now, "after_id": after_id, "limit": batch_size, "actor": actor}
-        result = _in_transaction(conn, partial(_one, conn, "purge_batch", params))
+        result = _in_transaction(conn, partial(_value, conn, "purge_batch", **params))
         if result.get("last_id") is None:
             return report
         report.batches += 1
@@ -269,7 +260,7 @@ def daily(conn: psycopg.Connection[Any], *, now: datetime | None = None) -> dict
     purged = purge(conn, now=moment)
     erasures = _in_transaction(
         conn,
-        lambda: _one(conn, "erasure_execute_due", {"actor": "scheduler", "now": moment}),
+        lambda: _value(conn, "erasure_execute_due", actor="scheduler", now=moment),
     )
     return {"purged_customers": purged.customers, "purge_counts": purged.counts, **erasures}
 
@@ -290,9 +281,7 @@ def run_daily_if_due(
     job's result, None when there was nothing to do."""
     moment = now or datetime.now().astimezone()
     params = {"slot": daily_slot(at, moment), "now": moment}
-    claimed = _in_transaction(
-        conn, lambda: conn.execute(_queries()["daily_claim"], params).fetchone()
-    )
+    claimed = _in_transaction(conn, lambda: queries.one(conn, "daily_claim", **params))
     if claimed is None:
         return None
     result = daily(conn, now=moment)
@@ -304,7 +293,7 @@ def run_daily_if_due(
         "done": result["done"],
         "failed": result["failed"],
     }
-    _in_transaction(conn, lambda: conn.execute(_queries()["daily_finish"], finish))
+    _in_transaction(conn, lambda: queries.run(conn, "daily_finish", **finish))
     return result
 
 
@@ -359,9 +348,7 @@ def resolve_subject(
 ) -> tuple[int, str | None]:
     """The local customer for a number (following merges) or an id."""
     params = {"number": number, "id": customer_id}
-    row = _in_transaction(
-        conn, lambda: conn.execute(_queries()["resolve_customer"], params).fetchone()
-    )
+    row = _in_transaction(conn, lambda: queries.one(conn, "resolve_customer", **params))
     if row is None:
         what = f"id {customer_id}" if customer_id is not None else f"number {number}"
         raise SubjectNotFound(f"no local customer with {what}", sqlstate="SY020")
@@ -380,9 +367,7 @@ def subject_data(
     moment = now or utcnow()
     rows = _in_transaction(
         conn,
-        lambda: conn.execute(
-            _queries()["subject_data"], {"customer_id": cid, "now": moment}
-        ).fetchall(),
+        lambda: queries.all(conn, "subject_data", customer_id=cid, now=moment),
     )
     data = SubjectData(cid, customer_number, moment)
     for source, row in rows:
@@ -395,7 +380,7 @@ def rectify(
 ) -> list[str]:
     """Correct webshop-owned fields of a customer; returns the field names changed."""
     params = {"customer_id": customer_id, "fields": Jsonb(fields), "actor": actor}
-    result = _in_transaction(conn, lambda: _one(conn, "rectify", params))
+    result = _in_transaction(conn, lambda: _value(conn, "rectify", **params))
     return [str(name) for name in result["fields"]]
 
 
@@ -421,14 +406,14 @@ def receive_erasure(
     conn: psycopg.Connection[Any], customer_id: int, *, actor: str, now: datetime | None = None
 ) -> int:
     params = {"customer_id": customer_id, "actor": actor, "now": now or utcnow()}
-    return int(_in_transaction(conn, lambda: _one(conn, "erasure_receive", params)))
+    return int(_in_transaction(conn, lambda: _value(conn, "erasure_receive", **params)))
 
 
 def verify_erasure(
     conn: psycopg.Connection[Any], request_id: int, *, actor: str, now: datetime | None = None
 ) -> None:
     params = {"request_id": request_id, "actor": actor, "now": now or utcnow()}
-    _in_transaction(conn, lambda: conn.execute(_queries()["erasure_verify"], params))
+    _in_transaction(conn, lambda: queries.run(conn, "erasure_verify", **params))
 
 
 def schedule_erasure(
@@ -445,7 +430,7 @@ def schedule_erasure(
         "grace": f"{int(grace_days)} days",
         "now": now or utcnow(),
     }
-    due: datetime = _in_transaction(conn, lambda: _one(conn, "erasure_schedule", params))
+    due: datetime = _in_transaction(conn, lambda: _value(conn, "erasure_schedule", **params))
     return due
 
 
@@ -453,21 +438,46 @@ def cancel_erasure(
     conn: psycopg.Connection[Any], request_id: int, *, actor: str, now: datetime | None = None
 ) -> None:
     params = {"request_id": request_id, "actor": actor, "now": now or utcnow()}
-    _in_transaction(conn, lambda: conn.execute(_queries()["erasure_cancel"], params))
+    _in_transaction(conn, lambda: queries.run(conn, "erasure_cancel", **params))
+
+
+@dataclass(frozen=True)
+class ErasureProof:
+    """The proof of an erasure: counts and ids only. `residue`: per column, the values still
+    found; `same_email_customers`: other local customers with the same e-mail, not erased."""
+
+    request: int
+    state: str
+    columns_searched: int | None
+    residue_hits: int | None
+    residue: dict[str, int]
+    counts: dict[str, int]
+    outbox_id: int | None
+    same_email_customers: list[int]
+    error: str | None
 
 
 def execute_erasure(
     conn: psycopg.Connection[Any], request_id: int, *, actor: str, now: datetime | None = None
-) -> dict[str, Any]:
+) -> ErasureProof:
     """Anonymise and search for residue; returns the proof of erasure (counts only)."""
     params = {"request_id": request_id, "actor": actor, "now": now or utcnow()}
-    return dict(_in_transaction(conn, lambda: _one(conn, "erasure_execute", params)))
+    proof = _in_transaction(conn, lambda: _value(conn, "erasure_execute", **params))
+    return ErasureProof(
+        request=int(proof["request"]),
+        state=str(proof["state"]),
+        columns_searched=proof.get("columns_searched"),
+        residue_hits=proof.get("residue_hits"),
+        residue=dict(proof.get("residue") or {}),
+        counts=dict(proof.get("counts") or {}),
+        outbox_id=proof.get("outbox_id"),
+        same_email_customers=list(proof.get("same_email_customers") or []),
+        error=proof.get("error"),
+    )
 
 
 def erasure_requests(
     conn: psycopg.Connection[Any], *, state: str | None = None
 ) -> list[ErasureRequest]:
-    rows = _in_transaction(
-        conn, lambda: conn.execute(_queries()["erasure_list"], {"state": state}).fetchall()
-    )
+    rows = _in_transaction(conn, lambda: queries.all(conn, "erasure_list", state=state))
     return [ErasureRequest(*row) for row in rows]

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from syncctl import queries
 from syncctl.errors import MigrationError
 
 ROLE_KINDS = ("owner", "controller", "webshop", "reporting")
@@ -25,9 +26,9 @@ VERSION_SCHEMA = "syncctl"
 
 
 def _stored_prefix(conn: psycopg.Connection[Any]) -> str | None:
-    if not _flag(conn, "SELECT pg_catalog.to_regclass('sync.setting') IS NOT NULL"):
+    if not _flag(conn, "setting_table_exists"):
         return None
-    stored = conn.execute("SELECT value FROM sync.setting WHERE key = 'role_prefix'").fetchone()
+    stored = queries.one(conn, "stored_role_prefix")
     return None if stored is None else str(stored[0])
 
 
@@ -48,8 +49,8 @@ def role_prefix(conn: psycopg.Connection[Any], requested: str | None) -> str:
     return prefix
 
 
-def _flag(conn: psycopg.Connection[Any], query: str, *params: Any) -> bool:
-    row = conn.execute(query, list(params)).fetchone()
+def _flag(conn: psycopg.Connection[Any], query: str, /, **params: Any) -> bool:
+    row = queries.one(conn, query, **params)
     return bool(row and row[0])
 
 
@@ -62,14 +63,14 @@ def _try(conn: psycopg.Connection[Any], statement: sql.Composed, refusal: str) -
 
 
 def _ensure(
-    conn: psycopg.Connection[Any], check: str, arg: str, fix: sql.Composed, refusal: str
+    conn: psycopg.Connection[Any], check: str, role: str, fix: sql.Composed, refusal: str
 ) -> None:
     """Run `fix` when `check` is false, then check again: a GRANT the login may not give only
     warns ("no privileges were granted"), so the outcome is what counts."""
-    if _flag(conn, check, arg):
+    if _flag(conn, check, role=role):
         return
     _try(conn, fix, refusal)
-    if not _flag(conn, check, arg):
+    if not _flag(conn, check, role=role):
         raise MigrationError(refusal)
 
 
@@ -79,7 +80,7 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
     prefix = role_prefix(conn, requested_prefix)
     names = {kind: f"{prefix}_{kind}" for kind in ROLE_KINDS}
     for name in names.values():
-        if _flag(conn, "SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %s)", name):
+        if _flag(conn, "role_exists", role=name):
             continue
         _try(
             conn,
@@ -89,29 +90,24 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
             f"{', '.join(names.values())})",
         )
     owner = names["owner"]
-    if _flag(
-        conn,
-        "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication"
-        " FROM pg_catalog.pg_roles WHERE rolname = %s",
-        owner,
-    ):
+    if _flag(conn, "role_has_unsafe_attribute", role=owner):
         raise MigrationError(
             f"role {owner} must be a plain NOLOGIN role: it holds an attribute "
             "(SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION) that its SECURITY "
             "DEFINER functions would lend to every caller"
         )
-    login = _one_text(conn, "SELECT session_user")
+    login = _one_text(conn, "session_login")
     _ensure(
         conn,
-        "SELECT pg_catalog.pg_has_role(current_user, %s, 'USAGE')",
+        "member_of_role",
         owner,
         sql.SQL("GRANT {} TO {}").format(sql.Identifier(owner), sql.Identifier(login)),
         f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO {login}",
     )
-    database = _one_text(conn, "SELECT pg_catalog.current_database()")
+    database = _one_text(conn, "current_database")
     _ensure(
         conn,
-        "SELECT pg_catalog.has_database_privilege(%s, pg_catalog.current_database(), 'CREATE')",
+        "role_may_create_schemas",
         owner,
         sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
             sql.Identifier(database), sql.Identifier(owner)
@@ -120,7 +116,7 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
         f"GRANT CREATE ON DATABASE {database} TO {owner}",
     )
     conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
-    conn.execute("SELECT pg_catalog.set_config('syncctl.role_prefix', %s, false)", [prefix])
+    queries.run(conn, "pin_role_prefix", prefix=prefix)
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(VERSION_SCHEMA)))
     conn.execute(
         sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(VERSION_SCHEMA))
@@ -129,7 +125,7 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
 
 
 def _one_text(conn: psycopg.Connection[Any], query: str) -> str:
-    row = conn.execute(query).fetchone()
+    row = queries.one(conn, query)
     if row is None:
         raise MigrationError(f"no answer to {query}")
     return str(row[0])

@@ -1,6 +1,7 @@
 """One active controller per database: the leader holds a session-level advisory lock
-(7343, 1) on a connection of its own. Standbys try again every second; when the leader's
-session dies (kill -9 included), PostgreSQL releases the lock and a standby takes over."""
+(7343, 1) on a connection of its own (syncctl.status.leader says who holds it). Standbys try
+again every second; when the leader's session dies (kill -9 included), PostgreSQL releases the
+lock and a standby takes over."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from syncctl.database import queries
+from syncctl import queries
 
 
 class Leadership:
@@ -20,17 +21,11 @@ class Leadership:
 
     def try_acquire(self) -> bool:
         if not self.held:
-            row = self._conn.execute(queries()["leader_try"]).fetchone()
+            row = queries.one(self._conn, "leader_try")
             self.held = bool(row and row[0])
         return self.held
 
     def release(self) -> None:
         if self.held and not self._conn.closed:
-            self._conn.execute(queries()["leader_release"])
+            queries.run(self._conn, "leader_release")
         self.held = False
-
-
-def leader(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
-    """(pid, application_name, client address, session start) of the leader, if any."""
-    row = conn.execute(queries()["leader_info"]).fetchone()
-    return tuple(row) if row else None

@@ -11,21 +11,43 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
-from syncctl.database import queries
+from syncctl import queries
 from syncctl.progress import ProgressCallback
 from syncctl.tritonx import TritonXClient
 
 log = logging.getLogger("syncctl.links")
 
 
+class Anomaly(NamedTuple):
+    """A kind of link anomaly and how many customers have it."""
+
+    anomaly: str
+    customers: int
+
+
+class Adoption(NamedTuple):
+    """A local customer to adopt into the linked customer of tritonX number `number`."""
+
+    local_id: int
+    linked_id: int
+    number: str
+
+
+class Relink(NamedTuple):
+    """A link to the merged-away number `old`, to move to its survivor."""
+
+    old: str
+    survivor: str
+
+
 @dataclass
 class RepairPlan:
-    adopt: list[tuple[int, int, str]] = field(default_factory=list)
-    merge: list[tuple[str, str]] = field(default_factory=list)
+    adopt: list[Adoption] = field(default_factory=list)
+    merge: list[Relink] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.adopt) + len(self.merge)
@@ -45,16 +67,15 @@ class RepairOutcome:
         return self.attempted == self.planned
 
 
-def anomalies(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
-    return [(str(a), int(n)) for a, n in conn.execute(queries()["link_anomalies"])]
+def anomalies(conn: psycopg.Connection[Any]) -> list[Anomaly]:
+    return [Anomaly(str(a), int(n)) for a, n in queries.all(conn, "link_anomalies")]
 
 
 def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
     """What repair would do now; reads only, and ends its read transaction."""
-    q = queries()
     plan = RepairPlan(
-        adopt=[(int(a), int(b), str(n)) for a, b, n in conn.execute(q["adoptable"])],
-        merge=[(str(o), str(s)) for o, s in conn.execute(q["misdirected_links"])],
+        adopt=[Adoption(int(a), int(b), str(n)) for a, b, n in queries.all(conn, "adoptable")],
+        merge=[Relink(str(o), str(s)) for o, s in queries.all(conn, "misdirected_links")],
     )
     conn.commit()
     return plan
@@ -73,10 +94,9 @@ def repair(
     skipped, and audited as such. Work of the caller still uncommitted is committed first.
     Linked customers whose tritonX e-mail several local customers have are recorded as link
     conflicts first (one open conflict a customer)."""
-    q = queries()
     conn.commit()
     with conn.transaction():
-        conn.execute(q["record_adoption_conflicts"])
+        queries.run(conn, "record_adoption_conflicts")
     total = len(plan)
     changed = attempted = 0
     fixes: list[tuple[str, dict[str, Any]]] = [
@@ -89,7 +109,7 @@ def repair(
         if stop is not None and stop.is_set():
             break
         with conn.transaction():
-            row = conn.execute(q[query], params).fetchone()
+            row = queries.one(conn, query, **params)
         attempted += 1
         if query == "adopt" or (row is not None and row[0] == "applied"):
             changed += 1
@@ -102,11 +122,9 @@ def repair(
 
 def unknown_to_tritonx(
     conn: psycopg.Connection[Any], client: TritonXClient, sample: int
-) -> tuple[int, int]:
-    """(asked, unknown): a random sample of linked numbers that tritonX answers 404 for."""
-    numbers = [
-        str(n) for (n,) in conn.execute(queries()["sample_linked_numbers"], {"limit": sample})
-    ]
+) -> Anomaly:
+    """Of a random sample of linked numbers, those tritonX answers 404 for."""
+    numbers = [str(n) for (n,) in queries.all(conn, "sample_linked_numbers", limit=sample)]
     conn.commit()
     unknown = sum(1 for n in numbers if client.fetch_customer(n).status == "gone")
-    return len(numbers), unknown
+    return Anomaly(f"linked numbers unknown to tritonX (of {len(numbers)} asked)", unknown)

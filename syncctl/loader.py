@@ -23,7 +23,7 @@ from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from syncctl.database import queries
+from syncctl import queries
 from syncctl.errors import CursorMoved
 from syncctl.tritonx import ChangePage
 
@@ -135,7 +135,7 @@ class PageOutcome:
 
 
 def read_cursor(conn: psycopg.Connection[Any], source: str) -> str | None:
-    row = conn.execute(queries()["cursor_read"], {"source": source}).fetchone()
+    row = queries.one(conn, "cursor_read", source=source)
     return None if row is None else row[0]
 
 
@@ -171,11 +171,10 @@ def _stage(
     stamps = [row[6] for row in rows if row[6] is not None]
     outcome.last_seq = max(seqs, default=None)
     outcome.last_occurred_at = max(stamps, default=None)
-    q = queries()
     with conn.transaction():
         if cursor is not None:
-            conn.execute(q["cursor_ensure"], {"source": source})
-            locked = conn.execute(q["cursor_lock"], {"source": source}).fetchone()
+            queries.run(conn, "cursor_ensure", source=source)
+            locked = queries.one(conn, "cursor_lock", source=source)
             if locked is None or locked[0] != cursor[0]:
                 raise CursorMoved()
         readable = [row for row in rows if not isinstance(row[7], RawRecord)]
@@ -184,31 +183,30 @@ def _stage(
         # letters whatever their order, so applying them apart changes no outcome
         for batch, statement in ((readable, "copy_inbox"), (unreadable, "copy_inbox_raw")):
             if batch:
-                outcome.states.update(_copy(conn, q, statement, batch))
+                outcome.states.update(_copy(conn, statement, batch))
         if cursor is not None:
-            conn.execute(
-                q["cursor_advance"],
-                {
-                    "source": source,
-                    "position": cursor[1],
-                    "last_seq": outcome.last_seq,
-                    "last_occurred_at": outcome.last_occurred_at,
-                },
+            queries.run(
+                conn,
+                "cursor_advance",
+                source=source,
+                position=cursor[1],
+                last_seq=outcome.last_seq,
+                last_occurred_at=outcome.last_occurred_at,
             )
     return outcome
 
 
 def _copy(
-    conn: psycopg.Connection[Any], q: dict[str, str], statement: str, rows: list[tuple[Any, ...]]
+    conn: psycopg.Connection[Any], statement: str, rows: list[tuple[Any, ...]]
 ) -> Counter[str]:
     """COPY rows into the inbox (the trigger applies them); what became of them."""
-    conn.execute(q["reset_last_apply"])
+    queries.run(conn, "reset_last_apply")
     staging = conn.cursor()
     # per cursor: the payloads are JSON text already (see inbox_row)
     staging.adapters.register_dumper(SerializedJson, _SerializedJsonbDumper)
-    with staging.copy(q[statement]) as copy:
+    with staging.copy(queries.statement(statement)) as copy:
         copy.set_types(INBOX_TYPES if statement == "copy_inbox" else RAW_INBOX_TYPES)
         for row in rows:
             copy.write_row(row)
-    summary = conn.execute(q["last_apply"]).fetchone()
+    summary = queries.one(conn, "last_apply")
     return Counter(json.loads(summary[0])) if summary and summary[0] else Counter()

@@ -32,8 +32,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from syncctl import queries, status
 from syncctl.controller import PullReport
-from syncctl.database import named_queries, queries
 
 # no *_created series: they double the series count and no dashboard uses them
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -122,39 +122,38 @@ class Metrics:
         self.payloads_dropped.inc(rows)
 
     def update_from_db(self, conn: psycopg.Connection[Any]) -> None:
-        q = queries()
-        counts = conn.execute(q["status_counts"]).fetchone()
-        queues = conn.execute(q["status_queues"]).fetchone()
-        cursors = conn.execute(q["status_cursors"]).fetchall()
+        counts = status.counts(conn)
+        queues = status.queues(conn)
+        cursors = status.cursors(conn)
         self._count_actions(conn)
         conn.commit()
-        if counts is None or queues is None:
-            return
         for name, value in (
-            ("syncctl_dead_letters", counts[1]),
-            ("syncctl_inbox_pending", counts[2]),
-            ("syncctl_outbox_pending", queues[0]),
-            ("syncctl_outbox_dead", queues[1]),
-            ("syncctl_refresh_queue", queues[2]),
+            ("syncctl_dead_letters", counts.dead_letters),
+            ("syncctl_inbox_pending", counts.inbox_pending),
+            ("syncctl_outbox_pending", queues.outbox_pending),
+            ("syncctl_outbox_dead", queues.outbox_dead),
+            ("syncctl_refresh_queue", queues.refresh_queue),
         ):
             self.gauges[name].set(float(value))
-        stamps = [row[3] for row in cursors if row[0] == "tritonx" and row[3] is not None]
+        stamps = [
+            c.last_event_at
+            for c in cursors
+            if c.source == "tritonx" and c.last_event_at is not None
+        ]
         if stamps:
             with self._lock:
                 self.last_event_at = stamps[0]
 
     def _count_actions(self, conn: psycopg.Connection[Any]) -> None:
-        mq = named_queries("metrics_queries.sql")
         if self._audit_after is None:
-            last = conn.execute(mq["audit_last_id"]).fetchone()
+            last = queries.one(conn, "audit_last_id")
             self._audit_after = int(last[0]) if last else 0
-            rows = conn.execute(
-                mq["audit_actions_from"],
-                {"started": self.started_at, "last_id": self._audit_after},
+            rows = queries.all(
+                conn, "audit_actions_from", started=self.started_at, last_id=self._audit_after
             )
         else:
-            rows = conn.execute(mq["audit_actions_since"], {"after": self._audit_after})
-        for action, outcome, count, last_id in rows.fetchall():
+            rows = queries.all(conn, "audit_actions_since", after=self._audit_after)
+        for action, outcome, count, last_id in rows:
             self.actions.labels(str(action), str(outcome)).inc(int(count))
             self._audit_after = max(self._audit_after, int(last_id))
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from syncctl.database import queries
+from syncctl import queries
 from syncctl.errors import TokenRefused, TritonXRefused, TritonXUnavailable
 from syncctl.tritonx import TritonXClient
 
@@ -44,10 +45,9 @@ def deliver_due(
     rng: random.Random | None = None,
 ) -> DeliveryReport:
     rng = rng or random.Random()
-    q = queries()
     report = DeliveryReport()
     with conn.transaction():
-        due = conn.execute(q["claim_outbox"], {"limit": limit}).fetchall()
+        due = queries.all(conn, "claim_outbox", limit=limit)
         blocked: set[str] = set()
         for row_id, number, event_type, key, payload, attempts in due:
             if number in blocked:
@@ -61,27 +61,54 @@ def deliver_due(
                 blocked.add(number)
                 # a refused token refuses every row: not this row's fault, so not dead
                 if isinstance(exc, TritonXRefused) and not isinstance(exc, TokenRefused):
-                    conn.execute(
-                        q["outbox_failed"],
-                        {"id": row_id, "error": str(exc), "permanent": True, "retry_in": 0},
+                    queries.run(
+                        conn, "outbox_failed", id=row_id, error=str(exc), permanent=True, retry_in=0
                     )
                     report.dead += 1
                     log.error("outbox %d dead: %s", row_id, exc)
                     continue
                 # tritonX unavailable or refusing the token, the HTTP library, a bug
                 after = exc.retry_after if isinstance(exc, TritonXUnavailable) else None
-                conn.execute(
-                    q["outbox_failed"],
-                    {
-                        "id": row_id,
-                        "error": type(exc).__name__,
-                        "permanent": False,
-                        "retry_in": retry_in(attempts, after, rng),
-                    },
+                queries.run(
+                    conn,
+                    "outbox_failed",
+                    id=row_id,
+                    error=type(exc).__name__,
+                    permanent=False,
+                    retry_in=retry_in(attempts, after, rng),
                 )
                 report.retried += 1
                 log.warning("outbox %d will be retried: %s", row_id, type(exc).__name__)
             else:
-                conn.execute(q["outbox_delivered"], {"id": row_id})
+                queries.run(conn, "outbox_delivered", id=row_id)
                 report.delivered += 1
     return report
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """An event for tritonX as `syncctl outbox list` shows it (its payload stays inside)."""
+
+    id: int
+    customer_number: str
+    event_type: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+def events(
+    conn: psycopg.Connection[Any], *, state: str | None = None, limit: int = 50
+) -> list[OutboxEvent]:
+    """Outbox events, newest first, of one state or all."""
+    return [OutboxEvent(*row) for row in queries.all(conn, "outbox_list", state=state, limit=limit)]
+
+
+def retry(conn: psycopg.Connection[Any], outbox_id: int) -> bool:
+    """Make a dead or waiting event due now (committed); False when there is no such event."""
+    row = queries.one(conn, "outbox_retry", id=outbox_id)
+    conn.commit()
+    return bool(row and row[0])

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from syncctl.database import queries
+from syncctl import queries
 
 log = logging.getLogger("syncctl.payload_retention")
 
@@ -29,7 +29,7 @@ class PayloadRetention:
     def __call__(self, conn: psycopg.Connection[Any]) -> int:
         params = {"older_than": self.keep, "limit": self.batch}
         with conn.transaction():
-            row = conn.execute(queries()["drop_payloads"], params).fetchone()
+            row = queries.one(conn, "drop_payloads", **params)
         dropped = int(row[0]) if row else 0
         if dropped:
             log.info("dropped the payloads of %d decided inbox rows", dropped)

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from syncctl.database import queries
+from syncctl import queries
 from syncctl.errors import InvalidCustomerNumber
 from syncctl.loader import stage_records
 from syncctl.tritonx import CUSTOMER_NUMBER, CustomerAnswer, TritonXClient
@@ -73,9 +73,8 @@ def process_refresh_requests(
     on_latency: Any = None,
 ) -> int:
     """Fetch and apply up to `limit` queued refreshes; returns how many were applied."""
-    q = queries()
     with conn.transaction():
-        claimed = conn.execute(q["claim_refresh_requests"], {"limit": limit}).fetchall()
+        claimed = queries.all(conn, "claim_refresh_requests", limit=limit)
     left = list(reversed(claimed))  # claimed and not done yet, the next one last
     applied = 0
     try:
@@ -111,14 +110,12 @@ def _done(conn: psycopg.Connection[Any], number: str, requested_at: datetime) ->
     """The request is answered (a crash before this leaves a lease that runs out: the refresh
     is then done again, and staging it again is a duplicate)."""
     with conn.transaction():
-        conn.execute(queries()["refresh_done"], {"number": number, "requested_at": requested_at})
+        queries.run(conn, "refresh_done", number=number, requested_at=requested_at)
 
 
 def _requeue(conn: psycopg.Connection[Any], number: str, attempts: int, error: str) -> None:
     with conn.transaction():
-        conn.execute(
-            queries()["requeue_refresh"], {"number": number, "attempts": attempts, "error": error}
-        )
+        queries.run(conn, "requeue_refresh", number=number, attempts=attempts, error=error)
 
 
 def _release(conn: psycopg.Connection[Any], left: list[tuple[str, datetime, int]]) -> None:
@@ -130,7 +127,7 @@ def _release(conn: psycopg.Connection[Any], left: list[tuple[str, datetime, int]
             conn.rollback()
         for number, _requested_at, _attempts in left:
             with conn.transaction():
-                conn.execute(queries()["release_refresh"], {"number": number})
+                queries.run(conn, "release_refresh", number=number)
     except psycopg.Error:
         # the numbers, so that an operator can request them again (sync.request_refresh)
         log.error(

@@ -1,5 +1,5 @@
-"""`syncctl report NAME --format table|csv|json`: the report views, printed. The views hold no
-personal data; this module only formats what they return."""
+"""The report views (schema `report`, no personal data) as `syncctl report` prints them: read
+one (`fetch`) and format it as aligned columns, CSV or JSON (`render`)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import io
 import json
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-import click
 import psycopg
 from psycopg import sql
-
-from syncctl.command_edge import HasDsn, connection, edge
 
 REPORTS = {
     "actions": ("actions_per_day", "day DESC, action"),
@@ -29,13 +26,20 @@ REPORTS = {
 }
 
 
-def fetch(conn: psycopg.Connection[Any], name: str, limit: int) -> tuple[list[str], list[Any]]:
+class Table(NamedTuple):
+    """A report's column names and rows."""
+
+    columns: list[str]
+    rows: list[Any]
+
+
+def fetch(conn: psycopg.Connection[Any], name: str, limit: int) -> Table:
     view, order = REPORTS[name]
     query = sql.SQL("SELECT * FROM report.{} ORDER BY {} LIMIT %s").format(
         sql.Identifier(view), sql.SQL(order)
     )
     cur = conn.execute(query, [limit])
-    return [d.name for d in cur.description or []], cur.fetchall()
+    return Table([d.name for d in cur.description or []], cur.fetchall())
 
 
 def _plain(value: Any) -> Any:
@@ -62,23 +66,3 @@ def render(columns: list[str], rows: list[Any], style: str) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-@click.command("report")
-@click.argument("name", type=click.Choice(sorted(REPORTS)))
-@click.option(
-    "--format",
-    "style",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="Aligned columns, CSV with a header row, or a JSON array of objects.",
-)
-@click.option("--limit", default=1000, show_default=True, help="At most this many rows.")
-@click.pass_obj
-@edge
-def report(settings: HasDsn, name: str, style: str, limit: int) -> None:
-    """Print a report (no personal data): actions, merges, anonymisations, lag, ..."""
-    with connection(settings) as conn:
-        columns, rows = fetch(conn, name, limit)
-    click.echo(render(columns, rows, style))

@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import DBAPIError
 
-from syncctl import installation, resources
+from syncctl import installation, queries, resources
 from syncctl.database import connection_failure, error_text
 from syncctl.errors import MigrationError
 
@@ -113,36 +113,11 @@ class DowngradePlan:
         return lines
 
 
-_DOWNGRADE_LOSSES = {
-    "schemas": """
-        SELECT n.nspname::text, count(c.oid)::int,
-               coalesce(sum(pg_catalog.pg_stat_get_live_tuples(c.oid)), 0)::bigint
-        FROM pg_catalog.pg_namespace AS n
-        LEFT JOIN pg_catalog.pg_class AS c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
-        WHERE n.nspname = ANY(%(schemas)s)
-        GROUP BY 1 ORDER BY 1""",
-    "foreign_keys": """
-        SELECT pg_catalog.format('%%I on %%I.%%I -> %%I.%%I', c.conname,
-                                 source.relnamespace::regnamespace, source.relname,
-                                 target.relnamespace::regnamespace, target.relname)
-        FROM pg_catalog.pg_constraint AS c
-        JOIN pg_catalog.pg_class AS target ON target.oid = c.confrelid
-        JOIN pg_catalog.pg_class AS source ON source.oid = c.conrelid
-        WHERE c.contype = 'f'
-          AND target.relnamespace::regnamespace::text = ANY(%(schemas)s)
-          AND NOT source.relnamespace::regnamespace::text = ANY(%(schemas)s)
-        ORDER BY 1""",
-    "views": """
-        SELECT DISTINCT pg_catalog.format('%%I.%%I', v.relnamespace::regnamespace, v.relname)
-        FROM pg_catalog.pg_depend AS d
-        JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid
-        JOIN pg_catalog.pg_class AS v ON v.oid = r.ev_class
-        JOIN pg_catalog.pg_class AS t ON t.oid = d.refobjid
-        WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
-          AND t.relnamespace::regnamespace::text = ANY(%(schemas)s)
-          AND NOT v.relnamespace::regnamespace::text = ANY(%(schemas)s)
-        ORDER BY 1""",
-}
+_DOWNGRADE_LOSSES = (
+    ("schemas", "downgrade_schemas"),
+    ("foreign_keys", "downgrade_foreign_keys"),
+    ("views", "downgrade_views"),
+)
 
 
 def plan_downgrade(dsn: str, target: str) -> DowngradePlan:
@@ -162,8 +137,8 @@ def plan_downgrade(dsn: str, target: str) -> DowngradePlan:
         return DowngradePlan(current, target, undone)
     with _connect(dsn) as conn:
         found = {
-            kind: conn.execute(query, {"schemas": list(SCHEMAS)}).fetchall()
-            for kind, query in _DOWNGRADE_LOSSES.items()
+            kind: queries.all(conn, query, schemas=list(SCHEMAS))
+            for kind, query in _DOWNGRADE_LOSSES
         }
     return DowngradePlan(
         current,
@@ -226,15 +201,10 @@ def missing_object_hint(conn: psycopg.Connection[Any]) -> str | None:
 
 
 def _revisions_on(conn: psycopg.Connection[Any]) -> tuple[str, ...]:
-    row = conn.execute(
-        "SELECT pg_catalog.to_regclass('syncctl.alembic_version') IS NOT NULL"
-    ).fetchone()
+    row = queries.one(conn, "version_table_exists")
     if not (row and row[0]):
         return ()
-    return tuple(sorted(str(v) for (v,) in conn.execute(_VERSIONS).fetchall()))
-
-
-_VERSIONS = "SELECT version_num FROM syncctl.alembic_version"
+    return tuple(sorted(str(v) for (v,) in queries.all(conn, "schema_versions")))
 
 
 def _require(current: tuple[str, ...]) -> None:
@@ -246,47 +216,18 @@ def _require(current: tuple[str, ...]) -> None:
         )
 
 
-_DESCRIBE = {
-    "columns": """
-        SELECT table_schema, table_name, column_name, ordinal_position::int, data_type,
-               udt_name, is_nullable, column_default, is_identity
-        FROM information_schema.columns WHERE table_schema = ANY(%(schemas)s)
-        ORDER BY 1, 2, 4""",
-    "constraints": """
-        SELECT n.nspname, c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
-        FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-        WHERE n.nspname = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "indexes": """
-        SELECT schemaname, tablename, indexname, indexdef FROM pg_indexes
-        WHERE schemaname = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "functions": """
-        SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
-               md5(pg_get_functiondef(p.oid))
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = ANY(%(schemas)s) AND p.prokind IN ('f', 'p') ORDER BY 1, 2, 3""",
-    "triggers": """
-        SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid)
-        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal ORDER BY 1, 2, 3""",
-    "views": """
-        SELECT schemaname, viewname, definition FROM pg_views
-        WHERE schemaname = ANY(%(schemas)s) ORDER BY 1, 2""",
-    "types": """
-        SELECT n.nspname, t.typname, t.typtype FROM pg_type t
-        JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.nspname = ANY(%(schemas)s) AND t.typtype IN ('c', 'e', 'd')
-          AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c')
-        ORDER BY 1, 2""",
-    "comments": """
-        SELECT n.nspname, obj_description(n.oid, 'pg_namespace') FROM pg_namespace n
-        WHERE n.nspname = ANY(%(schemas)s) ORDER BY 1""",
-}
+_DESCRIBE = (
+    ("columns", "describe_columns"),
+    ("constraints", "describe_constraints"),
+    ("indexes", "describe_indexes"),
+    ("functions", "describe_functions"),
+    ("triggers", "describe_triggers"),
+    ("views", "describe_views"),
+    ("types", "describe_types"),
+    ("comments", "describe_comments"),
+)
 
 
 def describe(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
     """Every object syncctl owns, as comparable rows per kind."""
-    return {
-        kind: conn.execute(query, {"schemas": list(SCHEMAS)}).fetchall()
-        for kind, query in _DESCRIBE.items()
-    }
+    return {kind: queries.all(conn, query, schemas=list(SCHEMAS)) for kind, query in _DESCRIBE}

@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from syncctl.simulator.state import Conflict, TritonX
+from syncctl.errors import SimulatorConflict
+from syncctl.simulator.state import TritonX
 
 log = logging.getLogger("syncctl.simulator")
 DEFAULT_TOKEN = "simulator-token"
@@ -99,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.route(self, method, parts.path, parse_qs(parts.query))
         except KeyError as exc:
             self._send(404, {"error": f"unknown customer {exc.args[0]}"})
-        except Conflict as exc:
+        except SimulatorConflict as exc:
             self._send(409, {"error": str(exc)})
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             self._send(400, {"error": str(exc)})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from syncctl.errors import SimulatorConflict
 from syncctl.simulator.population import customer_index, customer_number, snapshot
 
 EPOCH = "2026-11-20T10:00:00Z"
@@ -19,10 +20,6 @@ EPOCH = "2026-11-20T10:00:00Z"
 def event_id(seed: int, seq: int) -> str:
     """Deterministic, uuid-shaped, unique per (seed, seq)."""
     return f"{seed & 0xFFFFFFFF:08x}-5eed-4000-8000-{seq:012x}"
-
-
-class Conflict(ValueError):
-    """The change is impossible in the customer's present state (HTTP 409)."""
 
 
 @dataclass
@@ -123,7 +120,7 @@ class TritonX:
         if c is None:
             raise KeyError(number)
         if c.status != "live":
-            raise Conflict(f"{number} is {c.status}")
+            raise SimulatorConflict(f"{number} is {c.status}")
         return c
 
     def edit(self, number: str, **fields: Any) -> dict[str, Any]:
@@ -153,7 +150,7 @@ class TritonX:
     def merge(self, old: str, into: str) -> dict[str, Any]:
         with self._lock:
             if old == into:
-                raise Conflict("a customer cannot be merged into itself")
+                raise SimulatorConflict("a customer cannot be merged into itself")
             c = self._live(old)
             survivor = self._live(into)
             self._changed[old] = Customer("merged", c.version + 1, None, into)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncctl import engine
-from syncctl.engine_cli import deadletter
+from syncctl.cli.engine import deadletter
 from syncctl.payload_retention import PayloadRetention
 from tests.feed import event, stage, upserted
 

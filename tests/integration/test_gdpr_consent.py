@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncctl import gdpr
-from syncctl.gdpr_cli import policy
+from syncctl.cli.gdpr import policy
 from tests.feed import stage, upserted
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -180,7 +180,7 @@ def test_tritonx_opt_in_is_recorded_and_guards_the_newsletter(
     )
     conn.rollback()
     result = gdpr.activate_policy(conn, "newsletter", actor="dpo:test", now=NOW)
-    assert result["consents"] == 1
+    assert result.consents == 1
     assert _current(conn, opted_in, "newsletter") == (True, "tritonx")
     assert _current(conn, opted_out, "newsletter") is None
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncctl import gdpr, schema
-from syncctl.gdpr_cli import erasure
+from syncctl.cli.gdpr import erasure
 from tests.feed import stage, upserted
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -78,9 +78,9 @@ def test_lifecycle_erases_queues_and_proves(conn: psycopg.Connection[Any]) -> No
 
     # the residue the notes hold makes the first attempt fail, with counts only
     proof = gdpr.execute_erasure(conn, request, actor="backoffice:test", now=due)
-    assert proof["state"] == "failed"
-    assert proof["residue"] == {"public.notes.body": 1, "public.notes.extra": 1}
-    assert proof["outbox_id"] is not None
+    assert proof.state == "failed"
+    assert proof.residue == {"public.notes.body": 1, "public.notes.extra": 1}
+    assert proof.outbox_id is not None
     assert conn.execute(
         "SELECT customer_number, payload ->> 'reason_code' FROM sync.outbox"
     ).fetchall() == [("TX00000001", "ERASURE")]
@@ -93,8 +93,8 @@ def test_lifecycle_erases_queues_and_proves(conn: psycopg.Connection[Any]) -> No
     conn.execute("DELETE FROM public.notes")
     conn.commit()
     proof = gdpr.execute_erasure(conn, request, actor="backoffice:test", now=due)
-    assert proof["state"] == "done", proof
-    assert proof["residue_hits"] == 0 and proof["columns_searched"] > 20
+    assert proof.state == "done", proof
+    assert proof.residue_hits == 0 and proof.columns_searched > 20
     (done,) = gdpr.erasure_requests(conn)
     assert (done.state, done.attempts, done.residue_hits) == ("done", 2, 0)
     assert conn.execute("SELECT digests FROM gdpr.erasure_request").fetchone() == (None,)
@@ -204,9 +204,9 @@ def test_other_customers_rows_are_theirs_rows_of_nobody_are_searched(
     proof = gdpr.execute_erasure(conn, request, actor="bo:test", now=NOW)
     # the guest's review and the unknown number's event are nobody's: they count; the
     # subject's own review was scrubbed, the household's is theirs
-    assert proof["state"] == "failed"
-    assert proof["residue"] == {"public.review.author_email": 1, "sync.inbox.payload": 1}
-    assert proof["same_email_customers"] == [duplicate]
+    assert proof.state == "failed"
+    assert proof.residue == {"public.review.author_email": 1, "sync.inbox.payload": 1}
+    assert proof.same_email_customers == [duplicate]
     counts = conn.execute(
         "SELECT counts FROM sync.audit WHERE action = 'erasure.executed'"
     ).fetchone()
@@ -219,8 +219,8 @@ def test_other_customers_rows_are_theirs_rows_of_nobody_are_searched(
     )
     conn.commit()
     proof = gdpr.execute_erasure(conn, request, actor="bo:test", now=NOW)
-    assert proof["state"] == "done", proof
-    assert proof["residue_hits"] == 0
+    assert proof.state == "done", proof
+    assert proof.residue_hits == 0
     # the others keep what is theirs, including what they share with the subject
     kept = conn.execute(
         "SELECT id, first_name, last_name, postcode, email FROM shop.customer"
@@ -324,4 +324,4 @@ def test_rotating_the_key_waits_for_open_requests(conn: psycopg.Connection[Any])
     conn.execute("INSERT INTO public.kept VALUES ('mail anna.erase@example.nl')")
     conn.commit()
     proof = gdpr.execute_erasure(conn, request, actor="bo:test", now=NOW)
-    assert proof["residue"]["public.kept.body"] == 1, "residue missed under the new key"
+    assert proof.residue["public.kept.body"] == 1, "residue missed under the new key"

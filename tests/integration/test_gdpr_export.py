@@ -15,7 +15,7 @@ import psycopg
 from click.testing import CliRunner
 
 from syncctl import gdpr
-from syncctl.gdpr_cli import export_command
+from syncctl.cli.gdpr import export_command
 from tests.feed import stage, upserted
 
 ANNA = {

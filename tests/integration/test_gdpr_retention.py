@@ -13,7 +13,7 @@ import psycopg
 from click.testing import CliRunner
 
 from syncctl import gdpr
-from syncctl.gdpr_cli import purge
+from syncctl.cli.gdpr import purge
 from tests.feed import stage, upserted
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

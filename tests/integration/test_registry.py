@@ -11,7 +11,7 @@ import psycopg
 from click.testing import CliRunner
 
 from syncctl import engine
-from syncctl.engine_cli import anonymise, coverage, merge
+from syncctl.cli.engine import anonymise, coverage, merge
 from tests.feed import stage, upserted
 
 

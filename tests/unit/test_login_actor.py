@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from syncctl import command_edge
+from syncctl.cli import edge
 
 
 @pytest.mark.parametrize("name", ["anna@corp.example", "Anna de Vries", "rené", "x" * 200])
 def test_the_default_actor_is_an_identifier(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    monkeypatch.setattr(command_edge.getpass, "getuser", lambda: name)
-    actor = command_edge._login_actor()
+    monkeypatch.setattr(edge.getpass, "getuser", lambda: name)
+    actor = edge._login_actor()
     assert re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", actor), actor
     assert actor.startswith("cli:")

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
+from syncctl.errors import SimulatorConflict
 from syncctl.simulator.population import customer_number, snapshot
 from syncctl.simulator.server import ChaosConfig
-from syncctl.simulator.state import Conflict, TritonX
+from syncctl.simulator.state import TritonX
 
 POSTCODE_NL = re.compile(r"^[1-9]\d{3} (?!SA|SD|SS)[A-Z]{2}$")
 
@@ -37,10 +38,10 @@ def test_feed_pages_through_the_population_then_changes() -> None:
 
 def test_impossible_changes_are_refused() -> None:
     state = TritonX(customers=5)
-    with pytest.raises(Conflict):
+    with pytest.raises(SimulatorConflict):
         state.merge("TX00000001", "TX00000001")
     state.anonymise("TX00000002")
-    with pytest.raises(Conflict):
+    with pytest.raises(SimulatorConflict):
         state.merge("TX00000001", "TX00000002")
     with pytest.raises(KeyError):
         state.edit("TX99999999", city="x")

@@ -1,5 +1,5 @@
-"""`syncctl simulator ...`: serve the tritonX simulator, and drive a running one through its
-admin endpoints."""
+"""`syncctl simulator ...`: serve the tritonX simulator (syncctl.simulator), and drive a running
+one through its admin endpoints."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 import click
 import httpx
 
+from syncctl.cli.edge import edge
+from syncctl.errors import TritonXRefused
 from syncctl.simulator.server import DEFAULT_TOKEN, ChaosConfig, SimulatorServer
 
 
@@ -79,7 +81,9 @@ def _admin(url: str, token: str, method: str, path: str, body: Any = None) -> An
         headers={"Authorization": f"Bearer {token}"},
     )
     if response.status_code >= 400:
-        raise click.ClickException(f"{response.status_code}: {response.json().get('error')}")
+        raise TritonXRefused(
+            f"{response.status_code}: {response.json().get('error')}", status=response.status_code
+        )
     return response.json()
 
 
@@ -104,6 +108,7 @@ _TOKEN = click.option(
 @_TOKEN
 @click.option("--n", default=100, show_default=True, help="How many changes.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the activity.")
+@edge
 def activity(url: str, token: str, n: int, seed: int) -> None:
     """Make random changes: edits, creations, merges, anonymisations, deletions."""
     click.echo(_admin(url, token, "POST", "/admin/activity", {"n": n, "seed": seed}))
@@ -114,6 +119,7 @@ def activity(url: str, token: str, n: int, seed: int) -> None:
 @_TOKEN
 @click.argument("old")
 @click.argument("into")
+@edge
 def merge(url: str, token: str, old: str, into: str) -> None:
     """Merge customer OLD into INTO."""
     click.echo(_admin(url, token, "POST", "/admin/merge", {"old": old, "into": into})["seq"])
@@ -124,6 +130,7 @@ def merge(url: str, token: str, old: str, into: str) -> None:
 @_TOKEN
 @click.argument("number")
 @click.option("--reason-code", default="AVG", show_default=True)
+@edge
 def anonymise(url: str, token: str, number: str, reason_code: str) -> None:
     """Anonymise a customer."""
     body = {"reason_code": reason_code}
@@ -134,6 +141,10 @@ def anonymise(url: str, token: str, number: str, reason_code: str) -> None:
 @_URL
 @_TOKEN
 @click.argument("number")
+@edge
 def delete(url: str, token: str, number: str) -> None:
     """Delete a customer."""
     click.echo(_admin(url, token, "DELETE", f"/admin/customers/{number}")["seq"])
+
+
+COMMANDS: tuple[click.Command, ...] = (simulator,)

@@ -1,39 +1,47 @@
--- The SQL syncctl.gdpr runs, in named blocks ("-- name: <name>"). Thin calls into the gdpr
+-- GDPR data policies, consents, retention, subject access and erasure: thin calls into the gdpr
 -- schema (sql/80_gdpr_schema.sql .. sql/87_gdpr_erasure.sql). Only subject_data and
 -- resolve_customer read personal data: the subject access export, which is their purpose.
 
 -- name: policy_list
+-- every data policy with its categories, by code
 SELECT code, name, state, legal_basis, retention::text, retention_from, membership,
        customer_group, consent_field, merge_rule, text_version, description, categories
 FROM gdpr.policy_overview
 ORDER BY code;
 
 -- name: policy_show
+-- one data policy with its categories
 SELECT code, name, state, legal_basis, retention::text, retention_from, membership,
        customer_group, consent_field, merge_rule, text_version, description, categories
 FROM gdpr.policy_overview
 WHERE code = %(code)s;
 
 -- name: policy_create
+-- create a draft data policy
 SELECT gdpr.create_policy(%(code)s, %(name)s, %(description)s, %(legal_basis)s,
                           %(retention)s::interval, %(retention_from)s, %(categories)s,
                           %(membership)s, %(customer_group)s, %(consent_field)s,
                           %(merge_rule)s, %(actor)s);
 
 -- name: policy_activate
+-- put a draft policy in force; what it took over (consents from tritonX)
 SELECT gdpr.activate_policy(%(code)s, %(actor)s, %(now)s);
 
 -- name: policy_retire
+-- take an active policy out of force
 SELECT gdpr.retire_policy(%(code)s, %(actor)s, %(now)s);
 
 -- name: policy_revise
+-- give a policy a new text; its new text version
 SELECT gdpr.revise_policy(%(code)s, %(description)s, %(actor)s);
 
 -- name: consent_record
+-- record a consent given or withdrawn
 SELECT gdpr.record_consent(%(customer_id)s, %(policy)s, %(granted)s, %(source)s, %(actor)s,
                            %(at)s);
 
 -- name: retention_plan
+-- what a retention run would change, per customer and table, and why
 -- a customer released as a whole is anonymised: its other tables and the engine's copies of it
 -- (sync.anonymise_plan) are listed too, as 'anonymise: <action>', so the dry run names every
 -- table the run changes
@@ -49,16 +57,20 @@ WHERE p.action = 'anonymise' AND a.table_name <> 'shop.customer'
 ORDER BY 1, 2;
 
 -- name: customer_count
+-- the number of local customers (the scope of a retention run)
 SELECT count(*) FROM shop.customer;
 
 -- name: retention_warnings
+-- customers whose data a policy stops holding within an interval
 SELECT customer_id, customer_number, policy_code, expires_at
 FROM gdpr.retention_warnings(%(now)s, %(within)s::interval);
 
 -- name: purge_batch
+-- one retention batch of customers after an id; what it changed
 SELECT gdpr.purge_batch(%(now)s, %(after_id)s, %(limit)s, %(actor)s);
 
 -- name: daily_claim
+-- claim the daily GDPR job's slot (no row: another run finished it)
 INSERT INTO gdpr.job_run AS j (job, slot, started_at)
 VALUES ('daily', %(slot)s, %(now)s)
 ON CONFLICT (job, slot) DO UPDATE
@@ -67,40 +79,51 @@ ON CONFLICT (job, slot) DO UPDATE
 RETURNING j.id;
 
 -- name: daily_finish
+-- record the daily GDPR job's outcome
 UPDATE gdpr.job_run
 SET finished_at = %(now)s, customers = %(customers)s, counts = %(counts)s,
     erasures_done = %(done)s, erasures_failed = %(failed)s
 WHERE id = %(id)s;
 
 -- name: resolve_customer
+-- a local customer's id and number, by id or by (redirected) number
 SELECT c.id, c.customer_number FROM shop.customer AS c
 WHERE c.id = coalesce(%(id)s, sync.resolve_customer(%(number)s));
 
 -- name: subject_data
+-- everything held about a customer (personal data: the subject access export)
 SELECT source, row_data FROM gdpr.subject_data(%(customer_id)s, %(now)s);
 
 -- name: rectify
+-- correct a customer's fields (audited)
 SELECT gdpr.rectify(%(customer_id)s, %(fields)s, %(actor)s);
 
 -- name: erasure_receive
+-- record an erasure request for a customer
 SELECT gdpr.receive_erasure(%(customer_id)s, %(actor)s, %(now)s);
 
 -- name: erasure_verify
+-- an erasure request's identity check passed
 SELECT gdpr.verify_erasure(%(request_id)s, %(actor)s, %(now)s);
 
 -- name: erasure_schedule
+-- schedule a verified erasure request after a grace period; when it is due
 SELECT gdpr.schedule_erasure(%(request_id)s, %(actor)s, %(grace)s::interval, %(now)s);
 
 -- name: erasure_cancel
+-- cancel an erasure request that is not done
 SELECT gdpr.cancel_erasure(%(request_id)s, %(actor)s, %(now)s);
 
 -- name: erasure_execute
+-- erase now; the proof of erasure
 SELECT gdpr.execute_erasure(%(request_id)s, %(actor)s, %(now)s);
 
 -- name: erasure_execute_due
+-- execute the erasure requests that are due
 SELECT gdpr.execute_due_erasures(%(actor)s, %(now)s);
 
 -- name: erasure_list
+-- erasure requests, optionally of one state (no personal data)
 SELECT id, customer_id, customer_number, state, received_at, scheduled_for, finished_at,
        attempts, last_error, residue_hits, columns_searched
 FROM gdpr.erasure_overview

@@ -1,8 +1,8 @@
-"""Click commands for GDPR data policies: `policy list|show|create|activate|retire`, `purge`
-(retention run, dry run, expiry warnings), `export` (subject access) and `erasure
-receive|verify|schedule|cancel|execute|list`. A thin layer over syncctl.gdpr; the main group
-adds COMMANDS. Every command that acts in time takes `--now` (ISO 8601, default: now), so a run
-can be replayed or previewed."""
+"""GDPR data policies: `policy list|show|create|activate|revise|retire`, `purge` (retention
+run, dry run, expiry warnings), `export` (subject access) and `erasure
+receive|verify|schedule|cancel|execute|list`, over syncctl.gdpr and syncctl.export. Every
+command that acts in time takes `--now` (ISO 8601, default: now), so a run can be replayed or
+previewed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from syncctl import export, gdpr
-from syncctl.command_edge import HasDsn, actor_option, connection, edge
+from syncctl.cli.edge import HasDsn, actor_option, connection, edge
 
 
 def _parse_now(_: click.Context, __: click.Parameter, value: str | None) -> datetime:
@@ -178,7 +178,7 @@ def policy_activate(settings: HasDsn, code: str, actor: str, now: datetime) -> N
     """Put a draft policy in force."""
     with connection(settings) as conn:
         result = gdpr.activate_policy(conn, code, actor=actor, now=now)
-    click.echo(f"policy {code}: active ({result.get('consents', 0)} consent(s) from tritonX)")
+    click.echo(f"policy {code}: active ({result.consents} consent(s) from tritonX)")
 
 
 @policy.command("revise")
@@ -399,19 +399,19 @@ def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime
     with connection(settings) as conn:
         proof = gdpr.execute_erasure(conn, request_id, actor=actor, now=now)
     click.echo(
-        f"erasure request {request_id}: {proof['state']}; searched "
-        f"{proof.get('columns_searched')} column(s), residue hits {proof.get('residue_hits')}"
+        f"erasure request {request_id}: {proof.state}; searched "
+        f"{proof.columns_searched} column(s), residue hits {proof.residue_hits}"
     )
-    for column, hits in sorted((proof.get("residue") or {}).items()):
+    for column, hits in sorted(proof.residue.items()):
         click.echo(f"  {column:<48} {hits:>6}")
-    sharing = proof.get("same_email_customers") or []
-    if sharing:
+    if proof.same_email_customers:
         click.echo(
-            f"other customers with the same e-mail (ids {', '.join(map(str, sharing))}): "
+            "other customers with the same e-mail (ids "
+            f"{', '.join(map(str, proof.same_email_customers))}): "
             "not erased; if they are this person, erase them too"
         )
-    if proof["state"] != "done":
-        raise click.ClickException(str(proof.get("error") or "erasure failed"))
+    if proof.state != "done":
+        raise click.ClickException(proof.error or "erasure failed")
 
 
 @erasure.command("list")

@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, NoReturn, Protocol, TypeVar
 
@@ -21,7 +22,7 @@ import psycopg
 
 from syncctl import environment, logs, schema
 from syncctl.database import configured_dsn, connect, error_text
-from syncctl.errors import MigrationError, SyncctlError
+from syncctl.errors import Interrupted, MigrationError, SyncctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,15 @@ class HasDsn(Protocol):
 
 
 class HasTritonX(HasDsn, Protocol):
+    tritonx_url: str | None
+    tritonx_token: str | None
+
+
+@dataclass
+class Settings:
+    """The root group's options, handed to every command (`click.pass_obj`)."""
+
+    dsn: str | None
     tritonx_url: str | None
     tritonx_token: str | None
 
@@ -76,7 +86,9 @@ def edge(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SyncctlError as exc:
-            raise click.ClickException(str(exc)) from exc
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code  # type: ignore[misc]
+            raise error from exc
         except psycopg.Error as exc:
             raise click.ClickException(error_text(exc)) from exc
         except OSError as exc:
@@ -149,14 +161,6 @@ def configured_tritonx(
     )
 
 
-class Interrupted(click.ClickException):
-    """A command stopped by a signal before its work was done."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code  # type: ignore[misc]
-
-
 class Interruption(threading.Event):
     """Set by SIGINT or SIGTERM: the command finishes the step in hand and stops."""
 
@@ -168,7 +172,7 @@ class Interruption(threading.Event):
         raise Interrupted(
             f"interrupted by {name}: the work done so far is committed; run `{resume}` again "
             "to continue",
-            128 + (self.signum or signal.SIGINT),
+            exit_code=128 + (self.signum or signal.SIGINT),
         )
 
 

@@ -1,15 +1,22 @@
-"""Click commands for the engine: `deadletter list|show|retry|discard`, `merge`, `anonymise`
-and `coverage`. A thin layer over syncctl.engine; the main group adds them
-(`main.add_command(...)` for each of COMMANDS). Each takes the DSN from the main group's
-settings object (`.dsn`) and needs a configured database: these commands act on a real one,
-never on a throwaway embedded server."""
+"""Operating the engine by hand: `merge`, `anonymise`, `coverage`, `deadletter
+list|show|retry|discard`, `links check|repair` and `outbox list|retry`, over syncctl.engine,
+syncctl.links and syncctl.outbox. These commands act on a configured database, never on a
+throwaway embedded server."""
 
 from __future__ import annotations
 
 import click
 
-from syncctl import engine
-from syncctl.command_edge import HasDsn, actor_option, connection, edge
+from syncctl import engine, environment, links, outbox
+from syncctl.cli.edge import (
+    HasDsn,
+    HasTritonX,
+    actor_option,
+    connection,
+    edge,
+    stop_on_signals,
+)
+from syncctl.progress import Progress
 
 
 def _print_report(report: engine.Report) -> None:
@@ -153,4 +160,113 @@ def deadletter_discard(settings: HasDsn, inbox_id: int, actor: str) -> None:
     click.echo(f"inbox row {inbox_id}: discarded")
 
 
-COMMANDS: tuple[click.Command, ...] = (deadletter, merge, anonymise, coverage)
+@click.group("links")
+def links_group() -> None:
+    """Find and repair what keeps customers from logging in."""
+
+
+@links_group.command("check")
+@click.option(
+    "--probe",
+    default=0,
+    show_default=True,
+    help="Also ask tritonX about this many random linked numbers (needs its URL).",
+)
+@click.pass_obj
+@edge
+def links_check(settings: HasTritonX, probe: int) -> None:
+    """Count every link anomaly; exit 1 when there is any."""
+    with connection(settings) as conn:
+        found = links.anomalies(conn)
+        if probe:
+            if not settings.tritonx_url:
+                raise click.UsageError("--probe needs --tritonx-url / TRITONX_URL")
+            with environment.tritonx_client(settings.tritonx_url, settings.tritonx_token) as client:
+                found.append(links.unknown_to_tritonx(conn, client, probe))
+    for a in found:
+        click.echo(f"{a.customers:>8}  {a.anomaly}")
+    if any(a.customers for a in found):
+        raise SystemExit(1)
+
+
+@links_group.command("repair")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@actor_option
+@click.pass_obj
+@edge
+def links_repair(settings: HasDsn, dry_run: bool, actor: str) -> None:
+    """Adopt unambiguous local customers and move links to merged-away numbers to survivors.
+
+    Each fix commits on its own; progress goes to stderr. Interrupted (Ctrl-C, SIGTERM), it
+    keeps the fixes made and exits 130 (143); run it again to continue."""
+    with connection(settings) as conn:
+        plan = links.repair_plan(conn)
+        if dry_run:
+            for a in plan.adopt:
+                click.echo(f"adopt local customer {a.local_id} into {a.number} (id {a.linked_id})")
+            for m in plan.merge:
+                click.echo(f"move the link of {m.old} to its survivor {m.survivor}")
+            click.echo(f"dry run: {len(plan)} changes")
+            return
+        click.echo(f"{len(plan.adopt):,} adoptions and {len(plan.merge):,} links to move", err=True)
+        with stop_on_signals() as stop:
+            outcome = links.repair(
+                conn,
+                plan,
+                actor,
+                stop=stop,
+                on_progress=Progress("fixes").printer(lambda line: click.echo(line, err=True)),
+            )
+    click.echo(f"done: {outcome.changed} changes of {outcome.planned} planned, audited")
+    if not outcome.complete:
+        stop.exit("syncctl links repair")
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """Events for tritonX (back-office anonymisations) and their delivery."""
+
+
+@outbox_group.command("list")
+@click.option("--state", type=click.Choice(["pending", "delivered", "dead"]), default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+@edge
+def outbox_list(settings: HasDsn, state: str | None, limit: int) -> None:
+    """List outbox events, newest first."""
+    with connection(settings) as conn:
+        events = outbox.events(conn, state=state, limit=limit)
+    for e in events:
+        click.echo(
+            f"{e.id:>6} {e.customer_number} {e.event_type} {e.state} attempts={e.attempts} "
+            f"created={e.created_at:%Y-%m-%d %H:%M:%S} "
+            + (
+                f"delivered={e.delivered_at:%Y-%m-%d %H:%M:%S}"
+                if e.delivered_at
+                else f"next={e.next_attempt_at:%Y-%m-%d %H:%M:%S}"
+            )
+            + (f" error={e.last_error}" if e.last_error else "")
+        )
+
+
+@outbox_group.command("retry")
+@click.argument("outbox_id", type=int)
+@click.pass_obj
+@edge
+def outbox_retry(settings: HasDsn, outbox_id: int) -> None:
+    """Deliver a dead or waiting outbox event again now."""
+    with connection(settings) as conn:
+        queued = outbox.retry(conn, outbox_id)
+    if not queued:
+        raise click.ClickException(f"no pending or dead outbox event {outbox_id}")
+    click.echo(f"outbox event {outbox_id} queued for delivery")
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    deadletter,
+    merge,
+    anonymise,
+    coverage,
+    links_group,
+    outbox_group,
+)

@@ -1,5 +1,5 @@
--- Queries of syncctl.metrics: audited actions counted incrementally by audit id, so a scrape
--- never scans the whole audit.
+-- The metrics exporter's audited actions, counted incrementally by audit id, so a scrape never
+-- scans the whole audit.
 
 -- name: audit_last_id
 -- where counting by id goes on after the first count

@@ -1,0 +1,50 @@
+-- The change feed: the cursor, staging a page into sync.inbox (the inbox trigger applies it,
+-- sql/60_event_apply.sql), and dropping applied snapshots after their retention.
+
+-- name: cursor_read
+-- the cursor's position in a source's feed (no row: never pulled)
+SELECT position FROM sync.cursor WHERE source = %(source)s;
+
+-- name: cursor_ensure
+-- a cursor row for the source, so there is a row to lock
+INSERT INTO sync.cursor (source) VALUES (%(source)s) ON CONFLICT (source) DO NOTHING;
+
+-- name: cursor_lock
+-- the cursor's position, locked until the page's transaction ends
+SELECT position FROM sync.cursor WHERE source = %(source)s FOR UPDATE;
+
+-- name: cursor_advance
+-- move the cursor past a staged page, keeping the last seq and event time when it had none
+UPDATE sync.cursor
+SET position = %(position)s,
+    last_seq = coalesce(%(last_seq)s, last_seq),
+    last_occurred_at = coalesce(%(last_occurred_at)s, last_occurred_at),
+    pages = pages + 1,
+    updated_at = now()
+WHERE source = %(source)s;
+
+-- name: copy_inbox
+-- stage readable records (the inbox trigger applies them)
+COPY sync.inbox (source, seq, event_id, event_type, customer_number, version, occurred_at, payload)
+FROM STDIN (FORMAT BINARY);
+
+-- name: copy_inbox_raw
+-- stage records jsonb cannot hold (U+0000): their JSON text as received, no payload
+COPY sync.inbox (source, seq, event_id, event_type, customer_number, version, occurred_at, raw)
+FROM STDIN (FORMAT BINARY);
+
+-- name: last_apply
+-- what the inbox trigger did with the last COPY (JSON: outcome -> events)
+SELECT current_setting('syncctl.last_apply', true);
+
+-- name: reset_last_apply
+-- forget the previous COPY's outcomes before the next one
+SELECT set_config('syncctl.last_apply', '', true);
+
+-- name: show_feed_state
+-- on the leader's session: pg_stat_activity (and so `syncctl status`) shows the feed's state
+SELECT pg_catalog.set_config('application_name', 'syncctl run: feed ' || %(state)s, false);
+
+-- name: drop_payloads
+-- drop tritonX's snapshot from applied inbox rows received before a time, a batch at a time
+SELECT sync.drop_payloads(%(older_than)s, %(limit)s);

@@ -1,0 +1,41 @@
+-- Before any schema change (syncctl.installation): the engine's roles, the owner's rights and
+-- the role prefix an earlier installation chose. Catalog reads only; the statements that
+-- create roles and grant rights name roles and databases, so they are composed with
+-- psycopg.sql.Identifier in the Python.
+
+-- name: setting_table_exists
+-- whether an earlier installation left sync.setting (and so a role prefix)
+SELECT pg_catalog.to_regclass('sync.setting') IS NOT NULL;
+
+-- name: stored_role_prefix
+-- the role prefix the first installation chose
+SELECT value FROM sync.setting WHERE key = 'role_prefix';
+
+-- name: role_exists
+-- whether a role of that name exists
+SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %(role)s);
+
+-- name: role_has_unsafe_attribute
+-- whether a role holds an attribute its SECURITY DEFINER functions would lend to every caller
+SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication
+FROM pg_catalog.pg_roles WHERE rolname = %(role)s;
+
+-- name: session_login
+-- the login this session authenticated as
+SELECT session_user;
+
+-- name: member_of_role
+-- whether the current role may use the rights of a role (is a member of it)
+SELECT pg_catalog.pg_has_role(current_user, %(role)s, 'USAGE');
+
+-- name: current_database
+-- the name of the database this session is connected to
+SELECT pg_catalog.current_database();
+
+-- name: role_may_create_schemas
+-- whether a role may create schemas in this database
+SELECT pg_catalog.has_database_privilege(%(role)s, pg_catalog.current_database(), 'CREATE');
+
+-- name: pin_role_prefix
+-- the role prefix for the rest of the session (sql/95_roles.sql reads it)
+SELECT pg_catalog.set_config('syncctl.role_prefix', %(prefix)s, false);

@@ -1,0 +1,35 @@
+-- What `syncctl status`, `syncctl demo` and the metrics exporter show (syncctl.status reads
+-- them): counts and times only, no personal data.
+
+-- name: status_cursors
+-- each feed cursor with its lag: the age of the last applied event
+SELECT source, position, last_seq, last_occurred_at, updated_at,
+       extract(epoch FROM now() - last_occurred_at)::float8 AS lag_seconds
+FROM sync.cursor ORDER BY source;
+
+-- name: status_counts
+-- linked customers, dead letters and staged events not applied yet
+SELECT
+    (SELECT count(*) FROM shop.customer WHERE customer_number IS NOT NULL) AS linked_customers,
+    (SELECT count(*) FROM sync.dead_letter) AS dead_letters,
+    (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending') AS pending;
+
+-- name: status_payloads
+-- the inbox rows that still hold tritonX's snapshot (sync.inbox_payload_held covers them)
+SELECT payloads, oldest_received_at FROM sync.payload_holding;
+
+-- name: status_queues
+-- outbox pending and dead, refresh requests waiting, and the last time a cursor moved
+SELECT
+    (SELECT count(*) FROM sync.outbox WHERE state = 'pending') AS outbox_pending,
+    (SELECT count(*) FROM sync.outbox WHERE state = 'dead') AS outbox_dead,
+    (SELECT count(*) FROM sync.refresh_request) AS refresh_queue,
+    (SELECT max(updated_at) FROM sync.cursor) AS last_pull;
+
+-- name: audit_effects
+-- audited events by action and outcome (the reason of upserts only), for the demo's summary
+SELECT action, outcome, CASE WHEN action = 'customer.upserted' THEN reason END AS reason,
+       count(*) AS events
+FROM sync.audit
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;

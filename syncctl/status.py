@@ -1,0 +1,141 @@
+"""The state of the sync as `syncctl status`, `syncctl demo` and the metrics exporter show it:
+cursors with their lag, counts, queues, payloads held, the leader. One reading, typed; counts,
+times and ids only, no personal data. Lag is one thing everywhere: the age of the last applied
+event (now minus the occurred_at tritonX gave it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from syncctl import environment, queries
+from syncctl.errors import SyncctlError, TritonXRefused
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A feed cursor: where it stands and how old its last applied event is."""
+
+    source: str
+    position: str | None
+    last_seq: int | None
+    last_event_at: datetime | None
+    moved_at: datetime | None
+    lag_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Counts:
+    linked_customers: int
+    dead_letters: int
+    inbox_pending: int
+
+
+@dataclass(frozen=True)
+class Queues:
+    outbox_pending: int
+    outbox_dead: int
+    refresh_queue: int
+    last_pull: datetime | None
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """Inbox rows still holding tritonX's snapshot."""
+
+    held: int
+    oldest_received_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The session holding the controller's leader lock."""
+
+    pid: int
+    application_name: str
+    client_address: str | None
+    since: datetime
+
+
+@dataclass(frozen=True)
+class AuditEffect:
+    action: str
+    outcome: str
+    reason: str | None
+    events: int
+
+
+def cursors(conn: psycopg.Connection[Any]) -> list[Cursor]:
+    return [
+        Cursor(str(source), position, last_seq, last_at, moved_at, lag)
+        for source, position, last_seq, last_at, moved_at, lag in queries.all(
+            conn, "status_cursors"
+        )
+    ]
+
+
+def counts(conn: psycopg.Connection[Any]) -> Counts:
+    row = queries.one(conn, "status_counts")
+    assert row is not None
+    return Counts(*(int(v) for v in row))
+
+
+def queues(conn: psycopg.Connection[Any]) -> Queues:
+    row = queries.one(conn, "status_queues")
+    assert row is not None
+    return Queues(int(row[0]), int(row[1]), int(row[2]), row[3])
+
+
+def payloads(conn: psycopg.Connection[Any]) -> Payloads:
+    row = queries.one(conn, "status_payloads")
+    assert row is not None
+    return Payloads(int(row[0]), row[1])
+
+
+def leader(conn: psycopg.Connection[Any]) -> Leader | None:
+    row = queries.one(conn, "leader_info")
+    return None if row is None else Leader(int(row[0]), str(row[1]), row[2], row[3])
+
+
+def audit_effects(conn: psycopg.Connection[Any]) -> list[AuditEffect]:
+    return [
+        AuditEffect(str(action), str(outcome), reason, int(events))
+        for action, outcome, reason, events in queries.all(conn, "audit_effects")
+    ]
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything `syncctl status` shows from the database."""
+
+    cursors: list[Cursor]
+    counts: Counts
+    payloads: Payloads
+    queues: Queues
+    leader: Leader | None
+
+
+def read(conn: psycopg.Connection[Any]) -> Status:
+    return Status(cursors(conn), counts(conn), payloads(conn), queues(conn), leader(conn))
+
+
+@dataclass(frozen=True)
+class FeedHead:
+    """The newest seq tritonX's feed has, or why it could not be read."""
+
+    last_seq: int | None = None
+    problem: str | None = None
+
+
+def feed_head(url: str, token: str | None) -> FeedHead:
+    """Ask tritonX for one page from the start: its last seq (never raises a tritonX error)."""
+    try:
+        with environment.tritonx_client(url, token) as client:
+            return FeedHead(last_seq=client.fetch_changes(None, 1).last_seq)
+    except TritonXRefused as exc:
+        return FeedHead(problem=f"{exc.state} ({exc})")
+    except SyncctlError as exc:
+        return FeedHead(problem=f"not reachable ({exc})")
