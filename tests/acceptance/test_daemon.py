@@ -46,6 +46,12 @@ def _leader_pid(conn: psycopg.Connection[Any]) -> int | None:
     return row[0] if row else None
 
 
+def _one(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    conn.commit()
+    return None if row is None else row[0]
+
+
 def _wait(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -96,10 +102,7 @@ def test_a_login_is_refreshed_through_notify(
     daemon = _daemon(dsn, simulator.url)
     try:
         assert _wait(
-            lambda: (
-                conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (100,)
-                and conn.commit() is None
-            ),
+            lambda: _one(conn, "SELECT count(*) FROM shop.customer") == 100,
             60,
         )
         simulator.admin("POST", "/admin/customers/TX00000042", json={"city": "Maastricht"})

@@ -142,7 +142,7 @@ def residue(conn: psycopg.Connection[Any], persons: dict[str, Person]) -> set[tu
     addrs = [(pc, str(hn), o) for o, p in persons.items() for pc, hn in p.addresses]
     hits: set[tuple[str, str, str]] = set()
 
-    def run(where: str, kind: str, query: sql.Composable, params: list[Any]) -> None:
+    def run(where: str, kind: str, query: sql.Composed, params: list[Any]) -> None:
         hits.update((where, kind, owner) for (owner,) in conn.execute(query, params).fetchall())
 
     for schema, table, column, data_type in searchable_columns(conn):
