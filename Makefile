@@ -5,6 +5,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
+# pytest-xdist workers for `make test`, each with an embedded PostgreSQL of its own. A server
+# named by SYNCCTL_TEST_DSN is one cluster that every worker would share (the engine's roles
+# are cluster-wide), so the suite runs in one process there.
+TEST_WORKERS ?= $(if $(SYNCCTL_TEST_DSN),0,2)
 
 .PHONY: demo test check lock clean baseline
 
@@ -20,7 +24,7 @@ demo: $(STAMP)
 
 ## test: the whole test suite (unit, integration, acceptance, migration) on real PostgreSQL
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## check: linters and the type checker
 check: $(STAMP)

@@ -68,7 +68,12 @@ def test_one_leader_and_a_standby_that_takes_over_after_kill_9(
     first = _daemon(dsn, simulator.url)
     assert _wait(lambda: _leader_pid(conn) is not None, 30), "no daemon became the leader"
     second = _daemon(dsn, simulator.url)
-    time.sleep(2)
+    assert second.stderr is not None
+    for line in second.stderr:  # it tried to lead while the first leads
+        if "standing by" in line:
+            break
+    else:
+        raise AssertionError("the second daemon ended without standing by")
     leader_before = _leader_pid(conn)
     holders = conn.execute(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7343 AND granted"

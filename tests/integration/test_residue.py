@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -321,6 +322,7 @@ def latest_upserts(tritonx: TritonX, numbers: Iterable[str]) -> list[dict[str, A
     return list(latest.values())
 
 
+@pytest.mark.slow
 def test_anonymised_people_leave_no_residue_anywhere(conn: psycopg.Connection[Any]) -> None:
     rng = random.Random(29)
     tritonx = TritonX(customers=CUSTOMERS, seed=29)
