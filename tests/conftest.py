@@ -1,6 +1,10 @@
 """Test fixtures. One PostgreSQL server per test session: the embedded default (it runs as
 root too), or the server SYNCCTL_TEST_DSN names. A template database is built once from the
-migrations; pytest-postgresql clones it for every test that asks for `postgresql`."""
+migrations; pytest-postgresql clones it for every test that asks for `postgresql`. Under
+pytest-xdist every worker process has a server of its own (session fixtures are per worker).
+
+Hypothesis profiles (HYPOTHESIS_PROFILE): `ci`, the default and what `make test` runs, keeps
+the full number of examples; `dev` runs a quarter of them for a quick loop."""
 
 from __future__ import annotations
 
@@ -10,12 +14,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 
 from syncctl import schema
 from syncctl.embedded import EmbeddedPostgres
+
+settings.register_profile("ci", max_examples=60)
+settings.register_profile("dev", max_examples=15)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 class ServerExecutor(NoopExecutor):

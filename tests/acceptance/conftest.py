@@ -43,14 +43,14 @@ class Simulator:
     url: str
     process: subprocess.Popen[str]
 
-    def admin(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    def admin(self, method: str, path: str, json: object = None) -> httpx.Response:
         response = httpx.request(
             method,
             self.url + path,
             headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=30,
-            **kwargs,
-        )  # type: ignore[arg-type]
+            json=json,
+        )
         response.raise_for_status()
         return response
 

@@ -46,6 +46,12 @@ def _leader_pid(conn: psycopg.Connection[Any]) -> int | None:
     return row[0] if row else None
 
 
+def _one(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    conn.commit()
+    return None if row is None else row[0]
+
+
 def _wait(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -62,7 +68,12 @@ def test_one_leader_and_a_standby_that_takes_over_after_kill_9(
     first = _daemon(dsn, simulator.url)
     assert _wait(lambda: _leader_pid(conn) is not None, 30), "no daemon became the leader"
     second = _daemon(dsn, simulator.url)
-    time.sleep(2)
+    assert second.stderr is not None
+    for line in second.stderr:  # it tried to lead while the first leads
+        if "standing by" in line:
+            break
+    else:
+        raise AssertionError("the second daemon ended without standing by")
     leader_before = _leader_pid(conn)
     holders = conn.execute(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7343 AND granted"
@@ -96,10 +107,7 @@ def test_a_login_is_refreshed_through_notify(
     daemon = _daemon(dsn, simulator.url)
     try:
         assert _wait(
-            lambda: (
-                conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (100,)
-                and conn.commit() is None
-            ),
+            lambda: _one(conn, "SELECT count(*) FROM shop.customer") == 100,
             60,
         )
         simulator.admin("POST", "/admin/customers/TX00000042", json={"city": "Maastricht"})

@@ -58,6 +58,7 @@ def unmigrated(server_dsn: Callable[[str], str]) -> Iterator[str]:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+@pytest.mark.slow
 def test_every_command_on_an_unmigrated_database_says_run_db_upgrade(unmigrated: str) -> None:
     for command in (
         ["report", "actions"],

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.acceptance.conftest import TOKEN, Simulator, syncctl
 
@@ -24,6 +25,7 @@ def _ok(*args: str, dsn: str) -> str:
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_export_erasure_report_and_purge_from_the_command_line(
     simulator_factory: Callable[..., Simulator],
     dsn: str,

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from tests.acceptance.conftest import SYNCCTL, TOKEN, Simulator
 
@@ -30,6 +31,7 @@ def _personal_values(state: dict[str, Any]) -> set[str]:
     return values
 
 
+@pytest.mark.slow
 def test_metrics_health_and_json_logs_without_personal_data(
     simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
 ) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.acceptance.conftest import SYNCCTL, TOKEN, Simulator, syncctl
 from tests.truth import assert_database_equals_tritonx
@@ -75,6 +76,7 @@ def test_chaos_feed_ends_in_the_same_state_with_each_effect_once(
     assert dead is not None and dead[0] > 0, "chaos produced no malformed record to dead-letter"
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_of_a_pull_loses_nothing_and_applies_nothing_twice(
     simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
 ) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.acceptance.conftest import TOKEN, Simulator, syncctl
@@ -44,6 +45,7 @@ def test_a_role_without_the_schema_cannot_check_it_and_says_so(dsn: str) -> None
     assert "permission denied for schema syncctl (SQLSTATE 42501)" in refused.stderr
 
 
+@pytest.mark.slow
 def test_the_controller_pulls_a_feed_with_merges_and_anonymisations(
     simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
 ) -> None:

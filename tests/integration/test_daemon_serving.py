@@ -114,7 +114,9 @@ def _refreshed(conn: psycopg.Connection[Any], number: str) -> bool:
 
 
 def _delivered(conn: psycopg.Connection[Any], number: str) -> bool:
-    state = _one(conn, "SELECT state FROM sync.outbox WHERE customer_number = %s", [number])
+    state: str | None = _one(
+        conn, "SELECT state FROM sync.outbox WHERE customer_number = %s", [number]
+    )
     return state == "delivered"
 
 
@@ -261,15 +263,16 @@ def test_an_exception_in_any_part_ends_only_that_attempt(
     def broken_query(job_conn: psycopg.Connection[Any]) -> None:
         job_conn.execute("SELECT 1 / 0")  # leaves the connection's transaction failed
 
-    with controller.TritonXClient(simulator.url, simulator.token) as plain:
+    with TritonXClient(simulator.url, simulator.token) as plain:
         controller.pull(conn, plain)
     _anonymise_in_back_office(conn, "TX00000021")
     conn.execute("SELECT sync.request_refresh('TX00000022')")
     conn.commit()
     simulator.state.edit("TX00000022", city="Putten")
     caplog.set_level(logging.INFO, logger="syncctl")
+    faulty = FaultyClient(simulator.url, simulator.token)
     with (
-        FaultyClient(simulator.url, simulator.token) as faulty,
+        faulty,
         running(
             dsn,
             faulty,

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from syncctl import engine
+from syncctl import engine, errors
 from syncctl.cli.engine import deadletter
 from syncctl.payload_retention import PayloadRetention
 from tests.feed import event, stage, upserted
@@ -81,7 +81,7 @@ def test_discard_is_audited_and_makes_redeliveries_duplicates(
     assert _state(conn, first)[0] == "discarded"
     assert _state(conn, second)[0] == "discarded"
     assert stage(conn, [merge]).states == {"duplicate": 1}
-    with pytest.raises(engine.DeadLetterNotFound):
+    with pytest.raises(errors.DeadLetterNotFound):
         engine.discard_dead_letter(conn, first, actor="ops:alice")
 
 

@@ -5,6 +5,7 @@ pages. An erased customer's data never comes back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -23,7 +24,7 @@ FIRST = {
     "merge_away": lambda: event("customer.merged", X, 2, into=S),
 }
 
-LATER = {
+LATER: dict[str, Callable[[], dict[str, Any] | list[dict[str, Any]]]] = {
     "upsert": lambda: upserted(X, 3, email="later@example.nl"),
     "upsert_old": lambda: upserted(OLD, 3, email="later@example.nl"),
     "anonymise": lambda: event("customer.anonymized", X, 3, reason_code="AVG"),

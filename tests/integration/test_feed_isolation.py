@@ -90,7 +90,7 @@ def test_a_value_too_large_for_a_shop_index_dead_letters_only_its_event(
     assert cursor_position(conn) is not None
 
 
-SHOP_CONSTRAINTS = {
+SHOP_CONSTRAINTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "unique index": (
         "CREATE UNIQUE INDEX shop_customer_email_unique ON shop.customer (lower(email))",
         {},  # the e-mail of the customer before it (below)

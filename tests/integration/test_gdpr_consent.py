@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from syncctl import gdpr
+from syncctl import errors, gdpr
 from syncctl.cli.gdpr import policy
 from tests.feed import stage, upserted
 
@@ -56,16 +56,16 @@ def test_policies_are_drafts_until_activated_and_retire(conn: psycopg.Connection
     created = gdpr.policy(conn, "staff_events")
     assert created.categories == ["shop.customer.preferred_language", "shop.wishlist"]
     assert created.state == "draft" and created.text_version == 1
-    with pytest.raises(gdpr.GdprRefusal) as refused:
+    with pytest.raises(errors.GdprRefusal) as refused:
         gdpr.record_consent(conn, 1, "staff_events", granted=True)
     assert refused.value.sqlstate == "SY081"
     gdpr.activate_policy(conn, "staff_events", actor="dpo:test", now=NOW)
     assert gdpr.revise_policy(conn, "staff_events", description="v2", actor="dpo:test") == 2
     gdpr.retire_policy(conn, "staff_events", actor="dpo:test", now=NOW)
-    with pytest.raises(gdpr.GdprRefusal) as again:
+    with pytest.raises(errors.GdprRefusal) as again:
         gdpr.activate_policy(conn, "staff_events", actor="dpo:test")
     assert again.value.sqlstate == "SY081"
-    with pytest.raises(gdpr.GdprRefusal) as bad:
+    with pytest.raises(errors.GdprRefusal) as bad:
         gdpr.create_policy(
             conn,
             "bad",
@@ -79,7 +79,7 @@ def test_policies_are_drafts_until_activated_and_retire(conn: psycopg.Connection
         )
     assert bad.value.sqlstate == "SY082"
     # a value that does not parse is not quoted back (it might be someone's e-mail address)
-    with pytest.raises(gdpr.GdprError) as unparsable:
+    with pytest.raises(errors.GdprError) as unparsable:
         gdpr.create_policy(
             conn,
             "bad",
@@ -269,15 +269,15 @@ def test_rectify_changes_webshop_fields_and_audits_names_only(
     assert conn.execute(
         "SELECT preferred_language FROM shop.customer WHERE id = %s", [linked]
     ).fetchone() == ("fy",)
-    with pytest.raises(gdpr.GdprRefusal) as refused:
+    with pytest.raises(errors.GdprRefusal) as refused:
         gdpr.rectify(conn, linked, {"email": "new@example.nl"}, actor="backoffice:test")
     assert refused.value.sqlstate == "SY085"
     assert "owned by tritonX" in str(refused.value)
     assert "new@example.nl" not in str(refused.value)
-    with pytest.raises(gdpr.GdprRefusal) as unknown:
+    with pytest.raises(errors.GdprRefusal) as unknown:
         gdpr.rectify(conn, linked, {"Robert'); DROP": 1}, actor="backoffice:test")
     assert "(not a name) (no such field)" in str(unknown.value)
-    with pytest.raises(gdpr.GdprRefusal) as misfit:
+    with pytest.raises(errors.GdprRefusal) as misfit:
         gdpr.rectify(conn, linked, {"last_login_at": "Jansen 12"}, actor="backoffice:test")
     assert "Jansen" not in str(misfit.value)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import pytest
 
 from syncctl.simulator.population import customer_number
 from syncctl.simulator.state import TritonX
@@ -219,6 +220,7 @@ def merger_by_feed(dsn: str, seed: int, results: Results) -> None:
                 results.hot.remove((survivor, olds))
 
 
+@pytest.mark.slow
 def test_merges_under_shop_load_lose_nothing_and_never_deadlock(
     conn: psycopg.Connection[Any], dsn: str
 ) -> None:

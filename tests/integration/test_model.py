@@ -399,8 +399,8 @@ def assert_database_equals_model(
     conn.commit()
 
 
-@settings(
-    max_examples=60,
+@pytest.mark.slow
+@settings(  # the number of examples comes from the profile (tests/conftest.py)
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

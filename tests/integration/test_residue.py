@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -142,7 +143,7 @@ def residue(conn: psycopg.Connection[Any], persons: dict[str, Person]) -> set[tu
     addrs = [(pc, str(hn), o) for o, p in persons.items() for pc, hn in p.addresses]
     hits: set[tuple[str, str, str]] = set()
 
-    def run(where: str, kind: str, query: sql.Composable, params: list[Any]) -> None:
+    def run(where: str, kind: str, query: sql.Composed, params: list[Any]) -> None:
         hits.update((where, kind, owner) for (owner,) in conn.execute(query, params).fetchall())
 
     for schema, table, column, data_type in searchable_columns(conn):
@@ -321,6 +322,7 @@ def latest_upserts(tritonx: TritonX, numbers: Iterable[str]) -> list[dict[str, A
     return list(latest.values())
 
 
+@pytest.mark.slow
 def test_anonymised_people_leave_no_residue_anywhere(conn: psycopg.Connection[Any]) -> None:
     rng = random.Random(29)
     tritonx = TritonX(customers=CUSTOMERS, seed=29)
