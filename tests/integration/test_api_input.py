@@ -181,7 +181,10 @@ def test_a_refresh_is_requested_for_customer_numbers_only(
 def test_a_listening_plain_session_learns_no_customer_number(
     conn: psycopg.Connection[Any], as_role: Any
 ) -> None:
-    conn.execute("CREATE ROLE plain_listener NOLOGIN")
+    conn.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plain_listener')"
+        " THEN CREATE ROLE plain_listener NOLOGIN; END IF; END $$"
+    )
     conn.commit()
     listener = as_role("plain_listener")
     listener.execute("LISTEN syncctl_refresh")
