@@ -119,6 +119,16 @@ def _connect_as(dsn: str, login: str) -> psycopg.Connection[Any]:
     return psycopg.connect(make_conninfo(**params))  # type: ignore[arg-type]
 
 
+def _watch_elevation(c: psycopg.Connection[Any], seen: list[str]) -> None:
+    """Collect the payload's warnings: they reach the session even from a rolled-back call."""
+
+    def keep(d: psycopg.errors.Diagnostic) -> None:
+        if "elevation" in (d.message_primary or ""):
+            seen.append(d.message_primary or "")
+
+    c.add_notice_handler(keep)
+
+
 def _plant(c: psycopg.Connection[Any], login: str) -> None:
     """Every shadowing object the attacker can create, each running the payload."""
     for schema in (login, "public"):
@@ -271,13 +281,7 @@ def test_no_role_gains_what_it_was_not_given(
 
     elevated: list[str] = []
     with _connect_as(dsn, login) as attacker:
-        attacker.add_notice_handler(
-            lambda d: (
-                elevated.append(d.message_primary or "")
-                if "elevation" in (d.message_primary or "")
-                else None
-            )
-        )
+        _watch_elevation(attacker, elevated)
         _plant(attacker, login)
         for search_path in ("pg_temp, pg_catalog", f"{login}, public, pg_catalog"):
             attacker.execute(f"SET search_path = {search_path}")
@@ -316,13 +320,7 @@ def test_a_policy_on_a_strangers_table_never_runs_as_the_owner(
     login = "attacker_plain"
     elevated: list[str] = []
     with _connect_as(dsn, login) as attacker:
-        attacker.add_notice_handler(
-            lambda d: (
-                elevated.append(d.message_primary or "")
-                if "elevation" in (d.message_primary or "")
-                else None
-            )
-        )
+        _watch_elevation(attacker, elevated)
         attacker.execute(PAYLOAD.format(schema=login))
         attacker.execute(
             f"CREATE TABLE {login}.notes (body text);"
