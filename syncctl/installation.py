@@ -96,6 +96,13 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
             "(SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION) that its SECURITY "
             "DEFINER functions would lend to every caller"
         )
+    memberships = queries.one(conn, "role_memberships", role=owner)
+    if memberships is not None and memberships[0]:
+        raise MigrationError(
+            f"role {owner} must be a plain NOLOGIN role: it is a member of {memberships[0]}, "
+            "whose rights its SECURITY DEFINER functions would lend to every caller "
+            f"(REVOKE ... FROM {owner})"
+        )
     login = _one_text(conn, "session_login")
     _ensure(
         conn,

@@ -20,6 +20,12 @@ SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %(role)s);
 SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication
 FROM pg_catalog.pg_roles WHERE rolname = %(role)s;
 
+-- name: role_memberships
+-- the roles a role is a member of (whose rights its SECURITY DEFINER functions would lend)
+SELECT pg_catalog.string_agg(m.roleid::pg_catalog.regrole::text, ', ' ORDER BY 1)
+FROM pg_catalog.pg_auth_members AS m
+WHERE m.member = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = %(role)s);
+
 -- name: session_login
 -- the login this session authenticated as
 SELECT session_user;

@@ -100,3 +100,11 @@ def test_what_is_missing_is_named_before_anything_changes(
         admin.execute(f"GRANT CREATE ON DATABASE {prefix}_db TO {prefix}_owner")
     with pytest.raises(MigrationError, match="must be a plain NOLOGIN role"):
         schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"ALTER ROLE {prefix}_owner NOCREATEROLE")
+        admin.execute(f"GRANT pg_read_server_files TO {prefix}_owner")
+    with pytest.raises(MigrationError, match="it is a member of pg_read_server_files"):
+        schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"REVOKE pg_read_server_files FROM {prefix}_owner")
+    schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
