@@ -347,6 +347,35 @@ AS $$
     FROM gdpr._residue_scopes(NULL) AS s
 $$;
 
+-- Tables holding text or JSON columns that the residue search leaves out, as schema.table: the
+-- ones the searching role may not read, and tables of another owner under row-level security
+-- (their policies would run with the searching role's rights). The proof names them, so a DBA
+-- can grant SELECT to the owner role or search them by hand.
+CREATE OR REPLACE FUNCTION gdpr.unsearched_tables()
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.array_agg(DISTINCT pg_catalog.concat_ws('.', n.nspname, r.relname)
+                                         ORDER BY pg_catalog.concat_ws('.', n.nspname, r.relname)),
+                    '{}')
+    FROM pg_catalog.pg_class AS r
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+    JOIN pg_catalog.pg_attribute AS a
+        ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE r.relkind IN ('r', 'p', 'm')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname !~ '^pg_(toast|temp)'
+      AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
+                         'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
+                         'jsonb'::pg_catalog.regtype)
+      AND (NOT pg_catalog.has_table_privilege(r.oid, 'SELECT')
+           OR (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
+                                                   WHERE u.rolname = current_user)))
+$$;
+
 -- Other customers with the subject's e-mail address (normalised as login compares it): the same
 -- person under a second customer (a duplicate never merged), or a household sharing an address.
 -- Their rows are theirs; the proof of erasure lists their ids so an operator can decide.
@@ -529,7 +558,8 @@ $$;
 -- residue in the rows that may hold the subject's data (gdpr._residue_scopes). Returns the
 -- proof: {"request", "state", "residue_hits", "columns_searched", "residue": {column: rows},
 -- "counts", "outbox_id", "same_email_customers": [ids of other customers with the same e-mail,
--- found before anonymising], "error"}. A failure is recorded, not raised.
+-- found before anonymising], "tables_not_searched": [tables this role could not search],
+-- "error"}. A failure is recorded, not raised.
 -- Example: SELECT gdpr.execute_erasure(7, 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION gdpr.execute_erasure(
     p_request_id bigint, p_actor text, p_now timestamptz DEFAULT now())
@@ -552,6 +582,7 @@ DECLARE
     searched integer;
     problem  text;
     sharing  bigint[] := '{}';
+    skipped  text[] := gdpr.unsearched_tables();
 BEGIN
     IF request.scheduled_for > p_now THEN
         RAISE EXCEPTION USING ERRCODE = 'SY087',
@@ -616,7 +647,8 @@ BEGIN
         'state', CASE WHEN problem IS NULL THEN 'done' ELSE 'failed' END,
         'residue_hits', hits, 'columns_searched', searched, 'residue', leftover,
         'counts', coalesce(result -> 'counts', '{}'), 'outbox_id', result -> 'outbox_id',
-        'same_email_customers', pg_catalog.to_jsonb(sharing), 'error', problem);
+        'same_email_customers', pg_catalog.to_jsonb(sharing),
+        'tables_not_searched', pg_catalog.to_jsonb(skipped), 'error', problem);
 END
 $$;
 

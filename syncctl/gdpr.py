@@ -444,7 +444,9 @@ def cancel_erasure(
 @dataclass(frozen=True)
 class ErasureProof:
     """The proof of an erasure: counts and ids only. `residue`: per column, the values still
-    found; `same_email_customers`: other local customers with the same e-mail, not erased."""
+    found; `same_email_customers`: other local customers with the same e-mail, not erased;
+    `tables_not_searched`: tables the erasing role may not read (or another owner's under
+    row-level security), which the residue search left out."""
 
     request: int
     state: str
@@ -454,6 +456,7 @@ class ErasureProof:
     counts: dict[str, int]
     outbox_id: int | None
     same_email_customers: list[int]
+    tables_not_searched: list[str]
     error: str | None
 
 
@@ -472,6 +475,7 @@ def execute_erasure(
         counts=dict(proof.get("counts") or {}),
         outbox_id=proof.get("outbox_id"),
         same_email_customers=list(proof.get("same_email_customers") or []),
+        tables_not_searched=list(proof.get("tables_not_searched") or []),
         error=proof.get("error"),
     )
 

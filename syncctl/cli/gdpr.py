@@ -410,6 +410,11 @@ def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime
             f"{', '.join(map(str, proof.same_email_customers))}): "
             "not erased; if they are this person, erase them too"
         )
+    if proof.tables_not_searched:
+        click.echo(
+            "not searched (this role may not read them, or another owner's row-level security "
+            f"guards them): {', '.join(proof.tables_not_searched)}"
+        )
     if proof.state != "done":
         raise click.ClickException(proof.error or "erasure failed")
 

@@ -326,3 +326,21 @@ def test_rotating_the_key_waits_for_open_requests(conn: psycopg.Connection[Any])
     conn.commit()
     proof = gdpr.execute_erasure(conn, request, actor="bo:test", now=NOW)
     assert proof.residue["public.kept.body"] == 1, "residue missed under the new key"
+
+
+def test_the_proof_names_the_tables_it_could_not_search(conn: psycopg.Connection[Any]) -> None:
+    """Carried out as the owner role (as the daemon's daily job does), the residue search cannot
+    read a table nobody granted it; the proof says so instead of passing over it in silence."""
+    conn.execute("CREATE TABLE public.private_notes (body text)")
+    conn.execute("CREATE TABLE public.granted_notes (body text)")
+    conn.execute("GRANT SELECT ON public.granted_notes TO syncctl_owner")
+    cid = _customer(conn)
+    request = gdpr.receive_erasure(conn, cid, actor="bo:test", now=NOW)
+    gdpr.verify_erasure(conn, request, actor="bo:test", now=NOW)
+    gdpr.schedule_erasure(conn, request, actor="bo:test", grace_days=0, now=NOW)
+    conn.execute("SET ROLE syncctl_owner")
+    proof = gdpr.execute_erasure(conn, request, actor="scheduler", now=NOW)
+    conn.execute("RESET ROLE")
+    assert proof.state == "done", proof
+    assert "public.private_notes" in proof.tables_not_searched
+    assert "public.granted_notes" not in proof.tables_not_searched
