@@ -11,7 +11,7 @@ import click
 import httpx
 
 from syncctl.cli.edge import edge
-from syncctl.errors import TritonXRefused
+from syncctl.errors import TritonXRefused, TritonXUnavailable
 from syncctl.simulator.server import DEFAULT_TOKEN, ChaosConfig, SimulatorServer
 
 
@@ -73,13 +73,21 @@ def serve(
 
 
 def _admin(url: str, token: str, method: str, path: str, body: Any = None) -> Any:
-    response = httpx.request(
-        method,
-        url.rstrip("/") + path,
-        json=body,
-        timeout=30,
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    try:
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise TritonXRefused("the simulator URL is not an http:// or https:// URL") from exc
+    except httpx.HTTPError as exc:
+        # the host and the kind of failure; never the token
+        raise TritonXUnavailable(
+            f"the simulator at {url} cannot be reached: {type(exc).__name__}"
+        ) from exc
     if response.status_code >= 400:
         raise TritonXRefused(
             f"{response.status_code}: {response.json().get('error')}", status=response.status_code

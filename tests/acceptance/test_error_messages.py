@@ -162,3 +162,14 @@ def test_in_json_log_mode_the_final_error_is_json(dsn: str) -> None:
     assert last["exit_code"] == 1
     usage = syncctl("--log-format", "json", "db", "downgrade", "base", dsn=dsn)
     assert json.loads(usage.stderr.strip().splitlines()[-1])["exit_code"] == 2
+
+
+def test_the_simulators_admin_commands_name_an_unreachable_simulator() -> None:
+    _fails_in_one_line(
+        syncctl("simulator", "merge", "--url", "http://127.0.0.1:1", "TX1", "TX2"),
+        "the simulator at http://127.0.0.1:1 cannot be reached: ConnectError",
+    )
+    _fails_in_one_line(
+        syncctl("simulator", "anonymise", "--url", "127.0.0.1:1", "TX1"),
+        "not an http:// or https:// URL",
+    )
