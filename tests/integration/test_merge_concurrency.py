@@ -8,7 +8,8 @@ What docs/merge-and-anonymise.md ("Lock order and concurrency") promises, and is
 - a shop insert either commits before the merge locks the customer, and the merge re-points
   it, or fails with a foreign-key violation (23503) and succeeds when retried with the id
   sync.resolve_customer(number) gives; no other error reaches the shop;
-- no deadlock (40P01) when the shop, like the engine, locks several customers in id order
+- no deadlock (40P01) when the shop, like the engine, locks several customers in id order (and
+  writes their rows in that order)
   (the feed side may retry a page after a deadlock or serialisation failure: counted, and
   with the documented lock order there must be none);
 - every insert the shop saw commit is there afterwards, owned by the survivor of the number
@@ -103,7 +104,10 @@ def shop_writer(dsn: str, deadline: float, seed: int, results: Results) -> None:
                             with results.lock:
                                 results.moved_before_lock += 1
                             continue
-                    for order_number, number in orders.items():
+                    # rows in customer id order too: two shop transactions writing the same two
+                    # customers' favourites in opposite orders deadlock on the unique index
+                    # by themselves, engine or no engine
+                    for order_number, number in sorted(orders.items(), key=lambda o: ids[o[1]]):
                         conn.execute(
                             "INSERT INTO shop.orders (customer_id, order_number, total_amount)"
                             " VALUES (%s, %s, 1)",
