@@ -59,6 +59,8 @@ BEGIN
                 ON ref.attrelid = fk.confrelid AND ref.attnum = fk.confkey[1]
             WHERE fk.contype = 'f'
               AND fk.confrelid = link.relation
+              AND fk.conparentid = 0
+              AND NOT r.relispartition
               AND pg_catalog.cardinality(fk.conkey) = 1
               AND fk.conrelid <> 'shop.customer'::pg_catalog.regclass
               AND NOT EXISTS (SELECT FROM sync.customer_links() AS l
