@@ -63,8 +63,9 @@ CREATE TABLE IF NOT EXISTS sync.pii_column (
 
 -- Every foreign key to shop.customer(id): the linked table and its customer column. Ordered,
 -- so every caller locks and changes tables in the same order. A partitioned table is one table:
--- its parent is listed, never a partition (the foreign keys PostgreSQL clones onto partitions
--- have conparentid <> 0); statements on the parent reach every partition, also later ones.
+-- its parent is listed, not its partitions (the foreign keys PostgreSQL clones onto partitions
+-- have conparentid <> 0); statements on the parent reach every partition, also later ones. A
+-- foreign key declared on one partition only is that partition's own: the partition is listed.
 CREATE OR REPLACE FUNCTION sync.customer_links()
 RETURNS TABLE (
     relation        regclass,
@@ -90,7 +91,6 @@ AS $$
     WHERE c.contype = 'f'
       AND c.confrelid = 'shop.customer'::pg_catalog.regclass
       AND c.conparentid = 0
-      AND NOT r.relispartition
       AND pg_catalog.cardinality(c.conkey) = 1
       AND ref.attname = 'id'
     ORDER BY n.nspname, r.relname, a.attname

@@ -60,7 +60,6 @@ BEGIN
             WHERE fk.contype = 'f'
               AND fk.confrelid = link.relation
               AND fk.conparentid = 0
-              AND NOT r.relispartition
               AND pg_catalog.cardinality(fk.conkey) = 1
               AND fk.conrelid <> 'shop.customer'::pg_catalog.regclass
               AND NOT EXISTS (SELECT FROM sync.customer_links() AS l

@@ -135,3 +135,27 @@ def test_export_and_residue_search_read_each_row_once(conn: psycopg.Connection[A
         [planted],
     ).fetchall()
     assert hits == [("shop.visit.note", 1)]
+
+
+def test_a_foreign_key_declared_on_one_partition_only_is_that_partitions_own(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Not every schema declares its foreign keys on the parent: a partition with a foreign key
+    of its own is a customer-linked table itself, never silently passed over."""
+    conn.execute(
+        "CREATE TABLE shop.stamp (customer_id bigint NOT NULL, at date NOT NULL)"
+        " PARTITION BY RANGE (at)"
+    )
+    conn.execute(
+        "CREATE TABLE shop.stamp_2026 PARTITION OF shop.stamp"
+        " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+    )
+    conn.execute(
+        "ALTER TABLE shop.stamp_2026 ADD CONSTRAINT stamp_2026_customer"
+        " FOREIGN KEY (customer_id) REFERENCES shop.customer (id)"
+    )
+    linked = {
+        r[0] for r in conn.execute("SELECT qualified_name FROM sync.customer_links()").fetchall()
+    }
+    assert "shop.stamp_2026" in linked
+    assert "shop.stamp" not in linked

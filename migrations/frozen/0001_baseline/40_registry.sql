@@ -62,7 +62,10 @@ CREATE TABLE IF NOT EXISTS sync.pii_column (
 -- ---------------------------------------------------------------------------------------------
 
 -- Every foreign key to shop.customer(id): the linked table and its customer column. Ordered,
--- so every caller locks and changes tables in the same order.
+-- so every caller locks and changes tables in the same order. A partitioned table is one table:
+-- its parent is listed, not its partitions (the foreign keys PostgreSQL clones onto partitions
+-- have conparentid <> 0); statements on the parent reach every partition, also later ones. A
+-- foreign key declared on one partition only is that partition's own: the partition is listed.
 CREATE OR REPLACE FUNCTION sync.customer_links()
 RETURNS TABLE (
     relation        regclass,
@@ -87,6 +90,7 @@ AS $$
     JOIN pg_catalog.pg_attribute AS ref ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
     WHERE c.contype = 'f'
       AND c.confrelid = 'shop.customer'::pg_catalog.regclass
+      AND c.conparentid = 0
       AND pg_catalog.cardinality(c.conkey) = 1
       AND ref.attname = 'id'
     ORDER BY n.nspname, r.relname, a.attname

@@ -59,6 +59,7 @@ BEGIN
                 ON ref.attrelid = fk.confrelid AND ref.attnum = fk.confkey[1]
             WHERE fk.contype = 'f'
               AND fk.confrelid = link.relation
+              AND fk.conparentid = 0
               AND pg_catalog.cardinality(fk.conkey) = 1
               AND fk.conrelid <> 'shop.customer'::pg_catalog.regclass
               AND NOT EXISTS (SELECT FROM sync.customer_links() AS l

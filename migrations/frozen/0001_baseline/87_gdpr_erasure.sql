@@ -220,6 +220,7 @@ BEGIN
         JOIN pg_catalog.pg_attribute AS a
             ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
         WHERE r.relkind IN ('r', 'p', 'm')
+          AND NOT r.relispartition  -- read through its partitioned parent, each row once
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname !~ '^pg_(toast|temp)'
           -- what this role may read; and never a table of another owner under row-level
@@ -366,6 +367,7 @@ AS $$
     JOIN pg_catalog.pg_attribute AS a
         ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
     WHERE r.relkind IN ('r', 'p', 'm')
+      AND NOT r.relispartition
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname !~ '^pg_(toast|temp)'
       AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
