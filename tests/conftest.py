@@ -4,7 +4,8 @@ migrations; pytest-postgresql clones it for every test that asks for `postgresql
 pytest-xdist every worker process has a server of its own (session fixtures are per worker).
 
 Hypothesis profiles (HYPOTHESIS_PROFILE): `ci`, the default and what `make test` runs, keeps
-the full number of examples; `dev` runs a quarter of them for a quick loop."""
+the full number of examples; `dev` runs a quarter of them for a quick loop; `thorough` runs 500
+for an assurance run."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from syncctl.embedded import EmbeddedPostgres
 
 settings.register_profile("ci", max_examples=60)
 settings.register_profile("dev", max_examples=15)
+settings.register_profile("thorough", max_examples=500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
