@@ -11,60 +11,32 @@
 -- ---------------------------------------------------------------------------------------------
 
 -- Which snapshot field is not of the JSON type the contract gives it, or NULL. Called by
--- sync.event_defect only for a snapshot its jsonpath test found wanting.
+-- sync.event_defect only for a snapshot its jsonpath test found wanting. The expected types
+-- come from sync.customer_snapshot itself (boolean: a JSON boolean, integer: a number, every
+-- other field: a string), first field first; customer_number is checked by sync.event_defect.
 CREATE OR REPLACE FUNCTION sync._snapshot_type_defect(p_snapshot jsonb)
 RETURNS text
 LANGUAGE sql
-IMMUTABLE
+STABLE
 PARALLEL SAFE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'email') NOT IN ('string', 'null')
-            THEN 'customer.email is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'first_name') NOT IN ('string', 'null')
-            THEN 'customer.first_name is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'infix') NOT IN ('string', 'null')
-            THEN 'customer.infix is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'last_name') NOT IN ('string', 'null')
-            THEN 'customer.last_name is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'gender') NOT IN ('string', 'null')
-            THEN 'customer.gender is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'birth_date') NOT IN ('string', 'null')
-            THEN 'customer.birth_date is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'phone') NOT IN ('string', 'null')
-            THEN 'customer.phone is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'mobile') NOT IN ('string', 'null')
-            THEN 'customer.mobile is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'street') NOT IN ('string', 'null')
-            THEN 'customer.street is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'house_number') NOT IN ('number', 'null')
-            THEN 'customer.house_number is not a number'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'house_number_addition')
-                 NOT IN ('string', 'null')
-            THEN 'customer.house_number_addition is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'postcode') NOT IN ('string', 'null')
-            THEN 'customer.postcode is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'city') NOT IN ('string', 'null')
-            THEN 'customer.city is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'country_code') NOT IN ('string', 'null')
-            THEN 'customer.country_code is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'loyalty_card') NOT IN ('string', 'null')
-            THEN 'customer.loyalty_card is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'home_store') NOT IN ('string', 'null')
-            THEN 'customer.home_store is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'customer_group') NOT IN ('string', 'null')
-            THEN 'customer.customer_group is not a string'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'newsletter_opt_in')
-                 NOT IN ('boolean', 'null')
-            THEN 'customer.newsletter_opt_in is not a boolean'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'blocked') NOT IN ('boolean', 'null')
-            THEN 'customer.blocked is not a boolean'
-        WHEN pg_catalog.jsonb_typeof(p_snapshot -> 'updated_at') NOT IN ('string', 'null')
-            THEN 'customer.updated_at is not a string'
-            END
-    END
+    SELECT pg_catalog.format('customer.%s is not a %s', a.attname, f.expected)
+    FROM pg_catalog.pg_attribute AS a
+    CROSS JOIN LATERAL (
+        SELECT CASE a.atttypid
+                   WHEN 'boolean'::pg_catalog.regtype THEN 'boolean'
+                   WHEN 'integer'::pg_catalog.regtype THEN 'number'
+                   ELSE 'string'
+               END AS expected) AS f
+    WHERE a.attrelid = (SELECT t.typrelid FROM pg_catalog.pg_type AS t
+                        WHERE t.oid = 'sync.customer_snapshot'::pg_catalog.regtype)
+      AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname <> 'customer_number'
+      AND pg_catalog.jsonb_typeof(p_snapshot -> a.attname::text) NOT IN (f.expected, 'null')
+    ORDER BY a.attnum
+    LIMIT 1
 $$;
 
 -- The structural defect of a staged event, or NULL when it can be applied. For an upsert this

@@ -111,8 +111,8 @@ AS $$
     WHERE r.customer_number = p_customer_number AND r.requested_at <= p_requested_at
 $$;
 
--- A claimed refresh nobody tried (its controller stopped first) is free again at once.
-CREATE OR REPLACE FUNCTION sync.release_refresh(p_customer_number text)
+-- Claimed refreshes nobody tried (their controller stopped first) are free again at once.
+CREATE OR REPLACE FUNCTION sync.release_refresh(p_customer_numbers text[])
 RETURNS void
 LANGUAGE sql
 VOLATILE
@@ -120,7 +120,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE sync.refresh_request AS r SET claimed_until = NULL
-    WHERE r.customer_number = p_customer_number
+    WHERE r.customer_number = ANY (p_customer_numbers)
 $$;
 
 -- A refresh that failed goes back in the queue with its attempts counted and a backoff.

@@ -125,9 +125,8 @@ def _release(conn: psycopg.Connection[Any], left: list[tuple[str, datetime, int]
     try:
         if conn.info.transaction_status == TransactionStatus.INERROR:
             conn.rollback()
-        for number, _requested_at, _attempts in left:
-            with conn.transaction():
-                queries.run(conn, "release_refresh", number=number)
+        with conn.transaction():
+            queries.run(conn, "release_refresh", numbers=[number for number, _, _ in left])
     except psycopg.Error:
         # the numbers, so that an operator can request them again (sync.request_refresh)
         log.error(

@@ -9,8 +9,8 @@ SELECT customer_number, requested_at, attempts FROM sync.claim_refresh_requests(
 SELECT sync.refresh_done(%(number)s, %(requested_at)s);
 
 -- name: release_refresh
--- a claimed refresh nobody tried is free to be claimed again at once
-SELECT sync.release_refresh(%(number)s);
+-- claimed refreshes nobody tried are free to be claimed again at once
+SELECT sync.release_refresh(%(numbers)s);
 
 -- name: requeue_refresh
 -- a refresh that failed goes back in the queue with its attempts, error and backoff

@@ -43,11 +43,13 @@ SHADOWED_RELATIONS = [
     "pg_class", "pg_namespace", "pg_proc", "pg_roles", "pg_attribute", "pg_constraint",
     "pg_index", "pg_type", "pg_settings", "pg_authid", "pg_auth_members",
 ]  # fmt: skip
-BUILTIN_FUNCTIONS = [
-    ("lower", "text"), ("btrim", "text"), ("length", "text"), ("normalize", "text, text"),
-    ("format", "text"), ("jsonb_build_object", '"any"'), ("now", ""), ("to_regclass", "text"),
-    ("current_setting", "text, boolean"), ("set_config", "text, text, boolean"),
-    ("pg_notify", "text, text"), ("sha256", "bytea"), ("gen_random_uuid", ""),
+BUILTIN_FUNCTIONS = [  # (name, arguments, result)
+    ("lower", "text", "text"), ("btrim", "text", "text"), ("length", "text", "text"),
+    ("normalize", "text, text", "text"), ("format", "text", "text"),
+    ("jsonb_build_object", "VARIADIC text[]", "jsonb"), ("now", "", "text"),
+    ("to_regclass", "text", "text"), ("current_setting", "text, boolean", "text"),
+    ("set_config", "text, text, boolean", "text"), ("pg_notify", "text, text", "text"),
+    ("sha256", "bytea", "text"), ("gen_random_uuid", "", "text"),
 ]  # fmt: skip
 
 PAYLOAD = """
@@ -133,13 +135,10 @@ def _plant(c: psycopg.Connection[Any], login: str) -> None:
     """Every shadowing object the attacker can create, each running the payload."""
     for schema in (login, "public"):
         c.execute(PAYLOAD.format(schema=schema))
-        for name, args in BUILTIN_FUNCTIONS:
+        for name, args, result in BUILTIN_FUNCTIONS:
             c.execute(
-                f"CREATE OR REPLACE FUNCTION {schema}.{name}({args}) RETURNS text"
-                f" LANGUAGE sql AS $$ SELECT CASE WHEN {schema}.payload() THEN NULL END $$"
-                if args != '"any"'
-                else f"CREATE OR REPLACE FUNCTION {schema}.{name}(VARIADIC text[]) RETURNS jsonb"
-                f" LANGUAGE sql AS $$ SELECT CASE WHEN {schema}.payload() THEN NULL::jsonb END $$"
+                f"CREATE OR REPLACE FUNCTION {schema}.{name}({args}) RETURNS {result} LANGUAGE sql"
+                f" AS $$ SELECT CASE WHEN {schema}.payload() THEN NULL::{result} END $$"
             )
         c.execute(
             f"CREATE FUNCTION {schema}.text_eq(text, text) RETURNS boolean LANGUAGE sql"

@@ -184,7 +184,7 @@ BEGIN
     FOREACH signature IN ARRAY ARRAY[
         'sync.claim_refresh_requests(integer, interval)',
         'sync.refresh_done(text, timestamptz)',
-        'sync.release_refresh(text)',
+        'sync.release_refresh(text[])',
         'sync.requeue_refresh(text, integer, text)',
         'sync.claim_outbox(integer)',
         'sync.outbox_delivered(bigint)',
