@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS sync.pii_column (
 -- Discovery
 -- ---------------------------------------------------------------------------------------------
 
--- Every foreign key to shop.customer(id): the linked table and its customer column. Ordered,
+-- Every foreign key to the mapped customer key (sync.mapped_customer(), the active mapping's
+-- table and key, in any schema): the linked table and its customer column. Ordered,
 -- so every caller locks and changes tables in the same order. A partitioned table is one table:
 -- its parent is listed, not its partitions (the foreign keys PostgreSQL clones onto partitions
 -- have conparentid <> 0); statements on the parent reach every partition, also later ones. A
@@ -88,11 +89,10 @@ AS $$
     JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
     JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
     JOIN pg_catalog.pg_attribute AS ref ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
+    JOIN sync.mapped_customer() AS m ON m.relation = c.confrelid AND m.key_column = ref.attname
     WHERE c.contype = 'f'
-      AND c.confrelid = 'shop.customer'::pg_catalog.regclass
       AND c.conparentid = 0
       AND pg_catalog.cardinality(c.conkey) = 1
-      AND ref.attname = 'id'
     ORDER BY n.nspname, r.relname, a.attname
 $$;
 
@@ -104,7 +104,10 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'shop.customer'::pg_catalog.regclass, 'shop'::name, 'customer'::name, 'shop.customer'
+    SELECT m.relation, n.nspname, r.relname, pg_catalog.concat_ws('.', n.nspname, r.relname)
+    FROM sync.mapped_customer() AS m
+    JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
     UNION
     SELECT l.relation, l.table_schema, l.table_name, l.qualified_name
     FROM sync.customer_links() AS l
