@@ -29,9 +29,12 @@ def test_an_interrupted_bootstrap_resumes_and_adopts_once(
 ) -> None:
     truth = simulator.state.current_state()
     numbers = ("TX00000003", "TX00000090")  # one on the first page, one on a later one
+    local_ids = {}
     for number in numbers:
         email = truth[number]["snapshot"]["email"]
-        conn.execute("INSERT INTO shop.customer (email) VALUES (%s)", [f" {email.upper()}"])
+        local_ids[number] = conn.execute(
+            "INSERT INTO shop.customer (email) VALUES (%s) RETURNING id", [f" {email.upper()}"]
+        ).fetchone()
     conn.commit()
     stop = threading.Event()
 
@@ -53,6 +56,11 @@ def test_an_interrupted_bootstrap_resumes_and_adopts_once(
         "SELECT customer_number FROM sync.audit WHERE action = 'customer.adopted' ORDER BY 1"
     ).fetchall()
     assert adoptions == [(n,) for n in numbers]
+    for number, local_id in local_ids.items():
+        linked = conn.execute(
+            "SELECT id FROM shop.customer WHERE customer_number = %s", [number]
+        ).fetchone()
+        assert linked == local_id, "linking replaced the shop's key"
 
 
 def test_adoptions_stopped_half_way_are_kept_each_audited_at_its_own_time(

@@ -98,8 +98,10 @@ def test_tritonx_email_adopts_the_unlinked_local_customer(conn: psycopg.Connecti
     # the refresh (or the feed) brings tritonX's own e-mail for the number
     stage(conn, [upserted("TX00000003", 1, email="anna.de.vries@example.nl")])
     adopted = login(conn, "TX00000003", "typed-something-else@x.nl")
-    assert adopted == (first[0], "adopted", "TX00000003")
-    assert _owner_of_order(conn, "o-anna") == (first[0], "TX00000003")
+    assert adopted == (local, "adopted", "TX00000003"), "the shop's key was replaced"
+    assert _owner_of_order(conn, "o-anna") == (local, "TX00000003")
+    gone = conn.execute("SELECT count(*) FROM shop.customer WHERE id = %s", (first[0],))
+    assert gone.fetchone() == (0,), "the login's stub row is absorbed into the local customer"
     assert login(conn, "TX00000003", "")[1] == "linked"
     actors = conn.execute("SELECT actor FROM sync.audit WHERE action = 'customer.adopted'")
     assert actors.fetchall() == [("login",)]
@@ -120,7 +122,7 @@ def test_unicode_forms_of_one_email_are_one_email(conn: psycopg.Connection[Any])
     linked = login(conn, "TX00000004", "x@y.nl")
     assert linked[1] == "adopted"
     assert _owner_of_order(conn, "o-rene") == (linked[0], "TX00000004")
-    assert local != linked[0]
+    assert local == linked[0], "the shop's key was replaced"
 
 
 def test_two_local_customers_with_one_email_are_a_conflict_everywhere(
