@@ -212,8 +212,9 @@ $$;
 --   linked      the number is linked to a local customer
 --   redirected  the number was merged away; customer_number is the survivor's
 --   adopted     tritonX's own e-mail for the number (from its snapshot) matches exactly one
---               unlinked local customer and no other linked one: that customer's orders,
---               favourites, ... moved into the linked customer (audited customer.adopted)
+--               unlinked local customer and no other linked one: that customer is linked and
+--               keeps its id, and the row the number had arrived on is absorbed into it
+--               (audited customer.adopted)
 --   created     no local customer yet: one was created with the number only (its data, and
 --               any adoption, come with the refresh and a later login or `links repair`)
 --   ambiguous   tritonX's e-mail matches several unlinked local customers (or another linked
@@ -288,7 +289,8 @@ BEGIN
     IF pg_catalog.cardinality(match.local_ids) = 1 AND NOT match.shared THEN
         BEGIN
             PERFORM sync.adopt_local_customer(match.local_ids[1], found_id, 'login');
-            RETURN QUERY SELECT found_id, 'adopted'::text, number;
+            -- the shop's key survives: the answer is the local customer's id
+            RETURN QUERY SELECT match.local_ids[1], 'adopted'::text, number;
         EXCEPTION WHEN SQLSTATE 'SY050' THEN
             -- `links repair` (or another login) adopted it first
             RETURN QUERY SELECT found_id,
@@ -304,9 +306,14 @@ BEGIN
 END
 $$;
 
--- Move an unlinked local customer (its orders, favourites, ...) into a linked one, as a merge
--- does, and audit it. Used by login, link repair and bootstrap; only for the pair
--- sync._adoption_match names (tritonX's own e-mail matches exactly this local customer).
+-- Adopt an unlinked local customer: it becomes the linked customer and keeps the shop's key.
+-- The customer row tritonX's number arrived on (a login's stub, or the feed's copy) is absorbed
+-- into it as a merge absorbs an old customer: its rows (a consent given at that login, say) move
+-- over, then the number, the version and the columns tritonX owns (the active mapping's
+-- customer.columns) move onto the local row, and the absorbed row goes. Columns tritonX does not
+-- own keep the local customer's values. Used by login, link repair and bootstrap; only for the
+-- pair sync._adoption_match names (tritonX's own e-mail matches exactly this local customer).
+-- Returns the rows moved per table.
 -- Example: SELECT sync.adopt_local_customer(42, 4711, 'ops:links-repair');
 CREATE OR REPLACE FUNCTION sync.adopt_local_customer(
     p_local_id bigint, p_linked_id bigint, p_actor text)
@@ -319,6 +326,8 @@ AS $$
 DECLARE
     started timestamptz := pg_catalog.clock_timestamp();
     number  text;
+    linked  jsonb;
+    owned   text;
     moved   record;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
@@ -329,7 +338,8 @@ BEGIN
         RAISE EXCEPTION 'customer % is not an unlinked local customer', p_local_id
             USING ERRCODE = 'SY050';
     END IF;
-    SELECT c.customer_number INTO number FROM shop.customer AS c WHERE c.id = p_linked_id;
+    SELECT c.customer_number, pg_catalog.to_jsonb(c) INTO number, linked
+    FROM shop.customer AS c WHERE c.id = p_linked_id;
     IF number IS NULL THEN
         RAISE EXCEPTION 'customer % is not linked to tritonX', p_linked_id
             USING ERRCODE = 'SY051';
@@ -341,13 +351,28 @@ BEGIN
                         '% matches', p_local_id, p_linked_id
             USING ERRCODE = 'SY052';
     END IF;
-    SELECT * INTO moved FROM sync._move_customer(p_local_id, p_linked_id);
+    -- the absorbed row is deleted before its number moves: the number stays unique throughout
+    SELECT * INTO moved FROM sync._move_customer(p_linked_id, p_local_id);
+    SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = o.%1$I', o.column_name), ', ')
+    INTO owned
+    FROM sync.mapping_version AS v
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.jsonb_object_keys(v.document #> '{customer,columns}')
+        UNION ALL SELECT v.document #>> '{customer,number,column}'
+        UNION ALL SELECT v.document #>> '{customer,version,column}') AS o (column_name)
+    WHERE v.active AND o.column_name IS NOT NULL;
+    EXECUTE pg_catalog.format(
+        'UPDATE shop.customer AS s SET %s '
+        'FROM pg_catalog.jsonb_populate_record(NULL::shop.customer, $1) AS o WHERE s.id = $2',
+        owned)
+        USING linked, p_local_id;
     UPDATE sync.link_conflict AS l SET resolved_at = pg_catalog.now()
     WHERE p_local_id = ANY (l.candidate_ids) AND l.resolved_at IS NULL;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
                             reason, duration_ms)
-    VALUES (p_actor, 'customer.adopted', 'applied', number, p_linked_id, moved.counts,
-            pg_catalog.format('local customer %s adopted', p_local_id),
+    VALUES (p_actor, 'customer.adopted', 'applied', number, p_local_id, moved.counts,
+            pg_catalog.format('local customer %s adopted; customer %s absorbed into it',
+                              p_local_id, p_linked_id),
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
     RETURN moved.counts;
 END
