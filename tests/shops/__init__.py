@@ -1,0 +1,278 @@
+"""The test schemas a suite runs on, each with its mapping: the reference shop (`shop`, made by the
+migrations, mapped by syncctl/mappings/reference.toml) and the boutique (tests/shops/boutique.sql,
+mapped by tests/shops/boutique.toml), which differs from it on purpose. A suite parametrised over
+SHOPS reaches a schema's tables only through the ShopSchema protocol, and compares what the
+database holds (`read_row`) with the pure-Python model of the mapping (`expected_row`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, LiteralString, Protocol
+
+import psycopg
+from psycopg import sql
+
+from tests.shops.oracle import load, mapped_columns, mapped_row, number_column
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+CustomerKey = int | uuid.UUID
+
+
+class ShopSchema(Protocol):
+    """A test schema: its tables, its mapping and the model of what the mapping writes."""
+
+    @property
+    def name(self) -> str:
+        """A short label for test ids: "reference", "boutique"."""
+        ...
+
+    @property
+    def ddl_path(self) -> Path | None:
+        """The schema's re-runnable DDL; None when the migrations create it."""
+        ...
+
+    @property
+    def mapping_path(self) -> Path:
+        """The schema's mapping (format 1)."""
+        ...
+
+    @property
+    def customer_table(self) -> LiteralString:
+        """The customer table, qualified and quoted: '"crm"."customer"'."""
+        ...
+
+    @property
+    def key_column(self) -> LiteralString:
+        """The customer table's key column."""
+        ...
+
+    @property
+    def number_sql(self) -> LiteralString:
+        """A query returning the key of the customer with tritonX number %s (no row: none)."""
+        ...
+
+    @property
+    def created_columns(self) -> frozenset[str]:
+        """Row keys written only when tritonX creates the customer ([*.create]): an adopted
+        local customer keeps the shop's values there."""
+        ...
+
+    def install(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the schema's tables (a no-op for the reference: the migrations made them)."""
+        ...
+
+    def key_of(self, conn: psycopg.Connection[Any], number: str) -> CustomerKey | None:
+        """The key of the customer holding tritonX number `number`, None when none does."""
+        ...
+
+    def add_customer(
+        self,
+        conn: psycopg.Connection[Any],
+        snapshot: Mapping[str, Any],
+        *,
+        linked: bool = True,
+        shop_values: Mapping[str, Any] | None = None,
+    ) -> CustomerKey:
+        """Insert a customer as the shop holds it before syncctl: the mapped values of
+        `snapshot`, the number only when `linked`, `shop_values` for the shop's own columns."""
+        ...
+
+    def place_order(
+        self, conn: psycopg.Connection[Any], key: CustomerKey, placed_at: datetime | None = None
+    ) -> int:
+        """Insert an order of the customer (placed now unless said), returning its id."""
+        ...
+
+    def add_favourite(self, conn: psycopg.Connection[Any], key: CustomerKey, sku: str) -> None:
+        """Insert a favourite of the customer."""
+        ...
+
+    def expected_row(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        """The model: what `read_row` gives after tritonX created the customer with `snapshot`
+        (raises oracle.ValueDoesNotFit where the engine refuses the event)."""
+        ...
+
+    def read_row(self, conn: psycopg.Connection[Any], number: str) -> dict[str, Any]:
+        """The mapped columns of the customer holding tritonX number `number` (LookupError when
+        none does), keyed like `expected_row`."""
+        ...
+
+
+class _MappedShop:
+    """What every test schema does the same way, from its mapping document."""
+
+    name: str
+    ddl_path: Path | None = None
+    mapping_path: Path
+    customer_table: LiteralString
+    key_column: LiteralString
+    number_sql: LiteralString
+    # the shop's own tables: an order (customer, order number, placed at or now) returning its
+    # id; a favourite (customer, sku)
+    order_sql: LiteralString
+    favourite_sql: LiteralString
+    # varchar(n)/char(n) limits by row key; a test compares them with the catalog
+    column_lengths: Mapping[str, int] = {}
+
+    @cached_property
+    def mapping(self) -> dict[str, Any]:
+        return load(self.mapping_path)
+
+    @cached_property
+    def created_columns(self) -> frozenset[str]:
+        return frozenset(m.key for m in mapped_columns(self.mapping) if m.created_only)
+
+    def install(self, conn: psycopg.Connection[Any]) -> None:
+        if self.ddl_path is not None:
+            conn.execute(self.ddl_path.read_bytes())
+
+    def place_order(
+        self, conn: psycopg.Connection[Any], key: CustomerKey, placed_at: datetime | None = None
+    ) -> int:
+        number = f"{self.name[0].upper()}-{uuid.uuid4().hex[:16]}"
+        row = conn.execute(self.order_sql, [key, number, placed_at]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def add_favourite(self, conn: psycopg.Connection[Any], key: CustomerKey, sku: str) -> None:
+        conn.execute(self.favourite_sql, [key, sku])
+
+    def expected_row(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
+        return mapped_row(self.mapping, snapshot, self.column_lengths)
+
+    def _table(self, spec: Mapping[str, Any]) -> sql.Identifier:
+        return sql.Identifier(spec["schema"], spec["table"])
+
+    def _number(self) -> str:
+        number = number_column(self.mapping)
+        if number is None:
+            raise NotImplementedError(f"{self.mapping_path.name}: number = 'link' is not modelled")
+        return number
+
+    def key_of(self, conn: psycopg.Connection[Any], number: str) -> CustomerKey | None:
+        row = conn.execute(self.number_sql, [number]).fetchone()
+        return None if row is None else row[0]
+
+    def read_row(self, conn: psycopg.Connection[Any], number: str) -> dict[str, Any]:
+        customer = self.mapping["customer"]
+        keys = [self._number()]
+        selected = [sql.SQL("c.{}").format(sql.Identifier(self._number()))]
+        joins: list[sql.Composable] = []
+        for index, related in enumerate(self.mapping.get("related", [])):
+            alias = sql.Identifier(f"r{index}")
+            via = related["via"]
+            if "customer_column" not in via:
+                raise NotImplementedError("only related rows the customer points to are modelled")
+            joins.append(
+                sql.SQL(" LEFT JOIN {} {} ON {}.{} = c.{}").format(
+                    self._table(related),
+                    alias,
+                    alias,
+                    sql.Identifier(related["key"]),
+                    sql.Identifier(via["customer_column"]),
+                )
+            )
+        for mapped in mapped_columns(self.mapping):
+            owner = sql.Identifier("c" if mapped.related is None else f"r{mapped.related}")
+            selected.append(sql.SQL("{}.{}").format(owner, sql.Identifier(mapped.column)))
+            keys.append(mapped.key)
+        query = sql.SQL("SELECT {} FROM {} c{} WHERE c.{} = %s").format(
+            sql.SQL(", ").join(selected),
+            self._table(customer),
+            sql.Composed(joins),
+            sql.Identifier(self._number()),
+        )
+        row = conn.execute(query, [number]).fetchone()
+        if row is None:
+            raise LookupError(f"no customer holds number {number}")
+        return dict(zip(keys, row, strict=True))
+
+    def _insert(
+        self, conn: psycopg.Connection[Any], spec: Mapping[str, Any], values: dict[str, Any]
+    ) -> Any:
+        """Insert one row of a mapped table, making its key the way the mapping says."""
+        if spec.get("key_generate") == "uuid":
+            values = {spec["key"]: uuid.uuid4(), **values}
+        elif spec.get("key_generate") == "sequence":
+            raise NotImplementedError("key_generate = 'sequence' is not modelled")
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}").format(
+            self._table(spec),
+            sql.SQL(", ").join(map(sql.Identifier, values)),
+            sql.SQL(", ").join(sql.Placeholder() * len(values)),
+            sql.Identifier(spec["key"]),
+        )
+        row = conn.execute(query, list(values.values())).fetchone()
+        assert row is not None
+        return row[0]
+
+    def add_customer(
+        self,
+        conn: psycopg.Connection[Any],
+        snapshot: Mapping[str, Any],
+        *,
+        linked: bool = True,
+        shop_values: Mapping[str, Any] | None = None,
+    ) -> CustomerKey:
+        row = self.expected_row(snapshot)
+        columns = list(mapped_columns(self.mapping))
+        values: dict[str, Any] = {self._number(): row[self._number()] if linked else None}
+        for index, related in enumerate(self.mapping.get("related", [])):
+            own = {m.column: row[m.key] for m in columns if m.related == index}
+            values[related["via"]["customer_column"]] = self._insert(conn, related, own)
+        values |= {m.column: row[m.key] for m in columns if m.related is None}
+        values |= shop_values or {}
+        key: CustomerKey = self._insert(conn, self.mapping["customer"], values)
+        return key
+
+
+class ReferenceShop(_MappedShop):
+    """The demo's shop, schema `shop` (sql/10_shop.sql), made by the migrations."""
+
+    name = "reference"
+    ddl_path = None
+    mapping_path = REPOSITORY / "syncctl" / "mappings" / "reference.toml"
+    customer_table: LiteralString = '"shop"."customer"'
+    key_column: LiteralString = "id"
+    number_sql: LiteralString = "SELECT id FROM shop.customer WHERE customer_number = %s"
+    order_sql: LiteralString = (
+        "INSERT INTO shop.orders (customer_id, order_number, placed_at)"
+        " VALUES (%s, %s, coalesce(%s, now())) RETURNING id"
+    )
+    favourite_sql: LiteralString = "INSERT INTO shop.favourite (customer_id, sku) VALUES (%s, %s)"
+
+
+class Boutique(_MappedShop):
+    """The second test schema (tests/shops/boutique.sql): schemas crm and sales."""
+
+    name = "boutique"
+    ddl_path = HERE / "boutique.sql"
+    mapping_path = HERE / "boutique.toml"
+    customer_table: LiteralString = '"crm"."customer"'
+    key_column: LiteralString = "customer_uuid"
+    column_lengths: Mapping[str, int] = {
+        "tx_ref": 32,
+        "full_name": 60,
+        "email": 254,
+        "sex": 1,
+        "phone": 20,
+        "newsletter": 1,
+        "address.street": 120,
+        "address.zip": 10,
+        "address.city": 80,
+        "address.country": 2,
+    }
+    number_sql: LiteralString = "SELECT customer_uuid FROM crm.customer WHERE tx_ref = %s"
+    order_sql: LiteralString = (
+        "INSERT INTO sales.orders (customer_uuid, order_number, placed_at)"
+        " VALUES (%s, %s, coalesce(%s, now())) RETURNING id"
+    )
+    favourite_sql: LiteralString = "INSERT INTO crm.favourite (customer_uuid, sku) VALUES (%s, %s)"
+
+
+SHOPS: tuple[ShopSchema, ...] = (ReferenceShop(), Boutique())
