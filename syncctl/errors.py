@@ -114,3 +114,33 @@ class SimulatorConflict(ValueError):
 
 class CursorMoved(SyncctlError):
     """Another controller moved the cursor while this one was staging a page."""
+
+
+class MappingError(SyncctlError):
+    """The mapping cannot be used."""
+
+
+class MappingInvalid(MappingError):
+    """The mapping file is not a valid format-1 mapping: each problem is one line
+    `FILE:LINE: path: problem`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class MappingRefused(MappingError):
+    """The database refused the mapping (it does not fit the live catalog)."""
+
+    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class MappingNotInstalled(MappingError):
+    """No mapping is installed in this database."""
+
+
+class MappingCompilerMissing(MappingError):
+    """The mapping compiler is not installed in this database (sync.compile_mapping,
+    sync.install_mapping and sync.mapping_version do not exist)."""
