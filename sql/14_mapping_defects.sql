@@ -852,6 +852,13 @@ BEGIN
                 pg_catalog.format_type(customer_key.atttypid, customer_key.atttypmod));
         END IF;
         IF owner_exists THEN
+            IF NOT pg_catalog.has_schema_privilege(
+                       owner_role, (SELECT c.relnamespace FROM pg_catalog.pg_class AS c
+                                    WHERE c.oid = table_oid), 'USAGE') THEN
+                RETURN QUERY SELECT at || '.schema', pg_catalog.format(
+                    '%s lacks USAGE: GRANT USAGE ON SCHEMA %I TO %I;', owner_role,
+                    t ->> 'schema', owner_role);
+            END IF;
             FOREACH privilege IN ARRAY ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] LOOP
                 IF NOT pg_catalog.has_table_privilege(owner_role, table_oid, privilege) THEN
                     RETURN QUERY SELECT at || '.table', pg_catalog.format(

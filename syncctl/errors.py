@@ -129,12 +129,8 @@ class MappingInvalid(MappingError):
         self.problems = problems
 
 
-class MappingRefused(MappingError):
-    """The database refused the mapping (it does not fit the live catalog)."""
-
-    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
-        super().__init__(message)
-        self.sqlstate = sqlstate
+class MappingRefused(DatabaseRefused, MappingError):
+    """The database refused the mapping."""
 
 
 class MappingNotInstalled(MappingError):
@@ -142,5 +138,4 @@ class MappingNotInstalled(MappingError):
 
 
 class MappingCompilerMissing(MappingError):
-    """The mapping compiler is not installed in this database (sync.compile_mapping,
-    sync.install_mapping and sync.mapping_version do not exist)."""
+    """The mapping compiler is not installed in this database (no sync.install_mapping)."""

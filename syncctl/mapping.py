@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Iterator
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,17 @@ class Mapping:
     def json(self) -> str:
         return json.dumps(self.document)
 
+    @cached_property
+    def locator(self) -> Locator:
+        return Locator(self.text)
+
+    def line(self, path: str) -> int:
+        """The line of the file that defines a key path (or its nearest parent)."""
+        return self.locator.line(path)
+
     def where(self, path: str) -> str:
         """`FILE:LINE: path` for a key path of this mapping."""
-        return f"{self.file}:{Locator(self.text).line(path)}: {path}"
+        return f"{self.file}:{self.line(path)}: {path}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +169,12 @@ def parse(text: str, file: str) -> Mapping:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MappingInvalid([_syntax_problem(file, exc)]) from exc
+    return from_document(document, file, text)
+
+
+def from_document(document: dict[str, Any], file: str, text: str = "") -> Mapping:
+    """The typed mapping of a loaded (or stored) document; `text` is the TOML it was read from
+    (for the lines of its problems; without it every problem is on line 1)."""
     shape = _Shape()
     mapping = shape.mapping(document, file, text)
     if shape.problems or mapping is None:
