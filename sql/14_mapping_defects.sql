@@ -798,28 +798,36 @@ BEGIN
                                                               max_length, ord)
             WHERE f.field <> 'customer_number'
         )
-        SELECT 'not_stored.fields', pg_catalog.format('%s is not a snapshot field', n.field)
-        FROM not_stored AS n
-        WHERE n.field IS DISTINCT FROM 'customer_number'
-          AND NOT EXISTS (SELECT FROM fields AS f WHERE f.field = n.field)
-        UNION ALL
-        SELECT 'not_stored.fields', 'customer_number is placed by customer.number'
-        FROM not_stored AS n WHERE n.field = 'customer_number'
-        UNION ALL
-        SELECT 'not_stored.fields', pg_catalog.format('%s is listed more than once', n.field)
-        FROM not_stored AS n WHERE n.times > 1
-        UNION ALL
-        SELECT 'not_stored.fields', CASE
-                   WHEN u.field IS NOT NULL AND n.field IS NOT NULL THEN pg_catalog.format(
-                       '%s is decided twice: mapped to a column and listed as not stored',
-                       f.field)
-                   ELSE pg_catalog.format(
-                       '%s is not decided: map it in a columns table or list it here', f.field)
-               END
-        FROM fields AS f
-        LEFT JOIN used AS u ON u.field = f.field
-        LEFT JOIN not_stored AS n ON n.field = f.field
-        WHERE (u.field IS NULL) = (n.field IS NULL);
+        -- in the contract's order of fields, the list's own mistakes first
+        SELECT d.path, d.problem
+        FROM (
+            SELECT 'not_stored.fields' AS path, 0 AS ord,
+                   pg_catalog.format('%s is not a snapshot field', n.field) AS problem
+            FROM not_stored AS n
+            WHERE n.field IS DISTINCT FROM 'customer_number'
+              AND NOT EXISTS (SELECT FROM fields AS f WHERE f.field = n.field)
+            UNION ALL
+            SELECT 'not_stored.fields', 0, 'customer_number is placed by customer.number'
+            FROM not_stored AS n WHERE n.field = 'customer_number'
+            UNION ALL
+            SELECT 'not_stored.fields', 0,
+                   pg_catalog.format('%s is listed more than once', n.field)
+            FROM not_stored AS n WHERE n.times > 1
+            UNION ALL
+            SELECT 'not_stored.fields', f.ord, CASE
+                       WHEN u.field IS NOT NULL AND n.field IS NOT NULL THEN pg_catalog.format(
+                           '%s is decided twice: mapped to a column and listed as not stored',
+                           f.field)
+                       ELSE pg_catalog.format(
+                           '%s is not decided: map it in a columns table or list it here',
+                           f.field)
+                   END
+            FROM fields AS f
+            LEFT JOIN used AS u ON u.field = f.field
+            LEFT JOIN not_stored AS n ON n.field = f.field
+            WHERE (u.field IS NULL) = (n.field IS NULL)
+        ) AS d
+        ORDER BY d.ord, d.problem;
 
     -- Declared references (customer references without a foreign key) -----------------------
     IF p_document ? 'reference'
