@@ -52,6 +52,23 @@ AS $$
     WHERE n.nspname = p_schema AND c.relname = p_table AND c.relkind IN ('r', 'p')
 $$;
 
+-- Why sync._mapping_table found nothing: the schema or the table does not exist (a view, say).
+CREATE OR REPLACE FUNCTION sync._mapping_missing_table(p_at text, p_schema text, p_table text)
+RETURNS TABLE (path text, problem text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN n.oid IS NULL THEN p_at || '.schema' ELSE p_at || '.table' END,
+           CASE WHEN n.oid IS NULL THEN pg_catalog.format('schema %I does not exist', p_schema)
+                ELSE pg_catalog.format('table %I.%I does not exist (or is not a table)',
+                                       p_schema, p_table)
+           END
+    FROM (SELECT) AS one
+    LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = p_schema
+$$;
+
 -- A column of a table by its exact name (the pg_attribute row), or NULL.
 CREATE OR REPLACE FUNCTION sync._mapping_column(p_table oid, p_column text)
 RETURNS pg_catalog.pg_attribute
@@ -360,7 +377,9 @@ DECLARE
     t              jsonb;
     at             text;
     table_oid      oid;
-    schema_oid     oid;
+    granted_at     text[] := '{}';  -- the shop tables found, for the privilege check:
+    granted_oid    oid[] := '{}';   -- their key paths, oids and why they need privileges
+    granted_why    text[] := '{}';
     key_column     pg_catalog.pg_attribute;
     col            pg_catalog.pg_attribute;
     customer_oid   oid;
@@ -370,8 +389,6 @@ DECLARE
     pointers       text[];  -- customer columns that point to related rows (their via)
     entry          record;
     why            text;
-    privilege      text;
-    target         record;
     sequence_oid   oid;
 BEGIN
     -- The document -------------------------------------------------------------------------
@@ -446,19 +463,27 @@ BEGIN
         END IF;
 
         -- The table exists (a plain or partitioned table, by its exact names).
-        SELECT n.oid INTO schema_oid FROM pg_catalog.pg_namespace AS n
-        WHERE n.nspname = t ->> 'schema';
-        IF schema_oid IS NULL THEN
-            RETURN QUERY SELECT at || '.schema',
-                                pg_catalog.format('schema %I does not exist', t ->> 'schema');
-            CONTINUE;
-        END IF;
         table_oid := sync._mapping_table(t ->> 'schema', t ->> 'table');
         IF table_oid IS NULL THEN
-            RETURN QUERY SELECT at || '.table', pg_catalog.format(
-                'table %I.%I does not exist (or is not a table)', t ->> 'schema', t ->> 'table');
+            RETURN QUERY SELECT * FROM sync._mapping_missing_table(at, t ->> 'schema',
+                                                                   t ->> 'table');
             CONTINUE;
         END IF;
+        -- the table, and for the customer its referencing tables (foreign keys to it, one per
+        -- partitioned table: merges re-point their rows, anonymisation scrubs or deletes them),
+        -- for the privilege check at the end
+        SELECT granted_at || pg_catalog.array_agg(at || '.table' ORDER BY g.why, g.oid),
+               granted_oid || pg_catalog.array_agg(g.oid ORDER BY g.why, g.oid),
+               granted_why || pg_catalog.array_agg(g.why ORDER BY g.why, g.oid)
+        INTO granted_at, granted_oid, granted_why
+        FROM (SELECT table_oid AS oid, '' AS why
+              UNION
+              SELECT k.conrelid, ' (it references the customer table)'
+              FROM pg_catalog.pg_constraint AS k
+              JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
+              WHERE spec.is_customer AND k.contype = 'f' AND k.confrelid = table_oid
+                AND k.conparentid = 0 AND NOT c.relispartition AND k.conrelid <> table_oid
+             ) AS g;
 
         -- The key: a supported type, unique on its own, made the way key_generate says.
         key_column := sync._mapping_column(table_oid, t ->> 'key');
@@ -714,41 +739,11 @@ BEGIN
               AND NOT coalesce(t -> 'create' ? a.attname, false)
             ORDER BY a.attnum;
 
-        -- The owner role's privileges: the engine's functions run as it. Each missing one is
-        -- reported with the statement that grants it.
-        IF owner_exists THEN
-            IF NOT pg_catalog.has_schema_privilege(owner_role, schema_oid, 'USAGE') THEN
-                RETURN QUERY SELECT at || '.schema', pg_catalog.format(
-                    '%s lacks USAGE: GRANT USAGE ON SCHEMA %I TO %I;', owner_role,
-                    t ->> 'schema', owner_role);
-            END IF;
-            IF sequence_oid IS NOT NULL
-               AND NOT pg_catalog.has_sequence_privilege(owner_role, sequence_oid, 'USAGE') THEN
-                RETURN QUERY SELECT at || '.key_sequence', pg_catalog.format(
-                    '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
-                    sequence_oid::pg_catalog.regclass, owner_role);
-            END IF;
-            -- the customer table's referencing tables (foreign keys to it, one per partitioned
-            -- table): merges re-point their rows, anonymisation scrubs or deletes them
-            FOR target IN
-                SELECT table_oid AS oid, at || '.table' AS at, '' AS why
-                UNION
-                SELECT k.conrelid, at || '.table', ' (it references the customer table)'
-                FROM pg_catalog.pg_constraint AS k
-                JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
-                WHERE spec.is_customer AND k.contype = 'f' AND k.confrelid = table_oid
-                  AND k.conparentid = 0 AND NOT c.relispartition AND k.conrelid <> table_oid
-                ORDER BY 3, 1
-            LOOP
-                FOREACH privilege IN ARRAY ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] LOOP
-                    IF NOT pg_catalog.has_table_privilege(owner_role, target.oid, privilege) THEN
-                        RETURN QUERY SELECT target.at, pg_catalog.format(
-                            '%s lacks %s on %s%s: GRANT %s ON TABLE %s TO %I;', owner_role,
-                            privilege, target.oid::pg_catalog.regclass, target.why, privilege,
-                            target.oid::pg_catalog.regclass, owner_role);
-                    END IF;
-                END LOOP;
-            END LOOP;
+        IF owner_exists AND sequence_oid IS NOT NULL
+           AND NOT pg_catalog.has_sequence_privilege(owner_role, sequence_oid, 'USAGE') THEN
+            RETURN QUERY SELECT at || '.key_sequence', pg_catalog.format(
+                '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
+                sequence_oid::pg_catalog.regclass, owner_role);
         END IF;
     END LOOP;
 
@@ -833,22 +828,30 @@ BEGIN
     IF p_document ? 'reference'
        AND pg_catalog.jsonb_typeof(p_document -> 'reference') IS DISTINCT FROM 'array' THEN
         RETURN QUERY SELECT 'reference', 'must be an array of tables ([[reference]])';
-        RETURN;
     END IF;
     FOR spec IN
         SELECT pg_catalog.format('reference[%s]', r.ord - 1) AS at, r.value AS t
-        FROM pg_catalog.jsonb_array_elements(coalesce(p_document -> 'reference', '[]'))
+        FROM pg_catalog.jsonb_array_elements(
+                 CASE WHEN pg_catalog.jsonb_typeof(p_document -> 'reference') = 'array'
+                      THEN p_document -> 'reference' ELSE '[]' END)
              WITH ORDINALITY AS r(value, ord)
         ORDER BY r.ord
     LOOP
         at := spec.at;
         t := spec.t;
-        table_oid := sync._mapping_table(t ->> 'schema', t ->> 'table');
-        IF table_oid IS NULL THEN
-            RETURN QUERY SELECT at || '.table', pg_catalog.format(
-                'table %I.%I does not exist (or is not a table)', t ->> 'schema', t ->> 'table');
+        IF pg_catalog.jsonb_typeof(t) IS DISTINCT FROM 'object' THEN
+            RETURN QUERY SELECT at, 'must be a table';
             CONTINUE;
         END IF;
+        table_oid := sync._mapping_table(t ->> 'schema', t ->> 'table');
+        IF table_oid IS NULL THEN
+            RETURN QUERY SELECT * FROM sync._mapping_missing_table(at, t ->> 'schema',
+                                                                   t ->> 'table');
+            CONTINUE;
+        END IF;
+        granted_at := granted_at || (at || '.table');
+        granted_oid := granted_oid || table_oid;
+        granted_why := granted_why || ''::text;
         col := sync._mapping_column(table_oid, t ->> 'column');
         IF col.attname IS NULL THEN
             RETURN QUERY SELECT at || '.column', pg_catalog.format(
@@ -859,23 +862,48 @@ BEGIN
                 pg_catalog.format_type(col.atttypid, col.atttypmod),
                 pg_catalog.format_type(customer_key.atttypid, customer_key.atttypmod));
         END IF;
-        IF owner_exists THEN
-            IF NOT pg_catalog.has_schema_privilege(
-                       owner_role, (SELECT c.relnamespace FROM pg_catalog.pg_class AS c
-                                    WHERE c.oid = table_oid), 'USAGE') THEN
-                RETURN QUERY SELECT at || '.schema', pg_catalog.format(
-                    '%s lacks USAGE: GRANT USAGE ON SCHEMA %I TO %I;', owner_role,
-                    t ->> 'schema', owner_role);
-            END IF;
-            FOREACH privilege IN ARRAY ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] LOOP
-                IF NOT pg_catalog.has_table_privilege(owner_role, table_oid, privilege) THEN
-                    RETURN QUERY SELECT at || '.table', pg_catalog.format(
-                        '%s lacks %s on %s: GRANT %s ON TABLE %s TO %I;', owner_role, privilege,
-                        table_oid::pg_catalog.regclass, privilege,
-                        table_oid::pg_catalog.regclass, owner_role);
-                END IF;
-            END LOOP;
-        END IF;
     END LOOP;
+
+    -- The owner role's privileges on every shop table found above: the engine's functions run
+    -- as it. USAGE on each schema (once, at the first table in it), SELECT, INSERT, UPDATE and
+    -- DELETE on each table; each missing one with the statement that grants it.
+    IF owner_exists THEN
+        RETURN QUERY
+            WITH target AS (
+                -- a table named twice (a reference that also has a foreign key) once
+                SELECT DISTINCT ON (g.oid) g.at, g.oid, g.why, g.ord, c.relnamespace
+                FROM ROWS FROM (pg_catalog.unnest(granted_at), pg_catalog.unnest(granted_oid),
+                                pg_catalog.unnest(granted_why)) WITH ORDINALITY
+                     AS g(at, oid, why, ord)
+                JOIN pg_catalog.pg_class AS c ON c.oid = g.oid
+                ORDER BY g.oid, g.ord
+            ),
+            schema_first AS (
+                SELECT DISTINCT ON (t.relnamespace) t.at, t.ord, t.relnamespace
+                FROM target AS t
+                ORDER BY t.relnamespace, t.ord
+            )
+            SELECT d.path, d.problem
+            FROM (
+                SELECT pg_catalog.regexp_replace(s.at, '\.table$', '.schema') AS path, s.ord,
+                       0 AS privilege_ord,
+                       pg_catalog.format('%s lacks USAGE: GRANT USAGE ON SCHEMA %I TO %I;',
+                                         owner_role, n.nspname, owner_role) AS problem
+                FROM schema_first AS s
+                JOIN pg_catalog.pg_namespace AS n ON n.oid = s.relnamespace
+                WHERE NOT pg_catalog.has_schema_privilege(owner_role, s.relnamespace, 'USAGE')
+                UNION ALL
+                SELECT t.at, t.ord, p.ord,
+                       pg_catalog.format('%s lacks %s on %s%s: GRANT %s ON TABLE %s TO %I;',
+                                         owner_role, p.privilege, t.oid::pg_catalog.regclass,
+                                         t.why, p.privilege, t.oid::pg_catalog.regclass,
+                                         owner_role)
+                FROM target AS t
+                CROSS JOIN pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
+                     WITH ORDINALITY AS p(privilege, ord)
+                WHERE NOT pg_catalog.has_table_privilege(owner_role, t.oid, p.privilege)
+            ) AS d
+            ORDER BY d.ord, d.privilege_ord;
+    END IF;
 END
 $$;
