@@ -380,6 +380,7 @@ DECLARE
     granted_at     text[] := '{}';  -- the shop tables found, for the privilege check:
     granted_oid    oid[] := '{}';   -- their key paths, oids and why they need privileges
     granted_why    text[] := '{}';
+    place          text;
     key_column     pg_catalog.pg_attribute;
     col            pg_catalog.pg_attribute;
     customer_oid   oid;
@@ -563,54 +564,49 @@ BEGIN
                 reserved || ARRAY[t #>> '{number,column}', t #>> '{version,column}']
                 || coalesce(pointers, '{}'), NULL);
 
-            -- Where the tritonX number and the version guard live.
-            IF t -> 'number' IS DISTINCT FROM '"link"'::jsonb THEN
-                col := sync._mapping_column(table_oid, t #>> '{number,column}');
-                IF pg_catalog.jsonb_typeof(t -> 'number') IS DISTINCT FROM 'object'
-                   OR t #>> '{number,column}' IS NULL THEN
-                    RETURN QUERY SELECT at || '.number', 'must be "link" or { column = "..." }';
+            -- Where the tritonX number and the version guard live: "link" (sync.customer_link)
+            -- or a column of the customer table, text-like and unique for the number, integer
+            -- or bigint for the version.
+            FOREACH place IN ARRAY ARRAY['number', 'version'] LOOP
+                CONTINUE WHEN t -> place = '"link"'::jsonb;
+                col := sync._mapping_column(table_oid, t -> place ->> 'column');
+                IF pg_catalog.jsonb_typeof(t -> place) IS DISTINCT FROM 'object'
+                   OR pg_catalog.jsonb_typeof(t -> place -> 'column') IS DISTINCT FROM 'string'
+                THEN
+                    RETURN QUERY SELECT at || '.' || place,
+                                        'must be "link" or { column = "..." }';
+                    CONTINUE;
                 ELSIF col.attname IS NULL THEN
-                    RETURN QUERY SELECT at || '.number.column', pg_catalog.format(
+                    RETURN QUERY SELECT at || '.' || place || '.column', pg_catalog.format(
                         '%s has no column %I', table_oid::pg_catalog.regclass,
-                        t #>> '{number,column}');
-                ELSE
-                    IF (SELECT ty.typcategory FROM pg_catalog.pg_type AS ty
-                        WHERE ty.oid = col.atttypid) <> 'S' THEN
-                        RETURN QUERY SELECT at || '.number.column', pg_catalog.format(
-                            '%I is %s; the tritonX number needs a text, varchar or char column',
-                            col.attname, pg_catalog.format_type(col.atttypid, col.atttypmod));
-                    ELSIF col.atttypmod > 4 AND col.atttypmod - 4 < 32 THEN
-                        RETURN QUERY SELECT at || '.number.column', pg_catalog.format(
-                            '%I is %s; a tritonX number can be 32 characters long', col.attname,
-                            pg_catalog.format_type(col.atttypid, col.atttypmod));
-                    END IF;
-                    IF NOT sync._mapping_is_unique(table_oid, col.attnum) THEN
-                        RETURN QUERY SELECT at || '.number.column', pg_catalog.format(
-                            '%I has no unique index on it alone', col.attname);
-                    END IF;
-                    IF col.attgenerated <> '' OR col.attidentity <> '' THEN
-                        RETURN QUERY SELECT at || '.number.column', pg_catalog.format(
-                            '%I is a generated or identity column', col.attname);
-                    END IF;
+                        t -> place ->> 'column');
+                    CONTINUE;
                 END IF;
-            END IF;
-            IF t -> 'version' IS DISTINCT FROM '"link"'::jsonb THEN
-                col := sync._mapping_column(table_oid, t #>> '{version,column}');
-                IF pg_catalog.jsonb_typeof(t -> 'version') IS DISTINCT FROM 'object'
-                   OR t #>> '{version,column}' IS NULL THEN
-                    RETURN QUERY SELECT at || '.version', 'must be "link" or { column = "..." }';
-                ELSIF col.attname IS NULL THEN
-                    RETURN QUERY SELECT at || '.version.column', pg_catalog.format(
-                        '%s has no column %I', table_oid::pg_catalog.regclass,
-                        t #>> '{version,column}');
-                ELSIF col.atttypid NOT IN ('pg_catalog.int4'::pg_catalog.regtype,
-                                           'pg_catalog.int8'::pg_catalog.regtype)
-                      OR col.attgenerated <> '' OR col.attidentity <> '' THEN
-                    RETURN QUERY SELECT at || '.version.column', pg_catalog.format(
-                        '%I is %s; the version guard needs a plain integer or bigint column',
-                        col.attname, pg_catalog.format_type(col.atttypid, col.atttypmod));
+                why := CASE
+                    WHEN col.attgenerated <> '' OR col.attidentity <> '' THEN
+                        pg_catalog.format('%I is a generated or identity column', col.attname)
+                    WHEN place = 'version'
+                         AND col.atttypid NOT IN ('pg_catalog.int4'::pg_catalog.regtype,
+                                                  'pg_catalog.int8'::pg_catalog.regtype) THEN
+                        pg_catalog.format('%I is %s; the version guard needs an integer or '
+                                          'bigint column', col.attname,
+                                          pg_catalog.format_type(col.atttypid, col.atttypmod))
+                    WHEN place = 'number' AND (SELECT ty.typcategory FROM pg_catalog.pg_type AS ty
+                                               WHERE ty.oid = col.atttypid) <> 'S' THEN
+                        pg_catalog.format('%I is %s; the tritonX number needs a text, varchar or '
+                                          'char column', col.attname,
+                                          pg_catalog.format_type(col.atttypid, col.atttypmod))
+                    WHEN place = 'number' AND col.atttypmod > 4 AND col.atttypmod - 4 < 32 THEN
+                        pg_catalog.format('%I is %s; a tritonX number can be 32 characters long',
+                                          col.attname,
+                                          pg_catalog.format_type(col.atttypid, col.atttypmod))
+                    WHEN place = 'number' AND NOT sync._mapping_is_unique(table_oid, col.attnum)
+                        THEN pg_catalog.format('%I has no unique index on it alone', col.attname)
+                END;
+                IF why IS NOT NULL THEN
+                    RETURN QUERY SELECT at || '.' || place || '.column', why;
                 END IF;
-            END IF;
+            END LOOP;
         ELSE
             -- How the related row joins the customer.
             IF pg_catalog.jsonb_typeof(t -> 'via') IS DISTINCT FROM 'object'
