@@ -114,6 +114,40 @@ AS $$
           AND k.confrelid = p_target AND k.confkey = ARRAY[p_to])
 $$;
 
+-- The defects of a column that holds another table's key (a via column, a declared reference):
+-- it exists, has the key's type and, unless p_without_key is given, a foreign key to it (else a
+-- warning ending in p_without_key).
+CREATE OR REPLACE FUNCTION sync._mapping_pointer_defects(
+    p_path text, p_table oid, p_column text, p_target oid, p_key pg_catalog.pg_attribute,
+    p_without_key text)
+RETURNS TABLE (path text, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col pg_catalog.pg_attribute := sync._mapping_column(p_table, p_column);
+BEGIN
+    IF col.attname IS NULL THEN
+        RETURN QUERY SELECT p_path, pg_catalog.format(
+            '%s has no column %I', p_table::pg_catalog.regclass, coalesce(p_column, '(none)'));
+    ELSIF p_key.attname IS NULL THEN
+        RETURN;  -- the key's own defect is reported where the key is
+    ELSIF col.atttypid <> p_key.atttypid THEN
+        RETURN QUERY SELECT p_path, pg_catalog.format(
+            '%I is %s but %s (%I) is %s', col.attname,
+            pg_catalog.format_type(col.atttypid, col.atttypmod), p_target::pg_catalog.regclass,
+            p_key.attname, pg_catalog.format_type(p_key.atttypid, p_key.atttypmod));
+    ELSIF p_without_key IS NOT NULL
+          AND NOT sync._mapping_has_foreign_key(p_table, col.attnum, p_target, p_key.attnum) THEN
+        RETURN QUERY SELECT p_path, pg_catalog.format(
+            'warning: no foreign key from %s (%I) to %s (%I): %s', p_table::pg_catalog.regclass,
+            col.attname, p_target::pg_catalog.regclass, p_key.attname, p_without_key);
+    END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Literals and source expressions
 -- ---------------------------------------------------------------------------------------------
@@ -615,47 +649,17 @@ BEGIN
                 RETURN QUERY SELECT at || '.via',
                     'must be { customer_column = "..." } or { column = "...", kind = {...} }';
             ELSIF t -> 'via' ? 'customer_column' AND customer_oid IS NOT NULL THEN
-                col := sync._mapping_column(customer_oid, t #>> '{via,customer_column}');
-                IF col.attname IS NULL THEN
-                    RETURN QUERY SELECT at || '.via.customer_column', pg_catalog.format(
-                        '%s has no column %I', customer_oid::pg_catalog.regclass,
-                        t #>> '{via,customer_column}');
-                ELSIF key_column.attname IS NOT NULL THEN
-                    IF col.atttypid <> key_column.atttypid THEN
-                        RETURN QUERY SELECT at || '.via.customer_column', pg_catalog.format(
-                            '%I is %s but the key of %s is %s', col.attname,
-                            pg_catalog.format_type(col.atttypid, col.atttypmod),
-                            table_oid::pg_catalog.regclass,
-                            pg_catalog.format_type(key_column.atttypid, key_column.atttypmod));
-                    ELSIF NOT sync._mapping_has_foreign_key(customer_oid, col.attnum, table_oid,
-                                                            key_column.attnum) THEN
-                        RETURN QUERY SELECT at || '.via.customer_column', pg_catalog.format(
-                            'warning: no foreign key from %s (%I) to %s (%I): the shop''s own '
-                            'writes are not checked', customer_oid::pg_catalog.regclass,
-                            col.attname, table_oid::pg_catalog.regclass, key_column.attname);
-                    END IF;
-                END IF;
+                RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
+                    at || '.via.customer_column', customer_oid, t #>> '{via,customer_column}',
+                    table_oid, key_column, 'the shop''s own writes are not checked');
             ELSIF t -> 'via' ? 'column' THEN
                 reserved := pg_catalog.array_remove(
                     reserved || ARRAY[t #>> '{via,column}', t #>> '{via,kind,column}'], NULL);
-                col := sync._mapping_column(table_oid, t #>> '{via,column}');
-                IF col.attname IS NULL THEN
-                    RETURN QUERY SELECT at || '.via.column', pg_catalog.format(
-                        '%s has no column %I', table_oid::pg_catalog.regclass,
-                        t #>> '{via,column}');
-                ELSIF customer_key.attname IS NOT NULL THEN
-                    IF col.atttypid <> customer_key.atttypid THEN
-                        RETURN QUERY SELECT at || '.via.column', pg_catalog.format(
-                            '%I is %s but the customer key is %s', col.attname,
-                            pg_catalog.format_type(col.atttypid, col.atttypmod),
-                            pg_catalog.format_type(customer_key.atttypid, customer_key.atttypmod));
-                    ELSIF NOT sync._mapping_has_foreign_key(table_oid, col.attnum, customer_oid,
-                                                            customer_key.attnum) THEN
-                        RETURN QUERY SELECT at || '.via.column', pg_catalog.format(
-                            'warning: no foreign key from %s (%I) to the customer key: merges '
-                            'and coverage find this table through the mapping only',
-                            table_oid::pg_catalog.regclass, col.attname);
-                    END IF;
+                IF customer_oid IS NOT NULL THEN
+                    RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
+                        at || '.via.column', table_oid, t #>> '{via,column}', customer_oid,
+                        customer_key, 'merges and coverage find this table through the '
+                                      'mapping only');
                 END IF;
                 IF t -> 'via' ? 'kind' THEN
                     col := sync._mapping_column(table_oid, t #>> '{via,kind,column}');
@@ -848,15 +852,9 @@ BEGIN
         granted_at := granted_at || (at || '.table');
         granted_oid := granted_oid || table_oid;
         granted_why := granted_why || ''::text;
-        col := sync._mapping_column(table_oid, t ->> 'column');
-        IF col.attname IS NULL THEN
-            RETURN QUERY SELECT at || '.column', pg_catalog.format(
-                '%s has no column %I', table_oid::pg_catalog.regclass, t ->> 'column');
-        ELSIF customer_key.attname IS NOT NULL AND col.atttypid <> customer_key.atttypid THEN
-            RETURN QUERY SELECT at || '.column', pg_catalog.format(
-                '%I is %s but the customer key is %s', col.attname,
-                pg_catalog.format_type(col.atttypid, col.atttypmod),
-                pg_catalog.format_type(customer_key.atttypid, customer_key.atttypmod));
+        IF customer_oid IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
+                at || '.column', table_oid, t ->> 'column', customer_oid, customer_key, NULL);
         END IF;
     END LOOP;
 

@@ -292,6 +292,48 @@ def test_a_via_column_and_a_reference_of_the_wrong_type(
     assert reported(reference, "reference[0].column", "legacy_ref is integer", "uuid")
 
 
+def test_a_related_table_that_points_to_the_customer_per_kind(
+    conn: psycopg.Connection[Any], owner: str, check: Callable[[Document], Defects]
+) -> None:
+    conn.execute(
+        'CREATE TABLE "CrmTest"."Phone" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,'
+        ' customer_uuid uuid NOT NULL REFERENCES "CrmTest"."Customer", kind text NOT NULL,'
+        " number varchar(32))"
+    )
+    conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON "CrmTest"."Phone" TO {owner}')
+    phone: Document = {
+        "name": "mobile",
+        "schema": "CrmTest",
+        "table": "Phone",
+        "key": "id",
+        "key_generate": "identity",
+        "via": {"column": "customer_uuid", "kind": {"column": "kind", "value": "mobile"}},
+        "on_anonymise": "scrub_or_detach",
+        "columns": {"number": "mobile"},
+    }
+    assert check(changed(lambda d: d["related"].append(phone))) == set()
+    unlinked = copy.deepcopy(phone)
+    unlinked.update(table="Review", via={"column": "customer_ref"}, columns={})
+    warned = check(changed(lambda d: d["related"].append(unlinked)))
+    assert reported(
+        warned, "related[1].via.column", "warning: no foreign key from", '"Review" (customer_ref)'
+    )
+    kind = copy.deepcopy(phone)
+    kind["via"]["kind"]["column"] = "sort"
+    assert reported(
+        check(changed(lambda d: d["related"].append(kind))),
+        "related[1].via.kind.column",
+        "has no column sort",
+    )
+    pointer = copy.deepcopy(phone)
+    pointer["columns"] = {"kind": "phone"}
+    assert reported(
+        check(changed(lambda d: d["related"].append(pointer))),
+        "related[1].columns.kind",
+        "the engine writes it itself",
+    )
+
+
 def test_a_missing_privilege_is_reported_with_its_grant(
     conn: psycopg.Connection[Any], owner: str, check: Callable[[Document], Defects]
 ) -> None:
