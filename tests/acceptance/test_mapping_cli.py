@@ -33,6 +33,24 @@ def test_check_prints_file_line_path_and_exits_1_on_a_defect(dsn: str, tmp_path:
     assert "1 defect(s)" in result.stderr
 
 
+def test_a_warning_alone_is_printed_and_exits_0(
+    dsn: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    conn.execute("ALTER TABLE shop.customer ADD COLUMN nickname varchar(5)")
+    conn.commit()
+    file = tmp_path / "shop.toml"
+    text = mapping.REFERENCE.read_text(encoding="utf-8")
+    file.write_text(text.replace('infix = "infix"\n', 'infix = "infix"\nnickname = "first_name"\n'))
+    line = 1 + file.read_text(encoding="utf-8").splitlines().index('nickname = "first_name"')
+    result = syncctl("mapping", "check", str(file), dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{file}:{line}: customer.columns.nickname: warning: the column is character varying(5) "
+        "but first_name can be 100 characters long; a longer value is a dead letter",
+        f"ok: {file} fits this database (1 warning(s))",
+    ]
+
+
 def test_check_of_an_invalid_file_names_the_line_without_a_database(tmp_path: Path) -> None:
     file = tmp_path / "shop.toml"
     file.write_text('format = 1\n[customer]\nschema = "shop"\ncolour = "blue"\n', encoding="utf-8")
