@@ -168,7 +168,7 @@ def parse(text: str, file: str) -> Mapping:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MappingInvalid([_syntax_problem(file, exc)]) from exc
+        raise MappingInvalid([_syntax_problem(file, text, exc)]) from exc
     return from_document(document, file, text)
 
 
@@ -185,11 +185,11 @@ def from_document(document: dict[str, Any], file: str, text: str = "") -> Mappin
     return mapping
 
 
-def _syntax_problem(file: str, exc: tomllib.TOMLDecodeError) -> str:
+def _syntax_problem(file: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
     # tomllib ends its message with "(at line N, column M)" or "(at end of document)"
     message = str(exc)
     found = re.search(r"\(at line (\d+), column \d+\)$", message)
-    line = found.group(1) if found else str(message.count("\n") + 1)
+    line = found.group(1) if found else str(max(1, len(text.splitlines())))
     reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)$", "", message)
     return f"{file}:{line}: toml: {reason}"
 
@@ -210,6 +210,19 @@ class _Shape:
 
     def fail(self, path: KeyPath, problem: str) -> None:
         self.problems.append((path_text(path), problem))
+
+    def no_nul(self, value: Any, path: KeyPath) -> None:
+        """PostgreSQL's text (and jsonb) cannot hold a NUL character: refuse one anywhere."""
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    self.fail(path, "a key holds a NUL character")
+                self.no_nul(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.no_nul(item, (*path, index))
+        elif isinstance(value, str) and "\x00" in value:
+            self.fail(path, "holds a NUL character")
 
     def table(self, value: Any, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any] | None:
         if not isinstance(value, dict):
@@ -237,7 +250,7 @@ class _Shape:
         return value
 
     def name(self, value: str, path: KeyPath) -> None:
-        if len(value.encode()) > IDENTIFIER_BYTES or "\x00" in value:
+        if len(value.encode()) > IDENTIFIER_BYTES:
             self.fail(path, f"is not a PostgreSQL identifier (at most {IDENTIFIER_BYTES} bytes)")
 
     def choice(
@@ -268,6 +281,7 @@ class _Shape:
 
     # -- the document ---------------------------------------------------------------------
     def mapping(self, document: dict[str, Any], file: str, text: str) -> Mapping | None:
+        self.no_nul(document, ())
         self.table(document, (), _TOP)
         format_ = document.get("format")
         if format_ is None:

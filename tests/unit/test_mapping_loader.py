@@ -168,6 +168,14 @@ def test_a_toml_syntax_error_names_its_line() -> None:
     ]
 
 
+def test_an_unterminated_file_and_a_nul_character_are_named() -> None:
+    assert problems(GOOD + "[customer.extra") == [
+        "shop.toml:48: toml: Expected ']' at the end of a table declaration"
+    ]
+    nul = replaced("shop_id = 1", 'shop_id = "a\\u0000b"')
+    assert problems(nul) == ["shop.toml:17: customer.create.shop_id: holds a NUL character"]
+
+
 def test_key_generate_and_the_sequence_it_needs() -> None:
     assert problems(replaced('key_generate = "identity"', 'key_generate = "serial"')) == [
         "shop.toml:7: customer.key_generate: must be one of identity, default, uuid, sequence"
