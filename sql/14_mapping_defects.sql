@@ -67,6 +67,7 @@ AS $$
            END
     FROM (SELECT) AS one
     LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = p_schema
+    WHERE p_schema IS NOT NULL AND p_table IS NOT NULL  -- else "is missing" says it
 $$;
 
 -- A column of a table by its exact name (the pg_attribute row), or NULL.
@@ -129,9 +130,11 @@ AS $$
 DECLARE
     col pg_catalog.pg_attribute := sync._mapping_column(p_table, p_column);
 BEGIN
-    IF col.attname IS NULL THEN
+    IF p_column IS NULL THEN
+        RETURN QUERY SELECT p_path, 'must name a column';
+    ELSIF col.attname IS NULL THEN
         RETURN QUERY SELECT p_path, pg_catalog.format(
-            '%s has no column %I', p_table::pg_catalog.regclass, coalesce(p_column, '(none)'));
+            '%s has no column %I', p_table::pg_catalog.regclass, p_column);
     ELSIF p_key.attname IS NULL THEN
         RETURN;  -- the key's own defect is reported where the key is
     ELSIF col.atttypid <> p_key.atttypid THEN
@@ -394,9 +397,11 @@ $$;
 
 -- Every defect of a mapping document against the live catalog, in sections: the document, each
 -- shop table (the customer table, then each [[related]]: existence, key, how a key is made,
--- number and version, via, columns, create, NOT NULL coverage, the owner role's privileges),
--- the fields, the declared references. A table that does not exist stops the checks that need
--- it, so one mistake gives one row, not twenty.
+-- number and version, via, columns, create, NOT NULL coverage), the fields, the declared
+-- references, and the owner role's privileges on every table found. A table that does not
+-- exist stops the checks that need it, so one mistake gives one row, not twenty. The shape is
+-- checked here too (the Python loader checks it first, with lines): whoever calls this with a
+-- document of their own gets rows, never an error.
 CREATE OR REPLACE FUNCTION sync.mapping_defects(p_document jsonb)
 RETURNS TABLE (path text, problem text)
 LANGUAGE plpgsql
@@ -522,7 +527,9 @@ BEGIN
 
         -- The key: a supported type, unique on its own, made the way key_generate says.
         key_column := sync._mapping_column(table_oid, t ->> 'key');
-        IF key_column.attname IS NULL THEN
+        IF t ->> 'key' IS NULL THEN
+            NULL;  -- "is missing"
+        ELSIF key_column.attname IS NULL THEN
             RETURN QUERY SELECT at || '.key', pg_catalog.format(
                 '%s has no column %I', table_oid::pg_catalog.regclass, t ->> 'key');
         ELSE
@@ -538,22 +545,23 @@ BEGIN
             END IF;
             IF NOT sync._mapping_is_unique(table_oid, key_column.attnum) THEN
                 RETURN QUERY SELECT at || '.key', pg_catalog.format(
-                    '%I has no unique index on it alone (a primary key, say)', t ->> 'key');
+                    '%I has no unique index on it alone (a primary key, say)', key_column.attname);
             END IF;
             why := CASE
                 WHEN key_column.attidentity <> '' AND t ->> 'key_generate' <> 'identity' THEN
                     pg_catalog.format('%I is an identity column: key_generate = "identity"',
-                                      t ->> 'key')
+                                      key_column.attname)
                 ELSE CASE t ->> 'key_generate'
                 WHEN 'identity' THEN
                     CASE WHEN key_column.attidentity = '' THEN
-                        pg_catalog.format('%I is not an identity column', t ->> 'key') END
+                        pg_catalog.format('%I is not an identity column', key_column.attname) END
                 WHEN 'default' THEN
                     CASE WHEN NOT key_column.atthasdef OR key_column.attgenerated <> '' THEN
-                        pg_catalog.format('%I has no default', t ->> 'key') END
+                        pg_catalog.format('%I has no default', key_column.attname) END
                 WHEN 'uuid' THEN
                     CASE WHEN key_column.atttypid <> 'pg_catalog.uuid'::pg_catalog.regtype THEN
-                        pg_catalog.format('gen_random_uuid() makes a uuid; %I is %s', t ->> 'key',
+                        pg_catalog.format('gen_random_uuid() makes a uuid; %I is %s',
+                                          key_column.attname,
                                           pg_catalog.format_type(key_column.atttypid,
                                                                  key_column.atttypmod)) END
                 WHEN 'sequence' THEN
@@ -561,7 +569,7 @@ BEGIN
                                                           'pg_catalog.int4'::pg_catalog.regtype,
                                                           'pg_catalog.int8'::pg_catalog.regtype)
                         THEN pg_catalog.format('a sequence makes integers; %I is %s',
-                                               t ->> 'key',
+                                               key_column.attname,
                                                pg_catalog.format_type(key_column.atttypid,
                                                                       key_column.atttypmod)) END
                 ELSE 'must be identity, default, uuid or sequence'
@@ -663,10 +671,12 @@ BEGIN
                 END IF;
                 IF t -> 'via' ? 'kind' THEN
                     col := sync._mapping_column(table_oid, t #>> '{via,kind,column}');
-                    IF col.attname IS NULL THEN
+                    IF t #>> '{via,kind,column}' IS NULL THEN
+                        RETURN QUERY SELECT at || '.via.kind.column', 'must name a column';
+                    ELSIF col.attname IS NULL THEN
                         RETURN QUERY SELECT at || '.via.kind.column', pg_catalog.format(
                             '%s has no column %I', table_oid::pg_catalog.regclass,
-                            coalesce(t #>> '{via,kind,column}', '(none)'));
+                            t #>> '{via,kind,column}');
                     ELSE
                         why := sync._mapping_literal_defect(t #> '{via,kind,value}',
                                                             col.atttypid, col.atttypmod);
@@ -750,7 +760,12 @@ BEGIN
     -- The fields: every snapshot field but customer_number decided exactly once, by a source
     -- expression (any number of them) or by [not_stored] ---------------------------------------
     IF p_document ? 'not_stored'
-       AND pg_catalog.jsonb_typeof(p_document #> '{not_stored,fields}') IS DISTINCT FROM 'array'
+       AND (pg_catalog.jsonb_typeof(p_document #> '{not_stored,fields}') IS DISTINCT FROM 'array'
+            OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(
+                           CASE WHEN pg_catalog.jsonb_typeof(p_document #> '{not_stored,fields}')
+                                     = 'array'
+                                THEN p_document #> '{not_stored,fields}' ELSE '[]' END) AS e
+                       WHERE pg_catalog.jsonb_typeof(e) <> 'string'))
     THEN
         RETURN QUERY SELECT 'not_stored.fields', 'must be an array of field names';
     END IF;
@@ -785,6 +800,7 @@ BEGIN
             FROM pg_catalog.jsonb_array_elements(
                 CASE WHEN pg_catalog.jsonb_typeof(p_document #> '{not_stored,fields}') = 'array'
                      THEN p_document #> '{not_stored,fields}' ELSE '[]' END) AS e(value)
+            WHERE pg_catalog.jsonb_typeof(e.value) = 'string'
             GROUP BY 1
         ),
         fields AS (

@@ -353,3 +353,22 @@ def test_a_missing_privilege_is_reported_with_its_grant(
         ),
         ("customer.schema", f'{owner} lacks USAGE: GRANT USAGE ON SCHEMA "CrmTest" TO {owner};'),
     }
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        None,
+        [],
+        {"customer": 1},
+        {"customer": {"schema": 1, "table": [], "columns": 3, "create": "x", "number": 5}},
+        {"format": 1, "customer": {}, "related": [1, {"via": 2}], "reference": [3, {}]},
+        {"format": 1, "customer": {"schema": "shop"}, "not_stored": {"fields": [1, None]}},
+        changed(lambda d: d["related"][0].update(via={"column": None, "kind": {"value": []}})),
+        changed(lambda d: d["customer"]["columns"].update(email={"field": None, "codes": []})),
+    ],
+)
+def test_a_malformed_document_gives_rows_never_an_error(
+    check: Callable[[Document], Defects], document: Any
+) -> None:
+    assert check(document)
