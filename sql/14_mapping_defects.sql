@@ -638,15 +638,17 @@ BEGIN
                         pg_catalog.format('%I is %s; the tritonX number needs a text, varchar or '
                                           'char column', col.attname,
                                           pg_catalog.format_type(col.atttypid, col.atttypmod))
-                    WHEN place = 'number' AND col.atttypmod > 4 AND col.atttypmod - 4 < 32 THEN
-                        pg_catalog.format('%I is %s; a tritonX number can be 32 characters long',
-                                          col.attname,
-                                          pg_catalog.format_type(col.atttypid, col.atttypmod))
                     WHEN place = 'number' AND NOT sync._mapping_is_unique(table_oid, col.attnum)
                         THEN pg_catalog.format('%I has no unique index on it alone', col.attname)
                 END;
                 IF why IS NOT NULL THEN
                     RETURN QUERY SELECT at || '.' || place || '.column', why;
+                ELSIF place = 'number' AND col.atttypmod > 4 AND col.atttypmod - 4 < 32 THEN
+                    -- the contract's customer_number is varchar(32)
+                    RETURN QUERY SELECT at || '.number.column', pg_catalog.format(
+                        'warning: %I is %s but a tritonX number can be 32 characters long; a '
+                        'customer with a longer one is a dead letter', col.attname,
+                        pg_catalog.format_type(col.atttypid, col.atttypmod));
                 END IF;
             END LOOP;
         ELSE

@@ -32,6 +32,7 @@ CREATE TABLE "CrmTest"."Customer" (
     tx_ref        varchar(32) UNIQUE,
     tx_version    integer,
     old_ref       text,
+    short_ref     varchar(12) UNIQUE,
     email         varchar(254),
     "Full Name"   text,
     sex           char(1),
@@ -199,6 +200,14 @@ def test_number_and_version_columns(check: Callable[[Document], Defects]) -> Non
     assert reported(typed, "customer.number.column", "legacy_code is integer")
     version = check(changed(lambda d: d["customer"].update(version={"column": "segment"})))
     assert reported(version, "customer.version.column", "segment is text", "integer or bigint")
+    narrow = check(changed(lambda d: d["customer"].update(number={"column": "short_ref"})))
+    assert narrow == {
+        (
+            "customer.number.column",
+            "warning: short_ref is character varying(12) but a tritonX number can be 32 "
+            "characters long; a customer with a longer one is a dead letter",
+        )
+    }
     linked = changed(lambda d: d["customer"].update(number="link", version="link"))
     assert check(linked) == set()
 
