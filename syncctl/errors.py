@@ -114,3 +114,28 @@ class SimulatorConflict(ValueError):
 
 class CursorMoved(SyncctlError):
     """Another controller moved the cursor while this one was staging a page."""
+
+
+class MappingError(SyncctlError):
+    """The mapping cannot be used."""
+
+
+class MappingInvalid(MappingError):
+    """The mapping file is not a valid format-1 mapping: each problem is one line
+    `FILE:LINE: path: problem`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class MappingRefused(DatabaseRefused, MappingError):
+    """The database refused the mapping."""
+
+
+class MappingNotInstalled(MappingError):
+    """No mapping is installed in this database."""
+
+
+class MappingCompilerMissing(MappingError):
+    """The mapping compiler is not installed in this database (no sync.install_mapping)."""

@@ -10,7 +10,7 @@ import sys
 import click
 
 from syncctl import __version__, logs
-from syncctl.cli import db, engine, feed, gdpr, report, simulator
+from syncctl.cli import db, engine, feed, gdpr, mapping, report, simulator
 from syncctl.cli.edge import CommandLine, Settings
 
 
@@ -51,7 +51,7 @@ def main(
     ctx.obj = Settings(dsn, tritonx_url, tritonx_token)
 
 
-for _module in (db, engine, feed, gdpr, report, simulator):
+for _module in (db, engine, feed, gdpr, mapping, report, simulator):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
