@@ -1,0 +1,921 @@
+-- The mapping's check against the live catalog: sync.mapping_defects(document) lists every way a
+-- format-1 mapping (docs/mapping.md; the document is the TOML file as JSON) does not fit this
+-- database, one row per defect with the mapping's key path, none when it fits. A row whose problem
+-- starts with "warning: " does not refuse the mapping (sync.install_mapping installs it anyway).
+-- Problems name schemas, tables, columns, fields, types and lengths, never a value: not the
+-- mapping's literals, not data. Objects are found by their exact names in pg_namespace, pg_class
+-- and pg_attribute (a name is never parsed or cast to regclass); the only dynamic SQL casts a
+-- literal with %L to a type written by format_type. Everything here reads, nothing writes: the
+-- DBA runs it as the installing role (`syncctl mapping check`), it needs no grant. Re-runnable.
+
+-- ---------------------------------------------------------------------------------------------
+-- Catalog look-ups
+-- ---------------------------------------------------------------------------------------------
+
+-- The contract's snapshot fields (the attributes of sync.customer_snapshot) with their type and,
+-- for varchar fields, the contract's maximum length; for integer and date fields the length of
+-- their text form, which is what a text column receives.
+CREATE OR REPLACE FUNCTION sync._mapping_fields()
+RETURNS TABLE (field text, type_oid oid, typmod integer, max_length integer)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.attname::text, a.atttypid, a.atttypmod,
+           CASE
+               WHEN a.atttypid = 'pg_catalog.varchar'::pg_catalog.regtype AND a.atttypmod > 4
+                   THEN a.atttypmod - 4
+               WHEN a.atttypid = 'pg_catalog.int4'::pg_catalog.regtype THEN 11
+               WHEN a.atttypid = 'pg_catalog.date'::pg_catalog.regtype THEN 10
+           END
+    FROM pg_catalog.pg_attribute AS a
+    -- by name, not a regtype literal: this file is installed before the type is
+    JOIN pg_catalog.pg_type AS t ON t.typrelid = a.attrelid
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = t.typnamespace
+    WHERE n.nspname = 'sync' AND t.typname = 'customer_snapshot'
+      AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY a.attnum
+$$;
+
+-- A table (plain or partitioned) by its exact schema and name, or NULL.
+CREATE OR REPLACE FUNCTION sync._mapping_table(p_schema text, p_table text)
+RETURNS oid
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid
+    FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = p_schema AND c.relname = p_table AND c.relkind IN ('r', 'p')
+$$;
+
+-- Why sync._mapping_table found nothing: the schema or the table does not exist (a view, say).
+CREATE OR REPLACE FUNCTION sync._mapping_missing_table(p_at text, p_schema text, p_table text)
+RETURNS TABLE (path text, problem text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN n.oid IS NULL THEN p_at || '.schema' ELSE p_at || '.table' END,
+           CASE WHEN n.oid IS NULL THEN pg_catalog.format('schema %I does not exist', p_schema)
+                ELSE pg_catalog.format('table %I.%I does not exist (or is not a table)',
+                                       p_schema, p_table)
+           END
+    FROM (SELECT) AS one
+    LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = p_schema
+    WHERE p_schema IS NOT NULL AND p_table IS NOT NULL  -- else "is missing" says it
+$$;
+
+-- A column of a table by its exact name (the pg_attribute row), or NULL.
+CREATE OR REPLACE FUNCTION sync._mapping_column(p_table oid, p_column text)
+RETURNS pg_catalog.pg_attribute
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.*
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = p_table AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+-- Whether a unique index (a primary key or unique constraint included) covers exactly this one
+-- column: not partial, not an expression, INCLUDE columns allowed (they do not widen the key).
+CREATE OR REPLACE FUNCTION sync._mapping_is_unique(p_table oid, p_attnum smallint)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_index AS i
+        WHERE i.indrelid = p_table AND i.indisunique AND i.indnkeyatts = 1
+          AND i.indkey[0] = p_attnum AND i.indpred IS NULL AND i.indexprs IS NULL)
+$$;
+
+-- Whether a foreign key (declared on the table itself, not one PostgreSQL cloned onto a
+-- partition) leads from column p_from of p_table to column p_to of p_target.
+CREATE OR REPLACE FUNCTION sync._mapping_has_foreign_key(
+    p_table oid, p_from smallint, p_target oid, p_to smallint)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_constraint AS k
+        WHERE k.contype = 'f' AND k.conparentid = 0
+          AND k.conrelid = p_table AND k.conkey = ARRAY[p_from]
+          AND k.confrelid = p_target AND k.confkey = ARRAY[p_to])
+$$;
+
+-- The defects of a column that holds another table's key (a via column, a declared reference):
+-- it exists, has the key's type and, unless p_without_key is given, a foreign key to it (else a
+-- warning ending in p_without_key).
+CREATE OR REPLACE FUNCTION sync._mapping_pointer_defects(
+    p_path text, p_table oid, p_column text, p_target oid, p_key pg_catalog.pg_attribute,
+    p_without_key text)
+RETURNS TABLE (path text, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col pg_catalog.pg_attribute := sync._mapping_column(p_table, p_column);
+BEGIN
+    IF p_column IS NULL THEN
+        RETURN QUERY SELECT p_path, 'must name a column';
+    ELSIF col.attname IS NULL THEN
+        RETURN QUERY SELECT p_path, pg_catalog.format(
+            '%s has no column %I', p_table::pg_catalog.regclass, p_column);
+    ELSIF p_key.attname IS NULL THEN
+        RETURN;  -- the key's own defect is reported where the key is
+    ELSIF col.atttypid <> p_key.atttypid THEN
+        RETURN QUERY SELECT p_path, pg_catalog.format(
+            '%I is %s but %s (%I) is %s', col.attname,
+            pg_catalog.format_type(col.atttypid, col.atttypmod), p_target::pg_catalog.regclass,
+            p_key.attname, pg_catalog.format_type(p_key.atttypid, p_key.atttypmod));
+    ELSIF p_without_key IS NOT NULL
+          AND NOT sync._mapping_has_foreign_key(p_table, col.attnum, p_target, p_key.attnum) THEN
+        RETURN QUERY SELECT p_path, pg_catalog.format(
+            'warning: no foreign key from %s (%I) to %s (%I): %s', p_table::pg_catalog.regclass,
+            col.attname, p_target::pg_catalog.regclass, p_key.attname, p_without_key);
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Literals and source expressions
+-- ---------------------------------------------------------------------------------------------
+
+-- Why a literal of the mapping (an out value, other, null_as, a create or kind value) does not
+-- fit a column of type p_type/p_typmod, or NULL. The cast is tried for real; the message says
+-- which type refused, never the literal. A varchar(n)/char(n) is checked by length first: an
+-- explicit cast to it would cut the literal silently.
+CREATE OR REPLACE FUNCTION sync._mapping_literal_defect(p_value jsonb, p_type oid, p_typmod integer)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    type_name  text := pg_catalog.format_type(p_type, p_typmod);
+    max_length integer;
+BEGIN
+    IF pg_catalog.jsonb_typeof(p_value) IS NULL
+       OR pg_catalog.jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
+        RETURN 'is not a literal (a string, number or boolean)';
+    END IF;
+    IF p_type IN ('pg_catalog.varchar'::pg_catalog.regtype, 'pg_catalog.bpchar'::pg_catalog.regtype)
+       AND p_typmod > 4 THEN
+        max_length := p_typmod - 4;
+        IF pg_catalog.length(p_value #>> '{}') > max_length THEN
+            RETURN pg_catalog.format('the literal is longer than %s allows', type_name);
+        END IF;
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format('SELECT %L::%s', p_value #>> '{}', type_name);
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        RETURN pg_catalog.format('the literal does not cast to %s', type_name);
+    END;
+    RETURN NULL;
+END
+$$;
+
+-- The defects of one source expression (a `columns` entry, path p_path) written to a column of
+-- type p_type/p_typmod: its shape (one form, only the keys its form allows), its fields (snapshot
+-- fields other than customer_number), whether its result casts to the column (literals tried,
+-- a field's type cast without a value), and a warning when a varchar(n)/char(n) column is
+-- shorter than the longest value the contract allows the source to have.
+CREATE OR REPLACE FUNCTION sync._mapping_source_defects(
+    p_path text, p_source jsonb, p_type oid, p_typmod integer)
+RETURNS TABLE (path text, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    source       jsonb := p_source;
+    column_type  text := pg_catalog.format_type(p_type, p_typmod);
+    column_text  boolean := (SELECT t.typcategory = 'S' FROM pg_catalog.pg_type AS t
+                             WHERE t.oid = p_type);
+    column_limit integer;
+    forms        text[];
+    form         text;
+    allowed      text[];
+    names        text[];
+    source_type  oid;
+    source_mod   integer;
+    longest      integer;
+    literal_key  text;
+    literal      jsonb;
+    why          text;
+BEGIN
+    IF p_type IN ('pg_catalog.varchar'::pg_catalog.regtype, 'pg_catalog.bpchar'::pg_catalog.regtype)
+       AND p_typmod > 4 THEN
+        column_limit := p_typmod - 4;
+    END IF;
+
+    -- Shape: a field name, or a table with exactly one of field / join / first_of and only the
+    -- modifiers that form allows (codes+other, true+false or format with field only).
+    IF pg_catalog.jsonb_typeof(source) = 'string' THEN
+        source := pg_catalog.jsonb_build_object('field', source);
+    ELSIF pg_catalog.jsonb_typeof(source) IS DISTINCT FROM 'object' THEN
+        RETURN QUERY SELECT p_path, 'must be a field name or a transform table';
+        RETURN;
+    END IF;
+    forms := ARRAY(SELECT f FROM pg_catalog.unnest(ARRAY['field', 'join', 'first_of']) AS f
+                   WHERE source ? f);
+    IF pg_catalog.cardinality(forms) <> 1 THEN
+        RETURN QUERY SELECT p_path, 'needs exactly one of field, join, first_of';
+        RETURN;
+    END IF;
+    form := forms[1];
+    allowed := CASE form
+                   WHEN 'field' THEN ARRAY['field', 'codes', 'other', 'true', 'false', 'format',
+                                           'null_as']
+                   WHEN 'join' THEN ARRAY['join', 'separator', 'null_as']
+                   ELSE ARRAY['first_of', 'null_as']
+               END;
+    RETURN QUERY
+        SELECT p_path || '.' || k, pg_catalog.format('is not a key of a %s transform', form)
+        FROM pg_catalog.jsonb_object_keys(source) AS k
+        WHERE k <> ALL (allowed)
+        ORDER BY k;
+    IF form = 'field' AND ((source ? 'codes' OR source ? 'other')::integer
+                           + (source ? 'true' OR source ? 'false')::integer
+                           + (source ? 'format')::integer) > 1 THEN
+        RETURN QUERY SELECT p_path, 'codes, true/false and format exclude each other';
+        RETURN;
+    END IF;
+    IF form = 'field' AND (source ? 'true') <> (source ? 'false') THEN
+        RETURN QUERY SELECT p_path, 'needs both true and false';
+    END IF;
+    IF form = 'field' AND source ? 'other' AND NOT source ? 'codes' THEN
+        RETURN QUERY SELECT p_path || '.other', 'is allowed with codes only';
+    END IF;
+    IF form = 'join' AND source ? 'separator'
+       AND pg_catalog.jsonb_typeof(source -> 'separator') IS DISTINCT FROM 'string' THEN
+        RETURN QUERY SELECT p_path || '.separator', 'must be a string';
+    END IF;
+
+    -- Fields: each a snapshot field; customer_number is placed by customer.number.
+    IF form = 'field' THEN
+        IF pg_catalog.jsonb_typeof(source -> 'field') IS DISTINCT FROM 'string' THEN
+            RETURN QUERY SELECT p_path, 'field must name a field';
+            RETURN;
+        END IF;
+        names := ARRAY[source ->> 'field'];
+    ELSIF pg_catalog.jsonb_typeof(source -> form) IS DISTINCT FROM 'array'
+          OR pg_catalog.jsonb_array_length(source -> form) = 0
+          OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(source -> form) AS e
+                     WHERE pg_catalog.jsonb_typeof(e) <> 'string') THEN
+        RETURN QUERY SELECT p_path || '.' || form, 'must be a non-empty array of field names';
+        RETURN;
+    ELSE
+        names := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(source -> form));
+    END IF;
+    RETURN QUERY
+        SELECT p_path, pg_catalog.format('%s is not a snapshot field', n)
+        FROM pg_catalog.unnest(names) AS n
+        WHERE NOT EXISTS (SELECT FROM sync._mapping_fields() AS f WHERE f.field = n)
+        UNION ALL
+        SELECT p_path, 'customer_number is placed by customer.number, not by a column'
+        WHERE 'customer_number' = ANY (names);
+    IF EXISTS (SELECT FROM pg_catalog.unnest(names) AS n
+               WHERE n = 'customer_number'
+                  OR NOT EXISTS (SELECT FROM sync._mapping_fields() AS f WHERE f.field = n)) THEN
+        RETURN;
+    END IF;
+
+    -- The result and the column's type. join and format make text; codes and true/false make
+    -- their literals; field and first_of keep the field's type, cast to the column's.
+    IF form = 'join' OR source ? 'format' THEN
+        IF NOT column_text THEN
+            RETURN QUERY SELECT p_path, pg_catalog.format(
+                '%s makes text; the column is %s', CASE form WHEN 'join' THEN 'join'
+                                                   ELSE 'format' END, column_type);
+        END IF;
+        IF source ? 'format' AND NOT EXISTS (
+               SELECT FROM sync._mapping_fields() AS f
+               WHERE f.field = names[1]
+                 AND f.type_oid IN ('pg_catalog.date'::pg_catalog.regtype,
+                                    'pg_catalog.timestamptz'::pg_catalog.regtype)) THEN
+            RETURN QUERY SELECT p_path, pg_catalog.format(
+                'format needs a date or timestamptz field; %s is not one', names[1]);
+        END IF;
+        IF form = 'join' THEN
+            SELECT pg_catalog.sum(f.max_length)
+                   + pg_catalog.length(coalesce(source ->> 'separator', ' '))
+                     * (pg_catalog.cardinality(names) - 1)
+            INTO longest
+            FROM pg_catalog.unnest(names) AS n JOIN sync._mapping_fields() AS f ON f.field = n;
+        END IF;
+    ELSIF source ? 'codes' OR source ? 'true' THEN
+        IF source ? 'codes' AND (pg_catalog.jsonb_typeof(source -> 'codes') IS DISTINCT FROM
+                                 'object' OR source -> 'codes' = '{}'::jsonb) THEN
+            RETURN QUERY SELECT p_path || '.codes', 'must be a table of "in" = out values';
+        END IF;
+        IF source ? 'true' AND NOT EXISTS (
+               SELECT FROM sync._mapping_fields() AS f
+               WHERE f.field = names[1] AND f.type_oid = 'pg_catalog.bool'::pg_catalog.regtype)
+        THEN
+            RETURN QUERY SELECT p_path, pg_catalog.format(
+                'true/false need a boolean field; %s is not one', names[1]);
+        END IF;
+        FOR literal_key, literal IN
+            SELECT 'codes.' || c.key, c.value FROM pg_catalog.jsonb_each(
+                CASE WHEN pg_catalog.jsonb_typeof(source -> 'codes') = 'object'
+                     THEN source -> 'codes' ELSE '{}' END) AS c
+            UNION ALL
+            SELECT k, source -> k FROM pg_catalog.unnest(ARRAY['other', 'true', 'false']) AS k
+            WHERE source ? k
+        LOOP
+            why := sync._mapping_literal_defect(literal, p_type, p_typmod);
+            IF why IS NOT NULL THEN
+                RETURN QUERY SELECT p_path || '.' || literal_key, why;
+            END IF;
+        END LOOP;
+    ELSE
+        -- first_of: coalesce needs one type category (text-like fields with text-like ones)
+        IF (SELECT pg_catalog.count(DISTINCT t.typcategory)
+            FROM pg_catalog.unnest(names) AS n
+            JOIN sync._mapping_fields() AS f ON f.field = n
+            JOIN pg_catalog.pg_type AS t ON t.oid = f.type_oid) > 1 THEN
+            RETURN QUERY SELECT p_path, 'first_of needs fields of one kind of type';
+            RETURN;
+        END IF;
+        SELECT f.type_oid, f.typmod INTO source_type, source_mod
+        FROM sync._mapping_fields() AS f WHERE f.field = names[1];
+        SELECT pg_catalog.max(f.max_length) INTO longest
+        FROM pg_catalog.unnest(names) AS n JOIN sync._mapping_fields() AS f ON f.field = n;
+        BEGIN
+            -- a cast of NULL: is there a cast at all (no value is converted)
+            EXECUTE pg_catalog.format('SELECT NULL::%s::%s',
+                                      pg_catalog.format_type(source_type, source_mod),
+                                      column_type);
+            IF (SELECT t.typcategory = 'S' FROM pg_catalog.pg_type AS t
+                WHERE t.oid = source_type) AND NOT column_text THEN
+                RETURN QUERY SELECT p_path, pg_catalog.format(
+                    'warning: %s is text, cast to %s; a value that does not cast is a dead '
+                    'letter', names[1], column_type);
+            END IF;
+        EXCEPTION WHEN cannot_coerce OR datatype_mismatch OR undefined_function THEN
+            RETURN QUERY SELECT p_path, pg_catalog.format(
+                '%s is %s, which does not cast to %s', names[1],
+                pg_catalog.format_type(source_type, source_mod), column_type);
+        END;
+    END IF;
+
+    IF source ? 'null_as' THEN
+        why := sync._mapping_literal_defect(source -> 'null_as', p_type, p_typmod);
+        IF why IS NOT NULL THEN
+            RETURN QUERY SELECT p_path || '.null_as', why;
+        END IF;
+    END IF;
+
+    IF longest > column_limit THEN
+        RETURN QUERY SELECT p_path, pg_catalog.format(
+            'warning: the column is %s but %s can be %s characters long; a longer value is a '
+            'dead letter', column_type, pg_catalog.array_to_string(names, ' + '), longest);
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The check
+-- ---------------------------------------------------------------------------------------------
+
+-- Every defect of a mapping document against the live catalog, in sections: the document, each
+-- shop table (the customer table, then each [[related]]: existence, key, how a key is made,
+-- number and version, via, columns, create, NOT NULL coverage), the fields, the declared
+-- references, and the owner role's privileges on every table found. A table that does not
+-- exist stops the checks that need it, so one mistake gives one row, not twenty. The shape is
+-- checked here too (the Python loader checks it first, with lines): whoever calls this with a
+-- document of their own gets rows, never an error.
+CREATE OR REPLACE FUNCTION sync.mapping_defects(p_document jsonb)
+RETURNS TABLE (path text, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner_role     text := sync.role_name('owner');
+    owner_exists   boolean;
+    spec           record;
+    t              jsonb;
+    at             text;
+    table_oid      oid;
+    granted_at     text[] := '{}';  -- the shop tables found, for the privilege check:
+    granted_oid    oid[] := '{}';   -- their key paths, oids and why they need privileges
+    granted_why    text[] := '{}';
+    place          text;
+    key_column     pg_catalog.pg_attribute;
+    col            pg_catalog.pg_attribute;
+    customer_oid   oid;
+    customer_key   pg_catalog.pg_attribute;
+    customer_spec  jsonb := p_document -> 'customer';
+    reserved       text[];  -- columns the engine writes itself: never in columns or create
+    pointers       text[];  -- customer columns that point to related rows (their via)
+    entry          record;
+    why            text;
+    sequence_oid   oid;
+BEGIN
+    -- The document -------------------------------------------------------------------------
+    IF pg_catalog.jsonb_typeof(p_document) IS DISTINCT FROM 'object' THEN
+        RETURN QUERY SELECT '', 'the mapping is not a JSON object';
+        RETURN;
+    END IF;
+    IF p_document -> 'format' IS DISTINCT FROM '1'::jsonb THEN
+        RETURN QUERY SELECT 'format', 'must be 1';
+    END IF;
+    RETURN QUERY
+        SELECT k, 'is not a key of a format-1 mapping'
+        FROM pg_catalog.jsonb_object_keys(p_document) AS k
+        WHERE k NOT IN ('format', 'customer', 'related', 'reference', 'not_stored')
+        ORDER BY k;
+    IF pg_catalog.jsonb_typeof(customer_spec) IS DISTINCT FROM 'object' THEN
+        RETURN QUERY SELECT 'customer', 'is missing: the [customer] table';
+        RETURN;
+    END IF;
+    IF p_document ? 'related'
+       AND pg_catalog.jsonb_typeof(p_document -> 'related') IS DISTINCT FROM 'array' THEN
+        RETURN QUERY SELECT 'related', 'must be an array of tables ([[related]])';
+        RETURN;
+    END IF;
+    SELECT pg_catalog.array_agg(r.value #>> '{via,customer_column}')
+    INTO pointers
+    FROM pg_catalog.jsonb_array_elements(coalesce(p_document -> 'related', '[]')) AS r(value)
+    WHERE pg_catalog.jsonb_typeof(r.value #> '{via,customer_column}') = 'string';
+    owner_exists := EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = owner_role);
+    IF NOT owner_exists THEN
+        RETURN QUERY SELECT 'customer', pg_catalog.format(
+            'the owner role %s does not exist: install syncctl first', owner_role);
+    END IF;
+
+    -- Each shop table: the customer table first, then each [[related]] -------------------------
+    FOR spec IN
+        SELECT 'customer' AS at, customer_spec AS t, true AS is_customer, 0 AS ord
+        UNION ALL
+        SELECT pg_catalog.format('related[%s]', r.ord - 1), r.value, false, r.ord
+        FROM pg_catalog.jsonb_array_elements(coalesce(p_document -> 'related', '[]'))
+             WITH ORDINALITY AS r(value, ord)
+        ORDER BY 4
+    LOOP
+        at := spec.at;
+        t := spec.t;
+        IF pg_catalog.jsonb_typeof(t) IS DISTINCT FROM 'object' THEN
+            RETURN QUERY SELECT at, 'must be a table';
+            CONTINUE;
+        END IF;
+        RETURN QUERY
+            SELECT at || '.' || k, 'is missing'
+            FROM pg_catalog.unnest(ARRAY['schema', 'table', 'key', 'key_generate']
+                                   || CASE WHEN spec.is_customer THEN ARRAY['number', 'version']
+                                           ELSE ARRAY['name', 'via', 'on_anonymise'] END) AS k
+            WHERE NOT t ? k
+            UNION ALL
+            SELECT at || '.' || k, 'must be a string'
+            FROM pg_catalog.unnest(ARRAY['schema', 'table', 'key', 'key_generate', 'name',
+                                         'on_anonymise', 'key_sequence']) AS k
+            WHERE t ? k AND pg_catalog.jsonb_typeof(t -> k) <> 'string';
+        IF NOT spec.is_customer THEN
+            IF coalesce(t ->> 'name', '') !~ '^[a-z_][a-z0-9_]{0,31}$' THEN
+                RETURN QUERY SELECT at || '.name', 'must match [a-z_][a-z0-9_]* (at most 32)';
+            ELSIF (SELECT pg_catalog.count(*)
+                   FROM pg_catalog.jsonb_array_elements(p_document -> 'related') AS r(value)
+                   WHERE r.value ->> 'name' = t ->> 'name') > 1 THEN
+                RETURN QUERY SELECT at || '.name', 'is used by another [[related]] table';
+            END IF;
+            IF t ->> 'on_anonymise' IS DISTINCT FROM 'scrub_or_detach' THEN
+                RETURN QUERY SELECT at || '.on_anonymise', 'must be scrub_or_detach';
+            END IF;
+        END IF;
+
+        -- The table exists (a plain or partitioned table, by its exact names).
+        table_oid := sync._mapping_table(t ->> 'schema', t ->> 'table');
+        IF table_oid IS NULL THEN
+            RETURN QUERY SELECT * FROM sync._mapping_missing_table(at, t ->> 'schema',
+                                                                   t ->> 'table');
+            CONTINUE;
+        END IF;
+        -- the table, and for the customer its referencing tables (foreign keys to it, one per
+        -- partitioned table: merges re-point their rows, anonymisation scrubs or deletes them),
+        -- for the privilege check at the end
+        SELECT granted_at || pg_catalog.array_agg(at || '.table' ORDER BY g.why, g.oid),
+               granted_oid || pg_catalog.array_agg(g.oid ORDER BY g.why, g.oid),
+               granted_why || pg_catalog.array_agg(g.why ORDER BY g.why, g.oid)
+        INTO granted_at, granted_oid, granted_why
+        FROM (SELECT table_oid AS oid, '' AS why
+              UNION
+              SELECT k.conrelid, ' (it references the customer table)'
+              FROM pg_catalog.pg_constraint AS k
+              JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
+              WHERE spec.is_customer AND k.contype = 'f' AND k.confrelid = table_oid
+                AND k.conparentid = 0 AND NOT c.relispartition AND k.conrelid <> table_oid
+             ) AS g;
+
+        -- The key: a supported type, unique on its own, made the way key_generate says.
+        key_column := sync._mapping_column(table_oid, t ->> 'key');
+        IF t ->> 'key' IS NULL THEN
+            NULL;  -- "is missing"
+        ELSIF key_column.attname IS NULL THEN
+            RETURN QUERY SELECT at || '.key', pg_catalog.format(
+                '%s has no column %I', table_oid::pg_catalog.regclass, t ->> 'key');
+        ELSE
+            IF key_column.atttypid NOT IN ('pg_catalog.int2'::pg_catalog.regtype,
+                                           'pg_catalog.int4'::pg_catalog.regtype,
+                                           'pg_catalog.int8'::pg_catalog.regtype,
+                                           'pg_catalog.uuid'::pg_catalog.regtype,
+                                           'pg_catalog.text'::pg_catalog.regtype,
+                                           'pg_catalog.varchar'::pg_catalog.regtype) THEN
+                RETURN QUERY SELECT at || '.key', pg_catalog.format(
+                    'key type %s is not supported (smallint, integer, bigint, uuid, text, '
+                    'varchar)', pg_catalog.format_type(key_column.atttypid, key_column.atttypmod));
+            END IF;
+            IF NOT sync._mapping_is_unique(table_oid, key_column.attnum) THEN
+                RETURN QUERY SELECT at || '.key', pg_catalog.format(
+                    '%I has no unique index on it alone (a primary key, say)', key_column.attname);
+            END IF;
+            why := CASE
+                WHEN key_column.attidentity <> '' AND t ->> 'key_generate' <> 'identity' THEN
+                    pg_catalog.format('%I is an identity column: key_generate = "identity"',
+                                      key_column.attname)
+                ELSE CASE t ->> 'key_generate'
+                WHEN 'identity' THEN
+                    CASE WHEN key_column.attidentity = '' THEN
+                        pg_catalog.format('%I is not an identity column', key_column.attname) END
+                WHEN 'default' THEN
+                    CASE WHEN NOT key_column.atthasdef OR key_column.attgenerated <> '' THEN
+                        pg_catalog.format('%I has no default', key_column.attname) END
+                WHEN 'uuid' THEN
+                    CASE WHEN key_column.atttypid <> 'pg_catalog.uuid'::pg_catalog.regtype THEN
+                        pg_catalog.format('gen_random_uuid() makes a uuid; %I is %s',
+                                          key_column.attname,
+                                          pg_catalog.format_type(key_column.atttypid,
+                                                                 key_column.atttypmod)) END
+                WHEN 'sequence' THEN
+                    CASE WHEN key_column.atttypid NOT IN ('pg_catalog.int2'::pg_catalog.regtype,
+                                                          'pg_catalog.int4'::pg_catalog.regtype,
+                                                          'pg_catalog.int8'::pg_catalog.regtype)
+                        THEN pg_catalog.format('a sequence makes integers; %I is %s',
+                                               key_column.attname,
+                                               pg_catalog.format_type(key_column.atttypid,
+                                                                      key_column.atttypmod)) END
+                ELSE 'must be identity, default, uuid or sequence'
+            END END;
+            IF why IS NOT NULL THEN
+                RETURN QUERY SELECT at || '.key_generate', why;
+            END IF;
+        END IF;
+        sequence_oid := NULL;
+        IF t ->> 'key_generate' = 'sequence' THEN
+            SELECT c.oid INTO sequence_oid
+            FROM pg_catalog.pg_class AS c
+            JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'S'
+              AND n.nspname = pg_catalog.split_part(t ->> 'key_sequence', '.', 1)
+              AND c.relname = pg_catalog.substr(t ->> 'key_sequence',
+                                  pg_catalog.strpos(t ->> 'key_sequence', '.') + 1);
+            IF sequence_oid IS NULL THEN
+                RETURN QUERY SELECT at || '.key_sequence', CASE
+                    WHEN t ->> 'key_sequence' IS NULL THEN 'is missing (key_generate = sequence)'
+                    ELSE 'the sequence does not exist' END;
+            END IF;
+        ELSIF t ? 'key_sequence' THEN
+            RETURN QUERY SELECT at || '.key_sequence', 'only with key_generate = "sequence"';
+        END IF;
+
+        -- Columns the engine writes itself may not be mapped: the key, the number and version
+        -- columns, the pointer to a related row (customer) or to the customer and its kind.
+        reserved := pg_catalog.array_remove(ARRAY[t ->> 'key'], NULL);
+        IF spec.is_customer THEN
+            customer_oid := table_oid;
+            customer_key := key_column;
+            reserved := pg_catalog.array_remove(
+                reserved || ARRAY[t #>> '{number,column}', t #>> '{version,column}']
+                || coalesce(pointers, '{}'), NULL);
+
+            -- Where the tritonX number and the version guard live: "link" (sync.customer_link)
+            -- or a column of the customer table, text-like and unique for the number, integer
+            -- or bigint for the version.
+            FOREACH place IN ARRAY ARRAY['number', 'version'] LOOP
+                CONTINUE WHEN t -> place = '"link"'::jsonb;
+                col := sync._mapping_column(table_oid, t -> place ->> 'column');
+                IF pg_catalog.jsonb_typeof(t -> place) IS DISTINCT FROM 'object'
+                   OR pg_catalog.jsonb_typeof(t -> place -> 'column') IS DISTINCT FROM 'string'
+                THEN
+                    RETURN QUERY SELECT at || '.' || place,
+                                        'must be "link" or { column = "..." }';
+                    CONTINUE;
+                ELSIF col.attname IS NULL THEN
+                    RETURN QUERY SELECT at || '.' || place || '.column', pg_catalog.format(
+                        '%s has no column %I', table_oid::pg_catalog.regclass,
+                        t -> place ->> 'column');
+                    CONTINUE;
+                END IF;
+                why := CASE
+                    WHEN col.attgenerated <> '' OR col.attidentity <> '' THEN
+                        pg_catalog.format('%I is a generated or identity column', col.attname)
+                    WHEN place = 'version'
+                         AND col.atttypid NOT IN ('pg_catalog.int4'::pg_catalog.regtype,
+                                                  'pg_catalog.int8'::pg_catalog.regtype) THEN
+                        pg_catalog.format('%I is %s; the version guard needs an integer or '
+                                          'bigint column', col.attname,
+                                          pg_catalog.format_type(col.atttypid, col.atttypmod))
+                    WHEN place = 'number' AND (SELECT ty.typcategory FROM pg_catalog.pg_type AS ty
+                                               WHERE ty.oid = col.atttypid) <> 'S' THEN
+                        pg_catalog.format('%I is %s; the tritonX number needs a text, varchar or '
+                                          'char column', col.attname,
+                                          pg_catalog.format_type(col.atttypid, col.atttypmod))
+                    WHEN place = 'number' AND NOT sync._mapping_is_unique(table_oid, col.attnum)
+                        THEN pg_catalog.format('%I has no unique index on it alone', col.attname)
+                END;
+                IF why IS NOT NULL THEN
+                    RETURN QUERY SELECT at || '.' || place || '.column', why;
+                ELSIF place = 'number' AND col.atttypmod > 4 AND col.atttypmod - 4 < 32 THEN
+                    -- the contract's customer_number is varchar(32)
+                    RETURN QUERY SELECT at || '.number.column', pg_catalog.format(
+                        'warning: %I is %s but a tritonX number can be 32 characters long; a '
+                        'customer with a longer one is a dead letter', col.attname,
+                        pg_catalog.format_type(col.atttypid, col.atttypmod));
+                END IF;
+            END LOOP;
+        ELSE
+            -- How the related row joins the customer.
+            IF pg_catalog.jsonb_typeof(t -> 'via') IS DISTINCT FROM 'object'
+               OR (t -> 'via' ? 'customer_column') = (t -> 'via' ? 'column')
+               OR (t -> 'via' ? 'kind' AND NOT t -> 'via' ? 'column') THEN
+                RETURN QUERY SELECT at || '.via',
+                    'must be { customer_column = "..." } or { column = "...", kind = {...} }';
+            ELSIF t -> 'via' ? 'customer_column' AND customer_oid IS NOT NULL THEN
+                RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
+                    at || '.via.customer_column', customer_oid, t #>> '{via,customer_column}',
+                    table_oid, key_column, 'the shop''s own writes are not checked');
+            ELSIF t -> 'via' ? 'column' THEN
+                reserved := pg_catalog.array_remove(
+                    reserved || ARRAY[t #>> '{via,column}', t #>> '{via,kind,column}'], NULL);
+                IF customer_oid IS NOT NULL THEN
+                    RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
+                        at || '.via.column', table_oid, t #>> '{via,column}', customer_oid,
+                        customer_key, 'merges and coverage find this table through the '
+                                      'mapping only');
+                END IF;
+                IF t -> 'via' ? 'kind' THEN
+                    col := sync._mapping_column(table_oid, t #>> '{via,kind,column}');
+                    IF t #>> '{via,kind,column}' IS NULL THEN
+                        RETURN QUERY SELECT at || '.via.kind.column', 'must name a column';
+                    ELSIF col.attname IS NULL THEN
+                        RETURN QUERY SELECT at || '.via.kind.column', pg_catalog.format(
+                            '%s has no column %I', table_oid::pg_catalog.regclass,
+                            t #>> '{via,kind,column}');
+                    ELSE
+                        why := sync._mapping_literal_defect(t #> '{via,kind,value}',
+                                                            col.atttypid, col.atttypmod);
+                        IF why IS NOT NULL THEN
+                            RETURN QUERY SELECT at || '.via.kind.value', why;
+                        END IF;
+                    END IF;
+                END IF;
+            END IF;
+        END IF;
+
+        -- The columns tritonX owns: they exist, are plain columns the engine may write, and
+        -- their source fits (sync._mapping_source_defects).
+        IF t ? 'columns' AND pg_catalog.jsonb_typeof(t -> 'columns') <> 'object' THEN
+            RETURN QUERY SELECT at || '.columns', 'must be a table';
+        END IF;
+        IF t ? 'create' AND pg_catalog.jsonb_typeof(t -> 'create') <> 'object' THEN
+            RETURN QUERY SELECT at || '.create', 'must be a table';
+        END IF;
+        FOR entry IN
+            SELECT 'columns' AS part, c.key, c.value
+            FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(t -> 'columns') = 'object'
+                                            THEN t -> 'columns' ELSE '{}' END) AS c
+            UNION ALL
+            SELECT 'create', c.key, c.value
+            FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(t -> 'create') = 'object'
+                                            THEN t -> 'create' ELSE '{}' END) AS c
+        LOOP
+            col := sync._mapping_column(table_oid, entry.key);
+            IF col.attname IS NULL THEN
+                RETURN QUERY SELECT pg_catalog.format('%s.%s.%s', at, entry.part, entry.key),
+                    pg_catalog.format('%s has no column %I', table_oid::pg_catalog.regclass,
+                                      entry.key);
+            ELSIF col.attgenerated <> '' OR col.attidentity <> '' THEN
+                RETURN QUERY SELECT pg_catalog.format('%s.%s.%s', at, entry.part, entry.key),
+                    pg_catalog.format('%I is a %s column: the engine cannot write it', entry.key,
+                                      CASE WHEN col.attgenerated <> '' THEN 'generated'
+                                           ELSE 'identity' END);
+            ELSIF entry.key = ANY (reserved) THEN
+                RETURN QUERY SELECT pg_catalog.format('%s.%s.%s', at, entry.part, entry.key),
+                    pg_catalog.format('%I is the key, number, version or via column: the '
+                                      'engine writes it itself', entry.key);
+            ELSIF entry.part = 'create' AND t -> 'columns' ? entry.key THEN
+                RETURN QUERY SELECT pg_catalog.format('%s.create.%s', at, entry.key),
+                    pg_catalog.format('%I is in columns too (tritonX owns it)', entry.key);
+            ELSIF entry.part = 'create' THEN
+                why := sync._mapping_literal_defect(entry.value, col.atttypid, col.atttypmod);
+                IF why IS NOT NULL THEN
+                    RETURN QUERY SELECT pg_catalog.format('%s.create.%s', at, entry.key), why;
+                END IF;
+            ELSE
+                RETURN QUERY SELECT * FROM sync._mapping_source_defects(
+                    pg_catalog.format('%s.columns.%s', at, entry.key), entry.value,
+                    col.atttypid, col.atttypmod);
+            END IF;
+        END LOOP;
+
+        -- NOT NULL coverage: a customer (or related row) tritonX creates must be insertable.
+        -- A NOT NULL column with no default that is not an identity or generated column must be
+        -- written by the engine: the key, a column it keeps itself, or one in columns/create.
+        RETURN QUERY
+            SELECT at || '.create', pg_catalog.format(
+                'NOT NULL column %I has no default and no source: give it a value in %s.create '
+                '(or a field in %s.columns)', a.attname, at, at)
+            FROM pg_catalog.pg_attribute AS a
+            WHERE a.attrelid = table_oid AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
+              AND a.attname <> ALL (reserved)
+              AND NOT coalesce(t -> 'columns' ? a.attname, false)
+              AND NOT coalesce(t -> 'create' ? a.attname, false)
+            ORDER BY a.attnum;
+
+        IF owner_exists AND sequence_oid IS NOT NULL
+           AND NOT pg_catalog.has_sequence_privilege(owner_role, sequence_oid, 'USAGE') THEN
+            RETURN QUERY SELECT at || '.key_sequence', pg_catalog.format(
+                '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
+                sequence_oid::pg_catalog.regclass, owner_role);
+        END IF;
+    END LOOP;
+
+    -- The fields: every snapshot field but customer_number decided exactly once, by a source
+    -- expression (any number of them) or by [not_stored] ---------------------------------------
+    IF p_document ? 'not_stored'
+       AND (pg_catalog.jsonb_typeof(p_document #> '{not_stored,fields}') IS DISTINCT FROM 'array'
+            OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(
+                           CASE WHEN pg_catalog.jsonb_typeof(p_document #> '{not_stored,fields}')
+                                     = 'array'
+                                THEN p_document #> '{not_stored,fields}' ELSE '[]' END) AS e
+                       WHERE pg_catalog.jsonb_typeof(e) <> 'string'))
+    THEN
+        RETURN QUERY SELECT 'not_stored.fields', 'must be an array of field names';
+    END IF;
+    RETURN QUERY
+        WITH sources AS (
+            SELECT c.value
+            FROM pg_catalog.jsonb_array_elements(
+                     pg_catalog.jsonb_build_array(customer_spec)
+                     || coalesce(p_document -> 'related', '[]')) AS s(value)
+            CROSS JOIN LATERAL pg_catalog.jsonb_each(
+                CASE WHEN pg_catalog.jsonb_typeof(s.value -> 'columns') = 'object'
+                     THEN s.value -> 'columns' ELSE '{}' END) AS c
+        ),
+        used AS (
+            SELECT s.value #>> '{}' AS field FROM sources AS s
+            WHERE pg_catalog.jsonb_typeof(s.value) = 'string'
+            UNION
+            SELECT s.value ->> 'field' FROM sources AS s
+            WHERE pg_catalog.jsonb_typeof(s.value -> 'field') = 'string'
+            UNION
+            SELECT e.value #>> '{}'
+            FROM sources AS s
+            CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+                CASE WHEN pg_catalog.jsonb_typeof(s.value -> 'join') = 'array'
+                     THEN s.value -> 'join'
+                     WHEN pg_catalog.jsonb_typeof(s.value -> 'first_of') = 'array'
+                     THEN s.value -> 'first_of'
+                     ELSE '[]' END) AS e(value)
+        ),
+        not_stored AS (
+            SELECT e.value #>> '{}' AS field, pg_catalog.count(*) AS times
+            FROM pg_catalog.jsonb_array_elements(
+                CASE WHEN pg_catalog.jsonb_typeof(p_document #> '{not_stored,fields}') = 'array'
+                     THEN p_document #> '{not_stored,fields}' ELSE '[]' END) AS e(value)
+            WHERE pg_catalog.jsonb_typeof(e.value) = 'string'
+            GROUP BY 1
+        ),
+        fields AS (
+            SELECT f.field, f.ord
+            FROM sync._mapping_fields() WITH ORDINALITY AS f(field, type_oid, typmod,
+                                                              max_length, ord)
+            WHERE f.field <> 'customer_number'
+        )
+        -- in the contract's order of fields, the list's own mistakes first
+        SELECT d.path, d.problem
+        FROM (
+            SELECT 'not_stored.fields' AS path, 0 AS ord,
+                   pg_catalog.format('%s is not a snapshot field', n.field) AS problem
+            FROM not_stored AS n
+            WHERE n.field IS DISTINCT FROM 'customer_number'
+              AND NOT EXISTS (SELECT FROM fields AS f WHERE f.field = n.field)
+            UNION ALL
+            SELECT 'not_stored.fields', 0, 'customer_number is placed by customer.number'
+            FROM not_stored AS n WHERE n.field = 'customer_number'
+            UNION ALL
+            SELECT 'not_stored.fields', 0,
+                   pg_catalog.format('%s is listed more than once', n.field)
+            FROM not_stored AS n WHERE n.times > 1
+            UNION ALL
+            SELECT 'not_stored.fields', f.ord, CASE
+                       WHEN u.field IS NOT NULL AND n.field IS NOT NULL THEN pg_catalog.format(
+                           '%s is decided twice: mapped to a column and listed as not stored',
+                           f.field)
+                       ELSE pg_catalog.format(
+                           '%s is not decided: map it in a columns table or list it here',
+                           f.field)
+                   END
+            FROM fields AS f
+            LEFT JOIN used AS u ON u.field = f.field
+            LEFT JOIN not_stored AS n ON n.field = f.field
+            WHERE (u.field IS NULL) = (n.field IS NULL)
+        ) AS d
+        ORDER BY d.ord, d.problem;
+
+    -- Declared references (customer references without a foreign key) -----------------------
+    IF p_document ? 'reference'
+       AND pg_catalog.jsonb_typeof(p_document -> 'reference') IS DISTINCT FROM 'array' THEN
+        RETURN QUERY SELECT 'reference', 'must be an array of tables ([[reference]])';
+    END IF;
+    FOR spec IN
+        SELECT pg_catalog.format('reference[%s]', r.ord - 1) AS at, r.value AS t
+        FROM pg_catalog.jsonb_array_elements(
+                 CASE WHEN pg_catalog.jsonb_typeof(p_document -> 'reference') = 'array'
+                      THEN p_document -> 'reference' ELSE '[]' END)
+             WITH ORDINALITY AS r(value, ord)
+        ORDER BY r.ord
+    LOOP
+        at := spec.at;
+        t := spec.t;
+        IF pg_catalog.jsonb_typeof(t) IS DISTINCT FROM 'object' THEN
+            RETURN QUERY SELECT at, 'must be a table';
+            CONTINUE;
+        END IF;
+        table_oid := sync._mapping_table(t ->> 'schema', t ->> 'table');
+        IF table_oid IS NULL THEN
+            RETURN QUERY SELECT * FROM sync._mapping_missing_table(at, t ->> 'schema',
+                                                                   t ->> 'table');
+            CONTINUE;
+        END IF;
+        granted_at := granted_at || (at || '.table');
+        granted_oid := granted_oid || table_oid;
+        granted_why := granted_why || ''::text;
+        IF customer_oid IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
+                at || '.column', table_oid, t ->> 'column', customer_oid, customer_key, NULL);
+        END IF;
+    END LOOP;
+
+    -- The owner role's privileges on every shop table found above: the engine's functions run
+    -- as it. USAGE on each schema (once, at the first table in it), SELECT, INSERT, UPDATE and
+    -- DELETE on each table; each missing one with the statement that grants it.
+    IF owner_exists THEN
+        RETURN QUERY
+            WITH target AS (
+                -- a table named twice (a reference that also has a foreign key) once
+                SELECT DISTINCT ON (g.oid) g.at, g.oid, g.why, g.ord, c.relnamespace
+                FROM ROWS FROM (pg_catalog.unnest(granted_at), pg_catalog.unnest(granted_oid),
+                                pg_catalog.unnest(granted_why)) WITH ORDINALITY
+                     AS g(at, oid, why, ord)
+                JOIN pg_catalog.pg_class AS c ON c.oid = g.oid
+                ORDER BY g.oid, g.ord
+            ),
+            schema_first AS (
+                SELECT DISTINCT ON (t.relnamespace) t.at, t.ord, t.relnamespace
+                FROM target AS t
+                ORDER BY t.relnamespace, t.ord
+            )
+            SELECT d.path, d.problem
+            FROM (
+                SELECT pg_catalog.regexp_replace(s.at, '\.table$', '.schema') AS path, s.ord,
+                       0 AS privilege_ord,
+                       pg_catalog.format('%s lacks USAGE: GRANT USAGE ON SCHEMA %I TO %I;',
+                                         owner_role, n.nspname, owner_role) AS problem
+                FROM schema_first AS s
+                JOIN pg_catalog.pg_namespace AS n ON n.oid = s.relnamespace
+                WHERE NOT pg_catalog.has_schema_privilege(owner_role, s.relnamespace, 'USAGE')
+                UNION ALL
+                SELECT t.at, t.ord, p.ord,
+                       pg_catalog.format('%s lacks %s on %s%s: GRANT %s ON TABLE %s TO %I;',
+                                         owner_role, p.privilege, t.oid::pg_catalog.regclass,
+                                         t.why, p.privilege, t.oid::pg_catalog.regclass,
+                                         owner_role)
+                FROM target AS t
+                CROSS JOIN pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
+                     WITH ORDINALITY AS p(privilege, ord)
+                WHERE NOT pg_catalog.has_table_privilege(owner_role, t.oid, p.privilege)
+            ) AS d
+            ORDER BY d.ord, d.privilege_ord;
+    END IF;
+END
+$$;
