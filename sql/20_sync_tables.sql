@@ -6,16 +6,53 @@
 -- ---------------------------------------------------------------------------------------------
 -- Types
 -- ---------------------------------------------------------------------------------------------
+-- TRITONX FIELD CONTRACT (the snapshot field contract)
+-- sync.customer_snapshot below is the one definition of tritonX's snapshot fields: their names,
+-- types and maximum lengths. Adding, removing, renaming or resizing a field changes every place
+-- listed here, together. tests/migration/test_field_contract.py cross-checks the ones marked
+-- [tested] and names the place that is out of step.
+--   Contract and engine
+--   1. sync.customer_snapshot (this file): names, types, varchar lengths = maximum lengths.
+--      Created only when missing: on an installed database a change is an ALTER TYPE in a
+--      migration (the test database is built from the migrations, so the tests see it).
+--   2. docs/tritonx-contract.md, "Snapshot fields": the table of JSON types and lengths. [tested]
+--   3. sync.event_defect (sql/30_sync_apply.sql): the jsonpath test of the JSON types, one line
+--      a field (written out for speed), and the length tests of the formatted string fields
+--      (birth_date, updated_at). [tested]
+--      sync._snapshot_type_defect, sync.snapshot_defect and sync.raw_defect read the type.
+--   4. The upsert: today sync._apply_upserts (sql/30_sync_apply.sql) names every field; with the
+--      compiled mapping, the code sync.compile_mapping generates from the mapping's transforms.
+--   Mapping
+--   5. The reference shop's mapping, syncctl/mappings/reference.toml (installed as version 1,
+--      sync.mapping_version; today's seed document in sql/15_mapping.sql): every field but
+--      customer_number used by a transform or listed in [not_stored]. [tested, on the active
+--      document]
+--   6. sync.mapping_defects: the list of fields that must be decided and each field's maximum
+--      length (read from this type), docs/mapping.md's field list.
+--   7. shop.customer's columns (sql/10_shop.sql) and their PII strategies, sync.pii_column seeds
+--      in sql/40_registry.sql: every column a field is mapped to is classified. [tested]
+--   8. The webshop role's INSERT column list on shop.customer (sql/95_roles.sql).
+--   GDPR
+--   9. gdpr.rectify (sql/86_gdpr_subject.sql) refuses the fields of this type (reads it).
+--  10. The residue search's identifying values, gdpr._subject_digests (sql/87_gdpr_erasure.sql):
+--      email, phone, mobile, names, postcode + house number (+ addition), loyalty_card.
+--  11. Policies naming fields: the seeded 'club' policy (loyalty_card, home_store),
+--      consent_field 'newsletter_opt_in' (sql/80_gdpr_schema.sql, sql/83_gdpr_consent.sql),
+--      membership by customer_group (sql/85_gdpr_retention.sql).
+--   Simulator, tests, benchmark
+--  12. The simulator's generator, syncctl/simulator/population.py snapshot(). [tested]
+--  13. tests/feed.py snapshot(), the test records' default snapshot. [tested]
+--  14. The test oracle, tests/truth.py SNAPSHOT_FIELDS (compared field by field). [tested]
+--  15. tests/integration/test_hostile_input.py TEXT_FIELDS (every string field). [tested]
+--  16. bench/dataset.py's fragment generator (the records when the simulator is absent) [tested],
+--      and bench/statements.sql's hand-written baseline upserts.
 DO $$
 BEGIN
     IF to_regtype('sync.customer_snapshot') IS NULL THEN
         -- The typed form of a tritonX customer snapshot: jsonb_populate_record() maps a
-        -- payload onto it, so its attribute names are the contract's field names.
-        -- SNAPSHOT FIELD CONTRACT: the varchar lengths are the contract's maximum lengths
-        -- (docs/tritonx-contract.md, "Snapshot fields"; a test compares the two), enforced by
-        -- the mapping itself (a longer value fails it: no cost on the set-based path); the
-        -- JSON types are checked by sync.event_defect. Change them together, with the upsert
-        -- in sync._apply_upserts.
+        -- payload onto it, so its attribute names are the contract's field names. The varchar
+        -- lengths are enforced by that mapping itself (a longer value fails it: no cost on the
+        -- set-based path); the JSON types are checked by sync.event_defect.
         CREATE TYPE sync.customer_snapshot AS (
             customer_number       varchar(32),
             email                 varchar(254),
