@@ -81,7 +81,7 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Tables
+-- Tables, each with its indexes
 -- ---------------------------------------------------------------------------------------------
 
 -- Where each source's feed stands. Moves in the same transaction as the staged rows.
@@ -109,9 +109,26 @@ CREATE TABLE IF NOT EXISTS sync.inbox (
     payload               jsonb,
     received_at           timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS inbox_event_id ON sync.inbox (event_id);
+CREATE INDEX IF NOT EXISTS inbox_customer_number ON sync.inbox (customer_number);
+-- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
+CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))
+    WHERE event_type = 'customer.merged';
+-- a malformed record's number is found in its snapshot when anonymising (sync._inbox_copies)
+CREATE INDEX IF NOT EXISTS inbox_snapshot_number_unparsed
+    ON sync.inbox ((payload -> 'customer' ->> 'customer_number'))
+    WHERE customer_number IS NULL;
+-- The inbox rows that still hold a payload, oldest first: the ones sync.drop_payloads looks at.
+-- It covers the retention window and the dead letters, not the whole history, so a call costs
+-- the same on a young inbox and on one with years of decided rows.
+CREATE INDEX IF NOT EXISTS inbox_payload_held ON sync.inbox (received_at)
+    WHERE payload IS NOT NULL;
 -- A record jsonb cannot hold (a JSON \u0000 in it): its JSON text exactly as received, payload
 -- NULL. Always a dead letter; scrubbed and dropped like a payload.
 ALTER TABLE sync.inbox ADD COLUMN IF NOT EXISTS raw text;
+-- the same for records kept as text: rare, dead letters until decided
+CREATE INDEX IF NOT EXISTS inbox_raw_held ON sync.inbox (received_at)
+    WHERE raw IS NOT NULL;
 
 -- Old tritonX number -> survivor. Permanent; kept flat (every old number points at the final
 -- survivor) so a lookup is one step whatever the chain.
@@ -122,6 +139,7 @@ CREATE TABLE IF NOT EXISTS sync.redirect (
     event_id              text,
     CHECK (old_number <> survivor_number)
 );
+CREATE INDEX IF NOT EXISTS redirect_survivor_number ON sync.redirect (survivor_number);
 
 -- A customer that was anonymised or deleted: no later event may bring its data back.
 CREATE TABLE IF NOT EXISTS sync.tombstone (
@@ -140,6 +158,7 @@ CREATE TABLE IF NOT EXISTS sync.dead_letter (
     attempts              integer NOT NULL DEFAULT 1,
     last_attempt_at       timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS dead_letter_event_id ON sync.dead_letter (event_id);
 
 -- One row per effect, append-only. An event is decided at most once: the unique index on
 -- event_id is what makes an at-least-once feed have an exactly-once effect.
@@ -160,6 +179,10 @@ CREATE TABLE IF NOT EXISTS sync.audit (
     -- the other customer number of the action: a merge's survivor (customer_number is the old)
     related_number        text
 );
+CREATE UNIQUE INDEX IF NOT EXISTS audit_event_decided ON sync.audit (event_id)
+    WHERE event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_customer_number ON sync.audit (customer_number);
+CREATE INDEX IF NOT EXISTS audit_inbox_id ON sync.audit (inbox_id);
 
 -- Events for tritonX (today: a local anonymisation it must be told about). Written in the
 -- same transaction as the local effect; delivered at least once by the controller, which
@@ -179,20 +202,5 @@ CREATE TABLE IF NOT EXISTS sync.outbox (
     created_at            timestamptz NOT NULL DEFAULT now(),
     delivered_at          timestamptz
 );
-
--- ---------------------------------------------------------------------------------------------
--- Indexes
--- ---------------------------------------------------------------------------------------------
-CREATE INDEX IF NOT EXISTS inbox_event_id ON sync.inbox (event_id);
-CREATE INDEX IF NOT EXISTS inbox_customer_number ON sync.inbox (customer_number);
-CREATE UNIQUE INDEX IF NOT EXISTS audit_event_decided ON sync.audit (event_id)
-    WHERE event_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_customer_number ON sync.audit (customer_number);
-CREATE INDEX IF NOT EXISTS audit_inbox_id ON sync.audit (inbox_id);
-CREATE INDEX IF NOT EXISTS dead_letter_event_id ON sync.dead_letter (event_id);
-CREATE INDEX IF NOT EXISTS redirect_survivor_number ON sync.redirect (survivor_number);
--- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
-CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))
-    WHERE event_type = 'customer.merged';
 CREATE INDEX IF NOT EXISTS outbox_due ON sync.outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_customer_number ON sync.outbox (customer_number);

@@ -250,10 +250,6 @@ AS $$
               SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
 $$;
 
-CREATE INDEX IF NOT EXISTS inbox_snapshot_number_unparsed
-    ON sync.inbox ((payload -> 'customer' ->> 'customer_number'))
-    WHERE customer_number IS NULL;
-
 -- Scrub the engine's copies of a customer number's personal data: inbox payloads keep only the
 -- event envelope; its dead letters are decided as skipped (their snapshot is gone, and a
 -- tombstone would skip them anyway). Returns {"sync.inbox": n, "sync.dead_letter": n}.

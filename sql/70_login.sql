@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS sync.refresh_request (
     last_error            text,
     claimed_until         timestamptz
 );
+CREATE INDEX IF NOT EXISTS refresh_request_requested_at ON sync.refresh_request (requested_at);
 
 -- ---------------------------------------------------------------------------------------------
 -- Functions
@@ -46,8 +47,8 @@ AS $$
     SELECT pg_catalog.lower(pg_catalog.btrim(pg_catalog.normalize(p_email, 'NFC')))
 $$;
 
+-- shop.customer's login index: here, not in sql/10_shop.sql, as it needs the function above
 CREATE INDEX IF NOT EXISTS customer_login_email ON shop.customer (sync.normalise_email(email));
-CREATE INDEX IF NOT EXISTS refresh_request_requested_at ON sync.refresh_request (requested_at);
 
 -- Queue a customer for an immediate fetch from tritonX and wake the controller
 -- (NOTIFY syncctl_refresh, with an empty payload: any role may LISTEN, so the notification
