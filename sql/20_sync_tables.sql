@@ -34,7 +34,7 @@
 --   8. The webshop role's INSERT column list on shop.customer (sql/95_roles.sql).
 --   GDPR
 --   9. gdpr.rectify (sql/86_gdpr_subject.sql) refuses the fields of this type (reads it).
---  10. The residue search's identifying values, gdpr._subject_digests (sql/87_gdpr_erasure.sql):
+--  10. The residue search's identifying values, gdpr._subject_digests (sql/87_gdpr_proof.sql):
 --      email, phone, mobile, names, postcode + house number (+ addition), loyalty_card.
 --  11. Policies naming fields: the seeded 'club' policy (loyalty_card, home_store),
 --      consent_field 'newsletter_opt_in' (sql/80_gdpr_schema.sql, sql/83_gdpr_consent.sql),

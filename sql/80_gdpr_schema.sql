@@ -1,6 +1,6 @@
 -- GDPR data policies (schema gdpr): policies with their data categories and retention, the
 -- consent history per customer and policy, and erasure requests. Tables are private; the
--- functions and views of sql/81..87 are the API (docs/gdpr.md).
+-- functions and views of sql/81..89 are the API (docs/gdpr.md).
 --
 -- Keying: gdpr.consent and gdpr.erasure_request reference shop.customer(id), so the engine
 -- discovers them as customer-linked tables: a merge re-points them to the survivor (the person's
