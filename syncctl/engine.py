@@ -1,7 +1,7 @@
 """Operating the merge and anonymise engine by hand: merges and anonymisations (with dry runs
 that print per table how many rows would change), dead letters (list, show, retry, discard)
-and the PII coverage check. The logic is in the database (sql/50_merge.sql .. sql/55_anonymise.sql,
-sql/60_event_apply.sql); these are typed calls into it.
+and the PII coverage check. The logic is in the database (sql/48_redirect.sql ..
+sql/55_anonymise.sql, sql/60_event_apply.sql); these are typed calls into it.
 
 Nothing here reads or returns personal data: ids, numbers, event ids, types, versions, table
 names, counts and reasons only. Refusals the database raises (SQLSTATE class SY) become
