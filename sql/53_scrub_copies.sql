@@ -77,7 +77,7 @@ BEGIN
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
                             version, reason)
     SELECT p_actor, coalesce(g.event_type, 'unknown'), 'skipped',
-           CASE WHEN g.event_id ~ '^[A-Za-z0-9._:-]{1,100}$' THEN g.event_id END,
+           CASE WHEN sync.is_event_id(g.event_id) THEN g.event_id END,
            g.inbox_id, g.customer_number, g.version, 'tombstone'
     FROM gone AS g;
     GET DIAGNOSTICS decided = ROW_COUNT;
