@@ -32,19 +32,24 @@
 --   7. shop.customer's columns (sql/10_shop.sql) and their PII strategies, sync.pii_column seeds
 --      in sql/40_registry.sql: every column a field is mapped to is classified. [tested]
 --   8. The webshop role's INSERT column list on shop.customer (sql/95_roles.sql).
+--   9. email: login adoption matches tritonX's e-mail (sync._adoption_match and the
+--      customer_login_email index, sql/70_login.sql; gdpr._same_email_customers).
 --   GDPR
---   9. gdpr.rectify (sql/86_gdpr_subject.sql) refuses the fields of this type (reads it).
---  10. The residue search's identifying values, gdpr._subject_digests (sql/87_gdpr_proof.sql):
+--  10. gdpr.rectify (sql/86_gdpr_subject.sql) refuses the fields of this type (reads it); the
+--      subject access export (gdpr.subject_data) reads whole rows, no field list.
+--  11. The residue search's identifying values, gdpr._subject_digests (sql/87_gdpr_proof.sql):
 --      email, phone, mobile, names, postcode + house number (+ addition), loyalty_card.
---  11. Policies naming fields: the seeded 'club' policy (loyalty_card, home_store),
+--  12. Policies naming fields: the seeded 'club' policy (loyalty_card, home_store),
 --      consent_field 'newsletter_opt_in' (sql/80_gdpr_schema.sql, sql/83_gdpr_consent.sql),
 --      membership by customer_group (sql/85_gdpr_retention.sql).
 --   Simulator, tests, benchmark
---  12. The simulator's generator, syncctl/simulator/population.py snapshot(). [tested]
---  13. tests/feed.py snapshot(), the test records' default snapshot. [tested]
---  14. The test oracle, tests/truth.py SNAPSHOT_FIELDS (compared field by field). [tested]
---  15. tests/integration/test_hostile_input.py TEXT_FIELDS (every string field). [tested]
---  16. bench/dataset.py's fragment generator (the records when the simulator is absent) [tested],
+--  13. The simulator's generator, syncctl/simulator/population.py snapshot() [tested]; its
+--      malformed records (server.py: birth_date) and edits (state.py: the snapshot's keys).
+--  14. tests/feed.py snapshot(), the test records' default snapshot. [tested]
+--  15. The test oracle, tests/truth.py SNAPSHOT_FIELDS (compared field by field). [tested]
+--  16. tests/integration/test_hostile_input.py TEXT_FIELDS (every string field) [tested], and
+--      the maximum lengths in test_snapshot_contract.py (read from item 2).
+--  17. bench/dataset.py's fragment generator (the records when the simulator is absent) [tested],
 --      and bench/statements.sql's hand-written baseline upserts.
 DO $$
 BEGIN
