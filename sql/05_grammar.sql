@@ -1,10 +1,27 @@
 -- The grammar of what callers hand the SQL API, written once: identifiers (actors, reason codes),
--- tritonX customer numbers, length limits and times. The shop's input is untrusted: every check
+-- tritonX event ids and customer numbers, length limits and times. syncctl/grammar.py states
+-- the same grammar for Python (tests/migration/test_grammar.py compares the two, and the feed's
+-- inline checks in sync.event_defect). The shop's input is untrusted: every check
 -- here refuses before any work (a length is tested on octet_length, which reads only the
 -- value's header, before a regular expression reads the value), and a refusal's message names
 -- the argument, never its value. SQLSTATEs: SY023 not an identifier, SY025 longer than its
 -- limit, SY026 a time in the future beyond the clock skew, SY027 not a tritonX customer number.
 -- Re-runnable.
+
+-- Whether p_value is 1 to p_limit ASCII letters, digits and . _ : - : an identifier's and an
+-- event id's characters (the length is tested first, on the value's header).
+CREATE OR REPLACE FUNCTION sync._is_word(p_value text, p_limit integer)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p_value IS NOT NULL
+       AND pg_catalog.octet_length(p_value) BETWEEN 1 AND p_limit
+       AND p_value OPERATOR(pg_catalog.~) '^[A-Za-z0-9._:-]+$'
+$$;
 
 -- Whether p_value is an identifier: 1 to 64 ASCII letters, digits and . _ : - (an operator id
 -- `backoffice:op-17`, a job name `retention`, a reason code `AVG`). No '@', no spaces: an
@@ -18,9 +35,7 @@ PARALLEL SAFE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p_value IS NOT NULL
-       AND pg_catalog.octet_length(p_value) BETWEEN 1 AND 64
-       AND p_value OPERATOR(pg_catalog.~) '^[A-Za-z0-9._:-]+$'
+    SELECT sync._is_word(p_value, 64)
 $$;
 
 -- Whether p_value is a tritonX customer number as the feed accepts one: 1 to 32 ASCII letters
@@ -37,6 +52,20 @@ AS $$
     SELECT p_value IS NOT NULL
        AND pg_catalog.octet_length(p_value) BETWEEN 1 AND 32
        AND p_value OPERATOR(pg_catalog.~) '^[A-Za-z0-9]+$'
+$$;
+
+-- Whether p_value is a tritonX event id as the feed accepts one: 1 to 100 ASCII letters, digits
+-- and . _ : - (a UUID, say). What the audit keeps of a malformed record's id.
+-- Example: SELECT sync.is_event_id('6f1c2a4e-0d5b-4c1e-9a7f-3b2d1e0c9a8b');  -- true
+CREATE OR REPLACE FUNCTION sync.is_event_id(p_value text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._is_word(p_value, 100)
 $$;
 
 -- p_value when it is an identifier; raises SY023 naming p_what otherwise.

@@ -6,16 +6,58 @@
 -- ---------------------------------------------------------------------------------------------
 -- Types
 -- ---------------------------------------------------------------------------------------------
+-- TRITONX FIELD CONTRACT (the snapshot field contract)
+-- sync.customer_snapshot below is the one definition of tritonX's snapshot fields: their names,
+-- types and maximum lengths. Adding, removing, renaming or resizing a field changes every place
+-- listed here, together. tests/migration/test_field_contract.py cross-checks the ones marked
+-- [tested] and names the place that is out of step.
+--   Contract and engine
+--   1. sync.customer_snapshot (this file): names, types, varchar lengths = maximum lengths.
+--      Created only when missing: on an installed database a change is an ALTER TYPE in a
+--      migration (the test database is built from the migrations, so the tests see it).
+--   2. docs/tritonx-contract.md, "Snapshot fields": the table of JSON types and lengths. [tested]
+--   3. sync.event_defect (sql/30_sync_apply.sql): the jsonpath test of the JSON types, one line
+--      a field (written out for speed), and the length tests of the formatted string fields
+--      (birth_date, updated_at). [tested]
+--      sync._snapshot_type_defect, sync.snapshot_defect and sync.raw_defect read the type.
+--   4. The upsert: today sync._apply_upserts (sql/30_sync_apply.sql) names every field; with the
+--      compiled mapping, the code sync.compile_mapping generates from the mapping's transforms.
+--   Mapping
+--   5. The reference shop's mapping, syncctl/mappings/reference.toml (installed as version 1,
+--      sync.mapping_version; today's seed document in sql/15_mapping.sql): every field but
+--      customer_number used by a transform or listed in [not_stored]. [tested, on the active
+--      document]
+--   6. sync.mapping_defects: the list of fields that must be decided and each field's maximum
+--      length (read from this type), docs/mapping.md's field list.
+--   7. shop.customer's columns (sql/10_shop.sql) and their PII strategies, sync.pii_column seeds
+--      in sql/40_registry.sql: every column a field is mapped to is classified. [tested]
+--   8. The webshop role's INSERT column list on shop.customer (sql/95_roles.sql).
+--   9. email: login adoption matches tritonX's e-mail (sync._adoption_match and the
+--      customer_login_email index, sql/70_login.sql; gdpr._same_email_customers).
+--   GDPR
+--  10. gdpr.rectify (sql/86_gdpr_subject.sql) refuses the fields of this type (reads it); the
+--      subject access export (gdpr.subject_data) reads whole rows, no field list.
+--  11. The residue search's identifying values, gdpr._subject_digests (sql/87_gdpr_proof.sql):
+--      email, phone, mobile, names, postcode + house number (+ addition), loyalty_card.
+--  12. Policies naming fields: the seeded 'club' policy (loyalty_card, home_store),
+--      consent_field 'newsletter_opt_in' (sql/80_gdpr_schema.sql, sql/83_gdpr_consent.sql),
+--      membership by customer_group (sql/85_gdpr_retention.sql).
+--   Simulator, tests, benchmark
+--  13. The simulator's generator, syncctl/simulator/population.py snapshot() [tested]; its
+--      malformed records (server.py: birth_date) and edits (state.py: the snapshot's keys).
+--  14. tests/feed.py snapshot(), the test records' default snapshot. [tested]
+--  15. The test oracle, tests/truth.py SNAPSHOT_FIELDS (compared field by field). [tested]
+--  16. tests/integration/test_hostile_input.py TEXT_FIELDS (every string field) [tested], and
+--      the maximum lengths in test_snapshot_contract.py (read from item 2).
+--  17. bench/dataset.py's fragment generator (the records when the simulator is absent) [tested],
+--      and bench/statements.sql's hand-written baseline upserts.
 DO $$
 BEGIN
     IF to_regtype('sync.customer_snapshot') IS NULL THEN
         -- The typed form of a tritonX customer snapshot: jsonb_populate_record() maps a
-        -- payload onto it, so its attribute names are the contract's field names.
-        -- SNAPSHOT FIELD CONTRACT: the varchar lengths are the contract's maximum lengths
-        -- (docs/tritonx-contract.md, "Snapshot fields"; a test compares the two), enforced by
-        -- the mapping itself (a longer value fails it: no cost on the set-based path); the
-        -- JSON types are checked by sync.event_defect. Change them together, with the upsert
-        -- in sync._apply_upserts.
+        -- payload onto it, so its attribute names are the contract's field names. The varchar
+        -- lengths are enforced by that mapping itself (a longer value fails it: no cost on the
+        -- set-based path); the JSON types are checked by sync.event_defect.
         CREATE TYPE sync.customer_snapshot AS (
             customer_number       varchar(32),
             email                 varchar(254),
@@ -44,7 +86,7 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Tables
+-- Tables, each with its indexes
 -- ---------------------------------------------------------------------------------------------
 
 -- Where each source's feed stands. Moves in the same transaction as the staged rows.
@@ -72,9 +114,26 @@ CREATE TABLE IF NOT EXISTS sync.inbox (
     payload               jsonb,
     received_at           timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS inbox_event_id ON sync.inbox (event_id);
+CREATE INDEX IF NOT EXISTS inbox_customer_number ON sync.inbox (customer_number);
+-- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
+CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))
+    WHERE event_type = 'customer.merged';
+-- a malformed record's number is found in its snapshot when anonymising (sync._inbox_copies)
+CREATE INDEX IF NOT EXISTS inbox_snapshot_number_unparsed
+    ON sync.inbox ((payload -> 'customer' ->> 'customer_number'))
+    WHERE customer_number IS NULL;
+-- The inbox rows that still hold a payload, oldest first: the ones sync.drop_payloads looks at.
+-- It covers the retention window and the dead letters, not the whole history, so a call costs
+-- the same on a young inbox and on one with years of decided rows.
+CREATE INDEX IF NOT EXISTS inbox_payload_held ON sync.inbox (received_at)
+    WHERE payload IS NOT NULL;
 -- A record jsonb cannot hold (a JSON \u0000 in it): its JSON text exactly as received, payload
 -- NULL. Always a dead letter; scrubbed and dropped like a payload.
 ALTER TABLE sync.inbox ADD COLUMN IF NOT EXISTS raw text;
+-- the same for records kept as text: rare, dead letters until decided
+CREATE INDEX IF NOT EXISTS inbox_raw_held ON sync.inbox (received_at)
+    WHERE raw IS NOT NULL;
 
 -- Old tritonX number -> survivor. Permanent; kept flat (every old number points at the final
 -- survivor) so a lookup is one step whatever the chain.
@@ -85,6 +144,7 @@ CREATE TABLE IF NOT EXISTS sync.redirect (
     event_id              text,
     CHECK (old_number <> survivor_number)
 );
+CREATE INDEX IF NOT EXISTS redirect_survivor_number ON sync.redirect (survivor_number);
 
 -- A customer that was anonymised or deleted: no later event may bring its data back.
 CREATE TABLE IF NOT EXISTS sync.tombstone (
@@ -103,6 +163,7 @@ CREATE TABLE IF NOT EXISTS sync.dead_letter (
     attempts              integer NOT NULL DEFAULT 1,
     last_attempt_at       timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS dead_letter_event_id ON sync.dead_letter (event_id);
 
 -- One row per effect, append-only. An event is decided at most once: the unique index on
 -- event_id is what makes an at-least-once feed have an exactly-once effect.
@@ -123,6 +184,10 @@ CREATE TABLE IF NOT EXISTS sync.audit (
     -- the other customer number of the action: a merge's survivor (customer_number is the old)
     related_number        text
 );
+CREATE UNIQUE INDEX IF NOT EXISTS audit_event_decided ON sync.audit (event_id)
+    WHERE event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_customer_number ON sync.audit (customer_number);
+CREATE INDEX IF NOT EXISTS audit_inbox_id ON sync.audit (inbox_id);
 
 -- Events for tritonX (today: a local anonymisation it must be told about). Written in the
 -- same transaction as the local effect; delivered at least once by the controller, which
@@ -142,20 +207,5 @@ CREATE TABLE IF NOT EXISTS sync.outbox (
     created_at            timestamptz NOT NULL DEFAULT now(),
     delivered_at          timestamptz
 );
-
--- ---------------------------------------------------------------------------------------------
--- Indexes
--- ---------------------------------------------------------------------------------------------
-CREATE INDEX IF NOT EXISTS inbox_event_id ON sync.inbox (event_id);
-CREATE INDEX IF NOT EXISTS inbox_customer_number ON sync.inbox (customer_number);
-CREATE UNIQUE INDEX IF NOT EXISTS audit_event_decided ON sync.audit (event_id)
-    WHERE event_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_customer_number ON sync.audit (customer_number);
-CREATE INDEX IF NOT EXISTS audit_inbox_id ON sync.audit (inbox_id);
-CREATE INDEX IF NOT EXISTS dead_letter_event_id ON sync.dead_letter (event_id);
-CREATE INDEX IF NOT EXISTS redirect_survivor_number ON sync.redirect (survivor_number);
--- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
-CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))
-    WHERE event_type = 'customer.merged';
 CREATE INDEX IF NOT EXISTS outbox_due ON sync.outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_customer_number ON sync.outbox (customer_number);

@@ -33,7 +33,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'SY080',
             MESSAGE = pg_catalog.format('no data policy %s',
-                CASE WHEN p_code ~ '^[a-z][a-z0-9_]{0,63}$' THEN p_code ELSE '(malformed code)' END);
+                CASE WHEN sync.is_identifier(p_code) THEN p_code ELSE '(malformed code)' END);
     END IF;
     RETURN found_policy;
 END

@@ -153,7 +153,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'SY085', MESSAGE = 'fields must be a non-empty object';
     END IF;
     SELECT pg_catalog.string_agg(
-               CASE WHEN k.key ~ '^[a-z_][a-z0-9_]{0,62}$' THEN k.key ELSE '(not a name)' END
+               CASE WHEN sync.is_identifier(k.key) THEN k.key ELSE '(not a name)' END
                || CASE
                       WHEN a.attname IS NULL THEN ' (no such field)'
                       WHEN linked AND (s.attname IS NOT NULL OR k.key LIKE 'tritonx\_%')

@@ -1,6 +1,6 @@
 """Operating the merge and anonymise engine by hand: merges and anonymisations (with dry runs
 that print per table how many rows would change), dead letters (list, show, retry, discard)
-and the PII coverage check. The logic is in the database (sql/50_merge.sql,
+and the PII coverage check. The logic is in the database (sql/48_redirect.sql ..
 sql/55_anonymise.sql, sql/60_event_apply.sql); these are typed calls into it.
 
 Nothing here reads or returns personal data: ids, numbers, event ids, types, versions, table
@@ -9,7 +9,6 @@ EngineRefusal with the database's reason, which holds no personal data either.""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,14 +16,11 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from syncctl import queries
+from syncctl import grammar, queries
 from syncctl.database import in_transaction
 from syncctl.errors import DeadLetterNotFound, EngineError, EngineRefusal
 
 T = TypeVar("T")
-
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
-_NUMBER = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
 def _refusal(code: str, reason: str) -> EngineRefusal:
@@ -174,15 +170,15 @@ class DeadLetter:
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
     inbox_id, event_id, event_type, number, version, reason, attempts, created, last = row
 
-    def well_formed(value: Any, pattern: re.Pattern[str]) -> str | None:
+    def well_formed(value: Any, grammatical: Callable[[object], bool]) -> str | None:
         # a malformed record's fields may be anything, personal data included: show none
-        return value if isinstance(value, str) and pattern.match(value) else None
+        return value if grammatical(value) else None
 
     return DeadLetter(
         inbox_id=int(inbox_id),
-        event_id=well_formed(event_id, _IDENTIFIER),
-        event_type=well_formed(event_type, _IDENTIFIER),
-        customer_number=well_formed(number, _NUMBER),
+        event_id=well_formed(event_id, grammar.is_event_id),
+        event_type=well_formed(event_type, grammar.is_identifier),
+        customer_number=well_formed(number, grammar.is_customer_number),
         version=version,
         reason=str(reason),
         attempts=int(attempts),

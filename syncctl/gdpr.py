@@ -1,6 +1,6 @@
 """GDPR data policies: policies, consents, retention runs, subject access, rectification and
 erasure requests. The logic is in the database (sql/80_gdpr_schema.sql ..
-sql/87_gdpr_erasure.sql); these are typed calls into it.
+sql/89_gdpr_erasure.sql); these are typed calls into it.
 
 Time is a parameter everywhere (`now`), so jobs can be tested and replayed without waiting.
 Nothing here logs or raises personal data: refusals carry the database's reason (ids, codes,

@@ -18,10 +18,10 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from syncctl import queries
+from syncctl import grammar, queries
 from syncctl.errors import InvalidCustomerNumber
 from syncctl.loader import stage_records
-from syncctl.tritonx import CUSTOMER_NUMBER, CustomerAnswer, TritonXClient
+from syncctl.tritonx import CustomerAnswer, TritonXClient
 
 log = logging.getLogger("syncctl.refresh")
 SOURCE = "tritonx-refresh"
@@ -132,7 +132,7 @@ def _release(conn: psycopg.Connection[Any], left: list[tuple[str, datetime, int]
         log.error(
             "%d claimed refresh requests could not be put back: %s",
             len(left),
-            " ".join(n if CUSTOMER_NUMBER.fullmatch(n) else "(invalid)" for n, _, _ in left),
+            " ".join(n if grammar.is_customer_number(n) else "(invalid)" for n, _, _ in left),
         )
 
 

@@ -7,13 +7,13 @@ digits), and quoted even then: the bearer token goes with every request."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
+from syncctl import grammar
 from syncctl.errors import (
     InvalidCustomerNumber,
     TokenRefused,
@@ -23,8 +23,6 @@ from syncctl.errors import (
 )
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-# the grammar of sync.login and the apply functions
-CUSTOMER_NUMBER = re.compile(r"[A-Za-z0-9]{1,32}")
 # answers that mean "not now" rather than "no"
 _TRANSIENT = frozenset({408, 429})
 
@@ -32,7 +30,7 @@ _TRANSIENT = frozenset({408, 429})
 def customer_path(number: object, suffix: str = "") -> str:
     """/api/v1/customers/{number}{suffix}, for a well-formed number only (the value itself is
     never quoted in the error: it may be anything a login form was given)."""
-    if not isinstance(number, str) or not CUSTOMER_NUMBER.fullmatch(number):
+    if not isinstance(number, str) or not grammar.is_customer_number(number):
         length = len(number) if isinstance(number, str) else 0
         raise InvalidCustomerNumber(
             f"not a tritonX customer number ({length} characters); nothing was sent"

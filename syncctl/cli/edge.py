@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import re
 import signal
 import sys
 import threading
@@ -20,7 +19,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 import click
 import psycopg
 
-from syncctl import environment, logs, schema
+from syncctl import environment, grammar, logs, schema
 from syncctl.database import configured_dsn, connect, error_text
 from syncctl.errors import Interrupted, MigrationError, SyncctlError
 
@@ -202,7 +201,7 @@ def _login_actor() -> str:
         name = getpass.getuser()
     except (KeyError, OSError):
         return "cli"
-    return "cli:" + re.sub(r"[^A-Za-z0-9._:-]", "_", name)[:60]
+    return grammar.identifier_from("cli:", name)
 
 
 actor_option = click.option(

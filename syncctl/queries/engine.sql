@@ -1,5 +1,5 @@
 -- Operating the engine by hand: thin calls into the sync schema's functions
--- (sql/50_merge.sql, sql/55_anonymise.sql, sql/60_event_apply.sql, sql/40_registry.sql); none
+-- (sql/48_redirect.sql .. sql/55_anonymise.sql, sql/60_event_apply.sql, sql/40_registry.sql); none
 -- of them reads personal data.
 
 -- name: merge_refusal

@@ -1,5 +1,5 @@
 -- GDPR data policies, consents, retention, subject access and erasure: thin calls into the gdpr
--- schema (sql/80_gdpr_schema.sql .. sql/87_gdpr_erasure.sql). Only subject_data and
+-- schema (sql/80_gdpr_schema.sql .. sql/89_gdpr_erasure.sql). Only subject_data and
 -- resolve_customer read personal data: the subject access export, which is their purpose.
 
 -- name: policy_list

@@ -121,6 +121,20 @@ def test_deadletter_commands_print_no_personal_data(
     assert missing.exit_code == 1 and "has no dead letter" in missing.output
 
 
+def test_a_malformed_id_or_number_is_not_shown_even_with_a_trailing_newline(
+    conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    # an event id or number that is a name with a line break is no identifier: the database
+    # refuses it, and the dead letter commands show neither (the grammar's `$` is the end)
+    record = {**upserted("TX00000461", 1), "event_id": "Jansen\n", "customer_number": "Visser\n"}
+    stage(conn, [record])
+    (letter,) = engine.dead_letters(conn)
+    assert (letter.event_id, letter.customer_number) == (None, None)
+    listed = CliRunner().invoke(deadletter, ["list"], obj=SimpleNamespace(dsn=dsn))
+    assert listed.exit_code == 0, listed.output
+    assert "Jansen" not in listed.output and "Visser" not in listed.output
+
+
 def test_drop_payloads_keeps_what_a_retry_needs(conn: psycopg.Connection[Any]) -> None:
     stage(conn, [upserted("TX00000451", 1), upserted("TX00000452", 1, birth_date="x")])
     assert conn.execute("SELECT sync.drop_payloads()").fetchone() == (0,)

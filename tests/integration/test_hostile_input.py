@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.contract import documented_fields
 from tests.feed import event, snapshot, stage, upserted
-from tests.integration.test_snapshot_contract import FIELDS
 
 HOSTILE = [
     "Robert'); DROP TABLE shop.customer; --",
@@ -18,6 +18,7 @@ HOSTILE = [
     "\u202eevil\u200b\ufeff\U0001f600 Ærø ß Çé",
     "x" * 10_000,
 ]
+FIELDS = documented_fields()
 TEXT_FIELDS = [
     "email",
     "first_name",

@@ -1,5 +1,6 @@
 """The contract is the contract: every snapshot field has the JSON type and the maximum length
-docs/tritonx-contract.md documents (this test reads the table there); a value that does not fit
+docs/tritonx-contract.md documents (this test reads the table there; that the table states
+sync.customer_snapshot: tests/migration/test_field_contract.py); a value that does not fit
 is a dead letter naming the field, never the value, and is never cut or converted. A record with
 U+0000 is kept exactly as received (sync.inbox.raw) and dead-lettered."""
 
@@ -8,56 +9,20 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from syncctl import engine
+from tests.contract import documented_fields
 from tests.feed import event, stage, upserted
 from tests.integration.test_feed_isolation import random_text
-
-CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "tritonx-contract.md"
-
-
-def documented_fields() -> dict[str, tuple[str, int | None]]:
-    """field -> (JSON type, maximum length) from the contract's snapshot table."""
-    text = CONTRACT.read_text(encoding="utf-8")
-    section = text[text.index("### Snapshot fields") : text.index("### Errors and retries")]
-    fields = {}
-    for name, kind, limit in re.findall(
-        r"^\| `([a-z_]+)` \| ([a-z ]+) \| (\d+|-) \|", section, flags=re.MULTILINE
-    ):
-        fields[name] = (kind.split()[0], None if limit == "-" else int(limit))
-    return fields
-
 
 FIELDS = documented_fields()
 # fields whose value has a format of its own, or the event's own number
 FORMATTED = {"customer_number", "birth_date", "updated_at", "house_number"}
 STRINGS = [f for f, (kind, limit) in FIELDS.items() if kind == "string" and f not in FORMATTED]
-
-
-def test_the_contract_table_lists_every_snapshot_field(conn: psycopg.Connection[Any]) -> None:
-    attributes = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = 'sync.customer_snapshot'::regclass"
-        " AND attnum > 0 ORDER BY attnum"
-    ).fetchall()
-    assert sorted(FIELDS) == sorted(a for (a,) in attributes)
-    # the documented maximum of every string field is the length of the snapshot's type
-    lengths = dict(
-        conn.execute(
-            "SELECT attname, atttypmod - 4 FROM pg_attribute"
-            " WHERE attrelid = 'sync.customer_snapshot'::regclass AND attnum > 0"
-            " AND atttypid = 'varchar'::regtype"
-        ).fetchall()
-    )
-    documented = {f: limit for f, (kind, limit) in FIELDS.items() if f not in FORMATTED}
-    documented["customer_number"] = FIELDS["customer_number"][1]
-    assert lengths == {f: limit for f, limit in documented.items() if FIELDS[f][0] == "string"}
-    assert all(limit for f, (kind, limit) in FIELDS.items() if kind == "string")
 
 
 def dead_letter_reason(conn: psycopg.Connection[Any]) -> str:

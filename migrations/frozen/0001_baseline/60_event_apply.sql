@@ -239,9 +239,9 @@ BEGIN
                                             'customer.anonymized', 'customer.deleted')
                  THEN staged.event_type ELSE 'unknown' END,
             'discarded',
-            CASE WHEN staged.event_id ~ '^[A-Za-z0-9._:-]{1,100}$' THEN staged.event_id END,
+            CASE WHEN sync.is_event_id(staged.event_id) THEN staged.event_id END,
             p_inbox_id,
-            CASE WHEN staged.customer_number ~ '^[A-Za-z0-9]{1,32}$'
+            CASE WHEN sync.is_customer_number(staged.customer_number)
                  THEN staged.customer_number END,
             staged.version,
             gone.reason);

@@ -4,15 +4,6 @@
 -- goes; ids, versions and outcomes stay. Dead-lettered and pending rows keep theirs (a retry
 -- needs it). Re-runnable.
 
--- The inbox rows that still hold a payload, oldest first: the ones drop_payloads looks at. It
--- covers the retention window and the dead letters, not the whole history, so a call costs the
--- same on a young inbox and on one with years of decided rows.
-CREATE INDEX IF NOT EXISTS inbox_payload_held ON sync.inbox (received_at)
-    WHERE payload IS NOT NULL;
--- the same for records kept as text (sync.inbox.raw): rare, dead letters until decided
-CREATE INDEX IF NOT EXISTS inbox_raw_held ON sync.inbox (received_at)
-    WHERE raw IS NOT NULL;
-
 -- Drop the payloads of decided inbox rows received more than p_older_than ago, at most p_limit
 -- of them, oldest first (NULL: all); returns how many were dropped. The daemon calls it every
 -- cycle (`syncctl run --keep-payloads-days`); a DBA may call it by hand.

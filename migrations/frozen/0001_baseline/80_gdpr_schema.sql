@@ -1,6 +1,6 @@
 -- GDPR data policies (schema gdpr): policies with their data categories and retention, the
 -- consent history per customer and policy, and erasure requests. Tables are private; the
--- functions and views of sql/81..87 are the API (docs/gdpr.md).
+-- functions and views of sql/81..89 are the API (docs/gdpr.md).
 --
 -- Keying: gdpr.consent and gdpr.erasure_request reference shop.customer(id), so the engine
 -- discovers them as customer-linked tables: a merge re-points them to the survivor (the person's
@@ -17,7 +17,8 @@ CREATE SCHEMA IF NOT EXISTS gdpr;
 COMMENT ON SCHEMA gdpr IS 'GDPR: data policies, consents, retention, subject access, erasure.';
 
 -- ---------------------------------------------------------------------------------------------
--- Tables
+-- Tables, each with its indexes (every foreign key to shop.customer has one: merges and
+-- deletes use them)
 -- ---------------------------------------------------------------------------------------------
 
 -- A data policy: why and how long personal data in its categories may be held. Several are in
@@ -84,6 +85,9 @@ CREATE TABLE IF NOT EXISTS gdpr.consent (
     actor                 text NOT NULL CHECK (pg_catalog.length(actor) BETWEEN 1 AND 100),
     recorded_at           timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS consent_customer_policy
+    ON gdpr.consent (customer_id, policy_id, decided_at, id);
+CREATE INDEX IF NOT EXISTS consent_policy_id ON gdpr.consent (policy_id);
 
 -- A subject's request to be erased. received -> verified -> scheduled -> done | failed, or
 -- cancelled before it is done. `digests` holds sha256 digests of the person's normalised
@@ -109,6 +113,9 @@ CREATE TABLE IF NOT EXISTS gdpr.erasure_request (
     outbox_id             bigint,
     CHECK (state NOT IN ('scheduled', 'done', 'failed') OR scheduled_for IS NOT NULL)
 );
+CREATE INDEX IF NOT EXISTS erasure_request_customer_id ON gdpr.erasure_request (customer_id);
+CREATE INDEX IF NOT EXISTS erasure_request_due ON gdpr.erasure_request (scheduled_for)
+    WHERE state = 'scheduled';
 
 -- The scheduled GDPR job (retention run, then the erasure requests due), once per daily slot:
 -- a run broken off (finished_at NULL) is taken up again by the next controller cycle; a slot
@@ -126,16 +133,6 @@ CREATE TABLE IF NOT EXISTS gdpr.job_run (
     erasures_failed       integer,
     UNIQUE (job, slot)
 );
-
--- ---------------------------------------------------------------------------------------------
--- Indexes (every foreign key to shop.customer has one: merges and deletes use them)
--- ---------------------------------------------------------------------------------------------
-CREATE INDEX IF NOT EXISTS consent_customer_policy
-    ON gdpr.consent (customer_id, policy_id, decided_at, id);
-CREATE INDEX IF NOT EXISTS consent_policy_id ON gdpr.consent (policy_id);
-CREATE INDEX IF NOT EXISTS erasure_request_customer_id ON gdpr.erasure_request (customer_id);
-CREATE INDEX IF NOT EXISTS erasure_request_due ON gdpr.erasure_request (scheduled_for)
-    WHERE state = 'scheduled';
 
 -- ---------------------------------------------------------------------------------------------
 -- The PII registry for the gdpr tables (sql/40_registry.sql): consents stay after an

@@ -1,0 +1,324 @@
+-- Erasure requests: received -> verified -> scheduled -> done | failed, or cancelled before it
+-- is done (during a grace period, say). Verification captures the person's identifying values
+-- as digests (gdpr._subject_digests, sql/87_gdpr_proof.sql), never the values themselves.
+-- Execution anonymises the customer with sync.anonymise_from_backoffice (tombstone; the
+-- outbound event for tritonX is queued in the same transaction), then runs the residue search
+-- (gdpr.residue_search, sql/88_gdpr_residue.sql): the proof of erasure is the number of columns
+-- searched and hits (zero, or counts per column), kept in the request; the digests are cleared
+-- when the request is done or cancelled. A failure is recorded (attempts, last_error: an
+-- SQLSTATE and a reason without data) and can be retried. Audit actor: erasure:<actor>.
+-- Re-runnable.
+
+-- ---------------------------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------------------------
+
+-- Other customers with the subject's e-mail address (normalised as login compares it): the same
+-- person under a second customer (a duplicate never merged), or a household sharing an address.
+-- Their rows are theirs; the proof of erasure lists their ids so an operator can decide.
+CREATE OR REPLACE FUNCTION gdpr._same_email_customers(p_customer_id bigint)
+RETURNS bigint[]
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.array_agg(o.id ORDER BY o.id), '{}')
+    FROM shop.customer AS c
+    JOIN shop.customer AS o
+        ON pg_catalog.lower(pg_catalog.btrim(o.email)) = pg_catalog.lower(pg_catalog.btrim(c.email))
+    WHERE c.id = p_customer_id AND o.id <> c.id
+$$;
+
+-- Erasure requests without the digests.
+CREATE OR REPLACE VIEW gdpr.erasure_overview AS
+SELECT e.id, e.customer_id, c.customer_number, e.state, e.received_at, e.verified_at,
+       e.scheduled_for, e.finished_at, e.actor, e.attempts, e.last_error, e.residue_hits,
+       e.columns_searched, e.residue
+FROM gdpr.erasure_request AS e
+LEFT JOIN shop.customer AS c ON c.id = e.customer_id;
+
+-- The request, locked; raises SY086 when there is none and SY087 when its state is not one
+-- of p_states.
+CREATE OR REPLACE FUNCTION gdpr._erasure_request(p_request_id bigint, p_states text[])
+RETURNS gdpr.erasure_request
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    request gdpr.erasure_request;
+BEGIN
+    SELECT * INTO request FROM gdpr.erasure_request AS e WHERE e.id = p_request_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY086',
+            MESSAGE = pg_catalog.format('no erasure request %s', p_request_id);
+    END IF;
+    IF NOT (request.state = ANY (p_states)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY087',
+            MESSAGE = pg_catalog.format('erasure request %s is %s (needs %s)', p_request_id,
+                                        request.state,
+                                        pg_catalog.array_to_string(p_states, ' or '));
+    END IF;
+    RETURN request;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._erasure_actor(p_actor text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.left('erasure:' || gdpr._checked_actor(p_actor), 100)
+$$;
+
+-- Receive a request of customer p_customer_id. Returns the request id; SY087 when the
+-- customer has an open request already. The shop's erasure functions check the actor (SY023)
+-- and p_now (SY026: at most sync._clock_skew() ahead of the database's clock) first.
+-- Example: SELECT gdpr.receive_erasure(42, 'backoffice:op-17');
+CREATE OR REPLACE FUNCTION gdpr.receive_erasure(
+    p_customer_id bigint, p_actor text, p_now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    open_id bigint;
+    new_id  bigint;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
+    PERFORM FROM shop.customer AS c WHERE c.id = p_customer_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020',
+            MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
+    END IF;
+    SELECT e.id INTO open_id FROM gdpr.erasure_request AS e
+    WHERE e.customer_id = p_customer_id
+      AND e.state IN ('received', 'verified', 'scheduled', 'failed');
+    IF open_id IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY087',
+            MESSAGE = pg_catalog.format('customer id %s has open erasure request %s',
+                                        p_customer_id, open_id);
+    END IF;
+    INSERT INTO gdpr.erasure_request (customer_id, received_at, actor)
+    VALUES (p_customer_id, p_now, p_actor)
+    RETURNING id INTO new_id;
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.received', p_customer_id, NULL,
+                        pg_catalog.format('request %s', new_id));
+    RETURN new_id;
+END
+$$;
+
+-- The person's identity was checked: capture the digests of their values.
+-- Example: SELECT gdpr.verify_erasure(7, 'backoffice:op-17');
+CREATE OR REPLACE FUNCTION gdpr.verify_erasure(
+    p_request_id bigint, p_actor text, p_now timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    request gdpr.erasure_request;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
+    request := gdpr._erasure_request(p_request_id, ARRAY['received']);
+    UPDATE gdpr.erasure_request AS e
+    SET state = 'verified', verified_at = p_now,
+        digests = gdpr._subject_digests(request.customer_id)
+    WHERE e.id = p_request_id;
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.verified', request.customer_id,
+                        NULL, pg_catalog.format('request %s', p_request_id));
+END
+$$;
+
+-- Schedule a verified request for p_now + p_grace (a cancellation window).
+-- Example: SELECT gdpr.schedule_erasure(7, 'backoffice:op-17', '14 days');
+CREATE OR REPLACE FUNCTION gdpr.schedule_erasure(
+    p_request_id bigint, p_actor text, p_grace interval DEFAULT '0',
+    p_now timestamptz DEFAULT now())
+RETURNS timestamptz
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    request gdpr.erasure_request;
+    due     timestamptz := p_now + coalesce(p_grace, '0');
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
+    request := gdpr._erasure_request(p_request_id, ARRAY['verified']);
+    UPDATE gdpr.erasure_request AS e SET state = 'scheduled', scheduled_for = due
+    WHERE e.id = p_request_id;
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.scheduled', request.customer_id,
+                        NULL, pg_catalog.format('request %s due %s', p_request_id, due));
+    RETURN due;
+END
+$$;
+
+-- Cancel a request that is not done; its digests go.
+-- Example: SELECT gdpr.cancel_erasure(7, 'backoffice:op-17');
+CREATE OR REPLACE FUNCTION gdpr.cancel_erasure(
+    p_request_id bigint, p_actor text, p_now timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    request gdpr.erasure_request;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_time(p_now, 'p_now');
+    request := gdpr._erasure_request(
+        p_request_id, ARRAY['received', 'verified', 'scheduled', 'failed']);
+    UPDATE gdpr.erasure_request AS e
+    SET state = 'cancelled', finished_at = p_now, digests = NULL
+    WHERE e.id = p_request_id;
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.cancelled', request.customer_id,
+                        NULL, pg_catalog.format('request %s', p_request_id));
+END
+$$;
+
+-- Execute a scheduled request that is due (or retry a failed one): anonymise, then search for
+-- residue in the rows that may hold the subject's data (gdpr._residue_scopes). Returns the
+-- proof: {"request", "state", "residue_hits", "columns_searched", "residue": {column: rows},
+-- "counts", "outbox_id", "same_email_customers": [ids of other customers with the same e-mail,
+-- found before anonymising], "tables_not_searched": [tables this role could not search],
+-- "error"}. A failure is recorded, not raised.
+-- Example: SELECT gdpr.execute_erasure(7, 'backoffice:op-17');
+CREATE OR REPLACE FUNCTION gdpr.execute_erasure(
+    p_request_id bigint, p_actor text, p_now timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    request  gdpr.erasure_request := gdpr._erasure_request(
+        p_request_id, ARRAY['scheduled', 'failed']);
+    actor    text := gdpr._erasure_actor(p_actor);
+    number   text;
+    scrubbed record;
+    pending  boolean;
+    result   jsonb := '{}';
+    leftover jsonb;
+    hits     bigint;
+    searched integer;
+    problem  text;
+    sharing  bigint[] := '{}';
+    skipped  text[] := gdpr.unsearched_tables();
+BEGIN
+    IF request.scheduled_for > p_now THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY087',
+            MESSAGE = pg_catalog.format('erasure request %s is not due before %s',
+                                        p_request_id, request.scheduled_for);
+    END IF;
+    BEGIN
+        SELECT c.customer_number INTO number
+        FROM shop.customer AS c WHERE c.id = request.customer_id FOR UPDATE;
+        -- anonymised already (an earlier attempt, tritonX, the back office): search only
+        scrubbed := sync._scrub_sql('shop.customer'::pg_catalog.regclass, 'id', NULL);
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM shop.customer AS t '
+                                  'WHERE t.id = $1 AND (%s))', scrubbed.differs)
+            INTO pending USING request.customer_id;
+        IF pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
+                                   WHERE t.customer_number = number) THEN
+            sharing := gdpr._same_email_customers(request.customer_id);
+            PERFORM pg_catalog.set_config('gdpr.consent_source', 'erasure', true);
+            result := sync.anonymise_from_backoffice(request.customer_id, 'ERASURE', actor);
+            PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
+        END IF;
+        SELECT coalesce(pg_catalog.jsonb_object_agg(r.column_name, r.hits), '{}'),
+               coalesce(sum(r.hits), 0)
+        INTO leftover, hits
+        FROM gdpr.residue_search(request.digests, request.customer_id) AS r;
+        searched := gdpr._searchable_columns();
+        IF hits > 0 THEN
+            problem := pg_catalog.format('residue found in %s column(s): %s',
+                (SELECT count(*) FROM pg_catalog.jsonb_object_keys(leftover)),
+                (SELECT pg_catalog.string_agg(k, ', ' ORDER BY k)
+                 FROM pg_catalog.jsonb_object_keys(leftover) AS k));
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        -- an SY reason holds ids and codes only; other messages may quote values
+        problem := CASE WHEN SQLSTATE LIKE 'SY%' THEN SQLSTATE || ': ' || SQLERRM
+                        ELSE 'SQLSTATE ' || SQLSTATE END;
+        leftover := NULL;
+        hits := NULL;
+        searched := NULL;
+        result := '{}';
+    END;
+    UPDATE gdpr.erasure_request AS e
+    SET state = CASE WHEN problem IS NULL THEN 'done' ELSE 'failed' END,
+        attempts = e.attempts + 1,
+        last_error = pg_catalog.left(problem, 500),
+        finished_at = CASE WHEN problem IS NULL THEN p_now END,
+        digests = CASE WHEN problem IS NULL THEN NULL ELSE e.digests END,
+        residue_hits = hits,
+        residue = leftover,
+        columns_searched = searched,
+        outbox_id = coalesce((result ->> 'outbox_id')::bigint, e.outbox_id)
+    WHERE e.id = p_request_id;
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
+    VALUES (actor, 'erasure.executed', CASE WHEN problem IS NULL THEN 'applied' ELSE 'failed' END,
+            number, request.customer_id,
+            pg_catalog.jsonb_build_object('residue_hits', hits, 'columns_searched', searched,
+                                          'same_email_customers',
+                                          pg_catalog.cardinality(sharing)),
+            coalesce(pg_catalog.left(problem, 500), pg_catalog.format('request %s', p_request_id)));
+    RETURN pg_catalog.jsonb_build_object(
+        'request', p_request_id,
+        'state', CASE WHEN problem IS NULL THEN 'done' ELSE 'failed' END,
+        'residue_hits', hits, 'columns_searched', searched, 'residue', leftover,
+        'counts', coalesce(result -> 'counts', '{}'), 'outbox_id', result -> 'outbox_id',
+        'same_email_customers', pg_catalog.to_jsonb(sharing),
+        'tables_not_searched', pg_catalog.to_jsonb(skipped), 'error', problem);
+END
+$$;
+
+-- Execute every scheduled request that is due at p_now (the daily job). Returns how many were
+-- done and failed: {"done": n, "failed": n}.
+-- Example: SELECT gdpr.execute_due_erasures('retention', now());
+CREATE OR REPLACE FUNCTION gdpr.execute_due_erasures(
+    p_actor text DEFAULT 'scheduler', p_now timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    due     bigint;
+    outcome jsonb;
+    done    integer := 0;
+    failed  integer := 0;
+BEGIN
+    PERFORM sync._checked_job_time(p_now);
+    FOR due IN
+        SELECT e.id FROM gdpr.erasure_request AS e
+        WHERE e.state = 'scheduled' AND e.scheduled_for <= p_now
+        ORDER BY e.scheduled_for, e.id
+    LOOP
+        outcome := gdpr.execute_erasure(due, p_actor, p_now);
+        IF outcome ->> 'state' = 'done' THEN
+            done := done + 1;
+        ELSE
+            failed := failed + 1;
+        END IF;
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object('done', done, 'failed', failed);
+END
+$$;
