@@ -225,7 +225,7 @@ AS $$
                    CASE WHEN g.tgtype::integer & 8 <> 0 THEN 'DELETE' END) AS events
     ) AS e
     WHERE NOT g.tgisinternal
-      AND g.tgenabled <> 'D'
+      AND g.tgenabled IN ('O', 'A')  -- fires in ordinary sessions: not disabled, not replica-only
       AND g.tgparentid = 0
       AND e.events <> ''
       AND fn.nspname <> 'pg_catalog'

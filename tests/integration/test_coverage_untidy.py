@@ -235,6 +235,50 @@ def test_declared_references_that_do_not_resolve_are_defects(
     assert linked == [("CustomerRef",)]
 
 
+def test_a_related_table_pointing_to_the_customer_without_a_foreign_key_is_linked(
+    conn: psycopg.Connection[Any], as_role: Any
+) -> None:
+    """A [[related]] table that points to the customer (`via.column`) holds one customer's
+    rows like any linked table: without a foreign key, its declaration links it."""
+    owner = _owner(conn)
+    conn.execute("CREATE SCHEMA crm")
+    conn.execute(
+        'CREATE TABLE crm."Address" (id bigint PRIMARY KEY, owner_ref bigint, kind text,'
+        " street text)"
+    )
+    conn.execute('CREATE INDEX ON crm."Address" (owner_ref)')
+    conn.execute(f"GRANT USAGE ON SCHEMA crm TO {owner}")
+    conn.execute(f'GRANT SELECT, UPDATE, DELETE ON crm."Address" TO {owner}')
+    conn.commit()
+    related = [
+        {"name": "gone", "schema": "crm", "table": "Gone", "key": "id",
+         "via": {"customer_column": "address_id"}},
+        {"name": "address", "schema": "crm", "table": "Address", "key": "id",
+         "via": {"column": "owner_ref", "kind": {"column": "kind", "value": "home"}}},
+    ]  # fmt: skip
+    as_role(owner).execute(
+        "UPDATE sync.mapping_version SET document = document || jsonb_build_object("
+        "'related', %s::jsonb) WHERE active",
+        [Jsonb(related)],
+    )
+
+    assert conn.execute(
+        "SELECT qualified_name, fk_column, known_by FROM sync.customer_links()"
+        " WHERE table_schema = 'crm'"
+    ).fetchall() == [("crm.Address", "owner_ref", "declared")]
+    # the customer row pointing to the related row is no reference to the customer
+    assert _defects(conn, "declared_reference") == []
+    conn.execute('ALTER TABLE crm."Address" ALTER COLUMN owner_ref TYPE text')
+    assert _defects(conn, "declared_reference") == [
+        (
+            "crm.Address",
+            "owner_ref",
+            "declared reference (related[1].via.column): column is text, the customer key"
+            " shop.customer.id is bigint",
+        )
+    ]
+
+
 def test_a_look_alike_column_is_listed_until_it_is_marked_not_a_reference(
     conn: psycopg.Connection[Any],
 ) -> None:
