@@ -165,10 +165,13 @@ AS $$
     link AS (
         SELECT f.relid, f.attname, f.conname, 'foreign_key' AS known_by
         FROM foreign_key AS f
-        UNION
-        SELECT d.relation::pg_catalog.oid, d.column_name::name, NULL::name, 'declared'
+        UNION ALL
+        SELECT DISTINCT d.relation::pg_catalog.oid, d.column_name::name, NULL::name, 'declared'
         FROM sync._declared_references() AS d
         WHERE d.problem IS NULL
+          -- a one-time test: most mappings declare nothing, and this runs in every merge
+          AND EXISTS (SELECT FROM sync.mapping_version AS v
+                      WHERE v.active AND (v.document ? 'reference' OR v.document ? 'related'))
           AND NOT EXISTS (SELECT FROM foreign_key AS f
                           WHERE f.relid = d.relation AND f.attname = d.column_name)
     )
