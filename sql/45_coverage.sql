@@ -255,8 +255,8 @@ BEGIN
     RETURN QUERY
     SELECT d.table_name, d.column_name, d.defect, d.kind
     FROM (
-        SELECT coalesce(pg_catalog.concat_ws('.', v.document #>> '{customer,schema}',
-                                             v.document #>> '{customer,table}'),
+        SELECT coalesce(NULLIF(pg_catalog.concat_ws('.', v.document #>> '{customer,schema}',
+                                                    v.document #>> '{customer,table}'), ''),
                         'sync.mapping_version') AS table_name,
                (v.document #>> '{customer,key}')::name AS column_name,
                CASE WHEN v.version IS NULL

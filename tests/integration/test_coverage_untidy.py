@@ -407,3 +407,26 @@ def test_the_coverage_command_names_each_kind(conn: psycopg.Connection[Any], dsn
     assert result.exit_code != 0
     assert "crm.ticket.cust_id: looks like a customer reference" in result.output
     assert "1 look_alike" in result.output
+
+
+def test_a_mapping_that_binds_nothing_is_a_defect(
+    conn: psycopg.Connection[Any], as_role: Any
+) -> None:
+    """Coverage never says "ok" while nothing is linked because the mapping binds no table."""
+    conn.commit()
+    owner = as_role(_owner(conn))
+    owner.execute(
+        "UPDATE sync.mapping_version"
+        " SET document = jsonb_set(document, '{customer,table}', '\"Customer\"') WHERE active"
+    )
+    assert _defects(conn, "mapping") == [
+        (
+            "shop.Customer",
+            "id",
+            "the active mapping (version 1) names a customer table or key that does not exist",
+        )
+    ]
+    owner.execute("UPDATE sync.mapping_version SET active = false")
+    assert _defects(conn, "mapping") == [
+        ("sync.mapping_version", None, "no mapping is active: the engine has no customer table")
+    ]
