@@ -115,7 +115,9 @@ $$;
 -- id|key|ref|uuid|number|nr|no|num|nummer; or it bears the customer key's own name (unless that
 -- is a bare generic one such as id); or it has the key's type and is named after the customer
 -- table and its key (member_id for member.id, also billing_member_id). A column with any foreign
--- key references what that names; sync.not_a_reference silences the others.
+-- key references what that names; a column of another type than the key that is unique on its
+-- own identifies its own table's rows (another customer table's customer_number);
+-- sync.not_a_reference silences the others.
 CREATE OR REPLACE FUNCTION sync._look_alike_columns()
 RETURNS TABLE (relation regclass, table_name text, column_name name, defect text)
 LANGUAGE sql
@@ -149,8 +151,15 @@ AS $$
         CROSS JOIN LATERAL pg_catalog.unnest(fk.conkey) AS k (attnum)
         WHERE fk.contype = 'f'
     ),
+    -- every column unique on its own (no predicate, no expression)
+    unique_alone AS MATERIALIZED (
+        SELECT x.indrelid, x.indkey[0] AS attnum
+        FROM pg_catalog.pg_index AS x
+        WHERE x.indisunique AND x.indnkeyatts = 1 AND x.indpred IS NULL AND x.indkey[0] <> 0
+    ),
     candidate AS MATERIALIZED (
-        SELECT a.attrelid, a.attnum, a.attname, n.nspname, r.relname
+        SELECT a.attrelid, a.attnum, a.attname, n.nspname, r.relname,
+               a.atttypid IS DISTINCT FROM k.key_type AS other_type
         FROM pg_catalog.pg_attribute AS a
         JOIN pg_catalog.pg_class AS r ON r.oid = a.attrelid
         JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
@@ -180,6 +189,9 @@ AS $$
     FROM candidate AS c
     WHERE NOT EXISTS (SELECT FROM constrained AS f
                       WHERE f.conrelid = c.attrelid AND f.attnum = c.attnum)
+      AND NOT (c.other_type AND EXISTS (SELECT FROM unique_alone AS u
+                                        WHERE u.indrelid = c.attrelid
+                                          AND u.attnum = c.attnum))
       AND NOT EXISTS (SELECT FROM settled AS x
                       WHERE x.table_schema = c.nspname AND x.table_name = c.relname
                         AND x.column_name = c.attname)

@@ -287,17 +287,25 @@ def test_a_look_alike_column_is_listed_until_it_is_marked_not_a_reference(
         "CREATE TABLE crm.ticket (id bigint PRIMARY KEY, klant_nr bigint,"
         ' "ClientID" text, customer_id bigint, subject text)'
     )
+    # a customer table of another system: its own number identifies its rows, it references
+    # nothing; the same number as a plain column would be a reference
+    conn.execute(
+        "CREATE TABLE crm.contact (id bigint PRIMARY KEY, customer_number text UNIQUE,"
+        " cust_no text)"
+    )
     conn.execute("CREATE TABLE crm.agent (id bigint PRIMARY KEY, name text)")
     conn.execute("ALTER TABLE crm.ticket ADD FOREIGN KEY (customer_id) REFERENCES crm.agent (id)")
     conn.commit()
 
     assert [(t, c) for t, c, _ in _defects(conn, "look_alike")] == [
+        ("crm.contact", "cust_no"),
         ("crm.ticket", "ClientID"),
         ("crm.ticket", "klant_nr"),
     ]
     conn.execute(
         "INSERT INTO sync.not_a_reference (table_schema, table_name, column_name)"
-        " VALUES ('crm', 'ticket', 'klant_nr'), ('crm', 'ticket', 'ClientID')"
+        " VALUES ('crm', 'ticket', 'klant_nr'), ('crm', 'ticket', 'ClientID'),"
+        " ('crm', 'contact', 'cust_no')"
     )
     assert _defects(conn, "look_alike") == []
 
