@@ -67,8 +67,8 @@ CREATE TABLE IF NOT EXISTS sync.pii_column (
 -- [[reference]] entries, and the `via.column` of each [[related]] table that points to the
 -- customer. Each with the document path that declares it, the names as written, and what they
 -- resolve to: `problem` is NULL when the table (or partitioned table) and the column exist and
--- the column has the mapped key's type, else why not (sync.coverage_defects lists those; the
--- engine never silently works without them, nor on a column of another type).
+-- the column has the mapped key's type, else why not: such a declaration links nothing, and
+-- sync.coverage_defects lists it (kind declared_reference), so it is never silently passed over.
 CREATE OR REPLACE FUNCTION sync._declared_references()
 RETURNS TABLE (
     path            text,
