@@ -230,10 +230,13 @@ class CoverageDefect:
     table: str
     column: str | None
     defect: str
+    # unclassified, strategy, merge_rule, unindexed, declared_reference, privilege, look_alike,
+    # trigger or mapping (docs/merge-and-anonymise.md)
+    kind: str
 
 
 def coverage_defects(conn: psycopg.Connection[Any]) -> list[CoverageDefect]:
     """Unclassified columns and other registry defects; empty when merge and anonymise are
     safe for every customer-linked table."""
     rows = _in_transaction(conn, lambda: queries.all(conn, "coverage_defects"))
-    return [CoverageDefect(table, column, defect) for table, column, defect in rows]
+    return [CoverageDefect(table, column, defect, kind) for table, column, defect, kind in rows]

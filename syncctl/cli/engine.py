@@ -5,6 +5,8 @@ throwaway embedded server."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import click
 
 from syncctl import engine, environment, links, outbox
@@ -69,15 +71,21 @@ def anonymise(settings: HasDsn, number: str, reason_code: str, dry_run: bool, ac
 @click.pass_obj
 @edge
 def coverage(settings: HasDsn) -> None:
-    """Exit non-zero when a column of a customer-linked table has no PII strategy."""
+    """Exit non-zero on any coverage defect: an unclassified column, a missing privilege or
+    index, an undeclared customer reference, a foreign trigger (one line each)."""
     with connection(settings) as conn:
         defects = engine.coverage_defects(conn)
     if not defects:
-        click.echo("ok: every column of every customer-linked table is classified")
+        click.echo(
+            "ok: every customer-linked table is classified, indexed and granted;"
+            " no undeclared customer references"
+        )
         return
     for d in defects:
         click.echo(f"{d.table}.{d.column or '*'}: {d.defect}")
-    raise click.ClickException(f"{len(defects)} coverage defect(s)")
+    kinds = Counter(d.kind for d in defects)
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    raise click.ClickException(f"{len(defects)} coverage defect(s): {summary}")
 
 
 # ---------------------------------------------------------------------------------------------

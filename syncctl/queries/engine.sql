@@ -52,5 +52,5 @@ SELECT sync.retry_dead_letter(%(inbox_id)s);
 SELECT sync.discard_dead_letter(%(inbox_id)s, %(actor)s);
 
 -- name: coverage_defects
--- columns of customer-linked tables without a PII strategy, and other registry defects
-SELECT table_name, column_name, defect FROM sync.coverage_defects();
+-- every coverage defect (unclassified columns, privileges, look-alike columns, ...) and its kind
+SELECT table_name, column_name, defect, kind FROM sync.coverage_defects();

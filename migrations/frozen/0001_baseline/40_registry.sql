@@ -1,13 +1,15 @@
 -- The registry of customer-linked tables. A table is customer-linked when it has a foreign key
--- to shop.customer(id): the engine discovers these from pg_constraint, so a table a shop adds
--- later is linked the moment its foreign key exists. What the engine may do with a linked table
--- is declared, never guessed:
+-- to the mapped customer key (sync.mapped_customer()), or the mapping declares a customer
+-- reference the shop keeps without one: the engine discovers foreign keys from pg_constraint, so
+-- a table a shop adds later is linked the moment its foreign key exists. What the engine may do
+-- with a linked table is declared, never guessed:
 --   sync.merge_rule      how a merge resolves a unique conflict (the same key on both
 --                        customers); no rule and a conflict = the merge is refused
 --   sync.anonymise_rule  scrub (apply the column strategies) or delete_rows; bookkeeping
 --                        tables (orders) turn a tritonX delete into an anonymisation
---   sync.pii_column      a strategy for every column of shop.customer and of every linked
---                        table; sync.unclassified_columns() lists the columns without one
+--   sync.pii_column      a strategy for every column of the customer table and of every
+--                        linked table; sync.unclassified_columns() (sql/45_coverage.sql)
+--                        lists the columns without one
 -- Seeded for the reference shop tables (ON CONFLICT DO NOTHING: an operator's declaration is
 -- never overwritten). Re-runnable.
 
@@ -61,12 +63,77 @@ CREATE TABLE IF NOT EXISTS sync.pii_column (
 -- Discovery
 -- ---------------------------------------------------------------------------------------------
 
--- Every foreign key to the mapped customer key (sync.mapped_customer(), the active mapping's
--- table and key, in any schema): the linked table and its customer column. Ordered,
--- so every caller locks and changes tables in the same order. A partitioned table is one table:
--- its parent is listed, not its partitions (the foreign keys PostgreSQL clones onto partitions
--- have conparentid <> 0); statements on the parent reach every partition, also later ones. A
--- foreign key declared on one partition only is that partition's own: the partition is listed.
+-- The customer references the active mapping declares where the shop has no foreign key: its
+-- [[reference]] entries, and the `via.column` of each [[related]] table that points to the
+-- customer. Each with the document path that declares it, the names as written, and what they
+-- resolve to: `problem` is NULL when the table (or partitioned table) and the column exist and
+-- the column has the mapped key's type, else why not: such a declaration links nothing, and
+-- sync.coverage_defects lists it (kind declared_reference), so it is never silently passed over.
+CREATE OR REPLACE FUNCTION sync._declared_references()
+RETURNS TABLE (
+    path            text,
+    table_schema    text,
+    table_name      text,
+    column_name     text,
+    relation        regclass,
+    problem         text
+)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH declared AS (
+        SELECT pg_catalog.format('reference[%s]', e.ord - 1) AS path,
+               e.item ->> 'schema' AS table_schema, e.item ->> 'table' AS table_name,
+               e.item ->> 'column' AS column_name
+        FROM sync.mapping_version AS v
+        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+            CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'reference') = 'array'
+                 THEN v.document -> 'reference' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+        WHERE v.active
+        UNION ALL
+        SELECT pg_catalog.format('related[%s].via.column', e.ord - 1),
+               e.item ->> 'schema', e.item ->> 'table', e.item #>> '{via,column}'
+        FROM sync.mapping_version AS v
+        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+            CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+                 THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+        WHERE v.active
+          AND (e.item #>> '{via,column}') IS NOT NULL
+    )
+    SELECT d.path, d.table_schema, d.table_name, d.column_name, r.oid::pg_catalog.regclass,
+           CASE
+               WHEN r.oid IS NULL THEN 'table does not exist'
+               WHEN r.relkind NOT IN ('r', 'p') THEN 'is not a table'
+               WHEN a.attnum IS NULL THEN 'column does not exist'
+               WHEN m.key_type IS NULL THEN 'the mapped customer table or key does not exist'
+               WHEN a.atttypid <> m.key_type
+                   THEN pg_catalog.format('column is %s, the customer key %s.%I is %s',
+                                          a.atttypid::pg_catalog.regtype, m.relation,
+                                          m.key_column, m.key_type)
+           END
+    FROM declared AS d
+    LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = d.table_schema
+    LEFT JOIN pg_catalog.pg_class AS r ON r.relnamespace = n.oid AND r.relname = d.table_name
+    LEFT JOIN pg_catalog.pg_attribute AS a
+        ON a.attrelid = r.oid AND a.attname = d.column_name AND a.attnum > 0
+       AND NOT a.attisdropped
+    LEFT JOIN sync.mapped_customer() AS m ON true
+    ORDER BY d.path
+$$;
+
+-- Every customer reference to the mapped customer key (sync.mapped_customer(), the active
+-- mapping's table and key, in any schema): the linked table and its customer column, and how
+-- the link is known (`known_by`): a foreign key (`constraint_name` names it) or declared in the
+-- mapping (sync._declared_references(); `constraint_name` NULL), for references the shop keeps
+-- without a foreign key. A declared column that also has a foreign key is listed once, by the
+-- foreign key. Ordered, so every caller locks and changes tables in the same order. A
+-- partitioned table is one table: its parent is listed, not its partitions (the foreign keys
+-- PostgreSQL clones onto partitions have conparentid <> 0); statements on the parent reach every
+-- partition, also later ones. A foreign key declared on one partition only is that partition's
+-- own: the partition is listed.
+DROP FUNCTION IF EXISTS sync.customer_links();  -- its result gains known_by
 CREATE OR REPLACE FUNCTION sync.customer_links()
 RETURNS TABLE (
     relation        regclass,
@@ -74,29 +141,51 @@ RETURNS TABLE (
     table_name      name,
     qualified_name  text,
     fk_column       name,
-    constraint_name name
+    constraint_name name,
+    known_by        text
 )
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.conrelid::pg_catalog.regclass, n.nspname, r.relname,
+    WITH foreign_key AS (
+        SELECT c.conrelid AS relid, a.attname, c.conname
+        FROM pg_catalog.pg_constraint AS c
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+        JOIN pg_catalog.pg_attribute AS ref
+            ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
+        JOIN sync.mapped_customer() AS m
+            ON m.relation = c.confrelid AND m.key_column = ref.attname
+        WHERE c.contype = 'f'
+          AND c.conparentid = 0
+          AND pg_catalog.cardinality(c.conkey) = 1
+    ),
+    link AS (
+        SELECT f.relid, f.attname, f.conname, 'foreign_key' AS known_by
+        FROM foreign_key AS f
+        UNION ALL
+        SELECT DISTINCT d.relation::pg_catalog.oid, d.column_name::name, NULL::name, 'declared'
+        FROM sync._declared_references() AS d
+        WHERE d.problem IS NULL
+          -- a one-time test: most mappings declare nothing, and this runs in every merge
+          AND EXISTS (SELECT FROM sync.mapping_version AS v
+                      WHERE v.active AND (v.document ? 'reference' OR v.document ? 'related'))
+          AND NOT EXISTS (SELECT FROM foreign_key AS f
+                          WHERE f.relid = d.relation AND f.attname = d.column_name)
+    )
+    SELECT l.relid::pg_catalog.regclass, n.nspname, r.relname,
            pg_catalog.concat_ws('.', n.nspname, r.relname),
-           a.attname, c.conname
-    FROM pg_catalog.pg_constraint AS c
-    JOIN pg_catalog.pg_class AS r ON r.oid = c.conrelid
+           l.attname, l.conname, l.known_by
+    FROM link AS l
+    JOIN pg_catalog.pg_class AS r ON r.oid = l.relid
     JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
-    JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-    JOIN pg_catalog.pg_attribute AS ref ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
-    JOIN sync.mapped_customer() AS m ON m.relation = c.confrelid AND m.key_column = ref.attname
-    WHERE c.contype = 'f'
-      AND c.conparentid = 0
-      AND pg_catalog.cardinality(c.conkey) = 1
-    ORDER BY n.nspname, r.relname, a.attname
+    ORDER BY n.nspname, r.relname, l.attname
 $$;
 
--- shop.customer and every customer-linked table: the tables whose columns need a strategy.
+-- The mapped customer table and every customer-linked table: the tables whose columns need a
+-- strategy.
 CREATE OR REPLACE FUNCTION sync.customer_tables()
 RETURNS TABLE (relation regclass, table_schema name, table_name name, qualified_name text)
 LANGUAGE sql
@@ -149,81 +238,6 @@ AS $$
     GROUP BY x.indexrelid, con.conname, ic.relname, x.indnullsnotdistinct
     HAVING pg_catalog.bool_or(a.attname = p_column)
     ORDER BY 1
-$$;
-
--- ---------------------------------------------------------------------------------------------
--- Coverage
--- ---------------------------------------------------------------------------------------------
-
--- Columns of shop.customer and of every customer-linked table without a PII strategy. Empty
--- is the only acceptable answer: anonymisation refuses to run otherwise.
-CREATE OR REPLACE FUNCTION sync.unclassified_columns()
-RETURNS TABLE (table_name text, column_name name)
-LANGUAGE sql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT t.qualified_name, a.attname
-    FROM sync.customer_tables() AS t
-    JOIN pg_catalog.pg_attribute AS a
-        ON a.attrelid = t.relation AND a.attnum > 0 AND NOT a.attisdropped
-    WHERE NOT EXISTS (
-        SELECT FROM sync.pii_column AS p
-        WHERE p.table_schema = t.table_schema
-          AND p.table_name = t.table_name
-          AND p.column_name = a.attname)
-    ORDER BY t.qualified_name, a.attnum
-$$;
-
--- Everything that keeps merge or anonymisation from being safe, one row per defect:
--- unclassified columns, strategies the column cannot take, merge rules naming missing
--- columns, customer columns without an index (a merge or delete would scan the table).
-CREATE OR REPLACE FUNCTION sync.coverage_defects()
-RETURNS TABLE (table_name text, column_name name, defect text)
-LANGUAGE sql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT u.table_name, u.column_name, 'column has no PII strategy'
-    FROM sync.unclassified_columns() AS u
-    UNION ALL
-    SELECT t.qualified_name, a.attname,
-           CASE
-               WHEN p.strategy = 'null' AND a.attnotnull
-                   THEN 'strategy null on a NOT NULL column'
-               ELSE 'strategy year on a column that is not a date or timestamp'
-           END
-    FROM sync.customer_tables() AS t
-    JOIN pg_catalog.pg_attribute AS a
-        ON a.attrelid = t.relation AND a.attnum > 0 AND NOT a.attisdropped
-    JOIN sync.pii_column AS p
-        ON p.table_schema = t.table_schema AND p.table_name = t.table_name
-       AND p.column_name = a.attname
-    LEFT JOIN sync.anonymise_rule AS r
-        ON r.table_schema = t.table_schema AND r.table_name = t.table_name
-    WHERE coalesce(r.action, 'scrub') = 'scrub'
-      AND ((p.strategy = 'null' AND a.attnotnull)
-           OR (p.strategy = 'year'
-               AND a.atttypid NOT IN ('date'::pg_catalog.regtype, 'timestamp'::pg_catalog.regtype,
-                                      'timestamptz'::pg_catalog.regtype)))
-    UNION ALL
-    SELECT l.qualified_name, m.col::name, 'merge rule names a column the table does not have'
-    FROM sync.customer_links() AS l
-    JOIN sync.merge_rule AS mr ON mr.table_schema = l.table_schema AND mr.table_name = l.table_name
-    CROSS JOIN LATERAL (SELECT coalesce(mr.newest_column, mr.quantity_column) AS col) AS m
-    WHERE m.col IS NOT NULL
-      AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
-                      WHERE a.attrelid = l.relation AND a.attname = m.col AND NOT a.attisdropped)
-    UNION ALL
-    SELECT l.qualified_name, l.fk_column, 'customer column has no index leading with it'
-    FROM sync.customer_links() AS l
-    WHERE NOT EXISTS (
-        SELECT FROM pg_catalog.pg_index AS x
-        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-        WHERE x.indrelid = l.relation AND a.attname = l.fk_column)
-    ORDER BY 1, 2, 3
 $$;
 
 -- ---------------------------------------------------------------------------------------------

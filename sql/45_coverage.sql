@@ -1,0 +1,349 @@
+-- Coverage: everything that keeps merge or anonymisation from being safe on the shop's schema as
+-- it is, one row per defect, each of a kind (docs/merge-and-anonymise.md, "Coverage"):
+--   mapping             no active mapping, or its customer table or key is gone
+--   unclassified        a column of the customer table or a linked table without a PII strategy
+--   strategy            a strategy the column cannot take
+--   merge_rule          a merge rule naming a column the table does not have
+--   unindexed           a customer column no index leads with (a merge or delete scans)
+--   declared_reference  a reference the mapping declares that does not resolve
+--   privilege           the owner role lacks what the engine needs on a linked table (GRANT given)
+--   look_alike          a column that looks like a customer reference, neither linked nor
+--                       declared, and not recorded in sync.not_a_reference
+--   trigger             a trigger on a customer table whose function another role controls, run
+--                       inside the engine's writes
+-- Each kind is one catalog query over every table at once (no loop per table), so coverage stays
+-- fast on a database with thousands of tables. Messages name tables, columns, roles and types,
+-- never data. Re-runnable.
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------------------------------
+
+-- Columns a DBA has looked at and found not to be customer references although their names
+-- say so (a supplier's client_id, a help desk's klant_nr from another system): coverage no
+-- longer lists them as look-alikes. Names exactly as in the catalog.
+CREATE TABLE IF NOT EXISTS sync.not_a_reference (
+    table_schema          text NOT NULL,
+    table_name            text NOT NULL,
+    column_name           text NOT NULL,
+    PRIMARY KEY (table_schema, table_name, column_name)
+);
+
+-- ---------------------------------------------------------------------------------------------
+-- Defects by kind (private)
+-- ---------------------------------------------------------------------------------------------
+
+-- Columns of the customer table and of every customer-linked table without a PII strategy.
+-- Empty is the only acceptable answer: anonymisation refuses to run otherwise.
+CREATE OR REPLACE FUNCTION sync.unclassified_columns()
+RETURNS TABLE (table_name text, column_name name)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.qualified_name, a.attname
+    FROM sync.customer_tables() AS t
+    JOIN pg_catalog.pg_attribute AS a
+        ON a.attrelid = t.relation AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE NOT EXISTS (
+        SELECT FROM sync.pii_column AS p
+        WHERE p.table_schema = t.table_schema
+          AND p.table_name = t.table_name
+          AND p.column_name = a.attname)
+    ORDER BY t.qualified_name, a.attnum
+$$;
+
+-- What the owner role lacks on the customer table and the linked tables, per table: USAGE on
+-- the schema, and the table privileges the engine uses there: SELECT and UPDATE everywhere
+-- (merges re-point, anonymisation scrubs), DELETE unless the table is kept for bookkeeping and
+-- has no merge rule (delete_rows, a tritonX delete, a merge conflict's losing row), INSERT on the
+-- customer table (tritonX creates customers). With the statements that grant it.
+CREATE OR REPLACE FUNCTION sync._privilege_defects(p_owner name)
+RETURNS TABLE (table_name text, defect text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH lacking AS (
+        SELECT t.qualified_name, t.relation, n.nspname,
+               pg_catalog.has_schema_privilege(o.oid, n.oid, 'USAGE') AS has_usage,
+               pg_catalog.array_to_string(ARRAY(
+                   SELECT p.name
+                   FROM pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
+                        WITH ORDINALITY AS p (name, ord)
+                   WHERE (p.name <> 'INSERT' OR m.relation IS NOT NULL)
+                     AND (p.name <> 'DELETE' OR m.relation IS NOT NULL
+                          OR NOT coalesce(ar.bookkeeping, false) OR mr.rule IS NOT NULL)
+                     AND NOT pg_catalog.has_table_privilege(o.oid, t.relation, p.name)
+                   ORDER BY p.ord), ', ') AS privileges
+        FROM sync.customer_tables() AS t
+        JOIN pg_catalog.pg_roles AS o ON o.rolname = p_owner
+        JOIN pg_catalog.pg_class AS r ON r.oid = t.relation
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+        LEFT JOIN sync.mapped_customer() AS m ON m.relation = t.relation
+        LEFT JOIN sync.anonymise_rule AS ar
+            ON ar.table_schema = t.table_schema AND ar.table_name = t.table_name
+        LEFT JOIN sync.merge_rule AS mr
+            ON mr.table_schema = t.table_schema AND mr.table_name = t.table_name
+    )
+    SELECT l.qualified_name,
+           pg_catalog.format(
+               'the owner role %s lacks %s: %s', p_owner,
+               pg_catalog.concat_ws(
+                   ' and ',
+                   CASE WHEN NOT l.has_usage
+                        THEN pg_catalog.format('USAGE on schema %I', l.nspname) END,
+                   NULLIF(l.privileges, '') || ' on the table'),
+               pg_catalog.concat_ws(
+                   ' ',
+                   CASE WHEN NOT l.has_usage
+                        THEN pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I;',
+                                               l.nspname, p_owner) END,
+                   CASE WHEN l.privileges <> ''
+                        THEN pg_catalog.format('GRANT %s ON TABLE %s TO %I;',
+                                               l.privileges, l.relation, p_owner) END))
+    FROM lacking AS l
+    WHERE NOT l.has_usage OR l.privileges <> ''
+$$;
+
+-- Columns outside syncctl's own schemas (and outside the customer table) that look like a
+-- reference to the customer but are neither linked nor declared: there a merge would leave the
+-- old customer's rows behind and anonymisation would pass them over. A column looks like one
+-- when its name (lower case) ends in customer|klant|client|cust, an optional _ or space, then
+-- id|key|ref|uuid|number|nr|no|num|nummer; or it bears the customer key's own name (unless that
+-- is a bare generic one such as id); or it has the key's type and is named after the customer
+-- table and its key (member_id for member.id, also billing_member_id). A column with any foreign
+-- key references what that names; a column of another type than the key that is unique on its
+-- own identifies its own table's rows (another customer table's customer_number);
+-- sync.not_a_reference silences the others.
+CREATE OR REPLACE FUNCTION sync._look_alike_columns()
+RETURNS TABLE (relation regclass, table_name text, column_name name, defect text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH customer_key AS (
+        SELECT m.relation, m.key_type, pg_catalog.lower(m.key_column) AS key_name,
+               -- the table's name and key as a regular expression: any character literal
+               '(^|_)' || pg_catalog.regexp_replace(
+                   pg_catalog.regexp_replace(pg_catalog.lower(r.relname), 's$', ''),
+                   '([^a-z0-9_])', '\\\1', 'g')
+               || 's?_?' || pg_catalog.regexp_replace(
+                   pg_catalog.lower(m.key_column), '([^a-z0-9_])', '\\\1', 'g')
+               || '$' AS named_after,
+               pg_catalog.format('%s.%I', m.relation, m.key_column) AS target
+        FROM sync.mapped_customer() AS m
+        JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
+    ),
+    -- declared (resolving or not) or recorded as no reference: by names, read once
+    settled AS MATERIALIZED (
+        SELECT d.table_schema, d.table_name, d.column_name FROM sync._declared_references() AS d
+        UNION
+        SELECT x.table_schema, x.table_name, x.column_name FROM sync.not_a_reference AS x
+    ),
+    -- every column with a foreign key of its own
+    constrained AS MATERIALIZED (
+        SELECT fk.conrelid, k.attnum
+        FROM pg_catalog.pg_constraint AS fk
+        CROSS JOIN LATERAL pg_catalog.unnest(fk.conkey) AS k (attnum)
+        WHERE fk.contype = 'f'
+    ),
+    -- every column unique on its own (no predicate, no expression)
+    unique_alone AS MATERIALIZED (
+        SELECT x.indrelid, x.indkey[0] AS attnum
+        FROM pg_catalog.pg_index AS x
+        WHERE x.indisunique AND x.indnkeyatts = 1 AND x.indpred IS NULL AND x.indkey[0] <> 0
+    ),
+    candidate AS MATERIALIZED (
+        SELECT a.attrelid, a.attnum, a.attname, n.nspname, r.relname,
+               a.atttypid IS DISTINCT FROM k.key_type AS other_type
+        FROM pg_catalog.pg_attribute AS a
+        JOIN pg_catalog.pg_class AS r ON r.oid = a.attrelid
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+        LEFT JOIN customer_key AS k ON true
+        WHERE r.relkind IN ('r', 'p')
+          AND NOT r.relispartition
+          AND a.attnum > 0
+          AND NOT a.attisdropped
+          AND n.nspname NOT IN ('sync', 'gdpr', 'report', 'syncctl', 'syncmap', 'pg_catalog',
+                                'information_schema')
+          AND n.nspname !~ '^pg_(toast|temp)'
+          AND r.oid IS DISTINCT FROM k.relation
+          AND (pg_catalog.lower(a.attname)
+                   ~ '(customer|klant|client|cust)[_ ]?(id|key|ref|uuid|number|nr|no|num|nummer)$'
+               OR (pg_catalog.lower(a.attname) = k.key_name
+                   AND k.key_name NOT IN ('id', 'key', 'pk', 'uuid', 'guid', 'oid', 'nr', 'no',
+                                          'num', 'number', 'code', 'ref'))
+               OR (a.atttypid = k.key_type AND pg_catalog.lower(a.attname) ~ k.named_after))
+    )
+    SELECT c.attrelid::pg_catalog.regclass, pg_catalog.concat_ws('.', c.nspname, c.relname),
+           c.attname,
+           pg_catalog.format(
+               'looks like a customer reference but has no foreign key to %s and is not'
+               ' declared: declare it ([[reference]] in the mapping) or record it in'
+               ' sync.not_a_reference',
+               coalesce((SELECT k.target FROM customer_key AS k), 'the customer key'))
+    FROM candidate AS c
+    WHERE NOT EXISTS (SELECT FROM constrained AS f
+                      WHERE f.conrelid = c.attrelid AND f.attnum = c.attnum)
+      AND NOT (c.other_type AND EXISTS (SELECT FROM unique_alone AS u
+                                        WHERE u.indrelid = c.attrelid
+                                          AND u.attnum = c.attnum))
+      AND NOT EXISTS (SELECT FROM settled AS x
+                      WHERE x.table_schema = c.nspname AND x.table_name = c.relname
+                        AND x.column_name = c.attname)
+$$;
+
+-- Triggers on the customer table and the linked tables (their partitions included) that fire on
+-- the engine's writes (UPDATE and DELETE; INSERT too on the customer table) and run a function
+-- another role owns: that role controls code running inside the engine's transactions, with the
+-- owner role's rights unless the function is SECURITY DEFINER. PostgreSQL's own trigger
+-- functions (pg_catalog) and disabled triggers are not listed; a trigger on a partitioned table
+-- is listed once, by the parent.
+CREATE OR REPLACE FUNCTION sync._trigger_defects(p_owner name)
+RETURNS TABLE (table_name text, defect text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.concat_ws('.', tn.nspname, tr.relname),
+           pg_catalog.format(
+               'trigger %I runs %s, owned by role %s, on %s: it runs inside the engine''s'
+               ' writes with %s rights', g.tgname, f.oid::pg_catalog.regprocedure,
+               pg_catalog.pg_get_userbyid(f.proowner), e.events,
+               CASE WHEN f.prosecdef THEN 'its owner''s' ELSE 'the owner role''s' END)
+    FROM sync.customer_tables() AS t
+    LEFT JOIN sync.mapped_customer() AS m ON m.relation = t.relation
+    CROSS JOIN LATERAL (
+        SELECT t.relation::pg_catalog.oid AS relid
+        UNION
+        SELECT p.relid FROM pg_catalog.pg_partition_tree(t.relation) AS p
+    ) AS part
+    JOIN pg_catalog.pg_trigger AS g ON g.tgrelid = part.relid
+    JOIN pg_catalog.pg_class AS tr ON tr.oid = g.tgrelid
+    JOIN pg_catalog.pg_namespace AS tn ON tn.oid = tr.relnamespace
+    JOIN pg_catalog.pg_proc AS f ON f.oid = g.tgfoid
+    JOIN pg_catalog.pg_namespace AS fn ON fn.oid = f.pronamespace
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.concat_ws(
+                   ', ',
+                   CASE WHEN m.relation IS NOT NULL AND g.tgtype::integer & 4 <> 0
+                        THEN 'INSERT' END,
+                   CASE WHEN g.tgtype::integer & 16 <> 0 THEN 'UPDATE' END,
+                   CASE WHEN g.tgtype::integer & 8 <> 0 THEN 'DELETE' END) AS events
+    ) AS e
+    WHERE NOT g.tgisinternal
+      AND g.tgenabled IN ('O', 'A')  -- fires in ordinary sessions: not disabled, not replica-only
+      AND g.tgparentid = 0
+      AND e.events <> ''
+      AND fn.nspname <> 'pg_catalog'
+      AND f.proowner IS DISTINCT FROM (SELECT o.oid FROM pg_catalog.pg_roles AS o
+                                       WHERE o.rolname = p_owner)
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Public API
+-- ---------------------------------------------------------------------------------------------
+
+-- Every coverage defect, as (table, column, defect, kind); column NULL for a defect of the whole
+-- table. Empty is the only acceptable answer: `syncctl coverage` exits non-zero otherwise.
+-- Example: SELECT kind, table_name, column_name, defect FROM sync.coverage_defects();
+DROP FUNCTION IF EXISTS sync.coverage_defects();  -- its result gains kind
+CREATE OR REPLACE FUNCTION sync.coverage_defects()
+RETURNS TABLE (table_name text, column_name name, defect text, kind text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- sync.role_name is defined with the roles (sql/95_roles.sql), after this file
+    owner_role name := sync.role_name('owner');
+BEGIN
+    RETURN QUERY
+    SELECT d.table_name, d.column_name, d.defect, d.kind
+    FROM (
+        SELECT coalesce(NULLIF(pg_catalog.concat_ws('.', v.document #>> '{customer,schema}',
+                                                    v.document #>> '{customer,table}'), ''),
+                        'sync.mapping_version') AS table_name,
+               (v.document #>> '{customer,key}')::name AS column_name,
+               CASE WHEN v.version IS NULL
+                    THEN 'no mapping is active: the engine has no customer table'
+                    ELSE pg_catalog.format('the active mapping (version %s) names a customer'
+                                           ' table or key that does not exist', v.version)
+               END AS defect,
+               'mapping' AS kind
+        FROM (SELECT) AS one
+        LEFT JOIN sync.mapping_version AS v ON v.active
+        WHERE NOT EXISTS (SELECT FROM sync.mapped_customer())
+        UNION ALL
+        SELECT u.table_name, u.column_name, 'column has no PII strategy', 'unclassified'
+        FROM sync.unclassified_columns() AS u
+        UNION ALL
+        SELECT t.qualified_name, a.attname,
+               CASE
+                   WHEN p.strategy = 'null' AND a.attnotnull
+                       THEN 'strategy null on a NOT NULL column'
+                   ELSE 'strategy year on a column that is not a date or timestamp'
+               END,
+               'strategy'
+        FROM sync.customer_tables() AS t
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = t.relation AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN sync.pii_column AS p
+            ON p.table_schema = t.table_schema AND p.table_name = t.table_name
+           AND p.column_name = a.attname
+        LEFT JOIN sync.anonymise_rule AS r
+            ON r.table_schema = t.table_schema AND r.table_name = t.table_name
+        WHERE coalesce(r.action, 'scrub') = 'scrub'
+          AND ((p.strategy = 'null' AND a.attnotnull)
+               OR (p.strategy = 'year'
+                   AND a.atttypid NOT IN ('date'::pg_catalog.regtype,
+                                          'timestamp'::pg_catalog.regtype,
+                                          'timestamptz'::pg_catalog.regtype)))
+        UNION ALL
+        SELECT l.qualified_name, c.col::name,
+               'merge rule names a column the table does not have', 'merge_rule'
+        FROM sync.customer_links() AS l
+        JOIN sync.merge_rule AS mr
+            ON mr.table_schema = l.table_schema AND mr.table_name = l.table_name
+        CROSS JOIN LATERAL (SELECT coalesce(mr.newest_column, mr.quantity_column) AS col) AS c
+        WHERE c.col IS NOT NULL
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                          WHERE a.attrelid = l.relation AND a.attname = c.col
+                            AND NOT a.attisdropped)
+        UNION ALL
+        SELECT l.qualified_name, l.fk_column,
+               pg_catalog.format('customer column has no index leading with it: a merge or'
+                                 ' delete scans the table (CREATE INDEX ON %s (%I);)',
+                                 l.relation, l.fk_column),
+               'unindexed'
+        FROM sync.customer_links() AS l
+        WHERE NOT EXISTS (
+            SELECT FROM pg_catalog.pg_index AS x
+            JOIN pg_catalog.pg_attribute AS a
+                ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+            WHERE x.indrelid = l.relation AND x.indisvalid AND a.attname = l.fk_column)
+        UNION ALL
+        SELECT pg_catalog.concat_ws('.', r.table_schema, r.table_name), r.column_name::name,
+               pg_catalog.format('declared reference (%s): %s', r.path, r.problem),
+               'declared_reference'
+        FROM sync._declared_references() AS r
+        WHERE r.problem IS NOT NULL
+        UNION ALL
+        SELECT p.table_name, NULL::name, p.defect, 'privilege'
+        FROM sync._privilege_defects(owner_role) AS p
+        UNION ALL
+        SELECT c.table_name, c.column_name, c.defect, 'look_alike'
+        FROM sync._look_alike_columns() AS c
+        UNION ALL
+        SELECT g.table_name, NULL::name, g.defect, 'trigger'
+        FROM sync._trigger_defects(owner_role) AS g
+    ) AS d
+    ORDER BY 1, 2, 3;
+END
+$$;
