@@ -31,6 +31,20 @@ CREATE TABLE IF NOT EXISTS sync.customer_link (
 -- Compiling
 -- ---------------------------------------------------------------------------------------------
 
+-- The type a generated expression casts to: the column's type without its modifier (a cast to
+-- varchar(n) would cut a long value silently, the assignment to the column refuses it); bpchar
+-- for char(n), as `character` alone means char(1).
+CREATE OR REPLACE FUNCTION sync._cast_type(p_type oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_type = 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'
+                ELSE pg_catalog.format_type(p_type, NULL) END
+$$;
+
 -- One source expression of format 1 as inline SQL over the typed snapshot `s`
 -- (sync.customer_snapshot), of type p_type (the column's type without its modifier: a cast to
 -- varchar(n) would cut a long value silently, the assignment to the column refuses it).
@@ -209,7 +223,7 @@ BEGIN
     -- the customer's own columns
     FOR col IN
         SELECT e.key AS name, e.value AS source,
-               pg_catalog.format_type(a.atttypid, NULL) AS type,
+               sync._cast_type(a.atttypid) AS type,
                pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type
         FROM pg_catalog.jsonb_each(coalesce(cust -> 'columns', '{}'::jsonb)) AS e
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = crel AND a.attname = e.key
@@ -231,7 +245,7 @@ BEGIN
     -- the literals written only when tritonX creates the customer
     FOR col IN
         SELECT e.key AS name, e.value #>> '{}' AS value,
-               pg_catalog.format_type(a.atttypid, NULL) AS type
+               sync._cast_type(a.atttypid) AS type
         FROM pg_catalog.jsonb_each(coalesce(cust -> 'create', '{}'::jsonb)) AS e
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = crel AND a.attname = e.key
         ORDER BY e.key
@@ -275,7 +289,7 @@ BEGIN
         -- the mapped columns (written always), then the create literals (fresh rows only)
         FOR col IN
             SELECT e.key AS name, e.value AS source,
-                   pg_catalog.format_type(a.atttypid, NULL) AS type,
+                   sync._cast_type(a.atttypid) AS type,
                    pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type
             FROM pg_catalog.jsonb_each(coalesce(rel.doc -> 'columns', '{}'::jsonb)) AS e
             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = rrel AND a.attname = e.key
@@ -322,7 +336,7 @@ BEGIN
         SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('%I', e.key) ORDER BY e.key),
                         ARRAY[]::text[]),
                coalesce(pg_catalog.array_agg(pg_catalog.format(
-                            '%L::%s', e.value #>> '{}', pg_catalog.format_type(a.atttypid, NULL))
+                            '%L::%s', e.value #>> '{}', sync._cast_type(a.atttypid))
                             ORDER BY e.key), ARRAY[]::text[])
         INTO r_create_cols, r_create_vals
         FROM pg_catalog.jsonb_each(coalesce(rel.doc -> 'create', '{}'::jsonb)) AS e
@@ -449,7 +463,6 @@ BEGIN
     body := body || pg_catalog.format(' SELECT %1$s + %2$s, %2$s', written, created);
 
     RETURN pg_catalog.concat_ws(E';\n',
-        'CREATE SCHEMA IF NOT EXISTS syncmap',
         'REVOKE ALL ON SCHEMA syncmap FROM PUBLIC',
         'DROP VIEW IF EXISTS syncmap.customer_map',
         view_sql,

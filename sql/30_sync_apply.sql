@@ -380,8 +380,9 @@ BEGIN
                                        AND c.version >= d.v)) THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'SY031',
-                MESSAGE = 'the customer row was not written: a trigger on the mapped customer '
-                          'table skipped it';
+                MESSAGE = pg_catalog.format(
+                    'the customer row was not written: a trigger on %s skipped it',
+                    (SELECT m.relation FROM sync.mapped_customer() AS m));
         END IF;
         RAISE EXCEPTION 'a concurrent writer changed % customers of this batch; retry it',
                         expected - written
