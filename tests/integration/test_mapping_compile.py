@@ -337,9 +337,7 @@ def test_installing_the_same_mapping_again_changes_nothing(
     before = conn.execute(audit).fetchone()
     assert version is not None and _install(conn, MAPPING) == version[0]
     assert conn.execute(audit).fetchone() == before
-    assert conn.execute("SELECT count(*) FROM sync.mapping_version WHERE active").fetchone() == (
-        1,
-    )
+    assert conn.execute("SELECT count(*) FROM sync.mapping_version WHERE active").fetchone() == (1,)
 
 
 def test_a_broken_mapping_is_refused_and_changes_nothing(
@@ -384,6 +382,8 @@ def test_the_feed_without_a_snapshot_field_writes_null(mapped: psycopg.Connectio
     conn = mapped
     number = _number()
     fields = _fields(first_name=" ", infix=None, last_name="", gender=None, blocked=None)
-    records = [event("customer.upserted", number, 1, customer={"customer_number": number, **fields})]
+    records = [
+        event("customer.upserted", number, 1, customer={"customer_number": number, **fields})
+    ]
     stage(conn, records)
     assert _client(conn, number) == (None, None, "N", fields["email"])
