@@ -110,6 +110,36 @@ BEGIN
 END
 $$;
 
+-- The mapped columns of one table (p_columns: column -> source), numbered from p_after + 1 in
+-- column-name order: the expression as an item of the write's `src` (v<n>), the variable and
+-- the per-column check of syncmap.snapshot_defect (SY062: names the column, never the value).
+CREATE OR REPLACE FUNCTION sync._compile_columns(p_relation pg_catalog.regclass,
+                                                 p_columns jsonb, p_after integer)
+RETURNS TABLE (n integer, name text, src_item text, decl text, check_stmt text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.n, c.name,
+           pg_catalog.format('%s AS v%s', c.expr, c.n),
+           pg_catalog.format('v%s %s', c.n, c.full_type),
+           pg_catalog.format(
+               '    BEGIN v%1$s := %2$s; EXCEPTION WHEN data_exception THEN RETURN %3$L; END;',
+               c.n, c.expr,
+               pg_catalog.format('a value does not fit %s.%I (%s) (SQLSTATE %s)',
+                                 p_relation, c.name, c.full_type, 'SY062'))
+    FROM (
+        SELECT p_after + (pg_catalog.row_number() OVER (ORDER BY e.key))::integer AS n,
+               e.key AS name,
+               sync._compile_source(e.value, sync._cast_type(a.atttypid)) AS expr,
+               pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type
+        FROM pg_catalog.jsonb_each(coalesce(p_columns, '{}'::jsonb)) AS e
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = p_relation AND a.attname = e.key
+    ) AS c
+    ORDER BY c.n
+$$;
+
 -- How a new key is made, as an inline expression: the identity's sequence (nextval; the insert
 -- adds OVERRIDING SYSTEM VALUE for GENERATED ALWAYS), the column default's own expression,
 -- pg_catalog.gen_random_uuid() or the named sequence. Made in the SELECT that inserts, so the
@@ -221,26 +251,14 @@ BEGIN
         END);
 
     -- the customer's own columns
-    FOR col IN
-        SELECT e.key AS name, e.value AS source,
-               sync._cast_type(a.atttypid) AS type,
-               pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type
-        FROM pg_catalog.jsonb_each(coalesce(cust -> 'columns', '{}'::jsonb)) AS e
-        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = crel AND a.attname = e.key
-        ORDER BY e.key
-    LOOP
-        n := n + 1;
-        src_items := src_items || pg_catalog.format('%s AS v%s',
-                                                    sync._compile_source(col.source, col.type), n);
+    FOR col IN SELECT * FROM sync._compile_columns(crel, cust -> 'columns', n) LOOP
+        n := col.n;
+        src_items := src_items || col.src_item;
+        decls := decls || col.decl;
+        checks := checks || col.check_stmt;
         upd_sets := upd_sets || pg_catalog.format('%I = cur.v%s', col.name, n);
         ins_cols := ins_cols || pg_catalog.format('%I', col.name);
         ins_vals := ins_vals || pg_catalog.format('new.v%s', n);
-        decls := decls || pg_catalog.format('v%s %s', n, col.full_type);
-        checks := checks || pg_catalog.format(
-            '    BEGIN v%1$s := %2$s; EXCEPTION WHEN data_exception THEN RETURN %3$L; END;',
-            n, sync._compile_source(col.source, col.type),
-            pg_catalog.format('a value does not fit %s.%I (%s) (SQLSTATE %s)',
-                              crel, col.name, col.full_type, 'SY062'));
     END LOOP;
     -- the literals written only when tritonX creates the customer
     FOR col IN
@@ -287,26 +305,14 @@ BEGIN
         r_cols := ARRAY[]::text[];
         r_vals := ARRAY[]::text[];
         -- the mapped columns (written always), then the create literals (fresh rows only)
-        FOR col IN
-            SELECT e.key AS name, e.value AS source,
-                   sync._cast_type(a.atttypid) AS type,
-                   pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type
-            FROM pg_catalog.jsonb_each(coalesce(rel.doc -> 'columns', '{}'::jsonb)) AS e
-            JOIN pg_catalog.pg_attribute AS a ON a.attrelid = rrel AND a.attname = e.key
-            ORDER BY e.key
-        LOOP
-            n := n + 1;
-            src_items := src_items || pg_catalog.format(
-                '%s AS v%s', sync._compile_source(col.source, col.type), n);
+        FOR col IN SELECT * FROM sync._compile_columns(rrel, rel.doc -> 'columns', n) LOOP
+            n := col.n;
+            src_items := src_items || col.src_item;
+            decls := decls || col.decl;
+            checks := checks || col.check_stmt;
             r_sets := r_sets || pg_catalog.format('%I = cur.v%s', col.name, n);
             r_cols := r_cols || pg_catalog.format('%I', col.name);
             r_vals := r_vals || pg_catalog.format('v%s', n);
-            decls := decls || pg_catalog.format('v%s %s', n, col.full_type);
-            checks := checks || pg_catalog.format(
-                '    BEGIN v%1$s := %2$s; EXCEPTION WHEN data_exception THEN RETURN %3$L; END;',
-                n, sync._compile_source(col.source, col.type),
-                pg_catalog.format('a value does not fit %s.%I (%s) (SQLSTATE %s)',
-                                  rrel, col.name, col.full_type, 'SY062'));
         END LOOP;
         -- shared: another customer points to the row, or any other row refers to it by a
         -- foreign key (partitions' cloned keys are their parent's)
