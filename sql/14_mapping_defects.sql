@@ -25,7 +25,6 @@ DECLARE
     col       record;
     source    record;
     used      text[];
-    i         integer;
     prefix    text;
     tab       jsonb;
     reserved  text[];

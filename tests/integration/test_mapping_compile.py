@@ -387,3 +387,64 @@ def test_the_feed_without_a_snapshot_field_writes_null(mapped: psycopg.Connectio
     ]
     stage(conn, records)
     assert _client(conn, number) == (None, None, "N", fields["email"])
+
+
+def test_a_number_kept_in_the_link_table(conn: psycopg.Connection[Any]) -> None:
+    """An integer key made by the column's default, the number in sync.customer_link, the
+    version in a column of the shop's; the audit names the local id."""
+    owner = _owner(conn)
+    conn.execute(
+        "CREATE SCHEMA lshop;"
+        "CREATE TABLE lshop.person (pid serial PRIMARY KEY, mail text, ver integer,"
+        " remark text);"
+        f'GRANT USAGE ON SCHEMA lshop TO "{owner}";'
+        f'GRANT SELECT, INSERT, UPDATE ON lshop.person TO "{owner}";'
+        f'GRANT USAGE ON SEQUENCE lshop.person_pid_seq TO "{owner}"'
+    )
+    conn.commit()
+    _install(
+        conn,
+        {
+            "format": 1,
+            "customer": {
+                "schema": "lshop",
+                "table": "person",
+                "key": "pid",
+                "key_generate": "default",
+                "number": "link",
+                "version": {"column": "ver"},
+                "columns": {"mail": "email"},
+            },
+        },
+    )
+    number, mail = _number(), f"{_word()}@example.nl"
+    stage(conn, [upserted(number, 1, email=_word())])
+    conn.execute("UPDATE lshop.person SET remark = 'the shop''s'")
+    conn.commit()
+    stage(conn, [upserted(number, 3, email=mail)])
+    stale = [upserted(number, 2, email=_word())]
+    stage(conn, stale)
+    assert _outcomes(conn, stale) == [("skipped", "stale")]
+    person = conn.execute(
+        "SELECT p.pid, p.mail, p.ver, p.remark FROM lshop.person AS p"
+        " JOIN sync.customer_link AS l ON l.customer_key = p.pid::text"
+        " WHERE l.customer_number = %s",
+        [number],
+    ).fetchone()
+    assert person is not None and person[1:] == (mail, 3, "the shop's")
+    assert conn.execute("SELECT count(*) FROM lshop.person").fetchone() == (1,)
+    assert conn.execute(
+        "SELECT DISTINCT customer_id FROM sync.audit WHERE customer_number = %s"
+        " AND outcome = 'applied'",
+        [number],
+    ).fetchall() == [(person[0],)]
+
+
+def test_only_the_owner_installs_a_mapping(conn: psycopg.Connection[Any]) -> None:
+    """Not even a superuser: what it created would not be the owner's."""
+    with pytest.raises(psycopg.Error) as refused:
+        conn.execute(
+            "SELECT sync.install_mapping(document, 'x') FROM sync.mapping_version WHERE active"
+        )
+    conn.rollback()
+    assert refused.value.sqlstate == "SY024"
