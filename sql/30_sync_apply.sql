@@ -372,12 +372,14 @@ BEGIN
         -- again and those events are then stale. A row still older than its event (or absent)
         -- was not written at all: a BEFORE trigger of the shop's returned NULL. That is the
         -- events' own problem, and retrying would never end: SY031 makes them dead letters.
+        -- (a customer decided new that exists now was created by a concurrent writer)
         IF EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
-                                          pg_catalog.unnest(skip_reasons)) AS d(n, v, r)
+                                          pg_catalog.unnest(skip_reasons),
+                                          pg_catalog.unnest(new_flags)) AS d(n, v, r, is_new)
                    WHERE d.r IS NULL
                      AND NOT EXISTS (SELECT FROM syncmap.customer_map AS c
                                      WHERE c.customer_number = d.n
-                                       AND c.version >= d.v)) THEN
+                                       AND (d.is_new OR c.version >= d.v))) THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'SY031',
                 MESSAGE = pg_catalog.format(
