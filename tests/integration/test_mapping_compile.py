@@ -7,6 +7,7 @@ Snapshots go through the real apply path (staged into the inbox, applied by its 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,6 +15,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from tests.feed import event, stage, upserted
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCHEMA = """
 CREATE SCHEMA tshop;
@@ -448,3 +451,24 @@ def test_only_the_owner_installs_a_mapping(conn: psycopg.Connection[Any]) -> Non
         )
     conn.rollback()
     assert refused.value.sqlstate == "SY024"
+
+
+def test_an_upgrade_recompiles_the_active_mapping_and_keeps_its_version(
+    mapped: psycopg.Connection[Any],
+) -> None:
+    conn = mapped
+    versions = "SELECT version, sha256, active FROM sync.mapping_version ORDER BY version"
+    audit = "SELECT count(*) FROM sync.audit"
+    before = (conn.execute(versions).fetchall(), conn.execute(audit).fetchone())
+    conn.execute("DROP FUNCTION syncmap.snapshot_defect(jsonb)")
+    owner = _owner(conn)
+    conn.execute(f'SET ROLE "{owner}"')
+    conn.execute(ROOT.joinpath("sql", "96_reference_mapping.sql").read_text(encoding="utf-8"))
+    conn.execute("RESET ROLE")
+    conn.commit()
+    assert (conn.execute(versions).fetchall(), conn.execute(audit).fetchone()) == before
+    # the test's own mapping is still the active one, and its code is whole again
+    assert conn.execute(
+        "SELECT to_regprocedure('syncmap.snapshot_defect(jsonb)') IS NOT NULL,"
+        " pg_get_viewdef('syncmap.customer_map'::regclass) LIKE '%tshop.client%'"
+    ).fetchone() == (True, True)
