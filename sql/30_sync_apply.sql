@@ -270,9 +270,11 @@ $$;
 -- recorded as superseded, versions at or below the applied one as stale, and a customer that
 -- is tombstoned or merged away is never written again.
 --
--- Two statements: the upsert, then the audit from its decisions (passed as arrays). Joining
--- the upsert's RETURNING back to the decisions in one statement made the planner pick a
--- nested loop over two CTEs (quadratic in the batch: 2.2 s for 5,000 rows). The upsert's guard
+-- Three statements: the decisions (existence and version read from syncmap.customer_map, the
+-- view generated from the active mapping), the write of the upserts they let through (one call
+-- of the generated syncmap.write_customers, given arrays), then the audit from the decisions.
+-- Joining the write's RETURNING back to the decisions in one statement made the planner pick a
+-- nested loop over two CTEs (quadratic in the batch: 2.2 s for 5,000 rows). The write's guard
 -- makes a concurrent writer of the same customer visible as a count mismatch, which is raised
 -- as a serialization failure: the caller retries the whole page.
 CREATE OR REPLACE FUNCTION sync._apply_upserts(p_first bigint, p_last bigint, p_ids bigint[])
