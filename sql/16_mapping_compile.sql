@@ -217,6 +217,7 @@ DECLARE
     written     text;
     created     text;
     body        text;
+    ctes        text[];
 BEGIN
     crel := pg_catalog.format('%I.%I', cust ->> 'schema', cust ->> 'table')::pg_catalog.regclass;
     SELECT a.atttypid INTO ckeytype FROM pg_catalog.pg_attribute AS a
@@ -401,28 +402,28 @@ BEGIN
     -- existing customers are matched by the number column when nothing else is needed, else by
     -- their key through the view (and the customer row, for the related pointers)
     by_number := num_col IS NOT NULL AND r = 0;
-    body := pg_catalog.format(
-        'WITH src AS (SELECT u.number, u.version, u.is_new%1$s FROM ROWS FROM ('
+    ctes := ARRAY[pg_catalog.format(
+        'src AS (SELECT u.number, u.version, u.is_new%1$s FROM ROWS FROM ('
         'pg_catalog.unnest(p_numbers), pg_catalog.unnest(p_versions), '
         'pg_catalog.unnest(p_snapshots), pg_catalog.unnest(p_new)) '
         'AS u (number, version, snapshot, is_new) CROSS JOIN LATERAL '
-        'pg_catalog.jsonb_populate_record(NULL::sync.customer_snapshot, u.snapshot) AS s), ',
-        pg_catalog.array_to_string(ARRAY['']::text[] || src_items, ', '));
+        'pg_catalog.jsonb_populate_record(NULL::sync.customer_snapshot, u.snapshot) AS s)',
+        pg_catalog.array_to_string(ARRAY['']::text[] || src_items, ', '))];
     IF by_number THEN
-        body := body || 'cur AS (SELECT src.* FROM src WHERE NOT src.is_new), ';
+        ctes := ctes || 'cur AS (SELECT src.* FROM src WHERE NOT src.is_new)'::text;
     ELSE
-        body := body || pg_catalog.format(
+        ctes := ctes || pg_catalog.format(
             'cur AS MATERIALIZED (SELECT src.*, m.customer_key AS key%1$s FROM src '
             'JOIN syncmap.customer_map AS m ON m.customer_number = src.number%2$s '
-            'WHERE NOT src.is_new AND (m.version IS NULL OR m.version < src.version)), ',
+            'WHERE NOT src.is_new AND (m.version IS NULL OR m.version < src.version))',
             pg_catalog.array_to_string(ARRAY['']::text[] || cur_items, ', '),
             CASE WHEN r > 0 THEN pg_catalog.format(' JOIN %s AS c ON c.%I = m.customer_key',
                                                    crel, ckey) ELSE '' END);
     END IF;
-    body := body || pg_catalog.array_to_string(ctes_old || ARRAY['']::text[], ', ');
-    body := body || pg_catalog.format(
+    ctes := ctes || ctes_old;
+    ctes := ctes || pg_catalog.format(
         'updated AS (UPDATE %1$s AS c SET %2$s FROM cur WHERE %3$s%4$s '
-        'RETURNING c.%5$I AS key, cur.number, cur.version), ',
+        'RETURNING c.%5$I AS key, cur.number, cur.version)',
         crel, pg_catalog.array_to_string(upd_sets, ', '),
         CASE WHEN by_number THEN pg_catalog.format('c.%I = cur.number', num_col)
              ELSE pg_catalog.format('c.%I = cur.key', ckey) END,
@@ -430,11 +431,11 @@ BEGIN
              THEN pg_catalog.format(' AND (c.%1$I IS NULL OR c.%1$I < cur.version)', ver_col)
              ELSE '' END,
         ckey);
-    body := body || pg_catalog.format(
-        'new AS MATERIALIZED (SELECT src.*, %1$s AS key%2$s FROM src WHERE src.is_new), ',
+    ctes := ctes || pg_catalog.format(
+        'new AS MATERIALIZED (SELECT src.*, %1$s AS key%2$s FROM src WHERE src.is_new)',
         keyexpr, pg_catalog.array_to_string(ARRAY['']::text[] || new_items, ', '));
-    body := body || pg_catalog.array_to_string(ctes_new || ARRAY['']::text[], ', ');
-    body := body || pg_catalog.format(
+    ctes := ctes || ctes_new;
+    ctes := ctes || pg_catalog.format(
         'inserted AS (INSERT INTO %1$s AS c (%2$I, %3$s)%4$s SELECT new.key, %5$s FROM new%6$s '
         'RETURNING c.%2$I AS key)',
         crel, ckey, pg_catalog.array_to_string(ins_cols, ', '), over,
@@ -445,17 +446,18 @@ BEGIN
     created := '(SELECT count(*) FROM inserted)';
     IF linked THEN
         -- the link holds the guard (version) and/or the number: what it took is what counts
-        body := body || pg_catalog.format(
-            ', link_updated AS (INSERT INTO sync.customer_link AS l (customer_key, '
+        ctes := ctes || pg_catalog.format(
+            'link_updated AS (INSERT INTO sync.customer_link AS l (customer_key, '
             'customer_number, version) SELECT updated.key::text, %1$s, %2$s FROM updated '
             'ON CONFLICT (customer_key) DO UPDATE SET version = excluded.version '
-            'WHERE l.version IS NULL OR l.version < excluded.version RETURNING 1), '
+            'WHERE l.version IS NULL OR l.version < excluded.version RETURNING 1)',
+            CASE WHEN num_col IS NULL THEN 'updated.number' ELSE 'NULL::text' END,
+            CASE WHEN ver_col IS NULL THEN 'updated.version' ELSE 'NULL::integer' END);
+        ctes := ctes || pg_catalog.format(
             'link_created AS (INSERT INTO sync.customer_link (customer_key, customer_number, '
-            'version) SELECT new.key::text, %3$s, %4$s FROM new '
+            'version) SELECT new.key::text, %1$s, %2$s FROM new '
             'WHERE new.key IN (SELECT inserted.key FROM inserted) '
             'ON CONFLICT DO NOTHING RETURNING 1)',
-            CASE WHEN num_col IS NULL THEN 'updated.number' ELSE 'NULL::text' END,
-            CASE WHEN ver_col IS NULL THEN 'updated.version' ELSE 'NULL::integer' END,
             CASE WHEN num_col IS NULL THEN 'new.number' ELSE 'NULL::text' END,
             CASE WHEN ver_col IS NULL THEN 'new.version' ELSE 'NULL::integer' END);
         IF ver_col IS NULL THEN
@@ -466,7 +468,8 @@ BEGIN
             created := '(SELECT count(*) FROM link_created)';
         END IF;
     END IF;
-    body := body || pg_catalog.format(' SELECT %1$s + %2$s, %2$s', written, created);
+    body := 'WITH ' || pg_catalog.array_to_string(ctes, E',\n        ')
+            || pg_catalog.format(E'\n    SELECT %1$s + %2$s, %2$s', written, created);
 
     RETURN pg_catalog.concat_ws(E';\n',
         'REVOKE ALL ON SCHEMA syncmap FROM PUBLIC',
@@ -478,7 +481,7 @@ BEGIN
             'RETURNS TABLE (rows_written bigint, rows_created bigint)\n'
             'LANGUAGE plpgsql\nVOLATILE\nSECURITY INVOKER\n'
             'SET search_path = pg_catalog, pg_temp\nAS %L',
-            E'\nBEGIN\n    RETURN QUERY ' || body || E';\nEND\n'),
+            E'\nBEGIN\n    RETURN QUERY\n    ' || body || E';\nEND\n'),
         pg_catalog.format(
             E'CREATE OR REPLACE FUNCTION syncmap.snapshot_defect(p_snapshot jsonb)\n'
             'RETURNS text\nLANGUAGE plpgsql\nSTABLE\nSECURITY INVOKER\n'
