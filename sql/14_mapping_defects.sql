@@ -28,6 +28,8 @@ DECLARE
     prefix    text;
     tab       jsonb;
     reserved  text[];
+    literal   jsonb;
+    target    record;
 BEGIN
     IF pg_catalog.jsonb_typeof(p_document) IS DISTINCT FROM 'object'
        OR (p_document ->> 'format') IS DISTINCT FROM '1' THEN
@@ -186,11 +188,50 @@ BEGIN
                 problem := 'the key, number and version columns are written by the engine';
                 RETURN NEXT;
             END IF;
-            IF source.kind = 'create' THEN
-                IF pg_catalog.jsonb_typeof(source.value) NOT IN ('string', 'number', 'boolean')
-                THEN
-                    problem := 'must be a literal'; RETURN NEXT;
+            -- every literal (a create value, a code's or boolean's output, other, null_as) must
+            -- fit the column: generated code casts it (%L::type) and would fail on every write
+            FOR literal IN
+                SELECT l.value FROM (
+                    SELECT source.value AS value WHERE source.kind = 'create'
+                    UNION ALL
+                    SELECT e.value FROM pg_catalog.jsonb_each(source.value -> 'codes') AS e
+                    WHERE source.kind = 'columns'
+                      AND pg_catalog.jsonb_typeof(source.value -> 'codes') = 'object'
+                    UNION ALL
+                    SELECT source.value -> k.k
+                    FROM pg_catalog.unnest(ARRAY['other', 'true', 'false', 'null_as']) AS k (k)
+                    WHERE source.kind = 'columns'
+                      AND pg_catalog.jsonb_typeof(source.value) = 'object'
+                      AND source.value ? k.k
+                ) AS l
+            LOOP
+                IF pg_catalog.jsonb_typeof(literal) NOT IN ('string', 'number', 'boolean') THEN
+                    problem := 'must be a literal (a string, number or boolean)'; RETURN NEXT;
+                    CONTINUE;
                 END IF;
+                SELECT a.atttypid, a.atttypmod INTO target
+                FROM pg_catalog.pg_attribute AS a
+                WHERE a.attrelid = rel AND a.attname = source.key;
+                BEGIN
+                    EXECUTE pg_catalog.format('SELECT %L::%s', literal #>> '{}',
+                                              sync._cast_type(target.atttypid));
+                    IF target.atttypid IN ('pg_catalog.varchar'::pg_catalog.regtype,
+                                           'pg_catalog.bpchar'::pg_catalog.regtype)
+                       AND target.atttypmod > 4
+                       AND pg_catalog.length(literal #>> '{}') > target.atttypmod - 4 THEN
+                        problem := pg_catalog.format(
+                            'a literal is longer than the column (%s)',
+                            pg_catalog.format_type(target.atttypid, target.atttypmod));
+                        RETURN NEXT;
+                    END IF;
+                EXCEPTION WHEN data_exception THEN
+                    problem := pg_catalog.format(
+                        'a literal does not fit the column''s type %s',
+                        pg_catalog.format_type(target.atttypid, target.atttypmod));
+                    RETURN NEXT;
+                END;
+            END LOOP;
+            IF source.kind = 'create' THEN
                 CONTINUE;
             END IF;
             used := CASE

@@ -472,3 +472,24 @@ def test_an_upgrade_recompiles_the_active_mapping_and_keeps_its_version(
         "SELECT to_regprocedure('syncmap.snapshot_defect(jsonb)') IS NOT NULL,"
         " pg_get_viewdef('syncmap.customer_map'::regclass) LIKE '%tshop.client%'"
     ).fetchone() == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("path", "place"),
+    [
+        ("customer.create.is_blocked", {"create": {"segment": "retail", "is_blocked": "YES"}}),
+        ("customer.columns.sex", {"columns": {"sex": {"field": "gender", "other": "unknown"}}}),
+    ],
+)
+def test_a_literal_that_does_not_fit_its_column_is_refused(
+    mapped: psycopg.Connection[Any], path: str, place: dict[str, Any]
+) -> None:
+    conn = mapped
+    broken = {**MAPPING, "customer": {**MAPPING["customer"], **place}}
+    defects = conn.execute(
+        "SELECT path, problem FROM sync.mapping_defects(%s)", [Jsonb(broken)]
+    ).fetchall()
+    assert [d[0] for d in defects if not d[1].startswith("warning: ")] == [path]
+    with pytest.raises(psycopg.Error) as refused:
+        _install(conn, broken)
+    assert refused.value.sqlstate == "SY060"
