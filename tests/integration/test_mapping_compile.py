@@ -489,7 +489,7 @@ def test_a_literal_that_does_not_fit_its_column_is_refused(
     defects = conn.execute(
         "SELECT path, problem FROM sync.mapping_defects(%s)", [Jsonb(broken)]
     ).fetchall()
-    assert [d[0] for d in defects if not d[1].startswith("warning: ")] == [path]
+    assert path in [d[0] for d in defects if not d[1].startswith("warning: ")]
     with pytest.raises(psycopg.Error) as refused:
         _install(conn, broken)
     assert refused.value.sqlstate == "SY060"
