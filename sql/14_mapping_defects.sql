@@ -150,10 +150,31 @@ BEGIN
                 RETURN NEXT;
             END IF;
         ELSE
-            -- a related table: the customer row points to it (the only form compiled so far)
-            IF (tab #>> '{via,customer_column}') IS NULL THEN
+            -- a related table: the customer row points to it, or it points to the customer
+            -- (with a kind column and value when there is one row per kind)
+            IF (tab #>> '{via,column}') IS NOT NULL THEN
+                IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                               WHERE a.attrelid = rel AND a.attname = tab #>> '{via,column}'
+                                 AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                    path := prefix || '.via.column';
+                    problem := 'no such column in the related table';
+                    RETURN NEXT;
+                END IF;
+                reserved := reserved || (tab #>> '{via,column}');
+                IF tab #> '{via,kind}' IS NOT NULL THEN
+                    reserved := reserved || (tab #>> '{via,kind,column}');
+                    IF (tab #>> '{via,kind,value}') IS NULL OR NOT EXISTS (
+                        SELECT FROM pg_catalog.pg_attribute AS a
+                        WHERE a.attrelid = rel AND a.attname = tab #>> '{via,kind,column}'
+                          AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                        path := prefix || '.via.kind';
+                        problem := 'must name a column of the related table and a value';
+                        RETURN NEXT;
+                    END IF;
+                END IF;
+            ELSIF (tab #>> '{via,customer_column}') IS NULL THEN
                 path := prefix || '.via';
-                problem := 'only via = { customer_column = ... } is supported';
+                problem := 'must be { customer_column = ... } or { column = ... }';
                 RETURN NEXT;
             ELSIF NOT EXISTS (
                 SELECT FROM pg_catalog.pg_attribute AS a

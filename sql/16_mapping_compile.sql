@@ -195,6 +195,7 @@ DECLARE
     cur_items   text[] := ARRAY[]::text[];
     ctes_old    text[] := ARRAY[]::text[];
     ctes_new    text[] := ARRAY[]::text[];
+    ctes_late   text[] := ARRAY[]::text[];
     new_items   text[] := ARRAY[]::text[];
     checks      text[] := ARRAY[]::text[];
     decls       text[] := ARRAY[]::text[];
@@ -218,6 +219,7 @@ DECLARE
     created     text;
     body        text;
     ctes        text[];
+    kind        text;
 BEGIN
     crel := pg_catalog.format('%I.%I', cust ->> 'schema', cust ->> 'table')::pg_catalog.regclass;
     SELECT a.atttypid INTO ckeytype FROM pg_catalog.pg_attribute AS a
@@ -294,10 +296,6 @@ BEGIN
                                   rel.doc ->> 'table')::pg_catalog.regclass;
         rkey := rel.doc ->> 'key';
         ptr := rel.doc #>> '{via,customer_column}';
-        IF ptr IS NULL THEN
-            RAISE EXCEPTION 'related[%]: only via = { customer_column = ... } compiles', r - 1
-                USING ERRCODE = 'SY060';
-        END IF;
         rkeyexpr := sync._compile_key(rrel, rkey, rel.doc);
         rover := CASE WHEN (SELECT a.attidentity FROM pg_catalog.pg_attribute AS a
                             WHERE a.attrelid = rrel AND a.attname = rkey) = 'a'
@@ -315,6 +313,62 @@ BEGIN
             r_cols := r_cols || pg_catalog.format('%I', col.name);
             r_vals := r_vals || pg_catalog.format('v%s', n);
         END LOOP;
+        -- the literals written only when a row is created (not into a copy: it keeps the
+        -- shared row's own values)
+        SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('%I', e.key) ORDER BY e.key),
+                        ARRAY[]::text[]),
+               coalesce(pg_catalog.array_agg(pg_catalog.format(
+                            '%L::%s', e.value #>> '{}', sync._cast_type(a.atttypid))
+                            ORDER BY e.key), ARRAY[]::text[])
+        INTO r_create_cols, r_create_vals
+        FROM pg_catalog.jsonb_each(coalesce(rel.doc -> 'create', '{}'::jsonb)) AS e
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = rrel AND a.attname = e.key;
+        IF ptr IS NULL THEN
+            -- the related row points to the customer (via.column), one per customer (and
+            -- kind): updated in place when it exists, created when it does not
+            kind := '';
+            r_cols := ARRAY[pg_catalog.format('%I', rel.doc #>> '{via,column}')] || r_cols;
+            r_vals := ARRAY['key'] || r_vals;
+            IF rel.doc #> '{via,kind}' IS NOT NULL THEN
+                -- the kind's literal, cast to its column's type
+                SELECT pg_catalog.format('%L::%s', rel.doc #>> '{via,kind,value}',
+                                         sync._cast_type(a.atttypid))
+                INTO kind
+                FROM pg_catalog.pg_attribute AS a
+                WHERE a.attrelid = rrel AND a.attname = rel.doc #>> '{via,kind,column}';
+                r_create_cols := ARRAY[pg_catalog.format('%I', rel.doc #>> '{via,kind,column}')]
+                                 || r_create_cols;
+                r_create_vals := ARRAY[kind] || r_create_vals;
+                kind := pg_catalog.format(' AND r.%I = %s', rel.doc #>> '{via,kind,column}',
+                                          kind);
+            END IF;
+            IF pg_catalog.cardinality(r_sets) > 0 THEN
+                ctes_old := ctes_old || pg_catalog.format(
+                    'r%1$s_in_place AS (UPDATE %2$s AS r SET %3$s FROM cur '
+                    'WHERE r.%4$I = cur.key%5$s)',
+                    r, rrel, pg_catalog.array_to_string(r_sets, ', '),
+                    rel.doc #>> '{via,column}', kind);
+            END IF;
+            ctes_old := ctes_old || pg_catalog.format(
+                'r%1$s_fresh AS (INSERT INTO %2$s (%3$I, %4$s)%5$s SELECT %6$s, %7$s FROM cur '
+                'WHERE NOT EXISTS (SELECT FROM %2$s AS r WHERE r.%8$I = cur.key%9$s))',
+                r, rrel, rkey, pg_catalog.array_to_string(r_cols || r_create_cols, ', '),
+                rover, rkeyexpr,
+                pg_catalog.array_to_string(
+                    ARRAY(SELECT 'cur.' || v FROM pg_catalog.unnest(r_vals) AS v)
+                    || r_create_vals, ', '),
+                rel.doc #>> '{via,column}', kind);
+            -- after the customer's insert: only for the customers it created
+            ctes_late := ctes_late || pg_catalog.format(
+                'r%1$s_created AS (INSERT INTO %2$s (%3$I, %4$s)%5$s SELECT %6$s, %7$s FROM new '
+                'WHERE new.key IN (SELECT inserted.key FROM inserted))',
+                r, rrel, rkey, pg_catalog.array_to_string(r_cols || r_create_cols, ', '),
+                rover, rkeyexpr,
+                pg_catalog.array_to_string(
+                    ARRAY(SELECT 'new.' || v FROM pg_catalog.unnest(r_vals) AS v)
+                    || r_create_vals, ', '));
+            CONTINUE;
+        END IF;
         -- shared: another customer points to the row, or any other row refers to it by a
         -- foreign key (partitions' cloned keys are their parent's)
         SELECT pg_catalog.format(
@@ -338,16 +392,6 @@ BEGIN
         new_items := new_items || pg_catalog.format('%s AS k%s', rkeyexpr, r);
         ins_cols := ins_cols || pg_catalog.format('%I', ptr);
         ins_vals := ins_vals || pg_catalog.format('new.k%s', r);
-        -- the literals written only when a row is created (not into a copy: it keeps the
-        -- shared row's own values)
-        SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('%I', e.key) ORDER BY e.key),
-                        ARRAY[]::text[]),
-               coalesce(pg_catalog.array_agg(pg_catalog.format(
-                            '%L::%s', e.value #>> '{}', sync._cast_type(a.atttypid))
-                            ORDER BY e.key), ARRAY[]::text[])
-        INTO r_create_cols, r_create_vals
-        FROM pg_catalog.jsonb_each(coalesce(rel.doc -> 'create', '{}'::jsonb)) AS e
-        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = rrel AND a.attname = e.key;
         ctes_old := ctes_old
             -- only this customer points to it: updated in place
             || pg_catalog.format(
@@ -442,6 +486,7 @@ BEGIN
         pg_catalog.array_to_string(ins_vals, ', '),
         CASE WHEN num_col IS NOT NULL
              THEN pg_catalog.format(' ON CONFLICT (%I) DO NOTHING', num_col) ELSE '' END);
+    ctes := ctes || ctes_late;
     written := '(SELECT count(*) FROM updated)';
     created := '(SELECT count(*) FROM inserted)';
     IF linked THEN

@@ -493,3 +493,73 @@ def test_a_literal_that_does_not_fit_its_column_is_refused(
     with pytest.raises(psycopg.Error) as refused:
         _install(conn, broken)
     assert refused.value.sqlstate == "SY060"
+
+
+def test_related_rows_that_point_to_the_customer_one_per_kind(
+    conn: psycopg.Connection[Any],
+) -> None:
+    owner = _owner(conn)
+    conn.execute(
+        "CREATE SCHEMA kshop;"
+        "CREATE TABLE kshop.customer (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " nr text UNIQUE, v integer, mail text);"
+        "CREATE TABLE kshop.contact (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " customer_id bigint NOT NULL REFERENCES kshop.customer (id), kind text NOT NULL,"
+        " phone varchar(32), source text NOT NULL, UNIQUE (customer_id, kind));"
+        f'GRANT USAGE ON SCHEMA kshop TO "{owner}";'
+        f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA kshop TO "{owner}";'
+        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA kshop TO "{owner}"'
+    )
+    conn.commit()
+
+    def contact(kind: str, field: str) -> dict[str, Any]:
+        return {
+            "name": kind,
+            "schema": "kshop",
+            "table": "contact",
+            "key": "id",
+            "key_generate": "identity",
+            "via": {"column": "customer_id", "kind": {"column": "kind", "value": kind}},
+            "columns": {"phone": field},
+            "create": {"source": "tritonx"},
+        }
+
+    _install(
+        conn,
+        {
+            "format": 1,
+            "customer": {
+                "schema": "kshop",
+                "table": "customer",
+                "key": "id",
+                "key_generate": "identity",
+                "number": {"column": "nr"},
+                "version": {"column": "v"},
+                "columns": {"mail": "email"},
+            },
+            "related": [contact("mobile", "mobile"), contact("home", "phone")],
+        },
+    )
+    number = _number()
+    stage(conn, [upserted(number, 1, mobile="+31 6 1", phone="+31 20 1")])
+    rows = "SELECT kind, phone, source, id FROM kshop.contact ORDER BY kind"
+    first = conn.execute(rows).fetchall()
+    assert [r[:3] for r in first] == [
+        ("home", "+31 20 1", "tritonx"),
+        ("mobile", "+31 6 1", "tritonx"),
+    ]
+    conn.execute(
+        "INSERT INTO kshop.contact (customer_id, kind, phone, source)"
+        " SELECT id, 'work', '+31 30 9', 'shop' FROM kshop.customer"
+    )
+    conn.execute("UPDATE kshop.contact SET source = 'checked' WHERE kind = 'home'")
+    conn.execute("DELETE FROM kshop.contact WHERE kind = 'mobile'")
+    conn.commit()
+    stage(conn, [upserted(number, 2, mobile="+31 6 2", phone="+31 20 2")])
+    second = conn.execute(rows).fetchall()
+    assert [r[:3] for r in second] == [
+        ("home", "+31 20 2", "checked"),
+        ("mobile", "+31 6 2", "tritonx"),
+        ("work", "+31 30 9", "shop"),
+    ]
+    assert second[0][3] == first[0][3], "the home row is updated in place"
