@@ -29,7 +29,7 @@ CROSS JOIN LATERAL plpgsql_check_function_tb(
     oldtable => tg.tgoldtable,
     newtable => tg.tgnewtable,
     security_warnings => true) AS c
-WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr') AND l.lanname = 'plpgsql'
+WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr', 'syncmap') AND l.lanname = 'plpgsql'
   AND (p.prorettype <> 'trigger'::regtype OR tg.tgrelid IS NOT NULL)
 ORDER BY 1, c.lineno
 """
@@ -66,7 +66,7 @@ def main(dsn: str) -> int:
         functions = conn.execute(
             "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
             " JOIN pg_language l ON l.oid = p.prolang"
-            " WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr') AND l.lanname = 'plpgsql'"
+            " WHERE n.nspname IN ('shop', 'sync', 'report', 'gdpr', 'syncmap') AND l.lanname = 'plpgsql'"
         ).fetchone()
         findings = conn.execute(CHECK).fetchall()
         security = security_findings(conn)

@@ -270,9 +270,11 @@ $$;
 -- recorded as superseded, versions at or below the applied one as stale, and a customer that
 -- is tombstoned or merged away is never written again.
 --
--- Two statements: the upsert, then the audit from its decisions (passed as arrays). Joining
--- the upsert's RETURNING back to the decisions in one statement made the planner pick a
--- nested loop over two CTEs (quadratic in the batch: 2.2 s for 5,000 rows). The upsert's guard
+-- Three statements: the decisions (existence and version read from syncmap.customer_map, the
+-- view generated from the active mapping), the write of the upserts they let through (one call
+-- of the generated syncmap.write_customers, given arrays), then the audit from the decisions.
+-- Joining the write's RETURNING back to the decisions in one statement made the planner pick a
+-- nested loop over two CTEs (quadratic in the batch: 2.2 s for 5,000 rows). The write's guard
 -- makes a concurrent writer of the same customer visible as a count mismatch, which is raised
 -- as a serialization failure: the caller retries the whole page.
 CREATE OR REPLACE FUNCTION sync._apply_upserts(p_first bigint, p_last bigint, p_ids bigint[])
@@ -293,7 +295,17 @@ DECLARE
     expected_new bigint;
     written      bigint;
     written_new  bigint;
+    w_numbers    text[];
+    w_versions   integer[];
+    w_snapshots  jsonb[];
+    w_new        boolean[];
 BEGIN
+    IF pg_catalog.to_regprocedure(
+           'syncmap.write_customers(text[], integer[], jsonb[], boolean[])') IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY061',
+            MESSAGE = 'no mapping is installed: install one with syncctl mapping install';
+    END IF;
     WITH staged AS (
         SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version, i.payload
         FROM sync.inbox AS i
@@ -316,15 +328,15 @@ BEGIN
                    -- scrubbed while the page applied (an erasure earlier in it): never a
                    -- write of NULLs
                    WHEN (s.payload ? 'customer') IS NOT TRUE THEN 'no_snapshot'
-                   WHEN s.version <= c.tritonx_version THEN 'stale'
+                   WHEN s.version <= c.version THEN 'stale'
                    WHEN pg_catalog.row_number() OVER (
                             PARTITION BY s.customer_number ORDER BY s.version DESC, s.id) > 1
                        THEN 'superseded'
                END AS skip_reason,
-               c.id IS NULL AS is_new,
+               c.customer_key IS NULL AS is_new,
                (t.customer_number IS NOT NULL OR rt.customer_number IS NOT NULL) AS erased
         FROM staged AS s
-        LEFT JOIN shop.customer AS c ON c.customer_number = s.customer_number
+        LEFT JOIN syncmap.customer_map AS c ON c.customer_number = s.customer_number
         LEFT JOIN sync.tombstone AS t ON t.customer_number = s.customer_number
         LEFT JOIN sync.redirect AS r ON r.old_number = s.customer_number
         LEFT JOIN sync.tombstone AS rt ON rt.customer_number = r.survivor_number
@@ -334,74 +346,47 @@ BEGIN
         SET payload = sync.event_envelope(i.payload)
         FROM decided AS d
         WHERE i.id = d.id AND d.erased
-    ),
-    upserted AS (
-        INSERT INTO shop.customer AS c (
-            customer_number, email, first_name, infix, last_name, gender, birth_date, phone,
-            mobile, street, house_number, house_number_addition, postcode, city, country_code,
-            loyalty_card, home_store, customer_group, newsletter_opt_in, blocked,
-            tritonx_updated_at, tritonx_version)
-        SELECT d.customer_number, s.email, s.first_name, s.infix, s.last_name, s.gender,
-               s.birth_date, s.phone, s.mobile, s.street, s.house_number,
-               s.house_number_addition, s.postcode, s.city, s.country_code, s.loyalty_card,
-               s.home_store, s.customer_group, coalesce(s.newsletter_opt_in, false),
-               coalesce(s.blocked, false), s.updated_at, d.version
-        FROM decided AS d
-        CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(
-            NULL::sync.customer_snapshot, d.payload -> 'customer') AS s
-        WHERE d.skip_reason IS NULL
-        ON CONFLICT (customer_number) DO UPDATE SET
-            email = excluded.email,
-            first_name = excluded.first_name,
-            infix = excluded.infix,
-            last_name = excluded.last_name,
-            gender = excluded.gender,
-            birth_date = excluded.birth_date,
-            phone = excluded.phone,
-            mobile = excluded.mobile,
-            street = excluded.street,
-            house_number = excluded.house_number,
-            house_number_addition = excluded.house_number_addition,
-            postcode = excluded.postcode,
-            city = excluded.city,
-            country_code = excluded.country_code,
-            loyalty_card = excluded.loyalty_card,
-            home_store = excluded.home_store,
-            customer_group = excluded.customer_group,
-            newsletter_opt_in = excluded.newsletter_opt_in,
-            blocked = excluded.blocked,
-            tritonx_updated_at = excluded.tritonx_updated_at,
-            tritonx_version = excluded.tritonx_version
-        -- the guard again, against a concurrent writer between the read above and this write
-        WHERE c.tritonx_version IS NULL OR c.tritonx_version < excluded.tritonx_version
-        RETURNING (c.xmax = 0) AS created
     )
     SELECT pg_catalog.array_agg(d.id), pg_catalog.array_agg(d.event_id),
            pg_catalog.array_agg(d.customer_number), pg_catalog.array_agg(d.version),
            pg_catalog.array_agg(d.skip_reason), pg_catalog.array_agg(d.is_new),
            count(*) FILTER (WHERE d.skip_reason IS NULL),
            count(*) FILTER (WHERE d.skip_reason IS NULL AND d.is_new),
-           (SELECT count(*) FROM upserted),
-           (SELECT count(*) FROM upserted AS u WHERE u.created)
+           pg_catalog.array_agg(d.customer_number) FILTER (WHERE d.skip_reason IS NULL),
+           pg_catalog.array_agg(d.version) FILTER (WHERE d.skip_reason IS NULL),
+           pg_catalog.array_agg(d.payload -> 'customer') FILTER (WHERE d.skip_reason IS NULL),
+           pg_catalog.array_agg(d.is_new) FILTER (WHERE d.skip_reason IS NULL)
     INTO inbox_ids, event_ids, numbers, versions, skip_reasons, new_flags,
-         expected, expected_new, written, written_new
+         expected, expected_new, w_numbers, w_versions, w_snapshots, w_new
     FROM decided AS d;
+
+    -- the write: generated from the active mapping (sql/16_mapping_compile.sql); the guard
+    -- (an older version only) is applied again there, against a concurrent writer
+    written := 0;
+    written_new := 0;
+    IF expected > 0 THEN
+        SELECT w.rows_written, w.rows_created INTO written, written_new
+        FROM syncmap.write_customers(w_numbers, w_versions, w_snapshots, w_new) AS w;
+    END IF;
 
     IF (written, written_new) IS DISTINCT FROM (expected, expected_new) THEN
         -- A concurrent writer leaves the row at its version or a newer one: the page is staged
         -- again and those events are then stale. A row still older than its event (or absent)
         -- was not written at all: a BEFORE trigger of the shop's returned NULL. That is the
         -- events' own problem, and retrying would never end: SY031 makes them dead letters.
+        -- (a customer decided new that exists now was created by a concurrent writer)
         IF EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
-                                          pg_catalog.unnest(skip_reasons)) AS d(n, v, r)
+                                          pg_catalog.unnest(skip_reasons),
+                                          pg_catalog.unnest(new_flags)) AS d(n, v, r, is_new)
                    WHERE d.r IS NULL
-                     AND NOT EXISTS (SELECT FROM shop.customer AS c
+                     AND NOT EXISTS (SELECT FROM syncmap.customer_map AS c
                                      WHERE c.customer_number = d.n
-                                       AND c.tritonx_version >= d.v)) THEN
+                                       AND (d.is_new OR c.version >= d.v))) THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'SY031',
-                MESSAGE = 'the customer row was not written: a trigger on shop.customer '
-                          'skipped it';
+                MESSAGE = pg_catalog.format(
+                    'the customer row was not written: a trigger on %s skipped it',
+                    (SELECT m.relation FROM sync.mapped_customer() AS m));
         END IF;
         RAISE EXCEPTION 'a concurrent writer changed % customers of this batch; retry it',
                         expected - written
@@ -417,7 +402,8 @@ BEGIN
            CASE WHEN d.skip_reason IS NULL THEN 'applied' ELSE 'skipped' END,
            d.event_id, d.inbox_id, d.customer_number,
            CASE WHEN d.skip_reason IS NULL THEN
-               (SELECT c.id FROM shop.customer AS c WHERE c.customer_number = d.customer_number)
+               (SELECT c.customer_id FROM syncmap.customer_map AS c
+                WHERE c.customer_number = d.customer_number)
            END,
            d.version,
            CASE
@@ -482,7 +468,9 @@ EXCEPTION WHEN OTHERS THEN
         SELECT i.id, i.event_id,
                -- a value that does not fit its type: name the field
                coalesce(CASE WHEN state LIKE '22%'
-                             THEN sync.snapshot_defect(i.payload -> 'customer') END,
+                             THEN coalesce(sync.snapshot_defect(i.payload -> 'customer'),
+                                           syncmap.snapshot_defect(i.payload -> 'customer'))
+                        END,
                         why)
         FROM sync.inbox AS i
         WHERE i.id = ids[1]

@@ -22,7 +22,7 @@ from syncctl.database import connection_failure, error_text
 from syncctl.errors import MigrationError
 
 # Schemas syncctl owns; the description compares these.
-SCHEMAS = ("shop", "sync", "report", "gdpr")
+SCHEMAS = ("shop", "sync", "report", "gdpr", "syncmap")
 
 
 def run_sql_files(conn: Any, files: Iterable[Path]) -> None:

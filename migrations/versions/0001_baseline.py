@@ -23,7 +23,7 @@ depends_on = None
 FROZEN = Path(__file__).resolve().parent.parent / "frozen" / revision
 
 # Roles are the cluster's: a downgrade leaves them (a DBA drops them with DROP ROLE).
-_DROP = "DROP SCHEMA IF EXISTS report, gdpr, shop, sync CASCADE"
+_DROP = "DROP SCHEMA IF EXISTS syncmap, report, gdpr, shop, sync CASCADE"
 
 
 def upgrade() -> None:

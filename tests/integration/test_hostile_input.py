@@ -49,7 +49,9 @@ def test_hostile_strings_in_every_snapshot_field_are_stored_as_given(
     assert outcome.states == {"applied": 1}
     cur = conn.execute("SELECT " + ", ".join(TEXT_FIELDS) + " FROM shop.customer")
     assert cur.fetchall() == [tuple(fields[field] for field in TEXT_FIELDS)]
-    assert conn.execute("SELECT count(*) FROM sync.audit").fetchone() == (1,)
+    assert conn.execute(
+        "SELECT count(*) FROM sync.audit WHERE action <> 'mapping.installed'"
+    ).fetchone() == (1,)
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=["quote", "dquote", "format", "unicode", "10kB"])

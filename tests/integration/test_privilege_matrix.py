@@ -14,7 +14,7 @@ import psycopg
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 KINDS = ("controller", "webshop", "reporting")
-SCHEMAS = ["shop", "sync", "gdpr", "report", "syncctl"]
+SCHEMAS = ["shop", "sync", "gdpr", "report", "syncctl", "syncmap"]
 ACTIONS = {
     "SELECT": "read",
     "INSERT": "insert",

@@ -5,3 +5,7 @@ COMMENT ON SCHEMA shop IS 'Reference webshop model: customers and everything lin
 
 CREATE SCHEMA IF NOT EXISTS sync;
 COMMENT ON SCHEMA sync IS 'syncctl engine: inbox, cursor, redirects, tombstones, dead letters, audit.';
+
+CREATE SCHEMA IF NOT EXISTS syncmap;
+COMMENT ON SCHEMA syncmap IS
+    'Generated from the active mapping by sync.install_mapping: never edit by hand.';

@@ -42,33 +42,3 @@ AS $$
          AND a.attnum > 0 AND NOT a.attisdropped
     WHERE v.active
 $$;
-
--- ---------------------------------------------------------------------------------------------
--- The reference shop's mapping (syncctl/mappings/reference.toml, as a document): active on an
--- installation that has none yet, so the demo's shop schema is bound from the start.
--- ---------------------------------------------------------------------------------------------
-INSERT INTO sync.mapping_version (version, document, sha256, source, active)
-SELECT 1, d.document,
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(d.document::text, 'UTF8')),
-                         'hex'),
-       'syncctl/mappings/reference.toml', true
-FROM (VALUES ('{
-  "format": 1,
-  "customer": {
-    "schema": "shop", "table": "customer", "key": "id", "key_generate": "identity",
-    "number": {"column": "customer_number"},
-    "version": {"column": "tritonx_version"},
-    "columns": {
-      "email": "email", "first_name": "first_name", "infix": "infix", "last_name": "last_name",
-      "gender": "gender", "birth_date": "birth_date", "phone": "phone", "mobile": "mobile",
-      "street": "street", "house_number": "house_number",
-      "house_number_addition": "house_number_addition", "postcode": "postcode", "city": "city",
-      "country_code": "country_code", "loyalty_card": "loyalty_card", "home_store": "home_store",
-      "customer_group": "customer_group",
-      "newsletter_opt_in": {"field": "newsletter_opt_in", "null_as": false},
-      "blocked": {"field": "blocked", "null_as": false},
-      "tritonx_updated_at": "updated_at"
-    }
-  }
-}'::jsonb)) AS d (document)
-WHERE NOT EXISTS (SELECT FROM sync.mapping_version);

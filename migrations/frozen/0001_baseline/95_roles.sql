@@ -95,7 +95,7 @@ AS $$
                p.prosecdef, p.proconfig
         FROM pg_catalog.pg_proc AS p
         JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
-        WHERE n.nspname IN ('shop', 'sync', 'gdpr', 'report')
+        WHERE n.nspname IN ('shop', 'sync', 'gdpr', 'report', 'syncmap')
           AND p.prokind IN ('f', 'p')
     )
     SELECT o.signature, 'not owned by ' || sync.role_name('owner')

@@ -1,0 +1,608 @@
+-- The mapping compiler (docs/mapping-compiler.md). A mapping document compiles to plain SQL
+-- that (re)creates schema `syncmap`: the view syncmap.customer_map (every mapped customer's key,
+-- tritonX number and version), the set-based write syncmap.write_customers and the slow-path
+-- check syncmap.snapshot_defect. The feed's generic steps (sql/30_sync_apply.sql) decide on the
+-- view and write through the function: nothing is interpreted per event, no dynamic SQL runs
+-- while the feed applies, and every transform is an inline expression (no function call per
+-- row). sync.install_mapping checks, compiles, executes and records a version. Re-runnable.
+--
+-- MAPPING CONTRACT: a tritonX field reaches the shop's tables only through the expressions
+-- sync._compile_source builds from the active mapping; sync.customer_snapshot (20) gives every
+-- field its contract type; sync.mapping_defects (14) decides what compiles. Change them together.
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------------------------------
+
+-- Where the tritonX number and/or the version live when the mapping says "link": the shop's
+-- tables then need no new column. One row per linked customer, keyed by the shop's key as text
+-- (the key's type is the mapping's: integer, bigint, uuid, text); the view casts the link's side
+-- of the join (l.customer_key::<key type>), so a probe by number walks the unique index on
+-- customer_number, then the shop's key index. customer_number is NULL when the number lives in a
+-- shop column (only the version is linked). A row whose customer the shop removed is dead: the
+-- view joins it to nothing.
+CREATE TABLE IF NOT EXISTS sync.customer_link (
+    customer_key          text PRIMARY KEY,
+    customer_number       text UNIQUE,
+    version               integer
+);
+
+-- ---------------------------------------------------------------------------------------------
+-- Compiling
+-- ---------------------------------------------------------------------------------------------
+
+-- The type a generated expression casts to: the column's type without its modifier (a cast to
+-- varchar(n) would cut a long value silently, the assignment to the column refuses it); bpchar
+-- for char(n), as `character` alone means char(1).
+CREATE OR REPLACE FUNCTION sync._cast_type(p_type oid)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_type = 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'
+                ELSE pg_catalog.format_type(p_type, NULL) END
+$$;
+
+-- One source expression of format 1 as inline SQL over the typed snapshot `s`
+-- (sync.customer_snapshot), of type p_type (the column's type without its modifier: a cast to
+-- varchar(n) would cut a long value silently, the assignment to the column refuses it).
+CREATE OR REPLACE FUNCTION sync._compile_source(p_source jsonb, p_type text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expr  text;
+    field text;
+    code  record;
+BEGIN
+    IF pg_catalog.jsonb_typeof(p_source) = 'string' THEN
+        RETURN pg_catalog.format('s.%I::%s', p_source #>> '{}', p_type);
+    END IF;
+    field := p_source ->> 'field';
+    IF p_source ? 'join' THEN
+        -- the non-empty parts after btrim, joined; NULL when every part is empty
+        SELECT pg_catalog.format(
+                   'NULLIF(pg_catalog.concat_ws(%L, %s), %L)::%s',
+                   coalesce(p_source ->> 'separator', ' '),
+                   pg_catalog.string_agg(
+                       pg_catalog.format('NULLIF(pg_catalog.btrim(s.%I::text), %L)', j.f, ''),
+                       ', ' ORDER BY j.n),
+                   '', p_type)
+        INTO expr
+        FROM pg_catalog.jsonb_array_elements_text(p_source -> 'join') WITH ORDINALITY
+             AS j (f, n);
+    ELSIF p_source ? 'first_of' THEN
+        SELECT pg_catalog.format('coalesce(%s)',
+                                 pg_catalog.string_agg(pg_catalog.format('s.%I::%s', j.f, p_type),
+                                                       ', ' ORDER BY j.n))
+        INTO expr
+        FROM pg_catalog.jsonb_array_elements_text(p_source -> 'first_of') WITH ORDINALITY
+             AS j (f, n);
+    ELSIF p_source ? 'codes' THEN
+        expr := pg_catalog.format('CASE WHEN s.%I IS NULL THEN NULL::%s', field, p_type);
+        FOR code IN SELECT e.key, e.value #>> '{}' AS value
+                    FROM pg_catalog.jsonb_each(p_source -> 'codes') AS e ORDER BY e.key LOOP
+            expr := expr || pg_catalog.format(' WHEN s.%I::text = %L THEN %L::%s',
+                                              field, code.key, code.value, p_type);
+        END LOOP;
+        expr := expr || pg_catalog.format(' ELSE %L::%s END', p_source ->> 'other', p_type);
+    ELSIF p_source ? 'true' OR p_source ? 'false' THEN
+        expr := pg_catalog.format('CASE s.%I WHEN true THEN %L::%s WHEN false THEN %L::%s END',
+                                  field, p_source ->> 'true', p_type,
+                                  p_source ->> 'false', p_type);
+    ELSIF p_source ? 'format' THEN
+        expr := pg_catalog.format('pg_catalog.to_char(s.%I, %L)::%s',
+                                  field, p_source ->> 'format', p_type);
+    ELSIF field IS NOT NULL THEN
+        expr := pg_catalog.format('s.%I::%s', field, p_type);
+    ELSE
+        RAISE EXCEPTION 'not a transform of format 1' USING ERRCODE = 'SY060';
+    END IF;
+    IF p_source ? 'null_as' THEN
+        expr := pg_catalog.format('coalesce(%s, %L::%s)', expr, p_source ->> 'null_as', p_type);
+    END IF;
+    RETURN expr;
+END
+$$;
+
+-- The mapped columns of one table (p_columns: column -> source), numbered from p_after + 1 in
+-- column-name order: the expression as an item of the write's `src` (v<n>), the variable and
+-- the per-column check of syncmap.snapshot_defect (SY062: names the column, never the value).
+CREATE OR REPLACE FUNCTION sync._compile_columns(p_relation pg_catalog.regclass,
+                                                 p_columns jsonb, p_after integer)
+RETURNS TABLE (n integer, name text, src_item text, decl text, check_stmt text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.n, c.name,
+           pg_catalog.format('%s AS v%s', c.expr, c.n),
+           pg_catalog.format('v%s %s', c.n, c.full_type),
+           pg_catalog.format(
+               '    BEGIN v%1$s := %2$s; EXCEPTION WHEN data_exception THEN RETURN %3$L; END;',
+               c.n, c.expr,
+               pg_catalog.format('a value does not fit %s.%I (%s) (SQLSTATE %s)',
+                                 p_relation, c.name, c.full_type, 'SY062'))
+    FROM (
+        SELECT p_after + (pg_catalog.row_number() OVER (ORDER BY e.key))::integer AS n,
+               e.key AS name,
+               sync._compile_source(e.value, sync._cast_type(a.atttypid)) AS expr,
+               pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type
+        FROM pg_catalog.jsonb_each(coalesce(p_columns, '{}'::jsonb)) AS e
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = p_relation AND a.attname = e.key
+    ) AS c
+    ORDER BY c.n
+$$;
+
+-- How a new key is made, as an inline expression: the identity's sequence (nextval; the insert
+-- adds OVERRIDING SYSTEM VALUE for GENERATED ALWAYS), the column default's own expression,
+-- pg_catalog.gen_random_uuid() or the named sequence. Made in the SELECT that inserts, so the
+-- same statement can write the link and the rows that point to it.
+CREATE OR REPLACE FUNCTION sync._compile_key(p_relation pg_catalog.regclass, p_key text,
+                                             p_table jsonb)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE p_table ->> 'key_generate'
+        WHEN 'identity' THEN pg_catalog.format(
+            'pg_catalog.nextval(%L::pg_catalog.regclass)',
+            pg_catalog.pg_get_serial_sequence(p_relation::text, p_key))
+        WHEN 'default' THEN (
+            SELECT '(' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) || ')'
+            FROM pg_catalog.pg_attrdef AS d
+            JOIN pg_catalog.pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+            WHERE d.adrelid = p_relation AND a.attname = p_key)
+        WHEN 'uuid' THEN 'pg_catalog.gen_random_uuid()'
+        WHEN 'sequence' THEN pg_catalog.format(
+            'pg_catalog.nextval(%L::pg_catalog.regclass)',
+            pg_catalog.to_regclass(p_table ->> 'key_sequence')::text)
+    END
+$$;
+
+-- The SQL that (re)creates schema syncmap for a mapping document, as text (not executed).
+-- The document must be free of defects (sync.mapping_defects): sync.install_mapping checks first.
+CREATE OR REPLACE FUNCTION sync.compile_mapping(p_document jsonb)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cust        jsonb := p_document -> 'customer';
+    crel        pg_catalog.regclass;
+    ckey        text := p_document #>> '{customer,key}';
+    ckeytype    pg_catalog.regtype;
+    num_col     text := p_document #>> '{customer,number,column}';
+    ver_col     text := p_document #>> '{customer,version,column}';
+    linked      boolean;
+    by_number   boolean;
+    over        text;
+    keyexpr     text;
+    src_items   text[] := ARRAY[]::text[];
+    upd_sets    text[] := ARRAY[]::text[];
+    ins_cols    text[] := ARRAY[]::text[];
+    ins_vals    text[] := ARRAY[]::text[];
+    cur_items   text[] := ARRAY[]::text[];
+    ctes_old    text[] := ARRAY[]::text[];
+    ctes_new    text[] := ARRAY[]::text[];
+    ctes_late   text[] := ARRAY[]::text[];
+    new_items   text[] := ARRAY[]::text[];
+    checks      text[] := ARRAY[]::text[];
+    decls       text[] := ARRAY[]::text[];
+    col         record;
+    rel         record;
+    r           integer := 0;
+    n           integer := 0;
+    rrel        pg_catalog.regclass;
+    rkey        text;
+    rkeyexpr    text;
+    rover       text;
+    ptr         text;
+    shared      text;
+    r_sets      text[];
+    r_cols      text[];
+    r_vals      text[];
+    r_create_cols text[];
+    r_create_vals text[];
+    view_sql    text;
+    written     text;
+    created     text;
+    body        text;
+    ctes        text[];
+    kind        text;
+BEGIN
+    crel := pg_catalog.format('%I.%I', cust ->> 'schema', cust ->> 'table')::pg_catalog.regclass;
+    SELECT a.atttypid INTO ckeytype FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = crel AND a.attname = ckey AND a.attnum > 0 AND NOT a.attisdropped;
+    linked := num_col IS NULL OR ver_col IS NULL;
+    keyexpr := sync._compile_key(crel, ckey, cust);
+    over := CASE WHEN (SELECT a.attidentity FROM pg_catalog.pg_attribute AS a
+                       WHERE a.attrelid = crel AND a.attname = ckey) = 'a'
+                 THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END;
+
+    -- the view: every mapped customer's key, number and version (customer_id for the audit)
+    view_sql := pg_catalog.format(
+        'CREATE VIEW syncmap.customer_map AS SELECT c.%1$I AS customer_key, %2$s AS '
+        'customer_number, %3$s AS version, %4$s AS customer_id FROM %5$s AS c%6$s',
+        ckey,
+        CASE WHEN num_col IS NOT NULL THEN pg_catalog.format('c.%I::text', num_col)
+             ELSE 'l.customer_number' END,
+        CASE WHEN ver_col IS NOT NULL THEN pg_catalog.format('c.%I::integer', ver_col)
+             ELSE 'l.version' END,
+        CASE WHEN ckeytype IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
+                               'bigint'::pg_catalog.regtype)
+             THEN pg_catalog.format('c.%I::bigint', ckey) ELSE 'NULL::bigint' END,
+        crel,
+        CASE
+            WHEN num_col IS NULL THEN pg_catalog.format(
+                ' JOIN sync.customer_link AS l ON c.%I = l.customer_key::%s'
+                ' WHERE l.customer_number IS NOT NULL', ckey, ckeytype)
+            WHEN ver_col IS NULL THEN pg_catalog.format(
+                ' LEFT JOIN sync.customer_link AS l ON l.customer_key = c.%I::text'
+                ' WHERE c.%I IS NOT NULL', ckey, num_col)
+            ELSE pg_catalog.format(' WHERE c.%I IS NOT NULL', num_col)
+        END);
+
+    -- the customer's own columns
+    FOR col IN SELECT * FROM sync._compile_columns(crel, cust -> 'columns', n) LOOP
+        n := col.n;
+        src_items := src_items || col.src_item;
+        decls := decls || col.decl;
+        checks := checks || col.check_stmt;
+        upd_sets := upd_sets || pg_catalog.format('%I = cur.v%s', col.name, n);
+        ins_cols := ins_cols || pg_catalog.format('%I', col.name);
+        ins_vals := ins_vals || pg_catalog.format('new.v%s', n);
+    END LOOP;
+    -- the literals written only when tritonX creates the customer
+    FOR col IN
+        SELECT e.key AS name, e.value #>> '{}' AS value,
+               sync._cast_type(a.atttypid) AS type
+        FROM pg_catalog.jsonb_each(coalesce(cust -> 'create', '{}'::jsonb)) AS e
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = crel AND a.attname = e.key
+        ORDER BY e.key
+    LOOP
+        ins_cols := ins_cols || pg_catalog.format('%I', col.name);
+        ins_vals := ins_vals || pg_catalog.format('%L::%s', col.value, col.type);
+    END LOOP;
+    IF num_col IS NOT NULL THEN
+        ins_cols := ins_cols || pg_catalog.format('%I', num_col);
+        ins_vals := ins_vals || 'new.number'::text;
+    END IF;
+    IF ver_col IS NOT NULL THEN
+        upd_sets := upd_sets || pg_catalog.format('%I = cur.version', ver_col);
+        ins_cols := ins_cols || pg_catalog.format('%I', ver_col);
+        ins_vals := ins_vals || 'new.version'::text;
+    END IF;
+
+    -- related tables the customer row points to (via customer_column)
+    FOR rel IN
+        SELECT x.value AS doc, x.ordinality AS i
+        FROM pg_catalog.jsonb_array_elements(coalesce(p_document -> 'related', '[]'::jsonb))
+             WITH ORDINALITY AS x
+        ORDER BY x.ordinality
+    LOOP
+        r := r + 1;
+        rrel := pg_catalog.format('%I.%I', rel.doc ->> 'schema',
+                                  rel.doc ->> 'table')::pg_catalog.regclass;
+        rkey := rel.doc ->> 'key';
+        ptr := rel.doc #>> '{via,customer_column}';
+        rkeyexpr := sync._compile_key(rrel, rkey, rel.doc);
+        rover := CASE WHEN (SELECT a.attidentity FROM pg_catalog.pg_attribute AS a
+                            WHERE a.attrelid = rrel AND a.attname = rkey) = 'a'
+                      THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END;
+        r_sets := ARRAY[]::text[];
+        r_cols := ARRAY[]::text[];
+        r_vals := ARRAY[]::text[];
+        -- the mapped columns (written always), then the create literals (fresh rows only)
+        FOR col IN SELECT * FROM sync._compile_columns(rrel, rel.doc -> 'columns', n) LOOP
+            n := col.n;
+            src_items := src_items || col.src_item;
+            decls := decls || col.decl;
+            checks := checks || col.check_stmt;
+            r_sets := r_sets || pg_catalog.format('%I = cur.v%s', col.name, n);
+            r_cols := r_cols || pg_catalog.format('%I', col.name);
+            r_vals := r_vals || pg_catalog.format('v%s', n);
+        END LOOP;
+        -- the literals written only when a row is created (not into a copy: it keeps the
+        -- shared row's own values)
+        SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('%I', e.key) ORDER BY e.key),
+                        ARRAY[]::text[]),
+               coalesce(pg_catalog.array_agg(pg_catalog.format(
+                            '%L::%s', e.value #>> '{}', sync._cast_type(a.atttypid))
+                            ORDER BY e.key), ARRAY[]::text[])
+        INTO r_create_cols, r_create_vals
+        FROM pg_catalog.jsonb_each(coalesce(rel.doc -> 'create', '{}'::jsonb)) AS e
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = rrel AND a.attname = e.key;
+        IF ptr IS NULL THEN
+            -- the related row points to the customer (via.column), one per customer (and
+            -- kind): updated in place when it exists, created when it does not
+            kind := '';
+            r_cols := ARRAY[pg_catalog.format('%I', rel.doc #>> '{via,column}')] || r_cols;
+            r_vals := ARRAY['key'] || r_vals;
+            IF rel.doc #> '{via,kind}' IS NOT NULL THEN
+                -- the kind's literal, cast to its column's type
+                SELECT pg_catalog.format('%L::%s', rel.doc #>> '{via,kind,value}',
+                                         sync._cast_type(a.atttypid))
+                INTO kind
+                FROM pg_catalog.pg_attribute AS a
+                WHERE a.attrelid = rrel AND a.attname = rel.doc #>> '{via,kind,column}';
+                r_create_cols := ARRAY[pg_catalog.format('%I', rel.doc #>> '{via,kind,column}')]
+                                 || r_create_cols;
+                r_create_vals := ARRAY[kind] || r_create_vals;
+                kind := pg_catalog.format(' AND r.%I = %s', rel.doc #>> '{via,kind,column}',
+                                          kind);
+            END IF;
+            IF pg_catalog.cardinality(r_sets) > 0 THEN
+                ctes_old := ctes_old || pg_catalog.format(
+                    'r%1$s_in_place AS (UPDATE %2$s AS r SET %3$s FROM cur '
+                    'WHERE r.%4$I = cur.key%5$s)',
+                    r, rrel, pg_catalog.array_to_string(r_sets, ', '),
+                    rel.doc #>> '{via,column}', kind);
+            END IF;
+            ctes_old := ctes_old || pg_catalog.format(
+                'r%1$s_fresh AS (INSERT INTO %2$s (%3$I, %4$s)%5$s SELECT %6$s, %7$s FROM cur '
+                'WHERE NOT EXISTS (SELECT FROM %2$s AS r WHERE r.%8$I = cur.key%9$s))',
+                r, rrel, rkey, pg_catalog.array_to_string(r_cols || r_create_cols, ', '),
+                rover, rkeyexpr,
+                pg_catalog.array_to_string(
+                    ARRAY(SELECT 'cur.' || v FROM pg_catalog.unnest(r_vals) AS v)
+                    || r_create_vals, ', '),
+                rel.doc #>> '{via,column}', kind);
+            -- after the customer's insert: only for the customers it created
+            ctes_late := ctes_late || pg_catalog.format(
+                'r%1$s_created AS (INSERT INTO %2$s (%3$I, %4$s)%5$s SELECT %6$s, %7$s FROM new '
+                'WHERE new.key IN (SELECT inserted.key FROM inserted))',
+                r, rrel, rkey, pg_catalog.array_to_string(r_cols || r_create_cols, ', '),
+                rover, rkeyexpr,
+                pg_catalog.array_to_string(
+                    ARRAY(SELECT 'new.' || v FROM pg_catalog.unnest(r_vals) AS v)
+                    || r_create_vals, ', '));
+            CONTINUE;
+        END IF;
+        -- shared: another customer points to the row, or any other row refers to it by a
+        -- foreign key (partitions' cloned keys are their parent's)
+        SELECT pg_catalog.format(
+                   'EXISTS (SELECT FROM %1$s AS o WHERE o.%2$I = c.%2$I AND o.%3$I <> c.%3$I)',
+                   crel, ptr, ckey)
+               || coalesce(pg_catalog.string_agg(
+                      pg_catalog.format(' OR EXISTS (SELECT FROM %s AS o WHERE o.%I = c.%I)',
+                                        f.conrelid::pg_catalog.regclass, a.attname, ptr),
+                      '' ORDER BY f.conrelid::pg_catalog.regclass::text, a.attname), '')
+        INTO shared
+        FROM pg_catalog.pg_constraint AS f
+        JOIN pg_catalog.pg_attribute AS a
+          ON a.attrelid = f.conrelid AND a.attnum = f.conkey[1]
+        WHERE f.contype = 'f' AND f.confrelid = rrel AND f.conparentid = 0
+          AND pg_catalog.cardinality(f.conkey) = 1
+          AND NOT (f.conrelid = crel AND a.attname = ptr);
+        cur_items := cur_items || pg_catalog.format('c.%I AS p%s', ptr, r)
+                     || pg_catalog.format('CASE WHEN c.%I IS NULL OR %s THEN %s END AS k%s',
+                                          ptr, shared, rkeyexpr, r);
+        upd_sets := upd_sets || pg_catalog.format('%1$I = coalesce(cur.k%2$s, c.%1$I)', ptr, r);
+        new_items := new_items || pg_catalog.format('%s AS k%s', rkeyexpr, r);
+        ins_cols := ins_cols || pg_catalog.format('%I', ptr);
+        ins_vals := ins_vals || pg_catalog.format('new.k%s', r);
+        ctes_old := ctes_old
+            -- only this customer points to it: updated in place
+            || pg_catalog.format(
+                   'r%1$s_in_place AS (UPDATE %2$s AS r SET %3$s FROM cur '
+                   'WHERE r.%4$I = cur.p%1$s AND cur.k%1$s IS NULL)',
+                   r, rrel, pg_catalog.array_to_string(r_sets, ', '), rkey)
+            -- shared: a copy of it, the shared row untouched
+            || pg_catalog.format(
+                   'r%1$s_copied AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT cur.k%1$s%6$s '
+                   'FROM cur JOIN %2$s AS r ON r.%3$I = cur.p%1$s WHERE cur.k%1$s IS NOT NULL)',
+                   r, rrel, rkey,
+                   (SELECT pg_catalog.string_agg(', ' || pg_catalog.format('%I', a.attname), ''
+                                                 ORDER BY a.attnum)
+                    FROM pg_catalog.pg_attribute AS a
+                    WHERE a.attrelid = rrel AND a.attnum > 0 AND NOT a.attisdropped
+                      AND a.attgenerated = '' AND a.attname <> rkey),
+                   rover,
+                   (SELECT pg_catalog.string_agg(
+                               ', ' || coalesce(
+                                   (SELECT pg_catalog.format('cur.%s', m.v)
+                                    FROM ROWS FROM (pg_catalog.unnest(r_cols),
+                                                    pg_catalog.unnest(r_vals)) AS m (c, v)
+                                    WHERE m.c = pg_catalog.format('%I', a.attname)),
+                                   pg_catalog.format('r.%I', a.attname)),
+                               '' ORDER BY a.attnum)
+                    FROM pg_catalog.pg_attribute AS a
+                    WHERE a.attrelid = rrel AND a.attnum > 0 AND NOT a.attisdropped
+                      AND a.attgenerated = '' AND a.attname <> rkey))
+            -- the customer points to nothing yet: a fresh row
+            || pg_catalog.format(
+                   'r%1$s_fresh AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT cur.k%1$s%6$s '
+                   'FROM cur WHERE cur.k%1$s IS NOT NULL AND cur.p%1$s IS NULL)',
+                   r, rrel, rkey,
+                   pg_catalog.array_to_string(
+                       ARRAY['']::text[] || r_cols || r_create_cols, ', '),
+                   rover,
+                   pg_catalog.array_to_string(
+                       ARRAY['']::text[]
+                       || ARRAY(SELECT 'cur.' || v FROM pg_catalog.unnest(r_vals) AS v)
+                       || r_create_vals, ', '));
+        ctes_new := ctes_new || pg_catalog.format(
+            'r%1$s_created AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT new.k%1$s%6$s FROM new)',
+            r, rrel, rkey,
+            pg_catalog.array_to_string(ARRAY['']::text[] || r_cols || r_create_cols, ', '),
+            rover,
+            pg_catalog.array_to_string(
+                ARRAY['']::text[]
+                || ARRAY(SELECT 'new.' || v FROM pg_catalog.unnest(r_vals) AS v)
+                || r_create_vals, ', '));
+    END LOOP;
+
+    -- existing customers are matched by the number column when nothing else is needed, else by
+    -- their key through the view (and the customer row, for the related pointers)
+    by_number := num_col IS NOT NULL AND r = 0;
+    ctes := ARRAY[pg_catalog.format(
+        'src AS (SELECT u.number, u.version, u.is_new%1$s FROM ROWS FROM ('
+        'pg_catalog.unnest(p_numbers), pg_catalog.unnest(p_versions), '
+        'pg_catalog.unnest(p_snapshots), pg_catalog.unnest(p_new)) '
+        'AS u (number, version, snapshot, is_new) CROSS JOIN LATERAL '
+        'pg_catalog.jsonb_populate_record(NULL::sync.customer_snapshot, u.snapshot) AS s)',
+        pg_catalog.array_to_string(ARRAY['']::text[] || src_items, ', '))];
+    IF by_number THEN
+        ctes := ctes || 'cur AS (SELECT src.* FROM src WHERE NOT src.is_new)'::text;
+    ELSE
+        ctes := ctes || pg_catalog.format(
+            'cur AS MATERIALIZED (SELECT src.*, m.customer_key AS key%1$s FROM src '
+            'JOIN syncmap.customer_map AS m ON m.customer_number = src.number%2$s '
+            'WHERE NOT src.is_new AND (m.version IS NULL OR m.version < src.version))',
+            pg_catalog.array_to_string(ARRAY['']::text[] || cur_items, ', '),
+            CASE WHEN r > 0 THEN pg_catalog.format(' JOIN %s AS c ON c.%I = m.customer_key',
+                                                   crel, ckey) ELSE '' END);
+    END IF;
+    ctes := ctes || ctes_old;
+    ctes := ctes || pg_catalog.format(
+        'updated AS (UPDATE %1$s AS c SET %2$s FROM cur WHERE %3$s%4$s '
+        'RETURNING c.%5$I AS key, cur.number, cur.version)',
+        crel, pg_catalog.array_to_string(upd_sets, ', '),
+        CASE WHEN by_number THEN pg_catalog.format('c.%I = cur.number', num_col)
+             ELSE pg_catalog.format('c.%I = cur.key', ckey) END,
+        CASE WHEN ver_col IS NOT NULL
+             THEN pg_catalog.format(' AND (c.%1$I IS NULL OR c.%1$I < cur.version)', ver_col)
+             ELSE '' END,
+        ckey);
+    ctes := ctes || pg_catalog.format(
+        'new AS MATERIALIZED (SELECT src.*, %1$s AS key%2$s FROM src WHERE src.is_new)',
+        keyexpr, pg_catalog.array_to_string(ARRAY['']::text[] || new_items, ', '));
+    ctes := ctes || ctes_new;
+    ctes := ctes || pg_catalog.format(
+        'inserted AS (INSERT INTO %1$s AS c (%2$I, %3$s)%4$s SELECT new.key, %5$s FROM new%6$s '
+        'RETURNING c.%2$I AS key)',
+        crel, ckey, pg_catalog.array_to_string(ins_cols, ', '), over,
+        pg_catalog.array_to_string(ins_vals, ', '),
+        CASE WHEN num_col IS NOT NULL
+             THEN pg_catalog.format(' ON CONFLICT (%I) DO NOTHING', num_col) ELSE '' END);
+    ctes := ctes || ctes_late;
+    written := '(SELECT count(*) FROM updated)';
+    created := '(SELECT count(*) FROM inserted)';
+    IF linked THEN
+        -- the link holds the guard (version) and/or the number: what it took is what counts
+        ctes := ctes || pg_catalog.format(
+            'link_updated AS (INSERT INTO sync.customer_link AS l (customer_key, '
+            'customer_number, version) SELECT updated.key::text, %1$s, %2$s FROM updated '
+            'ON CONFLICT (customer_key) DO UPDATE SET version = excluded.version '
+            'WHERE l.version IS NULL OR l.version < excluded.version RETURNING 1)',
+            CASE WHEN num_col IS NULL THEN 'updated.number' ELSE 'NULL::text' END,
+            CASE WHEN ver_col IS NULL THEN 'updated.version' ELSE 'NULL::integer' END);
+        ctes := ctes || pg_catalog.format(
+            'link_created AS (INSERT INTO sync.customer_link (customer_key, customer_number, '
+            'version) SELECT new.key::text, %1$s, %2$s FROM new '
+            'WHERE new.key IN (SELECT inserted.key FROM inserted) '
+            'ON CONFLICT DO NOTHING RETURNING 1)',
+            CASE WHEN num_col IS NULL THEN 'new.number' ELSE 'NULL::text' END,
+            CASE WHEN ver_col IS NULL THEN 'new.version' ELSE 'NULL::integer' END);
+        IF ver_col IS NULL THEN
+            written := '(SELECT count(*) FROM link_updated)';
+        END IF;
+        -- a version-only link of a new customer is counted by the customer's insert
+        IF num_col IS NULL THEN
+            created := '(SELECT count(*) FROM link_created)';
+        END IF;
+    END IF;
+    body := 'WITH ' || pg_catalog.array_to_string(ctes, E',\n        ')
+            || pg_catalog.format(E'\n    SELECT %1$s + %2$s, %2$s', written, created);
+
+    RETURN pg_catalog.concat_ws(E';\n',
+        'REVOKE ALL ON SCHEMA syncmap FROM PUBLIC',
+        'DROP VIEW IF EXISTS syncmap.customer_map',
+        view_sql,
+        pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION syncmap.write_customers(\n'
+            '    p_numbers text[], p_versions integer[], p_snapshots jsonb[], p_new boolean[])\n'
+            'RETURNS TABLE (rows_written bigint, rows_created bigint)\n'
+            'LANGUAGE plpgsql\nVOLATILE\nSECURITY INVOKER\n'
+            'SET search_path = pg_catalog, pg_temp\nAS %L',
+            E'\nBEGIN\n    RETURN QUERY\n    ' || body || E';\nEND\n'),
+        pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION syncmap.snapshot_defect(p_snapshot jsonb)\n'
+            'RETURNS text\nLANGUAGE plpgsql\nSTABLE\nSECURITY INVOKER\n'
+            'SET search_path = pg_catalog, pg_temp\nAS %L',
+            E'\nDECLARE\n    s sync.customer_snapshot;\n'
+            || pg_catalog.array_to_string(
+                   ARRAY(SELECT '    ' || d || ';' FROM pg_catalog.unnest(decls) AS d), E'\n')
+            || E'\nBEGIN\n    BEGIN\n        s := pg_catalog.jsonb_populate_record('
+               'NULL::sync.customer_snapshot, p_snapshot);\n'
+               '    EXCEPTION WHEN data_exception THEN RETURN NULL; END;\n'
+            || pg_catalog.array_to_string(checks, E'\n')
+            || E'\n    RETURN NULL;\nEND\n'),
+        'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncmap FROM PUBLIC',
+        'REVOKE ALL ON ALL TABLES IN SCHEMA syncmap FROM PUBLIC') || E';\n';
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Installing
+-- ---------------------------------------------------------------------------------------------
+
+-- Check, compile and install a mapping document; returns its version number. Refused (SY060,
+-- naming the first defect's path and problem) when sync.mapping_defects reports a defect that is
+-- not a warning. The generated SQL is executed here, as the owner role (SY024 otherwise), so
+-- schema syncmap and everything in it belong to the owner; the new version becomes the only
+-- active one and one audit row records it (no personal data: the version, the document's
+-- sha256, the installing role). The document that is active already: nothing happens, its
+-- version is returned. p_source says where it came from (a file name), never its content.
+CREATE OR REPLACE FUNCTION sync.install_mapping(p_document jsonb, p_source text)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner_role text := sync.role_name('owner');
+    digest     text := pg_catalog.encode(
+        pg_catalog.sha256(pg_catalog.convert_to(p_document::text, 'UTF8')), 'hex');
+    defect     record;
+    installed  integer;
+BEGIN
+    IF current_user <> owner_role THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY024',
+            MESSAGE = pg_catalog.format('mappings are installed as %s (SET ROLE %I)',
+                                        owner_role, owner_role);
+    END IF;
+    -- one installation at a time; the feed's apply waits for the new code
+    LOCK TABLE sync.mapping_version IN EXCLUSIVE MODE;
+    SELECT v.version INTO installed
+    FROM sync.mapping_version AS v
+    WHERE v.active AND v.sha256 = digest;
+    IF installed IS NOT NULL THEN
+        RETURN installed;
+    END IF;
+    SELECT d.path, d.problem INTO defect
+    FROM sync.mapping_defects(p_document) AS d
+    WHERE d.problem NOT LIKE 'warning: %'
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY060',
+            MESSAGE = pg_catalog.format('mapping refused: %s: %s', defect.path, defect.problem);
+    END IF;
+    EXECUTE sync.compile_mapping(p_document);
+    SELECT coalesce(max(v.version), 0) + 1 INTO installed FROM sync.mapping_version AS v;
+    UPDATE sync.mapping_version AS v SET active = false WHERE v.active;
+    INSERT INTO sync.mapping_version (version, document, sha256, source, installed_by, active)
+    VALUES (installed, p_document, digest, p_source,
+            CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END, true);
+    INSERT INTO sync.audit (actor, action, outcome, version, counts, reason)
+    VALUES (CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END,
+            'mapping.installed', 'applied', installed,
+            pg_catalog.jsonb_build_object('mapping_version', installed),
+            'sha256 ' || digest);
+    RETURN installed;
+END
+$$;
