@@ -89,6 +89,7 @@ def install(conn: psycopg.Connection[Any], mapping: Mapping, source: str) -> int
         raise MappingCompilerMissing()
 
     def work() -> int:
+        queries.one(conn, "mapping_install_role")
         row = queries.one(conn, "mapping_install", document=mapping.json(), source=source)
         assert row is not None
         return int(row[0])

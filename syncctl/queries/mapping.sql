@@ -16,6 +16,11 @@ SELECT pg_catalog.to_regprocedure('sync.compile_mapping(jsonb)') IS NOT NULL AS 
 -- the SQL a mapping compiles to, not executed
 SELECT sync.compile_mapping(%(document)s::jsonb);
 
+-- name: mapping_install_role
+-- act as the owner role for the rest of the transaction: what install creates belongs to it
+-- (the login must be a member, as for `syncctl db upgrade`)
+SELECT pg_catalog.set_config('role', sync.role_name('owner'), true);
+
 -- name: mapping_install
 -- check, compile, execute and store a mapping as the active version; returns its number
 SELECT sync.install_mapping(%(document)s::jsonb, %(source)s);

@@ -70,10 +70,8 @@ def test_the_reference_mapping_checks_and_plans(dsn: str, conn: psycopg.Connecti
     )
     assert "tritonx_updated_at     <- updated_at" in planned.stdout
     assert "grants needed: none" in planned.stdout
-    if _has(conn, "sync.compile_mapping(jsonb)"):
-        assert "not installed" not in planned.stdout
-    else:
-        assert "-- the mapping compiler is not installed in this database" in planned.stdout
+    assert "not installed" not in planned.stdout
+    assert "CREATE OR REPLACE FUNCTION syncmap.write_customers" in planned.stdout
 
 
 def test_install_refuses_a_defective_mapping_before_asking_the_database(
@@ -88,15 +86,28 @@ def test_install_refuses_a_defective_mapping_before_asking_the_database(
     assert "installed" not in result.stdout
 
 
-def test_install_and_show_the_reference_mapping(dsn: str, conn: psycopg.Connection[Any]) -> None:
-    if not _has(conn, "sync.install_mapping(jsonb, text)"):
-        pytest.skip("sync.install_mapping does not exist yet (the mapping compiler's piece)")
-    installed = syncctl("mapping", "install", str(mapping.REFERENCE), dsn=dsn)
+def test_install_and_show_a_mapping(dsn: str, tmp_path: Path) -> None:
+    # the shipped reference mapping is what a fresh install is bound by: installing it again
+    # changes nothing
+    again = syncctl("mapping", "install", str(mapping.REFERENCE), dsn=dsn)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("installed mapping version 1")
+    # a changed mapping becomes the next version, with its file as the source
+    file = tmp_path / "shop.toml"
+    text = mapping.REFERENCE.read_text(encoding="utf-8")
+    file.write_text(text.replace('home_store = "home_store"\n', "") + NOT_STORED, encoding="utf-8")
+    installed = syncctl("mapping", "install", str(file), dsn=dsn)
     assert installed.returncode == 0, installed.stderr
-    assert installed.stdout.startswith("installed mapping version ")
-    version = installed.stdout.split()[3]
+    assert installed.stdout.startswith("installed mapping version 2")
     shown = syncctl("mapping", "show", dsn=dsn)
     assert shown.returncode == 0, shown.stderr
-    assert f"version:      {version}\n" in shown.stdout
-    assert f"source:       {mapping.REFERENCE}\n" in shown.stdout
+    assert "version:      2\n" in shown.stdout
+    assert f"source:       {file}\n" in shown.stdout
     assert "customer table: shop.customer" in shown.stdout
+    assert "not stored: home_store" in shown.stdout
+
+
+NOT_STORED = """
+[not_stored]
+fields = ["home_store"]
+"""

@@ -219,10 +219,6 @@ def test_the_population_looks_like_a_shop_before_syncctl(
     ).fetchone() == (made.reviews,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the mapping compiler (sync.install_mapping) and the mapped apply are not merged yet",
-)
 def test_a_snapshot_applied_through_the_feed_gives_the_models_row(
     boutique: psycopg.Connection[Any],
 ) -> None:

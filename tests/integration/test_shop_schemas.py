@@ -3,6 +3,8 @@ write the reference tables, and the model of its mapping agrees with what the en
 
 from __future__ import annotations
 
+import tomllib
+
 from typing import Any
 
 import psycopg
@@ -33,12 +35,16 @@ def test_the_reference_helpers_write_the_reference_tables(conn: psycopg.Connecti
     assert REFERENCE.key_of(conn, "TX00000002") is None
 
 
-@pytest.mark.skipif(
-    not REFERENCE.mapping_path.exists(),
-    reason="syncctl/mappings/reference.toml arrives with the mapping loader",
-)
 def test_the_reference_model_is_what_the_engine_writes(conn: psycopg.Connection[Any]) -> None:
     fields: dict[str, Any] = {"infix": "", "newsletter_opt_in": None, "blocked": None}
     stage(conn, [upserted("TX00000003", 1, **fields)])
     person = upserted("TX00000003", 1, **fields)["customer"]
     assert REFERENCE.read_row(conn, "TX00000003") == REFERENCE.expected_row(person)
+
+
+def test_the_installed_reference_mapping_is_the_shipped_file(conn: psycopg.Connection[Any]) -> None:
+    """sql/96_reference_mapping.sql holds the document of syncctl/mappings/reference.toml."""
+    with REFERENCE.mapping_path.open("rb") as handle:
+        shipped = tomllib.load(handle)
+    active = conn.execute("SELECT document FROM sync.mapping_version WHERE active").fetchone()
+    assert active == (shipped,)
