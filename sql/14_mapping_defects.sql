@@ -751,9 +751,18 @@ BEGIN
               AND NOT coalesce(t -> 'create' ? a.attname, false)
             ORDER BY a.attnum;
 
+        -- the generated write takes a new key from the sequence itself (nextval in the same
+        -- SELECT, never joined back): an identity or serial column's own sequence needs USAGE too
+        IF sequence_oid IS NULL AND table_oid IS NOT NULL
+           AND t ->> 'key_generate' IN ('identity', 'default')
+           AND (sync._mapping_column(table_oid, t ->> 'key')).attnum IS NOT NULL THEN
+            sequence_oid := pg_catalog.pg_get_serial_sequence(
+                table_oid::pg_catalog.regclass::text, t ->> 'key')::pg_catalog.regclass;
+        END IF;
         IF owner_exists AND sequence_oid IS NOT NULL
            AND NOT pg_catalog.has_sequence_privilege(owner_role, sequence_oid, 'USAGE') THEN
-            RETURN QUERY SELECT at || '.key_sequence', pg_catalog.format(
+            RETURN QUERY SELECT at || CASE WHEN t ? 'key_sequence' THEN '.key_sequence'
+                                           ELSE '.key_generate' END, pg_catalog.format(
                 '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
                 sequence_oid::pg_catalog.regclass, owner_role);
         END IF;

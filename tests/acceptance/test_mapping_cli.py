@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from syncctl import mapping
 from tests.acceptance.conftest import syncctl

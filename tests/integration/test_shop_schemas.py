@@ -4,11 +4,9 @@ write the reference tables, and the model of its mapping agrees with what the en
 from __future__ import annotations
 
 import tomllib
-
 from typing import Any
 
 import psycopg
-import pytest
 
 from tests.feed import stage, upserted
 from tests.shops import SHOPS, ReferenceShop
