@@ -122,6 +122,7 @@ def owner(conn: psycopg.Connection[Any]) -> str:
     conn.execute(
         f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "CrmTest" TO {role}'
     )
+    conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "CrmTest" TO {role}')
     conn.commit()
     return role
 
@@ -310,6 +311,7 @@ def test_a_related_table_that_points_to_the_customer_per_kind(
         " number varchar(32))"
     )
     conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON "CrmTest"."Phone" TO {owner}')
+    conn.execute(f'GRANT USAGE ON SEQUENCE "CrmTest"."Phone_id_seq" TO {owner}')
     phone: Document = {
         "name": "mobile",
         "schema": "CrmTest",
