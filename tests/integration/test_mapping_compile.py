@@ -381,6 +381,9 @@ def test_generated_functions_pass_the_security_rules(mapped: psycopg.Connection[
     ).fetchall()
     owner = _owner(conn)
     assert [g[0] for g in generated] == [
+        "syncmap.key_of(text)",
+        "syncmap.lock_customers(text[])",
+        "syncmap.number_of(text)",
         "syncmap.snapshot_defect(jsonb)",
         "syncmap.write_customers(text[],integer[],jsonb[],boolean[])",
     ]
@@ -574,3 +577,23 @@ def test_related_rows_that_point_to_the_customer_one_per_kind(
         ("work", "+31 30 9", "shop"),
     ]
     assert second[0][3] == first[0][3], "the home row is updated in place"
+
+
+def test_a_customer_is_named_by_its_key_as_text(mapped: psycopg.Connection[Any]) -> None:
+    """The generated accessors the generic steps use: number to key and back, and the lock."""
+    conn = mapped
+    number = _number()
+    records = [upserted(number, 1, **_fields())]
+    stage(conn, records)
+    assert [o[0] for o in _outcomes(conn, records)] == ["applied"]
+    key = conn.execute("SELECT syncmap.key_of(%s)", [number]).fetchone()
+    assert key is not None and key[0] is not None
+    assert conn.execute("SELECT syncmap.number_of(%s)", [key[0]]).fetchone() == (number,)
+    assert conn.execute("SELECT syncmap.key_of('TX99999999')").fetchone() == (None,)
+    conn.execute("SELECT syncmap.lock_customers(ARRAY[%s])", [key[0]])
+    locks = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND granted"
+        " AND pid = pg_backend_pid()"
+    ).fetchone()
+    assert locks == (1,), "the row lock took the transaction's id"
+    conn.rollback()

@@ -539,6 +539,27 @@ BEGIN
                '    EXCEPTION WHEN data_exception THEN RETURN NULL; END;\n'
             || pg_catalog.array_to_string(checks, E'\n')
             || E'\n    RETURN NULL;\nEND\n'),
+        -- the engine's generic steps (merge, anonymisation, delete) name a customer by its key
+        -- as text (the key's own text form): these look it up and lock it with the key's type
+        pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION syncmap.key_of(p_number text)\n'
+            'RETURNS text\nLANGUAGE sql\nSTABLE\nSECURITY INVOKER\n'
+            'SET search_path = pg_catalog, pg_temp\nAS %L',
+            'SELECT m.customer_key::text FROM syncmap.customer_map AS m '
+            'WHERE m.customer_number = p_number'),
+        pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION syncmap.number_of(p_key text)\n'
+            'RETURNS text\nLANGUAGE sql\nSTABLE\nSECURITY INVOKER\n'
+            'SET search_path = pg_catalog, pg_temp\nAS %L',
+            pg_catalog.format('SELECT m.customer_number FROM syncmap.customer_map AS m '
+                              'WHERE m.customer_key = p_key::%s', ckeytype)),
+        pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION syncmap.lock_customers(p_keys text[])\n'
+            'RETURNS void\nLANGUAGE plpgsql\nVOLATILE\nSECURITY INVOKER\n'
+            'SET search_path = pg_catalog, pg_temp\nAS %L',
+            pg_catalog.format(E'\nBEGIN\n    PERFORM FROM %1$s AS c WHERE c.%2$I = ANY (p_keys::%3$s[])\n'
+                              '    ORDER BY c.%2$I FOR UPDATE;\nEND\n',
+                              crel, ckey, ckeytype)),
         'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncmap FROM PUBLIC',
         'REVOKE ALL ON ALL TABLES IN SCHEMA syncmap FROM PUBLIC') || E';\n';
 END
