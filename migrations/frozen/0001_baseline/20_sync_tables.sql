@@ -20,11 +20,12 @@
 --      a field (written out for speed), and the length tests of the formatted string fields
 --      (birth_date, updated_at). [tested]
 --      sync._snapshot_type_defect, sync.snapshot_defect and sync.raw_defect read the type.
---   4. The upsert: today sync._apply_upserts (sql/30_sync_apply.sql) names every field; with the
---      compiled mapping, the code sync.compile_mapping generates from the mapping's transforms.
+--   4. The upsert: the code sync.compile_mapping (sql/16_mapping_compile.sql) generates from
+--      the mapping's transforms (syncmap.write_customers, syncmap.snapshot_defect), reading the
+--      snapshot as this type; sync._apply_upserts (sql/30_sync_apply.sql) stays field-free.
 --   Mapping
 --   5. The reference shop's mapping, syncctl/mappings/reference.toml (installed as version 1,
---      sync.mapping_version; today's seed document in sql/15_mapping.sql): every field but
+--      sync.mapping_version; its document in sql/96_reference_mapping.sql): every field but
 --      customer_number used by a transform or listed in [not_stored]. [tested, on the active
 --      document]
 --   6. sync.mapping_defects: the list of fields that must be decided and each field's maximum

@@ -40,7 +40,7 @@ AS $$
 $$;
 
 -- The structural defect of a staged event, or NULL when it can be applied. For an upsert this
--- includes the snapshot's JSON types (SNAPSHOT FIELD CONTRACT, sql/20_sync_tables.sql): written
+-- includes the snapshot's JSON types (TRITONX FIELD CONTRACT, sql/20_sync_tables.sql): written
 -- out here rather than in a function of their own, as each nested call with a pinned
 -- search_path costs ~10 us a row. The lengths are the snapshot type's.
 CREATE OR REPLACE FUNCTION sync.event_defect(
