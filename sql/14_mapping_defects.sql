@@ -752,19 +752,40 @@ BEGIN
             ORDER BY a.attnum;
 
         -- the generated write takes a new key from the sequence itself (nextval in the same
-        -- SELECT, never joined back): an identity or serial column's own sequence needs USAGE too
-        IF sequence_oid IS NULL AND table_oid IS NOT NULL
-           AND t ->> 'key_generate' IN ('identity', 'default')
+        -- SELECT, never joined back), as the owner role: the named sequence, an identity or
+        -- serial column's own, and any sequence the key's default calls (pg_dump writes a
+        -- sequence made by hand as DEFAULT nextval('...') without OWNED BY) need USAGE too
+        IF owner_exists AND table_oid IS NOT NULL
            AND (sync._mapping_column(table_oid, t ->> 'key')).attnum IS NOT NULL THEN
-            sequence_oid := pg_catalog.pg_get_serial_sequence(
-                table_oid::pg_catalog.regclass::text, t ->> 'key')::pg_catalog.regclass;
-        END IF;
-        IF owner_exists AND sequence_oid IS NOT NULL
-           AND NOT pg_catalog.has_sequence_privilege(owner_role, sequence_oid, 'USAGE') THEN
-            RETURN QUERY SELECT at || CASE WHEN t ? 'key_sequence' THEN '.key_sequence'
-                                           ELSE '.key_generate' END, pg_catalog.format(
-                '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
-                sequence_oid::pg_catalog.regclass, owner_role);
+            RETURN QUERY
+                WITH q AS MATERIALIZED (  -- sequences only, before asking for a privilege
+                    SELECT sequence_oid AS seq
+                    UNION
+                    SELECT pg_catalog.pg_get_serial_sequence(
+                               table_oid::pg_catalog.regclass::text,
+                               t ->> 'key')::pg_catalog.regclass::oid
+                    WHERE t ->> 'key_generate' IN ('identity', 'default')
+                    UNION
+                    SELECT d.refobjid
+                    FROM pg_catalog.pg_attrdef AS ad
+                    JOIN pg_catalog.pg_attribute AS a
+                      ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+                    JOIN pg_catalog.pg_depend AS d
+                      ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                     AND d.objid = ad.oid
+                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    JOIN pg_catalog.pg_class AS s ON s.oid = d.refobjid AND s.relkind = 'S'
+                    WHERE t ->> 'key_generate' = 'default'
+                      AND ad.adrelid = table_oid AND a.attname = t ->> 'key'
+                )
+                SELECT at || CASE WHEN t ? 'key_sequence' THEN '.key_sequence'
+                                  ELSE '.key_generate' END, pg_catalog.format(
+                    '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
+                    q.seq::pg_catalog.regclass, owner_role)
+                FROM q
+                WHERE q.seq IS NOT NULL
+                  AND NOT pg_catalog.has_sequence_privilege(owner_role, q.seq, 'USAGE')
+                ORDER BY q.seq::pg_catalog.regclass::text;
         END IF;
     END LOOP;
 
