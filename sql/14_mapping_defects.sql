@@ -419,6 +419,7 @@ DECLARE
     granted_at     text[] := '{}';  -- the shop tables found, for the privilege check:
     granted_oid    oid[] := '{}';   -- their key paths, oids and why they need privileges
     granted_why    text[] := '{}';
+    granted_all    boolean[] := '{}';  -- all four privileges, or SELECT only
     place          text;
     key_column     pg_catalog.pg_attribute;
     col            pg_catalog.pg_attribute;
@@ -511,18 +512,30 @@ BEGIN
         END IF;
         -- the table, and for the customer its referencing tables (foreign keys to it, one per
         -- partitioned table: merges re-point their rows, anonymisation scrubs or deletes them),
-        -- for the privilege check at the end
+        -- for the privilege check at the end; for a related table the customer row points to,
+        -- the other tables that refer to it (SELECT only: the write reads them to decide
+        -- whether the row is shared, and copies a shared row rather than changing it)
         SELECT granted_at || pg_catalog.array_agg(at || '.table' ORDER BY g.why, g.oid),
                granted_oid || pg_catalog.array_agg(g.oid ORDER BY g.why, g.oid),
-               granted_why || pg_catalog.array_agg(g.why ORDER BY g.why, g.oid)
-        INTO granted_at, granted_oid, granted_why
-        FROM (SELECT table_oid AS oid, '' AS why
+               granted_why || pg_catalog.array_agg(g.why ORDER BY g.why, g.oid),
+               granted_all || pg_catalog.array_agg(g.is_all ORDER BY g.why, g.oid)
+        INTO granted_at, granted_oid, granted_why, granted_all
+        FROM (SELECT table_oid AS oid, '' AS why, true AS is_all
               UNION
-              SELECT k.conrelid, ' (it references the customer table)'
+              SELECT k.conrelid, ' (it references the customer table)', true
               FROM pg_catalog.pg_constraint AS k
               JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
               WHERE spec.is_customer AND k.contype = 'f' AND k.confrelid = table_oid
                 AND k.conparentid = 0 AND NOT c.relispartition AND k.conrelid <> table_oid
+              UNION
+              SELECT k.conrelid, pg_catalog.format(' (it references the related table %s)',
+                                                   table_oid::pg_catalog.regclass), false
+              FROM pg_catalog.pg_constraint AS k
+              WHERE NOT spec.is_customer
+                AND pg_catalog.jsonb_typeof(t #> '{via,customer_column}') = 'string'
+                AND k.contype = 'f' AND k.confrelid = table_oid AND k.conparentid = 0
+                AND pg_catalog.cardinality(k.conkey) = 1
+                AND k.conrelid <> table_oid AND k.conrelid IS DISTINCT FROM customer_oid
              ) AS g;
 
         -- The key: a supported type, unique on its own, made the way key_generate says.
@@ -900,6 +913,7 @@ BEGIN
         granted_at := granted_at || (at || '.table');
         granted_oid := granted_oid || table_oid;
         granted_why := granted_why || ''::text;
+        granted_all := granted_all || true;
         IF customer_oid IS NOT NULL THEN
             RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
                 at || '.column', table_oid, t ->> 'column', customer_oid, customer_key, NULL);
@@ -908,17 +922,19 @@ BEGIN
 
     -- The owner role's privileges on every shop table found above: the engine's functions run
     -- as it. USAGE on each schema (once, at the first table in it), SELECT, INSERT, UPDATE and
-    -- DELETE on each table; each missing one with the statement that grants it.
+    -- DELETE on each table (SELECT only on a table that only refers to a related table); each
+    -- missing one with the statement that grants it.
     IF owner_exists THEN
         RETURN QUERY
             WITH target AS (
-                -- a table named twice (a reference that also has a foreign key) once
-                SELECT DISTINCT ON (g.oid) g.at, g.oid, g.why, g.ord, c.relnamespace
+                -- a table named twice (a reference that also has a foreign key) once, by the
+                -- entry that needs the most
+                SELECT DISTINCT ON (g.oid) g.at, g.oid, g.why, g.is_all, g.ord, c.relnamespace
                 FROM ROWS FROM (pg_catalog.unnest(granted_at), pg_catalog.unnest(granted_oid),
-                                pg_catalog.unnest(granted_why)) WITH ORDINALITY
-                     AS g(at, oid, why, ord)
+                                pg_catalog.unnest(granted_why), pg_catalog.unnest(granted_all))
+                     WITH ORDINALITY AS g(at, oid, why, is_all, ord)
                 JOIN pg_catalog.pg_class AS c ON c.oid = g.oid
-                ORDER BY g.oid, g.ord
+                ORDER BY g.oid, g.is_all DESC, g.ord
             ),
             schema_first AS (
                 SELECT DISTINCT ON (t.relnamespace) t.at, t.ord, t.relnamespace
@@ -943,7 +959,8 @@ BEGIN
                 FROM target AS t
                 CROSS JOIN pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
                      WITH ORDINALITY AS p(privilege, ord)
-                WHERE NOT pg_catalog.has_table_privilege(owner_role, t.oid, p.privilege)
+                WHERE (t.is_all OR p.privilege = 'SELECT')
+                  AND NOT pg_catalog.has_table_privilege(owner_role, t.oid, p.privilege)
             ) AS d
             ORDER BY d.ord, d.privilege_ord;
     END IF;

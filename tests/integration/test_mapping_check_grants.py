@@ -8,12 +8,15 @@ dead letter."""
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.feed import stage, upserted
 from tests.truth import SNAPSHOT_FIELDS
 
 SCHEMA = """
@@ -85,6 +88,8 @@ MAPPING: dict[str, Any] = {
     },
 }
 
+GRANT = re.compile(r"(GRANT [A-Z, ]+ ON (?:TABLE|SEQUENCE|SCHEMA) .+ TO .+;)$")
+
 
 @pytest.fixture
 def owner(conn: psycopg.Connection[Any]) -> str:
@@ -102,6 +107,17 @@ def _defects(conn: psycopg.Connection[Any]) -> set[tuple[str, str]]:
     return {(path, problem) for path, problem in rows}
 
 
+def _grant_what_check_asks(conn: psycopg.Connection[Any]) -> set[tuple[str, str]]:
+    """Run every GRANT statement `check` prints, as a DBA would; the defects it reported."""
+    defects = _defects(conn)
+    for _path, problem in sorted(defects):
+        found = GRANT.search(problem)
+        assert found is not None, problem
+        conn.execute(found.group(1))  # the statement check printed, as printed
+    conn.commit()
+    return defects
+
+
 def test_the_sequence_behind_a_default_key_needs_usage(
     conn: psycopg.Connection[Any], owner: str
 ) -> None:
@@ -116,3 +132,44 @@ def test_the_sequence_behind_a_default_key_needs_usage(
         "related[0].key_generate",
         f"{owner} lacks USAGE: GRANT USAGE ON SEQUENCE rent.address_seq TO {owner};",
     ) in defects
+
+
+def test_a_table_that_points_to_a_related_row_needs_select(
+    conn: psycopg.Connection[Any], owner: str
+) -> None:
+    """The write asks whether another table refers to the customer's address before changing
+    it in place (a store's address is copied, never changed), so it reads those tables."""
+    assert (
+        "related[0].table",
+        f"{owner} lacks SELECT on rent.store (it references the related table rent.address):"
+        f" GRANT SELECT ON TABLE rent.store TO {owner};",
+    ) in _defects(conn)
+
+
+def test_granting_what_check_lists_is_enough_for_the_feed(
+    conn: psycopg.Connection[Any], owner: str
+) -> None:
+    _grant_what_check_asks(conn)
+    assert _defects(conn) == set()
+    conn.execute(f'SET ROLE "{owner}"')
+    conn.execute("SELECT sync.install_mapping(%s, 'rent.toml')", [Jsonb(MAPPING)])
+    conn.execute("RESET ROLE")
+    conn.execute("INSERT INTO rent.address (address_id, address) VALUES (900, 'the store')")
+    conn.execute("INSERT INTO rent.store VALUES (1, 900)")
+    conn.commit()
+    number = "TR" + secrets.token_hex(6).upper()
+    records = [upserted(number, 1), upserted(number, 2, email=f"{secrets.token_hex(5)}@x.nl")]
+    stage(conn, records[:1])
+    stage(conn, records[1:])
+    states = conn.execute(
+        "SELECT state, reason FROM sync.inbox_status WHERE customer_number = %s ORDER BY inbox_id",
+        [number],
+    ).fetchall()
+    assert states == [("applied", "created"), ("applied", "updated")]
+    assert conn.execute(
+        "SELECT m.email, a.address FROM rent.member AS m"
+        " JOIN rent.address AS a ON a.address_id = m.address_id"
+        " JOIN sync.customer_link AS l ON l.customer_key = m.member_id::text"
+        " WHERE l.customer_number = %s",
+        [number],
+    ).fetchone() == (records[1]["customer"]["email"], "Keizersgracht 12")
