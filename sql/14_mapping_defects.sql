@@ -522,11 +522,18 @@ BEGIN
         INTO granted_at, granted_oid, granted_why, granted_all
         FROM (SELECT table_oid AS oid, '' AS why, true AS is_all
               UNION
-              SELECT k.conrelid, ' (it references the customer table)', true
+              -- a partition's own foreign key (not one its parent's declares) makes the
+              -- partition a linked table of its own: the engine writes it directly
+              SELECT k.conrelid, CASE WHEN c.relispartition THEN pg_catalog.format(
+                         ' (a partition of %1$s with a foreign key of its own to the customer '
+                         'table; or declare the foreign key on %1$s, which takes over the '
+                         'partitions'' ones, and grant there)',
+                         pg_catalog.pg_partition_root(k.conrelid)::pg_catalog.regclass)
+                     ELSE ' (it references the customer table)' END, true
               FROM pg_catalog.pg_constraint AS k
               JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
               WHERE spec.is_customer AND k.contype = 'f' AND k.confrelid = table_oid
-                AND k.conparentid = 0 AND NOT c.relispartition AND k.conrelid <> table_oid
+                AND k.conparentid = 0 AND k.conrelid <> table_oid
               UNION
               SELECT k.conrelid, pg_catalog.format(' (it references the related table %s)',
                                                    table_oid::pg_catalog.regclass), false

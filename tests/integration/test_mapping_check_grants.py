@@ -146,6 +146,21 @@ def test_a_table_that_points_to_a_related_row_needs_select(
     ) in _defects(conn)
 
 
+def test_a_partition_with_a_foreign_key_of_its_own_needs_the_privileges_too(
+    conn: psycopg.Connection[Any], owner: str
+) -> None:
+    """The parent has no foreign key, the partition has one of its own: the engine sees the
+    partition as a linked table; check names it, and says how one grant on the parent does."""
+    defects = _defects(conn)
+    assert any(
+        path == "customer.table"
+        and problem.startswith(f"{owner} lacks UPDATE on rent.payment_2026_01 (")
+        and "declare the foreign key on rent.payment" in problem
+        and problem.endswith(f"GRANT UPDATE ON TABLE rent.payment_2026_01 TO {owner};")
+        for path, problem in defects
+    ), sorted(defects)
+
+
 def test_granting_what_check_lists_is_enough_for_the_feed(
     conn: psycopg.Connection[Any], owner: str
 ) -> None:
