@@ -419,6 +419,7 @@ DECLARE
     granted_at     text[] := '{}';  -- the shop tables found, for the privilege check:
     granted_oid    oid[] := '{}';   -- their key paths, oids and why they need privileges
     granted_why    text[] := '{}';
+    granted_all    boolean[] := '{}';  -- all four privileges, or SELECT only
     place          text;
     key_column     pg_catalog.pg_attribute;
     col            pg_catalog.pg_attribute;
@@ -511,18 +512,37 @@ BEGIN
         END IF;
         -- the table, and for the customer its referencing tables (foreign keys to it, one per
         -- partitioned table: merges re-point their rows, anonymisation scrubs or deletes them),
-        -- for the privilege check at the end
+        -- for the privilege check at the end; for a related table the customer row points to,
+        -- the other tables that refer to it (SELECT only: the write reads them to decide
+        -- whether the row is shared, and copies a shared row rather than changing it)
         SELECT granted_at || pg_catalog.array_agg(at || '.table' ORDER BY g.why, g.oid),
                granted_oid || pg_catalog.array_agg(g.oid ORDER BY g.why, g.oid),
-               granted_why || pg_catalog.array_agg(g.why ORDER BY g.why, g.oid)
-        INTO granted_at, granted_oid, granted_why
-        FROM (SELECT table_oid AS oid, '' AS why
+               granted_why || pg_catalog.array_agg(g.why ORDER BY g.why, g.oid),
+               granted_all || pg_catalog.array_agg(g.is_all ORDER BY g.why, g.oid)
+        INTO granted_at, granted_oid, granted_why, granted_all
+        FROM (SELECT table_oid AS oid, '' AS why, true AS is_all
               UNION
-              SELECT k.conrelid, ' (it references the customer table)'
+              -- a partition's own foreign key (not one its parent's declares) makes the
+              -- partition a linked table of its own: the engine writes it directly
+              SELECT k.conrelid, CASE WHEN c.relispartition THEN pg_catalog.format(
+                         ' (a partition of %1$s with a foreign key of its own to the customer '
+                         'table; or declare the foreign key on %1$s, which takes over the '
+                         'partitions'' ones, and grant there)',
+                         pg_catalog.pg_partition_root(k.conrelid)::pg_catalog.regclass)
+                     ELSE ' (it references the customer table)' END, true
               FROM pg_catalog.pg_constraint AS k
               JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
               WHERE spec.is_customer AND k.contype = 'f' AND k.confrelid = table_oid
-                AND k.conparentid = 0 AND NOT c.relispartition AND k.conrelid <> table_oid
+                AND k.conparentid = 0 AND k.conrelid <> table_oid
+              UNION
+              SELECT k.conrelid, pg_catalog.format(' (it references the related table %s)',
+                                                   table_oid::pg_catalog.regclass), false
+              FROM pg_catalog.pg_constraint AS k
+              WHERE NOT spec.is_customer
+                AND pg_catalog.jsonb_typeof(t #> '{via,customer_column}') = 'string'
+                AND k.contype = 'f' AND k.confrelid = table_oid AND k.conparentid = 0
+                AND pg_catalog.cardinality(k.conkey) = 1
+                AND k.conrelid <> table_oid AND k.conrelid IS DISTINCT FROM customer_oid
              ) AS g;
 
         -- The key: a supported type, unique on its own, made the way key_generate says.
@@ -752,19 +772,40 @@ BEGIN
             ORDER BY a.attnum;
 
         -- the generated write takes a new key from the sequence itself (nextval in the same
-        -- SELECT, never joined back): an identity or serial column's own sequence needs USAGE too
-        IF sequence_oid IS NULL AND table_oid IS NOT NULL
-           AND t ->> 'key_generate' IN ('identity', 'default')
+        -- SELECT, never joined back), as the owner role: the named sequence, an identity or
+        -- serial column's own, and any sequence the key's default calls (pg_dump writes a
+        -- sequence made by hand as DEFAULT nextval('...') without OWNED BY) need USAGE too
+        IF owner_exists AND table_oid IS NOT NULL
            AND (sync._mapping_column(table_oid, t ->> 'key')).attnum IS NOT NULL THEN
-            sequence_oid := pg_catalog.pg_get_serial_sequence(
-                table_oid::pg_catalog.regclass::text, t ->> 'key')::pg_catalog.regclass;
-        END IF;
-        IF owner_exists AND sequence_oid IS NOT NULL
-           AND NOT pg_catalog.has_sequence_privilege(owner_role, sequence_oid, 'USAGE') THEN
-            RETURN QUERY SELECT at || CASE WHEN t ? 'key_sequence' THEN '.key_sequence'
-                                           ELSE '.key_generate' END, pg_catalog.format(
-                '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
-                sequence_oid::pg_catalog.regclass, owner_role);
+            RETURN QUERY
+                WITH q AS MATERIALIZED (  -- sequences only, before asking for a privilege
+                    SELECT sequence_oid AS seq
+                    UNION
+                    SELECT pg_catalog.pg_get_serial_sequence(
+                               table_oid::pg_catalog.regclass::text,
+                               t ->> 'key')::pg_catalog.regclass::oid
+                    WHERE t ->> 'key_generate' IN ('identity', 'default')
+                    UNION
+                    SELECT d.refobjid
+                    FROM pg_catalog.pg_attrdef AS ad
+                    JOIN pg_catalog.pg_attribute AS a
+                      ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+                    JOIN pg_catalog.pg_depend AS d
+                      ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                     AND d.objid = ad.oid
+                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    JOIN pg_catalog.pg_class AS s ON s.oid = d.refobjid AND s.relkind = 'S'
+                    WHERE t ->> 'key_generate' = 'default'
+                      AND ad.adrelid = table_oid AND a.attname = t ->> 'key'
+                )
+                SELECT at || CASE WHEN t ? 'key_sequence' THEN '.key_sequence'
+                                  ELSE '.key_generate' END, pg_catalog.format(
+                    '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
+                    q.seq::pg_catalog.regclass, owner_role)
+                FROM q
+                WHERE q.seq IS NOT NULL
+                  AND NOT pg_catalog.has_sequence_privilege(owner_role, q.seq, 'USAGE')
+                ORDER BY q.seq::pg_catalog.regclass::text;
         END IF;
     END LOOP;
 
@@ -879,6 +920,7 @@ BEGIN
         granted_at := granted_at || (at || '.table');
         granted_oid := granted_oid || table_oid;
         granted_why := granted_why || ''::text;
+        granted_all := granted_all || true;
         IF customer_oid IS NOT NULL THEN
             RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
                 at || '.column', table_oid, t ->> 'column', customer_oid, customer_key, NULL);
@@ -887,17 +929,19 @@ BEGIN
 
     -- The owner role's privileges on every shop table found above: the engine's functions run
     -- as it. USAGE on each schema (once, at the first table in it), SELECT, INSERT, UPDATE and
-    -- DELETE on each table; each missing one with the statement that grants it.
+    -- DELETE on each table (SELECT only on a table that only refers to a related table); each
+    -- missing one with the statement that grants it.
     IF owner_exists THEN
         RETURN QUERY
             WITH target AS (
-                -- a table named twice (a reference that also has a foreign key) once
-                SELECT DISTINCT ON (g.oid) g.at, g.oid, g.why, g.ord, c.relnamespace
+                -- a table named twice (a reference that also has a foreign key) once, by the
+                -- entry that needs the most
+                SELECT DISTINCT ON (g.oid) g.at, g.oid, g.why, g.is_all, g.ord, c.relnamespace
                 FROM ROWS FROM (pg_catalog.unnest(granted_at), pg_catalog.unnest(granted_oid),
-                                pg_catalog.unnest(granted_why)) WITH ORDINALITY
-                     AS g(at, oid, why, ord)
+                                pg_catalog.unnest(granted_why), pg_catalog.unnest(granted_all))
+                     WITH ORDINALITY AS g(at, oid, why, is_all, ord)
                 JOIN pg_catalog.pg_class AS c ON c.oid = g.oid
-                ORDER BY g.oid, g.ord
+                ORDER BY g.oid, g.is_all DESC, g.ord
             ),
             schema_first AS (
                 SELECT DISTINCT ON (t.relnamespace) t.at, t.ord, t.relnamespace
@@ -922,7 +966,8 @@ BEGIN
                 FROM target AS t
                 CROSS JOIN pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
                      WITH ORDINALITY AS p(privilege, ord)
-                WHERE NOT pg_catalog.has_table_privilege(owner_role, t.oid, p.privilege)
+                WHERE (t.is_all OR p.privilege = 'SELECT')
+                  AND NOT pg_catalog.has_table_privilege(owner_role, t.oid, p.privilege)
             ) AS d
             ORDER BY d.ord, d.privilege_ord;
     END IF;
