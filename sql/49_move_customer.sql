@@ -161,6 +161,7 @@ BEGIN
         SELECT pg_catalog.format('%I.%I', r.item ->> 'schema', r.item ->> 'table')
                    ::pg_catalog.regclass AS relation,
                r.item ->> 'key' AS key_column,
+               (r.item #>> '{via,customer_column}')::name AS pointer,
                old_row ->> (r.item #>> '{via,customer_column}') AS pointed
         FROM pg_catalog.jsonb_array_elements(
             CASE WHEN pg_catalog.jsonb_typeof(document -> 'related') = 'array'
@@ -181,12 +182,8 @@ BEGIN
             WHERE f.contype = 'f' AND f.confrelid = related.relation AND f.conparentid = 0
               AND pg_catalog.cardinality(f.conkey) = 1
             UNION
-            SELECT mapped.relation,
-                   (SELECT r.item #>> '{via,customer_column}'
-                    FROM pg_catalog.jsonb_array_elements(document -> 'related') AS r (item)
-                    WHERE pg_catalog.format('%I.%I', r.item ->> 'schema', r.item ->> 'table')
-                              ::pg_catalog.regclass = related.relation
-                    LIMIT 1)::name
+            -- the customer table's pointer, also where the shop has no foreign key for it
+            SELECT mapped.relation, related.pointer
         ) AS u;
         EXECUTE pg_catalog.format(
             'DELETE FROM %1$s AS r WHERE r.%2$I = $1::%3$s%4$s',

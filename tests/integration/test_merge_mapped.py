@@ -251,9 +251,7 @@ def test_an_n_way_merge_happens_in_one_transaction(boutique: psycopg.Connection[
     # one impossible pair: nothing of the call happens
     d, e = _customers(conn, "TX00000325", "TX00000326")
     with pytest.raises(psycopg.Error) as caught:
-        conn.execute(
-            "SELECT sync.merge_customers(ARRAY['TX00000325', 'TX00000326'], 'TX00000326')"
-        )
+        conn.execute("SELECT sync.merge_customers(ARRAY['TX00000325', 'TX00000326'], 'TX00000326')")
     assert caught.value.sqlstate == "SY001"
     conn.rollback()
     assert SHOP.key_of(conn, "TX00000325") == d
@@ -323,3 +321,45 @@ def test_an_undeclared_conflict_refuses_the_merge_and_changes_nothing(
         "customer": 1,
         "link": 1,
     }
+
+
+def test_a_merge_where_the_number_lives_in_the_link_table(
+    boutique: psycopg.Connection[Any],
+) -> None:
+    conn = boutique
+    document = json.loads(json.dumps(SHOP.mapping))
+    document["customer"]["number"] = "link"
+    conn.execute("SET ROLE syncctl_owner")
+    conn.execute("SELECT sync.install_mapping(%s::jsonb, 'number-in-link')", [json.dumps(document)])
+    conn.execute("RESET ROLE")
+    conn.commit()
+    stage(conn, [upserted(n, 1) for n in ("TX00000351", "TX00000352")])
+    keys = [
+        conn.execute("SELECT syncmap.key_of(%s)::uuid", [n]).fetchone()
+        for n in ("TX00000351", "TX00000352")
+    ]
+    assert keys[0] is not None and keys[1] is not None
+    old, survivor = keys[0][0], keys[1][0]
+    assert conn.execute("SELECT count(tx_ref) FROM crm.customer").fetchone() == (0,)
+    SHOP.place_order(conn, old)
+    _review(conn, old, "SKU-L")
+    conn.commit()
+
+    assert stage(conn, [_merged("TX00000351", "TX00000352")]).states == {"applied": 1}
+
+    assert _rows_of(conn, old) == {
+        "orders": 0,
+        "favourites": 0,
+        "reviews": 0,
+        "customer": 0,
+        "link": 0,
+    }
+    assert _rows_of(conn, survivor)["orders"] == 1
+    assert conn.execute("SELECT customer_number FROM sync.customer_link ORDER BY 1").fetchall() == [
+        ("TX00000352",)
+    ]
+    assert conn.execute("SELECT sync.resolve_customer_key('TX00000351')").fetchone() == (
+        str(survivor),
+    )
+    assert stage(conn, [upserted("TX00000351", 5)]).states == {"skipped": 1}
+    assert conn.execute("SELECT count(*) FROM crm.customer").fetchone() == (1,)
