@@ -93,17 +93,94 @@ BEGIN
 END
 $$;
 
+-- The related rows customer p_old (key as text) points to ([[related]] with
+-- via.customer_column): per related table its name, the pointed row's key as text (`pointed`),
+-- and `deletable`, a statement that deletes that row (key $1) when nothing but customer $2 uses
+-- it: no row of a table with a single-column foreign key to it, and no other customer row
+-- pointing to it (also where the shop has no foreign key for the pointer). `counted` is the same
+-- as a count. A related table that is customer-linked itself is left out: a merge re-points its
+-- rows to the survivor. Read before the old customer row goes; the merge and its plan share it.
+CREATE OR REPLACE FUNCTION sync._related_of(p_old text)
+RETURNS TABLE (qualified_name text, pointed text, deletable text, counted text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped  record;
+    related record;
+    unused  text;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    FOR related IN
+        SELECT pg_catalog.format('%I.%I', r.item ->> 'schema', r.item ->> 'table')
+                   ::pg_catalog.regclass AS relation,
+               pg_catalog.concat_ws('.', r.item ->> 'schema', r.item ->> 'table') AS name,
+               (r.item ->> 'key')::name AS key_column,
+               (r.item #>> '{via,customer_column}')::name AS pointer
+        FROM sync.mapping_version AS v
+        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+            CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+                 THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS r (item, ord)
+        WHERE v.active AND (r.item #>> '{via,customer_column}') IS NOT NULL
+        ORDER BY r.ord
+    LOOP
+        -- a related table whose rows also reference the customer (an address book with a
+        -- default address) is re-pointed with the customer's other rows: the row moves along
+        CONTINUE WHEN EXISTS (SELECT FROM sync.customer_links() AS l
+                              WHERE l.relation = related.relation);
+        EXECUTE pg_catalog.format('SELECT c.%I::text FROM %s AS c WHERE c.%I = $1::%s',
+                                  related.pointer, mapped.relation, mapped.key_column,
+                                  mapped.key_type)
+            INTO pointed USING p_old;
+        CONTINUE WHEN pointed IS NULL;
+        SELECT pg_catalog.string_agg(
+                   pg_catalog.format(
+                       ' AND NOT EXISTS (SELECT FROM %s AS x WHERE x.%I = r.%I%s)',
+                       u.relation, u.column_name, related.key_column,
+                       CASE WHEN u.relation = mapped.relation
+                            THEN pg_catalog.format(' AND x.%I <> $2::%s', mapped.key_column,
+                                                   mapped.key_type)
+                            ELSE '' END),
+                   '' ORDER BY u.relation::text, u.column_name)
+        INTO unused
+        FROM (
+            SELECT f.conrelid::pg_catalog.regclass AS relation, a.attname AS column_name
+            FROM pg_catalog.pg_constraint AS f
+            JOIN pg_catalog.pg_attribute AS a
+              ON a.attrelid = f.conrelid AND a.attnum = f.conkey[1]
+            WHERE f.contype = 'f' AND f.confrelid = related.relation AND f.conparentid = 0
+              AND pg_catalog.cardinality(f.conkey) = 1
+            UNION
+            SELECT mapped.relation, related.pointer
+        ) AS u;
+        qualified_name := related.name;
+        unused := pg_catalog.format(
+            '%1$s AS r WHERE r.%2$I = $1::%3$s%4$s',
+            related.relation, related.key_column,
+            (SELECT a.atttypid::pg_catalog.regtype FROM pg_catalog.pg_attribute AS a
+             WHERE a.attrelid = related.relation AND a.attname = related.key_column),
+            unused);
+        counted := 'SELECT count(*) FROM ' || unused;
+        deletable := 'DELETE FROM ' || unused;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 -- Remove the old customer row (key p_old as text) from the mapped customer table and fill the
 -- survivor's blank (NULL) fields from it: the survivor's values win. Not filled: the key, the
 -- mapping's number and version columns, the column fed by tritonX's `updated_at` (the
 -- survivor's snapshot time is its own), and the pointers to [[related]] rows (the survivor
 -- keeps its own). Then the old customer's sync.customer_link row goes (the old number lives on
 -- as a redirect only), and each related row the old customer pointed to is deleted when nothing
--- else references it (no row of any table with a foreign key to it, nor the customer table's
--- pointer), else left as it is.
+-- else uses it (sync._related_of), else left as it is. Returns the related rows deleted per
+-- table.
 DROP FUNCTION IF EXISTS sync._absorb_customer(bigint, bigint);
+DROP FUNCTION IF EXISTS sync._absorb_customer(text, text);
 CREATE OR REPLACE FUNCTION sync._absorb_customer(p_old text, p_survivor text)
-RETURNS void
+RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
@@ -112,19 +189,22 @@ AS $$
 DECLARE
     mapped   record;
     document jsonb;
+    related  record;
+    pointed  jsonb;
     old_row  jsonb;
     fill     text;
-    related  record;
-    unused   text;
+    removed  bigint;
+    counts   jsonb := '{}';
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     SELECT v.document INTO document FROM sync.mapping_version AS v WHERE v.active;
+    SELECT coalesce(pg_catalog.jsonb_agg(r), '[]') INTO pointed FROM sync._related_of(p_old) AS r;
     EXECUTE pg_catalog.format(
         'DELETE FROM %1$s AS c WHERE c.%2$I = $1::%3$s RETURNING pg_catalog.to_jsonb(c)',
         mapped.relation, mapped.key_column, mapped.key_type)
         INTO old_row USING p_old;
     IF old_row IS NULL THEN
-        RETURN;
+        RETURN counts;
     END IF;
     SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = coalesce(s.%1$I, o.%1$I)', a.attname),
                                  ', ' ORDER BY a.attnum)
@@ -156,43 +236,19 @@ BEGIN
             USING old_row, p_survivor;
     END IF;
     DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_old;
-    -- the related rows the old customer pointed to, each deleted when nothing else uses it
     FOR related IN
-        SELECT pg_catalog.format('%I.%I', r.item ->> 'schema', r.item ->> 'table')
-                   ::pg_catalog.regclass AS relation,
-               r.item ->> 'key' AS key_column,
-               (r.item #>> '{via,customer_column}')::name AS pointer,
-               old_row ->> (r.item #>> '{via,customer_column}') AS pointed
-        FROM pg_catalog.jsonb_array_elements(
-            CASE WHEN pg_catalog.jsonb_typeof(document -> 'related') = 'array'
-                 THEN document -> 'related' ELSE '[]' END) AS r (item)
-        WHERE (r.item #>> '{via,customer_column}') IS NOT NULL
-          AND (old_row ->> (r.item #>> '{via,customer_column}')) IS NOT NULL
+        SELECT * FROM pg_catalog.jsonb_to_recordset(pointed)
+            AS r (qualified_name text, pointed text, deletable text)
     LOOP
-        SELECT pg_catalog.string_agg(
-                   pg_catalog.format(' AND NOT EXISTS (SELECT FROM %s AS x WHERE x.%I = r.%I)',
-                                     u.relation, u.column_name, related.key_column),
-                   '' ORDER BY u.relation::text, u.column_name)
-        INTO unused
-        FROM (
-            SELECT f.conrelid::pg_catalog.regclass AS relation, a.attname AS column_name
-            FROM pg_catalog.pg_constraint AS f
-            JOIN pg_catalog.pg_attribute AS a
-              ON a.attrelid = f.conrelid AND a.attnum = f.conkey[1]
-            WHERE f.contype = 'f' AND f.confrelid = related.relation AND f.conparentid = 0
-              AND pg_catalog.cardinality(f.conkey) = 1
-            UNION
-            -- the customer table's pointer, also where the shop has no foreign key for it
-            SELECT mapped.relation, related.pointer
-        ) AS u;
-        EXECUTE pg_catalog.format(
-            'DELETE FROM %1$s AS r WHERE r.%2$I = $1::%3$s%4$s',
-            related.relation, related.key_column,
-            (SELECT a.atttypid::pg_catalog.regtype FROM pg_catalog.pg_attribute AS a
-             WHERE a.attrelid = related.relation AND a.attname = related.key_column),
-            coalesce(unused, ''))
-            USING related.pointed;
+        EXECUTE related.deletable USING related.pointed, p_old;
+        GET DIAGNOSTICS removed = ROW_COUNT;
+        IF removed > 0 THEN
+            counts := counts || pg_catalog.jsonb_build_object(
+                related.qualified_name,
+                coalesce((counts ->> related.qualified_name)::bigint, 0) + removed);
+        END IF;
     END LOOP;
+    RETURN counts;
 END
 $$;
 
@@ -235,8 +291,8 @@ BEGIN
                 || pg_catalog.format('%s %s', link.qualified_name, moved.conflicts);
         END IF;
     END LOOP;
-    PERFORM sync._absorb_customer(p_old, p_survivor);
-    counts := counts || pg_catalog.jsonb_build_object(mapped.qualified_name, 1);
+    counts := counts || pg_catalog.jsonb_build_object(mapped.qualified_name, 1)
+              || sync._absorb_customer(p_old, p_survivor);
     reason := 'merged';
     IF pg_catalog.cardinality(resolved) > 0 THEN
         reason := reason || '; conflicts resolved by rule: '

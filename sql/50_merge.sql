@@ -69,7 +69,7 @@ $$;
 -- Rows of the old customer per linked table that a merge would move: re-pointed, or resolved
 -- by the table's rule (`conflicts` of them clash with a survivor row on a unique key; `rule`
 -- NULL with conflicts > 0 means the merge would be refused). Includes the customer table (the
--- old row, removed). Empty when the old customer is not local (the merge only records a redirect).
+-- old row, removed) and the related rows removed with it (an address only it used). Empty when the old customer is not local (the merge only records a redirect).
 CREATE OR REPLACE FUNCTION sync.merge_plan(p_old text, p_survivor text)
 RETURNS TABLE (table_name text, rows bigint, conflicts bigint, rule text)
 LANGUAGE plpgsql
@@ -83,6 +83,7 @@ DECLARE
     mapped       record;
     link         record;
     key          record;
+    related      record;
     clashes      bigint;
 BEGIN
     IF old_key IS NULL THEN
@@ -117,6 +118,13 @@ BEGIN
     conflicts := 0;
     rule := NULL;
     RETURN NEXT;
+    -- the related rows only the old customer uses, deleted with it
+    FOR related IN SELECT * FROM sync._related_of(old_key) LOOP
+        EXECUTE related.counted INTO rows USING related.pointed, old_key;
+        CONTINUE WHEN rows = 0;
+        table_name := related.qualified_name;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 

@@ -133,6 +133,7 @@ def test_a_feed_merge_repoints_every_linked_table_and_removes_the_old_customer(
     }
     assert plan == {
         "crm.customer": (1, 0, None),
+        "crm.CustomerAddress": (1, 0, None),
         "crm.favourite": (2, 1, "union"),
         "sales.orders": (4, 0, None),
         "sales.Review": (2, 0, None),
@@ -235,6 +236,7 @@ def test_an_n_way_merge_happens_in_one_transaction(boutique: psycopg.Connection[
     assert row[0]["merged"] == 3
     assert row[0]["counts"] == {
         "crm.customer": 3,
+        "crm.CustomerAddress": 3,
         "crm.favourite": 1,
         "sales.orders": 3,
         "sales.Review": 3,
@@ -363,3 +365,34 @@ def test_a_merge_where_the_number_lives_in_the_link_table(
     )
     assert stage(conn, [upserted("TX00000351", 5)]).states == {"skipped": 1}
     assert conn.execute("SELECT count(*) FROM crm.customer").fetchone() == (1,)
+
+
+def test_a_related_row_that_references_the_customer_itself_moves_to_the_survivor(
+    boutique: psycopg.Connection[Any],
+) -> None:
+    conn = boutique
+    # an address book: every address belongs to a customer, the customer row points to one
+    conn.execute(
+        'ALTER TABLE crm."CustomerAddress" ADD COLUMN owner_uuid uuid REFERENCES crm.customer'
+    )
+    conn.execute('CREATE INDEX ON crm."CustomerAddress" (owner_uuid)')
+    old, survivor = _customers(conn, "TX00000361", "TX00000362")
+    old_address = _address_of(conn, old)
+    conn.execute(
+        'UPDATE crm."CustomerAddress" SET owner_uuid = %s WHERE id = %s', [old, old_address]
+    )
+    conn.commit()
+    plan = {
+        table: rows
+        for table, rows, _, _ in conn.execute(
+            "SELECT * FROM sync.merge_plan('TX00000361', 'TX00000362')"
+        ).fetchall()
+    }
+
+    result = conn.execute("SELECT sync.merge_customer('TX00000361', 'TX00000362')").fetchone()
+
+    assert result is not None
+    assert result[0]["counts"] == plan == {"crm.customer": 1, "crm.CustomerAddress": 1}
+    assert conn.execute(
+        'SELECT owner_uuid FROM crm."CustomerAddress" WHERE id = %s', [old_address]
+    ).fetchone() == (survivor,)
