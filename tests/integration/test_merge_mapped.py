@@ -8,6 +8,7 @@ and the redirect, and the dry run counts what the merge does."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -396,3 +397,61 @@ def test_a_related_row_that_references_the_customer_itself_moves_to_the_survivor
     assert conn.execute(
         'SELECT owner_uuid FROM crm."CustomerAddress" WHERE id = %s', [old_address]
     ).fetchone() == (survivor,)
+
+
+def _wait_until_blocked(conn: psycopg.Connection[Any], pid: int, thread: threading.Thread) -> None:
+    """Until backend `pid` waits for a lock, or `thread` ended without waiting."""
+    while thread.is_alive() and conn.execute(
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
+    ).fetchone() != ("Lock",):
+        conn.execute("SELECT pg_sleep(0.01)")
+
+
+def test_a_shop_insert_racing_a_merge_is_repointed_or_fails_retryably(
+    boutique: psycopg.Connection[Any], dsn: str
+) -> None:
+    conn = boutique
+    conn.autocommit = True
+    old, survivor = _customers(conn, "TX00000371", "TX00000372")
+    with psycopg.connect(dsn) as shop, psycopg.connect(dsn) as merger:
+        merger_pid = merger.info.backend_pid
+        # the shop's order commits first: the merge waits for it, then re-points it
+        early = SHOP.place_order(shop, old)
+        done: list[Any] = []
+        waiting = threading.Thread(
+            target=lambda: done.append(
+                merger.execute("SELECT sync.merge_customer('TX00000371', 'TX00000372')").fetchone()
+            )
+        )
+        waiting.start()
+        _wait_until_blocked(conn, merger_pid, waiting)
+        shop.commit()
+        waiting.join()
+        assert done and done[0][0]["counts"]["sales.orders"] == 1
+        # the merge holds the customers: the shop's insert waits, then fails with 23503 ...
+        failed: list[str | None] = []
+
+        def insert() -> None:
+            try:
+                SHOP.place_order(shop, old)
+            except psycopg.Error as error:
+                failed.append(error.sqlstate)
+            shop.rollback()
+
+        racing = threading.Thread(target=insert)
+        racing.start()
+        _wait_until_blocked(conn, shop.info.backend_pid, racing)
+        merger.commit()
+        racing.join()
+        assert failed == ["23503"]
+        # ... and succeeds retried with the key the old number stands for now
+        row = shop.execute("SELECT sync.resolve_customer_key('TX00000371')::uuid").fetchone()
+        assert row == (survivor,)
+        late = SHOP.place_order(shop, row[0])
+        shop.commit()
+    owners = dict(
+        conn.execute(
+            "SELECT id, customer_uuid FROM sales.orders WHERE id = ANY(%s)", [[early, late]]
+        ).fetchall()
+    )
+    assert owners == {early: survivor, late: survivor}
