@@ -14,6 +14,21 @@
 -- Merge steps (private)
 -- ---------------------------------------------------------------------------------------------
 
+-- The mapped customer table's name as counts and plans give it: schema.table, unquoted, as
+-- sync.customer_links() names the linked tables.
+CREATE OR REPLACE FUNCTION sync._customer_table_name()
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.concat_ws('.', n.nspname, r.relname)
+    FROM sync.mapped_customer() AS m
+    JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+$$;
+
 -- Re-point one linked table's rows from customer p_old to p_survivor (keys as text, cast to
 -- p_key_type). Unique conflicts are resolved first, by the declared rule, set-based per unique
 -- key; then one UPDATE moves the rest. `rows` counts every old row (moved or resolved),
@@ -271,11 +286,8 @@ DECLARE
     moved    record;
     resolved text[] := '{}';
 BEGIN
-    SELECT m.key_type, pg_catalog.concat_ws('.', n.nspname, r.relname) AS qualified_name
-    INTO mapped
-    FROM sync.mapped_customer() AS m
-    JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
-    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace;
+    SELECT m.key_type, sync._customer_table_name() AS qualified_name INTO mapped
+    FROM sync.mapped_customer() AS m;
     counts := '{}';
     FOR link IN SELECT * FROM sync.customer_links() LOOP
         SELECT * INTO moved FROM sync._repoint(

@@ -69,7 +69,8 @@ $$;
 -- Rows of the old customer per linked table that a merge would move: re-pointed, or resolved
 -- by the table's rule (`conflicts` of them clash with a survivor row on a unique key; `rule`
 -- NULL with conflicts > 0 means the merge would be refused). Includes the customer table (the
--- old row, removed) and the related rows removed with it (an address only it used). Empty when the old customer is not local (the merge only records a redirect).
+-- old row, removed) and the related rows removed with it (an address only it used). Empty when
+-- the old customer is not local (the merge only records a redirect).
 CREATE OR REPLACE FUNCTION sync.merge_plan(p_old text, p_survivor text)
 RETURNS TABLE (table_name text, rows bigint, conflicts bigint, rule text)
 LANGUAGE plpgsql
@@ -89,11 +90,8 @@ BEGIN
     IF old_key IS NULL THEN
         RETURN;
     END IF;
-    SELECT m.key_type, pg_catalog.concat_ws('.', n.nspname, r.relname) AS qualified_name
-    INTO mapped
-    FROM sync.mapped_customer() AS m
-    JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
-    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace;
+    SELECT m.key_type, sync._customer_table_name() AS qualified_name INTO mapped
+    FROM sync.mapped_customer() AS m;
     FOR link IN SELECT * FROM sync.customer_links() LOOP
         EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS o WHERE o.%I = $1::%s',
                                   link.relation, link.fk_column, mapped.key_type)
