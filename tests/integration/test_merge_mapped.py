@@ -21,6 +21,8 @@ from tests.feed import event, stage, upserted
 from tests.shops import Boutique
 
 SHOP = Boutique()
+# what a merged-away customer leaves in every table (_rows_of)
+GONE = {"orders": 0, "favourites": 0, "reviews": 0, "customer": 0, "link": 0}
 
 
 @pytest.fixture
@@ -143,13 +145,7 @@ def test_a_feed_merge_repoints_every_linked_table_and_removes_the_old_customer(
     outcome = stage(conn, [_merged("TX00000301", "TX00000302")])
 
     assert outcome.states == {"applied": 1}
-    assert _rows_of(conn, old) == {
-        "orders": 0,
-        "favourites": 0,
-        "reviews": 0,
-        "customer": 0,
-        "link": 0,
-    }
+    assert _rows_of(conn, old) == GONE
     assert _rows_of(conn, survivor) == {
         "orders": 5,
         "favourites": 2,
@@ -350,13 +346,7 @@ def test_a_merge_where_the_number_lives_in_the_link_table(
 
     assert stage(conn, [_merged("TX00000351", "TX00000352")]).states == {"applied": 1}
 
-    assert _rows_of(conn, old) == {
-        "orders": 0,
-        "favourites": 0,
-        "reviews": 0,
-        "customer": 0,
-        "link": 0,
-    }
+    assert _rows_of(conn, old) == GONE
     assert _rows_of(conn, survivor)["orders"] == 1
     assert conn.execute("SELECT customer_number FROM sync.customer_link ORDER BY 1").fetchall() == [
         ("TX00000352",)
