@@ -24,17 +24,34 @@ AS $$
         p_number)
 $$;
 
--- The local customer id a customer number stands for today (following its redirect), or NULL.
--- A shop whose insert failed with a foreign-key violation because a merge removed the old
--- customer retries with this id.
+-- The local customer id a customer number stands for today (following its redirect), or NULL;
+-- NULL also when the mapped customer key is not an integer (sync.resolve_customer_key gives the
+-- key of any type). A shop whose insert failed with a foreign-key violation because a merge
+-- removed the old customer retries with this id.
 CREATE OR REPLACE FUNCTION sync.resolve_customer(p_number text)
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
-PARALLEL SAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.id FROM shop.customer AS c
-    WHERE c.customer_number = sync.resolve_customer_number(p_number)
+BEGIN
+    RETURN (SELECT m.customer_id FROM syncmap.customer_map AS m
+            WHERE m.customer_number = sync.resolve_customer_number(p_number));
+END
+$$;
+
+-- The key (as text, the key's own text form) of the local customer a customer number stands for
+-- today (following its redirect), or NULL: sync.resolve_customer for a key of any type (uuid,
+-- text, integer).
+CREATE OR REPLACE FUNCTION sync.resolve_customer_key(p_number text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN syncmap.key_of(sync.resolve_customer_number(p_number));
+END
 $$;

@@ -1,4 +1,5 @@
--- Merging customers (old -> survivor), from the feed (customer.merged) or by hand. In one
+-- Merging customers (old -> survivor), from the feed (customer.merged) or by hand, on the mapped
+-- customer table whatever its schema and key type (numbers resolved by syncmap.key_of). In one
 -- transaction: every row of every customer-linked table that references the old customer is
 -- re-pointed to the survivor (unique conflicts resolved first by the table's declared rule; an
 -- undeclared conflict refuses the merge, nothing is deleted), the survivor's blank fields are
@@ -7,8 +8,8 @@
 -- (sql/48_redirect.sql). Impossible merges raise a class SY error
 -- (docs/merge-and-anonymise.md); the feed turns them into dead letters.
 --
--- Lock order: both customer rows, in id order, before anything else is touched; then the
--- linked tables in sync.customer_links() order. Re-runnable.
+-- Lock order: both customer rows, in key order (syncmap.lock_customers), before anything else
+-- is touched; then the linked tables in sync.customer_links() order. Re-runnable.
 --
 -- SQLSTATEs: SY001 merge into self, SY002 cycle, SY003 survivor was merged away,
 -- SY004 survivor anonymised or deleted, SY005 survivor unknown, SY006 old anonymised or
@@ -58,8 +59,7 @@ BEGIN
     ELSIF old_target IS NOT NULL AND old_target <> p_survivor THEN
         code := 'SY007';
         reason := pg_catalog.format('old customer %s was already merged into %s', p_old, old_target);
-    ELSIF EXISTS (SELECT FROM shop.customer AS c WHERE c.customer_number = p_old)
-          AND NOT EXISTS (SELECT FROM shop.customer AS c WHERE c.customer_number = p_survivor) THEN
+    ELSIF syncmap.key_of(p_old) IS NOT NULL AND syncmap.key_of(p_survivor) IS NULL THEN
         code := 'SY005';
         reason := pg_catalog.format('survivor %s is not a local customer', p_survivor);
     END IF;
@@ -68,8 +68,9 @@ $$;
 
 -- Rows of the old customer per linked table that a merge would move: re-pointed, or resolved
 -- by the table's rule (`conflicts` of them clash with a survivor row on a unique key; `rule`
--- NULL with conflicts > 0 means the merge would be refused). Includes shop.customer (the old
--- row, removed). Empty when the old customer is not local (the merge only records a redirect).
+-- NULL with conflicts > 0 means the merge would be refused). Includes the customer table (the
+-- old row, removed) and the related rows removed with it (an address only it used). Empty when
+-- the old customer is not local (the merge only records a redirect).
 CREATE OR REPLACE FUNCTION sync.merge_plan(p_old text, p_survivor text)
 RETURNS TABLE (table_name text, rows bigint, conflicts bigint, rule text)
 LANGUAGE plpgsql
@@ -78,29 +79,31 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    old_id      bigint;
-    survivor_id bigint;
-    link        record;
-    key         record;
-    clashes     bigint;
+    old_key      text := syncmap.key_of(p_old);
+    survivor_key text := syncmap.key_of(p_survivor);
+    mapped       record;
+    link         record;
+    key          record;
+    related      record;
+    clashes      bigint;
 BEGIN
-    SELECT c.id INTO old_id FROM shop.customer AS c WHERE c.customer_number = p_old;
-    SELECT c.id INTO survivor_id FROM shop.customer AS c WHERE c.customer_number = p_survivor;
-    IF old_id IS NULL THEN
+    IF old_key IS NULL THEN
         RETURN;
     END IF;
+    SELECT m.key_type, sync._customer_table_name() AS qualified_name INTO mapped
+    FROM sync.mapped_customer() AS m;
     FOR link IN SELECT * FROM sync.customer_links() LOOP
-        EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS o WHERE o.%I = $1',
-                                  link.relation, link.fk_column)
-            INTO rows USING old_id;
+        EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS o WHERE o.%I = $1::%s',
+                                  link.relation, link.fk_column, mapped.key_type)
+            INTO rows USING old_key;
         CONTINUE WHEN rows = 0;
         conflicts := 0;
         FOR key IN SELECT * FROM sync._unique_keys(link.relation, link.fk_column) LOOP
             EXECUTE pg_catalog.format(
-                'SELECT count(*) FROM %1$s AS o WHERE o.%2$I = $1 '
-                'AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = $2 AND %3$s)',
-                link.relation, link.fk_column, key.same_key)
-                INTO clashes USING old_id, survivor_id;
+                'SELECT count(*) FROM %1$s AS o WHERE o.%2$I = $1::%4$s '
+                'AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = $2::%4$s AND %3$s)',
+                link.relation, link.fk_column, key.same_key, mapped.key_type)
+                INTO clashes USING old_key, survivor_key;
             conflicts := conflicts + clashes;
         END LOOP;
         table_name := link.qualified_name;
@@ -108,11 +111,18 @@ BEGIN
                  WHERE m.table_schema = link.table_schema AND m.table_name = link.table_name);
         RETURN NEXT;
     END LOOP;
-    table_name := 'shop.customer';
+    table_name := mapped.qualified_name;
     rows := 1;
     conflicts := 0;
     rule := NULL;
     RETURN NEXT;
+    -- the related rows only the old customer uses, deleted with it
+    FOR related IN SELECT * FROM sync._related_of(old_key) LOOP
+        EXECUTE related.counted INTO rows USING related.pointed, old_key;
+        CONTINUE WHEN rows = 0;
+        table_name := related.qualified_name;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 
@@ -121,7 +131,8 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- The merge itself, for the feed and for callers by hand. Raises a class SY error when the
--- merge is impossible; returns {"outcome", "reason", "counts"} and writes one audit row.
+-- merge is impossible; returns {"outcome", "reason", "counts"} and writes one audit row
+-- (customer_id: the survivor's key when the key is an integer, else NULL).
 CREATE OR REPLACE FUNCTION sync._merge(
     p_old text,
     p_survivor text,
@@ -136,21 +147,21 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    started     timestamptz := pg_catalog.clock_timestamp();
-    old_id      bigint;
-    survivor_id bigint;
-    refused     record;
+    started      timestamptz := pg_catalog.clock_timestamp();
+    old_key      text;
+    survivor_key text;
+    survivor_id  bigint;
+    refused      record;
     counts      jsonb := '{}';
     outcome     text := 'applied';
     why         text;
 BEGIN
     -- the lock order every merge, anonymisation and concurrent shop write agrees on
-    PERFORM FROM shop.customer AS c
-    WHERE c.customer_number IN (p_old, p_survivor)
-    ORDER BY c.id
-    FOR UPDATE;
-    SELECT c.id INTO old_id FROM shop.customer AS c WHERE c.customer_number = p_old;
-    SELECT c.id INTO survivor_id FROM shop.customer AS c WHERE c.customer_number = p_survivor;
+    PERFORM syncmap.lock_customers(ARRAY[syncmap.key_of(p_old), syncmap.key_of(p_survivor)]);
+    old_key := syncmap.key_of(p_old);
+    survivor_key := syncmap.key_of(p_survivor);
+    SELECT m.customer_id INTO survivor_id
+    FROM syncmap.customer_map AS m WHERE m.customer_number = p_survivor;
 
     IF EXISTS (SELECT FROM sync.redirect AS r
                WHERE r.old_number = p_old AND r.survivor_number = p_survivor) THEN
@@ -161,11 +172,11 @@ BEGIN
         IF refused.code IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
         END IF;
-        IF old_id IS NULL THEN
+        IF old_key IS NULL THEN
             why := 'redirect_only';
         ELSE
             SELECT m.counts, m.reason INTO counts, why
-            FROM sync._move_customer(old_id, survivor_id) AS m;
+            FROM sync._move_customer(old_key, survivor_key) AS m;
         END IF;
         INSERT INTO sync.redirect (old_number, survivor_number, event_id)
         VALUES (p_old, p_survivor, p_event_id);
@@ -213,7 +224,7 @@ END
 $$;
 
 -- Merge several customers into one survivor in one transaction (an N-way merge). All customer
--- rows are locked in id order first. Returns {"merged": n, "counts": {table: rows}}; any
+-- rows are locked in key order first. Returns {"merged": n, "counts": {table: rows}}; any
 -- impossible pair raises and nothing is merged.
 CREATE OR REPLACE FUNCTION sync.merge_customers(
     p_olds text[],
@@ -232,10 +243,9 @@ DECLARE
     totals jsonb := '{}';
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
-    PERFORM FROM shop.customer AS c
-    WHERE c.customer_number = ANY (p_olds || p_survivor)
-    ORDER BY c.id
-    FOR UPDATE;
+    PERFORM syncmap.lock_customers(ARRAY(
+        SELECT m.customer_key::text FROM syncmap.customer_map AS m
+        WHERE m.customer_number = ANY (p_olds || p_survivor)));
     FOR old IN SELECT DISTINCT o FROM pg_catalog.unnest(p_olds) AS o ORDER BY o LOOP
         result := sync._merge(old, p_survivor, NULL, NULL, p_actor, NULL);
         IF result ->> 'outcome' = 'applied' THEN

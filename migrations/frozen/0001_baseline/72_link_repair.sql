@@ -53,7 +53,7 @@ BEGIN
             USING ERRCODE = 'SY052';
     END IF;
     -- the absorbed row is deleted before its number moves: the number stays unique throughout
-    SELECT * INTO moved FROM sync._move_customer(p_linked_id, p_local_id);
+    SELECT * INTO moved FROM sync._move_customer(p_linked_id::text, p_local_id::text);
     SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = o.%1$I', o.column_name), ', ')
     INTO owned
     FROM sync.mapping_version AS v
@@ -130,7 +130,7 @@ BEGIN
         PERFORM sync.request_refresh(survivor);
     ELSE
         SELECT m.counts, m.reason INTO counts, why
-        FROM sync._move_customer(old_id, survivor_id) AS m;
+        FROM sync._move_customer(old_id::text, survivor_id::text) AS m;
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
                             reason, duration_ms, related_number)
