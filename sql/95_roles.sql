@@ -48,6 +48,7 @@ INSERT INTO sync.webshop_function (function_signature) VALUES
     ('sync.login(text, text)'),
     ('sync.request_refresh(text)'),
     ('sync.resolve_customer(text)'),
+    ('sync.resolve_customer_key(text)'),
     ('sync.resolve_customer_number(text)'),
     ('sync.anonymise_from_backoffice(bigint, text, text)'),
     ('gdpr.record_consent(bigint, text, boolean, text, text, timestamptz)'),
