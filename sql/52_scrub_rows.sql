@@ -221,6 +221,32 @@ BEGIN
 END
 $$;
 
+-- Lock the rows the customer p_key points to (FOR UPDATE, which a foreign-key check of another
+-- transaction's new reference waits for), so that a row found unshared stays so until commit.
+-- Called after the customer row is locked (customer first, then its pointed-to rows).
+CREATE OR REPLACE FUNCTION sync._lock_pointed_rows(p_key text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped record;
+    item   record;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    FOR item IN SELECT * FROM sync._pointed_tables() LOOP
+        EXECUTE pg_catalog.format(
+            'SELECT FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I '
+            'WHERE t.%5$I = $1::%6$s FOR UPDATE OF r',
+            item.key_column, mapped.relation, item.relation, item.pointer, mapped.key_column,
+            mapped.key_type)
+            USING p_key;
+    END LOOP;
+END
+$$;
+
 -- How many columns have no PII strategy, for an anonymisation: those
 -- sync.unclassified_columns() lists (the customer table and the linked tables) and those of the
 -- tables the customer points to, whose rows are scrubbed per the registry too.
@@ -407,6 +433,7 @@ BEGIN
             HINT = 'run the coverage check (SELECT * FROM sync.unclassified_columns())';
     END IF;
     SELECT * INTO mapped FROM sync.mapped_customer();
+    PERFORM sync._lock_pointed_rows(p_key);
     FOR step IN SELECT * FROM sync._erasure_steps(p_key, p_delete) WITH ORDINALITY AS s
                 ORDER BY s.phase, s.ordinality LOOP
         CASE step.action
