@@ -16,9 +16,9 @@
 -- Re-runnable.
 --
 -- SQLSTATEs: SY008 number was merged away, SY020 customer unknown (not local; a back-office id
--- when the mapped key is not an integer), SY021 already
--- anonymised or deleted, SY022 PII registry incomplete (refused: fails closed), SY023 reason
--- code or actor not an identifier.
+-- when the mapped key is not an integer), SY021 already anonymised or deleted, SY022 PII
+-- registry incomplete (refused: fails closed), SY023 reason code or actor not an identifier,
+-- SY061 no mapping installed.
 
 -- ---------------------------------------------------------------------------------------------
 -- Decisions: refusals, the anonymisation itself, plans
@@ -220,7 +220,8 @@ $$;
 
 -- What anonymising the customer with this number would change, per table: (table, action,
 -- rows), rows > 0 only: the customer row, its linked tables and the rows it points to when it
--- is local, the inbox payloads scrubbed and the dead letters decided. Empty when there is nothing to change.
+-- is local, the inbox payloads scrubbed and the dead letters decided. Empty when there is
+-- nothing to change.
 -- Example: SELECT * FROM sync.anonymise_plan('TX00000001');
 CREATE OR REPLACE FUNCTION sync.anonymise_plan(p_number text)
 RETURNS TABLE (table_name text, action text, rows bigint)
@@ -280,7 +281,9 @@ BEGIN
     END IF;
     -- an id outside the key's range names no customer (the cast would fail)
     IF key_type = 'bigint'::pg_catalog.regtype
-       OR p_customer_id BETWEEN -2147483648 AND 2147483647 THEN
+       OR (key_type = 'integer'::pg_catalog.regtype
+           AND p_customer_id BETWEEN -2147483648 AND 2147483647)
+       OR p_customer_id BETWEEN -32768 AND 32767 THEN
         PERFORM syncmap.lock_customers(ARRAY[local_key]);
         IF sync._customer_exists(local_key) THEN
             RETURN sync._anonymise_locally(local_key, syncmap.number_of(local_key),

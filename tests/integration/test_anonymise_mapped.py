@@ -522,3 +522,19 @@ def test_the_back_office_id_of_a_uuid_keyed_customer_is_refused_without_data(
         boutique.execute("SELECT sync.anonymise_from_backoffice(42, 'AVG', 'backoffice:t')")
     assert refused.value.sqlstate == "SY020"
     boutique.rollback()
+
+
+def test_an_unclassified_column_of_the_address_table_refuses_the_anonymisation(
+    boutique: psycopg.Connection[Any],
+) -> None:
+    key, person = _customer(boutique, "TX00000197")
+    boutique.execute(f"ALTER TABLE {ADDRESS} ADD COLUMN remark text")
+    boutique.commit()
+    assert boutique.execute("SELECT code FROM sync.anonymise_refusal('TX00000197')").fetchone() == (
+        "SY022",
+    )
+    with pytest.raises(psycopg.Error) as refused:
+        boutique.execute("SELECT sync.anonymise_customer('TX00000197', 'AVG', 'ops:test')")
+    assert refused.value.sqlstate == "SY022"
+    boutique.rollback()
+    assert _customer_row(boutique, key)["email"] == person["email"]  # type: ignore[index]
