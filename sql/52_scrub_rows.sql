@@ -1,11 +1,19 @@
 -- Scrubbing and deleting a local customer's rows, the building blocks of anonymise and delete
--- (sql/55_anonymise.sql) and of retention (sql/85_gdpr_retention.sql): personal data in
--- shop.customer and in every customer-linked table is overwritten per the PII registry
--- (sql/40_registry.sql), the rows of delete_rows tables go, transactions (orders, amounts,
--- dates) stay. A delete of a customer with bookkeeping rows (orders) is planned and carried out
--- as an anonymisation; without, the customer and all its linked rows are removed. Private: no
--- decisions (tombstones, refusals, audit) here. SQLSTATE: SY022 PII registry incomplete
--- (refused: fails closed). Re-runnable.
+-- (sql/55_anonymise.sql) and of retention (sql/85_gdpr_retention.sql), on the mapped customer
+-- table (sync.mapped_customer(), any schema and key type): personal data in the customer row and
+-- in every customer-linked table (sync.customer_links(): foreign keys and declared references)
+-- is overwritten per the PII registry (sql/40_registry.sql), the rows of delete_rows tables go,
+-- transactions (orders, amounts, dates) stay. A row the customer points to (a [[related]] table
+-- with via.customer_column, such as an address) is scrubbed when only this customer uses it,
+-- detached (the customer's pointer set NULL) when another customer row or another foreign key
+-- uses it too, and, when the pointer is NOT NULL, replaced by a scrubbed copy of the customer's
+-- own: a household member's address is never touched. A delete of a customer with bookkeeping
+-- rows (orders) is planned and carried out as an anonymisation; without, the customer, its
+-- linked rows, the rows it alone points to and its sync.customer_link row are removed.
+-- A customer is named by its key as text (the key's own text form, syncmap.key_of(number));
+-- every statement on a shop table casts it back to the key's type ($1::<key type>), so the
+-- key's index is used. Private: no decisions (tombstones, refusals, audit) here.
+-- SQLSTATE: SY022 PII registry incomplete (refused: fails closed). Re-runnable.
 
 -- ---------------------------------------------------------------------------------------------
 -- Building blocks (private)
@@ -72,46 +80,9 @@ AS $$
     SELECT s.assignments FROM sync._scrub_sql(p_relation, p_fk_column, NULL) AS s
 $$;
 
--- What anonymising (p_delete false) or deleting (p_delete true) the local customer p_id does
--- per table: (table, action, rows). Actions: scrub, delete_rows, delete (the customer row).
--- A delete of a customer with bookkeeping rows is planned as an anonymisation.
-CREATE OR REPLACE FUNCTION sync._erasure_plan(p_id bigint, p_delete boolean)
-RETURNS TABLE (table_name text, action text, rows bigint)
-LANGUAGE plpgsql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    link   record;
-    remove boolean := p_delete AND NOT sync._has_bookkeeping(p_id);
-BEGIN
-    FOR link IN
-        SELECT l.*, coalesce(r.action, 'scrub') AS declared
-        FROM sync.customer_links() AS l
-        LEFT JOIN sync.anonymise_rule AS r
-            ON r.table_schema = l.table_schema AND r.table_name = l.table_name
-        WHERE l.relation <> 'shop.customer'::pg_catalog.regclass
-    LOOP
-        action := CASE WHEN remove THEN 'delete_rows' ELSE link.declared END;
-        CONTINUE WHEN action = 'scrub'
-                      AND sync._scrub_assignments(link.relation, link.fk_column) IS NULL;
-        EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS t WHERE t.%I = $1',
-                                  link.relation, link.fk_column)
-            INTO rows USING p_id;
-        CONTINUE WHEN rows = 0;
-        table_name := link.qualified_name;
-        RETURN NEXT;
-    END LOOP;
-    table_name := 'shop.customer';
-    action := CASE WHEN remove THEN 'delete' ELSE 'scrub' END;
-    rows := 1;
-    RETURN NEXT;
-END
-$$;
 
--- Whether the customer has rows in a bookkeeping table (orders): then a delete anonymises.
-CREATE OR REPLACE FUNCTION sync._has_bookkeeping(p_id bigint)
+-- Whether the mapped customer with key p_key (as text) exists.
+CREATE OR REPLACE FUNCTION sync._customer_exists(p_key text)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
@@ -119,8 +90,201 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    link  record;
-    found boolean;
+    mapped record;
+    found  boolean;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
+    END IF;
+    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t WHERE t.%I = $1::%s)',
+                              mapped.relation, mapped.key_column, mapped.key_type)
+        INTO found USING p_key;
+    RETURN found;
+END
+$$;
+
+-- The tables the customer points to: the active mapping's [[related]] entries with
+-- via.customer_column, resolved (the entry, the table, its key and the pointer column of the
+-- customer table, and whether the pointer is NOT NULL), in the mapping's order.
+CREATE OR REPLACE FUNCTION sync._pointed_tables()
+RETURNS TABLE (
+    related         jsonb,
+    relation        regclass,
+    table_schema    name,
+    table_name      name,
+    qualified_name  text,
+    key_column      name,
+    key_type        regtype,
+    pointer         name,
+    required        boolean
+)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.item, r.oid::pg_catalog.regclass, n.nspname, r.relname,
+           pg_catalog.concat_ws('.', n.nspname, r.relname), k.attname,
+           k.atttypid::pg_catalog.regtype, p.attname, p.attnotnull
+    FROM sync.mapping_version AS v
+    CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+        CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+             THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+    JOIN sync.mapped_customer() AS m ON true
+    JOIN pg_catalog.pg_namespace AS n ON n.nspname = e.item ->> 'schema'
+    JOIN pg_catalog.pg_class AS r ON r.relnamespace = n.oid AND r.relname = e.item ->> 'table'
+    JOIN pg_catalog.pg_attribute AS k
+        ON k.attrelid = r.oid AND k.attname = e.item ->> 'key' AND k.attnum > 0
+       AND NOT k.attisdropped
+    JOIN pg_catalog.pg_attribute AS p
+        ON p.attrelid = m.relation AND p.attname = e.item #>> '{via,customer_column}'
+       AND p.attnum > 0 AND NOT p.attisdropped
+    WHERE v.active
+    ORDER BY e.ord
+$$;
+
+-- The rows the customer p_key points to: per table of sync._pointed_tables(), the pointed-to
+-- row's key as text (no row when the pointer is NULL) and whether the row is shared (another
+-- customer row points to it, or a row of any other table refers to it by a single-column
+-- foreign key: then it is not this customer's alone).
+CREATE OR REPLACE FUNCTION sync._pointed_rows(p_key text)
+RETURNS TABLE (
+    relation        regclass,
+    qualified_name  text,
+    key_column      name,
+    key_type        regtype,
+    pointer         name,
+    target          text,
+    shared          boolean,
+    required        boolean,
+    related         jsonb
+)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped record;
+    item   record;
+    user_  record;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    FOR item IN SELECT * FROM sync._pointed_tables() LOOP
+        EXECUTE pg_catalog.format(
+            'SELECT r.%1$I::text FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I '
+            'WHERE t.%5$I = $1::%6$s',
+            item.key_column, mapped.relation, item.relation, item.pointer, mapped.key_column,
+            mapped.key_type)
+            INTO target USING p_key;
+        CONTINUE WHEN target IS NULL;
+        relation := item.relation;
+        qualified_name := item.qualified_name;
+        key_column := item.key_column;
+        key_type := item.key_type;
+        pointer := item.pointer;
+        required := item.required;
+        related := item.related;
+        shared := false;
+        -- who else uses the row: the pointer itself (foreign key or not) and every
+        -- single-column foreign key to the related table; a partitioned table once
+        FOR user_ IN
+            SELECT mapped.relation AS relation, item.pointer AS col,
+                   item.key_column AS referenced
+            UNION
+            SELECT c.conrelid::pg_catalog.regclass, a.attname, ref.attname
+            FROM pg_catalog.pg_constraint AS c
+            JOIN pg_catalog.pg_attribute AS a
+                ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            JOIN pg_catalog.pg_attribute AS ref
+                ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
+            WHERE c.contype = 'f'
+              AND c.confrelid = item.relation
+              AND c.conparentid = 0
+              AND pg_catalog.cardinality(c.conkey) = 1
+        LOOP
+            EXECUTE pg_catalog.format(
+                'SELECT EXISTS (SELECT FROM %1$s AS f JOIN %2$s AS r ON r.%3$I = f.%4$I '
+                'WHERE r.%5$I = $1::%6$s%7$s)',
+                user_.relation, item.relation, user_.referenced, user_.col, item.key_column,
+                item.key_type,
+                CASE WHEN user_.relation = mapped.relation
+                     THEN pg_catalog.format(' AND f.%I <> $2::%s', mapped.key_column,
+                                            mapped.key_type)
+                     ELSE '' END)
+                INTO shared USING target, p_key;
+            EXIT WHEN shared;
+        END LOOP;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Lock the rows the customer p_key points to (FOR UPDATE, which a foreign-key check of another
+-- transaction's new reference waits for), so that a row found unshared stays so until commit.
+-- Called after the customer row is locked (customer first, then its pointed-to rows).
+CREATE OR REPLACE FUNCTION sync._lock_pointed_rows(p_key text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped record;
+    item   record;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    FOR item IN SELECT * FROM sync._pointed_tables() LOOP
+        EXECUTE pg_catalog.format(
+            'SELECT FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I '
+            'WHERE t.%5$I = $1::%6$s FOR UPDATE OF r',
+            item.key_column, mapped.relation, item.relation, item.pointer, mapped.key_column,
+            mapped.key_type)
+            USING p_key;
+    END LOOP;
+END
+$$;
+
+-- How many columns have no PII strategy, for an anonymisation: those
+-- sync.unclassified_columns() lists (the customer table and the linked tables) and those of the
+-- tables the customer points to, whose rows are scrubbed per the registry too.
+CREATE OR REPLACE FUNCTION sync._unclassified_count()
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT count(*) FROM sync.unclassified_columns())
+         + (SELECT count(*)
+            FROM sync._pointed_tables() AS t
+            JOIN pg_catalog.pg_attribute AS a
+                ON a.attrelid = t.relation AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE NOT EXISTS (
+                SELECT FROM sync.pii_column AS p
+                WHERE p.table_schema = t.table_schema AND p.table_name = t.table_name
+                  AND p.column_name = a.attname))
+$$;
+
+DROP FUNCTION IF EXISTS sync._erasure_plan(bigint, boolean);
+DROP FUNCTION IF EXISTS sync._has_bookkeeping(bigint);
+DROP FUNCTION IF EXISTS sync._erase_rows(bigint, boolean);
+
+-- Whether the customer p_key has rows in a bookkeeping table (orders): then a delete
+-- anonymises.
+CREATE OR REPLACE FUNCTION sync._has_bookkeeping(p_key text)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
+    link     record;
+    found    boolean;
 BEGIN
     FOR link IN
         SELECT l.*
@@ -129,9 +293,9 @@ BEGIN
             ON r.table_schema = l.table_schema AND r.table_name = l.table_name
         WHERE r.bookkeeping
     LOOP
-        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t WHERE t.%I = $1)',
-                                  link.relation, link.fk_column)
-            INTO found USING p_id;
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t WHERE t.%I = $1::%s)',
+                                  link.relation, link.fk_column, key_type)
+            INTO found USING p_key;
         IF found THEN
             RETURN true;
         END IF;
@@ -140,8 +304,109 @@ BEGIN
 END
 $$;
 
--- Carry out sync._erasure_plan for the local customer p_id; returns {table: rows}.
-CREATE OR REPLACE FUNCTION sync._erase_rows(p_id bigint, p_delete boolean)
+-- The steps of anonymising (p_delete false) or deleting (p_delete true) the customer p_key:
+-- (table, action, rows), what carrying a step out needs, and its phase (they run by phase,
+-- then in the order given). Actions: scrub,
+-- delete_rows (a linked table's rows, or the row the customer alone points to), detach (the
+-- customer's pointer to a shared row set NULL; the row is untouched), scrubbed copy (a NOT NULL
+-- pointer to a shared row: a copy of it, scrubbed, becomes the customer's own), delete (the
+-- customer row). A delete of a customer with bookkeeping rows is planned as an anonymisation.
+-- Linked tables first (1), then (anonymise) the pointed-to rows (3) and the customer row (4), or
+-- (delete) the customer row (2) and then the rows it alone pointed to (its foreign key holds
+-- them till then).
+CREATE OR REPLACE FUNCTION sync._erasure_steps(p_key text, p_delete boolean)
+RETURNS TABLE (table_name text, action text, rows bigint, relation regclass, key_column name,
+               key_type regtype, target text, pointer name, related jsonb, phase integer)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped   record;
+    link     record;
+    pointed  record;
+    remove   boolean := p_delete AND NOT sync._has_bookkeeping(p_key);
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    FOR link IN
+        SELECT l.*, coalesce(r.action, 'scrub') AS declared
+        FROM sync.customer_links() AS l
+        LEFT JOIN sync.anonymise_rule AS r
+            ON r.table_schema = l.table_schema AND r.table_name = l.table_name
+        WHERE l.relation <> mapped.relation
+    LOOP
+        action := CASE WHEN remove THEN 'delete_rows' ELSE link.declared END;
+        CONTINUE WHEN action = 'scrub'
+                      AND sync._scrub_assignments(link.relation, link.fk_column) IS NULL;
+        EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS t WHERE t.%I = $1::%s',
+                                  link.relation, link.fk_column, mapped.key_type)
+            INTO rows USING p_key;
+        CONTINUE WHEN rows = 0;
+        table_name := link.qualified_name;
+        relation := link.relation;
+        key_column := link.fk_column;
+        key_type := mapped.key_type;
+        target := p_key;
+        pointer := NULL;
+        related := NULL;
+        phase := 1;
+        RETURN NEXT;
+    END LOOP;
+    FOR pointed IN SELECT * FROM sync._pointed_rows(p_key) LOOP
+        action := CASE
+            WHEN remove AND pointed.shared THEN NULL
+            WHEN remove THEN 'delete_rows'
+            WHEN NOT pointed.shared THEN 'scrub'
+            WHEN pointed.required THEN 'scrubbed copy'
+            ELSE 'detach'
+        END;
+        CONTINUE WHEN action IS NULL
+                      OR (action = 'scrub'
+                          AND sync._scrub_assignments(pointed.relation, pointed.key_column)
+                              IS NULL);
+        table_name := pointed.qualified_name;
+        rows := 1;
+        relation := pointed.relation;
+        key_column := pointed.key_column;
+        key_type := pointed.key_type;
+        target := pointed.target;
+        pointer := pointed.pointer;
+        related := pointed.related;
+        phase := 3;
+        RETURN NEXT;
+    END LOOP;
+    -- the customer row last: a delete runs before the pointed-to rows' (phase 2)
+    RETURN QUERY
+    SELECT pg_catalog.concat_ws('.', n.nspname, r.relname),
+           CASE WHEN remove THEN 'delete' ELSE 'scrub' END, 1::bigint, mapped.relation,
+           mapped.key_column, mapped.key_type, p_key, NULL::name, NULL::jsonb,
+           CASE WHEN remove THEN 2 ELSE 4 END
+    FROM pg_catalog.pg_class AS r
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+    WHERE r.oid = mapped.relation;
+END
+$$;
+
+-- What anonymising (p_delete false) or deleting (p_delete true) the local customer p_key does
+-- per table: (table, action, rows), as sync._erasure_steps.
+CREATE OR REPLACE FUNCTION sync._erasure_plan(p_key text, p_delete boolean)
+RETURNS TABLE (table_name text, action text, rows bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.table_name, s.action, s.rows
+    FROM sync._erasure_steps(p_key, p_delete) WITH ORDINALITY AS s
+    ORDER BY s.phase, s.ordinality
+$$;
+
+-- Carry out sync._erasure_steps for the local customer p_key (locked by the caller); returns
+-- {table: rows}. The customer's sync.customer_link row goes with a deleted customer; an
+-- anonymised customer keeps it (it holds the key, the number and the version, nothing
+-- personal, and the tombstone stops every later event for the number).
+CREATE OR REPLACE FUNCTION sync._erase_rows(p_key text, p_delete boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -149,51 +414,82 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    step    record;
-    link    record;
+    mapped    record;
+    step      record;
+    copied    text;
+    new_key   text;
+    columns   text;
+    sources   text;
     changed   bigint;
-    rows_done bigint;
     counts    jsonb := '{}';
 BEGIN
-    IF EXISTS (SELECT FROM sync.unclassified_columns())
-       AND NOT (p_delete AND NOT sync._has_bookkeeping(p_id)) THEN
+    IF sync._unclassified_count() > 0
+       AND NOT (p_delete AND NOT sync._has_bookkeeping(p_key)) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'SY022',
             MESSAGE = pg_catalog.format(
                 'anonymisation refused: %s column(s) have no PII strategy',
-                (SELECT count(*) FROM sync.unclassified_columns())),
+                sync._unclassified_count()),
             HINT = 'run the coverage check (SELECT * FROM sync.unclassified_columns())';
     END IF;
-    FOR step IN SELECT * FROM sync._erasure_plan(p_id, p_delete) LOOP
-        IF step.table_name = 'shop.customer' THEN
-            IF step.action = 'delete' THEN
-                DELETE FROM shop.customer AS c WHERE c.id = p_id;
-            ELSE
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    PERFORM sync._lock_pointed_rows(p_key);
+    FOR step IN SELECT * FROM sync._erasure_steps(p_key, p_delete) WITH ORDINALITY AS s
+                ORDER BY s.phase, s.ordinality LOOP
+        CASE step.action
+            WHEN 'delete', 'delete_rows' THEN
+                EXECUTE pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = $1::%s',
+                                          step.relation, step.key_column, step.key_type)
+                    USING step.target;
+            WHEN 'scrub' THEN
                 EXECUTE pg_catalog.format(
-                    'UPDATE shop.customer AS t SET %s WHERE t.id = $1',
-                    sync._scrub_assignments('shop.customer'::pg_catalog.regclass, 'id'))
-                    USING p_id;
-            END IF;
-            GET DIAGNOSTICS changed = ROW_COUNT;
-        ELSE
-            changed := 0;
-            FOR link IN SELECT * FROM sync.customer_links() AS l
-                        WHERE l.qualified_name = step.table_name LOOP
-                IF step.action = 'delete_rows' THEN
-                    EXECUTE pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = $1',
-                                              link.relation, link.fk_column)
-                        USING p_id;
-                ELSE
-                    EXECUTE pg_catalog.format(
-                        'UPDATE %s AS t SET %s WHERE t.%I = $1', link.relation,
-                        sync._scrub_assignments(link.relation, link.fk_column), link.fk_column)
-                        USING p_id;
-                END IF;
-                GET DIAGNOSTICS rows_done = ROW_COUNT;
-                changed := changed + rows_done;
-            END LOOP;
+                    'UPDATE %s AS t SET %s WHERE t.%I = $1::%s', step.relation,
+                    sync._scrub_assignments(step.relation, step.key_column), step.key_column,
+                    step.key_type)
+                    USING step.target;
+            WHEN 'detach' THEN
+                EXECUTE pg_catalog.format('UPDATE %s AS t SET %I = NULL WHERE t.%I = $1::%s',
+                                          mapped.relation, step.pointer, mapped.key_column,
+                                          mapped.key_type)
+                    USING p_key;
+            WHEN 'scrubbed copy' THEN
+                -- a copy of the shared row with a new key, then scrubbed as the customer's
+                -- own (so a placeholder's {id} is the copy's key), then pointed to
+                -- the new key as the mapping makes one (no expression: the column default)
+                new_key := sync._compile_key(step.relation, step.key_column, step.related);
+                SELECT pg_catalog.string_agg(pg_catalog.format('%I', a.attname), ', '
+                                             ORDER BY a.attnum),
+                       pg_catalog.string_agg(
+                           CASE WHEN a.attname = step.key_column THEN new_key
+                                ELSE pg_catalog.format('t.%I', a.attname) END,
+                           ', ' ORDER BY a.attnum)
+                INTO columns, sources
+                FROM pg_catalog.pg_attribute AS a
+                WHERE a.attrelid = step.relation AND a.attnum > 0 AND NOT a.attisdropped
+                  AND a.attgenerated = ''
+                  AND CASE WHEN a.attname = step.key_column THEN new_key IS NOT NULL
+                           ELSE a.attidentity = '' END;
+                EXECUTE pg_catalog.format(
+                    'INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE SELECT %3$s FROM %1$s AS t '
+                    'WHERE t.%4$I = $1::%5$s RETURNING %4$I::text',
+                    step.relation, columns, sources, step.key_column, step.key_type)
+                    INTO copied USING step.target;
+                EXECUTE pg_catalog.format(
+                    'UPDATE %s AS t SET %s WHERE t.%I = $1::%s', step.relation,
+                    sync._scrub_assignments(step.relation, step.key_column), step.key_column,
+                    step.key_type)
+                    USING copied;
+                EXECUTE pg_catalog.format(
+                    'UPDATE %s AS t SET %I = $1::%s WHERE t.%I = $2::%s', mapped.relation,
+                    step.pointer, step.key_type, mapped.key_column, mapped.key_type)
+                    USING copied, p_key;
+        END CASE;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+        counts := counts || pg_catalog.jsonb_build_object(
+            step.table_name, coalesce((counts ->> step.table_name)::bigint, 0) + changed);
+        IF step.action = 'delete' THEN
+            DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;
         END IF;
-        counts := counts || pg_catalog.jsonb_build_object(step.table_name, changed);
     END LOOP;
     RETURN counts;
 END

@@ -1,19 +1,24 @@
 -- Anonymising and deleting customers, from the feed (customer.anonymized, customer.deleted),
--- from the back office and by hand. Irreversible: personal data in shop.customer and in every
--- customer-linked table is overwritten per the PII registry (sql/40_registry.sql), the rows of
--- delete_rows tables go, transactions (orders, amounts, dates) stay (sql/52_scrub_rows.sql); a
+-- from the back office and by hand, on the mapped customer table (any schema and key type).
+-- Irreversible: personal data in the customer row and in every customer-linked table is
+-- overwritten per the PII registry (sql/40_registry.sql), the rows of delete_rows tables go,
+-- transactions (orders, amounts, dates) stay, a row the customer points to (an address) is
+-- scrubbed when only this customer uses it and detached otherwise (sql/52_scrub_rows.sql); a
 -- tombstone makes every later event for the number a recorded no-op; the copies the engine
 -- holds (inbox payloads of the number and of the numbers merged into it, merge snapshots naming
 -- it as `into`, its dead letters) are scrubbed in the same transaction
 -- (sql/53_scrub_copies.sql). A delete with bookkeeping rows (orders) is an anonymisation;
--- without, the customer and all its linked rows are removed.
+-- without, the customer and all its linked rows are removed. Inside, a customer is named by
+-- its number and, for row work, by its key as text (syncmap.key_of); the public functions
+-- keep their signatures.
 -- A local anonymisation (back office, by hand) queues a sync.outbox event for tritonX in the
 -- same transaction. Audit rows carry ids, numbers, counts and reason codes, never data.
 -- Re-runnable.
 --
--- SQLSTATEs: SY008 number was merged away, SY020 customer unknown (not local), SY021 already
--- anonymised or deleted, SY022 PII registry incomplete (refused: fails closed), SY023 reason
--- code or actor not an identifier.
+-- SQLSTATEs: SY008 number was merged away, SY020 customer unknown (not local; a back-office id
+-- when the mapped key is not an integer), SY021 already anonymised or deleted, SY022 PII
+-- registry incomplete (refused: fails closed), SY023 reason code or actor not an identifier,
+-- SY061 no mapping installed.
 
 -- ---------------------------------------------------------------------------------------------
 -- Decisions: refusals, the anonymisation itself, plans
@@ -41,11 +46,11 @@ BEGIN
         code := 'SY008';
         reason := pg_catalog.format('customer %s was merged into %s: anonymise the survivor',
                                     p_number, survivor);
-    ELSIF NOT EXISTS (SELECT FROM shop.customer AS c WHERE c.customer_number = p_number) THEN
+    ELSIF syncmap.key_of(p_number) IS NULL THEN
         code := 'SY020';
         reason := pg_catalog.format('customer %s is not a local customer', p_number);
     ELSE
-        SELECT count(*) INTO missing FROM sync.unclassified_columns();
+        missing := sync._unclassified_count();
         IF missing > 0 THEN
             code := 'SY022';
             reason := pg_catalog.format(
@@ -79,6 +84,7 @@ AS $$
 DECLARE
     started   timestamptz := pg_catalog.clock_timestamp();
     verb      text := CASE WHEN p_delete THEN 'customer.deleted' ELSE 'customer.anonymized' END;
+    local_key text := syncmap.key_of(p_number);
     local_id  bigint;
     refused   record;
     kind      text;
@@ -86,8 +92,12 @@ DECLARE
     why       text;
     counts    jsonb := '{}';
 BEGIN
-    SELECT c.id INTO local_id FROM shop.customer AS c
-    WHERE c.customer_number = p_number FOR UPDATE;
+    IF local_key IS NOT NULL THEN
+        PERFORM syncmap.lock_customers(ARRAY[local_key]);
+        -- as it is now that it is locked; customer_id: the audit's id for an integer key
+        SELECT m.customer_key::text, m.customer_id INTO local_key, local_id
+        FROM syncmap.customer_map AS m WHERE m.customer_number = p_number;
+    END IF;
     SELECT * INTO refused FROM sync.anonymise_refusal(p_number);
     IF p_strict AND refused.code IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
@@ -99,11 +109,11 @@ BEGIN
         outcome := 'skipped';
         why := 'merged_away';
     ELSE
-        IF local_id IS NULL THEN
+        IF local_key IS NULL THEN
             kind := CASE WHEN p_delete THEN 'deleted' ELSE 'anonymised' END;
             why := 'not_local';
         ELSE
-            IF p_delete AND NOT sync._has_bookkeeping(local_id) THEN
+            IF p_delete AND NOT sync._has_bookkeeping(local_key) THEN
                 kind := 'deleted';
                 why := 'deleted';
             ELSE
@@ -112,7 +122,7 @@ BEGIN
                             ELSE 'anonymised' END;
             END IF;
             -- refuses (SY022) an anonymisation while a column is unclassified
-            counts := sync._erase_rows(local_id, p_delete);
+            counts := sync._erase_rows(local_key, p_delete);
         END IF;
         INSERT INTO sync.tombstone (customer_number, kind, event_id)
         VALUES (p_number, kind, p_event_id);
@@ -126,14 +136,16 @@ BEGIN
     VALUES (p_actor, verb, outcome, p_event_id, p_inbox_id, p_number, local_id, p_version,
             counts, why, EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts,
-                                         'customer_id', local_id);
+                                         'customer_id', local_id, 'customer_key', local_key);
 END
 $$;
 
--- A local anonymisation of a locked customer row, with the outbound event for tritonX when
--- the customer has a number. Shared by the back-office button and the by-hand command.
+-- A local anonymisation of a locked customer row (its key as text), with the outbound event
+-- for tritonX when the customer has a number. Shared by the back-office button and the by-hand
+-- command.
+DROP FUNCTION IF EXISTS sync._anonymise_locally(bigint, text, text, text);
 CREATE OR REPLACE FUNCTION sync._anonymise_locally(
-    p_id bigint, p_number text, p_reason_code text, p_actor text)
+    p_key text, p_number text, p_reason_code text, p_actor text)
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -145,17 +157,24 @@ DECLARE
     result  jsonb;
     counts  jsonb;
     queued  bigint;
+    local_id bigint;
 BEGIN
+    -- the audit's customer id: the key itself when it is an integer
+    IF (SELECT m.key_type FROM sync.mapped_customer() AS m)
+       IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
+           'bigint'::pg_catalog.regtype) THEN
+        local_id := p_key::bigint;
+    END IF;
     IF p_number IS NULL THEN
         -- not linked to tritonX: nothing to tell anyone, no number to tombstone
-        counts := sync._erase_rows(p_id, false);
+        counts := sync._erase_rows(p_key, false);
         INSERT INTO sync.audit (actor, action, outcome, customer_id, counts, reason, duration_ms)
-        VALUES (p_actor, 'customer.anonymized', 'applied', p_id, counts,
+        VALUES (p_actor, 'customer.anonymized', 'applied', local_id, counts,
                 pg_catalog.format('anonymised locally, no tritonX number (reason code %s)',
                                   p_reason_code),
                 EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
         RETURN pg_catalog.jsonb_build_object('outcome', 'applied', 'counts', counts,
-                                             'customer_id', p_id);
+                                             'customer_id', local_id, 'customer_key', p_key);
     END IF;
     result := sync._anonymise(p_number, false, p_reason_code, NULL, NULL, p_actor, NULL, true);
     INSERT INTO sync.outbox (customer_number, event_type, payload)
@@ -170,17 +189,20 @@ $$;
 -- table: the local customer's rows (sync._erasure_plan) and the engine's copies the same run
 -- scrubs (inbox payloads) and decides (dead letters). One plan for every dry run, so that
 -- what a dry run counts is what the run does.
+DROP FUNCTION IF EXISTS sync._number_erasure_plan(text, boolean);
 CREATE OR REPLACE FUNCTION sync._number_erasure_plan(p_number text, p_delete boolean)
 RETURNS TABLE (table_name text, action text, rows bigint)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT p.table_name, p.action, p.rows
-    FROM shop.customer AS c
-    CROSS JOIN LATERAL sync._erasure_plan(c.id, p_delete) AS p
-    WHERE c.customer_number = p_number
+    FROM (SELECT syncmap.key_of(p_number) AS key) AS c
+    CROSS JOIN LATERAL sync._erasure_plan(c.key, p_delete) AS p
+    WHERE c.key IS NOT NULL
     UNION ALL
     SELECT 'sync.inbox', 'scrub', count(*)
     FROM sync._inbox_copies(p_number)
@@ -188,7 +210,8 @@ AS $$
     UNION ALL
     SELECT 'sync.dead_letter', 'decide as skipped', count(*)
     FROM sync._dead_letter_copies(p_number)
-    HAVING count(*) > 0
+    HAVING count(*) > 0;
+END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -196,8 +219,9 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- What anonymising the customer with this number would change, per table: (table, action,
--- rows), rows > 0 only: shop.customer and its linked tables when it is local, the inbox
--- payloads scrubbed and the dead letters decided. Empty when there is nothing to change.
+-- rows), rows > 0 only: the customer row, its linked tables and the rows it points to when it
+-- is local, the inbox payloads scrubbed and the dead letters decided. Empty when there is
+-- nothing to change.
 -- Example: SELECT * FROM sync.anonymise_plan('TX00000001');
 CREATE OR REPLACE FUNCTION sync.anonymise_plan(p_number text)
 RETURNS TABLE (table_name text, action text, rows bigint)
@@ -211,7 +235,8 @@ $$;
 
 -- What a customer.deleted event for this number would change, per table, as anonymise_plan:
 -- a customer with bookkeeping rows (orders) is planned as an anonymisation, one without as
--- removed (action delete_rows / delete).
+-- removed (action delete_rows / delete; a row it points to that another customer or table uses
+-- is left untouched).
 -- Example: SELECT * FROM sync.delete_plan('TX00000001');
 CREATE OR REPLACE FUNCTION sync.delete_plan(p_number text)
 RETURNS TABLE (table_name text, action text, rows bigint)
@@ -226,6 +251,8 @@ $$;
 -- The back-office "Anonimiseren" button: anonymise the local customer p_customer_id now and,
 -- when it has a tritonX number, queue customer.anonymize_requested in sync.outbox in the same
 -- transaction. Returns {"outcome", "reason", "counts", "customer_id", "outbox_id"}.
+-- p_customer_id is the mapped customer's key; a shop whose key is not an integer (uuid, text)
+-- anonymises by number (sync.anonymise_customer): ids raise SY020 there.
 -- Raises SY020 (unknown id), SY021 (already anonymised), SY022, SY023.
 -- Example: SELECT sync.anonymise_from_backoffice(42, 'AVG', 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION sync.anonymise_from_backoffice(
@@ -237,17 +264,34 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tx_number text;
+    local_key text := p_customer_id::text;
+    key_type  pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
 BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
-    SELECT c.customer_number INTO tx_number FROM shop.customer AS c
-    WHERE c.id = p_customer_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY020',
-            MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
+    IF key_type IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
     END IF;
-    RETURN sync._anonymise_locally(p_customer_id, tx_number, p_reason_code, p_actor);
+    IF key_type NOT IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
+                        'bigint'::pg_catalog.regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020',
+            MESSAGE = pg_catalog.format(
+                'customer id %s does not exist: the mapped customer key is %s'
+                ' (anonymise by number: sync.anonymise_customer)', p_customer_id, key_type);
+    END IF;
+    -- an id outside the key's range names no customer (the cast would fail)
+    IF key_type = 'bigint'::pg_catalog.regtype
+       OR (key_type = 'integer'::pg_catalog.regtype
+           AND p_customer_id BETWEEN -2147483648 AND 2147483647)
+       OR p_customer_id BETWEEN -32768 AND 32767 THEN
+        PERFORM syncmap.lock_customers(ARRAY[local_key]);
+        IF sync._customer_exists(local_key) THEN
+            RETURN sync._anonymise_locally(local_key, syncmap.number_of(local_key),
+                                           p_reason_code, p_actor);
+        END IF;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'SY020',
+        MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
 END
 $$;
 
@@ -262,17 +306,17 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    local_id bigint;
+    local_key text;
 BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._checked_length(p_number, 32, 'customer number');
-    SELECT c.id INTO local_id FROM shop.customer AS c
-    WHERE c.customer_number = p_number FOR UPDATE;
-    IF NOT FOUND THEN
+    local_key := syncmap.key_of(p_number);
+    IF local_key IS NULL THEN
         -- merged away, tombstoned without a local row, or unknown: _anonymise says which
         RETURN sync._anonymise(p_number, false, p_reason_code, NULL, NULL, p_actor, NULL, true);
     END IF;
-    RETURN sync._anonymise_locally(local_id, p_number, p_reason_code, p_actor);
+    PERFORM syncmap.lock_customers(ARRAY[local_key]);
+    RETURN sync._anonymise_locally(local_key, p_number, p_reason_code, p_actor);
 END
 $$;
