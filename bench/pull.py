@@ -104,23 +104,25 @@ def _pull_child(server: Server, url: str, token: str) -> dict[str, Any]:
     return result
 
 
-_cache: dict[int, tuple[dict[str, Any], float, float]] = {}
+_cache: dict[tuple[str, int], tuple[dict[str, Any], float, float]] = {}
 
 
 def _measure(
     server: Server, data: Dataset, log: Callable[[str], None]
 ) -> tuple[dict[str, Any], float, float]:
-    if data.size not in _cache:
+    key = (server.shop.name, data.size)
+    where = f"pull {server.shop.name} {size_label(data.size)}"
+    if key not in _cache:
         with simulator(data.size) as (url, token):
-            log(f"pull {size_label(data.size)}: fetching the feed once (baseline's rows)")
+            log(f"{where}: fetching the feed once (baseline's rows)")
             records, fetch_seconds = _fetch_all(url, token)
-            log(f"pull {size_label(data.size)}: COPY baseline")
+            log(f"{where}: COPY baseline")
             copy_rate = _copy_baseline(server, records)
             del records
-            log(f"pull {size_label(data.size)}: controller pulling in a child process")
+            log(f"{where}: controller pulling in a child process")
             child = _pull_child(server, url, token)
-        _cache[data.size] = (child, copy_rate, data.size / fetch_seconds)
-    return _cache[data.size]
+        _cache[key] = (child, copy_rate, data.size / fetch_seconds)
+    return _cache[key]
 
 
 def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list[Row], list[str]]:
