@@ -5,7 +5,10 @@ process (bench.pull_process), the simulator in another (bench.simulated_tritonx)
 reports its rate and its peak RSS (VmHWM). Baseline: the same records (fetched from the
 simulator beforehand, untimed) turned into inbox rows and binary-COPYed from Python into a
 trigger-less copy of the inbox, in the same pages and commits — what landing the rows costs
-without applying them. Also printed: the rate the simulator serves at, as a ceiling."""
+without applying them. Also printed: the rate the simulator serves at, as a ceiling. On each
+test schema (bench.shops) the controller's feed writes that schema's tables; the baseline lands
+the same rows in the inbox's shape whatever the schema, and is measured again in each schema's
+pass, so every ratio has a baseline from the same moment."""
 
 from __future__ import annotations
 
