@@ -1,8 +1,8 @@
 """`python -m bench --size 10k|100k|1M [--size ...] [--dsn DSN] [--scenario NAME ...]
 [--shop reference|boutique ...]`: builds the data with a fixed seed, runs the scenarios on the
 embedded default PostgreSQL (or in databases it creates and drops on the server of DSN), on each
-test schema one after the other (default: both; the boutique runs apply, pull, scaling and
-memory, the other scenarios run on the reference schema only) and prints the table of
+test schema one after the other (default: both; the boutique runs apply, pull, scaling, memory
+and explain, the other scenarios run on the reference schema only) and prints the table of
 results."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SCENARIOS = (
     "mixed",
 )
 # what runs on every test schema; the rest only on the reference schema
-EVERY_SHOP = ("apply", "pull", "scaling", "memory")
+EVERY_SHOP = ("apply", "pull", "scaling", "memory", "explain")
 GOAL_SCALING = Goal(Direction.AT_MOST, 2.0)
 
 

@@ -174,6 +174,21 @@ SELECT count(*) FROM shop.customer;
 SELECT p.prosrc FROM pg_catalog.pg_proc AS p
 WHERE p.oid = 'sync._apply_upserts(bigint, bigint, bigint[])'::pg_catalog.regprocedure;
 
+-- name: write_customers_body
+-- the write generated from the active mapping, to EXPLAIN its statement by itself
+SELECT p.prosrc FROM pg_catalog.pg_proc AS p
+WHERE p.oid = 'syncmap.write_customers(text[], integer[], jsonb[], boolean[])'::pg_catalog.regprocedure;
+
+-- name: write_customers_arrays
+-- the arrays sync._apply_upserts passes it for a page of upserts (as array literals)
+SELECT pg_catalog.array_agg(i.customer_number ORDER BY i.id)::text,
+       pg_catalog.array_agg(i.version ORDER BY i.id)::text,
+       pg_catalog.array_agg(i.payload -> 'customer' ORDER BY i.id)::text,
+       pg_catalog.array_agg(m.customer_key IS NULL ORDER BY i.id)::text
+FROM sync.inbox AS i
+LEFT JOIN syncmap.customer_map AS m ON m.customer_number = i.customer_number
+WHERE i.id BETWEEN %(first)s AND %(last)s;
+
 -- name: retention_customers
 -- N customers; every other one last logged in long ago (its wish list has expired under
 -- 'wishes'), the rest recently.
