@@ -3,9 +3,11 @@ COPY into sync.inbox in pages, one transaction a page with the loader's cursor s
 statement-level trigger validates, dedupes, guards versions, checks tombstones and redirects
 and audits), timed from the start of each page's transaction to its commit. Two runs on the
 same database: N new customers, then N events of which half update existing customers with
-a higher version. Baselines, on a fresh database each and the same rows:
+a higher version. Baselines, on a fresh database each, the same rows and the same shop's tables
+(bench.shops: the reference shop.customer, or the boutique's crm.customer and its address):
 (a) a bare INSERT ... SELECT ... ON CONFLICT DO UPDATE from a staging table (no guard, no
-audit), in the same pages; also with the COPY into the staging table included;
+audit; the mapping's transforms inline), in the same pages; also with the COPY into the staging
+table included;
 (b) a Python client applying one event per transaction (SELECT, then UPDATE or INSERT,
 autocommit), on a sample."""
 
@@ -20,11 +22,13 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from bench import inbox_copy
 from bench.databases import Server
 from bench.dataset import ChangeRun, Dataset, InboxRow
 from bench.report import Direction, Goal, Row, size_label
+from bench.shops import Shop
 from bench.statements import settle, statements
 from syncctl import queries
 
@@ -107,6 +111,7 @@ def subject(server: Server, data: Dataset, page_size: int) -> RunPair:
 
 def _bare_upsert_pages(
     conn: psycopg.Connection[Any],
+    shop: Shop,
     run: ChangeRun,
     first_id: int,
     page_size: int,
@@ -120,7 +125,9 @@ def _bare_upsert_pages(
         with conn.transaction():
             if with_copy:
                 inbox_copy.copy_rows(conn, s["staging_copy"], page)
-            conn.execute(s["bare_upsert"], {"first": first, "last": first + len(page) - 1})
+            conn.execute(
+                shop.statement("bare_upsert"), {"first": first, "last": first + len(page) - 1}
+            )
         timing.seconds += time.perf_counter() - started
         first += len(page)
     return timing
@@ -138,11 +145,13 @@ def bare_upsert(server: Server, data: Dataset, page_size: int, with_copy: bool) 
         settle(dsn)
         with psycopg.connect(dsn) as conn:
             inbox_copy.prepare(conn)
-            inserts = _bare_upsert_pages(conn, data.inserts, 1, page_size, with_copy)
+            inserts = _bare_upsert_pages(conn, server.shop, data.inserts, 1, page_size, with_copy)
         settle(dsn)
         with psycopg.connect(dsn) as conn:
             inbox_copy.prepare(conn)
-            mixed = _bare_upsert_pages(conn, data.mixed, data.size + 1, page_size, with_copy)
+            mixed = _bare_upsert_pages(
+                conn, server.shop, data.mixed, data.size + 1, page_size, with_copy
+            )
     return RunPair(inserts, mixed)
 
 
@@ -160,19 +169,22 @@ def _client_params(record: dict[str, Any]) -> dict[str, Any]:
     return customer
 
 
-def _client_apply(dsn: str, records: list[dict[str, Any]]) -> Timing:
-    s = statements()
+def _client_apply(dsn: str, shop: Shop, records: list[dict[str, Any]]) -> Timing:
+    select, update, insert = (
+        shop.statement(f"client_{name}") for name in ("select", "update", "insert")
+    )
     params = [_client_params(record) for record in records]  # decoded before the clock starts
     timing = Timing(len(records), 0.0)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
         started = time.perf_counter()
         for event in params:
-            found = conn.execute(s["client_select"], event).fetchone()
+            # the shop's key as "id", its version or NULL, and what else the update needs
+            found = conn.execute(select, event).fetchone()
             if found is None:
-                conn.execute(s["client_insert"], event)
+                conn.execute(insert, event)
                 timing.outcomes["created"] += 1
-            elif found[1] is None or found[1] < event["version"]:
-                conn.execute(s["client_update"], {**event, "id": found[0]})
+            elif found["version"] is None or found["version"] < event["version"]:
+                conn.execute(update, {**event, **found})
                 timing.outcomes["updated"] += 1
             else:
                 timing.outcomes["stale"] += 1
@@ -183,17 +195,17 @@ def _client_apply(dsn: str, records: list[dict[str, Any]]) -> Timing:
 def per_event_client(server: Server, data: Dataset, sample: int) -> RunPair:
     with server.clone() as dsn:
         settle(dsn)
-        inserts = _client_apply(dsn, data.inserts.records(0, sample))
+        inserts = _client_apply(dsn, server.shop, data.inserts.records(0, sample))
     with server.clone() as dsn:
         with psycopg.connect(dsn) as conn:  # the customers the mixed run updates, untimed
             inbox_copy.prepare(conn)
             conn.execute(statements()["staging_create"])
             inbox_copy.copy_rows(conn, statements()["staging_copy"], data.inserts.rows)
-            conn.execute(statements()["bare_upsert"], {"first": 1, "last": data.size})
+            conn.execute(server.shop.statement("bare_upsert"), {"first": 1, "last": data.size})
             conn.execute("DROP TABLE public.staged_inbox")
             conn.commit()
         settle(dsn)
-        mixed = _client_apply(dsn, data.mixed.records(0, sample))
+        mixed = _client_apply(dsn, server.shop, data.mixed.records(0, sample))
     return RunPair(inserts, mixed)
 
 
@@ -216,15 +228,16 @@ def _check(label: str, timing: Timing, expected: int) -> str:
 
 def run(server: Server, data: Dataset, log: Callable[[str], None]) -> ApplyResult:
     size = size_label(data.size)
+    where = f"apply {server.shop.name} {size}"
     page_sizes = [p for p in PAGE_SIZES if p < data.size] + [
         p for p in PAGE_SIZES if p >= data.size
     ][:1]
     rows: list[Row] = []
-    log(f"apply {size}: per-event client on {min(CLIENT_SAMPLE, data.size)} events")
+    log(f"{where}: per-event client on {min(CLIENT_SAMPLE, data.size)} events")
     client = per_event_client(server, data, min(CLIENT_SAMPLE, data.size))
     cost = 0.0
     for page_size in page_sizes:
-        log(f"apply {size}: trigger path, pages of {page_size}")
+        log(f"{where}: trigger path, pages of {page_size}")
         mine = subject(server, data, page_size)
         for label, timing, expected in (
             ("inserts", mine.inserts, data.size),
@@ -232,8 +245,8 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> ApplyResul
         ):
             problem = _check(label, timing, expected)
             if problem:
-                log(f"WARNING apply {size}: {problem} ({dict(timing.outcomes)})")
-        log(f"apply {size}: bare upsert baseline, pages of {page_size}")
+                log(f"WARNING {where}: {problem} ({dict(timing.outcomes)})")
+        log(f"{where}: bare upsert baseline, pages of {page_size}")
         bare = bare_upsert(server, data, page_size, with_copy=False)
         bare_copy = bare_upsert(server, data, page_size, with_copy=True)
         for kind, timing, base, base_copy, client_timing in (

@@ -1,7 +1,8 @@
 """Where the benchmark runs: the embedded default (a throwaway PostgreSQL) or the server of a
-given DSN. Either way the schema is migrated once into a template database of our own, and
-every measurement gets a fresh clone of it (CREATE DATABASE ... TEMPLATE), so subject and
-baselines start from the same empty state. Every database created here is dropped again."""
+given DSN. Either way the schema is migrated once per test schema (bench.shops) into a template
+database of our own, the boutique's tables and mapping installed there, and every measurement gets
+a fresh clone of it (CREATE DATABASE ... TEMPLATE), so subject and baselines start from the same
+empty state on the same tables. Every database created here is dropped again."""
 
 from __future__ import annotations
 
@@ -15,17 +16,20 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from bench.shops import REFERENCE, Shop
 from syncctl import schema
 from syncctl.embedded import EmbeddedPostgres
 
 
 class Server:
-    """A PostgreSQL server on which the benchmark may create and drop databases."""
+    """A PostgreSQL server on which the benchmark may create and drop databases; `clone` gives
+    databases holding the engine and `shop`'s tables, mapped."""
 
-    def __init__(self, admin_dsn: str, description: str) -> None:
+    def __init__(self, admin_dsn: str, description: str, shop: Shop = REFERENCE) -> None:
         self.admin_dsn = admin_dsn
         self.description = description
-        self.template = f"syncctl_bench_{os.getpid()}_template"
+        self.shop = shop
+        self.template = f"syncctl_bench_{os.getpid()}_{shop.name}_template"
         self._clones = itertools.count(1)
 
     def dsn_for(self, dbname: str) -> str:
@@ -50,9 +54,24 @@ class Server:
         with self.admin() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.template)))
         schema.upgrade(self.dsn_for(self.template))
+        self.shop.install(self.dsn_for(self.template))
 
     def drop_template(self) -> None:
         self._drop(self.template)
+
+    @contextmanager
+    def for_shop(self, shop: Shop) -> Iterator[Server]:
+        """The same server, its clones holding `shop` (a template of their own while the block
+        runs)."""
+        if shop == self.shop:
+            yield self
+            return
+        found = Server(self.admin_dsn, self.description, shop)
+        found.create_template()
+        try:
+            yield found
+        finally:
+            found.drop_template()
 
     def _drop(self, name: str) -> None:
         with self.admin() as conn:
@@ -63,7 +82,7 @@ class Server:
     @contextmanager
     def clone(self) -> Iterator[str]:
         """A fresh migrated database for one measurement; its DSN."""
-        name = f"syncctl_bench_{os.getpid()}_{next(self._clones)}"
+        name = f"syncctl_bench_{os.getpid()}_{self.shop.name}_{next(self._clones)}"
         with self.admin() as conn:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(

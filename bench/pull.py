@@ -5,7 +5,10 @@ process (bench.pull_process), the simulator in another (bench.simulated_tritonx)
 reports its rate and its peak RSS (VmHWM). Baseline: the same records (fetched from the
 simulator beforehand, untimed) turned into inbox rows and binary-COPYed from Python into a
 trigger-less copy of the inbox, in the same pages and commits — what landing the rows costs
-without applying them. Also printed: the rate the simulator serves at, as a ceiling."""
+without applying them. Also printed: the rate the simulator serves at, as a ceiling. On each
+test schema (bench.shops) the controller's feed writes that schema's tables; the baseline lands
+the same rows in the inbox's shape whatever the schema, and is measured again in each schema's
+pass, so every ratio has a baseline from the same moment."""
 
 from __future__ import annotations
 
@@ -104,23 +107,25 @@ def _pull_child(server: Server, url: str, token: str) -> dict[str, Any]:
     return result
 
 
-_cache: dict[int, tuple[dict[str, Any], float, float]] = {}
+_cache: dict[tuple[str, int], tuple[dict[str, Any], float, float]] = {}
 
 
 def _measure(
     server: Server, data: Dataset, log: Callable[[str], None]
 ) -> tuple[dict[str, Any], float, float]:
-    if data.size not in _cache:
+    key = (server.shop.name, data.size)
+    where = f"pull {server.shop.name} {size_label(data.size)}"
+    if key not in _cache:
         with simulator(data.size) as (url, token):
-            log(f"pull {size_label(data.size)}: fetching the feed once (baseline's rows)")
+            log(f"{where}: fetching the feed once (baseline's rows)")
             records, fetch_seconds = _fetch_all(url, token)
-            log(f"pull {size_label(data.size)}: COPY baseline")
+            log(f"{where}: COPY baseline")
             copy_rate = _copy_baseline(server, records)
             del records
-            log(f"pull {size_label(data.size)}: controller pulling in a child process")
+            log(f"{where}: controller pulling in a child process")
             child = _pull_child(server, url, token)
-        _cache[data.size] = (child, copy_rate, data.size / fetch_seconds)
-    return _cache[data.size]
+        _cache[key] = (child, copy_rate, data.size / fetch_seconds)
+    return _cache[key]
 
 
 def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list[Row], list[str]]:

@@ -42,6 +42,7 @@ class Row:
     baseline: float | None = None
     goal: Goal | None = None
     note: str = ""
+    shop: str = ""  # the test schema the figure was taken on (bench.shops)
 
     @property
     def ratio(self) -> float | None:
@@ -66,8 +67,11 @@ def _number(value: float) -> str:
 
 
 def render(rows: list[Row]) -> str:
-    """A Markdown table, so the output can be pasted into docs/performance.md."""
-    header = ["scenario", "size", "result", "baseline", "ratio", "goal", "met"]
+    """A Markdown table, so the output can be pasted into docs/performance.md; with a schema
+    column when any row names its test schema."""
+    with_shop = any(row.shop for row in rows)
+    header = ["scenario", *(["schema"] if with_shop else []), "size"]
+    header += ["result", "baseline", "ratio", "goal", "met"]
     lines = [header]
     for row in rows:
         baseline = (
@@ -81,6 +85,7 @@ def render(rows: list[Row]) -> str:
         lines.append(
             [
                 row.scenario,
+                *([row.shop] if with_shop else []),
                 row.size,
                 result,
                 baseline,

@@ -36,7 +36,7 @@ ON CONFLICT (customer_number) DO UPDATE SET
     tritonx_version = excluded.tritonx_version;
 
 -- name: client_select
-SELECT id, tritonx_version FROM shop.customer WHERE customer_number = %(customer_number)s;
+SELECT id, tritonx_version AS version FROM shop.customer WHERE customer_number = %(customer_number)s;
 
 -- name: client_update
 UPDATE shop.customer SET
@@ -62,6 +62,107 @@ VALUES (
     %(home_store)s, %(customer_group)s, %(newsletter_opt_in)s, %(blocked)s, %(updated_at)s,
     %(version)s);
 
+-- The boutique's baselines (tests/shops/boutique.sql, mapped by tests/shops/boutique.toml): the
+-- same work on crm.customer and the crm."CustomerAddress" row it points to, with the mapping's
+-- transforms written inline. The boutique keeps no version column (its mapping keeps the version
+-- in sync.customer_link), so neither the bare upsert nor the client has a version to read or
+-- write.
+
+-- name: boutique_bare_upsert
+-- baseline (a): no validation, no dedupe, no version guard or link row, no tombstone/redirect
+-- check, no audit; an existing customer's address updated in place, a new one's created
+WITH src AS (
+    SELECT s.customer_number AS number, p.email,
+           coalesce(NULLIF(concat_ws(' ', NULLIF(btrim(p.first_name), ''),
+                                     NULLIF(btrim(p.infix), ''), NULLIF(btrim(p.last_name), '')),
+                           ''), '(unknown)') AS full_name,
+           CASE WHEN p.gender IS NULL THEN NULL WHEN p.gender = 'M' THEN 'm'
+                WHEN p.gender = 'F' THEN 'f' ELSE 'u' END AS sex,
+           p.birth_date AS birthday, coalesce(p.mobile, p.phone) AS phone,
+           CASE WHEN p.blocked THEN 1 ELSE 0 END AS is_blocked,
+           CASE WHEN p.newsletter_opt_in THEN 'J' ELSE 'N' END AS newsletter,
+           NULLIF(concat_ws(' ', NULLIF(btrim(p.street), ''), p.house_number,
+                            NULLIF(btrim(p.house_number_addition), '')), '') AS street,
+           p.postcode AS zip, p.city, p.country_code AS country
+    FROM public.staged_inbox AS s
+    CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(
+        NULL::sync.customer_snapshot, s.payload -> 'customer') AS p
+    WHERE s.id BETWEEN %(first)s AND %(last)s
+), cur AS MATERIALIZED (
+    SELECT src.*, c.address_id,
+           CASE WHEN c.customer_uuid IS NULL
+                THEN nextval('crm."CustomerAddress_id_seq"'::regclass) END AS new_address
+    FROM src LEFT JOIN crm.customer AS c ON c.tx_ref = src.number
+), address_updated AS (
+    UPDATE crm."CustomerAddress" AS a
+       SET street = cur.street, zip = cur.zip, city = cur.city, country = cur.country
+      FROM cur WHERE a.id = cur.address_id
+), address_created AS (
+    INSERT INTO crm."CustomerAddress" (id, street, zip, city, country, created_by)
+    OVERRIDING SYSTEM VALUE
+    SELECT cur.new_address, cur.street, cur.zip, cur.city, cur.country, 'syncctl'
+    FROM cur WHERE cur.new_address IS NOT NULL
+)
+INSERT INTO crm.customer AS c (
+    customer_uuid, tx_ref, full_name, email, sex, birthday, phone, is_blocked, newsletter,
+    segment, shop_id, address_id)
+SELECT gen_random_uuid(), cur.number, cur.full_name, cur.email, cur.sex, cur.birthday, cur.phone,
+       cur.is_blocked, cur.newsletter, 'retail', 1, cur.new_address
+FROM cur
+ON CONFLICT (tx_ref) DO UPDATE SET
+    full_name = excluded.full_name, email = excluded.email, sex = excluded.sex,
+    birthday = excluded.birthday, phone = excluded.phone, is_blocked = excluded.is_blocked,
+    newsletter = excluded.newsletter;
+
+-- name: boutique_client_select
+SELECT customer_uuid AS id, NULL::integer AS version, address_id
+FROM crm.customer WHERE tx_ref = %(customer_number)s;
+
+-- name: boutique_client_update
+WITH address_updated AS (
+    UPDATE crm."CustomerAddress" SET
+        street = NULLIF(concat_ws(' ', NULLIF(btrim(%(street)s::text), ''), %(house_number)s::int,
+                                  NULLIF(btrim(%(house_number_addition)s::text), '')), ''),
+        zip = %(postcode)s, city = %(city)s, country = %(country_code)s
+    WHERE id = %(address_id)s
+)
+UPDATE crm.customer SET
+    full_name = coalesce(NULLIF(concat_ws(' ', NULLIF(btrim(%(first_name)s::text), ''),
+                                          NULLIF(btrim(%(infix)s::text), ''),
+                                          NULLIF(btrim(%(last_name)s::text), '')), ''),
+                         '(unknown)'),
+    email = %(email)s,
+    sex = CASE WHEN %(gender)s::text IS NULL THEN NULL WHEN %(gender)s::text = 'M' THEN 'm'
+               WHEN %(gender)s::text = 'F' THEN 'f' ELSE 'u' END,
+    birthday = %(birth_date)s, phone = coalesce(%(mobile)s::text, %(phone)s::text),
+    is_blocked = CASE WHEN %(blocked)s::boolean THEN 1 ELSE 0 END,
+    newsletter = CASE WHEN %(newsletter_opt_in)s::boolean THEN 'J' ELSE 'N' END
+WHERE customer_uuid = %(id)s;
+
+-- name: boutique_client_insert
+WITH address AS (
+    INSERT INTO crm."CustomerAddress" (street, zip, city, country, created_by)
+    VALUES (NULLIF(concat_ws(' ', NULLIF(btrim(%(street)s::text), ''), %(house_number)s::int,
+                             NULLIF(btrim(%(house_number_addition)s::text), '')), ''),
+            %(postcode)s, %(city)s, %(country_code)s, 'syncctl')
+    RETURNING id
+)
+INSERT INTO crm.customer (
+    customer_uuid, tx_ref, full_name, email, sex, birthday, phone, is_blocked, newsletter,
+    segment, shop_id, address_id)
+SELECT gen_random_uuid(), %(customer_number)s,
+       coalesce(NULLIF(concat_ws(' ', NULLIF(btrim(%(first_name)s::text), ''),
+                                 NULLIF(btrim(%(infix)s::text), ''),
+                                 NULLIF(btrim(%(last_name)s::text), '')), ''), '(unknown)'),
+       %(email)s,
+       CASE WHEN %(gender)s::text IS NULL THEN NULL WHEN %(gender)s::text = 'M' THEN 'm'
+            WHEN %(gender)s::text = 'F' THEN 'f' ELSE 'u' END,
+       %(birth_date)s, coalesce(%(mobile)s::text, %(phone)s::text),
+       CASE WHEN %(blocked)s::boolean THEN 1 ELSE 0 END,
+       CASE WHEN %(newsletter_opt_in)s::boolean THEN 'J' ELSE 'N' END,
+       'retail', 1, address.id
+FROM address;
+
 -- name: apply_outcomes
 SELECT outcome || ':' || coalesce(reason, ''), count(*) FROM sync.audit GROUP BY 1 ORDER BY 1;
 
@@ -72,6 +173,21 @@ SELECT count(*) FROM shop.customer;
 -- the statement the inbox trigger runs for a batch of upserts, to EXPLAIN it by itself
 SELECT p.prosrc FROM pg_catalog.pg_proc AS p
 WHERE p.oid = 'sync._apply_upserts(bigint, bigint, bigint[])'::pg_catalog.regprocedure;
+
+-- name: write_customers_body
+-- the write generated from the active mapping, to EXPLAIN its statement by itself
+SELECT p.prosrc FROM pg_catalog.pg_proc AS p
+WHERE p.oid = 'syncmap.write_customers(text[], integer[], jsonb[], boolean[])'::pg_catalog.regprocedure;
+
+-- name: write_customers_arrays
+-- the arrays sync._apply_upserts passes it for a page of upserts (as array literals)
+SELECT pg_catalog.array_agg(i.customer_number ORDER BY i.id)::text,
+       pg_catalog.array_agg(i.version ORDER BY i.id)::text,
+       pg_catalog.array_agg(i.payload -> 'customer' ORDER BY i.id)::text,
+       pg_catalog.array_agg(m.customer_key IS NULL ORDER BY i.id)::text
+FROM sync.inbox AS i
+LEFT JOIN syncmap.customer_map AS m ON m.customer_number = i.customer_number
+WHERE i.id BETWEEN %(first)s AND %(last)s;
 
 -- name: retention_customers
 -- N customers; every other one last logged in long ago (its wish list has expired under
