@@ -104,46 +104,6 @@ BEGIN
 END
 $$;
 
--- The tables the customer points to: the active mapping's [[related]] entries with
--- via.customer_column, resolved (the entry, the table, its key and the pointer column of the
--- customer table, and whether the pointer is NOT NULL), in the mapping's order.
-CREATE OR REPLACE FUNCTION sync._pointed_tables()
-RETURNS TABLE (
-    related         jsonb,
-    relation        regclass,
-    table_schema    name,
-    table_name      name,
-    qualified_name  text,
-    key_column      name,
-    key_type        regtype,
-    pointer         name,
-    required        boolean
-)
-LANGUAGE sql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT e.item, r.oid::pg_catalog.regclass, n.nspname, r.relname,
-           pg_catalog.concat_ws('.', n.nspname, r.relname), k.attname,
-           k.atttypid::pg_catalog.regtype, p.attname, p.attnotnull
-    FROM sync.mapping_version AS v
-    CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
-        CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
-             THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
-    JOIN sync.mapped_customer() AS m ON true
-    JOIN pg_catalog.pg_namespace AS n ON n.nspname = e.item ->> 'schema'
-    JOIN pg_catalog.pg_class AS r ON r.relnamespace = n.oid AND r.relname = e.item ->> 'table'
-    JOIN pg_catalog.pg_attribute AS k
-        ON k.attrelid = r.oid AND k.attname = e.item ->> 'key' AND k.attnum > 0
-       AND NOT k.attisdropped
-    JOIN pg_catalog.pg_attribute AS p
-        ON p.attrelid = m.relation AND p.attname = e.item #>> '{via,customer_column}'
-       AND p.attnum > 0 AND NOT p.attisdropped
-    WHERE v.active
-    ORDER BY e.ord
-$$;
-
 -- The rows the customer p_key points to: per table of sync._pointed_tables(), the pointed-to
 -- row's key as text (no row when the pointer is NULL) and whether the row is shared (another
 -- customer row points to it, or a row of any other table refers to it by a single-column
@@ -247,9 +207,7 @@ BEGIN
 END
 $$;
 
--- How many columns have no PII strategy, for an anonymisation: those
--- sync.unclassified_columns() lists (the customer table and the linked tables) and those of the
--- tables the customer points to, whose rows are scrubbed per the registry too.
+-- How many columns have no PII strategy, for an anonymisation: those coverage lists.
 CREATE OR REPLACE FUNCTION sync._unclassified_count()
 RETURNS bigint
 LANGUAGE sql
@@ -257,15 +215,7 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT (SELECT count(*) FROM sync.unclassified_columns())
-         + (SELECT count(*)
-            FROM sync._pointed_tables() AS t
-            JOIN pg_catalog.pg_attribute AS a
-                ON a.attrelid = t.relation AND a.attnum > 0 AND NOT a.attisdropped
-            WHERE NOT EXISTS (
-                SELECT FROM sync.pii_column AS p
-                WHERE p.table_schema = t.table_schema AND p.table_name = t.table_name
-                  AND p.column_name = a.attname))
+    SELECT count(*) FROM sync.unclassified_columns()
 $$;
 
 DROP FUNCTION IF EXISTS sync._erasure_plan(bigint, boolean);

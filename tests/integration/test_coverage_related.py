@@ -17,7 +17,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import psycopg
-import pytest
 from click.testing import CliRunner
 
 from syncctl import engine
@@ -90,11 +89,6 @@ def test_the_address_tables_unclassified_columns_are_listed(
     assert boutique.execute("SELECT count(*) FROM sync.unclassified_columns()").fetchone() == (0,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sql/52_scrub_rows.sql: sync._unclassified_count() still adds the pointed-to tables'"
-    " columns to sync.unclassified_columns(), which lists them now: counted twice",
-)
 def test_the_refusal_counts_the_columns_coverage_lists(boutique: psycopg.Connection[Any]) -> None:
     """One definition: the anonymisation refuses for exactly the columns coverage lists."""
     test_anonymise_mapped._customer(boutique, "TX00000001", orders=False)

@@ -7,9 +7,10 @@
 --                        customers); no rule and a conflict = the merge is refused
 --   sync.anonymise_rule  scrub (apply the column strategies) or delete_rows; bookkeeping
 --                        tables (orders) turn a tritonX delete into an anonymisation
---   sync.pii_column      a strategy for every column of the customer table and of every
---                        linked table; sync.unclassified_columns() (sql/45_coverage.sql)
---                        lists the columns without one
+--   sync.pii_column      a strategy for every column of the customer table, of every
+--                        linked table and of every table the customer row points to (an
+--                        address: sync._pointed_tables()); sync.unclassified_columns()
+--                        (sql/45_coverage.sql) lists the columns without one
 -- Seeded for the reference shop tables (ON CONFLICT DO NOTHING: an operator's declaration is
 -- never overwritten). Re-runnable.
 
@@ -184,23 +185,104 @@ AS $$
     ORDER BY n.nspname, r.relname, l.attname
 $$;
 
--- The mapped customer table and every customer-linked table: the tables whose columns need a
--- strategy.
-CREATE OR REPLACE FUNCTION sync.customer_tables()
-RETURNS TABLE (relation regclass, table_schema name, table_name name, qualified_name text)
+-- The tables the customer points to: the active mapping's [[related]] entries with
+-- via.customer_column, resolved (the entry, the table, its key and the pointer column of the
+-- customer table, and whether the pointer is NOT NULL), in the mapping's order. Their rows hold
+-- personal data: an anonymisation scrubs, detaches or copies them (sql/52_scrub_rows.sql), so
+-- their columns need a strategy like a linked table's (sync.customer_tables()).
+CREATE OR REPLACE FUNCTION sync._pointed_tables()
+RETURNS TABLE (
+    related         jsonb,
+    relation        regclass,
+    table_schema    name,
+    table_name      name,
+    qualified_name  text,
+    key_column      name,
+    key_type        regtype,
+    pointer         name,
+    required        boolean
+)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT m.relation, n.nspname, r.relname, pg_catalog.concat_ws('.', n.nspname, r.relname)
-    FROM sync.mapped_customer() AS m
-    JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
+    SELECT e.item, r.oid::pg_catalog.regclass, n.nspname, r.relname,
+           pg_catalog.concat_ws('.', n.nspname, r.relname), k.attname,
+           k.atttypid::pg_catalog.regtype, p.attname, p.attnotnull
+    FROM sync.mapping_version AS v
+    CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+        CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+             THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+    JOIN sync.mapped_customer() AS m ON true
+    JOIN pg_catalog.pg_namespace AS n ON n.nspname = e.item ->> 'schema'
+    JOIN pg_catalog.pg_class AS r ON r.relnamespace = n.oid AND r.relname = e.item ->> 'table'
+    JOIN pg_catalog.pg_attribute AS k
+        ON k.attrelid = r.oid AND k.attname = e.item ->> 'key' AND k.attnum > 0
+       AND NOT k.attisdropped
+    JOIN pg_catalog.pg_attribute AS p
+        ON p.attrelid = m.relation AND p.attname = e.item #>> '{via,customer_column}'
+       AND p.attnum > 0 AND NOT p.attisdropped
+    WHERE v.active
+    ORDER BY e.ord
+$$;
+
+-- The tables whose columns need a strategy, each once: the mapped customer table, every
+-- customer-linked table (sync.customer_links()) and every table the customer row points to
+-- (sync._pointed_tables(), `pointed_to`: an address; a table both linked and pointed to is
+-- marked so too). `partition_of` names the partitioned table of a partition listed by itself
+-- because it has a foreign key of its own to the customer (its parent has none: pagila's
+-- payment), NULL otherwise: a foreign key on the parent would make them one table.
+DROP FUNCTION IF EXISTS sync.customer_tables();  -- its result gains pointed_to, partition_of
+CREATE OR REPLACE FUNCTION sync.customer_tables()
+RETURNS TABLE (
+    relation        regclass,
+    table_schema    name,
+    table_name      name,
+    qualified_name  text,
+    pointed_to      boolean,
+    partition_of    regclass
+)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH listed AS (
+        SELECT m.relation::pg_catalog.oid AS relid, false AS pointed_to, false AS own_key
+        FROM sync.mapped_customer() AS m
+        UNION ALL
+        SELECT l.relation::pg_catalog.oid, false, l.known_by = 'foreign_key'
+        FROM sync.customer_links() AS l
+        UNION ALL
+        SELECT p.relation::pg_catalog.oid, true, false
+        FROM sync._pointed_tables() AS p
+    )
+    SELECT x.relid::pg_catalog.regclass, n.nspname, r.relname,
+           pg_catalog.concat_ws('.', n.nspname, r.relname), pg_catalog.bool_or(x.pointed_to),
+           CASE WHEN r.relispartition AND pg_catalog.bool_or(x.own_key)
+                THEN pg_catalog.pg_partition_root(x.relid)::pg_catalog.regclass END
+    FROM listed AS x
+    JOIN pg_catalog.pg_class AS r ON r.oid = x.relid
     JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
-    UNION
-    SELECT l.relation, l.table_schema, l.table_name, l.qualified_name
-    FROM sync.customer_links() AS l
+    GROUP BY x.relid, n.nspname, r.relname, r.relispartition
     ORDER BY 4
+$$;
+
+-- The words that tell why a partition is a linked table by itself and how to make it one table
+-- with its parent (p_parent, sync.customer_tables().partition_of), for a message about the
+-- partition; p_then ends the advice (', and grant there'). NULL when p_parent is NULL.
+CREATE OR REPLACE FUNCTION sync._partition_hint(p_parent regclass, p_then text)
+RETURNS text
+LANGUAGE sql
+STABLE  -- a regclass's name is read from the catalog
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_parent IS NOT NULL THEN pg_catalog.format(
+        ' (a partition of %1$s with a foreign key of its own to the customer table; or declare'
+        ' the foreign key on %1$s, which takes over the partitions'' ones%2$s)',
+        p_parent, p_then) END
 $$;
 
 -- The unique keys of a linked table that contain its customer column, each with the predicate

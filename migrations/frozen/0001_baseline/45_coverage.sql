@@ -1,19 +1,22 @@
 -- Coverage: everything that keeps merge or anonymisation from being safe on the shop's schema as
 -- it is, one row per defect, each of a kind (docs/merge-and-anonymise.md, "Coverage"):
 --   mapping             no active mapping, or its customer table or key is gone
---   unclassified        a column of the customer table or a linked table without a PII strategy
+--   unclassified        a column of the customer table, a linked table or a table the
+--                       customer row points to (an address) without a PII strategy
 --   strategy            a strategy the column cannot take
 --   merge_rule          a merge rule naming a column the table does not have
 --   unindexed           a customer column no index leads with (a merge or delete scans)
 --   declared_reference  a reference the mapping declares that does not resolve
---   privilege           the owner role lacks what the engine needs on a linked table (GRANT given)
+--   privilege           the owner role lacks what the engine needs on a customer table, or
+--                       SELECT on a table referring to one the customer points to (GRANT given)
 --   look_alike          a column that looks like a customer reference, neither linked nor
 --                       declared, and not recorded in sync.not_a_reference
 --   trigger             a trigger on a customer table whose function another role controls, run
 --                       inside the engine's writes
 -- Each kind is one catalog query over every table at once (no loop per table), so coverage stays
 -- fast on a database with thousands of tables. Messages name tables, columns, roles and types,
--- never data. Re-runnable.
+-- never data; a partition listed by itself (a foreign key of its own to the customer) says that
+-- a foreign key on its parent makes them one table. Re-runnable.
 
 -- ---------------------------------------------------------------------------------------------
 -- Tables
@@ -33,8 +36,9 @@ CREATE TABLE IF NOT EXISTS sync.not_a_reference (
 -- Defects by kind (private)
 -- ---------------------------------------------------------------------------------------------
 
--- Columns of the customer table and of every customer-linked table without a PII strategy.
--- Empty is the only acceptable answer: anonymisation refuses to run otherwise.
+-- Columns of the customer table, of every customer-linked table and of every table the
+-- customer row points to (sync.customer_tables()) without a PII strategy. Empty is the only
+-- acceptable answer: anonymisation refuses to run otherwise (SY022, the same list).
 CREATE OR REPLACE FUNCTION sync.unclassified_columns()
 RETURNS TABLE (table_name text, column_name name)
 LANGUAGE sql
@@ -54,11 +58,15 @@ AS $$
     ORDER BY t.qualified_name, a.attnum
 $$;
 
--- What the owner role lacks on the customer table and the linked tables, per table: USAGE on
--- the schema, and the table privileges the engine uses there: SELECT and UPDATE everywhere
--- (merges re-point, anonymisation scrubs), DELETE unless the table is kept for bookkeeping and
--- has no merge rule (delete_rows, a tritonX delete, a merge conflict's losing row), INSERT on the
--- customer table (tritonX creates customers). With the statements that grant it.
+-- What the owner role lacks, per table, with the statements that grant it: USAGE on the schema,
+-- and the table privileges the engine uses there. On the customer table and the linked tables
+-- SELECT and UPDATE (merges re-point, anonymisation scrubs), DELETE unless the table is kept for
+-- bookkeeping and has no merge rule (delete_rows, a tritonX delete, a merge conflict's losing
+-- row), INSERT on the customer table (tritonX creates customers). On a table the customer row
+-- points to all four (the feed inserts its rows, anonymisation scrubs it, or inserts a scrubbed
+-- copy, a delete removes it). SELECT on every other table with a foreign key to a table the
+-- customer points to: the engine reads it to tell whether a row is shared (sql/52_scrub_rows.sql).
+-- The privileges asked for match sync.mapping_defects' (sql/14_mapping_defects.sql).
 CREATE OR REPLACE FUNCTION sync._privilege_defects(p_owner name)
 RETURNS TABLE (table_name text, defect text)
 LANGUAGE sql
@@ -66,27 +74,54 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH lacking AS (
-        SELECT t.qualified_name, t.relation, n.nspname,
-               pg_catalog.has_schema_privilege(o.oid, n.oid, 'USAGE') AS has_usage,
-               pg_catalog.array_to_string(ARRAY(
-                   SELECT p.name
-                   FROM pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
-                        WITH ORDINALITY AS p (name, ord)
-                   WHERE (p.name <> 'INSERT' OR m.relation IS NOT NULL)
-                     AND (p.name <> 'DELETE' OR m.relation IS NOT NULL
-                          OR NOT coalesce(ar.bookkeeping, false) OR mr.rule IS NOT NULL)
-                     AND NOT pg_catalog.has_table_privilege(o.oid, t.relation, p.name)
-                   ORDER BY p.ord), ', ') AS privileges
+    WITH written AS MATERIALIZED (
+        SELECT t.relation, t.qualified_name,
+               ARRAY(SELECT p.name
+                     FROM pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
+                          WITH ORDINALITY AS p (name, ord)
+                     WHERE (p.name <> 'INSERT' OR m.relation IS NOT NULL OR t.pointed_to)
+                       AND (p.name <> 'DELETE' OR m.relation IS NOT NULL OR t.pointed_to
+                            OR NOT coalesce(ar.bookkeeping, false) OR mr.rule IS NOT NULL)
+                     ORDER BY p.ord) AS needed,
+               coalesce(sync._partition_hint(t.partition_of, ', and grant there'), '') AS why
         FROM sync.customer_tables() AS t
-        JOIN pg_catalog.pg_roles AS o ON o.rolname = p_owner
-        JOIN pg_catalog.pg_class AS r ON r.oid = t.relation
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
         LEFT JOIN sync.mapped_customer() AS m ON m.relation = t.relation
         LEFT JOIN sync.anonymise_rule AS ar
             ON ar.table_schema = t.table_schema AND ar.table_name = t.table_name
         LEFT JOIN sync.merge_rule AS mr
             ON mr.table_schema = t.table_schema AND mr.table_name = t.table_name
+    ),
+    -- read only: they refer to a pointed-to table (a single-column foreign key, a partitioned
+    -- table once by its parent), each once, by the first such table
+    readers AS (
+        SELECT DISTINCT ON (c.conrelid)
+               c.conrelid::pg_catalog.regclass AS relation,
+               pg_catalog.concat_ws('.', n.nspname, r.relname) AS qualified_name,
+               ARRAY['SELECT'] AS needed,
+               pg_catalog.format(' (it references the related table %s)', p.relation) AS why
+        FROM sync._pointed_tables() AS p
+        JOIN pg_catalog.pg_constraint AS c
+            ON c.confrelid = p.relation AND c.contype = 'f' AND c.conparentid = 0
+           AND pg_catalog.cardinality(c.conkey) = 1
+        JOIN pg_catalog.pg_class AS r ON r.oid = c.conrelid
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+        WHERE NOT EXISTS (SELECT FROM written AS w WHERE w.relation = c.conrelid)
+        ORDER BY c.conrelid, p.relation
+    ),
+    lacking AS (
+        SELECT g.qualified_name, g.relation, n.nspname, g.why,
+               pg_catalog.has_schema_privilege(o.oid, n.oid, 'USAGE') AS has_usage,
+               pg_catalog.array_to_string(ARRAY(
+                   SELECT p.name
+                   FROM pg_catalog.unnest(g.needed) WITH ORDINALITY AS p (name, ord)
+                   WHERE NOT pg_catalog.has_table_privilege(o.oid, g.relation, p.name)
+                   ORDER BY p.ord), ', ') AS privileges
+        FROM (SELECT w.relation, w.qualified_name, w.needed, w.why FROM written AS w
+              UNION ALL
+              SELECT d.relation, d.qualified_name, d.needed, d.why FROM readers AS d) AS g
+        JOIN pg_catalog.pg_roles AS o ON o.rolname = p_owner
+        JOIN pg_catalog.pg_class AS r ON r.oid = g.relation
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
     )
     SELECT l.qualified_name,
            pg_catalog.format(
@@ -95,7 +130,7 @@ AS $$
                    ' and ',
                    CASE WHEN NOT l.has_usage
                         THEN pg_catalog.format('USAGE on schema %I', l.nspname) END,
-                   NULLIF(l.privileges, '') || ' on the table'),
+                   NULLIF(l.privileges, '') || ' on the table' || l.why),
                pg_catalog.concat_ws(
                    ' ',
                    CASE WHEN NOT l.has_usage
@@ -197,8 +232,9 @@ AS $$
                         AND x.column_name = c.attname)
 $$;
 
--- Triggers on the customer table and the linked tables (their partitions included) that fire on
--- the engine's writes (UPDATE and DELETE; INSERT too on the customer table) and run a function
+-- Triggers on the customer table, the linked tables and the tables the customer points to (their
+-- partitions included) that fire on the engine's writes (UPDATE and DELETE; INSERT too on the
+-- customer table and the tables it points to) and run a function
 -- another role owns: that role controls code running inside the engine's transactions, with the
 -- owner role's rights unless the function is SECURITY DEFINER. PostgreSQL's own trigger
 -- functions (pg_catalog) and disabled triggers are not listed; a trigger on a partitioned table
@@ -231,7 +267,8 @@ AS $$
     CROSS JOIN LATERAL (
         SELECT pg_catalog.concat_ws(
                    ', ',
-                   CASE WHEN m.relation IS NOT NULL AND g.tgtype::integer & 4 <> 0
+                   CASE WHEN (m.relation IS NOT NULL OR t.pointed_to)
+                             AND g.tgtype::integer & 4 <> 0
                         THEN 'INSERT' END,
                    CASE WHEN g.tgtype::integer & 16 <> 0 THEN 'UPDATE' END,
                    CASE WHEN g.tgtype::integer & 8 <> 0 THEN 'DELETE' END) AS events
@@ -265,7 +302,14 @@ DECLARE
     owner_role name := sync.role_name('owner');
 BEGIN
     RETURN QUERY
-    SELECT d.table_name, d.column_name, d.defect, d.kind
+    WITH tables AS MATERIALIZED (SELECT * FROM sync.customer_tables())
+    SELECT d.table_name, d.column_name,
+           -- a partition listed by itself: how to make it one table with its parent (the
+           -- privilege kind says so within its message)
+           d.defect || CASE WHEN d.kind <> 'privilege'
+                            THEN coalesce(sync._partition_hint(pt.partition_of, ''), '')
+                            ELSE '' END,
+           d.kind
     FROM (
         SELECT coalesce(NULLIF(pg_catalog.concat_ws('.', v.document #>> '{customer,schema}',
                                                     v.document #>> '{customer,table}'), ''),
@@ -281,7 +325,14 @@ BEGIN
         LEFT JOIN sync.mapping_version AS v ON v.active
         WHERE NOT EXISTS (SELECT FROM sync.mapped_customer())
         UNION ALL
-        SELECT u.table_name, u.column_name, 'column has no PII strategy', 'unclassified'
+        SELECT u.table_name, u.column_name,
+               'column has no PII strategy'
+               || CASE WHEN EXISTS (SELECT FROM tables AS t
+                                    WHERE t.qualified_name = u.table_name AND t.pointed_to)
+                       THEN ' (the customer row points to this table: an anonymisation scrubs'
+                            ' its row, or a copy of it)'
+                       ELSE '' END,
+               'unclassified'
         FROM sync.unclassified_columns() AS u
         UNION ALL
         SELECT t.qualified_name, a.attname,
@@ -291,7 +342,7 @@ BEGIN
                    ELSE 'strategy year on a column that is not a date or timestamp'
                END,
                'strategy'
-        FROM sync.customer_tables() AS t
+        FROM tables AS t
         JOIN pg_catalog.pg_attribute AS a
             ON a.attrelid = t.relation AND a.attnum > 0 AND NOT a.attisdropped
         JOIN sync.pii_column AS p
@@ -344,6 +395,7 @@ BEGIN
         SELECT g.table_name, NULL::name, g.defect, 'trigger'
         FROM sync._trigger_defects(owner_role) AS g
     ) AS d
+    LEFT JOIN tables AS pt ON pt.qualified_name = d.table_name AND pt.partition_of IS NOT NULL
     ORDER BY 1, 2, 3;
 END
 $$;
