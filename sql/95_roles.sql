@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS sync.webshop_function (
 );
 
 INSERT INTO sync.webshop_function (function_signature) VALUES
-    ('sync.login(text, text)'),
+    ('sync.login(text, text)'), ('sync.login_key(text, text)'),
     ('sync.request_refresh(text)'),
     ('sync.resolve_customer(text)'),
     ('sync.resolve_customer_key(text)'),
