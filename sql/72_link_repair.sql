@@ -147,49 +147,111 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    started     timestamptz := pg_catalog.clock_timestamp();
-    survivor    text := sync.resolve_customer_number(
-                            sync._checked_length(p_customer_number, 32, 'customer number'));
-    old_id      bigint;
-    survivor_id bigint;
-    erased_as   text;
-    counts      jsonb := '{}';
-    outcome     text := 'applied';
-    why         text;
+    started      timestamptz := pg_catalog.clock_timestamp();
+    survivor     text := sync.resolve_customer_number(
+                             sync._checked_length(p_customer_number, 32, 'customer number'));
+    mapped       record;
+    document     jsonb;
+    old_key      text;
+    survivor_key text;
+    erased_as    text;
+    cleared      text;
+    counts       jsonb := '{}';
+    outcome      text := 'applied';
+    why          text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    SELECT v.document INTO document FROM sync.mapping_version AS v WHERE v.active;
     -- the lock order every merge, anonymisation and concurrent shop write agrees on
-    PERFORM FROM shop.customer AS c
-    WHERE c.customer_number IN (p_customer_number, survivor)
-    ORDER BY c.id
-    FOR UPDATE;
-    SELECT c.id INTO old_id FROM shop.customer AS c WHERE c.customer_number = p_customer_number;
-    SELECT c.id INTO survivor_id FROM shop.customer AS c WHERE c.customer_number = survivor;
+    PERFORM syncmap.lock_customers(ARRAY[syncmap.key_of(p_customer_number),
+                                         syncmap.key_of(survivor)]);
+    old_key := syncmap.key_of(p_customer_number);
+    survivor_key := syncmap.key_of(survivor);
     SELECT t.kind INTO erased_as FROM sync.tombstone AS t WHERE t.customer_number = survivor;
-    IF old_id IS NULL OR survivor = p_customer_number THEN
+    IF old_key IS NULL OR survivor = p_customer_number THEN
         outcome := 'skipped';
         why := 'not linked to a merged-away number';
     ELSIF erased_as IS NOT NULL THEN
         outcome := 'skipped';
         why := pg_catalog.format('survivor %s is %s', survivor, erased_as);
-    ELSIF survivor_id IS NULL THEN
-        UPDATE shop.customer AS c
-        SET customer_number = survivor, tritonx_version = NULL, tritonx_updated_at = NULL
-        WHERE c.id = old_id;
-        survivor_id := old_id;
-        counts := '{"shop.customer": 1}';
+    ELSIF survivor_key IS NULL THEN
+        -- the number (in its column or the link row) becomes the survivor's; the version and
+        -- the column fed by tritonX's updated_at are forgotten, so the survivor's next
+        -- snapshot applies
+        SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', o.key), ', ')
+        INTO cleared
+        FROM pg_catalog.jsonb_each(document #> '{customer,columns}') AS o
+        WHERE coalesce(o.value ->> 'field', o.value #>> '{}') = 'updated_at'
+          AND pg_catalog.jsonb_typeof(o.value) IN ('string', 'object');
+        cleared := pg_catalog.concat_ws(', ',
+            CASE WHEN document #>> '{customer,number,column}' IS NOT NULL
+                 THEN pg_catalog.format('%I = $2', document #>> '{customer,number,column}') END,
+            CASE WHEN document #>> '{customer,version,column}' IS NOT NULL
+                 THEN pg_catalog.format('%I = NULL', document #>> '{customer,version,column}')
+            END,
+            cleared);
+        IF cleared <> '' THEN
+            EXECUTE pg_catalog.format('UPDATE %1$s AS c SET %2$s WHERE c.%3$I = $1::%4$s',
+                                      mapped.relation, cleared, mapped.key_column,
+                                      mapped.key_type)
+                USING old_key, survivor;
+        END IF;
+        UPDATE sync.customer_link AS l
+        SET customer_number = CASE WHEN l.customer_number IS NOT NULL THEN survivor END,
+            version = NULL
+        WHERE l.customer_key = old_key;
+        survivor_key := old_key;
+        counts := pg_catalog.jsonb_build_object(sync._customer_table_name(), 1);
         why := 'link moved to the survivor';
         PERFORM sync.request_refresh(survivor);
     ELSE
         SELECT m.counts, m.reason INTO counts, why
-        FROM sync._move_customer(old_id::text, survivor_id::text) AS m;
+        FROM sync._move_customer(old_key, survivor_key) AS m;
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
                             reason, duration_ms, related_number)
     VALUES (p_actor, 'customer.relinked', outcome, p_customer_number,
-            coalesce(survivor_id, old_id), counts, why,
+            (sync._key_ids(ARRAY[coalesce(survivor_key, old_key)]))[1], counts, why,
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, survivor);
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
+END
+$$;
+
+-- What `syncctl links repair` moves: the customers of the mapped table still linked to a
+-- merged-away number, with the survivor's number (numbers only), oldest link first.
+-- Example: SELECT * FROM sync.misdirected_links();
+CREATE OR REPLACE FUNCTION sync.misdirected_links()
+RETURNS TABLE (customer_number text, survivor_number text)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT m.customer_number, r.survivor_number
+    FROM syncmap.customer_map AS m
+    JOIN sync.redirect AS r ON r.old_number = m.customer_number
+    ORDER BY m.customer_key;
+END
+$$;
+
+-- A random sample of up to p_limit linked tritonX numbers of the mapped table (what
+-- `syncctl links check --probe N` asks tritonX about).
+-- Example: SELECT * FROM sync.sample_linked_numbers(100);
+CREATE OR REPLACE FUNCTION sync.sample_linked_numbers(p_limit integer)
+RETURNS TABLE (customer_number text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT m.customer_number FROM syncmap.customer_map AS m
+    ORDER BY pg_catalog.random()
+    LIMIT LEAST(GREATEST(p_limit, 0), 100000);
 END
 $$;
 

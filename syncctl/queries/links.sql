@@ -18,9 +18,7 @@ SELECT sync.adopt_local_customer_key(%(local_key)s, %(linked_key)s, %(actor)s);
 
 -- name: misdirected_links
 -- local customers linked to a merged-away number, with the survivor
-SELECT c.customer_number, r.survivor_number
-FROM shop.customer c JOIN sync.redirect r ON r.old_number = c.customer_number
-ORDER BY c.id;
+SELECT customer_number, survivor_number FROM sync.misdirected_links();
 
 -- name: repair_redirected_link
 -- move a link from a merged-away number to its survivor (audited); the outcome
@@ -32,7 +30,4 @@ SELECT linked, unlinked, open_conflicts FROM sync.link_counts();
 
 -- name: sample_linked_numbers
 -- a random sample of linked tritonX numbers, to ask tritonX about
-SELECT customer_number FROM shop.customer
-WHERE customer_number IS NOT NULL
-ORDER BY random()
-LIMIT %(limit)s;
+SELECT customer_number FROM sync.sample_linked_numbers(%(limit)s);

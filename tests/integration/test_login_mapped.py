@@ -223,6 +223,29 @@ def test_links_repair_adopts_on_the_mapped_table(boutique: psycopg.Connection[An
     assert links.repair_plan(conn).adopt == []
 
 
+def test_links_repair_moves_a_link_to_a_merged_away_number(
+    boutique: psycopg.Connection[Any],
+) -> None:
+    conn = boutique
+    # the shop linked its own row to a number tritonX has since merged away
+    legacy = _local(conn, "old@x.nl", "o-old")
+    conn.execute("UPDATE crm.customer SET tx_ref = 'TX00000461' WHERE customer_uuid = %s", [legacy])
+    conn.execute(
+        "INSERT INTO sync.redirect (old_number, survivor_number)"
+        " VALUES ('TX00000461', 'TX00000462')"
+    )
+    conn.commit()
+    assert dict(links.anomalies(conn))["linked to a merged-away number"] == 1
+    plan = links.repair_plan(conn)
+    assert [tuple(m) for m in plan.merge] == [("TX00000461", "TX00000462")]
+    assert links.repair(conn, plan, "ops:repair").changed == 1
+    assert SHOP.key_of(conn, "TX00000462") == legacy, "the link moved, the key stayed"
+    assert dict(links.anomalies(conn))["linked to a merged-away number"] == 0
+    assert conn.execute("SELECT customer_number FROM sync.refresh_request").fetchall() == [
+        ("TX00000462",)
+    ]
+
+
 def test_bootstrap_on_a_populated_boutique_keeps_the_shops_keys(
     boutique: psycopg.Connection[Any],
 ) -> None:
