@@ -119,14 +119,15 @@ AS $$
 $$;
 
 -- What adopting unlinked local customers into the linked customer p_linked_key (its key as
--- text) would take, on tritonX's own e-mail for it (the mapped e-mail column, sync._email_column):
--- the unlinked local customers (rows of the mapped table not in syncmap.customer_map) with that
--- normalised e-mail (local_keys, in key order) and whether another linked customer has it too
--- (shared). Empty unless the customer is linked and a tritonX snapshot (feed or refresh) wrote
--- its e-mail (its version is set): an e-mail a person typed, or one the shop wrote into a row
--- tritonX never answered for, adopts nobody; and when the mapping has no e-mail column. Login,
--- link repair and bootstrap all decide by this: exactly one local and no other linked customer
--- adopts; several locals (or another linked customer) are a link conflict.
+-- text; NULL: every linked customer) would take, on tritonX's own e-mail for it (the mapped
+-- e-mail column, sync._email_column): the unlinked local customers (rows of the mapped table not
+-- in syncmap.customer_map) with that normalised e-mail (local_keys, in key order) and whether
+-- another linked customer has it too (shared). A linked customer is listed only when a tritonX
+-- snapshot (feed or refresh) wrote its e-mail (its version is set) and an unlinked local customer
+-- has it: an e-mail a person typed, or one the shop wrote into a row tritonX never answered for,
+-- adopts nobody; nor does anything when the mapping has no e-mail column. Login, link repair and
+-- bootstrap all decide by this: exactly one local and no other linked customer adopts; several
+-- locals (or another linked customer) are a link conflict.
 DROP FUNCTION IF EXISTS sync._adoption_match(bigint);
 CREATE OR REPLACE FUNCTION sync._adoption_match(p_linked_key text)
 RETURNS TABLE (linked_key text, customer_number text, local_keys text[], shared boolean)
@@ -140,11 +141,12 @@ DECLARE
     email  name := sync._email_column();
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
-    IF email IS NULL OR mapped.relation IS NULL OR p_linked_key IS NULL THEN
+    IF email IS NULL OR mapped.relation IS NULL THEN
         RETURN;
     END IF;
+    -- planned for the call's own argument: one key walks the key's index
     RETURN QUERY EXECUTE pg_catalog.format(
-        'SELECT $1, linked.customer_number, '
+        'SELECT linked.key::text, linked.customer_number, '
         '       ARRAY(SELECT l.%2$I::text FROM %1$s AS l '
         '             WHERE sync.normalise_email(l.%3$I::text) = linked.email '
         '               AND NOT EXISTS (SELECT FROM syncmap.customer_map AS m '
@@ -153,11 +155,16 @@ BEGIN
         '       EXISTS (SELECT FROM %1$s AS o JOIN syncmap.customer_map AS m '
         '                 ON m.customer_key = o.%2$I '
         '               WHERE sync.normalise_email(o.%3$I::text) = linked.email '
-        '                 AND o.%2$I <> $1::%4$s) '
-        'FROM (SELECT m.customer_number, sync.normalise_email(c.%3$I::text) AS email '
+        '                 AND o.%2$I <> linked.key) '
+        'FROM (SELECT c.%2$I AS key, m.customer_number, '
+        '             sync.normalise_email(c.%3$I::text) AS email '
         '      FROM %1$s AS c JOIN syncmap.customer_map AS m ON m.customer_key = c.%2$I '
-        '      WHERE c.%2$I = $1::%4$s AND m.version IS NOT NULL) AS linked '
-        'WHERE linked.email <> %5$L',
+        '      WHERE ($1 IS NULL OR c.%2$I = $1::%4$s) AND m.version IS NOT NULL) AS linked '
+        'WHERE linked.email <> %5$L '
+        '  AND linked.email IN (SELECT sync.normalise_email(l.%3$I::text) FROM %1$s AS l '
+        '                       WHERE l.%3$I IS NOT NULL AND NOT EXISTS ('
+        '                           SELECT FROM syncmap.customer_map AS m '
+        '                           WHERE m.customer_key = l.%2$I))',
         mapped.relation, mapped.key_column, email, mapped.key_type, '')
         USING p_linked_key;
 END

@@ -306,42 +306,6 @@ CROSS JOIN LATERAL (VALUES ('several local customers with one email', c.shared_e
                            ('local customer without a tritonX number', c.unlinked),
                            ('open link conflicts', c.open_conflicts)) AS a (anomaly, customers);
 
--- Every linked customer whose tritonX e-mail (from a snapshot) matches unlinked local customers
--- of the mapped customer table, as sync._adoption_match decides it for one (set-based).
-CREATE OR REPLACE FUNCTION sync._adoption_matches()
-RETURNS TABLE (linked_key text, customer_number text, local_keys text[], shared boolean)
-LANGUAGE plpgsql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped record;
-    email  name := sync._email_column();
-BEGIN
-    SELECT * INTO mapped FROM sync.mapped_customer();
-    IF email IS NULL OR mapped.relation IS NULL THEN
-        RETURN;
-    END IF;
-    RETURN QUERY EXECUTE pg_catalog.format(
-        'WITH mail AS MATERIALIZED ('
-        '    SELECT c.%2$I AS key, m.customer_number, m.version, '
-        '           sync.normalise_email(c.%3$I::text) AS email '
-        '    FROM %1$s AS c LEFT JOIN syncmap.customer_map AS m ON m.customer_key = c.%2$I '
-        '    WHERE c.%3$I IS NOT NULL) '
-        'SELECT linked.key::text, linked.customer_number, '
-        '       ARRAY(SELECT l.key::text FROM mail AS l '
-        '             WHERE l.email = linked.email AND l.customer_number IS NULL ORDER BY l.key), '
-        '       EXISTS (SELECT FROM mail AS o WHERE o.email = linked.email '
-        '                 AND o.customer_number IS NOT NULL AND o.key <> linked.key) '
-        'FROM mail AS linked '
-        'WHERE linked.customer_number IS NOT NULL AND linked.version IS NOT NULL '
-        '  AND linked.email <> %4$L '
-        '  AND linked.email IN (SELECT l.email FROM mail AS l WHERE l.customer_number IS NULL)',
-        mapped.relation, mapped.key_column, email, '');
-END
-$$;
-
 -- Linked customers whose tritonX e-mail (from a snapshot) matches unlinked local customers, as
 -- sync._adoption_match decides it: keys as text (linked_key, local_keys), and as bigint ids
 -- (linked_id, local_ids) when the mapped key is an integer.
@@ -350,7 +314,7 @@ DROP VIEW IF EXISTS sync.adoption_match;
 CREATE VIEW sync.adoption_match AS
 SELECT (sync._key_ids(ARRAY[m.linked_key]))[1] AS linked_id, m.customer_number,
        sync._key_ids(m.local_keys) AS local_ids, m.shared, m.linked_key, m.local_keys
-FROM sync._adoption_matches() AS m;
+FROM sync._adoption_match(NULL) AS m;
 
 -- What `syncctl links repair` (and bootstrap) adopt: the unlinked local customer that is the
 -- only one with a linked customer's tritonX e-mail, when no other linked customer has it.
@@ -375,6 +339,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(*) FILTER (WHERE sync._record_ambiguous_adoption(m.customer_number, m.linked_key,
                                                                   m.local_keys))::integer
-    FROM sync._adoption_matches() AS m
+    FROM sync.adoption_match AS m
     WHERE pg_catalog.cardinality(m.local_keys) > 1 OR m.shared
 $$;

@@ -67,9 +67,8 @@ def _customer(conn: psycopg.Connection[Any], key: str) -> dict[str, Any]:
         {"k": key},
     ).fetchone()
     assert row is not None, "no boutique row has that key"
-    names = ("tx_ref", "full_name", "email", "sex", "is_blocked", "newsletter", "segment")
-    names += ("shop_id", "address_id", "version")
-    return dict(zip(names, row, strict=True))
+    names = "tx_ref full_name email sex is_blocked newsletter segment shop_id address_id version"
+    return dict(zip(names.split(), row, strict=True))
 
 
 def _local(conn: psycopg.Connection[Any], email: str, order: str) -> uuid.UUID:
