@@ -220,9 +220,6 @@ DECLARE
     body        text;
     ctes        text[];
     kind        text;
-    stub_src    text[];
-    stub_cols   text[];
-    stub_vals   text[];
 BEGIN
     crel := pg_catalog.format('%I.%I', cust ->> 'schema', cust ->> 'table')::pg_catalog.regclass;
     SELECT a.atttypid INTO ckeytype FROM pg_catalog.pg_attribute AS a
@@ -277,10 +274,6 @@ BEGIN
         ins_cols := ins_cols || pg_catalog.format('%I', col.name);
         ins_vals := ins_vals || pg_catalog.format('%L::%s', col.value, col.type);
     END LOOP;
-    -- a login's stub (syncmap.create_stub): the same columns from an empty snapshot
-    stub_src := src_items;
-    stub_cols := ins_cols;
-    stub_vals := ins_vals;
     IF num_col IS NOT NULL THEN
         ins_cols := ins_cols || pg_catalog.format('%I', num_col);
         ins_vals := ins_vals || 'new.number'::text;
@@ -567,37 +560,19 @@ BEGIN
             pg_catalog.format(E'\nBEGIN\n    PERFORM FROM %1$s AS c WHERE c.%2$I = ANY (p_keys::%3$s[])\n'
                               '    ORDER BY c.%2$I FOR UPDATE;\nEND\n',
                               crel, ckey, ckeytype)),
-        -- a login for a number never seen (sync.login_key): the customer with the key, the
-        -- number, no version (older than any snapshot), the create literals and the mapped
-        -- columns of an empty snapshot (null_as values fill NOT NULL columns); the new key
+        -- a login for a number never seen (sync.login_key): the write of a new customer from
+        -- an empty snapshot and no version (older than any): the key, the number, the create
+        -- literals, null_as values, and the related rows it points to. The new key; NULL when
+        -- no row was created (the feed created the customer first, or a trigger skipped it)
         pg_catalog.format(
             E'CREATE OR REPLACE FUNCTION syncmap.create_stub(p_number text)\n'
             'RETURNS text\nLANGUAGE plpgsql\nVOLATILE\nSECURITY INVOKER\n'
             'SET search_path = pg_catalog, pg_temp\nAS %L',
-            pg_catalog.format(
-                E'\nDECLARE\n    created text;\nBEGIN\n'
-                '    INSERT INTO %1$s AS c (%2$I%3$s)%4$s\n'
-                '    SELECT %5$s%6$s FROM (SELECT 1 AS one%7$s FROM '
-                'pg_catalog.jsonb_populate_record(NULL::sync.customer_snapshot, %8$L::jsonb) '
-                'AS s) AS new\n'
-                '    RETURNING c.%2$I::text INTO created;\n%9$s'
-                '    RETURN created;\nEND\n',
-                crel, ckey,
-                pg_catalog.array_to_string(
-                    ARRAY['']::text[] || stub_cols
-                    || CASE WHEN num_col IS NOT NULL THEN ARRAY[pg_catalog.format('%I', num_col)]
-                            ELSE ARRAY[]::text[] END, ', '),
-                over, keyexpr,
-                pg_catalog.array_to_string(
-                    ARRAY['']::text[] || stub_vals
-                    || CASE WHEN num_col IS NOT NULL THEN ARRAY['p_number'] ELSE ARRAY[]::text[] END,
-                    ', '),
-                pg_catalog.array_to_string(ARRAY['']::text[] || stub_src, ', '),
-                '{}',
-                CASE WHEN num_col IS NULL
-                     THEN E'    INSERT INTO sync.customer_link (customer_key, customer_number, '
-                          'version)\n    VALUES (created, p_number, NULL);\n'
-                     ELSE '' END)),
+            E'\nDECLARE\n    made bigint;\nBEGIN\n'
+            '    SELECT w.rows_created INTO made FROM syncmap.write_customers(ARRAY[p_number], '
+            'ARRAY[NULL::integer], ARRAY[''{}''::jsonb], ARRAY[true]) AS w;\n'
+            '    IF made = 0 THEN\n        RETURN NULL;\n    END IF;\n'
+            '    RETURN syncmap.key_of(p_number);\nEND\n'),
         'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncmap FROM PUBLIC',
         'REVOKE ALL ON ALL TABLES IN SCHEMA syncmap FROM PUBLIC') || E';\n';
 END

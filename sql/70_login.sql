@@ -204,9 +204,9 @@ $$;
 --               keeps its key, and the row the number had arrived on is absorbed into it
 --               (audited customer.adopted)
 --   created     no local customer yet: a stub was created (syncmap.create_stub: the key, the
---               number, no version, the mapping's create literals and its columns of an empty
---               snapshot); its data, and any adoption, come with the refresh and a later login
---               or `links repair`
+--               number, no version, the mapping's create literals, its columns of an empty
+--               snapshot and the related rows it points to); its data, and any adoption, come
+--               with the refresh and a later login or `links repair`
 --   ambiguous   tritonX's e-mail matches several unlinked local customers (or another linked
 --               one as well): none adopted, a link conflict recorded for an operator
 --   erased      the customer was anonymised or deleted: customer_key is NULL (one open
@@ -257,22 +257,25 @@ BEGIN
         BEGIN
             -- the number only: tritonX-owned columns are tritonX's to fill
             found_key := syncmap.create_stub(number);
+        EXCEPTION WHEN OTHERS THEN
+            IF pg_catalog.left(SQLSTATE, 2) NOT IN ('22', '23', '42', '54', 'P0') THEN
+                RAISE;
+            END IF;
+            -- the feed created the customer between our look-up and our write (found below),
+            -- or a constraint, index or trigger of the shop's refused the row (the feed
+            -- dead-letters the same customer for the same reason); the error's detail may
+            -- quote a value, so it is not passed on
+        END;
+        IF found_key IS NOT NULL THEN
             RETURN QUERY SELECT found_key, 'created'::text, number;
             RETURN;
-        EXCEPTION WHEN OTHERS THEN
-            -- the feed (or a refresh) created this customer between our look-up and our write
-            found_key := syncmap.key_of(number);
-            IF found_key IS NULL THEN
-                IF pg_catalog.left(SQLSTATE, 2) NOT IN ('22', '23', '42', '54', 'P0') THEN
-                    RAISE;
-                END IF;
-                -- The row could not be written (a constraint, index or trigger of the shop's
-                -- own refused it: the feed dead-letters the same customer for the same reason).
-                -- No key to give; the error's detail may quote a value, so it is not passed on.
-                RETURN QUERY SELECT NULL::text, 'unavailable'::text, number;
-                RETURN;
-            END IF;
-        END;
+        END IF;
+        -- the feed (or a refresh) created this customer meanwhile
+        found_key := syncmap.key_of(number);
+        IF found_key IS NULL THEN
+            RETURN QUERY SELECT NULL::text, 'unavailable'::text, number;
+            RETURN;
+        END IF;
     END IF;
 
     SELECT * INTO match FROM sync._adoption_match(found_key);

@@ -106,9 +106,15 @@ def test_a_first_login_creates_a_stub_the_refresh_then_fills(
         "newsletter": "N",
         "segment": "retail",
         "shop_id": 1,
-        "address_id": None,
+        "address_id": stub["address_id"],
         "version": None,
     }
+    # the address row it points to: the create literal, no tritonX value yet
+    address = conn.execute(
+        'SELECT street, zip, city, country, created_by FROM crm."CustomerAddress" WHERE id = %s',
+        [stub["address_id"]],
+    ).fetchone()
+    assert address == (None, None, None, None, "syncctl")
     queued = conn.execute("SELECT customer_number FROM sync.refresh_request").fetchall()
     assert queued == [("TX00000401",)]
     # the refresh's snapshot (version NULL is older than any) fills the stub in place
@@ -120,7 +126,10 @@ def test_a_first_login_creates_a_stub_the_refresh_then_fills(
         "f",
         1,
     )
-    assert filled["address_id"] is not None
+    assert filled["address_id"] == stub["address_id"], "the stub's address is filled in place"
+    assert conn.execute(
+        'SELECT zip, city FROM crm."CustomerAddress" WHERE id = %s', [stub["address_id"]]
+    ).fetchone() == ("1015 CJ", "Amsterdam")
     assert conn.execute("SELECT count(*) FROM crm.customer").fetchone() == (1,)
     # a uuid key is no bigint id: login answers NULL for it, login_key the key
     assert login(conn, "TX00000401", "x@example.nl") == (None, "linked", "TX00000401")
