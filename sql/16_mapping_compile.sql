@@ -560,6 +560,19 @@ BEGIN
             pg_catalog.format(E'\nBEGIN\n    PERFORM FROM %1$s AS c WHERE c.%2$I = ANY (p_keys::%3$s[])\n'
                               '    ORDER BY c.%2$I FOR UPDATE;\nEND\n',
                               crel, ckey, ckeytype)),
+        -- a login for a number never seen (sync.login_key): the write of a new customer from
+        -- an empty snapshot and no version (older than any): the key, the number, the create
+        -- literals, null_as values, and the related rows it points to. The new key; NULL when
+        -- no row was created (the feed created the customer first, or a trigger skipped it)
+        pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION syncmap.create_stub(p_number text)\n'
+            'RETURNS text\nLANGUAGE plpgsql\nVOLATILE\nSECURITY INVOKER\n'
+            'SET search_path = pg_catalog, pg_temp\nAS %L',
+            E'\nDECLARE\n    made bigint;\nBEGIN\n'
+            '    SELECT w.rows_created INTO made FROM syncmap.write_customers(ARRAY[p_number], '
+            'ARRAY[NULL::integer], ARRAY[''{}''::jsonb], ARRAY[true]) AS w;\n'
+            '    IF made = 0 THEN\n        RETURN NULL;\n    END IF;\n'
+            '    RETURN syncmap.key_of(p_number);\nEND\n'),
         'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncmap FROM PUBLIC',
         'REVOKE ALL ON ALL TABLES IN SCHEMA syncmap FROM PUBLIC') || E';\n';
 END

@@ -30,10 +30,11 @@ class Anomaly(NamedTuple):
 
 
 class Adoption(NamedTuple):
-    """A local customer to adopt into the linked customer of tritonX number `number`."""
+    """A local customer to adopt into the linked customer of tritonX number `number` (the
+    customers' keys as text: any key type)."""
 
-    local_id: int
-    linked_id: int
+    local_key: str
+    linked_key: str
     number: str
 
 
@@ -74,7 +75,7 @@ def anomalies(conn: psycopg.Connection[Any]) -> list[Anomaly]:
 def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
     """What repair would do now; reads only, and ends its read transaction."""
     plan = RepairPlan(
-        adopt=[Adoption(int(a), int(b), str(n)) for a, b, n in queries.all(conn, "adoptable")],
+        adopt=[Adoption(str(a), str(b), str(n)) for a, b, n in queries.all(conn, "adoptable")],
         merge=[Relink(str(o), str(s)) for o, s in queries.all(conn, "misdirected_links")],
     )
     conn.commit()
@@ -100,8 +101,8 @@ def repair(
     total = len(plan)
     changed = attempted = 0
     fixes: list[tuple[str, dict[str, Any]]] = [
-        ("adopt", {"local_id": local_id, "linked_id": linked_id, "actor": actor})
-        for local_id, linked_id, _number in plan.adopt
+        ("adopt", {"local_key": local_key, "linked_key": linked_key, "actor": actor})
+        for local_key, linked_key, _number in plan.adopt
     ] + [("repair_redirected_link", {"old": old, "actor": actor}) for old, _ in plan.merge]
     if on_progress is not None:
         on_progress(0, total)

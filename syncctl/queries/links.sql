@@ -6,7 +6,7 @@ SELECT anomaly, customers FROM sync.link_anomaly;
 
 -- name: adoptable
 -- local customers that tritonX's e-mail names unambiguously, with the linked row to adopt into
-SELECT local_id, linked_id, customer_number FROM sync.adoptable_customer ORDER BY local_id;
+SELECT local_key, linked_key, customer_number FROM sync.adoptable_customer ORDER BY local_id, local_key;
 
 -- name: record_adoption_conflicts
 -- record a link conflict for each linked customer whose e-mail several local customers have
@@ -14,28 +14,20 @@ SELECT sync.record_adoption_conflicts();
 
 -- name: adopt
 -- adopt a local customer into its linked tritonX customer (audited)
-SELECT sync.adopt_local_customer(%(local_id)s, %(linked_id)s, %(actor)s);
+SELECT sync.adopt_local_customer_key(%(local_key)s, %(linked_key)s, %(actor)s);
 
 -- name: misdirected_links
 -- local customers linked to a merged-away number, with the survivor
-SELECT c.customer_number, r.survivor_number
-FROM shop.customer c JOIN sync.redirect r ON r.old_number = c.customer_number
-ORDER BY c.id;
+SELECT customer_number, survivor_number FROM sync.misdirected_links();
 
 -- name: repair_redirected_link
 -- move a link from a merged-away number to its survivor (audited); the outcome
 SELECT sync.repair_redirected_link(%(old)s, %(actor)s) ->> 'outcome';
 
 -- name: bootstrap_counts
--- customers linked and unlinked, and open link conflicts, after a bootstrap
-SELECT count(*) FILTER (WHERE customer_number IS NOT NULL) AS linked,
-       count(*) FILTER (WHERE customer_number IS NULL) AS unlinked,
-       (SELECT count(*) FROM sync.link_conflict WHERE resolved_at IS NULL) AS conflicts
-FROM shop.customer;
+-- customers linked and unlinked (on the mapped customer table), and open link conflicts
+SELECT linked, unlinked, open_conflicts FROM sync.link_counts();
 
 -- name: sample_linked_numbers
 -- a random sample of linked tritonX numbers, to ask tritonX about
-SELECT customer_number FROM shop.customer
-WHERE customer_number IS NOT NULL
-ORDER BY random()
-LIMIT %(limit)s;
+SELECT customer_number FROM sync.sample_linked_numbers(%(limit)s);

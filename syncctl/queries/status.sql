@@ -10,7 +10,7 @@ FROM sync.cursor ORDER BY source;
 -- name: status_counts
 -- linked customers, dead letters and staged events not applied yet
 SELECT
-    (SELECT count(*) FROM shop.customer WHERE customer_number IS NOT NULL) AS linked_customers,
+    (SELECT linked FROM sync.link_counts()) AS linked_customers,
     (SELECT count(*) FROM sync.dead_letter) AS dead_letters,
     (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending') AS pending;
 

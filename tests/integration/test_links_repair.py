@@ -111,7 +111,7 @@ def test_repair_adopts_an_unambiguous_local_customer_and_dry_run_plans_only(
     )
     conn.commit()
     plan = links.repair_plan(conn)
-    assert [(a[0], a[2]) for a in plan.adopt] == [(local[0], "TX00000007")]
+    assert [(a[0], a[2]) for a in plan.adopt] == [(str(local[0]), "TX00000007")]
     assert _number_of_order(conn, "o-7") is None, "planning changed something"
     assert links.repair(conn, plan, "ops:8").changed == 1
     assert _number_of_order(conn, "o-7") == "TX00000007"

@@ -381,6 +381,7 @@ def test_generated_functions_pass_the_security_rules(mapped: psycopg.Connection[
     ).fetchall()
     owner = _owner(conn)
     assert [g[0] for g in generated] == [
+        "syncmap.create_stub(text)",
         "syncmap.key_of(text)",
         "syncmap.lock_customers(text[])",
         "syncmap.number_of(text)",

@@ -7,17 +7,20 @@
 -- Functions
 -- ---------------------------------------------------------------------------------------------
 
--- Adopt an unlinked local customer: it becomes the linked customer and keeps the shop's key.
+-- Adopt an unlinked local customer (a row of the mapped customer table that is not in
+-- syncmap.customer_map; keys as text): it becomes the linked customer and keeps the shop's key.
 -- The customer row tritonX's number arrived on (a login's stub, or the feed's copy) is absorbed
 -- into it as a merge absorbs an old customer: its rows (a consent given at that login, say) move
 -- over, then the number, the version and the columns tritonX owns (the active mapping's
--- customer.columns) move onto the local row, and the absorbed row goes. Columns tritonX does not
--- own keep the local customer's values. Used by login, link repair and bootstrap; only for the
--- pair sync._adoption_match names (tritonX's own e-mail matches exactly this local customer).
+-- customer.columns) move onto the local row, and so does its sync.customer_link row (number
+-- and/or version kept there); a local customer that points to no [[related]] row (its address)
+-- takes the absorbed row's, one that points to its own keeps it. Columns tritonX does not own
+-- keep the local customer's values. Used by login, link repair and bootstrap; only for the pair
+-- sync._adoption_match names (tritonX's own e-mail matches exactly this local customer).
 -- Returns the rows moved per table.
--- Example: SELECT sync.adopt_local_customer(42, 4711, 'ops:links-repair');
-CREATE OR REPLACE FUNCTION sync.adopt_local_customer(
-    p_local_id bigint, p_linked_id bigint, p_actor text)
+-- Example: SELECT sync.adopt_local_customer_key('42', '4711', 'ops:links-repair');
+CREATE OR REPLACE FUNCTION sync.adopt_local_customer_key(
+    p_local_key text, p_linked_key text, p_actor text)
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -25,35 +28,64 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    started timestamptz := pg_catalog.clock_timestamp();
-    number  text;
-    linked  jsonb;
-    owned   text;
-    moved   record;
+    started  timestamptz := pg_catalog.clock_timestamp();
+    mapped   record;
+    number   text;
+    linked   jsonb;
+    link     record;
+    owned    text;
+    pointers text;
+    present  boolean;
+    moved    record;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
-    PERFORM FROM shop.customer AS c WHERE c.id IN (p_local_id, p_linked_id)
-    ORDER BY c.id FOR UPDATE;
-    IF NOT EXISTS (SELECT FROM shop.customer AS c
-                   WHERE c.id = p_local_id AND c.customer_number IS NULL) THEN
-        RAISE EXCEPTION 'customer % is not an unlinked local customer', p_local_id
+    PERFORM sync._checked_length(p_local_key, 200, 'local customer key');
+    PERFORM sync._checked_length(p_linked_key, 200, 'linked customer key');
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    PERFORM syncmap.lock_customers(ARRAY[p_local_key, p_linked_key]);
+    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS c WHERE c.%I = $1::%s)',
+                              mapped.relation, mapped.key_column, mapped.key_type)
+        INTO present USING p_local_key;
+    IF NOT present OR syncmap.number_of(p_local_key) IS NOT NULL THEN
+        RAISE EXCEPTION 'customer % is not an unlinked local customer', p_local_key
             USING ERRCODE = 'SY050';
     END IF;
-    SELECT c.customer_number, pg_catalog.to_jsonb(c) INTO number, linked
-    FROM shop.customer AS c WHERE c.id = p_linked_id;
+    number := syncmap.number_of(p_linked_key);
     IF number IS NULL THEN
-        RAISE EXCEPTION 'customer % is not linked to tritonX', p_linked_id
+        RAISE EXCEPTION 'customer % is not linked to tritonX', p_linked_key
             USING ERRCODE = 'SY051';
     END IF;
-    -- only the pair tritonX's own e-mail names: nobody moves a stranger's orders by ids alone
-    IF NOT EXISTS (SELECT FROM sync._adoption_match(p_linked_id) AS m
-                   WHERE m.local_ids = ARRAY[p_local_id] AND NOT m.shared) THEN
+    -- only the pair tritonX's own e-mail names: nobody moves a stranger's orders by keys alone
+    IF NOT EXISTS (SELECT FROM sync._adoption_match(p_linked_key) AS m
+                   WHERE m.local_keys = ARRAY[p_local_key] AND NOT m.shared) THEN
         RAISE EXCEPTION 'customer % is not the one local customer tritonX''s e-mail of customer '
-                        '% matches', p_local_id, p_linked_id
+                        '% matches', p_local_key, p_linked_key
             USING ERRCODE = 'SY052';
     END IF;
-    -- the absorbed row is deleted before its number moves: the number stays unique throughout
-    SELECT * INTO moved FROM sync._move_customer(p_linked_id::text, p_local_id::text);
+    EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(c) FROM %s AS c WHERE c.%I = $1::%s',
+                              mapped.relation, mapped.key_column, mapped.key_type)
+        INTO linked USING p_linked_key;
+    SELECT l.customer_number, l.version INTO link
+    FROM sync.customer_link AS l WHERE l.customer_key = p_linked_key;
+    -- a local customer pointing to no related row takes the absorbed row's (kept: in use)
+    SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = coalesce(s.%1$I, o.%1$I)', r.col),
+                                 ', ')
+    INTO pointers
+    FROM sync.mapping_version AS v
+    CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+        CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+             THEN v.document -> 'related' ELSE '[]' END) AS x (item)
+    CROSS JOIN LATERAL (SELECT x.item #>> '{via,customer_column}') AS r (col)
+    WHERE v.active AND r.col IS NOT NULL;
+    IF pointers IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'UPDATE %1$s AS s SET %2$s FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS o '
+            'WHERE s.%3$I = $2::%4$s',
+            mapped.relation, pointers, mapped.key_column, mapped.key_type)
+            USING linked, p_local_key;
+    END IF;
+    -- the absorbed row (and its link row) go before its number moves: it stays unique throughout
+    SELECT * INTO moved FROM sync._move_customer(p_linked_key, p_local_key);
     SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = o.%1$I', o.column_name), ', ')
     INTO owned
     FROM sync.mapping_version AS v
@@ -62,21 +94,41 @@ BEGIN
         UNION ALL SELECT v.document #>> '{customer,number,column}'
         UNION ALL SELECT v.document #>> '{customer,version,column}') AS o (column_name)
     WHERE v.active AND o.column_name IS NOT NULL;
-    EXECUTE pg_catalog.format(
-        'UPDATE shop.customer AS s SET %s '
-        'FROM pg_catalog.jsonb_populate_record(NULL::shop.customer, $1) AS o WHERE s.id = $2',
-        owned)
-        USING linked, p_local_id;
+    IF owned IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'UPDATE %1$s AS s SET %2$s FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS o '
+            'WHERE s.%3$I = $2::%4$s',
+            mapped.relation, owned, mapped.key_column, mapped.key_type)
+            USING linked, p_local_key;
+    END IF;
+    IF link.customer_number IS NOT NULL OR link.version IS NOT NULL THEN
+        INSERT INTO sync.customer_link (customer_key, customer_number, version)
+        VALUES (p_local_key, link.customer_number, link.version);
+    END IF;
     UPDATE sync.link_conflict AS l SET resolved_at = pg_catalog.now()
-    WHERE p_local_id = ANY (l.candidate_ids) AND l.resolved_at IS NULL;
+    WHERE p_local_key = ANY (l.candidate_keys) AND l.resolved_at IS NULL;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
                             reason, duration_ms)
-    VALUES (p_actor, 'customer.adopted', 'applied', number, p_local_id, moved.counts,
+    VALUES (p_actor, 'customer.adopted', 'applied', number,
+            (sync._key_ids(ARRAY[p_local_key]))[1], moved.counts,
             pg_catalog.format('local customer %s adopted; customer %s absorbed into it',
-                              p_local_id, p_linked_id),
+                              p_local_key, p_linked_key),
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
     RETURN moved.counts;
 END
+$$;
+
+-- sync.adopt_local_customer_key for a mapped key of an integer type (ids as bigint).
+-- Example: SELECT sync.adopt_local_customer(42, 4711, 'ops:links-repair');
+CREATE OR REPLACE FUNCTION sync.adopt_local_customer(
+    p_local_id bigint, p_linked_id bigint, p_actor text)
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync.adopt_local_customer_key(p_local_id::text, p_linked_id::text, p_actor)
 $$;
 
 -- Repair a local customer still linked to a merged-away number (the shop linked it before
@@ -95,49 +147,111 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    started     timestamptz := pg_catalog.clock_timestamp();
-    survivor    text := sync.resolve_customer_number(
-                            sync._checked_length(p_customer_number, 32, 'customer number'));
-    old_id      bigint;
-    survivor_id bigint;
-    erased_as   text;
-    counts      jsonb := '{}';
-    outcome     text := 'applied';
-    why         text;
+    started      timestamptz := pg_catalog.clock_timestamp();
+    survivor     text := sync.resolve_customer_number(
+                             sync._checked_length(p_customer_number, 32, 'customer number'));
+    mapped       record;
+    document     jsonb;
+    old_key      text;
+    survivor_key text;
+    erased_as    text;
+    cleared      text;
+    counts       jsonb := '{}';
+    outcome      text := 'applied';
+    why          text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    SELECT v.document INTO document FROM sync.mapping_version AS v WHERE v.active;
     -- the lock order every merge, anonymisation and concurrent shop write agrees on
-    PERFORM FROM shop.customer AS c
-    WHERE c.customer_number IN (p_customer_number, survivor)
-    ORDER BY c.id
-    FOR UPDATE;
-    SELECT c.id INTO old_id FROM shop.customer AS c WHERE c.customer_number = p_customer_number;
-    SELECT c.id INTO survivor_id FROM shop.customer AS c WHERE c.customer_number = survivor;
+    PERFORM syncmap.lock_customers(ARRAY[syncmap.key_of(p_customer_number),
+                                         syncmap.key_of(survivor)]);
+    old_key := syncmap.key_of(p_customer_number);
+    survivor_key := syncmap.key_of(survivor);
     SELECT t.kind INTO erased_as FROM sync.tombstone AS t WHERE t.customer_number = survivor;
-    IF old_id IS NULL OR survivor = p_customer_number THEN
+    IF old_key IS NULL OR survivor = p_customer_number THEN
         outcome := 'skipped';
         why := 'not linked to a merged-away number';
     ELSIF erased_as IS NOT NULL THEN
         outcome := 'skipped';
         why := pg_catalog.format('survivor %s is %s', survivor, erased_as);
-    ELSIF survivor_id IS NULL THEN
-        UPDATE shop.customer AS c
-        SET customer_number = survivor, tritonx_version = NULL, tritonx_updated_at = NULL
-        WHERE c.id = old_id;
-        survivor_id := old_id;
-        counts := '{"shop.customer": 1}';
+    ELSIF survivor_key IS NULL THEN
+        -- the number (in its column or the link row) becomes the survivor's; the version and
+        -- the column fed by tritonX's updated_at are forgotten, so the survivor's next
+        -- snapshot applies
+        SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', o.key), ', ')
+        INTO cleared
+        FROM pg_catalog.jsonb_each(document #> '{customer,columns}') AS o
+        WHERE coalesce(o.value ->> 'field', o.value #>> '{}') = 'updated_at'
+          AND pg_catalog.jsonb_typeof(o.value) IN ('string', 'object');
+        cleared := pg_catalog.concat_ws(', ',
+            CASE WHEN document #>> '{customer,number,column}' IS NOT NULL
+                 THEN pg_catalog.format('%I = $2', document #>> '{customer,number,column}') END,
+            CASE WHEN document #>> '{customer,version,column}' IS NOT NULL
+                 THEN pg_catalog.format('%I = NULL', document #>> '{customer,version,column}')
+            END,
+            cleared);
+        IF cleared <> '' THEN
+            EXECUTE pg_catalog.format('UPDATE %1$s AS c SET %2$s WHERE c.%3$I = $1::%4$s',
+                                      mapped.relation, cleared, mapped.key_column,
+                                      mapped.key_type)
+                USING old_key, survivor;
+        END IF;
+        UPDATE sync.customer_link AS l
+        SET customer_number = CASE WHEN l.customer_number IS NOT NULL THEN survivor END,
+            version = NULL
+        WHERE l.customer_key = old_key;
+        survivor_key := old_key;
+        counts := pg_catalog.jsonb_build_object(sync._customer_table_name(), 1);
         why := 'link moved to the survivor';
         PERFORM sync.request_refresh(survivor);
     ELSE
         SELECT m.counts, m.reason INTO counts, why
-        FROM sync._move_customer(old_id::text, survivor_id::text) AS m;
+        FROM sync._move_customer(old_key, survivor_key) AS m;
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
                             reason, duration_ms, related_number)
     VALUES (p_actor, 'customer.relinked', outcome, p_customer_number,
-            coalesce(survivor_id, old_id), counts, why,
+            (sync._key_ids(ARRAY[coalesce(survivor_key, old_key)]))[1], counts, why,
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, survivor);
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
+END
+$$;
+
+-- What `syncctl links repair` moves: the customers of the mapped table still linked to a
+-- merged-away number, with the survivor's number (numbers only), oldest link first.
+-- Example: SELECT * FROM sync.misdirected_links();
+CREATE OR REPLACE FUNCTION sync.misdirected_links()
+RETURNS TABLE (customer_number text, survivor_number text)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT m.customer_number, r.survivor_number
+    FROM syncmap.customer_map AS m
+    JOIN sync.redirect AS r ON r.old_number = m.customer_number
+    ORDER BY m.customer_key;
+END
+$$;
+
+-- A random sample of up to p_limit linked tritonX numbers of the mapped table (what
+-- `syncctl links check --probe N` asks tritonX about).
+-- Example: SELECT * FROM sync.sample_linked_numbers(100);
+CREATE OR REPLACE FUNCTION sync.sample_linked_numbers(p_limit integer)
+RETURNS TABLE (customer_number text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT m.customer_number FROM syncmap.customer_map AS m
+    ORDER BY pg_catalog.random()
+    LIMIT LEAST(GREATEST(p_limit, 0), 100000);
 END
 $$;
 
@@ -145,41 +259,71 @@ $$;
 -- Views
 -- ---------------------------------------------------------------------------------------------
 
+-- The counts `syncctl status`, `links check` and bootstrap's report give, on the mapped customer
+-- table (any schema, any key type): customers linked to a tritonX number (in
+-- syncmap.customer_map), local customers without one (the table's other rows), groups of
+-- customers sharing one normalised e-mail (on the mapped e-mail column, sync._email_column; 0
+-- when the mapping has none), customers linked to a merged-away number, and open link
+-- conflicts. Counts only, no personal data.
+-- Example: SELECT * FROM sync.link_counts();
+CREATE OR REPLACE FUNCTION sync.link_counts()
+RETURNS TABLE (linked bigint, unlinked bigint, shared_emails bigint, merged_away bigint,
+               open_conflicts bigint)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped record;
+    email  name := sync._email_column();
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    open_conflicts := (SELECT count(*) FROM sync.link_conflict AS l WHERE l.resolved_at IS NULL);
+    merged_away := (SELECT count(*) FROM syncmap.customer_map AS m
+                    JOIN sync.redirect AS r ON r.old_number = m.customer_number);
+    linked := (SELECT count(*) FROM syncmap.customer_map);
+    EXECUTE pg_catalog.format('SELECT count(*) FROM %s', mapped.relation) INTO unlinked;
+    unlinked := unlinked - linked;
+    shared_emails := 0;
+    IF email IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'SELECT count(*) FROM (SELECT FROM %s AS c WHERE c.%2$I IS NOT NULL '
+            'GROUP BY sync.normalise_email(c.%2$I::text) HAVING count(*) > 1) AS g',
+            mapped.relation, email)
+            INTO shared_emails;
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
 -- What `syncctl links check` reports: one row an anomaly kind, with a count.
 CREATE OR REPLACE VIEW sync.link_anomaly AS
-SELECT 'several local customers with one email' AS anomaly, count(*) AS customers
-FROM (SELECT sync.normalise_email(c.email) FROM shop.customer AS c
-      WHERE c.email IS NOT NULL
-      GROUP BY 1 HAVING count(*) > 1) AS g
-UNION ALL
-SELECT 'linked to a merged-away number', count(*)
-FROM shop.customer AS c JOIN sync.redirect AS r ON r.old_number = c.customer_number
-UNION ALL
-SELECT 'local customer without a tritonX number', count(*)
-FROM shop.customer AS c WHERE c.customer_number IS NULL
-UNION ALL
-SELECT 'open link conflicts', count(*)
-FROM sync.link_conflict AS l WHERE l.resolved_at IS NULL;
+SELECT a.anomaly, a.customers
+FROM sync.link_counts() AS c
+CROSS JOIN LATERAL (VALUES ('several local customers with one email', c.shared_emails),
+                           ('linked to a merged-away number', c.merged_away),
+                           ('local customer without a tritonX number', c.unlinked),
+                           ('open link conflicts', c.open_conflicts)) AS a (anomaly, customers);
 
--- Linked customers whose tritonX e-mail (from a snapshot) matches unlinked local customers,
--- as sync._adoption_match decides it: linked_id, customer_number, local_ids, shared.
-CREATE OR REPLACE VIEW sync.adoption_match AS
-SELECT m.linked_id, m.customer_number, m.local_ids, m.shared
-FROM shop.customer AS linked
-CROSS JOIN LATERAL sync._adoption_match(linked.id) AS m
-WHERE linked.customer_number IS NOT NULL
-  AND linked.tritonx_version IS NOT NULL
-  AND sync.normalise_email(linked.email) IN (
-      SELECT sync.normalise_email(l.email) FROM shop.customer AS l
-      WHERE l.customer_number IS NULL AND l.email IS NOT NULL);
+-- Linked customers whose tritonX e-mail (from a snapshot) matches unlinked local customers, as
+-- sync._adoption_match decides it: keys as text (linked_key, local_keys), and as bigint ids
+-- (linked_id, local_ids) when the mapped key is an integer.
+DROP VIEW IF EXISTS sync.adoptable_customer;
+DROP VIEW IF EXISTS sync.adoption_match;
+CREATE VIEW sync.adoption_match AS
+SELECT (sync._key_ids(ARRAY[m.linked_key]))[1] AS linked_id, m.customer_number,
+       sync._key_ids(m.local_keys) AS local_ids, m.shared, m.linked_key, m.local_keys
+FROM sync._adoption_match(NULL) AS m;
 
 -- What `syncctl links repair` (and bootstrap) adopt: the unlinked local customer that is the
 -- only one with a linked customer's tritonX e-mail, when no other linked customer has it.
 -- Two unlinked local customers with one e-mail adopt neither (a link conflict, as at login).
-CREATE OR REPLACE VIEW sync.adoptable_customer AS
-SELECT m.local_ids[1] AS local_id, m.linked_id, m.customer_number
+CREATE VIEW sync.adoptable_customer AS
+SELECT m.local_ids[1] AS local_id, m.linked_id, m.customer_number,
+       m.local_keys[1] AS local_key, m.linked_key
 FROM sync.adoption_match AS m
-WHERE pg_catalog.cardinality(m.local_ids) = 1 AND NOT m.shared;
+WHERE pg_catalog.cardinality(m.local_keys) = 1 AND NOT m.shared;
 
 -- Record a link conflict for every linked customer whose tritonX e-mail matches several
 -- unlinked local customers (or another linked customer as well), one open conflict a
@@ -193,8 +337,8 @@ VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT count(*) FILTER (WHERE sync._record_ambiguous_adoption(m.customer_number, m.linked_id,
-                                                                  m.local_ids))::integer
+    SELECT count(*) FILTER (WHERE sync._record_ambiguous_adoption(m.customer_number, m.linked_key,
+                                                                  m.local_keys))::integer
     FROM sync.adoption_match AS m
-    WHERE pg_catalog.cardinality(m.local_ids) > 1 OR m.shared
+    WHERE pg_catalog.cardinality(m.local_keys) > 1 OR m.shared
 $$;

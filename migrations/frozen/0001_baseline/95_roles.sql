@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS sync.webshop_function (
 );
 
 INSERT INTO sync.webshop_function (function_signature) VALUES
-    ('sync.login(text, text)'),
+    ('sync.login(text, text)'), ('sync.login_key(text, text)'),
     ('sync.request_refresh(text)'),
     ('sync.resolve_customer(text)'),
     ('sync.resolve_customer_key(text)'),
@@ -193,6 +193,10 @@ BEGIN
         'sync.retry_outbox(bigint)',
         'sync.drop_payloads(interval, integer)',
         'sync.adopt_local_customer(bigint, bigint, text)',
+        'sync.adopt_local_customer_key(text, text, text)',
+        'sync.link_counts()',
+        'sync.misdirected_links()',
+        'sync.sample_linked_numbers(integer)',
         'sync.repair_redirected_link(text, text)',
         'sync.record_adoption_conflicts()',
         'sync.retry_dead_letter(bigint)',
