@@ -342,7 +342,7 @@ class BoutiqueUnderTest:
         )
         conn.execute(
             "SELECT sync.install_mapping(%s::jsonb, %s)",
-            [json.dumps(Boutique().mapping), "tests/shops/boutique.toml"],
+            [json.dumps(self.shop.mapping), "tests/shops/boutique.toml"],
         )
         conn.execute("RESET ROLE")
         row = conn.execute("SELECT count(*) FROM sync.unclassified_columns()").fetchone()
@@ -696,7 +696,7 @@ def assert_customers_equal_the_mapping(
         ).fetchall()
     }
     assert set(mapped) == expected.customers
-    document = shop.mapping  # type: ignore[attr-defined]
+    document = shop.mapping
     number = number_column(document)
     assert number is not None
     mismatches: list[str] = []
