@@ -43,6 +43,11 @@ class ShopSchema(Protocol):
         ...
 
     @property
+    def mapping(self) -> dict[str, Any]:
+        """The mapping document, as the loader hands it to the engine."""
+        ...
+
+    @property
     def customer_table(self) -> LiteralString:
         """The customer table, qualified and quoted: '"crm"."customer"'."""
         ...
