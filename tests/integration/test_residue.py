@@ -640,7 +640,7 @@ def test_anonymised_people_leave_no_residue_anywhere_on_the_boutique(
     with orders) and by number (sync.anonymise_customer, then tritonX's event coming back), none
     of the people's values is left in any text or json column of any table, the boutique's
     (customer, address, orders in every partition, reviews) and the engine's."""
-    schema = BoutiqueUnderTest(unused_addresses=True)
+    schema = BoutiqueUnderTest()
     schema.prepare(conn)
     conn.commit()
     shop = schema.shop
@@ -710,15 +710,10 @@ def test_anonymised_people_leave_no_residue_anywhere_on_the_boutique(
     assert outbox == (len(by_number),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: two customers sharing an address, both upserted in one batch, each get a"
-    " copy; the shared row keeps the old address, used by nobody, and no anonymisation reaches it",
-)
 def test_a_shared_address_both_customers_leave_in_one_batch_leaves_no_residue(
     conn: psycopg.Connection[Any],
 ) -> None:
-    schema = BoutiqueUnderTest(unused_addresses=True)
+    schema = BoutiqueUnderTest()
     schema.prepare(conn)
     conn.commit()
     stage(conn, [upserted("TX00000911", 1), upserted("TX00000912", 1, street="Gedeeldpad")])

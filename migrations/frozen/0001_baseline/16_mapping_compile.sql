@@ -370,9 +370,16 @@ BEGIN
             CONTINUE;
         END IF;
         -- shared: another customer points to the row, or any other row refers to it by a
-        -- foreign key (partitions' cloned keys are their parent's)
+        -- foreign key (partitions' cloned keys are their parent's). Customers of this page that
+        -- share a row nobody else uses leave it as one after the other would: the one with the
+        -- lowest key keeps it (updated in place), the others get copies; were they all copied,
+        -- the row would stay behind with nobody pointing to it, holding the old address.
         SELECT pg_catalog.format(
-                   'EXISTS (SELECT FROM %1$s AS o WHERE o.%2$I = c.%2$I AND o.%3$I <> c.%3$I)',
+                   'EXISTS (SELECT FROM %1$s AS o WHERE o.%2$I = c.%2$I AND o.%3$I <> c.%3$I '
+                   'AND (o.%3$I < c.%3$I OR NOT EXISTS (SELECT FROM src AS s2 '
+                   'JOIN syncmap.customer_map AS m2 ON m2.customer_number = s2.number '
+                   'WHERE m2.customer_key = o.%3$I AND NOT s2.is_new '
+                   'AND (m2.version IS NULL OR m2.version < s2.version))))',
                    crel, ptr, ckey)
                || coalesce(pg_catalog.string_agg(
                       pg_catalog.format(' OR EXISTS (SELECT FROM %s AS o WHERE o.%I = c.%I)',
