@@ -453,6 +453,20 @@ def test_a_number_kept_in_the_link_table(conn: psycopg.Connection[Any]) -> None:
         " AND outcome = 'applied'",
         [number],
     ).fetchall() == [(person[0],)]
+    # the shop deletes the customer row itself: tritonX's next snapshot creates it again and
+    # the link moves to the new row (it was a dead letter: the dead link row held the number)
+    conn.execute("DELETE FROM lshop.person WHERE pid = %s", [person[0]])
+    conn.commit()
+    again = [upserted(number, 4, email=mail)]
+    stage(conn, again)
+    assert _outcomes(conn, again) == [("applied", "created")]
+    moved = conn.execute(
+        "SELECT p.pid, p.ver FROM lshop.person AS p"
+        " JOIN sync.customer_link AS l ON l.customer_key = p.pid::text"
+        " WHERE l.customer_number = %s",
+        [number],
+    ).fetchone()
+    assert moved is not None and moved[0] != person[0] and moved[1] == 4
 
 
 def test_only_the_owner_installs_a_mapping(conn: psycopg.Connection[Any]) -> None:

@@ -506,12 +506,20 @@ BEGIN
             CASE WHEN num_col IS NULL THEN 'updated.number' ELSE 'NULL::text' END,
             CASE WHEN ver_col IS NULL THEN 'updated.version' ELSE 'NULL::integer' END);
         ctes := ctes || pg_catalog.format(
-            'link_created AS (INSERT INTO sync.customer_link (customer_key, customer_number, '
-            'version) SELECT new.key::text, %1$s, %2$s FROM new '
-            'WHERE new.key IN (SELECT inserted.key FROM inserted) '
-            'ON CONFLICT DO NOTHING RETURNING 1)',
+            'link_created AS (INSERT INTO sync.customer_link AS l (customer_key, '
+            'customer_number, version) SELECT new.key::text, %1$s, %2$s FROM new '
+            'WHERE new.key IN (SELECT inserted.key FROM inserted) %3$s RETURNING 1)',
             CASE WHEN num_col IS NULL THEN 'new.number' ELSE 'NULL::text' END,
-            CASE WHEN ver_col IS NULL THEN 'new.version' ELSE 'NULL::integer' END);
+            CASE WHEN ver_col IS NULL THEN 'new.version' ELSE 'NULL::integer' END,
+            -- a number whose customer row the shop deleted: the link moves to the new row
+            -- (tritonX is leading, as on a shop column); a live customer holding the number is
+            -- a concurrent creator, counted as a mismatch (the page retries)
+            CASE WHEN num_col IS NULL THEN pg_catalog.format(
+                     'ON CONFLICT (customer_number) DO UPDATE SET customer_key = '
+                     'excluded.customer_key, version = excluded.version WHERE NOT EXISTS '
+                     '(SELECT FROM %1$s AS c WHERE c.%2$I = l.customer_key::%3$s)',
+                     crel, ckey, ckeytype)
+                 ELSE 'ON CONFLICT DO NOTHING' END);
         IF ver_col IS NULL THEN
             written := '(SELECT count(*) FROM link_updated)';
         END IF;
