@@ -248,11 +248,50 @@ AS $$
     SELECT * FROM sync._number_erasure_plan(p_number, true)
 $$;
 
+-- The back-office button for any key type: anonymise the local customer whose key (as text, the
+-- key's own text form: '42', a uuid) is p_customer_key, and queue the event that tells tritonX
+-- (when the customer has a number). A key that is not of the key's type, or names nobody, is
+-- SY020; the key is never echoed.
+-- Example: SELECT sync.anonymise_from_backoffice_key('4b9f6a1e-...', 'AVG', 'backoffice:42');
+CREATE OR REPLACE FUNCTION sync.anonymise_from_backoffice_key(
+    p_customer_key text, p_reason_code text, p_actor text)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean := false;
+BEGIN
+    PERFORM sync._checked_identifier(p_reason_code, 'reason code');
+    PERFORM sync._checked_identifier(p_actor, 'actor');
+    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    IF NOT EXISTS (SELECT FROM sync.mapped_customer()) THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
+    END IF;
+    BEGIN
+        -- the key is cast to the mapped key's type: one that does not fit names nobody
+        PERFORM syncmap.lock_customers(ARRAY[p_customer_key]);
+        found := sync._customer_exists(p_customer_key);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        found := false;
+    END;
+    IF NOT found THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020',
+            MESSAGE = 'no local customer has this key (anonymise by number: '
+                      'sync.anonymise_customer)';
+    END IF;
+    RETURN sync._anonymise_locally(p_customer_key, syncmap.number_of(p_customer_key),
+                                   p_reason_code, p_actor);
+END
+$$;
+
 -- The back-office "Anonimiseren" button: anonymise the local customer p_customer_id now and,
 -- when it has a tritonX number, queue customer.anonymize_requested in sync.outbox in the same
 -- transaction. Returns {"outcome", "reason", "counts", "customer_id", "outbox_id"}.
--- p_customer_id is the mapped customer's key; a shop whose key is not an integer (uuid, text)
--- anonymises by number (sync.anonymise_customer): ids raise SY020 there.
+-- p_customer_id is the mapped customer's key, for integer keys; a shop whose key is a uuid or
+-- text calls sync.anonymise_from_backoffice_key (ids raise SY020 there).
 -- Raises SY020 (unknown id), SY021 (already anonymised), SY022, SY023.
 -- Example: SELECT sync.anonymise_from_backoffice(42, 'AVG', 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION sync.anonymise_from_backoffice(
@@ -264,34 +303,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    local_key text := p_customer_id::text;
-    key_type  pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
+    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
 BEGIN
-    PERFORM sync._checked_identifier(p_reason_code, 'reason code');
-    PERFORM sync._checked_identifier(p_actor, 'actor');
-    IF key_type IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
-    END IF;
-    IF key_type NOT IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
-                        'bigint'::pg_catalog.regtype) THEN
+    IF key_type IS NOT NULL
+       AND key_type NOT IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
+                            'bigint'::pg_catalog.regtype) THEN
+        PERFORM sync._checked_identifier(p_reason_code, 'reason code');
+        PERFORM sync._checked_identifier(p_actor, 'actor');
         RAISE EXCEPTION USING ERRCODE = 'SY020',
             MESSAGE = pg_catalog.format(
                 'customer id %s does not exist: the mapped customer key is %s'
-                ' (anonymise by number: sync.anonymise_customer)', p_customer_id, key_type);
+                ' (sync.anonymise_from_backoffice_key takes it as text)', p_customer_id,
+                key_type);
     END IF;
-    -- an id outside the key's range names no customer (the cast would fail)
-    IF key_type = 'bigint'::pg_catalog.regtype
-       OR (key_type = 'integer'::pg_catalog.regtype
-           AND p_customer_id BETWEEN -2147483648 AND 2147483647)
-       OR p_customer_id BETWEEN -32768 AND 32767 THEN
-        PERFORM syncmap.lock_customers(ARRAY[local_key]);
-        IF sync._customer_exists(local_key) THEN
-            RETURN sync._anonymise_locally(local_key, syncmap.number_of(local_key),
-                                           p_reason_code, p_actor);
-        END IF;
-    END IF;
-    RAISE EXCEPTION USING ERRCODE = 'SY020',
-        MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
+    RETURN sync.anonymise_from_backoffice_key(p_customer_id::text, p_reason_code, p_actor);
 END
 $$;
 

@@ -51,6 +51,7 @@ INSERT INTO sync.webshop_function (function_signature) VALUES
     ('sync.resolve_customer_key(text)'),
     ('sync.resolve_customer_number(text)'),
     ('sync.anonymise_from_backoffice(bigint, text, text)'),
+    ('sync.anonymise_from_backoffice_key(text, text, text)'),
     ('gdpr.record_consent(bigint, text, boolean, text, text, timestamptz)'),
     ('gdpr.has_consent(bigint, text)'),
     ('gdpr.subject_data(bigint, timestamptz)'),

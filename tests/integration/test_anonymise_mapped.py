@@ -524,6 +524,35 @@ def test_the_back_office_id_of_a_uuid_keyed_customer_is_refused_without_data(
     boutique.rollback()
 
 
+def test_the_back_office_anonymises_a_uuid_keyed_customer_by_its_key(
+    boutique: psycopg.Connection[Any],
+) -> None:
+    key, person = _customer(boutique, "TX00000193")
+    local, _ = _customer(boutique, "TX00000194")
+    boutique.execute("UPDATE crm.customer SET tx_ref = NULL WHERE customer_uuid = %s", [local])
+    boutique.commit()
+    for customer in (key, local):  # a linked customer, and a local one without a number
+        result = boutique.execute(
+            "SELECT sync.anonymise_from_backoffice_key(%s, 'AVG', 'backoffice:t')",
+            [str(customer)],
+        ).fetchone()
+        assert result is not None and result[0]["outcome"] == "applied"
+        assert _customer_row(boutique, customer)["full_name"] == "(anonymised)"  # type: ignore[index]
+    boutique.commit()
+    assert _residue(boutique, person) == []
+    queued = boutique.execute("SELECT customer_number FROM sync.outbox").fetchall()
+    assert queued == [("TX00000193",)], "tritonX is told of its own customer only"
+    # a key that is not a uuid, or names nobody: SY020, the key never echoed
+    for hostile in ("not-a-uuid", str(uuid.uuid4()), "42"):
+        with pytest.raises(psycopg.Error) as refused:
+            boutique.execute(
+                "SELECT sync.anonymise_from_backoffice_key(%s, 'AVG', 'backoffice:t')", [hostile]
+            )
+        assert refused.value.sqlstate == "SY020"
+        assert hostile not in str(refused.value)
+        boutique.rollback()
+
+
 def test_an_unclassified_column_of_the_address_table_refuses_the_anonymisation(
     boutique: psycopg.Connection[Any],
 ) -> None:
