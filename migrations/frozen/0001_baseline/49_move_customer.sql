@@ -128,19 +128,7 @@ DECLARE
     unused  text;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
-    FOR related IN
-        SELECT pg_catalog.format('%I.%I', r.item ->> 'schema', r.item ->> 'table')
-                   ::pg_catalog.regclass AS relation,
-               pg_catalog.concat_ws('.', r.item ->> 'schema', r.item ->> 'table') AS name,
-               (r.item ->> 'key')::name AS key_column,
-               (r.item #>> '{via,customer_column}')::name AS pointer
-        FROM sync.mapping_version AS v
-        CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
-            CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
-                 THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS r (item, ord)
-        WHERE v.active AND (r.item #>> '{via,customer_column}') IS NOT NULL
-        ORDER BY r.ord
-    LOOP
+    FOR related IN SELECT * FROM sync._pointed_tables() LOOP
         -- a related table whose rows also reference the customer (an address book with a
         -- default address) is re-pointed with the customer's other rows: the row moves along
         CONTINUE WHEN EXISTS (SELECT FROM sync.customer_links() AS l
@@ -170,13 +158,10 @@ BEGIN
             UNION
             SELECT mapped.relation, related.pointer
         ) AS u;
-        qualified_name := related.name;
+        qualified_name := related.qualified_name;
         unused := pg_catalog.format(
             '%1$s AS r WHERE r.%2$I = $1::%3$s%4$s',
-            related.relation, related.key_column,
-            (SELECT a.atttypid::pg_catalog.regtype FROM pg_catalog.pg_attribute AS a
-             WHERE a.attrelid = related.relation AND a.attname = related.key_column),
-            unused);
+            related.relation, related.key_column, related.key_type, unused);
         counted := 'SELECT count(*) FROM ' || unused;
         deletable := 'DELETE FROM ' || unused;
         RETURN NEXT;
