@@ -9,7 +9,6 @@ the customer, address or order tables."""
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -21,65 +20,10 @@ import pytest
 
 from tests.feed import event, snapshot, stage, upserted
 from tests.shops import Boutique
+from tests.shops.binding import bind_boutique
 
 SHOP = Boutique()
 
-# Every column of the boutique's customer-linked tables, classified as a DBA would (the reference
-# shop's seeds in sql/40_registry.sql are the model); orders gain a personal column for the test.
-PII: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {
-    ("crm", "customer"): {
-        "customer_uuid": ("not_personal", None),
-        "tx_ref": ("not_personal", None),
-        "full_name": ("fixed", "(anonymised)"),
-        "email": ("placeholder", "anon-{id}@invalid"),
-        "sex": ("null", None),
-        "birthday": ("year", None),
-        "phone": ("null", None),
-        "is_blocked": ("keep", None),
-        "newsletter": ("fixed", "N"),
-        "segment": ("not_personal", None),
-        "shop_id": ("not_personal", None),
-        "address_id": ("not_personal", None),
-        "notes": ("null", None),
-        "created_at": ("not_personal", None),
-        "modified_at": ("not_personal", None),
-    },
-    ("crm", "CustomerAddress"): {
-        "id": ("not_personal", None),
-        "street": ("null", None),
-        "zip": ("null", None),
-        "city": ("null", None),
-        "country": ("keep", None),
-        "created_by": ("not_personal", None),
-    },
-    ("crm", "favourite"): {
-        "customer_uuid": ("not_personal", None),
-        "sku": ("not_personal", None),
-        "added_at": ("not_personal", None),
-    },
-    ("sales", "orders"): {
-        "id": ("not_personal", None),
-        "customer_uuid": ("not_personal", None),
-        "order_number": ("not_personal", None),
-        "placed_at": ("not_personal", None),
-        "status": ("not_personal", None),
-        "total_amount": ("not_personal", None),
-        "delivery_name": ("null", None),
-    },
-    ("sales", "Review"): {
-        "id": ("not_personal", None),
-        "customer_ref": ("not_personal", None),
-        "sku": ("not_personal", None),
-        "rating": ("not_personal", None),
-        "body": ("null", None),
-        "written_at": ("not_personal", None),
-    },
-}
-RULES = [
-    ("crm", "favourite", "delete_rows", False),
-    ("sales", "orders", "scrub", True),
-    ("sales", "Review", "delete_rows", False),
-]
 # one order in a monthly partition, one in another, one in the default partition
 ORDER_TIMES = ("2026-01-15T10:00:00+00:00", "2026-06-30T23:00:00+00:00", "2028-02-01T00:00Z")
 ADDRESS = 'crm."CustomerAddress"'
@@ -88,33 +32,7 @@ ADDRESS = 'crm."CustomerAddress"'
 @pytest.fixture
 def boutique(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """The boutique installed, granted, classified and mapped (the engine bound to it)."""
-    SHOP.install(conn)
-    conn.execute("ALTER TABLE sales.orders ADD COLUMN IF NOT EXISTS delivery_name text")
-    conn.execute("GRANT USAGE ON SCHEMA crm, sales TO syncctl_owner")
-    conn.execute(
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm, sales TO syncctl_owner"
-    )
-    conn.execute('GRANT USAGE ON SEQUENCE crm."CustomerAddress_id_seq" TO syncctl_owner')
-    conn.execute("SET ROLE syncctl_owner")
-    for (schema, table), columns in PII.items():
-        for column, (strategy, value) in columns.items():
-            conn.execute(
-                "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy,"
-                " value) VALUES (%s, %s, %s, %s, %s)",
-                [schema, table, column, strategy, value],
-            )
-    for schema, table, action, bookkeeping in RULES:
-        conn.execute(
-            "INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)"
-            " VALUES (%s, %s, %s, %s)",
-            [schema, table, action, bookkeeping],
-        )
-    conn.execute(
-        "SELECT sync.install_mapping(%s::jsonb, %s)",
-        [json.dumps(SHOP.mapping), "tests/shops/boutique.toml"],
-    )
-    conn.execute("RESET ROLE")
-    conn.commit()
+    bind_boutique(conn, SHOP, classified=True)
     assert conn.execute("SELECT count(*) FROM sync.unclassified_columns()").fetchone() == (0,)
     yield conn
 

@@ -22,11 +22,12 @@ from click.testing import CliRunner
 from syncctl import engine
 from syncctl.cli.engine import coverage
 from tests.integration import test_anonymise_mapped
+from tests.shops.binding import PII
 
 boutique = test_anonymise_mapped.boutique  # the boutique, granted, classified and mapped
 ADDRESS = test_anonymise_mapped.ADDRESS
 ADDRESS_NAME = "crm.CustomerAddress"
-ADDRESS_PII = test_anonymise_mapped.PII[("crm", "CustomerAddress")]
+ADDRESS_PII = PII[("crm", "CustomerAddress")]
 OWNER = "syncctl_owner"
 
 

@@ -6,7 +6,6 @@ bootstrap on a populated boutique adopts the shop's own customers and keeps thei
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from syncctl.simulator.server import SimulatorServer
 from syncctl.tritonx import TritonXClient
 from tests.feed import event, stage, upserted
 from tests.shops import Boutique
+from tests.shops.binding import bind_boutique
 from tests.shops.populate import populate_boutique
 
 SHOP = Boutique()
@@ -29,19 +29,7 @@ SHOP = Boutique()
 def boutique(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """The boutique installed, granted and mapped (as tests/integration/test_merge_mapped.py
     does it)."""
-    SHOP.install(conn)
-    conn.execute("GRANT USAGE ON SCHEMA crm, sales TO syncctl_owner")
-    conn.execute(
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm, sales TO syncctl_owner"
-    )
-    conn.execute('GRANT USAGE ON SEQUENCE crm."CustomerAddress_id_seq" TO syncctl_owner')
-    conn.execute("SET ROLE syncctl_owner")
-    conn.execute(
-        "SELECT sync.install_mapping(%s::jsonb, %s)",
-        [json.dumps(SHOP.mapping), "tests/shops/boutique.toml"],
-    )
-    conn.execute("RESET ROLE")
-    conn.commit()
+    bind_boutique(conn, SHOP)
     yield conn
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests.feed import event, stage, upserted
 from tests.shops import Boutique
+from tests.shops.binding import bind_boutique
 
 SHOP = Boutique()
 # what a merged-away customer leaves in every table (_rows_of)
@@ -29,23 +30,7 @@ GONE = {"orders": 0, "favourites": 0, "reviews": 0, "customer": 0, "link": 0}
 def boutique(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """The boutique installed, granted and mapped (as tests/integration/test_boutique_schema.py
     does it), with a merge rule for crm.favourite declared by the owner."""
-    SHOP.install(conn)
-    conn.execute("GRANT USAGE ON SCHEMA crm, sales TO syncctl_owner")
-    conn.execute(
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm, sales TO syncctl_owner"
-    )
-    conn.execute('GRANT USAGE ON SEQUENCE crm."CustomerAddress_id_seq" TO syncctl_owner')
-    conn.execute("SET ROLE syncctl_owner")
-    conn.execute(
-        "SELECT sync.install_mapping(%s::jsonb, %s)",
-        [json.dumps(SHOP.mapping), "tests/shops/boutique.toml"],
-    )
-    conn.execute(
-        "INSERT INTO sync.merge_rule (table_schema, table_name, rule)"
-        " VALUES ('crm', 'favourite', 'union')"
-    )
-    conn.execute("RESET ROLE")
-    conn.commit()
+    bind_boutique(conn, SHOP, merge_rule=True)
     yield conn
 
 

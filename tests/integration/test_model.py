@@ -34,7 +34,6 @@ for the boutique with the boutique installed, granted, classified and mapped).""
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -54,8 +53,8 @@ from syncctl.loader import read_cursor, stage_page
 from syncctl.simulator.population import customer_number
 from syncctl.simulator.state import TritonX
 from syncctl.tritonx import ChangePage
-from tests.integration.test_anonymise_mapped import PII, RULES
 from tests.shops import Boutique, CustomerKey, ReferenceShop, ShopSchema
+from tests.shops.binding import bind_boutique
 from tests.shops.oracle import number_column
 from tests.truth import assert_database_equals_tritonx
 
@@ -307,39 +306,9 @@ class BoutiqueUnderTest:
     kept_when_erased = False  # crm.favourite and sales."Review": delete_rows
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
-        """Installed, granted, classified (tests/integration/test_anonymise_mapped.py's PII and
-        rules, orders with a personal column), a merge rule for favourites, mapped."""
-        self.shop.install(conn)
-        conn.execute("ALTER TABLE sales.orders ADD COLUMN IF NOT EXISTS delivery_name text")
-        conn.execute("GRANT USAGE ON SCHEMA crm, sales TO syncctl_owner")
-        conn.execute(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm, sales"
-            " TO syncctl_owner"
-        )
-        conn.execute('GRANT USAGE ON SEQUENCE crm."CustomerAddress_id_seq" TO syncctl_owner')
-        conn.execute("SET ROLE syncctl_owner")
-        for (schema, table), columns in PII.items():
-            for column, (strategy, value) in columns.items():
-                conn.execute(
-                    "INSERT INTO sync.pii_column (table_schema, table_name, column_name,"
-                    " strategy, value) VALUES (%s, %s, %s, %s, %s)",
-                    [schema, table, column, strategy, value],
-                )
-        for schema, table, action, bookkeeping in RULES:
-            conn.execute(
-                "INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)"
-                " VALUES (%s, %s, %s, %s)",
-                [schema, table, action, bookkeeping],
-            )
-        conn.execute(
-            "INSERT INTO sync.merge_rule (table_schema, table_name, rule)"
-            " VALUES ('crm', 'favourite', 'union')"
-        )
-        conn.execute(
-            "SELECT sync.install_mapping(%s::jsonb, %s)",
-            [json.dumps(self.shop.mapping), "tests/shops/boutique.toml"],
-        )
-        conn.execute("RESET ROLE")
+        """Installed, granted, classified (orders with a personal column), a merge rule for
+        favourites, mapped (tests/shops/binding.py)."""
+        bind_boutique(conn, self.shop, classified=True, merge_rule=True)
         row = conn.execute("SELECT count(*) FROM sync.unclassified_columns()").fetchone()
         assert row == (0,)
 
