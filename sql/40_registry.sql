@@ -126,15 +126,18 @@ $$;
 
 -- Every customer reference to the mapped customer key (sync.mapped_customer(), the active
 -- mapping's table and key, in any schema): the linked table and its customer column, and how
--- the link is known (`known_by`): a foreign key (`constraint_name` names it) or declared in the
+-- the link is known (`known_by`): a foreign key (`constraint_name` names it), declared in the
 -- mapping (sync._declared_references(); `constraint_name` NULL), for references the shop keeps
--- without a foreign key. A declared column that also has a foreign key is listed once, by the
--- foreign key. Ordered, so every caller locks and changes tables in the same order. A
+-- without a foreign key, or the engine's own (`engine`: gdpr.consent and gdpr.erasure_request,
+-- which hold the key as text in customer_key, whatever the mapped key's type). A declared
+-- column that also has a foreign key is listed once, by the foreign key. `column_type` is the
+-- customer column's type: a statement on a linked table casts the key (as text) to it, so the
+-- column's index is used. Ordered, so every caller locks and changes tables in the same order. A
 -- partitioned table is one table: its parent is listed, not its partitions (the foreign keys
 -- PostgreSQL clones onto partitions have conparentid <> 0); statements on the parent reach every
 -- partition, also later ones. A foreign key declared on one partition only is that partition's
 -- own: the partition is listed.
-DROP FUNCTION IF EXISTS sync.customer_links();  -- its result gains known_by
+DROP FUNCTION IF EXISTS sync.customer_links();  -- its result gains known_by, column_type
 CREATE OR REPLACE FUNCTION sync.customer_links()
 RETURNS TABLE (
     relation        regclass,
@@ -143,7 +146,8 @@ RETURNS TABLE (
     qualified_name  text,
     fk_column       name,
     constraint_name name,
-    known_by        text
+    known_by        text,
+    column_type     regtype
 )
 LANGUAGE sql
 STABLE
@@ -175,13 +179,20 @@ AS $$
                       WHERE v.active AND (v.document ? 'reference' OR v.document ? 'related'))
           AND NOT EXISTS (SELECT FROM foreign_key AS f
                           WHERE f.relid = d.relation AND f.attname = d.column_name)
+        UNION ALL
+        SELECT e.relid, 'customer_key'::name, NULL::name, 'engine'
+        FROM (VALUES (pg_catalog.to_regclass('gdpr.consent')),
+                     (pg_catalog.to_regclass('gdpr.erasure_request'))) AS e (relid)
+        WHERE e.relid IS NOT NULL
+          AND EXISTS (SELECT FROM sync.mapped_customer())
     )
     SELECT l.relid::pg_catalog.regclass, n.nspname, r.relname,
            pg_catalog.concat_ws('.', n.nspname, r.relname),
-           l.attname, l.conname, l.known_by
+           l.attname, l.conname, l.known_by, a.atttypid::pg_catalog.regtype
     FROM link AS l
     JOIN pg_catalog.pg_class AS r ON r.oid = l.relid
     JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+    JOIN pg_catalog.pg_attribute AS a ON a.attrelid = l.relid AND a.attname = l.attname
     ORDER BY n.nspname, r.relname, l.attname
 $$;
 

@@ -94,7 +94,7 @@ BEGIN
     FROM sync.mapped_customer() AS m;
     FOR link IN SELECT * FROM sync.customer_links() LOOP
         EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS o WHERE o.%I = $1::%s',
-                                  link.relation, link.fk_column, mapped.key_type)
+                                  link.relation, link.fk_column, link.column_type)
             INTO rows USING old_key;
         CONTINUE WHEN rows = 0;
         conflicts := 0;
@@ -102,7 +102,7 @@ BEGIN
             EXECUTE pg_catalog.format(
                 'SELECT count(*) FROM %1$s AS o WHERE o.%2$I = $1::%4$s '
                 'AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = $2::%4$s AND %3$s)',
-                link.relation, link.fk_column, key.same_key, mapped.key_type)
+                link.relation, link.fk_column, key.same_key, link.column_type)
                 INTO clashes USING old_key, survivor_key;
             conflicts := conflicts + clashes;
         END LOOP;

@@ -81,27 +81,47 @@ AS $$
 $$;
 
 
--- Whether the mapped customer with key p_key (as text) exists.
-CREATE OR REPLACE FUNCTION sync._customer_exists(p_key text)
-RETURNS boolean
+-- The key of the mapped customer that p_key names, in the key's own text form (the engine's
+-- name of a customer: '042' gives '42', a uuid in capitals its lower-case form), or NULL when
+-- p_key is not of the key's type or names nobody. For keys a caller hands in.
+CREATE OR REPLACE FUNCTION sync._local_customer_key(p_key text)
+RETURNS text
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    mapped record;
-    found  boolean;
+    mapped    record;
+    local_key text;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
     END IF;
-    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t WHERE t.%I = $1::%s)',
-                              mapped.relation, mapped.key_column, mapped.key_type)
-        INTO found USING p_key;
-    RETURN found;
+    IF p_key IS NULL OR pg_catalog.length(p_key) > 100 THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format('SELECT t.%1$I::text FROM %2$s AS t WHERE t.%1$I = $1::%3$s',
+                                  mapped.key_column, mapped.relation, mapped.key_type)
+            INTO local_key USING p_key;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+        RETURN NULL;
+    END;
+    RETURN local_key;
 END
+$$;
+
+-- Whether the mapped customer with key p_key (as text) exists.
+CREATE OR REPLACE FUNCTION sync._customer_exists(p_key text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._local_customer_key(p_key) IS NOT NULL
 $$;
 
 -- The rows the customer p_key points to: per table of sync._pointed_tables(), the pointed-to
@@ -232,7 +252,6 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
     link     record;
     found    boolean;
 BEGIN
@@ -244,7 +263,7 @@ BEGIN
         WHERE r.bookkeeping
     LOOP
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t WHERE t.%I = $1::%s)',
-                                  link.relation, link.fk_column, key_type)
+                                  link.relation, link.fk_column, link.column_type)
             INTO found USING p_key;
         IF found THEN
             RETURN true;
@@ -290,13 +309,13 @@ BEGIN
         CONTINUE WHEN action = 'scrub'
                       AND sync._scrub_assignments(link.relation, link.fk_column) IS NULL;
         EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS t WHERE t.%I = $1::%s',
-                                  link.relation, link.fk_column, mapped.key_type)
+                                  link.relation, link.fk_column, link.column_type)
             INTO rows USING p_key;
         CONTINUE WHEN rows = 0;
         table_name := link.qualified_name;
         relation := link.relation;
         key_column := link.fk_column;
-        key_type := mapped.key_type;
+        key_type := link.column_type;
         target := p_key;
         pointer := NULL;
         related := NULL;

@@ -2,11 +2,15 @@
 -- consent history per customer and policy, and erasure requests. Tables are private; the
 -- functions and views of sql/81..89 are the API (docs/gdpr.md).
 --
--- Keying: gdpr.consent and gdpr.erasure_request reference shop.customer(id), so the engine
--- discovers them as customer-linked tables: a merge re-points them to the survivor (the person's
--- consents and requests follow the person), and they are classified in the PII registry below
--- (no column holds personal data in the clear; the request's digests are pseudonymous and are
--- cleared when the request ends). Policies are not customer data and have no such key.
+-- Keying: gdpr.consent and gdpr.erasure_request name the customer by the mapped customer key
+-- as text (customer_key: the key's own text form, '42' or a uuid, whatever the mapped key's
+-- type), with no foreign key: the shop's customer table and key type are the mapping's. The
+-- engine lists them as customer-linked tables of its own (sync.customer_links(), known_by
+-- engine): a merge re-points them to the survivor (the person's consents and requests follow
+-- the person), a delete of the customer by the engine removes them, and they are classified in
+-- the PII registry below (no column holds personal data in the clear; the request's digests are
+-- pseudonymous and are cleared when the request ends). Policies are not customer data and have
+-- no such key.
 -- Re-runnable.
 --
 -- SQLSTATEs: SY080 unknown policy, SY081 policy state change refused, SY082 invalid policy
@@ -17,8 +21,7 @@ CREATE SCHEMA IF NOT EXISTS gdpr;
 COMMENT ON SCHEMA gdpr IS 'GDPR: data policies, consents, retention, subject access, erasure.';
 
 -- ---------------------------------------------------------------------------------------------
--- Tables, each with its indexes (every foreign key to shop.customer has one: merges and
--- deletes use them)
+-- Tables, each with its indexes (every customer column has one: merges and deletes use them)
 -- ---------------------------------------------------------------------------------------------
 
 -- A data policy: why and how long personal data in its categories may be held. Several are in
@@ -74,7 +77,7 @@ CREATE TABLE IF NOT EXISTS gdpr.policy_category (
 -- policy is the latest row (gdpr.current_consent).
 CREATE TABLE IF NOT EXISTS gdpr.consent (
     id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    customer_id           bigint NOT NULL REFERENCES shop.customer (id),
+    customer_key          text NOT NULL CHECK (pg_catalog.length(customer_key) BETWEEN 1 AND 100),
     policy_id             bigint NOT NULL REFERENCES gdpr.policy (id),
     granted               boolean NOT NULL,
     decided_at            timestamptz NOT NULL DEFAULT now(),
@@ -86,7 +89,7 @@ CREATE TABLE IF NOT EXISTS gdpr.consent (
     recorded_at           timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS consent_customer_policy
-    ON gdpr.consent (customer_id, policy_id, decided_at, id);
+    ON gdpr.consent (customer_key, policy_id, decided_at, id);
 CREATE INDEX IF NOT EXISTS consent_policy_id ON gdpr.consent (policy_id);
 
 -- A subject's request to be erased. received -> verified -> scheduled -> done | failed, or
@@ -95,7 +98,7 @@ CREATE INDEX IF NOT EXISTS consent_policy_id ON gdpr.consent (policy_id);
 -- when the request ends. The residue found is kept as counts per column, never values.
 CREATE TABLE IF NOT EXISTS gdpr.erasure_request (
     id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    customer_id           bigint NOT NULL REFERENCES shop.customer (id),
+    customer_key          text NOT NULL CHECK (pg_catalog.length(customer_key) BETWEEN 1 AND 100),
     state                 text NOT NULL DEFAULT 'received'
                           CHECK (state IN ('received', 'verified', 'scheduled', 'done',
                                            'failed', 'cancelled')),
@@ -113,7 +116,7 @@ CREATE TABLE IF NOT EXISTS gdpr.erasure_request (
     outbox_id             bigint,
     CHECK (state NOT IN ('scheduled', 'done', 'failed') OR scheduled_for IS NOT NULL)
 );
-CREATE INDEX IF NOT EXISTS erasure_request_customer_id ON gdpr.erasure_request (customer_id);
+CREATE INDEX IF NOT EXISTS erasure_request_customer_key ON gdpr.erasure_request (customer_key);
 CREATE INDEX IF NOT EXISTS erasure_request_due ON gdpr.erasure_request (scheduled_for)
     WHERE state = 'scheduled';
 
@@ -138,7 +141,7 @@ CREATE TABLE IF NOT EXISTS gdpr.job_run (
 -- The PII registry for the gdpr tables (sql/40_registry.sql): consents stay after an
 -- anonymisation as evidence of lawful processing (they hold ids, times and codes only);
 -- digests are kept on purpose until the request ends (the residue search needs them after the
--- anonymisation). No merge rule: neither table has a unique key with customer_id in it.
+-- anonymisation). No merge rule: neither table has a unique key with customer_key in it.
 -- ---------------------------------------------------------------------------------------------
 INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)
 VALUES ('gdpr', 'consent', 'scrub', false),
@@ -148,7 +151,7 @@ ON CONFLICT DO NOTHING;
 INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy, value)
 VALUES
     ('gdpr', 'consent', 'id', 'not_personal', NULL),
-    ('gdpr', 'consent', 'customer_id', 'not_personal', NULL),
+    ('gdpr', 'consent', 'customer_key', 'not_personal', NULL),
     ('gdpr', 'consent', 'policy_id', 'not_personal', NULL),
     ('gdpr', 'consent', 'granted', 'not_personal', NULL),
     ('gdpr', 'consent', 'decided_at', 'not_personal', NULL),
@@ -158,7 +161,7 @@ VALUES
     ('gdpr', 'consent', 'recorded_at', 'not_personal', NULL),
 
     ('gdpr', 'erasure_request', 'id', 'not_personal', NULL),
-    ('gdpr', 'erasure_request', 'customer_id', 'not_personal', NULL),
+    ('gdpr', 'erasure_request', 'customer_key', 'not_personal', NULL),
     ('gdpr', 'erasure_request', 'state', 'not_personal', NULL),
     ('gdpr', 'erasure_request', 'received_at', 'not_personal', NULL),
     ('gdpr', 'erasure_request', 'verified_at', 'not_personal', NULL),

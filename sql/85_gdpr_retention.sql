@@ -75,7 +75,7 @@ AS $$
             OR (p.membership = 'customer_group' AND c.customer_group = p.customer_group)
             OR (p.membership = 'consent'
                 AND EXISTS (SELECT FROM gdpr.consent AS g
-                            WHERE g.customer_id = c.id AND g.policy_id = p.id))
+                            WHERE g.customer_key = c.id::text AND g.policy_id = p.id))
         -- index lookups per customer, only where the policy needs them
         LEFT JOIN LATERAL (
             SELECT pg_catalog.max(o.placed_at) AS placed_at
@@ -85,7 +85,8 @@ AS $$
         LEFT JOIN LATERAL (
             SELECT g.granted
             FROM gdpr.consent AS g
-            WHERE p.membership = 'consent' AND g.customer_id = c.id AND g.policy_id = p.id
+            WHERE p.membership = 'consent' AND g.customer_key = c.id::text
+              AND g.policy_id = p.id
             ORDER BY g.decided_at DESC, g.id DESC
             LIMIT 1
         ) AS cc ON true

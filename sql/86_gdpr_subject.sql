@@ -43,8 +43,9 @@ BEGIN
     FOR link IN SELECT * FROM sync.customer_links() LOOP
         RETURN QUERY EXECUTE pg_catalog.format(
             'SELECT %L::text, pg_catalog.to_jsonb(t) - ''digests'' FROM %s AS t '
-            'WHERE t.%I = $1 ORDER BY 2', link.qualified_name, link.relation, link.fk_column)
-            USING p_customer_id;
+            'WHERE t.%I = $1::%s ORDER BY 2', link.qualified_name, link.relation, link.fk_column,
+            link.column_type)
+            USING p_customer_id::text;
         -- one foreign key further: rows hanging off the customer's rows (order lines)
         FOR child IN
             SELECT fk.conrelid::pg_catalog.regclass AS relation,
@@ -68,10 +69,10 @@ BEGIN
         LOOP
             RETURN QUERY EXECUTE pg_catalog.format(
                 'SELECT %L::text, pg_catalog.to_jsonb(x) FROM %s AS x '
-                'WHERE x.%I IN (SELECT p.%I FROM %s AS p WHERE p.%I = $1) ORDER BY 2',
+                'WHERE x.%I IN (SELECT p.%I FROM %s AS p WHERE p.%I = $1::%s) ORDER BY 2',
                 child.qualified_name, child.relation, child.child_column, child.parent_column,
-                link.relation, link.fk_column)
-                USING p_customer_id;
+                link.relation, link.fk_column, link.column_type)
+                USING p_customer_id::text;
         END LOOP;
     END LOOP;
 
@@ -80,7 +81,7 @@ BEGIN
                pg_catalog.jsonb_build_object('policy', cc.policy_code, 'granted', cc.granted,
                                              'decided_at', cc.decided_at, 'source', cc.source,
                                              'text_version', cc.text_version)
-        FROM gdpr.current_consent AS cc WHERE cc.customer_id = p_customer_id
+        FROM gdpr.current_consent AS cc WHERE cc.customer_key = p_customer_id::text
         ORDER BY cc.policy_code;
     RETURN QUERY
         SELECT 'gdpr.policy'::text,
@@ -193,7 +194,7 @@ BEGIN
                 MESSAGE = pg_catalog.format('rectification refused: a value does not fit '
                                             'its field (SQLSTATE %s)', SQLSTATE);
     END;
-    PERFORM gdpr._audit(p_actor, 'customer.rectified', p_customer_id,
+    PERFORM gdpr._audit(p_actor, 'customer.rectified', p_customer_id::text,
                         pg_catalog.jsonb_build_object('fields', pg_catalog.cardinality(names)),
                         'fields: ' || pg_catalog.array_to_string(names, ', '));
     RETURN pg_catalog.jsonb_build_object('fields', pg_catalog.to_jsonb(names));

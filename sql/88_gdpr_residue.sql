@@ -65,7 +65,8 @@ BEGIN
     ),
     linked AS (
         SELECT l.relation::pg_catalog.oid AS relid,
-               pg_catalog.string_agg(pg_catalog.format('t.%I = %s', l.fk_column, p_customer_id),
+               pg_catalog.string_agg(pg_catalog.format('t.%I = %L::%s', l.fk_column,
+                                                       p_customer_id::text, l.column_type),
                                      ' OR ' ORDER BY l.fk_column) AS theirs_or_subjects,
                pg_catalog.string_agg(pg_catalog.format('t.%I IS NULL', l.fk_column),
                                      ' AND ' ORDER BY l.fk_column) AS nobodys

@@ -124,7 +124,7 @@ SELECT gdpr.execute_due_erasures(%(actor)s, %(now)s);
 
 -- name: erasure_list
 -- erasure requests, optionally of one state (no personal data)
-SELECT id, customer_id, customer_number, state, received_at, scheduled_for, finished_at,
+SELECT id, customer_key::bigint AS customer_id, customer_number, state, received_at, scheduled_for, finished_at,
        attempts, last_error, residue_hits, columns_searched
 FROM gdpr.erasure_overview
 WHERE %(state)s::text IS NULL OR state = %(state)s

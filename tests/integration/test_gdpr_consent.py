@@ -27,7 +27,7 @@ def _customer(conn: psycopg.Connection[Any], number: str, **fields: Any) -> int:
 
 def _current(conn: psycopg.Connection[Any], cid: int, code: str) -> tuple[Any, ...] | None:
     return conn.execute(
-        "SELECT granted, source FROM gdpr.current_consent WHERE customer_id = %s"
+        "SELECT granted, source FROM gdpr.current_consent WHERE customer_key = %s::text"
         " AND policy_code = %s",
         [cid, code],
     ).fetchone()
@@ -251,7 +251,7 @@ def test_merge_combines_consents_by_the_declared_rule(
     conn.commit()
     assert _current(conn, survivor_id, "club") == (expected, "merge")
     history = conn.execute(
-        "SELECT count(*) FROM gdpr.consent WHERE customer_id = %s", [survivor_id]
+        "SELECT count(*) FROM gdpr.consent WHERE customer_key = %s::text", [survivor_id]
     ).fetchone()
     assert history == (3 if survivor is not None else 2,)
     audit = conn.execute(

@@ -42,7 +42,7 @@ def test_shop_records_consent_through_the_api_and_the_triggers_keep_history(
     shop.execute(consent, [cid, False])
     assert shop.execute("SELECT gdpr.has_consent(%s, 'newsletter')", [cid]).fetchone() == (False,)
     history = newsletter_active.execute(
-        "SELECT granted, source FROM gdpr.consent WHERE customer_id = %s ORDER BY id", [cid]
+        "SELECT granted, source FROM gdpr.consent WHERE customer_key = %s::text ORDER BY id", [cid]
     ).fetchall()
     assert history == [(True, "webshop"), (False, "webshop")]
     # tritonX's opt-in is tritonX's: the shop changes it only through consent
@@ -88,7 +88,7 @@ def test_shop_exports_and_requests_erasure_through_the_api_only(
     for statement in (
         "SELECT * FROM gdpr.consent",
         "SELECT * FROM gdpr.erasure_request",
-        "INSERT INTO gdpr.consent (customer_id, policy_id, granted, source, text_version, actor)"
+        "INSERT INTO gdpr.consent (customer_key, policy_id, granted, source, text_version, actor)"
         " VALUES (1, 1, true, 'webshop', 1, 'x')",
         "SELECT gdpr.execute_erasure(1, 'x')",
         "SELECT gdpr.purge_batch(now(), 0, 10, 'x')",

@@ -136,7 +136,7 @@ def test_erasure_requests_from_received_to_done(history: psycopg.Connection[Any]
     history.commit()
     columns, rows = fetch(history, "erasure-requests", 10)
     row = dict(zip(columns, rows[0], strict=True))
-    assert (row["request_id"], row["customer_id"], row["state"]) == (request, cid, "done")
+    assert (row["request_id"], row["customer_key"], row["state"]) == (request, str(cid), "done")
     assert row["received_to_finished"] == timedelta(days=3, hours=2)
     assert row["grace_period"] == timedelta(days=3)
     assert (row["attempts"], row["residue_hits"], row["last_error"]) == (1, 0, None)

@@ -276,7 +276,7 @@ BEGIN
     counts := '{}';
     FOR link IN SELECT * FROM sync.customer_links() LOOP
         SELECT * INTO moved FROM sync._repoint(
-            link.relation, link.table_schema, link.table_name, link.fk_column, mapped.key_type,
+            link.relation, link.table_schema, link.table_name, link.fk_column, link.column_type,
             p_old, p_survivor);
         IF moved.rows > 0 THEN
             counts := counts || pg_catalog.jsonb_build_object(

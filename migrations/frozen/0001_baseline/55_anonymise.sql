@@ -262,28 +262,21 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    found boolean := false;
+    local_key text;
 BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
-    IF NOT EXISTS (SELECT FROM sync.mapped_customer()) THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
-    END IF;
-    BEGIN
-        -- the key is cast to the mapped key's type: one that does not fit names nobody
-        PERFORM syncmap.lock_customers(ARRAY[p_customer_key]);
-        found := sync._customer_exists(p_customer_key);
-    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-        found := false;
-    END;
-    IF NOT found THEN
+    -- a key that is not of the mapped key's type names nobody
+    local_key := sync._local_customer_key(p_customer_key);
+    PERFORM syncmap.lock_customers(ARRAY[local_key]);
+    IF NOT sync._customer_exists(local_key) THEN
         RAISE EXCEPTION USING ERRCODE = 'SY020',
             MESSAGE = 'no local customer has this key (anonymise by number: '
                       'sync.anonymise_customer)';
     END IF;
-    RETURN sync._anonymise_locally(p_customer_key, syncmap.number_of(p_customer_key),
-                                   p_reason_code, p_actor);
+    RETURN sync._anonymise_locally(local_key, syncmap.number_of(local_key), p_reason_code,
+                                   p_actor);
 END
 $$;
 

@@ -39,19 +39,43 @@ BEGIN
 END
 $$;
 
--- One audit row for a GDPR action (no personal data: ids, codes and counts).
+-- The customer that p_key names (the mapped customer key as text, in any text form of the key's
+-- type), in the key's own text form, as the gdpr tables hold it. Raises SY020 when it is not
+-- of the key's type or names nobody; the key is never echoed (a text key may be anything).
+CREATE OR REPLACE FUNCTION gdpr._customer_key(p_key text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    local_key text := sync._local_customer_key(p_key);
+BEGIN
+    IF local_key IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE = 'no local customer has this key';
+    END IF;
+    RETURN local_key;
+END
+$$;
+
+-- One audit row for a GDPR action (no personal data: keys, codes and counts): customer_id is
+-- the key for an integer key (sync._key_ids), the number the customer's link.
+DROP FUNCTION IF EXISTS gdpr._audit(text, text, bigint, jsonb, text);
 CREATE OR REPLACE FUNCTION gdpr._audit(
-    p_actor text, p_action text, p_customer_id bigint, p_counts jsonb, p_reason text)
+    p_actor text, p_action text, p_customer_key text, p_counts jsonb, p_reason text)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
     VALUES (p_actor, p_action, 'applied',
-            (SELECT c.customer_number FROM shop.customer AS c WHERE c.id = p_customer_id),
-            p_customer_id, p_counts, p_reason)
+            CASE WHEN p_customer_key IS NOT NULL THEN syncmap.number_of(p_customer_key) END,
+            (sync._key_ids(ARRAY[p_customer_key]))[1], p_counts, p_reason);
+END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -195,14 +219,14 @@ BEGIN
     END IF;
     UPDATE gdpr.policy AS p SET state = 'active', activated_at = p_now WHERE p.id = target.id;
     IF target.consent_field = 'newsletter_opt_in' THEN
-        INSERT INTO gdpr.consent (customer_id, policy_id, granted, decided_at, source,
+        INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
                                   text_version, actor)
-        SELECT c.id, target.id, true, coalesce(c.tritonx_updated_at, p_now), 'tritonx',
+        SELECT c.id::text, target.id, true, coalesce(c.tritonx_updated_at, p_now), 'tritonx',
                target.text_version, 'tritonx'
         FROM shop.customer AS c
         WHERE c.newsletter_opt_in
           AND NOT EXISTS (SELECT FROM gdpr.consent AS g
-                          WHERE g.customer_id = c.id AND g.policy_id = target.id);
+                          WHERE g.customer_key = c.id::text AND g.policy_id = target.id);
         GET DIAGNOSTICS recorded = ROW_COUNT;
     END IF;
     PERFORM gdpr._audit(p_actor, 'policy.activated', NULL,

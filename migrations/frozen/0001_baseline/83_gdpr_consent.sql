@@ -19,22 +19,23 @@
 
 -- The current consent per customer and policy: the latest decision.
 CREATE OR REPLACE VIEW gdpr.current_consent AS
-SELECT DISTINCT ON (c.customer_id, c.policy_id)
-       c.customer_id, c.policy_id, p.code AS policy_code, c.granted, c.decided_at, c.source,
+SELECT DISTINCT ON (c.customer_key, c.policy_id)
+       c.customer_key, c.policy_id, p.code AS policy_code, c.granted, c.decided_at, c.source,
        c.text_version, c.id AS consent_id
 FROM gdpr.consent AS c
 JOIN gdpr.policy AS p ON p.id = c.policy_id
-ORDER BY c.customer_id, c.policy_id, c.decided_at DESC, c.id DESC;
+ORDER BY c.customer_key, c.policy_id, c.decided_at DESC, c.id DESC;
 
--- Record a consent decision (granted or withdrawn) of customer p_customer_id for an active
+-- Record a consent decision (granted or withdrawn) of customer p_customer_key (the mapped
+-- customer key as text: '42', a uuid) for an active
 -- policy, under its current text version, at p_at (at most sync._clock_skew() ahead of the
 -- database's clock: a decision dated in the future would outlive every later one). Returns
 -- the consent id. Raises SY020 (unknown customer), SY080 (unknown policy), SY081 (policy not
 -- active), SY023 (actor, source or decision), SY025 (policy code longer than 64 bytes), SY026
 -- (p_at in the future).
--- Example: SELECT gdpr.record_consent(42, 'newsletter', true, 'webshop', 'webshop');
+-- Example: SELECT gdpr.record_consent('42', 'newsletter', true, 'webshop', 'webshop');
 CREATE OR REPLACE FUNCTION gdpr.record_consent(
-    p_customer_id bigint,
+    p_customer_key text,
     p_policy_code text,
     p_granted boolean,
     p_source text DEFAULT 'webshop',
@@ -47,8 +48,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    target gdpr.policy;
-    new_id bigint;
+    target   gdpr.policy;
+    customer text;
+    new_id   bigint;
 BEGIN
     PERFORM sync._checked_length(p_policy_code, 64, 'policy code');
     PERFORM sync._checked_length(p_source, 64, 'source');
@@ -63,28 +65,46 @@ BEGIN
             MESSAGE = pg_catalog.format('policy %s is %s: it takes no consents',
                                         p_policy_code, target.state);
     END IF;
-    PERFORM FROM shop.customer AS c WHERE c.id = p_customer_id FOR KEY SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY020',
-            MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
-    END IF;
+    -- the customer stays while the decision is recorded (a merge or delete waits)
+    PERFORM syncmap.lock_customers(ARRAY[sync._local_customer_key(p_customer_key)]);
+    customer := gdpr._customer_key(p_customer_key);
     IF p_granted IS NULL OR p_source IS NULL OR p_source NOT IN ('webshop', 'back_office', 'store') THEN
         RAISE EXCEPTION USING ERRCODE = 'SY023',
             MESSAGE = 'granted must be true or false and source webshop, back_office or store';
     END IF;
-    INSERT INTO gdpr.consent (customer_id, policy_id, granted, decided_at, source, text_version,
-                              actor)
-    VALUES (p_customer_id, target.id, p_granted, coalesce(p_at, pg_catalog.now()), p_source,
+    INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
+                              text_version, actor)
+    VALUES (customer, target.id, p_granted, coalesce(p_at, pg_catalog.now()), p_source,
             target.text_version, p_actor)
     RETURNING id INTO new_id;
     RETURN new_id;
 END
 $$;
 
--- Whether the customer holds a current granted consent for the policy (false for a policy
--- that is not active). Raises SY025 for a policy code longer than 64 bytes.
--- Example: SELECT gdpr.has_consent(42, 'newsletter');
-CREATE OR REPLACE FUNCTION gdpr.has_consent(p_customer_id bigint, p_policy_code text)
+-- The same for an integer key: p_customer_id is the mapped customer's key.
+-- Example: SELECT gdpr.record_consent(42, 'newsletter', true, 'webshop', 'webshop');
+CREATE OR REPLACE FUNCTION gdpr.record_consent(
+    p_customer_id bigint,
+    p_policy_code text,
+    p_granted boolean,
+    p_source text DEFAULT 'webshop',
+    p_actor text DEFAULT 'webshop',
+    p_at timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT gdpr.record_consent(p_customer_id::text, p_policy_code, p_granted, p_source, p_actor,
+                               p_at)
+$$;
+
+-- Whether the customer p_customer_key (the key as text) holds a current granted consent for the
+-- policy (false for a policy that is not active, and for a key that names nobody). Raises
+-- SY025 for a policy code longer than 64 bytes.
+-- Example: SELECT gdpr.has_consent('42', 'newsletter');
+CREATE OR REPLACE FUNCTION gdpr.has_consent(p_customer_key text, p_policy_code text)
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
@@ -97,11 +117,23 @@ BEGIN
         (SELECT c.granted
          FROM gdpr.consent AS c
          JOIN gdpr.policy AS p ON p.id = c.policy_id
-         WHERE c.customer_id = p_customer_id AND p.code = p_policy_code AND p.state = 'active'
+         WHERE c.customer_key = sync._local_customer_key(p_customer_key) AND p.code = p_policy_code AND p.state = 'active'
          ORDER BY c.decided_at DESC, c.id DESC
          LIMIT 1),
         false);
 END
+$$;
+
+-- The same for an integer key.
+-- Example: SELECT gdpr.has_consent(42, 'newsletter');
+CREATE OR REPLACE FUNCTION gdpr.has_consent(p_customer_id bigint, p_policy_code text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT gdpr.has_consent(p_customer_id::text, p_policy_code)
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -117,8 +149,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE'
-       OR (pg_catalog.to_jsonb(NEW) - 'customer_id')
-          IS DISTINCT FROM (pg_catalog.to_jsonb(OLD) - 'customer_id') THEN
+       OR (pg_catalog.to_jsonb(NEW) - 'customer_key')
+          IS DISTINCT FROM (pg_catalog.to_jsonb(OLD) - 'customer_key') THEN
         RAISE EXCEPTION USING ERRCODE = 'SY084',
             MESSAGE = pg_catalog.format('gdpr.consent is append-only: %s refused', TG_OP),
             HINT = 'record a new decision with gdpr.record_consent';
@@ -136,11 +168,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF EXISTS (SELECT FROM shop.customer AS c WHERE c.id = OLD.customer_id) THEN
+    IF sync._customer_exists(OLD.customer_key) THEN
         RAISE EXCEPTION USING ERRCODE = 'SY084',
             MESSAGE = pg_catalog.format(
-                'gdpr.consent is append-only: %s of consent %s refused (customer id %s still '
-                'exists)', TG_OP, OLD.id, OLD.customer_id);
+                'gdpr.consent is append-only: %s of consent %s refused (its customer still '
+                'exists)', TG_OP, OLD.id);
     END IF;
     RETURN NULL;
 END
@@ -163,7 +195,7 @@ BEGIN
                    WHERE t.tgrelid = 'gdpr.consent'::pg_catalog.regclass
                      AND t.tgname = 'consent_left_a_gone_customer') THEN
         CREATE CONSTRAINT TRIGGER consent_left_a_gone_customer
-            AFTER UPDATE OF customer_id OR DELETE ON gdpr.consent
+            AFTER UPDATE OF customer_key OR DELETE ON gdpr.consent
             DEFERRABLE INITIALLY DEFERRED
             FOR EACH ROW
             EXECUTE FUNCTION gdpr._consent_left_a_gone_customer();
@@ -190,19 +222,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     WITH moved AS (
-        SELECT n.id, n.customer_id AS survivor_id, n.policy_id, n.granted, n.decided_at,
+        SELECT n.id, n.customer_key AS survivor_key, n.policy_id, n.granted, n.decided_at,
                n.text_version
         FROM moved_after AS n
         JOIN moved_before AS o ON o.id = n.id
-        WHERE o.customer_id <> n.customer_id
+        WHERE o.customer_key <> n.customer_key
     ),
     old_state AS (
-        SELECT DISTINCT ON (m.survivor_id, m.policy_id) m.*
+        SELECT DISTINCT ON (m.survivor_key, m.policy_id) m.*
         FROM moved AS m
-        ORDER BY m.survivor_id, m.policy_id, m.decided_at DESC, m.id DESC
+        ORDER BY m.survivor_key, m.policy_id, m.decided_at DESC, m.id DESC
     ),
     combined AS (
-        SELECT o.survivor_id, o.policy_id, p.code, p.merge_rule,
+        SELECT o.survivor_key, o.policy_id, p.code, p.merge_rule,
                CASE p.merge_rule
                    WHEN 'most_restrictive' THEN coalesce(s.granted AND o.granted, o.granted)
                    WHEN 'most_permissive' THEN coalesce(s.granted, false) OR o.granted
@@ -215,29 +247,29 @@ BEGIN
         LEFT JOIN LATERAL (
             SELECT c.granted, c.decided_at, c.text_version
             FROM gdpr.consent AS c
-            WHERE c.customer_id = o.survivor_id AND c.policy_id = o.policy_id
+            WHERE c.customer_key = o.survivor_key AND c.policy_id = o.policy_id
               AND c.id NOT IN (SELECT m.id FROM moved AS m)
             ORDER BY c.decided_at DESC, c.id DESC
             LIMIT 1
         ) AS s ON true
     ),
     appended AS (
-        INSERT INTO gdpr.consent (customer_id, policy_id, granted, decided_at, source,
+        INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
                                   text_version, actor)
-        SELECT c.survivor_id, c.policy_id, c.granted, c.decided_at, 'merge', c.text_version,
+        SELECT c.survivor_key, c.policy_id, c.granted, c.decided_at, 'merge', c.text_version,
                'merge'
         FROM combined AS c
-        RETURNING customer_id
+        RETURNING customer_key
     )
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
-    SELECT 'merge', 'consent.merged', 'applied', cu.customer_number, c.survivor_id,
+    SELECT 'merge', 'consent.merged', 'applied', syncmap.number_of(c.survivor_key),
+           (sync._key_ids(ARRAY[c.survivor_key]))[1],
            pg_catalog.jsonb_build_object('gdpr.consent', count(*)),
            'combined by rule: ' || pg_catalog.string_agg(c.code || ' ' || c.merge_rule, ', '
                                                          ORDER BY c.code)
     FROM combined AS c
-    LEFT JOIN shop.customer AS cu ON cu.id = c.survivor_id
     WHERE EXISTS (SELECT FROM appended)
-    GROUP BY c.survivor_id, cu.customer_number;
+    GROUP BY c.survivor_key;
     RETURN NULL;
 END
 $$;
@@ -265,9 +297,9 @@ BEGIN
                    WHERE p.state = 'active' AND p.consent_field = 'newsletter_opt_in') THEN
         RETURN NULL;
     END IF;
-    INSERT INTO gdpr.consent (customer_id, policy_id, granted, decided_at, source,
+    INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
                               text_version, actor)
-    SELECT n.id, p.id, true, coalesce(n.tritonx_updated_at, pg_catalog.now()), w.source,
+    SELECT n.id::text, p.id, true, coalesce(n.tritonx_updated_at, pg_catalog.now()), w.source,
            p.text_version, w.source
     FROM snapshot_after AS n
     CROSS JOIN LATERAL (
@@ -294,9 +326,9 @@ BEGIN
                    WHERE p.state = 'active' AND p.consent_field = 'newsletter_opt_in') THEN
         RETURN NULL;
     END IF;
-    INSERT INTO gdpr.consent (customer_id, policy_id, granted, decided_at, source,
+    INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
                               text_version, actor)
-    SELECT n.id, p.id, n.newsletter_opt_in,
+    SELECT n.id::text, p.id, n.newsletter_opt_in,
            CASE WHEN w.from_tritonx THEN coalesce(n.tritonx_updated_at, pg_catalog.now())
                 ELSE pg_catalog.now() END,
            w.source, p.text_version, w.source
@@ -350,7 +382,7 @@ BEGIN
     END IF;
     SELECT count(*), min(a.customer_id) INTO refused, first_id
     FROM (SELECT DISTINCT r.customer_id FROM collected AS r) AS a
-    WHERE NOT gdpr.has_consent(a.customer_id, policy_code);
+    WHERE NOT gdpr.has_consent(a.customer_id::text, policy_code);
     IF refused > 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'SY083',
             MESSAGE = pg_catalog.format(

@@ -32,11 +32,11 @@ $$;
 
 -- Erasure requests without the digests.
 CREATE OR REPLACE VIEW gdpr.erasure_overview AS
-SELECT e.id, e.customer_id, c.customer_number, e.state, e.received_at, e.verified_at,
+SELECT e.id, e.customer_key, c.customer_number, e.state, e.received_at, e.verified_at,
        e.scheduled_for, e.finished_at, e.actor, e.attempts, e.last_error, e.residue_hits,
        e.columns_searched, e.residue
 FROM gdpr.erasure_request AS e
-LEFT JOIN shop.customer AS c ON c.id = e.customer_id;
+LEFT JOIN shop.customer AS c ON c.id::text = e.customer_key;
 
 -- The request, locked; raises SY086 when there is none and SY087 when its state is not one
 -- of p_states.
@@ -99,17 +99,18 @@ BEGIN
             MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
     END IF;
     SELECT e.id INTO open_id FROM gdpr.erasure_request AS e
-    WHERE e.customer_id = p_customer_id
+    WHERE e.customer_key = p_customer_id::text
       AND e.state IN ('received', 'verified', 'scheduled', 'failed');
     IF open_id IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY087',
             MESSAGE = pg_catalog.format('customer id %s has open erasure request %s',
                                         p_customer_id, open_id);
     END IF;
-    INSERT INTO gdpr.erasure_request (customer_id, received_at, actor)
-    VALUES (p_customer_id, p_now, p_actor)
+    INSERT INTO gdpr.erasure_request (customer_key, received_at, actor)
+    VALUES (p_customer_id::text, p_now, p_actor)
     RETURNING id INTO new_id;
-    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.received', p_customer_id, NULL,
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.received', p_customer_id::text,
+                        NULL,
                         pg_catalog.format('request %s', new_id));
     RETURN new_id;
 END
@@ -133,9 +134,9 @@ BEGIN
     request := gdpr._erasure_request(p_request_id, ARRAY['received']);
     UPDATE gdpr.erasure_request AS e
     SET state = 'verified', verified_at = p_now,
-        digests = gdpr._subject_digests(request.customer_id)
+        digests = gdpr._subject_digests(request.customer_key::bigint)
     WHERE e.id = p_request_id;
-    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.verified', request.customer_id,
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.verified', request.customer_key,
                         NULL, pg_catalog.format('request %s', p_request_id));
 END
 $$;
@@ -160,7 +161,7 @@ BEGIN
     request := gdpr._erasure_request(p_request_id, ARRAY['verified']);
     UPDATE gdpr.erasure_request AS e SET state = 'scheduled', scheduled_for = due
     WHERE e.id = p_request_id;
-    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.scheduled', request.customer_id,
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.scheduled', request.customer_key,
                         NULL, pg_catalog.format('request %s due %s', p_request_id, due));
     RETURN due;
 END
@@ -186,7 +187,7 @@ BEGIN
     UPDATE gdpr.erasure_request AS e
     SET state = 'cancelled', finished_at = p_now, digests = NULL
     WHERE e.id = p_request_id;
-    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.cancelled', request.customer_id,
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.cancelled', request.customer_key,
                         NULL, pg_catalog.format('request %s', p_request_id));
 END
 $$;
@@ -228,23 +229,23 @@ BEGIN
     END IF;
     BEGIN
         SELECT c.customer_number INTO number
-        FROM shop.customer AS c WHERE c.id = request.customer_id FOR UPDATE;
+        FROM shop.customer AS c WHERE c.id = request.customer_key::bigint FOR UPDATE;
         -- anonymised already (an earlier attempt, tritonX, the back office): search only
         scrubbed := sync._scrub_sql('shop.customer'::pg_catalog.regclass, 'id', NULL);
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM shop.customer AS t '
                                   'WHERE t.id = $1 AND (%s))', scrubbed.differs)
-            INTO pending USING request.customer_id;
+            INTO pending USING request.customer_key::bigint;
         IF pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
                                    WHERE t.customer_number = number) THEN
-            sharing := gdpr._same_email_customers(request.customer_id);
+            sharing := gdpr._same_email_customers(request.customer_key::bigint);
             PERFORM pg_catalog.set_config('gdpr.consent_source', 'erasure', true);
-            result := sync.anonymise_from_backoffice(request.customer_id, 'ERASURE', actor);
+            result := sync.anonymise_from_backoffice_key(request.customer_key, 'ERASURE', actor);
             PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
         END IF;
         SELECT coalesce(pg_catalog.jsonb_object_agg(r.column_name, r.hits), '{}'),
                coalesce(sum(r.hits), 0)
         INTO leftover, hits
-        FROM gdpr.residue_search(request.digests, request.customer_id) AS r;
+        FROM gdpr.residue_search(request.digests, request.customer_key::bigint) AS r;
         searched := gdpr._searchable_columns();
         IF hits > 0 THEN
             problem := pg_catalog.format('residue found in %s column(s): %s',
@@ -274,7 +275,7 @@ BEGIN
     WHERE e.id = p_request_id;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
     VALUES (actor, 'erasure.executed', CASE WHEN problem IS NULL THEN 'applied' ELSE 'failed' END,
-            number, request.customer_id,
+            number, (sync._key_ids(ARRAY[request.customer_key]))[1],
             pg_catalog.jsonb_build_object('residue_hits', hits, 'columns_searched', searched,
                                           'same_email_customers',
                                           pg_catalog.cardinality(sharing)),

@@ -94,7 +94,7 @@ GROUP BY o.event_type, o.state;
 -- Erasure requests from received to done: one row a request, the time each step took. The
 -- request's digests and residue details stay in gdpr; last_error holds codes and ids only.
 CREATE OR REPLACE VIEW report.erasure_requests AS
-SELECT e.id AS request_id, e.customer_id, e.state, e.received_at, e.verified_at,
+SELECT e.id AS request_id, e.customer_key, e.state, e.received_at, e.verified_at,
        e.scheduled_for, e.finished_at, e.attempts, e.last_error, e.residue_hits,
        e.columns_searched,
        e.finished_at - e.received_at AS received_to_finished,
