@@ -143,6 +143,6 @@ def test_install_refuses_a_mapping_whose_gdpr_table_does_not_fit(
     document = copy.deepcopy(SHOP.mapping)
     document["gdpr"]["group_column"] = "shop_id"
     boutique.execute("SET ROLE syncctl_owner")
-    with pytest.raises(psycopg.Error, match="gdpr.group_column: shop_id is integer") as refused:
+    with pytest.raises(psycopg.Error, match=r"gdpr\.group_column: shop_id is integer") as refused:
         boutique.execute("SELECT sync.install_mapping(%s::jsonb, 'x')", [json.dumps(document)])
     assert refused.value.sqlstate == "SY060"
