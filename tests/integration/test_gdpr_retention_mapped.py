@@ -130,7 +130,7 @@ def _policy(
     gdpr.activate_policy(conn, code, actor="dpo:test", now=START)
 
 
-def _count(conn: psycopg.Connection[Any], query: LiteralString, *args: Any) -> int:
+def _count(conn: psycopg.Connection[Any], query: LiteralString | sql.Composable, *args: Any) -> int:
     row = conn.execute(query, list(args)).fetchone()
     assert row is not None
     return int(row[0])
@@ -200,6 +200,10 @@ def test_a_created_policy_anonymises_the_customers_it_releases_in_key_order(
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
 
     assert [_anonymised(conn, shop, k) for k, _ in old] == [True] * 5
+    # the anonymised rows hold none of the person's values, the others keep theirs
+    table = sql.Identifier(*tables.customer.split("."))
+    held = sql.SQL("SELECT count(*) FROM {} AS t WHERE t::text LIKE %s").format(table)
+    assert [_count(conn, held, f"%{name}%") for _, name in old + young] == [0] * 5 + [1] * 2
     assert [_anonymised(conn, shop, k) for k, _ in young] == [False] * 2
     for key, _ in old:
         assert _count(conn, tables.listed_count_sql, key) == 0

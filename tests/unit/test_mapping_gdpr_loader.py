@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncctl import mapping
+from syncctl import mapping, mapping_plan
 from syncctl.errors import MappingInvalid
 from tests.unit.test_mapping_loader import GOOD
 
@@ -62,3 +62,16 @@ def test_a_shape_problem_of_the_gdpr_table_is_named_at_its_line() -> None:
         f"shop.toml:{GDPR_LINE + 1}: gdpr.created: unknown key (allowed: created_column, "
         "last_activity_column, group_column, last_order)"
     ]
+
+
+def test_the_plan_says_what_retention_counts_from() -> None:
+    reference = mapping_plan.summary(mapping.load(mapping.REFERENCE))
+    assert (
+        "retention counts from ([gdpr]): created created_at, last activity last_login_at, "
+        "group customer_group, last order shop.orders.placed_at"
+    ) in reference
+    bare = mapping_plan.summary(mapping.parse(GOOD, "shop.toml"))
+    assert (
+        "retention counts from ([gdpr]): nothing declared (policies needing a fact are "
+        "refused)" in bare
+    )
