@@ -518,11 +518,16 @@ BEGIN
                     INTO pending USING step.keys;
             END IF;
             IF step.action = 'anonymise' THEN
-                -- anonymised by tritonX already: the tombstone keeps it so
-                pending := ARRAY(
-                    SELECT k FROM pg_catalog.unnest(pending) AS k
-                    WHERE NOT EXISTS (SELECT FROM sync.tombstone AS t
-                                      WHERE t.customer_number = syncmap.number_of(k)));
+                -- anonymised by tritonX already: the tombstone keeps it so (set-based: one
+                -- look-up of the number per key, through the mapping's view)
+                EXECUTE pg_catalog.format(
+                    'SELECT coalesce(pg_catalog.array_agg(k), ''{}'') '
+                    'FROM pg_catalog.unnest($1) AS k '
+                    'WHERE NOT EXISTS (SELECT FROM syncmap.customer_map AS m '
+                    '                  JOIN sync.tombstone AS t '
+                    '                      ON t.customer_number = m.customer_number '
+                    '                  WHERE m.customer_key = k::%s)', mapped.key_type)
+                    INTO pending USING pending;
             END IF;
         END IF;
         SELECT kept || coalesce(pg_catalog.jsonb_agg(s.value), '[]') INTO kept
@@ -636,7 +641,6 @@ DECLARE
     examined text[];
     through  text;
     batch    jsonb;
-    changed_key text;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     PERFORM sync._checked_job_time(p_now);
@@ -711,18 +715,25 @@ BEGIN
     END LOOP;
     PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
 
-    -- one audit row per customer changed, in key order: its number and key, counts, codes
-    FOR changed_key IN
-        SELECT k FROM pg_catalog.unnest(examined) AS k WHERE done ? k
-    LOOP
-        PERFORM gdpr._audit(p_actor, 'gdpr.retention_purge', changed_key, done -> changed_key,
-                            'released by policies: ' || (
-                                SELECT pg_catalog.string_agg(DISTINCT code, ', ' ORDER BY code)
-                                FROM pg_catalog.jsonb_to_recordset(batch)
-                                         AS b (customer_key text, policies text[])
-                                CROSS JOIN LATERAL pg_catalog.unnest(b.policies) AS code
-                                WHERE b.customer_key = changed_key));
-    END LOOP;
+    -- one audit row per customer changed, in key order: its number (NULL for a customer only
+    -- the shop knows), its id for an integer key, counts per table and the releasing policies;
+    -- set-based, as gdpr._audit writes one row
+    EXECUTE pg_catalog.format(
+        'INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, '
+        '                        reason) '
+        'SELECT $1, ''gdpr.retention_purge'', ''applied'', m.customer_number, %2$s, d.value, '
+        '       ''released by policies: '' || ('
+        '           SELECT pg_catalog.string_agg(DISTINCT code, '', '' ORDER BY code) '
+        '           FROM pg_catalog.jsonb_to_recordset($3) AS b (customer_key text, '
+        '                                                       policies text[]) '
+        '           CROSS JOIN LATERAL pg_catalog.unnest(b.policies) AS code '
+        '           WHERE b.customer_key = d.key) '
+        'FROM pg_catalog.jsonb_each($2) AS d '
+        'LEFT JOIN syncmap.customer_map AS m ON m.customer_key = d.key::%1$s '
+        'ORDER BY d.key::%1$s',
+        mapped.key_type,
+        CASE WHEN sync._integer_key() THEN 'd.key::bigint' ELSE 'NULL::bigint' END)
+        USING p_actor, done, batch;
 
     SELECT coalesce(pg_catalog.jsonb_object_agg(t.key, t.n), '{}') INTO totals
     FROM (SELECT e.key, sum(e.value::bigint) AS n
