@@ -130,7 +130,7 @@ def _policy(
     gdpr.activate_policy(conn, code, actor="dpo:test", now=START)
 
 
-def _count(conn: psycopg.Connection[Any], query: LiteralString | sql.Composable, *args: Any) -> int:
+def _count(conn: psycopg.Connection[Any], query: LiteralString | sql.Composed, *args: Any) -> int:
     row = conn.execute(query, list(args)).fetchone()
     assert row is not None
     return int(row[0])
