@@ -98,41 +98,68 @@ AS $$
     WHERE v.active
 $$;
 
--- Why a policy (its code, retention, retention_from and membership) cannot be carried out on
--- the active mapping: the first fact it needs that the mapping does not declare (usably), as
--- a message naming the mapping key to add; NULL when it has every fact it needs. A period
--- counts from the created time, or from the last activity or order with the created time as
--- their fallback (a customer who never logged in or ordered); customer_group membership
--- compares the group column.
+-- Why a policy (its id, code, retention, retention_from and membership) cannot be carried out
+-- on the active mapping, as a message naming what to add; NULL when it can. First the facts it
+-- needs that the mapping does not declare (usably): a period counts from the created time, or
+-- from the last activity or order with the created time as their fallback (a customer who never
+-- logged in or ordered); customer_group membership compares the group column. Then a category
+-- on a table the customer row points to (an address, sync._pointed_tables()): such a row may be
+-- another customer's too, so retention releases it only with the whole customer (the
+-- anonymisation scrubs or detaches it), never by itself.
+DROP FUNCTION IF EXISTS gdpr._missing_retention_fact(text, interval, text, text);
 CREATE OR REPLACE FUNCTION gdpr._missing_retention_fact(
-    p_code text, p_retention interval, p_retention_from text, p_membership text)
+    p_policy_id bigint, p_code text, p_retention interval, p_retention_from text,
+    p_membership text)
 RETURNS text
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format(
-               'policy %s %s: the active mapping declares no usable gdpr.%s (add it to the '
-               'mapping''s [gdpr] table, docs/mapping.md; syncctl mapping check says what '
-               'does not fit)', p_code, n.why, n.mapping_key)
-    FROM (SELECT) AS one
-    LEFT JOIN gdpr._retention_facts() AS f ON true
-    CROSS JOIN LATERAL (VALUES
-        (1, 'group_column', 'applies to a customer_group',
-         p_membership = 'customer_group' AND f.group_column IS NULL),
-        (2, 'created_column', 'counts its retention from ' || p_retention_from
-                              || CASE WHEN p_retention_from <> 'created'
-                                      THEN ' (else from the created time)' ELSE '' END,
-         p_retention IS NOT NULL AND f.created_column IS NULL),
-        (3, 'last_activity_column', 'counts its retention from last_activity',
-         p_retention IS NOT NULL AND p_retention_from = 'last_activity'
-         AND f.last_activity_column IS NULL),
-        (4, 'last_order', 'counts its retention from last_order',
-         p_retention IS NOT NULL AND p_retention_from = 'last_order' AND f.order_column IS NULL)
-    ) AS n (ord, mapping_key, why, missing)
-    WHERE n.missing
-    ORDER BY n.ord
+    SELECT x.message
+    FROM (
+        SELECT m.ord, pg_catalog.format(
+                   'policy %s %s: the active mapping declares no usable gdpr.%s (add it to the '
+                   'mapping''s [gdpr] table, docs/mapping.md; syncctl mapping check says what '
+                   'does not fit)', p_code, m.why, m.mapping_key) AS message
+        FROM (SELECT) AS one
+        LEFT JOIN gdpr._retention_facts() AS f ON true
+        CROSS JOIN LATERAL (VALUES
+            (1, 'group_column', 'applies to a customer_group',
+             p_membership = 'customer_group' AND f.group_column IS NULL),
+            (2, 'created_column', 'counts its retention from ' || p_retention_from
+                                  || CASE WHEN p_retention_from <> 'created'
+                                          THEN ' (else from the created time)' ELSE '' END,
+             p_retention IS NOT NULL AND f.created_column IS NULL),
+            (3, 'last_activity_column', 'counts its retention from last_activity',
+             p_retention IS NOT NULL AND p_retention_from = 'last_activity'
+             AND f.last_activity_column IS NULL),
+            (4, 'last_order', 'counts its retention from last_order',
+             p_retention IS NOT NULL AND p_retention_from = 'last_order'
+             AND f.order_column IS NULL)
+        ) AS m (ord, mapping_key, why, missing)
+        WHERE m.missing
+        UNION ALL
+        SELECT 5, pg_catalog.format(
+                   'policy %s covers %s, a table the customer row points to: retention '
+                   'releases its rows only with the whole customer (add %s to the policy''s '
+                   'categories, or leave the table out)', p_code, t.qualified_name,
+                   c.qualified_name)
+        FROM sync._pointed_tables() AS t
+        CROSS JOIN (SELECT n.nspname AS table_schema, r.relname AS table_name,
+                           n.nspname || '.' || r.relname AS qualified_name
+                    FROM sync.mapped_customer() AS mc
+                    JOIN pg_catalog.pg_class AS r ON r.oid = mc.relation
+                    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace) AS c
+        WHERE EXISTS (SELECT FROM gdpr.policy_category AS pc
+                      WHERE pc.policy_id = p_policy_id AND pc.table_schema = t.table_schema
+                        AND pc.table_name = t.table_name)
+          AND NOT EXISTS (SELECT FROM gdpr.policy_category AS pc
+                          WHERE pc.policy_id = p_policy_id AND pc.columns IS NULL
+                            AND pc.table_schema = c.table_schema
+                            AND pc.table_name = c.table_name)
+    ) AS x
+    ORDER BY x.ord
     LIMIT 1
 $$;
 
@@ -153,7 +180,7 @@ BEGIN
     END IF;
     SELECT m.why INTO why
     FROM gdpr.policy AS p
-    CROSS JOIN LATERAL (SELECT gdpr._missing_retention_fact(p.code, p.retention,
+    CROSS JOIN LATERAL (SELECT gdpr._missing_retention_fact(p.id, p.code, p.retention,
                                                             p.retention_from, p.membership)
                                AS why) AS m
     WHERE p.state = 'active' AND m.why IS NOT NULL
@@ -175,8 +202,8 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    why text := gdpr._missing_retention_fact(NEW.code, NEW.retention, NEW.retention_from,
-                                             NEW.membership);
+    why text := gdpr._missing_retention_fact(NEW.id, NEW.code, NEW.retention,
+                                             NEW.retention_from, NEW.membership);
 BEGIN
     IF why IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY089', MESSAGE = why;

@@ -240,3 +240,41 @@ def test_a_text_key_is_paged_in_its_own_order_and_each_customer_examined_once(
     assert [n for (n,) in anonymised] == [f"TX{n + 1:08d}" for n in range(len(CODES))]
     assert conn.execute("SELECT count(email) FROM tk.member").fetchone() == (0,)
     assert gdpr.purge(conn, now=expired).customers == 0
+
+
+def test_a_table_the_customer_points_to_is_released_only_with_the_whole_customer(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """An address may be a household's: retention never releases it by itself (it would have
+    done nothing, silently); with the whole customer, the anonymisation scrubs or detaches it."""
+    bind_boutique(conn, SHOP, classified=True)
+    gdpr.create_policy(
+        conn,
+        "addresses",
+        name="addresses",
+        description="addresses",
+        legal_basis="contract",
+        retention="1 year",
+        retention_from="created",
+        categories=["crm.CustomerAddress", "crm.favourite"],
+        actor="dpo:test",
+    )
+    with pytest.raises(GdprRefusal) as refused:
+        gdpr.activate_policy(conn, "addresses", actor="dpo:test", now=START)
+    assert refused.value.sqlstate == "SY089"
+    assert "policy addresses covers crm.CustomerAddress, a table the customer row points to" in (
+        str(refused.value)
+    )
+    assert "add crm.customer to the policy's categories" in str(refused.value)
+    gdpr.create_policy(
+        conn,
+        "accounts",
+        name="accounts",
+        description="accounts",
+        legal_basis="contract",
+        retention="1 year",
+        retention_from="created",
+        categories=["crm.customer", "crm.CustomerAddress"],
+        actor="dpo:test",
+    )
+    assert gdpr.activate_policy(conn, "accounts", actor="dpo:test", now=START).state == "active"
