@@ -41,14 +41,20 @@ def _without(*keys: str) -> dict[str, Any]:
     return document
 
 
-def _create(conn: psycopg.Connection[Any], code: str, **definition: Any) -> None:
+def _create(
+    conn: psycopg.Connection[Any],
+    code: str,
+    categories: tuple[str, ...] = ("crm.favourite",),
+    **definition: Any,
+) -> None:
+    """A draft policy: one year from the created time unless `definition` says otherwise."""
     gdpr.create_policy(
         conn,
         code,
         name=code,
         description=code,
         legal_basis="contract",
-        categories=["crm.favourite"],
+        categories=list(categories),
         actor="dpo:test",
         **{"retention": "1 year", "retention_from": "created", **definition},
     )
@@ -204,17 +210,7 @@ def test_a_text_key_is_paged_in_its_own_order_and_each_customer_examined_once(
             [code, f"TX{n + 1:08d}", f"m{n}@example.nl", START],
         )
     conn.commit()
-    gdpr.create_policy(
-        conn,
-        "members",
-        name="members",
-        description="members",
-        legal_basis="contract",
-        retention="1 year",
-        retention_from="created",
-        categories=["tk.member"],
-        actor="dpo:test",
-    )
+    _create(conn, "members", ("tk.member",))
     gdpr.activate_policy(conn, "members", actor="dpo:test", now=START)
 
     ordered = [c for (c,) in conn.execute("SELECT code FROM tk.member ORDER BY code")]
@@ -248,17 +244,7 @@ def test_a_table_the_customer_points_to_is_released_only_with_the_whole_customer
     """An address may be a household's: retention never releases it by itself (it would have
     done nothing, silently); with the whole customer, the anonymisation scrubs or detaches it."""
     bind_boutique(conn, SHOP, classified=True)
-    gdpr.create_policy(
-        conn,
-        "addresses",
-        name="addresses",
-        description="addresses",
-        legal_basis="contract",
-        retention="1 year",
-        retention_from="created",
-        categories=["crm.CustomerAddress", "crm.favourite"],
-        actor="dpo:test",
-    )
+    _create(conn, "addresses", ("crm.CustomerAddress", "crm.favourite"))
     with pytest.raises(GdprRefusal) as refused:
         gdpr.activate_policy(conn, "addresses", actor="dpo:test", now=START)
     assert refused.value.sqlstate == "SY089"
@@ -266,15 +252,5 @@ def test_a_table_the_customer_points_to_is_released_only_with_the_whole_customer
         str(refused.value)
     )
     assert "add crm.customer to the policy's categories" in str(refused.value)
-    gdpr.create_policy(
-        conn,
-        "accounts",
-        name="accounts",
-        description="accounts",
-        legal_basis="contract",
-        retention="1 year",
-        retention_from="created",
-        categories=["crm.customer", "crm.CustomerAddress"],
-        actor="dpo:test",
-    )
+    _create(conn, "accounts", ("crm.customer", "crm.CustomerAddress"))
     assert gdpr.activate_policy(conn, "accounts", actor="dpo:test", now=START).state == "active"
