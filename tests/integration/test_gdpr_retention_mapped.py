@@ -180,6 +180,7 @@ def test_a_created_policy_anonymises_the_customers_it_releases_in_key_order(
     )
     assert ("accounts", tables.listed, "anonymise: delete_rows", 5) in plan
 
+    assert gdpr.purge_scope(conn) == 7  # the progress bar's length
     # batches of two walk every customer once, in the key's own order
     after: str | None = None
     seen: list[str] = []
