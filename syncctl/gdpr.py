@@ -189,7 +189,9 @@ class PurgeReport:
 
 @dataclass(frozen=True)
 class ExpiryWarning:
-    customer_id: int
+    """A customer (its key as text, its tritonX number) whose data a policy stops holding."""
+
+    customer_key: str
     customer_number: str | None
     policy: str
     expires_at: datetime
@@ -198,12 +200,12 @@ class ExpiryWarning:
 def purge_plan(conn: psycopg.Connection[Any], *, now: datetime) -> list[PurgeStep]:
     """What a retention run at `now` would do, per policy and table (a dry run)."""
     rows = _in_transaction(conn, lambda: queries.all(conn, "retention_plan", now=now))
-    groups: dict[tuple[str, str, tuple[str, ...] | None, str], tuple[set[int], set[str]]] = {}
-    for customer_id, table, columns, action, releasing, reasons in rows:
+    groups: dict[tuple[str, str, tuple[str, ...] | None, str], tuple[set[str], set[str]]] = {}
+    for customer_key, table, columns, action, releasing, reasons in rows:
         for code in releasing:
             key = (code, table, tuple(columns) if columns else None, action)
             customers, why = groups.setdefault(key, (set(), set()))
-            customers.add(int(customer_id))
+            customers.add(str(customer_key))
             why.update(r for r in reasons if r.startswith(f"{code}: "))
     return [
         PurgeStep(code, table, columns, action, len(customers), tuple(sorted(why)))
@@ -219,12 +221,12 @@ def expiry_warnings(
     """Customers whose data a policy stops holding within `within_days` days of `now`."""
     params = {"now": now, "within": f"{int(within_days)} days"}
     rows = _in_transaction(conn, lambda: queries.all(conn, "retention_warnings", **params))
-    return [ExpiryWarning(int(c), n, p, e) for c, n, p, e in rows]
+    return [ExpiryWarning(str(k), n, p, e) for k, n, p, e in rows]
 
 
 def purge_scope(conn: psycopg.Connection[Any]) -> int:
     """How many customers a retention run examines (the length of its progress bar)."""
-    return int(_in_transaction(conn, lambda: _value(conn, "customer_count")))
+    return int(_in_transaction(conn, lambda: _value(conn, "retention_scope")))
 
 
 def purge(
@@ -236,14 +238,14 @@ def purge(
     progress: Callable[[int], None] | None = None,
 ) -> PurgeReport:
     """Carry out the retention run at `now`, examining `batch_size` customers per transaction
-    (`progress` is told how many). Idempotent: a run broken off and started again changes only
-    what is left, a second run finds nothing to do."""
+    in key order (`progress` is told how many). Idempotent: a run broken off and started again
+    changes only what is left, a second run finds nothing to do."""
     report = PurgeReport()
-    after_id = 0
+    after: str | None = None
     while True:
-        params = {"now": now, "after_id": after_id, "limit": batch_size, "actor": actor}
+        params = {"now": now, "after": after, "limit": batch_size, "actor": actor}
         result = _in_transaction(conn, partial(_value, conn, "purge_batch", **params))
-        if result.get("last_id") is None:
+        if result.get("last_key") is None:
             return report
         report.batches += 1
         report.customers += int(result["customers"])
@@ -251,7 +253,7 @@ def purge(
             report.counts[table] = report.counts.get(table, 0) + int(rows)
         if progress is not None:
             progress(int(result["scanned"]))
-        after_id = int(result["last_id"])
+        after = str(result["last_key"])
 
 
 def daily(conn: psycopg.Connection[Any], *, now: datetime | None = None) -> dict[str, Any]:

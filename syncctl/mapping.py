@@ -35,7 +35,7 @@ LABEL = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 SEQUENCE = re.compile(r"[^.]+\.[^.]+")
 IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
-_TOP = ("format", "customer", "related", "reference", "not_stored")
+_TOP = ("format", "customer", "related", "reference", "not_stored", "gdpr")
 _CUSTOMER = (
     "schema",
     "table",
@@ -60,6 +60,8 @@ _RELATED = (
     "create",
 )
 _REFERENCE = ("schema", "table", "column")
+_GDPR = ("created_column", "last_activity_column", "group_column", "last_order")
+_LAST_ORDER = ("schema", "table", "column", "customer_column")
 # the forms of a source expression: one of these keys makes it, the others modify a `field`
 _FORMS = ("field", "join", "first_of")
 _MODIFIERS = ("separator", "codes", "other", "true", "false", "format", "null_as")
@@ -125,6 +127,28 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class LastOrder:
+    """The table and date column of a customer's orders; `customer_column` names its customer
+    column when it refers to the customer by more than one."""
+
+    schema: str
+    table: str
+    column: str
+    customer_column: str | None = None
+
+
+@dataclass(frozen=True)
+class Gdpr:
+    """The facts retention policies count from ([gdpr], optional): columns of the customer
+    table and the last order. None: not declared."""
+
+    created_column: str | None = None
+    last_activity_column: str | None = None
+    group_column: str | None = None
+    last_order: LastOrder | None = None
+
+
+@dataclass(frozen=True)
 class Mapping:
     """A loaded mapping: typed, plus the plain `document` the database receives as jsonb.
     `number_column` / `version_column` are None for "link" (sync.customer_link)."""
@@ -138,6 +162,7 @@ class Mapping:
     related: tuple[Table, ...]
     references: tuple[Reference, ...]
     not_stored: tuple[str, ...]
+    gdpr: Gdpr = Gdpr()
 
     def json(self) -> str:
         return json.dumps(self.document)
@@ -299,10 +324,11 @@ class _Shape:
         related = self.related(document.get("related", []))
         references = self.references(document.get("reference", []))
         not_stored = self.not_stored(document.get("not_stored"))
+        gdpr = self.gdpr(document.get("gdpr"))
         if customer is None:
             return None
         return Mapping(
-            file, text, document, customer, number, version, related, references, not_stored
+            file, text, document, customer, number, version, related, references, not_stored, gdpr
         )
 
     def shop_table(self, value: Any, path: KeyPath, allowed: tuple[str, ...]) -> Table | None:
@@ -483,6 +509,33 @@ class _Shape:
                 )
             )
         return tuple(found)
+
+    def gdpr(self, value: Any) -> Gdpr:
+        if value is None:
+            return Gdpr()
+        spec = self.table(value, ("gdpr",), _GDPR)
+        if spec is None:
+            return Gdpr()
+        columns = {
+            key: self.identifier(spec, key, ("gdpr",)) or None
+            for key in ("created_column", "last_activity_column", "group_column")
+            if key in spec
+        }
+        last_order = None
+        if "last_order" in spec:
+            path: KeyPath = ("gdpr", "last_order")
+            order = self.table(spec["last_order"], path, _LAST_ORDER)
+            if order is not None:
+                customer_column = None
+                if "customer_column" in order:
+                    customer_column = self.identifier(order, "customer_column", path)
+                last_order = LastOrder(
+                    self.identifier(order, "schema", path),
+                    self.identifier(order, "table", path),
+                    self.identifier(order, "column", path),
+                    customer_column or None,
+                )
+        return Gdpr(last_order=last_order, **columns)
 
     def not_stored(self, value: Any) -> tuple[str, ...]:
         if value is None:

@@ -71,6 +71,26 @@ def _columns(table: Table, indent: str) -> list[str]:
     return lines
 
 
+def _retention_facts(mapping: Mapping) -> str:
+    """The [gdpr] declarations in words: what retention policies count from."""
+    facts = mapping.gdpr
+    named = [
+        f"{label} {identifier(column)}"
+        for label, column in (
+            ("created", facts.created_column),
+            ("last activity", facts.last_activity_column),
+            ("group", facts.group_column),
+        )
+        if column
+    ]
+    order = facts.last_order
+    if order is not None:
+        named.append(
+            f"last order {qualified(order.schema, order.table)}.{identifier(order.column)}"
+        )
+    return ", ".join(named) or "nothing declared (policies needing a fact are refused)"
+
+
 def summary(mapping: Mapping, grants: list[str] | None = None) -> list[str]:
     """The plan's lines; `grants` are the GRANT statements the check found missing (None: not
     checked, no line about grants)."""
@@ -116,6 +136,7 @@ def summary(mapping: Mapping, grants: list[str] | None = None) -> list[str]:
             f"{qualified(reference.schema, reference.table)}.{identifier(reference.column)}"
         )
     lines.append(f"not stored: {', '.join(mapping.not_stored) or 'none'}")
+    lines.append("retention counts from ([gdpr]): " + _retention_facts(mapping))
     if grants:
         lines += ["grants needed (run as the tables' owner):", *(f"  {g}" for g in grants)]
     elif grants is not None:

@@ -237,7 +237,7 @@ def purge(
             warnings = gdpr.expiry_warnings(conn, now=now, within_days=warn_days)
             for w in warnings:
                 click.echo(
-                    f"{w.customer_id}\t{w.customer_number or '-'}\t{w.policy}\t"
+                    f"{w.customer_key}\t{w.customer_number or '-'}\t{w.policy}\t"
                     f"{w.expires_at.isoformat()}"
                 )
             click.echo(f"{len(warnings)} expiry warning(s) within {warn_days} day(s)")

@@ -41,33 +41,32 @@ SELECT gdpr.record_consent(%(customer_id)s, %(policy)s, %(granted)s, %(source)s,
                            %(at)s);
 
 -- name: retention_plan
--- what a retention run would change, per customer and table, and why
+-- what a retention run would change, per customer (its key as text) and table, and why
 -- a customer released as a whole is anonymised: its other tables and the engine's copies of it
 -- (sync.anonymise_plan) are listed too, as 'anonymise: <action>', so the dry run names every
 -- table the run changes
-WITH plan AS (SELECT * FROM gdpr.retention_plan(%(now)s, 0, NULL))
-SELECT customer_id, table_name, columns, action, policies, reasons
+WITH plan AS (SELECT * FROM gdpr.retention_plan(%(now)s, NULL::text, NULL::text))
+SELECT customer_key, table_name, columns, action, policies, reasons
 FROM plan
 UNION ALL
-SELECT p.customer_id, a.table_name, NULL, 'anonymise: ' || a.action, p.policies, p.reasons
+SELECT p.customer_key, a.table_name, NULL, 'anonymise: ' || a.action, p.policies, p.reasons
 FROM plan AS p
-JOIN shop.customer AS c ON c.id = p.customer_id
-CROSS JOIN LATERAL sync.anonymise_plan(c.customer_number) AS a
-WHERE p.action = 'anonymise' AND a.table_name <> 'shop.customer'
+CROSS JOIN LATERAL sync.anonymise_plan(syncmap.number_of(p.customer_key)) AS a
+WHERE p.action = 'anonymise' AND a.table_name <> p.table_name
 ORDER BY 1, 2;
 
--- name: customer_count
+-- name: retention_scope
 -- the number of local customers (the scope of a retention run)
-SELECT count(*) FROM shop.customer;
+SELECT gdpr.retention_scope();
 
 -- name: retention_warnings
 -- customers whose data a policy stops holding within an interval
-SELECT customer_id, customer_number, policy_code, expires_at
+SELECT customer_key, customer_number, policy_code, expires_at
 FROM gdpr.retention_warnings(%(now)s, %(within)s::interval);
 
 -- name: purge_batch
--- one retention batch of customers after an id; what it changed
-SELECT gdpr.purge_batch(%(now)s, %(after_id)s, %(limit)s, %(actor)s);
+-- one retention batch of customers after a key (as text; NULL: the first); what it changed
+SELECT gdpr.purge_batch(%(now)s, %(after)s::text, %(limit)s, %(actor)s);
 
 -- name: daily_claim
 -- claim the daily GDPR job's slot (no row: another run finished it)

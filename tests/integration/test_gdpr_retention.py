@@ -71,8 +71,8 @@ def test_expired_policy_purges_its_data_and_a_shared_category_stays(
     before = START + timedelta(days=29)
     assert gdpr.purge_plan(conn, now=before) == []
     assert [
-        (w.customer_id, w.policy) for w in gdpr.expiry_warnings(conn, now=before, within_days=2)
-    ] == [(first, "wishes")]
+        (w.customer_key, w.policy) for w in gdpr.expiry_warnings(conn, now=before, within_days=2)
+    ] == [(str(first), "wishes")]
 
     expired = START + timedelta(days=31)
     plan = gdpr.purge_plan(conn, now=expired)
