@@ -52,10 +52,16 @@ INSERT INTO sync.webshop_function (function_signature) VALUES
     ('sync.resolve_customer_number(text)'),
     ('sync.anonymise_from_backoffice(bigint, text, text)'),
     ('sync.anonymise_from_backoffice_key(text, text, text)'),
+    -- the customer by its key as text (any key type), and by id for integer keys
+    ('gdpr.record_consent(text, text, boolean, text, text, timestamptz)'),
     ('gdpr.record_consent(bigint, text, boolean, text, text, timestamptz)'),
+    ('gdpr.has_consent(text, text)'),
     ('gdpr.has_consent(bigint, text)'),
+    ('gdpr.subject_data(text, timestamptz)'),
     ('gdpr.subject_data(bigint, timestamptz)'),
+    ('gdpr.rectify(text, jsonb, text)'),
     ('gdpr.rectify(bigint, jsonb, text)'),
+    ('gdpr.receive_erasure(text, text, timestamptz)'),
     ('gdpr.receive_erasure(bigint, text, timestamptz)'),
     ('gdpr.verify_erasure(bigint, text, timestamptz)'),
     ('gdpr.schedule_erasure(bigint, text, interval, timestamptz)'),
@@ -203,7 +209,7 @@ BEGIN
         'sync.retry_dead_letter(bigint)',
         'sync.discard_dead_letter(bigint, text)',
         'sync.normalise_email(text)',
-        'gdpr.purge_batch(timestamptz, bigint, integer, text)',
+        'gdpr.purge_batch(timestamptz, text, integer, text)',
         'gdpr.retention_warnings(timestamptz, interval)',
         'gdpr.execute_due_erasures(text, timestamptz)'
     ] LOOP

@@ -392,9 +392,183 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The check
+-- The facts retention needs ([gdpr])
 -- ---------------------------------------------------------------------------------------------
 
+-- What a [gdpr] fact can be read from a column of type p_type: 'time' (date, timestamp,
+-- timestamptz: a retention period counts from it), 'text' (text, varchar, char: a customer
+-- group), NULL otherwise. The check below and retention (sql/85_gdpr_retention.sql) both ask.
+CREATE OR REPLACE FUNCTION sync._mapping_fact_kind(p_type oid)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+               WHEN p_type IN ('pg_catalog.date'::pg_catalog.regtype,
+                               'pg_catalog.timestamp'::pg_catalog.regtype,
+                               'pg_catalog.timestamptz'::pg_catalog.regtype) THEN 'time'
+               WHEN p_type IN ('pg_catalog.text'::pg_catalog.regtype,
+                               'pg_catalog.varchar'::pg_catalog.regtype,
+                               'pg_catalog.bpchar'::pg_catalog.regtype) THEN 'text'
+           END
+$$;
+
+-- The defects of the optional [gdpr] table (docs/mapping.md): its keys, the customer columns
+-- it names (created and last activity: a date, timestamp or timestamptz; group: text-like; a
+-- created column that may be NULL is a warning), and last_order: a date column of a table that
+-- refers to the customer (a foreign key to the key, or a [[reference]] of the document), by one
+-- column or the one customer_column names. p_customer is NULL when the customer table is
+-- missing (reported where it is declared).
+CREATE OR REPLACE FUNCTION sync._mapping_gdpr_defects(
+    p_document jsonb, p_customer oid, p_key pg_catalog.pg_attribute)
+RETURNS TABLE (path text, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    spec       jsonb := p_document -> 'gdpr';
+    last_order jsonb := p_document #> '{gdpr,last_order}';
+    entry      record;
+    col        pg_catalog.pg_attribute;
+    table_oid  oid;
+    links      text[];
+    named      text;
+BEGIN
+    IF pg_catalog.jsonb_typeof(spec) IS DISTINCT FROM 'object' THEN
+        RETURN QUERY SELECT 'gdpr', 'must be a table';
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT 'gdpr.' || k, 'is not a key of [gdpr] (created_column, last_activity_column, '
+                             'group_column, last_order)'
+        FROM pg_catalog.jsonb_object_keys(spec) AS k
+        WHERE k NOT IN ('created_column', 'last_activity_column', 'group_column', 'last_order')
+        ORDER BY k;
+    -- the customer's own columns
+    FOR entry IN
+        SELECT v.key, v.kind
+        FROM (VALUES (1, 'created_column', 'time'), (2, 'last_activity_column', 'time'),
+                     (3, 'group_column', 'text')) AS v (ord, key, kind)
+        WHERE spec ? v.key
+        ORDER BY v.ord
+    LOOP
+        IF pg_catalog.jsonb_typeof(spec -> entry.key) <> 'string' THEN
+            RETURN QUERY SELECT 'gdpr.' || entry.key, 'must be a column name (a string)';
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN p_customer IS NULL;
+        col := sync._mapping_column(p_customer, spec ->> entry.key);
+        IF col.attname IS NULL THEN
+            RETURN QUERY SELECT 'gdpr.' || entry.key, pg_catalog.format(
+                '%s has no column %I', p_customer::pg_catalog.regclass, spec ->> entry.key);
+        ELSIF entry.kind = 'time'
+              AND sync._mapping_fact_kind(col.atttypid) IS DISTINCT FROM 'time' THEN
+            RETURN QUERY SELECT 'gdpr.' || entry.key, pg_catalog.format(
+                '%I is %s; a retention period counts from a date, timestamp or timestamptz '
+                'column', col.attname, pg_catalog.format_type(col.atttypid, col.atttypmod));
+        ELSIF entry.kind = 'text'
+              AND sync._mapping_fact_kind(col.atttypid) IS DISTINCT FROM 'text' THEN
+            RETURN QUERY SELECT 'gdpr.' || entry.key, pg_catalog.format(
+                '%I is %s; customer_group membership compares a text, varchar or char column',
+                col.attname, pg_catalog.format_type(col.atttypid, col.atttypmod));
+        ELSIF entry.key = 'created_column' AND NOT col.attnotnull THEN
+            RETURN QUERY SELECT 'gdpr.' || entry.key, pg_catalog.format(
+                'warning: %I may be NULL: a retention period cannot count from NULL, so a '
+                'customer without it is held until a later fact (last activity, last order) '
+                'is known', col.attname);
+        END IF;
+    END LOOP;
+
+    -- the last order: { schema, table, column [, customer_column] }
+    <<last_order_checks>>
+    BEGIN
+        EXIT last_order_checks WHEN NOT spec ? 'last_order';
+        IF pg_catalog.jsonb_typeof(last_order) IS DISTINCT FROM 'object' THEN
+            RETURN QUERY SELECT 'gdpr.last_order',
+                                'must be a table { schema, table, column }';
+            EXIT last_order_checks;
+        END IF;
+        RETURN QUERY
+            SELECT 'gdpr.last_order.' || k, 'is not a key of last_order (schema, table, '
+                                            'column, customer_column)'
+            FROM pg_catalog.jsonb_object_keys(last_order) AS k
+            WHERE k NOT IN ('schema', 'table', 'column', 'customer_column')
+            UNION ALL
+            SELECT 'gdpr.last_order.' || k, 'is missing'
+            FROM pg_catalog.unnest(ARRAY['schema', 'table', 'column']) AS k
+            WHERE NOT last_order ? k
+            UNION ALL
+            SELECT 'gdpr.last_order.' || k, 'must be a string'
+            FROM pg_catalog.unnest(ARRAY['schema', 'table', 'column', 'customer_column']) AS k
+            WHERE last_order ? k AND pg_catalog.jsonb_typeof(last_order -> k) <> 'string';
+        EXIT last_order_checks WHEN p_customer IS NULL OR p_key.attname IS NULL;
+        table_oid := sync._mapping_table(last_order ->> 'schema', last_order ->> 'table');
+        IF table_oid IS NULL THEN
+            RETURN QUERY SELECT * FROM sync._mapping_missing_table(
+                'gdpr.last_order', last_order ->> 'schema', last_order ->> 'table');
+            EXIT last_order_checks;
+        END IF;
+        col := sync._mapping_column(table_oid, last_order ->> 'column');
+        IF last_order ->> 'column' IS NULL THEN
+            NULL;  -- "is missing"
+        ELSIF col.attname IS NULL THEN
+            RETURN QUERY SELECT 'gdpr.last_order.column', pg_catalog.format(
+                '%s has no column %I', table_oid::pg_catalog.regclass, last_order ->> 'column');
+        ELSIF sync._mapping_fact_kind(col.atttypid) IS DISTINCT FROM 'time' THEN
+            RETURN QUERY SELECT 'gdpr.last_order.column', pg_catalog.format(
+                '%I is %s; the last order''s time is a date, timestamp or timestamptz column',
+                col.attname, pg_catalog.format_type(col.atttypid, col.atttypmod));
+        END IF;
+        -- its columns that refer to the customer: single-column foreign keys to the key (on
+        -- the table itself, a partitioned table's on its parent) and declared references
+        SELECT pg_catalog.array_agg(DISTINCT x.name ORDER BY x.name) INTO links
+        FROM (
+            SELECT a.attname::text AS name
+            FROM pg_catalog.pg_constraint AS k
+            JOIN pg_catalog.pg_attribute AS a
+                ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+            WHERE k.contype = 'f' AND k.conparentid = 0 AND k.conrelid = table_oid
+              AND k.confrelid = p_customer AND k.confkey = ARRAY[p_key.attnum]
+              AND pg_catalog.cardinality(k.conkey) = 1
+            UNION
+            SELECT r.value ->> 'column'
+            FROM pg_catalog.jsonb_array_elements(
+                     CASE WHEN pg_catalog.jsonb_typeof(p_document -> 'reference') = 'array'
+                          THEN p_document -> 'reference' ELSE '[]' END) AS r (value)
+            WHERE r.value ->> 'schema' = last_order ->> 'schema'
+              AND r.value ->> 'table' = last_order ->> 'table'
+              AND (sync._mapping_column(table_oid, r.value ->> 'column')).atttypid
+                  = p_key.atttypid
+        ) AS x
+        WHERE x.name IS NOT NULL;
+        named := last_order ->> 'customer_column';
+        IF named IS NOT NULL AND named <> ALL (coalesce(links, '{}')) THEN
+            RETURN QUERY SELECT 'gdpr.last_order.customer_column', pg_catalog.format(
+                '%I does not refer to the customer: no foreign key from it to %s (%I) and no '
+                '[[reference]] declares it', named, p_customer::pg_catalog.regclass,
+                p_key.attname);
+        ELSIF named IS NULL AND coalesce(pg_catalog.cardinality(links), 0) = 0 THEN
+            RETURN QUERY SELECT 'gdpr.last_order.table', pg_catalog.format(
+                '%s is not customer-linked: it has no foreign key to %s (%I) and no '
+                '[[reference]] declares a column of it', table_oid::pg_catalog.regclass,
+                p_customer::pg_catalog.regclass, p_key.attname);
+        ELSIF named IS NULL AND pg_catalog.cardinality(links) > 1 THEN
+            RETURN QUERY SELECT 'gdpr.last_order', pg_catalog.format(
+                '%s refers to the customer by %s: name the one of the order''s customer with '
+                'customer_column', table_oid::pg_catalog.regclass,
+                pg_catalog.array_to_string(links, ', '));
+        END IF;
+    END last_order_checks;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The check
+-- ---------------------------------------------------------------------------------------------
 -- Every defect of a mapping document against the live catalog, in sections: the document, each
 -- shop table (the customer table, then each [[related]]: existence, key, how a key is made,
 -- number and version, via, columns, create, NOT NULL coverage), the fields, the declared
@@ -443,7 +617,7 @@ BEGIN
     RETURN QUERY
         SELECT k, 'is not a key of a format-1 mapping'
         FROM pg_catalog.jsonb_object_keys(p_document) AS k
-        WHERE k NOT IN ('format', 'customer', 'related', 'reference', 'not_stored')
+        WHERE k NOT IN ('format', 'customer', 'related', 'reference', 'not_stored', 'gdpr')
         ORDER BY k;
     IF pg_catalog.jsonb_typeof(customer_spec) IS DISTINCT FROM 'object' THEN
         RETURN QUERY SELECT 'customer', 'is missing: the [customer] table';
@@ -926,6 +1100,13 @@ BEGIN
                 at || '.column', table_oid, t ->> 'column', customer_oid, customer_key, NULL);
         END IF;
     END LOOP;
+
+    -- The facts retention needs ([gdpr], optional): columns of the customer table and the last
+    -- order's date on a customer-linked table -----------------------------------------------
+    IF p_document ? 'gdpr' THEN
+        RETURN QUERY SELECT * FROM sync._mapping_gdpr_defects(p_document, customer_oid,
+                                                              customer_key);
+    END IF;
 
     -- The owner role's privileges on every shop table found above: the engine's functions run
     -- as it. USAGE on each schema (once, at the first table in it), SELECT, INSERT, UPDATE and

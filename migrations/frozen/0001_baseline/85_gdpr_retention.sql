@@ -2,34 +2,349 @@
 --   under the policy  membership all: every customer; customer_group: that group; consent: a
 --                     customer with any consent decision for it
 --   holds             under it, consent granted (consent policies), and the retention period
---                     not over: anchor + retention > now, the anchor being created_at,
---                     last_login_at (else created_at) or the last order (else created_at)
+--                     not over: anchor + retention > now, the anchor being the customer's
+--                     created time, its last activity (else created) or its last order (else
+--                     created)
+-- Works on the mapped customer table (sync.mapped_customer(): any schema, any key type). The
+-- facts a policy needs come from the active mapping's optional [gdpr] table (docs/mapping.md):
+-- created_column, last_activity_column, group_column (columns of the customer table) and
+-- last_order (a date column of a customer-linked table). A policy that needs a fact the mapping
+-- does not declare is refused when it is activated and when retention runs (SY089, naming the
+-- mapping key to add): never a silent no-op.
 -- A category (table, or some of its columns) of a customer goes when a policy the customer is
 -- under covers it and does not hold it, and no policy that holds it covers the same data.
--- What going means comes from the PII registry: a whole shop.customer not held by any policy
--- is anonymised (sync.anonymise_from_backoffice: tombstone, outbound event for tritonX);
+-- What going means comes from the PII registry: a whole customer row not held by any policy is
+-- anonymised (sync.anonymise_from_backoffice_key: tombstone, outbound event for tritonX);
 -- otherwise a table's rows are deleted (anonymise rule delete_rows) or scrubbed per the column
 -- strategies, only the released columns when the category names columns.
 -- Only rows that still differ from their erased form count, so a run is idempotent and a
--- broken-off run resumes where it stopped. Time is a parameter (p_now), never read.
--- Re-runnable.
+-- broken-off run resumes where it stopped. A run walks the customers in key order (the key's
+-- own type's order), naming them by the key as text (the key's own text form, as gdpr.consent
+-- holds it); the bigint forms are wrappers for integer keys. Time is a parameter (p_now), never
+-- read. Re-runnable.
+-- SQLSTATEs: SY020 (a bigint form on a key that is not an integer), SY061 no mapping, SY089 a
+-- policy needs a fact the mapping does not declare.
 
 -- ---------------------------------------------------------------------------------------------
 -- Building blocks (private)
 -- ---------------------------------------------------------------------------------------------
 
--- The tables of a category with the column that holds the customer id: shop.customer (id) and
--- every foreign key of a customer-linked table.
+-- The tables of a category with the column that holds the customer key and its type: the
+-- mapped customer table (its key) and every customer-linked table (sync.customer_links()).
+DROP FUNCTION IF EXISTS gdpr._category_links();  -- its result gains column_type
 CREATE OR REPLACE FUNCTION gdpr._category_links()
-RETURNS TABLE (table_schema name, table_name name, relation regclass, key_column name)
+RETURNS TABLE (table_schema name, table_name name, relation regclass, key_column name,
+               column_type regtype)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'shop'::name, 'customer'::name, 'shop.customer'::pg_catalog.regclass, 'id'::name
+    SELECT n.nspname, r.relname, m.relation, m.key_column, m.key_type
+    FROM sync.mapped_customer() AS m
+    JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
     UNION ALL
-    SELECT l.table_schema, l.table_name, l.relation, l.fk_column FROM sync.customer_links() AS l
+    SELECT l.table_schema, l.table_name, l.relation, l.fk_column, l.column_type
+    FROM sync.customer_links() AS l
+$$;
+
+-- The facts the active mapping's [gdpr] table declares, resolved against the catalog: the
+-- customer table's created, last-activity (date, timestamp or timestamptz) and group (text-like)
+-- columns, and the last order's table, its customer column (the one customer link of the table,
+-- or the one last_order.customer_column names) and its date column. NULL where the mapping
+-- declares nothing, or what it declares does not fit the catalog (any more). No row when no
+-- mapping is active.
+CREATE OR REPLACE FUNCTION gdpr._retention_facts()
+RETURNS TABLE (created_column name, last_activity_column name, group_column name,
+               order_relation regclass, order_customer_column name, order_column name)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.cr, x.la, x.gr,
+           CASE WHEN x.oc IS NOT NULL THEN lo.relation END,
+           CASE WHEN x.oc IS NOT NULL THEN lo.fk_column END, x.oc
+    FROM sync.mapping_version AS v
+    JOIN sync.mapped_customer() AS m ON true
+    -- the last order's table: exactly one customer link of it (or the one named)
+    LEFT JOIN LATERAL (
+        SELECT (pg_catalog.array_agg(l.relation))[1] AS relation,
+               (pg_catalog.array_agg(l.fk_column))[1] AS fk_column
+        FROM sync.customer_links() AS l
+        WHERE l.known_by <> 'engine'
+          AND l.table_schema = v.document #>> '{gdpr,last_order,schema}'
+          AND l.table_name = v.document #>> '{gdpr,last_order,table}'
+          AND (v.document #>> '{gdpr,last_order,customer_column}' IS NULL
+               OR l.fk_column = v.document #>> '{gdpr,last_order,customer_column}')
+        HAVING count(*) = 1
+    ) AS lo ON true
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.max(a.attname::text) FILTER (WHERE f.fact = 1)::name,
+               pg_catalog.max(a.attname::text) FILTER (WHERE f.fact = 2)::name,
+               pg_catalog.max(a.attname::text) FILTER (WHERE f.fact = 3)::name,
+               pg_catalog.max(a.attname::text) FILTER (WHERE f.fact = 4)::name
+        FROM (VALUES (1, m.relation::pg_catalog.oid, '{gdpr,created_column}', 'time'),
+                     (2, m.relation, '{gdpr,last_activity_column}', 'time'),
+                     (3, m.relation, '{gdpr,group_column}', 'text'),
+                     (4, lo.relation, '{gdpr,last_order,column}', 'time'))
+             AS f (fact, relid, path, kind)
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = f.relid AND a.attname = v.document #>> f.path::text[]
+           AND a.attnum > 0 AND NOT a.attisdropped
+           AND sync._mapping_fact_kind(a.atttypid) = f.kind
+    ) AS x (cr, la, gr, oc)
+    WHERE v.active
+$$;
+
+-- Why a policy (its id, code, retention, retention_from and membership) cannot be carried out
+-- on the active mapping, as a message naming what to add; NULL when it can. First the facts it
+-- needs that the mapping does not declare (usably): a period counts from the created time, or
+-- from the last activity or order with the created time as their fallback (a customer who never
+-- logged in or ordered); customer_group membership compares the group column. Then a category
+-- on a table the customer row points to (an address, sync._pointed_tables()): such a row may be
+-- another customer's too, so retention releases it only with the whole customer (the
+-- anonymisation scrubs or detaches it), never by itself.
+DROP FUNCTION IF EXISTS gdpr._missing_retention_fact(text, interval, text, text);
+CREATE OR REPLACE FUNCTION gdpr._missing_retention_fact(
+    p_policy_id bigint, p_code text, p_retention interval, p_retention_from text,
+    p_membership text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.message
+    FROM (
+        SELECT m.ord, pg_catalog.format(
+                   'policy %s %s: the active mapping declares no usable gdpr.%s (add it to the '
+                   'mapping''s [gdpr] table, docs/mapping.md; syncctl mapping check says what '
+                   'does not fit)', p_code, m.why, m.mapping_key) AS message
+        FROM (SELECT) AS one
+        LEFT JOIN gdpr._retention_facts() AS f ON true
+        CROSS JOIN LATERAL (VALUES
+            (1, 'group_column', 'applies to a customer_group',
+             p_membership = 'customer_group' AND f.group_column IS NULL),
+            (2, 'created_column', 'counts its retention from ' || p_retention_from
+                                  || CASE WHEN p_retention_from <> 'created'
+                                          THEN ' (else from the created time)' ELSE '' END,
+             p_retention IS NOT NULL AND f.created_column IS NULL),
+            (3, 'last_activity_column', 'counts its retention from last_activity',
+             p_retention IS NOT NULL AND p_retention_from = 'last_activity'
+             AND f.last_activity_column IS NULL),
+            (4, 'last_order', 'counts its retention from last_order',
+             p_retention IS NOT NULL AND p_retention_from = 'last_order'
+             AND f.order_column IS NULL)
+        ) AS m (ord, mapping_key, why, missing)
+        WHERE m.missing
+        UNION ALL
+        SELECT 5, pg_catalog.format(
+                   'policy %s covers %s, a table the customer row points to: retention '
+                   'releases its rows only with the whole customer (add %s to the policy''s '
+                   'categories, or leave the table out)', p_code, t.qualified_name,
+                   c.qualified_name)
+        FROM sync._pointed_tables() AS t
+        CROSS JOIN (SELECT n.nspname AS table_schema, r.relname AS table_name,
+                           n.nspname || '.' || r.relname AS qualified_name
+                    FROM sync.mapped_customer() AS mc
+                    JOIN pg_catalog.pg_class AS r ON r.oid = mc.relation
+                    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace) AS c
+        WHERE EXISTS (SELECT FROM gdpr.policy_category AS pc
+                      WHERE pc.policy_id = p_policy_id AND pc.table_schema = t.table_schema
+                        AND pc.table_name = t.table_name)
+          AND NOT EXISTS (SELECT FROM gdpr.policy_category AS pc
+                          WHERE pc.policy_id = p_policy_id AND pc.columns IS NULL
+                            AND pc.table_schema = c.table_schema
+                            AND pc.table_name = c.table_name)
+    ) AS x
+    ORDER BY x.ord
+    LIMIT 1
+$$;
+
+-- Raise SY089 for the first active policy (by code) that needs a fact the active mapping does
+-- not declare (SY061 when no mapping is active): retention refuses rather than skip a policy.
+CREATE OR REPLACE FUNCTION gdpr._check_retention_facts()
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    why text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM sync.mapped_customer()) THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
+    END IF;
+    SELECT m.why INTO why
+    FROM gdpr.policy AS p
+    CROSS JOIN LATERAL (SELECT gdpr._missing_retention_fact(p.id, p.code, p.retention,
+                                                            p.retention_from, p.membership)
+                               AS why) AS m
+    WHERE p.state = 'active' AND m.why IS NOT NULL
+    ORDER BY p.code
+    LIMIT 1;
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY089', MESSAGE = why;
+    END IF;
+END
+$$;
+
+-- A policy is put in force only when the mapping states what it needs (SY089), whoever sets
+-- state = 'active' (gdpr.activate_policy, or a DBA's own statement).
+CREATE OR REPLACE FUNCTION gdpr._policy_needs_mapping()
+RETURNS trigger
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    why text := gdpr._missing_retention_fact(NEW.id, NEW.code, NEW.retention,
+                                             NEW.retention_from, NEW.membership);
+BEGIN
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY089', MESSAGE = why;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER policy_needs_mapping
+    BEFORE INSERT OR UPDATE OF state ON gdpr.policy
+    FOR EACH ROW WHEN (NEW.state = 'active')
+    EXECUTE FUNCTION gdpr._policy_needs_mapping();
+
+-- A bigint form's guard: its ids are keys of an integer-keyed customer table only (SY020).
+CREATE OR REPLACE FUNCTION gdpr._integer_keys_only(p_function text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
+BEGIN
+    IF key_type IS NOT NULL AND NOT sync._integer_key() THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE = pg_catalog.format(
+            '%s with bigint ids needs an integer customer key; the mapped key is %s: pass '
+            'keys as text', p_function, key_type);
+    END IF;
+END
+$$;
+
+-- A key a caller pages by (p_after, p_through) as the key's type: the key's own text form, NULL
+-- for NULL; SY020 when it is not of the key's type (the key is never echoed).
+CREATE OR REPLACE FUNCTION gdpr._checked_page_key(p_key text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
+    checked  text;
+BEGIN
+    IF p_key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM sync._checked_length(p_key, 100, 'customer key');
+    BEGIN
+        EXECUTE pg_catalog.format('SELECT $1::%s::text', key_type) INTO checked USING p_key;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE = pg_catalog.format(
+            'the key to page by is not of the customer key''s type (%s)', key_type);
+    END;
+    RETURN checked;
+END
+$$;
+
+-- The rows of gdpr.retention_status for the customers with p_after < key <= p_through (keys as
+-- text, compared as the key's type; NULL: no bound) or, with p_only, that one customer; in key
+-- order, then by policy code.
+CREATE OR REPLACE FUNCTION gdpr._retention_status(
+    p_now timestamptz, p_after text, p_through text, p_only text)
+RETURNS TABLE (customer_key text, policy_code text, holds boolean, expires_at timestamptz,
+               reason text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped  record;
+    facts   record;
+    created text;
+BEGIN
+    PERFORM gdpr._check_retention_facts();
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    SELECT * INTO facts FROM gdpr._retention_facts();
+    created := CASE WHEN facts.created_column IS NOT NULL
+                    THEN pg_catalog.format('c.%I::timestamptz', facts.created_column)
+                    ELSE 'NULL::timestamptz' END;
+    RETURN QUERY EXECUTE pg_catalog.format(
+        $sql$
+        SELECT u.customer_key, u.code,
+               (u.membership <> 'consent' OR coalesce(u.granted, false))
+                   AND (u.expires_at IS NULL OR u.expires_at > $1),
+               u.expires_at,
+               CASE WHEN u.membership = 'consent' AND NOT coalesce(u.granted, false)
+                        THEN 'consent withdrawn'
+                    WHEN u.expires_at <= $1
+                        THEN 'retention over (' || u.retention_from || ' + '
+                             || u.retention::text || ')'
+               END
+        FROM (
+            SELECT c.%1$I::text AS customer_key, c.%1$I AS sort_key, p.code, p.membership,
+                   p.retention, p.retention_from, cc.granted,
+                   CASE p.retention_from
+                       WHEN 'created' THEN %3$s
+                       WHEN 'last_activity' THEN coalesce(%4$s, %3$s)
+                       ELSE coalesce(lo.placed_at, %3$s)
+                   END + p.retention AS expires_at
+            FROM gdpr.policy AS p
+            JOIN %2$s AS c
+                ON p.membership = 'all'
+                OR (p.membership = 'customer_group' AND %5$s = p.customer_group)
+                OR (p.membership = 'consent'
+                    AND EXISTS (SELECT FROM gdpr.consent AS g
+                                WHERE g.customer_key = c.%1$I::text AND g.policy_id = p.id))
+            LEFT JOIN LATERAL (%6$s) AS lo ON true
+            LEFT JOIN LATERAL (
+                SELECT g.granted FROM gdpr.consent AS g
+                WHERE p.membership = 'consent' AND g.customer_key = c.%1$I::text
+                  AND g.policy_id = p.id
+                ORDER BY g.decided_at DESC, g.id DESC LIMIT 1
+            ) AS cc ON true
+            WHERE p.state = 'active'
+              AND ($2::text IS NULL OR c.%1$I > $2::%7$s)
+              AND ($3::text IS NULL OR c.%1$I <= $3::%7$s)
+              AND ($4::text IS NULL OR c.%1$I = $4::%7$s)
+        ) AS u
+        ORDER BY u.sort_key, u.code
+        $sql$,
+        mapped.key_column, mapped.relation, created,
+        CASE WHEN facts.last_activity_column IS NOT NULL
+             THEN pg_catalog.format('c.%I::timestamptz', facts.last_activity_column)
+             ELSE 'NULL::timestamptz' END,
+        CASE WHEN facts.group_column IS NOT NULL
+             THEN pg_catalog.format('c.%I::text', facts.group_column)
+             ELSE 'NULL::text' END,
+        -- the last order: one index lookup per customer, only for policies that need it
+        CASE WHEN facts.order_column IS NOT NULL
+             THEN pg_catalog.format(
+                 'SELECT pg_catalog.max(o.%1$I)::timestamptz AS placed_at FROM %2$s AS o '
+                 'WHERE p.retention_from = ''last_order'' AND o.%3$I = c.%4$I',
+                 facts.order_column, facts.order_relation, facts.order_customer_column,
+                 mapped.key_column)
+             ELSE 'SELECT NULL::timestamptz AS placed_at' END,
+        mapped.key_type)
+        USING p_now, gdpr._checked_page_key(p_after), gdpr._checked_page_key(p_through), p_only;
+END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -38,72 +353,68 @@ $$;
 
 -- Per customer and active policy the customer is under: whether the policy holds the
 -- customer's data at p_now, when that ends (NULL: no limit), and why it no longer holds. Only
--- customers with p_after_id < id <= p_through_id (NULL: no upper bound).
+-- customers with p_after < key <= p_through (keys as text; NULL: no bound), in key order.
+-- Raises SY089 when an active policy needs a fact the mapping does not declare.
 -- Example: SELECT * FROM gdpr.retention_status(now()) WHERE NOT holds;
+DROP FUNCTION IF EXISTS gdpr.retention_status(timestamptz, bigint, bigint);
 CREATE OR REPLACE FUNCTION gdpr.retention_status(
-    p_now timestamptz DEFAULT now(), p_after_id bigint DEFAULT 0,
-    p_through_id bigint DEFAULT NULL)
-RETURNS TABLE (customer_id bigint, policy_code text, holds boolean, expires_at timestamptz,
+    p_now timestamptz DEFAULT now(), p_after text DEFAULT NULL, p_through text DEFAULT NULL)
+RETURNS TABLE (customer_key text, policy_code text, holds boolean, expires_at timestamptz,
                reason text)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT u.customer_id, u.code,
-           (u.membership <> 'consent' OR coalesce(u.granted, false))
-               AND (u.expires_at IS NULL OR u.expires_at > p_now),
-           u.expires_at,
-           CASE
-               WHEN u.membership = 'consent' AND NOT coalesce(u.granted, false)
-                   THEN 'consent withdrawn'
-               WHEN u.expires_at <= p_now
-                   THEN pg_catalog.format('retention over (%s + %s)', u.retention_from,
-                                          u.retention)
-           END
-    FROM (
-        SELECT c.id AS customer_id, p.code, p.membership, p.retention, p.retention_from,
-               cc.granted,
-               CASE p.retention_from
-                   WHEN 'created' THEN c.created_at
-                   WHEN 'last_activity' THEN coalesce(c.last_login_at, c.created_at)
-                   ELSE coalesce(lo.placed_at, c.created_at)
-               END + p.retention AS expires_at
-        FROM gdpr.policy AS p
-        JOIN shop.customer AS c
-            ON p.membership = 'all'
-            OR (p.membership = 'customer_group' AND c.customer_group = p.customer_group)
-            OR (p.membership = 'consent'
-                AND EXISTS (SELECT FROM gdpr.consent AS g
-                            WHERE g.customer_key = c.id::text AND g.policy_id = p.id))
-        -- index lookups per customer, only where the policy needs them
-        LEFT JOIN LATERAL (
-            SELECT pg_catalog.max(o.placed_at) AS placed_at
-            FROM shop.orders AS o
-            WHERE p.retention_from = 'last_order' AND o.customer_id = c.id
-        ) AS lo ON true
-        LEFT JOIN LATERAL (
-            SELECT g.granted
-            FROM gdpr.consent AS g
-            WHERE p.membership = 'consent' AND g.customer_key = c.id::text
-              AND g.policy_id = p.id
-            ORDER BY g.decided_at DESC, g.id DESC
-            LIMIT 1
-        ) AS cc ON true
-        WHERE p.state = 'active'
-          AND c.id > p_after_id AND (p_through_id IS NULL OR c.id <= p_through_id)
-    ) AS u
+    SELECT * FROM gdpr._retention_status(p_now, p_after, p_through, NULL)
+$$;
+
+-- The same for an integer customer key, by bigint ids: p_after_id < id <= p_through_id.
+-- Example: SELECT * FROM gdpr.retention_status(now(), 41, 42);
+CREATE OR REPLACE FUNCTION gdpr.retention_status(
+    p_now timestamptz, p_after_id bigint, p_through_id bigint DEFAULT NULL)
+RETURNS TABLE (customer_id bigint, policy_code text, holds boolean, expires_at timestamptz,
+               reason text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM gdpr._integer_keys_only('gdpr.retention_status');
+    RETURN QUERY
+        SELECT s.customer_key::bigint, s.policy_code, s.holds, s.expires_at, s.reason
+        FROM gdpr._retention_status(p_now, p_after_id::text, p_through_id::text, NULL) AS s;
+END
+$$;
+
+-- The status of one customer, p_customer_key its key as text (any text form of the key's type;
+-- a key of nobody gives no rows).
+-- Example: SELECT * FROM gdpr.retention_status_of('4b9f6a1e-...', now());
+CREATE OR REPLACE FUNCTION gdpr.retention_status_of(
+    p_customer_key text, p_now timestamptz DEFAULT now())
+RETURNS TABLE (customer_key text, policy_code text, holds boolean, expires_at timestamptz,
+               reason text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.*
+    FROM (SELECT sync._local_customer_key(p_customer_key) AS local_key) AS k
+    CROSS JOIN LATERAL gdpr._retention_status(p_now, NULL, NULL, k.local_key) AS s
+    WHERE k.local_key IS NOT NULL
 $$;
 
 -- What a retention run at p_now would do, per customer and table: the released columns (NULL:
 -- the whole table), the action (anonymise: the whole customer; delete_rows; scrub), the
--- policies that release it and why. Only customers with p_after_id < id <= p_through_id
--- (NULL: no upper bound) that have something left to change, in id order.
+-- policies that release it and why. Only customers with p_after < key <= p_through (keys as
+-- text; NULL: no bound) that have something left to change, in key order.
 -- Example: SELECT * FROM gdpr.retention_plan(now());
+DROP FUNCTION IF EXISTS gdpr.retention_plan(timestamptz, bigint, bigint);
 CREATE OR REPLACE FUNCTION gdpr.retention_plan(
-    p_now timestamptz DEFAULT now(), p_after_id bigint DEFAULT 0,
-    p_through_id bigint DEFAULT NULL)
-RETURNS TABLE (customer_id bigint, table_name text, columns text[], action text,
+    p_now timestamptz DEFAULT now(), p_after text DEFAULT NULL, p_through text DEFAULT NULL)
+RETURNS TABLE (customer_key text, table_name text, columns text[], action text,
                policies text[], reasons text[])
 LANGUAGE plpgsql
 STABLE
@@ -111,24 +422,29 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    mapped  record;
     -- the steps as a JSON array (no temporary table: the plan stays a plain function)
     steps   jsonb;
     kept    jsonb := '[]';
     step    record;
     scrub   record;
-    pending bigint[];
+    pending text[];
 BEGIN
+    SELECT m.*, n.nspname AS table_schema, r.relname AS table_name INTO mapped
+    FROM sync.mapped_customer() AS m
+    JOIN pg_catalog.pg_class AS r ON r.oid = m.relation
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace;
     WITH covered AS (
         -- one row per customer, policy and covered table or column (NULL: the whole table)
-        SELECT s.customer_id, s.policy_code, s.holds, s.reason, c.table_schema, c.table_name,
+        SELECT s.customer_key, s.policy_code, s.holds, s.reason, c.table_schema, c.table_name,
                col.name AS column_name
-        FROM gdpr.retention_status(p_now, p_after_id, p_through_id) AS s
+        FROM gdpr._retention_status(p_now, p_after, p_through, NULL) AS s
         JOIN gdpr.policy AS p ON p.code = s.policy_code
         JOIN gdpr.policy_category AS c ON c.policy_id = p.id
         LEFT JOIN LATERAL pg_catalog.unnest(c.columns) AS col (name) ON true
     ),
     per_table AS (
-        SELECT v.customer_id, v.table_schema, v.table_name,
+        SELECT v.customer_key, v.table_schema, v.table_name,
                pg_catalog.bool_or(NOT v.holds AND v.column_name IS NULL) AS released_whole,
                pg_catalog.array_agg(DISTINCT v.column_name)
                    FILTER (WHERE NOT v.holds AND v.column_name IS NOT NULL) AS released_columns,
@@ -141,10 +457,10 @@ BEGIN
                pg_catalog.array_agg(DISTINCT v.policy_code || ': ' || v.reason)
                    FILTER (WHERE NOT v.holds) AS reasons
         FROM covered AS v
-        GROUP BY v.customer_id, v.table_schema, v.table_name
+        GROUP BY v.customer_key, v.table_schema, v.table_name
     ),
     decided AS (
-        SELECT t.customer_id, t.table_schema, t.table_name, t.policies, t.reasons,
+        SELECT t.customer_key, t.table_schema, t.table_name, t.policies, t.reasons,
                CASE
                    -- some columns released: those no holding policy covers
                    WHEN NOT t.released_whole THEN
@@ -161,12 +477,13 @@ BEGIN
                END AS columns,
                CASE
                    WHEN NOT t.released_whole OR t.held THEN 'scrub'
-                   WHEN t.table_schema = 'shop' AND t.table_name = 'customer'
+                   WHEN t.table_schema = mapped.table_schema
+                        AND t.table_name = mapped.table_name
                         AND NOT t.customer_held THEN 'anonymise'
                    ELSE coalesce(r.action, 'scrub')
                END AS action
         FROM (SELECT pt.*,
-                     pg_catalog.bool_or(pt.held) OVER (PARTITION BY pt.customer_id)
+                     pg_catalog.bool_or(pt.held) OVER (PARTITION BY pt.customer_key)
                          AS customer_held
               FROM per_table AS pt) AS t
         LEFT JOIN sync.anonymise_rule AS r
@@ -177,14 +494,15 @@ BEGIN
     final AS (
         SELECT d.*,
                pg_catalog.bool_or(d.action = 'anonymise')
-                   OVER (PARTITION BY d.customer_id) AS anonymised
+                   OVER (PARTITION BY d.customer_key) AS anonymised
         FROM decided AS d
         WHERE d.columns IS NULL OR pg_catalog.cardinality(d.columns) > 0
     )
     SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-               'customer_id', f.customer_id,
+               'customer_key', f.customer_key,
                'table_name', f.table_schema || '.' || f.table_name,
                'relation', l.relation::pg_catalog.oid, 'key_column', l.key_column,
+               'column_type', l.column_type::pg_catalog.oid,
                'columns', f.columns, 'action', f.action, 'policies', f.policies,
                'reasons', f.reasons)), '[]')
     INTO steps
@@ -194,24 +512,26 @@ BEGIN
     WHERE f.action = 'anonymise' OR NOT f.anonymised;
 
     -- keep only what still differs from its erased form (idempotent, resumable): one query
-    -- per table, column set and action
+    -- per table, column set and action; keys compared as the link column's type (its index)
     FOR step IN
         SELECT (s.value ->> 'relation')::pg_catalog.oid::pg_catalog.regclass AS relation,
                (s.value ->> 'key_column')::name AS key_column,
+               (s.value ->> 'column_type')::pg_catalog.oid::pg_catalog.regtype AS column_type,
                s.value -> 'columns' AS columns_json,
                CASE WHEN pg_catalog.jsonb_typeof(s.value -> 'columns') = 'array'
                     THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(s.value -> 'columns'))
                END AS columns,
                s.value ->> 'action' AS action,
-               pg_catalog.array_agg((s.value ->> 'customer_id')::bigint) AS ids
+               pg_catalog.array_agg(s.value ->> 'customer_key') AS keys
         FROM pg_catalog.jsonb_array_elements(steps) AS s
-        GROUP BY 1, 2, 3, 4, 5
+        GROUP BY 1, 2, 3, 4, 5, 6
     LOOP
         IF step.action = 'delete_rows' THEN
             EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.array_agg(DISTINCT t.%1$I) FROM %2$s AS t '
-                'WHERE t.%1$I = ANY ($1)', step.key_column, step.relation)
-                INTO pending USING step.ids;
+                'SELECT pg_catalog.array_agg(DISTINCT t.%1$I::text) FROM %2$s AS t '
+                'WHERE t.%1$I = ANY ($1::%3$s[])', step.key_column, step.relation,
+                step.column_type)
+                INTO pending USING step.keys;
         ELSE
             scrub := sync._scrub_sql(step.relation, step.key_column,
                                      CASE WHEN step.action = 'anonymise' THEN NULL
@@ -219,64 +539,241 @@ BEGIN
             pending := '{}';
             IF scrub.differs IS NOT NULL THEN
                 EXECUTE pg_catalog.format(
-                    'SELECT pg_catalog.array_agg(DISTINCT t.%1$I) FROM %2$s AS t '
-                    'WHERE t.%1$I = ANY ($1) AND (%3$s)', step.key_column, step.relation,
-                    scrub.differs)
-                    INTO pending USING step.ids;
+                    'SELECT pg_catalog.array_agg(DISTINCT t.%1$I::text) FROM %2$s AS t '
+                    'WHERE t.%1$I = ANY ($1::%3$s[]) AND (%4$s)', step.key_column,
+                    step.relation, step.column_type, scrub.differs)
+                    INTO pending USING step.keys;
             END IF;
             IF step.action = 'anonymise' THEN
-                -- anonymised by tritonX already: the tombstone keeps it so
-                pending := ARRAY(
-                    SELECT c.id FROM shop.customer AS c
-                    WHERE c.id = ANY (pending)
-                      AND NOT EXISTS (SELECT FROM sync.tombstone AS t
-                                      WHERE t.customer_number = c.customer_number));
+                -- anonymised by tritonX already: the tombstone keeps it so (set-based: one
+                -- look-up of the number per key, through the mapping's view)
+                EXECUTE pg_catalog.format(
+                    'SELECT coalesce(pg_catalog.array_agg(k), ''{}'') '
+                    'FROM pg_catalog.unnest($1) AS k '
+                    'WHERE NOT EXISTS (SELECT FROM syncmap.customer_map AS m '
+                    '                  JOIN sync.tombstone AS t '
+                    '                      ON t.customer_number = m.customer_number '
+                    '                  WHERE m.customer_key = k::%s)', mapped.key_type)
+                    INTO pending USING pending;
             END IF;
         END IF;
         SELECT kept || coalesce(pg_catalog.jsonb_agg(s.value), '[]') INTO kept
         FROM pg_catalog.jsonb_array_elements(steps) AS s
-        JOIN pg_catalog.unnest(pending) AS due (id)
-            ON due.id = (s.value ->> 'customer_id')::bigint
+        JOIN pg_catalog.unnest(pending) AS due (customer_key)
+            ON due.customer_key = s.value ->> 'customer_key'
         WHERE (s.value ->> 'relation')::pg_catalog.oid = step.relation::pg_catalog.oid
           AND s.value ->> 'key_column' = step.key_column::text
           AND s.value -> 'columns' = step.columns_json
           AND s.value ->> 'action' = step.action;
     END LOOP;
 
-    RETURN QUERY
-        SELECT x.customer_id, x.table_name, x.columns, x.action, x.policies, x.reasons
-        FROM pg_catalog.jsonb_to_recordset(kept) AS x (
-            customer_id bigint, table_name text, columns text[], action text,
-            policies text[], reasons text[])
-        ORDER BY x.customer_id, x.table_name;
+    -- in key order: the key's own type orders (42 before 100)
+    RETURN QUERY EXECUTE pg_catalog.format(
+        'SELECT x.customer_key, x.table_name, x.columns, x.action, x.policies, x.reasons '
+        'FROM pg_catalog.jsonb_to_recordset($1) AS x (customer_key text, table_name text, '
+        'columns text[], action text, policies text[], reasons text[]) '
+        'ORDER BY x.customer_key::%s, x.table_name', mapped.key_type)
+        USING kept;
 END
 $$;
 
--- Customers whose data a policy holds today but not after p_within: (customer, policy, when).
+-- The same for an integer customer key, by bigint ids: p_after_id < id <= p_through_id.
+CREATE OR REPLACE FUNCTION gdpr.retention_plan(
+    p_now timestamptz, p_after_id bigint, p_through_id bigint DEFAULT NULL)
+RETURNS TABLE (customer_id bigint, table_name text, columns text[], action text,
+               policies text[], reasons text[])
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM gdpr._integer_keys_only('gdpr.retention_plan');
+    RETURN QUERY
+        SELECT p.customer_key::bigint, p.table_name, p.columns, p.action, p.policies, p.reasons
+        FROM gdpr.retention_plan(p_now, p_after_id::text, p_through_id::text) AS p;
+END
+$$;
+
+-- Customers whose data a policy holds today but not after p_within: (customer key as text, its
+-- tritonX number, policy, when), soonest first.
 -- Example: SELECT * FROM gdpr.retention_warnings(now(), '30 days');
+DROP FUNCTION IF EXISTS gdpr.retention_warnings(timestamptz, interval);  -- customer_key text
 CREATE OR REPLACE FUNCTION gdpr.retention_warnings(
     p_now timestamptz DEFAULT now(), p_within interval DEFAULT '30 days')
-RETURNS TABLE (customer_id bigint, customer_number text, policy_code text,
+RETURNS TABLE (customer_key text, customer_number text, policy_code text,
                expires_at timestamptz)
-LANGUAGE sql
+LANGUAGE plpgsql  -- not sql: syncmap is made by the mapping, after this file
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.customer_id, c.customer_number, s.policy_code, s.expires_at
-    FROM gdpr.retention_status(p_now) AS s
-    JOIN shop.customer AS c ON c.id = s.customer_id
-    WHERE s.holds AND s.expires_at <= p_now + p_within
-    ORDER BY s.expires_at, s.customer_id, s.policy_code
+BEGIN
+    RETURN QUERY
+        SELECT s.customer_key, syncmap.number_of(s.customer_key), s.policy_code, s.expires_at
+        FROM gdpr._retention_status(p_now, NULL, NULL, NULL) WITH ORDINALITY AS s
+        WHERE s.holds AND s.expires_at <= p_now + p_within
+        ORDER BY s.expires_at, s.ordinality;
+END
 $$;
 
--- One batch of a retention run: the next p_limit customers with id > p_after_id (in id
--- order) are examined, gdpr.retention_plan carried out for them, and one audit row written per
--- customer changed (actor p_actor, action gdpr.retention_purge, counts per table). Returns
--- {"customers": changed, "scanned": examined, "last_id": the last id examined or null,
--- "counts": {table: rows}}; last_id null means the run is complete. Call it again with
--- p_after_id = last_id (each batch its own transaction): the work per batch is bounded by
--- p_limit, whatever the size of the database.
+-- How many customers a retention run examines: the rows of the mapped customer table.
+-- Example: SELECT gdpr.retention_scope();
+CREATE OR REPLACE FUNCTION gdpr.retention_scope()
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    relation pg_catalog.regclass := (SELECT m.relation FROM sync.mapped_customer() AS m);
+    found    bigint;
+BEGIN
+    IF relation IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
+    END IF;
+    EXECUTE pg_catalog.format('SELECT count(*) FROM %s', relation) INTO found;
+    RETURN found;
+END
+$$;
+
+-- One batch of a retention run: the next p_limit customers with key > p_after (keys as text,
+-- compared and ordered as the key's type; NULL: from the first) are examined,
+-- gdpr.retention_plan carried out for them, and one audit row written per customer changed
+-- (actor p_actor, action gdpr.retention_purge, counts per table). Returns {"customers":
+-- changed, "scanned": examined, "last_key": the last key examined (text) or null, "counts":
+-- {table: rows}}; last_key null means the run is complete. Call it again with p_after =
+-- last_key (each batch its own transaction): the work per batch is bounded by p_limit,
+-- whatever the size of the database.
+-- Example: SELECT gdpr.purge_batch(now(), NULL, 500);
+CREATE OR REPLACE FUNCTION gdpr.purge_batch(
+    p_now timestamptz,
+    p_after text,
+    p_limit integer DEFAULT 500,
+    p_actor text DEFAULT 'retention')
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped   record;
+    step     record;
+    scrub    record;
+    result   jsonb;
+    done     jsonb := '{}';
+    totals   jsonb := '{}';
+    examined text[];
+    through  text;
+    batch    jsonb;
+BEGIN
+    PERFORM gdpr._checked_actor(p_actor);
+    PERFORM sync._checked_job_time(p_now);
+    PERFORM gdpr._check_retention_facts();
+    PERFORM gdpr._checked_page_key(p_after);
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    EXECUTE pg_catalog.format(
+        'SELECT pg_catalog.array_agg(w.k::text ORDER BY w.k) FROM (SELECT c.%1$I AS k '
+        'FROM %2$s AS c WHERE $1::text IS NULL OR c.%1$I > $1::%3$s ORDER BY c.%1$I '
+        'LIMIT $2) AS w', mapped.key_column, mapped.relation, mapped.key_type)
+        INTO examined USING p_after, p_limit;
+    IF examined IS NULL THEN
+        RETURN '{"customers": 0, "scanned": 0, "last_key": null, "counts": {}}'::jsonb;
+    END IF;
+    through := examined[pg_catalog.cardinality(examined)];
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p) ORDER BY p.ordinality), '[]')
+    INTO batch
+    FROM gdpr.retention_plan(p_now, p_after, through) WITH ORDINALITY AS p;
+    -- lock the batch's customers in key order, as merges and anonymisations do
+    PERFORM syncmap.lock_customers(ARRAY(
+        SELECT DISTINCT b.customer_key
+        FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_key text)));
+    PERFORM pg_catalog.set_config('gdpr.consent_source', 'retention', true);
+
+    -- whole customers: the engine's anonymisation (tombstone, outbound event)
+    FOR step IN
+        SELECT b.customer_key
+        FROM pg_catalog.jsonb_to_recordset(batch)
+                 AS b (customer_key text, action text, ordinality bigint)
+        WHERE b.action = 'anonymise' ORDER BY b.ordinality
+    LOOP
+        result := sync.anonymise_from_backoffice_key(step.customer_key, 'RETENTION', p_actor);
+        done := done || pg_catalog.jsonb_build_object(step.customer_key,
+                                                      coalesce(result -> 'counts', '{}'));
+    END LOOP;
+
+    -- the rest set-based, one statement per table, column set and action
+    FOR step IN
+        SELECT b.table_name, l.relation, l.key_column, l.column_type, b.columns, b.action,
+               pg_catalog.array_agg(b.customer_key) AS keys
+        FROM pg_catalog.jsonb_to_recordset(batch) AS b (
+                customer_key text, table_name text, columns text[], action text)
+        JOIN gdpr._category_links() AS l
+            ON l.table_schema || '.' || l.table_name = b.table_name
+        WHERE b.action <> 'anonymise'
+        GROUP BY b.table_name, l.relation, l.key_column, l.column_type, b.columns, b.action
+    LOOP
+        IF step.action = 'delete_rows' THEN
+            EXECUTE pg_catalog.format(
+                'WITH gone AS (DELETE FROM %2$s AS t WHERE t.%1$I = ANY ($1::%3$s[]) '
+                'RETURNING t.%1$I::text AS key) '
+                'SELECT coalesce(pg_catalog.jsonb_object_agg(g.key, g.n), ''{}'') '
+                'FROM (SELECT gone.key, count(*) AS n FROM gone GROUP BY 1) AS g',
+                step.key_column, step.relation, step.column_type)
+                INTO result USING step.keys;
+        ELSE
+            scrub := sync._scrub_sql(step.relation, step.key_column, step.columns);
+            EXECUTE pg_catalog.format(
+                'WITH changed AS (UPDATE %2$s AS t SET %4$s WHERE t.%1$I = ANY ($1::%3$s[]) '
+                'AND (%5$s) RETURNING t.%1$I::text AS key) '
+                'SELECT coalesce(pg_catalog.jsonb_object_agg(g.key, g.n), ''{}'') '
+                'FROM (SELECT changed.key, count(*) AS n FROM changed GROUP BY 1) AS g',
+                step.key_column, step.relation, step.column_type, scrub.assignments,
+                scrub.differs)
+                INTO result USING step.keys;
+        END IF;
+        SELECT done || coalesce(pg_catalog.jsonb_object_agg(
+                   r.key, coalesce(done -> r.key, '{}')
+                          || pg_catalog.jsonb_build_object(step.table_name, r.value)), '{}')
+        INTO done
+        FROM pg_catalog.jsonb_each(result) AS r;
+    END LOOP;
+    PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
+
+    -- one audit row per customer changed, in key order: its number (NULL for a customer only
+    -- the shop knows), its id for an integer key, counts per table and the releasing policies;
+    -- set-based, as gdpr._audit writes one row
+    EXECUTE pg_catalog.format(
+        'INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, '
+        '                        reason) '
+        'SELECT $1, ''gdpr.retention_purge'', ''applied'', m.customer_number, %2$s, d.value, '
+        '       ''released by policies: '' || ('
+        '           SELECT pg_catalog.string_agg(DISTINCT code, '', '' ORDER BY code) '
+        '           FROM pg_catalog.jsonb_to_recordset($3) AS b (customer_key text, '
+        '                                                       policies text[]) '
+        '           CROSS JOIN LATERAL pg_catalog.unnest(b.policies) AS code '
+        '           WHERE b.customer_key = d.key) '
+        'FROM pg_catalog.jsonb_each($2) AS d '
+        'LEFT JOIN syncmap.customer_map AS m ON m.customer_key = d.key::%1$s '
+        'ORDER BY d.key::%1$s',
+        mapped.key_type,
+        CASE WHEN sync._integer_key() THEN 'd.key::bigint' ELSE 'NULL::bigint' END)
+        USING p_actor, done, batch;
+
+    SELECT coalesce(pg_catalog.jsonb_object_agg(t.key, t.n), '{}') INTO totals
+    FROM (SELECT e.key, sum(e.value::bigint) AS n
+          FROM pg_catalog.jsonb_each(done) AS d, pg_catalog.jsonb_each_text(d.value) AS e
+          GROUP BY e.key) AS t;
+    RETURN pg_catalog.jsonb_build_object(
+        'customers', (SELECT count(*) FROM pg_catalog.jsonb_object_keys(done)),
+        'scanned', pg_catalog.cardinality(examined), 'last_key', through, 'counts', totals);
+END
+$$;
+
+-- The same for an integer customer key, by bigint ids (id > p_after_id); the result has
+-- "last_id" (the last key as a bigint) besides "last_key".
 -- Example: SELECT gdpr.purge_batch(now(), 0, 500);
 CREATE OR REPLACE FUNCTION gdpr.purge_batch(
     p_now timestamptz DEFAULT now(),
@@ -290,98 +787,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    step       record;
-    scrub      record;
-    result     jsonb;
-    done       jsonb := '{}';
-    totals     jsonb := '{}';
-    through_id bigint;
-    scanned    bigint;
-    batch      jsonb;
+    result jsonb;
 BEGIN
-    PERFORM gdpr._checked_actor(p_actor);
-    PERFORM sync._checked_job_time(p_now);
-    SELECT pg_catalog.max(w.id), count(*) INTO through_id, scanned
-    FROM (SELECT c.id FROM shop.customer AS c WHERE c.id > p_after_id
-          ORDER BY c.id LIMIT p_limit) AS w;
-    IF through_id IS NULL THEN
-        RETURN '{"customers": 0, "scanned": 0, "last_id": null, "counts": {}}'::jsonb;
-    END IF;
-    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p)), '[]') INTO batch
-    FROM gdpr.retention_plan(p_now, p_after_id, through_id) AS p;
-    -- lock the batch's customers in id order, as merges and anonymisations do
-    PERFORM FROM shop.customer AS c
-    WHERE c.id IN (SELECT b.customer_id
-                   FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_id bigint))
-    ORDER BY c.id
-    FOR UPDATE;
-    PERFORM pg_catalog.set_config('gdpr.consent_source', 'retention', true);
-
-    -- whole customers: the engine's anonymisation (tombstone, outbound event)
-    FOR step IN
-        SELECT b.customer_id
-        FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_id bigint, action text)
-        WHERE b.action = 'anonymise' ORDER BY b.customer_id
-    LOOP
-        result := sync.anonymise_from_backoffice(step.customer_id, 'RETENTION', p_actor);
-        done := done || pg_catalog.jsonb_build_object(step.customer_id::text,
-                                                      coalesce(result -> 'counts', '{}'));
-    END LOOP;
-
-    -- the rest set-based, one statement per table, column set and action
-    FOR step IN
-        SELECT b.table_name, l.relation, l.key_column, b.columns, b.action,
-               pg_catalog.array_agg(b.customer_id) AS ids
-        FROM pg_catalog.jsonb_to_recordset(batch) AS b (
-                customer_id bigint, table_name text, columns text[], action text)
-        JOIN gdpr._category_links() AS l
-            ON l.table_schema || '.' || l.table_name = b.table_name
-        WHERE b.action <> 'anonymise'
-        GROUP BY b.table_name, l.relation, l.key_column, b.columns, b.action
-    LOOP
-        IF step.action = 'delete_rows' THEN
-            EXECUTE pg_catalog.format(
-                'WITH gone AS (DELETE FROM %2$s AS t WHERE t.%1$I = ANY ($1) RETURNING t.%1$I) '
-                'SELECT coalesce(pg_catalog.jsonb_object_agg(g.id::text, g.n), ''{}'') '
-                'FROM (SELECT gone.%1$I AS id, count(*) AS n FROM gone GROUP BY 1) AS g',
-                step.key_column, step.relation)
-                INTO result USING step.ids;
-        ELSE
-            scrub := sync._scrub_sql(step.relation, step.key_column, step.columns);
-            EXECUTE pg_catalog.format(
-                'WITH changed AS (UPDATE %2$s AS t SET %3$s WHERE t.%1$I = ANY ($1) AND (%4$s) '
-                'RETURNING t.%1$I) '
-                'SELECT coalesce(pg_catalog.jsonb_object_agg(g.id::text, g.n), ''{}'') '
-                'FROM (SELECT changed.%1$I AS id, count(*) AS n FROM changed GROUP BY 1) AS g',
-                step.key_column, step.relation, scrub.assignments, scrub.differs)
-                INTO result USING step.ids;
-        END IF;
-        SELECT done || coalesce(pg_catalog.jsonb_object_agg(
-                   r.key, coalesce(done -> r.key, '{}')
-                          || pg_catalog.jsonb_build_object(step.table_name, r.value)), '{}')
-        INTO done
-        FROM pg_catalog.jsonb_each(result) AS r;
-    END LOOP;
-    PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
-
-    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
-    SELECT p_actor, 'gdpr.retention_purge', 'applied', c.customer_number, c.id, d.value,
-           'released by policies: ' || released.codes
-    FROM pg_catalog.jsonb_each(done) AS d
-    JOIN shop.customer AS c ON c.id = d.key::bigint
-    JOIN (SELECT b.customer_id,
-                 pg_catalog.string_agg(DISTINCT code, ', ' ORDER BY code) AS codes
-          FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_id bigint, policies text[])
-          CROSS JOIN LATERAL pg_catalog.unnest(b.policies) AS code
-          GROUP BY b.customer_id) AS released ON released.customer_id = c.id
-    ORDER BY c.id;
-
-    SELECT coalesce(pg_catalog.jsonb_object_agg(t.key, t.n), '{}') INTO totals
-    FROM (SELECT e.key, sum(e.value::bigint) AS n
-          FROM pg_catalog.jsonb_each(done) AS d, pg_catalog.jsonb_each_text(d.value) AS e
-          GROUP BY e.key) AS t;
-    RETURN pg_catalog.jsonb_build_object(
-        'customers', (SELECT count(*) FROM pg_catalog.jsonb_object_keys(done)),
-        'scanned', scanned, 'last_id', through_id, 'counts', totals);
+    PERFORM gdpr._integer_keys_only('gdpr.purge_batch');
+    result := gdpr.purge_batch(p_now, p_after_id::text, p_limit, p_actor);
+    RETURN result || pg_catalog.jsonb_build_object('last_id',
+                                                   (result ->> 'last_key')::bigint);
 END
 $$;

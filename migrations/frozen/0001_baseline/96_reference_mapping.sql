@@ -27,6 +27,11 @@ BEGIN
                 "blocked": {"field": "blocked", "null_as": false},
                 "tritonx_updated_at": "updated_at"
               }
+            },
+            "gdpr": {
+              "created_column": "created_at", "last_activity_column": "last_login_at",
+              "group_column": "customer_group",
+              "last_order": {"schema": "shop", "table": "orders", "column": "placed_at"}
             }
           }'::jsonb, 'syncctl/mappings/reference.toml');
     ELSE
