@@ -112,7 +112,8 @@ BEGIN
                        ' UNION ALL %1$s WHERE t.customer_number IN ('
                        '  SELECT d.n FROM (SELECT DISTINCT u.customer_number AS n FROM %2$s AS u) AS d'
                        '  WHERE d.n <> ALL (%3$L::text[])'
-                       '  AND syncmap.key_of(d.n) IS NULL'
+                       '  AND NOT EXISTS (SELECT FROM syncmap.customer_map AS o'
+                       '                  WHERE o.customer_number = d.n)'
                        '  AND NOT EXISTS (SELECT FROM sync.redirect AS r WHERE r.old_number = d.n))',
                        pick.cols, s.relid::pg_catalog.regclass, own_numbers)
                ELSE pick.cols
