@@ -187,6 +187,7 @@ BEGIN
         SELECT 'sync.audit'::text, pg_catalog.to_jsonb(a)
         FROM sync.audit AS a
         WHERE a.customer_number = ANY (numbers)
+           OR a.customer_key = subject
            OR a.customer_id = (sync._key_ids(ARRAY[subject]))[1]
         ORDER BY a.id;
 END

@@ -322,13 +322,15 @@ BEGIN
         columns_searched = searched,
         outbox_id = coalesce((result ->> 'outbox_id')::bigint, e.outbox_id)
     WHERE e.id = p_request_id;
-    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason,
+                            customer_key)
     VALUES (actor, 'erasure.executed', CASE WHEN problem IS NULL THEN 'applied' ELSE 'failed' END,
             number, (sync._key_ids(ARRAY[request.customer_key]))[1],
             pg_catalog.jsonb_build_object('residue_hits', hits, 'columns_searched', searched,
                                           'same_email_customers',
                                           pg_catalog.cardinality(sharing)),
-            coalesce(pg_catalog.left(problem, 500), pg_catalog.format('request %s', p_request_id)));
+            coalesce(pg_catalog.left(problem, 500), pg_catalog.format('request %s', p_request_id)),
+            request.customer_key);
     RETURN pg_catalog.jsonb_build_object(
         'request', p_request_id,
         'state', CASE WHEN problem IS NULL THEN 'done' ELSE 'failed' END,

@@ -3,7 +3,7 @@
 -- reason codes and times only, never a column of a shop table that the PII registry classifies
 -- as personal, nor an inbox payload. Nothing reads the shop's tables by name: a customer is
 -- shown by its tritonX number and its key in the mapped customer table (as text, any key
--- type), looked up through the active mapping. Re-runnable.
+-- type): the audit's customer_key, or looked up through the active mapping. Re-runnable.
 
 CREATE SCHEMA IF NOT EXISTS report;
 COMMENT ON SCHEMA report IS 'Read-only reporting views: no personal data.';
@@ -26,30 +26,8 @@ AS $$
     END
 $$;
 
--- The key (as text) of the local customer holding tritonX number p_number, else p_customer_id
--- (the audit's id of an integer-keyed customer, kept after the customer row went), else NULL.
--- Runs as the owner: the reporting role reads the mapped customer table through it only.
-CREATE OR REPLACE FUNCTION report.customer_key(p_number text, p_customer_id bigint)
-RETURNS text
-LANGUAGE plpgsql
-STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    found text;
-BEGIN
-    IF p_number IS NOT NULL
-       AND pg_catalog.to_regprocedure('syncmap.key_of(text)') IS NOT NULL THEN
-        found := syncmap.key_of(p_number);
-    END IF;
-    RETURN coalesce(found, p_customer_id::text);
-END
-$$;
-REVOKE ALL ON FUNCTION report.customer_key(text, bigint) FROM PUBLIC;
-
 -- The tritonX number of the local customer with key p_key (as text), NULL when it has none.
--- Runs as the owner, like report.customer_key.
+-- Runs as the owner: the reporting role reads the mapped customer table through it only.
 CREATE OR REPLACE FUNCTION report.customer_number(p_key text)
 RETURNS text
 LANGUAGE sql
@@ -76,7 +54,7 @@ CREATE OR REPLACE VIEW report.merge_rows_moved AS
 SELECT a.at, a.customer_number AS old_number, a.related_number AS survivor_number,
        report.action_source(a.actor, a.action) AS source,
        c.key AS table_name, c.value::bigint AS rows_moved, a.duration_ms,
-       report.customer_key(a.related_number, NULL) AS survivor_key
+       a.customer_key AS survivor_key
 FROM sync.audit AS a
 CROSS JOIN LATERAL pg_catalog.jsonb_each_text(coalesce(a.counts, '{}')) AS c
 WHERE a.action = 'customer.merged' AND a.outcome = 'applied';
@@ -89,7 +67,7 @@ SELECT a.at, a.action, a.customer_number, a.customer_id,
        pg_catalog.substring(a.reason, 'reason code ([A-Za-z0-9_.:@-]+)') AS reason_code,
        (SELECT coalesce(sum(c.value::bigint), 0)
         FROM pg_catalog.jsonb_each_text(coalesce(a.counts, '{}')) AS c) AS rows_changed,
-       a.duration_ms, report.customer_key(a.customer_number, a.customer_id) AS customer_key
+       a.duration_ms, a.customer_key
 FROM sync.audit AS a
 WHERE a.action IN ('customer.anonymized', 'customer.deleted') AND a.outcome = 'applied';
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from syncctl import errors, gdpr
 from syncctl.cli.gdpr import erasure, export_command
-from tests.feed import stage, upserted
+from tests.feed import snapshot, stage, upserted
 from tests.shops import Boutique
 from tests.shops.binding import bind_boutique
 
@@ -322,3 +322,37 @@ def test_the_subjects_own_rows_are_searched_other_customers_rows_are_theirs(
     )
     assert everywhere["sales.orders.delivery_name"] == 2 * len(ORDER_TIMES)
     assert everywhere["sales.Review.body"] == 2
+
+
+def test_the_audit_and_the_reports_name_a_uuid_customer_by_its_key(
+    boutique: psycopg.Connection[Any],
+) -> None:
+    """sync.audit.customer_key: the feed's upserts, a merge's survivor, the back office's
+    anonymisation of a customer tritonX never knew (no number: named by the key alone); the
+    report views show them."""
+    conn = boutique
+    old = _customer(conn, "TX00000109", _person())
+    survivor = _customer(conn, "TX00000110", _person())
+    conn.execute("SELECT sync.merge_customer('TX00000109', 'TX00000110', NULL, 'ops:test')")
+    local = SHOP.add_customer(conn, snapshot("TX00000111", **_person()), linked=False)
+    conn.execute(
+        "SELECT sync.anonymise_from_backoffice_key(%s, 'AVG', 'backoffice:test')", [str(local)]
+    )
+    conn.commit()
+    audit = conn.execute(
+        "SELECT action, customer_number, customer_key FROM sync.audit"
+        " WHERE action IN ('customer.upserted', 'customer.merged', 'customer.anonymized')"
+        " ORDER BY id"
+    ).fetchall()
+    assert audit == [
+        ("customer.upserted", "TX00000109", old),
+        ("customer.upserted", "TX00000110", survivor),
+        ("customer.merged", "TX00000109", survivor),
+        ("customer.anonymized", None, str(local)),
+    ]
+    merges = conn.execute("SELECT DISTINCT survivor_key FROM report.merge_rows_moved").fetchall()
+    assert merges == [(survivor,)]
+    anonymised = conn.execute(
+        "SELECT customer_number, customer_key, source FROM report.anonymisations"
+    ).fetchall()
+    assert anonymised == [(None, str(local), "back office")]
