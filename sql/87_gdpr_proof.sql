@@ -136,9 +136,50 @@ AS $$
     WHERE pg_catalog.length(c.v) >= 6
 $$;
 
--- The mapped columns of the customer (alias c) and of each table it points to (r1, r2, ... in
--- the order of sync._pointed_tables()), each as a text expression, with the tritonX fields its
--- source reads and whether it holds one field as it is (no codes, format or true/false).
+-- The tables of the active mapping that hold tritonX's fields for a customer, as the proof
+-- reads them for one customer row `c` of the mapped table: the customer (alias c, ord 0) and
+-- each [[related]] table (alias r<n>, n its place in the mapping) with the join that reaches
+-- its row: the row the customer points to (via.customer_column), or the row that points to the
+-- customer (via.column, of the kind when via.kind names one). At most one row each.
+CREATE OR REPLACE FUNCTION gdpr._identifying_tables()
+RETURNS TABLE (alias text, ord bigint, columns jsonb, join_sql text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'c', 0::bigint, v.document #> '{customer,columns}', ''
+    FROM sync.mapping_version AS v WHERE v.active
+    UNION ALL
+    SELECT 'r' || e.ord, e.ord, e.item -> 'columns',
+           pg_catalog.format(' LEFT JOIN %s AS %I ON ', r.relation, 'r' || e.ord)
+           || CASE WHEN e.item -> 'via' ? 'customer_column'
+                   THEN pg_catalog.format('%I.%I = c.%I', 'r' || e.ord, e.item ->> 'key',
+                                          e.item #>> '{via,customer_column}')
+                   ELSE pg_catalog.format('%I.%I = c.%I', 'r' || e.ord,
+                                          e.item #>> '{via,column}', m.key_column)
+                        || CASE WHEN e.item #> '{via,kind}' ? 'column'
+                                THEN pg_catalog.format(' AND %I.%I::text = %L', 'r' || e.ord,
+                                                       e.item #>> '{via,kind,column}',
+                                                       e.item #>> '{via,kind,value}')
+                                ELSE '' END
+              END
+    FROM sync.mapping_version AS v
+    CROSS JOIN sync.mapped_customer() AS m
+    CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+        CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+             THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', e.item ->> 'schema',
+                                                        e.item ->> 'table')) AS relation
+    ) AS r
+    WHERE v.active AND r.relation IS NOT NULL
+      AND (e.item -> 'via' ? 'customer_column' OR e.item -> 'via' ? 'column')
+$$;
+
+-- The mapped columns of the tables gdpr._identifying_tables() names, each as a text expression
+-- over its alias, with the tritonX fields its source reads and whether it holds one field as it
+-- is (no codes, format or true/false).
 CREATE OR REPLACE FUNCTION gdpr._identifying_columns()
 RETURNS TABLE (expression text, ord bigint, key text, fields text[], as_is boolean)
 LANGUAGE sql
@@ -147,22 +188,12 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH owned AS (
-        -- every mapped column with its source: on the customer (alias c) and on each table it
-        -- points to (r<n>), the fields it reads and whether it holds one field as it is
-        SELECT pg_catalog.format('%I.%I::text', x.alias, o.key) AS expression, o.value AS spec,
-               x.ord, o.key
-        FROM sync.mapping_version AS v
-        CROSS JOIN LATERAL (
-            SELECT 'c'::text AS alias, v.document #> '{customer,columns}' AS columns, 0::bigint AS ord
-            UNION ALL
-            SELECT 'r' || p.n, p.related -> 'columns', p.n
-            FROM (SELECT t.related, pg_catalog.row_number() OVER () AS n
-                  FROM sync._pointed_tables() AS t) AS p
-        ) AS x
+        SELECT pg_catalog.format('%I.%I::text', t.alias, o.key) AS expression, o.value AS spec,
+               t.ord, o.key
+        FROM gdpr._identifying_tables() AS t
         CROSS JOIN LATERAL pg_catalog.jsonb_each(
-            CASE WHEN pg_catalog.jsonb_typeof(x.columns) = 'object' THEN x.columns
+            CASE WHEN pg_catalog.jsonb_typeof(t.columns) = 'object' THEN t.columns
                  ELSE '{}' END) AS o
-        WHERE v.active
     ),
     classified AS (
         SELECT w.expression, w.ord, w.key,
@@ -180,8 +211,8 @@ AS $$
 $$;
 
 -- Where the mapped customer's identifying values are, from the active mapping: an expression
--- per value over the customer row `c` and the rows it points to (`r1`, `r2`, ... in the order
--- of sync._pointed_tables()), and the joins that reach those rows. A value is a column whose
+-- per value over the customer row `c` and its related rows (`r1`, `r2`, ...:
+-- gdpr._identifying_tables()), and the joins that reach those rows. A value is a column whose
 -- source is the e-mail, phone, mobile or loyalty card, or a join or first_of of fields one of
 -- which identifies (a full-name column, a street column with the house number, phone2 = first
 -- of mobile and phone); names kept in columns of their own (first_name, infix, last_name) are
@@ -203,11 +234,9 @@ BEGIN
     IF mapped.relation IS NULL THEN
         RETURN;
     END IF;
-    SELECT coalesce(pg_catalog.string_agg(pg_catalog.format(
-               ' LEFT JOIN %s AS %I ON %2$I.%3$I = c.%4$I', p.relation, 'r' || p.n, p.key_column,
-               p.pointer), '' ORDER BY p.n), '')
+    SELECT coalesce(pg_catalog.string_agg(t.join_sql, '' ORDER BY t.ord), '')
     INTO joins
-    FROM (SELECT t.*, pg_catalog.row_number() OVER () AS n FROM sync._pointed_tables() AS t) AS p;
+    FROM gdpr._identifying_tables() AS t;
     SELECT coalesce(pg_catalog.jsonb_object_agg(f.field, f.expression), '{}')
     INTO plain
     FROM (SELECT DISTINCT ON (k.fields[1]) k.fields[1] AS field, k.expression
@@ -238,8 +267,9 @@ END
 $$;
 
 -- The digests of the identifying values of the mapped customer p_customer_key (its key as text)
--- where the mapping places them (gdpr._identifying_sql): its customer row and the rows it points
--- to. Empty for a key of nobody. Runs as the owner, who alone reads the key.
+-- where the mapping places them (gdpr._identifying_sql): its customer row and its related rows
+-- (the address it points to, a row of the customer's that points to it). Empty for a key of
+-- nobody. Runs as the owner, who alone reads the key.
 DROP FUNCTION IF EXISTS gdpr._subject_digests(bigint);
 CREATE OR REPLACE FUNCTION gdpr._subject_digests(p_customer_key text)
 RETURNS text[]

@@ -356,3 +356,70 @@ def test_the_audit_and_the_reports_name_a_uuid_customer_by_its_key(
         "SELECT customer_number, customer_key, source FROM report.anonymisations"
     ).fetchall()
     assert anonymised == [(None, str(local), "back office")]
+
+
+def test_the_proof_reads_related_rows_that_point_to_the_customer(
+    boutique: psycopg.Connection[Any],
+) -> None:
+    """A mapping whose phones are rows of their own pointing to the customer, one per kind
+    (via = { column, kind }): verification takes the digests from them, the erasure removes
+    them and the proof finds a copy left elsewhere."""
+    conn = boutique
+    conn.execute(
+        "CREATE TABLE crm.contact (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " customer_uuid uuid NOT NULL REFERENCES crm.customer, kind text NOT NULL,"
+        " number varchar(32), UNIQUE (customer_uuid, kind));"
+        " GRANT SELECT, INSERT, UPDATE, DELETE ON crm.contact TO syncctl_owner;"
+        " GRANT USAGE ON SEQUENCE crm.contact_id_seq TO syncctl_owner;"
+        " CREATE TABLE public.copies (body text);"
+        " GRANT SELECT ON public.copies TO syncctl_owner;"
+        " SET ROLE syncctl_owner;"
+        " INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy)"
+        " VALUES ('crm', 'contact', 'id', 'not_personal'),"
+        " ('crm', 'contact', 'customer_uuid', 'not_personal'),"
+        " ('crm', 'contact', 'kind', 'not_personal'), ('crm', 'contact', 'number', 'null');"
+        " INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)"
+        " VALUES ('crm', 'contact', 'delete_rows', false)"
+    )
+
+    def contact(kind: str, field: str) -> dict[str, Any]:
+        return {
+            "name": kind,
+            "schema": "crm",
+            "table": "contact",
+            "key": "id",
+            "key_generate": "identity",
+            "via": {"column": "customer_uuid", "kind": {"column": "kind", "value": kind}},
+            "on_anonymise": "scrub_or_detach",
+            "columns": {"number": field},
+        }
+
+    mapping = json.loads(json.dumps(SHOP.mapping))
+    del mapping["customer"]["columns"]["phone"]
+    mapping["related"] += [contact("mobile", "mobile"), contact("home", "phone")]
+    conn.execute("SELECT sync.install_mapping(%s::jsonb, 'phones')", [json.dumps(mapping)])
+    conn.execute("RESET ROLE")
+    conn.commit()
+    anna = dict(_person(), phone=f"+31 20 {secrets.randbelow(10**7):07d}")
+    key = _customer(conn, "TX00000112", anna)
+    assert conn.execute(
+        "SELECT kind, number FROM crm.contact WHERE customer_uuid = %s ORDER BY kind", [key]
+    ).fetchall() == [("home", anna["phone"]), ("mobile", anna["mobile"])]
+    assert {"crm.contact"} <= set(gdpr.subject_data(conn, customer_id=key).tables)
+
+    request = gdpr.receive_erasure(conn, key, actor="bo:test")
+    gdpr.verify_erasure(conn, request, actor="bo:test")
+    digests = conn.execute(
+        "SELECT digests @> ARRAY[gdpr._digest(%s), gdpr._digest(%s)]"
+        " FROM gdpr.erasure_request WHERE id = %s",
+        [anna["phone"], anna["mobile"], request],
+    ).fetchone()
+    assert digests == (True,)
+    gdpr.schedule_erasure(conn, request, actor="bo:test")
+    conn.execute("INSERT INTO public.copies VALUES (%s)", [f"ring {anna['phone']} tonight"])
+    conn.commit()
+    proof = gdpr.execute_erasure(conn, request, actor="bo:test")
+    assert (proof.state, proof.residue) == ("failed", {"public.copies.body": 1})
+    assert conn.execute(
+        "SELECT count(*) FROM crm.contact WHERE customer_uuid = %s", [key]
+    ).fetchone() == (0,)
