@@ -282,7 +282,8 @@ BEGIN
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t '
                                   'WHERE t.%I = $1::%s AND (%s))', mapped.relation,
                                   mapped.key_column, mapped.key_type,
-                                  coalesce(scrubbed.differs, 'false'))
+                                  -- no column the registry scrubs: the tombstone decides
+                                  coalesce(scrubbed.differs, 'true'))
             INTO pending USING request.customer_key;
         IF pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
                                    WHERE t.customer_number = number) THEN
