@@ -268,7 +268,7 @@ SELECT digests FROM gdpr.erasure_request WHERE id = %(request)s;
 SELECT inner_pad FROM gdpr.proof_key;
 
 -- name: erasure_scopes
-SELECT qualified_name, columns, is_json, rows_sql FROM gdpr._residue_scopes(%(id)s);
+SELECT qualified_name, columns, is_json, rows_sql FROM gdpr._residue_scopes(%(id)s::text);
 
 -- name: payloads_age
 -- every staged event received eight days ago, so all of them are due under a 7-day retention

@@ -1,6 +1,8 @@
 """Rendering a subject access export (syncctl.gdpr.SubjectData) for the person it is about:
 JSON (one document), CSV (one file per table, in a zip) or HTML (readable, every value
-escaped). Pure functions of the data; nothing is logged."""
+escaped). Sections are named by table (schema.table, as the database names the source), each
+row once; the mapped customer table, whatever its name, is "your customer record". Pure
+functions of the data; nothing is logged."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from syncctl.gdpr import SubjectData
 
 FORMATS = ("json", "csv", "html")
 
-# What each source is, for the reader (English / Nederlands).
+# What each source is, for the reader (English / Nederlands); a table not named here is titled
+# by its name.
+_CUSTOMER_TITLE = "Your customer record / Uw klantgegevens"
 _TITLES = {
-    "shop.customer": "Your customer record / Uw klantgegevens",
+    "shop.customer": _CUSTOMER_TITLE,
     "shop.address": "Addresses / Adressen",
     "shop.orders": "Orders / Bestellingen",
     "shop.order_line": "Order lines / Bestelregels",
@@ -30,6 +34,7 @@ _TITLES = {
     "gdpr.current_consent": "Current consents / Huidige toestemmingen",
     "gdpr.policy": "Data policies that apply to you / Privacybeleid dat op u van toepassing is",
     "gdpr.erasure_request": "Erasure requests / Verzoeken tot verwijdering",
+    "sync.customer_link": "Your customer number / Uw klantnummer",
     "sync.redirect": "Customer numbers merged into yours / Samengevoegde klantnummers",
     "sync.inbox": "Copies received from our customer system / Ontvangen kopieën",
     "sync.outbox": "Messages to our customer system / Verzonden berichten",
@@ -52,10 +57,18 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def _title(data: SubjectData, table: str) -> str:
+    if table == data.customer_table:
+        return _CUSTOMER_TITLE
+    return _TITLES.get(table, table)
+
+
 def _document(data: SubjectData) -> dict[str, Any]:
     return {
+        "customer_key": data.customer_key,
         "customer_id": data.customer_id,
         "customer_number": data.customer_number,
+        "customer_table": data.customer_table,
         "generated_at": data.generated_at.isoformat(),
         "tables": data.tables,
     }
@@ -95,12 +108,12 @@ def to_html(data: SubjectData) -> bytes:
         "margin-bottom:2em}td,th{border:1px solid #999;padding:.3em .6em;text-align:left;"
         "vertical-align:top}th{background:#eee}</style></head><body>",
         "<h1>Your personal data / Uw persoonsgegevens</h1>",
-        f"<p>Customer / Klant: {e(data.customer_number or str(data.customer_id))}<br>"
+        f"<p>Customer / Klant: {e(data.customer_number or data.customer_key)}<br>"
         f"Generated / Aangemaakt: {e(data.generated_at.isoformat())}</p>",
     ]
     for table, rows in sorted(data.tables.items()):
         columns = _columns(rows)
-        parts.append(f"<h2>{e(_TITLES.get(table, table))}</h2>")
+        parts.append(f"<h2>{e(_title(data, table))}</h2>")
         parts.append(f"<p><small>{e(table)}: {len(rows)}</small></p>")
         parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>")
         for row in rows:

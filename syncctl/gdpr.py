@@ -335,53 +335,85 @@ class DailyJob:
 # ---------------------------------------------------------------------------------------------
 # Subject access and rectification
 # ---------------------------------------------------------------------------------------------
+CustomerKey = int | str
+"""A local customer: its key in the mapped customer table, an int for an integer key (the
+customer id), else the key's text ('4b9f6a1e-...'). The database takes either as text."""
+
+
 @dataclass
 class SubjectData:
-    """Everything the database holds about one person, per source table. Personal data."""
+    """Everything the database holds about one person, per source table (schema.table, the
+    mapped customer table first). Personal data."""
 
-    customer_id: int
+    customer_key: str
+    customer_id: int | None
     customer_number: str | None
     generated_at: datetime
+    customer_table: str = ""
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A local customer found by key or number: the key as text, the id (integer keys), the
+    tritonX number (None for a customer tritonX does not know) and the mapped table."""
+
+    key: str
+    customer_id: int | None
+    number: str | None
+    table: str
+
+
+def find_subject(
+    conn: psycopg.Connection[Any], *, number: str | None = None, key: str | None = None
+) -> Subject:
+    """The local customer for a number (following merges) or a key (as text; an integer key's
+    id as digits). SubjectNotFound names the number, never the key (a text key may be
+    anything)."""
+    params = {"number": number, "key": key}
+    row = _in_transaction(conn, lambda: queries.one(conn, "resolve_customer", **params))
+    if row is None:
+        what = "has this key" if key is not None else f"with number {number}"
+        raise SubjectNotFound(f"no local customer {what}", sqlstate="SY020")
+    return Subject(str(row[0]), None if row[1] is None else int(row[1]), row[2], str(row[3]))
 
 
 def resolve_subject(
     conn: psycopg.Connection[Any], *, number: str | None = None, customer_id: int | None = None
 ) -> tuple[int, str | None]:
-    """The local customer for a number (following merges) or an id."""
-    params = {"number": number, "id": customer_id}
-    row = _in_transaction(conn, lambda: queries.one(conn, "resolve_customer", **params))
-    if row is None:
-        what = f"id {customer_id}" if customer_id is not None else f"number {number}"
-        raise SubjectNotFound(f"no local customer with {what}", sqlstate="SY020")
-    return int(row[0]), row[1]
+    """The local customer id and number for a number (following merges) or an id, on a mapped
+    table with an integer key (find_subject takes any key)."""
+    found = find_subject(conn, number=number, key=None if customer_id is None else str(customer_id))
+    if found.customer_id is None:
+        raise SubjectNotFound("the mapped customer key is not an integer", sqlstate="SY020")
+    return found.customer_id, found.number
 
 
 def subject_data(
     conn: psycopg.Connection[Any],
     *,
     number: str | None = None,
-    customer_id: int | None = None,
+    customer_id: CustomerKey | None = None,
     now: datetime | None = None,
 ) -> SubjectData:
-    """The subject access export ("registerutdrag") of one customer."""
-    cid, customer_number = resolve_subject(conn, number=number, customer_id=customer_id)
+    """The subject access export ("registerutdrag") of one customer, by number or key."""
+    found = find_subject(conn, number=number, key=None if customer_id is None else str(customer_id))
     moment = now or utcnow()
     rows = _in_transaction(
         conn,
-        lambda: queries.all(conn, "subject_data", customer_id=cid, now=moment),
+        lambda: queries.all(conn, "subject_data", customer_key=found.key, now=moment),
     )
-    data = SubjectData(cid, customer_number, moment)
+    data = SubjectData(found.key, found.customer_id, found.number, moment, found.table)
     for source, row in rows:
         data.tables.setdefault(str(source), []).append(dict(row))
     return data
 
 
 def rectify(
-    conn: psycopg.Connection[Any], customer_id: int, fields: dict[str, Any], *, actor: str
+    conn: psycopg.Connection[Any], customer: CustomerKey, fields: dict[str, Any], *, actor: str
 ) -> list[str]:
-    """Correct webshop-owned fields of a customer; returns the field names changed."""
-    params = {"customer_id": customer_id, "fields": Jsonb(fields), "actor": actor}
+    """Correct the shop's own columns of a customer; returns the field names changed."""
+    params = {"customer_key": str(customer), "fields": Jsonb(fields), "actor": actor}
     result = _in_transaction(conn, lambda: _value(conn, "rectify", **params))
     return [str(name) for name in result["fields"]]
 
@@ -391,8 +423,10 @@ def rectify(
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ErasureRequest:
+    """An erasure request as listed: the customer's key (as text) and number, no digests."""
+
     id: int
-    customer_id: int
+    customer_key: str
     customer_number: str | None
     state: str
     received_at: datetime
@@ -405,9 +439,13 @@ class ErasureRequest:
 
 
 def receive_erasure(
-    conn: psycopg.Connection[Any], customer_id: int, *, actor: str, now: datetime | None = None
+    conn: psycopg.Connection[Any],
+    customer: CustomerKey,
+    *,
+    actor: str,
+    now: datetime | None = None,
 ) -> int:
-    params = {"customer_id": customer_id, "actor": actor, "now": now or utcnow()}
+    params = {"customer_key": str(customer), "actor": actor, "now": now or utcnow()}
     return int(_in_transaction(conn, lambda: _value(conn, "erasure_receive", **params)))
 
 
@@ -446,7 +484,8 @@ def cancel_erasure(
 @dataclass(frozen=True)
 class ErasureProof:
     """The proof of an erasure: counts and ids only. `residue`: per column, the values still
-    found; `same_email_customers`: other local customers with the same e-mail, not erased;
+    found; `same_email_customers`: other local customers with the same e-mail, not erased
+    (ids for an integer key, else keys);
     `tables_not_searched`: tables the erasing role may not read (or another owner's under
     row-level security), which the residue search left out."""
 
@@ -457,7 +496,7 @@ class ErasureProof:
     residue: dict[str, int]
     counts: dict[str, int]
     outbox_id: int | None
-    same_email_customers: list[int]
+    same_email_customers: list[CustomerKey]
     tables_not_searched: list[str]
     error: str | None
 

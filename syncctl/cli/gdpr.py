@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 
 from syncctl import export, gdpr
 from syncctl.cli.edge import HasDsn, actor_option, connection, edge
@@ -264,9 +265,35 @@ def purge(
 # ---------------------------------------------------------------------------------------------
 # export
 # ---------------------------------------------------------------------------------------------
+_KEY_OPTION = click.option(
+    "--id",
+    "customer_key",
+    default=None,
+    metavar="KEY",
+    help="The local customer's key in the mapped customer table (an id, a uuid, ...).",
+)
+
+
+def _subject(
+    conn: psycopg.Connection[Any], number: str | None, customer_key: str | None
+) -> gdpr.Subject:
+    if (number is None) == (customer_key is None):
+        raise click.UsageError("give a customer NUMBER or --id, not both")
+    return gdpr.find_subject(conn, number=number, key=customer_key)
+
+
+def _label(subject: gdpr.Subject) -> str:
+    """How a message names the customer: its number, an integer key's id, never a text key."""
+    if subject.number is not None:
+        return f"customer {subject.number}"
+    if subject.customer_id is not None:
+        return f"customer id {subject.customer_id}"
+    return "the customer"
+
+
 @click.command("export")
 @click.argument("number", required=False)
-@click.option("--id", "customer_id", type=int, default=None, help="The local customer id.")
+@_KEY_OPTION
 @click.option(
     "--format",
     "fmt",
@@ -287,18 +314,17 @@ def purge(
 def export_command(
     settings: HasDsn,
     number: str | None,
-    customer_id: int | None,
+    customer_key: str | None,
     fmt: str,
     output: Path | None,
     now: datetime,
 ) -> None:
-    """Subject access export: everything held about customer NUMBER (or --id)."""
-    if (number is None) == (customer_id is None):
-        raise click.UsageError("give a customer NUMBER or --id, not both")
+    """Subject access export: everything held about customer NUMBER (or --id KEY)."""
     if fmt == "csv" and output is None:
         raise click.UsageError("--format csv writes a zip: give --output")
     with connection(settings) as conn:
-        data = gdpr.subject_data(conn, number=number, customer_id=customer_id, now=now)
+        subject = _subject(conn, number, customer_key)
+        data = gdpr.subject_data(conn, customer_id=subject.key, now=now)
     rendered = export.render(data, fmt)
     if output is None:
         click.echo(rendered.decode("utf-8"), nl=False)
@@ -307,8 +333,7 @@ def export_command(
     output.chmod(0o600)
     rows = sum(len(r) for r in data.tables.values())
     click.echo(
-        f"customer id {data.customer_id}: {rows} row(s) from {len(data.tables)} source(s)"
-        f" written to {output}",
+        f"{_label(subject)}: {rows} row(s) from {len(data.tables)} table(s) written to {output}",
         err=True,
     )
 
@@ -323,20 +348,18 @@ def erasure() -> None:
 
 @erasure.command("receive")
 @click.argument("number", required=False)
-@click.option("--id", "customer_id", type=int, default=None, help="The local customer id.")
+@_KEY_OPTION
 @actor_option
 @_NOW
 @click.pass_obj
 @edge
 def erasure_receive(
-    settings: HasDsn, number: str | None, customer_id: int | None, actor: str, now: datetime
+    settings: HasDsn, number: str | None, customer_key: str | None, actor: str, now: datetime
 ) -> None:
-    """Record a request to be erased from customer NUMBER (or --id)."""
-    if (number is None) == (customer_id is None):
-        raise click.UsageError("give a customer NUMBER or --id, not both")
+    """Record a request to be erased from customer NUMBER (or --id KEY)."""
     with connection(settings) as conn:
-        cid, _ = gdpr.resolve_subject(conn, number=number, customer_id=customer_id)
-        request_id = gdpr.receive_erasure(conn, cid, actor=actor, now=now)
+        subject = _subject(conn, number, customer_key)
+        request_id = gdpr.receive_erasure(conn, subject.key, actor=actor, now=now)
     click.echo(f"erasure request {request_id}: received")
 
 
@@ -406,7 +429,7 @@ def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime
         click.echo(f"  {column:<48} {hits:>6}")
     if proof.same_email_customers:
         click.echo(
-            "other customers with the same e-mail (ids "
+            "other customers with the same e-mail (keys "
             f"{', '.join(map(str, proof.same_email_customers))}): "
             "not erased; if they are this person, erase them too"
         )
@@ -434,7 +457,7 @@ def erasure_list(settings: HasDsn, state: str | None) -> None:
         requests = gdpr.erasure_requests(conn, state=state)
     for r in requests:
         click.echo(
-            f"{r.id}\t{r.customer_id}\t{r.customer_number or '-'}\t{r.state}\t"
+            f"{r.id}\t{r.customer_key}\t{r.customer_number or '-'}\t{r.state}\t"
             f"attempts {r.attempts}\tresidue {_dash(r.residue_hits)}\t{r.last_error or ''}"
         )
     if not requests:

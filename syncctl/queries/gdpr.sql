@@ -85,21 +85,32 @@ SET finished_at = %(now)s, customers = %(customers)s, counts = %(counts)s,
 WHERE id = %(id)s;
 
 -- name: resolve_customer
--- a local customer's id and number, by id or by (redirected) number
-SELECT c.id, c.customer_number FROM shop.customer AS c
-WHERE c.id = coalesce(%(id)s, sync.resolve_customer(%(number)s));
+-- a local customer of the mapped table by key (as text) or by (redirected) number: its key in
+-- the key's own text form, its bigint id (integer keys only), its number, the customer table
+WITH found AS (
+    SELECT coalesce(sync._local_customer_key(%(key)s),
+                    sync.resolve_customer_key(%(number)s)) AS customer_key
+)
+SELECT f.customer_key, (sync._key_ids(ARRAY[f.customer_key]))[1],
+       syncmap.number_of(f.customer_key),
+       (SELECT pg_catalog.concat_ws('.', n.nspname, c.relname)
+        FROM sync.mapped_customer() AS m
+        JOIN pg_catalog.pg_class AS c ON c.oid = m.relation
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace)
+FROM found AS f
+WHERE f.customer_key IS NOT NULL;
 
 -- name: subject_data
 -- everything held about a customer (personal data: the subject access export)
-SELECT source, row_data FROM gdpr.subject_data(%(customer_id)s, %(now)s);
+SELECT source, row_data FROM gdpr.subject_data(%(customer_key)s::text, %(now)s);
 
 -- name: rectify
 -- correct a customer's fields (audited)
-SELECT gdpr.rectify(%(customer_id)s, %(fields)s, %(actor)s);
+SELECT gdpr.rectify(%(customer_key)s::text, %(fields)s, %(actor)s);
 
 -- name: erasure_receive
 -- record an erasure request for a customer
-SELECT gdpr.receive_erasure(%(customer_id)s, %(actor)s, %(now)s);
+SELECT gdpr.receive_erasure(%(customer_key)s::text, %(actor)s, %(now)s);
 
 -- name: erasure_verify
 -- an erasure request's identity check passed
@@ -123,7 +134,7 @@ SELECT gdpr.execute_due_erasures(%(actor)s, %(now)s);
 
 -- name: erasure_list
 -- erasure requests, optionally of one state (no personal data)
-SELECT id, customer_key::bigint AS customer_id, customer_number, state, received_at, scheduled_for, finished_at,
+SELECT id, customer_key, customer_number, state, received_at, scheduled_for, finished_at,
        attempts, last_error, residue_hits, columns_searched
 FROM gdpr.erasure_overview
 WHERE %(state)s::text IS NULL OR state = %(state)s

@@ -137,6 +137,7 @@ def test_erasure_requests_from_received_to_done(history: psycopg.Connection[Any]
     columns, rows = fetch(history, "erasure-requests", 10)
     row = dict(zip(columns, rows[0], strict=True))
     assert (row["request_id"], row["customer_key"], row["state"]) == (request, str(cid), "done")
+    assert row["customer_number"] == "TX00000002"
     assert row["received_to_finished"] == timedelta(days=3, hours=2)
     assert row["grace_period"] == timedelta(days=3)
     assert (row["attempts"], row["residue_hits"], row["last_error"]) == (1, 0, None)
@@ -144,3 +145,20 @@ def test_erasure_requests_from_received_to_done(history: psycopg.Connection[Any]
     personal = {str(v) for k, v in snapshot("TX00000002").items() if k in ("email", "last_name")}
     text = " ".join(str(v) for v in row.values())
     assert [p for p in personal if p in text] == []
+
+
+def test_no_report_view_reads_a_shop_table(conn: psycopg.Connection[Any]) -> None:
+    """The reports (and the gdpr views they sit beside) work on any mapped schema: no view
+    depends on a table outside the engine's schemas (the mapped customer table is reached
+    through the mapping, as its owner)."""
+    outside = conn.execute(
+        "SELECT DISTINCT v.relname, t.relnamespace::regnamespace::text || '.' || t.relname"
+        " FROM pg_rewrite AS w"
+        " JOIN pg_class AS v ON v.oid = w.ev_class"
+        " JOIN pg_depend AS d ON d.objid = w.oid AND d.classid = 'pg_rewrite'::regclass"
+        " JOIN pg_class AS t ON t.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass"
+        " WHERE v.relnamespace IN ('report'::regnamespace, 'gdpr'::regnamespace)"
+        "   AND t.oid <> v.oid"
+        "   AND t.relnamespace::regnamespace::text NOT IN ('sync', 'gdpr', 'report')"
+    ).fetchall()
+    assert outside == []
