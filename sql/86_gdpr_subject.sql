@@ -64,40 +64,6 @@ AS $$
     ORDER BY r.relation <> (SELECT m.relation FROM mapped AS m), 2
 $$;
 
--- The active policies customer p_key (its key as text, canonical) is under, each as the export
--- shows it (held: whether the policy still holds the customer's data at p_now, held_until: when
--- that ends). For an integer key from gdpr.retention_status; for another key type the policies
--- of every customer and those the customer decided a consent for, held and held_until NULL
--- (unknown: gdpr.retention_status pages by integer keys).
-CREATE OR REPLACE FUNCTION gdpr._subject_policies(p_key text, p_now timestamptz)
-RETURNS TABLE (code text, row_data jsonb)
-LANGUAGE plpgsql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF sync._integer_key() THEN
-        RETURN QUERY
-            SELECT p.code, gdpr._policy_export(p.id, s.holds, s.expires_at)
-            FROM gdpr.retention_status(p_now, p_key::bigint - 1, p_key::bigint) AS s
-            JOIN gdpr.policy AS p ON p.code = s.policy_code
-            WHERE s.customer_id = p_key::bigint
-            ORDER BY p.code;
-        RETURN;
-    END IF;
-    RETURN QUERY
-        SELECT p.code, gdpr._policy_export(p.id, NULL, NULL)
-        FROM gdpr.policy AS p
-        WHERE p.state = 'active'
-          AND (p.membership = 'all'
-               OR (p.membership = 'consent'
-                   AND EXISTS (SELECT FROM gdpr.consent AS g
-                               WHERE g.customer_key = p_key AND g.policy_id = p.id)))
-        ORDER BY p.code;
-END
-$$;
-
 -- A policy as the subject access export shows it.
 CREATE OR REPLACE FUNCTION gdpr._policy_export(
     p_policy_id bigint, p_held boolean, p_held_until timestamptz)
@@ -114,6 +80,23 @@ AS $$
                'categories', o.categories, 'held', p_held, 'held_until', p_held_until)
     FROM gdpr.policy_overview AS o WHERE o.id = p_policy_id
 $$;
+
+-- The active policies customer p_key (its key as text, canonical) is under, each as the export
+-- shows it (held: whether the policy still holds the customer's data at p_now, held_until: when
+-- that ends), from gdpr.retention_status_of, for any key type.
+CREATE OR REPLACE FUNCTION gdpr._subject_policies(p_key text, p_now timestamptz)
+RETURNS TABLE (code text, row_data jsonb)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.code, gdpr._policy_export(p.id, s.holds, s.expires_at)
+    FROM gdpr.retention_status_of(p_key, p_now) AS s
+    JOIN gdpr.policy AS p ON p.code = s.policy_code
+    ORDER BY p.code
+$$;
+
 
 -- ---------------------------------------------------------------------------------------------
 -- Public API

@@ -131,6 +131,9 @@ def test_the_export_holds_every_row_of_the_person_once_and_nothing_of_anyone_els
     assert [r["granted"] for r in tables["gdpr.consent"]] == [True]
     assert [r["version"] for r in tables["sync.customer_link"]] == [1]  # version = "link"
     assert [r["code"] for r in tables["gdpr.policy"]] == ["club"]  # the one in force
+    # whether it still holds the data, and till when, for a uuid key too
+    assert [r["held"] for r in tables["gdpr.policy"]] == [True]
+    assert tables["gdpr.policy"][0]["held_until"] is not None
     assert tables["sync.inbox"][0]["payload"]["customer"]["email"] == anna["email"]
 
     runner = CliRunner()

@@ -183,8 +183,13 @@ CREATE TABLE IF NOT EXISTS sync.audit (
     reason                text,
     duration_ms           numeric(12, 3),
     -- the other customer number of the action: a merge's survivor (customer_number is the old)
-    related_number        text
+    related_number        text,
+    -- the local customer's key as text (any key type; customer_id holds it too for an integer
+    -- key): a merge's survivor, the customer anonymised, deleted, adopted, relinked, or a GDPR
+    -- action's; NULL on the feed's upserts (named by number) and for a number not held here
+    customer_key          text
 );
+ALTER TABLE sync.audit ADD COLUMN IF NOT EXISTS customer_key text;
 CREATE UNIQUE INDEX IF NOT EXISTS audit_event_decided ON sync.audit (event_id)
     WHERE event_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_customer_number ON sync.audit (customer_number);

@@ -397,24 +397,27 @@ BEGIN
     PERFORM sync._check_deferred_constraints();
 
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
-                            customer_id, version, reason)
+                            customer_id, version, reason, customer_key)
     SELECT 'tritonx', 'customer.upserted',
            CASE WHEN d.skip_reason IS NULL THEN 'applied' ELSE 'skipped' END,
-           d.event_id, d.inbox_id, d.customer_number,
-           CASE WHEN d.skip_reason IS NULL THEN
-               (SELECT c.customer_id FROM syncmap.customer_map AS c
-                WHERE c.customer_number = d.customer_number)
-           END,
+           d.event_id, d.inbox_id, d.customer_number, k.customer_id,
            d.version,
            CASE
                WHEN d.skip_reason IS NOT NULL THEN d.skip_reason
                WHEN d.is_new THEN 'created'
                ELSE 'updated'
-           END
+           END,
+           k.customer_key
     FROM ROWS FROM (pg_catalog.unnest(inbox_ids), pg_catalog.unnest(event_ids),
                     pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
                     pg_catalog.unnest(skip_reasons), pg_catalog.unnest(new_flags))
-         AS d(inbox_id, event_id, customer_number, version, skip_reason, is_new);
+         AS d(inbox_id, event_id, customer_number, version, skip_reason, is_new)
+    -- one probe for both: the customer applied (a skipped event names no customer)
+    LEFT JOIN LATERAL (
+        SELECT c.customer_id, c.customer_key::text AS customer_key
+        FROM syncmap.customer_map AS c
+        WHERE d.skip_reason IS NULL AND c.customer_number = d.customer_number
+    ) AS k ON true;
 END
 $$;
 

@@ -186,10 +186,12 @@ BEGIN
     END IF;
 
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
-                            customer_id, version, counts, reason, duration_ms, related_number)
+                            customer_id, version, counts, reason, duration_ms, related_number,
+                            customer_key)
     VALUES (p_actor, 'customer.merged', outcome, p_event_id, p_inbox_id, p_old, survivor_id,
             p_version, counts, why,
-            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_survivor);
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_survivor,
+            survivor_key);
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
 END
 $$;

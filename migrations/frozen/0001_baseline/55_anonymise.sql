@@ -132,9 +132,10 @@ BEGIN
         END IF;
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
-                            customer_id, version, counts, reason, duration_ms)
+                            customer_id, version, counts, reason, duration_ms, customer_key)
     VALUES (p_actor, verb, outcome, p_event_id, p_inbox_id, p_number, local_id, p_version,
-            counts, why, EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
+            counts, why, EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
+            local_key);
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts,
                                          'customer_id', local_id, 'customer_key', local_key);
 END
@@ -168,11 +169,12 @@ BEGIN
     IF p_number IS NULL THEN
         -- not linked to tritonX: nothing to tell anyone, no number to tombstone
         counts := sync._erase_rows(p_key, false);
-        INSERT INTO sync.audit (actor, action, outcome, customer_id, counts, reason, duration_ms)
+        INSERT INTO sync.audit (actor, action, outcome, customer_id, counts, reason, duration_ms,
+                                customer_key)
         VALUES (p_actor, 'customer.anonymized', 'applied', local_id, counts,
                 pg_catalog.format('anonymised locally, no tritonX number (reason code %s)',
                                   p_reason_code),
-                EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
+                EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_key);
         RETURN pg_catalog.jsonb_build_object('outcome', 'applied', 'counts', counts,
                                              'customer_id', local_id, 'customer_key', p_key);
     END IF;

@@ -108,12 +108,12 @@ BEGIN
     UPDATE sync.link_conflict AS l SET resolved_at = pg_catalog.now()
     WHERE p_local_key = ANY (l.candidate_keys) AND l.resolved_at IS NULL;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
-                            reason, duration_ms)
+                            reason, duration_ms, customer_key)
     VALUES (p_actor, 'customer.adopted', 'applied', number,
             (sync._key_ids(ARRAY[p_local_key]))[1], moved.counts,
             pg_catalog.format('local customer %s adopted; customer %s absorbed into it',
                               p_local_key, p_linked_key),
-            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000);
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_local_key);
     RETURN moved.counts;
 END
 $$;
@@ -210,10 +210,11 @@ BEGIN
         FROM sync._move_customer(old_key, survivor_key) AS m;
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
-                            reason, duration_ms, related_number)
+                            reason, duration_ms, related_number, customer_key)
     VALUES (p_actor, 'customer.relinked', outcome, p_customer_number,
             (sync._key_ids(ARRAY[coalesce(survivor_key, old_key)]))[1], counts, why,
-            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, survivor);
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, survivor,
+            coalesce(survivor_key, old_key));
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
 END
 $$;

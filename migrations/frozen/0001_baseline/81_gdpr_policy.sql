@@ -71,10 +71,11 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason,
+                            customer_key)
     VALUES (p_actor, p_action, 'applied',
             CASE WHEN p_customer_key IS NOT NULL THEN syncmap.number_of(p_customer_key) END,
-            (sync._key_ids(ARRAY[p_customer_key]))[1], p_counts, p_reason);
+            (sync._key_ids(ARRAY[p_customer_key]))[1], p_counts, p_reason, p_customer_key);
 END
 $$;
 

@@ -261,12 +261,14 @@ BEGIN
         FROM combined AS c
         RETURNING customer_key
     )
-    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason,
+                            customer_key)
     SELECT 'merge', 'consent.merged', 'applied', syncmap.number_of(c.survivor_key),
            (sync._key_ids(ARRAY[c.survivor_key]))[1],
            pg_catalog.jsonb_build_object('gdpr.consent', count(*)),
            'combined by rule: ' || pg_catalog.string_agg(c.code || ' ' || c.merge_rule, ', '
-                                                         ORDER BY c.code)
+                                                         ORDER BY c.code),
+           c.survivor_key
     FROM combined AS c
     WHERE EXISTS (SELECT FROM appended)
     GROUP BY c.survivor_key;

@@ -1,21 +1,114 @@
--- Subject access ("registerutdrag") and rectification. gdpr.subject_data returns everything
--- the database holds about one customer, found the way the engine finds customer data: the
--- customer row, every customer-linked table (foreign keys to shop.customer), tables one
--- foreign key further (order_line via orders), the engine's records of the customer's numbers
--- (redirects, inbox snapshots, outbox, audit), the consents and the policies the customer is
--- under. Nothing is selected by value, only by key, so nothing of anyone else comes along.
--- gdpr.rectify corrects webshop-owned fields; tritonX-owned ones are corrected in tritonX (a
--- snapshot would overwrite a local correction). Re-runnable.
+-- Subject access ("registerutdrag") and rectification on the mapped customer table (any schema,
+-- any key type). gdpr.subject_data returns everything the database holds about one customer,
+-- found the way the engine finds customer data: the mapped customer row, every customer-linked
+-- table (sync.customer_links(): foreign keys, declared references and the engine's gdpr tables;
+-- a partitioned table read through its parent, each row once), tables one foreign key further
+-- (order lines via orders), the rows the customer points to (sync._pointed_tables(): an
+-- address), the engine's records of the customer's numbers (link, redirects, inbox snapshots,
+-- outbox, audit), the consents and the policies the customer is under. Nothing is selected by
+-- value, only by key, so nothing of anyone else comes along. gdpr.rectify corrects the shop's
+-- own columns; the ones tritonX owns are corrected in tritonX (a snapshot would overwrite a
+-- local correction). A customer is named by its key as text; the bigint forms are wrappers for
+-- integer keys. Re-runnable.
+
+-- ---------------------------------------------------------------------------------------------
+-- Building blocks (private)
+-- ---------------------------------------------------------------------------------------------
+
+-- The shop tables that hold rows of a customer, each once, with the predicate (alias t, the
+-- customer's key as text in $1) that selects them: the mapped table by its key, each linked
+-- table by its customer columns, each table the customer points to by the pointer, and each
+-- table one foreign key further from a linked table by its parent's rows. Predicates of one
+-- table are OR-ed, so a row reached twice is returned once. The mapped table comes first.
+CREATE OR REPLACE FUNCTION gdpr._subject_tables()
+RETURNS TABLE (relation regclass, qualified_name text, predicate text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH mapped AS (SELECT * FROM sync.mapped_customer()),
+    reach AS (
+        SELECT m.relation, pg_catalog.format('t.%I = $1::%s', m.key_column, m.key_type) AS predicate
+        FROM mapped AS m
+        UNION ALL
+        SELECT l.relation, pg_catalog.format('t.%I = $1::%s', l.fk_column, l.column_type)
+        FROM sync.customer_links() AS l
+        UNION ALL
+        SELECT p.relation, pg_catalog.format(
+                   't.%I IN (SELECT c.%I FROM %s AS c WHERE c.%I = $1::%s)',
+                   p.key_column, p.pointer, m.relation, m.key_column, m.key_type)
+        FROM sync._pointed_tables() AS p CROSS JOIN mapped AS m
+        UNION ALL
+        -- one foreign key further: rows hanging off the customer's rows (order lines)
+        SELECT fk.conrelid::pg_catalog.regclass, pg_catalog.format(
+                   't.%I IN (SELECT p.%I FROM %s AS p WHERE p.%I = $1::%s)',
+                   a.attname, ref.attname, l.relation, l.fk_column, l.column_type)
+        FROM sync.customer_links() AS l
+        JOIN pg_catalog.pg_constraint AS fk
+            ON fk.confrelid = l.relation AND fk.contype = 'f' AND fk.conparentid = 0
+           AND pg_catalog.cardinality(fk.conkey) = 1
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = fk.conrelid AND a.attnum = fk.conkey[1]
+        JOIN pg_catalog.pg_attribute AS ref
+            ON ref.attrelid = fk.confrelid AND ref.attnum = fk.confkey[1]
+        WHERE fk.conrelid NOT IN (SELECT m.relation FROM mapped AS m)
+          AND fk.conrelid NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
+    )
+    SELECT r.relation, pg_catalog.concat_ws('.', n.nspname, c.relname),
+           pg_catalog.string_agg(DISTINCT '(' || r.predicate || ')', ' OR ')
+    FROM reach AS r
+    JOIN pg_catalog.pg_class AS c ON c.oid = r.relation
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    GROUP BY r.relation, n.nspname, c.relname
+    ORDER BY r.relation <> (SELECT m.relation FROM mapped AS m), 2
+$$;
+
+-- A policy as the subject access export shows it.
+CREATE OR REPLACE FUNCTION gdpr._policy_export(
+    p_policy_id bigint, p_held boolean, p_held_until timestamptz)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+               'code', o.code, 'name', o.name, 'description', o.description,
+               'legal_basis', o.legal_basis, 'retention', o.retention::text,
+               'retention_from', o.retention_from, 'text_version', o.text_version,
+               'categories', o.categories, 'held', p_held, 'held_until', p_held_until)
+    FROM gdpr.policy_overview AS o WHERE o.id = p_policy_id
+$$;
+
+-- The active policies customer p_key (its key as text, canonical) is under, each as the export
+-- shows it (held: whether the policy still holds the customer's data at p_now, held_until: when
+-- that ends), from gdpr.retention_status_of, for any key type.
+CREATE OR REPLACE FUNCTION gdpr._subject_policies(p_key text, p_now timestamptz)
+RETURNS TABLE (code text, row_data jsonb)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.code, gdpr._policy_export(p.id, s.holds, s.expires_at)
+    FROM gdpr.retention_status_of(p_key, p_now) AS s
+    JOIN gdpr.policy AS p ON p.code = s.policy_code
+    ORDER BY p.code
+$$;
+
 
 -- ---------------------------------------------------------------------------------------------
 -- Public API
 -- ---------------------------------------------------------------------------------------------
 
--- Every row held about customer p_customer_id as (source, row_data): source is a table
--- ('shop.orders'), or gdpr.policy for the policies the customer is under (with the retention
--- status). Raises SY020 for an unknown id.
--- Example: SELECT source, row_data FROM gdpr.subject_data(42);
-CREATE OR REPLACE FUNCTION gdpr.subject_data(p_customer_id bigint, p_now timestamptz DEFAULT now())
+-- Every row held about the customer p_customer_key (the mapped key as text, '42' or a uuid) as
+-- (source, row_data): source is a table as schema.table ('sales.orders', 'crm.customer'), or
+-- gdpr.current_consent and gdpr.policy for the consents and the policies the customer is under.
+-- Each row once; an erasure request's digests are left out. Raises SY020 for a key of nobody
+-- (never echoing it).
+-- Example: SELECT source, row_data FROM gdpr.subject_data('4b9f6a1e-0c1d-4c7e-9d7a-2f7c1e0b9a11');
+CREATE OR REPLACE FUNCTION gdpr.subject_data(p_customer_key text, p_now timestamptz DEFAULT now())
 RETURNS TABLE (source text, row_data jsonb)
 LANGUAGE plpgsql
 STABLE
@@ -23,57 +116,24 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    link    record;
-    child   record;
+    subject text;
+    number  text;
+    part    record;
     numbers text[];
 BEGIN
-    SELECT ARRAY(SELECT c.customer_number WHERE c.customer_number IS NOT NULL
-                 UNION ALL
-                 SELECT r.old_number FROM sync.redirect AS r
-                 WHERE r.survivor_number = c.customer_number)
-    INTO numbers
-    FROM shop.customer AS c WHERE c.id = p_customer_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY020',
-            MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
-    END IF;
+    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    subject := gdpr._customer_key(p_customer_key);
+    number := syncmap.number_of(subject);
+    numbers := ARRAY(SELECT number WHERE number IS NOT NULL
+                     UNION ALL
+                     SELECT r.old_number FROM sync.redirect AS r
+                     WHERE r.survivor_number = number);
 
-    RETURN QUERY SELECT 'shop.customer'::text, pg_catalog.to_jsonb(c)
-                 FROM shop.customer AS c WHERE c.id = p_customer_id;
-    FOR link IN SELECT * FROM sync.customer_links() LOOP
+    FOR part IN SELECT * FROM gdpr._subject_tables() LOOP
         RETURN QUERY EXECUTE pg_catalog.format(
-            'SELECT %L::text, pg_catalog.to_jsonb(t) - ''digests'' FROM %s AS t '
-            'WHERE t.%I = $1::%s ORDER BY 2', link.qualified_name, link.relation, link.fk_column,
-            link.column_type)
-            USING p_customer_id::text;
-        -- one foreign key further: rows hanging off the customer's rows (order lines)
-        FOR child IN
-            SELECT fk.conrelid::pg_catalog.regclass AS relation,
-                   pg_catalog.concat_ws('.', n.nspname, r.relname) AS qualified_name,
-                   a.attname AS child_column, ref.attname AS parent_column
-            FROM pg_catalog.pg_constraint AS fk
-            JOIN pg_catalog.pg_class AS r ON r.oid = fk.conrelid
-            JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
-            JOIN pg_catalog.pg_attribute AS a
-                ON a.attrelid = fk.conrelid AND a.attnum = fk.conkey[1]
-            JOIN pg_catalog.pg_attribute AS ref
-                ON ref.attrelid = fk.confrelid AND ref.attnum = fk.confkey[1]
-            WHERE fk.contype = 'f'
-              AND fk.confrelid = link.relation
-              AND fk.conparentid = 0
-              AND pg_catalog.cardinality(fk.conkey) = 1
-              AND fk.conrelid <> 'shop.customer'::pg_catalog.regclass
-              AND NOT EXISTS (SELECT FROM sync.customer_links() AS l
-                              WHERE l.relation = fk.conrelid)
-            ORDER BY 2
-        LOOP
-            RETURN QUERY EXECUTE pg_catalog.format(
-                'SELECT %L::text, pg_catalog.to_jsonb(x) FROM %s AS x '
-                'WHERE x.%I IN (SELECT p.%I FROM %s AS p WHERE p.%I = $1::%s) ORDER BY 2',
-                child.qualified_name, child.relation, child.child_column, child.parent_column,
-                link.relation, link.fk_column, link.column_type)
-                USING p_customer_id::text;
-        END LOOP;
+            'SELECT %L::text, pg_catalog.to_jsonb(t) - ''digests'' FROM %s AS t WHERE %s ORDER BY 2',
+            part.qualified_name, part.relation, part.predicate)
+            USING subject;
     END LOOP;
 
     RETURN QUERY
@@ -81,20 +141,12 @@ BEGIN
                pg_catalog.jsonb_build_object('policy', cc.policy_code, 'granted', cc.granted,
                                              'decided_at', cc.decided_at, 'source', cc.source,
                                              'text_version', cc.text_version)
-        FROM gdpr.current_consent AS cc WHERE cc.customer_key = p_customer_id::text
+        FROM gdpr.current_consent AS cc WHERE cc.customer_key = subject
         ORDER BY cc.policy_code;
+    RETURN QUERY SELECT 'gdpr.policy'::text, p.row_data FROM gdpr._subject_policies(subject, p_now) AS p;
     RETURN QUERY
-        SELECT 'gdpr.policy'::text,
-               pg_catalog.jsonb_build_object(
-                   'code', p.code, 'name', p.name, 'description', p.description,
-                   'legal_basis', p.legal_basis, 'retention', p.retention::text,
-                   'retention_from', p.retention_from, 'text_version', p.text_version,
-                   'categories', o.categories, 'held', s.holds, 'held_until', s.expires_at)
-        FROM gdpr.retention_status(p_now, p_customer_id - 1, p_customer_id) AS s
-        JOIN gdpr.policy AS p ON p.code = s.policy_code
-        JOIN gdpr.policy_overview AS o ON o.id = p.id
-        WHERE s.customer_id = p_customer_id
-        ORDER BY p.code;
+        SELECT 'sync.customer_link'::text, pg_catalog.to_jsonb(l)
+        FROM sync.customer_link AS l WHERE l.customer_key = subject;
     RETURN QUERY
         SELECT 'sync.redirect'::text, pg_catalog.to_jsonb(r)
         FROM sync.redirect AS r WHERE r.old_number = ANY (numbers) ORDER BY r.merged_at;
@@ -117,18 +169,67 @@ BEGIN
     RETURN QUERY
         SELECT 'sync.audit'::text, pg_catalog.to_jsonb(a)
         FROM sync.audit AS a
-        WHERE a.customer_id = p_customer_id OR a.customer_number = ANY (numbers)
+        WHERE a.customer_number = ANY (numbers)
+           OR a.customer_key = subject
+           OR a.customer_id = (sync._key_ids(ARRAY[subject]))[1]
         ORDER BY a.id;
 END
 $$;
 
--- Correct webshop-owned fields of shop.customer: p_fields maps column names to new values
--- (JSON null clears). Fields tritonX owns (those of its snapshot) are refused (SY085) for a
--- customer linked to tritonX; a local customer's are the webshop's own. The audit names the
--- fields and the actor, never values. p_fields is refused (SY025) above 64 kB before anything
--- else is done. Returns {"fields": [...]}.
--- Example: SELECT gdpr.rectify(42, '{"preferred_language": "nl"}', 'backoffice:op-17');
-CREATE OR REPLACE FUNCTION gdpr.rectify(p_customer_id bigint, p_fields jsonb, p_actor text)
+-- The same for an integer key: p_customer_id is the mapped customer's key.
+-- Example: SELECT source, row_data FROM gdpr.subject_data(42);
+CREATE OR REPLACE FUNCTION gdpr.subject_data(p_customer_id bigint, p_now timestamptz DEFAULT now())
+RETURNS TABLE (source text, row_data jsonb)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.source, s.row_data FROM gdpr.subject_data(p_customer_id::text, p_now) AS s
+$$;
+
+-- The mapped customer table's columns the webshop may not correct, from the active mapping:
+-- the ones the engine writes itself (the key, the number and version columns, the pointers to
+-- related rows: `engine`) and the ones tritonX owns (customer.columns: `tritonx`).
+CREATE OR REPLACE FUNCTION gdpr._uncorrectable_columns()
+RETURNS TABLE (column_name text, owner text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.column_name, x.owner
+    FROM sync.mapping_version AS v
+    CROSS JOIN LATERAL (
+        SELECT v.document #>> '{customer,key}', 'engine'
+        UNION ALL
+        SELECT v.document #>> '{customer,number,column}', 'engine'
+        UNION ALL
+        SELECT v.document #>> '{customer,version,column}', 'engine'
+        UNION ALL
+        SELECT e.item #>> '{via,customer_column}', 'engine'
+        FROM pg_catalog.jsonb_array_elements(
+            CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+                 THEN v.document -> 'related' ELSE '[]' END) AS e (item)
+        UNION ALL
+        SELECT o.key, 'tritonx'
+        FROM pg_catalog.jsonb_object_keys(
+            CASE WHEN pg_catalog.jsonb_typeof(v.document #> '{customer,columns}') = 'object'
+                 THEN v.document #> '{customer,columns}' ELSE '{}' END) AS o (key)
+    ) AS x (column_name, owner)
+    WHERE v.active AND x.column_name IS NOT NULL
+$$;
+
+-- Correct the shop's own columns of the mapped customer p_customer_key (the key as text):
+-- p_fields maps column names to new values (JSON null clears). Refused (SY085): a column the
+-- engine writes (the key, the number and version columns, a pointer to a related row), a
+-- generated or identity column, and, for a customer linked to tritonX, a column tritonX owns
+-- (the mapping's customer.columns: a snapshot would overwrite it; a local customer's are the
+-- webshop's own). The audit names the fields and the actor, never values. p_fields is refused
+-- (SY025) above 64 kB before anything else is done; a key of nobody is SY020 (never echoed).
+-- Returns {"fields": [...]}.
+-- Example: SELECT gdpr.rectify('42', '{"preferred_language": "nl"}', 'backoffice:op-17');
+CREATE OR REPLACE FUNCTION gdpr.rectify(p_customer_key text, p_fields jsonb, p_actor text)
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -136,6 +237,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    mapped  record;
+    subject text;
     linked  boolean;
     refused text;
     names   text[];
@@ -144,12 +247,11 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'SY025', MESSAGE = 'fields is longer than 65536 bytes';
     END IF;
     PERFORM gdpr._checked_actor(p_actor);
-    SELECT c.customer_number IS NOT NULL INTO linked
-    FROM shop.customer AS c WHERE c.id = p_customer_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY020',
-            MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
-    END IF;
+    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    subject := gdpr._customer_key(p_customer_key);
+    PERFORM syncmap.lock_customers(ARRAY[subject]);
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    linked := syncmap.number_of(subject) IS NOT NULL;
     IF p_fields IS NULL OR pg_catalog.jsonb_typeof(p_fields) <> 'object' OR p_fields = '{}' THEN
         RAISE EXCEPTION USING ERRCODE = 'SY085', MESSAGE = 'fields must be a non-empty object';
     END IF;
@@ -157,23 +259,22 @@ BEGIN
                CASE WHEN sync.is_identifier(k.key) THEN k.key ELSE '(not a name)' END
                || CASE
                       WHEN a.attname IS NULL THEN ' (no such field)'
-                      WHEN linked AND (s.attname IS NOT NULL OR k.key LIKE 'tritonx\_%')
-                          THEN ' (owned by tritonX: correct it there)'
+                      WHEN u.owner = 'tritonx' THEN ' (owned by tritonX: correct it there)'
                       ELSE ' (not correctable)'
                   END, ', ' ORDER BY k.key)
     INTO refused
     FROM pg_catalog.jsonb_object_keys(p_fields) AS k (key)
     LEFT JOIN pg_catalog.pg_attribute AS a
-        ON a.attrelid = 'shop.customer'::pg_catalog.regclass AND a.attname = k.key
+        ON a.attrelid = mapped.relation AND a.attname = k.key
        AND a.attnum > 0 AND NOT a.attisdropped
-    LEFT JOIN pg_catalog.pg_attribute AS s
-        ON s.attrelid = (SELECT t.typrelid FROM pg_catalog.pg_type AS t
-                         WHERE t.oid = 'sync.customer_snapshot'::pg_catalog.regtype)
-       AND s.attname = k.key
+    LEFT JOIN LATERAL (
+        SELECT pg_catalog.min(x.owner) AS owner  -- 'engine' before 'tritonx'
+        FROM gdpr._uncorrectable_columns() AS x
+        WHERE x.column_name = k.key AND (x.owner = 'engine' OR linked)
+    ) AS u ON true
     WHERE a.attname IS NULL
-       OR (linked AND (s.attname IS NOT NULL OR k.key LIKE 'tritonx\_%'))
-       OR k.key IN ('id', 'customer_number', 'created_at', 'tritonx_version',
-                    'tritonx_updated_at');
+       OR u.owner IS NOT NULL
+       OR a.attidentity <> '' OR a.attgenerated <> '';
     IF refused IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY085',
             MESSAGE = pg_catalog.format('rectification refused: %s', pg_catalog.left(refused, 300));
@@ -181,12 +282,14 @@ BEGIN
     names := ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(p_fields) AS k ORDER BY k);
     BEGIN
         EXECUTE pg_catalog.format(
-            'UPDATE shop.customer AS t SET %s '
-            'FROM pg_catalog.jsonb_populate_record(NULL::shop.customer, $1) AS r '
-            'WHERE t.id = $2',
+            'UPDATE %1$s AS t SET %2$s '
+            'FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS r '
+            'WHERE t.%3$I = $2::%4$s',
+            mapped.relation,
             (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = r.%1$I', n), ', ')
-             FROM pg_catalog.unnest(names) AS n))
-            USING p_fields, p_customer_id;
+             FROM pg_catalog.unnest(names) AS n),
+            mapped.key_column, mapped.key_type)
+            USING p_fields, subject;
     EXCEPTION
         WHEN data_exception OR integrity_constraint_violation THEN
             -- the database's message may quote the value: only the field names go out
@@ -194,9 +297,21 @@ BEGIN
                 MESSAGE = pg_catalog.format('rectification refused: a value does not fit '
                                             'its field (SQLSTATE %s)', SQLSTATE);
     END;
-    PERFORM gdpr._audit(p_actor, 'customer.rectified', p_customer_id::text,
+    PERFORM gdpr._audit(p_actor, 'customer.rectified', subject,
                         pg_catalog.jsonb_build_object('fields', pg_catalog.cardinality(names)),
                         'fields: ' || pg_catalog.array_to_string(names, ', '));
     RETURN pg_catalog.jsonb_build_object('fields', pg_catalog.to_jsonb(names));
 END
+$$;
+
+-- The same for an integer key.
+-- Example: SELECT gdpr.rectify(42, '{"preferred_language": "nl"}', 'backoffice:op-17');
+CREATE OR REPLACE FUNCTION gdpr.rectify(p_customer_id bigint, p_fields jsonb, p_actor text)
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT gdpr.rectify(p_customer_id::text, p_fields, p_actor)
 $$;

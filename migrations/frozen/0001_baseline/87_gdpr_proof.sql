@@ -136,37 +136,171 @@ AS $$
     WHERE pg_catalog.length(c.v) >= 6
 $$;
 
--- The digests of the customer's identifying values: e-mail, phone, mobile, full names (with
--- and without infix), postcode + house number (+ addition), from the customer row and its
--- addresses. Runs as the owner, who alone reads the key.
-CREATE OR REPLACE FUNCTION gdpr._subject_digests(p_customer_id bigint)
-RETURNS text[]
+-- The tables of the active mapping that hold tritonX's fields for a customer, as the proof
+-- reads them for one customer row `c` of the mapped table: the customer (alias c, ord 0) and
+-- each [[related]] table (alias r<n>, n its place in the mapping) with the join that reaches
+-- its row: the row the customer points to (via.customer_column), or the row that points to the
+-- customer (via.column, of the kind when via.kind names one). At most one row each.
+CREATE OR REPLACE FUNCTION gdpr._identifying_tables()
+RETURNS TABLE (alias text, ord bigint, columns jsonb, join_sql text)
 LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'c', 0::bigint, v.document #> '{customer,columns}', ''
+    FROM sync.mapping_version AS v WHERE v.active
+    UNION ALL
+    SELECT 'r' || e.ord, e.ord, e.item -> 'columns',
+           pg_catalog.format(' LEFT JOIN %s AS %I ON ', r.relation, 'r' || e.ord)
+           || CASE WHEN e.item -> 'via' ? 'customer_column'
+                   THEN pg_catalog.format('%I.%I = c.%I', 'r' || e.ord, e.item ->> 'key',
+                                          e.item #>> '{via,customer_column}')
+                   ELSE pg_catalog.format('%I.%I = c.%I', 'r' || e.ord,
+                                          e.item #>> '{via,column}', m.key_column)
+                        || CASE WHEN e.item #> '{via,kind}' ? 'column'
+                                THEN pg_catalog.format(' AND %I.%I::text = %L', 'r' || e.ord,
+                                                       e.item #>> '{via,kind,column}',
+                                                       e.item #>> '{via,kind,value}')
+                                ELSE '' END
+              END
+    FROM sync.mapping_version AS v
+    CROSS JOIN sync.mapped_customer() AS m
+    CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(
+        CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
+             THEN v.document -> 'related' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', e.item ->> 'schema',
+                                                        e.item ->> 'table')) AS relation
+    ) AS r
+    WHERE v.active AND r.relation IS NOT NULL
+      AND (e.item -> 'via' ? 'customer_column' OR e.item -> 'via' ? 'column')
+$$;
+
+-- The mapped columns of the tables gdpr._identifying_tables() names, each as a text expression
+-- over its alias, with the tritonX fields its source reads and whether it holds one field as it
+-- is (no codes, format or true/false).
+CREATE OR REPLACE FUNCTION gdpr._identifying_columns()
+RETURNS TABLE (expression text, ord bigint, key text, fields text[], as_is boolean)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH owned AS (
+        SELECT pg_catalog.format('%I.%I::text', t.alias, o.key) AS expression, o.value AS spec,
+               t.ord, o.key
+        FROM gdpr._identifying_tables() AS t
+        CROSS JOIN LATERAL pg_catalog.jsonb_each(
+            CASE WHEN pg_catalog.jsonb_typeof(t.columns) = 'object' THEN t.columns
+                 ELSE '{}' END) AS o
+    ),
+    classified AS (
+        SELECT w.expression, w.ord, w.key,
+               CASE WHEN pg_catalog.jsonb_typeof(w.spec) = 'string' THEN ARRAY[w.spec #>> '{}']
+                    WHEN w.spec ? 'field' THEN ARRAY[w.spec ->> 'field']
+                    ELSE ARRAY(SELECT pg_catalog.jsonb_array_elements_text(
+                                   coalesce(w.spec -> 'join', w.spec -> 'first_of', '[]')))
+               END AS fields,
+               pg_catalog.jsonb_typeof(w.spec) = 'string'
+                   OR (w.spec ? 'field' AND NOT (w.spec ?| ARRAY['codes', 'format', 'true',
+                                                                 'false'])) AS as_is
+        FROM owned AS w
+    )
+    SELECT * FROM classified
+$$;
+
+-- Where the mapped customer's identifying values are, from the active mapping: an expression
+-- per value over the customer row `c` and its related rows (`r1`, `r2`, ...:
+-- gdpr._identifying_tables()), and the joins that reach those rows. A value is a column whose
+-- source is the e-mail, phone, mobile or loyalty card, or a join or first_of of fields one of
+-- which identifies (a full-name column, a street column with the house number, phone2 = first
+-- of mobile and phone); names kept in columns of their own (first_name, infix, last_name) are
+-- combined first + last and first + infix + last, an address kept in columns of its own
+-- postcode + house number (+ addition), wherever the columns are (customer or related row).
+CREATE OR REPLACE FUNCTION gdpr._identifying_sql(OUT expressions text[], OUT joins text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped record;
+    plain  jsonb := '{}';  -- field -> expression of the first column holding it as it is
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    joins := '';
+    expressions := '{}';
+    IF mapped.relation IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(pg_catalog.string_agg(t.join_sql, '' ORDER BY t.ord), '')
+    INTO joins
+    FROM gdpr._identifying_tables() AS t;
+    SELECT coalesce(pg_catalog.jsonb_object_agg(f.field, f.expression), '{}')
+    INTO plain
+    FROM (SELECT DISTINCT ON (k.fields[1]) k.fields[1] AS field, k.expression
+          FROM gdpr._identifying_columns() AS k WHERE k.as_is
+          ORDER BY k.fields[1], k.ord, k.key) AS f;
+    expressions := ARRAY(
+        SELECT k.expression FROM gdpr._identifying_columns() AS k
+        WHERE k.fields && ARRAY['email', 'phone', 'mobile', 'loyalty_card']
+           OR (NOT k.as_is AND k.fields && ARRAY['first_name', 'infix', 'last_name', 'postcode',
+                                                 'house_number', 'house_number_addition'])
+        ORDER BY k.ord, k.key);
+    IF plain ? 'first_name' AND plain ? 'last_name' THEN
+        expressions := expressions
+            || pg_catalog.format('pg_catalog.concat(%s, %s)', plain ->> 'first_name',
+                                 plain ->> 'last_name')
+            || pg_catalog.format('pg_catalog.concat(%s, %s, %s)', plain ->> 'first_name',
+                                 coalesce(plain ->> 'infix', 'NULL'), plain ->> 'last_name');
+    END IF;
+    IF plain ? 'postcode' AND plain ? 'house_number' THEN
+        expressions := expressions
+            || pg_catalog.format('pg_catalog.concat(%s, %s)', plain ->> 'postcode',
+                                 plain ->> 'house_number')
+            || pg_catalog.format('pg_catalog.concat(%s, %s, %s)', plain ->> 'postcode',
+                                 plain ->> 'house_number',
+                                 coalesce(plain ->> 'house_number_addition', 'NULL'));
+    END IF;
+END
+$$;
+
+-- The digests of the identifying values of the mapped customer p_customer_key (its key as text)
+-- where the mapping places them (gdpr._identifying_sql): its customer row and its related rows
+-- (the address it points to, a row of the customer's that points to it). Empty for a key of
+-- nobody. Runs as the owner, who alone reads the key.
+DROP FUNCTION IF EXISTS gdpr._subject_digests(bigint);
+CREATE OR REPLACE FUNCTION gdpr._subject_digests(p_customer_key text)
+RETURNS text[]
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ARRAY(
-        SELECT DISTINCT gdpr._hmac(k.inner_pad, k.outer_pad, gdpr._normalised(v.value))
-        FROM gdpr.proof_key AS k, (
-            SELECT c.email, c.phone, c.mobile,
-                   pg_catalog.concat(c.first_name, c.last_name),
-                   pg_catalog.concat(c.first_name, c.infix, c.last_name),
-                   pg_catalog.concat(c.postcode, c.house_number),
-                   pg_catalog.concat(c.postcode, c.house_number, c.house_number_addition),
-                   c.loyalty_card
-            FROM shop.customer AS c WHERE c.id = p_customer_id
-            UNION ALL
-            SELECT a.recipient_name, NULL, NULL, NULL, NULL,
-                   pg_catalog.concat(a.postcode, a.house_number),
-                   pg_catalog.concat(a.postcode, a.house_number, a.house_number_addition), NULL
-            FROM shop.address AS a WHERE a.customer_id = p_customer_id
-        ) AS s (email, phone, mobile, name, full_name, address, full_address, card)
-        CROSS JOIN LATERAL (VALUES (s.email), (s.phone), (s.mobile), (s.name), (s.full_name),
-                                   (s.address), (s.full_address), (s.card)) AS v (value)
-        WHERE pg_catalog.length(gdpr._normalised(v.value)) >= 6
-        ORDER BY 1)
+DECLARE
+    mapped record;
+    found  text[];
+    pads   record;
+    place  record := gdpr._identifying_sql();
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF mapped.relation IS NULL OR pg_catalog.cardinality(place.expressions) = 0 THEN
+        RETURN '{}';
+    END IF;
+    SELECT k.inner_pad, k.outer_pad INTO pads FROM gdpr.proof_key AS k;
+    EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM %s AS c%s WHERE c.%I = $1::%s',
+                              pg_catalog.array_to_string(place.expressions, ', '),
+                              mapped.relation, place.joins, mapped.key_column, mapped.key_type)
+        INTO found USING p_customer_key;
+    RETURN ARRAY(
+        SELECT DISTINCT gdpr._hmac(pads.inner_pad, pads.outer_pad, gdpr._normalised(v))
+        FROM pg_catalog.unnest(found) AS v
+        WHERE pg_catalog.length(gdpr._normalised(v)) >= 6
+        ORDER BY 1);
+END
 $$;
+REVOKE ALL ON FUNCTION gdpr._subject_digests(text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
 -- Key rotation (owner)

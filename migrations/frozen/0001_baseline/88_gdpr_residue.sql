@@ -11,14 +11,17 @@
 -- Where the residue search looks, a row per table with text or JSON columns: the columns, and a
 -- statement selecting them from the rows that may hold the subject's data. A row that belongs
 -- to another customer is that customer's data, whatever it shares with the subject (people
--- share names, a household shares an address): the other rows of shop.customer, rows of a
--- customer-linked table whose customer columns point at other customers, and rows of a table
--- with a customer_number column naming another customer or a number merged into one. Searched
--- are the subject's rows, rows of no customer (a guest order, a dead letter whose number did
--- not parse, an unknown number) and every row of any other table. With p_customer_id NULL,
--- every row of every table. Example:
--- SELECT qualified_name, rows_sql FROM gdpr._residue_scopes(42);
-CREATE OR REPLACE FUNCTION gdpr._residue_scopes(p_customer_id bigint)
+-- share names, a household shares an address): the other rows of the mapped customer table,
+-- rows of a customer-linked table (foreign key, declared reference, the engine's gdpr tables)
+-- whose customer columns point at other customers, rows of a table the customer row points to
+-- (an address) that another customer points to, and rows of a table with a customer_number
+-- column naming another customer or a number merged into one. Searched are the subject's rows,
+-- rows of no customer (a guest order, an address nobody points to, a dead letter whose number
+-- did not parse, an unknown number) and every row of any other table. p_customer_key is the
+-- mapped key as text; with NULL, every row of every table. Example:
+-- SELECT qualified_name, rows_sql FROM gdpr._residue_scopes('42');
+DROP FUNCTION IF EXISTS gdpr._residue_scopes(bigint);
+CREATE OR REPLACE FUNCTION gdpr._residue_scopes(p_customer_key text)
 RETURNS TABLE (qualified_name text, columns name[], is_json boolean[], rows_sql text)
 LANGUAGE plpgsql
 STABLE
@@ -27,16 +30,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     own_numbers text[];
+    own_number  text;
+    mapped      record;
 BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF p_customer_key IS NOT NULL THEN
+        own_number := syncmap.number_of(p_customer_key);
+    END IF;
     -- the subject's number and the numbers merged into it
-    SELECT ARRAY(
-        SELECT c.customer_number FROM shop.customer AS c
-        WHERE c.id = p_customer_id AND c.customer_number IS NOT NULL
+    own_numbers := ARRAY(
+        SELECT own_number WHERE own_number IS NOT NULL
         UNION
-        SELECT r.old_number FROM sync.redirect AS r
-        JOIN shop.customer AS c ON c.customer_number = r.survivor_number
-        WHERE c.id = p_customer_id)
-    INTO own_numbers;
+        SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = own_number);
     RETURN QUERY
     WITH searched AS (
         SELECT r.oid AS relid,
@@ -66,12 +71,21 @@ BEGIN
     linked AS (
         SELECT l.relation::pg_catalog.oid AS relid,
                pg_catalog.string_agg(pg_catalog.format('t.%I = %L::%s', l.fk_column,
-                                                       p_customer_id::text, l.column_type),
+                                                       p_customer_key, l.column_type),
                                      ' OR ' ORDER BY l.fk_column) AS theirs_or_subjects,
                pg_catalog.string_agg(pg_catalog.format('t.%I IS NULL', l.fk_column),
                                      ' AND ' ORDER BY l.fk_column) AS nobodys
         FROM sync.customer_links() AS l
         GROUP BY l.relation
+    ),
+    pointed AS (
+        -- the rows the subject points to, and rows nobody points to
+        SELECT p.relation::pg_catalog.oid AS relid,
+               pg_catalog.format('NOT EXISTS (SELECT FROM %s AS o WHERE o.%I = t.%I'
+                                 ' AND o.%I <> %L::%s)', mapped.relation, p.pointer,
+                                 p.key_column, mapped.key_column, p_customer_key,
+                                 mapped.key_type) AS not_others
+        FROM sync._pointed_tables() AS p
     ),
     numbered AS (
         SELECT a.attrelid AS relid FROM pg_catalog.pg_attribute AS a
@@ -80,12 +94,15 @@ BEGIN
     )
     SELECT s.table_name, s.names, s.json_flags,
            CASE
-               WHEN p_customer_id IS NULL THEN pick.cols
-               WHEN s.relid = 'shop.customer'::pg_catalog.regclass
-                   THEN pg_catalog.format('%s WHERE t.id = %s', pick.cols, p_customer_id)
+               WHEN p_customer_key IS NULL THEN pick.cols
+               WHEN s.relid = mapped.relation
+                   THEN pg_catalog.format('%s WHERE t.%I = %L::%s', pick.cols,
+                                          mapped.key_column, p_customer_key, mapped.key_type)
                WHEN l.relid IS NOT NULL
                    THEN pg_catalog.format('%s WHERE %s OR (%s)', pick.cols,
                                           l.theirs_or_subjects, l.nobodys)
+               WHEN o.relid IS NOT NULL
+                   THEN pg_catalog.format('%s WHERE %s', pick.cols, o.not_others)
                -- no number, the subject's numbers, numbers of nobody here (each part can take
                -- an index on customer_number; the last reads only the distinct numbers)
                WHEN u.relid IS NOT NULL
@@ -95,13 +112,15 @@ BEGIN
                        ' UNION ALL %1$s WHERE t.customer_number IN ('
                        '  SELECT d.n FROM (SELECT DISTINCT u.customer_number AS n FROM %2$s AS u) AS d'
                        '  WHERE d.n <> ALL (%3$L::text[])'
-                       '  AND NOT EXISTS (SELECT FROM shop.customer AS o WHERE o.customer_number = d.n)'
+                       '  AND NOT EXISTS (SELECT FROM syncmap.customer_map AS o'
+                       '                  WHERE o.customer_number = d.n)'
                        '  AND NOT EXISTS (SELECT FROM sync.redirect AS r WHERE r.old_number = d.n))',
                        pick.cols, s.relid::pg_catalog.regclass, own_numbers)
                ELSE pick.cols
            END
     FROM searched AS s
     LEFT JOIN linked AS l ON l.relid = s.relid
+    LEFT JOIN pointed AS o ON o.relid = s.relid
     LEFT JOIN numbered AS u ON u.relid = s.relid
     CROSS JOIN LATERAL (
         SELECT pg_catalog.format('SELECT %s FROM %s AS t',
@@ -114,12 +133,14 @@ END
 $$;
 
 -- Every text and JSON column of every table in the database searched for the digests, in the
--- rows gdpr._residue_scopes(p_customer_id) names (all rows with p_customer_id NULL): (column,
+-- rows gdpr._residue_scopes(p_customer_key) names (all rows with p_customer_key NULL): (column,
 -- rows with a hit), hits only. One scan a table. The digests must be made with the install's
 -- key (gdpr._digest, as verification makes them). Example:
--- SELECT * FROM gdpr.residue_search(ARRAY[gdpr._digest('anna@example.nl')], 42);
+-- SELECT * FROM gdpr.residue_search(ARRAY[gdpr._digest('anna@example.nl')], '42');
 DROP FUNCTION IF EXISTS gdpr.residue_search(text[]);  -- before it took the customer
-CREATE OR REPLACE FUNCTION gdpr.residue_search(p_digests text[], p_customer_id bigint DEFAULT NULL)
+-- before the key was text (the bigint form below has no default: one call, one function)
+DROP FUNCTION IF EXISTS gdpr.residue_search(text[], bigint);
+CREATE OR REPLACE FUNCTION gdpr.residue_search(p_digests text[], p_customer_key text DEFAULT NULL)
 RETURNS TABLE (column_name text, hits bigint)
 LANGUAGE plpgsql
 STABLE
@@ -143,7 +164,7 @@ BEGIN
         RETURN;
     END IF;
     pads := gdpr._proof_pads();
-    FOR scope IN SELECT * FROM gdpr._residue_scopes(p_customer_id) LOOP
+    FOR scope IN SELECT * FROM gdpr._residue_scopes(p_customer_key) LOOP
         SELECT pg_catalog.string_agg(CASE
             WHEN x.j THEN pg_catalog.format(
                 'count(*) FILTER (WHERE EXISTS ('
@@ -165,6 +186,18 @@ BEGIN
             WHERE x.n > 0;
     END LOOP;
 END
+$$;
+
+-- The same for an integer key.
+-- Example: SELECT * FROM gdpr.residue_search(ARRAY[gdpr._digest('anna@example.nl')], 42);
+CREATE OR REPLACE FUNCTION gdpr.residue_search(p_digests text[], p_customer_id bigint)
+RETURNS TABLE (column_name text, hits bigint)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.column_name, r.hits FROM gdpr.residue_search(p_digests, p_customer_id::text) AS r
 $$;
 
 -- The number of columns gdpr.residue_search looks at.

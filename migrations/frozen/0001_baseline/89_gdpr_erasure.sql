@@ -1,7 +1,7 @@
 -- Erasure requests: received -> verified -> scheduled -> done | failed, or cancelled before it
 -- is done (during a grace period, say). Verification captures the person's identifying values
 -- as digests (gdpr._subject_digests, sql/87_gdpr_proof.sql), never the values themselves.
--- Execution anonymises the customer with sync.anonymise_from_backoffice (tombstone; the
+-- Execution anonymises the customer with sync.anonymise_from_backoffice_key (tombstone; the
 -- outbound event for tritonX is queued in the same transaction), then runs the residue search
 -- (gdpr.residue_search, sql/88_gdpr_residue.sql): the proof of erasure is the number of columns
 -- searched and hits (zero, or counts per column), kept in the request; the digests are cleared
@@ -13,30 +13,64 @@
 -- Public API
 -- ---------------------------------------------------------------------------------------------
 
--- Other customers with the subject's e-mail address (normalised as login compares it): the same
--- person under a second customer (a duplicate never merged), or a household sharing an address.
--- Their rows are theirs; the proof of erasure lists their ids so an operator can decide.
-CREATE OR REPLACE FUNCTION gdpr._same_email_customers(p_customer_id bigint)
-RETURNS bigint[]
-LANGUAGE sql
+-- Other customers with the subject's e-mail address (normalised as login compares it, in the
+-- mapped e-mail column, sync._email_column()): the same person under a second customer (a
+-- duplicate never merged), or a household sharing an address. Their rows are theirs; the proof
+-- of erasure lists their keys (as text, in key order) so an operator can decide. Empty when the
+-- mapping stores no e-mail.
+DROP FUNCTION IF EXISTS gdpr._same_email_customers(bigint);
+CREATE OR REPLACE FUNCTION gdpr._same_email_customers(p_customer_key text)
+RETURNS text[]
+LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(pg_catalog.array_agg(o.id ORDER BY o.id), '{}')
-    FROM shop.customer AS c
-    JOIN shop.customer AS o
-        ON pg_catalog.lower(pg_catalog.btrim(o.email)) = pg_catalog.lower(pg_catalog.btrim(c.email))
-    WHERE c.id = p_customer_id AND o.id <> c.id
+DECLARE
+    mapped record;
+    email  name := sync._email_column();
+    found  text[];
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF email IS NULL OR mapped.relation IS NULL THEN
+        RETURN '{}';
+    END IF;
+    EXECUTE pg_catalog.format(
+        'SELECT coalesce(pg_catalog.array_agg(o.%1$I::text ORDER BY o.%1$I), ''{}'') '
+        'FROM %2$s AS c JOIN %2$s AS o '
+        'ON sync.normalise_email(o.%3$I::text) = sync.normalise_email(c.%3$I::text) '
+        'WHERE c.%1$I = $1::%4$s AND o.%1$I <> c.%1$I',
+        mapped.key_column, mapped.relation, email, mapped.key_type)
+        INTO found USING p_customer_key;
+    RETURN found;
+END
 $$;
 
--- Erasure requests without the digests.
+-- The tritonX number of the mapped customer with key p_key (as text), NULL when it has none
+-- (or no mapping is installed yet: the views below are made before the first mapping is).
+CREATE OR REPLACE FUNCTION gdpr._number_of(p_key text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.to_regprocedure('syncmap.number_of(text)') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN syncmap.number_of(p_key);
+EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+    RETURN NULL;  -- a key kept from before the mapped key's type changed
+END
+$$;
+
+-- Erasure requests without the digests: the customer's key (as text) and its number.
 CREATE OR REPLACE VIEW gdpr.erasure_overview AS
-SELECT e.id, e.customer_key, c.customer_number, e.state, e.received_at, e.verified_at,
-       e.scheduled_for, e.finished_at, e.actor, e.attempts, e.last_error, e.residue_hits,
-       e.columns_searched, e.residue
-FROM gdpr.erasure_request AS e
-LEFT JOIN shop.customer AS c ON c.id::text = e.customer_key;
+SELECT e.id, e.customer_key, gdpr._number_of(e.customer_key) AS customer_number, e.state,
+       e.received_at, e.verified_at, e.scheduled_for, e.finished_at, e.actor, e.attempts,
+       e.last_error, e.residue_hits, e.columns_searched, e.residue
+FROM gdpr.erasure_request AS e;
 
 -- The request, locked; raises SY086 when there is none and SY087 when its state is not one
 -- of p_states.
@@ -75,12 +109,13 @@ AS $$
     SELECT pg_catalog.left('erasure:' || gdpr._checked_actor(p_actor), 100)
 $$;
 
--- Receive a request of customer p_customer_id. Returns the request id; SY087 when the
--- customer has an open request already. The shop's erasure functions check the actor (SY023)
--- and p_now (SY026: at most sync._clock_skew() ahead of the database's clock) first.
--- Example: SELECT gdpr.receive_erasure(42, 'backoffice:op-17');
+-- Receive a request of the mapped customer p_customer_key (the key as text). Returns the
+-- request id; SY020 for a key of nobody (never echoed), SY087 when the customer has an open
+-- request already. The shop's erasure functions check the actor (SY023) and p_now (SY026: at
+-- most sync._clock_skew() ahead of the database's clock) first.
+-- Example: SELECT gdpr.receive_erasure('42', 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION gdpr.receive_erasure(
-    p_customer_id bigint, p_actor text, p_now timestamptz DEFAULT now())
+    p_customer_key text, p_actor text, p_now timestamptz DEFAULT now())
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -88,32 +123,42 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    subject text;
     open_id bigint;
     new_id  bigint;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     PERFORM sync._checked_time(p_now, 'p_now');
-    PERFORM FROM shop.customer AS c WHERE c.id = p_customer_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY020',
-            MESSAGE = pg_catalog.format('customer id %s does not exist', p_customer_id);
-    END IF;
+    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    subject := gdpr._customer_key(p_customer_key);
+    PERFORM syncmap.lock_customers(ARRAY[subject]);
     SELECT e.id INTO open_id FROM gdpr.erasure_request AS e
-    WHERE e.customer_key = p_customer_id::text
+    WHERE e.customer_key = subject
       AND e.state IN ('received', 'verified', 'scheduled', 'failed');
     IF open_id IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY087',
-            MESSAGE = pg_catalog.format('customer id %s has open erasure request %s',
-                                        p_customer_id, open_id);
+            MESSAGE = pg_catalog.format('the customer has open erasure request %s', open_id);
     END IF;
     INSERT INTO gdpr.erasure_request (customer_key, received_at, actor)
-    VALUES (p_customer_id::text, p_now, p_actor)
+    VALUES (subject, p_now, p_actor)
     RETURNING id INTO new_id;
-    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.received', p_customer_id::text,
-                        NULL,
+    PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.received', subject, NULL,
                         pg_catalog.format('request %s', new_id));
     RETURN new_id;
 END
+$$;
+
+-- The same for an integer key.
+-- Example: SELECT gdpr.receive_erasure(42, 'backoffice:op-17');
+CREATE OR REPLACE FUNCTION gdpr.receive_erasure(
+    p_customer_id bigint, p_actor text, p_now timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT gdpr.receive_erasure(p_customer_id::text, p_actor, p_now)
 $$;
 
 -- The person's identity was checked: capture the digests of their values.
@@ -134,7 +179,7 @@ BEGIN
     request := gdpr._erasure_request(p_request_id, ARRAY['received']);
     UPDATE gdpr.erasure_request AS e
     SET state = 'verified', verified_at = p_now,
-        digests = gdpr._subject_digests(request.customer_key::bigint)
+        digests = gdpr._subject_digests(request.customer_key)
     WHERE e.id = p_request_id;
     PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.verified', request.customer_key,
                         NULL, pg_catalog.format('request %s', p_request_id));
@@ -195,8 +240,8 @@ $$;
 -- Execute a scheduled request that is due (or retry a failed one): anonymise, then search for
 -- residue in the rows that may hold the subject's data (gdpr._residue_scopes). Returns the
 -- proof: {"request", "state", "residue_hits", "columns_searched", "residue": {column: rows},
--- "counts", "outbox_id", "same_email_customers": [ids of other customers with the same e-mail,
--- found before anonymising], "tables_not_searched": [tables this role could not search],
+-- "counts", "outbox_id", "same_email_customers": [keys of other customers with the same e-mail,
+-- found before anonymising: numbers for an integer key, else texts], "tables_not_searched": [tables this role could not search],
 -- "error"}. A failure is recorded, not raised.
 -- Example: SELECT gdpr.execute_erasure(7, 'backoffice:op-17');
 CREATE OR REPLACE FUNCTION gdpr.execute_erasure(
@@ -211,6 +256,7 @@ DECLARE
     request  gdpr.erasure_request := gdpr._erasure_request(
         p_request_id, ARRAY['scheduled', 'failed']);
     actor    text := gdpr._erasure_actor(p_actor);
+    mapped   record;
     number   text;
     scrubbed record;
     pending  boolean;
@@ -219,7 +265,7 @@ DECLARE
     hits     bigint;
     searched integer;
     problem  text;
-    sharing  bigint[] := '{}';
+    sharing  text[] := '{}';
     skipped  text[] := gdpr.unsearched_tables();
 BEGIN
     IF request.scheduled_for > p_now THEN
@@ -228,16 +274,20 @@ BEGIN
                                         p_request_id, request.scheduled_for);
     END IF;
     BEGIN
-        SELECT c.customer_number INTO number
-        FROM shop.customer AS c WHERE c.id = request.customer_key::bigint FOR UPDATE;
-        -- anonymised already (an earlier attempt, tritonX, the back office): search only
-        scrubbed := sync._scrub_sql('shop.customer'::pg_catalog.regclass, 'id', NULL);
-        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM shop.customer AS t '
-                                  'WHERE t.id = $1 AND (%s))', scrubbed.differs)
-            INTO pending USING request.customer_key::bigint;
+        SELECT * INTO mapped FROM sync.mapped_customer();
+        PERFORM syncmap.lock_customers(ARRAY[request.customer_key]);
+        number := syncmap.number_of(request.customer_key);
+        -- anonymised already (an earlier attempt, tritonX, the back office), or gone: search only
+        scrubbed := sync._scrub_sql(mapped.relation, mapped.key_column, NULL);
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t '
+                                  'WHERE t.%I = $1::%s AND (%s))', mapped.relation,
+                                  mapped.key_column, mapped.key_type,
+                                  -- no column the registry scrubs: the tombstone decides
+                                  coalesce(scrubbed.differs, 'true'))
+            INTO pending USING request.customer_key;
         IF pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
                                    WHERE t.customer_number = number) THEN
-            sharing := gdpr._same_email_customers(request.customer_key::bigint);
+            sharing := gdpr._same_email_customers(request.customer_key);
             PERFORM pg_catalog.set_config('gdpr.consent_source', 'erasure', true);
             result := sync.anonymise_from_backoffice_key(request.customer_key, 'ERASURE', actor);
             PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
@@ -245,7 +295,7 @@ BEGIN
         SELECT coalesce(pg_catalog.jsonb_object_agg(r.column_name, r.hits), '{}'),
                coalesce(sum(r.hits), 0)
         INTO leftover, hits
-        FROM gdpr.residue_search(request.digests, request.customer_key::bigint) AS r;
+        FROM gdpr.residue_search(request.digests, request.customer_key) AS r;
         searched := gdpr._searchable_columns();
         IF hits > 0 THEN
             problem := pg_catalog.format('residue found in %s column(s): %s',
@@ -273,19 +323,22 @@ BEGIN
         columns_searched = searched,
         outbox_id = coalesce((result ->> 'outbox_id')::bigint, e.outbox_id)
     WHERE e.id = p_request_id;
-    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason)
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason,
+                            customer_key)
     VALUES (actor, 'erasure.executed', CASE WHEN problem IS NULL THEN 'applied' ELSE 'failed' END,
             number, (sync._key_ids(ARRAY[request.customer_key]))[1],
             pg_catalog.jsonb_build_object('residue_hits', hits, 'columns_searched', searched,
                                           'same_email_customers',
                                           pg_catalog.cardinality(sharing)),
-            coalesce(pg_catalog.left(problem, 500), pg_catalog.format('request %s', p_request_id)));
+            coalesce(pg_catalog.left(problem, 500), pg_catalog.format('request %s', p_request_id)),
+            request.customer_key);
     RETURN pg_catalog.jsonb_build_object(
         'request', p_request_id,
         'state', CASE WHEN problem IS NULL THEN 'done' ELSE 'failed' END,
         'residue_hits', hits, 'columns_searched', searched, 'residue', leftover,
         'counts', coalesce(result -> 'counts', '{}'), 'outbox_id', result -> 'outbox_id',
-        'same_email_customers', pg_catalog.to_jsonb(sharing),
+        'same_email_customers',
+        coalesce(pg_catalog.to_jsonb(sync._key_ids(sharing)), pg_catalog.to_jsonb(sharing)),
         'tables_not_searched', pg_catalog.to_jsonb(skipped), 'error', problem);
 END
 $$;

@@ -1,7 +1,9 @@
 -- Reporting: read-only views over the audit and the engine's tables, for the reporting role.
--- No view exposes personal data, by construction: they select customer numbers, ids, counts,
+-- No view exposes personal data, by construction: they select customer numbers, keys, counts,
 -- reason codes and times only, never a column of a shop table that the PII registry classifies
--- as personal, nor an inbox payload. Re-runnable.
+-- as personal, nor an inbox payload. Nothing reads the shop's tables by name: a customer is
+-- shown by its tritonX number and its key in the mapped customer table (as text, any key
+-- type): the audit's customer_key, or looked up through the active mapping. Re-runnable.
 
 CREATE SCHEMA IF NOT EXISTS report;
 COMMENT ON SCHEMA report IS 'Read-only reporting views: no personal data.';
@@ -24,6 +26,19 @@ AS $$
     END
 $$;
 
+-- The tritonX number of the local customer with key p_key (as text), NULL when it has none.
+-- Runs as the owner: the reporting role reads the mapped customer table through it only.
+CREATE OR REPLACE FUNCTION report.customer_number(p_key text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT gdpr._number_of(p_key)
+$$;
+REVOKE ALL ON FUNCTION report.customer_number(text) FROM PUBLIC;
+
 -- Actions per day by type, outcome and source.
 CREATE OR REPLACE VIEW report.actions_per_day AS
 SELECT pg_catalog.date_trunc('day', a.at) AS day,
@@ -38,7 +53,8 @@ GROUP BY 1, 2, 3, 4;
 CREATE OR REPLACE VIEW report.merge_rows_moved AS
 SELECT a.at, a.customer_number AS old_number, a.related_number AS survivor_number,
        report.action_source(a.actor, a.action) AS source,
-       c.key AS table_name, c.value::bigint AS rows_moved, a.duration_ms
+       c.key AS table_name, c.value::bigint AS rows_moved, a.duration_ms,
+       a.customer_key AS survivor_key
 FROM sync.audit AS a
 CROSS JOIN LATERAL pg_catalog.jsonb_each_text(coalesce(a.counts, '{}')) AS c
 WHERE a.action = 'customer.merged' AND a.outcome = 'applied';
@@ -51,7 +67,7 @@ SELECT a.at, a.action, a.customer_number, a.customer_id,
        pg_catalog.substring(a.reason, 'reason code ([A-Za-z0-9_.:@-]+)') AS reason_code,
        (SELECT coalesce(sum(c.value::bigint), 0)
         FROM pg_catalog.jsonb_each_text(coalesce(a.counts, '{}')) AS c) AS rows_changed,
-       a.duration_ms
+       a.duration_ms, a.customer_key
 FROM sync.audit AS a
 WHERE a.action IN ('customer.anonymized', 'customer.deleted') AND a.outcome = 'applied';
 
@@ -98,7 +114,8 @@ SELECT e.id AS request_id, e.customer_key, e.state, e.received_at, e.verified_at
        e.scheduled_for, e.finished_at, e.attempts, e.last_error, e.residue_hits,
        e.columns_searched,
        e.finished_at - e.received_at AS received_to_finished,
-       e.scheduled_for - e.verified_at AS grace_period
+       e.scheduled_for - e.verified_at AS grace_period,
+       report.customer_number(e.customer_key) AS customer_number
 FROM gdpr.erasure_request AS e;
 
 -- The daily GDPR job: one row a slot, with what it purged and the erasure requests it ran.
