@@ -743,12 +743,14 @@ BEGIN
     PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
 
     -- one audit row per customer changed, in key order: its number (NULL for a customer only
-    -- the shop knows), its id for an integer key, counts per table and the releasing policies;
+    -- the shop knows), its key (and id, for an integer key), counts per table and the releasing
+    -- policies;
     -- set-based, as gdpr._audit writes one row
     EXECUTE pg_catalog.format(
-        'INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, '
-        '                        reason) '
-        'SELECT $1, ''gdpr.retention_purge'', ''applied'', m.customer_number, %2$s, d.value, '
+        'INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, '
+        '                        customer_key, counts, reason) '
+        'SELECT $1, ''gdpr.retention_purge'', ''applied'', m.customer_number, %2$s, d.key, '
+        '       d.value, '
         '       ''released by policies: '' || ('
         '           SELECT pg_catalog.string_agg(DISTINCT code, '', '' ORDER BY code) '
         '           FROM pg_catalog.jsonb_to_recordset($3) AS b (customer_key text, '

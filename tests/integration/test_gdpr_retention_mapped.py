@@ -289,12 +289,14 @@ def test_a_customer_group_policy_releases_only_its_group(
     assert report.customers == 1
     assert _anonymised(conn, shop, employee) and not _anonymised(conn, shop, customer)
     audit = conn.execute(
-        "SELECT customer_number, reason, counts::text FROM sync.audit"
+        "SELECT customer_number, customer_key, reason, counts::text FROM sync.audit"
         " WHERE action = 'gdpr.retention_purge'"
     ).fetchall()
     number = conn.execute("SELECT syncmap.number_of(%s)", [str(employee)]).fetchone()
     assert number is not None
-    assert [(n, r) for n, r, _ in audit] == [(number[0], "released by policies: staff")]
+    assert [(n, k, r) for n, k, r, _ in audit] == [
+        (number[0], str(employee), "released by policies: staff")
+    ]
 
 
 def test_a_withdrawn_consent_releases_a_consent_policy(
