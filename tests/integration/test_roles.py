@@ -295,13 +295,13 @@ def test_the_controller_cannot_bring_jobs_forward_or_adopt_by_ids(
     assert local is not None and linked is not None
     with _login_in(populated, dsn, "daemon_login", "syncctl_controller") as daemon:
         for job in (
-            "SELECT gdpr.purge_batch(now() + interval '10 years', 0, 500, 'retention')",
+            "SELECT gdpr.purge_batch(now() + interval '10 years', NULL::text, 500, 'retention')",
             "SELECT gdpr.execute_due_erasures('scheduler', now() + interval '1 day')",
         ):
             with pytest.raises(psycopg.Error) as refusal:
                 daemon.execute(job)
             assert refusal.value.sqlstate == "SY026", job
-        daemon.execute("SELECT gdpr.purge_batch(now(), 0, 500, 'retention')")
+        daemon.execute("SELECT gdpr.purge_batch(now(), NULL::text, 500, 'retention')")
         # the stranger's e-mail is not tritonX's e-mail of TX00000003: no move by ids alone
         with pytest.raises(psycopg.Error) as refusal:
             daemon.execute(
