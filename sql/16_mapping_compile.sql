@@ -647,6 +647,8 @@ BEGIN
     INSERT INTO sync.mapping_version (version, document, sha256, source, installed_by, active)
     VALUES (installed, p_document, digest, p_source,
             CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END, true);
+    -- local changes of a column holding a tritonX consent field (sql/83_gdpr_consent.sql)
+    PERFORM gdpr._bind_local_consents();
     INSERT INTO sync.audit (actor, action, outcome, version, counts, reason)
     VALUES (CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END,
             'mapping.installed', 'applied', installed,

@@ -146,7 +146,7 @@ def revise_policy(
 
 def record_consent(
     conn: psycopg.Connection[Any],
-    customer_id: int,
+    customer: int | str,
     policy_code: str,
     *,
     granted: bool,
@@ -154,8 +154,10 @@ def record_consent(
     actor: str = "webshop",
     at: datetime | None = None,
 ) -> int:
+    """Record a decision of the customer whose mapped key is `customer` (an integer key, or
+    any key as text: '42', a uuid); the new consent's id."""
     params = {
-        "customer_id": customer_id,
+        "customer_key": str(customer),
         "policy": policy_code,
         "granted": granted,
         "source": source,
