@@ -412,7 +412,9 @@ DECLARE
 BEGIN
     IF source = 'tritonx'
        OR NOT EXISTS (SELECT FROM gdpr.policy AS p
-                      WHERE p.state = 'active' AND p.consent_field IS NOT NULL) THEN
+                      WHERE p.state = 'active' AND p.consent_field IS NOT NULL)
+       OR TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
+                                     FROM sync.mapped_customer() AS m) THEN
         RETURN NULL;
     END IF;
     FOR i IN 1 .. TG_NARGS - 1 BY 2 LOOP
@@ -442,11 +444,13 @@ END
 $$;
 
 -- Put the local-change triggers on the active mapping's customer table (called by
--- sync.install_mapping, as the owner role, and when this file runs again): removed from every
--- table that has them, then, when the mapping stores a consent field as is, created on the
--- mapped table (customer_consent_inserted, customer_consent_updated) with its key column and
--- those columns. Without the TRIGGER privilege on the table a WARNING says that local changes
--- of the column are not recorded (decisions then come only through gdpr.record_consent).
+-- sync.install_mapping, as the owner role, and when this file runs again): when the mapping
+-- stores a consent field as is, (re)created on the mapped table (customer_consent_inserted,
+-- customer_consent_updated) with its key column and those columns; removed from every other
+-- table (and from the mapped one when it stores none). Without the TRIGGER privilege on the
+-- mapped table a WARNING says that local changes of the column are not recorded (decisions then
+-- come only through gdpr.record_consent); a trigger the owner role may not drop (not the table's
+-- owner) stays with a WARNING, and records nothing while its table is not the mapped one.
 CREATE OR REPLACE FUNCTION gdpr._bind_local_consents()
 RETURNS void
 LANGUAGE plpgsql
@@ -459,22 +463,29 @@ DECLARE
     mapped record;
     args   text;
 BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF FOUND THEN
+        SELECT pg_catalog.string_agg(pg_catalog.format('%L, %L', f.field, f.column_name), ', '
+                                     ORDER BY f.field, f.column_name)
+        INTO args
+        FROM gdpr._stored_consent_fields() AS f
+        WHERE f.as_is;
+    END IF;
     FOR bound IN
         SELECT t.tgname, t.tgrelid::pg_catalog.regclass AS relation
         FROM pg_catalog.pg_trigger AS t
         WHERE t.tgfoid = 'gdpr._record_local_consents()'::pg_catalog.regprocedure
+          AND (args IS NULL OR t.tgrelid <> mapped.relation)
     LOOP
-        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', bound.tgname, bound.relation);
+        BEGIN
+            EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', bound.tgname, bound.relation);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING USING MESSAGE = pg_catalog.format(
+                'trigger %s on %s stays: only the table''s owner may drop it; it records '
+                'nothing while %s is not the mapped customer table',
+                bound.tgname, bound.relation, bound.relation);
+        END;
     END LOOP;
-    SELECT * INTO mapped FROM sync.mapped_customer();
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    SELECT pg_catalog.string_agg(pg_catalog.format('%L, %L', f.field, f.column_name), ', '
-                                 ORDER BY f.field, f.column_name)
-    INTO args
-    FROM gdpr._stored_consent_fields() AS f
-    WHERE f.as_is;
     IF args IS NULL THEN
         RETURN;
     END IF;
@@ -487,12 +498,12 @@ BEGIN
         RETURN;
     END IF;
     EXECUTE pg_catalog.format(
-        'CREATE TRIGGER customer_consent_inserted AFTER INSERT ON %1$s '
+        'CREATE OR REPLACE TRIGGER customer_consent_inserted AFTER INSERT ON %1$s '
         'REFERENCING NEW TABLE AS snapshot_after FOR EACH STATEMENT '
         'EXECUTE FUNCTION gdpr._record_local_consents(%2$L, %3$s)',
         mapped.relation, mapped.key_column, args);
     EXECUTE pg_catalog.format(
-        'CREATE TRIGGER customer_consent_updated AFTER UPDATE ON %1$s '
+        'CREATE OR REPLACE TRIGGER customer_consent_updated AFTER UPDATE ON %1$s '
         'REFERENCING OLD TABLE AS snapshot_before NEW TABLE AS snapshot_after FOR EACH STATEMENT '
         'EXECUTE FUNCTION gdpr._record_local_consents(%2$L, %3$s)',
         mapped.relation, mapped.key_column, args);

@@ -390,3 +390,46 @@ def test_policy_categories_name_the_mapped_schemas_tables_and_columns(
                 actor="dpo:test",
             )
         assert refused.value.sqlstate == "SY082"
+
+
+def test_a_boolean_opt_in_column_of_any_shop_records_local_changes_once_it_may_have_triggers(
+    conn: psycopg.Connection[Any],
+) -> None:
+    bind_boutique(conn, BOUTIQUE)
+    conn.execute("ALTER TABLE crm.customer ADD COLUMN opt_in boolean")
+    conn.commit()
+    document = copy.deepcopy(BOUTIQUE.mapping)
+    del document["customer"]["columns"]["newsletter"]
+    document["customer"]["columns"]["opt_in"] = {"field": "newsletter_opt_in", "null_as": False}
+    warnings: list[str] = []
+    conn.add_notice_handler(lambda notice: warnings.append(notice.message_primary or ""))
+    _install(conn, document)
+    assert warnings == [
+        "crm.customer: no TRIGGER privilege for syncctl_owner, so local changes of its consent"
+        " columns are not recorded as consent"
+    ]
+    # the reference shop's table is no longer the mapped one: its triggers went
+    assert conn.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'customer_consent_%'"
+    ).fetchone() == (0,)
+    conn.execute("GRANT TRIGGER ON crm.customer TO syncctl_owner")
+    conn.commit()
+    _install(conn, document)  # the same document again: the triggers follow the GRANT
+    assert conn.execute(
+        "SELECT tgrelid::regclass::text, count(*) FROM pg_trigger"
+        " WHERE tgname LIKE 'customer_consent_%' GROUP BY 1"
+    ).fetchall() == [("crm.customer", 2)]
+
+    gdpr.activate_policy(conn, "newsletter", actor="dpo:test")
+    stage(conn, [upserted("TX00000001", 1, newsletter_opt_in=True)])
+    conn.commit()
+    key = _key(conn, BOUTIQUE, "TX00000001")
+    conn.execute("UPDATE crm.customer SET opt_in = false WHERE customer_uuid = %s", [key])
+    conn.commit()
+    stage(conn, [upserted("TX00000001", 2, newsletter_opt_in=False)])
+    conn.commit()
+    assert _history(conn, key, "newsletter") == [
+        (True, "tritonx"),
+        (False, "back_office"),
+        (False, "tritonx"),
+    ]
