@@ -573,8 +573,8 @@ $$;
 -- partitioned table as a whole) for a policy: while the policy is active, a statement inserting
 -- rows for a customer without a current granted consent for it is refused (SY083). The trigger
 -- (needs_consent_<code>) reads the link's own customer column; installing it again replaces it.
--- Run by a DBA who may create triggers on the table (TRIGGER privilege). Raises SY080 (unknown
--- policy), SY082 (not a customer-linked table). Returns the trigger's name.
+-- Run as the owner role (it needs the TRIGGER privilege on a table it does not own). Raises
+-- SY080 (unknown policy), SY082 (not a customer-linked table). Returns the trigger's name.
 -- Example: SELECT gdpr.require_consent('shop.newsletter_subscription', 'newsletter');
 CREATE OR REPLACE FUNCTION gdpr.require_consent(p_table pg_catalog.regclass, p_policy_code text)
 RETURNS text

@@ -115,10 +115,12 @@ def create_policy(
 @dataclass(frozen=True)
 class PolicyChange:
     """A policy's state after activating or retiring it; `consents`: the consents an
-    activation took over from tritonX."""
+    activation took over from tritonX's field, `consents_from` where it read it ("column" or
+    "snapshots"; None for a policy without a consent field)."""
 
     state: str
     consents: int = 0
+    consents_from: str | None = None
 
 
 def activate_policy(
@@ -126,7 +128,9 @@ def activate_policy(
 ) -> PolicyChange:
     params = {"code": code, "actor": actor, "now": now or utcnow()}
     result = _in_transaction(conn, lambda: _value(conn, "policy_activate", **params))
-    return PolicyChange(str(result["state"]), int(result.get("consents") or 0))
+    return PolicyChange(
+        str(result["state"]), int(result.get("consents") or 0), result.get("consents_from")
+    )
 
 
 def retire_policy(

@@ -170,7 +170,7 @@ def test_activation_reads_the_latest_snapshot_when_the_mapping_does_not_store_th
         ["TX00000003"],
     )
     result = gdpr.activate_policy(conn, "newsletter", actor="dpo:test")
-    assert result.consents == 1
+    assert (result.consents, result.consents_from) == (1, "snapshots")
     first, second, third = (_key(conn, BOUTIQUE, f"TX0000000{n}") for n in (1, 2, 3))
     assert _history(conn, first, "newsletter") == [(True, "tritonx")]
     assert _history(conn, second, "newsletter") == []
