@@ -613,9 +613,6 @@ BEGIN
         'CREATE OR REPLACE TRIGGER %1$I AFTER INSERT ON %2$s REFERENCING NEW TABLE AS collected '
         'FOR EACH STATEMENT EXECUTE FUNCTION gdpr._require_consent(%3$L, %4$L, %5$L)',
         trigger, p_table, target.code, link.fk_column, link.key_type);
-    PERFORM gdpr._audit(CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END,
-                        'consent.guard_installed', NULL, NULL,
-                        pg_catalog.format('policy %s guards %s', target.code, p_table));
     RETURN trigger;
 END
 $$;
