@@ -537,6 +537,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     policy_code text := TG_ARGV[0];
+    -- a guard created with the policy code alone read customer_id, a bigint key
+    customer    text := coalesce(TG_ARGV[1], 'customer_id');
+    key_type    pg_catalog.regtype := coalesce(TG_ARGV[2], 'bigint')::pg_catalog.regtype;
     target      gdpr.policy;
     refused     bigint;
     first_key   text;
@@ -546,21 +549,22 @@ BEGIN
         RETURN NULL;
     END IF;
     EXECUTE pg_catalog.format(
-        'SELECT count(*), (pg_catalog.array_agg(a.k::text ORDER BY a.k))[1] FROM (SELECT DISTINCT r.%1$I::text::%2$s AS k '
+        'SELECT count(*), (pg_catalog.array_agg(a.k::text ORDER BY a.k))[1] '
+        'FROM (SELECT DISTINCT r.%1$I::text::%2$s AS k '
         'FROM collected AS r WHERE r.%1$I IS NOT NULL) AS a '
         'WHERE NOT coalesce((SELECT c.granted FROM gdpr.consent AS c '
         'WHERE c.customer_key = a.k::text AND c.policy_id = $1 '
         'ORDER BY c.decided_at DESC, c.id DESC LIMIT 1), false)',
-        TG_ARGV[1], TG_ARGV[2]::pg_catalog.regtype)
+        customer, key_type)
         INTO refused, first_key USING target.id;
     IF refused > 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'SY083',
             MESSAGE = pg_catalog.format(
                 '%s.%s: %s customer(s)%s have no granted consent for policy %s',
                 TG_TABLE_SCHEMA, TG_TABLE_NAME, refused,
-                CASE WHEN TG_ARGV[2]::pg_catalog.regtype IN ('smallint'::pg_catalog.regtype,
-                                                             'integer'::pg_catalog.regtype,
-                                                             'bigint'::pg_catalog.regtype)
+                CASE WHEN key_type IN ('smallint'::pg_catalog.regtype,
+                                       'integer'::pg_catalog.regtype,
+                                       'bigint'::pg_catalog.regtype)
                      THEN ' (first id ' || first_key || ')' ELSE '' END,
                 policy_code),
             HINT = 'record the consent first: gdpr.record_consent';

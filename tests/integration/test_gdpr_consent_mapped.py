@@ -310,6 +310,21 @@ def test_the_collection_guard_goes_on_any_customer_linked_table(
         "SELECT tgname FROM pg_trigger WHERE tgrelid = 'shop.newsletter_subscription'::regclass"
         " AND tgname LIKE 'needs_consent%'"
     ).fetchall() == [("needs_consent_newsletter",)]
+    gdpr.activate_policy(conn, "newsletter", actor="dpo:test")
+    local = conn.execute("INSERT INTO shop.customer (email) VALUES (NULL) RETURNING id").fetchone()
+    assert local is not None
+    conn.commit()
+    with pytest.raises(psycopg.Error) as unsubscribed:
+        conn.execute(
+            "INSERT INTO shop.newsletter_subscription (customer_id, list_name) VALUES (%s, 'w')",
+            [local[0]],
+        )
+    assert unsubscribed.value.sqlstate == "SY083"
+    assert unsubscribed.value.diag.message_primary == (
+        f"shop.newsletter_subscription: 1 customer(s) (first id {local[0]}) have no granted"
+        " consent for policy newsletter"
+    )
+    conn.rollback()
     bind_boutique(conn, BOUTIQUE)
     gdpr.activate_policy(conn, "club", actor="dpo:test")
     stage(conn, [upserted("TX00000001", 1), upserted("TX00000002", 1)])
