@@ -115,10 +115,12 @@ def create_policy(
 @dataclass(frozen=True)
 class PolicyChange:
     """A policy's state after activating or retiring it; `consents`: the consents an
-    activation took over from tritonX."""
+    activation took over from tritonX's field, `consents_from` where it read it ("column" or
+    "snapshots"; None for a policy without a consent field)."""
 
     state: str
     consents: int = 0
+    consents_from: str | None = None
 
 
 def activate_policy(
@@ -126,7 +128,9 @@ def activate_policy(
 ) -> PolicyChange:
     params = {"code": code, "actor": actor, "now": now or utcnow()}
     result = _in_transaction(conn, lambda: _value(conn, "policy_activate", **params))
-    return PolicyChange(str(result["state"]), int(result.get("consents") or 0))
+    return PolicyChange(
+        str(result["state"]), int(result.get("consents") or 0), result.get("consents_from")
+    )
 
 
 def retire_policy(
@@ -146,7 +150,7 @@ def revise_policy(
 
 def record_consent(
     conn: psycopg.Connection[Any],
-    customer_id: int,
+    customer: int | str,
     policy_code: str,
     *,
     granted: bool,
@@ -154,8 +158,10 @@ def record_consent(
     actor: str = "webshop",
     at: datetime | None = None,
 ) -> int:
+    """Record a decision of the customer whose mapped key is `customer` (an integer key, or
+    any key as text: '42', a uuid); the new consent's id."""
     params = {
-        "customer_id": customer_id,
+        "customer_key": str(customer),
         "policy": policy_code,
         "granted": granted,
         "source": source,

@@ -179,7 +179,9 @@ def policy_activate(settings: HasDsn, code: str, actor: str, now: datetime) -> N
     """Put a draft policy in force."""
     with connection(settings) as conn:
         result = gdpr.activate_policy(conn, code, actor=actor, now=now)
-    click.echo(f"policy {code}: active ({result.consents} consent(s) from tritonX)")
+    taken = {"column": " (the stored column)", "snapshots": " (the latest snapshots)"}
+    origin = taken.get(result.consents_from or "", "")
+    click.echo(f"policy {code}: active ({result.consents} consent(s) from tritonX{origin})")
 
 
 @policy.command("revise")

@@ -36,9 +36,9 @@ SELECT gdpr.retire_policy(%(code)s, %(actor)s, %(now)s);
 SELECT gdpr.revise_policy(%(code)s, %(description)s, %(actor)s);
 
 -- name: consent_record
--- record a consent given or withdrawn
-SELECT gdpr.record_consent(%(customer_id)s, %(policy)s, %(granted)s, %(source)s, %(actor)s,
-                           %(at)s);
+-- record a consent given or withdrawn, for the customer with this mapped key (as text)
+SELECT gdpr.record_consent(%(customer_key)s::text, %(policy)s, %(granted)s, %(source)s,
+                           %(actor)s, %(at)s);
 
 -- name: retention_plan
 -- what a retention run would change, per customer (its key as text) and table, and why
