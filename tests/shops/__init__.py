@@ -16,7 +16,8 @@ from typing import Any, LiteralString, Protocol
 import psycopg
 from psycopg import sql
 
-from tests.shops.oracle import load, mapped_columns, mapped_row, number_column
+from tests.contract import transform_fields
+from tests.shops.oracle import MappedColumn, load, mapped_columns, mapped_row, number_column
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -68,8 +69,62 @@ class ShopSchema(Protocol):
         local customer keeps the shop's values there."""
         ...
 
+    @property
+    def own_column(self) -> LiteralString:
+        """A text column of the customer table that is the shop's own: the engine never
+        writes it."""
+        ...
+
+    @property
+    def order_table(self) -> LiteralString:
+        """The shop's orders, qualified and quoted (a partitioned table on the boutique)."""
+        ...
+
+    @property
+    def order_customer_column(self) -> LiteralString:
+        """The orders' column holding the customer's key."""
+        ...
+
     def install(self, conn: psycopg.Connection[Any]) -> None:
         """Create the schema's tables (a no-op for the reference: the migrations made them)."""
+        ...
+
+    def column_of(self, field: str) -> tuple[sql.Identifier, sql.Identifier]:
+        """(table, column) of the first column the mapping fills from snapshot field `field`,
+        for a test's DDL on the shop's side (an index, a constraint, a trigger)."""
+        ...
+
+    def fields_of(self, key: str) -> frozenset[str]:
+        """The snapshot fields the column with row key `key` (as `read_row` names it) is made
+        from; empty for a [*.create] literal."""
+        ...
+
+    def version_of(self, conn: psycopg.Connection[Any], number: str) -> int | None:
+        """The tritonX version the engine holds for the customer with number `number`."""
+        ...
+
+    def numbers(self, conn: psycopg.Connection[Any]) -> dict[str, CustomerKey]:
+        """Every customer holding a tritonX number: number -> key."""
+        ...
+
+    def count_customers(self, conn: psycopg.Connection[Any]) -> int:
+        """The rows of the customer table, linked or not."""
+        ...
+
+    def own_value(self, conn: psycopg.Connection[Any], key: CustomerKey) -> str | None:
+        """The customer's value in `own_column`."""
+        ...
+
+    def set_own_value(self, conn: psycopg.Connection[Any], key: CustomerKey, value: str) -> None:
+        """Set the customer's `own_column`, as the shop application does."""
+        ...
+
+    def orders_of(self, conn: psycopg.Connection[Any], key: CustomerKey) -> int:
+        """How many orders the customer with key `key` has."""
+        ...
+
+    def number_of_order(self, conn: psycopg.Connection[Any], order: int) -> str | None:
+        """The tritonX number of the customer holding order `order` (None: a local customer)."""
         ...
 
     def key_of(self, conn: psycopg.Connection[Any], number: str) -> CustomerKey | None:
@@ -133,9 +188,90 @@ class _MappedShop:
     def created_columns(self) -> frozenset[str]:
         return frozenset(m.key for m in mapped_columns(self.mapping) if m.created_only)
 
+    own_column: LiteralString
+    order_table: LiteralString
+    order_customer_column: LiteralString
+
     def install(self, conn: psycopg.Connection[Any]) -> None:
         if self.ddl_path is not None:
             conn.execute(self.ddl_path.read_bytes())
+
+    def _mapped(self, key: str) -> MappedColumn:
+        return next(m for m in mapped_columns(self.mapping) if m.key == key)
+
+    def fields_of(self, key: str) -> frozenset[str]:
+        if key == number_column(self.mapping):
+            return frozenset({"customer_number"})
+        return frozenset(transform_fields(self._mapped(key).source))
+
+    def column_of(self, field: str) -> tuple[sql.Identifier, sql.Identifier]:
+        mapped = next(
+            m for m in mapped_columns(self.mapping) if field in transform_fields(m.source)
+        )
+        spec = (
+            self.mapping["customer"]
+            if mapped.related is None
+            else self.mapping["related"][mapped.related]
+        )
+        return self._table(spec), sql.Identifier(mapped.column)
+
+    def version_of(self, conn: psycopg.Connection[Any], number: str) -> int | None:
+        row = conn.execute(
+            "SELECT version FROM syncmap.customer_map WHERE customer_number = %s", [number]
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def numbers(self, conn: psycopg.Connection[Any]) -> dict[str, CustomerKey]:
+        query = sql.SQL("SELECT {}, {} FROM {} WHERE {} IS NOT NULL").format(
+            sql.Identifier(self._number()),
+            sql.Identifier(self.key_column),
+            self._table(self.mapping["customer"]),
+            sql.Identifier(self._number()),
+        )
+        return {number: key for number, key in conn.execute(query)}
+
+    def count_customers(self, conn: psycopg.Connection[Any]) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(self._table(self.mapping["customer"]))
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _own(self, template: LiteralString) -> sql.Composed:
+        return sql.SQL(template).format(
+            table=self._table(self.mapping["customer"]),
+            own=sql.Identifier(self.own_column),
+            key=sql.Identifier(self.key_column),
+        )
+
+    def own_value(self, conn: psycopg.Connection[Any], key: CustomerKey) -> str | None:
+        row = conn.execute(self._own("SELECT {own} FROM {table} WHERE {key} = %s"), [key])
+        found = row.fetchone()
+        assert found is not None, f"no customer with key {key}"
+        return None if found[0] is None else str(found[0])
+
+    def set_own_value(self, conn: psycopg.Connection[Any], key: CustomerKey, value: str) -> None:
+        conn.execute(self._own("UPDATE {table} SET {own} = %s WHERE {key} = %s"), [value, key])
+
+    def orders_of(self, conn: psycopg.Connection[Any], key: CustomerKey) -> int:
+        query = sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+            sql.SQL(self.order_table), sql.Identifier(self.order_customer_column)
+        )
+        row = conn.execute(query, [key]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def number_of_order(self, conn: psycopg.Connection[Any], order: int) -> str | None:
+        query = sql.SQL(
+            "SELECT c.{} FROM {} AS o JOIN {} AS c ON c.{} = o.{} WHERE o.id = %s"
+        ).format(
+            sql.Identifier(self._number()),
+            sql.SQL(self.order_table),
+            self._table(self.mapping["customer"]),
+            sql.Identifier(self.key_column),
+            sql.Identifier(self.order_customer_column),
+        )
+        row = conn.execute(query, [order]).fetchone()
+        return None if row is None else row[0]
 
     def place_order(
         self, conn: psycopg.Connection[Any], key: CustomerKey, placed_at: datetime | None = None
@@ -244,6 +380,9 @@ class ReferenceShop(_MappedShop):
     mapping_path = REPOSITORY / "syncctl" / "mappings" / "reference.toml"
     customer_table: LiteralString = '"shop"."customer"'
     key_column: LiteralString = "id"
+    own_column: LiteralString = "preferred_language"
+    order_table: LiteralString = '"shop"."orders"'
+    order_customer_column: LiteralString = "customer_id"
     number_sql: LiteralString = "SELECT id FROM shop.customer WHERE customer_number = %s"
     order_sql: LiteralString = (
         "INSERT INTO shop.orders (customer_id, order_number, placed_at)"
@@ -260,6 +399,9 @@ class Boutique(_MappedShop):
     mapping_path = HERE / "boutique.toml"
     customer_table: LiteralString = '"crm"."customer"'
     key_column: LiteralString = "customer_uuid"
+    own_column: LiteralString = "notes"
+    order_table: LiteralString = '"sales"."orders"'
+    order_customer_column: LiteralString = "customer_uuid"
     column_lengths: Mapping[str, int] = {
         "tx_ref": 32,
         "full_name": 60,
