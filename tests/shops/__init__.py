@@ -70,6 +70,11 @@ class ShopSchema(Protocol):
         ...
 
     @property
+    def key_type(self) -> LiteralString:
+        """The SQL type of the customer table's key."""
+        ...
+
+    @property
     def own_column(self) -> LiteralString:
         """A text column of the customer table that is the shop's own: the engine never
         writes it."""
@@ -188,6 +193,7 @@ class _MappedShop:
     def created_columns(self) -> frozenset[str]:
         return frozenset(m.key for m in mapped_columns(self.mapping) if m.created_only)
 
+    key_type: LiteralString
     own_column: LiteralString
     order_table: LiteralString
     order_customer_column: LiteralString
@@ -380,6 +386,7 @@ class ReferenceShop(_MappedShop):
     mapping_path = REPOSITORY / "syncctl" / "mappings" / "reference.toml"
     customer_table: LiteralString = '"shop"."customer"'
     key_column: LiteralString = "id"
+    key_type: LiteralString = "bigint"
     own_column: LiteralString = "preferred_language"
     order_table: LiteralString = '"shop"."orders"'
     order_customer_column: LiteralString = "customer_id"
@@ -399,6 +406,7 @@ class Boutique(_MappedShop):
     mapping_path = HERE / "boutique.toml"
     customer_table: LiteralString = '"crm"."customer"'
     key_column: LiteralString = "customer_uuid"
+    key_type: LiteralString = "uuid"
     own_column: LiteralString = "notes"
     order_table: LiteralString = '"sales"."orders"'
     order_customer_column: LiteralString = "customer_uuid"
