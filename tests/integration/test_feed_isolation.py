@@ -8,6 +8,7 @@ Values are random and incompressible (os.urandom), as a real hostile record woul
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, LiteralString
 
@@ -57,13 +58,16 @@ def reasons(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def ddl(
-    shop: ShopSchema, template: LiteralString, applier: sql.Composable | None = None, **fields: str
+    shop: ShopSchema,
+    template: LiteralString,
+    fields: Mapping[str, str] | None = None,
+    applier: sql.Composable | None = None,
 ) -> sql.Composed:
     """A statement of the shop's own about the columns the given snapshot fields are mapped to:
     {<name>_table} and {<name>} for each name=field; {customer}, {key}, {key_type}, {schema};
     {applier} a role."""
     names: dict[str, sql.Composable] = {"applier": applier or sql.SQL("")}
-    for name, field in fields.items():
+    for name, field in (fields or {}).items():
         names[f"{name}_table"], names[name] = shop.column_of(field)
     customer = shop.mapping["customer"]
     return sql.SQL(template).format(
@@ -84,7 +88,7 @@ def test_a_value_too_large_for_a_shop_index_dead_letters_only_its_event(
         ddl(
             shop,
             "CREATE INDEX shop_customer_search ON {email_table} (({email} || {email} || {email}))",
-            email="email",
+            {"email": "email"},
         )
     )
     conn.commit()
@@ -150,7 +154,7 @@ def test_a_shop_constraint_dead_letters_only_the_event_it_refuses(
     conn: psycopg.Connection[Any], shop: ShopSchema, kind: str
 ) -> None:
     template, fields, bad_fields, named = SHOP_CONSTRAINTS[kind]
-    conn.execute(ddl(shop, template, **fields))
+    conn.execute(ddl(shop, template, fields))
     conn.commit()
     email = f"refuse-{random_text(20)}@example.nl"
     first = upserted("TX00000001", 1, email=email if kind == "unique index" else "a@example.nl")
@@ -183,7 +187,7 @@ def test_a_unique_index_of_the_shops_own_and_login(
             # and a rule of the shop's that a customer row created with the number only breaks
             " ALTER TABLE {email_table} ADD CONSTRAINT customer_has_an_email"
             " CHECK ({email} IS NOT NULL) NOT VALID",
-            email="email",
+            {"email": "email"},
         )
     )
     conn.commit()
@@ -211,7 +215,7 @@ def test_a_set_based_page_with_bad_events_spread_through_it(
         ddl(
             shop,
             "CREATE UNIQUE INDEX shop_customer_email_unique ON {email_table} (lower({email}))",
-            email="email",
+            {"email": "email"},
         )
     )
     conn.commit()
@@ -288,7 +292,7 @@ def test_a_shop_trigger_that_skips_the_write_is_a_dead_letter_not_a_retry_for_ev
             " $$ BEGIN IF NEW.{city} = 'Nowhere' THEN RETURN NULL; END IF; RETURN NEW; END $$;"
             "CREATE TRIGGER skip_nowhere BEFORE INSERT OR UPDATE ON {city_table}"
             " FOR EACH ROW EXECUTE FUNCTION public.skip_nowhere()",
-            city="city",
+            {"city": "city"},
         )
     )
     conn.commit()
@@ -322,7 +326,7 @@ def test_a_deferred_constraint_of_the_shops_is_checked_in_the_page(
             shop,
             "ALTER TABLE {email_table} ADD CONSTRAINT customer_one_email"
             " UNIQUE ({email}) DEFERRABLE INITIALLY DEFERRED",
-            email="email",
+            {"email": "email"},
         )
     )
     conn.commit()
