@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.feed import event, snapshot, stage, upserted
+from tests.shops import ReferenceShop
 
 PERSONAL = ("example.nl", "Anna", "Berg", "Keizersgracht", "1015 CJ", "+31 6 1234", "LC-0001")
 
@@ -30,26 +31,7 @@ def _shop_customer(conn: psycopg.Connection[Any], number: str, orders: int = 1) 
     stage(conn, [upserted(number, 1)])
     cid = _id(conn, number)
     assert cid is not None
-    for n in range(orders):
-        conn.execute(
-            "INSERT INTO shop.orders (customer_id, order_number, total_amount, placed_at,"
-            " delivery_name, delivery_street, delivery_postcode, delivery_city, contact_email,"
-            " contact_phone) VALUES (%s, %s, 99.95, '2025-05-05', 'Anna Berg', 'Keizersgracht 12',"
-            " '1015 CJ', 'Amsterdam', 'anna@example.nl', '+31 6 1234 5678')",
-            [cid, f"O-{number}-{n}"],
-        )
-    for statement in (
-        "INSERT INTO shop.address (customer_id, recipient_name, street, postcode, city,"
-        " country_code) VALUES (%(c)s, 'Anna Berg', 'Keizersgracht', '1015 CJ', 'Amsterdam', 'NL')",
-        "INSERT INTO shop.login_identity (customer_id, login_name, password_hash)"
-        " VALUES (%(c)s, %(login)s, 'hash')",
-        "INSERT INTO shop.cart (customer_id, items) VALUES (%(c)s, '[{\"sku\": 1}]')",
-        "INSERT INTO shop.wishlist (customer_id, sku, note) VALUES (%(c)s, 'W', 'for Anna')",
-        "INSERT INTO shop.newsletter_subscription (customer_id, list_name, email)"
-        " VALUES (%(c)s, 'weekly', 'anna@example.nl')",
-        "INSERT INTO shop.favourite (customer_id, sku) VALUES (%(c)s, 'F')",
-    ):
-        conn.execute(statement, {"c": cid, "login": f"{number.lower()}@example.nl"})
+    ReferenceShop().add_rows_everywhere(conn, cid, orders=orders)
     conn.commit()
     return cid
 

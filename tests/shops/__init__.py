@@ -158,6 +158,13 @@ class ShopSchema(Protocol):
         """Insert a favourite of the customer."""
         ...
 
+    def add_rows_everywhere(
+        self, conn: psycopg.Connection[Any], key: CustomerKey, *, orders: int = 1
+    ) -> None:
+        """Rows of the customer in every table of the schema linked to it (`orders` orders),
+        personal values in them as a shop has them."""
+        ...
+
     def expected_row(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
         """The model: what `read_row` gives after tritonX created the customer with `snapshot`
         (raises oracle.ValueDoesNotFit where the engine refuses the event)."""
@@ -290,6 +297,20 @@ class _MappedShop:
     def add_favourite(self, conn: psycopg.Connection[Any], key: CustomerKey, sku: str) -> None:
         conn.execute(self.favourite_sql, [key, sku])
 
+    # add_rows_everywhere's statements: one order (%(key)s, %(order)s), then one row of each
+    # other linked table (%(key)s, %(login)s)
+    everywhere_order_sql: LiteralString
+    everywhere_sql: tuple[LiteralString, ...]
+
+    def add_rows_everywhere(
+        self, conn: psycopg.Connection[Any], key: CustomerKey, *, orders: int = 1
+    ) -> None:
+        for n in range(orders):
+            number = f"O-{uuid.uuid4().hex[:12]}-{n}"
+            conn.execute(self.everywhere_order_sql, {"key": key, "order": number})
+        for statement in self.everywhere_sql:
+            conn.execute(statement, {"key": key, "login": f"{uuid.uuid4().hex[:12]}@example.nl"})
+
     def expected_row(self, snapshot: Mapping[str, Any]) -> dict[str, Any]:
         return mapped_row(self.mapping, snapshot, self.column_lengths)
 
@@ -396,6 +417,24 @@ class ReferenceShop(_MappedShop):
         " VALUES (%s, %s, coalesce(%s, now())) RETURNING id"
     )
     favourite_sql: LiteralString = "INSERT INTO shop.favourite (customer_id, sku) VALUES (%s, %s)"
+    everywhere_order_sql: LiteralString = (
+        "INSERT INTO shop.orders (customer_id, order_number, total_amount, placed_at,"
+        " delivery_name, delivery_street, delivery_postcode, delivery_city, contact_email,"
+        " contact_phone) VALUES (%(key)s, %(order)s, 99.95, '2025-05-05', 'Anna Berg',"
+        " 'Keizersgracht 12', '1015 CJ', 'Amsterdam', 'anna@example.nl', '+31 6 1234 5678')"
+    )
+    everywhere_sql: tuple[LiteralString, ...] = (
+        "INSERT INTO shop.address (customer_id, recipient_name, street, postcode, city,"
+        " country_code) VALUES (%(key)s, 'Anna Berg', 'Keizersgracht', '1015 CJ', 'Amsterdam',"
+        " 'NL')",
+        "INSERT INTO shop.login_identity (customer_id, login_name, password_hash)"
+        " VALUES (%(key)s, %(login)s, 'hash')",
+        "INSERT INTO shop.cart (customer_id, items) VALUES (%(key)s, '[{\"sku\": 1}]')",
+        "INSERT INTO shop.wishlist (customer_id, sku, note) VALUES (%(key)s, 'W', 'for Anna')",
+        "INSERT INTO shop.newsletter_subscription (customer_id, list_name, email)"
+        " VALUES (%(key)s, 'weekly', 'anna@example.nl')",
+        "INSERT INTO shop.favourite (customer_id, sku) VALUES (%(key)s, 'F')",
+    )
 
 
 class Boutique(_MappedShop):
@@ -428,6 +467,15 @@ class Boutique(_MappedShop):
         " VALUES (%s, %s, coalesce(%s, now())) RETURNING id"
     )
     favourite_sql: LiteralString = "INSERT INTO crm.favourite (customer_uuid, sku) VALUES (%s, %s)"
+    everywhere_order_sql: LiteralString = (
+        "INSERT INTO sales.orders (customer_uuid, order_number, placed_at, total_amount)"
+        " VALUES (%(key)s, %(order)s, '2026-05-05', 99.95)"
+    )
+    everywhere_sql: tuple[LiteralString, ...] = (
+        "INSERT INTO crm.favourite (customer_uuid, sku) VALUES (%(key)s, 'F')",
+        'INSERT INTO sales."Review" (customer_ref, sku, rating, body)'
+        " VALUES (%(key)s, 'F', 4, 'Anna Berg liked it')",
+    )
 
 
 SHOPS: tuple[ShopSchema, ...] = (ReferenceShop(), Boutique())
