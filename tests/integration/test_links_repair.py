@@ -10,7 +10,8 @@ import psycopg
 
 from syncctl import links
 from tests.feed import snapshot, stage, upserted
-from tests.shops import CustomerKey, ShopSchema
+from tests.shops import Boutique, CustomerKey, ShopSchema
+from tests.shops.binding import bind
 
 
 def _local(conn: psycopg.Connection[Any], shop: ShopSchema, email: str) -> CustomerKey:
@@ -96,7 +97,8 @@ def test_repair_leaves_a_link_whose_survivor_was_erased_and_says_so(
 def test_repair_adopts_an_unambiguous_local_customer_and_dry_run_plans_only(
     conn: psycopg.Connection[Any], shop: ShopSchema
 ) -> None:
-    stage(conn, [upserted("TX00000007", 1, email="eva@x.nl")])
+    tritonx = upserted("TX00000007", 1, email="eva@x.nl", city="Delft", postcode="2611 AA")
+    stage(conn, [tritonx])
     local = _local(conn, shop, "EVA@x.nl ")
     order = shop.place_order(conn, local)
     conn.commit()
@@ -106,4 +108,57 @@ def test_repair_adopts_an_unambiguous_local_customer_and_dry_run_plans_only(
     assert links.repair(conn, plan, "ops:8").changed == 1
     assert shop.number_of_order(conn, order) == "TX00000007"
     assert shop.key_of(conn, "TX00000007") == local, "linking replaced the shop's key"
+    # the adopted customer holds what tritonX holds, its address too
+    assert shop.read_row(conn, "TX00000007") == shop.expected_row(tritonx["customer"])
     assert links.repair_plan(conn).adopt == []
+
+
+def _addresses(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The boutique's addresses: how many, and how many no customer points to."""
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT FROM crm.customer AS c"
+        ' WHERE c.address_id = a.id)) FROM crm."CustomerAddress" AS a'
+    ).fetchone()
+    assert row is not None
+    return {"addresses": row[0], "unused": row[1]}
+
+
+def test_an_adopted_customer_takes_tritonx_address_and_a_shared_one_stays_on_the_boutique(
+    conn: psycopg.Connection[Any],
+) -> None:
+    shop = Boutique()
+    bind(conn, shop)
+    tritonx = [
+        upserted("TX00000008", 1, email="eva@x.nl", city="Delft", postcode="2611 AA"),
+        upserted("TX00000009", 1, email="bas@x.nl", city="Breda", postcode="4811 AA"),
+    ]
+    stage(conn, tritonx)
+    eva = _local(conn, shop, "EVA@x.nl")
+    bas = _local(conn, shop, "Bas@x.nl")
+    # bas shares his address with a household member the shop keeps (no tritonX number)
+    household = _local(conn, shop, "home@x.nl")
+    conn.execute(
+        "UPDATE crm.customer SET address_id = (SELECT address_id FROM crm.customer"
+        " WHERE customer_uuid = %s) WHERE customer_uuid = %s",
+        [bas, household],
+    )
+    conn.execute(
+        'DELETE FROM crm."CustomerAddress" a WHERE NOT EXISTS (SELECT FROM crm.customer c'
+        " WHERE c.address_id = a.id)"
+    )
+    conn.commit()
+    assert links.repair(conn, links.repair_plan(conn), "ops:9").changed == 2
+    assert (shop.key_of(conn, "TX00000008"), shop.key_of(conn, "TX00000009")) == (eva, bas)
+    for record in tritonx:
+        number = record["customer_number"]
+        assert shop.read_row(conn, number) == shop.expected_row(record["customer"])
+    # the household keeps the shared address as the shop had it
+    kept = conn.execute(
+        'SELECT a.city, a.zip FROM crm.customer c JOIN crm."CustomerAddress" a'
+        " ON a.id = c.address_id WHERE c.customer_uuid = %s",
+        [household],
+    ).fetchone()
+    assert kept == ("Amsterdam", "1015 CJ")
+    # eva's own address took tritonX's values, the one tritonX's row had went with it; bas took
+    # that one instead of the shared address: none is left unused
+    assert _addresses(conn) == {"addresses": 3, "unused": 0}
