@@ -96,9 +96,11 @@ def _mapped_customers(conn: psycopg.Connection[Any], shop: ShopSchema) -> dict[s
     fixed = {
         v for (v,) in conn.execute("SELECT value FROM sync.pii_column WHERE value IS NOT NULL")
     }
+    versions = dict(
+        conn.execute("SELECT customer_number, version FROM syncmap.customer_map").fetchall()
+    )
     local = {}
-    for number in shop.numbers(conn):
-        row = shop.read_row(conn, number)
+    for number, row in shop.read_rows(conn).items():
 
         def differs(snapshot: dict[str, Any], row: dict[str, Any] = row) -> list[str]:
             expected = shop.expected_row(snapshot)
@@ -111,7 +113,7 @@ def _mapped_customers(conn: psycopg.Connection[Any], shop: ShopSchema) -> dict[s
                 personal = True
             if fields & set(PERSONAL_FIELDS) and value is not None and value not in fixed:
                 personal = True
-        local[number] = Local(shop.version_of(conn, number), differs, personal)
+        local[number] = Local(versions.get(number), differs, personal)
     return local
 
 

@@ -136,6 +136,10 @@ class ShopSchema(Protocol):
         """The key of the customer holding tritonX number `number`, None when none does."""
         ...
 
+    def read_rows(self, conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+        """`read_row` of every customer holding a tritonX number, by number (one query)."""
+        ...
+
     def add_customer(
         self,
         conn: psycopg.Connection[Any],
@@ -327,7 +331,9 @@ class _MappedShop:
         row = conn.execute(self.number_sql, [number]).fetchone()
         return None if row is None else row[0]
 
-    def read_row(self, conn: psycopg.Connection[Any], number: str) -> dict[str, Any]:
+    def _rows(self, conn: psycopg.Connection[Any], number: str | None) -> list[dict[str, Any]]:
+        """The mapped columns of the customer with tritonX number `number`, or (None) of every
+        customer holding one."""
         customer = self.mapping["customer"]
         keys = [self._number()]
         selected = [sql.SQL("c.{}").format(sql.Identifier(self._number()))]
@@ -350,16 +356,26 @@ class _MappedShop:
             owner = sql.Identifier("c" if mapped.related is None else f"r{mapped.related}")
             selected.append(sql.SQL("{}.{}").format(owner, sql.Identifier(mapped.column)))
             keys.append(mapped.key)
-        query = sql.SQL("SELECT {} FROM {} c{} WHERE c.{} = %s").format(
+        query = sql.SQL("SELECT {} FROM {} c{} WHERE {}").format(
             sql.SQL(", ").join(selected),
             self._table(customer),
             sql.Composed(joins),
-            sql.Identifier(self._number()),
+            sql.SQL("c.{} = %s" if number is not None else "c.{} IS NOT NULL").format(
+                sql.Identifier(self._number())
+            ),
         )
-        row = conn.execute(query, [number]).fetchone()
-        if row is None:
+        rows = conn.execute(query, [number] if number is not None else []).fetchall()
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def read_row(self, conn: psycopg.Connection[Any], number: str) -> dict[str, Any]:
+        rows = self._rows(conn, number)
+        if not rows:
             raise LookupError(f"no customer holds number {number}")
-        return dict(zip(keys, row, strict=True))
+        return rows[0]
+
+    def read_rows(self, conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+        number = self._number()
+        return {row[number]: row for row in self._rows(conn, None)}
 
     def _insert(
         self, conn: psycopg.Connection[Any], spec: Mapping[str, Any], values: dict[str, Any]
