@@ -116,6 +116,10 @@ class ShopSchema(Protocol):
         """The rows of the customer table, linked or not."""
         ...
 
+    def has_customer(self, conn: psycopg.Connection[Any], key: CustomerKey) -> bool:
+        """Whether the customer table holds a row with key `key`."""
+        ...
+
     def own_value(self, conn: psycopg.Connection[Any], key: CustomerKey) -> str | None:
         """The customer's value in `own_column`."""
         ...
@@ -252,6 +256,12 @@ class _MappedShop:
         row = conn.execute(query).fetchone()
         assert row is not None
         return int(row[0])
+
+    def has_customer(self, conn: psycopg.Connection[Any], key: CustomerKey) -> bool:
+        row = conn.execute(
+            self._own("SELECT EXISTS (SELECT FROM {table} WHERE {key} = %s)"), [key]
+        ).fetchone()
+        return row == (True,)
 
     def _own(self, template: LiteralString) -> sql.Composed:
         return sql.SQL(template).format(
