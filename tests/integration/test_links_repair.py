@@ -70,9 +70,17 @@ def test_repair_re_points_a_merged_away_link_when_the_survivor_is_not_local(
 ) -> None:
     order = _legacy_link(conn, shop, "TX00000003", "TX00000004")
     key = shop.key_of(conn, "TX00000003")
-    assert links.repair(conn, links.repair_plan(conn), "ops:7").changed == 1
+    assert dict(links.anomalies(conn))["linked to a merged-away number"] == 1
+    plan = links.repair_plan(conn)
+    assert [tuple(m) for m in plan.merge] == [("TX00000003", "TX00000004")]
+    assert links.repair(conn, plan, "ops:7").changed == 1
     assert shop.number_of_order(conn, order) == "TX00000004"
-    assert shop.key_of(conn, "TX00000004") == key
+    assert shop.key_of(conn, "TX00000004") == key, "the link moved, the key stayed"
+    assert dict(links.anomalies(conn))["linked to a merged-away number"] == 0
+    # tritonX's data for the survivor's number is asked for
+    assert conn.execute("SELECT customer_number FROM sync.refresh_request").fetchall() == [
+        ("TX00000004",)
+    ]
     assert conn.execute(
         "SELECT sync.resolve_customer_key('TX00000003') = sync.resolve_customer_key('TX00000004')"
     ).fetchone() == (True,)
@@ -103,9 +111,10 @@ def test_repair_adopts_an_unambiguous_local_customer_and_dry_run_plans_only(
     order = shop.place_order(conn, local)
     conn.commit()
     plan = links.repair_plan(conn)
-    assert [(a[0], a[2]) for a in plan.adopt] == [(str(local), "TX00000007")]
+    assert [(a.local_key, a.number) for a in plan.adopt] == [(str(local), "TX00000007")]
     assert shop.number_of_order(conn, order) is None, "planning changed something"
-    assert links.repair(conn, plan, "ops:8").changed == 1
+    outcome = links.repair(conn, plan, "ops:8")
+    assert (outcome.changed, outcome.planned) == (1, 1)
     assert shop.number_of_order(conn, order) == "TX00000007"
     assert shop.key_of(conn, "TX00000007") == local, "linking replaced the shop's key"
     # the adopted customer holds what tritonX holds, its address too

@@ -163,16 +163,23 @@ def test_two_local_customers_with_one_email_are_a_conflict_everywhere(
     assert links.repair_plan(conn).adopt == []
     assert links.repair(conn, links.repair_plan(conn), "ops:8").changed == 0
     assert conflicts(conn) == [("ambiguous_email", "TX00000005")]
-    # login adopts neither either, and adds no second conflict
-    assert login(conn, shop, "TX00000005", "twin@x.nl")[1] == "ambiguous"
+    # login adopts neither either (it answers with the linked customer), and adds no second
+    # conflict
+    linked = shop.key_of(conn, "TX00000005")
+    assert login(conn, shop, "TX00000005", "twin@x.nl") == (linked, "ambiguous", "TX00000005")
     assert login(conn, shop, "TX00000005", "twin@x.nl")[1] == "ambiguous"
     assert conflicts(conn) == [("ambiguous_email", "TX00000005")]
     assert [_owner_of_order(conn, shop, order) for _, order in twins] == [
         (key, None) for key, _ in twins
     ]
-    candidates = conn.execute("SELECT candidate_keys FROM sync.link_conflict").fetchone()
+    candidates = conn.execute(
+        "SELECT customer_key, customer_id, candidate_keys FROM sync.link_conflict"
+    ).fetchone()
     assert candidates is not None
-    assert sorted(candidates[0]) == sorted(str(key) for key, _ in twins)
+    assert candidates[0] == str(linked)
+    # the bigint id only where the key is an integer
+    assert candidates[1] == (linked if isinstance(shop, ReferenceShop) else None)
+    assert sorted(candidates[2]) == sorted(str(key) for key, _ in twins)
     if isinstance(shop, ReferenceShop):
         ids = conn.execute("SELECT candidate_ids FROM sync.link_conflict").fetchone()
         assert ids == ([key for key, _ in twins],)
