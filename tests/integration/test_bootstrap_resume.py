@@ -1,6 +1,7 @@
 """Bootstrap interrupted after its first page, or in the middle of its adoptions, continues
 where it stopped: every tritonX customer arrives once, the shop's own customers are adopted
-once (each adoption committed and audited at its own time), and nothing is left behind."""
+once (each adoption committed and audited at its own time), and nothing is left behind. On both
+test schemas."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from syncctl.bootstrap import bootstrap
 from syncctl.controller import PullReport
 from syncctl.simulator.server import SimulatorServer
 from syncctl.tritonx import TritonXClient
+from tests.feed import snapshot
+from tests.shops import ShopSchema
 from tests.truth import assert_database_equals_tritonx
 
 
@@ -25,16 +28,16 @@ def simulator() -> Iterator[SimulatorServer]:
 
 
 def test_an_interrupted_bootstrap_resumes_and_adopts_once(
-    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer, conn: psycopg.Connection[Any], shop: ShopSchema
 ) -> None:
     truth = simulator.state.current_state()
     numbers = ("TX00000003", "TX00000090")  # one on the first page, one on a later one
     local_ids = {}
     for number in numbers:
         email = truth[number]["snapshot"]["email"]
-        local_ids[number] = conn.execute(
-            "INSERT INTO shop.customer (email) VALUES (%s) RETURNING id", [f" {email.upper()}"]
-        ).fetchone()
+        local_ids[number] = shop.add_customer(
+            conn, snapshot(number, email=f" {email.upper()}"), linked=False
+        )
     conn.commit()
     stop = threading.Event()
 
@@ -51,26 +54,23 @@ def test_an_interrupted_bootstrap_resumes_and_adopts_once(
         third = bootstrap(conn, client, actor="ops:1", page_size=25)
     assert (third.imported.events, third.adopted) == (0, 0)
     assert (third.linked, third.unlinked_left, third.conflicts) == (len(truth), 0, 0)
-    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    assert_database_equals_tritonx(conn, simulator.state.current_state(), shop)
     adoptions = conn.execute(
         "SELECT customer_number FROM sync.audit WHERE action = 'customer.adopted' ORDER BY 1"
     ).fetchall()
     assert adoptions == [(n,) for n in numbers]
     for number, local_id in local_ids.items():
-        linked = conn.execute(
-            "SELECT id FROM shop.customer WHERE customer_number = %s", [number]
-        ).fetchone()
-        assert linked == local_id, "linking replaced the shop's key"
+        assert shop.key_of(conn, number) == local_id, "linking replaced the shop's key"
 
 
 def test_adoptions_stopped_half_way_are_kept_each_audited_at_its_own_time(
-    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer, conn: psycopg.Connection[Any], shop: ShopSchema
 ) -> None:
     truth = simulator.state.current_state()
     numbers = sorted(truth)[:6]
     for number in numbers:
         email = truth[number]["snapshot"]["email"]
-        conn.execute("INSERT INTO shop.customer (email) VALUES (%s)", [email.upper()])
+        shop.add_customer(conn, snapshot(number, email=email.upper()), linked=False)
     conn.commit()
     stop = threading.Event()
     seen: list[tuple[int, int]] = []
@@ -92,3 +92,5 @@ def test_adoptions_stopped_half_way_are_kept_each_audited_at_its_own_time(
         assert kept == (3,), "each adoption is committed and audited at its own time"
         second = bootstrap(conn, client, actor="ops:2")
     assert second.complete and (second.adopted, second.unlinked_left) == (3, 0)
+    assert set(numbers) <= set(shop.numbers(conn))
+    assert shop.count_customers(conn) == len(truth)

@@ -1,6 +1,7 @@
 """Dry runs tell the truth: what a merge, anonymisation, delete or retention purge says it would
 change, per table, is what the real run then changes, on customers with rows everywhere (shop
-tables, inbox payloads, dead letters, outbox)."""
+tables, inbox payloads, dead letters, outbox). Merge, anonymisation and delete on both test
+schemas; the retention purge on the reference shop (the GDPR functions bind to it)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,21 @@ import pytest
 
 from syncctl import engine, gdpr
 from tests.feed import event, stage, upserted
-from tests.integration.test_anonymise import _shop_customer
 from tests.integration.test_gdpr_retention import START, _policy
+from tests.shops import CustomerKey, ReferenceShop, ShopSchema
+
+REFERENCE: ShopSchema = ReferenceShop()
 
 
-def _everywhere(conn: psycopg.Connection[Any], number: str, orders: int = 1) -> int:
+def _everywhere(
+    conn: psycopg.Connection[Any], number: str, orders: int = 1, shop: ShopSchema = REFERENCE
+) -> CustomerKey:
     """A customer with rows in every shop table, an applied inbox payload, a dead letter and an
     outbox row."""
-    cid = _shop_customer(conn, number, orders=orders)
+    stage(conn, [upserted(number, 1)])
+    cid = shop.key_of(conn, number)
+    assert cid is not None
+    shop.add_rows_everywhere(conn, cid, orders=orders)
     assert stage(conn, [upserted(number, 2, birth_date="1990-02-30")]).states == {"dead_letter": 1}
     conn.execute(
         "INSERT INTO sync.outbox (customer_number, event_type, payload)"
@@ -34,17 +42,22 @@ def _table_counts(counts: dict[str, Any]) -> dict[str, int]:
     return {table: int(rows) for table, rows in counts.items() if int(rows)}
 
 
-def test_merge_dry_run_counts_equal_the_merge(conn: psycopg.Connection[Any]) -> None:
-    _everywhere(conn, "TX00000001")
-    _everywhere(conn, "TX00000002")
+def test_merge_dry_run_counts_equal_the_merge(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    _everywhere(conn, "TX00000001", shop=shop)
+    _everywhere(conn, "TX00000002", shop=shop)
     planned = engine.merge(conn, "TX00000001", "TX00000002", actor="ops:test", dry_run=True)
     done = engine.merge(conn, "TX00000001", "TX00000002", actor="ops:test")
     assert planned.outcome == "would apply" and done.outcome == "applied"
     assert _table_counts(planned.counts) == _table_counts(done.counts)
+    assert shop.key_of(conn, "TX00000001") is None
 
 
-def test_anonymise_dry_run_counts_equal_the_anonymisation(conn: psycopg.Connection[Any]) -> None:
-    _everywhere(conn, "TX00000001")
+def test_anonymise_dry_run_counts_equal_the_anonymisation(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    _everywhere(conn, "TX00000001", shop=shop)
     planned = engine.anonymise(
         conn, "TX00000001", reason_code="AVG", actor="ops:test", dry_run=True
     )
@@ -54,8 +67,10 @@ def test_anonymise_dry_run_counts_equal_the_anonymisation(conn: psycopg.Connecti
 
 
 @pytest.mark.parametrize("orders", [0, 1], ids=["without orders", "with orders"])
-def test_delete_dry_run_counts_equal_the_delete(conn: psycopg.Connection[Any], orders: int) -> None:
-    _everywhere(conn, "TX00000001", orders=orders)
+def test_delete_dry_run_counts_equal_the_delete(
+    conn: psycopg.Connection[Any], shop: ShopSchema, orders: int
+) -> None:
+    _everywhere(conn, "TX00000001", orders=orders, shop=shop)
     planned = {
         table: int(rows)
         for table, _action, rows in conn.execute(
@@ -72,7 +87,7 @@ def test_delete_dry_run_counts_equal_the_delete(conn: psycopg.Connection[Any], o
     assert _table_counts(planned) == _table_counts(row[0])
 
 
-def test_purge_dry_run_names_every_table_the_purge_changes(
+def test_purge_dry_run_names_every_table_the_purge_changes_on_the_reference_shop(
     conn: psycopg.Connection[Any],
 ) -> None:
     first = _everywhere(conn, "TX00000001")

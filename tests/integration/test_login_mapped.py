@@ -2,7 +2,9 @@
 (tests/shops/boutique.sql: uuid key, the number in its own column tx_ref, the version in
 sync.customer_link, NOT NULL shop columns no tritonX field fills). sync.login_key answers with
 the boutique's own key; a first login creates a stub row the refresh's snapshot then fills;
-bootstrap on a populated boutique adopts the shop's own customers and keeps their keys."""
+bootstrap on a populated boutique adopts the shop's own customers and keeps their keys. `links
+repair` on both test schemas: tests/integration/test_links_repair.py; a link conflict of two
+local customers with one e-mail: tests/integration/test_login.py."""
 
 from __future__ import annotations
 
@@ -190,56 +192,6 @@ def test_login_adopts_the_shops_own_customer_and_keeps_its_key(
     # a later snapshot applies to the adopted row
     stage(conn, [upserted("TX00000431", 2, last_name="Jansen")])
     assert _customer(conn, str(local))["full_name"] == "Anna van der Jansen"
-
-
-def test_two_local_customers_with_tritonx_email_adopt_neither(
-    boutique: psycopg.Connection[Any],
-) -> None:
-    conn = boutique
-    first = _local(conn, "twin@example.nl", "o-1")
-    second = _local(conn, "TWIN@example.nl", "o-2")
-    stage(conn, [upserted("TX00000441", 1, email="twin@example.nl")])
-    linked = SHOP.key_of(conn, "TX00000441")
-    assert login_key(conn, "TX00000441", "x@y.nl") == (str(linked), "ambiguous", "TX00000441")
-    conflict = conn.execute(
-        "SELECT kind, customer_id, customer_key, candidate_keys FROM sync.link_conflict"
-    ).fetchall()
-    assert conflict == [("ambiguous_email", None, str(linked), sorted([str(first), str(second)]))]
-
-
-def test_links_repair_adopts_on_the_mapped_table(boutique: psycopg.Connection[Any]) -> None:
-    conn = boutique
-    stage(conn, [upserted("TX00000451", 1, email="eva@x.nl")])
-    local = _local(conn, "EVA@x.nl ", "o-eva")
-    plan = links.repair_plan(conn)
-    assert [(a.local_key, a.number) for a in plan.adopt] == [(str(local), "TX00000451")]
-    outcome = links.repair(conn, plan, "ops:repair")
-    assert (outcome.changed, outcome.planned) == (1, 1)
-    assert SHOP.key_of(conn, "TX00000451") == local
-    assert links.repair_plan(conn).adopt == []
-
-
-def test_links_repair_moves_a_link_to_a_merged_away_number(
-    boutique: psycopg.Connection[Any],
-) -> None:
-    conn = boutique
-    # the shop linked its own row to a number tritonX has since merged away
-    legacy = _local(conn, "old@x.nl", "o-old")
-    conn.execute("UPDATE crm.customer SET tx_ref = 'TX00000461' WHERE customer_uuid = %s", [legacy])
-    conn.execute(
-        "INSERT INTO sync.redirect (old_number, survivor_number)"
-        " VALUES ('TX00000461', 'TX00000462')"
-    )
-    conn.commit()
-    assert dict(links.anomalies(conn))["linked to a merged-away number"] == 1
-    plan = links.repair_plan(conn)
-    assert [tuple(m) for m in plan.merge] == [("TX00000461", "TX00000462")]
-    assert links.repair(conn, plan, "ops:repair").changed == 1
-    assert SHOP.key_of(conn, "TX00000462") == legacy, "the link moved, the key stayed"
-    assert dict(links.anomalies(conn))["linked to a merged-away number"] == 0
-    assert conn.execute("SELECT customer_number FROM sync.refresh_request").fetchall() == [
-        ("TX00000462",)
-    ]
 
 
 def test_bootstrap_on_a_populated_boutique_keeps_the_shops_keys(

@@ -3,7 +3,8 @@ uuid key, the number in its own column, the version in sync.customer_link, order
 month, favourites in crm with a unique key, reviews referenced without a foreign key, the address
 in a table the customer row points to). A feed merge and the by-hand functions re-point every
 linked table, remove the old customer's row, link row and unshared address, keep the refusals
-and the redirect, and the dry run counts what the merge does."""
+and the redirect, and the dry run counts what the merge does. The refusals (impossible merges)
+are in tests/integration/test_merge.py, on both test schemas."""
 
 from __future__ import annotations
 
@@ -240,46 +241,6 @@ def test_an_n_way_merge_happens_in_one_transaction(boutique: psycopg.Connection[
     conn.rollback()
     assert SHOP.key_of(conn, "TX00000325") == d
     assert SHOP.key_of(conn, "TX00000326") == e
-
-
-@pytest.mark.parametrize(
-    ("setup", "old", "survivor", "code", "words"),
-    [
-        ([], "TX00000331", "TX00000331", "SY001", "into itself"),
-        ([("TX00000331", "TX00000332")], "TX00000332", "TX00000331", "SY002", "cycle"),
-        ([], "TX00000331", "TX00000333", "SY004", "TX00000333 is anonymised"),
-        ([], "TX00000331", "TX00000399", "SY005", "not a local customer"),
-    ],
-)
-def test_impossible_merges_are_dead_letters_with_the_reference_shops_sqlstates(
-    boutique: psycopg.Connection[Any],
-    setup: list[tuple[str, str]],
-    old: str,
-    survivor: str,
-    code: str,
-    words: str,
-) -> None:
-    conn = boutique
-    _customers(conn, "TX00000331", "TX00000332", "TX00000333")
-    # a tombstoned customer (as an anonymisation leaves it: the row stays, its number blocked)
-    conn.execute(
-        "INSERT INTO sync.tombstone (customer_number, kind) VALUES ('TX00000333', 'anonymised')"
-    )
-    conn.commit()
-    stage(conn, [_merged(o, s) for o, s in setup])
-    before = conn.execute("SELECT count(*) FROM crm.customer").fetchone()
-
-    outcome = stage(conn, [_merged(old, survivor), upserted("TX00000334", 1)])
-
-    assert outcome.states == {"dead_letter": 1, "applied": 1}
-    assert words in _dead_letters(conn)[old]
-    with pytest.raises(psycopg.Error) as caught:
-        conn.execute("SELECT sync.merge_customer(%s, %s)", [old, survivor])
-    assert caught.value.sqlstate == code
-    assert words in str(caught.value)
-    conn.rollback()
-    after = conn.execute("SELECT count(*) FROM crm.customer").fetchone()
-    assert before is not None and after == (before[0] + 1,)
 
 
 def test_an_undeclared_conflict_refuses_the_merge_and_changes_nothing(

@@ -1,4 +1,5 @@
-"""The controller pulling from the simulator over loopback HTTP into a real database."""
+"""The controller pulling from the simulator over loopback HTTP into a real database, on both
+test schemas (the boutique's import with fewer customers, for the suite's time)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import pytest
 from syncctl import controller
 from syncctl.simulator.server import SimulatorServer
 from syncctl.tritonx import TritonXClient
+from tests.shops import ReferenceShop, ShopSchema
 from tests.truth import assert_database_equals_tritonx
 
 
 @pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    with SimulatorServer(customers=10_000, seed=21) as server:
+def simulator(shop: ShopSchema) -> Iterator[SimulatorServer]:
+    customers = 10_000 if isinstance(shop, ReferenceShop) else 3_000
+    with SimulatorServer(customers=customers, seed=21) as server:
         yield server
 
 
@@ -29,27 +32,33 @@ def client(simulator: SimulatorServer) -> Iterator[TritonXClient]:
     tritonx.close()
 
 
-def test_ten_thousand_customers_equal_the_simulator_field_by_field(
-    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+def test_thousands_of_customers_equal_the_simulator_field_by_field(
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     report = controller.pull(conn, client, page_size=1000)
-    assert report.caught_up and report.events == 10_000
-    assert report.states == {"applied": 10_000}
-    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    assert report.caught_up and report.events == simulator.state.customers
+    assert report.states == {"applied": simulator.state.customers}
+    assert_database_equals_tritonx(conn, simulator.state.current_state(), shop)
 
 
 def test_activity_after_the_import_is_followed(
-    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     controller.pull(conn, client)
     done = simulator.state.random_activity(400, rng_seed=8)
     assert done["merge"] and done["anonymise"] and done["delete"]
     controller.pull(conn, client, page_size=97)
-    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    assert_database_equals_tritonx(conn, simulator.state.current_state(), shop)
 
 
 def test_the_same_feed_delivered_twice_changes_nothing_the_second_time(
-    simulator: SimulatorServer, conn: psycopg.Connection[Any], dsn: str
+    simulator: SimulatorServer, conn: psycopg.Connection[Any], dsn: str, shop: ShopSchema
 ) -> None:
     simulator.state.random_activity(200, rng_seed=2)
     with TritonXClient(simulator.url, simulator.token) as first:
@@ -61,7 +70,7 @@ def test_the_same_feed_delivered_twice_changes_nothing_the_second_time(
         report = controller.pull(conn, again)
     assert report.states == {"duplicate": report.events}
     assert conn.execute("SELECT count(*) FROM sync.audit").fetchone() == audit_before
-    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    assert_database_equals_tritonx(conn, simulator.state.current_state(), shop)
 
 
 class Stalling(httpx.BaseTransport):
@@ -85,7 +94,7 @@ class Stalling(httpx.BaseTransport):
 
 
 def test_a_stalling_tritonx_times_out_and_is_retried(
-    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer, conn: psycopg.Connection[Any], shop: ShopSchema
 ) -> None:
     stalling = Stalling(seed=4)
     with TritonXClient(simulator.url, simulator.token, transport=stalling) as impatient:
@@ -98,4 +107,4 @@ def test_a_stalling_tritonx_times_out_and_is_retried(
         )
     assert stalling.stalled > 0 and report.retries >= stalling.stalled
     assert report.caught_up
-    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    assert_database_equals_tritonx(conn, simulator.state.current_state(), shop)

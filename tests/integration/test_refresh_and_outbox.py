@@ -1,4 +1,5 @@
-"""Refresh on demand and outbox delivery against the simulator over loopback HTTP."""
+"""Refresh on demand and outbox delivery against the simulator over loopback HTTP, on both test
+schemas."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from syncctl.outbox import deliver_due
 from syncctl.refresh import process_refresh_requests
 from syncctl.simulator.server import ChaosConfig, SimulatorServer
 from syncctl.tritonx import TritonXClient
+from tests.shops import ShopSchema
 from tests.truth import assert_database_equals_tritonx
 
 
@@ -30,7 +32,10 @@ def client(simulator: SimulatorServer) -> Iterator[TritonXClient]:
 
 
 def test_refresh_applies_every_kind_of_answer(
-    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     controller.pull(conn, client)
     state = simulator.state
@@ -44,16 +49,19 @@ def test_refresh_applies_every_kind_of_answer(
     latencies: list[float] = []
     assert process_refresh_requests(conn, client, on_latency=latencies.append) == 5
     assert len(latencies) == 5 and all(s >= 0 for s in latencies)
-    assert_database_equals_tritonx(conn, state.current_state())
+    assert_database_equals_tritonx(conn, state.current_state(), shop)
     assert conn.execute("SELECT count(*) FROM sync.refresh_request").fetchone() == (0,)
     # the feed brings the same changes again: all of them duplicates or no-ops
     report = controller.pull(conn, client)
     assert report.states.get("dead_letter", 0) == 0
-    assert_database_equals_tritonx(conn, state.current_state())
+    assert_database_equals_tritonx(conn, state.current_state(), shop)
 
 
 def test_a_refresh_tritonx_cannot_answer_is_requeued(
-    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     simulator.set_chaos(ChaosConfig(server_error=1.0))
     conn.execute("SELECT sync.request_refresh('TX00000001')")
@@ -64,13 +72,17 @@ def test_a_refresh_tritonx_cannot_answer_is_requeued(
 
 
 def test_back_office_anonymisations_arrive_once_in_effect_despite_errors(
-    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     controller.pull(conn, client)
     numbers = [f"TX{i:08d}" for i in range(10, 20)]
     for number in numbers:
         conn.execute(
-            "SELECT sync.anonymise_from_backoffice(sync.resolve_customer(%s), 'AVG', 'bo:7')",
+            "SELECT sync.anonymise_from_backoffice_key(sync.resolve_customer_key(%s), 'AVG',"
+            " 'bo:7')",
             [number],
         )
     conn.commit()
@@ -96,11 +108,14 @@ def test_back_office_anonymisations_arrive_once_in_effect_despite_errors(
     assert sorted(e["customer_number"] for e in anonymised_events) == numbers
     # tritonX's own anonymisation comes back through the feed: a no-op on the tombstone
     controller.pull(conn, client)
-    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    assert_database_equals_tritonx(conn, simulator.state.current_state(), shop)
 
 
 def test_a_refused_outbox_event_is_dead_and_blocks_its_customer_only(
-    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     controller.pull(conn, client)
     conn.execute(
@@ -122,7 +137,10 @@ def test_a_refused_outbox_event_is_dead_and_blocks_its_customer_only(
 
 
 def test_claimed_refreshes_go_back_in_the_queue_when_anything_fails(
-    simulator: SimulatorServer, client: TritonXClient, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     controller.pull(conn, client)
     numbers = ["TX00000006", "TX00000007", "TX00000008"]
@@ -143,7 +161,7 @@ def test_claimed_refreshes_go_back_in_the_queue_when_anything_fails(
 
 
 def test_a_refused_token_leaves_outbox_rows_pending_not_dead(
-    simulator: SimulatorServer, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer, conn: psycopg.Connection[Any], shop: ShopSchema
 ) -> None:
     conn.execute(
         "INSERT INTO sync.outbox (customer_number, event_type, payload) VALUES"
@@ -158,7 +176,11 @@ def test_a_refused_token_leaves_outbox_rows_pending_not_dead(
 
 
 def test_a_controller_killed_holding_claims_loses_none(
-    simulator: SimulatorServer, client: TritonXClient, dsn: str, conn: psycopg.Connection[Any]
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    dsn: str,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     """A claim is a lease: a controller that dies (kill -9) between claiming and applying leaves
     its requests queued; when the lease runs out another controller claims and applies them."""
@@ -178,11 +200,12 @@ def test_a_controller_killed_holding_claims_loses_none(
     conn.commit()
     assert process_refresh_requests(conn, client) == 2
     assert conn.execute("SELECT count(*) FROM sync.refresh_request").fetchone() == (0,)
-    assert_database_equals_tritonx(conn, simulator.state.current_state())
+    assert_database_equals_tritonx(conn, simulator.state.current_state(), shop)
 
 
 def test_a_number_asked_for_again_during_its_refresh_stays_queued(
     conn: psycopg.Connection[Any],
+    shop: ShopSchema,
 ) -> None:
     conn.execute("SELECT sync.request_refresh('TX00000001')")
     claimed = conn.execute("SELECT * FROM sync.claim_refresh_requests(10)").fetchall()

@@ -602,8 +602,10 @@ $$;
 -- not a warning. The generated SQL is executed here, as the owner role (SY024 otherwise), so
 -- schema syncmap and everything in it belong to the owner; the new version becomes the only
 -- active one and one audit row records it (no personal data: the version, the document's
--- sha256, the installing role). The document that is active already: nothing happens, its
--- version is returned. p_source says where it came from (a file name), never its content.
+-- sha256, the installing role). The document that is active already: nothing happens but the
+-- consent triggers' binding (gdpr._bind_local_consents), its version is returned. Either way the
+-- consent triggers follow the mapped table. p_source says where it came from (a file name),
+-- never its content.
 CREATE OR REPLACE FUNCTION sync.install_mapping(p_document jsonb, p_source text)
 RETURNS integer
 LANGUAGE plpgsql
@@ -630,6 +632,7 @@ BEGIN
     FROM sync.mapping_version AS v
     WHERE v.active AND v.sha256 = digest;
     IF installed IS NOT NULL THEN
+        PERFORM gdpr._bind_local_consents();  -- a GRANT since may let them on (docs/mapping.md)
         RETURN installed;
     END IF;
     SELECT d.path, d.problem INTO defect
@@ -647,6 +650,8 @@ BEGIN
     INSERT INTO sync.mapping_version (version, document, sha256, source, installed_by, active)
     VALUES (installed, p_document, digest, p_source,
             CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END, true);
+    -- local changes of a column holding a tritonX consent field (sql/83_gdpr_consent.sql)
+    PERFORM gdpr._bind_local_consents();
     INSERT INTO sync.audit (actor, action, outcome, version, counts, reason)
     VALUES (CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END,
             'mapping.installed', 'applied', installed,

@@ -299,6 +299,7 @@ DECLARE
     w_versions   integer[];
     w_snapshots  jsonb[];
     w_new        boolean[];
+    prior_source text;
 BEGIN
     IF pg_catalog.to_regprocedure(
            'syncmap.write_customers(text[], integer[], jsonb[], boolean[])') IS NULL THEN
@@ -365,8 +366,13 @@ BEGIN
     written := 0;
     written_new := 0;
     IF expected > 0 THEN
+        -- tritonX's consent decisions are recorded from the snapshots (below): the customer
+        -- table's local-consent triggers see this write as tritonX's by gdpr.consent_source
+        prior_source := pg_catalog.current_setting('gdpr.consent_source', true);
+        PERFORM pg_catalog.set_config('gdpr.consent_source', 'tritonx', true);
         SELECT w.rows_written, w.rows_created INTO written, written_new
         FROM syncmap.write_customers(w_numbers, w_versions, w_snapshots, w_new) AS w;
+        PERFORM pg_catalog.set_config('gdpr.consent_source', coalesce(prior_source, ''), true);
     END IF;
 
     IF (written, written_new) IS DISTINCT FROM (expected, expected_new) THEN
@@ -395,6 +401,9 @@ BEGIN
     -- constraints of the shop's that are deferred to commit are checked now, where a violation
     -- is this run's and can be isolated, not at commit, where it would fail every retry
     PERFORM sync._check_deferred_constraints();
+    IF expected > 0 THEN
+        PERFORM gdpr._record_tritonx_consents(w_numbers, w_snapshots);
+    END IF;
 
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
                             customer_id, version, reason, customer_key)

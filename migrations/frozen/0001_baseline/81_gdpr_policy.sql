@@ -196,9 +196,16 @@ BEGIN
 END
 $$;
 
--- Put a draft policy in force. A policy stating a tritonX consent field takes the current
--- field of every customer who has no consent for it yet as a granted consent (source tritonx).
--- Returns {"state": "active", "consents": n}.
+-- Put a draft policy in force. A policy stating a tritonX consent field takes the field's current
+-- value of every customer of the mapped table who has no decision for it yet, when granted, as
+-- a consent (source tritonx for a linked customer, back_office for a local one), on any mapped
+-- schema: from the customer column that holds it (gdpr._stored_consent_fields(): as is, or as a
+-- true/false literal), dated by the column holding the snapshot's updated_at when the mapping
+-- stores it, else p_now; when the mapping does not store the field, from the latest applied
+-- snapshot the inbox still holds for each linked customer (sync.drop_payloads drops them after
+-- a few days: a customer whose snapshot is gone gets a decision when tritonX next sends one
+-- granted). Returns {"state": "active", "consents": n, "consents_from": "column" |
+-- "snapshots"} ("consents_from" only for a policy with a consent field).
 -- Example: SELECT gdpr.activate_policy('newsletter', 'dpo');
 CREATE OR REPLACE FUNCTION gdpr.activate_policy(
     p_code text, p_actor text DEFAULT CURRENT_USER, p_now timestamptz DEFAULT now())
@@ -211,6 +218,10 @@ AS $$
 DECLARE
     target   gdpr.policy := gdpr._policy(p_code);
     recorded bigint := 0;
+    mapped   record;
+    stored   record;
+    dated    text;
+    taken    text;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     IF target.state <> 'draft' THEN
@@ -219,21 +230,77 @@ BEGIN
                                         p_code, target.state);
     END IF;
     UPDATE gdpr.policy AS p SET state = 'active', activated_at = p_now WHERE p.id = target.id;
-    IF target.consent_field = 'newsletter_opt_in' THEN
-        INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
-                                  text_version, actor)
-        SELECT c.id::text, target.id, true, coalesce(c.tritonx_updated_at, p_now), 'tritonx',
-               target.text_version, 'tritonx'
-        FROM shop.customer AS c
-        WHERE c.newsletter_opt_in
-          AND NOT EXISTS (SELECT FROM gdpr.consent AS g
-                          WHERE g.customer_key = c.id::text AND g.policy_id = target.id);
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF target.consent_field IS NOT NULL AND mapped.relation IS NOT NULL THEN
+        SELECT * INTO stored FROM gdpr._stored_consent_fields() AS f
+        WHERE f.field = target.consent_field
+        ORDER BY f.as_is DESC, f.column_name
+        LIMIT 1;
+        IF FOUND THEN
+            taken := 'column';
+            -- the column holding the snapshot's updated_at, when the mapping stores it plainly
+            SELECT pg_catalog.format('c.%I', a.attname) INTO dated
+            FROM sync.mapping_version AS v
+            CROSS JOIN LATERAL pg_catalog.jsonb_each(
+                CASE WHEN pg_catalog.jsonb_typeof(v.document #> '{customer,columns}') = 'object'
+                     THEN v.document #> '{customer,columns}' ELSE '{}' END) AS o
+            JOIN pg_catalog.pg_attribute AS a
+                ON a.attrelid = mapped.relation AND a.attname = o.key AND a.attnum > 0
+               AND NOT a.attisdropped
+            WHERE v.active
+              AND (o.value = '"updated_at"'::jsonb OR o.value = '{"field": "updated_at"}'::jsonb)
+              AND a.atttypid = 'pg_catalog.timestamptz'::pg_catalog.regtype
+            ORDER BY o.key
+            LIMIT 1;
+            EXECUTE pg_catalog.format(
+                'INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source, '
+                'text_version, actor) '
+                'SELECT c.%1$I::text, $1, true, coalesce(%2$s, $2), w.source, $3, w.source '
+                'FROM %3$s AS c '
+                'CROSS JOIN LATERAL (SELECT CASE WHEN EXISTS (SELECT FROM syncmap.customer_map '
+                'AS m WHERE m.customer_key = c.%1$I) THEN ''tritonx'' ELSE ''back_office'' END '
+                'AS source) AS w '
+                'WHERE %4$s AND NOT EXISTS (SELECT FROM gdpr.consent AS g '
+                'WHERE g.customer_key = c.%1$I::text AND g.policy_id = $1)',
+                mapped.key_column, coalesce(dated, 'NULL::timestamptz'), mapped.relation,
+                CASE WHEN stored.as_is THEN pg_catalog.format('c.%I', stored.column_name)
+                     ELSE pg_catalog.format('c.%I::text = %L', stored.column_name,
+                                            stored.true_value) END)
+                USING target.id, p_now, target.text_version;
+        ELSE
+            taken := 'snapshots';
+            INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
+                                      text_version, actor)
+            SELECT m.customer_key::text, target.id, true,
+                   coalesce(CASE WHEN pg_catalog.jsonb_typeof(s.snapshot -> 'updated_at')
+                                      = 'string'
+                                 THEN (s.snapshot ->> 'updated_at')::timestamptz END, p_now),
+                   'tritonx', target.text_version, 'tritonx'
+            FROM (SELECT DISTINCT ON (i.customer_number) i.customer_number, i.version,
+                         i.payload -> 'customer' AS snapshot
+                  FROM sync.inbox AS i
+                  WHERE i.event_type = 'customer.upserted' AND i.payload ? 'customer'
+                    AND EXISTS (SELECT FROM sync.audit AS a
+                                WHERE a.event_id = i.event_id AND a.inbox_id = i.id
+                                  AND a.outcome = 'applied')
+                  ORDER BY i.customer_number, i.version DESC, i.id DESC) AS s
+            JOIN syncmap.customer_map AS m
+                ON m.customer_number = s.customer_number AND m.version = s.version
+            WHERE (s.snapshot -> target.consent_field) = 'true'::jsonb
+              AND NOT EXISTS (SELECT FROM gdpr.consent AS g
+                              WHERE g.customer_key = m.customer_key::text
+                                AND g.policy_id = target.id);
+        END IF;
         GET DIAGNOSTICS recorded = ROW_COUNT;
     END IF;
     PERFORM gdpr._audit(p_actor, 'policy.activated', NULL,
                         pg_catalog.jsonb_build_object('gdpr.consent', recorded),
-                        pg_catalog.format('policy %s', p_code));
-    RETURN pg_catalog.jsonb_build_object('state', 'active', 'consents', recorded);
+                        pg_catalog.format('policy %s', p_code)
+                        || coalesce(', consents from ' || taken, ''));
+    RETURN pg_catalog.jsonb_build_object('state', 'active', 'consents', recorded)
+           || CASE WHEN taken IS NOT NULL
+                   THEN pg_catalog.jsonb_build_object('consents_from', taken)
+                   ELSE '{}'::jsonb END;
 END
 $$;
 

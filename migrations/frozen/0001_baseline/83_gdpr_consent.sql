@@ -1,15 +1,19 @@
 -- Consent per customer and policy. gdpr.consent is an append-only history: a trigger refuses
 -- every change but the engine's own (a merge re-points rows to the survivor; a delete of the
 -- customer removes them), checked at commit: the customer the rows leave must be gone by then.
--- The current state is the latest row (gdpr.current_consent). Sources:
+-- The current state is the latest row (gdpr.current_consent). Customers are named by the mapped
+-- key as text, on any mapped schema. Sources:
 --   - the shop and the back office call gdpr.record_consent;
---   - tritonX snapshots: a statement-level trigger on shop.customer (transition tables, one
---     INSERT per batch) records newsletter_opt_in for the active policies whose consent_field
---     names it, when a new customer holds it or an update changes it;
+--   - tritonX: a policy's consent_field (a boolean field of the snapshot) is recorded by the
+--     apply path from the snapshots it has written, one INSERT per run of upserts
+--     (gdpr._record_tritonx_consents), whether or not the mapping stores the field;
+--   - local changes of a customer column that holds the field as is (the reference shop's
+--     newsletter_opt_in): statement-level triggers on the mapped customer table, bound by
+--     sync.install_mapping (gdpr._bind_local_consents);
 --   - a merge combines both customers' consents per the policy's merge_rule (a trigger on
 --     gdpr.consent sees the re-pointed rows) and appends the combined state (source merge).
--- Collection guard: shop.newsletter_subscription refuses rows (SY083) for a customer without a
--- current granted consent for the active newsletter policy.
+-- Collection guard: gdpr.require_consent puts a trigger on a customer-linked table that refuses
+-- rows (SY083) for a customer without a current granted consent for an active policy.
 -- The triggers that read or write gdpr tables run as their owner (SECURITY DEFINER, search_path
 -- pinned): the shop writes its own tables and holds no rights in gdpr. Re-runnable.
 
@@ -283,90 +287,250 @@ CREATE OR REPLACE TRIGGER consent_merged
     EXECUTE FUNCTION gdpr._combine_merged_consents();
 
 -- ---------------------------------------------------------------------------------------------
--- tritonX snapshots: newsletter_opt_in as consent
+-- tritonX's consent fields (a policy's consent_field: a boolean field of the snapshot)
 -- ---------------------------------------------------------------------------------------------
 
--- A new customer who opted in: granted (source tritonx for a snapshot, else the local source:
--- the session's gdpr.consent_source, which the retention and erasure jobs set, or back_office).
-CREATE OR REPLACE FUNCTION gdpr._record_inserted_consents()
+-- The boolean snapshot fields the active mapping stores in a column of the customer table, with
+-- how the column states them: `as_is` when the column is boolean and its source is the plain
+-- field (optionally with null_as), so the column is the field and a local change of it is a
+-- local decision; else `true_value` when the source is a true/false transform with two distinct
+-- literals (the column reads as granted when it holds the true literal). Other transforms
+-- (codes, join, ...) are not listed: the column does not state the field.
+CREATE OR REPLACE FUNCTION gdpr._stored_consent_fields()
+RETURNS TABLE (field text, column_name name, as_is boolean, true_value text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.field, a.attname,
+           a.atttypid = 'pg_catalog.bool'::pg_catalog.regtype AND s.plain,
+           CASE WHEN s.literals THEN s.source ->> 'true' END
+    FROM sync.mapping_version AS v
+    JOIN sync.mapped_customer() AS m ON true
+    CROSS JOIN LATERAL pg_catalog.jsonb_each(
+        CASE WHEN pg_catalog.jsonb_typeof(v.document #> '{customer,columns}') = 'object'
+             THEN v.document #> '{customer,columns}' ELSE '{}' END) AS o
+    CROSS JOIN LATERAL (
+        SELECT o.value AS source,
+               CASE pg_catalog.jsonb_typeof(o.value)
+                   WHEN 'string' THEN o.value #>> '{}'
+                   WHEN 'object' THEN o.value ->> 'field'
+               END AS field,
+               CASE pg_catalog.jsonb_typeof(o.value)
+                   WHEN 'string' THEN true
+                   WHEN 'object' THEN (o.value - 'null_as')
+                                      = pg_catalog.jsonb_build_object('field', o.value -> 'field')
+                   ELSE false
+               END AS plain,
+               -- a true/false transform and nothing else (null_as aside), two distinct literals
+               CASE WHEN pg_catalog.jsonb_typeof(o.value) = 'object'
+                    THEN (o.value - 'null_as' - 'true' - 'false')
+                         = pg_catalog.jsonb_build_object('field', o.value -> 'field')
+                         AND o.value ? 'true' AND o.value ? 'false'
+                         AND (o.value ->> 'true') IS DISTINCT FROM (o.value ->> 'false')
+                    ELSE false
+               END AS literals) AS s
+    JOIN pg_catalog.pg_attribute AS a
+        ON a.attrelid = m.relation AND a.attname = o.key AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE v.active
+      -- a boolean field of the snapshot (the contract's types: sql/20_sync_tables.sql)
+      AND s.field IN (SELECT f.attname::text
+                      FROM pg_catalog.pg_attribute AS f
+                      WHERE f.attrelid = (SELECT t.typrelid FROM pg_catalog.pg_type AS t
+                                          WHERE t.oid = 'sync.customer_snapshot'::pg_catalog.regtype)
+                        AND f.atttypid = 'pg_catalog.bool'::pg_catalog.regtype)
+      AND (s.plain OR s.literals)
+    ORDER BY o.key
+$$;
+
+-- tritonX's decisions, from the snapshots the feed has just written (called by the apply path,
+-- sync._apply_upserts, once per run of upserts, after the write; p_numbers and p_snapshots are
+-- the written events, one per customer): for every active policy with a consent_field, a
+-- decision (source tritonx) where the snapshot's value differs from the customer's last
+-- tritonX-sourced decision, or there is none and it is granted. A missing or null field reads as
+-- not granted. Dated by the snapshot's updated_at, never later than now and never earlier than
+-- the last tritonX-sourced decision (a later version of tritonX's supersedes an earlier one). One INSERT for the run, on any
+-- mapped schema, whether or not the mapping stores the field. A local decision in between (the
+-- back office, the webshop) stays the current one until tritonX's value changes.
+CREATE OR REPLACE FUNCTION gdpr._record_tritonx_consents(p_numbers text[], p_snapshots jsonb[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM gdpr.policy AS p
+                   WHERE p.state = 'active' AND p.consent_field IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
+                              text_version, actor)
+    SELECT m.customer_key::text, p.id, d.granted,
+           GREATEST(LEAST(coalesce((u.snapshot ->> 'updated_at')::timestamptz, pg_catalog.now()),
+                          pg_catalog.now()),
+                    last.decided_at),
+           'tritonx', p.text_version, 'tritonx'
+    FROM ROWS FROM (pg_catalog.unnest(p_numbers), pg_catalog.unnest(p_snapshots))
+         AS u (number, snapshot)
+    JOIN syncmap.customer_map AS m ON m.customer_number = u.number
+    CROSS JOIN gdpr.policy AS p
+    CROSS JOIN LATERAL (
+        SELECT coalesce((u.snapshot -> p.consent_field) = 'true'::jsonb, false) AS granted) AS d
+    LEFT JOIN LATERAL (
+        SELECT c.granted, c.decided_at
+        FROM gdpr.consent AS c
+        WHERE c.customer_key = m.customer_key::text AND c.policy_id = p.id
+          AND c.source = 'tritonx'
+        ORDER BY c.decided_at DESC, c.id DESC
+        LIMIT 1
+    ) AS last ON true
+    WHERE p.state = 'active' AND p.consent_field IS NOT NULL
+      AND d.granted IS DISTINCT FROM coalesce(last.granted, false);
+END
+$$;
+
+-- Local changes of a column that holds a consent field as is (gdpr._stored_consent_fields():
+-- the reference shop's newsletter_opt_in): a new customer who holds it, and every change of it,
+-- are decisions of the session's gdpr.consent_source (the retention and erasure jobs set it;
+-- else back_office). The feed's own write is skipped (the apply path sets gdpr.consent_source
+-- to tritonx around it: tritonX's decisions come from the snapshots,
+-- gdpr._record_tritonx_consents). The statement-level INSERT and UPDATE triggers of the mapped
+-- customer table; arguments: the key column, then pairs of snapshot field and column. One
+-- INSERT per field named by an active policy, per statement.
+-- one function for both triggers now: the former pair goes, with its triggers
+DROP FUNCTION IF EXISTS gdpr._record_inserted_consents() CASCADE;
+DROP FUNCTION IF EXISTS gdpr._record_updated_consents() CASCADE;
+CREATE OR REPLACE FUNCTION gdpr._record_local_consents()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    source text := coalesce(NULLIF(pg_catalog.current_setting('gdpr.consent_source', true), ''),
+                            'back_office');
 BEGIN
-    IF NOT EXISTS (SELECT FROM gdpr.policy AS p
-                   WHERE p.state = 'active' AND p.consent_field = 'newsletter_opt_in') THEN
+    IF source = 'tritonx'
+       OR NOT EXISTS (SELECT FROM gdpr.policy AS p
+                      WHERE p.state = 'active' AND p.consent_field IS NOT NULL)
+       OR TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
+                                     FROM sync.mapped_customer() AS m) THEN
         RETURN NULL;
     END IF;
-    INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
-                              text_version, actor)
-    SELECT n.id::text, p.id, true, coalesce(n.tritonx_updated_at, pg_catalog.now()), w.source,
-           p.text_version, w.source
-    FROM snapshot_after AS n
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN n.tritonx_version IS NOT NULL THEN 'tritonx'
-                    ELSE coalesce(NULLIF(pg_catalog.current_setting('gdpr.consent_source', true),
-                                         ''), 'back_office') END AS source) AS w
-    CROSS JOIN gdpr.policy AS p
-    WHERE n.newsletter_opt_in
-      AND p.state = 'active' AND p.consent_field = 'newsletter_opt_in';
+    FOR i IN 1 .. TG_NARGS - 1 BY 2 LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM gdpr.policy AS p WHERE p.state = 'active'
+                                                             AND p.consent_field = TG_ARGV[i]);
+        -- a new row: set; a changed row: changed (NULL reads as not granted)
+        EXECUTE pg_catalog.format(
+            'INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source, '
+            'text_version, actor) '
+            'SELECT n.%1$I::text, p.id, coalesce(n.%2$I, false), pg_catalog.now(), $1, '
+            'p.text_version, $1 '
+            'FROM snapshot_after AS n %3$s CROSS JOIN gdpr.policy AS p '
+            'WHERE %4$s AND p.state = ''active'' AND p.consent_field = $2',
+            TG_ARGV[0], TG_ARGV[i + 1],
+            CASE WHEN TG_OP = 'UPDATE'
+                 THEN pg_catalog.format('JOIN snapshot_before AS o ON o.%1$I = n.%1$I',
+                                        TG_ARGV[0])
+                 ELSE '' END,
+            CASE WHEN TG_OP = 'UPDATE'
+                 THEN pg_catalog.format('coalesce(n.%1$I, false) <> coalesce(o.%1$I, false)',
+                                        TG_ARGV[i + 1])
+                 ELSE pg_catalog.format('n.%I', TG_ARGV[i + 1]) END)
+            USING source, TG_ARGV[i];
+    END LOOP;
     RETURN NULL;
 END
 $$;
 
--- A changed opt-in: from tritonX when the snapshot version moved; any other change is local (the
--- back office, an anonymisation), unless the session names its source in gdpr.consent_source.
-CREATE OR REPLACE FUNCTION gdpr._record_updated_consents()
-RETURNS trigger
+-- Put the local-change triggers on the active mapping's customer table (called by
+-- sync.install_mapping, as the owner role, and when this file runs again): when the mapping
+-- stores a consent field as is, (re)created on the mapped table (customer_consent_inserted,
+-- customer_consent_updated) with its key column and those columns; removed from every other
+-- table (and from the mapped one when it stores none). Without the TRIGGER privilege on the
+-- mapped table a WARNING says that local changes of the column are not recorded (decisions then
+-- come only through gdpr.record_consent); a trigger the owner role may not drop (not the table's
+-- owner) stays with a WARNING, and records nothing while its table is not the mapped one.
+CREATE OR REPLACE FUNCTION gdpr._bind_local_consents()
+RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER
+VOLATILE
+SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    bound  record;
+    mapped record;
+    args   text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM gdpr.policy AS p
-                   WHERE p.state = 'active' AND p.consent_field = 'newsletter_opt_in') THEN
-        RETURN NULL;
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF FOUND THEN
+        SELECT pg_catalog.string_agg(pg_catalog.format('%L, %L', f.field, f.column_name), ', '
+                                     ORDER BY f.field, f.column_name)
+        INTO args
+        FROM gdpr._stored_consent_fields() AS f
+        WHERE f.as_is;
     END IF;
-    INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source,
-                              text_version, actor)
-    SELECT n.id::text, p.id, n.newsletter_opt_in,
-           CASE WHEN w.from_tritonx THEN coalesce(n.tritonx_updated_at, pg_catalog.now())
-                ELSE pg_catalog.now() END,
-           w.source, p.text_version, w.source
-    FROM snapshot_after AS n
-    JOIN snapshot_before AS o ON o.id = n.id
-    CROSS JOIN LATERAL (
-        SELECT n.tritonx_version IS DISTINCT FROM o.tritonx_version AS from_tritonx,
-               CASE WHEN n.tritonx_version IS DISTINCT FROM o.tritonx_version THEN 'tritonx'
-                    ELSE coalesce(NULLIF(pg_catalog.current_setting('gdpr.consent_source', true),
-                                         ''), 'back_office') END AS source) AS w
-    CROSS JOIN gdpr.policy AS p
-    WHERE n.newsletter_opt_in IS DISTINCT FROM o.newsletter_opt_in
-      AND p.state = 'active' AND p.consent_field = 'newsletter_opt_in';
-    RETURN NULL;
+    FOR bound IN
+        SELECT t.tgname, t.tgrelid::pg_catalog.regclass AS relation
+        FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgfoid = 'gdpr._record_local_consents()'::pg_catalog.regprocedure
+          AND (args IS NULL OR t.tgrelid <> mapped.relation)
+    LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', bound.tgname, bound.relation);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING USING MESSAGE = pg_catalog.format(
+                'trigger %s on %s stays: only the table''s owner may drop it; it records '
+                'nothing while %s is not the mapped customer table',
+                bound.tgname, bound.relation, bound.relation);
+        END;
+    END LOOP;
+    IF args IS NULL THEN
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(mapped.relation, 'TRIGGER') THEN
+        RAISE WARNING USING MESSAGE = pg_catalog.format(
+            '%s: no TRIGGER privilege for %s, so local changes of its consent columns are not '
+            'recorded as consent', mapped.relation, current_user),
+            HINT = pg_catalog.format('GRANT TRIGGER ON %s TO %I and install the mapping again',
+                                     mapped.relation, current_user);
+        RETURN;
+    END IF;
+    EXECUTE pg_catalog.format(
+        'CREATE OR REPLACE TRIGGER customer_consent_inserted AFTER INSERT ON %1$s '
+        'REFERENCING NEW TABLE AS snapshot_after FOR EACH STATEMENT '
+        'EXECUTE FUNCTION gdpr._record_local_consents(%2$L, %3$s)',
+        mapped.relation, mapped.key_column, args);
+    EXECUTE pg_catalog.format(
+        'CREATE OR REPLACE TRIGGER customer_consent_updated AFTER UPDATE ON %1$s '
+        'REFERENCING OLD TABLE AS snapshot_before NEW TABLE AS snapshot_after FOR EACH STATEMENT '
+        'EXECUTE FUNCTION gdpr._record_local_consents(%2$L, %3$s)',
+        mapped.relation, mapped.key_column, args);
 END
 $$;
 
-CREATE OR REPLACE TRIGGER customer_consent_inserted
-    AFTER INSERT ON shop.customer
-    REFERENCING NEW TABLE AS snapshot_after
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION gdpr._record_inserted_consents();
-
-CREATE OR REPLACE TRIGGER customer_consent_updated
-    AFTER UPDATE ON shop.customer
-    REFERENCING OLD TABLE AS snapshot_before NEW TABLE AS snapshot_after
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION gdpr._record_updated_consents();
+-- An installation that has a mapping: the triggers follow today's definition (a fresh install
+-- binds them when sql/96_reference_mapping.sql installs the reference mapping).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM sync.mapped_customer()) THEN
+        PERFORM gdpr._bind_local_consents();
+    END IF;
+END
+$$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Collection guard
 -- ---------------------------------------------------------------------------------------------
 
 -- Refuses (SY083) new rows for customers without a current granted consent for the policy
--- named by the trigger's argument, while that policy is active. The table's customer column
--- must be called customer_id.
+-- while it is active. Installed by gdpr.require_consent; trigger arguments: the policy code,
+-- the table's customer column and the mapped key's type (the column's values are read as keys
+-- of that type, in the key's own text form, as gdpr.consent holds them). The message names the
+-- table, the count and, for an integer key, the first customer id; never a key of another type.
 CREATE OR REPLACE FUNCTION gdpr._require_consent()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -375,29 +539,86 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     policy_code text := TG_ARGV[0];
+    -- a guard created with the policy code alone read customer_id, a bigint key
+    customer    text := coalesce(TG_ARGV[1], 'customer_id');
+    key_type    pg_catalog.regtype := coalesce(TG_ARGV[2], 'bigint')::pg_catalog.regtype;
+    target      gdpr.policy;
     refused     bigint;
-    first_id    bigint;
+    first_key   text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM gdpr.policy AS p
-                   WHERE p.code = policy_code AND p.state = 'active') THEN
+    SELECT * INTO target FROM gdpr.policy AS p WHERE p.code = policy_code AND p.state = 'active';
+    IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    SELECT count(*), min(a.customer_id) INTO refused, first_id
-    FROM (SELECT DISTINCT r.customer_id FROM collected AS r) AS a
-    WHERE NOT gdpr.has_consent(a.customer_id::text, policy_code);
+    EXECUTE pg_catalog.format(
+        'SELECT count(*), (pg_catalog.array_agg(a.k::text ORDER BY a.k))[1] '
+        'FROM (SELECT DISTINCT r.%1$I::text::%2$s AS k '
+        'FROM collected AS r WHERE r.%1$I IS NOT NULL) AS a '
+        'WHERE NOT coalesce((SELECT c.granted FROM gdpr.consent AS c '
+        'WHERE c.customer_key = a.k::text AND c.policy_id = $1 '
+        'ORDER BY c.decided_at DESC, c.id DESC LIMIT 1), false)',
+        customer, key_type)
+        INTO refused, first_key USING target.id;
     IF refused > 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'SY083',
             MESSAGE = pg_catalog.format(
-                '%s.%s: %s customer(s) (first id %s) have no granted consent for policy %s',
-                TG_TABLE_SCHEMA, TG_TABLE_NAME, refused, first_id, policy_code),
+                '%s.%s: %s customer(s)%s have no granted consent for policy %s',
+                TG_TABLE_SCHEMA, TG_TABLE_NAME, refused,
+                CASE WHEN key_type IN ('smallint'::pg_catalog.regtype,
+                                       'integer'::pg_catalog.regtype,
+                                       'bigint'::pg_catalog.regtype)
+                     THEN ' (first id ' || first_key || ')' ELSE '' END,
+                policy_code),
             HINT = 'record the consent first: gdpr.record_consent';
     END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER newsletter_subscription_needs_consent
-    AFTER INSERT ON shop.newsletter_subscription
-    REFERENCING NEW TABLE AS collected
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION gdpr._require_consent('newsletter');
+-- Guard a customer-linked table (one of sync.customer_links(), not the engine's own: a
+-- partitioned table as a whole) for a policy: while the policy is active, a statement inserting
+-- rows for a customer without a current granted consent for it is refused (SY083). The trigger
+-- (needs_consent_<code>) reads the link's own customer column; installing it again replaces it.
+-- Run as the owner role (it needs the TRIGGER privilege on a table it does not own). Raises
+-- SY080 (unknown policy), SY082 (not a customer-linked table). Returns the trigger's name.
+-- Example: SELECT gdpr.require_consent('shop.newsletter_subscription', 'newsletter');
+CREATE OR REPLACE FUNCTION gdpr.require_consent(p_table pg_catalog.regclass, p_policy_code text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target  gdpr.policy;
+    link    record;
+    trigger text;
+BEGIN
+    PERFORM sync._checked_length(p_policy_code, 64, 'policy code');
+    SELECT * INTO target FROM gdpr.policy AS p WHERE p.code = p_policy_code;
+    IF NOT FOUND THEN
+        PERFORM gdpr._policy(p_policy_code);  -- raises SY080
+    END IF;
+    SELECT l.fk_column, m.key_type INTO link
+    FROM sync.customer_links() AS l
+    CROSS JOIN sync.mapped_customer() AS m
+    WHERE l.relation = p_table AND l.known_by <> 'engine'
+    ORDER BY l.fk_column
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY082',
+            MESSAGE = pg_catalog.format(
+                '%s is not a customer-linked table of the shop (sync.customer_links())', p_table);
+    END IF;
+    trigger := 'needs_consent_' || target.code;
+    IF pg_catalog.octet_length(trigger) > 63 THEN
+        trigger := pg_catalog.left(trigger, 54) || '_'
+                   || pg_catalog.left(pg_catalog.md5(target.code), 8);
+    END IF;
+    EXECUTE pg_catalog.format(
+        'CREATE OR REPLACE TRIGGER %1$I AFTER INSERT ON %2$s REFERENCING NEW TABLE AS collected '
+        'FOR EACH STATEMENT EXECUTE FUNCTION gdpr._require_consent(%3$L, %4$L, %5$L)',
+        trigger, p_table, target.code, link.fk_column, link.key_type);
+    RETURN trigger;
+END
+$$;

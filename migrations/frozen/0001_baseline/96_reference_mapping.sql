@@ -3,7 +3,8 @@
 -- applies the feed through generated code from the start. On an installation that has one, the
 -- active mapping is compiled again: an upgrade of the engine regenerates schema syncmap with
 -- today's compiler, and keeps the version (no new version, no audit row). After the roles
--- (sql/95_roles.sql): installing runs as the owner role. Re-runnable.
+-- (sql/95_roles.sql): installing runs as the owner role. A fresh install also guards
+-- shop.newsletter_subscription for the newsletter policy (gdpr.require_consent). Re-runnable.
 DO $$
 DECLARE
     active jsonb;
@@ -34,6 +35,8 @@ BEGIN
               "last_order": {"schema": "shop", "table": "orders", "column": "placed_at"}
             }
           }'::jsonb, 'syncctl/mappings/reference.toml');
+        -- the reference shop's collection guard, the way a DBA guards a table (docs/gdpr.md)
+        PERFORM gdpr.require_consent('shop.newsletter_subscription', 'newsletter');
     ELSE
         SELECT v.document INTO active FROM sync.mapping_version AS v WHERE v.active;
         IF active IS NOT NULL THEN
