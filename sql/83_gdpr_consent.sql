@@ -346,18 +346,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE TRIGGER customer_consent_inserted
-    AFTER INSERT ON shop.customer
-    REFERENCING NEW TABLE AS snapshot_after
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION gdpr._record_inserted_consents();
-
-CREATE OR REPLACE TRIGGER customer_consent_updated
-    AFTER UPDATE ON shop.customer
-    REFERENCING OLD TABLE AS snapshot_before NEW TABLE AS snapshot_after
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION gdpr._record_updated_consents();
-
 -- ---------------------------------------------------------------------------------------------
 -- Collection guard
 -- ---------------------------------------------------------------------------------------------
@@ -393,9 +381,3 @@ BEGIN
     RETURN NULL;
 END
 $$;
-
-CREATE OR REPLACE TRIGGER newsletter_subscription_needs_consent
-    AFTER INSERT ON shop.newsletter_subscription
-    REFERENCING NEW TABLE AS collected
-    FOR EACH STATEMENT
-    EXECUTE FUNCTION gdpr._require_consent('newsletter');
