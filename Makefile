@@ -41,10 +41,12 @@ lock:
 	uv pip compile pyproject.toml $(VENV)/build-requirements.in --extra test --generate-hashes \
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-## baseline: copy sql/ into the baseline revision's frozen folder (only while 0001 is unreleased)
+## baseline: copy sql/ into the baseline revision's frozen folder (only while 0001 is unreleased);
+## the reference shop (sql/reference_shop/) is not the engine's and not migrated
 baseline:
 	rm -rf migrations/frozen/0001_baseline
 	cp -r sql migrations/frozen/0001_baseline
+	rm -rf migrations/frozen/0001_baseline/reference_shop
 
 clean:
 	rm -rf $(VENV)

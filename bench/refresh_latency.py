@@ -10,7 +10,7 @@ import statistics
 import threading
 import time
 
-from syncctl import controller, schema
+from syncctl import controller, reference_shop, schema
 from syncctl.database import connect
 from syncctl.embedded import EmbeddedPostgres
 from syncctl.simulator.server import SimulatorServer
@@ -27,6 +27,7 @@ def measure(requests: int, customers: int) -> list[float]:
         TritonXClient(simulator.url, simulator.token) as client,
     ):
         schema.upgrade(pg.dsn)
+        reference_shop.install(pg.dsn)
         stop = threading.Event()
         daemon = threading.Thread(
             target=controller.run,

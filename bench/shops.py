@@ -1,10 +1,11 @@
-"""The test schemas the benchmark runs on: the reference shop (`shop`, made by the migrations,
-mapped by syncctl/mappings/reference.toml, version 1) and the boutique (tests/shops/boutique.sql,
-mapped by tests/shops/boutique.toml), a shop that differs from it on purpose (uuid key, one
-full-name column, the address in a table of its own, the tritonX number in a column it already
-had, the version in sync.customer_link). The boutique's DDL and mapping are read from those files,
-not copied: they are the suite's, and the benchmark installs them as a DBA would — the DDL, the
-GRANTs `sync.mapping_defects` names for the owner role, then `sync.install_mapping`.
+"""The test schemas the benchmark runs on: the reference shop (`shop`, made by
+syncctl.reference_shop, mapped by syncctl/mappings/reference.toml) and the boutique
+(tests/shops/boutique.sql, mapped by tests/shops/boutique.toml), a shop that differs from it on
+purpose (uuid key, one full-name column, the address in a table of its own, the tritonX number in
+a column it already had, the version in sync.customer_link). The boutique's DDL and mapping are
+read from those files, not copied: they are the suite's, and the benchmark installs them as a DBA
+would — the DDL, the GRANTs `sync.mapping_defects` names for the owner role, then
+`sync.install_mapping`.
 
 Each shop names its baselines' statements in bench/statements.sql: the reference's blocks by
 their plain name, the boutique's with the prefix `boutique_`."""
@@ -18,7 +19,7 @@ from typing import Any
 import psycopg
 
 from bench.statements import statements
-from syncctl import mapping, mapping_database
+from syncctl import mapping, mapping_database, reference_shop
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # at most this many rounds of "run the check, grant what it names": a grant on a schema can
@@ -43,6 +44,7 @@ class Shop:
         """Create the shop's tables in a migrated database, grant the owner role what the
         mapping check asks for, and install the mapping as the active version."""
         if self.ddl is None or self.mapping is None:
+            reference_shop.install(dsn)
             return
         loaded = mapping.load(self.mapping, str(self.mapping.relative_to(REPOSITORY)))
         with psycopg.connect(dsn) as conn:

@@ -1,7 +1,5 @@
--- Schemas of syncctl. `shop` is a reference webshop model (real deployments bring their own
--- customer-linked tables), `sync` is the engine. Re-runnable.
-CREATE SCHEMA IF NOT EXISTS shop;
-COMMENT ON SCHEMA shop IS 'Reference webshop model: customers and everything linked to them.';
+-- Schemas of syncctl: `sync` is the engine, `syncmap` the code generated from the mapping (the
+-- shop's own customer tables stay where they are; sql/reference_shop/ is the demo's). Re-runnable.
 
 CREATE SCHEMA IF NOT EXISTS sync;
 COMMENT ON SCHEMA sync IS 'syncctl engine: inbox, cursor, redirects, tombstones, dead letters, audit.';

@@ -42,11 +42,6 @@ AS $$
     SELECT pg_catalog.lower(pg_catalog.btrim(pg_catalog.normalize(p_email, 'NFC')))
 $$;
 
--- shop.customer's login index: here, not in sql/10_shop.sql, as it needs the function above.
--- On another mapped table the index is the DBA's (docs/login-and-refresh.md), on the column
--- sync._email_column() names: CREATE INDEX ON crm.customer (sync.normalise_email(email));
-CREATE INDEX IF NOT EXISTS customer_login_email ON shop.customer (sync.normalise_email(email));
-
 -- The mapped customer key's type is an integer type: its keys are also bigint customer ids.
 CREATE OR REPLACE FUNCTION sync._integer_key()
 RETURNS boolean

@@ -103,7 +103,7 @@ AS $$
                p.prosecdef, p.proconfig
         FROM pg_catalog.pg_proc AS p
         JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
-        WHERE n.nspname IN ('shop', 'sync', 'gdpr', 'report', 'syncmap')
+        WHERE n.nspname IN ('sync', 'gdpr', 'report', 'syncmap')
           AND p.prokind IN ('f', 'p')
     )
     SELECT o.signature, 'not owned by ' || sync.role_name('owner')
@@ -167,7 +167,7 @@ BEGIN
     EXECUTE 'ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC';
 
     -- from zero: PUBLIC and the three roles hold nothing in syncctl's schemas
-    FOREACH schema_name IN ARRAY ARRAY['shop', 'sync', 'gdpr', 'report'] LOOP
+    FOREACH schema_name IN ARRAY ARRAY['sync', 'gdpr', 'report'] LOOP
         EXECUTE pg_catalog.format(
             'REVOKE ALL ON SCHEMA %1$I FROM PUBLIC, %2$I, %3$I, %4$I;'
             'REVOKE ALL ON ALL TABLES IN SCHEMA %1$I FROM PUBLIC, %2$I, %3$I, %4$I;'
@@ -177,14 +177,13 @@ BEGIN
     END LOOP;
 
     -- controller: the feed, refreshes, the outbox, links, dead letters, the daily GDPR job
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA sync, shop, gdpr TO %I', controller_role);
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA sync, gdpr TO %I', controller_role);
     EXECUTE pg_catalog.format(
         'GRANT SELECT, INSERT, UPDATE ON sync.cursor, gdpr.job_run TO %1$I;'
         'GRANT INSERT (source, seq, event_id, event_type, customer_number, version,'
         '              occurred_at, payload, raw) ON sync.inbox TO %1$I;'
         'GRANT SELECT (id, source, seq, event_id, event_type, customer_number, version,'
         '              occurred_at, received_at) ON sync.inbox TO %1$I;'
-        'GRANT SELECT (id, customer_number) ON shop.customer TO %1$I;'
         'GRANT SELECT ON sync.inbox_status, sync.payload_holding, sync.dead_letter, sync.audit,'
         '                sync.outbox, sync.refresh_request, sync.link_conflict, sync.redirect,'
         '                sync.link_anomaly, sync.adoptable_customer TO %1$I',
@@ -223,28 +222,15 @@ BEGIN
                                   controller_role);
     END IF;
 
-    -- webshop: the SQL API, and the shop's own data in the reference tables. On shop.customer
-    -- it may read every column, create a local customer, and change only webshop-only columns:
-    -- never the tritonX number, tritonX's fields or the version guard, and no DELETE (an
-    -- erasure goes through gdpr.receive_erasure).
-    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA sync, shop, gdpr TO %I', webshop_role);
+    -- webshop: the SQL API (its rights on the shop's own tables are the shop's: the reference
+    -- shop's are in sql/reference_shop/50_privileges.sql)
+    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA sync, gdpr TO %I', webshop_role);
     FOR signature IN SELECT w.function_signature::text FROM sync.webshop_api() AS w LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', signature, webshop_role);
     END LOOP;
-    -- evaluated by shop.customer's login index whenever the shop writes a customer
+    -- evaluated by a login index on the customer table whenever the shop writes a customer
     EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION sync.normalise_email(text) TO %I',
                               webshop_role);
-    EXECUTE pg_catalog.format(
-        'GRANT SELECT ON shop.customer TO %1$I;'
-        'GRANT INSERT (email, first_name, infix, last_name, gender, birth_date, phone, mobile,'
-        '              street, house_number, house_number_addition, postcode, city,'
-        '              country_code, created_at, last_login_at, preferred_language)'
-        '    ON shop.customer TO %1$I;'
-        'GRANT UPDATE (last_login_at, preferred_language) ON shop.customer TO %1$I;'
-        'GRANT SELECT, INSERT, UPDATE, DELETE ON shop.address, shop.orders, shop.order_line,'
-        '    shop.favourite, shop.wishlist, shop.cart, shop.newsletter_subscription,'
-        '    shop.login_identity TO %1$I',
-        webshop_role);
 
     -- reporting: the report views (and the functions they call), nothing else
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA report TO %1$I;'

@@ -1,9 +1,11 @@
 """What a command runs against. With no DSN (no --dsn, DATABASE_URL or PG* variables) a
-throwaway embedded PostgreSQL is started and migrated; with no tritonX URL the bundled
+throwaway embedded PostgreSQL is started and migrated, with the reference shop (schema shop and
+its mapping: syncctl.reference_shop) as the shop's tables; with no tritonX URL the bundled
 simulator is started on loopback, but only where its invented customers can do no harm: on
 the embedded database, or when the operator asked for it (`--simulator`). A configured
 database must already be at the head revision (DBAs run `syncctl db upgrade`), unless the
-command migrates it itself. A tritonX URL and token are checked here, before any request."""
+command migrates it itself, and hold an installed mapping (`syncctl mapping install`). A
+tritonX URL and token are checked here, before any request."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from syncctl import schema
-from syncctl.database import configured_dsn
+from syncctl import queries, reference_shop, schema
+from syncctl.database import configured_dsn, connect
 from syncctl.embedded import EmbeddedPostgres
-from syncctl.errors import ConfigurationError
+from syncctl.errors import ConfigurationError, MappingNotInstalled
 from syncctl.simulator.server import SimulatorServer
 from syncctl.tritonx import TritonXClient
 
@@ -43,13 +45,28 @@ def database(dsn_option: str | None, *, migrate: bool = False) -> Iterator[Datab
         with EmbeddedPostgres() as server:
             log.info("no database configured: started a throwaway embedded PostgreSQL")
             schema.upgrade(server.dsn)
+            reference_shop.install(server.dsn)
             yield Database(server.dsn, embedded=True)
         return
     if migrate:
         schema.upgrade(dsn)
     else:
         schema.require_current(dsn)
+    _require_mapping(dsn)
     yield Database(dsn, embedded=False)
+
+
+def _require_mapping(dsn: str) -> None:
+    """Refuse a database without an active mapping: the feed would have no customer table to
+    write, and every event would become a dead letter."""
+    with connect(dsn) as conn:
+        compiled = queries.one(conn, "mapping_compiled")
+    if not (compiled and compiled[0]):
+        raise MappingNotInstalled(
+            "no mapping is installed in this database: the feed has no customer table to write."
+            " Install the shop's: syncctl mapping install FILE (docs/own-database.md); for the"
+            " demo's reference shop: syncctl db reference-shop"
+        )
 
 
 def tritonx_client(url: str, token: str | None) -> TritonXClient:

@@ -28,3 +28,8 @@ def migrations_dir() -> Path:
 
 def sql_files() -> list[Path]:
     return sorted(sql_dir().glob("*.sql"))
+
+
+def reference_shop_files() -> list[Path]:
+    """The reference shop's tables, declarations and grants (not part of the engine)."""
+    return sorted((sql_dir() / "reference_shop").glob("*.sql"))

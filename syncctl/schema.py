@@ -21,8 +21,9 @@ from syncctl import installation, queries, resources
 from syncctl.database import connection_failure, error_text
 from syncctl.errors import MigrationError
 
-# Schemas syncctl owns; the description compares these.
-SCHEMAS = ("shop", "sync", "report", "gdpr", "syncmap")
+# Schemas the engine owns (the reference shop's `shop` is not one: syncctl.reference_shop); the
+# description compares these and a downgrade to base drops them.
+SCHEMAS = ("sync", "report", "gdpr", "syncmap")
 
 
 def run_sql_files(conn: Any, files: Iterable[Path]) -> None:

@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 
-from syncctl import schema
+from syncctl import reference_shop, schema
 from syncctl.embedded import EmbeddedPostgres
 
 settings.register_profile("ci", max_examples=60)
@@ -62,8 +62,12 @@ def pg_server() -> Iterator[NoopExecutor]:
 
 
 def migrate_template(**params: Any) -> None:
+    """The template every test database is cloned from: the engine at the newest revision, and
+    the reference shop with its mapping (the embedded demo database's contents)."""
     libpq = ("host", "port", "user", "password", "dbname")
-    schema.upgrade(make_conninfo(**{k: params[k] for k in libpq if params.get(k) is not None}))
+    dsn = make_conninfo(**{k: params[k] for k in libpq if params.get(k) is not None})
+    schema.upgrade(dsn)
+    reference_shop.install(dsn)
 
 
 postgresql_template = factories.postgresql_noproc(

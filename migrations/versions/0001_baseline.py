@@ -23,7 +23,9 @@ depends_on = None
 FROZEN = Path(__file__).resolve().parent.parent / "frozen" / revision
 
 # Roles are the cluster's: a downgrade leaves them (a DBA drops them with DROP ROLE).
-_DROP = "DROP SCHEMA IF EXISTS syncmap, report, gdpr, shop, sync CASCADE"
+# The shop's tables stay, the reference shop's included (it is not the engine's: `syncctl db
+# reference-shop` made it); the triggers that call the engine's functions go with them.
+_DROP = "DROP SCHEMA IF EXISTS syncmap, report, gdpr, sync CASCADE"
 
 
 def upgrade() -> None:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from syncctl import schema
+from syncctl import reference_shop, schema
 from syncctl.cli.edge import HasDsn, edge, required_dsn
 
 
@@ -25,6 +25,21 @@ def upgrade(settings: HasDsn, revision: str) -> None:
     dsn = required_dsn(settings)
     schema.upgrade(dsn, revision)
     click.echo(f"database at revision {', '.join(schema.current_revisions(dsn))}")
+
+
+@db.command("reference-shop")
+@click.pass_obj
+@edge
+def reference_shop_command(settings: HasDsn) -> None:
+    """Create the reference shop (schema shop) and install its mapping.
+
+    The demo's and the tests' customer tables, for trying syncctl out: a shop's own database
+    needs none of it (its customer tables are bound by `syncctl mapping install`). The database
+    must be at the newest revision (`syncctl db upgrade`). Re-runnable."""
+    dsn = required_dsn(settings)
+    schema.require_current(dsn)
+    version = reference_shop.install(dsn)
+    click.echo(f"reference shop installed: schema shop, mapping version {version}")
 
 
 @db.command()

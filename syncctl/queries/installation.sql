@@ -45,3 +45,7 @@ SELECT pg_catalog.has_database_privilege(%(role)s, pg_catalog.current_database()
 -- name: pin_role_prefix
 -- the role prefix for the rest of the session (sql/95_roles.sql reads it)
 SELECT pg_catalog.set_config('syncctl.role_prefix', %(prefix)s, false);
+
+-- name: reference_shop_guard
+-- the reference shop's collection guard: no newsletter subscription without the consent
+SELECT gdpr.require_consent('shop.newsletter_subscription', 'newsletter');

@@ -30,3 +30,10 @@ SELECT sync.install_mapping(%(document)s::jsonb, %(source)s);
 SELECT version, sha256, source, installed_by, installed_at, document
 FROM sync.mapping_version
 WHERE active;
+
+-- name: mapping_compiled
+-- whether the active mapping's generated write exists (the feed's customer table is bound);
+-- reads the catalog only, so any role may ask
+SELECT EXISTS (SELECT FROM pg_catalog.pg_proc AS p
+               JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'syncmap' AND p.proname = 'write_customers');

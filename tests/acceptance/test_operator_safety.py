@@ -106,14 +106,17 @@ def test_db_downgrade_says_what_goes_and_asks_first(
 ) -> None:
     conn.execute(
         "CREATE TABLE public.shop_orders (id int PRIMARY KEY,"
-        " customer_id bigint CONSTRAINT shop_orders_customer REFERENCES shop.customer (id))"
+        " customer_number text CONSTRAINT shop_orders_customer"
+        " REFERENCES sync.customer_link (customer_number))"
     )
     conn.commit()
     refused = syncctl("db", "downgrade", "base", dsn=dsn, input="y\n")
     assert refused.returncode == 2, refused.stderr
     assert "--yes" in refused.stderr
-    assert "drops schema sync" in refused.stdout and "drops schema shop" in refused.stdout
-    assert "shop_orders_customer on public.shop_orders -> shop.customer" in refused.stdout
+    assert "drops schema sync" in refused.stdout
+    # the shop's tables are not the engine's: the reference shop's included, they stay
+    assert "drops schema shop" not in refused.stdout
+    assert "shop_orders_customer on public.shop_orders -> sync.customer_link" in refused.stdout
     assert _one(conn, "SELECT to_regclass('sync.inbox') IS NOT NULL")
     done = syncctl("db", "downgrade", "base", "--yes", dsn=dsn)
     assert done.returncode == 0, done.stderr
@@ -122,6 +125,7 @@ def test_db_downgrade_says_what_goes_and_asks_first(
     assert (
         _one(conn, "SELECT count(*) FROM pg_constraint WHERE conname = 'shop_orders_customer'") == 0
     )
+    assert _one(conn, "SELECT count(*) FROM shop.customer") == 0
 
 
 def test_db_downgrade_at_a_terminal_changes_nothing_unless_confirmed(dsn: str) -> None:

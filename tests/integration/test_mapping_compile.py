@@ -489,7 +489,7 @@ def test_an_upgrade_recompiles_the_active_mapping_and_keeps_its_version(
     conn.execute("DROP FUNCTION syncmap.snapshot_defect(jsonb)")
     owner = _owner(conn)
     conn.execute(f'SET ROLE "{owner}"')
-    conn.execute(ROOT.joinpath("sql", "96_reference_mapping.sql").read_text(encoding="utf-8"))
+    conn.execute(ROOT.joinpath("sql", "96_mapping_recompile.sql").read_text(encoding="utf-8"))
     conn.execute("RESET ROLE")
     conn.commit()
     assert (conn.execute(versions).fetchall(), conn.execute(audit).fetchone()) == before

@@ -41,7 +41,7 @@ def test_the_reference_model_is_what_the_engine_writes(conn: psycopg.Connection[
 
 
 def test_the_installed_reference_mapping_is_the_shipped_file(conn: psycopg.Connection[Any]) -> None:
-    """sql/96_reference_mapping.sql holds the document of syncctl/mappings/reference.toml."""
+    """The reference shop (syncctl.reference_shop) is bound by syncctl/mappings/reference.toml."""
     with REFERENCE.mapping_path.open("rb") as handle:
         shipped = tomllib.load(handle)
     active = conn.execute("SELECT document FROM sync.mapping_version WHERE active").fetchone()

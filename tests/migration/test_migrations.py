@@ -57,7 +57,7 @@ def test_security_is_written_in_each_functions_source() -> None:
     hold no ALTER FUNCTION ... SECURITY, so what a function's source says is what runs."""
     root = Path(__file__).resolve().parents[2]
     altered = re.compile(r"ALTER\s+FUNCTION[^;]*\bSECURITY\b", re.IGNORECASE)
-    sources = [*root.glob("sql/*.sql"), *root.glob("migrations/**/*.sql")]
+    sources = [*root.glob("sql/**/*.sql"), *root.glob("migrations/**/*.sql")]
     sources += root.glob("migrations/versions/*.py")
     assert sources
     assert [p.name for p in sources if altered.search(p.read_text(encoding="utf-8"))] == []

@@ -426,7 +426,7 @@ class _MappedShop:
 
 
 class ReferenceShop(_MappedShop):
-    """The demo's shop, schema `shop` (sql/10_shop.sql), made by the migrations."""
+    """The demo's shop, schema `shop` (sql/reference_shop/), made by syncctl.reference_shop."""
 
     name = "reference"
     ddl_path = None

@@ -1,4 +1,4 @@
--- The second test schema, "boutique": a shop that differs from the reference shop (sql/10_shop.sql)
+-- The second test schema, "boutique": a shop that differs from the reference shop (sql/reference_shop/10_tables.sql)
 -- on purpose, the way real shop schemas do. A uuid key without a default, one full-name column,
 -- the tritonX number already in a column of its own (tx_ref), short varchar columns, the shop's
 -- codes for sex, blocked and newsletter, NOT NULL shop columns no tritonX field fills, the address

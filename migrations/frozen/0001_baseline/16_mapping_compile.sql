@@ -170,6 +170,31 @@ $$;
 
 -- The SQL that (re)creates schema syncmap for a mapping document, as text (not executed).
 -- The document must be free of defects (sync.mapping_defects): sync.install_mapping checks first.
+-- Used by the generated write (syncmap.write_customers) with the rows it wrote into a related
+-- table the customer rows point to and the rows it meant to write there: fewer means a BEFORE
+-- trigger of the shop's skipped one (returned NULL). SY031, a dead letter naming the table, is
+-- raised inside the write's statement, before a foreign key from the customer row to the
+-- missing row is checked at its end. Returns 0 (the write adds it to its count).
+CREATE OR REPLACE FUNCTION sync._related_rows_written(
+    p_relation pg_catalog.regclass, p_written bigint, p_expected bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_written < p_expected THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY031',
+            MESSAGE = pg_catalog.format(
+                'the customer''s related row was not written: a trigger on %s skipped it',
+                p_relation);
+    END IF;
+    RETURN 0;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION sync.compile_mapping(p_document jsonb)
 RETURNS text
 LANGUAGE plpgsql
@@ -196,6 +221,7 @@ DECLARE
     ctes_old    text[] := ARRAY[]::text[];
     ctes_new    text[] := ARRAY[]::text[];
     ctes_late   text[] := ARRAY[]::text[];
+    guards      text[] := ARRAY[]::text[];
     new_items   text[] := ARRAY[]::text[];
     checks      text[] := ARRAY[]::text[];
     decls       text[] := ARRAY[]::text[];
@@ -403,12 +429,13 @@ BEGIN
             -- only this customer points to it: updated in place
             || pg_catalog.format(
                    'r%1$s_in_place AS (UPDATE %2$s AS r SET %3$s FROM cur '
-                   'WHERE r.%4$I = cur.p%1$s AND cur.k%1$s IS NULL)',
+                   'WHERE r.%4$I = cur.p%1$s AND cur.k%1$s IS NULL RETURNING 1)',
                    r, rrel, pg_catalog.array_to_string(r_sets, ', '), rkey)
             -- shared: a copy of it, the shared row untouched
             || pg_catalog.format(
                    'r%1$s_copied AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT cur.k%1$s%6$s '
-                   'FROM cur JOIN %2$s AS r ON r.%3$I = cur.p%1$s WHERE cur.k%1$s IS NOT NULL)',
+                   'FROM cur JOIN %2$s AS r ON r.%3$I = cur.p%1$s WHERE cur.k%1$s IS NOT NULL '
+                   'RETURNING 1)',
                    r, rrel, rkey,
                    (SELECT pg_catalog.string_agg(', ' || pg_catalog.format('%I', a.attname), ''
                                                  ORDER BY a.attnum)
@@ -430,7 +457,7 @@ BEGIN
             -- the customer points to nothing yet: a fresh row
             || pg_catalog.format(
                    'r%1$s_fresh AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT cur.k%1$s%6$s '
-                   'FROM cur WHERE cur.k%1$s IS NOT NULL AND cur.p%1$s IS NULL)',
+                   'FROM cur WHERE cur.k%1$s IS NOT NULL AND cur.p%1$s IS NULL RETURNING 1)',
                    r, rrel, rkey,
                    pg_catalog.array_to_string(
                        ARRAY['']::text[] || r_cols || r_create_cols, ', '),
@@ -440,7 +467,8 @@ BEGIN
                        || ARRAY(SELECT 'cur.' || v FROM pg_catalog.unnest(r_vals) AS v)
                        || r_create_vals, ', '));
         ctes_new := ctes_new || pg_catalog.format(
-            'r%1$s_created AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT new.k%1$s%6$s FROM new)',
+            'r%1$s_created AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT new.k%1$s%6$s FROM new '
+            'RETURNING 1)',
             r, rrel, rkey,
             pg_catalog.array_to_string(ARRAY['']::text[] || r_cols || r_create_cols, ', '),
             rover,
@@ -448,6 +476,17 @@ BEGIN
                 ARRAY['']::text[]
                 || ARRAY(SELECT 'new.' || v FROM pg_catalog.unnest(r_vals) AS v)
                 || r_create_vals, ', '));
+        -- every row the customer rows will point to was written: a shop's trigger that skipped
+        -- one (returned NULL) is SY031 naming its table, before the customer's foreign key to it
+        -- (if any) is checked at the statement's end; without one, the customer would point to
+        -- nothing, or to its row with the old values
+        guards := guards || pg_catalog.format(
+            'sync._related_rows_written(%1$L::pg_catalog.regclass, (SELECT count(*) FROM '
+            'r%2$s_in_place) + (SELECT count(*) FROM r%2$s_copied) + (SELECT count(*) FROM '
+            'r%2$s_fresh) + (SELECT count(*) FROM r%2$s_created), (SELECT count(*) FROM cur '
+            'JOIN %1$s AS r ON r.%3$I = cur.p%2$s) + (SELECT count(*) FROM cur WHERE cur.k%2$s '
+            'IS NOT NULL AND cur.p%2$s IS NULL) + (SELECT count(*) FROM new))',
+            rrel, r, rkey);
     END LOOP;
 
     -- existing customers are matched by the number column when nothing else is needed, else by
@@ -529,7 +568,9 @@ BEGIN
         END IF;
     END IF;
     body := 'WITH ' || pg_catalog.array_to_string(ctes, E',\n        ')
-            || pg_catalog.format(E'\n    SELECT %1$s + %2$s, %2$s', written, created);
+            || pg_catalog.format(E'\n    SELECT %1$s + %2$s%3$s, %2$s', written, created,
+                                 pg_catalog.array_to_string(
+                                     ARRAY['']::text[] || guards, ' + '));
 
     RETURN pg_catalog.concat_ws(E';\n',
         'REVOKE ALL ON SCHEMA syncmap FROM PUBLIC',

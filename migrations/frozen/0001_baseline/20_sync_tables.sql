@@ -24,15 +24,16 @@
 --      the mapping's transforms (syncmap.write_customers, syncmap.snapshot_defect), reading the
 --      snapshot as this type; sync._apply_upserts (sql/30_sync_apply.sql) stays field-free.
 --   Mapping
---   5. The reference shop's mapping, syncctl/mappings/reference.toml (installed as version 1,
---      sync.mapping_version; its document in sql/96_reference_mapping.sql): every field but
---      customer_number used by a transform or listed in [not_stored]. [tested, on the active
---      document]
+--   5. The reference shop's mapping, syncctl/mappings/reference.toml (installed by
+--      syncctl.reference_shop): every field but customer_number used by a transform or listed
+--      in [not_stored]. [tested, on the active document]
 --   6. sync.mapping_defects: the list of fields that must be decided and each field's maximum
 --      length (read from this type), docs/mapping.md's field list.
---   7. shop.customer's columns (sql/10_shop.sql) and their PII strategies, sync.pii_column seeds
---      in sql/40_registry.sql: every column a field is mapped to is classified. [tested]
---   8. The webshop role's INSERT column list on shop.customer (sql/95_roles.sql).
+--   7. shop.customer's columns (sql/reference_shop/10_tables.sql) and their PII strategies,
+--      sync.pii_column seeds in sql/reference_shop/20_registry.sql: every column a field is
+--      mapped to is classified. [tested]
+--   8. The webshop role's INSERT column list on shop.customer
+--      (sql/reference_shop/50_privileges.sql).
 --   9. email: login adoption matches tritonX's e-mail (sync._adoption_match and the
 --      customer_login_email index, sql/70_login.sql; gdpr._same_email_customers).
 --   GDPR

@@ -14,8 +14,11 @@
 -- over, then the number, the version and the columns tritonX owns (the active mapping's
 -- customer.columns) move onto the local row, and so does its sync.customer_link row (number
 -- and/or version kept there); a local customer that points to no [[related]] row (its address)
--- takes the absorbed row's, one that points to its own keeps it. Columns tritonX does not own
--- keep the local customer's values. Used by login, link repair and bootstrap; only for the pair
+-- takes the absorbed row's; one that points to its own keeps it, and that row takes tritonX's
+-- values of the columns tritonX owns there (the [[related]] entry's columns) from the absorbed
+-- row's; a row it shares with another customer (or that another table references) stays as it
+-- is for them, and the local customer takes the absorbed row instead. Columns tritonX does not
+-- own keep the local customer's values. Used by login, link repair and bootstrap; only for the pair
 -- sync._adoption_match names (tritonX's own e-mail matches exactly this local customer).
 -- Returns the rows moved per table.
 -- Example: SELECT sync.adopt_local_customer_key('42', '4711', 'ops:links-repair');
@@ -37,6 +40,12 @@ DECLARE
     pointers text;
     present  boolean;
     moved    record;
+    related  record;
+    referrer record;
+    own_row  text;
+    new_row  text;
+    shared   boolean;
+    columns  text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._checked_length(p_local_key, 200, 'local customer key');
@@ -67,6 +76,52 @@ BEGIN
         INTO linked USING p_linked_key;
     SELECT l.customer_number, l.version INTO link
     FROM sync.customer_link AS l WHERE l.customer_key = p_linked_key;
+    -- a local customer pointing to a related row of its own: that row takes tritonX's values
+    -- (the absorbed row's) when only this customer uses it, else the customer takes the
+    -- absorbed row (the shared row stays as it is for the others)
+    FOR related IN SELECT * FROM sync._pointed_tables() LOOP
+        EXECUTE pg_catalog.format('SELECT c.%I::text FROM %s AS c WHERE c.%I = $1::%s',
+                                  related.pointer, mapped.relation, mapped.key_column,
+                                  mapped.key_type)
+            INTO own_row USING p_local_key;
+        new_row := linked ->> related.pointer::text;
+        CONTINUE WHEN own_row IS NULL OR new_row IS NULL OR own_row = new_row;
+        EXECUTE pg_catalog.format(
+            'SELECT EXISTS (SELECT FROM %s AS c WHERE c.%I = $1::%s AND c.%I <> $2::%s)',
+            mapped.relation, related.pointer, related.key_type, mapped.key_column,
+            mapped.key_type)
+            INTO shared USING own_row, p_local_key;
+        FOR referrer IN
+            SELECT f.conrelid::pg_catalog.regclass AS relation, a.attname AS column_name
+            FROM pg_catalog.pg_constraint AS f
+            JOIN pg_catalog.pg_attribute AS a
+              ON a.attrelid = f.conrelid AND a.attnum = f.conkey[1]
+            WHERE f.contype = 'f' AND f.confrelid = related.relation AND f.conparentid = 0
+              AND pg_catalog.cardinality(f.conkey) = 1 AND f.conrelid <> mapped.relation
+        LOOP
+            EXIT WHEN shared;
+            EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS x WHERE x.%I = $1::%s)',
+                                      referrer.relation, referrer.column_name,
+                                      related.key_type)
+                INTO shared USING own_row;
+        END LOOP;
+        SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = o.%1$I', c.key), ', ')
+        INTO columns
+        FROM pg_catalog.jsonb_object_keys(coalesce(related.related -> 'columns', '{}'))
+             AS c (key);
+        IF shared THEN
+            EXECUTE pg_catalog.format('UPDATE %s AS s SET %I = $1::%s WHERE s.%I = $2::%s',
+                                      mapped.relation, related.pointer, related.key_type,
+                                      mapped.key_column, mapped.key_type)
+                USING new_row, p_local_key;
+        ELSIF columns IS NOT NULL THEN
+            EXECUTE pg_catalog.format(
+                'UPDATE %1$s AS r SET %2$s FROM %1$s AS o '
+                'WHERE r.%3$I = $1::%4$s AND o.%3$I = $2::%4$s',
+                related.relation, columns, related.key_column, related.key_type)
+                USING own_row, new_row;
+        END IF;
+    END LOOP;
     -- a local customer pointing to no related row takes the absorbed row's (kept: in use)
     SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = coalesce(s.%1$I, o.%1$I)', r.col),
                                  ', ')

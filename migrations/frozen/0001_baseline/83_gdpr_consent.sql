@@ -512,8 +512,8 @@ BEGIN
 END
 $$;
 
--- An installation that has a mapping: the triggers follow today's definition (a fresh install
--- binds them when sql/96_reference_mapping.sql installs the reference mapping).
+-- An installation that has a mapping: the triggers follow today's definition (an installation
+-- without one gets them when a mapping is installed).
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM sync.mapped_customer()) THEN

@@ -1,6 +1,13 @@
--- The reference webshop model. The engine finds customer-linked tables from their foreign keys
--- to shop.customer, so a shop may add tables of its own. Every foreign key to shop.customer has
--- an index: a merge re-points by it and a delete checks it. Re-runnable.
+-- The reference webshop model: the demo's and the tests' customer tables, bound to the engine by
+-- syncctl/mappings/reference.toml like any shop's own tables. Not part of the engine: `syncctl db
+-- upgrade` never creates it; `syncctl db reference-shop` (and the embedded demo database) does.
+-- The engine finds customer-linked tables from their foreign keys to shop.customer, so a shop may
+-- add tables of its own. Every foreign key to shop.customer has an index: a merge re-points by it
+-- and a delete checks it. Re-runnable, as the owner role.
+
+CREATE SCHEMA IF NOT EXISTS shop;
+COMMENT ON SCHEMA shop IS 'Reference webshop model: customers and everything linked to them.';
+REVOKE ALL ON SCHEMA shop FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
 -- Tables
@@ -126,3 +133,8 @@ CREATE INDEX IF NOT EXISTS address_customer_id ON shop.address (customer_id);
 CREATE INDEX IF NOT EXISTS orders_customer_id ON shop.orders (customer_id);
 CREATE INDEX IF NOT EXISTS order_line_order_id ON shop.order_line (order_id);
 CREATE INDEX IF NOT EXISTS login_identity_customer_id ON shop.login_identity (customer_id);
+-- shop.customer's login index, on the e-mail as login adoption compares it
+-- (sync.normalise_email). On another mapped table the index is the DBA's
+-- (docs/login-and-refresh.md), on the column sync._email_column() names:
+-- CREATE INDEX ON crm.customer (sync.normalise_email(email));
+CREATE INDEX IF NOT EXISTS customer_login_email ON shop.customer (sync.normalise_email(email));
