@@ -297,20 +297,10 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
 BEGIN
-    IF key_type IS NOT NULL
-       AND key_type NOT IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
-                            'bigint'::pg_catalog.regtype) THEN
-        PERFORM sync._checked_identifier(p_reason_code, 'reason code');
-        PERFORM sync._checked_identifier(p_actor, 'actor');
-        RAISE EXCEPTION USING ERRCODE = 'SY020',
-            MESSAGE = pg_catalog.format(
-                'customer id %s does not exist: the mapped customer key is %s'
-                ' (sync.anonymise_from_backoffice_key takes it as text)', p_customer_id,
-                key_type);
-    END IF;
+    PERFORM sync._checked_identifier(p_reason_code, 'reason code');
+    PERFORM sync._checked_identifier(p_actor, 'actor');
+    PERFORM sync._integer_keys_only('sync.anonymise_from_backoffice');
     RETURN sync.anonymise_from_backoffice_key(p_customer_id::text, p_reason_code, p_actor);
 END
 $$;

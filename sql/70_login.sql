@@ -56,6 +56,26 @@ AS $$
                      FROM sync.mapped_customer() AS m), false)
 $$;
 
+-- A bigint form's guard: its ids are keys of an integer-keyed customer table only (SY020,
+-- naming the function and the key's type; the form by key as text serves every type).
+CREATE OR REPLACE FUNCTION sync._integer_keys_only(p_function text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
+BEGIN
+    IF key_type IS NOT NULL AND NOT sync._integer_key() THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE = pg_catalog.format(
+            '%s with bigint ids needs an integer customer key; the mapped key is %s: pass '
+            'keys as text', p_function, key_type);
+    END IF;
+END
+$$;
+
 -- A key as text as a bigint customer id: the key itself when the mapped key is an integer type,
 -- else NULL (a uuid or text key has no id). Not inlined: a cast of a uuid to bigint is never
 -- even planned.

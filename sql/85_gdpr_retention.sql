@@ -217,25 +217,6 @@ CREATE OR REPLACE TRIGGER policy_needs_mapping
     FOR EACH ROW WHEN (NEW.state = 'active')
     EXECUTE FUNCTION gdpr._policy_needs_mapping();
 
--- A bigint form's guard: its ids are keys of an integer-keyed customer table only (SY020).
-CREATE OR REPLACE FUNCTION gdpr._integer_keys_only(p_function text)
-RETURNS void
-LANGUAGE plpgsql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    key_type pg_catalog.regtype := (SELECT m.key_type FROM sync.mapped_customer() AS m);
-BEGIN
-    IF key_type IS NOT NULL AND NOT sync._integer_key() THEN
-        RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE = pg_catalog.format(
-            '%s with bigint ids needs an integer customer key; the mapped key is %s: pass '
-            'keys as text', p_function, key_type);
-    END IF;
-END
-$$;
-
 -- A key a caller pages by (p_after, p_through) as the key's type: the key's own text form, NULL
 -- for NULL; SY020 when it is not of the key's type (the key is never echoed).
 CREATE OR REPLACE FUNCTION gdpr._checked_page_key(p_key text)
@@ -381,7 +362,7 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM gdpr._integer_keys_only('gdpr.retention_status');
+    PERFORM sync._integer_keys_only('gdpr.retention_status');
     RETURN QUERY
         SELECT s.customer_key::bigint, s.policy_code, s.holds, s.expires_at, s.reason
         FROM gdpr._retention_status(p_now, p_after_id::text, p_through_id::text, NULL) AS s;
@@ -588,7 +569,7 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM gdpr._integer_keys_only('gdpr.retention_plan');
+    PERFORM sync._integer_keys_only('gdpr.retention_plan');
     RETURN QUERY
         SELECT p.customer_key::bigint, p.table_name, p.columns, p.action, p.policies, p.reasons
         FROM gdpr.retention_plan(p_now, p_after_id::text, p_through_id::text) AS p;
@@ -791,7 +772,7 @@ AS $$
 DECLARE
     result jsonb;
 BEGIN
-    PERFORM gdpr._integer_keys_only('gdpr.purge_batch');
+    PERFORM sync._integer_keys_only('gdpr.purge_batch');
     result := gdpr.purge_batch(p_now, p_after_id::text, p_limit, p_actor);
     RETURN result || pg_catalog.jsonb_build_object('last_id',
                                                    (result ->> 'last_key')::bigint);
