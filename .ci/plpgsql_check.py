@@ -1,4 +1,5 @@
-"""Builds syncctl's schema from the migrations in the given database and runs plpgsql_check on
+"""Builds syncctl's schema from the migrations in the given database, with the reference shop and
+its mapping (so the code generated from a mapping is checked too), and runs plpgsql_check on
 every PL/pgSQL function of its schemas (trigger functions against their table and transition
 tables), then the security rules: every function owned by the owner role and pinned to
 `search_path = pg_catalog, pg_temp`, the shop's functions SECURITY DEFINER in their source
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from syncctl import schema
+from syncctl import reference_shop, schema
 
 CHECK = """
 SELECT p.oid::regprocedure::text AS function, c.level, c.message, c.lineno, c.statement
@@ -61,6 +62,9 @@ def security_findings(conn: psycopg.Connection[object]) -> list[str]:
 
 def main(dsn: str) -> int:
     schema.upgrade(dsn)
+    # the generated functions (schema syncmap) and the triggers a mapping binds exist only with a
+    # mapping installed: the reference shop's
+    reference_shop.install(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
         functions = conn.execute(
