@@ -392,6 +392,61 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Consent columns
+-- ---------------------------------------------------------------------------------------------
+
+-- The boolean snapshot fields a mapping document stores in a column of the customer table
+-- p_customer, with how the column states them: `as_is` when the column is boolean and its
+-- source is the plain field (optionally with null_as), so the column is the field and a local
+-- change of it is a local decision (installing the mapping puts the consent triggers on the
+-- table: gdpr._bind_local_consents, which takes the TRIGGER privilege); else `true_value` when
+-- the source is a true/false transform with two distinct literals (the column reads as granted
+-- when it holds the true literal). Other transforms (codes, join, ...) are not listed: the
+-- column does not state the field. The check (the document to install) and the consent
+-- functions (the active one: gdpr._stored_consent_fields) both ask.
+CREATE OR REPLACE FUNCTION sync._mapping_consent_columns(p_document jsonb, p_customer oid)
+RETURNS TABLE (field text, column_name name, as_is boolean, true_value text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.field, a.attname,
+           a.atttypid = 'pg_catalog.bool'::pg_catalog.regtype AND s.plain,
+           CASE WHEN s.literals THEN s.source ->> 'true' END
+    FROM pg_catalog.jsonb_each(
+        CASE WHEN pg_catalog.jsonb_typeof(p_document #> '{customer,columns}') = 'object'
+             THEN p_document #> '{customer,columns}' ELSE '{}' END) AS o
+    CROSS JOIN LATERAL (
+        SELECT o.value AS source,
+               CASE pg_catalog.jsonb_typeof(o.value)
+                   WHEN 'string' THEN o.value #>> '{}'
+                   WHEN 'object' THEN o.value ->> 'field'
+               END AS field,
+               CASE pg_catalog.jsonb_typeof(o.value)
+                   WHEN 'string' THEN true
+                   WHEN 'object' THEN (o.value - 'null_as')
+                                      = pg_catalog.jsonb_build_object('field', o.value -> 'field')
+                   ELSE false
+               END AS plain,
+               -- a true/false transform and nothing else (null_as aside), two distinct literals
+               CASE WHEN pg_catalog.jsonb_typeof(o.value) = 'object'
+                    THEN (o.value - 'null_as' - 'true' - 'false')
+                         = pg_catalog.jsonb_build_object('field', o.value -> 'field')
+                         AND o.value ? 'true' AND o.value ? 'false'
+                         AND (o.value ->> 'true') IS DISTINCT FROM (o.value ->> 'false')
+                    ELSE false
+               END AS literals) AS s
+    JOIN pg_catalog.pg_attribute AS a
+        ON a.attrelid = p_customer AND a.attname = o.key AND a.attnum > 0 AND NOT a.attisdropped
+    -- a boolean field of the snapshot (the contract's types)
+    WHERE s.field IN (SELECT f.field FROM sync._mapping_fields() AS f
+                      WHERE f.type_oid = 'pg_catalog.bool'::pg_catalog.regtype)
+      AND (s.plain OR s.literals)
+    ORDER BY o.key
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- The facts retention needs ([gdpr])
 -- ---------------------------------------------------------------------------------------------
 
@@ -572,7 +627,8 @@ $$;
 -- Every defect of a mapping document against the live catalog, in sections: the document, each
 -- shop table (the customer table, then each [[related]]: existence, key, how a key is made,
 -- number and version, via, columns, create, NOT NULL coverage), the fields, the declared
--- references, and the owner role's privileges on every table found. A table that does not
+-- references, and the owner role's privileges on the shop's tables (sync._owner_needs,
+-- sql/45_coverage.sql: coverage asks for the same ones). A table that does not
 -- exist stops the checks that need it, so one mistake gives one row, not twenty. The shape is
 -- checked here too (the Python loader checks it first, with lines): whoever calls this with a
 -- document of their own gets rows, never an error.
@@ -590,10 +646,6 @@ DECLARE
     t              jsonb;
     at             text;
     table_oid      oid;
-    granted_at     text[] := '{}';  -- the shop tables found, for the privilege check:
-    granted_oid    oid[] := '{}';   -- their key paths, oids and why they need privileges
-    granted_why    text[] := '{}';
-    granted_all    boolean[] := '{}';  -- all four privileges, or SELECT only
     place          text;
     key_column     pg_catalog.pg_attribute;
     col            pg_catalog.pg_attribute;
@@ -684,41 +736,6 @@ BEGIN
                                                                    t ->> 'table');
             CONTINUE;
         END IF;
-        -- the table, and for the customer its referencing tables (foreign keys to it, one per
-        -- partitioned table: merges re-point their rows, anonymisation scrubs or deletes them),
-        -- for the privilege check at the end; for a related table the customer row points to,
-        -- the other tables that refer to it (SELECT only: the write reads them to decide
-        -- whether the row is shared, and copies a shared row rather than changing it)
-        SELECT granted_at || pg_catalog.array_agg(at || '.table' ORDER BY g.why, g.oid),
-               granted_oid || pg_catalog.array_agg(g.oid ORDER BY g.why, g.oid),
-               granted_why || pg_catalog.array_agg(g.why ORDER BY g.why, g.oid),
-               granted_all || pg_catalog.array_agg(g.is_all ORDER BY g.why, g.oid)
-        INTO granted_at, granted_oid, granted_why, granted_all
-        FROM (SELECT table_oid AS oid, '' AS why, true AS is_all
-              UNION
-              -- a partition's own foreign key (not one its parent's declares) makes the
-              -- partition a linked table of its own: the engine writes it directly
-              SELECT k.conrelid, CASE WHEN c.relispartition THEN pg_catalog.format(
-                         ' (a partition of %1$s with a foreign key of its own to the customer '
-                         'table; or declare the foreign key on %1$s, which takes over the '
-                         'partitions'' ones, and grant there)',
-                         pg_catalog.pg_partition_root(k.conrelid)::pg_catalog.regclass)
-                     ELSE ' (it references the customer table)' END, true
-              FROM pg_catalog.pg_constraint AS k
-              JOIN pg_catalog.pg_class AS c ON c.oid = k.conrelid
-              WHERE spec.is_customer AND k.contype = 'f' AND k.confrelid = table_oid
-                AND k.conparentid = 0 AND k.conrelid <> table_oid
-              UNION
-              SELECT k.conrelid, pg_catalog.format(' (it references the related table %s)',
-                                                   table_oid::pg_catalog.regclass), false
-              FROM pg_catalog.pg_constraint AS k
-              WHERE NOT spec.is_customer
-                AND pg_catalog.jsonb_typeof(t #> '{via,customer_column}') = 'string'
-                AND k.contype = 'f' AND k.confrelid = table_oid AND k.conparentid = 0
-                AND pg_catalog.cardinality(k.conkey) = 1
-                AND k.conrelid <> table_oid AND k.conrelid IS DISTINCT FROM customer_oid
-             ) AS g;
-
         -- The key: a supported type, unique on its own, made the way key_generate says.
         key_column := sync._mapping_column(table_oid, t ->> 'key');
         IF t ->> 'key' IS NULL THEN
@@ -1091,10 +1108,6 @@ BEGIN
                                                                    t ->> 'table');
             CONTINUE;
         END IF;
-        granted_at := granted_at || (at || '.table');
-        granted_oid := granted_oid || table_oid;
-        granted_why := granted_why || ''::text;
-        granted_all := granted_all || true;
         IF customer_oid IS NOT NULL THEN
             RETURN QUERY SELECT * FROM sync._mapping_pointer_defects(
                 at || '.column', table_oid, t ->> 'column', customer_oid, customer_key, NULL);
@@ -1108,49 +1121,40 @@ BEGIN
                                                               customer_key);
     END IF;
 
-    -- The owner role's privileges on every shop table found above: the engine's functions run
-    -- as it. USAGE on each schema (once, at the first table in it), SELECT, INSERT, UPDATE and
-    -- DELETE on each table (SELECT only on a table that only refers to a related table); each
-    -- missing one with the statement that grants it.
+    -- The owner role's privileges on the shop's tables (sync._owner_needs, which coverage asks
+    -- too): USAGE on each schema (once, at the first table in it) and each table privilege
+    -- missing, each with the statement that grants it.
     IF owner_exists THEN
         RETURN QUERY
-            WITH target AS (
-                -- a table named twice (a reference that also has a foreign key) once, by the
-                -- entry that needs the most
-                SELECT DISTINCT ON (g.oid) g.at, g.oid, g.why, g.is_all, g.ord, c.relnamespace
-                FROM ROWS FROM (pg_catalog.unnest(granted_at), pg_catalog.unnest(granted_oid),
-                                pg_catalog.unnest(granted_why), pg_catalog.unnest(granted_all))
-                     WITH ORDINALITY AS g(at, oid, why, is_all, ord)
-                JOIN pg_catalog.pg_class AS c ON c.oid = g.oid
-                ORDER BY g.oid, g.is_all DESC, g.ord
+            WITH needed AS (
+                SELECT n.ord, n.path, n.relation, n.privilege, n.privilege_ord, n.why,
+                       c.relnamespace
+                FROM sync._owner_needs(p_document) AS n
+                JOIN pg_catalog.pg_class AS c ON c.oid = n.relation
             ),
             schema_first AS (
-                SELECT DISTINCT ON (t.relnamespace) t.at, t.ord, t.relnamespace
-                FROM target AS t
-                ORDER BY t.relnamespace, t.ord
+                SELECT DISTINCT ON (x.relnamespace) x.path, x.ord, x.relation, x.relnamespace
+                FROM needed AS x
+                ORDER BY x.relnamespace, x.ord, x.path, x.relation::pg_catalog.oid
             )
             SELECT d.path, d.problem
             FROM (
-                SELECT pg_catalog.regexp_replace(s.at, '\.table$', '.schema') AS path, s.ord,
-                       0 AS privilege_ord,
+                SELECT pg_catalog.regexp_replace(s.path, '\.table$', '.schema') AS path, s.ord,
+                       s.relation::text AS relation_name, 0 AS privilege_ord,
                        pg_catalog.format('%s lacks USAGE: GRANT USAGE ON SCHEMA %I TO %I;',
                                          owner_role, n.nspname, owner_role) AS problem
                 FROM schema_first AS s
                 JOIN pg_catalog.pg_namespace AS n ON n.oid = s.relnamespace
                 WHERE NOT pg_catalog.has_schema_privilege(owner_role, s.relnamespace, 'USAGE')
                 UNION ALL
-                SELECT t.at, t.ord, p.ord,
+                SELECT x.path, x.ord, x.relation::text, x.privilege_ord,
                        pg_catalog.format('%s lacks %s on %s%s: GRANT %s ON TABLE %s TO %I;',
-                                         owner_role, p.privilege, t.oid::pg_catalog.regclass,
-                                         t.why, p.privilege, t.oid::pg_catalog.regclass,
-                                         owner_role)
-                FROM target AS t
-                CROSS JOIN pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
-                     WITH ORDINALITY AS p(privilege, ord)
-                WHERE (t.is_all OR p.privilege = 'SELECT')
-                  AND NOT pg_catalog.has_table_privilege(owner_role, t.oid, p.privilege)
+                                         owner_role, x.privilege, x.relation, x.why,
+                                         x.privilege, x.relation, owner_role)
+                FROM needed AS x
+                WHERE NOT pg_catalog.has_table_privilege(owner_role, x.relation, x.privilege)
             ) AS d
-            ORDER BY d.ord, d.privilege_ord;
+            ORDER BY d.ord, d.path, d.relation_name, d.privilege_ord;
     END IF;
 END
 $$;

@@ -8,7 +8,8 @@
 --   unindexed           a customer column no index leads with (a merge or delete scans)
 --   declared_reference  a reference the mapping declares that does not resolve
 --   privilege           the owner role lacks what the engine needs on a customer table, or
---                       SELECT on a table referring to one the customer points to (GRANT given)
+--                       SELECT on a table referring to one the customer points to (GRANT given;
+--                       sync._owner_needs, which the mapping's check asks too)
 --   look_alike          a column that looks like a customer reference, neither linked nor
 --                       declared, and not recorded in sync.not_a_reference
 --   trigger             a trigger on a customer table whose function another role controls, run
@@ -58,15 +59,141 @@ AS $$
     ORDER BY t.qualified_name, a.attnum
 $$;
 
--- What the owner role lacks, per table, with the statements that grant it: USAGE on the schema,
--- and the table privileges the engine uses there. On the customer table and the linked tables
--- SELECT and UPDATE (merges re-point, anonymisation scrubs), DELETE unless the table is kept for
--- bookkeeping and has no merge rule (delete_rows, a tritonX delete, a merge conflict's losing
--- row), INSERT on the customer table (tritonX creates customers). On a table the customer row
--- points to all four (the feed inserts its rows, anonymisation scrubs it, or inserts a scrubbed
--- copy, a delete removes it). SELECT on every other table with a foreign key to a table the
--- customer points to: the engine reads it to tell whether a row is shared (sql/52_scrub_rows.sql).
--- The privileges asked for match sync.mapping_defects' (sql/14_mapping_defects.sql).
+-- What the owner role needs on the shop's tables for a mapping document (the engine's functions
+-- run as it), one row per table and privilege, computed once for both askers: the check of a
+-- document before it is installed (sync.mapping_defects, sql/14_mapping_defects.sql, which
+-- reports at `path`) and coverage of the active one (sync._privilege_defects below). On the
+-- customer table SELECT, INSERT, UPDATE and DELETE (tritonX creates, updates and deletes
+-- customers); TRIGGER too when the document stores a consent field as is in a boolean column
+-- (sync._mapping_consent_columns: installing puts the consent triggers there). On each table
+-- linked by a foreign key to the key (one per partitioned table; a partition with a foreign key
+-- of its own is a table of its own) and each declared reference's table SELECT and UPDATE
+-- (merges re-point, anonymisation scrubs) and DELETE unless the table is kept for bookkeeping
+-- and has no merge rule (delete_rows, a tritonX delete, a merge conflict's losing row). On each
+-- [[related]] table all four (the feed inserts and updates its rows, anonymisation scrubs or
+-- copies them, a delete removes them). SELECT on every other table with a foreign key to a
+-- related table the customer row points to: the write reads it to tell whether a row is shared
+-- (sql/52_scrub_rows.sql). A table and privilege asked for twice is listed once, by the entry
+-- that asks the most, first in the document. `why` says why a table is asked for where its
+-- name does not (`self_evident` when only the check, which reports at the document's paths,
+-- needs it said); `privilege_ord` orders a table's privileges as a GRANT lists them (SELECT,
+-- INSERT, UPDATE, DELETE, TRIGGER). Tables that do not exist are left out (the check reports
+-- them).
+CREATE OR REPLACE FUNCTION sync._owner_needs(p_document jsonb)
+RETURNS TABLE (ord integer, path text, relation regclass, privilege text, privilege_ord integer,
+               why text, self_evident boolean)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH customer AS (
+        SELECT c.oid, k.attnum AS key_attnum, k.atttypid AS key_type
+        FROM (SELECT sync._mapping_table(p_document #>> '{customer,schema}',
+                                         p_document #>> '{customer,table}') AS oid) AS c
+        LEFT JOIN pg_catalog.pg_attribute AS k
+            ON k.attrelid = c.oid AND k.attname = p_document #>> '{customer,key}'
+           AND k.attnum > 0 AND NOT k.attisdropped
+        WHERE c.oid IS NOT NULL
+    ),
+    related AS (
+        SELECT e.ord::integer AS ord, pg_catalog.format('related[%s].table', e.ord - 1) AS path,
+               sync._mapping_table(e.item ->> 'schema', e.item ->> 'table') AS oid,
+               pg_catalog.jsonb_typeof(e.item #> '{via,customer_column}') = 'string' AS pointed
+        FROM pg_catalog.jsonb_array_elements(
+                 CASE WHEN pg_catalog.jsonb_typeof(p_document -> 'related') = 'array'
+                      THEN p_document -> 'related' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+        WHERE pg_catalog.jsonb_typeof(e.item) = 'object'
+    ),
+    referenced AS (
+        SELECT 1000 + e.ord::integer AS ord,
+               pg_catalog.format('reference[%s].table', e.ord - 1) AS path, t.oid
+        FROM pg_catalog.jsonb_array_elements(
+                 CASE WHEN pg_catalog.jsonb_typeof(p_document -> 'reference') = 'array'
+                      THEN p_document -> 'reference' ELSE '[]' END) WITH ORDINALITY AS e (item, ord)
+        CROSS JOIN LATERAL (SELECT sync._mapping_table(e.item ->> 'schema',
+                                                       e.item ->> 'table') AS oid) AS t
+        JOIN customer AS c ON true
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = t.oid AND a.attname = e.item ->> 'column' AND a.attnum > 0
+           AND NOT a.attisdropped AND a.atttypid = c.key_type
+        WHERE pg_catalog.jsonb_typeof(e.item) = 'object'
+    ),
+    -- linked: SELECT, UPDATE, DELETE unless kept for bookkeeping without a merge rule
+    linked AS (
+        SELECT l.ord, l.path, l.oid, l.why, l.self_evident,
+               ARRAY['SELECT', 'UPDATE']
+               || CASE WHEN coalesce(ar.bookkeeping, false) AND mr.rule IS NULL
+                       THEN '{}'::text[] ELSE ARRAY['DELETE'] END AS privileges
+        FROM (
+            SELECT 0 AS ord, 'customer.table' AS path, k.conrelid AS oid,
+                   coalesce(sync._partition_hint(
+                                CASE WHEN r.relispartition
+                                     THEN pg_catalog.pg_partition_root(k.conrelid) END,
+                                ', and grant there'),
+                            ' (it references the customer table)') AS why,
+                   NOT r.relispartition AS self_evident
+            FROM customer AS c
+            JOIN pg_catalog.pg_constraint AS k
+                ON k.contype = 'f' AND k.conparentid = 0 AND k.confrelid = c.oid
+               AND k.confkey = ARRAY[c.key_attnum] AND pg_catalog.cardinality(k.conkey) = 1
+               AND k.conrelid <> c.oid
+            JOIN pg_catalog.pg_class AS r ON r.oid = k.conrelid
+            UNION ALL
+            SELECT f.ord, f.path, f.oid, '', true FROM referenced AS f
+        ) AS l
+        JOIN pg_catalog.pg_class AS r ON r.oid = l.oid
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+        LEFT JOIN sync.anonymise_rule AS ar
+            ON ar.table_schema = n.nspname AND ar.table_name = r.relname
+        LEFT JOIN sync.merge_rule AS mr
+            ON mr.table_schema = n.nspname AND mr.table_name = r.relname
+    ),
+    asked AS (
+        SELECT 0 AS ord, 'customer.table' AS path, c.oid,
+               ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] AS privileges, '' AS why,
+               true AS self_evident
+        FROM customer AS c
+        UNION ALL
+        SELECT l.ord, l.path, l.oid, l.privileges, l.why, l.self_evident FROM linked AS l
+        UNION ALL
+        SELECT 0, 'customer.columns.' || s.column_name, c.oid, ARRAY['TRIGGER'],
+               pg_catalog.format(' (%I holds %s as is: local changes of it are consent'
+                                 ' decisions)', s.column_name, s.field),
+               false
+        FROM customer AS c
+        CROSS JOIN LATERAL sync._mapping_consent_columns(p_document, c.oid) AS s
+        WHERE s.as_is
+        UNION ALL
+        SELECT r.ord, r.path, r.oid, ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'], '', true
+        FROM related AS r
+        WHERE r.oid IS NOT NULL
+        UNION ALL
+        -- readers of a table the customer points to (a single-column foreign key to it)
+        SELECT r.ord, r.path, k.conrelid, ARRAY['SELECT'],
+               pg_catalog.format(' (it references the related table %s)',
+                                 r.oid::pg_catalog.regclass),
+               false
+        FROM related AS r
+        JOIN pg_catalog.pg_constraint AS k
+            ON k.contype = 'f' AND k.conparentid = 0 AND k.confrelid = r.oid
+           AND pg_catalog.cardinality(k.conkey) = 1 AND k.conrelid <> r.oid
+        WHERE r.pointed
+          AND k.conrelid IS DISTINCT FROM (SELECT c.oid FROM customer AS c)
+    )
+    SELECT DISTINCT ON (a.oid, p.privilege)
+           a.ord, a.path, a.oid::pg_catalog.regclass, p.privilege,
+           pg_catalog.array_position(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRIGGER'],
+                                     p.privilege),
+           a.why, a.self_evident
+    FROM asked AS a
+    CROSS JOIN LATERAL pg_catalog.unnest(a.privileges) AS p (privilege)
+    ORDER BY a.oid, p.privilege, pg_catalog.cardinality(a.privileges) DESC, a.ord
+$$;
+
+-- What the owner role p_owner lacks on the active mapping's tables (sync._owner_needs), one row
+-- per table (and reason), with the statements that grant it: USAGE on the schema, then the table
+-- privileges in the order SELECT, INSERT, UPDATE, DELETE, TRIGGER.
 CREATE OR REPLACE FUNCTION sync._privilege_defects(p_owner name)
 RETURNS TABLE (table_name text, defect text)
 LANGUAGE sql
@@ -74,73 +201,49 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH written AS MATERIALIZED (
-        SELECT t.relation, t.qualified_name,
-               ARRAY(SELECT p.name
-                     FROM pg_catalog.unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
-                          WITH ORDINALITY AS p (name, ord)
-                     WHERE (p.name <> 'INSERT' OR m.relation IS NOT NULL OR t.pointed_to)
-                       AND (p.name <> 'DELETE' OR m.relation IS NOT NULL OR t.pointed_to
-                            OR NOT coalesce(ar.bookkeeping, false) OR mr.rule IS NOT NULL)
-                     ORDER BY p.ord) AS needed,
-               coalesce(sync._partition_hint(t.partition_of, ', and grant there'), '') AS why
-        FROM sync.customer_tables() AS t
-        LEFT JOIN sync.mapped_customer() AS m ON m.relation = t.relation
-        LEFT JOIN sync.anonymise_rule AS ar
-            ON ar.table_schema = t.table_schema AND ar.table_name = t.table_name
-        LEFT JOIN sync.merge_rule AS mr
-            ON mr.table_schema = t.table_schema AND mr.table_name = t.table_name
-    ),
-    -- read only: they refer to a pointed-to table (a single-column foreign key, a partitioned
-    -- table once by its parent), each once, by the first such table
-    readers AS (
-        SELECT DISTINCT ON (c.conrelid)
-               c.conrelid::pg_catalog.regclass AS relation,
-               pg_catalog.concat_ws('.', n.nspname, r.relname) AS qualified_name,
-               ARRAY['SELECT'] AS needed,
-               pg_catalog.format(' (it references the related table %s)', p.relation) AS why
-        FROM sync._pointed_tables() AS p
-        JOIN pg_catalog.pg_constraint AS c
-            ON c.confrelid = p.relation AND c.contype = 'f' AND c.conparentid = 0
-           AND pg_catalog.cardinality(c.conkey) = 1
-        JOIN pg_catalog.pg_class AS r ON r.oid = c.conrelid
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
-        WHERE NOT EXISTS (SELECT FROM written AS w WHERE w.relation = c.conrelid)
-        ORDER BY c.conrelid, p.relation
+    WITH needed AS MATERIALIZED (
+        SELECT n.relation, n.privilege, n.privilege_ord, n.ord,
+               CASE WHEN n.self_evident THEN '' ELSE n.why END AS why
+        FROM sync.mapping_version AS v
+        CROSS JOIN LATERAL sync._owner_needs(v.document) AS n
+        WHERE v.active
     ),
     lacking AS (
-        SELECT g.qualified_name, g.relation, n.nspname, g.why,
-               pg_catalog.has_schema_privilege(o.oid, n.oid, 'USAGE') AS has_usage,
+        SELECT d.relation, d.why,
+               pg_catalog.concat_ws('.', s.nspname, r.relname) AS qualified_name, s.nspname,
+               -- the schema once per table, with its first reason
+               pg_catalog.row_number() OVER (PARTITION BY d.relation ORDER BY d.ord, d.why) = 1
+               AND NOT pg_catalog.has_schema_privilege(o.oid, s.oid, 'USAGE') AS lacks_usage,
                pg_catalog.array_to_string(ARRAY(
-                   SELECT p.name
-                   FROM pg_catalog.unnest(g.needed) WITH ORDINALITY AS p (name, ord)
-                   WHERE NOT pg_catalog.has_table_privilege(o.oid, g.relation, p.name)
-                   ORDER BY p.ord), ', ') AS privileges
-        FROM (SELECT w.relation, w.qualified_name, w.needed, w.why FROM written AS w
-              UNION ALL
-              SELECT d.relation, d.qualified_name, d.needed, d.why FROM readers AS d) AS g
+                   SELECT x.privilege
+                   FROM needed AS x
+                   WHERE x.relation = d.relation AND x.why = d.why
+                     AND NOT pg_catalog.has_table_privilege(o.oid, x.relation, x.privilege)
+                   ORDER BY x.privilege_ord), ', ') AS privileges
+        FROM (SELECT x.relation, x.why, pg_catalog.min(x.ord) AS ord
+              FROM needed AS x GROUP BY x.relation, x.why) AS d
         JOIN pg_catalog.pg_roles AS o ON o.rolname = p_owner
-        JOIN pg_catalog.pg_class AS r ON r.oid = g.relation
-        JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+        JOIN pg_catalog.pg_class AS r ON r.oid = d.relation
+        JOIN pg_catalog.pg_namespace AS s ON s.oid = r.relnamespace
     )
     SELECT l.qualified_name,
            pg_catalog.format(
                'the owner role %s lacks %s: %s', p_owner,
                pg_catalog.concat_ws(
                    ' and ',
-                   CASE WHEN NOT l.has_usage
+                   CASE WHEN l.lacks_usage
                         THEN pg_catalog.format('USAGE on schema %I', l.nspname) END,
                    NULLIF(l.privileges, '') || ' on the table' || l.why),
                pg_catalog.concat_ws(
                    ' ',
-                   CASE WHEN NOT l.has_usage
+                   CASE WHEN l.lacks_usage
                         THEN pg_catalog.format('GRANT USAGE ON SCHEMA %I TO %I;',
                                                l.nspname, p_owner) END,
                    CASE WHEN l.privileges <> ''
                         THEN pg_catalog.format('GRANT %s ON TABLE %s TO %I;',
                                                l.privileges, l.relation, p_owner) END))
     FROM lacking AS l
-    WHERE NOT l.has_usage OR l.privileges <> ''
+    WHERE l.lacks_usage OR l.privileges <> ''
 $$;
 
 -- Columns outside syncctl's own schemas (and outside the customer table) that look like a

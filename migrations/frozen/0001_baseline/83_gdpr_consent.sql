@@ -291,11 +291,8 @@ CREATE OR REPLACE TRIGGER consent_merged
 -- ---------------------------------------------------------------------------------------------
 
 -- The boolean snapshot fields the active mapping stores in a column of the customer table, with
--- how the column states them: `as_is` when the column is boolean and its source is the plain
--- field (optionally with null_as), so the column is the field and a local change of it is a
--- local decision; else `true_value` when the source is a true/false transform with two distinct
--- literals (the column reads as granted when it holds the true literal). Other transforms
--- (codes, join, ...) are not listed: the column does not state the field.
+-- how the column states them (`as_is`: the column is the field; `true_value`: the literal that
+-- reads as granted): sync._mapping_consent_columns of the active document.
 CREATE OR REPLACE FUNCTION gdpr._stored_consent_fields()
 RETURNS TABLE (field text, column_name name, as_is boolean, true_value text)
 LANGUAGE sql
@@ -303,45 +300,11 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.field, a.attname,
-           a.atttypid = 'pg_catalog.bool'::pg_catalog.regtype AND s.plain,
-           CASE WHEN s.literals THEN s.source ->> 'true' END
+    SELECT c.field, c.column_name, c.as_is, c.true_value
     FROM sync.mapping_version AS v
     JOIN sync.mapped_customer() AS m ON true
-    CROSS JOIN LATERAL pg_catalog.jsonb_each(
-        CASE WHEN pg_catalog.jsonb_typeof(v.document #> '{customer,columns}') = 'object'
-             THEN v.document #> '{customer,columns}' ELSE '{}' END) AS o
-    CROSS JOIN LATERAL (
-        SELECT o.value AS source,
-               CASE pg_catalog.jsonb_typeof(o.value)
-                   WHEN 'string' THEN o.value #>> '{}'
-                   WHEN 'object' THEN o.value ->> 'field'
-               END AS field,
-               CASE pg_catalog.jsonb_typeof(o.value)
-                   WHEN 'string' THEN true
-                   WHEN 'object' THEN (o.value - 'null_as')
-                                      = pg_catalog.jsonb_build_object('field', o.value -> 'field')
-                   ELSE false
-               END AS plain,
-               -- a true/false transform and nothing else (null_as aside), two distinct literals
-               CASE WHEN pg_catalog.jsonb_typeof(o.value) = 'object'
-                    THEN (o.value - 'null_as' - 'true' - 'false')
-                         = pg_catalog.jsonb_build_object('field', o.value -> 'field')
-                         AND o.value ? 'true' AND o.value ? 'false'
-                         AND (o.value ->> 'true') IS DISTINCT FROM (o.value ->> 'false')
-                    ELSE false
-               END AS literals) AS s
-    JOIN pg_catalog.pg_attribute AS a
-        ON a.attrelid = m.relation AND a.attname = o.key AND a.attnum > 0 AND NOT a.attisdropped
+    CROSS JOIN LATERAL sync._mapping_consent_columns(v.document, m.relation) AS c
     WHERE v.active
-      -- a boolean field of the snapshot (the contract's types: sql/20_sync_tables.sql)
-      AND s.field IN (SELECT f.attname::text
-                      FROM pg_catalog.pg_attribute AS f
-                      WHERE f.attrelid = (SELECT t.typrelid FROM pg_catalog.pg_type AS t
-                                          WHERE t.oid = 'sync.customer_snapshot'::pg_catalog.regtype)
-                        AND f.atttypid = 'pg_catalog.bool'::pg_catalog.regtype)
-      AND (s.plain OR s.literals)
-    ORDER BY o.key
 $$;
 
 -- tritonX's decisions, from the snapshots the feed has just written (called by the apply path,
@@ -449,9 +412,10 @@ $$;
 -- sync.install_mapping, as the owner role, and when this file runs again): when the mapping
 -- stores a consent field as is, (re)created on the mapped table (customer_consent_inserted,
 -- customer_consent_updated) with its key column and those columns; removed from every other
--- table (and from the mapped one when it stores none). Without the TRIGGER privilege on the
--- mapped table a WARNING says that local changes of the column are not recorded (decisions then
--- come only through gdpr.record_consent); a trigger the owner role may not drop (not the table's
+-- table (and from the mapped one when it stores none). The TRIGGER privilege this takes on the
+-- mapped table is one sync.mapping_defects asks for (sync._owner_needs), so a mapping is not
+-- installed without it; revoked since, a WARNING says that local changes of the column are not
+-- recorded (decisions then come only through gdpr.record_consent); a trigger the owner role may not drop (not the table's
 -- owner) stays with a WARNING, and records nothing while its table is not the mapped one.
 CREATE OR REPLACE FUNCTION gdpr._bind_local_consents()
 RETURNS void

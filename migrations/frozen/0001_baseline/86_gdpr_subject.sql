@@ -190,42 +190,53 @@ $$;
 
 -- The mapped customer table's columns the webshop may not correct, from the active mapping:
 -- the ones the engine writes itself (the key, the number and version columns, the pointers to
--- related rows: `engine`) and the ones tritonX owns (customer.columns: `tritonx`).
+-- related rows: `engine`), the ones retention reads (the [gdpr] table's created_column,
+-- last_activity_column and group_column: `retention`; a correction could keep a customer's data
+-- longer than its policy allows, or put the customer under another policy) and the ones tritonX
+-- owns (customer.columns: `tritonx`); `declared_by` is the mapping key that names the column.
+DROP FUNCTION IF EXISTS gdpr._uncorrectable_columns();  -- its result gains declared_by
 CREATE OR REPLACE FUNCTION gdpr._uncorrectable_columns()
-RETURNS TABLE (column_name text, owner text)
+RETURNS TABLE (column_name text, owner text, declared_by text)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT x.column_name, x.owner
+    SELECT x.column_name, x.owner, x.declared_by
     FROM sync.mapping_version AS v
     CROSS JOIN LATERAL (
-        SELECT v.document #>> '{customer,key}', 'engine'
+        SELECT v.document #>> '{customer,key}', 'engine', 'customer.key'
         UNION ALL
-        SELECT v.document #>> '{customer,number,column}', 'engine'
+        SELECT v.document #>> '{customer,number,column}', 'engine', 'customer.number'
         UNION ALL
-        SELECT v.document #>> '{customer,version,column}', 'engine'
+        SELECT v.document #>> '{customer,version,column}', 'engine', 'customer.version'
         UNION ALL
-        SELECT e.item #>> '{via,customer_column}', 'engine'
+        SELECT e.item #>> '{via,customer_column}', 'engine', 'related.via.customer_column'
         FROM pg_catalog.jsonb_array_elements(
             CASE WHEN pg_catalog.jsonb_typeof(v.document -> 'related') = 'array'
                  THEN v.document -> 'related' ELSE '[]' END) AS e (item)
         UNION ALL
-        SELECT o.key, 'tritonx'
+        SELECT v.document #>> ARRAY['gdpr', f.key], 'retention', f.key
+        FROM pg_catalog.unnest(ARRAY['created_column', 'last_activity_column',
+                                     'group_column']) AS f (key)
+        WHERE pg_catalog.jsonb_typeof(v.document #> ARRAY['gdpr', f.key]) = 'string'
+        UNION ALL
+        SELECT o.key, 'tritonx', 'customer.columns'
         FROM pg_catalog.jsonb_object_keys(
             CASE WHEN pg_catalog.jsonb_typeof(v.document #> '{customer,columns}') = 'object'
                  THEN v.document #> '{customer,columns}' ELSE '{}' END) AS o (key)
-    ) AS x (column_name, owner)
+    ) AS x (column_name, owner, declared_by)
     WHERE v.active AND x.column_name IS NOT NULL
 $$;
 
 -- Correct the shop's own columns of the mapped customer p_customer_key (the key as text):
 -- p_fields maps column names to new values (JSON null clears). Refused (SY085): a column the
 -- engine writes (the key, the number and version columns, a pointer to a related row), a
--- generated or identity column, and, for a customer linked to tritonX, a column tritonX owns
--- (the mapping's customer.columns: a snapshot would overwrite it; a local customer's are the
--- webshop's own). The audit names the fields and the actor, never values. p_fields is refused
+-- column retention reads (the mapping's [gdpr] created_column, last_activity_column,
+-- group_column: a correction could extend the customer's retention), a generated or identity
+-- column, and, for a customer linked to tritonX, a column tritonX owns (the mapping's
+-- customer.columns: a snapshot would overwrite it; a local customer's are the webshop's
+-- own). The audit names the fields and the actor, never values. p_fields is refused
 -- (SY025) above 64 kB before anything else is done; a key of nobody is SY020 (never echoed).
 -- Returns {"fields": [...]}.
 -- Example: SELECT gdpr.rectify('42', '{"preferred_language": "nl"}', 'backoffice:op-17');
@@ -260,6 +271,9 @@ BEGIN
                || CASE
                       WHEN a.attname IS NULL THEN ' (no such field)'
                       WHEN u.owner = 'tritonx' THEN ' (owned by tritonX: correct it there)'
+                      WHEN u.owner = 'retention'
+                          THEN pg_catalog.format(' (retention reads it: [gdpr] %s)',
+                                                 u.declared_by)
                       ELSE ' (not correctable)'
                   END, ', ' ORDER BY k.key)
     INTO refused
@@ -268,9 +282,12 @@ BEGIN
         ON a.attrelid = mapped.relation AND a.attname = k.key
        AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN LATERAL (
-        SELECT pg_catalog.min(x.owner) AS owner  -- 'engine' before 'tritonx'
+        -- 'engine' before 'retention' before 'tritonx'
+        SELECT x.owner, x.declared_by
         FROM gdpr._uncorrectable_columns() AS x
-        WHERE x.column_name = k.key AND (x.owner = 'engine' OR linked)
+        WHERE x.column_name = k.key AND (x.owner <> 'tritonx' OR linked)
+        ORDER BY x.owner, x.declared_by
+        LIMIT 1
     ) AS u ON true
     WHERE a.attname IS NULL
        OR u.owner IS NOT NULL
