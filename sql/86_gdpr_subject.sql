@@ -120,13 +120,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    subject text;
-    number  text;
-    part    record;
-    numbers text[];
+    subject    text;
+    subject_id bigint;
+    number     text;
+    part       record;
+    numbers    text[];
 BEGIN
     PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
     subject := gdpr._customer_key(p_customer_key);
+    -- once, not for every audit row the audit read below filters
+    subject_id := (sync._key_ids(ARRAY[subject]))[1];
     number := syncmap.number_of(subject);
     numbers := ARRAY(SELECT number WHERE number IS NOT NULL
                      UNION ALL
@@ -175,7 +178,7 @@ BEGIN
         FROM sync.audit AS a
         WHERE a.customer_number = ANY (numbers)
            OR a.customer_key = subject
-           OR a.customer_id = (sync._key_ids(ARRAY[subject]))[1]
+           OR a.customer_id = subject_id
         ORDER BY a.id;
 END
 $$;
