@@ -40,20 +40,24 @@ AS $$
                    p.key_column, p.pointer, m.relation, m.key_column, m.key_type)
         FROM sync._pointed_tables() AS p CROSS JOIN mapped AS m
         UNION ALL
-        -- one foreign key further: rows hanging off the customer's rows (order lines)
-        SELECT fk.conrelid::pg_catalog.regclass, pg_catalog.format(
+        -- one foreign key further: rows hanging off the customer's rows (order lines); a
+        -- partition whose foreign key is its own (not its parent's, as some dumps write them)
+        -- is read through its partitioned parent, each row once, under the parent's name
+        SELECT f.relation, pg_catalog.format(
                    't.%I IN (SELECT p.%I FROM %s AS p WHERE p.%I = $1::%s)',
                    a.attname, ref.attname, l.relation, l.fk_column, l.column_type)
         FROM sync.customer_links() AS l
         JOIN pg_catalog.pg_constraint AS fk
             ON fk.confrelid = l.relation AND fk.contype = 'f' AND fk.conparentid = 0
            AND pg_catalog.cardinality(fk.conkey) = 1
+        CROSS JOIN LATERAL (SELECT coalesce(pg_catalog.pg_partition_root(fk.conrelid),
+                                            fk.conrelid)::pg_catalog.regclass) AS f (relation)
         JOIN pg_catalog.pg_attribute AS a
             ON a.attrelid = fk.conrelid AND a.attnum = fk.conkey[1]
         JOIN pg_catalog.pg_attribute AS ref
             ON ref.attrelid = fk.confrelid AND ref.attnum = fk.confkey[1]
-        WHERE fk.conrelid NOT IN (SELECT m.relation FROM mapped AS m)
-          AND fk.conrelid NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
+        WHERE f.relation NOT IN (SELECT m.relation FROM mapped AS m)
+          AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
     )
     SELECT r.relation, pg_catalog.concat_ws('.', n.nspname, c.relname),
            pg_catalog.string_agg(DISTINCT '(' || r.predicate || ')', ' OR ')
@@ -116,13 +120,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    subject text;
-    number  text;
-    part    record;
-    numbers text[];
+    subject    text;
+    subject_id bigint;
+    number     text;
+    part       record;
+    numbers    text[];
 BEGIN
     PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
     subject := gdpr._customer_key(p_customer_key);
+    -- once, not for every audit row the audit read below filters
+    subject_id := (sync._key_ids(ARRAY[subject]))[1];
     number := syncmap.number_of(subject);
     numbers := ARRAY(SELECT number WHERE number IS NOT NULL
                      UNION ALL
@@ -171,7 +178,7 @@ BEGIN
         FROM sync.audit AS a
         WHERE a.customer_number = ANY (numbers)
            OR a.customer_key = subject
-           OR a.customer_id = (sync._key_ids(ARRAY[subject]))[1]
+           OR a.customer_id = subject_id
         ORDER BY a.id;
 END
 $$;

@@ -78,11 +78,17 @@ def connection_target(dsn: str) -> str:
     )
 
 
+_SEARCH_PATH = "-c search_path=pg_catalog,pg_temp"
+
+
 def _with_pinned_search_path(dsn: str) -> str:
-    """The connection's options: the DSN's own (or PGOPTIONS), then the pinned search_path. A
-    keyword argument replaces the DSN's options, so they are carried over here."""
+    """The connection's options: JIT off, then the DSN's own (or PGOPTIONS, which may turn it
+    on again), then the pinned search_path. A keyword argument replaces the DSN's options, so
+    they are carried over here. JIT: the engine's catalog queries are estimated high enough
+    that a server with its LLVM module compiles them in every merge, anonymisation and delete
+    (a quarter of a second each, docs/own-database.md)."""
     given = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS") or ""
-    return f"{given} -c search_path=pg_catalog,pg_temp".strip()
+    return " ".join(part for part in ("-c jit=off", str(given).strip(), _SEARCH_PATH) if part)
 
 
 @contextmanager

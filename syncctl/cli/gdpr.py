@@ -16,6 +16,7 @@ import psycopg
 
 from syncctl import export, gdpr
 from syncctl.cli.edge import HasDsn, actor_option, connection, edge
+from syncctl.errors import GdprError
 
 
 def _parse_now(_: click.Context, __: click.Parameter, value: str | None) -> datetime:
@@ -26,6 +27,18 @@ def _parse_now(_: click.Context, __: click.Parameter, value: str | None) -> date
     except ValueError as exc:
         raise click.BadParameter("give an ISO 8601 time, e.g. 2027-01-31T00:00:00Z") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parse_retention(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    """`none` (any case) is no retention period, as leaving the option out is."""
+    if value is None or value.strip().casefold() == "none":
+        return None
+    return value
+
+
+# the SQLSTATEs of a text that is no interval ('2 yaers'): invalid_datetime_format,
+# datetime_field_overflow, interval_field_overflow
+_NOT_AN_INTERVAL = frozenset({"22007", "22008", "22015"})
 
 
 _NOW = click.option(
@@ -101,7 +114,10 @@ def policy_show(settings: HasDsn, code: str) -> None:
     help="The GDPR article 6 basis for processing.",
 )
 @click.option(
-    "--retention", default=None, help="A PostgreSQL interval ('2 years'); none: no limit."
+    "--retention",
+    default=None,
+    callback=_parse_retention,
+    help="A PostgreSQL interval ('2 years'); none: no limit.",
 )
 @click.option(
     "--retention-from",
@@ -152,20 +168,28 @@ def policy_create(
 ) -> None:
     """Create a draft policy CODE."""
     with connection(settings) as conn:
-        gdpr.create_policy(
-            conn,
-            code,
-            name=name,
-            description=description,
-            legal_basis=legal_basis,
-            retention=retention,
-            retention_from=retention_from,
-            categories=list(categories),
-            membership=membership,
-            customer_group=customer_group,
-            merge_rule=merge_rule,
-            actor=actor,
-        )
+        try:
+            gdpr.create_policy(
+                conn,
+                code,
+                name=name,
+                description=description,
+                legal_basis=legal_basis,
+                retention=retention,
+                retention_from=retention_from,
+                categories=list(categories),
+                membership=membership,
+                customer_group=customer_group,
+                merge_rule=merge_rule,
+                actor=actor,
+            )
+        except GdprError as exc:
+            if retention is None or exc.sqlstate not in _NOT_AN_INTERVAL:
+                raise
+            raise click.BadParameter(
+                "give a PostgreSQL interval ('2 years', '18 months') or none",
+                param_hint="'--retention'",
+            ) from exc
     click.echo(f"policy {code}: draft")
 
 

@@ -56,6 +56,8 @@ BEGIN
             ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
         WHERE r.relkind IN ('r', 'p', 'm')
           AND NOT r.relispartition  -- read through its partitioned parent, each row once
+          -- a materialized view made WITH NO DATA cannot be read (55000) until refreshed
+          AND r.relispopulated
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname !~ '^pg_(toast|temp)'
           -- what this role may read; and never a table of another owner under row-level
@@ -213,7 +215,8 @@ AS $$
 $$;
 
 -- Tables holding text or JSON columns that the residue search leaves out, as schema.table: the
--- ones the searching role may not read, and tables of another owner under row-level security
+-- ones the searching role may not read, materialized views not populated (made WITH NO DATA,
+-- never refreshed: unreadable), and tables of another owner under row-level security
 -- (their policies would run with the searching role's rights). The proof names them, so a DBA
 -- can grant SELECT to the owner role or search them by hand.
 CREATE OR REPLACE FUNCTION gdpr.unsearched_tables()
@@ -238,6 +241,7 @@ AS $$
                          'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
                          'jsonb'::pg_catalog.regtype)
       AND (NOT pg_catalog.has_table_privilege(r.oid, 'SELECT')
+           OR NOT r.relispopulated
            OR (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
                                                    WHERE u.rolname = current_user)))
 $$;
