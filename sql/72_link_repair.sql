@@ -364,13 +364,29 @@ CROSS JOIN LATERAL (VALUES ('several local customers with one email', c.shared_e
 
 -- Linked customers whose tritonX e-mail (from a snapshot) matches unlinked local customers, as
 -- sync._adoption_match decides it: keys as text (linked_key, local_keys), and as bigint ids
--- (linked_id, local_ids) when the mapped key is an integer.
+-- (linked_id, local_ids) when the mapped key is an integer. Runs as the owner: the controller
+-- plans `links repair` and bootstrap with it and reads no shop table itself.
 DROP VIEW IF EXISTS sync.adoptable_customer;
 DROP VIEW IF EXISTS sync.adoption_match;
+CREATE OR REPLACE FUNCTION sync.adoption_matches()
+RETURNS TABLE (linked_id bigint, customer_number text, local_ids bigint[], shared boolean,
+               linked_key text, local_keys text[])
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT (sync._key_ids(ARRAY[m.linked_key]))[1], m.customer_number,
+               sync._key_ids(m.local_keys), m.shared, m.linked_key, m.local_keys
+        FROM sync._adoption_match(NULL::text) AS m;
+END
+$$;
+
 CREATE VIEW sync.adoption_match AS
-SELECT (sync._key_ids(ARRAY[m.linked_key]))[1] AS linked_id, m.customer_number,
-       sync._key_ids(m.local_keys) AS local_ids, m.shared, m.linked_key, m.local_keys
-FROM sync._adoption_match(NULL) AS m;
+SELECT m.linked_id, m.customer_number, m.local_ids, m.shared, m.linked_key, m.local_keys
+FROM sync.adoption_matches() AS m;
 
 -- What `syncctl links repair` (and bootstrap) adopt: the unlinked local customer that is the
 -- only one with a linked customer's tritonX e-mail, when no other linked customer has it.
@@ -390,7 +406,7 @@ CREATE OR REPLACE FUNCTION sync.record_adoption_conflicts()
 RETURNS integer
 LANGUAGE sql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(*) FILTER (WHERE sync._record_ambiguous_adoption(m.customer_number, m.linked_key,

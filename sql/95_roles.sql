@@ -205,6 +205,7 @@ BEGIN
         'sync.sample_linked_numbers(integer)',
         'sync.repair_redirected_link(text, text)',
         'sync.record_adoption_conflicts()',
+        'sync.adoption_matches()',
         'sync.retry_dead_letter(bigint)',
         'sync.discard_dead_letter(bigint, text)',
         'sync.normalise_email(text)',

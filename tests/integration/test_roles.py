@@ -11,6 +11,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
+from syncctl import links
 from tests.feed import event, stage, upserted
 from tests.roles import refused
 
@@ -321,3 +322,26 @@ def test_the_shops_lookups_refuse_an_oversized_number(as_role: Any) -> None:
             shop.execute(f"SELECT {function}(%s)", [huge])
         assert refusal.value.sqlstate == "SY025", function
         assert huge[:40] not in str(refusal.value)
+
+
+def test_the_controller_repairs_links_and_adopts_as_the_daemon_does(
+    conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    """`syncctl links repair` and bootstrap run as the daemon's login: planning, recording
+    conflicts and adopting need nothing the controller role lacks."""
+    stage(conn, [upserted("TX00000007", 1, email="eva@x.nl"), upserted("TX00000008", 1)])
+    local = conn.execute(
+        "INSERT INTO shop.customer (email) VALUES ('EVA@x.nl') RETURNING id"
+    ).fetchone()
+    assert local is not None
+    with _login_in(conn, dsn, "daemon_links", "syncctl_controller") as daemon:
+        daemon.autocommit = False
+        plan = links.repair_plan(daemon)
+        assert [(a.local_key, a.number) for a in plan.adopt] == [(str(local[0]), "TX00000007")]
+        outcome = links.repair(daemon, plan, "ops:daemon")
+        assert (outcome.changed, outcome.planned) == (1, 1)
+        anomalies = {a.anomaly: a.customers for a in links.anomalies(daemon)}
+        assert anomalies["local customer without a tritonX number"] == 0
+    assert conn.execute(
+        "SELECT id FROM shop.customer WHERE customer_number = 'TX00000007'"
+    ).fetchone() == (local[0],)
