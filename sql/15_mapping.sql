@@ -30,6 +30,7 @@ RETURNS TABLE (relation regclass, key_column name, key_type regtype)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
+ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.oid::pg_catalog.regclass, a.attname, a.atttypid::pg_catalog.regtype

@@ -81,6 +81,7 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
+ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH declared AS (
@@ -151,6 +152,7 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
+ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH foreign_key AS (
@@ -215,6 +217,7 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
+ROWS 5
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT e.item, r.oid::pg_catalog.regclass, n.nspname, r.relname,
@@ -256,6 +259,7 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
+ROWS 30
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH listed AS (
@@ -304,6 +308,7 @@ RETURNS TABLE (key_name name, same_key text)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
+ROWS 3
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(con.conname, ic.relname),
