@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 from syncctl import links
 from tests.feed import snapshot, stage, upserted
-from tests.shops import Boutique, CustomerKey, ShopSchema
+from tests.shops import Boutique, CustomerKey, ReferenceShop, ShopSchema
 from tests.shops.binding import bind
 
 
@@ -171,3 +172,33 @@ def test_an_adopted_customer_takes_tritonx_address_and_a_shared_one_stays_on_the
     # eva's own address took tritonX's values, the one tritonX's row had went with it; bas took
     # that one instead of the shared address: none is left unused
     assert _addresses(conn) == {"addresses": 3, "unused": 0}
+
+
+def test_adoption_takes_keys_in_any_text_form_and_moves_the_gdpr_rows_on_the_reference_shop(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A key written '007' names customer 7: what the engine keeps under the customer's key (its
+    consents, its erasure requests) moves with it, and no message echoes a key."""
+    stage(conn, [upserted("TX00000007", 1, email="eva@x.nl")])
+    linked = conn.execute("SELECT id FROM shop.customer WHERE customer_number = 'TX00000007'")
+    linked_id = linked.fetchone()[0]  # type: ignore[index]
+    local = _local(conn, ReferenceShop(), "eva@x.nl")
+    conn.execute("SELECT gdpr.activate_policy('club', 'dpo')")
+    conn.execute("SELECT gdpr.record_consent(%s::text, 'club', true)", [linked_id])
+    conn.execute("SELECT gdpr.receive_erasure(%s::text, 'dpo')", [linked_id])
+    conn.commit()
+    conn.execute(
+        "SELECT sync.adopt_local_customer_key(%s, %s, 'ops:8')",
+        [f"00{local}", f"000{linked_id}"],
+    )
+    conn.commit()
+    kept = conn.execute(
+        "SELECT (SELECT array_agg(DISTINCT customer_key) FROM gdpr.consent),"
+        " (SELECT array_agg(customer_key) FROM gdpr.erasure_request)"
+    ).fetchone()
+    assert kept == ([str(local)], [str(local)])
+    with pytest.raises(psycopg.Error) as refused:
+        conn.execute("SELECT sync.adopt_local_customer_key('eva@x.nl', %s::text, 'ops:8')", [local])
+    conn.rollback()
+    assert refused.value.sqlstate == "SY050"
+    assert "eva@x.nl" not in str(refused.value)

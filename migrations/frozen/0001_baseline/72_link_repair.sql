@@ -51,24 +51,27 @@ BEGIN
     PERFORM sync._checked_length(p_local_key, 200, 'local customer key');
     PERFORM sync._checked_length(p_linked_key, 200, 'linked customer key');
     SELECT * INTO mapped FROM sync.mapped_customer();
+    -- the keys in their own text form ('042' is '42'), as every engine table holds them: a
+    -- customer's consents, requests and link rows move with it only under that form
+    p_local_key := sync._local_customer_key(p_local_key);
+    p_linked_key := sync._local_customer_key(p_linked_key);
     PERFORM syncmap.lock_customers(ARRAY[p_local_key, p_linked_key]);
-    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS c WHERE c.%I = $1::%s)',
-                              mapped.relation, mapped.key_column, mapped.key_type)
-        INTO present USING p_local_key;
+    present := sync._customer_exists(p_local_key);
+    -- the keys are never echoed: a text key may be anything, an e-mail address too
     IF NOT present OR syncmap.number_of(p_local_key) IS NOT NULL THEN
-        RAISE EXCEPTION 'customer % is not an unlinked local customer', p_local_key
+        RAISE EXCEPTION 'the local customer key names no unlinked local customer'
             USING ERRCODE = 'SY050';
     END IF;
     number := syncmap.number_of(p_linked_key);
     IF number IS NULL THEN
-        RAISE EXCEPTION 'customer % is not linked to tritonX', p_linked_key
+        RAISE EXCEPTION 'the linked customer key names no customer linked to tritonX'
             USING ERRCODE = 'SY051';
     END IF;
     -- only the pair tritonX's own e-mail names: nobody moves a stranger's orders by keys alone
     IF NOT EXISTS (SELECT FROM sync._adoption_match(p_linked_key) AS m
                    WHERE m.local_keys = ARRAY[p_local_key] AND NOT m.shared) THEN
-        RAISE EXCEPTION 'customer % is not the one local customer tritonX''s e-mail of customer '
-                        '% matches', p_local_key, p_linked_key
+        RAISE EXCEPTION 'the local customer is not the one local customer tritonX''s e-mail of %'
+                        ' matches', number
             USING ERRCODE = 'SY052';
     END IF;
     EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(c) FROM %s AS c WHERE c.%I = $1::%s',
@@ -150,11 +153,15 @@ BEGIN
         UNION ALL SELECT v.document #>> '{customer,version,column}') AS o (column_name)
     WHERE v.active AND o.column_name IS NOT NULL;
     IF owned IS NOT NULL THEN
+        -- tritonX's values, its consent field among them: not a local consent decision (the
+        -- merge of the absorbed customer's consents above decided it)
+        PERFORM pg_catalog.set_config('gdpr.consent_source', 'tritonx', true);
         EXECUTE pg_catalog.format(
             'UPDATE %1$s AS s SET %2$s FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS o '
             'WHERE s.%3$I = $2::%4$s',
             mapped.relation, owned, mapped.key_column, mapped.key_type)
             USING linked, p_local_key;
+        PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
     END IF;
     IF link.customer_number IS NOT NULL OR link.version IS NOT NULL THEN
         INSERT INTO sync.customer_link (customer_key, customer_number, version)
@@ -166,8 +173,7 @@ BEGIN
                             reason, duration_ms, customer_key)
     VALUES (p_actor, 'customer.adopted', 'applied', number,
             (sync._key_ids(ARRAY[p_local_key]))[1], moved.counts,
-            pg_catalog.format('local customer %s adopted; customer %s absorbed into it',
-                              p_local_key, p_linked_key),
+            'local customer adopted; the customer the number had arrived on absorbed into it',
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_local_key);
     RETURN moved.counts;
 END
