@@ -276,8 +276,16 @@ BEGIN
     BEGIN
         SELECT * INTO mapped FROM sync.mapped_customer();
         PERFORM syncmap.lock_customers(ARRAY[request.customer_key]);
+        -- the engine's merges and deletes carry a request along or remove it: a key that names
+        -- nobody was deleted or changed outside syncctl, and nothing proves the person gone
+        IF NOT sync._customer_exists(request.customer_key) THEN
+            RAISE EXCEPTION USING ERRCODE = 'SY020',
+                MESSAGE = 'the request''s customer key names no customer: its row was deleted '
+                          'or its key changed outside syncctl; receive a new request for the '
+                          'person''s current key';
+        END IF;
         number := syncmap.number_of(request.customer_key);
-        -- anonymised already (an earlier attempt, tritonX, the back office), or gone: search only
+        -- anonymised already (an earlier attempt, tritonX, the back office): search only
         scrubbed := sync._scrub_sql(mapped.relation, mapped.key_column, NULL);
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t '
                                   'WHERE t.%I = $1::%s AND (%s))', mapped.relation,

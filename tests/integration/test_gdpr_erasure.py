@@ -344,3 +344,24 @@ def test_the_proof_names_the_tables_it_could_not_search(conn: psycopg.Connection
     assert proof.state == "done", proof
     assert "public.private_notes" in proof.tables_not_searched
     assert "public.granted_notes" not in proof.tables_not_searched
+
+
+def test_an_erasure_whose_customer_row_went_outside_syncctl_fails_and_says_why(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A key that names nobody any more (the shop deleted the row, or changed its key) proves
+    nothing: the request fails instead of being done with a search of nobody's rows."""
+    cid = conn.execute(
+        "INSERT INTO shop.customer (email, first_name) VALUES ('gone@example.nl', 'Gone')"
+        " RETURNING id"
+    ).fetchone()[0]  # type: ignore[index]
+    request = conn.execute("SELECT gdpr.receive_erasure(%s::text, 'dpo')", [cid]).fetchone()[0]  # type: ignore[index]
+    conn.execute("SELECT gdpr.verify_erasure(%s, 'dpo')", [request])
+    conn.execute("SELECT gdpr.schedule_erasure(%s, 'dpo', interval '0')", [request])
+    conn.execute("DELETE FROM shop.customer WHERE id = %s", [cid])
+    conn.commit()
+    result = conn.execute("SELECT gdpr.execute_erasure(%s, 'dpo')", [request]).fetchone()[0]  # type: ignore[index]
+    conn.commit()
+    assert result["state"] == "failed"
+    assert result["error"].startswith("SY020: the request's customer key names no customer")
+    assert "gone@example.nl" not in result["error"]
