@@ -416,7 +416,7 @@ BEGIN
                WHEN d.is_new THEN 'created'
                ELSE 'updated'
            END,
-           k.customer_key
+           CASE WHEN sync._shown_key('') IS NOT NULL THEN k.customer_key END
     FROM ROWS FROM (pg_catalog.unnest(inbox_ids), pg_catalog.unnest(event_ids),
                     pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
                     pg_catalog.unnest(skip_reasons), pg_catalog.unnest(new_flags))

@@ -191,7 +191,7 @@ BEGIN
     VALUES (p_actor, 'customer.merged', outcome, p_event_id, p_inbox_id, p_old, survivor_id,
             p_version, counts, why,
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_survivor,
-            survivor_key);
+            sync._shown_key(survivor_key));
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
 END
 $$;

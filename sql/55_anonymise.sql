@@ -135,7 +135,7 @@ BEGIN
                             customer_id, version, counts, reason, duration_ms, customer_key)
     VALUES (p_actor, verb, outcome, p_event_id, p_inbox_id, p_number, local_id, p_version,
             counts, why, EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
-            local_key);
+            sync._shown_key(local_key));
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts,
                                          'customer_id', local_id, 'customer_key', local_key);
 END
@@ -174,7 +174,8 @@ BEGIN
         VALUES (p_actor, 'customer.anonymized', 'applied', local_id, counts,
                 pg_catalog.format('anonymised locally, no tritonX number (reason code %s)',
                                   p_reason_code),
-                EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_key);
+                EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
+                sync._shown_key(p_key));
         RETURN pg_catalog.jsonb_build_object('outcome', 'applied', 'counts', counts,
                                              'customer_id', local_id, 'customer_key', p_key);
     END IF;

@@ -75,7 +75,8 @@ BEGIN
                             customer_key)
     VALUES (p_actor, p_action, 'applied',
             CASE WHEN p_customer_key IS NOT NULL THEN syncmap.number_of(p_customer_key) END,
-            (sync._key_ids(ARRAY[p_customer_key]))[1], p_counts, p_reason, p_customer_key);
+            (sync._key_ids(ARRAY[p_customer_key]))[1], p_counts, p_reason,
+            sync._shown_key(p_customer_key));
 END
 $$;
 

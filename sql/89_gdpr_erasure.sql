@@ -339,7 +339,7 @@ BEGIN
                                           'same_email_customers',
                                           pg_catalog.cardinality(sharing)),
             coalesce(pg_catalog.left(problem, 500), pg_catalog.format('request %s', p_request_id)),
-            request.customer_key);
+            sync._shown_key(request.customer_key));
     RETURN pg_catalog.jsonb_build_object(
         'request', p_request_id,
         'state', CASE WHEN problem IS NULL THEN 'done' ELSE 'failed' END,

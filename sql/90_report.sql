@@ -26,18 +26,24 @@ AS $$
     END
 $$;
 
--- The tritonX number of the local customer with key p_key (as text), NULL when it has none.
--- Runs as the owner: the reporting role reads the mapped customer table through it only.
-CREATE OR REPLACE FUNCTION report.customer_number(p_key text)
-RETURNS text
+-- Every erasure request's customer as the reports may show it: its key only when the mapped key
+-- is an integer or a uuid (a text key may be anything, an e-mail address too: NULL then), and
+-- its tritonX number (NULL when it has none). Runs as the owner: the reporting role reads
+-- neither the mapped customer table nor the requests' keys itself; it takes no argument, so no
+-- key can be looked up through it.
+DROP VIEW IF EXISTS report.erasure_requests;  -- it read report.customer_number(text)
+DROP FUNCTION IF EXISTS report.customer_number(text);
+CREATE OR REPLACE FUNCTION report.erasure_subjects()
+RETURNS TABLE (request_id bigint, customer_key text, customer_number text)
 LANGUAGE sql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT gdpr._number_of(p_key)
+    SELECT e.id, sync._shown_key(e.customer_key), gdpr._number_of(e.customer_key)
+    FROM gdpr.erasure_request AS e
 $$;
-REVOKE ALL ON FUNCTION report.customer_number(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION report.erasure_subjects() FROM PUBLIC;
 
 -- Actions per day by type, outcome and source.
 CREATE OR REPLACE VIEW report.actions_per_day AS
@@ -110,13 +116,14 @@ GROUP BY o.event_type, o.state;
 -- Erasure requests from received to done: one row a request, the time each step took. The
 -- request's digests and residue details stay in gdpr; last_error holds codes and ids only.
 CREATE OR REPLACE VIEW report.erasure_requests AS
-SELECT e.id AS request_id, e.customer_key, e.state, e.received_at, e.verified_at,
+SELECT e.id AS request_id, s.customer_key, e.state, e.received_at, e.verified_at,
        e.scheduled_for, e.finished_at, e.attempts, e.last_error, e.residue_hits,
        e.columns_searched,
        e.finished_at - e.received_at AS received_to_finished,
        e.scheduled_for - e.verified_at AS grace_period,
-       report.customer_number(e.customer_key) AS customer_number
-FROM gdpr.erasure_request AS e;
+       s.customer_number
+FROM gdpr.erasure_request AS e
+JOIN report.erasure_subjects() AS s ON s.request_id = e.id;
 
 -- The daily GDPR job: one row a slot, with what it purged and the erasure requests it ran.
 CREATE OR REPLACE VIEW report.gdpr_daily_runs AS

@@ -56,6 +56,24 @@ AS $$
                      FROM sync.mapped_customer() AS m), false)
 $$;
 
+-- A customer's key as audit rows and reports may show it: the key itself when the mapped key is
+-- an integer or a uuid (an opaque id), NULL for a text key (it may be anything, an e-mail address
+-- too: those rows name the customer by its tritonX number only).
+CREATE OR REPLACE FUNCTION sync._shown_key(p_key text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN m.key_type IN ('pg_catalog.int2'::pg_catalog.regtype,
+                                    'pg_catalog.int4'::pg_catalog.regtype,
+                                    'pg_catalog.int8'::pg_catalog.regtype,
+                                    'pg_catalog.uuid'::pg_catalog.regtype)
+                THEN p_key END
+    FROM sync.mapped_customer() AS m
+$$;
+
 -- A bigint form's guard: its ids are keys of an integer-keyed customer table only (SY020,
 -- naming the function and the key's type; the form by key as text serves every type).
 CREATE OR REPLACE FUNCTION sync._integer_keys_only(p_function text)

@@ -174,7 +174,8 @@ BEGIN
     VALUES (p_actor, 'customer.adopted', 'applied', number,
             (sync._key_ids(ARRAY[p_local_key]))[1], moved.counts,
             'local customer adopted; the customer the number had arrived on absorbed into it',
-            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, p_local_key);
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
+            sync._shown_key(p_local_key));
     RETURN moved.counts;
 END
 $$;
@@ -275,7 +276,7 @@ BEGIN
     VALUES (p_actor, 'customer.relinked', outcome, p_customer_number,
             (sync._key_ids(ARRAY[coalesce(survivor_key, old_key)]))[1], counts, why,
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, survivor,
-            coalesce(survivor_key, old_key));
+            sync._shown_key(coalesce(survivor_key, old_key)));
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
 END
 $$;

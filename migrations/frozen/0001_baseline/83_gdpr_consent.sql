@@ -272,7 +272,7 @@ BEGIN
            pg_catalog.jsonb_build_object('gdpr.consent', count(*)),
            'combined by rule: ' || pg_catalog.string_agg(c.code || ' ' || c.merge_rule, ', '
                                                          ORDER BY c.code),
-           c.survivor_key
+           sync._shown_key(c.survivor_key)
     FROM combined AS c
     WHERE EXISTS (SELECT FROM appended)
     GROUP BY c.survivor_key;

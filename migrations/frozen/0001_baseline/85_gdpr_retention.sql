@@ -730,7 +730,8 @@ BEGIN
     EXECUTE pg_catalog.format(
         'INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, '
         '                        customer_key, counts, reason) '
-        'SELECT $1, ''gdpr.retention_purge'', ''applied'', m.customer_number, %2$s, d.key, '
+        'SELECT $1, ''gdpr.retention_purge'', ''applied'', m.customer_number, %2$s, '
+        '       sync._shown_key(d.key), '
         '       d.value, '
         '       ''released by policies: '' || ('
         '           SELECT pg_catalog.string_agg(DISTINCT code, '', '' ORDER BY code) '
