@@ -116,12 +116,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
     PERFORM sync._checked_length(p_policy_code, 64, 'policy code');
     RETURN coalesce(
         (SELECT c.granted
          FROM gdpr.consent AS c
          JOIN gdpr.policy AS p ON p.id = c.policy_id
-         WHERE c.customer_key = sync._local_customer_key(p_customer_key) AND p.code = p_policy_code AND p.state = 'active'
+         WHERE c.customer_key = sync._local_customer_key(p_customer_key)
+           AND p.code = p_policy_code AND p.state = 'active'
          ORDER BY c.decided_at DESC, c.id DESC
          LIMIT 1),
         false);

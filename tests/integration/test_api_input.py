@@ -141,6 +141,11 @@ HUGE_CALLS = [
         "SY025",
     ),
     ("SELECT gdpr.receive_erasure(%(cid)s, %(huge)s)", "SY023"),
+    # the customer by key as text
+    ("SELECT gdpr.has_consent(%(huge)s, 'newsletter')", "SY025"),
+    ("SELECT gdpr.record_consent(%(huge)s, 'newsletter', true)", "SY025"),
+    ("SELECT * FROM gdpr.subject_data(%(huge)s)", "SY025"),
+    ("SELECT gdpr.receive_erasure(%(huge)s, 'bo:1')", "SY025"),
 ]
 
 

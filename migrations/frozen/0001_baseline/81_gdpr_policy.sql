@@ -50,8 +50,10 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    local_key text := sync._local_customer_key(p_key);
+    local_key text;
 BEGIN
+    PERFORM sync._checked_length(p_key, 100, 'customer key');
+    local_key := sync._local_customer_key(p_key);
     IF local_key IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE = 'no local customer has this key';
     END IF;
