@@ -368,11 +368,11 @@ BEGIN
     IF expected > 0 THEN
         -- tritonX's consent decisions are recorded from the snapshots (below): the customer
         -- table's local-consent triggers see this write as tritonX's by gdpr.consent_source
-        prior_source := pg_catalog.current_setting('gdpr.consent_source', true);
-        PERFORM pg_catalog.set_config('gdpr.consent_source', 'tritonx', true);
+        prior_source := gdpr._consent_source();
+        PERFORM gdpr._set_consent_source('tritonx');
         SELECT w.rows_written, w.rows_created INTO written, written_new
         FROM syncmap.write_customers(w_numbers, w_versions, w_snapshots, w_new) AS w;
-        PERFORM pg_catalog.set_config('gdpr.consent_source', coalesce(prior_source, ''), true);
+        PERFORM gdpr._set_consent_source(prior_source);
     END IF;
 
     IF (written, written_new) IS DISTINCT FROM (expected, expected_new) THEN

@@ -296,9 +296,9 @@ BEGIN
         IF pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
                                    WHERE t.customer_number = number) THEN
             sharing := gdpr._same_email_customers(request.customer_key);
-            PERFORM pg_catalog.set_config('gdpr.consent_source', 'erasure', true);
+            PERFORM gdpr._set_consent_source('erasure');
             result := sync.anonymise_from_backoffice_key(request.customer_key, 'ERASURE', actor);
-            PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
+            PERFORM gdpr._set_consent_source(NULL);
         END IF;
         SELECT coalesce(pg_catalog.jsonb_object_agg(r.column_name, r.hits), '{}'),
                coalesce(sum(r.hits), 0)

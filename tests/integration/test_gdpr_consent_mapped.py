@@ -199,7 +199,7 @@ def test_local_changes_of_a_column_holding_the_opt_in_as_is_are_local_decisions(
     ).fetchone() == (True,)
     assert _history(conn, linked, "newsletter") == [(True, "tritonx"), (False, "back_office")]
     # a job names its own source; a local customer created with the opt-in is a local grant
-    conn.execute("SELECT set_config('gdpr.consent_source', 'retention', true)")
+    conn.execute("SELECT gdpr._set_consent_source('retention')")
     conn.execute(
         "UPDATE shop.customer SET newsletter_opt_in = NOT newsletter_opt_in WHERE id = %s", [linked]
     )

@@ -96,3 +96,27 @@ def test_shop_exports_and_requests_erasure_through_the_api_only(
         "SELECT * FROM gdpr.residue_search(ARRAY['x'])",
     ):
         assert refused(shop, statement), statement
+
+
+def test_the_shop_cannot_name_its_own_consent_change_another_source(
+    conn: psycopg.Connection[Any], as_role: Any
+) -> None:
+    """Which engine job changes the customer table is the owner's to say: a session setting the
+    shop may set itself makes no change of its go unrecorded, nor recorded as tritonX's."""
+    conn.execute("SELECT gdpr.activate_policy('newsletter', 'dpo')")
+    cid = conn.execute(
+        "INSERT INTO shop.customer (email) VALUES ('shop@example.nl') RETURNING id"
+    ).fetchone()[0]  # type: ignore[index]
+    conn.commit()
+    shop = as_role("syncctl_webshop")
+    for forged in ("tritonx", "retention"):
+        shop.execute("SELECT set_config('gdpr.consent_source', %s, false)", [forged])
+        shop.execute(
+            "SELECT gdpr.rectify(%s, jsonb_build_object('newsletter_opt_in', %s::boolean), 'bo:1')",
+            [cid, forged == "tritonx"],
+        )
+    recorded = conn.execute(
+        "SELECT granted, source FROM gdpr.consent WHERE customer_key = %s::text ORDER BY id",
+        [cid],
+    ).fetchall()
+    assert recorded == [(True, "back_office"), (False, "back_office")]

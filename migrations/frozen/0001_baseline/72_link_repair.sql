@@ -155,13 +155,13 @@ BEGIN
     IF owned IS NOT NULL THEN
         -- tritonX's values, its consent field among them: not a local consent decision (the
         -- merge of the absorbed customer's consents above decided it)
-        PERFORM pg_catalog.set_config('gdpr.consent_source', 'tritonx', true);
+        PERFORM gdpr._set_consent_source('tritonx');
         EXECUTE pg_catalog.format(
             'UPDATE %1$s AS s SET %2$s FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS o '
             'WHERE s.%3$I = $2::%4$s',
             mapped.relation, owned, mapped.key_column, mapped.key_type)
             USING linked, p_local_key;
-        PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
+        PERFORM gdpr._set_consent_source(NULL);
     END IF;
     IF link.customer_number IS NOT NULL OR link.version IS NOT NULL THEN
         INSERT INTO sync.customer_link (customer_key, customer_number, version)

@@ -120,6 +120,18 @@ CREATE INDEX IF NOT EXISTS erasure_request_customer_key ON gdpr.erasure_request 
 CREATE INDEX IF NOT EXISTS erasure_request_due ON gdpr.erasure_request (scheduled_for)
     WHERE state = 'scheduled';
 
+-- Which engine job is changing the customer table in a session's transaction (the feed's
+-- `tritonx`, `retention`, `erasure`): the local-consent triggers record a change of a stored
+-- consent column with this source, or skip the feed's own. Written only by the engine's functions
+-- (gdpr._set_consent_source, as the owner); no other role can, so no caller can name its change
+-- another's or make it go unrecorded. A row holds for its transaction only. Unlogged: a crash
+-- ends every transaction it could speak for.
+CREATE UNLOGGED TABLE IF NOT EXISTS gdpr.consent_context (
+    backend_pid           integer PRIMARY KEY,
+    transaction_id        xid8 NOT NULL,
+    source                text NOT NULL CHECK (source IN ('tritonx', 'retention', 'erasure'))
+);
+
 -- The scheduled GDPR job (retention run, then the erasure requests due), once per daily slot:
 -- a run broken off (finished_at NULL) is taken up again by the next controller cycle; a slot
 -- that finished is not run twice, by this controller or another.

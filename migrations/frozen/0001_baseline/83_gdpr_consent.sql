@@ -364,6 +364,41 @@ $$;
 -- gdpr._record_tritonx_consents). The statement-level INSERT and UPDATE triggers of the mapped
 -- customer table; arguments: the key column, then pairs of snapshot field and column. One
 -- INSERT per field named by an active policy, per statement.
+-- The engine job changing the customer table in this transaction (gdpr.consent_context), NULL
+-- for any other change.
+CREATE OR REPLACE FUNCTION gdpr._consent_source()
+RETURNS text
+LANGUAGE sql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.source FROM gdpr.consent_context AS c
+    WHERE c.backend_pid = pg_catalog.pg_backend_pid()
+      AND c.transaction_id = pg_catalog.pg_current_xact_id()
+$$;
+
+-- Name (p_source) or clear (NULL) the engine job changing the customer table in this
+-- transaction. Called by the engine's own functions, as the owner.
+CREATE OR REPLACE FUNCTION gdpr._set_consent_source(p_source text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_source IS NULL THEN
+        DELETE FROM gdpr.consent_context AS c WHERE c.backend_pid = pg_catalog.pg_backend_pid();
+        RETURN;
+    END IF;
+    INSERT INTO gdpr.consent_context AS c (backend_pid, transaction_id, source)
+    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), p_source)
+    ON CONFLICT (backend_pid) DO UPDATE
+    SET transaction_id = EXCLUDED.transaction_id, source = EXCLUDED.source;
+END
+$$;
+
 -- one function for both triggers now: the former pair goes, with its triggers
 DROP FUNCTION IF EXISTS gdpr._record_inserted_consents() CASCADE;
 DROP FUNCTION IF EXISTS gdpr._record_updated_consents() CASCADE;
@@ -374,8 +409,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    source text := coalesce(NULLIF(pg_catalog.current_setting('gdpr.consent_source', true), ''),
-                            'back_office');
+    source text := coalesce(gdpr._consent_source(), 'back_office');
 BEGIN
     IF source = 'tritonx'
        OR NOT EXISTS (SELECT FROM gdpr.policy AS p

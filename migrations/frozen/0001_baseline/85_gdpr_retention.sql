@@ -671,7 +671,7 @@ BEGIN
     PERFORM syncmap.lock_customers(ARRAY(
         SELECT DISTINCT b.customer_key
         FROM pg_catalog.jsonb_to_recordset(batch) AS b (customer_key text)));
-    PERFORM pg_catalog.set_config('gdpr.consent_source', 'retention', true);
+    PERFORM gdpr._set_consent_source('retention');
 
     -- whole customers: the engine's anonymisation (tombstone, outbound event)
     FOR step IN
@@ -721,7 +721,7 @@ BEGIN
         INTO done
         FROM pg_catalog.jsonb_each(result) AS r;
     END LOOP;
-    PERFORM pg_catalog.set_config('gdpr.consent_source', '', true);
+    PERFORM gdpr._set_consent_source(NULL);
 
     -- one audit row per customer changed, in key order: its number (NULL for a customer only
     -- the shop knows), its key (and id, for an integer key), counts per table and the releasing
