@@ -41,10 +41,7 @@ DECLARE
     present  boolean;
     moved    record;
     related  record;
-    referrer record;
-    own_row  text;
     new_row  text;
-    shared   boolean;
     columns  text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
@@ -82,37 +79,14 @@ BEGIN
     -- a local customer pointing to a related row of its own: that row takes tritonX's values
     -- (the absorbed row's) when only this customer uses it, else the customer takes the
     -- absorbed row (the shared row stays as it is for the others)
-    FOR related IN SELECT * FROM sync._pointed_tables() LOOP
-        EXECUTE pg_catalog.format('SELECT c.%I::text FROM %s AS c WHERE c.%I = $1::%s',
-                                  related.pointer, mapped.relation, mapped.key_column,
-                                  mapped.key_type)
-            INTO own_row USING p_local_key;
+    FOR related IN SELECT * FROM sync._pointed_rows(p_local_key) LOOP
         new_row := linked ->> related.pointer::text;
-        CONTINUE WHEN own_row IS NULL OR new_row IS NULL OR own_row = new_row;
-        EXECUTE pg_catalog.format(
-            'SELECT EXISTS (SELECT FROM %s AS c WHERE c.%I = $1::%s AND c.%I <> $2::%s)',
-            mapped.relation, related.pointer, related.key_type, mapped.key_column,
-            mapped.key_type)
-            INTO shared USING own_row, p_local_key;
-        FOR referrer IN
-            SELECT f.conrelid::pg_catalog.regclass AS relation, a.attname AS column_name
-            FROM pg_catalog.pg_constraint AS f
-            JOIN pg_catalog.pg_attribute AS a
-              ON a.attrelid = f.conrelid AND a.attnum = f.conkey[1]
-            WHERE f.contype = 'f' AND f.confrelid = related.relation AND f.conparentid = 0
-              AND pg_catalog.cardinality(f.conkey) = 1 AND f.conrelid <> mapped.relation
-        LOOP
-            EXIT WHEN shared;
-            EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS x WHERE x.%I = $1::%s)',
-                                      referrer.relation, referrer.column_name,
-                                      related.key_type)
-                INTO shared USING own_row;
-        END LOOP;
+        CONTINUE WHEN new_row IS NULL OR related.target = new_row;
         SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = o.%1$I', c.key), ', ')
         INTO columns
         FROM pg_catalog.jsonb_object_keys(coalesce(related.related -> 'columns', '{}'))
              AS c (key);
-        IF shared THEN
+        IF related.shared THEN
             EXECUTE pg_catalog.format('UPDATE %s AS s SET %I = $1::%s WHERE s.%I = $2::%s',
                                       mapped.relation, related.pointer, related.key_type,
                                       mapped.key_column, mapped.key_type)
@@ -122,7 +96,7 @@ BEGIN
                 'UPDATE %1$s AS r SET %2$s FROM %1$s AS o '
                 'WHERE r.%3$I = $1::%4$s AND o.%3$I = $2::%4$s',
                 related.relation, columns, related.key_column, related.key_type)
-                USING own_row, new_row;
+                USING related.target, new_row;
         END IF;
     END LOOP;
     -- a local customer pointing to no related row takes the absorbed row's (kept: in use)
