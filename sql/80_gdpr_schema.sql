@@ -37,8 +37,8 @@ CREATE TABLE IF NOT EXISTS gdpr.policy (
                                                  'legitimate_interests')),
     -- NULL: held as long as the policy is active and the customer is under it
     retention             interval CHECK (retention > interval '0'),
-    -- what the retention period counts from: shop.customer.created_at, last_login_at (else
-    -- created_at), the last order's placed_at (else created_at)
+    -- what the retention period counts from: the columns the mapping's [gdpr] table declares
+    -- (created_column; last_activity_column, else created; the last order, else created)
     retention_from        text NOT NULL DEFAULT 'last_activity'
                           CHECK (retention_from IN ('created', 'last_activity', 'last_order')),
     -- who is under the policy: every customer, those holding a granted consent, or the
