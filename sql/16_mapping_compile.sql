@@ -656,8 +656,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     owner_role text := sync.role_name('owner');
-    digest     text := pg_catalog.encode(
-        pg_catalog.sha256(pg_catalog.convert_to(p_document::text, 'UTF8')), 'hex');
+    digest     text := sync._digest(p_document::text);
     defect     record;
     installed  integer;
 BEGIN
@@ -674,6 +673,7 @@ BEGIN
     WHERE v.active AND v.sha256 = digest;
     IF installed IS NOT NULL THEN
         PERFORM gdpr._bind_local_consents();  -- a GRANT since may let them on (docs/mapping.md)
+        PERFORM sync._moves_current();
         RETURN installed;
     END IF;
     SELECT d.path, d.problem INTO defect
@@ -693,6 +693,8 @@ BEGIN
             CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END, true);
     -- local changes of a column holding a tritonX consent field (sql/83_gdpr_consent.sql)
     PERFORM gdpr._bind_local_consents();
+    -- merges, anonymisations and deletes on the new table (sql/57_moves_compile.sql)
+    PERFORM sync._moves_current();
     INSERT INTO sync.audit (actor, action, outcome, version, counts, reason)
     VALUES (CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END,
             'mapping.installed', 'applied', installed,

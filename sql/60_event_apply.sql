@@ -67,7 +67,8 @@ AS $$
     END
 $$;
 
--- Decide one staged event (no duplicate check, no error handling: the callers do that).
+-- Decide one staged event (no duplicate check, no error handling: the callers do that, and
+-- make the compiled moves current first: sync._moves_current()).
 CREATE OR REPLACE FUNCTION sync._decide_event(p_event sync.inbox)
 RETURNS void
 LANGUAGE plpgsql
@@ -173,6 +174,7 @@ BEGIN
             MESSAGE = pg_catalog.format('inbox row %s has no dead letter', p_inbox_id);
     END IF;
     SELECT * INTO staged FROM sync.inbox AS i WHERE i.id = p_inbox_id;
+    PERFORM sync._moves_current();
     BEGIN
         DELETE FROM sync.dead_letter AS d WHERE d.inbox_id = p_inbox_id;
         defect := CASE WHEN staged.raw IS NOT NULL AND staged.payload IS NULL

@@ -545,6 +545,8 @@ BEGIN
         -- the common batch: upserts only, one statement
         PERFORM sync._apply_upsert_run(p_first, p_last, NULL);
     ELSE
+        -- the compiled moves, current for the whole page (sql/57_moves_compile.sql)
+        PERFORM sync._moves_current();
         -- Segments in seq order: every merge/anonymise/delete is one (`single`), and the rows
         -- between two of them are one run (numbered by how many singles precede them).
         FOR segment IN

@@ -130,8 +130,8 @@ $$;
 -- The merge (private)
 -- ---------------------------------------------------------------------------------------------
 
--- The merge itself, for the feed and for callers by hand. Raises a class SY error when the
--- merge is impossible; returns {"outcome", "reason", "counts"} and writes one audit row
+-- The merge itself, for the feed and for callers by hand, who make the compiled moves current
+-- first (sync._moves_current()). Raises a class SY error when the merge is impossible; returns {"outcome", "reason", "counts"} and writes one audit row
 -- (customer_id: the survivor's key when the key is an integer, else NULL).
 CREATE OR REPLACE FUNCTION sync._merge(
     p_old text,
@@ -176,7 +176,7 @@ BEGIN
             why := 'redirect_only';
         ELSE
             SELECT m.counts, m.reason INTO counts, why
-            FROM sync._move_customer(old_key, survivor_key) AS m;
+            FROM syncmap.move_customer(old_key, survivor_key) AS m;
         END IF;
         INSERT INTO sync.redirect (old_number, survivor_number, event_id)
         VALUES (p_old, p_survivor, p_event_id);
@@ -217,6 +217,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
+    PERFORM sync._moves_current();
     IF p_event_id IS NOT NULL
        AND EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = p_event_id) THEN
         RETURN '{"outcome": "duplicate"}'::jsonb;
@@ -245,6 +246,7 @@ DECLARE
     totals jsonb := '{}';
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
+    PERFORM sync._moves_current();
     PERFORM syncmap.lock_customers(ARRAY(
         SELECT m.customer_key::text FROM syncmap.customer_map AS m
         WHERE m.customer_number = ANY (p_olds || p_survivor)));

@@ -169,20 +169,8 @@ BEGIN
         shared := false;
         -- who else uses the row: the pointer itself (foreign key or not) and every
         -- single-column foreign key to the related table; a partitioned table once
-        FOR user_ IN
-            SELECT mapped.relation AS relation, item.pointer AS col,
-                   item.key_column AS referenced
-            UNION
-            SELECT c.conrelid::pg_catalog.regclass, a.attname, ref.attname
-            FROM pg_catalog.pg_constraint AS c
-            JOIN pg_catalog.pg_attribute AS a
-                ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-            JOIN pg_catalog.pg_attribute AS ref
-                ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
-            WHERE c.contype = 'f'
-              AND c.confrelid = item.relation
-              AND c.conparentid = 0
-              AND pg_catalog.cardinality(c.conkey) = 1
+        FOR user_ IN SELECT * FROM sync._related_users(item.relation, item.pointer,
+                                                       item.key_column)
         LOOP
             EXECUTE pg_catalog.format(
                 'SELECT EXISTS (SELECT FROM %1$s AS f JOIN %2$s AS r ON r.%3$I = f.%4$I '
@@ -201,31 +189,7 @@ BEGIN
 END
 $$;
 
--- Lock the rows the customer p_key points to (FOR UPDATE, which a foreign-key check of another
--- transaction's new reference waits for), so that a row found unshared stays so until commit.
--- Called after the customer row is locked (customer first, then its pointed-to rows).
-CREATE OR REPLACE FUNCTION sync._lock_pointed_rows(p_key text)
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped record;
-    item   record;
-BEGIN
-    SELECT * INTO mapped FROM sync.mapped_customer();
-    FOR item IN SELECT * FROM sync._pointed_tables() LOOP
-        EXECUTE pg_catalog.format(
-            'SELECT FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I '
-            'WHERE t.%5$I = $1::%6$s FOR UPDATE OF r',
-            item.key_column, mapped.relation, item.relation, item.pointer, mapped.key_column,
-            mapped.key_type)
-            USING p_key;
-    END LOOP;
-END
-$$;
+DROP FUNCTION IF EXISTS sync._lock_pointed_rows(text);
 
 -- How many columns have no PII strategy, for an anonymisation: those coverage lists.
 CREATE OR REPLACE FUNCTION sync._unclassified_count()
@@ -371,95 +335,5 @@ AS $$
     ORDER BY s.phase, s.ordinality
 $$;
 
--- Carry out sync._erasure_steps for the local customer p_key (locked by the caller); returns
--- {table: rows}. The customer's sync.customer_link row goes with a deleted customer; an
--- anonymised customer keeps it (it holds the key, the number and the version, nothing
--- personal, and the tombstone stops every later event for the number).
-CREATE OR REPLACE FUNCTION sync._erase_rows(p_key text, p_delete boolean)
-RETURNS jsonb
-LANGUAGE plpgsql
-VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    mapped    record;
-    step      record;
-    copied    text;
-    new_key   text;
-    columns   text;
-    sources   text;
-    changed   bigint;
-    counts    jsonb := '{}';
-BEGIN
-    IF sync._unclassified_count() > 0
-       AND NOT (p_delete AND NOT sync._has_bookkeeping(p_key)) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'SY022',
-            MESSAGE = pg_catalog.format(
-                'anonymisation refused: %s column(s) have no PII strategy',
-                sync._unclassified_count()),
-            HINT = 'run the coverage check (SELECT * FROM sync.unclassified_columns())';
-    END IF;
-    SELECT * INTO mapped FROM sync.mapped_customer();
-    PERFORM sync._lock_pointed_rows(p_key);
-    FOR step IN SELECT * FROM sync._erasure_steps(p_key, p_delete) WITH ORDINALITY AS s
-                ORDER BY s.phase, s.ordinality LOOP
-        CASE step.action
-            WHEN 'delete', 'delete_rows' THEN
-                EXECUTE pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = $1::%s',
-                                          step.relation, step.key_column, step.key_type)
-                    USING step.target;
-            WHEN 'scrub' THEN
-                EXECUTE pg_catalog.format(
-                    'UPDATE %s AS t SET %s WHERE t.%I = $1::%s', step.relation,
-                    sync._scrub_assignments(step.relation, step.key_column), step.key_column,
-                    step.key_type)
-                    USING step.target;
-            WHEN 'detach' THEN
-                EXECUTE pg_catalog.format('UPDATE %s AS t SET %I = NULL WHERE t.%I = $1::%s',
-                                          mapped.relation, step.pointer, mapped.key_column,
-                                          mapped.key_type)
-                    USING p_key;
-            WHEN 'scrubbed copy' THEN
-                -- a copy of the shared row with a new key, then scrubbed as the customer's
-                -- own (so a placeholder's {id} is the copy's key), then pointed to
-                -- the new key as the mapping makes one (no expression: the column default)
-                new_key := sync._compile_key(step.relation, step.key_column, step.related);
-                SELECT pg_catalog.string_agg(pg_catalog.format('%I', a.attname), ', '
-                                             ORDER BY a.attnum),
-                       pg_catalog.string_agg(
-                           CASE WHEN a.attname = step.key_column THEN new_key
-                                ELSE pg_catalog.format('t.%I', a.attname) END,
-                           ', ' ORDER BY a.attnum)
-                INTO columns, sources
-                FROM pg_catalog.pg_attribute AS a
-                WHERE a.attrelid = step.relation AND a.attnum > 0 AND NOT a.attisdropped
-                  AND a.attgenerated = ''
-                  AND CASE WHEN a.attname = step.key_column THEN new_key IS NOT NULL
-                           ELSE a.attidentity = '' END;
-                EXECUTE pg_catalog.format(
-                    'INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE SELECT %3$s FROM %1$s AS t '
-                    'WHERE t.%4$I = $1::%5$s RETURNING %4$I::text',
-                    step.relation, columns, sources, step.key_column, step.key_type)
-                    INTO copied USING step.target;
-                EXECUTE pg_catalog.format(
-                    'UPDATE %s AS t SET %s WHERE t.%I = $1::%s', step.relation,
-                    sync._scrub_assignments(step.relation, step.key_column), step.key_column,
-                    step.key_type)
-                    USING copied;
-                EXECUTE pg_catalog.format(
-                    'UPDATE %s AS t SET %I = $1::%s WHERE t.%I = $2::%s', mapped.relation,
-                    step.pointer, step.key_type, mapped.key_column, mapped.key_type)
-                    USING copied, p_key;
-        END CASE;
-        GET DIAGNOSTICS changed = ROW_COUNT;
-        counts := counts || pg_catalog.jsonb_build_object(
-            step.table_name, coalesce((counts ->> step.table_name)::bigint, 0) + changed);
-        IF step.action = 'delete' THEN
-            DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;
-        END IF;
-    END LOOP;
-    RETURN counts;
-END
-$$;
+-- Carrying the steps out is compiled: syncmap.erase_customer (sql/57_moves_compile.sql).
+DROP FUNCTION IF EXISTS sync._erase_rows(text, boolean);

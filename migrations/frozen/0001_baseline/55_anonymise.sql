@@ -25,8 +25,11 @@
 -- ---------------------------------------------------------------------------------------------
 
 -- Why the customer number cannot be anonymised by hand, as (SQLSTATE, reason), or NULLs.
--- The feed turns the first three into recorded no-ops (see sync._anonymise).
-CREATE OR REPLACE FUNCTION sync.anonymise_refusal(p_number text, OUT code text, OUT reason text)
+-- The feed turns the first three into recorded no-ops (see sync._anonymise), and leaves the
+-- fourth, the registry's completeness, to the compiled erasure (p_registry false).
+DROP FUNCTION IF EXISTS sync.anonymise_refusal(text);
+CREATE OR REPLACE FUNCTION sync.anonymise_refusal(
+    p_number text, p_registry boolean DEFAULT true, OUT code text, OUT reason text)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
@@ -49,7 +52,7 @@ BEGIN
     ELSIF syncmap.key_of(p_number) IS NULL THEN
         code := 'SY020';
         reason := pg_catalog.format('customer %s is not a local customer', p_number);
-    ELSE
+    ELSIF p_registry THEN
         missing := sync._unclassified_count();
         IF missing > 0 THEN
             code := 'SY022';
@@ -66,6 +69,7 @@ $$;
 -- that is only an alias now; following the redirect would erase the survivor on the strength
 -- of an event about another identity: tritonX sends the survivor's own event when it means
 -- it), and tombstones a number that is not local (scrubbing the copies the engine holds).
+-- The callers make the compiled moves current first (sync._moves_current()).
 CREATE OR REPLACE FUNCTION sync._anonymise(
     p_number text,
     p_delete boolean,
@@ -98,7 +102,7 @@ BEGIN
         SELECT m.customer_key::text, m.customer_id INTO local_key, local_id
         FROM syncmap.customer_map AS m WHERE m.customer_number = p_number;
     END IF;
-    SELECT * INTO refused FROM sync.anonymise_refusal(p_number);
+    SELECT * INTO refused FROM sync.anonymise_refusal(p_number, p_strict);
     IF p_strict AND refused.code IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
     END IF;
@@ -113,7 +117,7 @@ BEGIN
             kind := CASE WHEN p_delete THEN 'deleted' ELSE 'anonymised' END;
             why := 'not_local';
         ELSE
-            IF p_delete AND NOT sync._has_bookkeeping(local_key) THEN
+            IF p_delete AND NOT syncmap.has_bookkeeping(local_key) THEN
                 kind := 'deleted';
                 why := 'deleted';
             ELSE
@@ -122,7 +126,7 @@ BEGIN
                             ELSE 'anonymised' END;
             END IF;
             -- refuses (SY022) an anonymisation while a column is unclassified
-            counts := sync._erase_rows(local_key, p_delete);
+            counts := syncmap.erase_customer(local_key, p_delete);
         END IF;
         INSERT INTO sync.tombstone (customer_number, kind, event_id)
         VALUES (p_number, kind, p_event_id);
@@ -160,6 +164,7 @@ DECLARE
     queued  bigint;
     local_id bigint;
 BEGIN
+    PERFORM sync._moves_current();
     -- the audit's customer id: the key itself when it is an integer
     IF (SELECT m.key_type FROM sync.mapped_customer() AS m)
        IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
@@ -168,7 +173,7 @@ BEGIN
     END IF;
     IF p_number IS NULL THEN
         -- not linked to tritonX: nothing to tell anyone, no number to tombstone
-        counts := sync._erase_rows(p_key, false);
+        counts := syncmap.erase_customer(p_key, false);
         INSERT INTO sync.audit (actor, action, outcome, customer_id, counts, reason, duration_ms,
                                 customer_key)
         VALUES (p_actor, 'customer.anonymized', 'applied', local_id, counts,
@@ -322,6 +327,7 @@ BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._checked_length(p_number, 32, 'customer number');
+    PERFORM sync._moves_current();
     local_key := syncmap.key_of(p_number);
     IF local_key IS NULL THEN
         -- merged away, tombstoned without a local row, or unknown: _anonymise says which

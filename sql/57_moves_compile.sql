@@ -1,0 +1,503 @@
+-- The compiled moves: merging one customer into another, anonymising and deleting one, as
+-- generated functions of schema syncmap with static SQL, one statement per linked table, so
+-- that applying a merge, anonymise or delete event runs no dynamic SQL and reads no catalog.
+-- What they do is what the building blocks say (sql/49_move_customer.sql for a merge,
+-- sql/52_scrub_rows.sql for anonymise and delete, whose dry runs still read the catalog): the
+-- generator asks those blocks for the customer-linked tables (sync.customer_links()), their
+-- unique keys and merge rules, the related rows the customer points to, the survivor's columns
+-- a merge fills, the scrub assignments and anonymise rules, and the number of unclassified
+-- columns, and writes the answers into the functions' text.
+--
+-- What decides the text changes outside a mapping install: a table the shop gives a foreign
+-- key to the customer, a new column, a merge rule or a classification declared. So the text is
+-- generated again, and compared by digest with the installed one, before the moves run: once a
+-- page by the feed (sync.apply_inbox), once a call by every other entry point (by-hand merges,
+-- anonymisations, retries of dead letters, link repairs: sync._moves_current()). A different
+-- text replaces the functions in the same transaction, as the owner role. Re-runnable.
+--
+-- SQLSTATE: SY010 unresolved unique conflict, SY022 PII registry incomplete (raised by the
+-- generated functions).
+
+-- ---------------------------------------------------------------------------------------------
+-- Generated code's helpers (private)
+-- ---------------------------------------------------------------------------------------------
+
+-- counts with p_rows added to the entry p_table ({table: rows}, as audit rows keep them).
+CREATE OR REPLACE FUNCTION sync._add_count(p_counts jsonb, p_table text, p_rows bigint)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p_counts || pg_catalog.jsonb_build_object(
+        p_table, coalesce((p_counts ->> p_table)::bigint, 0) + p_rows)
+$$;
+
+-- A generated PL/pgSQL function's CREATE statement: p_signature (with OUT parameters when
+-- p_returns is NULL), the declarations and the statements (indented here).
+CREATE OR REPLACE FUNCTION sync._compiled_function(
+    p_signature text, p_returns text, p_decls text[], p_body text[])
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        E'CREATE OR REPLACE FUNCTION %s\n%sLANGUAGE plpgsql\nVOLATILE\nSECURITY INVOKER\n'
+        'SET search_path = pg_catalog, pg_temp\nAS %L',
+        p_signature,
+        CASE WHEN p_returns IS NOT NULL THEN 'RETURNS ' || p_returns || E'\n' ELSE '' END,
+        E'\n' || CASE WHEN pg_catalog.cardinality(p_decls) > 0
+                      THEN E'DECLARE\n' || pg_catalog.array_to_string(
+                          ARRAY(SELECT '    ' || d || ';' FROM pg_catalog.unnest(p_decls) AS d),
+                          E'\n') || E'\n'
+                      ELSE '' END
+        || E'BEGIN\n'
+        || pg_catalog.array_to_string(
+               ARRAY(SELECT pg_catalog.regexp_replace(b, '^', '    ', 'gn')
+                     FROM pg_catalog.unnest(p_body) AS b), E'\n')
+        || E'\nEND\n')
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The generator (private)
+-- ---------------------------------------------------------------------------------------------
+
+-- The body of syncmap.move_customer(p_old text, p_survivor text, OUT counts jsonb, OUT reason
+-- text): every customer-linked table re-pointed (unique conflicts first, per unique key, by the
+-- table's merge rule; SY010 without one), the survivor's blank columns filled from the old row,
+-- the old row removed with its sync.customer_link row and the related rows only it used.
+CREATE OR REPLACE FUNCTION sync._compile_move()
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped   record;
+    cname    text;
+    link     record;
+    key      record;
+    declared sync.merge_rule;
+    related  record;
+    fill     text;
+    decls    text[] := ARRAY['n bigint', 'clashes bigint', 'removed bigint',
+                             'conflicts bigint', 'resolved text[] := ''{}''',
+                             'absorbed jsonb := ''{}'''];
+    body     text[] := ARRAY['counts := ''{}'';'];
+    after    text[] := '{}';
+    i        integer := 0;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    cname := sync._customer_table_name();
+    decls := decls || pg_catalog.format('old_row %s%%ROWTYPE', mapped.relation);
+    FOR link IN SELECT * FROM sync.customer_links() LOOP
+        body := body || pg_catalog.format(E'-- %s.%s\nn := 0;\nconflicts := 0;',
+                                          link.qualified_name, link.fk_column);
+        SELECT * INTO declared FROM sync.merge_rule AS m
+        WHERE m.table_schema = link.table_schema AND m.table_name = link.table_name;
+        FOR key IN SELECT * FROM sync._unique_keys(link.relation, link.fk_column) LOOP
+            body := body || pg_catalog.format(
+                E'SELECT count(*) INTO clashes FROM %1$s AS o WHERE o.%2$I = p_old::%4$s\n'
+                '    AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = p_survivor::%4$s AND %3$s);\n'
+                'IF clashes > 0 THEN',
+                link.relation, link.fk_column, key.same_key, link.column_type);
+            IF declared.rule IS NULL THEN
+                body := body || pg_catalog.format(
+                    E'    RAISE EXCEPTION USING ERRCODE = ''SY010'', MESSAGE = pg_catalog.format(\n'
+                    '        ''unresolved merge conflict: %%s row(s) of %%s clash on %%s and the '
+                    'table has no merge rule'', clashes, %1$L, %2$L),\n'
+                    '        HINT = ''declare one in sync.merge_rule'';',
+                    link.table_schema || '.' || link.table_name, key.key_name);
+            ELSIF declared.rule = 'sum' THEN
+                body := body || pg_catalog.format(
+                    E'    UPDATE %1$s AS s SET %4$I = s.%4$I + o.%4$I FROM %1$s AS o\n'
+                    '    WHERE s.%2$I = p_survivor::%5$s AND o.%2$I = p_old::%5$s AND %3$s;',
+                    link.relation, link.fk_column, key.same_key, declared.quantity_column,
+                    link.column_type);
+            ELSIF declared.rule = 'keep_newest' THEN
+                -- the survivor's row goes where the old customer's is newer; the old row moves
+                body := body || pg_catalog.format(
+                    E'    DELETE FROM %1$s AS s USING %1$s AS o\n'
+                    '    WHERE s.%2$I = p_survivor::%5$s AND o.%2$I = p_old::%5$s AND %3$s\n'
+                    '      AND o.%4$I > s.%4$I;',
+                    link.relation, link.fk_column, key.same_key, declared.newest_column,
+                    link.column_type);
+            END IF;
+            -- keep_survivor, union, sum, and keep_newest where the survivor's row is as new:
+            -- the old customer's clashing row goes
+            body := body || pg_catalog.format(
+                E'    DELETE FROM %1$s AS o WHERE o.%2$I = p_old::%4$s\n'
+                '      AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = p_survivor::%4$s AND %3$s);\n'
+                '    GET DIAGNOSTICS removed = ROW_COUNT;\n'
+                '    n := n + removed;\n'
+                '    conflicts := conflicts + clashes;\n'
+                'END IF;',
+                link.relation, link.fk_column, key.same_key, link.column_type);
+        END LOOP;
+        body := body || pg_catalog.format(
+            E'UPDATE %1$s AS t SET %2$I = p_survivor::%3$s WHERE t.%2$I = p_old::%3$s;\n'
+            'GET DIAGNOSTICS removed = ROW_COUNT;\n'
+            'n := n + removed;\n'
+            'IF n > 0 THEN\n'
+            '    counts := sync._add_count(counts, %4$L, n);\n'
+            'END IF;\n'
+            'IF conflicts > 0 THEN\n'
+            '    resolved := resolved || pg_catalog.format(''%%s %%s'', %4$L, conflicts);\n'
+            'END IF;',
+            link.relation, link.fk_column, link.column_type, link.qualified_name);
+    END LOOP;
+
+    -- the related rows the old row points to, read before it goes; deleted after it when
+    -- nothing else uses them (sync._related_tables)
+    FOR related IN SELECT * FROM sync._related_tables() LOOP
+        i := i + 1;
+        decls := decls || pg_catalog.format('pointed_%s text', i);
+        body := body || pg_catalog.format(
+            'SELECT c.%1$I::text INTO pointed_%2$s FROM %3$s AS c WHERE c.%4$I = p_old::%5$s;',
+            related.pointer, i, mapped.relation, mapped.key_column, mapped.key_type);
+        after := after || pg_catalog.format(
+            E'    IF pointed_%1$s IS NOT NULL THEN\n'
+            '        DELETE FROM %2$s;\n'
+            '        GET DIAGNOSTICS removed = ROW_COUNT;\n'
+            '        IF removed > 0 THEN\n'
+            '            absorbed := sync._add_count(absorbed, %3$L, removed);\n'
+            '        END IF;\n'
+            '    END IF;',
+            i,
+            sync._related_unused(related.relation, related.key_column, related.key_type,
+                                 related.pointer, pg_catalog.format('pointed_%s', i),
+                                 'p_old'),
+            related.qualified_name);
+    END LOOP;
+    SELECT pg_catalog.string_agg(
+               pg_catalog.format('%1$I = coalesce(s.%1$I, old_row.%1$I)', f.column_name),
+               E',\n        ' ORDER BY f.attnum)
+    INTO fill
+    FROM sync._survivor_fill_columns() AS f;
+    body := body || pg_catalog.format(
+        E'DELETE FROM %1$s AS c WHERE c.%2$I = p_old::%3$s RETURNING c.* INTO old_row;\n'
+        'IF FOUND THEN\n'
+        '%4$s'
+        '    DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_old;\n'
+        '%5$s'
+        'END IF;\n'
+        'counts := counts || pg_catalog.jsonb_build_object(%6$L, 1) || absorbed;\n'
+        'reason := ''merged'';\n'
+        'IF pg_catalog.cardinality(resolved) > 0 THEN\n'
+        '    reason := reason || ''; conflicts resolved by rule: ''\n'
+        '        || pg_catalog.array_to_string(resolved, '', '');\n'
+        'END IF;',
+        mapped.relation, mapped.key_column, mapped.key_type,
+        CASE WHEN fill IS NOT NULL THEN pg_catalog.format(
+            E'    UPDATE %1$s AS s\n    SET %2$s\n    WHERE s.%3$I = p_survivor::%4$s;\n',
+            mapped.relation, fill, mapped.key_column, mapped.key_type) ELSE '' END,
+        coalesce(pg_catalog.array_to_string(after, E'\n') || E'\n', ''),
+        cname);
+    RETURN sync._compiled_function(
+        'syncmap.move_customer(p_old text, p_survivor text, OUT counts jsonb, OUT reason text)',
+        NULL, decls, body);
+END
+$$;
+
+-- The body of syncmap.erase_customer(p_key text, p_delete boolean) RETURNS jsonb: the steps of
+-- sync._erasure_steps for the locked customer p_key, as static statements ({table: rows}).
+-- Linked tables first, in sync.customer_links() order (their anonymise rule, or delete_rows for
+-- a removed customer); then, for a removed customer (a delete without bookkeeping rows), its
+-- row, its sync.customer_link row and the related rows it alone pointed to; else the related
+-- rows (scrubbed when only it uses them, detached or replaced by a scrubbed copy otherwise) and
+-- the customer row scrubbed. Who uses a related row is decided before anything changes.
+CREATE OR REPLACE FUNCTION sync._compile_erase()
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped    record;
+    cname     text;
+    link      record;
+    pointed   record;
+    user_     record;
+    scrub     text;
+    missing   bigint := sync._unclassified_count();
+    decls     text[] := ARRAY['changed bigint', 'counts jsonb := ''{}''', 'remove boolean'];
+    body      text[] := '{}';
+    removing  text[] := '{}';
+    keeping   text[] := '{}';
+    new_key   text;
+    columns   text;
+    sources   text;
+    i         integer := 0;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    cname := sync._customer_table_name();
+    body := body || 'remove := p_delete AND NOT syncmap.has_bookkeeping(p_key);'::text;
+    IF missing > 0 THEN
+        -- fails closed: only a delete that removes everything needs no strategy
+        body := body || pg_catalog.format(
+            E'IF NOT remove THEN\n'
+            '    RAISE EXCEPTION USING ERRCODE = ''SY022'',\n'
+            '        MESSAGE = ''anonymisation refused: %s column(s) have no PII strategy'',\n'
+            '        HINT = ''run the coverage check (SELECT * FROM sync.unclassified_columns())'';\n'
+            'END IF;',
+            missing);
+    END IF;
+    -- the rows the customer points to: locked, then who else uses them, before any change
+    FOR pointed IN SELECT * FROM sync._pointed_tables() LOOP
+        i := i + 1;
+        decls := decls || pg_catalog.format('target_%s text', i)
+                       || pg_catalog.format('shared_%s boolean := false', i);
+        body := body || pg_catalog.format(
+            E'SELECT r.%1$I::text INTO target_%7$s FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I\n'
+            'WHERE t.%5$I = p_key::%6$s FOR UPDATE OF r;',
+            pointed.key_column, mapped.relation, pointed.relation, pointed.pointer,
+            mapped.key_column, mapped.key_type, i);
+        FOR user_ IN SELECT * FROM sync._related_users(pointed.relation, pointed.pointer,
+                                                       pointed.key_column) LOOP
+            body := body || pg_catalog.format(
+                E'shared_%1$s := shared_%1$s OR (target_%1$s IS NOT NULL AND EXISTS (\n'
+                '    SELECT FROM %2$s AS f JOIN %3$s AS r ON r.%4$I = f.%5$I\n'
+                '    WHERE r.%6$I = target_%1$s::%7$s%8$s));',
+                i, user_.relation, pointed.relation, user_.referenced, user_.col,
+                pointed.key_column, pointed.key_type,
+                CASE WHEN user_.relation = mapped.relation
+                     THEN pg_catalog.format(' AND f.%I <> p_key::%s', mapped.key_column,
+                                            mapped.key_type)
+                     ELSE '' END);
+        END LOOP;
+        -- a removed customer's row alone: deleted after the customer row (its foreign key
+        -- holds it till then); a shared one stays
+        removing := removing || pg_catalog.format(
+            E'    IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n'
+            '        DELETE FROM %2$s AS t WHERE t.%3$I = target_%1$s::%4$s;\n'
+            '        GET DIAGNOSTICS changed = ROW_COUNT;\n'
+            '        counts := sync._add_count(counts, %5$L, changed);\n'
+            '    END IF;',
+            i, pointed.relation, pointed.key_column, pointed.key_type, pointed.qualified_name);
+        scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
+        IF pointed.required THEN
+            -- a copy of the shared row with a new key, scrubbed as the customer's own (a
+            -- placeholder's {id} is the copy's key), then pointed to
+            new_key := sync._compile_key(pointed.relation, pointed.key_column, pointed.related);
+            IF NOT 'copied text' = ANY (decls) THEN
+                decls := decls || 'copied text'::text;
+            END IF;
+            SELECT pg_catalog.string_agg(pg_catalog.format('%I', a.attname), ', '
+                                         ORDER BY a.attnum),
+                   pg_catalog.string_agg(
+                       CASE WHEN a.attname = pointed.key_column THEN new_key
+                            ELSE pg_catalog.format('t.%I', a.attname) END,
+                       ', ' ORDER BY a.attnum)
+            INTO columns, sources
+            FROM pg_catalog.pg_attribute AS a
+            WHERE a.attrelid = pointed.relation AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attgenerated = ''
+              AND CASE WHEN a.attname = pointed.key_column THEN new_key IS NOT NULL
+                       ELSE a.attidentity = '' END;
+        END IF;
+        keeping := keeping || pg_catalog.format(
+            E'    IF target_%1$s IS NOT NULL THEN\n'
+            '        IF NOT shared_%1$s THEN\n%2$s'
+            '        ELSE\n%3$s'
+            '        END IF;\n'
+            '    END IF;',
+            i,
+            CASE WHEN scrub IS NULL THEN E'            NULL;\n' ELSE pg_catalog.format(
+                E'            UPDATE %1$s AS t SET %2$s WHERE t.%3$I = target_%4$s::%5$s;\n'
+                '            GET DIAGNOSTICS changed = ROW_COUNT;\n'
+                '            counts := sync._add_count(counts, %6$L, changed);\n',
+                pointed.relation, scrub, pointed.key_column, i, pointed.key_type,
+                pointed.qualified_name) END,
+            CASE WHEN NOT pointed.required THEN pg_catalog.format(
+                E'            UPDATE %1$s AS t SET %2$I = NULL WHERE t.%3$I = p_key::%4$s;\n'
+                '            GET DIAGNOSTICS changed = ROW_COUNT;\n'
+                '            counts := sync._add_count(counts, %5$L, changed);\n',
+                mapped.relation, pointed.pointer, mapped.key_column, mapped.key_type,
+                pointed.qualified_name)
+            ELSE pg_catalog.format(
+                E'            INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE\n'
+                '            SELECT %3$s FROM %1$s AS t WHERE t.%4$I = target_%5$s::%6$s\n'
+                '            RETURNING %4$I::text INTO copied;\n'
+                '%7$s'
+                '            UPDATE %8$s AS t SET %9$I = copied::%6$s WHERE t.%10$I = p_key::%11$s;\n'
+                '            GET DIAGNOSTICS changed = ROW_COUNT;\n'
+                '            counts := sync._add_count(counts, %12$L, changed);\n',
+                pointed.relation, columns, sources, pointed.key_column, i, pointed.key_type,
+                CASE WHEN scrub IS NULL THEN '' ELSE pg_catalog.format(
+                    E'            UPDATE %1$s AS t SET %2$s WHERE t.%3$I = copied::%4$s;\n',
+                    pointed.relation, scrub, pointed.key_column, pointed.key_type) END,
+                mapped.relation, pointed.pointer, mapped.key_column, mapped.key_type,
+                pointed.qualified_name) END);
+    END LOOP;
+    FOR link IN
+        SELECT l.*, coalesce(r.action, 'scrub') AS declared
+        FROM sync.customer_links() AS l
+        LEFT JOIN sync.anonymise_rule AS r
+            ON r.table_schema = l.table_schema AND r.table_name = l.table_name
+        WHERE l.relation <> mapped.relation
+    LOOP
+        scrub := sync._scrub_assignments(link.relation, link.fk_column);
+        body := body || pg_catalog.format(
+            E'-- %1$s.%2$I\n%3$s\n'
+            'IF changed > 0 THEN\n'
+            '    counts := sync._add_count(counts, %1$L, changed);\n'
+            'END IF;',
+            link.qualified_name, link.fk_column,
+            CASE
+                WHEN link.declared = 'delete_rows' THEN pg_catalog.format(
+                    E'DELETE FROM %s AS t WHERE t.%I = p_key::%s;\n'
+                    'GET DIAGNOSTICS changed = ROW_COUNT;',
+                    link.relation, link.fk_column, link.column_type)
+                ELSE pg_catalog.format(
+                    E'IF remove THEN\n'
+                    '    DELETE FROM %1$s AS t WHERE t.%2$I = p_key::%3$s;\n'
+                    '    GET DIAGNOSTICS changed = ROW_COUNT;\n'
+                    'ELSE\n%4$s'
+                    'END IF;',
+                    link.relation, link.fk_column, link.column_type,
+                    CASE WHEN scrub IS NULL THEN E'    changed := 0;\n'
+                         ELSE pg_catalog.format(
+                             E'    UPDATE %s AS t SET %s WHERE t.%I = p_key::%s;\n'
+                             '    GET DIAGNOSTICS changed = ROW_COUNT;\n',
+                             link.relation, scrub, link.fk_column, link.column_type) END)
+            END);
+    END LOOP;
+    scrub := sync._scrub_assignments(mapped.relation, mapped.key_column);
+    body := body || pg_catalog.format(
+        E'IF remove THEN\n'
+        '    DELETE FROM %1$s AS t WHERE t.%2$I = p_key::%3$s;\n'
+        '    GET DIAGNOSTICS changed = ROW_COUNT;\n'
+        '    counts := sync._add_count(counts, %4$L, changed);\n'
+        '    DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;\n'
+        '%5$s'
+        'ELSE\n'
+        '%6$s'
+        '%7$s'
+        'END IF;\n'
+        'RETURN counts;',
+        mapped.relation, mapped.key_column, mapped.key_type, cname,
+        coalesce(pg_catalog.array_to_string(removing, E'\n') || E'\n', ''),
+        coalesce(pg_catalog.array_to_string(keeping, E'\n') || E'\n', ''),
+        CASE WHEN scrub IS NULL THEN '' ELSE pg_catalog.format(
+            E'    UPDATE %1$s AS t SET %2$s WHERE t.%3$I = p_key::%4$s;\n'
+            '    GET DIAGNOSTICS changed = ROW_COUNT;\n'
+            '    counts := sync._add_count(counts, %5$L, changed);\n',
+            mapped.relation, scrub, mapped.key_column, mapped.key_type, cname) END);
+    RETURN sync._compiled_function(
+        'syncmap.erase_customer(p_key text, p_delete boolean)', 'jsonb', decls, body);
+END
+$$;
+
+-- The body of syncmap.has_bookkeeping(p_key text): whether the customer has rows in a
+-- bookkeeping table (anonymise_rule.bookkeeping: orders); then a delete anonymises.
+CREATE OR REPLACE FUNCTION sync._compile_bookkeeping()
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._compiled_function(
+        'syncmap.has_bookkeeping(p_key text)', 'boolean', '{}',
+        ARRAY['RETURN ' || coalesce(
+            pg_catalog.string_agg(
+                pg_catalog.format('EXISTS (SELECT FROM %s AS t WHERE t.%I = p_key::%s)',
+                                  l.relation, l.fk_column, l.column_type),
+                E'\n    OR ' ORDER BY l.table_schema, l.table_name, l.fk_column),
+            'false') || ';'])
+    FROM sync.customer_links() AS l
+    JOIN sync.anonymise_rule AS r
+        ON r.table_schema = l.table_schema AND r.table_name = l.table_name
+    WHERE r.bookkeeping
+$$;
+
+-- sha256 of a text, in hex: how a mapping document and the compiled moves are recognised.
+CREATE OR REPLACE FUNCTION sync._digest(p_text text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p_text, 'UTF8')), 'hex')
+$$;
+
+-- The SQL that (re)creates the compiled moves for the active mapping and today's catalog and
+-- registry (not executed; sync._moves_current() does); NULL without a mapping.
+CREATE OR REPLACE FUNCTION sync.compile_moves()
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM sync.mapped_customer()) THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.concat_ws(E';\n',
+        sync._compile_bookkeeping(),
+        sync._compile_move(),
+        sync._compile_erase(),
+        sync._compiled_function('syncmap.unclassified_count()', 'bigint', '{}',
+                                ARRAY[pg_catalog.format('RETURN %s;',
+                                                        sync._unclassified_count())])) || E';\n';
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Keeping them current (private)
+-- ---------------------------------------------------------------------------------------------
+
+-- The digest of the compiled moves installed (syncmap.moves_digest()), NULL when none are.
+CREATE OR REPLACE FUNCTION sync._installed_moves_digest()
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.to_regprocedure('syncmap.moves_digest()') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN syncmap.moves_digest();
+END
+$$;
+
+-- Make the compiled moves match today's catalog and registry: generate their text again and,
+-- when its sha256 differs from the installed one's (or none are installed), replace them, as
+-- the owner role, one transaction at a time. Every path that merges, anonymises or deletes
+-- calls it first (the feed once a page). Without a mapping it does nothing.
+CREATE OR REPLACE FUNCTION sync._moves_current()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    generated text := sync.compile_moves();
+    digest    text := sync._digest(generated);
+BEGIN
+    IF generated IS NULL OR digest = sync._installed_moves_digest() THEN
+        RETURN;
+    END IF;
+    -- one replacement at a time (a mapping install takes EXCLUSIVE: it waits, and is waited for)
+    LOCK TABLE sync.mapping_version IN SHARE UPDATE EXCLUSIVE MODE;
+    generated := sync.compile_moves();
+    digest := sync._digest(generated);
+    IF digest = sync._installed_moves_digest() THEN
+        RETURN;
+    END IF;
+    EXECUTE generated
+        || sync._compiled_function('syncmap.moves_digest()', 'text', '{}',
+                                   ARRAY[pg_catalog.format('RETURN %L;', digest)])
+        || E';\nREVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncmap FROM PUBLIC';
+END
+$$;
