@@ -30,6 +30,7 @@ SCENARIOS = (
     "erasure",
     "payloads",
     "mixed",
+    "merge-large",
 )
 # what runs on every test schema; the rest only on the reference schema
 EVERY_SHOP = ("apply", "pull", "scaling", "memory", "explain")
@@ -184,6 +185,10 @@ def _optional_scenarios(wanted: list[str]) -> list[tuple[str, Scenario]]:
         from bench import mixed
 
         found.append(("mixed", mixed.run))
+    if "merge-large" in wanted:
+        from bench import merge_large
+
+        found.append(("merge-large", merge_large.run))
     return found
 
 

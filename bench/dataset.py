@@ -229,7 +229,8 @@ class _Encoder:
         )
 
     def change(self, seq: int, i: int, kind: str, *, into: int | None = None) -> InboxRow:
-        """A version-2 customer.merged (into customer `into`) or customer.anonymized event."""
+        """A version-2 customer.merged (into customer `into`), customer.anonymized or
+        customer.deleted event."""
         extra = f',"into":"{customer_number(into)}"' if into is not None else ',"reason_code":"AVG"'
         return self._row(seq, i, kind, 2, lambda _stamp: extra)
 
@@ -262,14 +263,31 @@ def build(size: int, seed: int = SEED) -> Dataset:
     return Dataset(size, encoder.origin, ChangeRun(inserts, 0), ChangeRun(mixed, half))
 
 
+def merges(pairs: list[tuple[int, int]], first_seq: int, seed: int = SEED) -> ChangeRun:
+    """A customer.merged event (version 2) per (old, survivor) pair of customers of
+    `build(size)`, in the order given, numbered from `first_seq`."""
+    encoder = _Encoder(random.Random(seed + 3))
+    rows = [
+        encoder.change(first_seq + k, old, "customer.merged", into=survivor)
+        for k, (old, survivor) in enumerate(pairs)
+    ]
+    return ChangeRun(rows, 0)
+
+
 def feed_mix(
-    size: int, *, merge_every: int = 0, anonymise_every: int = 0, seed: int = SEED
+    size: int,
+    *,
+    merge_every: int = 0,
+    anonymise_every: int = 0,
+    delete_every: int = 0,
+    seed: int = SEED,
 ) -> ChangeRun:
     """`size` events that follow the insert run of `build(size)`: version-2 upserts of every
     customer once, in a shuffled order; with `merge_every` = m, every m-th position is instead
-    a customer.merged of that customer into the next position's (always an upsert), and with
-    `anonymise_every` = a, every a-th position (shifted by half of it) a customer.anonymized.
-    The customers and their order are the same with and without merges and anonymisations."""
+    a customer.merged of that customer into the next position's (always an upsert), with
+    `anonymise_every` = a, every a-th position (shifted by half of it) a customer.anonymized,
+    and with `delete_every` = d, every d-th position (shifted by a quarter of it) a
+    customer.deleted. The customers and their order are the same with and without them."""
     rng = random.Random(seed + 1)
     encoder = _Encoder(rng)
     order = list(range(size))
@@ -281,6 +299,8 @@ def feed_mix(
             rows.append(encoder.change(seq, i, "customer.merged", into=order[k + 1]))
         elif anonymise_every and k % anonymise_every == anonymise_every // 2:
             rows.append(encoder.change(seq, i, "customer.anonymized"))
+        elif delete_every and k % delete_every == delete_every // 4:
+            rows.append(encoder.change(seq, i, "customer.deleted"))
         else:
             rows.append(encoder.event(seq, i, 2))
     return ChangeRun(rows, size)

@@ -382,10 +382,15 @@ def test_generated_functions_pass_the_security_rules(mapped: psycopg.Connection[
     owner = _owner(conn)
     assert [g[0] for g in generated] == [
         "syncmap.create_stub(text)",
+        "syncmap.erase_customer(text,boolean)",
+        "syncmap.has_bookkeeping(text)",
         "syncmap.key_of(text)",
         "syncmap.lock_customers(text[])",
+        "syncmap.move_customer(text,text)",
+        "syncmap.moves_digest()",
         "syncmap.number_of(text)",
         "syncmap.snapshot_defect(jsonb)",
+        "syncmap.unclassified_count()",
         "syncmap.write_customers(text[],integer[],jsonb[],boolean[])",
     ]
     assert all(g[1] == owner for g in generated)
