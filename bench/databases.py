@@ -89,6 +89,9 @@ class Server:
                     sql.Identifier(name), sql.Identifier(self.template)
                 )
             )
+            # what syncctl's own sessions set (syncctl.database): every subject and baseline
+            # runs without JIT, whose compile time dwarfs a page's statements
+            conn.execute(sql.SQL("ALTER DATABASE {} SET jit = off").format(sql.Identifier(name)))
         try:
             yield self.dsn_for(name)
         finally:

@@ -43,19 +43,19 @@ def _prepare(dsn: str, data: Dataset, pairs: list[tuple[int, int]]) -> None:
         conn.execute(
             "INSERT INTO shop.orders (customer_id, order_number)"
             " SELECT c.id, 'big-' || c.id || '-' || g FROM shop.customer AS c,"
-            " generate_series(1, %s) AS g WHERE c.customer_number = ANY (%s)",
+            " generate_series(1, %s::integer) AS g WHERE c.customer_number = ANY (%s)",
             [ORDERS, olds],
         )
         conn.execute(
             "INSERT INTO shop.favourite (customer_id, sku)"
             " SELECT c.id, 'SKU-' || g FROM shop.customer AS c,"
-            " generate_series(1, %s) AS g WHERE c.customer_number = ANY (%s)",
+            " generate_series(1, %s::integer) AS g WHERE c.customer_number = ANY (%s)",
             [FAVOURITES, olds],
         )
         conn.execute(
             "INSERT INTO shop.favourite (customer_id, sku)"
             " SELECT c.id, 'SKU-' || g FROM shop.customer AS c,"
-            " generate_series(%s, %s) AS g WHERE c.customer_number = ANY (%s)",
+            " generate_series(%s::integer, %s::integer) AS g WHERE c.customer_number = ANY (%s)",
             [FAVOURITES - SHARED + 1, FAVOURITES + SHARED, survivors],
         )
         conn.commit()

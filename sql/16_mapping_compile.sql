@@ -694,7 +694,7 @@ BEGIN
     -- local changes of a column holding a tritonX consent field (sql/83_gdpr_consent.sql)
     PERFORM gdpr._bind_local_consents();
     -- merges, anonymisations and deletes on the new table (sql/57_moves_compile.sql)
-    PERFORM sync._moves_current();
+    PERFORM sync._moves_current(true);
     INSERT INTO sync.audit (actor, action, outcome, version, counts, reason)
     VALUES (CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END,
             'mapping.installed', 'applied', installed,

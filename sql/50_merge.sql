@@ -131,8 +131,9 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- The merge itself, for the feed and for callers by hand, who make the compiled moves current
--- first (sync._moves_current()). Raises a class SY error when the merge is impossible; returns {"outcome", "reason", "counts"} and writes one audit row
--- (customer_id: the survivor's key when the key is an integer, else NULL).
+-- first (sync._moves_current()). Raises a class SY error when the merge is impossible; returns
+-- {"outcome", "reason", "counts"} and writes one audit row (customer_id: the survivor's key when
+-- the key is an integer, else NULL).
 CREATE OR REPLACE FUNCTION sync._merge(
     p_old text,
     p_survivor text,

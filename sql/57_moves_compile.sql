@@ -9,11 +9,12 @@
 -- columns, and writes the answers into the functions' text.
 --
 -- What decides the text changes outside a mapping install: a table the shop gives a foreign
--- key to the customer, a new column, a merge rule or a classification declared. So the text is
--- generated again, and compared by digest with the installed one, before the moves run: once a
--- page by the feed (sync.apply_inbox), once a call by every other entry point (by-hand merges,
--- anonymisations, retries of dead letters, link repairs: sync._moves_current()). A different
--- text replaces the functions in the same transaction, as the owner role. Re-runnable.
+-- key to the customer, a new column, a merge rule or a classification declared. So before the
+-- moves run, a fingerprint of those inputs (a few catalog probes, sync._moves_fingerprint) is
+-- compared with the one the code was made from: once a page by the feed (sync.apply_inbox),
+-- once a call by every other entry point (by-hand merges, anonymisations, retries of dead
+-- letters, link repairs: sync._moves_current()). A different fingerprint makes the code again,
+-- in the same transaction, as the owner role. Re-runnable.
 --
 -- SQLSTATE: SY010 unresolved unique conflict, SY022 PII registry incomplete (raised by the
 -- generated functions).
@@ -416,7 +417,8 @@ AS $$
     WHERE r.bookkeeping
 $$;
 
--- sha256 of a text, in hex: how a mapping document and the compiled moves are recognised.
+-- sha256 of a text, in hex: how a mapping document and the compiled moves' inputs are
+-- recognised.
 CREATE OR REPLACE FUNCTION sync._digest(p_text text)
 RETURNS text
 LANGUAGE sql
@@ -454,27 +456,91 @@ $$;
 -- Keeping them current (private)
 -- ---------------------------------------------------------------------------------------------
 
--- The digest of the compiled moves installed (syncmap.moves_digest()), NULL when none are.
-CREATE OR REPLACE FUNCTION sync._installed_moves_digest()
+-- The tables whose catalog entries the compiled moves are made from: the customer table, the
+-- linked and pointed-to tables (sync.customer_tables()) and the other users of the pointed-to
+-- rows (sync._related_users).
+CREATE OR REPLACE FUNCTION sync._moves_relations()
+RETURNS oid[]
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.array_agg(DISTINCT r.relid ORDER BY r.relid)
+    FROM (
+        SELECT t.relation::pg_catalog.oid AS relid FROM sync.customer_tables() AS t
+        UNION ALL
+        SELECT u.relation::pg_catalog.oid
+        FROM sync._pointed_tables() AS p
+        CROSS JOIN LATERAL sync._related_users(p.relation, p.pointer, p.key_column) AS u
+    ) AS r
+$$;
+
+-- A digest of everything the compiled moves are made from, given the tables they were made
+-- for (p_relations): the active mapping's version; the foreign keys to those tables (a table
+-- the shop links later has one); their names, columns and indexes; the merge rules, anonymise
+-- rules and the PII registry. A few index scans of the catalog: what the feed pays per page to
+-- know that the compiled code is current.
+CREATE OR REPLACE FUNCTION sync._moves_fingerprint(p_relations oid[])
 RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._digest(pg_catalog.concat_ws('|',
+        (SELECT v.version::text FROM sync.mapping_version AS v WHERE v.active),
+        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', c.oid, c.conrelid, c.confrelid,
+                                                           c.conkey::text, c.confkey::text),
+                                      ',' ORDER BY c.oid)
+         FROM pg_catalog.pg_constraint AS c
+         WHERE c.contype = 'f' AND c.confrelid = ANY (p_relations)),
+        (SELECT pg_catalog.string_agg(r.relid::pg_catalog.regclass::text, ',' ORDER BY r.relid)
+         FROM pg_catalog.unnest(p_relations) AS r (relid)),
+        (SELECT pg_catalog.string_agg(
+                    pg_catalog.concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid,
+                                         a.atttypmod, a.attnotnull, a.attisdropped,
+                                         a.attidentity, a.attgenerated, a.atthasdef),
+                    ',' ORDER BY a.attrelid, a.attnum)
+         FROM pg_catalog.pg_attribute AS a
+         WHERE a.attrelid = ANY (p_relations) AND a.attnum > 0),
+        (SELECT pg_catalog.string_agg(
+                    pg_catalog.concat_ws(':', x.indexrelid, x.indisunique, x.indisprimary,
+                                         x.indkey::text, x.indnkeyatts, x.indnullsnotdistinct,
+                                         x.indpred IS NULL, x.indexprs IS NULL),
+                    ',' ORDER BY x.indexrelid)
+         FROM pg_catalog.pg_index AS x
+         WHERE x.indrelid = ANY (p_relations)),
+        (SELECT pg_catalog.string_agg(m::text, ',' ORDER BY m::text) FROM sync.merge_rule AS m),
+        (SELECT pg_catalog.string_agg(r::text, ',' ORDER BY r::text)
+         FROM sync.anonymise_rule AS r),
+        (SELECT pg_catalog.string_agg(p::text, ',' ORDER BY p::text) FROM sync.pii_column AS p)))
+$$;
+
+-- Whether the compiled moves were made from what the catalog and the registry hold now.
+CREATE OR REPLACE FUNCTION sync._moves_are_current()
+RETURNS boolean
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF pg_catalog.to_regprocedure('syncmap.moves_digest()') IS NULL THEN
-        RETURN NULL;
+    IF pg_catalog.to_regprocedure('syncmap.moves_fingerprint()') IS NULL THEN
+        RETURN false;
     END IF;
-    RETURN syncmap.moves_digest();
+    RETURN syncmap.moves_fingerprint() = sync._moves_fingerprint(syncmap.moves_relations());
 END
 $$;
 
--- Make the compiled moves match today's catalog and registry: generate their text again and,
--- when its sha256 differs from the installed one's (or none are installed), replace them, as
--- the owner role, one transaction at a time. Every path that merges, anonymises or deletes
--- calls it first (the feed once a page). Without a mapping it does nothing.
-CREATE OR REPLACE FUNCTION sync._moves_current()
+-- Make the compiled moves current: when what they were made from changed (or p_force: a new
+-- mapping, an upgrade of the engine's compiler), generate them again and replace them, with the
+-- tables and the fingerprint they were made from (syncmap.moves_relations(),
+-- syncmap.moves_fingerprint()), as the owner role, one session at a time. Every path that
+-- merges, anonymises or deletes calls it first (the feed once a page). Without a mapping it
+-- does nothing.
+DROP FUNCTION IF EXISTS sync._moves_current();
+CREATE OR REPLACE FUNCTION sync._moves_current(p_force boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -482,22 +548,27 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    generated text := sync.compile_moves();
-    digest    text := sync._digest(generated);
+    relations oid[];
 BEGIN
-    IF generated IS NULL OR digest = sync._installed_moves_digest() THEN
+    IF NOT p_force AND sync._moves_are_current() THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM sync.mapped_customer()) THEN
         RETURN;
     END IF;
     -- one replacement at a time (a mapping install takes EXCLUSIVE: it waits, and is waited for)
     LOCK TABLE sync.mapping_version IN SHARE UPDATE EXCLUSIVE MODE;
-    generated := sync.compile_moves();
-    digest := sync._digest(generated);
-    IF digest = sync._installed_moves_digest() THEN
+    IF NOT p_force AND sync._moves_are_current() THEN
         RETURN;
     END IF;
-    EXECUTE generated
-        || sync._compiled_function('syncmap.moves_digest()', 'text', '{}',
-                                   ARRAY[pg_catalog.format('RETURN %L;', digest)])
+    relations := sync._moves_relations();
+    EXECUTE sync.compile_moves()
+        || sync._compiled_function('syncmap.moves_relations()', 'oid[]', '{}',
+                                   ARRAY[pg_catalog.format('RETURN %L::oid[];', relations)])
+        || E';\n'
+        || sync._compiled_function('syncmap.moves_fingerprint()', 'text', '{}',
+                                   ARRAY[pg_catalog.format('RETURN %L;',
+                                                           sync._moves_fingerprint(relations))])
         || E';\nREVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncmap FROM PUBLIC';
 END
 $$;

@@ -10,7 +10,7 @@ BEGIN
     SELECT v.document INTO active FROM sync.mapping_version AS v WHERE v.active;
     IF active IS NOT NULL THEN
         EXECUTE sync.compile_mapping(active);
-        PERFORM sync._moves_current();
+        PERFORM sync._moves_current(true);
     END IF;
 END
 $$;

@@ -56,7 +56,9 @@ def test_the_moves_are_compiled_without_dynamic_sql(
             " ON n.oid = p.pronamespace WHERE n.nspname = 'syncmap'"
         ).fetchall()
     )
-    assert {"move_customer", "erase_customer", "has_bookkeeping", "moves_digest"} <= set(compiled)
+    assert {"move_customer", "erase_customer", "has_bookkeeping", "moves_fingerprint"} <= set(
+        compiled
+    )
     # the event path: the decision, the merge and anonymisation around the compiled moves
     path = dict(
         conn.execute(
@@ -139,12 +141,12 @@ def test_a_column_added_and_left_unclassified_after_the_install_refuses_an_anony
     assert nickname == ("x",)
 
 
-def test_the_installed_moves_are_replaced_only_when_their_text_changes(
+def test_the_compiled_moves_are_made_again_only_when_their_inputs_change(
     conn: psycopg.Connection[Any], shop: ShopSchema
 ) -> None:
     def installed() -> tuple[Any, ...]:
         row = conn.execute(
-            "SELECT syncmap.moves_digest(), p.xmin::text FROM pg_proc p"
+            "SELECT syncmap.moves_fingerprint(), p.xmin::text FROM pg_proc p"
             " WHERE p.oid = 'syncmap.move_customer(text, text)'::regprocedure"
         ).fetchone()
         assert row is not None
@@ -153,10 +155,20 @@ def test_the_installed_moves_are_replaced_only_when_their_text_changes(
     before = installed()
     conn.execute("SELECT sync._moves_current()")
     assert installed() == before
+    conn.execute(
+        "UPDATE sync.merge_rule SET rule = rule WHERE false"
+    )  # nothing changed: nothing made again
+    conn.execute("SELECT sync._moves_current()")
+    assert installed() == before
     _link_a_table(conn, shop)
-    # called by a superuser: the replacement is still the owner role's (SECURITY DEFINER)
+    assert conn.execute("SELECT sync._moves_are_current()").fetchone() == (False,)
+    # called by a superuser: the new code is still the owner role's (SECURITY DEFINER)
     conn.execute("SELECT sync._moves_current()")
     assert installed()[0] != before[0]
+    assert conn.execute("SELECT sync._moves_are_current()").fetchone() == (True,)
+    assert "gift_message" in str(
+        conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'move_customer'").fetchone()
+    )
     owner = conn.execute(
         "SELECT pg_get_userbyid(proowner) FROM pg_proc"
         " WHERE oid = 'syncmap.move_customer(text, text)'::regprocedure"
