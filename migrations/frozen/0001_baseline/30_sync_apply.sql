@@ -547,20 +547,35 @@ BEGIN
     ELSE
         -- the compiled moves, current for the whole page (sql/57_moves_compile.sql)
         PERFORM sync._moves_current();
-        -- Segments in seq order: every merge/anonymise/delete is one (`single`), and the rows
-        -- between two of them are one run (numbered by how many singles precede them).
+        -- Segments: every merge/anonymise/delete is one (`single`), in seq order, and the
+        -- upserts between two of them are one run (numbered by how many singles precede
+        -- them). Order matters only among events of the same customers: the upserts of
+        -- numbers no single of the page names (as its customer or as the survivor) all join
+        -- the first run, so a page is one statement of upserts and the singles with the few
+        -- upserts around them, however many singles it holds.
         FOR segment IN
             WITH ordered AS (
-                SELECT i.id, i.seq,
+                SELECT i.id, i.seq, i.customer_number,
                        (i.event_type IN ('customer.merged', 'customer.anonymized',
                                          'customer.deleted')
                         AND NOT EXISTS (SELECT FROM sync.dead_letter AS d
-                                        WHERE d.inbox_id = i.id)) AS single
+                                        WHERE d.inbox_id = i.id)) AS single,
+                       CASE WHEN i.event_type = 'customer.merged'
+                            THEN i.payload ->> 'into' END AS survivor
                 FROM sync.inbox AS i
                 WHERE i.id BETWEEN p_first AND p_last
             ),
+            involved AS (
+                SELECT o.customer_number AS number FROM ordered AS o WHERE o.single
+                UNION
+                SELECT o.survivor FROM ordered AS o WHERE o.single AND o.survivor IS NOT NULL
+            ),
             numbered AS (
-                SELECT o.*, count(*) FILTER (WHERE o.single) OVER (ORDER BY o.seq, o.id) AS run
+                SELECT o.id, o.seq, o.single,
+                       CASE WHEN o.single
+                                 OR o.customer_number IN (SELECT v.number FROM involved AS v)
+                            THEN count(*) FILTER (WHERE o.single) OVER (ORDER BY o.seq, o.id)
+                            ELSE 0 END AS run
                 FROM ordered AS o
             )
             SELECT n.run, n.single, pg_catalog.array_agg(n.id ORDER BY n.seq, n.id) AS ids
