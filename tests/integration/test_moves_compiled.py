@@ -174,3 +174,73 @@ def test_the_compiled_moves_are_made_again_only_when_their_inputs_change(
         " WHERE oid = 'syncmap.move_customer(text, text)'::regprocedure"
     ).fetchone()
     assert owner == ("syncctl_owner",)
+
+
+def test_hostile_names_and_values_are_quoted_in_the_compiled_moves(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    stage(conn, [upserted("TX00000731", 1), upserted("TX00000732", 1), upserted("TX00000733", 1)])
+    old, survivor = shop.key_of(conn, "TX00000731"), shop.key_of(conn, "TX00000732")
+    table = "pg_temp'; DROP TABLE sync.audit; --"
+    column = 'note"); DROP TABLE sync.inbox; --'
+    value = "O'Brien $$ \"); DROP TABLE sync.tombstone; --"
+    conn.execute(
+        psycopg.sql.SQL(
+            "CREATE TABLE public.{} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " {} {} NOT NULL REFERENCES {} ({}), {} text, remark text, UNIQUE ({}, {}))"
+        ).format(
+            psycopg.sql.Identifier(table),
+            psycopg.sql.Identifier("who"),
+            psycopg.sql.SQL(_key_type(conn)),
+            psycopg.sql.SQL(shop.customer_table),
+            psycopg.sql.SQL(shop.key_column),
+            psycopg.sql.Identifier(column),
+            psycopg.sql.Identifier("who"),
+            psycopg.sql.Identifier(column),
+        )
+    )
+    conn.execute(
+        psycopg.sql.SQL(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON public.{} TO syncctl_owner"
+        ).format(psycopg.sql.Identifier(table))
+    )
+    conn.execute(
+        "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy, value)"
+        " VALUES ('public', %(t)s, 'id', 'not_personal', NULL),"
+        " ('public', %(t)s, 'who', 'not_personal', NULL),"
+        " ('public', %(t)s, %(c)s, 'null', NULL),"
+        " ('public', %(t)s, 'remark', 'fixed', %(v)s)",
+        {"t": table, "c": column, "v": value},
+    )
+    conn.execute(
+        "INSERT INTO sync.merge_rule (table_schema, table_name, rule) VALUES ('public', %s,"
+        " 'keep_survivor')",
+        [table],
+    )
+    insert = psycopg.sql.SQL("INSERT INTO public.{} (who, {}) VALUES (%s, %s)").format(
+        psycopg.sql.Identifier(table), psycopg.sql.Identifier(column)
+    )
+    conn.execute(insert, [old, "same"])
+    conn.execute(insert, [survivor, "same"])
+    conn.execute(insert, [old, "only the old one's"])
+    conn.commit()
+
+    outcome = stage(
+        conn,
+        [
+            event("customer.merged", "TX00000731", 2, into="TX00000732"),
+            event("customer.anonymized", "TX00000732", 2, reason_code="AVG"),
+        ],
+    )
+
+    reasons = conn.execute("SELECT reason FROM sync.dead_letter").fetchall()
+    assert outcome.states == {"applied": 2}, reasons
+    left = conn.execute(
+        psycopg.sql.SQL("SELECT who, {}, remark FROM public.{} ORDER BY id").format(
+            psycopg.sql.Identifier(column), psycopg.sql.Identifier(table)
+        )
+    ).fetchall()
+    # the old customer's clashing row went (keep_survivor), its other row moved; both scrubbed
+    assert left == [(survivor, None, value), (survivor, None, value)]
+    for kept in ("sync.audit", "sync.inbox", "sync.tombstone"):
+        assert conn.execute("SELECT to_regclass(%s)", [kept]).fetchone() == (kept,)
