@@ -275,3 +275,42 @@ def test_an_upsert_after_an_anonymisation_may_take_the_e_mail_it_freed(
     reasons = conn.execute("SELECT reason FROM sync.dead_letter").fetchall()
     assert outcome.states == {"applied": 2}, (reasons, _states(conn))
     assert shop.key_of(conn, "TX00000942") is not None
+
+
+def test_a_linked_table_whose_name_has_a_line_break_stops_no_feed(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    """Quoted names may hold any character. A linked table named with a line break (no
+    malice: a name pasted from a document) makes the generated text invalid: the comment line
+    ends inside the name, and the indentation changes the name where it is quoted. Making
+    the moves again then fails in sync._moves_current, outside any dead-letter handling, so
+    every page holding a merge, anonymisation or delete fails as a whole, for ever. The
+    dynamic code merged such a table like any other."""
+    stage(conn, [upserted("TX00000951", 1), upserted("TX00000952", 1)])
+    old, survivor = shop.key_of(conn, "TX00000951"), shop.key_of(conn, "TX00000952")
+    conn.execute(
+        sql.SQL("CREATE TABLE public.{} (who {} REFERENCES {} ({}), memo text)").format(
+            sql.Identifier("note\nbook"),
+            sql.SQL(_key_type(conn)),
+            sql.SQL(shop.customer_table),
+            sql.SQL(shop.key_column),
+        )
+    )
+    conn.execute(
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON public.{} TO syncctl_owner").format(
+            sql.Identifier("note\nbook")
+        )
+    )
+    conn.execute(
+        sql.SQL("INSERT INTO public.{} VALUES (%s, 'memo')").format(sql.Identifier("note\nbook")),
+        [old],
+    )
+    conn.commit()
+
+    outcome = stage(conn, [event("customer.merged", "TX00000951", 2, into="TX00000952")])
+
+    assert outcome.states == {"applied": 1}
+    moved = conn.execute(
+        sql.SQL("SELECT who FROM public.{}").format(sql.Identifier("note\nbook"))
+    ).fetchall()
+    assert moved == [(survivor,)]
