@@ -4,6 +4,7 @@ schemas."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -314,3 +315,68 @@ def test_a_linked_table_whose_name_has_a_line_break_stops_no_feed(
         sql.SQL("SELECT who FROM public.{}").format(sql.Identifier("note\nbook"))
     ).fetchall()
     assert moved == [(survivor,)]
+
+
+# --- 6. Concurrency ---------------------------------------------------------------------------
+
+
+def test_a_back_office_anonymisation_and_a_feed_page_making_the_moves_do_not_deadlock(
+    conn: psycopg.Connection[Any], dsn: str, shop: ShopSchema
+) -> None:
+    """After a change of the shop's schema, the first mover makes the compiled moves again and
+    holds sync.mapping_version (SHARE UPDATE EXCLUSIVE) till its commit. The feed takes that
+    lock first and the customers' locks after it (a page: sync._moves_current, then each
+    merge locks its customers); the back office's anonymisation by key, GDPR erasures,
+    retention and adoptions lock the customer first and ask sync._moves_current after it.
+    Both at once: a deadlock, one of them aborted."""
+    stage(conn, [upserted("TX00000961", 1)])
+    key = shop.key_of(conn, "TX00000961")
+    # a change of an input of the compiled moves: a merge rule declared
+    conn.execute(
+        "INSERT INTO sync.merge_rule (table_schema, table_name, rule)"
+        " VALUES ('review', 'nothing', 'union')"
+    )
+    conn.commit()
+    assert conn.execute("SELECT sync._moves_are_current()").fetchone() == (False,)
+
+    feed = psycopg.connect(dsn)
+    back_office = psycopg.connect(dsn, autocommit=True)
+    errors: list[BaseException] = []
+    try:
+        # the feed's page: the moves made again (not committed yet)
+        feed.execute("SELECT sync._moves_current()")
+
+        def anonymise() -> None:
+            try:
+                back_office.execute(
+                    "SELECT sync.anonymise_from_backoffice_key(%s::text, 'AVG', 'review')",
+                    [key],
+                )
+            except psycopg.Error as error:
+                errors.append(error)
+
+        worker = threading.Thread(target=anonymise)
+        worker.start()
+        # the back office holds the customer and waits for the feed's lock
+        pid = back_office.info.backend_pid
+        waiting = (
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT granted"
+            " AND relation = 'sync.mapping_version'::regclass)"
+        )
+        while conn.execute(waiting, [pid]).fetchone() != (True,):
+            conn.commit()
+            worker.join(0.05)
+            assert worker.is_alive(), errors
+        conn.commit()
+        # the page's merge locks its customers
+        try:
+            feed.execute("SELECT syncmap.lock_customers(ARRAY[%s::text])", [key])
+            feed.commit()
+        except psycopg.Error as error:
+            errors.append(error)
+            feed.rollback()
+        worker.join()
+    finally:
+        feed.close()
+        back_office.close()
+    assert not [e for e in errors if isinstance(e, psycopg.errors.DeadlockDetected)], errors
