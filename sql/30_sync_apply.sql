@@ -518,6 +518,71 @@ AS $$
                                      WHERE r.old_number = d.number))
 $$;
 
+-- Apply a batch that holds merges, anonymisations or deletes (`singles`), in segments: each
+-- single on its own, in seq order (then inbox id), and the upserts between two of them as one
+-- run (numbered by how many singles precede them). With p_together, the upserts of numbers no
+-- single of the batch names (as its customer or as the survivor) go first, as one run (-1):
+-- they commute with the rest, so the batch is one statement of upserts and the singles with
+-- the few upserts around them, however many singles it holds. p_unbuilt: why the compiled
+-- moves could not be made (the singles then become dead letters saying so), or NULL.
+CREATE OR REPLACE FUNCTION sync._apply_segments(
+    p_first bigint, p_last bigint, p_together boolean, p_unbuilt text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    segment record;
+BEGIN
+    FOR segment IN
+        WITH ordered AS (
+            SELECT i.id, i.seq, i.customer_number,
+                   (i.event_type IN ('customer.merged', 'customer.anonymized',
+                                     'customer.deleted')
+                    AND NOT EXISTS (SELECT FROM sync.dead_letter AS d
+                                    WHERE d.inbox_id = i.id)) AS single,
+                   CASE WHEN i.event_type = 'customer.merged'
+                        THEN i.payload ->> 'into' END AS survivor
+            FROM sync.inbox AS i
+            WHERE i.id BETWEEN p_first AND p_last
+        ),
+        named AS (
+            SELECT o.customer_number AS number FROM ordered AS o WHERE o.single
+            UNION
+            SELECT o.survivor FROM ordered AS o WHERE o.single AND o.survivor IS NOT NULL
+        ),
+        numbered AS (
+            SELECT o.id, o.seq, o.single,
+                   CASE WHEN NOT p_together OR o.single
+                             OR o.customer_number IN (SELECT v.number FROM named AS v)
+                        THEN count(*) FILTER (WHERE o.single) OVER (ORDER BY o.seq, o.id)
+                        ELSE -1 END AS run
+            FROM ordered AS o
+        )
+        SELECT n.run, n.single, pg_catalog.array_agg(n.id ORDER BY n.seq, n.id) AS ids
+        FROM numbered AS n
+        GROUP BY n.run, n.single
+        ORDER BY n.run, n.single DESC
+    LOOP
+        IF segment.single AND p_unbuilt IS NOT NULL THEN
+            INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
+            SELECT i.id, i.event_id, p_unbuilt
+            FROM sync.inbox AS i
+            WHERE i.id = segment.ids[1]
+              AND NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
+              AND NOT EXISTS (SELECT FROM sync.dead_letter AS d WHERE d.event_id = i.event_id)
+            ON CONFLICT (inbox_id) DO NOTHING;
+        ELSIF segment.single THEN
+            PERFORM sync._apply_event(segment.ids[1]);
+        ELSE
+            PERFORM sync._apply_upsert_run(p_first, p_last, segment.ids);
+        END IF;
+    END LOOP;
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Public API
 -- ---------------------------------------------------------------------------------------------
@@ -525,6 +590,11 @@ $$;
 -- Apply the staged rows sync.inbox.id BETWEEN p_first AND p_last and return what became of
 -- them: {"applied": n, "skipped": n, "dead_letter": n, "duplicate": n}. Every row is decided
 -- when it returns (never pending). Idempotent: applying a range again decides nothing twice.
+-- A batch with merges, anonymisations or deletes is first applied with the upserts of the
+-- customers they do not name together (sync._apply_segments); should any event of it become
+-- a dead letter, that attempt is rolled back and the batch applied in feed order, where an
+-- event's outcome may depend on another customer's (a unique e-mail address of the shop's
+-- that an anonymisation frees, or that the first of two new customers takes).
 CREATE OR REPLACE FUNCTION sync.apply_inbox(p_first bigint, p_last bigint)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -533,8 +603,14 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    segment record;
-    summary jsonb;
+    summary     jsonb;
+    unbuilt     text;
+    rejected    bigint;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
 BEGIN
     PERFORM sync._dead_letter_defects(p_first, p_last);
     IF NOT EXISTS (
@@ -545,50 +621,33 @@ BEGIN
         -- the common batch: upserts only, one statement
         PERFORM sync._apply_upsert_run(p_first, p_last, NULL);
     ELSE
-        -- the compiled moves, current for the whole page (sql/57_moves_compile.sql)
-        PERFORM sync._moves_current();
-        -- Segments: every merge/anonymise/delete is one (`single`), in seq order, and the
-        -- upserts between two of them are one run (numbered by how many singles precede
-        -- them). Order matters only among events of the same customers: the upserts of
-        -- numbers no single of the page names (as its customer or as the survivor) all join
-        -- the first run, so a page is one statement of upserts and the singles with the few
-        -- upserts around them, however many singles it holds.
-        FOR segment IN
-            WITH ordered AS (
-                SELECT i.id, i.seq, i.customer_number,
-                       (i.event_type IN ('customer.merged', 'customer.anonymized',
-                                         'customer.deleted')
-                        AND NOT EXISTS (SELECT FROM sync.dead_letter AS d
-                                        WHERE d.inbox_id = i.id)) AS single,
-                       CASE WHEN i.event_type = 'customer.merged'
-                            THEN i.payload ->> 'into' END AS survivor
-                FROM sync.inbox AS i
-                WHERE i.id BETWEEN p_first AND p_last
-            ),
-            involved AS (
-                SELECT o.customer_number AS number FROM ordered AS o WHERE o.single
-                UNION
-                SELECT o.survivor FROM ordered AS o WHERE o.single AND o.survivor IS NOT NULL
-            ),
-            numbered AS (
-                SELECT o.id, o.seq, o.single,
-                       CASE WHEN o.single
-                                 OR o.customer_number IN (SELECT v.number FROM involved AS v)
-                            THEN count(*) FILTER (WHERE o.single) OVER (ORDER BY o.seq, o.id)
-                            ELSE 0 END AS run
-                FROM ordered AS o
-            )
-            SELECT n.run, n.single, pg_catalog.array_agg(n.id ORDER BY n.seq, n.id) AS ids
-            FROM numbered AS n
-            GROUP BY n.run, n.single
-            ORDER BY n.run, n.single DESC
-        LOOP
-            IF segment.single THEN
-                PERFORM sync._apply_event(segment.ids[1]);
-            ELSE
-                PERFORM sync._apply_upsert_run(p_first, p_last, segment.ids);
+        -- the compiled moves, current for the whole batch (sql/57_moves_compile.sql); should
+        -- they fail to build, the batch's merges, anonymisations and deletes become dead
+        -- letters saying so, and its upserts apply
+        BEGIN
+            PERFORM sync._moves_current();
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                    schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                    constraint_ = CONSTRAINT_NAME;
+            unbuilt := sync._rejection_reason(state, message, schema_name, table_name,
+                                              constraint_);
+            IF unbuilt IS NULL THEN
+                RAISE;
             END IF;
-        END LOOP;
+            unbuilt := 'the compiled moves could not be made: ' || unbuilt;
+        END;
+        SELECT count(*) INTO rejected FROM sync.dead_letter AS d
+        WHERE d.inbox_id BETWEEN p_first AND p_last;
+        BEGIN
+            PERFORM sync._apply_segments(p_first, p_last, true, unbuilt);
+            IF (SELECT count(*) FROM sync.dead_letter AS d
+                WHERE d.inbox_id BETWEEN p_first AND p_last) > rejected THEN
+                RAISE EXCEPTION USING ERRCODE = 'SY098', MESSAGE = 'apply in feed order';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'SY098' THEN
+            PERFORM sync._apply_segments(p_first, p_last, false, unbuilt);
+        END;
     END IF;
     PERFORM sync._scrub_erased_deliveries(p_first, p_last);
     SELECT pg_catalog.jsonb_object_agg(s.state, s.events) INTO summary

@@ -178,24 +178,6 @@ DROP FUNCTION IF EXISTS sync._repoint(regclass, name, name, name, regtype, text,
 DROP FUNCTION IF EXISTS sync._absorb_customer(bigint, bigint);
 DROP FUNCTION IF EXISTS sync._absorb_customer(text, text);
 
--- Move everything of customer p_old (key as text) to p_survivor, by the compiled
--- syncmap.move_customer (sql/57_moves_compile.sql), made current first: every customer-linked
--- table re-pointed (unique conflicts by the table's rule), blanks of the survivor filled from
--- the old row, the old row removed with its sync.customer_link row and the related rows only it
--- used. The callers lock both customers (syncmap.lock_customers) first. Returns the rows moved
--- per table (the customer table's own entry: the old row) and a reason ('merged', with the
--- conflicts a rule resolved).
+-- Moving the rows is compiled: syncmap.move_customer (sql/57_moves_compile.sql).
 DROP FUNCTION IF EXISTS sync._move_customer(bigint, bigint);
-CREATE OR REPLACE FUNCTION sync._move_customer(
-    p_old text, p_survivor text, OUT counts jsonb, OUT reason text)
-LANGUAGE plpgsql
-VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM sync._moves_current();
-    SELECT m.counts, m.reason INTO counts, reason
-    FROM syncmap.move_customer(p_old, p_survivor) AS m;
-END
-$$;
+DROP FUNCTION IF EXISTS sync._move_customer(text, text);

@@ -13,7 +13,8 @@
 --
 -- SQLSTATEs: SY001 merge into self, SY002 cycle, SY003 survivor was merged away,
 -- SY004 survivor anonymised or deleted, SY005 survivor unknown, SY006 old anonymised or
--- deleted, SY007 old already merged into another customer, SY010 unresolved unique conflict.
+-- deleted, SY007 old already merged into another customer, SY010 unresolved unique conflict,
+-- SY011 a clashing row the merge rule would delete is referenced (sql/57_moves_compile.sql).
 
 -- ---------------------------------------------------------------------------------------------
 -- Checks and plans
@@ -202,7 +203,7 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- Merge customer p_old into p_survivor by hand. Returns {"outcome", "reason", "counts"};
--- raises SY001..SY010 when the merge is impossible. With p_event_id, a second call with the
+-- raises SY001..SY011 when the merge is impossible. With p_event_id, a second call with the
 -- same id is a no-op that returns {"outcome": "duplicate"}.
 -- Example: SELECT sync.merge_customer('TX00000001', 'TX00000002', NULL, 'ops:alice');
 CREATE OR REPLACE FUNCTION sync.merge_customer(

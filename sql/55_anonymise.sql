@@ -146,7 +146,8 @@ END
 $$;
 
 -- A local anonymisation of a locked customer row (its key as text), with the outbound event
--- for tritonX when the customer has a number. Shared by the back-office button and the by-hand
+-- for tritonX when the customer has a number. The callers make the compiled moves current
+-- before they lock (sync._moves_current()). Shared by the back-office button and the by-hand
 -- command.
 DROP FUNCTION IF EXISTS sync._anonymise_locally(bigint, text, text, text);
 CREATE OR REPLACE FUNCTION sync._anonymise_locally(
@@ -164,7 +165,6 @@ DECLARE
     queued  bigint;
     local_id bigint;
 BEGIN
-    PERFORM sync._moves_current();
     -- the audit's customer id: the key itself when it is an integer
     IF (SELECT m.key_type FROM sync.mapped_customer() AS m)
        IN ('smallint'::pg_catalog.regtype, 'integer'::pg_catalog.regtype,
@@ -275,6 +275,8 @@ BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
+    PERFORM sync._moves_current();
     -- a key that is not of the mapped key's type names nobody
     local_key := sync._local_customer_key(p_customer_key);
     PERFORM syncmap.lock_customers(ARRAY[local_key]);

@@ -46,6 +46,8 @@ DECLARE
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._checked_length(p_local_key, 200, 'local customer key');
+    -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
+    PERFORM sync._moves_current();
     PERFORM sync._checked_length(p_linked_key, 200, 'linked customer key');
     SELECT * INTO mapped FROM sync.mapped_customer();
     -- the keys in their own text form ('042' is '42'), as every engine table holds them: a
@@ -117,7 +119,7 @@ BEGIN
             USING linked, p_local_key;
     END IF;
     -- the absorbed row (and its link row) go before its number moves: it stays unique throughout
-    SELECT * INTO moved FROM sync._move_customer(p_linked_key, p_local_key);
+    SELECT * INTO moved FROM syncmap.move_customer(p_linked_key, p_local_key);
     SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = o.%1$I', o.column_name), ', ')
     INTO owned
     FROM sync.mapping_version AS v
@@ -197,6 +199,8 @@ DECLARE
     why          text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
+    -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
+    PERFORM sync._moves_current();
     SELECT * INTO mapped FROM sync.mapped_customer();
     SELECT v.document INTO document FROM sync.mapping_version AS v WHERE v.active;
     -- the lock order every merge, anonymisation and concurrent shop write agrees on
@@ -243,7 +247,7 @@ BEGIN
         PERFORM sync.request_refresh(survivor);
     ELSE
         SELECT m.counts, m.reason INTO counts, why
-        FROM sync._move_customer(old_key, survivor_key) AS m;
+        FROM syncmap.move_customer(old_key, survivor_key) AS m;
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
                             reason, duration_ms, related_number, customer_key)

@@ -268,6 +268,8 @@ DECLARE
     sharing  text[] := '{}';
     skipped  text[] := gdpr.unsearched_tables();
 BEGIN
+    -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
+    PERFORM sync._moves_current();
     IF request.scheduled_for > p_now THEN
         RAISE EXCEPTION USING ERRCODE = 'SY087',
             MESSAGE = pg_catalog.format('erasure request %s is not due before %s',

@@ -244,3 +244,55 @@ def test_hostile_names_and_values_are_quoted_in_the_compiled_moves(
     assert left == [(survivor, None, value), (survivor, None, value)]
     for kept in ("sync.audit", "sync.inbox", "sync.tombstone"):
         assert conn.execute("SELECT to_regclass(%s)", [kept]).fetchone() == (kept,)
+
+
+def test_a_rule_never_deletes_a_clashing_row_that_other_rows_reference(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    """The losing row of a unique clash is deleted by the table's merge rule; rows of another
+    table that reference it (a payment of a rental) would cascade away or block the delete. The
+    merge is refused instead (SY011, naming the referencing table), and nothing changes."""
+    stage(conn, [upserted("TX00000741", 1), upserted("TX00000742", 1)])
+    old, survivor = shop.key_of(conn, "TX00000741"), shop.key_of(conn, "TX00000742")
+    customer = f"{shop.customer_table} ({shop.key_column})"
+    conn.execute(
+        f"CREATE TABLE public.voucher (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        f" customer {_key_type(conn)} NOT NULL REFERENCES {customer},"
+        f" code text NOT NULL, UNIQUE (customer, code))"
+    )
+    conn.execute(
+        "CREATE TABLE public.voucher_use (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " voucher_id bigint NOT NULL REFERENCES public.voucher (id) ON DELETE CASCADE,"
+        " amount integer NOT NULL)"
+    )
+    conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON public.voucher TO syncctl_owner")
+    conn.execute("GRANT SELECT ON public.voucher_use TO syncctl_owner")
+    conn.execute(
+        "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy) VALUES"
+        " ('public', 'voucher', 'id', 'not_personal'),"
+        " ('public', 'voucher', 'customer', 'not_personal'),"
+        " ('public', 'voucher', 'code', 'not_personal')"
+    )
+    conn.execute(
+        "INSERT INTO sync.merge_rule (table_schema, table_name, rule)"
+        " VALUES ('public', 'voucher', 'keep_survivor')"
+    )
+    conn.execute(
+        "INSERT INTO public.voucher (customer, code) VALUES (%s, 'XMAS'), (%s, 'XMAS')",
+        [old, survivor],
+    )
+    conn.execute(
+        "INSERT INTO public.voucher_use (voucher_id, amount)"
+        " SELECT id, 25 FROM public.voucher WHERE customer = %s",
+        [old],
+    )
+    conn.commit()
+
+    outcome = stage(conn, [event("customer.merged", "TX00000741", 2, into="TX00000742")])
+
+    assert outcome.states == {"dead_letter": 1}
+    reason = conn.execute("SELECT reason FROM sync.dead_letter").fetchone()
+    assert reason is not None
+    assert "public.voucher_use" in reason[0] and "public.voucher" in reason[0]
+    assert conn.execute("SELECT count(*) FROM public.voucher_use").fetchone() == (1,)
+    assert shop.key_of(conn, "TX00000741") == old

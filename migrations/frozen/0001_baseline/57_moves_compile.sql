@@ -16,8 +16,9 @@
 -- letters, link repairs: sync._moves_current()). A different fingerprint makes the code again,
 -- in the same transaction, as the owner role. Re-runnable.
 --
--- SQLSTATE: SY010 unresolved unique conflict, SY022 PII registry incomplete (raised by the
--- generated functions).
+-- SQLSTATE: SY010 unresolved unique conflict, SY011 a clashing row the merge rule would delete
+-- is referenced by another table's rows, SY022 PII registry incomplete (raised by the generated
+-- functions).
 
 -- ---------------------------------------------------------------------------------------------
 -- Generated code's helpers (private)
@@ -36,7 +37,8 @@ AS $$
 $$;
 
 -- A generated PL/pgSQL function's CREATE statement: p_signature (with OUT parameters when
--- p_returns is NULL), the declarations and the statements (indented here).
+-- p_returns is NULL), the declarations and the statements. The generators name no table or
+-- column in a comment: a name may hold a line break, which ends a comment.
 CREATE OR REPLACE FUNCTION sync._compiled_function(
     p_signature text, p_returns text, p_decls text[], p_body text[])
 RETURNS text
@@ -56,15 +58,41 @@ AS $$
                           E'\n') || E'\n'
                       ELSE '' END
         || E'BEGIN\n'
-        || pg_catalog.array_to_string(
-               ARRAY(SELECT pg_catalog.regexp_replace(b, '^', '    ', 'gn')
-                     FROM pg_catalog.unnest(p_body) AS b), E'\n')
+        -- not indented: a line break inside a quoted name or literal must stay as it is
+        || pg_catalog.array_to_string(p_body, E'\n')
         || E'\nEND\n')
 $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- The generator (private)
 -- ---------------------------------------------------------------------------------------------
+
+-- The foreign keys that reference rows of p_relation (a partitioned table's once, a table's
+-- own too): the referencing table, its name as counts give it, the constraint, and `matches`,
+-- the predicate `x.<column> = $1.<referenced column> AND ...` with $1 for the referenced row's
+-- alias.
+CREATE OR REPLACE FUNCTION sync._referrers(p_relation regclass)
+RETURNS TABLE (relation regclass, qualified_name text, constraint_name name, matches text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+ROWS 3
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.conrelid::pg_catalog.regclass, pg_catalog.concat_ws('.', n.nspname, r.relname),
+           c.conname,
+           (SELECT pg_catalog.string_agg(pg_catalog.format('x.%I = $1.%I', a.attname, f.attname),
+                                         ' AND ' ORDER BY k.ord)
+            FROM ROWS FROM (pg_catalog.unnest(c.conkey), pg_catalog.unnest(c.confkey))
+                 WITH ORDINALITY AS k (col, ref, ord)
+            JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = k.col
+            JOIN pg_catalog.pg_attribute AS f ON f.attrelid = c.confrelid AND f.attnum = k.ref)
+    FROM pg_catalog.pg_constraint AS c
+    JOIN pg_catalog.pg_class AS r ON r.oid = c.conrelid
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+    WHERE c.contype = 'f' AND c.confrelid = p_relation AND c.conparentid = 0
+    ORDER BY c.conname, c.oid
+$$;
 
 -- The body of syncmap.move_customer(p_old text, p_survivor text, OUT counts jsonb, OUT reason
 -- text): every customer-linked table re-pointed (unique conflicts first, per unique key, by the
@@ -85,19 +113,22 @@ DECLARE
     declared sync.merge_rule;
     related  record;
     fill     text;
-    decls    text[] := ARRAY['n bigint', 'clashes bigint', 'removed bigint',
+    referrer record;
+    decls    text[] := ARRAY['n bigint', 'clashes bigint', 'removed bigint', 'referenced bigint',
                              'conflicts bigint', 'resolved text[] := ''{}''',
                              'absorbed jsonb := ''{}'''];
     body     text[] := ARRAY['counts := ''{}'';'];
     after    text[] := '{}';
     i        integer := 0;
+    linked   integer := 0;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     cname := sync._customer_table_name();
     decls := decls || pg_catalog.format('old_row %s%%ROWTYPE', mapped.relation);
     FOR link IN SELECT * FROM sync.customer_links() LOOP
-        body := body || pg_catalog.format(E'-- %s.%s\nn := 0;\nconflicts := 0;',
-                                          link.qualified_name, link.fk_column);
+        linked := linked + 1;
+        body := body || pg_catalog.format(E'-- linked table %s\nn := 0;\nconflicts := 0;',
+                                          linked);
         SELECT * INTO declared FROM sync.merge_rule AS m
         WHERE m.table_schema = link.table_schema AND m.table_name = link.table_name;
         FOR key IN SELECT * FROM sync._unique_keys(link.relation, link.fk_column) LOOP
@@ -106,6 +137,30 @@ BEGIN
                 '    AND EXISTS (SELECT FROM %1$s AS s WHERE s.%2$I = p_survivor::%4$s AND %3$s);\n'
                 'IF clashes > 0 THEN',
                 link.relation, link.fk_column, key.same_key, link.column_type);
+            -- a clashing row the rule deletes must not be referenced by another table's rows
+            -- (a payment of a rental): they would cascade away or block the delete
+            FOR referrer IN SELECT * FROM sync._referrers(link.relation) LOOP
+                body := body || pg_catalog.format(
+                    E'    SELECT count(*) INTO referenced FROM %1$s AS o JOIN %1$s AS s\n'
+                    '        ON s.%2$I = p_survivor::%4$s AND %3$s\n'
+                    '    WHERE o.%2$I = p_old::%4$s\n'
+                    '      AND (EXISTS (SELECT FROM %5$s AS x WHERE %6$s)%7$s);\n'
+                    '    IF referenced > 0 THEN\n'
+                    '        RAISE EXCEPTION USING ERRCODE = ''SY011'', MESSAGE = pg_catalog.format(\n'
+                    '            ''merge refused: %%s clashing row(s) of %%s on %%s are referenced by '
+                    '%%s (constraint %%s): the merge rule would delete them'', referenced, %8$L, '
+                    '%9$L, %10$L, %11$L);\n'
+                    '    END IF;',
+                    link.relation, link.fk_column, key.same_key, link.column_type,
+                    referrer.relation, pg_catalog.replace(referrer.matches, '$1', 'o'),
+                    CASE WHEN declared.rule = 'keep_newest'
+                         THEN pg_catalog.format(
+                             ' OR EXISTS (SELECT FROM %s AS x WHERE %s)', referrer.relation,
+                             pg_catalog.replace(referrer.matches, '$1', 's'))
+                         ELSE '' END,
+                    link.table_schema || '.' || link.table_name, key.key_name,
+                    referrer.qualified_name, referrer.constraint_name);
+            END LOOP;
             IF declared.rule IS NULL THEN
                 body := body || pg_catalog.format(
                     E'    RAISE EXCEPTION USING ERRCODE = ''SY010'', MESSAGE = pg_catalog.format(\n'
@@ -234,6 +289,7 @@ DECLARE
     columns   text;
     sources   text;
     i         integer := 0;
+    linked    integer := 0;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     cname := sync._customer_table_name();
@@ -343,12 +399,13 @@ BEGIN
         WHERE l.relation <> mapped.relation
     LOOP
         scrub := sync._scrub_assignments(link.relation, link.fk_column);
+        linked := linked + 1;
         body := body || pg_catalog.format(
-            E'-- %1$s.%2$I\n%3$s\n'
+            E'-- linked table %2$s\n%3$s\n'
             'IF changed > 0 THEN\n'
             '    counts := sync._add_count(counts, %1$L, changed);\n'
             'END IF;',
-            link.qualified_name, link.fk_column,
+            link.qualified_name, linked,
             CASE
                 WHEN link.declared = 'delete_rows' THEN pg_catalog.format(
                     E'DELETE FROM %s AS t WHERE t.%I = p_key::%s;\n'
@@ -457,8 +514,9 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- The tables whose catalog entries the compiled moves are made from: the customer table, the
--- linked and pointed-to tables (sync.customer_tables()) and the other users of the pointed-to
--- rows (sync._related_users).
+-- linked and pointed-to tables (sync.customer_tables()), the other users of the pointed-to
+-- rows (sync._related_users) and the tables that reference a linked table's rows
+-- (sync._referrers).
 CREATE OR REPLACE FUNCTION sync._moves_relations()
 RETURNS oid[]
 LANGUAGE sql
@@ -473,13 +531,19 @@ AS $$
         SELECT u.relation::pg_catalog.oid
         FROM sync._pointed_tables() AS p
         CROSS JOIN LATERAL sync._related_users(p.relation, p.pointer, p.key_column) AS u
+        UNION ALL
+        SELECT f.relation::pg_catalog.oid
+        FROM sync.customer_links() AS l
+        CROSS JOIN LATERAL sync._referrers(l.relation) AS f
     ) AS r
 $$;
 
 -- A digest of everything the compiled moves are made from, given the tables they were made
--- for (p_relations): the active mapping's version; the foreign keys to those tables (a table
--- the shop links later has one); their names, columns and indexes; the merge rules, anonymise
--- rules and the PII registry. A few index scans of the catalog: what the feed pays per page to
+-- for (p_relations): the active mapping's version and how its declared references resolve; the
+-- foreign keys to those tables (a table the shop links later has one; a detached partition's
+-- loses its parent); their names, partition parents, columns (names, types, defaults) and
+-- indexes; the merge rules, anonymise rules and the PII registry. Each part a jsonb array, so
+-- no two inputs read alike. A few index scans of the catalog: what the feed pays per page to
 -- know that the compiled code is current.
 CREATE OR REPLACE FUNCTION sync._moves_fingerprint(p_relations oid[])
 RETURNS text
@@ -488,33 +552,49 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT sync._digest(pg_catalog.concat_ws('|',
-        (SELECT v.version::text FROM sync.mapping_version AS v WHERE v.active),
-        (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(':', c.oid, c.conrelid, c.confrelid,
-                                                           c.conkey::text, c.confkey::text),
-                                      ',' ORDER BY c.oid)
+    SELECT sync._digest(pg_catalog.jsonb_build_array(
+        (SELECT v.version FROM sync.mapping_version AS v WHERE v.active),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    d.path, d.relation::pg_catalog.oid, d.column_name, d.problem)
+                    ORDER BY d.path)
+         FROM sync._declared_references() AS d),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    c.oid, c.conname, c.conrelid, c.conrelid::pg_catalog.regclass::text,
+                    c.confrelid, c.conparentid, c.conkey, c.confkey)
+                    ORDER BY c.oid)
          FROM pg_catalog.pg_constraint AS c
          WHERE c.contype = 'f' AND c.confrelid = ANY (p_relations)),
-        (SELECT pg_catalog.string_agg(r.relid::pg_catalog.regclass::text, ',' ORDER BY r.relid)
-         FROM pg_catalog.unnest(p_relations) AS r (relid)),
-        (SELECT pg_catalog.string_agg(
-                    pg_catalog.concat_ws(':', a.attrelid, a.attnum, a.attname, a.atttypid,
-                                         a.atttypmod, a.attnotnull, a.attisdropped,
-                                         a.attidentity, a.attgenerated, a.atthasdef),
-                    ',' ORDER BY a.attrelid, a.attnum)
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    r.oid, r.oid::pg_catalog.regclass::text, r.relkind, r.relispartition,
+                    (SELECT pg_catalog.array_agg(h.inhparent ORDER BY h.inhparent)
+                     FROM pg_catalog.pg_inherits AS h WHERE h.inhrelid = r.oid))
+                    ORDER BY r.oid)
+         FROM pg_catalog.pg_class AS r
+         WHERE r.oid = ANY (p_relations)),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    a.attrelid, a.attnum, a.attname,
+                    pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    a.attisdropped, a.attidentity, a.attgenerated,
+                    pg_catalog.pg_get_expr(d.adbin, d.adrelid))
+                    ORDER BY a.attrelid, a.attnum)
          FROM pg_catalog.pg_attribute AS a
+         LEFT JOIN pg_catalog.pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE a.attrelid = ANY (p_relations) AND a.attnum > 0),
-        (SELECT pg_catalog.string_agg(
-                    pg_catalog.concat_ws(':', x.indexrelid, x.indisunique, x.indisprimary,
-                                         x.indkey::text, x.indnkeyatts, x.indnullsnotdistinct,
-                                         x.indpred IS NULL, x.indexprs IS NULL),
-                    ',' ORDER BY x.indexrelid)
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    x.indexrelid, x.indexrelid::pg_catalog.regclass::text, x.indisunique,
+                    x.indisprimary, x.indkey::text, x.indnkeyatts, x.indnullsnotdistinct,
+                    x.indpred IS NULL, x.indexprs IS NULL,
+                    (SELECT k.conname FROM pg_catalog.pg_constraint AS k
+                     WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u')))
+                    ORDER BY x.indexrelid)
          FROM pg_catalog.pg_index AS x
          WHERE x.indrelid = ANY (p_relations)),
-        (SELECT pg_catalog.string_agg(m::text, ',' ORDER BY m::text) FROM sync.merge_rule AS m),
-        (SELECT pg_catalog.string_agg(r::text, ',' ORDER BY r::text)
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(m) ORDER BY m::text)
+         FROM sync.merge_rule AS m),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r::text)
          FROM sync.anonymise_rule AS r),
-        (SELECT pg_catalog.string_agg(p::text, ',' ORDER BY p::text) FROM sync.pii_column AS p)))
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p) ORDER BY p::text)
+         FROM sync.pii_column AS p))::text)
 $$;
 
 -- Whether the compiled moves were made from what the catalog and the registry hold now.

@@ -653,6 +653,8 @@ BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     PERFORM sync._checked_job_time(p_now);
     PERFORM gdpr._check_retention_facts();
+    -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
+    PERFORM sync._moves_current();
     PERFORM gdpr._checked_page_key(p_after);
     SELECT * INTO mapped FROM sync.mapped_customer();
     EXECUTE pg_catalog.format(
