@@ -41,16 +41,9 @@ def _land_only() -> None:
     from bench.statements import statements
     from syncctl import controller
     from syncctl.loader import INBOX_TYPES, PageOutcome
-    from syncctl.tritonx import ChangePage
 
-    def land(
-        conn: psycopg.Connection[Any],
-        source: str,
-        expected_cursor: str | None,
-        page: ChangePage,
-        rows: list[tuple[Any, ...]] | None = None,
-    ) -> PageOutcome:
-        assert rows is not None  # the worker built them
+    def land(conn: psycopg.Connection[Any], *page: Any) -> PageOutcome:
+        rows: list[tuple[Any, ...]] = page[-1]  # stage_page's arguments; the worker's rows last
         with conn.transaction(), conn.cursor().copy(statements()["staging_copy"]) as copy:
             copy.set_types(INBOX_TYPES)
             for row in rows:
