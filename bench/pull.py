@@ -1,11 +1,14 @@
 """Scenarios `pull` and `memory`: the whole path, tritonX simulator -> HTTP -> controller ->
 binary COPY -> inbox trigger -> applied, for a population of N customers (N version-1
-upserts), pages of 1,000 as the controller pulls by default. The controller runs in a child
-process (bench.pull_process), the simulator in another (bench.simulated_tritonx); the child
-reports its rate and its peak RSS (VmHWM). Baseline: the same records (fetched from the
-simulator beforehand, untimed) turned into inbox rows and binary-COPYed from Python into a
-trigger-less copy of the inbox, in the same pages and commits — what landing the rows costs
-without applying them. Also printed: the rate the simulator serves at, as a ceiling. On each
+upserts), in pages of 1,000 (the baselines' pages) and of 5,000 (`syncctl pull`'s default).
+The controller runs in a child process (bench.pull_process), the simulator in another
+(bench.simulated_tritonx, serving pre-encoded events); the child reports its rate and its
+peak RSS (VmHWM). Baseline: the same records (fetched from the simulator beforehand, untimed)
+turned into inbox rows and binary-COPYed from Python into a trigger-less copy of the inbox, in
+the same pages and commits — what landing the rows costs without applying them. Also printed,
+as ceilings: the rate the simulator serves at, and the controller's pipeline with the apply
+taken out (`land-only`: fetched, decoded and typed in the worker, COPYed into the trigger-less
+copy): what the pull would reach if the apply cost nothing. On each
 test schema (bench.shops) the controller's feed writes that schema's tables; the baseline lands
 the same rows in the inbox's shape whatever the schema, and is measured again in each schema's
 pass, so every ratio has a baseline from the same moment."""
@@ -19,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -31,6 +35,7 @@ from syncctl.loader import INBOX_TYPES, inbox_row
 from syncctl.tritonx import TritonXClient
 
 PAGE_SIZE = 1_000
+DEFAULT_PAGE_SIZE = 5_000  # syncctl pull's and run's --page-size
 GOAL_VS_COPY = Goal(Direction.AT_LEAST, 0.3)
 GOAL_RATE = Goal(Direction.AT_LEAST, 20_000, absolute=True, unit="ev/s")
 GOAL_RSS = Goal(Direction.AT_MOST, 150, absolute=True, unit="MiB")
@@ -94,11 +99,17 @@ def _copy_baseline(server: Server, records: list[Any]) -> float:
             return len(records) / (time.perf_counter() - started)
 
 
-def _pull_child(server: Server, url: str, token: str) -> dict[str, Any]:
+def _pull_child(
+    server: Server, url: str, token: str, page_size: int, *, land_only: bool = False
+) -> dict[str, Any]:
     with server.clone() as dsn:
+        if land_only:
+            with psycopg.connect(dsn) as conn:
+                conn.execute(statements()["staging_create"])
         settle(dsn)
         done = subprocess.run(
-            [sys.executable, "-m", "bench.pull_process", dsn, url, token, str(PAGE_SIZE)],
+            [sys.executable, "-m", "bench.pull_process", dsn, url, token, str(page_size)]
+            + (["land-only"] if land_only else []),
             check=True,
             capture_output=True,
             text=True,
@@ -107,12 +118,18 @@ def _pull_child(server: Server, url: str, token: str) -> dict[str, Any]:
     return result
 
 
-_cache: dict[tuple[str, int], tuple[dict[str, Any], float, float]] = {}
+@dataclass(frozen=True)
+class Measured:
+    pulls: dict[int, dict[str, Any]]  # by page size: the child's report
+    land_only: dict[str, Any]
+    copy_rate: float
+    serve_rate: float
 
 
-def _measure(
-    server: Server, data: Dataset, log: Callable[[str], None]
-) -> tuple[dict[str, Any], float, float]:
+_cache: dict[tuple[str, int], Measured] = {}
+
+
+def _measure(server: Server, data: Dataset, log: Callable[[str], None]) -> Measured:
     key = (server.shop.name, data.size)
     where = f"pull {server.shop.name} {size_label(data.size)}"
     if key not in _cache:
@@ -122,45 +139,79 @@ def _measure(
             log(f"{where}: COPY baseline")
             copy_rate = _copy_baseline(server, records)
             del records
-            log(f"{where}: controller pulling in a child process")
-            child = _pull_child(server, url, token)
-        _cache[key] = (child, copy_rate, data.size / fetch_seconds)
+            log(f"{where}: the controller's pipeline without the apply, in a child process")
+            land_only = _pull_child(server, url, token, PAGE_SIZE, land_only=True)
+            pulls = {}
+            for page_size in (PAGE_SIZE, DEFAULT_PAGE_SIZE):
+                log(f"{where}: controller pulling in a child process, pages of {page_size:,}")
+                pulls[page_size] = _pull_child(server, url, token, page_size)
+        _cache[key] = Measured(pulls, land_only, copy_rate, data.size / fetch_seconds)
     return _cache[key]
 
 
+def _rate(child: dict[str, Any]) -> float:
+    return float(child["events"]) / float(child["seconds"])
+
+
 def run(server: Server, data: Dataset, log: Callable[[str], None]) -> tuple[list[Row], list[str]]:
-    child, copy_rate, serve_rate = _measure(server, data, log)
+    measured = _measure(server, data, log)
     size = size_label(data.size)
-    rate = child["events"] / child["seconds"]
-    note = "" if child["states"].get("applied") == data.size else f"states {child['states']}"
-    return [
+    rows: list[Row] = []
+    for page_size, child in measured.pulls.items():
+        name = f"pull end-to-end, pages {size_label(page_size)}"
+        rate = _rate(child)
+        note = "" if child["states"].get("applied") == data.size else f"states {child['states']}"
+        if page_size == PAGE_SIZE:
+            rows.append(
+                Row(
+                    name,
+                    size,
+                    rate,
+                    "ev/s",
+                    "COPY BINARY from Python",
+                    measured.copy_rate,
+                    GOAL_VS_COPY,
+                    note,
+                )
+            )
+        rows.append(Row(name, size, rate, "ev/s", "absolute", None, GOAL_RATE, note))
+    rows.append(
         Row(
-            "pull end-to-end, pages 1k",
+            f"pull without the apply (land only), pages {size_label(PAGE_SIZE)}",
             size,
-            rate,
+            _rate(measured.land_only),
             "ev/s",
             "COPY BINARY from Python",
-            copy_rate,
-            GOAL_VS_COPY,
-            note,
-        ),
-        Row("pull end-to-end, pages 1k", size, rate, "ev/s", "absolute", None, GOAL_RATE),
-        Row("simulator feed alone (fetch+decode)", size, serve_rate, "ev/s", "ceiling, info"),
-    ], []
+            measured.copy_rate,
+            None,
+            "ceiling, info",
+        )
+    )
+    rows.append(
+        Row(
+            "simulator feed alone (fetch+decode)",
+            size,
+            measured.serve_rate,
+            "ev/s",
+            "ceiling, info",
+        )
+    )
+    return rows, []
 
 
 def memory(
     server: Server, data: Dataset, log: Callable[[str], None]
 ) -> tuple[list[Row], list[str]]:
-    child, _, _ = _measure(server, data, log)
+    measured = _measure(server, data, log)
     return [
         Row(
-            "controller peak RSS while pulling",
+            f"controller peak RSS while pulling, pages {size_label(page_size)}",
             size_label(data.size),
             child["rss_peak_mib"],
             "MiB",
             f"after imports: {child['rss_idle_mib']:.0f} MiB (VmHWM)",
             None,
             GOAL_RSS,
-        ),
+        )
+        for page_size, child in measured.pulls.items()
     ], []

@@ -1,7 +1,12 @@
 """The controller as `syncctl pull` runs it, in a process of its own so its peak memory is
-its own: `python -m bench.pull_process DSN URL TOKEN PAGE_SIZE` pulls the feed until caught up
-(syncctl.controller.pull with a TritonXClient) and prints one JSON line: events, seconds,
-outcome counts, and resident memory after imports and at its peak.
+its own: `python -m bench.pull_process DSN URL TOKEN PAGE_SIZE [land-only]` pulls the feed until
+caught up (syncctl.controller.pull with a TritonXClient) and prints one JSON line: events,
+seconds, outcome counts, and resident memory after imports and at its peak.
+
+`land-only`: the same pipeline (the worker fetching, decoding and typing page n+1 while page n
+is written), but each page is binary-COPYed into a trigger-less copy of the inbox
+(public.staged_inbox, which must exist) instead of being staged and applied: what the pull
+would reach if the apply cost nothing.
 
 Peak RSS is the kernel's high-water mark of this process's address space (VmHWM in
 /proc/self/status). Not getrusage(): on Linux ru_maxrss survives execve, so a child started by
@@ -13,6 +18,7 @@ import json
 import resource
 import sys
 import time
+from typing import Any
 
 
 def _rss_mib() -> float:
@@ -27,12 +33,34 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: best effort
 
 
+def _land_only() -> None:
+    """Replace the controller's staging with a bare COPY of the page's rows (no cursor, no
+    apply)."""
+    import psycopg
+
+    from bench.statements import statements
+    from syncctl import controller
+    from syncctl.loader import INBOX_TYPES, PageOutcome
+
+    def land(conn: psycopg.Connection[Any], *page: Any) -> PageOutcome:
+        rows: list[tuple[Any, ...]] = page[-1]  # stage_page's arguments; the worker's rows last
+        with conn.transaction(), conn.cursor().copy(statements()["staging_copy"]) as copy:
+            copy.set_types(INBOX_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        return PageOutcome(events=len(rows))
+
+    setattr(controller, "stage_page", land)  # noqa: B010 (the name the Feed calls)
+
+
 def main(argv: list[str]) -> int:
     dsn, url, token, page_size = argv[0], argv[1], argv[2], int(argv[3])
     from syncctl.controller import pull
     from syncctl.database import connect
     from syncctl.tritonx import TritonXClient
 
+    if argv[4:] == ["land-only"]:
+        _land_only()
     idle = _rss_mib()
     client = TritonXClient(url, token)
     with connect(dsn) as conn:

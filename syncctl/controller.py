@@ -4,7 +4,10 @@ turn in a loop: the change feed, refresh requests (woken by NOTIFY), outbox deli
 per-cycle jobs (payload retention, the daily GDPR job, metrics). Every part has its own error
 handling and its own backoff: a failing, stalled or refused feed, or a bug in one part, holds
 up none of the others and ends nothing. The feed is fetched in a worker thread, one bounded
-attempt at a time, and remembers when to try again instead of sleeping in a retry loop.
+attempt at a time, and remembers when to try again instead of sleeping in a retry loop; the
+worker fetches, decodes and types page n+1 while the database applies page n (all database
+work stays on the caller's connection, in feed order), and a fetch still in flight when the
+controller stops holds up neither its return nor the process's exit.
 Transient tritonX failures are retried with exponential backoff and full jitter, never sooner
 than the Retry-After tritonX asked for; a refusal (TritonXRefused: a refused token, a 4xx, a URL
 that is not one) only slowly. Logs name sequence numbers, counts, event ids and error classes
@@ -13,18 +16,19 @@ only."""
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_for_future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -160,6 +164,51 @@ class StagedPage:
     outcome: PageOutcome
 
 
+T = TypeVar("T")
+
+
+class Worker:
+    """One daemon thread that runs what is submitted, one job after another. Daemon, unlike a
+    ThreadPoolExecutor's: a job still running when its owner stops (a fetch from a stalled
+    tritonX, up to the client's timeout) delays neither the owner nor the process's exit. Only
+    for work that may be abandoned half-way: the feed's worker fetches and decodes, and never
+    touches the database."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        if self._closed:
+            future.cancel()
+        else:
+            self._jobs.put((future, job))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, job = item
+            if self._closed:
+                future.cancel()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = job()
+            except BaseException as exc:  # the future holds it for whoever asks
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def close(self) -> None:
+        """Cancel what has not started; what runs is abandoned (the thread ends after it)."""
+        self._closed = True
+        self._jobs.put(None)
+
+
 class Feed:
     """The change feed as one part of a cycle. `step` makes one bounded attempt: it stages the
     page the worker thread fetched, when it has come, and starts the next fetch when one is due
@@ -184,13 +233,16 @@ class Feed:
         self.state = "starting"
         self.not_before = 0.0
         self.retry_in = 0.0
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonx-feed")
+        self._worker = Worker("tritonx-feed")
         self._fetch: tuple[str | None, Future[tuple[ChangePage, list[tuple[Any, ...]]]]] | None
         self._fetch = None
 
     def _fetch_page(self, after: str | None) -> tuple[ChangePage, list[tuple[Any, ...]]]:
+        """Fetch, decode and type one page (in the worker thread). The decoded records are let
+        go once their inbox rows exist: the controller holds each page once, not twice."""
         page = self.source.fetch_changes(after, self.page_size)
-        return page, inbox_rows(self.source.name, page.changes)
+        rows = inbox_rows(self.source.name, page.changes)
+        return replace(page, changes=[]), rows
 
     @property
     def fetching(self) -> bool:
@@ -212,7 +264,7 @@ class Feed:
                 return None
             cursor = read_cursor(conn, self.source.name)
             conn.commit()  # end the read's transaction; staging opens its own
-            self._fetch = (cursor, self._worker.submit(self._fetch_page, cursor))
+            self._fetch = (cursor, self._worker.submit(lambda: self._fetch_page(cursor)))
         after, future = self._fetch
         if not future.done():
             return None
@@ -222,10 +274,8 @@ class Feed:
             if page.has_more:
                 # the next page is fetched while this one is staged: the feed takes
                 # max(fetch, stage) a page instead of their sum
-                self._fetch = (
-                    page.next_cursor,
-                    self._worker.submit(self._fetch_page, page.next_cursor),
-                )
+                following = page.next_cursor
+                self._fetch = (following, self._worker.submit(lambda: self._fetch_page(following)))
             outcome = stage_page(conn, self.source.name, after, page, rows)
         except Exception as exc:
             # a page fetched ahead may not follow the cursor the database holds: read it again
@@ -265,7 +315,7 @@ class Feed:
             stop.wait(min(seconds, max(0.0, self.not_before - time.monotonic())))
 
     def close(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
 
 
 def pull(

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from syncctl.errors import SimulatorConflict
-from syncctl.simulator.state import TritonX
+from syncctl.simulator.state import TritonX, encode
 
 log = logging.getLogger("syncctl.simulator")
 DEFAULT_TOKEN = "simulator-token"
@@ -71,7 +71,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------------------
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        self._send_json_text(status, encode(body), headers)
+
+    def _send_json_text(
+        self, status: int, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -227,31 +231,38 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
             return
         if self._refuse(h, "changes"):
             return
-        events, next_cursor, has_more = self.state.changes(after, limit)
-        page: list[Any] = list(events)
+        # the events' JSON text as the state keeps it: the page is joined, not encoded
+        events, next_cursor, has_more = self.state.encoded_changes(after, limit)
+        page = list(events)
         chaos = self.chaos
         if events and self._roll(chaos.duplicate):
             # repeat part of the page, and stop the cursor short so the rest comes again
             with self._rng_lock:
                 cut = self._rng.randrange(len(events))
             page.extend(events[cut:])
-            next_cursor = events[cut]["seq"]
+            next_cursor = after + 1 + cut  # the seq of events[cut]
             has_more = True
         if after > 1 and self._roll(chaos.stale):
             with self._rng_lock:
                 older = self._rng.randrange(1, after + 1)
-            page.insert(0, self.state.event(older))
+            page.insert(0, self.state.encoded_event(older))
         if events and self._roll(chaos.malformed):
+            last = self.state.event(after + len(events))
             with self._rng_lock:
-                page.append(_malformed(self._rng, events[-1]))
-        h._send(
+                page.append(encode(_malformed(self._rng, last)))
+        # what json.dumps({"changes": [...], "next_cursor": ..., "has_more": ...,
+        # "last_seq": ...}) writes, byte for byte
+        h._send_json_text(
             200,
-            {
-                "changes": page,
-                "next_cursor": str(next_cursor),
-                "has_more": has_more,
-                "last_seq": self.state.last_seq,
-            },
+            b'{"changes": ['
+            + b", ".join(page)
+            + b'], "next_cursor": '
+            + encode(str(next_cursor))
+            + b', "has_more": '
+            + encode(has_more)
+            + b', "last_seq": '
+            + encode(self.state.last_seq)
+            + b"}",
         )
 
 

@@ -1,8 +1,11 @@
-"""The simulator over real loopback HTTP: the contract's answers and the chaos switches."""
+"""The simulator over real loopback HTTP: the contract's answers and the chaos switches. The
+feed is served from each event's kept JSON text: exactly what encoding the page would give."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -75,3 +78,52 @@ def test_malformed_chaos_adds_records_and_keeps_the_truth(
     body = http.get("/api/v1/customers/changes", params={"limit": 50}).json()
     assert len(body["changes"]) > 50
     assert sim.state.current_state() == before
+
+
+def _page(http: httpx.Client, after: int, limit: int) -> bytes:
+    response = http.get("/api/v1/customers/changes", params={"after": after, "limit": limit})
+    assert response.status_code == 200
+    return response.content
+
+
+def test_every_page_is_the_json_of_its_events_byte_for_byte(
+    sim: SimulatorServer, http: httpx.Client
+) -> None:
+    state = sim.state
+    state.random_activity(300, rng_seed=4)  # edits, creations, merges, anonymisations, deletes
+    pages = [(0, 1), (0, 7), (5, 100), (290, 50), (299, 1000), (600, 5000), (state.last_seq, 9)]
+    for after, limit in pages:
+        events, next_cursor, more = state.changes(after, limit)
+        expected = {
+            "changes": events,
+            "next_cursor": str(next_cursor),
+            "has_more": more,
+            "last_seq": state.last_seq,
+        }
+        assert _page(http, after, limit) == json.dumps(expected).encode(), (after, limit)
+
+
+def test_pre_encoding_the_population_changes_no_byte_served(
+    sim: SimulatorServer, http: httpx.Client
+) -> None:
+    served = _page(http, 0, 300)
+    fresh = SimulatorServer(customers=300, seed=7, token="t")
+    fresh.state.preencode()
+    with fresh, httpx.Client(base_url=fresh.url, headers={"Authorization": "Bearer t"}) as other:
+        assert _page(other, 0, 300) == served
+
+
+def test_chaos_still_repeats_redelivers_and_breaks_records(
+    sim: SimulatorServer, http: httpx.Client
+) -> None:
+    sim.set_chaos(ChaosConfig(duplicate=1.0, stale=1.0, malformed=1.0, seed=3))
+    body = json.loads(_page(http, 100, 50))
+    changes: list[Any] = body["changes"]
+    genuine = [c for c in changes if isinstance(c, dict) and c == sim.state.event(c.get("seq", 0))]
+    # an older event first, then the page, then a repeated tail, then one broken record
+    assert genuine[0]["seq"] <= 100
+    assert [c["seq"] for c in genuine[1:51]] == list(range(101, 151))
+    repeated = [c["seq"] for c in genuine[51:]]
+    assert repeated and repeated == list(range(repeated[0], 151))
+    assert body["next_cursor"] == str(repeated[0]) and body["has_more"] is True
+    assert len(changes) == len(genuine) + 1 and changes[-1] not in genuine
