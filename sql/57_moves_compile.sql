@@ -114,7 +114,7 @@ DECLARE
     related  record;
     fill     text;
     referrer record;
-    decls    text[] := ARRAY['n bigint', 'clashes bigint', 'removed bigint', 'referenced bigint',
+    decls    text[] := ARRAY['n bigint', 'clashes bigint', 'removed bigint',
                              'conflicts bigint', 'resolved text[] := ''{}''',
                              'absorbed jsonb := ''{}'''];
     body     text[] := ARRAY['counts := ''{}'';'];
@@ -140,6 +140,9 @@ BEGIN
             -- a clashing row the rule deletes must not be referenced by another table's rows
             -- (a payment of a rental): they would cascade away or block the delete
             FOR referrer IN SELECT * FROM sync._referrers(link.relation) LOOP
+                IF NOT 'referenced bigint' = ANY (decls) THEN
+                    decls := decls || 'referenced bigint'::text;
+                END IF;
                 body := body || pg_catalog.format(
                     E'    SELECT count(*) INTO referenced FROM %1$s AS o JOIN %1$s AS s\n'
                     '        ON s.%2$I = p_survivor::%4$s AND %3$s\n'
