@@ -238,9 +238,11 @@ AS $$
     ) AS d
     WHERE i.id BETWEEN p_first AND p_last
       AND d.reason IS NOT NULL
+      -- probes for the defective rows only (LIMIT 1: never a scan of the whole audit)
       AND (i.event_id IS NULL
-           OR (NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
-               AND NOT EXISTS (SELECT FROM sync.dead_letter AS x WHERE x.event_id = i.event_id)))
+           OR ((SELECT 1 FROM sync.audit AS a WHERE a.event_id = i.event_id LIMIT 1) IS NULL
+               AND (SELECT 1 FROM sync.dead_letter AS x WHERE x.event_id = i.event_id LIMIT 1)
+                   IS NULL))
     ORDER BY coalesce(i.event_id, i.id::text), i.id
     ON CONFLICT (inbox_id) DO NOTHING
 $$;
@@ -307,16 +309,22 @@ BEGIN
             ERRCODE = 'SY061',
             MESSAGE = 'no mapping is installed: install one with syncctl mapping install';
     END IF;
+    -- Every lookup is one index probe per staged row (a scalar or LATERAL subquery with LIMIT
+    -- 1, which the planner cannot turn into a join): a hash join would scan the whole audit, or
+    -- the whole customer table, on every page, a cost growing with the tables, not the page.
+    -- The sorts carry keys only; the snapshot is read by inbox id for the events written.
     WITH staged AS (
-        SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version, i.payload
+        SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version,
+               (i.payload ? 'customer') AS has_snapshot
         FROM sync.inbox AS i
         WHERE i.id BETWEEN p_first AND p_last
           -- a hashed subplan: no per-row array scan however long the run
           AND (p_ids IS NULL OR i.id IN (SELECT pg_catalog.unnest(p_ids)))
           AND i.event_type = 'customer.upserted'
           AND i.event_id IS NOT NULL
-          AND NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
-          AND NOT EXISTS (SELECT FROM sync.dead_letter AS x WHERE x.event_id = i.event_id)
+          AND (SELECT 1 FROM sync.audit AS a WHERE a.event_id = i.event_id LIMIT 1) IS NULL
+          AND (SELECT 1 FROM sync.dead_letter AS x WHERE x.event_id = i.event_id LIMIT 1)
+              IS NULL
           -- defective rows are dead letters already (sync._dead_letter_defects, or the
           -- retry's own check), so no second validation here
         ORDER BY i.event_id, i.id
@@ -324,23 +332,30 @@ BEGIN
     decided AS (
         SELECT s.*,
                CASE
-                   WHEN t.customer_number IS NOT NULL THEN 'tombstone'
-                   WHEN r.old_number IS NOT NULL THEN 'merged_away'
+                   WHEN t.tombstoned THEN 'tombstone'
+                   WHEN r.survivor_number IS NOT NULL THEN 'merged_away'
                    -- scrubbed while the page applied (an erasure earlier in it): never a
                    -- write of NULLs
-                   WHEN (s.payload ? 'customer') IS NOT TRUE THEN 'no_snapshot'
+                   WHEN s.has_snapshot IS NOT TRUE THEN 'no_snapshot'
                    WHEN s.version <= c.version THEN 'stale'
                    WHEN pg_catalog.row_number() OVER (
                             PARTITION BY s.customer_number ORDER BY s.version DESC, s.id) > 1
                        THEN 'superseded'
                END AS skip_reason,
                c.customer_key IS NULL AS is_new,
-               (t.customer_number IS NOT NULL OR rt.customer_number IS NOT NULL) AS erased
+               (t.tombstoned OR coalesce(r.tombstoned, false)) AS erased
         FROM staged AS s
-        LEFT JOIN syncmap.customer_map AS c ON c.customer_number = s.customer_number
-        LEFT JOIN sync.tombstone AS t ON t.customer_number = s.customer_number
-        LEFT JOIN sync.redirect AS r ON r.old_number = s.customer_number
-        LEFT JOIN sync.tombstone AS rt ON rt.customer_number = r.survivor_number
+        LEFT JOIN LATERAL (
+            SELECT m.customer_key, m.version FROM syncmap.customer_map AS m
+            WHERE m.customer_number = s.customer_number LIMIT 1) AS c ON true
+        CROSS JOIN LATERAL (
+            SELECT EXISTS (SELECT FROM sync.tombstone AS x
+                           WHERE x.customer_number = s.customer_number) AS tombstoned) AS t
+        LEFT JOIN LATERAL (
+            SELECT d.survivor_number,
+                   EXISTS (SELECT FROM sync.tombstone AS x
+                           WHERE x.customer_number = d.survivor_number) AS tombstoned
+            FROM sync.redirect AS d WHERE d.old_number = s.customer_number LIMIT 1) AS r ON true
     ),
     scrubbed AS (
         UPDATE sync.inbox AS i
@@ -355,7 +370,8 @@ BEGIN
            count(*) FILTER (WHERE d.skip_reason IS NULL AND d.is_new),
            pg_catalog.array_agg(d.customer_number) FILTER (WHERE d.skip_reason IS NULL),
            pg_catalog.array_agg(d.version) FILTER (WHERE d.skip_reason IS NULL),
-           pg_catalog.array_agg(d.payload -> 'customer') FILTER (WHERE d.skip_reason IS NULL),
+           pg_catalog.array_agg((SELECT i.payload -> 'customer' FROM sync.inbox AS i
+                                 WHERE i.id = d.id)) FILTER (WHERE d.skip_reason IS NULL),
            pg_catalog.array_agg(d.is_new) FILTER (WHERE d.skip_reason IS NULL)
     INTO inbox_ids, event_ids, numbers, versions, skip_reasons, new_flags,
          expected, expected_new, w_numbers, w_versions, w_snapshots, w_new
@@ -426,6 +442,7 @@ BEGIN
         SELECT c.customer_id, c.customer_key::text AS customer_key
         FROM syncmap.customer_map AS c
         WHERE d.skip_reason IS NULL AND c.customer_number = d.customer_number
+        LIMIT 1
     ) AS k ON true;
 END
 $$;
