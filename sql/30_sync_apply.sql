@@ -39,26 +39,29 @@ AS $$
     LIMIT 1
 $$;
 
--- The structural defect of a staged event, or NULL when it can be applied. For an upsert this
--- includes the snapshot's JSON types (TRITONX FIELD CONTRACT, sql/20_sync_tables.sql): written
--- out here rather than in a function of their own, as each nested call with a pinned
--- search_path costs ~10 us a row. The lengths are the snapshot type's.
-CREATE OR REPLACE FUNCTION sync.event_defect(
-    p_event_id        text,
-    p_event_type      text,
-    p_customer_number text,
-    p_version         integer,
-    p_occurred_at     timestamptz,
-    p_payload         jsonb
+-- The structural defects of staged events, one row per element of the arrays (the same
+-- position in each): `id` as given, `reason` NULL when the event can be applied. For an upsert
+-- this includes the snapshot's JSON types (TRITONX FIELD CONTRACT, sql/20_sync_tables.sql):
+-- written out here rather than in a function of their own, as each nested call with a pinned
+-- search_path costs ~10 us a row; and the feed calls this once a page with the page's arrays
+-- (sync._dead_letter_defects), not once a row. The lengths are the snapshot type's.
+CREATE OR REPLACE FUNCTION sync._event_defects(
+    p_ids              bigint[],
+    p_event_ids        text[],
+    p_event_types      text[],
+    p_customer_numbers text[],
+    p_versions         integer[],
+    p_occurred_ats     timestamptz[],
+    p_payloads         jsonb[]
 )
-RETURNS text
+RETURNS TABLE (id bigint, reason text)
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
+    SELECT u.id, CASE
         WHEN p_payload IS NULL OR pg_catalog.jsonb_typeof(p_payload) <> 'object'
             THEN 'record is not a JSON object'
         -- `+` and a length test, not `{1,100}`: a bounded repeat costs ~17 us a row here
@@ -122,6 +125,35 @@ AS $$
              AND pg_catalog.length(p_payload #>> '{customer,updated_at}') > 35
             THEN 'customer.updated_at is longer than 35 characters'
     END
+    FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_event_ids),
+                    pg_catalog.unnest(p_event_types), pg_catalog.unnest(p_customer_numbers),
+                    pg_catalog.unnest(p_versions), pg_catalog.unnest(p_occurred_ats),
+                    pg_catalog.unnest(p_payloads))
+         AS u (id, p_event_id, p_event_type, p_customer_number, p_version, p_occurred_at,
+               p_payload)
+$$;
+
+-- The structural defect of one staged event, or NULL when it can be applied
+-- (sync._event_defects for one event).
+CREATE OR REPLACE FUNCTION sync.event_defect(
+    p_event_id        text,
+    p_event_type      text,
+    p_customer_number text,
+    p_version         integer,
+    p_occurred_at     timestamptz,
+    p_payload         jsonb
+)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.reason
+    FROM sync._event_defects(ARRAY[NULL::bigint], ARRAY[p_event_id], ARRAY[p_event_type],
+                             ARRAY[p_customer_number], ARRAY[p_version], ARRAY[p_occurred_at],
+                             ARRAY[p_payload]) AS d
 $$;
 
 -- A payload reduced to the event's envelope: ids, type, number, version, times, `into` and
@@ -227,17 +259,26 @@ VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- one call of sync._event_defects for the whole page (a call per row costs ~10 us); a
+    -- record kept as text (no payload) is a defect there too, named by sync.raw_defect
     INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
-    SELECT DISTINCT ON (coalesce(i.event_id, i.id::text)) i.id, i.event_id, d.reason
-    FROM sync.inbox AS i
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN i.raw IS NOT NULL AND i.payload IS NULL THEN sync.raw_defect(i.raw)
-                    ELSE sync.event_defect(i.event_id, i.event_type, i.customer_number,
-                                           i.version, i.occurred_at, i.payload)
-               END AS reason
-    ) AS d
-    WHERE i.id BETWEEN p_first AND p_last
-      AND d.reason IS NOT NULL
+    SELECT DISTINCT ON (coalesce(i.event_id, i.id::text)) i.id, i.event_id,
+           CASE WHEN i.raw IS NOT NULL AND i.payload IS NULL THEN sync.raw_defect(i.raw)
+                ELSE d.reason
+           END
+    FROM (SELECT pg_catalog.array_agg(b.id) AS ids, pg_catalog.array_agg(b.event_id) AS event_ids,
+                 pg_catalog.array_agg(b.event_type) AS event_types,
+                 pg_catalog.array_agg(b.customer_number) AS numbers,
+                 pg_catalog.array_agg(b.version) AS versions,
+                 pg_catalog.array_agg(b.occurred_at) AS occurred_ats,
+                 pg_catalog.array_agg(b.payload) AS payloads
+          FROM sync.inbox AS b
+          WHERE b.id BETWEEN p_first AND p_last) AS page
+    CROSS JOIN LATERAL sync._event_defects(page.ids, page.event_ids, page.event_types,
+                                           page.numbers, page.versions, page.occurred_ats,
+                                           page.payloads) AS d
+    JOIN sync.inbox AS i ON i.id = d.id
+    WHERE d.reason IS NOT NULL
       -- probes for the defective rows only (LIMIT 1: never a scan of the whole audit)
       AND (i.event_id IS NULL
            OR ((SELECT 1 FROM sync.audit AS a WHERE a.event_id = i.event_id LIMIT 1) IS NULL
@@ -302,6 +343,8 @@ DECLARE
     w_snapshots  jsonb[];
     w_new        boolean[];
     prior_source text;
+    -- whether the audit shows the key (sync._shown_key): asked once a page, not once a row
+    shown_keys   boolean := sync._shown_key('') IS NOT NULL;
 BEGIN
     IF pg_catalog.to_regprocedure(
            'syncmap.write_customers(text[], integer[], jsonb[], boolean[])') IS NULL THEN
@@ -432,7 +475,7 @@ BEGIN
                WHEN d.is_new THEN 'created'
                ELSE 'updated'
            END,
-           CASE WHEN sync._shown_key('') IS NOT NULL THEN k.customer_key END
+           CASE WHEN shown_keys THEN k.customer_key END
     FROM ROWS FROM (pg_catalog.unnest(inbox_ids), pg_catalog.unnest(event_ids),
                     pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
                     pg_catalog.unnest(skip_reasons), pg_catalog.unnest(new_flags))
