@@ -258,6 +258,8 @@ LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- a page's payloads as arrays (up to ~8 MB at 10,000 events) in memory, not spilled to disk
+SET work_mem = '64MB'
 AS $$
     -- one call of sync._event_defects for the whole page (a call per row costs ~10 us); a
     -- record kept as text (no payload) is a defect there too, named by sync.raw_defect
@@ -326,6 +328,8 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- a page's payloads as arrays (up to ~8 MB at 10,000 events) in memory, not spilled to disk
+SET work_mem = '64MB'
 AS $$
 DECLARE
     inbox_ids    bigint[];
@@ -578,28 +582,6 @@ AS $$
                                      WHERE r.old_number = d.number))
 $$;
 
--- What became of the staged rows p_first..p_last: {"applied": n, "skipped": n, ...}, from
--- sync.inbox_status. Joins are index probes per row of the page (hash and merge joins off for
--- this statement): a hash join would read the whole audit on every page, a cost growing with
--- the audit, not the page.
-CREATE OR REPLACE FUNCTION sync._page_summary(p_first bigint, p_last bigint)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-AS $$
-BEGIN
-    RETURN (SELECT pg_catalog.jsonb_object_agg(s.state, s.events)
-            FROM (SELECT st.state, count(*) AS events
-                  FROM sync.inbox_status AS st
-                  WHERE st.inbox_id BETWEEN p_first AND p_last
-                  GROUP BY st.state) AS s);
-END
-$$;
-
 -- ---------------------------------------------------------------------------------------------
 -- Public API
 -- ---------------------------------------------------------------------------------------------
@@ -656,7 +638,13 @@ BEGIN
         END LOOP;
     END IF;
     PERFORM sync._scrub_erased_deliveries(p_first, p_last);
-    summary := sync._page_summary(p_first, p_last);
+    SELECT pg_catalog.jsonb_object_agg(s.state, s.events) INTO summary
+    FROM (
+        SELECT st.state, count(*) AS events
+        FROM sync.inbox_status AS st
+        WHERE st.inbox_id BETWEEN p_first AND p_last
+        GROUP BY st.state
+    ) AS s;
     IF summary ? 'pending' THEN
         -- Every staged event is decided in its page's transaction. Nothing above should leave
         -- one pending; should it happen, the event becomes a dead letter an operator can
