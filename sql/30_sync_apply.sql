@@ -575,11 +575,11 @@ AS $$
         WHERE b.id BETWEEN p_first AND p_last AND (b.payload ? 'customer' OR b.raw IS NOT NULL)
     ) AS d
     WHERE i.id = d.id
-      AND EXISTS (
-          SELECT FROM sync.tombstone AS t
-          WHERE t.customer_number = d.number
-             OR t.customer_number = (SELECT r.survivor_number FROM sync.redirect AS r
-                                     WHERE r.old_number = d.number))
+      -- two index probes (one condition with OR would compare each row with every tombstone)
+      AND (EXISTS (SELECT FROM sync.tombstone AS t WHERE t.customer_number = d.number)
+           OR EXISTS (SELECT FROM sync.tombstone AS t
+                      WHERE t.customer_number = (SELECT r.survivor_number FROM sync.redirect AS r
+                                                 WHERE r.old_number = d.number)))
 $$;
 
 -- ---------------------------------------------------------------------------------------------
