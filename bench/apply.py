@@ -34,8 +34,8 @@ from syncctl import queries
 
 PAGE_SIZES = (1_000, 10_000)
 CLIENT_SAMPLE = 2_000
-GOAL_VS_BARE = Goal(Direction.AT_LEAST, 0.5)
-GOAL_VS_CLIENT = Goal(Direction.AT_LEAST, 15)
+GOAL_VS_BARE = Goal(Direction.AT_LEAST, 0.8)
+GOAL_VS_CLIENT = Goal(Direction.AT_LEAST, 20)
 
 
 @dataclass

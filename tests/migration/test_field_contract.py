@@ -50,7 +50,7 @@ def out_of_step(place: str, stated: Iterable[str], defined: Iterable[str]) -> st
 
 def event_defect_source(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute(
-        "SELECT p.prosrc FROM pg_catalog.pg_proc AS p WHERE p.oid = 'sync.event_defect'::regproc"
+        "SELECT p.prosrc FROM pg_catalog.pg_proc AS p WHERE p.oid = 'sync._event_defects'::regproc"
     ).fetchone()
     assert row is not None
     return str(row[0])
@@ -64,7 +64,7 @@ def test_the_contract_document_states_every_field_its_type_and_length(
     assert list(documented) == list(fields), out_of_step(place, documented, fields)
     types = {f: kind for f, (kind, _) in documented.items() if kind != fields[f][0]}
     assert not types, f"{place} gives another JSON type for {sorted(types)}"
-    # a formatted string (a date, a time) has no varchar length: sync.event_defect tests it
+    # a formatted string (a date, a time) has no varchar length: sync._event_defects tests it
     formatted = event_defect_lengths(conn)
     expected = {f: limit or formatted.get(f) for f, (_, limit) in fields.items()}
     lengths = sorted(f for f in fields if documented[f][1] != expected[f])
@@ -74,7 +74,7 @@ def test_the_contract_document_states_every_field_its_type_and_length(
 
 
 def event_defect_lengths(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """field -> the maximum length sync.event_defect tests for a field with no varchar length."""
+    """field -> the maximum length sync._event_defects tests for a field with no varchar length."""
     found = re.findall(
         r"length\(p_payload #>> '\{customer,(\w+)\}'\) > (\d+)", event_defect_source(conn)
     )
@@ -84,7 +84,7 @@ def event_defect_lengths(conn: psycopg.Connection[Any]) -> dict[str, int]:
 def test_the_json_type_check_names_every_field_with_its_type(
     conn: psycopg.Connection[Any], fields: dict[str, tuple[str, int | None]]
 ) -> None:
-    place = "sync.event_defect's jsonpath test (sql/30_sync_apply.sql)"
+    place = "sync._event_defects's jsonpath test (sql/30_sync_apply.sql)"
     checked = dict(re.findall(r'@\.(\w+)\.type\(\) != "(?!null")(\w+)"', event_defect_source(conn)))
     expected = {f: kind for f, (kind, _) in fields.items() if f != "customer_number"}
     assert set(checked) == set(expected), out_of_step(place, checked, expected)
