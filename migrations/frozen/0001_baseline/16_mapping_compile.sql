@@ -371,13 +371,14 @@ BEGIN
             IF pg_catalog.cardinality(r_sets) > 0 THEN
                 ctes_old := ctes_old || pg_catalog.format(
                     'r%1$s_in_place AS (UPDATE %2$s AS r SET %3$s FROM cur '
-                    'WHERE r.%4$I = cur.key%5$s)',
+                    'WHERE r.%4$I = cur.key AND r.%4$I = ANY (ARRAY(SELECT cur.key FROM cur))'
+                    '%5$s)',
                     r, rrel, pg_catalog.array_to_string(r_sets, ', '),
                     rel.doc #>> '{via,column}', kind);
             END IF;
             ctes_old := ctes_old || pg_catalog.format(
                 'r%1$s_fresh AS (INSERT INTO %2$s (%3$I, %4$s)%5$s SELECT %6$s, %7$s FROM cur '
-                'WHERE NOT EXISTS (SELECT FROM %2$s AS r WHERE r.%8$I = cur.key%9$s))',
+                'WHERE (SELECT 1 FROM %2$s AS r WHERE r.%8$I = cur.key%9$s LIMIT 1) IS NULL)',
                 r, rrel, rkey, pg_catalog.array_to_string(r_cols || r_create_cols, ', '),
                 rover, rkeyexpr,
                 pg_catalog.array_to_string(
@@ -429,13 +430,15 @@ BEGIN
             -- only this customer points to it: updated in place
             || pg_catalog.format(
                    'r%1$s_in_place AS (UPDATE %2$s AS r SET %3$s FROM cur '
-                   'WHERE r.%4$I = cur.p%1$s AND cur.k%1$s IS NULL RETURNING 1)',
+                   'WHERE r.%4$I = cur.p%1$s AND cur.k%1$s IS NULL AND r.%4$I = ANY (ARRAY('
+                   'SELECT cur.p%1$s FROM cur WHERE cur.k%1$s IS NULL)) RETURNING 1)',
                    r, rrel, pg_catalog.array_to_string(r_sets, ', '), rkey)
             -- shared: a copy of it, the shared row untouched
             || pg_catalog.format(
                    'r%1$s_copied AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT cur.k%1$s%6$s '
                    'FROM cur JOIN %2$s AS r ON r.%3$I = cur.p%1$s WHERE cur.k%1$s IS NOT NULL '
-                   'RETURNING 1)',
+                   'AND r.%3$I = ANY (ARRAY(SELECT cur.p%1$s FROM cur WHERE cur.k%1$s IS NOT '
+                   'NULL)) RETURNING 1)',
                    r, rrel, rkey,
                    (SELECT pg_catalog.string_agg(', ' || pg_catalog.format('%I', a.attname), ''
                                                  ORDER BY a.attnum)
@@ -484,7 +487,8 @@ BEGIN
             'sync._related_rows_written(%1$L::pg_catalog.regclass, (SELECT count(*) FROM '
             'r%2$s_in_place) + (SELECT count(*) FROM r%2$s_copied) + (SELECT count(*) FROM '
             'r%2$s_fresh) + (SELECT count(*) FROM r%2$s_created), (SELECT count(*) FROM cur '
-            'JOIN %1$s AS r ON r.%3$I = cur.p%2$s) + (SELECT count(*) FROM cur WHERE cur.k%2$s '
+            'JOIN %1$s AS r ON r.%3$I = cur.p%2$s AND r.%3$I = ANY (ARRAY(SELECT cur.p%2$s '
+            'FROM cur))) + (SELECT count(*) FROM cur WHERE cur.k%2$s '
             'IS NOT NULL AND cur.p%2$s IS NULL) + (SELECT count(*) FROM new))',
             rrel, r, rkey);
     END LOOP;
@@ -502,21 +506,31 @@ BEGIN
     IF by_number THEN
         ctes := ctes || 'cur AS (SELECT src.* FROM src WHERE NOT src.is_new)'::text;
     ELSE
+        -- one probe by number per staged row (LIMIT 1: never a join the planner could turn
+        -- into a scan of the whole customer table, whose cost grows with the table, not the page)
         ctes := ctes || pg_catalog.format(
-            'cur AS MATERIALIZED (SELECT src.*, m.customer_key AS key%1$s FROM src '
-            'JOIN syncmap.customer_map AS m ON m.customer_number = src.number%2$s '
-            'WHERE NOT src.is_new AND (m.version IS NULL OR m.version < src.version))',
+            'cur AS MATERIALIZED (SELECT src.*, m.* FROM src CROSS JOIN LATERAL ('
+            'SELECT m.customer_key AS key%1$s FROM syncmap.customer_map AS m%2$s '
+            'WHERE m.customer_number = src.number '
+            'AND (m.version IS NULL OR m.version < src.version) LIMIT 1) AS m '
+            'WHERE NOT src.is_new)',
             pg_catalog.array_to_string(ARRAY['']::text[] || cur_items, ', '),
             CASE WHEN r > 0 THEN pg_catalog.format(' JOIN %s AS c ON c.%I = m.customer_key',
                                                    crel, ckey) ELSE '' END);
     END IF;
     ctes := ctes || ctes_old;
+    -- the rows to update are reached through their index by the page's own keys (= ANY of
+    -- the array), not by joining the page to a scan of the whole table
     ctes := ctes || pg_catalog.format(
         'updated AS (UPDATE %1$s AS c SET %2$s FROM cur WHERE %3$s%4$s '
         'RETURNING c.%5$I AS key, cur.number, cur.version)',
         crel, pg_catalog.array_to_string(upd_sets, ', '),
-        CASE WHEN by_number THEN pg_catalog.format('c.%I = cur.number', num_col)
-             ELSE pg_catalog.format('c.%I = cur.key', ckey) END,
+        CASE WHEN by_number THEN pg_catalog.format(
+                 'c.%1$I = cur.number AND c.%1$I = ANY (ARRAY(SELECT cur.number FROM cur))',
+                 num_col)
+             ELSE pg_catalog.format(
+                 'c.%1$I = cur.key AND c.%1$I = ANY (ARRAY(SELECT cur.key FROM cur))', ckey)
+        END,
         CASE WHEN ver_col IS NOT NULL
              THEN pg_catalog.format(' AND (c.%1$I IS NULL OR c.%1$I < cur.version)', ver_col)
              ELSE '' END,

@@ -16,7 +16,7 @@
 --      Created only when missing: on an installed database a change is an ALTER TYPE in a
 --      migration (the test database is built from the migrations, so the tests see it).
 --   2. docs/tritonx-contract.md, "Snapshot fields": the table of JSON types and lengths. [tested]
---   3. sync.event_defect (sql/30_sync_apply.sql): the jsonpath test of the JSON types, one line
+--   3. sync._event_defects (sql/30_sync_apply.sql): the jsonpath test of the JSON types, one line
 --      a field (written out for speed), and the length tests of the formatted string fields
 --      (birth_date, updated_at). [tested]
 --      sync._snapshot_type_defect, sync.snapshot_defect and sync.raw_defect read the type.
@@ -59,7 +59,7 @@ BEGIN
         -- The typed form of a tritonX customer snapshot: jsonb_populate_record() maps a
         -- payload onto it, so its attribute names are the contract's field names. The varchar
         -- lengths are enforced by that mapping itself (a longer value fails it: no cost on the
-        -- set-based path); the JSON types are checked by sync.event_defect.
+        -- set-based path); the JSON types are checked by sync._event_defects.
         CREATE TYPE sync.customer_snapshot AS (
             customer_number       varchar(32),
             email                 varchar(254),
@@ -116,7 +116,10 @@ CREATE TABLE IF NOT EXISTS sync.inbox (
     payload               jsonb,
     received_at           timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS inbox_event_id ON sync.inbox (event_id);
+-- No index on event_id: nothing looks a delivery up by it (an event is decided once by the
+-- unique index on sync.audit.event_id, sync.dead_letter has its own), and each index is one
+-- more insert for every event the feed stages.
+DROP INDEX IF EXISTS sync.inbox_event_id;
 CREATE INDEX IF NOT EXISTS inbox_customer_number ON sync.inbox (customer_number);
 -- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
 CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))

@@ -39,26 +39,29 @@ AS $$
     LIMIT 1
 $$;
 
--- The structural defect of a staged event, or NULL when it can be applied. For an upsert this
--- includes the snapshot's JSON types (TRITONX FIELD CONTRACT, sql/20_sync_tables.sql): written
--- out here rather than in a function of their own, as each nested call with a pinned
--- search_path costs ~10 us a row. The lengths are the snapshot type's.
-CREATE OR REPLACE FUNCTION sync.event_defect(
-    p_event_id        text,
-    p_event_type      text,
-    p_customer_number text,
-    p_version         integer,
-    p_occurred_at     timestamptz,
-    p_payload         jsonb
+-- The structural defects of staged events, one row per element of the arrays (the same
+-- position in each): `id` as given, `reason` NULL when the event can be applied. For an upsert
+-- this includes the snapshot's JSON types (TRITONX FIELD CONTRACT, sql/20_sync_tables.sql):
+-- written out here rather than in a function of their own, as each nested call with a pinned
+-- search_path costs ~10 us a row; and the feed calls this once a page with the page's arrays
+-- (sync._dead_letter_defects), not once a row. The lengths are the snapshot type's.
+CREATE OR REPLACE FUNCTION sync._event_defects(
+    p_ids              bigint[],
+    p_event_ids        text[],
+    p_event_types      text[],
+    p_customer_numbers text[],
+    p_versions         integer[],
+    p_occurred_ats     timestamptz[],
+    p_payloads         jsonb[]
 )
-RETURNS text
+RETURNS TABLE (id bigint, reason text)
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE
+    SELECT u.id, CASE
         WHEN p_payload IS NULL OR pg_catalog.jsonb_typeof(p_payload) <> 'object'
             THEN 'record is not a JSON object'
         -- `+` and a length test, not `{1,100}`: a bounded repeat costs ~17 us a row here
@@ -122,6 +125,35 @@ AS $$
              AND pg_catalog.length(p_payload #>> '{customer,updated_at}') > 35
             THEN 'customer.updated_at is longer than 35 characters'
     END
+    FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_event_ids),
+                    pg_catalog.unnest(p_event_types), pg_catalog.unnest(p_customer_numbers),
+                    pg_catalog.unnest(p_versions), pg_catalog.unnest(p_occurred_ats),
+                    pg_catalog.unnest(p_payloads))
+         AS u (id, p_event_id, p_event_type, p_customer_number, p_version, p_occurred_at,
+               p_payload)
+$$;
+
+-- The structural defect of one staged event, or NULL when it can be applied
+-- (sync._event_defects for one event).
+CREATE OR REPLACE FUNCTION sync.event_defect(
+    p_event_id        text,
+    p_event_type      text,
+    p_customer_number text,
+    p_version         integer,
+    p_occurred_at     timestamptz,
+    p_payload         jsonb
+)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.reason
+    FROM sync._event_defects(ARRAY[NULL::bigint], ARRAY[p_event_id], ARRAY[p_event_type],
+                             ARRAY[p_customer_number], ARRAY[p_version], ARRAY[p_occurred_at],
+                             ARRAY[p_payload]) AS d
 $$;
 
 -- A payload reduced to the event's envelope: ids, type, number, version, times, `into` and
@@ -226,21 +258,34 @@ LANGUAGE sql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- a page's payloads as arrays (up to ~8 MB at 10,000 events) in memory, not spilled to disk
+SET work_mem = '64MB'
 AS $$
+    -- one call of sync._event_defects for the whole page (a call per row costs ~10 us); a
+    -- record kept as text (no payload) is a defect there too, named by sync.raw_defect
     INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
-    SELECT DISTINCT ON (coalesce(i.event_id, i.id::text)) i.id, i.event_id, d.reason
-    FROM sync.inbox AS i
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN i.raw IS NOT NULL AND i.payload IS NULL THEN sync.raw_defect(i.raw)
-                    ELSE sync.event_defect(i.event_id, i.event_type, i.customer_number,
-                                           i.version, i.occurred_at, i.payload)
-               END AS reason
-    ) AS d
-    WHERE i.id BETWEEN p_first AND p_last
-      AND d.reason IS NOT NULL
+    SELECT DISTINCT ON (coalesce(i.event_id, i.id::text)) i.id, i.event_id,
+           CASE WHEN i.raw IS NOT NULL AND i.payload IS NULL THEN sync.raw_defect(i.raw)
+                ELSE d.reason
+           END
+    FROM (SELECT pg_catalog.array_agg(b.id) AS ids, pg_catalog.array_agg(b.event_id) AS event_ids,
+                 pg_catalog.array_agg(b.event_type) AS event_types,
+                 pg_catalog.array_agg(b.customer_number) AS numbers,
+                 pg_catalog.array_agg(b.version) AS versions,
+                 pg_catalog.array_agg(b.occurred_at) AS occurred_ats,
+                 pg_catalog.array_agg(b.payload) AS payloads
+          FROM sync.inbox AS b
+          WHERE b.id BETWEEN p_first AND p_last) AS page
+    CROSS JOIN LATERAL sync._event_defects(page.ids, page.event_ids, page.event_types,
+                                           page.numbers, page.versions, page.occurred_ats,
+                                           page.payloads) AS d
+    JOIN sync.inbox AS i ON i.id = d.id
+    WHERE d.reason IS NOT NULL
+      -- probes for the defective rows only (LIMIT 1: never a scan of the whole audit)
       AND (i.event_id IS NULL
-           OR (NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
-               AND NOT EXISTS (SELECT FROM sync.dead_letter AS x WHERE x.event_id = i.event_id)))
+           OR ((SELECT 1 FROM sync.audit AS a WHERE a.event_id = i.event_id LIMIT 1) IS NULL
+               AND (SELECT 1 FROM sync.dead_letter AS x WHERE x.event_id = i.event_id LIMIT 1)
+                   IS NULL))
     ORDER BY coalesce(i.event_id, i.id::text), i.id
     ON CONFLICT (inbox_id) DO NOTHING
 $$;
@@ -283,6 +328,8 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- a page's payloads as arrays (up to ~8 MB at 10,000 events) in memory, not spilled to disk
+SET work_mem = '64MB'
 AS $$
 DECLARE
     inbox_ids    bigint[];
@@ -300,6 +347,8 @@ DECLARE
     w_snapshots  jsonb[];
     w_new        boolean[];
     prior_source text;
+    -- whether the audit shows the key (sync._shown_key): asked once a page, not once a row
+    shown_keys   boolean := sync._shown_key('') IS NOT NULL;
 BEGIN
     IF pg_catalog.to_regprocedure(
            'syncmap.write_customers(text[], integer[], jsonb[], boolean[])') IS NULL THEN
@@ -307,16 +356,22 @@ BEGIN
             ERRCODE = 'SY061',
             MESSAGE = 'no mapping is installed: install one with syncctl mapping install';
     END IF;
+    -- Every lookup is one index probe per staged row (a scalar or LATERAL subquery with LIMIT
+    -- 1, which the planner cannot turn into a join): a hash join would scan the whole audit, or
+    -- the whole customer table, on every page, a cost growing with the tables, not the page.
+    -- The sorts carry keys only; the snapshot is read by inbox id for the events written.
     WITH staged AS (
-        SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version, i.payload
+        SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version,
+               (i.payload ? 'customer') AS has_snapshot
         FROM sync.inbox AS i
         WHERE i.id BETWEEN p_first AND p_last
           -- a hashed subplan: no per-row array scan however long the run
           AND (p_ids IS NULL OR i.id IN (SELECT pg_catalog.unnest(p_ids)))
           AND i.event_type = 'customer.upserted'
           AND i.event_id IS NOT NULL
-          AND NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
-          AND NOT EXISTS (SELECT FROM sync.dead_letter AS x WHERE x.event_id = i.event_id)
+          AND (SELECT 1 FROM sync.audit AS a WHERE a.event_id = i.event_id LIMIT 1) IS NULL
+          AND (SELECT 1 FROM sync.dead_letter AS x WHERE x.event_id = i.event_id LIMIT 1)
+              IS NULL
           -- defective rows are dead letters already (sync._dead_letter_defects, or the
           -- retry's own check), so no second validation here
         ORDER BY i.event_id, i.id
@@ -324,23 +379,30 @@ BEGIN
     decided AS (
         SELECT s.*,
                CASE
-                   WHEN t.customer_number IS NOT NULL THEN 'tombstone'
-                   WHEN r.old_number IS NOT NULL THEN 'merged_away'
+                   WHEN t.tombstoned THEN 'tombstone'
+                   WHEN r.survivor_number IS NOT NULL THEN 'merged_away'
                    -- scrubbed while the page applied (an erasure earlier in it): never a
                    -- write of NULLs
-                   WHEN (s.payload ? 'customer') IS NOT TRUE THEN 'no_snapshot'
+                   WHEN s.has_snapshot IS NOT TRUE THEN 'no_snapshot'
                    WHEN s.version <= c.version THEN 'stale'
                    WHEN pg_catalog.row_number() OVER (
                             PARTITION BY s.customer_number ORDER BY s.version DESC, s.id) > 1
                        THEN 'superseded'
                END AS skip_reason,
                c.customer_key IS NULL AS is_new,
-               (t.customer_number IS NOT NULL OR rt.customer_number IS NOT NULL) AS erased
+               (t.tombstoned OR coalesce(r.tombstoned, false)) AS erased
         FROM staged AS s
-        LEFT JOIN syncmap.customer_map AS c ON c.customer_number = s.customer_number
-        LEFT JOIN sync.tombstone AS t ON t.customer_number = s.customer_number
-        LEFT JOIN sync.redirect AS r ON r.old_number = s.customer_number
-        LEFT JOIN sync.tombstone AS rt ON rt.customer_number = r.survivor_number
+        LEFT JOIN LATERAL (
+            SELECT m.customer_key, m.version FROM syncmap.customer_map AS m
+            WHERE m.customer_number = s.customer_number LIMIT 1) AS c ON true
+        CROSS JOIN LATERAL (
+            SELECT EXISTS (SELECT FROM sync.tombstone AS x
+                           WHERE x.customer_number = s.customer_number) AS tombstoned) AS t
+        LEFT JOIN LATERAL (
+            SELECT d.survivor_number,
+                   EXISTS (SELECT FROM sync.tombstone AS x
+                           WHERE x.customer_number = d.survivor_number) AS tombstoned
+            FROM sync.redirect AS d WHERE d.old_number = s.customer_number LIMIT 1) AS r ON true
     ),
     scrubbed AS (
         UPDATE sync.inbox AS i
@@ -355,7 +417,8 @@ BEGIN
            count(*) FILTER (WHERE d.skip_reason IS NULL AND d.is_new),
            pg_catalog.array_agg(d.customer_number) FILTER (WHERE d.skip_reason IS NULL),
            pg_catalog.array_agg(d.version) FILTER (WHERE d.skip_reason IS NULL),
-           pg_catalog.array_agg(d.payload -> 'customer') FILTER (WHERE d.skip_reason IS NULL),
+           pg_catalog.array_agg((SELECT i.payload -> 'customer' FROM sync.inbox AS i
+                                 WHERE i.id = d.id)) FILTER (WHERE d.skip_reason IS NULL),
            pg_catalog.array_agg(d.is_new) FILTER (WHERE d.skip_reason IS NULL)
     INTO inbox_ids, event_ids, numbers, versions, skip_reasons, new_flags,
          expected, expected_new, w_numbers, w_versions, w_snapshots, w_new
@@ -416,7 +479,7 @@ BEGIN
                WHEN d.is_new THEN 'created'
                ELSE 'updated'
            END,
-           CASE WHEN sync._shown_key('') IS NOT NULL THEN k.customer_key END
+           CASE WHEN shown_keys THEN k.customer_key END
     FROM ROWS FROM (pg_catalog.unnest(inbox_ids), pg_catalog.unnest(event_ids),
                     pg_catalog.unnest(numbers), pg_catalog.unnest(versions),
                     pg_catalog.unnest(skip_reasons), pg_catalog.unnest(new_flags))
@@ -426,6 +489,7 @@ BEGIN
         SELECT c.customer_id, c.customer_key::text AS customer_key
         FROM syncmap.customer_map AS c
         WHERE d.skip_reason IS NULL AND c.customer_number = d.customer_number
+        LIMIT 1
     ) AS k ON true;
 END
 $$;
@@ -511,11 +575,11 @@ AS $$
         WHERE b.id BETWEEN p_first AND p_last AND (b.payload ? 'customer' OR b.raw IS NOT NULL)
     ) AS d
     WHERE i.id = d.id
-      AND EXISTS (
-          SELECT FROM sync.tombstone AS t
-          WHERE t.customer_number = d.number
-             OR t.customer_number = (SELECT r.survivor_number FROM sync.redirect AS r
-                                     WHERE r.old_number = d.number))
+      -- two index probes (one condition with OR would compare each row with every tombstone)
+      AND (EXISTS (SELECT FROM sync.tombstone AS t WHERE t.customer_number = d.number)
+           OR EXISTS (SELECT FROM sync.tombstone AS t
+                      WHERE t.customer_number = (SELECT r.survivor_number FROM sync.redirect AS r
+                                                 WHERE r.old_number = d.number)))
 $$;
 
 -- Apply a batch that holds merges, anonymisations or deletes (`singles`), in segments: each

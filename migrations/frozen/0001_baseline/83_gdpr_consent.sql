@@ -339,7 +339,10 @@ BEGIN
            'tritonx', p.text_version, 'tritonx'
     FROM ROWS FROM (pg_catalog.unnest(p_numbers), pg_catalog.unnest(p_snapshots))
          AS u (number, snapshot)
-    JOIN syncmap.customer_map AS m ON m.customer_number = u.number
+    -- one probe a customer (LIMIT 1), never a scan of the whole customer table every page
+    CROSS JOIN LATERAL (
+        SELECT c.customer_key FROM syncmap.customer_map AS c
+        WHERE c.customer_number = u.number LIMIT 1) AS m
     CROSS JOIN gdpr.policy AS p
     CROSS JOIN LATERAL (
         SELECT coalesce((u.snapshot -> p.consent_field) = 'true'::jsonb, false) AS granted) AS d
