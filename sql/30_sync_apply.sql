@@ -349,6 +349,10 @@ DECLARE
     prior_source text;
     -- whether the audit shows the key (sync._shown_key): asked once a page, not once a row
     shown_keys   boolean := sync._shown_key('') IS NOT NULL;
+    -- the inbox rows to read: a run's own span of the page (the runs between a page's merges,
+    -- anonymisations and deletes are short), not the whole page once per run
+    low          bigint := greatest(p_first, (SELECT min(x) FROM pg_catalog.unnest(p_ids) AS x));
+    high         bigint := least(p_last, (SELECT max(x) FROM pg_catalog.unnest(p_ids) AS x));
 BEGIN
     IF pg_catalog.to_regprocedure(
            'syncmap.write_customers(text[], integer[], jsonb[], boolean[])') IS NULL THEN
@@ -364,7 +368,7 @@ BEGIN
         SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version,
                (i.payload ? 'customer') AS has_snapshot
         FROM sync.inbox AS i
-        WHERE i.id BETWEEN p_first AND p_last
+        WHERE i.id BETWEEN low AND high
           -- a hashed subplan: no per-row array scan however long the run
           AND (p_ids IS NULL OR i.id IN (SELECT pg_catalog.unnest(p_ids)))
           AND i.event_type = 'customer.upserted'

@@ -76,12 +76,40 @@ AS $$
       AND pg_catalog.cardinality(c.conkey) = 1
 $$;
 
--- `<related table> AS r WHERE <the row p_pointed names> AND <nothing but customer p_old uses
--- it>`: no row of a table with a single-column foreign key to the related table refers to it,
--- and no other customer row points to it (also where the shop has no foreign key for the
--- pointer). p_pointed and p_old are SQL expressions of type text (a parameter, a variable),
--- cast here to the related key's and the customer key's types. After DELETE FROM it deletes
--- the row; after SELECT count(*) FROM it counts it.
+-- Whether the row of the related table p_relation that p_target names is in use by anything
+-- but customer p_customer, as a boolean SQL expression: a row of a table with a single-column
+-- foreign key to it (sync._related_users), or another customer row pointing to it (also where
+-- the shop has no foreign key for the pointer). p_target and p_customer are SQL expressions of
+-- type text (a parameter, a variable), cast here to the related key's and the customer key's
+-- types. One decision for the merge (which related rows it deletes with the old customer) and
+-- the anonymisation (which it scrubs, and which it detaches or copies).
+CREATE OR REPLACE FUNCTION sync._related_in_use(
+    p_relation regclass, p_key_column name, p_key_type regtype, p_pointer name,
+    p_target text, p_customer text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.string_agg(
+               pg_catalog.format(
+                   'EXISTS (SELECT FROM %1$s AS x JOIN %2$s AS u ON u.%3$I = x.%4$I '
+                   'WHERE u.%5$I = %6$s::%7$s%8$s)',
+                   w.relation, p_relation, w.referenced, w.col, p_key_column, p_target,
+                   p_key_type,
+                   CASE WHEN w.relation = m.relation
+                        THEN pg_catalog.format(' AND x.%I <> %s::%s', m.key_column, p_customer,
+                                               m.key_type)
+                        ELSE '' END),
+               ' OR ' ORDER BY w.relation::text, w.col), 'false')
+    FROM sync._related_users(p_relation, p_pointer, p_key_column) AS w
+    CROSS JOIN sync.mapped_customer() AS m
+$$;
+
+-- `<related table> AS r WHERE <the row p_pointed names> AND NOT <in use by anything but
+-- customer p_old>` (sync._related_in_use): after DELETE FROM it deletes the row; after SELECT
+-- count(*) FROM it counts it.
 CREATE OR REPLACE FUNCTION sync._related_unused(
     p_relation regclass, p_key_column name, p_key_type regtype, p_pointer name,
     p_pointed text, p_old text)
@@ -91,19 +119,10 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format('%1$s AS r WHERE r.%2$I = %3$s::%4$s', p_relation, p_key_column,
-                             p_pointed, p_key_type)
-        || coalesce(pg_catalog.string_agg(
-               pg_catalog.format(
-                   ' AND NOT EXISTS (SELECT FROM %s AS x WHERE x.%I = r.%I%s)',
-                   u.relation, u.col, p_key_column,
-                   CASE WHEN u.relation = m.relation
-                        THEN pg_catalog.format(' AND x.%I <> %s::%s', m.key_column, p_old,
-                                               m.key_type)
-                        ELSE '' END),
-               '' ORDER BY u.relation::text, u.col), '')
-    FROM sync._related_users(p_relation, p_pointer, p_key_column) AS u
-    CROSS JOIN sync.mapped_customer() AS m
+    SELECT pg_catalog.format('%1$s AS r WHERE r.%2$I = %3$s::%4$s AND NOT (%5$s)', p_relation,
+                             p_key_column, p_pointed, p_key_type,
+                             sync._related_in_use(p_relation, p_key_column, p_key_type,
+                                                  p_pointer, p_pointed, p_old))
 $$;
 
 -- The related rows customer p_old (key as text) points to, per table of sync._related_tables():

@@ -281,7 +281,6 @@ DECLARE
     cname     text;
     link      record;
     pointed   record;
-    user_     record;
     scrub     text;
     missing   bigint := sync._unclassified_count();
     decls     text[] := ARRAY['changed bigint', 'counts jsonb := ''{}''', 'remove boolean'];
@@ -317,19 +316,11 @@ BEGIN
             'WHERE t.%5$I = p_key::%6$s FOR UPDATE OF r;',
             pointed.key_column, mapped.relation, pointed.relation, pointed.pointer,
             mapped.key_column, mapped.key_type, i);
-        FOR user_ IN SELECT * FROM sync._related_users(pointed.relation, pointed.pointer,
-                                                       pointed.key_column) LOOP
-            body := body || pg_catalog.format(
-                E'shared_%1$s := shared_%1$s OR (target_%1$s IS NOT NULL AND EXISTS (\n'
-                '    SELECT FROM %2$s AS f JOIN %3$s AS r ON r.%4$I = f.%5$I\n'
-                '    WHERE r.%6$I = target_%1$s::%7$s%8$s));',
-                i, user_.relation, pointed.relation, user_.referenced, user_.col,
-                pointed.key_column, pointed.key_type,
-                CASE WHEN user_.relation = mapped.relation
-                     THEN pg_catalog.format(' AND f.%I <> p_key::%s', mapped.key_column,
-                                            mapped.key_type)
-                     ELSE '' END);
-        END LOOP;
+        body := body || pg_catalog.format(
+            'shared_%1$s := target_%1$s IS NOT NULL AND (%2$s);',
+            i, sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
+                                    pointed.pointer, pg_catalog.format('target_%s', i),
+                                    'p_key'));
         -- a removed customer's row alone: deleted after the customer row (its foreign key
         -- holds it till then); a shared one stays
         removing := removing || pg_catalog.format(
@@ -394,13 +385,7 @@ BEGIN
                 mapped.relation, pointed.pointer, mapped.key_column, mapped.key_type,
                 pointed.qualified_name) END);
     END LOOP;
-    FOR link IN
-        SELECT l.*, coalesce(r.action, 'scrub') AS declared
-        FROM sync.customer_links() AS l
-        LEFT JOIN sync.anonymise_rule AS r
-            ON r.table_schema = l.table_schema AND r.table_name = l.table_name
-        WHERE l.relation <> mapped.relation
-    LOOP
+    FOR link IN SELECT * FROM sync._erasure_links() LOOP
         scrub := sync._scrub_assignments(link.relation, link.fk_column);
         linked := linked + 1;
         body := body || pg_catalog.format(
@@ -471,10 +456,8 @@ AS $$
                                   l.relation, l.fk_column, l.column_type),
                 E'\n    OR ' ORDER BY l.table_schema, l.table_name, l.fk_column),
             'false') || ';'])
-    FROM sync.customer_links() AS l
-    JOIN sync.anonymise_rule AS r
-        ON r.table_schema = l.table_schema AND r.table_name = l.table_name
-    WHERE r.bookkeeping
+    FROM sync._erasure_links() AS l
+    WHERE l.bookkeeping
 $$;
 
 -- sha256 of a text, in hex: how a mapping document and the compiled moves' inputs are

@@ -74,6 +74,20 @@ AS $$
     FROM sync.mapped_customer() AS m
 $$;
 
+-- The same for the operator's tools (`syncctl links repair --dry-run` prints local keys with
+-- it): the key when the mapped key is an integer or a uuid, else NULL. Reveals nothing but the
+-- key type.
+-- Example: SELECT sync.shown_key('42');
+CREATE OR REPLACE FUNCTION sync.shown_key(p_key text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._shown_key(p_key)
+$$;
+
 -- A bigint form's guard: its ids are keys of an integer-keyed customer table only (SY020,
 -- naming the function and the key's type; the form by key as text serves every type).
 CREATE OR REPLACE FUNCTION sync._integer_keys_only(p_function text)

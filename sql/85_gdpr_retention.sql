@@ -577,7 +577,8 @@ END
 $$;
 
 -- Customers whose data a policy holds today but not after p_within: (customer key as text, its
--- tritonX number, policy, when), soonest first.
+-- tritonX number, policy, when), soonest first. The key only when it is an integer or a uuid
+-- (sync._shown_key: a text key may be an e-mail address; such customers are named by number).
 -- Example: SELECT * FROM gdpr.retention_warnings(now(), '30 days');
 DROP FUNCTION IF EXISTS gdpr.retention_warnings(timestamptz, interval);  -- customer_key text
 CREATE OR REPLACE FUNCTION gdpr.retention_warnings(
@@ -591,7 +592,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY
-        SELECT s.customer_key, syncmap.number_of(s.customer_key), s.policy_code, s.expires_at
+        SELECT sync._shown_key(s.customer_key), syncmap.number_of(s.customer_key),
+               s.policy_code, s.expires_at
         FROM gdpr._retention_status(p_now, NULL, NULL, NULL) WITH ORDINALITY AS s
         WHERE s.holds AND s.expires_at <= p_now + p_within
         ORDER BY s.expires_at, s.ordinality;

@@ -65,9 +65,11 @@ EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
 END
 $$;
 
--- Erasure requests without the digests: the customer's key (as text) and its number.
+-- Erasure requests without the digests: the customer's key (as text; only an integer or uuid
+-- key, sync._shown_key: a text key may be an e-mail address) and its number.
 CREATE OR REPLACE VIEW gdpr.erasure_overview AS
-SELECT e.id, e.customer_key, gdpr._number_of(e.customer_key) AS customer_number, e.state,
+SELECT e.id, sync._shown_key(e.customer_key) AS customer_key,
+       gdpr._number_of(e.customer_key) AS customer_number, e.state,
        e.received_at, e.verified_at, e.scheduled_for, e.finished_at, e.actor, e.attempts,
        e.last_error, e.residue_hits, e.columns_searched, e.residue
 FROM gdpr.erasure_request AS e;

@@ -209,6 +209,7 @@ BEGIN
         'sync.retry_dead_letter(bigint)',
         'sync.discard_dead_letter(bigint, text)',
         'sync.normalise_email(text)',
+        'sync.shown_key(text)',
         'gdpr.purge_batch(timestamptz, text, integer, text)',
         'gdpr.retention_warnings(timestamptz, interval)',
         'gdpr.execute_due_erasures(text, timestamptz)'

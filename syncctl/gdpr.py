@@ -195,9 +195,11 @@ class PurgeReport:
 
 @dataclass(frozen=True)
 class ExpiryWarning:
-    """A customer (its key as text, its tritonX number) whose data a policy stops holding."""
+    """A customer (its key as text, its tritonX number) whose data a policy stops holding. The
+    key is None for a text key (it may be an e-mail address): such a customer is named by its
+    number."""
 
-    customer_key: str
+    customer_key: str | None
     customer_number: str | None
     policy: str
     expires_at: datetime
@@ -429,10 +431,11 @@ def rectify(
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ErasureRequest:
-    """An erasure request as listed: the customer's key (as text) and number, no digests."""
+    """An erasure request as listed: the customer's key (as text; None for a text key, which
+    may be an e-mail address) and number, no digests."""
 
     id: int
-    customer_key: str
+    customer_key: str | None
     customer_number: str | None
     state: str
     received_at: datetime

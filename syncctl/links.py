@@ -72,6 +72,13 @@ def anomalies(conn: psycopg.Connection[Any]) -> list[Anomaly]:
     return [Anomaly(str(a), int(n)) for a, n in queries.all(conn, "link_anomalies")]
 
 
+def shown_key(conn: psycopg.Connection[Any], key: str) -> str:
+    """A customer's key as the operator's output may show it: an integer or uuid key as it is,
+    a text key (it may be an e-mail address) as "(text key)"."""
+    row = queries.one(conn, "shown_key", key=key)
+    return "(text key)" if row is None or row[0] is None else str(row[0])
+
+
 def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
     """What repair would do now; reads only, and ends its read transaction."""
     plan = RepairPlan(

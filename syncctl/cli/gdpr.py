@@ -264,7 +264,7 @@ def purge(
             warnings = gdpr.expiry_warnings(conn, now=now, within_days=warn_days)
             for w in warnings:
                 click.echo(
-                    f"{w.customer_key}\t{w.customer_number or '-'}\t{w.policy}\t"
+                    f"{w.customer_key or '-'}\t{w.customer_number or '-'}\t{w.policy}\t"
                     f"{w.expires_at.isoformat()}"
                 )
             click.echo(f"{len(warnings)} expiry warning(s) within {warn_days} day(s)")
@@ -483,7 +483,7 @@ def erasure_list(settings: HasDsn, state: str | None) -> None:
         requests = gdpr.erasure_requests(conn, state=state)
     for r in requests:
         click.echo(
-            f"{r.id}\t{r.customer_key}\t{r.customer_number or '-'}\t{r.state}\t"
+            f"{r.id}\t{r.customer_key or '-'}\t{r.customer_number or '-'}\t{r.state}\t"
             f"attempts {r.attempts}\tresidue {_dash(r.residue_hits)}\t{r.last_error or ''}"
         )
     if not requests:

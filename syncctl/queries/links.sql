@@ -8,6 +8,11 @@ SELECT anomaly, customers FROM sync.link_anomaly;
 -- local customers that tritonX's e-mail names unambiguously, with the linked row to adopt into
 SELECT local_key, linked_key, customer_number FROM sync.adoptable_customer ORDER BY local_id, local_key;
 
+-- name: shown_key
+-- a customer's key as the operator's output may show it: NULL for a text key (it may be an
+-- e-mail address)
+SELECT sync.shown_key(%(key)s);
+
 -- name: record_adoption_conflicts
 -- record a link conflict for each linked customer whose e-mail several local customers have
 SELECT sync.record_adoption_conflicts();

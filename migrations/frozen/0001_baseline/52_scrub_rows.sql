@@ -148,7 +148,6 @@ AS $$
 DECLARE
     mapped record;
     item   record;
-    user_  record;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     FOR item IN SELECT * FROM sync._pointed_tables() LOOP
@@ -166,24 +165,10 @@ BEGIN
         pointer := item.pointer;
         required := item.required;
         related := item.related;
-        shared := false;
-        -- who else uses the row: the pointer itself (foreign key or not) and every
-        -- single-column foreign key to the related table; a partitioned table once
-        FOR user_ IN SELECT * FROM sync._related_users(item.relation, item.pointer,
-                                                       item.key_column)
-        LOOP
-            EXECUTE pg_catalog.format(
-                'SELECT EXISTS (SELECT FROM %1$s AS f JOIN %2$s AS r ON r.%3$I = f.%4$I '
-                'WHERE r.%5$I = $1::%6$s%7$s)',
-                user_.relation, item.relation, user_.referenced, user_.col, item.key_column,
-                item.key_type,
-                CASE WHEN user_.relation = mapped.relation
-                     THEN pg_catalog.format(' AND f.%I <> $2::%s', mapped.key_column,
-                                            mapped.key_type)
-                     ELSE '' END)
-                INTO shared USING target, p_key;
-            EXIT WHEN shared;
-        END LOOP;
+        -- who else uses the row (sync._related_in_use)
+        EXECUTE 'SELECT ' || sync._related_in_use(item.relation, item.key_column, item.key_type,
+                                                  item.pointer, '$1', '$2')
+            INTO shared USING target, p_key;
         RETURN NEXT;
     END LOOP;
 END
@@ -206,6 +191,27 @@ DROP FUNCTION IF EXISTS sync._erasure_plan(bigint, boolean);
 DROP FUNCTION IF EXISTS sync._has_bookkeeping(bigint);
 DROP FUNCTION IF EXISTS sync._erase_rows(bigint, boolean);
 
+-- The customer-linked tables an anonymisation or a delete goes through, in
+-- sync.customer_links() order, each with its declared anonymise rule (`declared`: scrub by
+-- default, delete_rows; `bookkeeping`: its rows make a delete an anonymisation): every linked
+-- table but the customer table itself.
+CREATE OR REPLACE FUNCTION sync._erasure_links()
+RETURNS TABLE (relation regclass, table_schema name, table_name name, qualified_name text,
+               fk_column name, column_type regtype, declared text, bookkeeping boolean)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+ROWS 20
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.relation, l.table_schema, l.table_name, l.qualified_name, l.fk_column,
+           l.column_type, coalesce(r.action, 'scrub'), coalesce(r.bookkeeping, false)
+    FROM sync.customer_links() AS l
+    LEFT JOIN sync.anonymise_rule AS r
+        ON r.table_schema = l.table_schema AND r.table_name = l.table_name
+    WHERE l.relation IS DISTINCT FROM (SELECT m.relation FROM sync.mapped_customer() AS m)
+$$;
+
 -- Whether the customer p_key has rows in a bookkeeping table (orders): then a delete
 -- anonymises.
 CREATE OR REPLACE FUNCTION sync._has_bookkeeping(p_key text)
@@ -219,13 +225,7 @@ DECLARE
     link     record;
     found    boolean;
 BEGIN
-    FOR link IN
-        SELECT l.*
-        FROM sync.customer_links() AS l
-        JOIN sync.anonymise_rule AS r
-            ON r.table_schema = l.table_schema AND r.table_name = l.table_name
-        WHERE r.bookkeeping
-    LOOP
+    FOR link IN SELECT * FROM sync._erasure_links() AS l WHERE l.bookkeeping LOOP
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t WHERE t.%I = $1::%s)',
                                   link.relation, link.fk_column, link.column_type)
             INTO found USING p_key;
@@ -262,13 +262,7 @@ DECLARE
     remove   boolean := p_delete AND NOT sync._has_bookkeeping(p_key);
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
-    FOR link IN
-        SELECT l.*, coalesce(r.action, 'scrub') AS declared
-        FROM sync.customer_links() AS l
-        LEFT JOIN sync.anonymise_rule AS r
-            ON r.table_schema = l.table_schema AND r.table_name = l.table_name
-        WHERE l.relation <> mapped.relation
-    LOOP
+    FOR link IN SELECT * FROM sync._erasure_links() LOOP
         action := CASE WHEN remove THEN 'delete_rows' ELSE link.declared END;
         CONTINUE WHEN action = 'scrub'
                       AND sync._scrub_assignments(link.relation, link.fk_column) IS NULL;
