@@ -72,6 +72,9 @@ def _explain(conn: psycopg.Connection[Any], body: str, first: int, last: int) ->
         return ["(the body of sync._apply_upserts has a shape this tool does not know)"]
     statement = (found.group(1) + found.group(2)).replace("p_first", str(first))
     statement = statement.replace("p_last", str(last)).replace("p_ids", "NULL::bigint[]")
+    # the run's own span of the page (variables of the function): the whole page here
+    statement = re.sub(r"\blow\b", str(first), statement)
+    statement = re.sub(r"\bhigh\b", str(last), statement)
     conn.execute("SAVEPOINT explained")
     try:
         return [r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement)]

@@ -330,6 +330,8 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 -- a page's payloads as arrays (up to ~8 MB at 10,000 events) in memory, not spilled to disk
 SET work_mem = '64MB'
+-- each page's decision planned for its own range, never a session's generic plan
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     inbox_ids    bigint[];
