@@ -736,11 +736,8 @@ BEGIN
         FROM sync.inbox_status AS st
         WHERE st.inbox_id BETWEEN p_first AND p_last AND st.state = 'pending'
         ON CONFLICT (inbox_id) DO NOTHING;
-        summary := summary - 'pending'
-            || pg_catalog.jsonb_build_object(
-                   'dead_letter',
-                   coalesce((summary ->> 'dead_letter')::bigint, 0)
-                   + (summary ->> 'pending')::bigint);
+        summary := sync._add_count(summary - 'pending', 'dead_letter',
+                                   (summary ->> 'pending')::bigint);
     END IF;
     RETURN summary;
 END
