@@ -67,6 +67,9 @@ def main(dsn: str) -> int:
     reference_shop.install(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+        # the feed's page: every function that reads it makes it first (sync.open_page), so
+        # it exists in the session that checks them too
+        conn.execute("SELECT sync.open_page()")
         functions = conn.execute(
             "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
             " JOIN pg_language l ON l.oid = p.prolang"

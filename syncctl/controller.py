@@ -224,8 +224,10 @@ class Feed:
         poll_interval: float = 5.0,
         backoff: Backoff | None = None,
         refused_retry: float = REFUSED_RETRY_SECONDS,
+        keep_payloads: bool = True,
     ) -> None:
         self.source = source
+        self.keep_payloads = keep_payloads
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff()
@@ -276,7 +278,9 @@ class Feed:
                 # max(fetch, stage) a page instead of their sum
                 following = page.next_cursor
                 self._fetch = (following, self._worker.submit(lambda: self._fetch_page(following)))
-            outcome = stage_page(conn, self.source.name, after, page, rows)
+            outcome = stage_page(
+                conn, self.source.name, after, page, rows, keep_payloads=self.keep_payloads
+            )
         except Exception as exc:
             # a page fetched ahead may not follow the cursor the database holds: read it again
             self._fetch = None
@@ -419,23 +423,31 @@ def run(
     on_refresh_latency: Callable[[float], None] | None = None,
     every_cycle: Sequence[tuple[str, Callable[[psycopg.Connection[Any]], object]]] = (),
     refused_retry: float = REFUSED_RETRY_SECONDS,
+    keep_payloads: bool = True,
 ) -> PullReport:
     """The daemon loop, while this process is the leader: stage the feed's pages as they come
     (`on_pull` sees each), answer refresh requests when NOTIFY wakes it (and every
     `poll_interval`), deliver the outbox and run `every_cycle`'s jobs every `poll_interval`,
-    until `stop`. A standby waits for the leader's lock.
+    until `stop`. A standby waits for the leader's lock. `keep_payloads` False: the inbox
+    keeps the records of dead letters only (loader.stage_page).
 
     Nothing ends the loop but `stop`: a failing part backs off on its own, a lost database
     connection is opened again after a backoff."""
     total = PullReport()
     backoff = Backoff()
     feed = Feed(
-        client, page_size=page_size, poll_interval=poll_interval, refused_retry=refused_retry
+        client,
+        page_size=page_size,
+        poll_interval=poll_interval,
+        refused_retry=refused_retry,
+        keep_payloads=keep_payloads,
     )
     parts = [
         Part(
             "refresh",
-            lambda c: process_refresh_requests(c, client, on_latency=on_refresh_latency),
+            lambda c: process_refresh_requests(
+                c, client, on_latency=on_refresh_latency, keep_payloads=keep_payloads
+            ),
             poll_interval,
         ),
         Part("outbox delivery", lambda c: deliver_due(c, client), poll_interval),

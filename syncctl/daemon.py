@@ -60,6 +60,8 @@ def serve(dsn: str, client: TritonXClient, options: DaemonOptions, stop: Event) 
         on_pull=on_pull,
         on_refresh_latency=metrics.observe_refresh,
         every_cycle=every_cycle,
+        # a retention of zero: the inbox never holds an applied event's snapshot
+        keep_payloads=options.keep_payloads > timedelta(0),
     )
     if server is not None:
         server.stop()

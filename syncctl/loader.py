@@ -1,6 +1,7 @@
 """Staging a page of change records: one transaction locks the source's cursor, COPYs the
-records into sync.inbox (FORMAT BINARY) — where the inbox trigger applies them — and moves the
-cursor. A crash anywhere loses nothing and applies nothing twice: either all of it commits or
+records into the session's page (pg_temp.syncctl_page, FORMAT BINARY), stages the page into
+sync.inbox — where the inbox trigger applies it, reading the records from the page — and moves
+the cursor. A crash anywhere loses nothing and applies nothing twice: either all of it commits or
 none of it, and the next pull asks for the same page again.
 
 The typed inbox columns are extracted leniently: a value of the wrong JSON type becomes NULL
@@ -145,19 +146,29 @@ def stage_page(
     expected_cursor: str | None,
     page: ChangePage,
     rows: list[tuple[Any, ...]] | None = None,
+    *,
+    keep_payloads: bool = True,
 ) -> PageOutcome:
     """Stage, apply and move the cursor past `page`, all in one transaction.
 
-    `rows` are the page's inbox rows when a prefetching thread built them already."""
+    `rows` are the page's inbox rows when a prefetching thread built them already.
+    `keep_payloads` False: the inbox keeps the records of dead letters only (a retention of
+    zero); the others' snapshots are read from the session's page and never written."""
     if rows is None:
         rows = inbox_rows(source, page.changes)
-    return _stage(conn, source, (expected_cursor, page.next_cursor), rows)
+    return _stage(conn, source, (expected_cursor, page.next_cursor), rows, keep_payloads)
 
 
-def stage_records(conn: psycopg.Connection[Any], source: str, records: list[Any]) -> PageOutcome:
+def stage_records(
+    conn: psycopg.Connection[Any],
+    source: str,
+    records: list[Any],
+    *,
+    keep_payloads: bool = True,
+) -> PageOutcome:
     """Stage and apply records that are not part of a feed (a login-time refresh): the same
     inbox, trigger, audit and tombstones; no cursor."""
-    return _stage(conn, source, None, inbox_rows(source, records))
+    return _stage(conn, source, None, inbox_rows(source, records), keep_payloads)
 
 
 def _stage(
@@ -165,6 +176,7 @@ def _stage(
     source: str,
     cursor: tuple[str | None, str] | None,
     rows: list[tuple[Any, ...]],
+    keep_payloads: bool,
 ) -> PageOutcome:
     outcome = PageOutcome(events=len(rows))
     seqs = [row[1] for row in rows if row[1] is not None]
@@ -177,13 +189,16 @@ def _stage(
             locked = queries.one(conn, "cursor_lock", source=source)
             if locked is None or locked[0] != cursor[0]:
                 raise CursorMoved()
+        # the page is COPYed into the session's page (two statements: the records jsonb
+        # cannot hold go to its raw column), then staged and applied as one, in feed order
+        queries.run(conn, "open_page")
         readable = [row for row in rows if not isinstance(row[7], RawRecord)]
         unreadable = [row for row in rows if isinstance(row[7], RawRecord)]
-        # two statements, each applied by the inbox trigger; the unreadable records are dead
-        # letters whatever their order, so applying them apart changes no outcome
-        for batch, statement in ((readable, "copy_inbox"), (unreadable, "copy_inbox_raw")):
+        for batch, statement in ((readable, "copy_page"), (unreadable, "copy_page_raw")):
             if batch:
-                outcome.states.update(_copy(conn, statement, batch))
+                _copy(conn, statement, batch)
+        summary = queries.one(conn, "stage_page", keep_payloads=keep_payloads)
+        outcome.states.update(summary[0] if summary else {})
         if cursor is not None:
             queries.run(
                 conn,
@@ -196,17 +211,12 @@ def _stage(
     return outcome
 
 
-def _copy(
-    conn: psycopg.Connection[Any], statement: str, rows: list[tuple[Any, ...]]
-) -> Counter[str]:
-    """COPY rows into the inbox (the trigger applies them); what became of them."""
-    queries.run(conn, "reset_last_apply")
+def _copy(conn: psycopg.Connection[Any], statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """COPY rows into the session's page."""
     staging = conn.cursor()
     # per cursor: the payloads are JSON text already (see inbox_row)
     staging.adapters.register_dumper(SerializedJson, _SerializedJsonbDumper)
     with staging.copy(queries.statement(statement)) as copy:
-        copy.set_types(INBOX_TYPES if statement == "copy_inbox" else RAW_INBOX_TYPES)
+        copy.set_types(INBOX_TYPES if statement == "copy_page" else RAW_INBOX_TYPES)
         for row in rows:
             copy.write_row(row)
-    summary = queries.one(conn, "last_apply")
-    return Counter(json.loads(summary[0])) if summary and summary[0] else Counter()

@@ -71,8 +71,10 @@ def process_refresh_requests(
     *,
     limit: int = 100,
     on_latency: Any = None,
+    keep_payloads: bool = True,
 ) -> int:
-    """Fetch and apply up to `limit` queued refreshes; returns how many were applied."""
+    """Fetch and apply up to `limit` queued refreshes; returns how many were applied.
+    `keep_payloads` False: the inbox keeps the answers of dead letters only."""
     with conn.transaction():
         claimed = queries.all(conn, "claim_refresh_requests", limit=limit)
     left = list(reversed(claimed))  # claimed and not done yet, the next one last
@@ -95,7 +97,9 @@ def process_refresh_requests(
                 _requeue(conn, number, attempts, type(exc).__name__)
                 left.pop()
                 continue
-            stage_records(conn, SOURCE, [refresh_event(number, answer)])
+            stage_records(
+                conn, SOURCE, [refresh_event(number, answer)], keep_payloads=keep_payloads
+            )
             left.pop()
             _done(conn, number, requested_at)
             applied += 1

@@ -60,9 +60,13 @@ def upserted(number: str, version: int, **fields: Any) -> dict[str, Any]:
 
 
 def stage(
-    conn: psycopg.Connection[Any], records: list[Any], source: str = "tritonx"
+    conn: psycopg.Connection[Any],
+    records: list[Any],
+    source: str = "tritonx",
+    *,
+    keep_payloads: bool = True,
 ) -> PageOutcome:
     cursor = read_cursor(conn, source)
     conn.commit()
     page = ChangePage(records, next_cursor=str(next(_seq)), has_more=False)
-    return stage_page(conn, source, cursor, page)
+    return stage_page(conn, source, cursor, page, keep_payloads=keep_payloads)

@@ -97,7 +97,7 @@ def pull(settings: HasTritonX, page_size: int, simulator: bool, customers: int) 
     envvar="SYNCCTL_KEEP_PAYLOADS_DAYS",
     metavar="DAYS",
     help="Drop tritonX's snapshot from applied inbox events this many days after they came "
-    "(data minimisation; dead letters keep theirs). 0: as soon as they are applied.",
+    "(data minimisation; dead letters keep theirs). 0: never write an applied event's snapshot.",
 )
 @click.pass_obj
 @edge

@@ -1,5 +1,6 @@
--- The change feed: the cursor, staging a page into sync.inbox (the inbox trigger applies it,
--- sql/60_event_apply.sql), and dropping applied snapshots after their retention.
+-- The change feed: the cursor, staging a page through the session's page into sync.inbox
+-- (sql/31_feed_page.sql; the inbox trigger applies it, sql/30_sync_apply.sql), and dropping
+-- applied snapshots after their retention.
 
 -- name: cursor_read
 -- the cursor's position in a source's feed (no row: never pulled)
@@ -23,23 +24,26 @@ SET position = %(position)s,
     updated_at = now()
 WHERE source = %(source)s;
 
--- name: copy_inbox
--- stage readable records (the inbox trigger applies them)
-COPY sync.inbox (source, seq, event_id, event_type, customer_number, version, occurred_at, payload)
+-- name: open_page
+-- the session's page (pg_temp.syncctl_page), made when missing (sql/31_feed_page.sql)
+SELECT sync.open_page();
+
+-- name: copy_page
+-- a page's readable records into the session's page
+COPY pg_temp.syncctl_page (source, seq, event_id, event_type, customer_number, version,
+                           occurred_at, payload)
 FROM STDIN (FORMAT BINARY);
 
--- name: copy_inbox_raw
--- stage records jsonb cannot hold (U+0000): their JSON text as received, no payload
-COPY sync.inbox (source, seq, event_id, event_type, customer_number, version, occurred_at, raw)
+-- name: copy_page_raw
+-- a page's records jsonb cannot hold (U+0000): their JSON text as received, no payload
+COPY pg_temp.syncctl_page (source, seq, event_id, event_type, customer_number, version,
+                           occurred_at, raw)
 FROM STDIN (FORMAT BINARY);
 
--- name: last_apply
--- what the inbox trigger did with the last COPY (JSON: outcome -> events)
-SELECT current_setting('syncctl.last_apply', true);
-
--- name: reset_last_apply
--- forget the previous COPY's outcomes before the next one
-SELECT set_config('syncctl.last_apply', '', true);
+-- name: stage_page
+-- the session's page into sync.inbox, applied; what became of it (JSON: outcome -> events).
+-- keep_payloads false: the inbox keeps the records of dead letters only
+SELECT sync.stage_page(%(keep_payloads)s);
 
 -- name: show_feed_state
 -- on the leader's session: pg_stat_activity (and so `syncctl status`) shows the feed's state

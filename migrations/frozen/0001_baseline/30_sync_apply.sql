@@ -254,13 +254,16 @@ $$;
 -- already decided or dead-lettered is a duplicate, not a second dead letter.
 CREATE OR REPLACE FUNCTION sync._dead_letter_defects(p_first bigint, p_last bigint)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 -- a page's payloads as arrays (up to ~8 MB at 10,000 events) in memory, not spilled to disk
 SET work_mem = '64MB'
 AS $$
+BEGIN
+    -- the records of a page staged by sync.stage_page are read from the session's page
+    PERFORM sync.open_page();
     -- one call of sync._event_defects for the whole page (a call per row costs ~10 us); a
     -- record kept as text (no payload) is a defect there too, named by sync.raw_defect
     INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
@@ -273,7 +276,10 @@ AS $$
                  pg_catalog.array_agg(b.customer_number) AS numbers,
                  pg_catalog.array_agg(b.version) AS versions,
                  pg_catalog.array_agg(b.occurred_at) AS occurred_ats,
-                 pg_catalog.array_agg(b.payload) AS payloads
+                 pg_catalog.array_agg(coalesce(b.payload, (SELECT s.payload
+                                                           FROM pg_temp.syncctl_page AS s
+                                                           WHERE s.id = b.id)))
+                     AS payloads
           FROM sync.inbox AS b
           WHERE b.id BETWEEN p_first AND p_last) AS page
     CROSS JOIN LATERAL sync._event_defects(page.ids, page.event_ids, page.event_types,
@@ -287,7 +293,8 @@ AS $$
                AND (SELECT 1 FROM sync.dead_letter AS x WHERE x.event_id = i.event_id LIMIT 1)
                    IS NULL))
     ORDER BY coalesce(i.event_id, i.id::text), i.id
-    ON CONFLICT (inbox_id) DO NOTHING
+    ON CONFLICT (inbox_id) DO NOTHING;
+END
 $$;
 
 DROP FUNCTION IF EXISTS sync._dead_letter_bad_snapshots(bigint, bigint);
@@ -362,13 +369,17 @@ BEGIN
             ERRCODE = 'SY061',
             MESSAGE = 'no mapping is installed: install one with syncctl mapping install';
     END IF;
+    -- A record is read from the inbox, or from the session's page when the inbox does not keep
+    -- it (sync.stage_page without keep_payloads, sql/31_feed_page.sql).
+    PERFORM sync.open_page();
     -- Every lookup is one index probe per staged row (a scalar or LATERAL subquery with LIMIT
     -- 1, which the planner cannot turn into a join): a hash join would scan the whole audit, or
     -- the whole customer table, on every page, a cost growing with the tables, not the page.
     -- The sorts carry keys only; the snapshot is read by inbox id for the events written.
     WITH staged AS (
         SELECT DISTINCT ON (i.event_id) i.id, i.event_id, i.customer_number, i.version,
-               (i.payload ? 'customer') AS has_snapshot
+               (coalesce(i.payload, (SELECT p.payload FROM pg_temp.syncctl_page AS p
+                                     WHERE p.id = i.id)) ? 'customer') AS has_snapshot
         FROM sync.inbox AS i
         WHERE i.id BETWEEN low AND high
           -- a hashed subplan: no per-row array scan however long the run
@@ -423,7 +434,11 @@ BEGIN
            count(*) FILTER (WHERE d.skip_reason IS NULL AND d.is_new),
            pg_catalog.array_agg(d.customer_number) FILTER (WHERE d.skip_reason IS NULL),
            pg_catalog.array_agg(d.version) FILTER (WHERE d.skip_reason IS NULL),
-           pg_catalog.array_agg((SELECT i.payload -> 'customer' FROM sync.inbox AS i
+           pg_catalog.array_agg((SELECT coalesce(i.payload,
+                                                 (SELECT p.payload
+                                                  FROM pg_temp.syncctl_page AS p
+                                                  WHERE p.id = i.id)) -> 'customer'
+                                 FROM sync.inbox AS i
                                  WHERE i.id = d.id)) FILTER (WHERE d.skip_reason IS NULL),
            pg_catalog.array_agg(d.is_new) FILTER (WHERE d.skip_reason IS NULL)
     INTO inbox_ids, event_ids, numbers, versions, skip_reasons, new_flags,
@@ -546,15 +561,19 @@ EXCEPTION WHEN OTHERS THEN
         PERFORM sync._apply_upsert_run(p_first, p_last, ids[1:half]);
         PERFORM sync._apply_upsert_run(p_first, p_last, ids[half + 1:]);
     ELSIF pg_catalog.cardinality(ids) = 1 THEN
+        PERFORM sync.open_page();  -- if the failed attempt made it, that was rolled back
         INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
         SELECT i.id, i.event_id,
                -- a value that does not fit its type: name the field
                coalesce(CASE WHEN state LIKE '22%'
-                             THEN coalesce(sync.snapshot_defect(i.payload -> 'customer'),
-                                           syncmap.snapshot_defect(i.payload -> 'customer'))
+                             THEN coalesce(sync.snapshot_defect(r.payload -> 'customer'),
+                                           syncmap.snapshot_defect(r.payload -> 'customer'))
                         END,
                         why)
         FROM sync.inbox AS i
+        CROSS JOIN LATERAL (
+            SELECT coalesce(i.payload, (SELECT p.payload FROM pg_temp.syncctl_page AS p
+                                        WHERE p.id = i.id)) AS payload) AS r
         WHERE i.id = ids[1]
         ON CONFLICT (inbox_id) DO NOTHING;
     END IF;

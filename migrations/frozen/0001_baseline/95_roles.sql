@@ -177,6 +177,7 @@ BEGIN
     END LOOP;
 
     -- controller: the feed, refreshes, the outbox, links, dead letters, the daily GDPR job
+    -- (the inbox's sequence: the ids of the page it stages, which sync.open_page's page draws)
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA sync, gdpr TO %I', controller_role);
     EXECUTE pg_catalog.format(
         'GRANT SELECT, INSERT, UPDATE ON sync.cursor, gdpr.job_run TO %1$I;'
@@ -184,11 +185,14 @@ BEGIN
         '              occurred_at, payload, raw) ON sync.inbox TO %1$I;'
         'GRANT SELECT (id, source, seq, event_id, event_type, customer_number, version,'
         '              occurred_at, received_at) ON sync.inbox TO %1$I;'
+        'GRANT USAGE ON SEQUENCE sync.inbox_id_seq TO %1$I;'
         'GRANT SELECT ON sync.inbox_status, sync.payload_holding, sync.dead_letter, sync.audit,'
         '                sync.outbox, sync.refresh_request, sync.link_conflict, sync.redirect,'
         '                sync.link_anomaly, sync.adoptable_customer TO %1$I',
         controller_role);
     FOREACH signature IN ARRAY ARRAY[
+        'sync.open_page()',
+        'sync.stage_page(boolean)',
         'sync.claim_refresh_requests(integer, interval)',
         'sync.refresh_done(text, timestamptz)',
         'sync.release_refresh(text[])',

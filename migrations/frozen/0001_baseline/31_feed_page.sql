@@ -1,0 +1,126 @@
+-- The feed's page: where the controller stages a page of change records before it is applied.
+--
+-- The controller COPYs a page into pg_temp.syncctl_page, a table of its own session that
+-- sync.open_page() makes (owned by the owner role, emptied at every commit), then calls
+-- sync.stage_page(keep_payloads). That inserts the page's rows into sync.inbox, where the
+-- inbox trigger applies them (sql/30_sync_apply.sql) reading each record from the page, and
+-- keeps in sync.inbox only what the retention asks for:
+--   keep_payloads true:  the record as tritonX sent it (dropped after the retention period by
+--                        sync.drop_payloads), as before;
+--   keep_payloads false: for an applied, skipped or duplicate event, its typed columns and,
+--                        for a merge, anonymisation or delete, its envelope (`into`, the
+--                        reason code): nothing personal. A dead letter keeps the record
+--                        whatever the setting (an operator retries it from there), unless its
+--                        customer is anonymised or deleted (then its envelope).
+-- The page is a TEMP table: it lives in the session's memory (temp_buffers) and never in the
+-- write-ahead log, so with keep_payloads false no snapshot of an applied event is written to
+-- the database's files.
+
+-- The session's page, made when missing. Refuses a pg_temp.syncctl_page that is not the owner
+-- role's own (a caller's table there would run the caller's triggers or rules as the owner).
+CREATE OR REPLACE FUNCTION sync.open_page()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    page regclass := pg_catalog.to_regclass('pg_temp.syncctl_page');
+BEGIN
+    IF page IS NULL THEN
+        CREATE TEMP TABLE syncctl_page (
+            id                bigint NOT NULL DEFAULT pg_catalog.nextval('sync.inbox_id_seq')
+                                  PRIMARY KEY,
+            source            text NOT NULL DEFAULT 'tritonx',
+            seq               bigint,
+            event_id          text,
+            event_type        text,
+            customer_number   text,
+            version           integer,
+            occurred_at       timestamptz,
+            payload           jsonb,
+            raw               text
+        ) ON COMMIT DELETE ROWS;
+        -- only this session can reach its temporary schema
+        GRANT INSERT ON pg_temp.syncctl_page TO PUBLIC;
+    ELSIF NOT EXISTS (
+        SELECT FROM pg_catalog.pg_class AS c
+        WHERE c.oid = page AND c.relkind = 'r' AND NOT c.relhasrules
+          AND NOT c.relhastriggers
+          AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                            WHERE r.rolname = CURRENT_USER)
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY097',
+            MESSAGE = 'pg_temp.syncctl_page is not syncctl''s page: drop it, or use a new '
+                      'session';
+    END IF;
+END
+$$;
+
+-- Insert the session's page into sync.inbox (the inbox trigger applies it) and empty the page;
+-- what became of its events, as sync.apply_inbox says it ({"applied": n, ...}; {} for an
+-- empty page). p_keep_payloads: whether the inbox keeps the records of the events that are
+-- not dead letters (the retention is not zero).
+CREATE OR REPLACE FUNCTION sync.stage_page(p_keep_payloads boolean)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    first_id bigint;
+    last_id  bigint;
+    summary  jsonb;
+BEGIN
+    PERFORM sync.open_page();
+    SELECT min(p.id), max(p.id) INTO first_id, last_id FROM pg_temp.syncctl_page AS p;
+    IF first_id IS NULL THEN
+        RETURN '{}'::jsonb;
+    END IF;
+    -- an id the sequence never gave (written by hand into the page) is refused: it could be a
+    -- later event's
+    IF last_id > (SELECT s.last_value FROM sync.inbox_id_seq AS s) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY097',
+            MESSAGE = 'the page holds an inbox id the inbox sequence has not given';
+    END IF;
+    PERFORM pg_catalog.set_config('syncctl.last_apply', '', true);
+    INSERT INTO sync.inbox (id, source, seq, event_id, event_type, customer_number, version,
+                            occurred_at, payload, raw)
+    OVERRIDING SYSTEM VALUE
+    SELECT p.id, p.source, p.seq, p.event_id, p.event_type, p.customer_number, p.version,
+           p.occurred_at,
+           CASE
+               WHEN p_keep_payloads THEN p.payload
+               -- what a merge, anonymisation or delete is applied from
+               WHEN p.event_type IN ('customer.merged', 'customer.anonymized',
+                                     'customer.deleted')
+                   THEN sync.event_envelope(p.payload)
+           END,
+           p.raw
+    FROM pg_temp.syncctl_page AS p
+    ORDER BY p.id;
+    summary := coalesce(NULLIF(pg_catalog.current_setting('syncctl.last_apply', true),
+                                '')::jsonb,
+                        '{}'::jsonb);
+    IF NOT p_keep_payloads THEN
+        -- the dead letters keep what tritonX sent; those of customers anonymised or deleted
+        -- only their envelope
+        UPDATE sync.inbox AS i
+        SET payload = p.payload
+        FROM sync.dead_letter AS d
+        JOIN pg_temp.syncctl_page AS p ON p.id = d.inbox_id
+        WHERE d.inbox_id BETWEEN first_id AND last_id
+          AND i.id = d.inbox_id AND p.payload IS NOT NULL;
+        IF FOUND THEN
+            PERFORM sync._scrub_erased_deliveries(first_id, last_id);
+        END IF;
+    END IF;
+    -- staged: a second call in this transaction stages only what was copied since
+    DELETE FROM pg_temp.syncctl_page;
+    RETURN summary;
+END
+$$;

@@ -1,0 +1,175 @@
+"""The feed's page (sql/31_feed_page.sql): the controller COPYs a page into its session's
+pg_temp.syncctl_page and sync.stage_page applies it. With a retention of zero
+(keep_payloads False) nothing of an applied event's snapshot is written to the database: the
+inbox keeps typed columns (and a merge's, anonymisation's or delete's envelope), the write-ahead
+log never sees the record; dead letters keep what tritonX sent. A page table that is not the
+owner role's own is refused, so a caller's triggers never run as the owner."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.feed import event, stage, upserted
+from tests.shops import ShopSchema
+
+
+def marker() -> str:
+    """A value nothing else in the database holds (and that no compression hides)."""
+    return "mark" + secrets.token_hex(16)
+
+
+def inbox(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, Any]]:
+    """event id -> (state, payload kept in the inbox)."""
+    rows = conn.execute(
+        "SELECT i.event_id, s.state, i.payload FROM sync.inbox AS i"
+        " JOIN sync.inbox_status AS s ON s.inbox_id = i.id"
+    ).fetchall()
+    return {event_id: (state, payload) for event_id, state, payload in rows}
+
+
+def wal_holds(conn: psycopg.Connection[Any], value: str) -> bool | None:
+    """Whether any write-ahead log segment of the test server holds `value` (None where the
+    files cannot be read: a server named by SYNCCTL_TEST_DSN)."""
+    conn.execute("CHECKPOINT")  # nothing matters but what the segments hold already
+    (data_directory,) = conn.execute("SELECT current_setting('data_directory')").fetchone() or ("",)
+    conn.commit()
+    wal = Path(data_directory) / "pg_wal"
+    if not wal.is_dir():
+        return None
+    needle = value.encode()
+    return any(
+        needle in segment.read_bytes()
+        for segment in wal.iterdir()
+        if segment.is_file() and len(segment.name) == 24
+    )
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "retention 0"])
+def test_with_retention_zero_no_applied_snapshot_is_written(
+    conn: psycopg.Connection[Any], shop: ShopSchema, keep: bool
+) -> None:
+    # a value only the record holds (a field tritonX sends that no column maps): where it is
+    # written, the record was
+    secret = marker()
+    records = [upserted("TX00000001", 1, loyalty_note=secret), upserted("TX00000002", 1)]
+    outcome = stage(conn, records, keep_payloads=keep)
+    assert outcome.states == {"applied": 2}
+    kept = inbox(conn)
+    payloads = [payload for _, payload in kept.values()]
+    if keep:
+        assert all(p is not None and "customer" in p for p in payloads)
+    else:
+        assert payloads == [None, None]
+    found = wal_holds(conn, secret)
+    if found is None:
+        pytest.skip("the server's files cannot be read here")
+    assert found is keep
+
+
+def test_with_retention_zero_dead_letters_keep_what_tritonx_sent(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    secret = marker()
+    broken = upserted("TX00000003", 1, loyalty_note=secret)
+    broken["version"] = "one"  # not an integer: a dead letter
+    merged = event("customer.merged", "TX00000002", 2, into="TX00000001")
+    first = [upserted("TX00000001", 1), upserted("TX00000002", 1)]
+    assert stage(conn, first, keep_payloads=False).states == {"applied": 2}
+    outcome = stage(conn, [broken, merged], keep_payloads=False)
+    assert outcome.states == {"applied": 1, "dead_letter": 1}
+    kept = inbox(conn)
+    assert kept[broken["event_id"]] == ("dead_letter", broken)
+    # a merge keeps what it is applied from (its envelope), nothing else
+    assert kept[merged["event_id"]][1] == {
+        key: merged[key]
+        for key in ("seq", "event_id", "type", "customer_number", "version", "occurred_at", "into")
+    }
+    assert kept[first[0]["event_id"]] == ("applied", None)
+    # the dead letter is retried from what the inbox kept: it still fails for its version
+    (inbox_id,) = conn.execute(
+        "SELECT inbox_id FROM sync.dead_letter WHERE event_id = %s", [broken["event_id"]]
+    ).fetchone() or (None,)
+    conn.commit()
+    assert inbox_id is not None
+
+
+def test_with_retention_zero_an_erased_customers_dead_letter_keeps_its_envelope(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    stage(conn, [upserted("TX00000001", 1)], keep_payloads=False)
+    stage(conn, [event("customer.anonymized", "TX00000001", 2)], keep_payloads=False)
+    late = upserted("TX00000001", 3, email="not an e-mail address at all")
+    late["occurred_at"] = "yesterday"  # malformed: a dead letter of a tombstoned customer
+    outcome = stage(conn, [late], keep_payloads=False)
+    assert outcome.states == {"dead_letter": 1}
+    state, payload = inbox(conn)[late["event_id"]]
+    assert state == "dead_letter"
+    assert payload is not None and "customer" not in payload
+
+
+def test_a_dead_letter_staged_with_retention_zero_is_retried_from_the_inbox(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    # the shop refuses the e-mail for now: the event is a dead letter, retried once allowed
+    email_table, email = shop.column_of("email")
+    conn.execute(
+        psycopg.sql.SQL(
+            "ALTER TABLE {} ADD CONSTRAINT no_refusals CHECK ({} NOT LIKE 'refuse%%')"
+        ).format(email_table, email)
+    )
+    conn.commit()
+    record = upserted("TX00000001", 1, email="refuse@example.nl")
+    assert stage(conn, [record], keep_payloads=False).states == {"dead_letter": 1}
+    conn.execute(psycopg.sql.SQL("ALTER TABLE {} DROP CONSTRAINT no_refusals").format(email_table))
+    (inbox_id,) = conn.execute("SELECT inbox_id FROM sync.dead_letter").fetchone() or (None,)
+    (outcome,) = conn.execute("SELECT sync.retry_dead_letter(%s)", [inbox_id]).fetchone() or ("",)
+    conn.commit()
+    assert outcome == "applied"
+    assert shop.key_of(conn, "TX00000001") is not None
+
+
+def test_a_page_table_of_the_callers_own_is_refused(as_role: Any, shop: ShopSchema) -> None:
+    controller = as_role("syncctl_controller")
+    # a caller's own table under the page's name, with a trigger that would run as whoever
+    # inserts: the owner role, were the engine to write to it
+    controller.execute(
+        "CREATE TEMP TABLE syncctl_page (id bigint, source text, seq bigint, event_id text,"
+        " event_type text, customer_number text, version integer, occurred_at timestamptz,"
+        " payload jsonb, raw text)"
+    )
+    controller.execute("INSERT INTO pg_temp.syncctl_page (id) VALUES (1)")
+    with pytest.raises(psycopg.DatabaseError) as refused:
+        controller.execute("SELECT sync.stage_page(false)")
+    assert refused.value.sqlstate == "SY097"
+    with pytest.raises(psycopg.DatabaseError):
+        controller.execute("SELECT sync.open_page()")
+
+
+def test_a_page_id_the_sequence_never_gave_is_refused(as_role: Any, shop: ShopSchema) -> None:
+    controller = as_role("syncctl_controller")
+    controller.execute("SELECT sync.open_page()")
+    with controller.transaction():
+        controller.execute(
+            "INSERT INTO pg_temp.syncctl_page (id, event_id) VALUES (1000000000, 'e1')"
+        )
+        with pytest.raises(psycopg.DatabaseError) as refused:
+            controller.execute("SELECT sync.stage_page(true)")
+        assert refused.value.sqlstate == "SY097"
+        raise psycopg.Rollback()
+
+
+def test_the_controller_cannot_change_the_page_table(as_role: Any, shop: ShopSchema) -> None:
+    controller = as_role("syncctl_controller")
+    controller.execute("SELECT sync.open_page()")
+    for statement in (
+        "CREATE RULE r AS ON INSERT TO pg_temp.syncctl_page DO INSTEAD NOTHING",
+        "ALTER TABLE pg_temp.syncctl_page ADD COLUMN x int",
+        "DROP TABLE pg_temp.syncctl_page",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            controller.execute(statement)
