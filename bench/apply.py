@@ -44,6 +44,12 @@ class Timing:
     events: int
     seconds: float
     outcomes: Counter[str] = field(default_factory=Counter)
+    # the write-ahead log the run wrote (the whole server's, measured around the run)
+    wal_bytes: int = 0
+
+    @property
+    def wal_per_event(self) -> float:
+        return self.wal_bytes / self.events
 
     @property
     def rate(self) -> float:
@@ -62,6 +68,20 @@ def _pages(rows: Sequence[InboxRow], size: int) -> list[Sequence[InboxRow]]:
     return [rows[k : k + size] for k in range(0, len(rows), size)]
 
 
+def _wal_position(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    conn.commit()
+    return str(row[0]) if row else "0/0"
+
+
+def _wal_since(conn: psycopg.Connection[Any], start: str) -> int:
+    row = conn.execute(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)", [start]
+    ).fetchone()
+    conn.commit()
+    return int(row[0]) if row else 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Subject: the trigger path
 # ---------------------------------------------------------------------------------------------
@@ -74,6 +94,7 @@ def stage_pages(
     it (sync.stage_page: the inbox trigger applies it), move the cursor."""
     params = {"source": "tritonx"}
     timing = Timing(len(run.rows), 0.0)
+    wal_start = _wal_position(conn)
     for page in _pages(run.rows, page_size):
         started = time.perf_counter()
         with conn.transaction():
@@ -93,6 +114,7 @@ def stage_pages(
         timing.seconds += time.perf_counter() - started
         if summary and summary[0]:
             timing.outcomes.update(summary[0])
+    timing.wal_bytes = _wal_since(conn, wal_start)
     return timing
 
 
@@ -125,6 +147,7 @@ def _bare_upsert_pages(
     s = statements()
     timing = Timing(len(run.rows), 0.0)
     first = first_id
+    wal_start = _wal_position(conn)
     for page in _pages(run.rows, page_size):
         started = time.perf_counter()
         with conn.transaction():
@@ -135,6 +158,7 @@ def _bare_upsert_pages(
             )
         timing.seconds += time.perf_counter() - started
         first += len(page)
+    timing.wal_bytes = _wal_since(conn, wal_start)
     return timing
 
 
@@ -297,6 +321,23 @@ def run(server: Server, data: Dataset, log: Callable[[str], None]) -> ApplyResul
                 ),
                 # what keeping the records costs: the payloads kept against none kept
                 Row(name, size, timing.rate, "ev/s", "c: retention 0", lean_timing.rate),
+                # and what each writes (the bare upsert's WAL: the customer rows alone)
+                Row(
+                    f"WAL {kind}, pages {size_label(page_size)}",
+                    size,
+                    timing.wal_per_event,
+                    "B/ev",
+                    "c: retention 0",
+                    lean_timing.wal_per_event,
+                ),
+                Row(
+                    f"WAL {kind}, pages {size_label(page_size)}, retention 0",
+                    size,
+                    lean_timing.wal_per_event,
+                    "B/ev",
+                    "a: bare upsert",
+                    base.wal_per_event,
+                ),
             ]
         cost = mine.inserts.seconds / data.size * 1e6
     return ApplyResult(rows, cost)
