@@ -39,8 +39,16 @@ def bootstrap(
     stop: threading.Event | None = None,
     on_page: Callable[[PullReport], None] | None = None,
     on_adoption: ProgressCallback | None = None,
+    keep_payloads: bool = True,
 ) -> BootstrapReport:
-    imported = controller.pull(conn, client, page_size=page_size, stop=stop, on_page=on_page)
+    imported = controller.pull(
+        conn,
+        client,
+        page_size=page_size,
+        stop=stop,
+        on_page=on_page,
+        keep_payloads=keep_payloads,
+    )
     plan = links.repair_plan(conn)
     adopted = links.repair(
         conn, links.RepairPlan(adopt=plan.adopt), actor, stop=stop, on_progress=on_adoption

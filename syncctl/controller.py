@@ -331,13 +331,21 @@ def pull(
     max_attempts: int | None = 8,
     backoff: Backoff | None = None,
     on_page: Callable[[PullReport], None] | None = None,
+    keep_payloads: bool = True,
 ) -> PullReport:
     """Stage pages until the feed says there is no more (or `stop` is set).
 
     A transient failure is retried with backoff; after `max_attempts` in a row it is raised
-    (None: retry for as long as it takes). A refusal (TritonXRefused) is raised at once."""
+    (None: retry for as long as it takes). A refusal (TritonXRefused) is raised at once.
+    `keep_payloads` False: the inbox keeps the records of dead letters only."""
     stop = stop or threading.Event()
-    feed = Feed(source, page_size=page_size, poll_interval=0.0, backoff=backoff)
+    feed = Feed(
+        source,
+        page_size=page_size,
+        poll_interval=0.0,
+        backoff=backoff,
+        keep_payloads=keep_payloads,
+    )
     report = PullReport()
     failures = 0
     try:

@@ -25,6 +25,17 @@ from syncctl.daemon import DaemonOptions, serve
 from syncctl.database import connect
 from syncctl.progress import Progress
 
+keep_payloads_option = click.option(
+    "--keep-payloads-days",
+    type=click.FloatRange(min=0),
+    default=7.0,
+    show_default=True,
+    envvar="SYNCCTL_KEEP_PAYLOADS_DAYS",
+    metavar="DAYS",
+    help="Keep tritonX's record of each applied event in the inbox this many days (the daemon "
+    "drops it then; dead letters keep theirs). 0: never write an applied event's snapshot.",
+)
+
 
 def _print_report(title: str, report: PullReport) -> None:
     states = ", ".join(f"{k} {v}" for k, v in sorted(report.states.items())) or "none"
@@ -45,9 +56,16 @@ def _print_report(title: str, report: PullReport) -> None:
 @click.command()
 @click.option("--page-size", default=5000, show_default=True, help="Events per page.")
 @simulator_options
+@keep_payloads_option
 @click.pass_obj
 @edge
-def pull(settings: HasTritonX, page_size: int, simulator: bool, customers: int) -> None:
+def pull(
+    settings: HasTritonX,
+    page_size: int,
+    simulator: bool,
+    customers: int,
+    keep_payloads_days: float,
+) -> None:
     """Pull tritonX changes until caught up, apply them, print what was done, exit.
 
     Interrupted (Ctrl-C, SIGTERM), it finishes the page in hand, keeps every page applied
@@ -58,7 +76,9 @@ def pull(settings: HasTritonX, page_size: int, simulator: bool, customers: int) 
         connect(db.dsn) as conn,
         stop_on_signals() as stop,
     ):
-        report = controller.pull(conn, tx.client, page_size=page_size, stop=stop)
+        report = controller.pull(
+            conn, tx.client, page_size=page_size, stop=stop, keep_payloads=keep_payloads_days > 0
+        )
         _print_report("pulled", report)
     if stop.signum is not None and not report.caught_up:
         stop.exit("syncctl pull")
@@ -89,16 +109,7 @@ def pull(settings: HasTritonX, page_size: int, simulator: bool, customers: int) 
     metavar="HH:MM",
     help="Run the daily GDPR job (retention purge, erasure requests due) at this local time.",
 )
-@click.option(
-    "--keep-payloads-days",
-    type=click.FloatRange(min=0),
-    default=7.0,
-    show_default=True,
-    envvar="SYNCCTL_KEEP_PAYLOADS_DAYS",
-    metavar="DAYS",
-    help="Drop tritonX's snapshot from applied inbox events this many days after they came "
-    "(data minimisation; dead letters keep theirs). 0: never write an applied event's snapshot.",
-)
+@keep_payloads_option
 @click.pass_obj
 @edge
 def run(
@@ -219,10 +230,16 @@ def demo(settings: HasTritonX, customers: int, changes: int, seed: int) -> None:
 @click.option("--page-size", default=5000, show_default=True, help="Events per page.")
 @simulator_options
 @actor_option
+@keep_payloads_option
 @click.pass_obj
 @edge
 def bootstrap(
-    settings: HasTritonX, page_size: int, simulator: bool, customers: int, actor: str
+    settings: HasTritonX,
+    page_size: int,
+    simulator: bool,
+    customers: int,
+    actor: str,
+    keep_payloads_days: float,
 ) -> None:
     """Onboard a shop: import every tritonX customer, adopt matching local customers, report.
 
@@ -254,6 +271,7 @@ def bootstrap(
             stop=stop,
             on_page=page_progress,
             on_adoption=Progress("adoptions").printer(lambda line: click.echo(line, err=True)),
+            keep_payloads=keep_payloads_days > 0,
         )
     click.echo(
         f"bootstrap {'done' if result.complete else 'stopped'} in "

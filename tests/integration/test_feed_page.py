@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from syncctl import controller
+from syncctl.tritonx import ChangePage
 from tests.feed import event, stage, upserted
 from tests.shops import ShopSchema
 
@@ -173,3 +175,32 @@ def test_the_controller_cannot_change_the_page_table(as_role: Any, shop: ShopSch
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             controller.execute(statement)
+
+
+class _OnePage:
+    """A change source with one page (what controller.pull asks of tritonX)."""
+
+    name = "tritonx"
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+
+    def fetch_changes(self, after: str | None, limit: int) -> ChangePage:
+        if after is None:
+            return ChangePage(self.records, next_cursor="1", has_more=False)
+        return ChangePage([], next_cursor=after, has_more=False)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "retention 0"])
+def test_a_pull_with_retention_zero_keeps_no_applied_record(
+    conn: psycopg.Connection[Any], shop: ShopSchema, keep: bool
+) -> None:
+    # `syncctl pull` and `syncctl bootstrap --keep-payloads-days 0` pull this way
+    records = [upserted("TX00000001", 1), upserted("TX00000002", 1)]
+    report = controller.pull(conn, _OnePage(records), keep_payloads=keep)
+    assert report.states == {"applied": 2}
+    payloads = [payload for _, payload in inbox(conn).values()]
+    assert sorted(payloads, key=str) == (sorted(records, key=str) if keep else [None, None])
