@@ -42,7 +42,7 @@ def _land_only() -> None:
     from syncctl import controller
     from syncctl.loader import INBOX_TYPES, PageOutcome
 
-    def land(conn: psycopg.Connection[Any], *page: Any) -> PageOutcome:
+    def land(conn: psycopg.Connection[Any], *page: Any, **_: Any) -> PageOutcome:
         rows: list[tuple[Any, ...]] = page[-1]  # stage_page's arguments; the worker's rows last
         with conn.transaction(), conn.cursor().copy(statements()["staging_copy"]) as copy:
             copy.set_types(INBOX_TYPES)
