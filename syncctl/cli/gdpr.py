@@ -238,7 +238,12 @@ def policy_retire(settings: HasDsn, code: str, actor: str, now: datetime) -> Non
 # purge
 # ---------------------------------------------------------------------------------------------
 @click.command("purge")
-@click.option("--dry-run", is_flag=True, help="List per policy and table what would go, and why.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List per policy and table what would go, and why; then per table the rows the run "
+    "changes (scrubbed in place, copied, detached, deleted) and the customers.",
+)
 @click.option(
     "--warn-days",
     type=click.IntRange(min=0),
@@ -270,15 +275,20 @@ def purge(
             click.echo(f"{len(warnings)} expiry warning(s) within {warn_days} day(s)")
             return
         if dry_run:
-            steps = gdpr.purge_plan(conn, now=now)
-            for s in steps:
+            plan = gdpr.purge_dry_run(conn, now=now)
+            for s in plan.steps:
                 columns = f" ({', '.join(s.columns)})" if s.columns else ""
                 click.echo(
-                    f"{s.policy:<14}{s.table + columns:<48}{s.action:<12}"
+                    f"{s.policy:<14}{s.table + columns:<48}{s.action:<12}{s.rows:>7} row(s)"
                     f"{s.customers:>7} customer(s)  {'; '.join(s.reasons)}"
                 )
-            if not steps:
+            if not plan.steps:
                 click.echo("dry run: nothing to purge")
+                return
+            click.echo(f"dry run: would purge {plan.customers} customer(s)")
+            for t in plan.tables:
+                ways = ", ".join(f"{rows} {way}" for way, rows in t.ways)
+                click.echo(f"  {t.table:<40} {t.rows:>8}  {ways}; {t.customers} customer(s)")
             return
         total = gdpr.purge_scope(conn)
         with click.progressbar(length=max(total, 1), label="purging", file=sys.stderr) as bar:
