@@ -279,8 +279,8 @@ def purge(
             for s in plan.steps:
                 columns = f" ({', '.join(s.columns)})" if s.columns else ""
                 click.echo(
-                    f"{s.policy:<14}{s.table + columns:<48}{s.action:<12}{s.rows:>7} row(s)"
-                    f"{s.customers:>7} customer(s)  {'; '.join(s.reasons)}"
+                    f"{s.policy:<14}{s.table + columns:<40}{s.action:<26}{s.rows:>8} row(s)"
+                    f"{s.customers:>8} customer(s)  {'; '.join(s.reasons)}"
                 )
             if not plan.steps:
                 click.echo("dry run: nothing to purge")
