@@ -583,6 +583,23 @@ class ErasureProof:
     error: str | None
 
 
+@dataclass(frozen=True)
+class ErasureStep:
+    """One table an erasure's anonymisation changes: how many rows, and how (scrub, scrubbed
+    copy, detach, delete_rows, decide as skipped)."""
+
+    table: str
+    action: str
+    rows: int
+
+
+def erasure_plan(conn: psycopg.Connection[Any], request_id: int) -> list[ErasureStep]:
+    """What executing the erasure request would change, per table (a dry run): the counts the
+    execution then reports; empty when its customer is anonymised already."""
+    rows = _in_transaction(conn, lambda: queries.all(conn, "erasure_plan", request_id=request_id))
+    return [ErasureStep(str(table), str(action), int(n)) for table, action, n in rows]
+
+
 def execute_erasure(
     conn: psycopg.Connection[Any], request_id: int, *, actor: str, now: datetime | None = None
 ) -> ErasureProof:

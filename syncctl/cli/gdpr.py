@@ -449,13 +449,33 @@ def erasure_cancel(settings: HasDsn, request_id: int, actor: str, now: datetime)
 
 @erasure.command("execute")
 @click.argument("request_id", type=int)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print per table the rows the erasure would change, and how; change nothing.",
+)
 @actor_option
 @_NOW
 @click.pass_obj
 @edge
-def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime) -> None:
-    """Erase now and print the proof of erasure (columns searched, residue hits)."""
+def erasure_execute(
+    settings: HasDsn, request_id: int, dry_run: bool, actor: str, now: datetime
+) -> None:
+    """Erase now and print the proof of erasure (columns searched, residue hits) and the rows
+    changed per table."""
     with connection(settings) as conn:
+        if dry_run:
+            steps = gdpr.erasure_plan(conn, request_id)
+            if not steps:
+                click.echo(
+                    f"dry run: erasure request {request_id}: its customer is anonymised"
+                    " already; the execution searches for residue only"
+                )
+            else:
+                click.echo(f"dry run: erasure request {request_id} would anonymise its customer")
+            for step in steps:
+                click.echo(f"  {step.table:<40} {step.rows:>8}  {step.action}")
+            return
         proof = gdpr.execute_erasure(conn, request_id, actor=actor, now=now)
     click.echo(
         f"erasure request {request_id}: {proof.state}; searched "
@@ -463,6 +483,9 @@ def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime
     )
     for column, hits in sorted(proof.residue.items()):
         click.echo(f"  {column:<48} {hits:>6}")
+    if proof.counts:
+        changed = ", ".join(f"{table} {rows}" for table, rows in sorted(proof.counts.items()))
+        click.echo(f"rows changed: {changed}")
     if proof.same_email_customers:
         click.echo(
             "other customers with the same e-mail (keys "

@@ -116,6 +116,10 @@ SELECT gdpr.schedule_erasure(%(request_id)s, %(actor)s, %(grace)s::interval, %(n
 -- cancel an erasure request that is not done
 SELECT gdpr.cancel_erasure(%(request_id)s, %(actor)s, %(now)s);
 
+-- name: erasure_plan
+-- what executing an erasure request would change, per table (a dry run)
+SELECT table_name, action, rows FROM gdpr.erasure_plan(%(request_id)s);
+
 -- name: erasure_execute
 -- erase now; the proof of erasure
 SELECT gdpr.execute_erasure(%(request_id)s, %(actor)s, %(now)s);
