@@ -1,11 +1,11 @@
 """Dry runs on a schema shaped like pagila's, where the customer row points to its address
 (`customer.address_id`, the parent direction) and a staff table points to addresses too: what
-`syncctl purge --dry-run`, `anonymise --dry-run`, `merge --dry-run` and `sync.delete_plan` say,
-per table, is what the run then reports and what changed in the tables: rows scrubbed in place,
-rows copied (an address staff share is copied and scrubbed, never changed), rows deleted, and
-the customers. Customers only the shop knows (no tritonX number, as all of pagila's own) and a
-household of two whose shared address the run copies for the first and scrubs in place for the
-last are among them."""
+`syncctl purge --dry-run`, `anonymise --dry-run`, `merge --dry-run`, `erasure execute
+--dry-run` and `sync.delete_plan` say, per table, is what the run then reports and what changed
+in the tables: rows scrubbed in place, rows copied (an address staff share is copied and
+scrubbed, never changed), rows deleted, and the customers. Customers only the shop knows (no
+tritonX number, as all of pagila's own) and a household of two whose shared address the
+retention run copies for the first and scrubs in place for the last are among them."""
 
 from __future__ import annotations
 
@@ -399,26 +399,33 @@ def test_the_delete_plan_counts_what_the_delete_changes(
     } | ({} if shared else {"public.address": {"deleted": 1}})
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["own address", "staff's address"])
+@pytest.mark.parametrize("shared", ["own", "staff", "survivor"])
 def test_the_merge_dry_run_counts_what_the_merge_changes(
-    rentals: psycopg.Connection[Any], shared: bool
+    rentals: psycopg.Connection[Any], shared: str
 ) -> None:
     conn = rentals
     old = _linked(conn, "TX00000001")
-    _linked(conn, "TX00000002")
-    if shared:
+    survivor = _linked(conn, "TX00000002")
+    if shared == "staff":
         _share_with_staff(conn, old)
+    elif shared == "survivor":  # a household: the survivor lives at the old customer's address
+        conn.execute(
+            "UPDATE public.customer SET address_id = %s WHERE customer_id = %s",
+            [_address_of(conn, old), survivor],
+        )
+        conn.commit()
     planned = engine.merge(conn, "TX00000001", "TX00000002", actor="ops:test", dry_run=True)
     before = _tables(conn)
     done = engine.merge(conn, "TX00000001", "TX00000002", actor="ops:test")
     after = _tables(conn)
 
     assert planned.counts == done.counts
+    # the address only the old customer used goes with it; a shared one stays as it is
     assert _changed(before, after) == {
         "public.customer": {"deleted": 1},
         "public.rental": {"changed": 1},
         "public.wishlist": {"changed": 1},
-    } | ({} if shared else {"public.address": {"deleted": 1}})
+    } | ({"public.address": {"deleted": 1}} if shared == "own" else {})
 
 
 # -------------------------------------------------------------------------------------------------
