@@ -176,7 +176,8 @@ def record_consent(
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PurgeStep:
-    """What a retention run does to one table for the customers one policy releases."""
+    """What a retention run does to one table for the customers one policy releases: the rows
+    it changes there (as the run counts them) and the customers."""
 
     policy: str
     table: str
@@ -184,6 +185,41 @@ class PurgeStep:
     action: str
     customers: int
     reasons: tuple[str, ...]
+    rows: int = 0
+
+
+# what an action does to a table's rows, in words (the dry run's totals)
+_WAYS = {
+    "anonymise": "scrubbed in place",
+    "scrub": "scrubbed in place",
+    "scrubbed copy": "copied",
+    "detach": "detached",
+    "delete_rows": "deleted",
+    "delete": "deleted",
+    "decide as skipped": "decided as skipped",
+}
+
+
+@dataclass(frozen=True)
+class PurgeTable:
+    """What a retention run changes in one table, whichever policies release it: the rows (the
+    count the run reports for the table), how many of them each way (scrubbed in place, copied,
+    detached, deleted), and the customers."""
+
+    table: str
+    rows: int
+    customers: int
+    ways: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class PurgePlan:
+    """A retention run's dry run: per policy and table (`steps`), per table (`tables`), and the
+    number of customers it changes."""
+
+    steps: list[PurgeStep]
+    tables: list[PurgeTable]
+    customers: int
 
 
 @dataclass
@@ -207,20 +243,57 @@ class ExpiryWarning:
 
 def purge_plan(conn: psycopg.Connection[Any], *, now: datetime) -> list[PurgeStep]:
     """What a retention run at `now` would do, per policy and table (a dry run)."""
+    return purge_dry_run(conn, now=now).steps
+
+
+def purge_dry_run(conn: psycopg.Connection[Any], *, now: datetime) -> PurgePlan:
+    """What a retention run at `now` would do, per policy and table and per table: the rows it
+    changes (the counts the run then reports) and the customers."""
     rows = _in_transaction(conn, lambda: queries.all(conn, "retention_plan", now=now))
-    groups: dict[tuple[str, str, tuple[str, ...] | None, str], tuple[set[str], set[str]]] = {}
-    for customer_key, table, columns, action, releasing, reasons in rows:
+    steps: dict[tuple[str, str, tuple[str, ...] | None, str], _Tally] = {}
+    tables: dict[str, _Tally] = {}
+    for customer_key, table, columns, action, count, releasing, reasons in rows:
         for code in releasing:
-            key = (code, table, tuple(columns) if columns else None, action)
-            customers, why = groups.setdefault(key, (set(), set()))
-            customers.add(str(customer_key))
-            why.update(r for r in reasons if r.startswith(f"{code}: "))
-    return [
-        PurgeStep(code, table, columns, action, len(customers), tuple(sorted(why)))
-        for (code, table, columns, action), (customers, why) in sorted(
-            groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][3])
-        )
-    ]
+            step = (code, table, tuple(columns) if columns else None, action)
+            steps.setdefault(step, _Tally()).add(
+                customer_key, count, reasons=tuple(r for r in reasons if r.startswith(f"{code}: "))
+            )
+        way = str(action).removeprefix("anonymise: ")
+        tables.setdefault(table, _Tally()).add(customer_key, count, way=_WAYS.get(way, way))
+    return PurgePlan(
+        steps=[
+            PurgeStep(
+                code, table, columns, action, len(t.customers), tuple(sorted(t.reasons)), t.rows
+            )
+            for (code, table, columns, action), t in sorted(
+                steps.items(), key=lambda item: (item[0][0], item[0][1], item[0][3])
+            )
+        ],
+        tables=[
+            PurgeTable(table, t.rows, len(t.customers), tuple(sorted(t.ways.items())))
+            for table, t in sorted(tables.items())
+        ],
+        customers=len({str(row[0]) for row in rows}),
+    )
+
+
+@dataclass
+class _Tally:
+    """Rows and customers of a dry run's line, as they add up."""
+
+    rows: int = 0
+    customers: set[str] = field(default_factory=set)
+    reasons: set[str] = field(default_factory=set)
+    ways: dict[str, int] = field(default_factory=dict)
+
+    def add(
+        self, customer_key: Any, rows: int, *, reasons: tuple[str, ...] = (), way: str | None = None
+    ) -> None:
+        self.rows += int(rows)
+        self.customers.add(str(customer_key))
+        self.reasons.update(reasons)
+        if way is not None:
+            self.ways[way] = self.ways.get(way, 0) + int(rows)
 
 
 def expiry_warnings(
@@ -508,6 +581,23 @@ class ErasureProof:
     same_email_customers: list[CustomerKey]
     tables_not_searched: list[str]
     error: str | None
+
+
+@dataclass(frozen=True)
+class ErasureStep:
+    """One table an erasure's anonymisation changes: how many rows, and how (scrub, scrubbed
+    copy, detach, delete_rows, decide as skipped)."""
+
+    table: str
+    action: str
+    rows: int
+
+
+def erasure_plan(conn: psycopg.Connection[Any], request_id: int) -> list[ErasureStep]:
+    """What executing the erasure request would change, per table (a dry run): the counts the
+    execution then reports; empty when its customer is anonymised already."""
+    rows = _in_transaction(conn, lambda: queries.all(conn, "erasure_plan", request_id=request_id))
+    return [ErasureStep(str(table), str(action), int(n)) for table, action, n in rows]
 
 
 def execute_erasure(

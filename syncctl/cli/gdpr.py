@@ -238,7 +238,12 @@ def policy_retire(settings: HasDsn, code: str, actor: str, now: datetime) -> Non
 # purge
 # ---------------------------------------------------------------------------------------------
 @click.command("purge")
-@click.option("--dry-run", is_flag=True, help="List per policy and table what would go, and why.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List per policy and table what would go, and why; then per table the rows the run "
+    "changes (scrubbed in place, copied, detached, deleted) and the customers.",
+)
 @click.option(
     "--warn-days",
     type=click.IntRange(min=0),
@@ -270,15 +275,20 @@ def purge(
             click.echo(f"{len(warnings)} expiry warning(s) within {warn_days} day(s)")
             return
         if dry_run:
-            steps = gdpr.purge_plan(conn, now=now)
-            for s in steps:
+            plan = gdpr.purge_dry_run(conn, now=now)
+            for s in plan.steps:
                 columns = f" ({', '.join(s.columns)})" if s.columns else ""
                 click.echo(
-                    f"{s.policy:<14}{s.table + columns:<48}{s.action:<12}"
-                    f"{s.customers:>7} customer(s)  {'; '.join(s.reasons)}"
+                    f"{s.policy:<14}{s.table + columns:<40}{s.action:<26}{s.rows:>8} row(s)"
+                    f"{s.customers:>8} customer(s)  {'; '.join(s.reasons)}"
                 )
-            if not steps:
+            if not plan.steps:
                 click.echo("dry run: nothing to purge")
+                return
+            click.echo(f"dry run: would purge {plan.customers} customer(s)")
+            for t in plan.tables:
+                ways = ", ".join(f"{rows} {way}" for way, rows in t.ways)
+                click.echo(f"  {t.table:<40} {t.rows:>8}  {ways}; {t.customers} customer(s)")
             return
         total = gdpr.purge_scope(conn)
         with click.progressbar(length=max(total, 1), label="purging", file=sys.stderr) as bar:
@@ -439,13 +449,33 @@ def erasure_cancel(settings: HasDsn, request_id: int, actor: str, now: datetime)
 
 @erasure.command("execute")
 @click.argument("request_id", type=int)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print per table the rows the erasure would change, and how; change nothing.",
+)
 @actor_option
 @_NOW
 @click.pass_obj
 @edge
-def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime) -> None:
-    """Erase now and print the proof of erasure (columns searched, residue hits)."""
+def erasure_execute(
+    settings: HasDsn, request_id: int, dry_run: bool, actor: str, now: datetime
+) -> None:
+    """Erase now and print the proof of erasure (columns searched, residue hits) and the rows
+    changed per table."""
     with connection(settings) as conn:
+        if dry_run:
+            steps = gdpr.erasure_plan(conn, request_id)
+            if not steps:
+                click.echo(
+                    f"dry run: erasure request {request_id}: its customer is anonymised"
+                    " already; the execution searches for residue only"
+                )
+            else:
+                click.echo(f"dry run: erasure request {request_id} would anonymise its customer")
+            for step in steps:
+                click.echo(f"  {step.table:<40} {step.rows:>8}  {step.action}")
+            return
         proof = gdpr.execute_erasure(conn, request_id, actor=actor, now=now)
     click.echo(
         f"erasure request {request_id}: {proof.state}; searched "
@@ -453,6 +483,9 @@ def erasure_execute(settings: HasDsn, request_id: int, actor: str, now: datetime
     )
     for column, hits in sorted(proof.residue.items()):
         click.echo(f"  {column:<48} {hits:>6}")
+    if proof.counts:
+        changed = ", ".join(f"{table} {rows}" for table, rows in sorted(proof.counts.items()))
+        click.echo(f"rows changed: {changed}")
     if proof.same_email_customers:
         click.echo(
             "other customers with the same e-mail (keys "

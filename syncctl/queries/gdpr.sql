@@ -41,19 +41,11 @@ SELECT gdpr.record_consent(%(customer_key)s::text, %(policy)s, %(granted)s, %(so
                            %(actor)s, %(at)s);
 
 -- name: retention_plan
--- what a retention run would change, per customer (its key as text) and table, and why
--- a customer released as a whole is anonymised: its other tables and the engine's copies of it
--- (sync.anonymise_plan) are listed too, as 'anonymise: <action>', so the dry run names every
--- table the run changes
-WITH plan AS (SELECT * FROM gdpr.retention_plan(%(now)s, NULL::text, NULL::text))
-SELECT customer_key, table_name, columns, action, policies, reasons
-FROM plan
-UNION ALL
-SELECT p.customer_key, a.table_name, NULL, 'anonymise: ' || a.action, p.policies, p.reasons
-FROM plan AS p
-CROSS JOIN LATERAL sync.anonymise_plan(syncmap.number_of(p.customer_key)) AS a
-WHERE p.action = 'anonymise' AND a.table_name <> p.table_name
-ORDER BY 1, 2;
+-- what a retention run would change, per customer (its key as text), table and action: the rows,
+-- as the run counts them, and why; a customer released as a whole is anonymised: every table its
+-- anonymisation changes (and the engine's copies of it) is listed, as 'anonymise: <action>'
+SELECT customer_key, table_name, columns, action, rows, policies, reasons
+FROM gdpr.retention_changes(%(now)s, NULL::text, NULL::text);
 
 -- name: retention_scope
 -- the number of local customers (the scope of a retention run)
@@ -123,6 +115,10 @@ SELECT gdpr.schedule_erasure(%(request_id)s, %(actor)s, %(grace)s::interval, %(n
 -- name: erasure_cancel
 -- cancel an erasure request that is not done
 SELECT gdpr.cancel_erasure(%(request_id)s, %(actor)s, %(now)s);
+
+-- name: erasure_plan
+-- what executing an erasure request would change, per table (a dry run)
+SELECT table_name, action, rows FROM gdpr.erasure_plan(%(request_id)s);
 
 -- name: erasure_execute
 -- erase now; the proof of erasure

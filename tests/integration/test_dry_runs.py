@@ -105,10 +105,11 @@ def test_purge_dry_run_names_every_table_the_purge_changes_on_the_reference_shop
     conn.commit()
     now = START + timedelta(days=61)
 
+    plan = gdpr.purge_dry_run(conn, now=now)
     planned: dict[str, int] = {}
-    for step in gdpr.purge_plan(conn, now=now):
+    for step in plan.steps:
         planned[step.table] = planned.get(step.table, 0) + step.customers
-    gdpr.purge(conn, now=now)
+    done = gdpr.purge(conn, now=now)
     changed: dict[str, int] = {}
     for (counts,) in conn.execute(
         "SELECT counts FROM sync.audit WHERE action = 'gdpr.retention_purge'"
@@ -117,3 +118,7 @@ def test_purge_dry_run_names_every_table_the_purge_changes_on_the_reference_shop
             if int(rows):
                 changed[table] = changed.get(table, 0) + 1
     assert second and planned == changed
+    # and the rows per table are the run's
+    assert {t.table: t.rows for t in plan.tables} == done.counts
+    assert {t.table: t.customers for t in plan.tables} == changed
+    assert plan.customers == done.customers == 2
