@@ -82,29 +82,39 @@ $$;
 -- the shop has no foreign key for the pointer). p_target and p_customer are SQL expressions of
 -- type text (a parameter, a variable), cast here to the related key's and the customer key's
 -- types. One decision for the merge (which related rows it deletes with the old customer) and
--- the anonymisation (which it scrubs, and which it detaches or copies).
+-- the anonymisation (which it scrubs, and which it detaches or copies). With p_count, a bigint
+-- SQL expression instead: how many rows use it so (for the dry run of several anonymisations,
+-- where the customers anonymised before one have let go of a row it shares with them).
+DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text);
 CREATE OR REPLACE FUNCTION sync._related_in_use(
     p_relation regclass, p_key_column name, p_key_type regtype, p_pointer name,
-    p_target text, p_customer text)
+    p_target text, p_customer text, p_count boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(pg_catalog.string_agg(
+    SELECT CASE WHEN p_count
+                THEN coalesce(pg_catalog.string_agg('(SELECT count(*) ' || u.uses || ')', ' + '
+                                                    ORDER BY u.relation, u.col), '0')
+                ELSE coalesce(pg_catalog.string_agg('EXISTS (SELECT ' || u.uses || ')', ' OR '
+                                                    ORDER BY u.relation, u.col), 'false')
+           END
+    FROM (
+        SELECT w.relation::text AS relation, w.col,
                pg_catalog.format(
-                   'EXISTS (SELECT FROM %1$s AS x JOIN %2$s AS u ON u.%3$I = x.%4$I '
-                   'WHERE u.%5$I = %6$s::%7$s%8$s)',
+                   'FROM %1$s AS x JOIN %2$s AS u ON u.%3$I = x.%4$I '
+                   'WHERE u.%5$I = %6$s::%7$s%8$s',
                    w.relation, p_relation, w.referenced, w.col, p_key_column, p_target,
                    p_key_type,
                    CASE WHEN w.relation = m.relation
                         THEN pg_catalog.format(' AND x.%I <> %s::%s', m.key_column, p_customer,
                                                m.key_type)
-                        ELSE '' END),
-               ' OR ' ORDER BY w.relation::text, w.col), 'false')
-    FROM sync._related_users(p_relation, p_pointer, p_key_column) AS w
-    CROSS JOIN sync.mapped_customer() AS m
+                        ELSE '' END) AS uses
+        FROM sync._related_users(p_relation, p_pointer, p_key_column) AS w
+        CROSS JOIN sync.mapped_customer() AS m
+    ) AS u
 $$;
 
 -- `<related table> AS r WHERE <the row p_pointed names> AND NOT <in use by anything but

@@ -247,7 +247,13 @@ $$;
 -- Linked tables first (1), then (anonymise) the pointed-to rows (3) and the customer row (4), or
 -- (delete) the customer row (2) and then the rows it alone pointed to (its foreign key holds
 -- them till then).
-CREATE OR REPLACE FUNCTION sync._erasure_steps(p_key text, p_delete boolean)
+-- p_let_go ({pointed table: n}) plans the customer's turn in a run that erases several: n rows
+-- that use the row the customer points to (customers erased before it in the same run) will
+-- have let go of it by then; when nothing else uses it, it is the customer's alone (scrubbed
+-- in place, not copied or detached).
+DROP FUNCTION IF EXISTS sync._erasure_steps(text, boolean);
+CREATE OR REPLACE FUNCTION sync._erasure_steps(
+    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint, relation regclass, key_column name,
                key_type regtype, target text, pointer name, related jsonb, phase integer)
 LANGUAGE plpgsql
@@ -260,6 +266,8 @@ DECLARE
     link     record;
     pointed  record;
     remove   boolean := p_delete AND NOT sync._has_bookkeeping(p_key);
+    shared   boolean;
+    users    bigint;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     FOR link IN SELECT * FROM sync._erasure_links() LOOP
@@ -281,10 +289,18 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     FOR pointed IN SELECT * FROM sync._pointed_rows(p_key) LOOP
+        shared := pointed.shared;
+        IF shared AND (p_let_go ->> pointed.qualified_name)::bigint > 0 THEN
+            EXECUTE 'SELECT ' || sync._related_in_use(pointed.relation, pointed.key_column,
+                                                      pointed.key_type, pointed.pointer, '$1',
+                                                      '$2', true)
+                INTO users USING pointed.target, p_key;
+            shared := users > (p_let_go ->> pointed.qualified_name)::bigint;
+        END IF;
         action := CASE
-            WHEN remove AND pointed.shared THEN NULL
+            WHEN remove AND shared THEN NULL
             WHEN remove THEN 'delete_rows'
-            WHEN NOT pointed.shared THEN 'scrub'
+            WHEN NOT shared THEN 'scrub'
             WHEN pointed.required THEN 'scrubbed copy'
             ELSE 'detach'
         END;
@@ -316,8 +332,11 @@ END
 $$;
 
 -- What anonymising (p_delete false) or deleting (p_delete true) the local customer p_key does
--- per table: (table, action, rows), as sync._erasure_steps.
-CREATE OR REPLACE FUNCTION sync._erasure_plan(p_key text, p_delete boolean)
+-- per table: (table, action, rows), as sync._erasure_steps (p_let_go: its turn in a run that
+-- erases several).
+DROP FUNCTION IF EXISTS sync._erasure_plan(text, boolean);
+CREATE OR REPLACE FUNCTION sync._erasure_plan(
+    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE sql
 STABLE
@@ -325,7 +344,7 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.table_name, s.action, s.rows
-    FROM sync._erasure_steps(p_key, p_delete) WITH ORDINALITY AS s
+    FROM sync._erasure_steps(p_key, p_delete, p_let_go) WITH ORDINALITY AS s
     ORDER BY s.phase, s.ordinality
 $$;
 

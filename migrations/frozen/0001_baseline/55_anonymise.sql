@@ -193,12 +193,13 @@ BEGIN
 END
 $$;
 
--- What anonymising (p_delete false) or deleting (p_delete true) a customer number changes, per
--- table: the local customer's rows (sync._erasure_plan) and the engine's copies the same run
--- scrubs (inbox payloads) and decides (dead letters). One plan for every dry run, so that
--- what a dry run counts is what the run does.
-DROP FUNCTION IF EXISTS sync._number_erasure_plan(text, boolean);
-CREATE OR REPLACE FUNCTION sync._number_erasure_plan(p_number text, p_delete boolean)
+-- What anonymising (p_delete false) or deleting (p_delete true) a customer changes, per table:
+-- the local customer p_key's rows (sync._erasure_plan; none when p_key is NULL) and, when it has
+-- the number p_number, the engine's copies the same run scrubs (inbox payloads) and decides
+-- (dead letters). One plan for every dry run, so that what a dry run counts is what the run
+-- does. p_let_go: the customer's turn in a run that erases several (sync._erasure_steps).
+CREATE OR REPLACE FUNCTION sync._customer_erasure_plan(
+    p_key text, p_number text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE plpgsql
 STABLE
@@ -208,17 +209,81 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT p.table_name, p.action, p.rows
-    FROM (SELECT syncmap.key_of(p_number) AS key) AS c
-    CROSS JOIN LATERAL sync._erasure_plan(c.key, p_delete) AS p
-    WHERE c.key IS NOT NULL
+    FROM sync._erasure_plan(p_key, p_delete, p_let_go) AS p
+    WHERE p_key IS NOT NULL
     UNION ALL
     SELECT 'sync.inbox', 'scrub', count(*)
     FROM sync._inbox_copies(p_number)
+    WHERE p_number IS NOT NULL
     HAVING count(*) > 0
     UNION ALL
     SELECT 'sync.dead_letter', 'decide as skipped', count(*)
     FROM sync._dead_letter_copies(p_number)
+    WHERE p_number IS NOT NULL
     HAVING count(*) > 0;
+END
+$$;
+
+-- The same for a customer number: its local customer's rows when it has one.
+DROP FUNCTION IF EXISTS sync._number_erasure_plan(text, boolean);
+CREATE OR REPLACE FUNCTION sync._number_erasure_plan(p_number text, p_delete boolean)
+RETURNS TABLE (table_name text, action text, rows bigint)
+LANGUAGE plpgsql  -- not sql: syncmap is made by the mapping, after this file
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT p.table_name, p.action, p.rows
+    FROM sync._customer_erasure_plan(syncmap.key_of(p_number), p_number, p_delete) AS p;
+END
+$$;
+
+-- What anonymising the local customers p_keys (keys as text, in the key's order) one after the
+-- other changes, per customer and table, as the back-office anonymisation does it for each
+-- (sync._anonymise_locally: the customer's rows, and the engine's copies when it has a number):
+-- the dry run of a retention run. A row customers of the list share (a household's address) is
+-- copied or detached for each but the last of them in key order, for whom it is its own by then
+-- (scrubbed in place) unless a customer outside the list or another table (staff, a store)
+-- uses it too.
+CREATE OR REPLACE FUNCTION sync._anonymisations_plan(p_keys text[])
+RETURNS TABLE (customer_key text, table_name text, action text, rows bigint)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped  record;
+    pointed record;
+    earlier jsonb;
+    -- {customer key: {pointed table: customers of the list before it pointing to its row}}
+    let_go  jsonb := '{}';
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    FOR pointed IN SELECT * FROM sync._pointed_tables() LOOP
+        EXECUTE pg_catalog.format(
+            'SELECT coalesce(pg_catalog.jsonb_object_agg(e.k, e.n), ''{}'') FROM ('
+            '    SELECT c.%1$I::text AS k, pg_catalog.count(*) OVER (PARTITION BY c.%2$I'
+            '                                                ORDER BY c.%1$I) - 1 AS n'
+            '    FROM %3$s AS c WHERE c.%1$I = ANY ($1::%4$s[]) AND c.%2$I IS NOT NULL) AS e '
+            'WHERE e.n > 0',
+            mapped.key_column, pointed.pointer, mapped.relation, mapped.key_type)
+            INTO earlier USING p_keys;
+        SELECT let_go || coalesce(pg_catalog.jsonb_object_agg(
+                   e.key, coalesce(let_go -> e.key, '{}')
+                          || pg_catalog.jsonb_build_object(pointed.qualified_name, e.value)),
+                   '{}')
+        INTO let_go
+        FROM pg_catalog.jsonb_each(earlier) AS e;
+    END LOOP;
+    RETURN QUERY
+    SELECT k.key, p.table_name, p.action, p.rows
+    FROM pg_catalog.unnest(p_keys) WITH ORDINALITY AS k (key, ord)
+    CROSS JOIN LATERAL sync._customer_erasure_plan(k.key, syncmap.number_of(k.key), false,
+                                                   coalesce(let_go -> k.key, '{}')) AS p
+    ORDER BY k.ord;
 END
 $$;
 

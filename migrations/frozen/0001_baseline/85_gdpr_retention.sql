@@ -387,16 +387,13 @@ AS $$
     WHERE k.local_key IS NOT NULL
 $$;
 
--- What a retention run at p_now would do, per customer and table: the released columns (NULL:
--- the whole table), the action (anonymise: the whole customer; delete_rows; scrub), the
--- policies that release it and why. Only customers with p_after < key <= p_through (keys as
--- text; NULL: no bound) that have something left to change, in key order.
--- Example: SELECT * FROM gdpr.retention_plan(now());
-DROP FUNCTION IF EXISTS gdpr.retention_plan(timestamptz, bigint, bigint);
-CREATE OR REPLACE FUNCTION gdpr.retention_plan(
-    p_now timestamptz DEFAULT now(), p_after text DEFAULT NULL, p_through text DEFAULT NULL)
+-- gdpr.retention_plan with the rows of each step: those the run deletes (delete_rows) or
+-- changes (scrub: the rows that still differ from their erased form; anonymise: the customer
+-- row).
+CREATE OR REPLACE FUNCTION gdpr._retention_steps(
+    p_now timestamptz, p_after text, p_through text)
 RETURNS TABLE (customer_key text, table_name text, columns text[], action text,
-               policies text[], reasons text[])
+               policies text[], reasons text[], rows bigint)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
@@ -409,7 +406,8 @@ DECLARE
     kept    jsonb := '[]';
     step    record;
     scrub   record;
-    pending text[];
+    -- {customer key: rows} of the step in hand, for the customers with something to change
+    pending jsonb;
 BEGIN
     SELECT m.*, n.nspname AS table_schema, r.relname AS table_name INTO mapped
     FROM sync.mapped_customer() AS m
@@ -509,9 +507,10 @@ BEGIN
     LOOP
         IF step.action = 'delete_rows' THEN
             EXECUTE pg_catalog.format(
-                'SELECT pg_catalog.array_agg(DISTINCT t.%1$I::text) FROM %2$s AS t '
-                'WHERE t.%1$I = ANY ($1::%3$s[])', step.key_column, step.relation,
-                step.column_type)
+                'SELECT pg_catalog.jsonb_object_agg(g.k, g.n) FROM ('
+                'SELECT t.%1$I::text AS k, count(*) AS n FROM %2$s AS t '
+                'WHERE t.%1$I = ANY ($1::%3$s[]) GROUP BY 1) AS g', step.key_column,
+                step.relation, step.column_type)
                 INTO pending USING step.keys;
         ELSE
             scrub := sync._scrub_sql(step.relation, step.key_column,
@@ -520,28 +519,31 @@ BEGIN
             pending := '{}';
             IF scrub.differs IS NOT NULL THEN
                 EXECUTE pg_catalog.format(
-                    'SELECT pg_catalog.array_agg(DISTINCT t.%1$I::text) FROM %2$s AS t '
-                    'WHERE t.%1$I = ANY ($1::%3$s[]) AND (%4$s)', step.key_column,
-                    step.relation, step.column_type, scrub.differs)
+                    'SELECT pg_catalog.jsonb_object_agg(g.k, g.n) FROM ('
+                    'SELECT t.%1$I::text AS k, count(*) AS n FROM %2$s AS t '
+                    'WHERE t.%1$I = ANY ($1::%3$s[]) AND (%4$s) GROUP BY 1) AS g',
+                    step.key_column, step.relation, step.column_type, scrub.differs)
                     INTO pending USING step.keys;
             END IF;
             IF step.action = 'anonymise' THEN
                 -- anonymised by tritonX already: the tombstone keeps it so (set-based: one
                 -- look-up of the number per key, through the mapping's view)
                 EXECUTE pg_catalog.format(
-                    'SELECT coalesce(pg_catalog.array_agg(k), ''{}'') '
-                    'FROM pg_catalog.unnest($1) AS k '
+                    'SELECT pg_catalog.jsonb_object_agg(d.key, d.value) '
+                    'FROM pg_catalog.jsonb_each($1) AS d '
                     'WHERE NOT EXISTS (SELECT FROM syncmap.customer_map AS m '
                     '                  JOIN sync.tombstone AS t '
                     '                      ON t.customer_number = m.customer_number '
-                    '                  WHERE m.customer_key = k::%s)', mapped.key_type)
+                    '                  WHERE m.customer_key = d.key::%s)', mapped.key_type)
                     INTO pending USING pending;
             END IF;
         END IF;
-        SELECT kept || coalesce(pg_catalog.jsonb_agg(s.value), '[]') INTO kept
+        SELECT kept || coalesce(pg_catalog.jsonb_agg(
+                   s.value || pg_catalog.jsonb_build_object('rows', due.value)), '[]')
+        INTO kept
         FROM pg_catalog.jsonb_array_elements(steps) AS s
-        JOIN pg_catalog.unnest(pending) AS due (customer_key)
-            ON due.customer_key = s.value ->> 'customer_key'
+        JOIN pg_catalog.jsonb_each(coalesce(pending, '{}')) AS due
+            ON due.key = s.value ->> 'customer_key'
         WHERE (s.value ->> 'relation')::pg_catalog.oid = step.relation::pg_catalog.oid
           AND s.value ->> 'key_column' = step.key_column::text
           AND s.value -> 'columns' = step.columns_json
@@ -550,11 +552,89 @@ BEGIN
 
     -- in key order: the key's own type orders (42 before 100)
     RETURN QUERY EXECUTE pg_catalog.format(
-        'SELECT x.customer_key, x.table_name, x.columns, x.action, x.policies, x.reasons '
+        'SELECT x.customer_key, x.table_name, x.columns, x.action, x.policies, x.reasons, '
+        '       x.rows '
         'FROM pg_catalog.jsonb_to_recordset($1) AS x (customer_key text, table_name text, '
-        'columns text[], action text, policies text[], reasons text[]) '
+        'columns text[], action text, policies text[], reasons text[], rows bigint) '
         'ORDER BY x.customer_key::%s, x.table_name', mapped.key_type)
         USING kept;
+END
+$$;
+
+-- What a retention run at p_now would do, per customer and table: the released columns (NULL:
+-- the whole table), the action (anonymise: the whole customer; delete_rows; scrub), the
+-- policies that release it and why. Only customers with p_after < key <= p_through (keys as
+-- text; NULL: no bound) that have something left to change, in key order.
+-- Example: SELECT * FROM gdpr.retention_plan(now());
+DROP FUNCTION IF EXISTS gdpr.retention_plan(timestamptz, bigint, bigint);
+CREATE OR REPLACE FUNCTION gdpr.retention_plan(
+    p_now timestamptz DEFAULT now(), p_after text DEFAULT NULL, p_through text DEFAULT NULL)
+RETURNS TABLE (customer_key text, table_name text, columns text[], action text,
+               policies text[], reasons text[])
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.customer_key, s.table_name, s.columns, s.action, s.policies, s.reasons
+    FROM gdpr._retention_steps(p_now, p_after, p_through) AS s
+$$;
+
+-- The dry run of a retention run at p_now: per customer, table and action, the rows the run
+-- changes, as it then counts them in its audit rows (gdpr.purge_batch). A customer released
+-- whole is anonymised: every table its anonymisation changes is listed, the customer table as
+-- `anonymise`, the others as `anonymise: <action>` (scrub: rows scrubbed in place; scrubbed
+-- copy: a row it shares with another table or customer is copied and the copy scrubbed, the
+-- shared row untouched; detach: its pointer to such a row set NULL; delete_rows; for the
+-- engine's copies of a customer with a tritonX number, sync.inbox scrub and sync.dead_letter
+-- decide as skipped). The run anonymises in key order, so a row customers released together
+-- share only among themselves is copied or detached for each but the last, and scrubbed in
+-- place for the last. Otherwise as gdpr.retention_plan (p_after < key <= p_through, keys as
+-- text; in key order).
+-- Example: SELECT table_name, action, sum(rows), count(DISTINCT customer_key)
+--          FROM gdpr.retention_changes(now()) GROUP BY 1, 2;
+CREATE OR REPLACE FUNCTION gdpr.retention_changes(
+    p_now timestamptz DEFAULT now(), p_after text DEFAULT NULL, p_through text DEFAULT NULL)
+RETURNS TABLE (customer_key text, table_name text, columns text[], action text, rows bigint,
+               policies text[], reasons text[])
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    steps    jsonb;
+    customer text := sync._customer_table_name();
+BEGIN
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s) ORDER BY s.ordinality), '[]')
+    INTO steps
+    FROM gdpr._retention_steps(p_now, p_after, p_through) WITH ORDINALITY AS s;
+    RETURN QUERY
+    WITH step AS (
+        SELECT x.*, pg_catalog.min(x.ordinality) OVER (PARTITION BY x.customer_key) AS turn
+        FROM pg_catalog.jsonb_to_recordset(steps) AS x (
+                 customer_key text, table_name text, columns text[], action text,
+                 policies text[], reasons text[], rows bigint, ordinality bigint)
+    ),
+    anonymised AS (
+        SELECT s.customer_key, s.policies, s.reasons, s.turn
+        FROM step AS s WHERE s.action = 'anonymise'
+    )
+    SELECT c.customer_key, c.table_name, c.columns, c.action, c.rows, c.policies, c.reasons
+    FROM (
+        SELECT s.customer_key, s.table_name, s.columns, s.action, s.rows, s.policies,
+               s.reasons, s.turn
+        FROM step AS s WHERE s.action <> 'anonymise'
+        UNION ALL
+        SELECT a.customer_key, a.table_name, NULL,
+               CASE WHEN a.table_name = customer THEN 'anonymise'
+                    ELSE 'anonymise: ' || a.action END,
+               a.rows, w.policies, w.reasons, w.turn
+        FROM sync._anonymisations_plan(ARRAY(SELECT w.customer_key FROM anonymised AS w
+                                              ORDER BY w.turn)) AS a
+        JOIN anonymised AS w ON w.customer_key = a.customer_key
+    ) AS c
+    ORDER BY c.turn, c.table_name;
 END
 $$;
 

@@ -239,6 +239,84 @@ BEGIN
 END
 $$;
 
+-- Raise SY020 when the erasure request's customer key p_key names no customer: the engine's
+-- merges and deletes carry a request along or remove it, so its row was deleted or its key
+-- changed outside syncctl, and nothing proves the person gone.
+CREATE OR REPLACE FUNCTION gdpr._checked_erasure_subject(p_key text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT sync._customer_exists(p_key) THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020',
+            MESSAGE = 'the request''s customer key names no customer: its row was deleted '
+                      'or its key changed outside syncctl; receive a new request for the '
+                      'person''s current key';
+    END IF;
+END
+$$;
+
+-- Whether the erasure of customer p_key (its key as text) still has to anonymise it: false when
+-- it is anonymised already (an earlier attempt, tritonX, the back office: no column the
+-- registry scrubs differs from its erased form, or a tombstone holds its number); then an
+-- execution only searches for residue. With no column the registry scrubs, the tombstone
+-- decides.
+CREATE OR REPLACE FUNCTION gdpr._erasure_pending(p_key text)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped   record;
+    scrubbed record;
+    pending  boolean;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    scrubbed := sync._scrub_sql(mapped.relation, mapped.key_column, NULL);
+    EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t WHERE t.%I = $1::%s AND (%s))',
+                              mapped.relation, mapped.key_column, mapped.key_type,
+                              coalesce(scrubbed.differs, 'true'))
+        INTO pending USING p_key;
+    RETURN pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
+                                   WHERE t.customer_number = syncmap.number_of(p_key));
+END
+$$;
+
+-- What executing erasure request p_request_id would change, per table (table, action, rows),
+-- the counts the execution then reports: the anonymisation of its customer, by its key, with or
+-- without a tritonX number (sync._anonymisations_plan; actions as in sync.anonymise_plan); no
+-- rows when the customer is anonymised already (the execution only searches for residue). A
+-- row the customer shares with another table or customer (an address of staff, a store, a
+-- household) is listed as `scrubbed copy` or `detach`: that row stays as it is, and the residue
+-- search finds the person's values in it. For a request that is not done or cancelled; SY086
+-- (no such request), SY087 (done or cancelled), SY020 (its key names no customer). It locks
+-- the request row, as the execution does, and changes nothing.
+-- Example: SELECT * FROM gdpr.erasure_plan(7);
+CREATE OR REPLACE FUNCTION gdpr.erasure_plan(p_request_id bigint)
+RETURNS TABLE (table_name text, action text, rows bigint)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    request gdpr.erasure_request := gdpr._erasure_request(
+        p_request_id, ARRAY['received', 'verified', 'scheduled', 'failed']);
+BEGIN
+    PERFORM gdpr._checked_erasure_subject(request.customer_key);
+    IF gdpr._erasure_pending(request.customer_key) THEN
+        RETURN QUERY
+        SELECT a.table_name, a.action, a.rows
+        FROM sync._anonymisations_plan(ARRAY[request.customer_key]) AS a;
+    END IF;
+END
+$$;
+
 -- Execute a scheduled request that is due (or retry a failed one): anonymise, then search for
 -- residue in the rows that may hold the subject's data (gdpr._residue_scopes). Returns the
 -- proof: {"request", "state", "residue_hits", "columns_searched", "residue": {column: rows},
@@ -258,10 +336,7 @@ DECLARE
     request  gdpr.erasure_request := gdpr._erasure_request(
         p_request_id, ARRAY['scheduled', 'failed']);
     actor    text := gdpr._erasure_actor(p_actor);
-    mapped   record;
     number   text;
-    scrubbed record;
-    pending  boolean;
     result   jsonb := '{}';
     leftover jsonb;
     hits     bigint;
@@ -278,27 +353,10 @@ BEGIN
                                         p_request_id, request.scheduled_for);
     END IF;
     BEGIN
-        SELECT * INTO mapped FROM sync.mapped_customer();
         PERFORM syncmap.lock_customers(ARRAY[request.customer_key]);
-        -- the engine's merges and deletes carry a request along or remove it: a key that names
-        -- nobody was deleted or changed outside syncctl, and nothing proves the person gone
-        IF NOT sync._customer_exists(request.customer_key) THEN
-            RAISE EXCEPTION USING ERRCODE = 'SY020',
-                MESSAGE = 'the request''s customer key names no customer: its row was deleted '
-                          'or its key changed outside syncctl; receive a new request for the '
-                          'person''s current key';
-        END IF;
+        PERFORM gdpr._checked_erasure_subject(request.customer_key);
         number := syncmap.number_of(request.customer_key);
-        -- anonymised already (an earlier attempt, tritonX, the back office): search only
-        scrubbed := sync._scrub_sql(mapped.relation, mapped.key_column, NULL);
-        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s AS t '
-                                  'WHERE t.%I = $1::%s AND (%s))', mapped.relation,
-                                  mapped.key_column, mapped.key_type,
-                                  -- no column the registry scrubs: the tombstone decides
-                                  coalesce(scrubbed.differs, 'true'))
-            INTO pending USING request.customer_key;
-        IF pending AND NOT EXISTS (SELECT FROM sync.tombstone AS t
-                                   WHERE t.customer_number = number) THEN
+        IF gdpr._erasure_pending(request.customer_key) THEN
             sharing := gdpr._same_email_customers(request.customer_key);
             PERFORM gdpr._set_consent_source('erasure');
             result := sync.anonymise_from_backoffice_key(request.customer_key, 'ERASURE', actor);
