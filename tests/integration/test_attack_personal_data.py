@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.feed import stage, upserted
+from tests.feed import snapshot, stage, upserted
 from tests.shops import ShopSchema
 
 VICTIM = "anna.victim@example.nl"
@@ -137,3 +137,55 @@ def test_a_shop_trigger_refusing_an_erasure_leaves_the_email_out_of_request_and_
         "SELECT coalesce(string_agg(reason, ' | '), '') FROM sync.audit"
     ).fetchone()
     assert audit is not None and VICTIM not in audit[0]
+
+
+def _no_victim(error: psycopg.Error) -> None:
+    """Nothing of the error the caller (and the server log) sees holds the victim's e-mail."""
+    d = error.diag
+    for part in (d.message_primary, d.message_detail, d.message_hint, d.context, d.table_name,
+                 d.schema_name, d.constraint_name, d.column_name, d.datatype_name):  # fmt: skip
+        assert VICTIM not in (part or ""), (part, d.sqlstate)
+
+
+@pytest.mark.parametrize("form", list(RAISES))
+def test_the_shop_api_passes_on_no_value_a_shop_trigger_raises_with(
+    conn: psycopg.Connection[Any], as_role: Any, shop: ShopSchema, form: str
+) -> None:
+    """rectify, the back office's anonymisation and a login's adoption write the customer row;
+    a shop trigger refusing that write with the person's e-mail in its error is passed on by
+    SQLSTATE and names, the value left out."""
+    stage(conn, [upserted("TX00000002", 1, email=VICTIM), upserted("TX00000003", 1)])
+    key = shop.key_of(conn, "TX00000002")
+    # the login case: an unlinked local customer with the e-mail tritonX has for TX00000003
+    local = shop.add_customer(
+        conn, snapshot("TX00000003", email="tx00000003@example.nl"), linked=False
+    )
+    table, column = shop.column_of("email")
+    conn.execute(
+        sql.SQL(
+            "CREATE FUNCTION public.refuse_victim() RETURNS trigger LANGUAGE plpgsql AS $f$"
+            " BEGIN IF OLD.{c} IN ({victim}, 'tx00000003@example.nl') THEN "
+            + RAISES[form].replace("{value}", "{victim}")
+            + "; END IF; RETURN NEW; END $f$;"
+            "CREATE TRIGGER refuse_victim BEFORE UPDATE ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION public.refuse_victim()"
+        ).format(c=column, victim=sql.Literal(VICTIM), table=table)
+    )
+    conn.commit()
+    webshop = as_role("syncctl_webshop")
+    calls: list[tuple[str, list[Any]]] = [
+        (
+            "SELECT gdpr.rectify(%s::text, %s::jsonb, 'backoffice:test')",
+            [str(key), f'{{"{shop.own_column}": "x"}}'],
+        ),
+        ("SELECT sync.anonymise_from_backoffice_key(%s, 'AVG', 'backoffice:test')", [str(key)]),
+        ("SELECT * FROM sync.login_key('TX00000003', 'typed@example.nl')", []),
+    ]
+    refused = 0
+    for statement, arguments in calls:
+        try:
+            webshop.execute(statement, arguments)
+        except psycopg.Error as error:
+            refused += 1
+            _no_victim(error)
+    assert refused >= 2 and local is not None
