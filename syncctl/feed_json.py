@@ -65,6 +65,17 @@ def _shallow(text: str, limit: int) -> str:
     return "".join(parts)
 
 
+def storable(text: str) -> bool:
+    """Whether PostgreSQL's text can hold `text`: no U+0000, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def loads(content: bytes) -> Any:
     """The JSON value of a body from tritonX; ValueError when it is not JSON at all."""
     try:

@@ -212,6 +212,12 @@ class TritonXClient:
             raise TritonXProtocolError(
                 "the change feed page lacks changes, next_cursor or has_more"
             )
+        if not feed_json.storable(str(body["next_cursor"])):
+            # the cursor is kept in the database with the page: it could never be
+            raise TritonXProtocolError(
+                f"tritonX at {self.host} answered a next_cursor holding \\u0000 or a lone "
+                "surrogate, which PostgreSQL's text cannot keep"
+            )
         if body["has_more"] and str(body["next_cursor"]) in ("", after or ""):
             # the feed would start again, or repeat this page, for ever
             raise TritonXProtocolError(

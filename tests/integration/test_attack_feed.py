@@ -298,3 +298,22 @@ def test_an_answer_that_never_ends_is_an_error_not_a_hang(
     with pytest.raises(error, match=message):
         _pull(controller_conn, url, **options)
     assert conn.execute("SELECT count(*) FROM sync.inbox").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "cursor_json", [b'"a\\u0000b"', b'"a\\ud800b"'], ids=["nul", "lone-surrogate"]
+)
+def test_a_next_cursor_postgresql_cannot_keep_is_an_error_not_a_crash(
+    feed_server: Callable[[Answer], tuple[str, list[str]]],
+    controller_conn: psycopg.Connection[Any],
+    conn: psycopg.Connection[Any],
+    cursor_json: bytes,
+) -> None:
+    def answer(after: str) -> tuple[int, dict[str, str], bytes]:
+        body = _page([_record("TXA0000011", 11)], "x", False)
+        return 200, {}, body.replace(b'"x"', cursor_json)
+
+    url, _ = feed_server(answer)
+    with pytest.raises(TritonXProtocolError, match="next_cursor"):
+        _pull(controller_conn, url)
+    assert conn.execute("SELECT count(*) FROM sync.inbox").fetchone() == (0,)
