@@ -356,7 +356,10 @@ BEGIN
                 IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
                     RAISE;
                 END IF;
-                RAISE EXCEPTION USING ERRCODE = state, MESSAGE = why;
+                -- class SY is the engine's: another's SY code is passed on as P0001
+                RAISE EXCEPTION USING
+                    ERRCODE = CASE WHEN state LIKE 'SY%' THEN 'P0001' ELSE state END,
+                    MESSAGE = why;
         END;
     ELSIF pg_catalog.cardinality(match.local_keys) > 0 THEN
         PERFORM sync._record_ambiguous_adoption(number, found_key, match.local_keys);

@@ -337,7 +337,10 @@ BEGIN
             IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
                 RAISE;
             END IF;
-            RAISE EXCEPTION USING ERRCODE = state, MESSAGE = why;
+            -- class SY is the engine's: another's SY code is passed on as P0001
+            RAISE EXCEPTION USING
+                ERRCODE = CASE WHEN state LIKE 'SY%' THEN 'P0001' ELSE state END,
+                MESSAGE = why;
     END;
     PERFORM gdpr._audit(p_actor, 'customer.rectified', subject,
                         pg_catalog.jsonb_build_object('fields', pg_catalog.cardinality(names)),
