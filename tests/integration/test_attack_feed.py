@@ -240,7 +240,20 @@ def test_a_cursor_that_leads_back_is_an_error_not_a_loop(
     assert len(asked) <= 4
 
 
-@pytest.mark.parametrize("retry_after", ["inf", "1e12", "-5", "nan", "86400000"])
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        "inf",
+        "1e12",
+        "-5",
+        "nan",
+        "86400000",
+        "Wed, 21 Oct 2099 07:28:00 GMT",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "Wed, 21 Oct 2099 07:28:00",
+        "soon",
+    ],
+)
 def test_a_retry_after_of_forever_is_capped(retry_after: str) -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": retry_after})
