@@ -33,6 +33,8 @@ MAX_ANSWER_SECONDS = 120.0
 MAX_PAGE_BYTES = 256 * 1024 * 1024
 # Retry-After is honoured up to an hour: "forever" would stop the feed for good
 MAX_RETRY_AFTER_SECONDS = 3600.0
+# how many of the cursors asked with are remembered to tell a feed leading back in a loop
+CURSORS_KEPT = 10_000
 # answers that mean "not now" rather than "no"
 _TRANSIENT = frozenset({408, 429})
 
@@ -119,6 +121,10 @@ class TritonXClient:
     ) -> None:
         self.max_page_bytes = max_page_bytes
         self.max_answer_seconds = max_answer_seconds
+        # the cursors asked with, in the order first asked (the latest CURSORS_KEPT): a page
+        # whose next_cursor was first asked before the cursor of the page leads back
+        self._asked: dict[str, int] = {}
+        self._asks = 0
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -218,11 +224,11 @@ class TritonXClient:
                 f"tritonX at {self.host} answered a next_cursor holding \\u0000 or a lone "
                 "surrogate, which PostgreSQL's text cannot keep"
             )
-        if body["has_more"] and str(body["next_cursor"]) in ("", after or ""):
-            # the feed would start again, or repeat this page, for ever
+        if body["has_more"] and self._leads_back(after or "", str(body["next_cursor"])):
+            # the feed would start again, or repeat pages, for ever
             raise TritonXProtocolError(
                 f"tritonX at {self.host} answered more to come with a next_cursor that leads "
-                "back (empty, or the cursor asked with)"
+                "back (empty, the cursor asked with, or one asked with before it)"
             )
         last_seq = body.get("last_seq")
         return ChangePage(
@@ -231,6 +237,19 @@ class TritonXClient:
             body["has_more"],
             last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None,
         )
+
+    def _leads_back(self, after: str, following: str) -> bool:
+        """Whether `following`, the next cursor of the page asked with `after`, is the start, that
+        cursor, or one first asked with before it (asking a page again, after a failure, is
+        not leading back: its next cursor was asked with after it)."""
+        if after not in self._asked:
+            self._asks += 1
+            self._asked[after] = self._asks
+            if len(self._asked) > CURSORS_KEPT:
+                del self._asked[next(iter(self._asked))]
+        if following in ("", after):
+            return True
+        return self._asked.get(following, self._asks + 1) < self._asked[after]
 
     def fetch_customer(self, number: str) -> CustomerAnswer:
         """GET /api/v1/customers/{number}: 200, 404 or 410 as the contract says."""
