@@ -231,7 +231,7 @@ class CoverageDefect:
     column: str | None
     defect: str
     # unclassified, strategy, merge_rule, unindexed, declared_reference, privilege, look_alike,
-    # trigger or mapping (docs/merge-and-anonymise.md)
+    # trigger, function or mapping (docs/merge-and-anonymise.md)
     kind: str
 
 

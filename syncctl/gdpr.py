@@ -227,6 +227,8 @@ class PurgeReport:
     customers: int = 0
     batches: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    # customers whose anonymisation the shop's trigger or constraint refused (left, audited)
+    refused: int = 0
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,7 @@ def purge(
             return report
         report.batches += 1
         report.customers += int(result["customers"])
+        report.refused += int(result.get("refused") or 0)
         for table, rows in (result.get("counts") or {}).items():
             report.counts[table] = report.counts.get(table, 0) + int(rows)
         if progress is not None:
@@ -345,7 +348,12 @@ def daily(conn: psycopg.Connection[Any], *, now: datetime | None = None) -> dict
         conn,
         lambda: _value(conn, "erasure_execute_due", actor="scheduler", now=moment),
     )
-    return {"purged_customers": purged.customers, "purge_counts": purged.counts, **erasures}
+    return {
+        "purged_customers": purged.customers,
+        "purge_counts": purged.counts,
+        "purge_refused": purged.refused,
+        **erasures,
+    }
 
 
 def daily_slot(at: time, now: datetime) -> datetime:
@@ -405,8 +413,10 @@ class DailyJob:
             return None
         if result is not None:
             log.info(
-                "daily GDPR job: %d customer(s) purged, erasure requests %d done, %d failed",
+                "daily GDPR job: %d customer(s) purged (%d refused by the shop's triggers or"
+                " constraints), erasure requests %d done, %d failed",
                 result["purged_customers"],
+                result["purge_refused"],
                 result["done"],
                 result["failed"],
             )

@@ -7,13 +7,17 @@ digits), and quoted even then: the bearer token goes with every request."""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
-from syncctl import grammar
+from syncctl import feed_json, grammar
 from syncctl.errors import (
     InvalidCustomerNumber,
     TokenRefused,
@@ -23,6 +27,14 @@ from syncctl.errors import (
 )
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# An answer ends within this many seconds and bytes, or it is an error the controller retries:
+# a server that drips its answer, or never ends it, holds neither the feed nor the memory.
+MAX_ANSWER_SECONDS = 120.0
+MAX_PAGE_BYTES = 256 * 1024 * 1024
+# Retry-After is honoured up to an hour: "forever" would stop the feed for good
+MAX_RETRY_AFTER_SECONDS = 3600.0
+# how many of the cursors asked with are remembered to tell a feed leading back in a loop
+CURSORS_KEPT = 10_000
 # answers that mean "not now" rather than "no"
 _TRANSIENT = frozenset({408, 429})
 
@@ -69,13 +81,27 @@ class ChangeSource(Protocol):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds tritonX asked to wait (a number or an HTTP date), at most
+    MAX_RETRY_AFTER_SECONDS; None when it asked nothing readable."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    content: bytes
 
 
 class TritonXClient:
@@ -90,7 +116,15 @@ class TritonXClient:
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        max_page_bytes: int = MAX_PAGE_BYTES,
+        max_answer_seconds: float = MAX_ANSWER_SECONDS,
     ) -> None:
+        self.max_page_bytes = max_page_bytes
+        self.max_answer_seconds = max_answer_seconds
+        # the cursors asked with, in the order first asked (the latest CURSORS_KEPT): a page
+        # whose next_cursor was first asked before the cursor of the page leads back
+        self._asked: dict[str, int] = {}
+        self._asks = 0
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -110,10 +144,22 @@ class TritonXClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> _Answer:
         # every message names tritonX's host (never the token) and the answer's status
         try:
-            response = self._http.request(method, path, **kwargs)
+            with self._http.stream(method, path, **kwargs) as response:
+                status = response.status_code
+                if status in _TRANSIENT or status >= 500:
+                    raise TritonXUnavailable(
+                        f"tritonX at {self.host} answered {status} to {method} {path}",
+                        retry_after=_retry_after(response),
+                    )
+                if status in (401, 403):
+                    raise TokenRefused(
+                        f"tritonX at {self.host} refused the token: {status} to {method} {path}",
+                        status=status,
+                    )
+                return _Answer(status, self._read(response, method, path))
         except httpx.TimeoutException as exc:
             raise TritonXUnavailable(
                 f"tritonX at {self.host} did not answer {method} {path} in time"
@@ -124,18 +170,24 @@ class TritonXClient:
             raise TritonXUnavailable(
                 f"tritonX at {self.host} cannot be reached: {type(exc).__name__}"
             ) from exc
-        status = response.status_code
-        if status in _TRANSIENT or status >= 500:
-            raise TritonXUnavailable(
-                f"tritonX at {self.host} answered {status} to {method} {path}",
-                retry_after=_retry_after(response),
-            )
-        if status in (401, 403):
-            raise TokenRefused(
-                f"tritonX at {self.host} refused the token: {status} to {method} {path}",
-                status=status,
-            )
-        return response
+
+    def _read(self, response: httpx.Response, method: str, path: str) -> bytes:
+        """The answer's body (decompressed), within max_page_bytes and max_answer_seconds."""
+        deadline = time.monotonic() + self.max_answer_seconds
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > self.max_page_bytes:
+                raise TritonXProtocolError(
+                    f"tritonX at {self.host} answered {method} {path} with more than "
+                    f"{self.max_page_bytes} bytes"
+                )
+            if time.monotonic() > deadline:
+                raise TritonXUnavailable(
+                    f"tritonX at {self.host} did not finish its answer to {method} {path} in "
+                    f"{self.max_answer_seconds:.0f} s"
+                )
+        return bytes(body)
 
     def fetch_changes(self, after: str | None, limit: int) -> ChangePage:
         params: dict[str, str | int] = {"limit": limit}
@@ -152,7 +204,7 @@ class TritonXClient:
         if status != 200:
             raise TritonXProtocolError(f"tritonX at {self.host} answered {status} to GET {path}")
         try:
-            body = response.json()
+            body = feed_json.loads(response.content)
         except ValueError as exc:
             raise TritonXProtocolError(
                 "the change feed answered with a body that is not JSON"
@@ -166,6 +218,18 @@ class TritonXClient:
             raise TritonXProtocolError(
                 "the change feed page lacks changes, next_cursor or has_more"
             )
+        if not feed_json.storable(str(body["next_cursor"])):
+            # the cursor is kept in the database with the page: it could never be
+            raise TritonXProtocolError(
+                f"tritonX at {self.host} answered a next_cursor holding \\u0000 or a lone "
+                "surrogate, which PostgreSQL's text cannot keep"
+            )
+        if body["has_more"] and self._leads_back(after or "", str(body["next_cursor"])):
+            # the feed would start again, or repeat pages, for ever
+            raise TritonXProtocolError(
+                f"tritonX at {self.host} answered more to come with a next_cursor that leads "
+                "back (empty, the cursor asked with, or one asked with before it)"
+            )
         last_seq = body.get("last_seq")
         return ChangePage(
             body["changes"],
@@ -174,11 +238,24 @@ class TritonXClient:
             last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None,
         )
 
+    def _leads_back(self, after: str, following: str) -> bool:
+        """Whether `following`, the next cursor of the page asked with `after`, is the start, that
+        cursor, or one first asked with before it (asking a page again, after a failure, is
+        not leading back: its next cursor was asked with after it)."""
+        if after not in self._asked:
+            self._asks += 1
+            self._asked[after] = self._asks
+            if len(self._asked) > CURSORS_KEPT:
+                del self._asked[next(iter(self._asked))]
+        if following in ("", after):
+            return True
+        return self._asked.get(following, self._asks + 1) < self._asked[after]
+
     def fetch_customer(self, number: str) -> CustomerAnswer:
         """GET /api/v1/customers/{number}: 200, 404 or 410 as the contract says."""
         response = self._request("GET", customer_path(number))
         try:
-            body = response.json() if response.content else {}
+            body = feed_json.loads(response.content) if response.content else {}
         except ValueError as exc:
             raise TritonXProtocolError(f"the answer about {number} is not JSON") from exc
         if response.status_code == 404:

@@ -294,6 +294,11 @@ def purge(
         with click.progressbar(length=max(total, 1), label="purging", file=sys.stderr) as bar:
             report = gdpr.purge(conn, now=now, batch_size=batch_size, progress=bar.update)
     click.echo(f"purged {report.customers} customer(s) in {report.batches} batch(es)")
+    if report.refused:
+        click.echo(
+            f"refused by the shop's triggers or constraints: {report.refused} customer(s), left"
+            " for the next run (sync.audit: customer.anonymized, outcome failed)"
+        )
     for table, rows in sorted(report.counts.items()):
         click.echo(f"  {table:<40} {rows:>8}")
 
