@@ -385,6 +385,105 @@ AS $$
                                        WHERE o.rolname = p_owner)
 $$;
 
+-- Code the engine's writes evaluate on the same tables besides triggers: a CHECK or exclusion
+-- constraint, an index's expression or predicate, a column's default or generation expression,
+-- a row-level security policy, a rule, and the CHECK of a domain a column is of, that calls a
+-- function (directly or as an operator's) owned by another role than the owner and not by a
+-- superuser (an extension's functions are a superuser's). Whoever owns the function may
+-- replace it, and it runs inside the engine's writes with the owner role's rights (its
+-- owner's when SECURITY DEFINER). One row per object and function; an index, constraint or
+-- column a partition has from its parent is listed by the parent.
+CREATE OR REPLACE FUNCTION sync._expression_defects(p_owner name)
+RETURNS TABLE (table_name text, defect text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH tables AS (
+        SELECT DISTINCT part.relid
+        FROM sync.customer_tables() AS t
+        CROSS JOIN LATERAL (
+            SELECT t.relation::pg_catalog.oid AS relid
+            UNION
+            SELECT p.relid FROM pg_catalog.pg_partition_tree(t.relation) AS p
+        ) AS part
+    ),
+    attached AS (  -- (table, catalog, object, what it is)
+        SELECT x.indrelid AS relid, 'pg_catalog.pg_class'::pg_catalog.regclass AS classid,
+               x.indexrelid AS objid,
+               pg_catalog.format('index %I', i.relname) AS what
+        FROM pg_catalog.pg_index AS x
+        JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+        WHERE x.indrelid IN (SELECT relid FROM tables)
+          AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL)
+          -- a partition's index made from its parent's is listed by the parent
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits AS h
+                          WHERE h.inhrelid = x.indexrelid)
+        UNION ALL
+        SELECT c.conrelid, 'pg_catalog.pg_constraint'::pg_catalog.regclass, c.oid,
+               pg_catalog.format('%s constraint %I',
+                                 CASE c.contype WHEN 'c' THEN 'CHECK' WHEN 'x' THEN 'exclusion'
+                                                ELSE 'a' END, c.conname)
+        FROM pg_catalog.pg_constraint AS c
+        WHERE c.conrelid IN (SELECT relid FROM tables) AND c.contype IN ('c', 'x')
+          AND NOT c.coninhcount > 0
+        UNION ALL
+        SELECT d.adrelid, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, d.oid,
+               pg_catalog.format('%s of column %I',
+                                 CASE WHEN a.attgenerated <> '' THEN 'generation expression'
+                                      ELSE 'default' END, a.attname)
+        FROM pg_catalog.pg_attrdef AS d
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+        WHERE d.adrelid IN (SELECT relid FROM tables)
+        UNION ALL
+        SELECT y.polrelid, 'pg_catalog.pg_policy'::pg_catalog.regclass, y.oid,
+               pg_catalog.format('policy %I', y.polname)
+        FROM pg_catalog.pg_policy AS y
+        WHERE y.polrelid IN (SELECT relid FROM tables)
+        UNION ALL
+        SELECT w.ev_class, 'pg_catalog.pg_rewrite'::pg_catalog.regclass, w.oid,
+               pg_catalog.format('rule %I', w.rulename)
+        FROM pg_catalog.pg_rewrite AS w
+        WHERE w.ev_class IN (SELECT relid FROM tables)
+        UNION ALL
+        SELECT a.attrelid, 'pg_catalog.pg_constraint'::pg_catalog.regclass, dc.oid,
+               pg_catalog.format('domain %s of column %I', a.atttypid::pg_catalog.regtype,
+                                 a.attname)
+        FROM pg_catalog.pg_attribute AS a
+        JOIN pg_catalog.pg_type AS ty ON ty.oid = a.atttypid AND ty.typtype = 'd'
+        JOIN pg_catalog.pg_constraint AS dc ON dc.contypid = ty.oid
+        WHERE a.attrelid IN (SELECT relid FROM tables) AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attinhcount = 0  -- a partition's column is of its parent's type
+    ),
+    called AS (  -- each function an object calls, directly or through an operator
+        SELECT DISTINCT o.relid, o.what, f.oid AS funcid
+        FROM attached AS o
+        JOIN pg_catalog.pg_depend AS dep ON dep.classid = o.classid AND dep.objid = o.objid
+        LEFT JOIN pg_catalog.pg_operator AS op
+            ON dep.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+           AND op.oid = dep.refobjid
+        JOIN pg_catalog.pg_proc AS f
+            ON f.oid = CASE WHEN dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                            THEN dep.refobjid ELSE op.oprcode::pg_catalog.oid END
+    )
+    SELECT pg_catalog.concat_ws('.', tn.nspname, tr.relname),
+           pg_catalog.format(
+               '%s calls %s, owned by role %s: it runs inside the engine''s writes with %s'
+               ' rights', c.what, f.oid::pg_catalog.regprocedure,
+               pg_catalog.pg_get_userbyid(f.proowner),
+               CASE WHEN f.prosecdef THEN 'its owner''s' ELSE 'the owner role''s' END)
+    FROM called AS c
+    JOIN pg_catalog.pg_proc AS f ON f.oid = c.funcid
+    JOIN pg_catalog.pg_namespace AS fn ON fn.oid = f.pronamespace
+    JOIN pg_catalog.pg_roles AS fo ON fo.oid = f.proowner
+    JOIN pg_catalog.pg_class AS tr ON tr.oid = c.relid
+    JOIN pg_catalog.pg_namespace AS tn ON tn.oid = tr.relnamespace
+    WHERE fn.nspname <> 'pg_catalog'
+      AND NOT fo.rolsuper
+      AND fo.rolname <> p_owner
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Public API
 -- ---------------------------------------------------------------------------------------------
@@ -497,6 +596,9 @@ BEGIN
         UNION ALL
         SELECT g.table_name, NULL::name, g.defect, 'trigger'
         FROM sync._trigger_defects(owner_role) AS g
+        UNION ALL
+        SELECT e.table_name, NULL::name, e.defect, 'function'
+        FROM sync._expression_defects(owner_role) AS e
     ) AS d
     LEFT JOIN tables AS pt ON pt.qualified_name = d.table_name AND pt.partition_of IS NOT NULL
     ORDER BY 1, 2, 3;

@@ -335,7 +335,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    local_key text;
+    local_key   text;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
+    why         text;
 BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
@@ -352,6 +359,21 @@ BEGIN
     END IF;
     RETURN sync._anonymise_locally(local_key, syncmap.number_of(local_key), p_reason_code,
                                    p_actor);
+EXCEPTION WHEN OTHERS THEN
+    -- a shop trigger or constraint refusing the scrub may quote the row: its SQLSTATE and
+    -- names go out (the engine's own refusals as they are)
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                            constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
+    why := sync._error_without_values(state, message, schema_name, table_name, constraint_,
+                                      context);
+    IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
+        RAISE;
+    END IF;
+    -- class SY is the engine's: another's SY code is passed on as P0001
+    RAISE EXCEPTION USING
+        ERRCODE = CASE WHEN state LIKE 'SY%' THEN 'P0001' ELSE state END,
+        MESSAGE = why;
 END
 $$;
 

@@ -274,9 +274,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    number     text;
-    found_key  text;
-    match      record;
+    number      text;
+    found_key   text;
+    match       record;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
+    why         text;
 BEGIN
     PERFORM sync._checked_length(p_email, 320, 'email');
     IF NOT sync.is_customer_number(p_customer_number) THEN
@@ -331,10 +338,28 @@ BEGIN
             PERFORM sync.adopt_local_customer_key(match.local_keys[1], found_key, 'login');
             -- the shop's key survives: the answer is the local customer's key
             RETURN QUERY SELECT match.local_keys[1], 'adopted'::text, number;
-        EXCEPTION WHEN SQLSTATE 'SY050' THEN
-            -- `links repair` (or another login) adopted it first
-            RETURN QUERY SELECT syncmap.key_of(number),
-                CASE WHEN number = p_customer_number THEN 'linked' ELSE 'redirected' END, number;
+        EXCEPTION
+            WHEN SQLSTATE 'SY050' THEN
+                -- `links repair` (or another login) adopted it first
+                RETURN QUERY SELECT syncmap.key_of(number),
+                    CASE WHEN number = p_customer_number THEN 'linked' ELSE 'redirected' END,
+                    number;
+            WHEN OTHERS THEN
+                -- a shop trigger refusing the adoption may quote the row: its SQLSTATE and
+                -- names go out
+                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                        schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                        constraint_ = CONSTRAINT_NAME,
+                                        context = PG_EXCEPTION_CONTEXT;
+                why := sync._error_without_values(state, message, schema_name, table_name,
+                                                  constraint_, context);
+                IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
+                    RAISE;
+                END IF;
+                -- class SY is the engine's: another's SY code is passed on as P0001
+                RAISE EXCEPTION USING
+                    ERRCODE = CASE WHEN state LIKE 'SY%' THEN 'P0001' ELSE state END,
+                    MESSAGE = why;
         END;
     ELSIF pg_catalog.cardinality(match.local_keys) > 0 THEN
         PERFORM sync._record_ambiguous_adoption(number, found_key, match.local_keys);

@@ -706,9 +706,10 @@ $$;
 -- gdpr.retention_plan carried out for them, and one audit row written per customer changed
 -- (actor p_actor, action gdpr.retention_purge, counts per table). Returns {"customers":
 -- changed, "scanned": examined, "last_key": the last key examined (text) or null, "counts":
--- {table: rows}}; last_key null means the run is complete. Call it again with p_after =
--- last_key (each batch its own transaction): the work per batch is bounded by p_limit,
--- whatever the size of the database.
+-- {table: rows}, "refused": customers whose anonymisation a trigger or constraint of the
+-- shop's refused (each audited customer.anonymized / failed, left for the next run)}; last_key
+-- null means the run is complete. Call it again with p_after = last_key (each batch its own
+-- transaction): the work per batch is bounded by p_limit, whatever the size of the database.
 -- Example: SELECT gdpr.purge_batch(now(), NULL, 500);
 CREATE OR REPLACE FUNCTION gdpr.purge_batch(
     p_now timestamptz,
@@ -731,6 +732,14 @@ DECLARE
     examined text[];
     through  text;
     batch    jsonb;
+    refused  integer := 0;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
+    why         text;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     PERFORM sync._checked_job_time(p_now);
@@ -764,9 +773,34 @@ BEGIN
                  AS b (customer_key text, action text, ordinality bigint)
         WHERE b.action = 'anonymise' ORDER BY b.ordinality
     LOOP
-        result := sync.anonymise_from_backoffice_key(step.customer_key, 'RETENTION', p_actor);
-        done := done || pg_catalog.jsonb_build_object(step.customer_key,
-                                                      coalesce(result -> 'counts', '{}'));
+        BEGIN
+            result := sync.anonymise_from_backoffice_key(step.customer_key, 'RETENTION',
+                                                         p_actor);
+            done := done || pg_catalog.jsonb_build_object(step.customer_key,
+                                                          coalesce(result -> 'counts', '{}'));
+        EXCEPTION WHEN OTHERS THEN
+            -- a trigger or constraint of the shop's refusing this one customer: it stays for
+            -- the next run, audited by SQLSTATE and names; the others go on. A transient
+            -- error and the engine's own refusals (a column without a PII strategy, say)
+            -- fail the run as before.
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                    schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                    constraint_ = CONSTRAINT_NAME,
+                                    context = PG_EXCEPTION_CONTEXT;
+            why := sync._error_without_values(state, message, schema_name, table_name,
+                                              constraint_, context);
+            IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
+                RAISE;
+            END IF;
+            refused := refused + 1;
+            INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id,
+                                    reason, customer_key)
+            VALUES (p_actor, 'customer.anonymized', 'failed',
+                    syncmap.number_of(step.customer_key),
+                    (sync._key_ids(ARRAY[step.customer_key]))[1],
+                    pg_catalog.left('retention refused: ' || why, 500),
+                    sync._shown_key(step.customer_key));
+        END;
     END LOOP;
 
     -- the rest set-based, one statement per table, column set and action
@@ -836,7 +870,8 @@ BEGIN
           GROUP BY e.key) AS t;
     RETURN pg_catalog.jsonb_build_object(
         'customers', (SELECT count(*) FROM pg_catalog.jsonb_object_keys(done)),
-        'scanned', pg_catalog.cardinality(examined), 'last_key', through, 'counts', totals);
+        'scanned', pg_catalog.cardinality(examined), 'last_key', through, 'counts', totals,
+        'refused', refused);
 END
 $$;
 

@@ -342,6 +342,7 @@ DECLARE
     hits     bigint;
     searched integer;
     problem  text;
+    context  text;
     sharing  text[] := '{}';
     skipped  text[] := gdpr.unsearched_tables();
 BEGIN
@@ -374,9 +375,11 @@ BEGIN
                  FROM pg_catalog.jsonb_object_keys(leftover) AS k));
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        -- an SY reason holds ids and codes only; other messages may quote values
-        problem := CASE WHEN SQLSTATE LIKE 'SY%' THEN SQLSTATE || ': ' || SQLERRM
-                        ELSE 'SQLSTATE ' || SQLSTATE END;
+        -- the engine's own refusals hold ids and codes only; any other message (a shop
+        -- trigger's, even of class SY) may quote values
+        GET STACKED DIAGNOSTICS context = PG_EXCEPTION_CONTEXT;
+        problem := coalesce(SQLSTATE || ': ' || sync._own_refusal(SQLSTATE, SQLERRM, context),
+                            'SQLSTATE ' || SQLSTATE);
         leftover := NULL;
         hits := NULL;
         searched := NULL;
