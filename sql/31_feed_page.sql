@@ -32,6 +32,18 @@ DECLARE
     page regclass := pg_catalog.to_regclass('pg_temp.syncctl_page');
 BEGIN
     IF page IS NULL THEN
+        -- PUBLIC may make temporary tables unless a DBA revoked it: then say what to grant
+        IF NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')
+        THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format(
+                    'role %s may not create temporary tables in database %s: the feed''s page '
+                    '(pg_temp.syncctl_page) is one', CURRENT_USER,
+                    pg_catalog.current_database()),
+                HINT = pg_catalog.format('GRANT TEMPORARY ON DATABASE %I TO %I',
+                                         pg_catalog.current_database(), CURRENT_USER);
+        END IF;
         CREATE TEMP TABLE syncctl_page (
             id                bigint NOT NULL DEFAULT pg_catalog.nextval('sync.inbox_id_seq')
                                   PRIMARY KEY,

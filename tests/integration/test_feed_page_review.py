@@ -263,3 +263,26 @@ def test_a_look_alike_page_after_discard_temp_is_refused(as_role: Any, shop: Sho
     with pytest.raises(psycopg.DatabaseError) as refused:
         controller.execute("SELECT sync.stage_page(false)")
     assert refused.value.sqlstate == "SY097"
+
+
+def test_without_temporary_tables_the_feed_says_which_grant_it_needs(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    """The page is a temporary table the owner role makes: a database where TEMPORARY was
+    revoked from PUBLIC (a common hardening step) stops every apply. The error names the
+    grant that lets it go on."""
+    database_name = conn.info.dbname
+    conn.execute(
+        psycopg.sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+            psycopg.sql.Identifier(database_name)
+        )
+    )
+    conn.commit()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+        stage(conn, [upserted("TX00000001", 1)])
+    conn.rollback()
+    hint = refused.value.diag.message_hint or ""
+    assert hint.startswith("GRANT TEMPORARY ON DATABASE")
+    conn.execute(hint)
+    conn.commit()
+    assert stage(conn, [upserted("TX00000001", 1)]).states == {"applied": 1}
