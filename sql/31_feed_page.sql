@@ -125,25 +125,29 @@ BEGIN
                                 '')::jsonb,
                         '{}'::jsonb);
     IF NOT p_keep_payloads THEN
-        -- the dead letters keep what tritonX sent (the record, or its text); those of customers
-        -- anonymised or deleted (or merged into one) only their envelope, never written whole
-        -- first: the number is taken from the snapshot too, as sync._scrub_erased_deliveries
-        -- takes it
+        -- the dead letters keep what tritonX sent (the record, or its text); those naming a
+        -- customer anonymised or deleted (or merged into one) only their envelope, never
+        -- written whole first: the event's number (taken from the snapshot too, as
+        -- sync._scrub_erased_deliveries takes it) or a merge's `into` (refused, SY004: a
+        -- COPY into sync.inbox keeps its envelope only, sync._apply_event)
         UPDATE sync.inbox AS i
         SET payload = CASE WHEN e.erased THEN sync.event_envelope(p.payload) ELSE p.payload END,
             raw = CASE WHEN NOT e.erased THEN p.raw END
         FROM sync.dead_letter AS d
         JOIN pg_temp.syncctl_page AS p ON p.id = d.inbox_id
         CROSS JOIN LATERAL (
-            SELECT coalesce(p.customer_number, p.payload -> 'customer' ->> 'customer_number')
-                       AS number) AS n
-        CROSS JOIN LATERAL (
-            SELECT EXISTS (SELECT FROM sync.tombstone AS t WHERE t.customer_number = n.number)
-                   OR EXISTS (SELECT FROM sync.tombstone AS t
-                              WHERE t.customer_number = (SELECT r.survivor_number
-                                                         FROM sync.redirect AS r
-                                                         WHERE r.old_number = n.number))
-                       AS erased) AS e
+            SELECT pg_catalog.bool_or(
+                       EXISTS (SELECT FROM sync.tombstone AS t
+                               WHERE t.customer_number = n.number)
+                       OR EXISTS (SELECT FROM sync.tombstone AS t
+                                  WHERE t.customer_number = (SELECT r.survivor_number
+                                                             FROM sync.redirect AS r
+                                                             WHERE r.old_number = n.number)))
+                       AS erased
+            FROM (VALUES (coalesce(p.customer_number,
+                                   p.payload -> 'customer' ->> 'customer_number')),
+                         (CASE WHEN p.event_type = 'customer.merged'
+                               THEN p.payload ->> 'into' END)) AS n (number)) AS e
         WHERE d.inbox_id BETWEEN first_id AND last_id
           AND i.id = d.inbox_id AND (p.payload IS NOT NULL OR p.raw IS NOT NULL);
     END IF;

@@ -98,6 +98,33 @@ def test_with_retention_zero_an_erased_customers_dead_letter_is_never_written(
     assert_written(conn, secret, False)
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "retention 0"])
+def test_a_merge_into_an_erased_customer_keeps_its_envelope_whatever_the_retention(
+    conn: psycopg.Connection[Any], shop: ShopSchema, keep: bool
+) -> None:
+    """A merge into a customer tritonX anonymised is refused (SY004, a dead letter) and keeps
+    only its envelope: what else the record holds (a snapshot of the survivor, say) is not
+    kept, and with a retention of zero not written either."""
+    secret = marker()
+    stage(conn, [upserted("TX00000001", 1), upserted("TX00000002", 1)], keep_payloads=keep)
+    stage(conn, [event("customer.anonymized", "TX00000001", 2)], keep_payloads=keep)
+    merged = event(
+        "customer.merged",
+        "TX00000002",
+        2,
+        into="TX00000001",
+        customer={"customer_number": "TX00000001", "loyalty_note": secret},
+    )
+    assert stage(conn, [merged], keep_payloads=keep).states == {"dead_letter": 1}
+    envelope = {
+        key: merged[key]
+        for key in ("seq", "event_id", "type", "customer_number", "version", "occurred_at", "into")
+    }
+    assert inbox(conn)[merged["event_id"]] == ("dead_letter", envelope)
+    if not keep:
+        assert_written(conn, secret, False)
+
+
 def test_with_retention_zero_a_dead_letter_kept_as_text_keeps_its_text(
     conn: psycopg.Connection[Any], shop: ShopSchema
 ) -> None:
