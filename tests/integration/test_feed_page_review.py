@@ -50,9 +50,16 @@ def test_a_caller_cannot_give_an_inbox_row_a_record_through_the_page(
     assert shop.key_of(conn, "TX00000009") is None
 
 
-def test_a_page_id_cannot_be_given(as_role: Any, shop: ShopSchema) -> None:
+@pytest.mark.parametrize("made", ["now", "before the rule"])
+def test_a_page_id_cannot_be_given(as_role: Any, shop: ShopSchema, made: str) -> None:
     controller = as_role("syncctl_controller")
     controller.execute("SELECT sync.open_page()")
+    if made == "before the rule":
+        # a page a session made before an upgrade: INSERT on the whole table
+        controller.execute("RESET ROLE")
+        controller.execute("GRANT INSERT ON pg_temp.syncctl_page TO PUBLIC")
+        controller.execute("SET ROLE syncctl_controller")
+        controller.execute("SELECT sync.open_page()")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         controller.execute("INSERT INTO pg_temp.syncctl_page (id, event_id) VALUES (1, 'e1')")
     # the records' columns are the caller's to COPY, and the id is drawn for them
