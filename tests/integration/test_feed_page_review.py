@@ -320,3 +320,56 @@ def test_without_temporary_tables_the_feed_says_which_grant_it_needs(
     conn.execute(hint)
     conn.commit()
     assert stage(conn, [upserted("TX00000001", 1)]).states == {"applied": 1}
+
+
+def test_old_clients_and_retries_in_a_session_without_a_page(
+    as_role: Any, conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    """A direct INSERT into sync.inbox (an old client) bisects its run as before; a retry in a
+    fresh session makes the page inside its attempt, which a refusal rolls back with it: the
+    next retry in that session makes it again and applies."""
+    table, column = shop.column_of("email")
+    refuse = psycopg.sql.SQL(
+        "ALTER TABLE {} ADD CONSTRAINT no_refusals CHECK ({} NOT LIKE 'refuse%%')"
+    ).format(table, column)
+    conn.execute(refuse)
+    conn.commit()
+    records = [
+        upserted("TX00000001", 1),
+        upserted("TX00000002", 1, email="refuse@example.nl"),
+        upserted("TX00000003", 1),
+    ]
+    old_client = as_role("syncctl_controller")
+    # one statement for the three: one apply, whose run is bisected down to the refused one
+    old_client.execute(
+        "INSERT INTO sync.inbox (seq, event_id, event_type, customer_number, version,"
+        " occurred_at, payload) VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * 3),
+        [
+            value
+            for r in records
+            for value in (
+                r["seq"],
+                r["event_id"],
+                r["type"],
+                r["customer_number"],
+                r["version"],
+                r["occurred_at"],
+                json.dumps(r),
+            )
+        ],
+    )
+    states = {event_id: state for event_id, (state, _) in inbox(conn).items()}
+    assert [states[r["event_id"]] for r in records] == ["applied", "dead_letter", "applied"]
+    (inbox_id,) = conn.execute("SELECT inbox_id FROM sync.dead_letter").fetchone() or (0,)
+    conn.commit()
+    retrier = as_role("syncctl_controller")
+    with retrier.transaction():
+        (first,) = retrier.execute("SELECT sync.retry_dead_letter(%s)", [inbox_id]).fetchone() or (
+            "",
+        )
+        assert first == "dead_letter"
+    conn.execute(psycopg.sql.SQL("ALTER TABLE {} DROP CONSTRAINT no_refusals").format(table))
+    conn.commit()
+    (second,) = retrier.execute("SELECT sync.retry_dead_letter(%s)", [inbox_id]).fetchone() or ("",)
+    assert second == "applied"
+    assert shop.key_of(conn, "TX00000002") is not None
