@@ -19,8 +19,9 @@
 -- or the WAL. The session may insert the records' columns only: ids are drawn from the
 -- inbox's sequence, so a page row is never read for an inbox row staged otherwise.
 
--- The session's page, made when missing. Refuses a pg_temp.syncctl_page that is not the owner
--- role's own (a caller's table there would run the caller's triggers or rules as the owner).
+-- The session's page, made when missing (or old and empty). Refuses a pg_temp.syncctl_page that
+-- is not the owner role's own (a caller's table there would run the caller's triggers or rules
+-- as the owner).
 CREATE OR REPLACE FUNCTION sync.open_page()
 RETURNS void
 LANGUAGE plpgsql
@@ -31,6 +32,32 @@ AS $$
 DECLARE
     page regclass := pg_catalog.to_regclass('pg_temp.syncctl_page');
 BEGIN
+    IF page IS NOT NULL AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_class AS c
+        WHERE c.oid = page AND c.relkind = 'r' AND NOT c.relhasrules
+          AND NOT c.relhastriggers
+          AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                            WHERE r.rolname = CURRENT_USER)
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY097',
+            MESSAGE = 'pg_temp.syncctl_page is not syncctl''s page: drop it, or use a new '
+                      'session';
+    END IF;
+    -- Autovacuum cannot vacuum a session's temporary table, and emptying it at commit keeps
+    -- its relfrozenxid: a page as old as a long-lived session would hold back the database's
+    -- datfrozenxid (towards a wraparound shutdown). An empty page older than
+    -- vacuum_freeze_min_age (at least 10,000 transactions) is made anew.
+    IF page IS NOT NULL
+       AND pg_catalog.age((SELECT c.relfrozenxid FROM pg_catalog.pg_class AS c
+                           WHERE c.oid = page))
+           > greatest(pg_catalog.current_setting('vacuum_freeze_min_age')::integer, 10000)
+    THEN
+        IF NOT EXISTS (SELECT FROM pg_temp.syncctl_page) THEN
+            DROP TABLE pg_temp.syncctl_page;
+            page := NULL;
+        END IF;
+    END IF;
     IF page IS NULL THEN
         -- PUBLIC may make temporary tables unless a DBA revoked it: then say what to grant
         IF NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')
@@ -58,17 +85,6 @@ BEGIN
             raw               text
         ) ON COMMIT DELETE ROWS;
         page := pg_catalog.to_regclass('pg_temp.syncctl_page');
-    ELSIF NOT EXISTS (
-        SELECT FROM pg_catalog.pg_class AS c
-        WHERE c.oid = page AND c.relkind = 'r' AND NOT c.relhasrules
-          AND NOT c.relhastriggers
-          AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r
-                            WHERE r.rolname = CURRENT_USER)
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'SY097',
-            MESSAGE = 'pg_temp.syncctl_page is not syncctl''s page: drop it, or use a new '
-                      'session';
     END IF;
     -- The session (only it can reach its temporary schema) may insert the records' columns;
     -- the id is drawn from the inbox's sequence, never given: a given one could be that of an

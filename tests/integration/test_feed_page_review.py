@@ -373,3 +373,29 @@ def test_old_clients_and_retries_in_a_session_without_a_page(
     (second,) = retrier.execute("SELECT sync.retry_dead_letter(%s)", [inbox_id]).fetchone() or ("",)
     assert second == "applied"
     assert shop.key_of(conn, "TX00000002") is not None
+
+
+def test_a_long_lived_session_never_holds_back_freezing(
+    dsn: str, conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    """Autovacuum cannot vacuum another session's temporary table, and emptying the page at
+    commit keeps its relfrozenxid: a daemon's page as old as its session would hold back the
+    database's datfrozenxid (towards a wraparound shutdown). Once older than
+    vacuum_freeze_min_age (at least 10,000 transactions), an empty page is made anew."""
+    page_age = "SELECT age(relfrozenxid) FROM pg_class WHERE oid = 'pg_temp.syncctl_page'::regclass"
+    conn.execute("SET vacuum_freeze_min_age = 0")
+    stage(conn, [upserted("TX00000001", 1)], keep_payloads=False)
+    with psycopg.connect(dsn, autocommit=True) as other:
+        # 12,000 transaction ids: a write in a subtransaction takes one
+        other.execute("CREATE TEMP TABLE burn (x integer)")
+        other.execute(
+            "DO $$ BEGIN FOR i IN 1..12000 LOOP BEGIN INSERT INTO burn VALUES (i);"
+            " EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$"
+        )
+    (aged,) = conn.execute(page_age).fetchone() or (0,)
+    conn.commit()
+    assert aged > 12000
+    assert stage(conn, [upserted("TX00000001", 2)], keep_payloads=False).states == {"applied": 1}
+    (age,) = conn.execute(page_age).fetchone() or (0,)
+    conn.commit()
+    assert age < 10000
