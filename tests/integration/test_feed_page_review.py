@@ -399,3 +399,16 @@ def test_a_long_lived_session_never_holds_back_freezing(
     (age,) = conn.execute(page_age).fetchone() or (0,)
     conn.commit()
     assert age < 10000
+
+
+def test_a_caller_cannot_hang_its_own_table_under_the_page(as_role: Any, shop: ShopSchema) -> None:
+    """Every read of the page would read a child's rows (and a child's triggers would run)."""
+    controller = as_role("syncctl_controller")
+    controller.execute("SELECT sync.open_page()")
+    controller.execute(
+        "CREATE TEMP TABLE mine (id bigint NOT NULL, source text NOT NULL, seq bigint,"
+        " event_id text, event_type text, customer_number text, version integer,"
+        " occurred_at timestamptz, payload jsonb, raw text)"
+    )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        controller.execute("ALTER TABLE pg_temp.mine INHERIT pg_temp.syncctl_page")
