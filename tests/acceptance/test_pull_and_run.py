@@ -77,8 +77,13 @@ def test_chaos_feed_ends_in_the_same_state_with_each_effect_once(
 
 
 @pytest.mark.slow
+# a retention of 0 stages every page through the session's page with the records read from it
+@pytest.mark.parametrize("retention", ["7", "0"], ids=["kept", "retention 0"])
 def test_kill_9_in_the_middle_of_a_pull_loses_nothing_and_applies_nothing_twice(
-    simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
+    simulator_factory: Callable[..., Simulator],
+    dsn: str,
+    conn: psycopg.Connection[Any],
+    retention: str,
 ) -> None:
     simulator = simulator_factory("--customers", "20000", "--seed", "11")
     daemon = subprocess.Popen(
@@ -95,6 +100,8 @@ def test_kill_9_in_the_middle_of_a_pull_loses_nothing_and_applies_nothing_twice(
             "100",
             "--poll-interval",
             "0.2",
+            "--keep-payloads-days",
+            retention,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -127,6 +134,8 @@ def test_kill_9_in_the_middle_of_a_pull_loses_nothing_and_applies_nothing_twice(
             "1000",
             "--poll-interval",
             "0.2",
+            "--keep-payloads-days",
+            retention,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
