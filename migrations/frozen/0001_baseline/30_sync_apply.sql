@@ -268,7 +268,7 @@ BEGIN
     -- record kept as text (no payload) is a defect there too, named by sync.raw_defect
     INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
     SELECT DISTINCT ON (coalesce(i.event_id, i.id::text)) i.id, i.event_id,
-           CASE WHEN i.raw IS NOT NULL AND i.payload IS NULL THEN sync.raw_defect(i.raw)
+           CASE WHEN r.raw IS NOT NULL AND r.payload IS NULL THEN sync.raw_defect(r.raw)
                 ELSE d.reason
            END
     FROM (SELECT pg_catalog.array_agg(b.id) AS ids, pg_catalog.array_agg(b.event_id) AS event_ids,
@@ -286,6 +286,11 @@ BEGIN
                                            page.numbers, page.versions, page.occurred_ats,
                                            page.payloads) AS d
     JOIN sync.inbox AS i ON i.id = d.id
+    -- the record or its text, from the session's page when the inbox does not keep it
+    CROSS JOIN LATERAL (
+        SELECT coalesce(i.payload, s.payload) AS payload, coalesce(i.raw, s.raw) AS raw
+        FROM (SELECT) AS one
+        LEFT JOIN pg_temp.syncctl_page AS s ON s.id = i.id) AS r
     WHERE d.reason IS NOT NULL
       -- probes for the defective rows only (LIMIT 1: never a scan of the whole audit)
       AND (i.event_id IS NULL

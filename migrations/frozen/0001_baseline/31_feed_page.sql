@@ -9,15 +9,19 @@
 --                        sync.drop_payloads), as before;
 --   keep_payloads false: for an applied, skipped or duplicate event, its typed columns and,
 --                        for a merge, anonymisation or delete, its envelope (`into`, the
---                        reason code): nothing personal. A dead letter keeps the record
---                        whatever the setting (an operator retries it from there), unless its
---                        customer is anonymised or deleted (then its envelope).
--- The page is a TEMP table: it lives in the session's memory (temp_buffers) and never in the
--- write-ahead log, so with keep_payloads false no snapshot of an applied event is written to
--- the database's files.
+--                        reason code): nothing personal. A dead letter keeps the record (or
+--                        its text) whatever the setting (an operator retries it from there),
+--                        unless its customer is anonymised or deleted (then its envelope,
+--                        and the record is not written first).
+-- The page is a TEMP table: it lives in the session's memory (temp_buffers; a page larger
+-- than that spills to the session's temporary file of the table, never to the write-ahead
+-- log), so with keep_payloads false no snapshot of an applied event is written to the inbox
+-- or the WAL. The session may insert the records' columns only: ids are drawn from the
+-- inbox's sequence, so a page row is never read for an inbox row staged otherwise.
 
--- The session's page, made when missing. Refuses a pg_temp.syncctl_page that is not the owner
--- role's own (a caller's table there would run the caller's triggers or rules as the owner).
+-- The session's page, made when missing (or old and empty). Refuses a pg_temp.syncctl_page that
+-- is not the owner role's own (a caller's table there would run the caller's triggers or rules
+-- as the owner).
 CREATE OR REPLACE FUNCTION sync.open_page()
 RETURNS void
 LANGUAGE plpgsql
@@ -28,7 +32,45 @@ AS $$
 DECLARE
     page regclass := pg_catalog.to_regclass('pg_temp.syncctl_page');
 BEGIN
+    IF page IS NOT NULL AND NOT EXISTS (
+        SELECT FROM pg_catalog.pg_class AS c
+        WHERE c.oid = page AND c.relkind = 'r' AND NOT c.relhasrules
+          AND NOT c.relhastriggers
+          AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r
+                            WHERE r.rolname = CURRENT_USER)
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY097',
+            MESSAGE = 'pg_temp.syncctl_page is not syncctl''s page: drop it, or use a new '
+                      'session';
+    END IF;
+    -- Autovacuum cannot vacuum a session's temporary table, and emptying it at commit keeps
+    -- its relfrozenxid: a page as old as a long-lived session would hold back the database's
+    -- datfrozenxid (towards a wraparound shutdown). An empty page older than
+    -- vacuum_freeze_min_age (at least 10,000 transactions) is made anew.
+    IF page IS NOT NULL
+       AND pg_catalog.age((SELECT c.relfrozenxid FROM pg_catalog.pg_class AS c
+                           WHERE c.oid = page))
+           > greatest(pg_catalog.current_setting('vacuum_freeze_min_age')::integer, 10000)
+    THEN
+        IF NOT EXISTS (SELECT FROM pg_temp.syncctl_page) THEN
+            DROP TABLE pg_temp.syncctl_page;
+            page := NULL;
+        END IF;
+    END IF;
     IF page IS NULL THEN
+        -- PUBLIC may make temporary tables unless a DBA revoked it: then say what to grant
+        IF NOT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')
+        THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format(
+                    'role %s may not create temporary tables in database %s: the feed''s page '
+                    '(pg_temp.syncctl_page) is one', CURRENT_USER,
+                    pg_catalog.current_database()),
+                HINT = pg_catalog.format('GRANT TEMPORARY ON DATABASE %I TO %I',
+                                         pg_catalog.current_database(), CURRENT_USER);
+        END IF;
         CREATE TEMP TABLE syncctl_page (
             id                bigint NOT NULL DEFAULT pg_catalog.nextval('sync.inbox_id_seq')
                                   PRIMARY KEY,
@@ -42,19 +84,17 @@ BEGIN
             payload           jsonb,
             raw               text
         ) ON COMMIT DELETE ROWS;
-        -- only this session can reach its temporary schema
-        GRANT INSERT ON pg_temp.syncctl_page TO PUBLIC;
-    ELSIF NOT EXISTS (
-        SELECT FROM pg_catalog.pg_class AS c
-        WHERE c.oid = page AND c.relkind = 'r' AND NOT c.relhasrules
-          AND NOT c.relhastriggers
-          AND c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r
-                            WHERE r.rolname = CURRENT_USER)
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'SY097',
-            MESSAGE = 'pg_temp.syncctl_page is not syncctl''s page: drop it, or use a new '
-                      'session';
+        page := pg_catalog.to_regclass('pg_temp.syncctl_page');
+    END IF;
+    -- The session (only it can reach its temporary schema) may insert the records' columns;
+    -- the id is drawn from the inbox's sequence, never given: a given one could be that of an
+    -- inbox row staged otherwise (an INSERT into sync.inbox, a dead letter), whose record the
+    -- apply would then read from here. A page made before this rule is brought to it.
+    IF pg_catalog.has_table_privilege('public', page, 'INSERT')
+       OR NOT pg_catalog.has_column_privilege('public', page, 'payload', 'INSERT') THEN
+        REVOKE ALL ON pg_temp.syncctl_page FROM PUBLIC;
+        GRANT INSERT (source, seq, event_id, event_type, customer_number, version, occurred_at,
+                      payload, raw) ON pg_temp.syncctl_page TO PUBLIC;
     END IF;
 END
 $$;
@@ -80,13 +120,6 @@ BEGIN
     IF first_id IS NULL THEN
         RETURN '{}'::jsonb;
     END IF;
-    -- an id the sequence never gave (written by hand into the page) is refused: it could be a
-    -- later event's
-    IF last_id > (SELECT s.last_value FROM sync.inbox_id_seq AS s) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'SY097',
-            MESSAGE = 'the page holds an inbox id the inbox sequence has not given';
-    END IF;
     PERFORM pg_catalog.set_config('syncctl.last_apply', '', true);
     INSERT INTO sync.inbox (id, source, seq, event_id, event_type, customer_number, version,
                             occurred_at, payload, raw)
@@ -100,24 +133,39 @@ BEGIN
                                      'customer.deleted')
                    THEN sync.event_envelope(p.payload)
            END,
-           p.raw
+           -- a record kept as text is a dead letter's (kept below)
+           CASE WHEN p_keep_payloads THEN p.raw END
     FROM pg_temp.syncctl_page AS p
     ORDER BY p.id;
     summary := coalesce(NULLIF(pg_catalog.current_setting('syncctl.last_apply', true),
                                 '')::jsonb,
                         '{}'::jsonb);
     IF NOT p_keep_payloads THEN
-        -- the dead letters keep what tritonX sent; those of customers anonymised or deleted
-        -- only their envelope
+        -- the dead letters keep what tritonX sent (the record, or its text); those naming a
+        -- customer anonymised or deleted (or merged into one) only their envelope, never
+        -- written whole first: the event's number (taken from the snapshot too, as
+        -- sync._scrub_erased_deliveries takes it) or a merge's `into` (refused, SY004: a
+        -- COPY into sync.inbox keeps its envelope only, sync._apply_event)
         UPDATE sync.inbox AS i
-        SET payload = p.payload
+        SET payload = CASE WHEN e.erased THEN sync.event_envelope(p.payload) ELSE p.payload END,
+            raw = CASE WHEN NOT e.erased THEN p.raw END
         FROM sync.dead_letter AS d
         JOIN pg_temp.syncctl_page AS p ON p.id = d.inbox_id
+        CROSS JOIN LATERAL (
+            SELECT pg_catalog.bool_or(
+                       EXISTS (SELECT FROM sync.tombstone AS t
+                               WHERE t.customer_number = n.number)
+                       OR EXISTS (SELECT FROM sync.tombstone AS t
+                                  WHERE t.customer_number = (SELECT r.survivor_number
+                                                             FROM sync.redirect AS r
+                                                             WHERE r.old_number = n.number)))
+                       AS erased
+            FROM (VALUES (coalesce(p.customer_number,
+                                   p.payload -> 'customer' ->> 'customer_number')),
+                         (CASE WHEN p.event_type = 'customer.merged'
+                               THEN p.payload ->> 'into' END)) AS n (number)) AS e
         WHERE d.inbox_id BETWEEN first_id AND last_id
-          AND i.id = d.inbox_id AND p.payload IS NOT NULL;
-        IF FOUND THEN
-            PERFORM sync._scrub_erased_deliveries(first_id, last_id);
-        END IF;
+          AND i.id = d.inbox_id AND (p.payload IS NOT NULL OR p.raw IS NOT NULL);
     END IF;
     -- staged: a second call in this transaction stages only what was copied since
     DELETE FROM pg_temp.syncctl_page;
