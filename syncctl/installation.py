@@ -75,8 +75,8 @@ def _ensure(
 
 
 def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) -> str:
-    """Make the roles and the owner's CREATE right exist, then SET ROLE to the owner for the
-    rest of the session. Returns the owner role's name."""
+    """Make the roles and the owner's CREATE and TEMPORARY rights exist, then SET ROLE to the
+    owner for the rest of the session. Returns the owner role's name."""
     prefix = role_prefix(conn, requested_prefix)
     names = {kind: f"{prefix}_{kind}" for kind in ROLE_KINDS}
     for name in names.values():
@@ -121,6 +121,18 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
         ),
         f"role {owner} may not create schemas in this database: the database owner runs "
         f"GRANT CREATE ON DATABASE {database} TO {owner}",
+    )
+    # the feed's page is a temporary table of the owner role (sql/31_feed_page.sql): PUBLIC
+    # may make them by default, a hardened database may have revoked that
+    _ensure(
+        conn,
+        "role_may_create_temporary_tables",
+        owner,
+        sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(
+            sql.Identifier(database), sql.Identifier(owner)
+        ),
+        f"role {owner} may not create temporary tables in this database (the feed's page is "
+        f"one): the database owner runs GRANT TEMPORARY ON DATABASE {database} TO {owner}",
     )
     conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
     queries.run(conn, "pin_role_prefix", prefix=prefix)

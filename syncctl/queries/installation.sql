@@ -42,6 +42,10 @@ SELECT pg_catalog.current_database();
 -- whether a role may create schemas in this database
 SELECT pg_catalog.has_database_privilege(%(role)s, pg_catalog.current_database(), 'CREATE');
 
+-- name: role_may_create_temporary_tables
+-- whether a role may create temporary tables in this database (the feed's page is one)
+SELECT pg_catalog.has_database_privilege(%(role)s, pg_catalog.current_database(), 'TEMPORARY');
+
 -- name: pin_role_prefix
 -- the role prefix for the rest of the session (sql/95_roles.sql reads it)
 SELECT pg_catalog.set_config('syncctl.role_prefix', %(prefix)s, false);

@@ -107,4 +107,10 @@ def test_what_is_missing_is_named_before_anything_changes(
         schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(f"REVOKE pg_read_server_files FROM {prefix}_owner")
+        # a hardened database: no temporary tables for PUBLIC (the feed's page is one)
+        admin.execute(f"REVOKE TEMPORARY ON DATABASE {prefix}_db FROM PUBLIC")
+    with pytest.raises(MigrationError, match=f"GRANT TEMPORARY ON DATABASE {prefix}_db TO"):
+        schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"GRANT TEMPORARY ON DATABASE {prefix}_db TO {prefix}_owner")
     schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
