@@ -33,8 +33,6 @@ RAISES: dict[str, LiteralString] = {
         "RAISE EXCEPTION USING ERRCODE = 'unique_violation', MESSAGE = 'no', CONSTRAINT = {value}"
     ),
 }
-# what sync._rejection_reason (sql/60_event_apply.sql) takes as it is today
-FEED_LEAKS = {"sy-class", "engine-code", "table-field", "schema-field", "constraint-field"}
 
 
 def _trigger(
@@ -56,27 +54,7 @@ def _trigger(
     conn.commit()
 
 
-def _params() -> list[Any]:
-    return [
-        pytest.param(
-            name,
-            marks=[
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="sync._rejection_reason (sql/60_event_apply.sql) repeats an SY "
-                    "message and the TABLE/SCHEMA/CONSTRAINT fields of any RAISE; fix: its "
-                    "body becomes sync._error_without_values, its callers pass "
-                    "PG_EXCEPTION_CONTEXT",
-                )
-            ]
-            if name in FEED_LEAKS
-            else [],
-        )
-        for name in RAISES
-    ]
-
-
-@pytest.mark.parametrize("form", _params())
+@pytest.mark.parametrize("form", list(RAISES))
 def test_a_shop_trigger_raising_with_the_email_leaves_it_out_of_the_dead_letter(
     conn: psycopg.Connection[Any], shop: ShopSchema, form: str
 ) -> None:
