@@ -525,9 +525,9 @@ $$;
 -- (a value that does not fit its column, a constraint, index or trigger of the shop's, a
 -- missing privilege), the run is bisected in seq order, each half in its own subtransaction,
 -- down to the single events that fail: those become dead letters with a reason built from the
--- error's SQLSTATE, table and constraint (sync._rejection_reason), never from its message or
+-- error's SQLSTATE, table and constraint (sync._error_without_values), never from its message or
 -- detail, and everything else applies. The error is caught here, so neither the client nor
--- the server log sees it. A transient error (sync._rejection_reason NULL: serialisation,
+-- the server log sees it. A transient error (sync._error_without_values NULL: serialisation,
 -- deadlock, lock time-out, resources, shutdown) fails the page, which the controller retries.
 CREATE OR REPLACE FUNCTION sync._apply_upsert_run(p_first bigint, p_last bigint, p_ids bigint[])
 RETURNS void
@@ -544,14 +544,16 @@ DECLARE
     schema_name text;
     table_name  text;
     constraint_ text;
+    err_context text;
     why         text;
 BEGIN
     PERFORM sync._apply_upserts(p_first, p_last, ids);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                             schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                            constraint_ = CONSTRAINT_NAME;
-    why := sync._rejection_reason(state, message, schema_name, table_name, constraint_);
+                            constraint_ = CONSTRAINT_NAME, err_context = PG_EXCEPTION_CONTEXT;
+    why := sync._error_without_values(state, message, schema_name, table_name, constraint_,
+                                      err_context);
     IF why IS NULL THEN
         RAISE;
     END IF;
@@ -705,6 +707,7 @@ DECLARE
     schema_name text;
     table_name  text;
     constraint_ text;
+    err_context text;
 BEGIN
     PERFORM sync._dead_letter_defects(p_first, p_last);
     IF NOT EXISTS (
@@ -723,9 +726,10 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                                     schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                                    constraint_ = CONSTRAINT_NAME;
-            unbuilt := sync._rejection_reason(state, message, schema_name, table_name,
-                                              constraint_);
+                                    constraint_ = CONSTRAINT_NAME,
+                                    err_context = PG_EXCEPTION_CONTEXT;
+            unbuilt := sync._error_without_values(state, message, schema_name, table_name,
+                                                  constraint_, err_context);
             IF unbuilt IS NULL THEN
                 RAISE;
             END IF;

@@ -5,67 +5,18 @@
 -- conflict no rule covers, a shop trigger that raises, a missing privilege on a linked table)
 -- becomes a dead letter with a reason naming numbers, tables and constraints only, and the
 -- rest of the batch goes on. A transient error (a lock time-out, a serialisation failure,
--- resources) fails the batch, which the controller retries (sync._rejection_reason).
+-- resources) fails the batch, which the controller retries (sync._error_without_values).
 -- Re-runnable. SQLSTATEs: SY030 no such dead letter, SY040 the event is still malformed.
 
 -- ---------------------------------------------------------------------------------------------
 -- Private
 -- ---------------------------------------------------------------------------------------------
 
--- The dead-letter reason for an error raised while applying one event, or NULL when the error
--- is transient and the page must be retried instead (class 08 connection, 25 transaction
--- state, 40 serialisation or deadlock, 53 resources, 55 lock not available, 57 cancel or
--- shutdown, 58 and XX system errors). Every other error belongs to the event: the engine's own
--- refusals (class SY, whose messages name numbers and tables only), data exceptions, integrity
--- violations, program limits (an index row too large), missing privileges, a shop trigger's
--- RAISE. Built from the SQLSTATE and object names only, never from the message or detail,
--- which may quote values; a missing privilege names the object PostgreSQL names.
-CREATE OR REPLACE FUNCTION sync._rejection_reason(
-    p_sqlstate text, p_message text, p_schema text, p_table text, p_constraint text)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE
-        WHEN p_sqlstate LIKE 'SY%' THEN p_message
-        WHEN pg_catalog.left(p_sqlstate, 2) IN ('08', '25', '40', '53', '55', '57', '58', 'XX')
-            THEN NULL
-        ELSE pg_catalog.format(
-            '%s (SQLSTATE %s)%s%s',
-            CASE
-                WHEN p_sqlstate = '23505' THEN 'unique violation'
-                WHEN p_sqlstate = '23503' THEN 'foreign key violation'
-                WHEN p_sqlstate = '23514' THEN 'check violation'
-                WHEN p_sqlstate = '23502' THEN 'not-null violation'
-                WHEN p_sqlstate = '23P01' THEN 'exclusion violation'
-                WHEN p_sqlstate LIKE '23%' THEN 'integrity violation'
-                WHEN p_sqlstate = '22001' THEN 'value too long for its column'
-                WHEN p_sqlstate LIKE '22%' THEN 'a value does not fit its column'
-                WHEN p_sqlstate = '54000' THEN 'a value too large (an index row, say)'
-                WHEN p_sqlstate LIKE '54%' THEN 'a program limit exceeded'
-                WHEN p_sqlstate = '42501' THEN 'permission denied'
-                WHEN p_sqlstate = 'P0001' THEN 'raised by a trigger or function'
-                ELSE 'error'
-            END,
-            p_sqlstate,
-            CASE
-                WHEN coalesce(p_table, '') <> '' THEN pg_catalog.format(
-                    ' on %s', pg_catalog.concat_ws('.', NULLIF(p_schema, ''), p_table))
-                -- PostgreSQL's own wording, object names only (a RAISE of this code from a
-                -- trigger does not match the pattern and says nothing)
-                WHEN p_sqlstate = '42501'
-                     AND p_message ~ '^permission denied for [a-z ]+ [A-Za-z0-9_."]+$'
-                    THEN ' for ' || pg_catalog.substring(
-                        p_message, '^permission denied for ([a-z ]+ [A-Za-z0-9_."]+)$')
-                ELSE ''
-            END,
-            CASE WHEN coalesce(p_constraint, '') <> ''
-                 THEN pg_catalog.format(', constraint or index %s', p_constraint)
-                 ELSE '' END)
-    END
-$$;
+-- The dead-letter reason for an error raised while applying one event is
+-- sync._error_without_values (sql/07_refusals.sql): NULL for a transient error, which fails
+-- the page for the controller to retry; else the SQLSTATE and the names of existing objects,
+-- never a value a shop trigger put in its message or its table, schema or constraint fields.
+DROP FUNCTION IF EXISTS sync._rejection_reason(text, text, text, text, text);
 
 -- Decide one staged event (no duplicate check, no error handling: the callers do that, and
 -- make the compiled moves current first: sync._moves_current()).
@@ -111,6 +62,7 @@ DECLARE
     schema_name text;
     table_name  text;
     constraint_ text;
+    err_context text;
     why         text;
 BEGIN
     SELECT * INTO staged FROM sync.inbox AS i WHERE i.id = p_inbox_id;
@@ -125,8 +77,9 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                                 schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                                constraint_ = CONSTRAINT_NAME;
-        why := sync._rejection_reason(state, message, schema_name, table_name, constraint_);
+                                constraint_ = CONSTRAINT_NAME, err_context = PG_EXCEPTION_CONTEXT;
+        why := sync._error_without_values(state, message, schema_name, table_name, constraint_,
+                                          err_context);
         IF why IS NULL THEN
             RAISE;
         END IF;
@@ -166,6 +119,7 @@ DECLARE
     schema_name text;
     table_name  text;
     constraint_ text;
+    err_context text;
     why         text;
 BEGIN
     PERFORM FROM sync.dead_letter AS d WHERE d.inbox_id = p_inbox_id FOR UPDATE;
@@ -197,8 +151,9 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                                 schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                                constraint_ = CONSTRAINT_NAME;
-        why := sync._rejection_reason(state, message, schema_name, table_name, constraint_);
+                                constraint_ = CONSTRAINT_NAME, err_context = PG_EXCEPTION_CONTEXT;
+        why := sync._error_without_values(state, message, schema_name, table_name, constraint_,
+                                          err_context);
         IF why IS NULL THEN
             RAISE;
         END IF;
