@@ -69,6 +69,8 @@ def storable(text: str) -> bool:
     """Whether PostgreSQL's text can hold `text`: no U+0000, no lone surrogate."""
     if "\x00" in text:
         return False
+    if text.isascii():
+        return True
     try:
         text.encode()
     except UnicodeEncodeError:

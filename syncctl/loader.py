@@ -26,6 +26,7 @@ from psycopg.pq import Format
 
 from syncctl import queries
 from syncctl.errors import CursorMoved
+from syncctl.feed_json import storable
 from syncctl.tritonx import ChangePage
 
 INBOX_TYPES = ["text", "int8", "text", "text", "text", "int4", "timestamptz", "jsonb"]
@@ -34,22 +35,9 @@ _INT4_MAX = 2**31 - 1
 _INT8_MAX = 2**63 - 1
 
 
-def _storable(value: str) -> bool:
-    """Whether PostgreSQL text can hold the string: no U+0000, no lone surrogate."""
-    if "\x00" in value:
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _text(value: Any) -> str | None:
     # a value PostgreSQL cannot hold is not one to type: none (the record is dead-lettered)
-    return value if isinstance(value, str) and _storable(value) else None
+    return value if isinstance(value, str) and storable(value) else None
 
 
 def _integer(value: Any, limit: int) -> int | None:
@@ -69,12 +57,19 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
+    """Whether a string anywhere in the value holds U+0000 (iterative: a record may nest as deep
+    as the JSON parser goes)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
@@ -109,7 +104,7 @@ def inbox_row(source: str, record: Any) -> tuple[Any, ...]:
     text = _json_dumps(record)
     # json.dumps escapes U+0000 as \u0000 (look closer only when that text appears) and keeps
     # a lone surrogate as it is (the text is then not storable)
-    unreadable = ("\\u0000" in text and _holds_nul(record)) or not _storable(text)
+    unreadable = ("\\u0000" in text and _holds_nul(record)) or not storable(text)
     payload = RawRecord(json.dumps(record)) if unreadable else SerializedJson(text)
     return (
         source,

@@ -337,12 +337,6 @@ def test_a_next_cursor_postgresql_cannot_keep_is_an_error_not_a_crash(
     assert conn.execute("SELECT count(*) FROM sync.inbox").fetchone() == (0,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="syncctl/loader.py _holds_nul recurses two frames a level: a record nested 600 deep "
-    "(which Python's parser reads) holding \\u0000 exceeds the recursion limit",
-)
 def test_a_record_nested_600_deep_holding_nul_is_a_dead_letter(
     feed_server: Callable[[Answer], tuple[str, list[str]]],
     controller_conn: psycopg.Connection[Any],
@@ -358,4 +352,5 @@ def test_a_record_nested_600_deep_holding_nul_is_a_dead_letter(
     assert _pull(controller_conn, url).caught_up
     outcomes = _outcomes(conn)
     assert outcomes["TXA0000012"] == outcomes["TXA0000014"] == "applied"
-    assert "customer.first_name" in outcomes["TXA0000013"]
+    # kept as its text, as any record holding U+0000 is
+    assert "kept as text in sync.inbox.raw" in outcomes["TXA0000013"]
