@@ -30,11 +30,12 @@ class Anomaly(NamedTuple):
 
 
 class Adoption(NamedTuple):
-    """A local customer to adopt into the linked customer of tritonX number `number` (the
-    customers' keys as text: any key type)."""
+    """A local customer to adopt into the linked customer of tritonX number `number`. The keys
+    as sync.shown_key shows them: an integer or uuid key as text, None for a text key (it may
+    be an e-mail address: the controller never reads one); adopted by number."""
 
-    local_key: str
-    linked_key: str
+    local_key: str | None
+    linked_key: str | None
     number: str
 
 
@@ -72,17 +73,18 @@ def anomalies(conn: psycopg.Connection[Any]) -> list[Anomaly]:
     return [Anomaly(str(a), int(n)) for a, n in queries.all(conn, "link_anomalies")]
 
 
-def shown_key(conn: psycopg.Connection[Any], key: str) -> str:
-    """A customer's key as the operator's output may show it: an integer or uuid key as it is,
-    a text key (it may be an e-mail address) as "(text key)"."""
-    row = queries.one(conn, "shown_key", key=key)
-    return "(text key)" if row is None or row[0] is None else str(row[0])
+def shown(key: str | None) -> str:
+    """A key sync.shown_key showed, for the operator's output: "(text key)" for a text key."""
+    return "(text key)" if key is None else key
 
 
 def repair_plan(conn: psycopg.Connection[Any]) -> RepairPlan:
     """What repair would do now; reads only, and ends its read transaction."""
     plan = RepairPlan(
-        adopt=[Adoption(str(a), str(b), str(n)) for a, b, n in queries.all(conn, "adoptable")],
+        adopt=[
+            Adoption(None if a is None else str(a), None if b is None else str(b), str(n))
+            for a, b, n in queries.all(conn, "adoptable")
+        ],
         merge=[Relink(str(o), str(s)) for o, s in queries.all(conn, "misdirected_links")],
     )
     conn.commit()
@@ -108,8 +110,7 @@ def repair(
     total = len(plan)
     changed = attempted = 0
     fixes: list[tuple[str, dict[str, Any]]] = [
-        ("adopt", {"local_key": local_key, "linked_key": linked_key, "actor": actor})
-        for local_key, linked_key, _number in plan.adopt
+        ("adopt", {"number": number, "actor": actor}) for _local, _linked, number in plan.adopt
     ] + [("repair_redirected_link", {"old": old, "actor": actor}) for old, _ in plan.merge]
     if on_progress is not None:
         on_progress(0, total)

@@ -211,10 +211,7 @@ def links_repair(settings: HasDsn, dry_run: bool, actor: str) -> None:
         plan = links.repair_plan(conn)
         if dry_run:
             for a in plan.adopt:
-                local, linked = (
-                    links.shown_key(conn, a.local_key),
-                    links.shown_key(conn, a.linked_key),
-                )
+                local, linked = (links.shown(a.local_key), links.shown(a.linked_key))
                 click.echo(f"adopt local customer {local} into {a.number} (key {linked})")
             for m in plan.merge:
                 click.echo(f"move the link of {m.old} to its survivor {m.survivor}")

@@ -6,20 +6,18 @@ SELECT anomaly, customers FROM sync.link_anomaly;
 
 -- name: adoptable
 -- local customers that tritonX's e-mail names unambiguously, with the linked row to adopt into
-SELECT local_key, linked_key, customer_number FROM sync.adoptable_customer ORDER BY local_id, local_key;
-
--- name: shown_key
--- a customer's key as the operator's output may show it: NULL for a text key (it may be an
--- e-mail address)
-SELECT sync.shown_key(%(key)s);
+-- (keys as sync.shown_key shows them: NULL for a text key)
+SELECT local_key, linked_key, customer_number FROM sync.adoptable_customer
+ORDER BY local_id, customer_number;
 
 -- name: record_adoption_conflicts
 -- record a link conflict for each linked customer whose e-mail several local customers have
 SELECT sync.record_adoption_conflicts();
 
 -- name: adopt
--- adopt a local customer into its linked tritonX customer (audited)
-SELECT sync.adopt_local_customer_key(%(local_key)s, %(linked_key)s, %(actor)s);
+-- adopt the local customer tritonX's e-mail names into the customer linked to a number
+-- (audited)
+SELECT sync.adopt_for_number(%(number)s, %(actor)s);
 
 -- name: misdirected_links
 -- local customers linked to a merged-away number, with the survivor

@@ -6,11 +6,13 @@ a text key either, in the adoption candidates or the link conflicts."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
 import pytest
 
+from syncctl import links
 from tests.feed import stage, upserted
 from tests.integration.test_mapping_compile import _install, _not_stored, _owner
 
@@ -49,11 +51,6 @@ def text_keyed(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     return conn
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync.adoptable_customer (local_key, linked_key) and sync.link_conflict "
-    "(customer_key, candidate_keys) hand the controller raw text keys",
-)
 def test_the_controller_reads_no_text_key(
     text_keyed: psycopg.Connection[Any], as_role: Any
 ) -> None:
@@ -73,15 +70,24 @@ def test_the_controller_reads_no_text_key(
     conn.commit()
     as_role("syncctl_webshop").execute("SELECT * FROM sync.login_key('TX00000002', 'x')")
     controller = as_role("syncctl_controller")
-    seen = [
-        str(row)
-        for query in (
-            "SELECT * FROM sync.adoptable_customer",
-            "SELECT * FROM sync.link_conflict",
-            "SELECT * FROM sync.audit",
-            "SELECT * FROM sync.adoption_matches()",
-        )
-        for row in controller.execute(query).fetchall()
-    ]
-    assert seen, "the scenario made no adoption candidate and no conflict"
+    seen: list[str] = []
+    for query in (
+        "SELECT * FROM sync.adoptable_customer",
+        "SELECT * FROM sync.link_conflict",
+        "SELECT * FROM sync.audit",
+        "SELECT * FROM sync.adoption_matches()",
+    ):
+        # a relation or function the controller may not read at all shows it nothing
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            seen += [str(row) for row in controller.execute(query).fetchall()]
+    assert any("TX00000001" in row for row in seen), "no adoption candidate was shown"
     assert not [row for row in seen if "@example.nl" in row], seen
+    # and `links repair` adopts by number: the plan shows no key, the adoption is made
+    plan = links.repair_plan(controller)
+    assert [(a.local_key, a.linked_key, a.number) for a in plan.adopt] == [
+        (None, None, "TX00000001")
+    ]
+    assert links.repair(controller, plan, "ops:test").changed == 1
+    adopted = conn.execute("SELECT syncmap.number_of(%s)", [LOCAL]).fetchone()
+    conn.commit()
+    assert adopted == ("TX00000001",)
