@@ -376,11 +376,58 @@ FROM sync.adoption_matches() AS m;
 -- What `syncctl links repair` (and bootstrap) adopt: the unlinked local customer that is the
 -- only one with a linked customer's tritonX e-mail, when no other linked customer has it.
 -- Two unlinked local customers with one e-mail adopt neither (a link conflict, as at login).
+-- The controller plans with it: the keys as sync.shown_key shows them (NULL for a text key,
+-- which may be an e-mail address), and adopts by number (sync.adopt_for_number). Computed as
+-- the owner (sync.adoptable_customers), whose sync.adoption_matches() the controller may not
+-- call: its keys are raw.
+CREATE OR REPLACE FUNCTION sync.adoptable_customers()
+RETURNS TABLE (local_id bigint, linked_id bigint, customer_number text, local_key text,
+               linked_key text)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.local_ids[1], m.linked_id, m.customer_number, sync._shown_key(m.local_keys[1]),
+           sync._shown_key(m.linked_key)
+    FROM sync.adoption_matches() AS m
+    WHERE pg_catalog.cardinality(m.local_keys) = 1 AND NOT m.shared
+$$;
+
 CREATE VIEW sync.adoptable_customer AS
-SELECT m.local_ids[1] AS local_id, m.linked_id, m.customer_number,
-       m.local_keys[1] AS local_key, m.linked_key
-FROM sync.adoption_match AS m
-WHERE pg_catalog.cardinality(m.local_keys) = 1 AND NOT m.shared;
+SELECT a.local_id, a.linked_id, a.customer_number, a.local_key, a.linked_key
+FROM sync.adoptable_customers() AS a;
+
+-- Adopt the local customer sync.adoptable_customer names for a tritonX number into the customer
+-- linked to it (sync.adopt_local_customer_key): what `links repair` and bootstrap do, by
+-- number, so the controller never handles a key. SY052 when no single local customer is
+-- adoptable for the number (none, several, or another linked customer has the e-mail too).
+-- Example: SELECT sync.adopt_for_number('TX00000007', 'ops:links-repair');
+CREATE OR REPLACE FUNCTION sync.adopt_for_number(p_number text, p_actor text)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    linked text;
+    match  record;
+BEGIN
+    IF NOT coalesce(sync.is_customer_number(p_number), false) THEN
+        RAISE EXCEPTION 'not a tritonX customer number' USING ERRCODE = 'SY052';
+    END IF;
+    linked := syncmap.key_of(p_number);
+    SELECT m.local_keys, m.shared INTO match
+    FROM sync._adoption_match(linked) AS m
+    WHERE linked IS NOT NULL AND m.linked_key = linked;
+    IF NOT FOUND OR pg_catalog.cardinality(match.local_keys) <> 1 OR match.shared THEN
+        RAISE EXCEPTION 'no single local customer to adopt into %', p_number
+            USING ERRCODE = 'SY052';
+    END IF;
+    RETURN sync.adopt_local_customer_key(match.local_keys[1], linked, p_actor);
+END
+$$;
 
 -- Record a link conflict for every linked customer whose tritonX e-mail matches several
 -- unlinked local customers (or another linked customer as well), one open conflict a

@@ -187,7 +187,7 @@ BEGIN
         '              occurred_at, received_at) ON sync.inbox TO %1$I;'
         'GRANT USAGE ON SEQUENCE sync.inbox_id_seq TO %1$I;'
         'GRANT SELECT ON sync.inbox_status, sync.payload_holding, sync.dead_letter, sync.audit,'
-        '                sync.outbox, sync.refresh_request, sync.link_conflict, sync.redirect,'
+        '                sync.outbox, sync.refresh_request, sync.redirect,'
         '                sync.link_anomaly, sync.adoptable_customer TO %1$I',
         controller_role);
     FOREACH signature IN ARRAY ARRAY[
@@ -209,7 +209,8 @@ BEGIN
         'sync.sample_linked_numbers(integer)',
         'sync.repair_redirected_link(text, text)',
         'sync.record_adoption_conflicts()',
-        'sync.adoption_matches()',
+        'sync.adopt_for_number(text, text)',
+        'sync.adoptable_customers()',
         'sync.retry_dead_letter(bigint)',
         'sync.discard_dead_letter(bigint, text)',
         'sync.normalise_email(text)',
