@@ -37,6 +37,7 @@ from syncctl.database import error_text
 from syncctl.errors import (
     CursorMoved,
     DatabaseUnavailable,
+    PageNotStaged,
     SyncctlError,
     TritonXProtocolError,
     TritonXRefused,
@@ -356,6 +357,7 @@ def pull(
                 TritonXUnavailable,
                 TritonXProtocolError,
                 CursorMoved,
+                PageNotStaged,
                 *RETRYABLE_DATABASE_ERRORS,
             ) as exc:
                 failures += 1

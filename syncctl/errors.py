@@ -116,6 +116,12 @@ class CursorMoved(SyncctlError):
     """Another controller moved the cursor while this one was staging a page."""
 
 
+class PageNotStaged(SyncctlError):
+    """The database decided fewer events than the page held (the session's page lost rows
+    between the COPY and the staging): the transaction is rolled back, the cursor stays, and
+    the page is staged again."""
+
+
 class MappingError(SyncctlError):
     """The mapping cannot be used."""
 

@@ -25,7 +25,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from syncctl import queries
-from syncctl.errors import CursorMoved
+from syncctl.errors import CursorMoved, PageNotStaged
 from syncctl.feed_json import storable
 from syncctl.tritonx import ChangePage
 
@@ -194,6 +194,13 @@ def _stage(
                 _copy(conn, statement, batch)
         summary = queries.one(conn, "stage_page", keep_payloads=keep_payloads)
         outcome.states.update(summary[0] if summary else {})
+        # every event of the page is decided, or the cursor must not move past it
+        decided = sum(outcome.states.values())
+        if decided < len(rows):
+            raise PageNotStaged(
+                f"the database decided {decided} of the page's {len(rows)} events; "
+                "the cursor stays where it was"
+            )
         if cursor is not None:
             queries.run(
                 conn,

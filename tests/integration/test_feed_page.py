@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from syncctl import controller
+from syncctl import controller, loader
+from syncctl.errors import PageNotStaged
 from syncctl.tritonx import ChangePage
 from tests.feed import event, stage, upserted
 from tests.shops import ShopSchema
@@ -206,3 +207,30 @@ def test_a_pull_with_retention_zero_keeps_no_applied_record(
     assert report.states == {"applied": 2}
     payloads = [payload for _, payload in inbox(conn).values()]
     assert sorted(payloads, key=str) == (sorted(records, key=str) if keep else [None, None])
+
+
+def test_a_page_that_lost_rows_before_staging_does_not_move_the_cursor(
+    conn: psycopg.Connection[Any], shop: ShopSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the session's page emptied between the COPY and the staging (DISCARD TEMP, say): the
+    # events would be lost with the cursor past them; the page is staged again instead
+    copy = loader._copy
+
+    def copy_then_lose_one(c: psycopg.Connection[Any], statement: str, rows: Any) -> None:
+        copy(c, statement, rows)
+        c.execute(
+            "DELETE FROM pg_temp.syncctl_page WHERE id = (SELECT max(id) FROM pg_temp.syncctl_page)"
+        )
+
+    monkeypatch.setattr(loader, "_copy", copy_then_lose_one)
+    before = conn.execute("SELECT position FROM sync.cursor").fetchall()
+    conn.commit()
+    with pytest.raises(PageNotStaged):
+        stage(conn, [upserted("TX00000001", 1), upserted("TX00000002", 1)])
+    assert conn.execute("SELECT position FROM sync.cursor").fetchall() == before
+    assert conn.execute("SELECT count(*) FROM sync.inbox").fetchone() == (0,)
+    conn.commit()
+    monkeypatch.undo()
+    assert stage(conn, [upserted("TX00000001", 1), upserted("TX00000002", 1)]).states == {
+        "applied": 2
+    }
