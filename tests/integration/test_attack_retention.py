@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from syncctl import gdpr
-from tests.integration.test_gdpr_retention import START, _customers
+from tests.integration.test_gdpr_retention import START, _customers, _policy
 
 
 @pytest.mark.parametrize(
@@ -56,3 +56,36 @@ def test_one_refused_customer_does_not_stop_retention_for_the_others(
     assert (
         conn.execute("SELECT email FROM shop.customer WHERE id = %s", [refused]).fetchone() == email
     )
+
+
+@pytest.mark.parametrize("table", ["shop.wishlist", "shop.orders"], ids=["delete", "scrub"])
+def test_a_refused_row_of_a_set_based_step_does_not_stop_retention(
+    conn: psycopg.Connection[Any], table: str
+) -> None:
+    # a table's rows deleted (wishlist) or scrubbed (orders) set-based: a shop trigger refusing
+    # one customer's row fails the step's statement; the step is done customer by customer,
+    # that one customer is left for the next run, audited by SQLSTATE and table
+    ids = _customers(conn, 4)
+    _policy(conn, "wishes", "30 days", ["shop.wishlist", "shop.orders"])
+    refused = ids[1]
+    conn.execute(
+        "CREATE FUNCTION public.keep_row() RETURNS trigger LANGUAGE plpgsql AS $f$"
+        f" BEGIN IF OLD.customer_id = {refused} THEN"
+        "  RAISE EXCEPTION 'row of % kept', OLD.customer_id; END IF;"
+        " RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END; END $f$;"
+        f"CREATE TRIGGER keep_row BEFORE UPDATE OR DELETE ON {table}"
+        " FOR EACH ROW EXECUTE FUNCTION public.keep_row()"
+    )
+    conn.commit()
+
+    report = gdpr.purge(conn, now=START + timedelta(days=31), batch_size=10)
+
+    assert report.refused == 1
+    assert report.counts[table] == 3
+    left = conn.execute(f"SELECT customer_id FROM {table} WHERE customer_id = %s", [refused])
+    assert left.fetchall() == [(refused,)]
+    failed = conn.execute(
+        "SELECT customer_id, reason FROM sync.audit WHERE outcome = 'failed'"
+    ).fetchall()
+    assert [f[0] for f in failed] == [refused]
+    assert table in failed[0][1] and "SQLSTATE" in failed[0][1]
