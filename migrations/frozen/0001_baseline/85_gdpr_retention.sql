@@ -701,13 +701,88 @@ BEGIN
 END
 $$;
 
+-- One set-based step of a retention run: delete a table's rows of the customers p_keys, or
+-- scrub their columns p_columns; {customer key: rows changed}.
+CREATE OR REPLACE FUNCTION gdpr._purge_rows(
+    p_action text, p_relation regclass, p_key_column name, p_column_type regtype,
+    p_columns text[], p_keys text[])
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scrub  record;
+    result jsonb;
+BEGIN
+    IF p_action = 'delete_rows' THEN
+        EXECUTE pg_catalog.format(
+            'WITH gone AS (DELETE FROM %2$s AS t WHERE t.%1$I = ANY ($1::%3$s[]) '
+            'RETURNING t.%1$I::text AS key) '
+            'SELECT coalesce(pg_catalog.jsonb_object_agg(g.key, g.n), ''{}'') '
+            'FROM (SELECT gone.key, count(*) AS n FROM gone GROUP BY 1) AS g',
+            p_key_column, p_relation, p_column_type)
+            INTO result USING p_keys;
+    ELSE
+        scrub := sync._scrub_sql(p_relation, p_key_column, p_columns);
+        EXECUTE pg_catalog.format(
+            'WITH changed AS (UPDATE %2$s AS t SET %4$s WHERE t.%1$I = ANY ($1::%3$s[]) '
+            'AND (%5$s) RETURNING t.%1$I::text AS key) '
+            'SELECT coalesce(pg_catalog.jsonb_object_agg(g.key, g.n), ''{}'') '
+            'FROM (SELECT changed.key, count(*) AS n FROM changed GROUP BY 1) AS g',
+            p_key_column, p_relation, p_column_type, scrub.assignments, scrub.differs)
+            INTO result USING p_keys;
+    END IF;
+    RETURN result;
+END
+$$;
+
+-- Why a retention step failed, when a trigger or constraint of the shop's refused it (built
+-- by sync._error_without_values: never a value); NULL for a transient error or one of the
+-- engine's own refusals, which fail the run.
+CREATE OR REPLACE FUNCTION gdpr._shop_refusal(
+    p_sqlstate text, p_message text, p_schema text, p_table text, p_constraint text,
+    p_context text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN sync._own_refusal(p_sqlstate, p_message, p_context) IS NULL
+                THEN sync._error_without_values(p_sqlstate, p_message, p_schema, p_table,
+                                                p_constraint, p_context)
+           END
+$$;
+
+-- The audit row of a customer a retention run left for the next run (outcome failed).
+CREATE OR REPLACE FUNCTION gdpr._audit_refusal(
+    p_actor text, p_action text, p_key text, p_reason text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- PL/pgSQL: syncmap's functions exist once a mapping is installed
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, reason,
+                            customer_key)
+    VALUES (p_actor, p_action, 'failed', syncmap.number_of(p_key),
+            (sync._key_ids(ARRAY[p_key]))[1], pg_catalog.left(p_reason, 500),
+            sync._shown_key(p_key));
+END
+$$;
+
 -- One batch of a retention run: the next p_limit customers with key > p_after (keys as text,
 -- compared and ordered as the key's type; NULL: from the first) are examined,
 -- gdpr.retention_plan carried out for them, and one audit row written per customer changed
 -- (actor p_actor, action gdpr.retention_purge, counts per table). Returns {"customers":
 -- changed, "scanned": examined, "last_key": the last key examined (text) or null, "counts":
--- {table: rows}, "refused": customers whose anonymisation a trigger or constraint of the
--- shop's refused (each audited customer.anonymized / failed, left for the next run)}; last_key
+-- {table: rows}, "refused": refusals by a trigger or constraint of the shop's, of a customer's
+-- anonymisation or of a customer's rows in a table (each audited customer.anonymized or
+-- gdpr.retention_purge / failed, the customer left for the next run)}; last_key
 -- null means the run is complete. Call it again with p_after = last_key (each batch its own
 -- transaction): the work per batch is bounded by p_limit, whatever the size of the database.
 -- Example: SELECT gdpr.purge_batch(now(), NULL, 500);
@@ -725,7 +800,6 @@ AS $$
 DECLARE
     mapped   record;
     step     record;
-    scrub    record;
     result   jsonb;
     done     jsonb := '{}';
     totals   jsonb := '{}';
@@ -740,6 +814,7 @@ DECLARE
     constraint_ text;
     context     text;
     why         text;
+    one         text;
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     PERFORM sync._checked_job_time(p_now);
@@ -787,19 +862,14 @@ BEGIN
                                     schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
                                     constraint_ = CONSTRAINT_NAME,
                                     context = PG_EXCEPTION_CONTEXT;
-            why := sync._error_without_values(state, message, schema_name, table_name,
-                                              constraint_, context);
-            IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
+            why := gdpr._shop_refusal(state, message, schema_name, table_name, constraint_,
+                                      context);
+            IF why IS NULL THEN
                 RAISE;
             END IF;
             refused := refused + 1;
-            INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id,
-                                    reason, customer_key)
-            VALUES (p_actor, 'customer.anonymized', 'failed',
-                    syncmap.number_of(step.customer_key),
-                    (sync._key_ids(ARRAY[step.customer_key]))[1],
-                    pg_catalog.left('retention refused: ' || why, 500),
-                    sync._shown_key(step.customer_key));
+            PERFORM gdpr._audit_refusal(p_actor, 'customer.anonymized', step.customer_key,
+                                        'retention refused: ' || why);
         END;
     END LOOP;
 
@@ -814,25 +884,44 @@ BEGIN
         WHERE b.action <> 'anonymise'
         GROUP BY b.table_name, l.relation, l.key_column, l.column_type, b.columns, b.action
     LOOP
-        IF step.action = 'delete_rows' THEN
-            EXECUTE pg_catalog.format(
-                'WITH gone AS (DELETE FROM %2$s AS t WHERE t.%1$I = ANY ($1::%3$s[]) '
-                'RETURNING t.%1$I::text AS key) '
-                'SELECT coalesce(pg_catalog.jsonb_object_agg(g.key, g.n), ''{}'') '
-                'FROM (SELECT gone.key, count(*) AS n FROM gone GROUP BY 1) AS g',
-                step.key_column, step.relation, step.column_type)
-                INTO result USING step.keys;
-        ELSE
-            scrub := sync._scrub_sql(step.relation, step.key_column, step.columns);
-            EXECUTE pg_catalog.format(
-                'WITH changed AS (UPDATE %2$s AS t SET %4$s WHERE t.%1$I = ANY ($1::%3$s[]) '
-                'AND (%5$s) RETURNING t.%1$I::text AS key) '
-                'SELECT coalesce(pg_catalog.jsonb_object_agg(g.key, g.n), ''{}'') '
-                'FROM (SELECT changed.key, count(*) AS n FROM changed GROUP BY 1) AS g',
-                step.key_column, step.relation, step.column_type, scrub.assignments,
-                scrub.differs)
-                INTO result USING step.keys;
-        END IF;
+        BEGIN
+            result := gdpr._purge_rows(step.action, step.relation, step.key_column,
+                                       step.column_type, step.columns, step.keys);
+        EXCEPTION WHEN OTHERS THEN
+            -- a trigger or constraint of the shop's refusing a row: the step again customer by
+            -- customer, each in its own subtransaction; the customers refused stay for the
+            -- next run, audited, the others go on
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                    schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                    constraint_ = CONSTRAINT_NAME,
+                                    context = PG_EXCEPTION_CONTEXT;
+            IF gdpr._shop_refusal(state, message, schema_name, table_name, constraint_,
+                                  context) IS NULL THEN
+                RAISE;
+            END IF;
+            result := '{}';
+            FOREACH one IN ARRAY step.keys LOOP
+                BEGIN
+                    result := result || gdpr._purge_rows(step.action, step.relation,
+                                                         step.key_column, step.column_type,
+                                                         step.columns, ARRAY[one]);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                            constraint_ = CONSTRAINT_NAME,
+                                            context = PG_EXCEPTION_CONTEXT;
+                    why := gdpr._shop_refusal(state, message, schema_name, table_name,
+                                              constraint_, context);
+                    IF why IS NULL THEN
+                        RAISE;
+                    END IF;
+                    refused := refused + 1;
+                    PERFORM gdpr._audit_refusal(
+                        p_actor, 'gdpr.retention_purge', one,
+                        pg_catalog.format('retention refused on %s: %s', step.table_name, why));
+                END;
+            END LOOP;
+        END;
         SELECT done || coalesce(pg_catalog.jsonb_object_agg(
                    r.key, coalesce(done -> r.key, '{}')
                           || pg_catalog.jsonb_build_object(step.table_name, r.value)), '{}')
