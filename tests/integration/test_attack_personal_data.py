@@ -173,3 +173,37 @@ def test_the_shop_api_passes_on_no_value_a_shop_trigger_raises_with(
     assert refused >= 2 and local is not None
     # nor does the server log: a caught error is not logged, the one passed on holds names
     assert VICTIM not in (server_log(conn) or "")[len(log_before) :]
+
+
+@pytest.mark.parametrize("form", ["message", "sy-class", "table-field"])
+def test_an_operators_merge_or_anonymisation_passes_on_no_value_a_shop_trigger_raises_with(
+    conn: psycopg.Connection[Any], shop: ShopSchema, form: str
+) -> None:
+    """`syncctl merge` and `syncctl anonymise` (sync.merge_customer, sync.merge_customers,
+    sync.anonymise_customer) write the customer rows as the owner: a shop trigger refusing
+    that write with the person's e-mail reaches neither the operator nor the server log."""
+    stage(conn, [upserted("TX00000002", 1, email=VICTIM), upserted("TX00000003", 1)])
+    table, column = shop.column_of("email")
+    conn.execute(
+        sql.SQL(
+            "CREATE FUNCTION public.refuse_victim() RETURNS trigger LANGUAGE plpgsql AS $f$"
+            " BEGIN IF OLD.{c} = {victim} THEN "
+            + RAISES[form].replace("{value}", "OLD.{c}")
+            + "; END IF; RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END; END $f$;"
+            "CREATE TRIGGER refuse_victim BEFORE UPDATE OR DELETE ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION public.refuse_victim()"
+        ).format(c=column, victim=sql.Literal(VICTIM), table=table)
+    )
+    conn.commit()
+    log_before = server_log(conn) or ""
+    calls = [
+        "SELECT sync.anonymise_customer('TX00000002', 'AVG', 'ops:test')",
+        "SELECT sync.merge_customer('TX00000002', 'TX00000003', NULL, 'ops:test')",
+        "SELECT sync.merge_customers(ARRAY['TX00000002'], 'TX00000003', 'ops:test')",
+    ]
+    for statement in calls:
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute(statement)
+        conn.rollback()
+        _no_victim(refused.value)
+    assert VICTIM not in (server_log(conn) or "")[len(log_before) :]
