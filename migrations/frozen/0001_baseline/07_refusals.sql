@@ -106,3 +106,36 @@ AS $$
     END
     FROM named AS n CROSS JOIN denied AS d
 $$;
+
+-- In an exception handler of a function the shop or an operator calls: raise the error again
+-- with its SQLSTATE and a message of names only (sync._error_without_values; another's SY code
+-- as P0001, class SY being the engine's), or return when the error is to go out as it is (a
+-- transient error, the engine's own refusal): the handler then re-raises it with RAISE.
+-- Example (in an exception handler):
+--   GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+--       schema_name = SCHEMA_NAME, table_name = TABLE_NAME, constraint_ = CONSTRAINT_NAME,
+--       context = PG_EXCEPTION_CONTEXT;
+--   PERFORM sync._raise_without_values(state, message, schema_name, table_name, constraint_,
+--                                      context);
+--   RAISE;
+CREATE OR REPLACE FUNCTION sync._raise_without_values(
+    p_sqlstate text, p_message text, p_schema text, p_table text, p_constraint text,
+    p_context text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    why text := sync._error_without_values(p_sqlstate, p_message, p_schema, p_table,
+                                           p_constraint, p_context);
+BEGIN
+    IF why IS NULL OR sync._own_refusal(p_sqlstate, p_message, p_context) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = CASE WHEN p_sqlstate LIKE 'SY%' THEN 'P0001' ELSE p_sqlstate END,
+        MESSAGE = why;
+END
+$$;

@@ -217,6 +217,13 @@ VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._moves_current();
@@ -225,6 +232,15 @@ BEGIN
         RETURN '{"outcome": "duplicate"}'::jsonb;
     END IF;
     RETURN sync._merge(p_old, p_survivor, p_event_id, NULL, p_actor, NULL);
+EXCEPTION WHEN OTHERS THEN
+    -- a shop trigger or constraint refusing a write may quote the row: its SQLSTATE and names
+    -- go out, to the caller and the server log (the engine's own refusals as they are)
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                            constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
+    PERFORM sync._raise_without_values(state, message, schema_name, table_name, constraint_,
+                                       context);
+    RAISE;
 END
 $$;
 
@@ -246,6 +262,12 @@ DECLARE
     result jsonb;
     merged integer := 0;
     totals jsonb := '{}';
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._moves_current();
@@ -267,5 +289,14 @@ BEGIN
         ) AS s;
     END LOOP;
     RETURN pg_catalog.jsonb_build_object('merged', merged, 'counts', totals);
+EXCEPTION WHEN OTHERS THEN
+    -- a shop trigger or constraint refusing a write may quote the row: its SQLSTATE and names
+    -- go out, to the caller and the server log (the engine's own refusals as they are)
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                            constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
+    PERFORM sync._raise_without_values(state, message, schema_name, table_name, constraint_,
+                                       context);
+    RAISE;
 END
 $$;

@@ -342,7 +342,6 @@ DECLARE
     table_name  text;
     constraint_ text;
     context     text;
-    why         text;
 BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
@@ -365,15 +364,9 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                             schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
                             constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
-    why := sync._error_without_values(state, message, schema_name, table_name, constraint_,
-                                      context);
-    IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
-        RAISE;
-    END IF;
-    -- class SY is the engine's: another's SY code is passed on as P0001
-    RAISE EXCEPTION USING
-        ERRCODE = CASE WHEN state LIKE 'SY%' THEN 'P0001' ELSE state END,
-        MESSAGE = why;
+    PERFORM sync._raise_without_values(state, message, schema_name, table_name,
+                                       constraint_, context);
+    RAISE;
 END
 $$;
 
@@ -411,7 +404,13 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    local_key text;
+    local_key   text;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
 BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
@@ -424,5 +423,14 @@ BEGIN
     END IF;
     PERFORM syncmap.lock_customers(ARRAY[local_key]);
     RETURN sync._anonymise_locally(local_key, p_number, p_reason_code, p_actor);
+EXCEPTION WHEN OTHERS THEN
+    -- a shop trigger or constraint refusing a write may quote the row: its SQLSTATE and names
+    -- go out, to the caller and the server log (the engine's own refusals as they are)
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                            constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
+    PERFORM sync._raise_without_values(state, message, schema_name, table_name, constraint_,
+                                       context);
+    RAISE;
 END
 $$;

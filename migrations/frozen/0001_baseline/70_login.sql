@@ -283,7 +283,6 @@ DECLARE
     table_name  text;
     constraint_ text;
     context     text;
-    why         text;
 BEGIN
     PERFORM sync._checked_length(p_email, 320, 'email');
     IF NOT sync.is_customer_number(p_customer_number) THEN
@@ -351,15 +350,9 @@ BEGIN
                                         schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
                                         constraint_ = CONSTRAINT_NAME,
                                         context = PG_EXCEPTION_CONTEXT;
-                why := sync._error_without_values(state, message, schema_name, table_name,
-                                                  constraint_, context);
-                IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
-                    RAISE;
-                END IF;
-                -- class SY is the engine's: another's SY code is passed on as P0001
-                RAISE EXCEPTION USING
-                    ERRCODE = CASE WHEN state LIKE 'SY%' THEN 'P0001' ELSE state END,
-                    MESSAGE = why;
+                PERFORM sync._raise_without_values(state, message, schema_name, table_name,
+                                                   constraint_, context);
+                RAISE;
         END;
     ELSIF pg_catalog.cardinality(match.local_keys) > 0 THEN
         PERFORM sync._record_ambiguous_adoption(number, found_key, match.local_keys);

@@ -266,7 +266,6 @@ DECLARE
     table_name  text;
     constraint_ text;
     context     text;
-    why         text;
 BEGIN
     IF pg_catalog.pg_column_size(p_fields) > 65536 THEN
         RAISE EXCEPTION USING ERRCODE = 'SY025', MESSAGE = 'fields is longer than 65536 bytes';
@@ -332,15 +331,9 @@ BEGIN
             GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                                     schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
                                     constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
-            why := sync._error_without_values(state, message, schema_name, table_name,
-                                              constraint_, context);
-            IF why IS NULL OR sync._own_refusal(state, message, context) IS NOT NULL THEN
-                RAISE;
-            END IF;
-            -- class SY is the engine's: another's SY code is passed on as P0001
-            RAISE EXCEPTION USING
-                ERRCODE = CASE WHEN state LIKE 'SY%' THEN 'P0001' ELSE state END,
-                MESSAGE = why;
+            PERFORM sync._raise_without_values(state, message, schema_name, table_name,
+                                               constraint_, context);
+            RAISE;
     END;
     PERFORM gdpr._audit(p_actor, 'customer.rectified', subject,
                         pg_catalog.jsonb_build_object('fields', pg_catalog.cardinality(names)),
