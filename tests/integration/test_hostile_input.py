@@ -63,12 +63,25 @@ def test_hostile_envelope_fields_are_dead_lettered_with_a_clean_reason(
         {**upserted("TX00000002", 1), "event_id": value},
         {**upserted("TX00000003", 1), "type": value},
         event("customer.merged", "TX00000004", 2, into=value),
+        {**upserted("TX00000005", 1), "seq": value},
     ]
     outcome = stage(conn, records)
-    assert outcome.states == {"dead_letter": 4}
+    assert outcome.states == {"dead_letter": 5}
     reasons = [r[0] for r in conn.execute("SELECT reason FROM sync.dead_letter")]
     assert all(value not in reason for reason in reasons)
     assert conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (0,)
+
+
+def test_a_seq_that_is_not_a_whole_number_is_a_dead_letter(conn: psycopg.Connection[Any]) -> None:
+    # a refresh's record has no seq (it applies); a feed's record with any other seq does not
+    bad = [None, "7", -1, 1.5, 10**19, True, [7]]
+    records = [{**upserted(f"TX0000001{k}", 1), "seq": value} for k, value in enumerate(bad)]
+    no_seq = upserted("TX00000020", 1)
+    del no_seq["seq"]
+    outcome = stage(conn, [*records, no_seq])
+    assert outcome.states == {"dead_letter": len(bad), "applied": 1}
+    reasons = {r for (r,) in conn.execute("SELECT reason FROM sync.dead_letter")}
+    assert reasons == {"seq is not a whole number of at most 18 digits"}
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=["quote", "dquote", "format", "unicode", "10kB"])
