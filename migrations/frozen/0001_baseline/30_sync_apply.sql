@@ -79,6 +79,12 @@ AS $$
             THEN 'version is missing or not a positive integer'
         WHEN p_occurred_at IS NULL
             THEN 'occurred_at is missing or not a timestamp'
+        -- a feed's record carries its position (a refresh's has none): an integer
+        WHEN (p_payload -> 'seq') IS NOT NULL
+             AND (pg_catalog.jsonb_typeof(p_payload -> 'seq') <> 'number'
+                  OR (p_payload ->> 'seq') !~ '^[0-9]+$'
+                  OR pg_catalog.length(p_payload ->> 'seq') > 18)
+            THEN 'seq is not a whole number of at most 18 digits'
         WHEN p_event_type = 'customer.upserted'
              AND pg_catalog.jsonb_typeof(p_payload -> 'customer') IS DISTINCT FROM 'object'
             THEN 'customer snapshot is missing'
