@@ -107,10 +107,29 @@ AS $$
     FROM named AS n CROSS JOIN denied AS d
 $$;
 
--- In an exception handler of a function the shop or an operator calls: raise the error again
--- with its SQLSTATE and a message of names only (sync._error_without_values; another's SY code
--- as P0001, class SY being the engine's), or return when the error is to go out as it is (a
--- transient error, the engine's own refusal): the handler then re-raises it with RAISE.
+-- Why the shop's tables refused a write the engine made (a trigger's RAISE, a constraint, an
+-- index, a value that does not fit, a missing privilege), in names only
+-- (sync._error_without_values); NULL for an error that is to go out as it is: a transient
+-- one, or one of the engine's own refusals.
+CREATE OR REPLACE FUNCTION sync._shop_refusal(
+    p_sqlstate text, p_message text, p_schema text, p_table text, p_constraint text,
+    p_context text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN sync._own_refusal(p_sqlstate, p_message, p_context) IS NULL
+                THEN sync._error_without_values(p_sqlstate, p_message, p_schema, p_table,
+                                                p_constraint, p_context)
+           END
+$$;
+
+-- In an exception handler of a function the shop or an operator calls: raise a refusal of the
+-- shop's tables again with its SQLSTATE and a message of names only (sync._shop_refusal;
+-- another's SY code as P0001, class SY being the engine's), or return when the error is to go
+-- out as it is: the handler then re-raises it with RAISE.
 -- Example (in an exception handler):
 --   GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
 --       schema_name = SCHEMA_NAME, table_name = TABLE_NAME, constraint_ = CONSTRAINT_NAME,
@@ -128,10 +147,10 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    why text := sync._error_without_values(p_sqlstate, p_message, p_schema, p_table,
-                                           p_constraint, p_context);
+    why text := sync._shop_refusal(p_sqlstate, p_message, p_schema, p_table, p_constraint,
+                                   p_context);
 BEGIN
-    IF why IS NULL OR sync._own_refusal(p_sqlstate, p_message, p_context) IS NOT NULL THEN
+    IF why IS NULL THEN
         RETURN;
     END IF;
     RAISE EXCEPTION USING

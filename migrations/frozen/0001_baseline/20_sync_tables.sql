@@ -29,10 +29,10 @@
 --      in [not_stored]. [tested, on the active document]
 --   6. sync.mapping_defects: the list of fields that must be decided and each field's maximum
 --      length (read from this type), docs/mapping.md's field list.
---   7. shop.customer's columns (sql/reference_shop/10_tables.sql) and their PII strategies,
---      sync.pii_column seeds in sql/reference_shop/20_registry.sql: every column a field is
---      mapped to is classified. [tested]
---   8. The webshop role's INSERT column list on shop.customer
+--   7. The reference shop's customer columns (sql/reference_shop/10_tables.sql) and their PII
+--      strategies, sync.pii_column seeds in sql/reference_shop/20_registry.sql: every column a
+--      field is mapped to is classified. [tested]
+--   8. The webshop role's INSERT column list on the reference shop's customer table
 --      (sql/reference_shop/50_privileges.sql).
 --   9. email: login adoption matches tritonX's e-mail (sync._adoption_match and the
 --      customer_login_email index, sql/70_login.sql; gdpr._same_email_customers).

@@ -100,10 +100,11 @@ SELECT p.id, p.code, p.name, p.description, p.legal_basis, p.retention, p.retent
              ORDER BY 1) AS categories
 FROM gdpr.policy AS p;
 
--- Create a draft policy. p_categories name registry tables ('shop.orders') or columns
--- ('shop.customer.loyalty_card'). Returns the policy id; raises SY082 on a bad definition.
+-- Create a draft policy. p_categories name registry tables ('sales.orders') or columns of
+-- them and of the mapped customer table ('crm.customer.loyalty_card'). Returns the policy id;
+-- raises SY082 on a bad definition.
 -- Example: SELECT gdpr.create_policy('club', 'Customer club', 'Member offers', 'consent',
---          '1 year', 'last_activity', ARRAY['shop.customer.loyalty_card'], 'consent');
+--          '1 year', 'last_activity', ARRAY['crm.customer.loyalty_card'], 'consent');
 CREATE OR REPLACE FUNCTION gdpr.create_policy(
     p_code text,
     p_name text,

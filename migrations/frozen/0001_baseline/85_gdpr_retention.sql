@@ -738,23 +738,7 @@ BEGIN
 END
 $$;
 
--- Why a retention step failed, when a trigger or constraint of the shop's refused it (built
--- by sync._error_without_values: never a value); NULL for a transient error or one of the
--- engine's own refusals, which fail the run.
-CREATE OR REPLACE FUNCTION gdpr._shop_refusal(
-    p_sqlstate text, p_message text, p_schema text, p_table text, p_constraint text,
-    p_context text)
-RETURNS text
-LANGUAGE sql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN sync._own_refusal(p_sqlstate, p_message, p_context) IS NULL
-                THEN sync._error_without_values(p_sqlstate, p_message, p_schema, p_table,
-                                                p_constraint, p_context)
-           END
-$$;
+DROP FUNCTION IF EXISTS gdpr._shop_refusal(text, text, text, text, text, text);
 
 -- The audit row of a customer a retention run left for the next run (outcome failed).
 CREATE OR REPLACE FUNCTION gdpr._audit_refusal(
@@ -862,7 +846,7 @@ BEGIN
                                     schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
                                     constraint_ = CONSTRAINT_NAME,
                                     context = PG_EXCEPTION_CONTEXT;
-            why := gdpr._shop_refusal(state, message, schema_name, table_name, constraint_,
+            why := sync._shop_refusal(state, message, schema_name, table_name, constraint_,
                                       context);
             IF why IS NULL THEN
                 RAISE;
@@ -895,7 +879,7 @@ BEGIN
                                     schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
                                     constraint_ = CONSTRAINT_NAME,
                                     context = PG_EXCEPTION_CONTEXT;
-            IF gdpr._shop_refusal(state, message, schema_name, table_name, constraint_,
+            IF sync._shop_refusal(state, message, schema_name, table_name, constraint_,
                                   context) IS NULL THEN
                 RAISE;
             END IF;
@@ -910,7 +894,7 @@ BEGIN
                                             schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
                                             constraint_ = CONSTRAINT_NAME,
                                             context = PG_EXCEPTION_CONTEXT;
-                    why := gdpr._shop_refusal(state, message, schema_name, table_name,
+                    why := sync._shop_refusal(state, message, schema_name, table_name,
                                               constraint_, context);
                     IF why IS NULL THEN
                         RAISE;
