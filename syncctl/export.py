@@ -18,10 +18,9 @@ from syncctl.gdpr import SubjectData
 FORMATS = ("json", "csv", "html")
 
 # What each source is, for the reader (English / Nederlands); a table not named here is titled
-# by its name.
+# by its name, the mapped customer table (whatever its name) as the customer record.
 _CUSTOMER_TITLE = "Your customer record / Uw klantgegevens"
 _TITLES = {
-    "shop.customer": _CUSTOMER_TITLE,
     "shop.address": "Addresses / Adressen",
     "shop.orders": "Orders / Bestellingen",
     "shop.order_line": "Order lines / Bestelregels",

@@ -130,7 +130,8 @@ def policy_show(settings: HasDsn, code: str) -> None:
     "categories",
     multiple=True,
     required=True,
-    help="A registry table (shop.orders) or column (shop.customer.loyalty_card); repeatable.",
+    help="A registry table or column, schema-qualified (the reference shop's shop.orders,"
+    " shop.customer.loyalty_card); repeatable.",
 )
 @click.option(
     "--membership",
