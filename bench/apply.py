@@ -102,7 +102,7 @@ def stage_pages(
             queries.run(conn, "cursor_lock", **params)
             queries.run(conn, "open_page")
             inbox_copy.copy_rows(conn, queries.statement("copy_page"), page)
-            summary = queries.one(conn, "stage_page", keep_payloads=keep_payloads)
+            summary = queries.one(conn, "stage_page", keep_payloads=keep_payloads, feed=True)
             queries.run(
                 conn,
                 "cursor_advance",

@@ -192,7 +192,9 @@ def _stage(
         for batch, statement in ((readable, "copy_page"), (unreadable, "copy_page_raw")):
             if batch:
                 _copy(conn, statement, batch)
-        summary = queries.one(conn, "stage_page", keep_payloads=keep_payloads)
+        summary = queries.one(
+            conn, "stage_page", keep_payloads=keep_payloads, feed=cursor is not None
+        )
         outcome.states.update(summary[0] if summary else {})
         # every event of the page is decided, or the cursor must not move past it
         decided = sum(outcome.states.values())

@@ -42,8 +42,9 @@ FROM STDIN (FORMAT BINARY);
 
 -- name: stage_page
 -- the session's page into sync.inbox, applied; what became of it (JSON: outcome -> events).
--- keep_payloads false: the inbox keeps the records of dead letters only
-SELECT sync.stage_page(%(keep_payloads)s);
+-- keep_payloads false: the inbox keeps the records of dead letters only; feed: the page is the
+-- feed's (each record must carry its seq), not a login-time refresh's
+SELECT sync.stage_page(%(keep_payloads)s, %(feed)s);
 
 -- name: show_feed_state
 -- on the leader's session: pg_stat_activity (and so `syncctl status`) shows the feed's state

@@ -153,7 +153,7 @@ def test_a_page_table_of_the_callers_own_is_refused(as_role: Any, shop: ShopSche
     )
     controller.execute("INSERT INTO pg_temp.syncctl_page (id) VALUES (1)")
     with pytest.raises(psycopg.DatabaseError) as refused:
-        controller.execute("SELECT sync.stage_page(false)")
+        controller.execute("SELECT sync.stage_page(false, true)")
     assert refused.value.sqlstate == "SY097"
     with pytest.raises(psycopg.DatabaseError):
         controller.execute("SELECT sync.open_page()")

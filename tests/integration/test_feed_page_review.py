@@ -171,7 +171,7 @@ def test_with_retention_zero_an_applied_events_text_is_never_written(
                 json.dumps({**record, "note": secret}),
             ],
         )
-        (summary,) = controller.execute("SELECT sync.stage_page(false)").fetchone() or ({},)
+        (summary,) = controller.execute("SELECT sync.stage_page(false, true)").fetchone() or ({},)
     assert summary == {"applied": 1}
     assert inbox(conn)[record["event_id"]] == ("applied", None)
     assert_written(conn, secret, False)
@@ -282,7 +282,8 @@ def test_two_pages_staged_in_one_transaction_and_an_empty_one(
                         json.dumps(record),
                     ],
                 )
-            (summary,) = controller.execute("SELECT sync.stage_page(false)").fetchone() or ({},)
+            staged = controller.execute("SELECT sync.stage_page(false, true)").fetchone()
+            (summary,) = staged or ({},)
             summaries.append(summary)
     assert summaries == [{"applied": 1}, {"applied": 1}, {}]
     assert shop.key_of(conn, "TX00000001") is not None
@@ -295,7 +296,7 @@ def test_a_look_alike_page_after_discard_temp_is_refused(as_role: Any, shop: Sho
     controller.execute("DISCARD TEMP")  # drops the owner's page too
     controller.execute("CREATE TEMP VIEW syncctl_page AS SELECT 1::bigint AS id")
     with pytest.raises(psycopg.DatabaseError) as refused:
-        controller.execute("SELECT sync.stage_page(false)")
+        controller.execute("SELECT sync.stage_page(false, true)")
     assert refused.value.sqlstate == "SY097"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from syncctl.loader import stage_records
 from tests.contract import documented_fields
 from tests.feed import event, snapshot, stage, upserted
 
@@ -73,15 +74,31 @@ def test_hostile_envelope_fields_are_dead_lettered_with_a_clean_reason(
 
 
 def test_a_seq_that_is_not_a_whole_number_is_a_dead_letter(conn: psycopg.Connection[Any]) -> None:
-    # a refresh's record has no seq (it applies); a feed's record with any other seq does not
+    # a feed's record carries its position: any other seq, or none, is a dead letter
     bad = [None, "7", -1, 1.5, 10**19, True, [7]]
     records = [{**upserted(f"TX0000001{k}", 1), "seq": value} for k, value in enumerate(bad)]
     no_seq = upserted("TX00000020", 1)
     del no_seq["seq"]
-    outcome = stage(conn, [*records, no_seq])
-    assert outcome.states == {"dead_letter": len(bad), "applied": 1}
+    outcome = stage(conn, [*records, no_seq, upserted("TX00000021", 1)])
+    assert outcome.states == {"dead_letter": len(bad) + 1, "applied": 1}
     reasons = {r for (r,) in conn.execute("SELECT reason FROM sync.dead_letter")}
-    assert reasons == {"seq is not a whole number of at most 18 digits"}
+    assert reasons == {
+        "seq is not a whole number of at most 18 digits",
+        "seq is missing: a feed's record carries its position",
+    }
+    assert conn.execute("SELECT count(*) FROM shop.customer").fetchone() == (1,)
+
+
+def test_a_record_staged_outside_the_feed_needs_no_seq(conn: psycopg.Connection[Any]) -> None:
+    # a login-time refresh's record has no position in the feed: it applies without one
+    no_seq = upserted("TX00000022", 1)
+    del no_seq["seq"]
+    outcome = stage_records(conn, "tritonx-refresh", [no_seq])
+    assert outcome.states == {"applied": 1}
+    # and the next feed page is held to the rule again
+    feed_no_seq = upserted("TX00000023", 1)
+    del feed_no_seq["seq"]
+    assert stage(conn, [feed_no_seq]).states == {"dead_letter": 1}
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=["quote", "dquote", "format", "unicode", "10kB"])

@@ -40,7 +40,8 @@ AS $$
 $$;
 
 -- The structural defects of staged events, one row per element of the arrays (the same
--- position in each): `id` as given, `reason` NULL when the event can be applied. For an upsert
+-- position in each): `id` as given, `reason` NULL when the event can be applied. p_feed: the
+-- events are a feed page's, whose records must carry their `seq`. For an upsert
 -- this includes the snapshot's JSON types (TRITONX FIELD CONTRACT, sql/20_sync_tables.sql):
 -- written out here rather than in a function of their own, as each nested call with a pinned
 -- search_path costs ~10 us a row; and the feed calls this once a page with the page's arrays
@@ -52,7 +53,8 @@ CREATE OR REPLACE FUNCTION sync._event_defects(
     p_customer_numbers text[],
     p_versions         integer[],
     p_occurred_ats     timestamptz[],
-    p_payloads         jsonb[]
+    p_payloads         jsonb[],
+    p_feed             boolean
 )
 RETURNS TABLE (id bigint, reason text)
 LANGUAGE sql
@@ -79,7 +81,10 @@ AS $$
             THEN 'version is missing or not a positive integer'
         WHEN p_occurred_at IS NULL
             THEN 'occurred_at is missing or not a timestamp'
-        -- a feed's record carries its position (a refresh's has none): an integer
+        -- a feed's record carries its position (p_feed: the page is a feed's; a login-time
+        -- refresh's record has none): an integer
+        WHEN p_feed AND (p_payload -> 'seq') IS NULL
+            THEN 'seq is missing: a feed''s record carries its position'
         WHEN (p_payload -> 'seq') IS NOT NULL
              AND (pg_catalog.jsonb_typeof(p_payload -> 'seq') <> 'number'
                   OR (p_payload ->> 'seq') !~ '^[0-9]+$'
@@ -140,7 +145,7 @@ AS $$
 $$;
 
 -- The structural defect of one staged event, or NULL when it can be applied
--- (sync._event_defects for one event).
+-- (sync._event_defects for one event, not held to a feed page's `seq`).
 CREATE OR REPLACE FUNCTION sync.event_defect(
     p_event_id        text,
     p_event_type      text,
@@ -159,7 +164,7 @@ AS $$
     SELECT d.reason
     FROM sync._event_defects(ARRAY[NULL::bigint], ARRAY[p_event_id], ARRAY[p_event_type],
                              ARRAY[p_customer_number], ARRAY[p_version], ARRAY[p_occurred_at],
-                             ARRAY[p_payload]) AS d
+                             ARRAY[p_payload], false) AS d
 $$;
 
 -- A payload reduced to the event's envelope: ids, type, number, version, times, `into` and
@@ -288,9 +293,13 @@ BEGIN
                      AS payloads
           FROM sync.inbox AS b
           WHERE b.id BETWEEN p_first AND p_last) AS page
+    -- a feed page's records must carry their seq: sync.stage_page says whether this is one
     CROSS JOIN LATERAL sync._event_defects(page.ids, page.event_ids, page.event_types,
                                            page.numbers, page.versions, page.occurred_ats,
-                                           page.payloads) AS d
+                                           page.payloads,
+                                           coalesce(pg_catalog.current_setting(
+                                                        'syncctl.feed_page', true), '') = 'on')
+                       AS d
     JOIN sync.inbox AS i ON i.id = d.id
     -- the record or its text, from the session's page when the inbox does not keep it
     CROSS JOIN LATERAL (

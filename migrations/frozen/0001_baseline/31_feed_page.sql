@@ -102,8 +102,11 @@ $$;
 -- Insert the session's page into sync.inbox (the inbox trigger applies it) and empty the page;
 -- what became of its events, as sync.apply_inbox says it ({"applied": n, ...}; {} for an
 -- empty page). p_keep_payloads: whether the inbox keeps the records of the events that are
--- not dead letters (the retention is not zero).
-CREATE OR REPLACE FUNCTION sync.stage_page(p_keep_payloads boolean)
+-- not dead letters (the retention is not zero). p_feed: the page is a page of the feed (the
+-- cursor moves past it), whose every record must carry its `seq` (a record without one is a
+-- dead letter); false for records from elsewhere (a login-time refresh), which have none.
+DROP FUNCTION IF EXISTS sync.stage_page(boolean);
+CREATE OR REPLACE FUNCTION sync.stage_page(p_keep_payloads boolean, p_feed boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -121,6 +124,9 @@ BEGIN
         RETURN '{}'::jsonb;
     END IF;
     PERFORM pg_catalog.set_config('syncctl.last_apply', '', true);
+    -- read by sync._dead_letter_defects, for this INSERT's rows only
+    PERFORM pg_catalog.set_config('syncctl.feed_page', CASE WHEN p_feed THEN 'on' ELSE '' END,
+                                  true);
     INSERT INTO sync.inbox (id, source, seq, event_id, event_type, customer_number, version,
                             occurred_at, payload, raw)
     OVERRIDING SYSTEM VALUE
@@ -137,6 +143,7 @@ BEGIN
            CASE WHEN p_keep_payloads THEN p.raw END
     FROM pg_temp.syncctl_page AS p
     ORDER BY p.id;
+    PERFORM pg_catalog.set_config('syncctl.feed_page', '', true);
     summary := coalesce(NULLIF(pg_catalog.current_setting('syncctl.last_apply', true),
                                 '')::jsonb,
                         '{}'::jsonb);

@@ -192,7 +192,7 @@ BEGIN
         controller_role);
     FOREACH signature IN ARRAY ARRAY[
         'sync.open_page()',
-        'sync.stage_page(boolean)',
+        'sync.stage_page(boolean, boolean)',
         'sync.claim_refresh_requests(integer, interval)',
         'sync.refresh_done(text, timestamptz)',
         'sync.release_refresh(text[])',
