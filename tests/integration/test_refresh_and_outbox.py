@@ -71,6 +71,33 @@ def test_a_refresh_tritonx_cannot_answer_is_requeued(
     assert queued == [(1, "TritonXUnavailable")]
 
 
+# A refresh tritonX answers 404 for a number it has never had ("unknown or deleted") must not
+# keep that number from the customer tritonX creates with it later: the webshop's inputs are
+# untrusted, and a number asked for early (or by a hostile caller) is not a deleted customer.
+def test_a_number_tritonx_does_not_know_yet_is_not_tombstoned_by_a_refresh(
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
+) -> None:
+    controller.pull(conn, client)
+    # the next two numbers tritonX will hand out: one asked for by a refresh request alone,
+    # one by a first login (a stub)
+    conn.execute("SELECT sync.request_refresh('TX90000001')")
+    conn.execute("SELECT * FROM sync.login_key('TX90000002', NULL)")
+    conn.commit()
+    assert process_refresh_requests(conn, client) == 2
+    assert conn.execute(
+        "SELECT count(*) FROM sync.tombstone WHERE customer_number IN ('TX90000001', 'TX90000002')"
+    ).fetchone() == (0,)
+    state = simulator.state
+    assert state.create() == "TX90000001"
+    assert state.create() == "TX90000002"
+    report = controller.pull(conn, client)
+    assert report.states.get("dead_letter", 0) == 0
+    assert_database_equals_tritonx(conn, state.current_state(), shop)
+
+
 def test_back_office_anonymisations_arrive_once_in_effect_despite_errors(
     simulator: SimulatorServer,
     client: TritonXClient,

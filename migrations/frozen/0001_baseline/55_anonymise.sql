@@ -69,7 +69,12 @@ $$;
 -- that is only an alias now; following the redirect would erase the survivor on the strength
 -- of an event about another identity: tritonX sends the survivor's own event when it means
 -- it), and tombstones a number that is not local (scrubbing the copies the engine holds).
+-- p_held_only (a login-time refresh that tritonX answered 404, "unknown or deleted"): only a
+-- customer whose tritonX data syncctl holds (a local row with a version) is deleted; a number
+-- tritonX has never sent (no local row, or a first login's stub) is a recorded no-op
+-- (`unknown_to_tritonx`) and gets no tombstone: it may be the number tritonX hands out next.
 -- The callers make the compiled moves current first (sync._moves_current()).
+DROP FUNCTION IF EXISTS sync._anonymise(text, boolean, text, text, bigint, text, integer, boolean);
 CREATE OR REPLACE FUNCTION sync._anonymise(
     p_number text,
     p_delete boolean,
@@ -78,7 +83,8 @@ CREATE OR REPLACE FUNCTION sync._anonymise(
     p_inbox_id bigint,
     p_actor text,
     p_version integer,
-    p_strict boolean)
+    p_strict boolean,
+    p_held_only boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
@@ -90,6 +96,7 @@ DECLARE
     verb      text := CASE WHEN p_delete THEN 'customer.deleted' ELSE 'customer.anonymized' END;
     local_key text := syncmap.key_of(p_number);
     local_id  bigint;
+    held      boolean;
     refused   record;
     kind      text;
     outcome   text := 'applied';
@@ -99,7 +106,8 @@ BEGIN
     IF local_key IS NOT NULL THEN
         PERFORM syncmap.lock_customers(ARRAY[local_key]);
         -- as it is now that it is locked; customer_id: the audit's id for an integer key
-        SELECT m.customer_key::text, m.customer_id INTO local_key, local_id
+        SELECT m.customer_key::text, m.customer_id, m.version IS NOT NULL
+        INTO local_key, local_id, held
         FROM syncmap.customer_map AS m WHERE m.customer_number = p_number;
     END IF;
     SELECT * INTO refused FROM sync.anonymise_refusal(p_number, p_strict);
@@ -112,6 +120,9 @@ BEGIN
     ELSIF refused.code = 'SY008' THEN
         outcome := 'skipped';
         why := 'merged_away';
+    ELSIF p_held_only AND held IS NOT TRUE THEN
+        outcome := 'skipped';
+        why := 'unknown_to_tritonx';
     ELSE
         IF local_key IS NULL THEN
             kind := CASE WHEN p_delete THEN 'deleted' ELSE 'anonymised' END;
@@ -184,7 +195,8 @@ BEGIN
         RETURN pg_catalog.jsonb_build_object('outcome', 'applied', 'counts', counts,
                                              'customer_id', local_id, 'customer_key', p_key);
     END IF;
-    result := sync._anonymise(p_number, false, p_reason_code, NULL, NULL, p_actor, NULL, true);
+    result := sync._anonymise(p_number, false, p_reason_code, NULL, NULL, p_actor, NULL,
+                              true, false);
     INSERT INTO sync.outbox (customer_number, event_type, payload)
     VALUES (p_number, 'customer.anonymize_requested',
             pg_catalog.jsonb_build_object('reason_code', p_reason_code, 'requested_by', p_actor))
@@ -419,7 +431,8 @@ BEGIN
     local_key := syncmap.key_of(p_number);
     IF local_key IS NULL THEN
         -- merged away, tombstoned without a local row, or unknown: _anonymise says which
-        RETURN sync._anonymise(p_number, false, p_reason_code, NULL, NULL, p_actor, NULL, true);
+        RETURN sync._anonymise(p_number, false, p_reason_code, NULL, NULL, p_actor, NULL,
+                               true, false);
     END IF;
     PERFORM syncmap.lock_customers(ARRAY[local_key]);
     RETURN sync._anonymise_locally(local_key, p_number, p_reason_code, p_actor);

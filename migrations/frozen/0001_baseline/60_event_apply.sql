@@ -37,11 +37,14 @@ BEGIN
         WHEN 'customer.anonymized' THEN
             PERFORM sync._anonymise(p_event.customer_number, false,
                                     p_event.payload ->> 'reason_code', p_event.event_id,
-                                    p_event.id, p_event.source, p_event.version, false);
+                                    p_event.id, p_event.source, p_event.version, false, false);
         WHEN 'customer.deleted' THEN
+            -- a login-time refresh's delete is tritonX's 404, "unknown or deleted": it deletes
+            -- only a customer tritonX has sent (syncctl/refresh.py stages it as this source)
             PERFORM sync._anonymise(p_event.customer_number, true,
                                     p_event.payload ->> 'reason_code', p_event.event_id,
-                                    p_event.id, p_event.source, p_event.version, false);
+                                    p_event.id, p_event.source, p_event.version, false,
+                                    p_event.source = 'tritonx-refresh');
     END CASE;
 END
 $$;
