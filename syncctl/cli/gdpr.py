@@ -280,7 +280,7 @@ def purge(
             for s in plan.steps:
                 columns = f" ({', '.join(s.columns)})" if s.columns else ""
                 click.echo(
-                    f"{s.policy:<14}{s.table + columns:<40}{s.action:<26}{s.rows:>8} row(s)"
+                    f"{s.policy:<13} {s.table + columns:<39} {s.action:<25}{s.rows:>8} row(s)"
                     f"{s.customers:>8} customer(s)  {'; '.join(s.reasons)}"
                 )
             if not plan.steps:
