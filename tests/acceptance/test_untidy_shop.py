@@ -604,3 +604,27 @@ def test_a_local_customer_is_adopted_despite_the_shops_unique_email_index(
     _ok("links", "repair", dsn=shop.dsn)
     assert shop.key(number) == local  # the shop's key kept, with its order
     assert shop.orders_of(local) == 1
+
+
+@pytest.mark.slow
+def test_bootstrap_reports_the_events_it_could_not_import(untidy: Untidy) -> None:
+    """A customer tritonX has with the e-mail of a local one: the shop's unique index refuses
+    it (a dead letter, docs/login-and-refresh.md "The e-mail index"), and bootstrap's report
+    says so instead of counting it among the events imported and leaving the DBA to find it."""
+    shop = untidy
+    email = f"lokaal.{secrets.token_hex(4)}@example.nl"
+    shop.conn.execute(
+        f'INSERT INTO {KLANT} ("Klant-Id", "Achternaam", "E-mail", "WinkelNr")'
+        " VALUES (gen_random_uuid(), 'Lokaal', %s, 3)",
+        [email],
+    )
+    shop.conn.commit()
+    number = shop.simulator.admin("POST", "/admin/customers").json()["customer_number"]
+    shop.simulator.admin("POST", f"/admin/customers/{number}", {"email": email})
+    result = _run("bootstrap", dsn=shop.dsn, tritonx=shop.simulator.url)
+    assert result.returncode == 0, result.stderr
+    assert "  events imported:                2\n" in result.stdout
+    assert "  events refused (dead letters):  1 (syncctl deadletter list)\n" in result.stdout, (
+        result.stdout
+    )
+    assert email not in result.stdout + result.stderr
