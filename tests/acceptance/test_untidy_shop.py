@@ -628,3 +628,48 @@ def test_bootstrap_reports_the_events_it_could_not_import(untidy: Untidy) -> Non
         result.stdout
     )
     assert email not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_with_the_email_index_made_non_unique_a_login_adopts_and_keeps_the_shops_key(
+    untidy: Untidy,
+) -> None:
+    """docs/login-and-refresh.md's way round the shop's unique e-mail index: made non-unique,
+    the feed writes tritonX's customer, the login adopts the local one (its key, its order and
+    its own columns kept), and the index is unique again afterwards."""
+    shop = untidy
+    email = f"lokaal.{secrets.token_hex(4)}@example.nl"
+    local = "22222222-2222-4222-8222-" + secrets.token_hex(6)
+    shop.conn.execute(
+        f'INSERT INTO {KLANT} ("Klant-Id", "Achternaam", "E-mail", "WinkelNr", "Notitie")'
+        " VALUES (%s, 'Lokaal', %s, 3, 'vaste klant')",
+        [local, email.upper()],
+    )
+    shop.conn.commit()
+    shop.order(local, "2026-04-04")
+    with psycopg.connect(shop.dsn, autocommit=True) as dba:
+        dba.execute('DROP INDEX "Shop Data"."Klant_email_uniek"')
+        dba.execute('CREATE INDEX "Klant_email" ON "Shop Data"."Klant" (lower("E-mail"))')
+    number = shop.simulator.admin("POST", "/admin/customers").json()["customer_number"]
+    shop.simulator.admin("POST", f"/admin/customers/{number}", {"email": email})
+    shop.pull()
+    assert shop.dead_letters() == {}
+    role = "untidy_app_" + secrets.token_hex(3)
+    shop.conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE syncctl_webshop")
+    shop.conn.commit()
+    webshop = make_conninfo(**{**conninfo_to_dict(shop.dsn), "user": role})  # type: ignore[arg-type]
+    try:
+        with psycopg.connect(webshop) as app:
+            login = app.execute("SELECT * FROM sync.login_key(%s, '')", [number]).fetchone()
+        assert login == (local, "adopted", number)
+    finally:
+        shop.conn.execute(f"DROP ROLE {role}")
+        shop.conn.commit()
+    adopted = shop.klant(local)
+    assert adopted is not None and adopted["Notitie"] == "vaste klant"
+    assert adopted["E-mail"] == email and shop.orders_of(local) == 1
+    with psycopg.connect(shop.dsn, autocommit=True) as dba:
+        dba.execute('DROP INDEX "Shop Data"."Klant_email"')
+        dba.execute(
+            'CREATE UNIQUE INDEX "Klant_email_uniek" ON "Shop Data"."Klant" (lower("E-mail"))'
+        )
