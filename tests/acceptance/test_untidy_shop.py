@@ -673,3 +673,106 @@ def test_with_the_email_index_made_non_unique_a_login_adopts_and_keeps_the_shops
         dba.execute(
             'CREATE UNIQUE INDEX "Klant_email_uniek" ON "Shop Data"."Klant" (lower("E-mail"))'
         )
+
+
+TEXT_KEYED = """
+CREATE SCHEMA "Oud Systeem";
+CREATE SEQUENCE "Oud Systeem"."Klant Teller";
+CREATE TABLE "Oud Systeem"."Relatie" (
+    "Relatie Code"  varchar(40) PRIMARY KEY,   -- no default: the shop's code made it
+    "Naam"          varchar(120),
+    "E-mail"        varchar(254)
+);
+GRANT USAGE ON SCHEMA "Oud Systeem" TO syncctl_owner;
+GRANT SELECT, INSERT, UPDATE, DELETE ON "Oud Systeem"."Relatie" TO syncctl_owner;
+GRANT USAGE ON SEQUENCE "Oud Systeem"."Klant Teller" TO syncctl_owner;
+"""
+TEXT_KEYED_MAPPING = """format = 1
+[customer]
+schema = "Oud Systeem"
+table = "Relatie"
+key = "Relatie Code"
+{generate}
+number = "link"
+version = "link"
+[customer.columns]
+Naam = {{ join = ["first_name", "infix", "last_name"] }}
+"E-mail" = "email"
+[not_stored]
+fields = ["gender", "birth_date", "phone", "mobile", "street", "house_number",
+          "house_number_addition", "postcode", "city", "country_code", "loyalty_card",
+          "home_store", "customer_group", "newsletter_opt_in", "blocked", "updated_at"]
+"""
+
+
+def _text_keyed(dsn: str, directory: Path, generate: str, key_type: str = "varchar(40)") -> None:
+    """syncctl installed on the text-keyed table, mapped with this key_generate."""
+    _ok("db", "upgrade", dsn=dsn)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(TEXT_KEYED.replace("varchar(40)", key_type).encode())
+    file = directory / "relatie.toml"
+    file.write_text(TEXT_KEYED_MAPPING.format(generate=generate), encoding="utf-8")
+    checked = _run("mapping", "check", str(file), dsn=dsn)
+    assert checked.returncode == 0, checked.stdout
+    _ok("mapping", "install", str(file), dsn=dsn)
+
+
+SEQUENCE = 'key_generate = "sequence"\nkey_sequence = "Oud Systeem.Klant Teller"'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("generate", "key_type", "made"),
+    [
+        (
+            'key_generate = "uuid"',
+            "varchar(40)",
+            r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}",
+        ),
+        (SEQUENCE, "varchar(40)", r"[0-9]+"),
+        (SEQUENCE, "bigint", r"[0-9]+"),  # the quoted sequence name alone
+    ],
+)
+def test_a_text_key_without_a_default_gets_its_keys_as_the_mapping_says(
+    fresh_database: Callable[[str], str],
+    simulator_factory: Callable[..., Simulator],
+    tmp_path: Path,
+    generate: str,
+    key_type: str,
+    made: str,
+) -> None:
+    """A varchar key with no default (DESIGN.md: "keys may have no default (the mapping says how
+    a new key is made)"): a uuid's or the sequence's number's text form is the new key; the
+    sequence named as the catalog has it, a quoted mixed-case name with a space."""
+    dsn = fresh_database("untidy_text_" + secrets.token_hex(4))
+    _text_keyed(dsn, tmp_path, generate, key_type)
+    simulator = simulator_factory("--customers", "3")
+    assert "outcomes: applied 3\n" in _ok("pull", dsn=dsn, tritonx=simulator.url)
+    with psycopg.connect(dsn) as conn:
+        keys = [
+            str(k) for (k,) in conn.execute('SELECT "Relatie Code" FROM "Oud Systeem"."Relatie"')
+        ]
+        linked = conn.execute("SELECT count(*) FROM sync.customer_link").fetchone()
+        created = conn.execute("SELECT * FROM sync.login_key('TX00000099', '')").fetchone()
+    assert len(keys) == 3 and all(re.fullmatch(made, k) for k in keys), keys
+    assert linked == (3,)
+    assert created is not None and created[1] == "created" and re.fullmatch(made, created[0])
+
+
+@pytest.mark.slow
+def test_a_sequence_key_too_long_for_its_column_is_a_dead_letter_never_cut(
+    fresh_database: Callable[[str], str],
+    simulator_factory: Callable[..., Simulator],
+    tmp_path: Path,
+) -> None:
+    dsn = fresh_database("untidy_text_" + secrets.token_hex(4))
+    _text_keyed(dsn, tmp_path, SEQUENCE, key_type="varchar(2)")
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("""SELECT setval('"Oud Systeem"."Klant Teller"', 99)""")
+    simulator = simulator_factory("--customers", "3")
+    assert "outcomes: dead_letter 3\n" in _ok("pull", dsn=dsn, tritonx=simulator.url)
+    with psycopg.connect(dsn) as conn:
+        keys = conn.execute('SELECT "Relatie Code" FROM "Oud Systeem"."Relatie"').fetchall()
+        reasons = conn.execute("SELECT DISTINCT reason FROM sync.dead_letter").fetchall()
+    assert keys == []  # '100' is never written as '10'
+    assert reasons == [("value too long for its column (SQLSTATE 22001)",)]
