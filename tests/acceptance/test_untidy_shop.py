@@ -286,10 +286,10 @@ def untidy(
         admin.execute(NOT_A_REFERENCE.encode())
     assert _ok("coverage", dsn=dsn).startswith("ok: ")
 
-    simulator = simulator_factory("--customers", "12", "--seed", "4")
+    simulator = simulator_factory("--customers", "30", "--seed", "4")
     with psycopg.connect(dsn) as conn:
         shop = Untidy(dsn, simulator, conn, installed=_catalog(dsn))
-        assert "outcomes: applied 12\n" in shop.pull()
+        assert "outcomes: applied 30\n" in shop.pull()
         yield shop
 
 
@@ -329,6 +329,15 @@ def test_the_feed_on_the_untidy_schema(untidy: Untidy, tmp_path: Path) -> None:
     shop.favourite(two, "sku-2")
     shop.favourite(five, "sku-9")
 
+    # a household: the shop points customer 10 to customer 9's address
+    nine, ten = shop.key("TX00000009"), shop.key("TX00000010")
+    shop.conn.execute(
+        f'UPDATE {KLANT} SET "AdresID" = (SELECT "AdresID" FROM {KLANT} WHERE "Klant-Id" = %s)'
+        ' WHERE "Klant-Id" = %s',
+        [nine, ten],
+    )
+    shop.conn.commit()
+    household = shop.klant(ten)
     long_name = "Maximiliaan-Alexander-" + secrets.token_hex(6)
     refused = f"{secrets.token_hex(5)}@{REFUSED_DOMAIN}"
     personal |= {long_name, refused}
@@ -340,10 +349,11 @@ def test_the_feed_on_the_untidy_schema(untidy: Untidy, tmp_path: Path) -> None:
     admin("POST", "/admin/customers/TX00000003/anonymise", {"reason_code": "AVG"})
     admin("DELETE", "/admin/customers/TX00000004")  # has an order: anonymised
     admin("DELETE", "/admin/customers/TX00000005")  # has none: removed
+    admin("POST", "/admin/customers/TX00000009/anonymise", {"reason_code": "AVG"})
     result = _run("pull", dsn=shop.dsn, tritonx=shop.simulator.url)
     assert result.returncode == 0, result.stderr
     pulled = result.stdout + result.stderr
-    assert "outcomes: applied 5, dead_letter 2" in pulled, pulled
+    assert "outcomes: applied 6, dead_letter 2" in pulled, pulled
     assert long_name not in pulled and refused not in pulled
 
     # merge: orders (declared reference, partitioned, three partitions) and favourites moved
@@ -359,6 +369,11 @@ def test_the_feed_on_the_untidy_schema(untidy: Untidy, tmp_path: Path) -> None:
         "-",
     )
     assert anonymised["adres"]["Straat"] is None and anonymised["adres"]["Postcode"] is None
+    # the household's address is left as it is for customer 10; customer 9 no longer points
+    # to it
+    assert shop.klant(ten) == household
+    detached = shop.klant(nine)
+    assert detached is not None and detached["AdresID"] is None and detached["E-mail"] is None
     # deleted with an order: anonymised, its order kept; without: gone with its favourite
     deleted = shop.klant(four)
     assert deleted is not None and deleted["E-mail"] is None and shop.orders_of(four) == 1
@@ -418,11 +433,11 @@ def test_the_feed_on_the_untidy_schema(untidy: Untidy, tmp_path: Path) -> None:
 
     # the back office's view and function on the customer table still answer
     row = shop.conn.execute(
-        'SELECT (SELECT count(*) FROM "Shop Data"."Klant Overzicht"), "Shop Data"."Klant Naam"(%s)',
-        [one],
+        'SELECT count(*), count("Shop Data"."Klant Naam"(o."Klant-Id"))'
+        ' FROM "Shop Data"."Klant Overzicht" AS o'
     ).fetchone()
     shop.conn.commit()
-    assert row is not None and row[0] > 0 and row[1]
+    assert row is not None and row[0] > 0 and row[0] == row[1]
 
     # a changed mapping is the next version, audited; installing it again changes nothing
     changed = MAPPING.read_text(encoding="utf-8").replace(
