@@ -483,10 +483,14 @@ def erasure_execute(
                 click.echo(f"  {step.table:<40} {step.rows:>8}  {step.action}")
             return
         proof = gdpr.execute_erasure(conn, request_id, actor=actor, now=now)
-    click.echo(
-        f"erasure request {request_id}: {proof.state}; searched "
-        f"{proof.columns_searched} column(s), residue hits {proof.residue_hits}"
-    )
+    if proof.columns_searched is None:
+        # it failed before the search: the error follows
+        click.echo(f"erasure request {request_id}: {proof.state} before the residue search")
+    else:
+        click.echo(
+            f"erasure request {request_id}: {proof.state}; searched "
+            f"{proof.columns_searched} column(s), residue hits {proof.residue_hits}"
+        )
     for column, hits in sorted(proof.residue.items()):
         click.echo(f"  {column:<48} {hits:>6}")
     if proof.counts:

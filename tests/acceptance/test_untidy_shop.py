@@ -798,3 +798,72 @@ def test_a_sequence_key_too_long_for_its_column_is_a_dead_letter_never_cut(
         reasons = conn.execute("SELECT DISTINCT reason FROM sync.dead_letter").fetchall()
     assert keys == []  # '100' is never written as '10'
     assert reasons == [("value too long for its column (SQLSTATE 22001)",)]
+
+
+GUARD = """
+CREATE FUNCTION "Shop Data"."Klant bewaken"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'klant % mag niet weg', OLD."E-mail";
+    END IF;
+    IF NEW."E-mail" IS NULL AND OLD."E-mail" IS NOT NULL THEN
+        RAISE EXCEPTION 'e-mail % mag niet leeg', OLD."E-mail" USING DETAIL = OLD."Achternaam";
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER "Klant bewaken" BEFORE UPDATE OR DELETE ON "Shop Data"."Klant"
+    FOR EACH ROW EXECUTE FUNCTION "Shop Data"."Klant bewaken"();
+"""
+
+
+@pytest.mark.slow
+def test_the_shops_refusals_of_merge_anonymise_and_erasure_are_named_without_values(
+    untidy: Untidy,
+) -> None:
+    """A shop trigger that refuses deleting or emptying a customer with the e-mail in its
+    message, then a CHECK the scrub breaks: the CLI says what refused, once, without a value;
+    an erasure's failure says it too (not "None" and a bare SQLSTATE)."""
+    shop = untidy
+    state = shop.simulator.admin("GET", "/admin/state").json()
+    values = {
+        str(state[n]["snapshot"][f])
+        for n in ("TX00000001", "TX00000002", "TX00000003", "TX00000004")
+        for f in ("email", "last_name")
+    }
+    with psycopg.connect(shop.dsn, autocommit=True) as dba:
+        dba.execute(GUARD.encode())
+    refused = "Error: raised by a trigger or function (SQLSTATE P0001)\n"
+    merged = _run("merge", "TX00000001", "TX00000002", dsn=shop.dsn)
+    anonymised = _run("anonymise", "TX00000003", "--reason-code", "AVG", dsn=shop.dsn)
+    assert (merged.returncode, merged.stderr) == (1, refused)
+    assert (anonymised.returncode, anonymised.stderr) == (1, refused)
+
+    key = shop.key("TX00000004")
+    received = _ok("erasure", "receive", "--id", key, "--actor", "bo:op-1", dsn=shop.dsn)
+    found = re.search(r"erasure request (\d+)", received)
+    assert found is not None
+    rid = found.group(1)
+    _ok("erasure", "verify", rid, "--actor", "bo:op-1", dsn=shop.dsn)
+    _ok("erasure", "schedule", rid, "--grace-days", "0", "--actor", "bo:op-1", dsn=shop.dsn)
+    executed = _run("erasure", "execute", rid, "--actor", "bo:op-1", dsn=shop.dsn)
+    assert executed.returncode == 1
+    assert executed.stdout == f"erasure request {rid}: failed before the residue search\n"
+    assert executed.stderr == refused
+    # the guard gone, a CHECK of the shop's that the scrub's fixed value breaks: named
+    with psycopg.connect(shop.dsn, autocommit=True) as dba:
+        dba.execute('DROP TRIGGER "Klant bewaken" ON "Shop Data"."Klant"')
+        dba.execute(
+            f'ALTER TABLE {KLANT} ADD CONSTRAINT "Naam gevuld" CHECK ("Achternaam" <> \'-\')'
+            " NOT VALID"
+        )
+    again = _run("erasure", "execute", rid, "--actor", "bo:op-1", dsn=shop.dsn)
+    assert again.returncode == 1
+    assert again.stderr == (
+        'Error: check violation (SQLSTATE 23514) on "Shop Data"."Klant",'
+        " constraint or index Naam gevuld\n"
+    )
+    listed = _ok("erasure", "list", dsn=shop.dsn)
+    assert "check violation (SQLSTATE 23514)" in listed
+    everything = merged.stderr + anonymised.stderr + executed.stdout + again.stderr + listed
+    assert [v for v in values if v in everything] == []
+    _no_personal_values(shop, values)
