@@ -293,6 +293,17 @@ def untidy(
         yield shop
 
 
+def _due_erasure(dsn: str, key: str) -> str:
+    """An erasure request for the customer with this key, received, verified and due now."""
+    received = _ok("erasure", "receive", "--id", key, "--actor", "bo:op-1", dsn=dsn)
+    found = re.search(r"erasure request (\d+)", received)
+    assert found is not None
+    rid = found.group(1)
+    _ok("erasure", "verify", rid, "--actor", "bo:op-1", dsn=dsn)
+    _ok("erasure", "schedule", rid, "--grace-days", "0", "--actor", "bo:op-1", dsn=dsn)
+    return rid
+
+
 def _no_personal_values(shop: Untidy, values: set[str]) -> None:
     """None of the values in the audit, the dead letters' reasons or the outbox."""
     text = shop.conn.execute(
@@ -552,12 +563,7 @@ def test_login_refresh_export_and_erasure_on_the_untidy_schema(untidy: Untidy) -
         shop.favourite(three, "sku-5")
         shop.order(three, "2026-05-05")
         snapshot = shop.simulator.admin("GET", "/admin/state").json()["TX00000003"]["snapshot"]
-        received = _ok("erasure", "receive", "--id", three, "--actor", "bo:op-1", dsn=shop.dsn)
-        request = re.search(r"erasure request (\d+)", received)
-        assert request is not None
-        rid = request.group(1)
-        _ok("erasure", "verify", rid, "--actor", "bo:op-1", dsn=shop.dsn)
-        _ok("erasure", "schedule", rid, "--grace-days", "0", "--actor", "bo:op-1", dsn=shop.dsn)
+        rid = _due_erasure(shop.dsn, three)
         done = _ok("erasure", "execute", rid, "--actor", "bo:op-1", dsn=shop.dsn)
         assert f"erasure request {rid}: done" in done and "residue hits 0" in done
         erased = shop.klant(three)
@@ -839,12 +845,7 @@ def test_the_shops_refusals_of_merge_anonymise_and_erasure_are_named_without_val
     assert (anonymised.returncode, anonymised.stderr) == (1, refused)
 
     key = shop.key("TX00000004")
-    received = _ok("erasure", "receive", "--id", key, "--actor", "bo:op-1", dsn=shop.dsn)
-    found = re.search(r"erasure request (\d+)", received)
-    assert found is not None
-    rid = found.group(1)
-    _ok("erasure", "verify", rid, "--actor", "bo:op-1", dsn=shop.dsn)
-    _ok("erasure", "schedule", rid, "--grace-days", "0", "--actor", "bo:op-1", dsn=shop.dsn)
+    rid = _due_erasure(shop.dsn, key)
     executed = _run("erasure", "execute", rid, "--actor", "bo:op-1", dsn=shop.dsn)
     assert executed.returncode == 1
     assert executed.stdout == f"erasure request {rid}: failed before the residue search\n"
