@@ -121,7 +121,9 @@ def error_text(exc: psycopg.Error) -> str:
     primary = exc.diag.message_primary or type(exc).__name__
     if code and code.startswith("22"):
         primary = "a value does not fit its column"
-    return f"{primary} (SQLSTATE {code})"
+    sqlstate = f"(SQLSTATE {code})"
+    # a refusal of the shop's tables the engine raised again says it already
+    return primary if primary.endswith(sqlstate) else f"{primary} {sqlstate}"
 
 
 def in_transaction(

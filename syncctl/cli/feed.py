@@ -278,6 +278,8 @@ def bootstrap(
         f"{time.monotonic() - started:.1f} s"
     )
     click.echo(f"  events imported:                {result.imported.events:,}")
+    if refused := result.imported.states["dead_letter"]:
+        click.echo(f"  events refused (dead letters):  {refused:,} (syncctl deadletter list)")
     click.echo(f"  customers linked to tritonX:    {result.linked:,}")
     click.echo(f"  local customers adopted:        {result.adopted:,}")
     click.echo(f"  local customers left unlinked:  {result.unlinked_left:,}")

@@ -280,7 +280,7 @@ def purge(
             for s in plan.steps:
                 columns = f" ({', '.join(s.columns)})" if s.columns else ""
                 click.echo(
-                    f"{s.policy:<14}{s.table + columns:<40}{s.action:<26}{s.rows:>8} row(s)"
+                    f"{s.policy:<13} {s.table + columns:<39} {s.action:<25}{s.rows:>8} row(s)"
                     f"{s.customers:>8} customer(s)  {'; '.join(s.reasons)}"
                 )
             if not plan.steps:
@@ -483,10 +483,14 @@ def erasure_execute(
                 click.echo(f"  {step.table:<40} {step.rows:>8}  {step.action}")
             return
         proof = gdpr.execute_erasure(conn, request_id, actor=actor, now=now)
-    click.echo(
-        f"erasure request {request_id}: {proof.state}; searched "
-        f"{proof.columns_searched} column(s), residue hits {proof.residue_hits}"
-    )
+    if proof.columns_searched is None:
+        # it failed before the search: the error follows
+        click.echo(f"erasure request {request_id}: {proof.state} before the residue search")
+    else:
+        click.echo(
+            f"erasure request {request_id}: {proof.state}; searched "
+            f"{proof.columns_searched} column(s), residue hits {proof.residue_hits}"
+        )
     for column, hits in sorted(proof.residue.items()):
         click.echo(f"  {column:<48} {hits:>6}")
     if proof.counts:
