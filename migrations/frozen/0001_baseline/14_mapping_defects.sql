@@ -38,8 +38,9 @@ AS $$
     ORDER BY a.attnum
 $$;
 
--- A table (plain or partitioned) by its exact schema and name, or NULL.
-CREATE OR REPLACE FUNCTION sync._mapping_table(p_schema text, p_table text)
+-- A relation of one of these kinds by its exact schema and name, or NULL.
+CREATE OR REPLACE FUNCTION sync._mapping_relation(p_schema text, p_name text,
+                                                  p_kinds "char"[])
 RETURNS oid
 LANGUAGE sql
 STABLE
@@ -49,7 +50,18 @@ AS $$
     SELECT c.oid
     FROM pg_catalog.pg_class AS c
     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-    WHERE n.nspname = p_schema AND c.relname = p_table AND c.relkind IN ('r', 'p')
+    WHERE n.nspname = p_schema AND c.relname = p_name AND c.relkind = ANY (p_kinds)
+$$;
+
+-- A table (plain or partitioned) by its exact schema and name, or NULL.
+CREATE OR REPLACE FUNCTION sync._mapping_table(p_schema text, p_table text)
+RETURNS oid
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._mapping_relation(p_schema, p_table, '{r,p}')
 $$;
 
 -- Why sync._mapping_table found nothing: the schema or the table does not exist (a view, say).
@@ -68,6 +80,20 @@ AS $$
     FROM (SELECT) AS one
     LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = p_schema
     WHERE p_schema IS NOT NULL AND p_table IS NOT NULL  -- else "is missing" says it
+$$;
+
+-- A sequence by the mapping's key_sequence, "schema.sequence" with both names exactly as in the
+-- catalog, never quoted (the schema's name ends at the first dot), or NULL.
+CREATE OR REPLACE FUNCTION sync._mapping_sequence(p_name text)
+RETURNS oid
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._mapping_relation(pg_catalog.split_part(p_name, '.', 1),
+                                  pg_catalog.substr(p_name, pg_catalog.strpos(p_name, '.') + 1),
+                                  '{S}')
 $$;
 
 -- A column of a table by its exact name (the pg_attribute row), or NULL.
@@ -770,16 +796,27 @@ BEGIN
                     CASE WHEN NOT key_column.atthasdef OR key_column.attgenerated <> '' THEN
                         pg_catalog.format('%I has no default', key_column.attname) END
                 WHEN 'uuid' THEN
-                    CASE WHEN key_column.atttypid <> 'pg_catalog.uuid'::pg_catalog.regtype THEN
-                        pg_catalog.format('gen_random_uuid() makes a uuid; %I is %s',
+                    -- a text or varchar key takes the uuid's text form (36 characters)
+                    CASE WHEN key_column.atttypid NOT IN ('pg_catalog.uuid'::pg_catalog.regtype,
+                                                          'pg_catalog.text'::pg_catalog.regtype,
+                                                          'pg_catalog.varchar'::pg_catalog.regtype)
+                              OR (key_column.atttypid = 'pg_catalog.varchar'::pg_catalog.regtype
+                                  AND key_column.atttypmod > 4
+                                  AND key_column.atttypmod - 4 < 36) THEN
+                        pg_catalog.format('gen_random_uuid() makes a uuid, or its text of 36 '
+                                          'characters; %I is %s',
                                           key_column.attname,
                                           pg_catalog.format_type(key_column.atttypid,
                                                                  key_column.atttypmod)) END
                 WHEN 'sequence' THEN
+                    -- a text or varchar key takes the number's text form
                     CASE WHEN key_column.atttypid NOT IN ('pg_catalog.int2'::pg_catalog.regtype,
                                                           'pg_catalog.int4'::pg_catalog.regtype,
-                                                          'pg_catalog.int8'::pg_catalog.regtype)
-                        THEN pg_catalog.format('a sequence makes integers; %I is %s',
+                                                          'pg_catalog.int8'::pg_catalog.regtype,
+                                                          'pg_catalog.text'::pg_catalog.regtype,
+                                                          'pg_catalog.varchar'::pg_catalog.regtype)
+                        THEN pg_catalog.format('a sequence makes integers (or their text); '
+                                               '%I is %s',
                                                key_column.attname,
                                                pg_catalog.format_type(key_column.atttypid,
                                                                       key_column.atttypmod)) END
@@ -791,13 +828,7 @@ BEGIN
         END IF;
         sequence_oid := NULL;
         IF t ->> 'key_generate' = 'sequence' THEN
-            SELECT c.oid INTO sequence_oid
-            FROM pg_catalog.pg_class AS c
-            JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'S'
-              AND n.nspname = pg_catalog.split_part(t ->> 'key_sequence', '.', 1)
-              AND c.relname = pg_catalog.substr(t ->> 'key_sequence',
-                                  pg_catalog.strpos(t ->> 'key_sequence', '.') + 1);
+            sequence_oid := sync._mapping_sequence(t ->> 'key_sequence');
             IF sequence_oid IS NULL THEN
                 RETURN QUERY SELECT at || '.key_sequence', CASE
                     WHEN t ->> 'key_sequence' IS NULL THEN 'is missing (key_generate = sequence)'

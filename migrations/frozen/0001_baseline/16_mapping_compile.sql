@@ -142,8 +142,9 @@ $$;
 
 -- How a new key is made, as an inline expression: the identity's sequence (nextval; the insert
 -- adds OVERRIDING SYSTEM VALUE for GENERATED ALWAYS), the column default's own expression,
--- pg_catalog.gen_random_uuid() or the named sequence. Made in the SELECT that inserts, so the
--- same statement can write the link and the rows that point to it.
+-- pg_catalog.gen_random_uuid() or the named sequence, cast to a text or varchar key's type (its
+-- text form). Made in the SELECT that inserts, so the same statement can write the link and the
+-- rows that point to it.
 CREATE OR REPLACE FUNCTION sync._compile_key(p_relation pg_catalog.regclass, p_key text,
                                              p_table jsonb)
 RETURNS text
@@ -161,11 +162,22 @@ AS $$
             FROM pg_catalog.pg_attrdef AS d
             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
             WHERE d.adrelid = p_relation AND a.attname = p_key)
-        WHEN 'uuid' THEN 'pg_catalog.gen_random_uuid()'
+        WHEN 'uuid' THEN 'pg_catalog.gen_random_uuid()' || k.as_text
         WHEN 'sequence' THEN pg_catalog.format(
             'pg_catalog.nextval(%L::pg_catalog.regclass)',
-            pg_catalog.to_regclass(p_table ->> 'key_sequence')::text)
+            sync._mapping_sequence(p_table ->> 'key_sequence')::pg_catalog.regclass::text)
+            || k.as_text
     END
+    FROM (
+        SELECT coalesce((
+            -- without the length: an explicit cast to varchar(n) would cut a longer key, where
+            -- the insert refuses it (22001, a dead letter)
+            SELECT '::' || pg_catalog.format_type(a.atttypid, NULL)
+            FROM pg_catalog.pg_attribute AS a
+            WHERE a.attrelid = p_relation AND a.attname = p_key
+              AND a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype,
+                                 'pg_catalog.varchar'::pg_catalog.regtype)), '') AS as_text
+    ) AS k
 $$;
 
 -- The SQL that (re)creates schema syncmap for a mapping document, as text (not executed).

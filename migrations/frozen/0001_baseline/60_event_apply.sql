@@ -160,6 +160,10 @@ BEGIN
         IF why IS NULL THEN
             RAISE;
         END IF;
+        IF state LIKE '22%' AND staged.event_type = 'customer.upserted' THEN
+            -- a value that does not fit its column: name the column, as the feed's page does
+            why := coalesce(syncmap.snapshot_defect(staged.payload -> 'customer'), why);
+        END IF;
         UPDATE sync.dead_letter AS d
         SET attempts = d.attempts + 1, reason = why, last_attempt_at = pg_catalog.now()
         WHERE d.inbox_id = p_inbox_id;

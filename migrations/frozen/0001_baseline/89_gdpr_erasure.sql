@@ -343,6 +343,9 @@ DECLARE
     searched integer;
     problem  text;
     context  text;
+    schema_  text;
+    table_   text;
+    constraint_ text;
     sharing  text[] := '{}';
     skipped  text[] := gdpr.unsearched_tables();
 BEGIN
@@ -375,11 +378,19 @@ BEGIN
                  FROM pg_catalog.jsonb_object_keys(leftover) AS k));
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        -- the engine's own refusals hold ids and codes only; any other message (a shop
-        -- trigger's, even of class SY) may quote values
-        GET STACKED DIAGNOSTICS context = PG_EXCEPTION_CONTEXT;
-        problem := coalesce(SQLSTATE || ': ' || sync._own_refusal(SQLSTATE, SQLERRM, context),
-                            'SQLSTATE ' || SQLSTATE);
+        -- the engine's own refusals hold ids and codes only, and so does a refusal of the
+        -- shop's tables the anonymisation raised again (sync._raise_without_values: what and
+        -- where, by names); any other message (a shop trigger's, even of class SY) may quote
+        -- values: it is said by its SQLSTATE and the objects it names (sync._shop_refusal)
+        GET STACKED DIAGNOSTICS context = PG_EXCEPTION_CONTEXT, schema_ = SCHEMA_NAME,
+                                table_ = TABLE_NAME, constraint_ = CONSTRAINT_NAME;
+        problem := coalesce(
+            SQLSTATE || ': ' || sync._own_refusal(SQLSTATE, SQLERRM, context),
+            CASE WHEN pg_catalog.split_part(context, E'\n', 1)
+                      LIKE 'PL/pgSQL function sync.\_raise\_without\_values(%'
+                 THEN SQLERRM END,
+            sync._shop_refusal(SQLSTATE, SQLERRM, schema_, table_, constraint_, context),
+            'SQLSTATE ' || SQLSTATE);
         leftover := NULL;
         hits := NULL;
         searched := NULL;
