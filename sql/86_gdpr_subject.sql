@@ -175,7 +175,10 @@ BEGIN
                -- a record kept as its JSON text (it holds \u0000): that text
                || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('raw', i.raw))
         FROM sync.inbox AS i
-        WHERE i.customer_number = ANY (numbers)
+        -- the numbers' records, and the ones an anonymisation scrubs as the customer's too: a
+        -- dead letter whose own number is missing or malformed while its snapshot names one
+        WHERE (i.customer_number = ANY (numbers)
+               OR i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(number) AS c))
           AND (i.payload IS NOT NULL OR i.raw IS NOT NULL)
         ORDER BY i.id;
     RETURN QUERY
