@@ -94,3 +94,22 @@ def test_the_exported_policies_say_whether_they_still_hold_the_data_for_any_key_
     (policy,) = gdpr.subject_data(conn, customer_id=str(key)).tables["gdpr.policy"]
     assert policy["code"] == "club" and policy["held"] is True
     assert policy["held_until"] is not None
+
+
+def test_an_export_needing_a_table_the_owner_cannot_read_is_refused_naming_it(
+    shop: ShopSchema, conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    stage(conn, [upserted("TX00000721", 1)])
+    key = shop.key_of(conn, "TX00000721")
+    assert key is not None
+    conn.execute(LINES_DDL[shop.name])
+    conn.execute(f"REVOKE SELECT ON {SHIPMENT[shop.name]} FROM syncctl_owner")
+    conn.commit()
+    refused = subprocess.run(
+        [sys.executable, "-m", "syncctl", "--dsn", dsn, "export", "TX00000721"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "shipment" in refused.stderr and "42501" in refused.stderr
