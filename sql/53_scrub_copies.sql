@@ -24,17 +24,17 @@ AS $$
     FROM sync.inbox AS i, numbers
     WHERE (i.customer_number = ANY (numbers.n)
            OR (i.event_type = 'customer.merged' AND (i.payload ->> 'into') = ANY (numbers.n))
-           -- a malformed record whose own number is missing or malformed: the snapshot still
-           -- names it (the index inbox_snapshot_number_malformed)
-           OR ((i.customer_number IS NULL
-                OR i.customer_number OPERATOR(pg_catalog.!~) '^[A-Za-z0-9]{1,32}$')
-               AND (i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)))
+           -- a malformed record whose own number is missing, malformed or another: its
+           -- snapshot names it (the index inbox_snapshot_number_other)
+           OR ((i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)
+               AND i.customer_number IS DISTINCT FROM
+                   (i.payload -> 'customer' ->> 'customer_number')))
       AND (sync.event_envelope(i.payload) <> i.payload OR i.raw IS NOT NULL)
 $$;
 
--- The dead letters of a customer number and of the numbers merged into it (a malformed
--- record's, its own number missing or malformed, by the number its snapshot names): what
--- anonymising it decides as skipped.
+-- The dead letters of a customer number and of the numbers merged into it, by their own number
+-- or by the number their snapshot names (a malformed record's own number may be missing,
+-- malformed or another): what anonymising it decides as skipped.
 CREATE OR REPLACE FUNCTION sync._dead_letter_copies(p_number text)
 RETURNS TABLE (inbox_id bigint)
 LANGUAGE sql
@@ -45,11 +45,12 @@ AS $$
     SELECT d.inbox_id
     FROM sync.dead_letter AS d
     JOIN sync.inbox AS i ON i.id = d.inbox_id
-    WHERE CASE WHEN sync.is_customer_number(i.customer_number) THEN i.customer_number
-               ELSE i.payload -> 'customer' ->> 'customer_number' END IN (
-              SELECT p_number
-              UNION ALL
-              SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
+    CROSS JOIN (SELECT ARRAY(SELECT p_number
+                             UNION ALL
+                             SELECT r.old_number FROM sync.redirect AS r
+                             WHERE r.survivor_number = p_number) AS n) AS numbers
+    WHERE i.customer_number = ANY (numbers.n)
+       OR (i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)
 $$;
 
 -- Scrub the engine's copies of a customer number's personal data: inbox payloads keep only the

@@ -176,7 +176,8 @@ BEGIN
                || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('raw', i.raw))
         FROM sync.inbox AS i
         -- the numbers' records, and the ones an anonymisation scrubs as the customer's too: a
-        -- dead letter whose own number is missing or malformed while its snapshot names one
+        -- dead letter whose own number is missing, malformed or another while its snapshot
+        -- names one of them
         WHERE (i.customer_number = ANY (numbers)
                OR i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(number) AS c))
           AND (i.payload IS NOT NULL OR i.raw IS NOT NULL)

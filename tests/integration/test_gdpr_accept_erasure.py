@@ -1,6 +1,6 @@
 """Acceptance of the erasure requests and the subject access export by docs/gdpr.md alone, on
-both test schemas: a dead letter whose envelope's customer number is missing or malformed, while
-its snapshot names the customer, is the customer's data: the export lists it, and executing an
+both test schemas: a dead letter whose envelope's customer number is missing, malformed or
+another, while its snapshot names the customer, is the customer's data: the export lists it, and executing an
 erasure request scrubs it and decides it (docs: "decided as skipped (the customer's dead
 letters)"), so the request ends `done` with nothing of the person left in any table. A
 negative grace period is refused: a request is never due before it was scheduled."""
@@ -53,13 +53,16 @@ def _tables_holding(conn: psycopg.Connection[Any], values: list[str]) -> dict[st
 
 
 def _malformed_dead_letters(conn: psycopg.Connection[Any], person: dict[str, Any]) -> None:
-    """Two records of customer TX00000801 that are dead letters for their envelope: its number
-    missing, and malformed; their snapshots name the customer and hold the person's values."""
+    """Three records of customer TX00000801 that are dead letters for their envelope: its number
+    missing, malformed, and another (of nobody here); their snapshots name the customer and
+    hold the person's values."""
     missing = upserted("TX00000801", 2, **person)
     del missing["customer_number"]
     malformed = upserted("TX00000801", 3, **person)
     malformed["customer_number"] = "TX 801!"
-    assert stage(conn, [missing, malformed]).states == {"dead_letter": 2}
+    another = upserted("TX00000801", 4, **person)
+    another["customer_number"] = "TX00000899"
+    assert stage(conn, [missing, malformed, another]).states == {"dead_letter": 3}
 
 
 def test_the_export_lists_dead_letters_whose_snapshot_names_the_customer(
@@ -71,7 +74,7 @@ def test_the_export_lists_dead_letters_whose_snapshot_names_the_customer(
     key = shop.key_of(conn, "TX00000801")
     data = gdpr.subject_data(conn, customer_id=str(key))
     versions = sorted(r["version"] for r in data.tables["sync.inbox"])
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
 
 
 def test_an_erasure_scrubs_and_decides_dead_letters_whose_snapshot_names_the_customer(
@@ -86,11 +89,11 @@ def test_an_erasure_scrubs_and_decides_dead_letters_whose_snapshot_names_the_cus
     gdpr.verify_erasure(conn, request, actor="bo:test")
     gdpr.schedule_erasure(conn, request, actor="bo:test")
     planned = {(s.table, s.action): s.rows for s in gdpr.erasure_plan(conn, request)}
-    assert planned[("sync.dead_letter", "decide as skipped")] == 2
+    assert planned[("sync.dead_letter", "decide as skipped")] == 3
 
     proof = gdpr.execute_erasure(conn, request, actor="bo:test")
     assert (proof.state, proof.residue_hits) == ("done", 0), proof.error
-    assert proof.counts["sync.dead_letter"] == 2
+    assert proof.counts["sync.dead_letter"] == 3
     assert _tables_holding(conn, list(anna.values())) == {}
     assert conn.execute("SELECT count(*) FROM sync.dead_letter").fetchone() == (0,)
 
