@@ -1,9 +1,9 @@
 """Acceptance of the erasure requests and the subject access export by docs/gdpr.md alone, on
 both test schemas: a dead letter whose envelope's customer number is missing, malformed or
-another, while its snapshot names the customer, is the customer's data: the export lists it, and executing an
-erasure request scrubs it and decides it (docs: "decided as skipped (the customer's dead
-letters)"), so the request ends `done` with nothing of the person left in any table. A
-negative grace period is refused: a request is never due before it was scheduled."""
+another, while its snapshot names the customer, is the customer's data: the export lists it,
+and executing an erasure request scrubs it and decides it (docs: "decided as skipped (the
+customer's dead letters)"), so the request ends `done` with nothing of the person left in any
+table. A negative grace period is refused: a request is never due before it was scheduled."""
 
 from __future__ import annotations
 
