@@ -124,10 +124,14 @@ CREATE INDEX IF NOT EXISTS inbox_customer_number ON sync.inbox (customer_number)
 -- anonymising a survivor scrubs the snapshots of the merge events that name it as `into`
 CREATE INDEX IF NOT EXISTS inbox_merge_into ON sync.inbox ((payload ->> 'into'))
     WHERE event_type = 'customer.merged';
--- a malformed record's number is found in its snapshot when anonymising (sync._inbox_copies)
-CREATE INDEX IF NOT EXISTS inbox_snapshot_number_unparsed
+-- a malformed record's number (its own missing, malformed or another) is found in its snapshot
+-- when anonymising (sync._inbox_copies); a well-formed upsert's two numbers agree, so only
+-- malformed records are indexed
+DROP INDEX IF EXISTS sync.inbox_snapshot_number_unparsed;
+CREATE INDEX IF NOT EXISTS inbox_snapshot_number_other
     ON sync.inbox ((payload -> 'customer' ->> 'customer_number'))
-    WHERE customer_number IS NULL;
+    WHERE (payload -> 'customer' ->> 'customer_number') IS NOT NULL
+      AND customer_number IS DISTINCT FROM (payload -> 'customer' ->> 'customer_number');
 -- The inbox rows that still hold a payload, oldest first: the ones sync.drop_payloads looks at.
 -- It covers the retention window and the dead letters, not the whole history, so a call costs
 -- the same on a young inbox and on one with years of decided rows.

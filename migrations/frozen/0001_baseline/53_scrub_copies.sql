@@ -24,14 +24,17 @@ AS $$
     FROM sync.inbox AS i, numbers
     WHERE (i.customer_number = ANY (numbers.n)
            OR (i.event_type = 'customer.merged' AND (i.payload ->> 'into') = ANY (numbers.n))
-           -- a malformed record whose own number did not parse: the snapshot still names it
-           OR (i.customer_number IS NULL
-               AND (i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)))
+           -- a malformed record whose own number is missing, malformed or another: its
+           -- snapshot names it (the index inbox_snapshot_number_other)
+           OR ((i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)
+               AND i.customer_number IS DISTINCT FROM
+                   (i.payload -> 'customer' ->> 'customer_number')))
       AND (sync.event_envelope(i.payload) <> i.payload OR i.raw IS NOT NULL)
 $$;
 
--- The dead letters of a customer number and of the numbers merged into it (a malformed
--- record's by the number its snapshot names): what anonymising it decides as skipped.
+-- The dead letters of a customer number and of the numbers merged into it, by their own number
+-- or by the number their snapshot names (a malformed record's own number may be missing,
+-- malformed or another): what anonymising it decides as skipped.
 CREATE OR REPLACE FUNCTION sync._dead_letter_copies(p_number text)
 RETURNS TABLE (inbox_id bigint)
 LANGUAGE sql
@@ -42,10 +45,12 @@ AS $$
     SELECT d.inbox_id
     FROM sync.dead_letter AS d
     JOIN sync.inbox AS i ON i.id = d.inbox_id
-    WHERE coalesce(i.customer_number, i.payload -> 'customer' ->> 'customer_number') IN (
-              SELECT p_number
-              UNION ALL
-              SELECT r.old_number FROM sync.redirect AS r WHERE r.survivor_number = p_number)
+    CROSS JOIN (SELECT ARRAY(SELECT p_number
+                             UNION ALL
+                             SELECT r.old_number FROM sync.redirect AS r
+                             WHERE r.survivor_number = p_number) AS n) AS numbers
+    WHERE i.customer_number = ANY (numbers.n)
+       OR (i.payload -> 'customer' ->> 'customer_number') = ANY (numbers.n)
 $$;
 
 -- Scrub the engine's copies of a customer number's personal data: inbox payloads keep only the
@@ -62,11 +67,7 @@ DECLARE
     scrubbed bigint;
     decided  bigint;
 BEGIN
-    UPDATE sync.inbox AS i
-    SET payload = sync.event_envelope(i.payload), raw = NULL
-    WHERE i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(p_number) AS c);
-    GET DIAGNOSTICS scrubbed = ROW_COUNT;
-
+    -- the dead letters first: a malformed record is found by the snapshot the scrub drops
     WITH gone AS (
         DELETE FROM sync.dead_letter AS d
         USING sync.inbox AS i
@@ -78,9 +79,17 @@ BEGIN
                             version, reason)
     SELECT p_actor, coalesce(g.event_type, 'unknown'), 'skipped',
            CASE WHEN sync.is_event_id(g.event_id) THEN g.event_id END,
-           g.inbox_id, g.customer_number, g.version, 'tombstone'
+           g.inbox_id,
+           -- a malformed number is the record's text, not a number: not repeated
+           CASE WHEN sync.is_customer_number(g.customer_number) THEN g.customer_number END,
+           g.version, 'tombstone'
     FROM gone AS g;
     GET DIAGNOSTICS decided = ROW_COUNT;
+
+    UPDATE sync.inbox AS i
+    SET payload = sync.event_envelope(i.payload), raw = NULL
+    WHERE i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(p_number) AS c);
+    GET DIAGNOSTICS scrubbed = ROW_COUNT;
 
     RETURN pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
         'sync.inbox', NULLIF(scrubbed, 0), 'sync.dead_letter', NULLIF(decided, 0)));

@@ -132,13 +132,16 @@ BEGIN
     IF p_categories IS NULL OR pg_catalog.cardinality(p_categories) = 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'SY082', MESSAGE = 'a policy needs at least one category';
     END IF;
-    -- a category is a table of the registry, or a classified column of one
+    -- a category is a customer table of the registry, or a classified column of one (not of
+    -- a table that holds no customer's data, classified for the residue search, say)
     SELECT pg_catalog.string_agg(c.name, ', ') INTO unknown
     FROM pg_catalog.unnest(p_categories) AS c (name)
     WHERE NOT EXISTS (
               SELECT FROM sync.customer_tables() AS t WHERE t.qualified_name = c.name)
       AND NOT EXISTS (
               SELECT FROM sync.pii_column AS p
+              JOIN sync.customer_tables() AS t
+                  ON t.qualified_name = p.table_schema || '.' || p.table_name
               WHERE p.table_schema || '.' || p.table_name || '.' || p.column_name = c.name);
     IF unknown IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY082',

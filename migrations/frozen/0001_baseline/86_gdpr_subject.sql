@@ -40,22 +40,31 @@ AS $$
                    p.key_column, p.pointer, m.relation, m.key_column, m.key_type)
         FROM sync._pointed_tables() AS p CROSS JOIN mapped AS m
         UNION ALL
-        -- one foreign key further: rows hanging off the customer's rows (order lines); a
-        -- partition whose foreign key is its own (not its parent's, as some dumps write them)
-        -- is read through its partitioned parent, each row once, under the parent's name
+        -- one foreign key further: rows hanging off the customer's rows (order lines), by a
+        -- foreign key of one column or several (a table referring to a partitioned table
+        -- names its partition key too); a partition whose foreign key is its own (not its
+        -- parent's, as some dumps write them) is read through its partitioned parent, each
+        -- row once, under the parent's name
         SELECT f.relation, pg_catalog.format(
-                   't.%I IN (SELECT p.%I FROM %s AS p WHERE p.%I = $1::%s)',
-                   a.attname, ref.attname, l.relation, l.fk_column, l.column_type)
+                   '(%s) IN (SELECT %s FROM %s AS p WHERE p.%I = $1::%s)',
+                   cols.referring, cols.referred, l.relation, l.fk_column, l.column_type)
         FROM sync.customer_links() AS l
         JOIN pg_catalog.pg_constraint AS fk
             ON fk.confrelid = l.relation AND fk.contype = 'f' AND fk.conparentid = 0
-           AND pg_catalog.cardinality(fk.conkey) = 1
         CROSS JOIN LATERAL (SELECT coalesce(pg_catalog.pg_partition_root(fk.conrelid),
                                             fk.conrelid)::pg_catalog.regclass) AS f (relation)
-        JOIN pg_catalog.pg_attribute AS a
-            ON a.attrelid = fk.conrelid AND a.attnum = fk.conkey[1]
-        JOIN pg_catalog.pg_attribute AS ref
-            ON ref.attrelid = fk.confrelid AND ref.attnum = fk.confkey[1]
+        CROSS JOIN LATERAL (
+            SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', a.attname), ', '
+                                         ORDER BY k.n),
+                   pg_catalog.string_agg(pg_catalog.format('p.%I', ref.attname), ', '
+                                         ORDER BY k.n)
+            FROM ROWS FROM (pg_catalog.unnest(fk.conkey), pg_catalog.unnest(fk.confkey))
+                 WITH ORDINALITY AS k (att, refatt, n)
+            JOIN pg_catalog.pg_attribute AS a
+                ON a.attrelid = fk.conrelid AND a.attnum = k.att
+            JOIN pg_catalog.pg_attribute AS ref
+                ON ref.attrelid = fk.confrelid AND ref.attnum = k.refatt
+        ) AS cols (referring, referred)
         WHERE f.relation NOT IN (SELECT m.relation FROM mapped AS m)
           AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
     )
@@ -166,7 +175,11 @@ BEGIN
                -- a record kept as its JSON text (it holds \u0000): that text
                || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('raw', i.raw))
         FROM sync.inbox AS i
-        WHERE i.customer_number = ANY (numbers)
+        -- the numbers' records, and the ones an anonymisation scrubs as the customer's too: a
+        -- dead letter whose own number is missing, malformed or another while its snapshot
+        -- names one of them
+        WHERE (i.customer_number = ANY (numbers)
+               OR i.id IN (SELECT c.inbox_id FROM sync._inbox_copies(number) AS c))
           AND (i.payload IS NOT NULL OR i.raw IS NOT NULL)
         ORDER BY i.id;
     RETURN QUERY

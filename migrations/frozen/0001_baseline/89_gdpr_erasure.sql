@@ -188,7 +188,7 @@ BEGIN
 END
 $$;
 
--- Schedule a verified request for p_now + p_grace (a cancellation window).
+-- Schedule a verified request for p_now + p_grace (a cancellation window; SY087 when negative).
 -- Example: SELECT gdpr.schedule_erasure(7, 'backoffice:op-17', '14 days');
 CREATE OR REPLACE FUNCTION gdpr.schedule_erasure(
     p_request_id bigint, p_actor text, p_grace interval DEFAULT '0',
@@ -206,6 +206,12 @@ BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     PERFORM sync._checked_time(p_now, 'p_now');
     request := gdpr._erasure_request(p_request_id, ARRAY['verified']);
+    -- a request is never due before it was scheduled
+    IF due < p_now THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY087',
+            MESSAGE = pg_catalog.format('erasure request %s: a grace period cannot be negative',
+                                        p_request_id);
+    END IF;
     UPDATE gdpr.erasure_request AS e SET state = 'scheduled', scheduled_for = due
     WHERE e.id = p_request_id;
     PERFORM gdpr._audit(gdpr._erasure_actor(p_actor), 'erasure.scheduled', request.customer_key,
