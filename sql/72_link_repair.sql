@@ -32,24 +32,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started  timestamptz := pg_catalog.clock_timestamp();
-    mapped   record;
     number   text;
-    linked   jsonb;
-    link     record;
-    owned    text;
-    pointers text;
     present  boolean;
-    moved    record;
-    related  record;
-    new_row  text;
-    columns  text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
     PERFORM sync._checked_length(p_local_key, 200, 'local customer key');
     -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
     PERFORM sync._moves_current();
     PERFORM sync._checked_length(p_linked_key, 200, 'linked customer key');
-    SELECT * INTO mapped FROM sync.mapped_customer();
     -- the keys in their own text form ('042' is '42'), as every engine table holds them: a
     -- customer's consents, requests and link rows move with it only under that form
     p_local_key := sync._local_customer_key(p_local_key);
@@ -73,6 +63,38 @@ BEGIN
                         ' matches', number
             USING ERRCODE = 'SY052';
     END IF;
+    RETURN sync._absorb_into_local(
+        p_local_key, p_linked_key, number, p_actor,
+        'local customer adopted; the customer the number had arrived on absorbed into it',
+        started);
+END
+$$;
+
+-- The adoption itself, for callers that checked the pair and locked both customers (keys as
+-- text, in their own text form): the linked customer p_linked_key (tritonX's number p_number)
+-- is absorbed into the unlinked local customer p_local_key, as sync.adopt_local_customer_key
+-- says; one customer.adopted audit row with p_reason. Returns the rows moved per table.
+CREATE OR REPLACE FUNCTION sync._absorb_into_local(
+    p_local_key text, p_linked_key text, p_number text, p_actor text, p_reason text,
+    p_started timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped   record;
+    linked   jsonb;
+    link     record;
+    owned    text;
+    pointers text;
+    moved    record;
+    related  record;
+    new_row  text;
+    columns  text;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
     EXECUTE pg_catalog.format('SELECT pg_catalog.to_jsonb(c) FROM %s AS c WHERE c.%I = $1::%s',
                               mapped.relation, mapped.key_column, mapped.key_type)
         INTO linked USING p_linked_key;
@@ -147,12 +169,133 @@ BEGIN
     WHERE p_local_key = ANY (l.candidate_keys) AND l.resolved_at IS NULL;
     INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts,
                             reason, duration_ms, customer_key)
-    VALUES (p_actor, 'customer.adopted', 'applied', number,
-            (sync._key_ids(ARRAY[p_local_key]))[1], moved.counts,
-            'local customer adopted; the customer the number had arrived on absorbed into it',
-            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
+    VALUES (p_actor, 'customer.adopted', 'applied', p_number,
+            (sync._key_ids(ARRAY[p_local_key]))[1], moved.counts, p_reason,
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - p_started) * 1000,
             sync._shown_key(p_local_key));
     RETURN moved.counts;
+END
+$$;
+
+-- Adoption on arrival: the upsert in inbox row p_inbox_id (of the batch p_first..p_last) that
+-- a unique index of the shop's refused (on the e-mail, say): tritonX's customer cannot get the
+-- e-mail of an unlinked local customer next to it, so there would never be a row holding
+-- tritonX's e-mail for login or `links repair` to adopt. When tritonX's own e-mail in the
+-- snapshot (the field the mapped e-mail column takes, sync._email_column) names exactly one
+-- unlinked local customer and no linked one (the rule of sync._adoption_match), that customer
+-- is adopted now: for a new number it is linked to it; for a number that has a customer
+-- already (an earlier snapshot had another e-mail), that customer is absorbed into it as
+-- sync.adopt_local_customer_key does. Either way the local customer keeps its key and the
+-- columns tritonX does not own, and the event is then applied to it by the feed's own write;
+-- audited customer.adopted. Returns whether it was; false leaves nothing changed (the caller
+-- makes the event a dead letter). A transient error raises.
+CREATE OR REPLACE FUNCTION sync._adopt_on_arrival(
+    p_first bigint, p_last bigint, p_inbox_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started     timestamptz := pg_catalog.clock_timestamp();
+    mapped      record;
+    email       name := sync._email_column();
+    staged      record;
+    wanted      text;
+    locals      text[];
+    shared      boolean;
+    existing    text;
+    number_col  text;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    err_context text;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF email IS NULL OR mapped.relation IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM sync.open_page();
+    SELECT i.source, i.event_id, i.customer_number,
+           r.payload -> 'customer' ->> 'email' AS email
+    INTO staged
+    FROM sync.inbox AS i
+    CROSS JOIN LATERAL (
+        SELECT coalesce(i.payload, (SELECT p.payload FROM pg_temp.syncctl_page AS p
+                                    WHERE p.id = i.id)) AS payload) AS r
+    WHERE i.id = p_inbox_id AND i.event_type = 'customer.upserted';
+    wanted := sync.normalise_email(staged.email);
+    IF coalesce(wanted, '') = '' THEN
+        RETURN false;
+    END IF;
+    existing := syncmap.key_of(staged.customer_number);
+    EXECUTE pg_catalog.format(
+        'SELECT ARRAY(SELECT l.%2$I::text FROM %1$s AS l '
+        '             WHERE sync.normalise_email(l.%3$I::text) = $1 '
+        '               AND NOT EXISTS (SELECT FROM syncmap.customer_map AS m '
+        '                               WHERE m.customer_key = l.%2$I) '
+        '             ORDER BY l.%2$I LIMIT 2), '
+        '       EXISTS (SELECT FROM %1$s AS o JOIN syncmap.customer_map AS m '
+        '                 ON m.customer_key = o.%2$I '
+        '               WHERE sync.normalise_email(o.%3$I::text) = $1)',
+        mapped.relation, mapped.key_column, email)
+        INTO locals, shared USING wanted;
+    IF pg_catalog.cardinality(locals) IS DISTINCT FROM 1 OR shared THEN
+        RETURN false;
+    END IF;
+    SELECT v.document #>> '{customer,number,column}' INTO number_col
+    FROM sync.mapping_version AS v WHERE v.active;
+    BEGIN
+        -- the compiled moves, current before any customer is locked (a page of upserts
+        -- alone has not made them current)
+        PERFORM sync._moves_current();
+        PERFORM syncmap.lock_customers(locals || existing);
+        IF existing IS NOT NULL THEN
+            PERFORM sync._absorb_into_local(
+                locals[1], existing, staged.customer_number, staged.source,
+                'local customer adopted: tritonX gave its e-mail to the customer of this '
+                'number, and a unique index of the shop''s refused two rows with it', started);
+        -- linked: the number on its row (or its link row), no version yet (any is newer)
+        ELSIF number_col IS NULL THEN
+            INSERT INTO sync.customer_link (customer_key, customer_number)
+            VALUES (locals[1], staged.customer_number)
+            ON CONFLICT (customer_key) DO UPDATE SET customer_number = excluded.customer_number;
+        ELSE
+            EXECUTE pg_catalog.format('UPDATE %1$s AS c SET %2$I = $1 WHERE c.%3$I = $2::%4$s',
+                                      mapped.relation, number_col, mapped.key_column,
+                                      mapped.key_type)
+                USING staged.customer_number, locals[1];
+        END IF;
+        PERFORM sync._apply_upserts(p_first, p_last, ARRAY[p_inbox_id]);
+        IF NOT EXISTS (SELECT FROM sync.audit AS a
+                       WHERE a.event_id = staged.event_id AND a.outcome = 'applied') THEN
+            RAISE EXCEPTION USING ERRCODE = 'SY098', MESSAGE = 'not adopted';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                constraint_ = CONSTRAINT_NAME, err_context = PG_EXCEPTION_CONTEXT;
+        IF sync._error_without_values(state, message, schema_name, table_name, constraint_,
+                                      err_context) IS NULL THEN
+            RAISE;
+        END IF;
+        RETURN false;
+    END;
+    IF existing IS NOT NULL THEN
+        RETURN true;  -- audited by sync._absorb_into_local
+    END IF;
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, reason,
+                            duration_ms, customer_key)
+    VALUES (staged.source, 'customer.adopted', 'applied', staged.customer_number,
+            (sync._key_ids(locals))[1],
+            'local customer adopted on arrival: a unique index of the shop''s refused a second '
+            'row for tritonX''s e-mail',
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
+            sync._shown_key(locals[1]));
+    RETURN true;
 END
 $$;
 

@@ -541,7 +541,8 @@ $$;
 -- missing privilege), the run is bisected in seq order, each half in its own subtransaction,
 -- down to the single events that fail: those become dead letters with a reason built from the
 -- error's SQLSTATE, table and constraint (sync._error_without_values), never from its message or
--- detail, and everything else applies. The error is caught here, so neither the client nor
+-- detail, and everything else applies. A single upsert a unique index of the shop's refused is
+-- first offered to sync._adopt_on_arrival (sql/72_link_repair.sql). The error is caught here, so neither the client nor
 -- the server log sees it. A transient error (sync._error_without_values NULL: serialisation,
 -- deadlock, lock time-out, resources, shutdown) fails the page, which the controller retries.
 CREATE OR REPLACE FUNCTION sync._apply_upsert_run(p_first bigint, p_last bigint, p_ids bigint[])
@@ -583,6 +584,11 @@ EXCEPTION WHEN OTHERS THEN
         PERFORM sync._apply_upsert_run(p_first, p_last, ids[1:half]);
         PERFORM sync._apply_upsert_run(p_first, p_last, ids[half + 1:]);
     ELSIF pg_catalog.cardinality(ids) = 1 THEN
+        -- tritonX's new customer refused by a unique index of the shop's (its e-mail's): the
+        -- one unlinked local customer with tritonX's e-mail is adopted instead, if there is one
+        IF state = '23505' AND sync._adopt_on_arrival(p_first, p_last, ids[1]) THEN
+            RETURN;
+        END IF;
         PERFORM sync.open_page();  -- if the failed attempt made it, that was rolled back
         INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
         SELECT i.id, i.event_id,

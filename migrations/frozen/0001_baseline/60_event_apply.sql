@@ -164,6 +164,19 @@ BEGIN
             -- a value that does not fit its column: name the column, as the feed's page does
             why := coalesce(syncmap.snapshot_defect(staged.payload -> 'customer'), why);
         END IF;
+        IF state = '23505' AND staged.event_type = 'customer.upserted' THEN
+            -- refused by a unique index of the shop's: adopted on arrival, as the feed's page
+            -- does (sync._adopt_on_arrival), when tritonX's e-mail names one local customer
+            BEGIN
+                DELETE FROM sync.dead_letter AS d WHERE d.inbox_id = p_inbox_id;
+                IF sync._adopt_on_arrival(p_inbox_id, p_inbox_id, p_inbox_id) THEN
+                    RETURN 'applied';
+                END IF;
+                RAISE EXCEPTION USING ERRCODE = 'SY098', MESSAGE = 'not adopted';
+            EXCEPTION WHEN SQLSTATE 'SY098' THEN
+                NULL;  -- the dead letter stays
+            END;
+        END IF;
         UPDATE sync.dead_letter AS d
         SET attempts = d.attempts + 1, reason = why, last_attempt_at = pg_catalog.now()
         WHERE d.inbox_id = p_inbox_id;
