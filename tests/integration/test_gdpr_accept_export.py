@@ -43,6 +43,7 @@ LINE_SQL: dict[str, LiteralString] = {
     " SELECT id, placed_at, %s FROM sales.orders WHERE id = %s",
 }
 SHIPMENT = {"reference": "shop.shipment", "boutique": "sales.shipment"}
+ORDERS = {"reference": "shop.orders", "boutique": "sales.orders"}
 
 
 def _note() -> str:
@@ -113,3 +114,16 @@ def test_an_export_needing_a_table_the_owner_cannot_read_is_refused_naming_it(
     )
     assert refused.returncode != 0 and refused.stdout == ""
     assert "shipment" in refused.stderr and "42501" in refused.stderr
+    # coverage (and the mapping check) says so beforehand, with the GRANT to run
+    defects = conn.execute(
+        "SELECT table_name, defect FROM sync.coverage_defects() WHERE kind = 'privilege'"
+    ).fetchall()
+    conn.commit()
+    assert [d for d in defects if "shipment" in d[0]] == [
+        (
+            SHIPMENT[shop.name],
+            f"the owner role syncctl_owner lacks SELECT on the table (it references "
+            f"{ORDERS[shop.name]}: the subject access export reads it): "
+            f"GRANT SELECT ON TABLE {SHIPMENT[shop.name]} TO syncctl_owner;",
+        )
+    ], defects

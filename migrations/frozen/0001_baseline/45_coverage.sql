@@ -73,8 +73,9 @@ $$;
 -- [[related]] table all four (the feed inserts and updates its rows, anonymisation scrubs or
 -- copies them, a delete removes them). SELECT on every other table with a foreign key to a
 -- related table the customer row points to: the write reads it to tell whether a row is shared
--- (sql/52_scrub_rows.sql). A table and privilege asked for twice is listed once, by the entry
--- that asks the most, first in the document. `why` says why a table is asked for where its
+-- (sql/52_scrub_rows.sql). SELECT on every table one foreign key further from a linked table
+-- (order lines): the subject access export reads it. A table and privilege asked for twice is
+-- listed once, by the entry that asks the most, first in the document. `why` says why a table is asked for where its
 -- name does not (`self_evident` when only the check, which reports at the document's paths,
 -- needs it said); `privilege_ord` orders a table's privileges as a GRANT lists them (SELECT,
 -- INSERT, UPDATE, DELETE, TRIGGER). Tables that do not exist are left out (the check reports
@@ -180,6 +181,21 @@ AS $$
            AND pg_catalog.cardinality(k.conkey) = 1 AND k.conrelid <> r.oid
         WHERE r.pointed
           AND k.conrelid IS DISTINCT FROM (SELECT c.oid FROM customer AS c)
+        UNION ALL
+        -- one foreign key further (of one column or several): the subject access export reads
+        -- the rows hanging off a customer's linked rows (order lines), a partition's through
+        -- its partitioned parent (gdpr._subject_tables)
+        SELECT l.ord, l.path, f.relation, ARRAY['SELECT'],
+               pg_catalog.format(' (it references %s: the subject access export reads it)',
+                                 l.oid::pg_catalog.regclass),
+               false
+        FROM linked AS l
+        JOIN pg_catalog.pg_constraint AS k
+            ON k.contype = 'f' AND k.conparentid = 0 AND k.confrelid = l.oid
+        CROSS JOIN LATERAL (SELECT coalesce(pg_catalog.pg_partition_root(k.conrelid),
+                                            k.conrelid) AS relation) AS f
+        WHERE f.relation IS DISTINCT FROM (SELECT c.oid FROM customer AS c)
+          AND f.relation NOT IN (SELECT x.oid FROM linked AS x)
     )
     SELECT DISTINCT ON (a.oid, p.privilege)
            a.ord, a.path, a.oid::pg_catalog.regclass, p.privilege,
