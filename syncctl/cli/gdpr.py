@@ -144,6 +144,13 @@ def policy_show(settings: HasDsn, code: str) -> None:
     "--customer-group", default=None, help="With --membership customer_group: which group."
 )
 @click.option(
+    "--consent-field",
+    type=click.Choice(["newsletter_opt_in"]),
+    default=None,
+    help="With --membership consent: the boolean tritonX snapshot field that states the"
+    " consent; its values are recorded as tritonX's decisions.",
+)
+@click.option(
     "--merge-rule",
     type=click.Choice(["most_restrictive", "most_permissive", "survivor"]),
     default="most_restrictive",
@@ -164,6 +171,7 @@ def policy_create(
     categories: tuple[str, ...],
     membership: str,
     customer_group: str | None,
+    consent_field: str | None,
     merge_rule: str,
     actor: str,
 ) -> None:
@@ -181,6 +189,7 @@ def policy_create(
                 categories=list(categories),
                 membership=membership,
                 customer_group=customer_group,
+                consent_field=consent_field,
                 merge_rule=merge_rule,
                 actor=actor,
             )
