@@ -123,7 +123,9 @@ class PullReport:
         self.last_occurred_at = outcome.last_occurred_at or self.last_occurred_at
         self.feed_last_seq = staged.page.last_seq or self.feed_last_seq
         self.caught_up = not staged.page.has_more
-        log.info(
+        # an empty page (caught up, every poll interval) only at debug level
+        log.log(
+            logging.INFO if outcome.events else logging.DEBUG,
             "page staged: %d events up to seq %s, %s",
             outcome.events,
             outcome.last_seq,
@@ -418,8 +420,26 @@ class Part:
 def recover(conn: psycopg.Connection[Any], exc: Exception) -> None:
     """After a part failed: end its transaction, or raise when the connection is gone."""
     if conn.closed or conn.broken:
-        raise DatabaseUnavailable("the database connection was lost") from exc
+        raise connection_lost(exc) from exc
     conn.rollback()
+
+
+def connection_lost(exc: BaseException) -> DatabaseUnavailable:
+    """The error a lost connection is logged as: what was lost, and the server's SQLSTATE
+    when it said why (57P01: terminated by an administrator or a shutdown)."""
+    code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+    return DatabaseUnavailable(
+        "the database connection was lost" + (f" (SQLSTATE {code})" if code else "")
+    )
+
+
+def _lost(exc: Exception, *connections: psycopg.Connection[Any] | None) -> Exception:
+    """`exc` as a lost connection when it broke one of the daemon's connections."""
+    if isinstance(exc, psycopg.Error) and any(
+        c is not None and (c.closed or c.broken) for c in connections
+    ):
+        return connection_lost(exc)
+    return exc
 
 
 def run(
@@ -469,6 +489,7 @@ def run(
     leadership: Leadership | None = None
     standby_logged = False
     shown_state = ""
+    reconnecting = False
 
     while not stop.is_set():
         try:
@@ -477,6 +498,9 @@ def run(
                 queries.run(listener, "listen_refresh")
                 leadership = Leadership(listener)
                 shown_state = ""
+                if reconnecting:
+                    log.info("connected to the database again")
+                    reconnecting = False
             assert leadership is not None
             if not leadership.try_acquire():
                 if not standby_logged:
@@ -502,7 +526,8 @@ def run(
             continue
         except Exception as exc:
             # a lost connection, or a failure outside the parts (leadership, LISTEN)
-            log.error("%s; connecting again", describe(exc))
+            log.error("%s; connecting again", describe(_lost(exc, conn, listener)))
+            reconnecting = True
             for connection in (conn, listener):
                 if connection is not None:
                     connection.close()
