@@ -57,6 +57,8 @@ RETRYABLE_DATABASE_ERRORS = (
     psycopg.errors.DeadlockDetected,
 )
 # A refused feed is asked again this often: a token or a URL is fixed by a person.
+# SIGTERM/SIGINT: how long the step in hand may take before its statement is cancelled
+STOP_GRACE_SECONDS = 10.0
 REFUSED_RETRY_SECONDS = 300.0
 
 
@@ -484,6 +486,7 @@ def run(
         *(Part(name, action, poll_interval) for name, action in every_cycle),
     ]
     refresh = parts[0]
+    work = _StopGrace(stop, STOP_GRACE_SECONDS)
     conn: psycopg.Connection[Any] | None = None
     listener: psycopg.Connection[Any] | None = None
     leadership: Leadership | None = None
@@ -512,7 +515,7 @@ def run(
                 log.info("this controller is the leader now")
                 standby_logged = False
             if conn is None or conn.closed:
-                conn = connect(False)
+                conn = work.connection = connect(False)
             _feed_turn(feed, conn, total, on_pull)
             if feed.state != shown_state:
                 # pg_stat_activity and `syncctl status` show the leader's feed state
@@ -534,6 +537,7 @@ def run(
             conn = listener = None
             leadership = None
         stop.wait(backoff.delay())
+    work.finished.set()
     feed.close()
     if leadership is not None:
         leadership.release()
@@ -542,6 +546,35 @@ def run(
             connection.close()
     total.finished = time.monotonic()
     return total
+
+
+class _StopGrace:
+    """After `stop` is set the loop finishes the step in hand; a statement still running
+    `grace` seconds later (a page waiting for a lock a DBA holds on the customer table) is
+    cancelled, so the daemon stops well within a service manager's stop timeout. The statement's
+    transaction rolls back with its cursor: nothing is half-applied, the page comes again."""
+
+    def __init__(self, stop: threading.Event, grace: float) -> None:
+        self.connection: psycopg.Connection[Any] | None = None
+        self.finished = threading.Event()
+        self._stop = stop
+        self._grace = grace
+        threading.Thread(target=self._watch, name="syncctl-stop-grace", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            if self.finished.is_set():
+                return
+        if self.finished.wait(self._grace):
+            return
+        connection = self.connection
+        if connection is not None and not connection.closed:
+            log.warning(
+                "stopping: cancelling the statement still running after %.0f s; its "
+                "transaction is rolled back and the cursor stays",
+                self._grace,
+            )
+            connection.cancel_safe()
 
 
 def _feed_turn(

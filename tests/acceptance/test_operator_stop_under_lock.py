@@ -1,0 +1,75 @@
+"""SIGTERM while a DBA holds a lock on the customer table: the daemon's page waits for the lock.
+`syncctl run` still stops (systemd's stop timeout is a minute): the statement still waiting
+after the grace period is cancelled, its transaction (the page and the cursor) rolled back,
+and the daemon exits 0. Nothing is half-applied; the next daemon applies the page, once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from tests.acceptance.conftest import SYNCCTL, TOKEN, Simulator, syncctl
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _value(conn: psycopg.Connection[Any], sql: str) -> Any:
+    row = conn.execute(sql).fetchone()
+    conn.commit()
+    return None if row is None else row[0]
+
+
+CITY = "SELECT city FROM shop.customer WHERE customer_number = 'TX00000004'"
+WAITING = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND application_name LIKE 'syncctl%%' AND wait_event_type = 'Lock'"
+)
+
+
+def test_sigterm_stops_the_daemon_while_a_dba_holds_the_customer_table(
+    simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    simulator = simulator_factory("--customers", "20", "--seed", "5")
+    tx = ["--tritonx-url", simulator.url, "--tritonx-token", TOKEN]
+    pulled = syncctl(*tx, "pull", dsn=dsn)
+    assert pulled.returncode == 0, pulled.stderr
+    cursor = _value(conn, "SELECT last_seq FROM sync.cursor")
+    daemon = subprocess.Popen(
+        [*SYNCCTL, "--dsn", dsn, *tx, "run", "--poll-interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with psycopg.connect(dsn) as dba:
+        try:
+            dba.execute("LOCK TABLE shop.customer IN ACCESS EXCLUSIVE MODE")
+            simulator.admin("POST", "/admin/customers/TX00000004", json={"city": "Elburg"})
+            assert _until(lambda: _value(conn, WAITING) >= 1, 60), "the daemon never waited"
+            daemon.send_signal(signal.SIGTERM)
+            # the lock stays held until the daemon has gone (or the test gives up on it)
+            _, err = daemon.communicate(timeout=120)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.communicate()
+            dba.rollback()
+    assert daemon.returncode == 0, err
+    assert "Traceback" not in err
+    assert _value(conn, "SELECT last_seq FROM sync.cursor") == cursor, "the cursor moved"
+    assert _value(conn, CITY) != "Elburg", "the page was applied under the lock"
+    again = syncctl(*tx, "pull", dsn=dsn)
+    assert again.returncode == 0, again.stderr
+    assert _value(conn, CITY) == "Elburg"
+    assert _value(conn, "SELECT count(event_id) - count(DISTINCT event_id) FROM sync.audit") == 0
