@@ -7,22 +7,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from tests.acceptance.conftest import SYNCCTL, TOKEN, Simulator, syncctl
-
-
-def _until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.acceptance.test_run_daemon_status import _until
 
 
 def _value(conn: psycopg.Connection[Any], sql: str) -> Any:
