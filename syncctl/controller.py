@@ -456,12 +456,14 @@ def run(
     every_cycle: Sequence[tuple[str, Callable[[psycopg.Connection[Any]], object]]] = (),
     refused_retry: float = REFUSED_RETRY_SECONDS,
     keep_payloads: bool = True,
+    on_state: Callable[[bool, bool], None] | None = None,
 ) -> PullReport:
     """The daemon loop, while this process is the leader: stage the feed's pages as they come
     (`on_pull` sees each), answer refresh requests when NOTIFY wakes it (and every
     `poll_interval`), deliver the outbox and run `every_cycle`'s jobs every `poll_interval`,
     until `stop`. A standby waits for the leader's lock. `keep_payloads` False: the inbox
-    keeps the records of dead letters only (loader.stage_page).
+    keeps the records of dead letters only (loader.stage_page). `on_state(connected, leading)`
+    hears whenever the daemon connects to the database, loses it, leads or stands by.
 
     Nothing ends the loop but `stop`: a failing part backs off on its own, a lost database
     connection is opened again after a backoff."""
@@ -493,6 +495,13 @@ def run(
     standby_logged = False
     shown_state = ""
     reconnecting = False
+    state: tuple[bool, bool] | None = None
+
+    def tell(connected: bool, leading: bool) -> None:
+        nonlocal state
+        if on_state is not None and state != (connected, leading):
+            on_state(connected, leading)
+        state = (connected, leading)
 
     while not stop.is_set():
         try:
@@ -505,7 +514,9 @@ def run(
                     log.info("connected to the database again")
                     reconnecting = False
             assert leadership is not None
-            if not leadership.try_acquire():
+            leading = leadership.try_acquire()
+            tell(True, leading)
+            if not leading:
                 if not standby_logged:
                     log.info("standing by: another controller is the leader")
                     standby_logged = True
@@ -531,6 +542,7 @@ def run(
             # a lost connection, or a failure outside the parts (leadership, LISTEN)
             log.error("%s; connecting again", describe(_lost(exc, conn, listener)))
             reconnecting = True
+            tell(False, False)
             for connection in (conn, listener):
                 if connection is not None:
                     connection.close()

@@ -97,6 +97,17 @@ class Metrics:
                 ("syncctl_refresh_queue", "Login-time refresh requests waiting."),
             )
         }
+        for gauge in self.gauges.values():
+            # read from the database by the leader only: a standby has no reading (not 0)
+            gauge.set(math.nan)
+        self.leader = Gauge(
+            "syncctl_leader", "1 while this daemon leads, 0 while it stands by.", registry=r
+        )
+        self.database_connected = Gauge(
+            "syncctl_database_connected",
+            "1 while this daemon is connected to the database, 0 while it connects again.",
+            registry=r,
+        )
 
     def _last_event_age(self) -> float:
         at = self.last_event_at
@@ -114,6 +125,10 @@ class Metrics:
                 self.last_event_at = max(
                     report.last_occurred_at, self.last_event_at or report.last_occurred_at
                 )
+
+    def observe_state(self, connected: bool, leading: bool) -> None:
+        self.database_connected.set(1.0 if connected else 0.0)
+        self.leader.set(1.0 if leading else 0.0)
 
     def observe_refresh(self, seconds: float) -> None:
         self.refresh_latency.observe(seconds)
