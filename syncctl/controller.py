@@ -596,6 +596,7 @@ def _feed_turn(
     on_pull: Callable[[PullReport], None] | None,
 ) -> None:
     """The feed's part of a cycle: like every part, a failure ends its turn only."""
+    started = time.monotonic()
     try:
         staged = feed.step(conn)
     except Exception as exc:
@@ -613,7 +614,8 @@ def _feed_turn(
         return
     if staged is None:
         return
-    report = PullReport()
+    # the page's time: staging and applying it (its fetch ran in the feed's worker meanwhile)
+    report = PullReport(started=started)
     report.add(staged)
     report.finished = time.monotonic()
     total.merge(report)
