@@ -34,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from syncctl import queries, status
 from syncctl.controller import PullReport
+from syncctl.errors import ConfigurationError
 
 # no *_created series: they double the series count and no dashboard uses them
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -210,7 +211,12 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._http = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._http = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:  # in use, or an address this host does not have
+            raise ConfigurationError(
+                f"cannot serve the metrics on {host}:{port}: {exc.strerror or type(exc).__name__}"
+            ) from exc
         self._http.daemon_threads = True
         self._thread = threading.Thread(
             target=self._http.serve_forever, daemon=True, name="syncctl-metrics"

@@ -88,7 +88,7 @@ def pull(
 @click.option("--poll-interval", default=5.0, show_default=True, help="Seconds between polls.")
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     envvar="SYNCCTL_METRICS_PORT",
     help="Serve /metrics and /healthz on this port (0: any free port).",
