@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from tests.acceptance.conftest import syncctl
 
 AWAY = ["--tritonx-url", "http://127.0.0.1:1", "--tritonx-token", "t"]
@@ -27,3 +29,25 @@ def test_a_port_in_use_is_named(dsn: str) -> None:
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: cannot serve the metrics on 127.0.0.1:"), refused.stderr
     assert str(port) in last and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["pull", "--page-size", "0"],
+        ["pull", "--page-size", "5001"],
+        ["bootstrap", "--page-size", "-3"],
+        ["run", "--page-size", "0"],
+        ["run", "--poll-interval", "-5"],
+        ["run", "--poll-interval", "0"],
+    ],
+    ids=lambda options: " ".join(options),
+)
+def test_a_page_size_or_poll_interval_outside_the_contract_is_a_usage_error(
+    dsn: str, options: list[str]
+) -> None:
+    """tritonX takes a limit of 1 to 5,000 (docs/tritonx-contract.md); a poll interval of 0 or
+    less would ask the feed without a pause."""
+    refused = syncctl(*AWAY, *options, dsn=dsn, timeout=60)
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert options[1] in refused.stderr and "Traceback" not in refused.stderr
