@@ -56,9 +56,9 @@ RETRYABLE_DATABASE_ERRORS = (
     psycopg.errors.SerializationFailure,
     psycopg.errors.DeadlockDetected,
 )
-# A refused feed is asked again this often: a token or a URL is fixed by a person.
 # SIGTERM/SIGINT: how long the step in hand may take before its statement is cancelled
 STOP_GRACE_SECONDS = 10.0
+# A refused feed is asked again this often: a token or a URL is fixed by a person.
 REFUSED_RETRY_SECONDS = 300.0
 
 
@@ -353,6 +353,8 @@ def pull(
     )
     report = PullReport()
     failures = 0
+    work = _StopGrace(stop, STOP_GRACE_SECONDS)
+    work.connection = conn
     try:
         while not stop.is_set():
             try:
@@ -370,6 +372,11 @@ def pull(
                     raise
                 log.warning("pull retry %d in %.2fs: %s", failures, feed.retry_in, exc)
                 continue
+            except psycopg.errors.QueryCanceled:
+                if not stop.is_set():
+                    raise
+                conn.rollback()  # cancelled after the stop's grace: the page comes again
+                break
             if staged is None:
                 feed.wait(stop, 0.5)
                 continue
@@ -380,6 +387,7 @@ def pull(
             if report.caught_up:
                 break
     finally:
+        work.finished.set()
         feed.close()
     report.finished = time.monotonic()
     return report

@@ -64,3 +64,33 @@ def test_sigterm_stops_the_daemon_while_a_dba_holds_the_customer_table(
     assert again.returncode == 0, again.stderr
     assert _value(conn, CITY) == "Elburg"
     assert _value(conn, "SELECT count(event_id) - count(DISTINCT event_id) FROM sync.audit") == 0
+
+
+def test_sigterm_stops_a_pull_while_a_dba_holds_the_customer_table(
+    simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    simulator = simulator_factory("--customers", "20", "--seed", "6")
+    tx = ["--tritonx-url", simulator.url, "--tritonx-token", TOKEN]
+    with psycopg.connect(dsn) as dba:
+        dba.execute("LOCK TABLE shop.customer IN ACCESS EXCLUSIVE MODE")
+        pull = subprocess.Popen(
+            [*SYNCCTL, "--dsn", dsn, *tx, "pull"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert _until(lambda: _value(conn, WAITING) >= 1, 60), "the pull never waited"
+            pull.send_signal(signal.SIGTERM)
+            _, err = pull.communicate(timeout=120)
+        finally:
+            if pull.poll() is None:
+                pull.kill()
+                pull.communicate()
+            dba.rollback()
+    assert pull.returncode == 143, err
+    assert "run `syncctl pull` again to continue" in err and "Traceback" not in err
+    assert _value(conn, "SELECT count(*) FROM shop.customer") == 0, "half a page was applied"
+    again = syncctl(*tx, "pull", dsn=dsn)
+    assert again.returncode == 0, again.stderr
+    assert _value(conn, "SELECT count(*) FROM shop.customer") == 20
