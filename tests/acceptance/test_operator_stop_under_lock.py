@@ -29,6 +29,32 @@ WAITING = (
 )
 
 
+def _sigterm_while_locked(
+    dsn: str, conn: psycopg.Connection[Any], command: list[str], then: Callable[[], object]
+) -> tuple[int, str]:
+    """Run `command` while a DBA holds the customer table, do `then` (give it a page), send
+    SIGTERM once it waits for the lock; the lock stays held until it has gone."""
+    with psycopg.connect(dsn) as dba:
+        dba.execute("LOCK TABLE shop.customer IN ACCESS EXCLUSIVE MODE")
+        process = subprocess.Popen(
+            [*SYNCCTL, "--dsn", dsn, *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            then()
+            assert _until(lambda: _value(conn, WAITING) >= 1, 60), "it never waited"
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+            dba.rollback()
+    return process.returncode, err
+
+
 def test_sigterm_stops_the_daemon_while_a_dba_holds_the_customer_table(
     simulator_factory: Callable[..., Simulator], dsn: str, conn: psycopg.Connection[Any]
 ) -> None:
@@ -37,26 +63,13 @@ def test_sigterm_stops_the_daemon_while_a_dba_holds_the_customer_table(
     pulled = syncctl(*tx, "pull", dsn=dsn)
     assert pulled.returncode == 0, pulled.stderr
     cursor = _value(conn, "SELECT last_seq FROM sync.cursor")
-    daemon = subprocess.Popen(
-        [*SYNCCTL, "--dsn", dsn, *tx, "run", "--poll-interval", "0.3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    code, err = _sigterm_while_locked(
+        dsn,
+        conn,
+        [*tx, "run", "--poll-interval", "0.3"],
+        lambda: simulator.admin("POST", "/admin/customers/TX00000004", json={"city": "Elburg"}),
     )
-    with psycopg.connect(dsn) as dba:
-        try:
-            dba.execute("LOCK TABLE shop.customer IN ACCESS EXCLUSIVE MODE")
-            simulator.admin("POST", "/admin/customers/TX00000004", json={"city": "Elburg"})
-            assert _until(lambda: _value(conn, WAITING) >= 1, 60), "the daemon never waited"
-            daemon.send_signal(signal.SIGTERM)
-            # the lock stays held until the daemon has gone (or the test gives up on it)
-            _, err = daemon.communicate(timeout=120)
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.communicate()
-            dba.rollback()
-    assert daemon.returncode == 0, err
+    assert code == 0, err
     assert "Traceback" not in err
     assert _value(conn, "SELECT last_seq FROM sync.cursor") == cursor, "the cursor moved"
     assert _value(conn, CITY) != "Elburg", "the page was applied under the lock"
@@ -71,24 +84,8 @@ def test_sigterm_stops_a_pull_while_a_dba_holds_the_customer_table(
 ) -> None:
     simulator = simulator_factory("--customers", "20", "--seed", "6")
     tx = ["--tritonx-url", simulator.url, "--tritonx-token", TOKEN]
-    with psycopg.connect(dsn) as dba:
-        dba.execute("LOCK TABLE shop.customer IN ACCESS EXCLUSIVE MODE")
-        pull = subprocess.Popen(
-            [*SYNCCTL, "--dsn", dsn, *tx, "pull"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert _until(lambda: _value(conn, WAITING) >= 1, 60), "the pull never waited"
-            pull.send_signal(signal.SIGTERM)
-            _, err = pull.communicate(timeout=120)
-        finally:
-            if pull.poll() is None:
-                pull.kill()
-                pull.communicate()
-            dba.rollback()
-    assert pull.returncode == 143, err
+    code, err = _sigterm_while_locked(dsn, conn, [*tx, "pull"], lambda: None)
+    assert code == 143, err
     assert "run `syncctl pull` again to continue" in err and "Traceback" not in err
     assert _value(conn, "SELECT count(*) FROM shop.customer") == 0, "half a page was applied"
     again = syncctl(*tx, "pull", dsn=dsn)
