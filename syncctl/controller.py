@@ -56,6 +56,8 @@ RETRYABLE_DATABASE_ERRORS = (
     psycopg.errors.SerializationFailure,
     psycopg.errors.DeadlockDetected,
 )
+# SIGTERM/SIGINT: how long the step in hand may take before its statement is cancelled
+STOP_GRACE_SECONDS = 10.0
 # A refused feed is asked again this often: a token or a URL is fixed by a person.
 REFUSED_RETRY_SECONDS = 300.0
 
@@ -123,7 +125,9 @@ class PullReport:
         self.last_occurred_at = outcome.last_occurred_at or self.last_occurred_at
         self.feed_last_seq = staged.page.last_seq or self.feed_last_seq
         self.caught_up = not staged.page.has_more
-        log.info(
+        # an empty page (caught up, every poll interval) only at debug level
+        log.log(
+            logging.INFO if outcome.events else logging.DEBUG,
             "page staged: %d events up to seq %s, %s",
             outcome.events,
             outcome.last_seq,
@@ -349,6 +353,8 @@ def pull(
     )
     report = PullReport()
     failures = 0
+    work = _StopGrace(stop, STOP_GRACE_SECONDS)
+    work.connection = conn
     try:
         while not stop.is_set():
             try:
@@ -366,6 +372,11 @@ def pull(
                     raise
                 log.warning("pull retry %d in %.2fs: %s", failures, feed.retry_in, exc)
                 continue
+            except psycopg.errors.QueryCanceled:
+                if not stop.is_set():
+                    raise
+                conn.rollback()  # cancelled after the stop's grace: the page comes again
+                break
             if staged is None:
                 feed.wait(stop, 0.5)
                 continue
@@ -376,6 +387,7 @@ def pull(
             if report.caught_up:
                 break
     finally:
+        work.finished.set()
         feed.close()
     report.finished = time.monotonic()
     return report
@@ -418,8 +430,26 @@ class Part:
 def recover(conn: psycopg.Connection[Any], exc: Exception) -> None:
     """After a part failed: end its transaction, or raise when the connection is gone."""
     if conn.closed or conn.broken:
-        raise DatabaseUnavailable("the database connection was lost") from exc
+        raise connection_lost(exc) from exc
     conn.rollback()
+
+
+def connection_lost(exc: BaseException) -> DatabaseUnavailable:
+    """The error a lost connection is logged as: what was lost, and the server's SQLSTATE
+    when it said why (57P01: terminated by an administrator or a shutdown)."""
+    code = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+    return DatabaseUnavailable(
+        "the database connection was lost" + (f" (SQLSTATE {code})" if code else "")
+    )
+
+
+def _lost(exc: Exception, *connections: psycopg.Connection[Any] | None) -> Exception:
+    """`exc` as a lost connection when it broke one of the daemon's connections."""
+    if isinstance(exc, psycopg.Error) and any(
+        c is not None and (c.closed or c.broken) for c in connections
+    ):
+        return connection_lost(exc)
+    return exc
 
 
 def run(
@@ -434,12 +464,14 @@ def run(
     every_cycle: Sequence[tuple[str, Callable[[psycopg.Connection[Any]], object]]] = (),
     refused_retry: float = REFUSED_RETRY_SECONDS,
     keep_payloads: bool = True,
+    on_state: Callable[[bool, bool], None] | None = None,
 ) -> PullReport:
     """The daemon loop, while this process is the leader: stage the feed's pages as they come
     (`on_pull` sees each), answer refresh requests when NOTIFY wakes it (and every
     `poll_interval`), deliver the outbox and run `every_cycle`'s jobs every `poll_interval`,
     until `stop`. A standby waits for the leader's lock. `keep_payloads` False: the inbox
-    keeps the records of dead letters only (loader.stage_page).
+    keeps the records of dead letters only (loader.stage_page). `on_state(connected, leading)`
+    hears whenever the daemon connects to the database, loses it, leads or stands by.
 
     Nothing ends the loop but `stop`: a failing part backs off on its own, a lost database
     connection is opened again after a backoff."""
@@ -464,11 +496,20 @@ def run(
         *(Part(name, action, poll_interval) for name, action in every_cycle),
     ]
     refresh = parts[0]
+    work = _StopGrace(stop, STOP_GRACE_SECONDS)
     conn: psycopg.Connection[Any] | None = None
     listener: psycopg.Connection[Any] | None = None
     leadership: Leadership | None = None
     standby_logged = False
     shown_state = ""
+    reconnecting = False
+    state: tuple[bool, bool] | None = None
+
+    def tell(connected: bool, leading: bool) -> None:
+        nonlocal state
+        if on_state is not None and state != (connected, leading):
+            on_state(connected, leading)
+        state = (connected, leading)
 
     while not stop.is_set():
         try:
@@ -477,8 +518,13 @@ def run(
                 queries.run(listener, "listen_refresh")
                 leadership = Leadership(listener)
                 shown_state = ""
+                if reconnecting:
+                    log.info("connected to the database again")
+                    reconnecting = False
             assert leadership is not None
-            if not leadership.try_acquire():
+            leading = leadership.try_acquire()
+            tell(True, leading)
+            if not leading:
                 if not standby_logged:
                     log.info("standing by: another controller is the leader")
                     standby_logged = True
@@ -488,7 +534,7 @@ def run(
                 log.info("this controller is the leader now")
                 standby_logged = False
             if conn is None or conn.closed:
-                conn = connect(False)
+                conn = work.connection = connect(False)
             _feed_turn(feed, conn, total, on_pull)
             if feed.state != shown_state:
                 # pg_stat_activity and `syncctl status` show the leader's feed state
@@ -502,13 +548,16 @@ def run(
             continue
         except Exception as exc:
             # a lost connection, or a failure outside the parts (leadership, LISTEN)
-            log.error("%s; connecting again", describe(exc))
+            log.error("%s; connecting again", describe(_lost(exc, conn, listener)))
+            reconnecting = True
+            tell(False, False)
             for connection in (conn, listener):
                 if connection is not None:
                     connection.close()
             conn = listener = None
             leadership = None
         stop.wait(backoff.delay())
+    work.finished.set()
     feed.close()
     if leadership is not None:
         leadership.release()
@@ -519,6 +568,35 @@ def run(
     return total
 
 
+class _StopGrace:
+    """After `stop` is set the loop finishes the step in hand; a statement still running
+    `grace` seconds later (a page waiting for a lock a DBA holds on the customer table) is
+    cancelled, so the daemon stops well within a service manager's stop timeout. The statement's
+    transaction rolls back with its cursor: nothing is half-applied, the page comes again."""
+
+    def __init__(self, stop: threading.Event, grace: float) -> None:
+        self.connection: psycopg.Connection[Any] | None = None
+        self.finished = threading.Event()
+        self._stop = stop
+        self._grace = grace
+        threading.Thread(target=self._watch, name="syncctl-stop-grace", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            if self.finished.is_set():
+                return
+        if self.finished.wait(self._grace):
+            return
+        connection = self.connection
+        if connection is not None and not connection.closed:
+            log.warning(
+                "stopping: cancelling the statement still running after %.0f s; its "
+                "transaction is rolled back and the cursor stays",
+                self._grace,
+            )
+            connection.cancel_safe()
+
+
 def _feed_turn(
     feed: Feed,
     conn: psycopg.Connection[Any],
@@ -526,6 +604,7 @@ def _feed_turn(
     on_pull: Callable[[PullReport], None] | None,
 ) -> None:
     """The feed's part of a cycle: like every part, a failure ends its turn only."""
+    started = time.monotonic()
     try:
         staged = feed.step(conn)
     except Exception as exc:
@@ -543,7 +622,8 @@ def _feed_turn(
         return
     if staged is None:
         return
-    report = PullReport()
+    # the page's time: staging and applying it (its fetch ran in the feed's worker meanwhile)
+    report = PullReport(started=started)
     report.add(staged)
     report.finished = time.monotonic()
     total.merge(report)

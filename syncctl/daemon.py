@@ -59,6 +59,7 @@ def serve(dsn: str, client: TritonXClient, options: DaemonOptions, stop: Event) 
         stop=stop,
         on_pull=on_pull,
         on_refresh_latency=metrics.observe_refresh,
+        on_state=metrics.observe_state,
         every_cycle=every_cycle,
         # a retention of zero: the inbox never holds an applied event's snapshot
         keep_payloads=options.keep_payloads > timedelta(0),

@@ -28,8 +28,18 @@ VERSION_SCHEMA = "syncctl"
 def _stored_prefix(conn: psycopg.Connection[Any]) -> str | None:
     if not _flag(conn, "setting_table_exists"):
         return None
-    stored = queries.one(conn, "stored_role_prefix")
+    try:
+        with conn.transaction():
+            stored = queries.one(conn, "stored_role_prefix")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # an installed database, and a login outside its owner role (schema sync's owner)
+        owner = _one_text(conn, "engine_schema_owner")
+        raise MigrationError(_not_a_member(owner, _one_text(conn, "session_login"))) from exc
     return None if stored is None else str(stored[0])
+
+
+def _not_a_member(owner: str, login: str) -> str:
+    return f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO {login}"
 
 
 def role_prefix(conn: psycopg.Connection[Any], requested: str | None) -> str:
@@ -109,7 +119,7 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
         "member_of_role",
         owner,
         sql.SQL("GRANT {} TO {}").format(sql.Identifier(owner), sql.Identifier(login)),
-        f"this login is not a member of {owner}: a DBA runs GRANT {owner} TO {login}",
+        _not_a_member(owner, login),
     )
     database = _one_text(conn, "current_database")
     _ensure(

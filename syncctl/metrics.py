@@ -34,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from syncctl import queries, status
 from syncctl.controller import PullReport
+from syncctl.errors import ConfigurationError
 
 # no *_created series: they double the series count and no dashboard uses them
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -97,6 +98,17 @@ class Metrics:
                 ("syncctl_refresh_queue", "Login-time refresh requests waiting."),
             )
         }
+        for gauge in self.gauges.values():
+            # read from the database by the leader only: a standby has no reading (not 0)
+            gauge.set(math.nan)
+        self.leader = Gauge(
+            "syncctl_leader", "1 while this daemon leads, 0 while it stands by.", registry=r
+        )
+        self.database_connected = Gauge(
+            "syncctl_database_connected",
+            "1 while this daemon is connected to the database, 0 while it connects again.",
+            registry=r,
+        )
 
     def _last_event_age(self) -> float:
         at = self.last_event_at
@@ -114,6 +126,10 @@ class Metrics:
                 self.last_event_at = max(
                     report.last_occurred_at, self.last_event_at or report.last_occurred_at
                 )
+
+    def observe_state(self, connected: bool, leading: bool) -> None:
+        self.database_connected.set(1.0 if connected else 0.0)
+        self.leader.set(1.0 if leading else 0.0)
 
     def observe_refresh(self, seconds: float) -> None:
         self.refresh_latency.observe(seconds)
@@ -195,7 +211,12 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._http = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._http = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:  # in use, or an address this host does not have
+            raise ConfigurationError(
+                f"cannot serve the metrics on {host}:{port}: {exc.strerror or type(exc).__name__}"
+            ) from exc
         self._http.daemon_threads = True
         self._thread = threading.Thread(
             target=self._http.serve_forever, daemon=True, name="syncctl-metrics"

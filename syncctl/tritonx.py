@@ -8,6 +8,8 @@ digits), and quoted even then: the bearer token goes with every request."""
 from __future__ import annotations
 
 import math
+import socket
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,7 +170,7 @@ class TritonXClient:
             raise TritonXRefused("the tritonX URL is not an http:// or https:// URL") from exc
         except httpx.HTTPError as exc:
             raise TritonXUnavailable(
-                f"tritonX at {self.host} cannot be reached: {type(exc).__name__}"
+                f"tritonX at {self.host} cannot be reached: {_unreachable(exc)}"
             ) from exc
 
     def _read(self, response: httpx.Response, method: str, path: str) -> bytes:
@@ -207,7 +209,7 @@ class TritonXClient:
             body = feed_json.loads(response.content)
         except ValueError as exc:
             raise TritonXProtocolError(
-                "the change feed answered with a body that is not JSON"
+                f"tritonX at {self.host} answered GET {path} with a body that is not JSON"
             ) from exc
         if (
             not isinstance(body, dict)
@@ -216,7 +218,8 @@ class TritonXClient:
             or not isinstance(body.get("next_cursor"), str | int)
         ):
             raise TritonXProtocolError(
-                "the change feed page lacks changes, next_cursor or has_more"
+                f"tritonX at {self.host} answered GET {path} with a page that lacks changes, "
+                "next_cursor or has_more"
             )
         if not feed_json.storable(str(body["next_cursor"])):
             # the cursor is kept in the database with the page: it could never be
@@ -282,3 +285,21 @@ class TritonXClient:
             f"tritonX refused the anonymisation of {number}: {response.status_code}",
             status=response.status_code,
         )
+
+
+def _unreachable(exc: BaseException) -> str:
+    """Why a request never got an answer, from the socket or TLS error under the HTTP
+    library's: words and the TLS library's reason code (WRONG_VERSION_NUMBER,
+    CERTIFICATE_VERIFY_FAILED), never a message; the HTTP library's class otherwise."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed ({cause.reason or type(cause).__name__})"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(cause, ConnectionResetError):
+            return "the connection was reset"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__

@@ -37,6 +37,15 @@ keep_payloads_option = click.option(
 )
 
 
+page_size_option = click.option(
+    "--page-size",
+    type=click.IntRange(1, 5000),
+    default=5000,
+    show_default=True,
+    help="Events per page (tritonX's limit: 1 to 5,000).",
+)
+
+
 def _print_report(title: str, report: PullReport) -> None:
     states = ", ".join(f"{k} {v}" for k, v in sorted(report.states.items())) or "none"
     lag = report.lag_seconds
@@ -54,7 +63,7 @@ def _print_report(title: str, report: PullReport) -> None:
 
 
 @click.command()
-@click.option("--page-size", default=5000, show_default=True, help="Events per page.")
+@page_size_option
 @simulator_options
 @keep_payloads_option
 @click.pass_obj
@@ -85,10 +94,16 @@ def pull(
 
 
 @click.command()
-@click.option("--poll-interval", default=5.0, show_default=True, help="Seconds between polls.")
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds between polls.",
+)
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     envvar="SYNCCTL_METRICS_PORT",
     help="Serve /metrics and /healthz on this port (0: any free port).",
@@ -99,7 +114,7 @@ def pull(
     show_default=True,
     help="Address for the metrics endpoint (keep it on loopback).",
 )
-@click.option("--page-size", default=5000, show_default=True, help="Events per page.")
+@page_size_option
 @simulator_options
 @click.option(
     "--gdpr-daily-at",
@@ -227,7 +242,7 @@ def demo(settings: HasTritonX, customers: int, changes: int, seed: int) -> None:
 
 
 @click.command()
-@click.option("--page-size", default=5000, show_default=True, help="Events per page.")
+@page_size_option
 @simulator_options
 @actor_option
 @keep_payloads_option

@@ -5,11 +5,21 @@
 
 -- name: setting_table_exists
 -- whether an earlier installation left sync.setting (and so a role prefix)
-SELECT pg_catalog.to_regclass('sync.setting') IS NOT NULL;
+-- (from the catalog: to_regclass refuses a login without USAGE on schema sync)
+SELECT EXISTS (
+    SELECT FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'sync' AND c.relname = 'setting'
+);
 
 -- name: stored_role_prefix
 -- the role prefix the first installation chose
 SELECT value FROM sync.setting WHERE key = 'role_prefix';
+
+-- name: engine_schema_owner
+-- the owner role of an installed engine (whoever may connect may read the catalog)
+SELECT n.nspowner::pg_catalog.regrole::text FROM pg_catalog.pg_namespace AS n
+WHERE n.nspname = 'sync';
 
 -- name: role_exists
 -- whether a role of that name exists
