@@ -535,6 +535,9 @@ def run(
                 standby_logged = False
             if conn is None or conn.closed:
                 conn = work.connection = connect(False)
+                # named after the leadership session: `syncctl status` shows its lock waits
+                queries.run(conn, "name_work_session", leader=listener.info.backend_pid)
+                conn.commit()
             _feed_turn(feed, conn, total, on_pull)
             if feed.state != shown_state:
                 # pg_stat_activity and `syncctl status` show the leader's feed state

@@ -29,7 +29,7 @@ class Cursor:
 
 @dataclass(frozen=True)
 class Counts:
-    linked_customers: int
+    linked_customers: int | None  # None: the customer table is locked (status never waits)
     dead_letters: int
     inbox_pending: int
 
@@ -58,6 +58,8 @@ class Leader:
     application_name: str
     client_address: str | None
     since: datetime
+    waiting_seconds: float | None = None  # its work session waits for a lock this long
+    blocked_by: int | None = None  # the session holding that lock
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,27 @@ def cursors(conn: psycopg.Connection[Any]) -> list[Cursor]:
     ]
 
 
+# how long reading the customer table may wait for a lock before its count is shown unknown
+LOCK_WAIT = "1s"
+
+
 def counts(conn: psycopg.Connection[Any]) -> Counts:
     row = queries.one(conn, "status_counts")
     assert row is not None
-    return Counts(*(int(v) for v in row))
+    return Counts(linked_customers(conn), int(row[0]), int(row[1]))
+
+
+def linked_customers(conn: psycopg.Connection[Any]) -> int | None:
+    """Local customers linked to tritonX; None while a lock on the customer table (a DBA's
+    ACCESS EXCLUSIVE, say) would make the count wait: status and the metrics never wait for it."""
+    try:
+        with conn.transaction():
+            queries.one(conn, "status_lock_timeout", timeout=LOCK_WAIT)
+            row = queries.one(conn, "status_linked")
+    except psycopg.errors.LockNotAvailable:
+        return None
+    assert row is not None
+    return int(row[0])
 
 
 def queues(conn: psycopg.Connection[Any]) -> Queues:
@@ -97,7 +116,10 @@ def payloads(conn: psycopg.Connection[Any]) -> Payloads:
 
 def leader(conn: psycopg.Connection[Any]) -> Leader | None:
     row = queries.one(conn, "leader_info")
-    return None if row is None else Leader(int(row[0]), str(row[1]), row[2], row[3])
+    if row is None:
+        return None
+    pid, name, address, since, waiting, blocked_by = row
+    return Leader(int(pid), str(name), address, since, waiting, blocked_by)
 
 
 def audit_effects(conn: psycopg.Connection[Any]) -> list[AuditEffect]:

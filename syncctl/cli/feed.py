@@ -178,8 +178,13 @@ def status_command(settings: HasTritonX) -> None:
             f"last event at {c.last_event_at}, lag {lag_text}, moved at {c.moved_at}"
         )
     n, p, q = now.counts, now.payloads, now.queues
+    linked = (
+        "unknown (the customer table is locked)"
+        if n.linked_customers is None
+        else str(n.linked_customers)
+    )
     click.echo(
-        f"linked customers: {n.linked_customers}, dead letters: {n.dead_letters}, "
+        f"linked customers: {linked}, dead letters: {n.dead_letters}, "
         f"inbox pending: {n.inbox_pending}"
     )
     click.echo(
@@ -195,11 +200,18 @@ def status_command(settings: HasTritonX) -> None:
         f"refresh queue: {q.refresh_queue}, last successful pull: {q.last_pull}"
     )
     leader = now.leader
+    if leader is None:
+        click.echo("leader: none")
+        return
+    waiting = ""
+    if leader.waiting_seconds is not None:
+        waiting = f", waiting {leader.waiting_seconds:.0f} s for a lock"
+        if leader.blocked_by is not None:
+            waiting += f" held by pid {leader.blocked_by}"
     click.echo(
-        "leader: none"
-        if leader is None
-        else f"leader: pid {leader.pid} ({leader.application_name}) from "
+        f"leader: pid {leader.pid} ({leader.application_name}) from "
         f"{leader.client_address or 'local socket'}, since {leader.since:%Y-%m-%d %H:%M:%S}"
+        + waiting
     )
 
 
@@ -235,8 +247,9 @@ def demo(settings: HasTritonX, customers: int, changes: int, seed: int) -> None:
         for e in status.audit_effects(conn):
             click.echo(f"  {e.action:<22} {e.outcome:<8} {e.reason or '':<28} {e.events:>7,}")
         counts = status.counts(conn)
+        linked = "unknown" if counts.linked_customers is None else f"{counts.linked_customers:,}"
         click.echo(
-            f"local customers linked to tritonX: {counts.linked_customers:,}; "
+            f"local customers linked to tritonX: {linked}; "
             f"dead letters: {counts.dead_letters}; pending: {counts.inbox_pending}"
         )
 

@@ -7,10 +7,19 @@ SELECT source, position, last_seq, last_occurred_at, updated_at,
        extract(epoch FROM now() - last_occurred_at)::float8 AS lag_seconds
 FROM sync.cursor ORDER BY source;
 
+-- name: status_lock_timeout
+-- the reader waits at most this long for a lock (a DBA's on the customer table), for this
+-- transaction; the setting it had is returned
+SELECT pg_catalog.current_setting('lock_timeout'),
+       pg_catalog.set_config('lock_timeout', %(timeout)s, true);
+
+-- name: status_linked
+-- local customers linked to tritonX (reads the mapped customer table)
+SELECT linked FROM sync.link_counts();
+
 -- name: status_counts
--- linked customers, dead letters and staged events not applied yet
+-- dead letters and staged events not applied yet
 SELECT
-    (SELECT linked FROM sync.link_counts()) AS linked_customers,
     (SELECT count(*) FROM sync.dead_letter) AS dead_letters,
     (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending') AS pending;
 
