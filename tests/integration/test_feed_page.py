@@ -38,7 +38,10 @@ def inbox(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, Any]]:
 def wal_holds(conn: psycopg.Connection[Any], value: str) -> bool | None:
     """Whether any write-ahead log segment of the test server holds `value` (None where the
     files cannot be read: a server named by SYNCCTL_TEST_DSN)."""
-    conn.execute("CHECKPOINT")  # nothing matters but what the segments hold already
+    # what was committed is in the segments already (synchronous_commit); a switch makes sure
+    # without a checkpoint, which would remove or recycle the segments the value is in (under
+    # load: other tests' WAL) and so hide a value that was written
+    conn.execute("SELECT pg_catalog.pg_switch_wal()")
     (data_directory,) = conn.execute("SELECT current_setting('data_directory')").fetchone() or ("",)
     conn.commit()
     wal = Path(data_directory) / "pg_wal"
