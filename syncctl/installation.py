@@ -106,6 +106,11 @@ def prepare(conn: psycopg.Connection[Any], requested_prefix: str | None = None) 
             "(SUPERUSER, CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION) that its SECURITY "
             "DEFINER functions would lend to every caller"
         )
+    if _flag(conn, "role_can_login", role=owner):
+        raise MigrationError(
+            f"role {owner} must be a plain NOLOGIN role: it may log in, and whoever logs in as "
+            f"it owns every object of syncctl's (a DBA runs ALTER ROLE {owner} NOLOGIN)"
+        )
     memberships = queries.one(conn, "role_memberships", role=owner)
     if memberships is not None and memberships[0]:
         raise MigrationError(

@@ -30,6 +30,10 @@ SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = %(role)s);
 SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication
 FROM pg_catalog.pg_roles WHERE rolname = %(role)s;
 
+-- name: role_can_login
+-- whether a role may log in (the owner role must not: its password would own everything)
+SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %(role)s;
+
 -- name: role_memberships
 -- the roles a role is a member of (whose rights its SECURITY DEFINER functions would lend)
 SELECT pg_catalog.string_agg(m.roleid::pg_catalog.regrole::text, ', ' ORDER BY 1)

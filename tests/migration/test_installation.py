@@ -101,7 +101,12 @@ def test_what_is_missing_is_named_before_anything_changes(
     with pytest.raises(MigrationError, match="must be a plain NOLOGIN role"):
         schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
     with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f"ALTER ROLE {prefix}_owner NOCREATEROLE")
+        admin.execute(f"ALTER ROLE {prefix}_owner NOCREATEROLE LOGIN")
+    # a login owner: anyone who learns its password is every object's owner
+    with pytest.raises(MigrationError, match=f"ALTER ROLE {prefix}_owner NOLOGIN"):
+        schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"ALTER ROLE {prefix}_owner NOLOGIN")
         admin.execute(f"GRANT pg_read_server_files TO {prefix}_owner")
     with pytest.raises(MigrationError, match="it is a member of pg_read_server_files"):
         schema.upgrade(_as(dsn, f"{prefix}_dba_one"))
