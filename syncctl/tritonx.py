@@ -170,7 +170,7 @@ class TritonXClient:
             raise TritonXRefused("the tritonX URL is not an http:// or https:// URL") from exc
         except httpx.HTTPError as exc:
             raise TritonXUnavailable(
-                f"tritonX at {self.host} cannot be reached: {_unreachable(exc)}"
+                f"tritonX at {self.host} cannot be reached: {unreachable(exc)}"
             ) from exc
 
     def _read(self, response: httpx.Response, method: str, path: str) -> bytes:
@@ -287,7 +287,7 @@ class TritonXClient:
         )
 
 
-def _unreachable(exc: BaseException) -> str:
+def unreachable(exc: BaseException) -> str:
     """Why a request never got an answer, from the socket or TLS error under the HTTP
     library's: words and the TLS library's reason code (WRONG_VERSION_NUMBER,
     CERTIFICATE_VERIFY_FAILED), never a message; the HTTP library's class otherwise."""

@@ -13,6 +13,7 @@ import httpx
 from syncctl.cli.edge import edge
 from syncctl.errors import TritonXRefused, TritonXUnavailable
 from syncctl.simulator.server import DEFAULT_TOKEN, ChaosConfig, SimulatorServer
+from syncctl.tritonx import unreachable
 
 
 @click.group()
@@ -86,7 +87,7 @@ def _admin(url: str, token: str, method: str, path: str, body: Any = None) -> An
     except httpx.HTTPError as exc:
         # the host and the kind of failure; never the token
         raise TritonXUnavailable(
-            f"the simulator at {url} cannot be reached: {type(exc).__name__}"
+            f"the simulator at {url} cannot be reached: {unreachable(exc)}"
         ) from exc
     if response.status_code >= 400:
         raise TritonXRefused(

@@ -168,7 +168,7 @@ def test_in_json_log_mode_the_final_error_is_json(dsn: str) -> None:
 def test_the_simulators_admin_commands_name_an_unreachable_simulator() -> None:
     _fails_in_one_line(
         syncctl("simulator", "merge", "--url", "http://127.0.0.1:1", "TX1", "TX2"),
-        "the simulator at http://127.0.0.1:1 cannot be reached: ConnectError",
+        "the simulator at http://127.0.0.1:1 cannot be reached: connection refused",
     )
     _fails_in_one_line(
         syncctl("simulator", "anonymise", "--url", "127.0.0.1:1", "TX1"),
