@@ -542,9 +542,10 @@ $$;
 -- down to the single events that fail: those become dead letters with a reason built from the
 -- error's SQLSTATE, table and constraint (sync._error_without_values), never from its message or
 -- detail, and everything else applies. A single upsert a unique index of the shop's refused is
--- first offered to sync._adopt_on_arrival (sql/72_link_repair.sql). The error is caught here, so neither the client nor
--- the server log sees it. A transient error (sync._error_without_values NULL: serialisation,
--- deadlock, lock time-out, resources, shutdown) fails the page, which the controller retries.
+-- first offered to sync._adopt_on_arrival (sql/72_link_repair.sql). The error is caught here,
+-- so neither the client nor the server log sees it. A transient error
+-- (sync._error_without_values NULL: serialisation, deadlock, lock time-out, resources,
+-- shutdown) fails the page, which the controller retries.
 CREATE OR REPLACE FUNCTION sync._apply_upsert_run(p_first bigint, p_last bigint, p_ids bigint[])
 RETURNS void
 LANGUAGE plpgsql

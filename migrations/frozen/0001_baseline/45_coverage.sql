@@ -75,11 +75,11 @@ $$;
 -- related table the customer row points to: the write reads it to tell whether a row is shared
 -- (sql/52_scrub_rows.sql). SELECT on every table one foreign key further from a linked table
 -- (order lines): the subject access export reads it. A table and privilege asked for twice is
--- listed once, by the entry that asks the most, first in the document. `why` says why a table is asked for where its
--- name does not (`self_evident` when only the check, which reports at the document's paths,
--- needs it said); `privilege_ord` orders a table's privileges as a GRANT lists them (SELECT,
--- INSERT, UPDATE, DELETE, TRIGGER). Tables that do not exist are left out (the check reports
--- them).
+-- listed once, by the entry that asks the most, first in the document. `why` says why a table
+-- is asked for where its name does not (`self_evident` when only the check, which reports at
+-- the document's paths, needs it said); `privilege_ord` orders a table's privileges as a GRANT
+-- lists them (SELECT, INSERT, UPDATE, DELETE, TRIGGER). Tables that do not exist are left out
+-- (the check reports them).
 CREATE OR REPLACE FUNCTION sync._owner_needs(p_document jsonb)
 RETURNS TABLE (ord integer, path text, relation regclass, privilege text, privilege_ord integer,
                why text, self_evident boolean)
