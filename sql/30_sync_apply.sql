@@ -705,6 +705,38 @@ $$;
 -- Public API
 -- ---------------------------------------------------------------------------------------------
 
+-- The state of the inbox rows p_first..p_last, as sync.inbox_status gives it (the same CASE), for
+-- a page's summary: each row's audit and dead letters found by index probes (LIMIT 1), never by
+-- a join the planner may make a hash join over the whole audit, a cost that grew with the audit
+-- (3.4-5.9 us an event at 100k events audited, against ~1 at 10k).
+CREATE OR REPLACE FUNCTION sync._range_status(p_first bigint, p_last bigint)
+RETURNS TABLE (inbox_id bigint, event_id text, state text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.id, i.event_id,
+           CASE
+               WHEN a.inbox_id = i.id THEN a.outcome
+               WHEN own.outcome IS NOT NULL THEN own.outcome
+               WHEN EXISTS (SELECT FROM sync.dead_letter AS dl WHERE dl.inbox_id = i.id)
+                   THEN 'dead_letter'
+               WHEN a.id IS NOT NULL
+                    OR EXISTS (SELECT FROM sync.dead_letter AS x WHERE x.event_id = i.event_id)
+                   THEN 'duplicate'
+               ELSE 'pending'
+           END
+    FROM sync.inbox AS i
+    LEFT JOIN LATERAL (
+        SELECT a.id, a.inbox_id, a.outcome FROM sync.audit AS a
+        WHERE a.event_id = i.event_id LIMIT 1) AS a ON true
+    LEFT JOIN LATERAL (
+        SELECT o.outcome FROM sync.audit AS o
+        WHERE o.inbox_id = i.id AND o.event_id IS NULL AND a.id IS NULL LIMIT 1) AS own ON true
+    WHERE i.id BETWEEN p_first AND p_last
+$$;
+
 -- Apply the staged rows sync.inbox.id BETWEEN p_first AND p_last and return what became of
 -- them: {"applied": n, "skipped": n, "dead_letter": n, "duplicate": n}. Every row is decided
 -- when it returns (never pending). Idempotent: applying a range again decides nothing twice.
@@ -773,8 +805,7 @@ BEGIN
     SELECT pg_catalog.jsonb_object_agg(s.state, s.events) INTO summary
     FROM (
         SELECT st.state, count(*) AS events
-        FROM sync.inbox_status AS st
-        WHERE st.inbox_id BETWEEN p_first AND p_last
+        FROM sync._range_status(p_first, p_last) AS st
         GROUP BY st.state
     ) AS s;
     IF summary ? 'pending' THEN
@@ -783,8 +814,8 @@ BEGIN
         -- retry, rather than a row the cursor has moved past for ever.
         INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
         SELECT st.inbox_id, st.event_id, 'left undecided by the page apply; retry it'
-        FROM sync.inbox_status AS st
-        WHERE st.inbox_id BETWEEN p_first AND p_last AND st.state = 'pending'
+        FROM sync._range_status(p_first, p_last) AS st
+        WHERE st.state = 'pending'
         ON CONFLICT (inbox_id) DO NOTHING;
         summary := sync._add_count(summary - 'pending', 'dead_letter',
                                    (summary ->> 'pending')::bigint);
