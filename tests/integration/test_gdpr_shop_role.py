@@ -119,4 +119,5 @@ def test_the_shop_cannot_name_its_own_consent_change_another_source(
         "SELECT granted, source FROM gdpr.consent WHERE customer_key = %s::text ORDER BY id",
         [cid],
     ).fetchall()
-    assert recorded == [(True, "back_office"), (False, "back_office")]
+    # recorded as what they are: rectifications (a forged setting changes nothing)
+    assert recorded == [(True, "rectification"), (False, "rectification")]

@@ -82,8 +82,9 @@ CREATE TABLE IF NOT EXISTS gdpr.consent (
     granted               boolean NOT NULL,
     decided_at            timestamptz NOT NULL DEFAULT now(),
     source                text NOT NULL
+                          CONSTRAINT consent_source_check
                           CHECK (source IN ('tritonx', 'webshop', 'back_office', 'store',
-                                            'merge', 'retention', 'erasure')),
+                                            'merge', 'retention', 'erasure', 'rectification')),
     text_version          integer NOT NULL,
     actor                 text NOT NULL CHECK (pg_catalog.length(actor) BETWEEN 1 AND 100),
     recorded_at           timestamptz NOT NULL DEFAULT now()
@@ -91,6 +92,20 @@ CREATE TABLE IF NOT EXISTS gdpr.consent (
 CREATE INDEX IF NOT EXISTS consent_customer_policy
     ON gdpr.consent (customer_key, policy_id, decided_at, id);
 CREATE INDEX IF NOT EXISTS consent_policy_id ON gdpr.consent (policy_id);
+-- `rectification` (gdpr.rectify of a column that holds a consent field) joined the sources later
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint AS c
+                   WHERE c.conrelid = 'gdpr.consent'::pg_catalog.regclass
+                     AND c.conname = 'consent_source_check'
+                     AND pg_catalog.pg_get_constraintdef(c.oid) LIKE '%rectification%') THEN
+        ALTER TABLE gdpr.consent DROP CONSTRAINT IF EXISTS consent_source_check;
+        ALTER TABLE gdpr.consent ADD CONSTRAINT consent_source_check
+            CHECK (source IN ('tritonx', 'webshop', 'back_office', 'store', 'merge', 'retention',
+                              'erasure', 'rectification'));
+    END IF;
+END
+$$;
 
 -- A subject's request to be erased. received -> verified -> scheduled -> done | failed, or
 -- cancelled before it is done. `digests` holds sha256 digests of the person's normalised
@@ -121,16 +136,34 @@ CREATE INDEX IF NOT EXISTS erasure_request_due ON gdpr.erasure_request (schedule
     WHERE state = 'scheduled';
 
 -- Which engine job is changing the customer table in a session's transaction (the feed's
--- `tritonx`, `retention`, `erasure`): the local-consent triggers record a change of a stored
--- consent column with this source, or skip the feed's own. Written only by the engine's functions
+-- `tritonx`, `retention`, `erasure`, `rectification`) and for whom (`actor`: a rectification's
+-- actor; NULL: the job's name): the local-consent triggers record a change of a stored consent
+-- column with this source and actor, or skip the feed's own. Written only by the engine's functions
 -- (gdpr._set_consent_source, as the owner); no other role can, so no caller can name its change
 -- another's or make it go unrecorded. A row holds for its transaction only. Unlogged: a crash
 -- ends every transaction it could speak for.
 CREATE UNLOGGED TABLE IF NOT EXISTS gdpr.consent_context (
     backend_pid           integer PRIMARY KEY,
     transaction_id        xid8 NOT NULL,
-    source                text NOT NULL CHECK (source IN ('tritonx', 'retention', 'erasure'))
+    source                text NOT NULL
+                          CONSTRAINT consent_context_source_check
+                          CHECK (source IN ('tritonx', 'retention', 'erasure', 'rectification')),
+    actor                 text CHECK (pg_catalog.length(actor) BETWEEN 1 AND 100)
 );
+ALTER TABLE gdpr.consent_context ADD COLUMN IF NOT EXISTS actor text
+    CHECK (pg_catalog.length(actor) BETWEEN 1 AND 100);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint AS c
+                   WHERE c.conrelid = 'gdpr.consent_context'::pg_catalog.regclass
+                     AND c.conname = 'consent_context_source_check'
+                     AND pg_catalog.pg_get_constraintdef(c.oid) LIKE '%rectification%') THEN
+        ALTER TABLE gdpr.consent_context DROP CONSTRAINT IF EXISTS consent_context_source_check;
+        ALTER TABLE gdpr.consent_context ADD CONSTRAINT consent_context_source_check
+            CHECK (source IN ('tritonx', 'retention', 'erasure', 'rectification'));
+    END IF;
+END
+$$;
 
 -- The scheduled GDPR job (retention run, then the erasure requests due), once per daily slot:
 -- a run broken off (finished_at NULL) is taken up again by the next controller cycle; a slot

@@ -361,14 +361,28 @@ $$;
 
 -- Local changes of a column that holds a consent field as is (gdpr._stored_consent_fields():
 -- the reference shop's newsletter_opt_in): a new customer who holds it, and every change of it,
--- are decisions of the session's gdpr.consent_source (the retention and erasure jobs set it;
--- else back_office). The feed's own write is skipped (the apply path sets gdpr.consent_source
+-- are decisions of the session's gdpr.consent_source (the retention, erasure and rectification
+-- jobs set it, a rectification with its actor; else back_office). The feed's own write is skipped (the apply path sets gdpr.consent_source
 -- to tritonx around it: tritonX's decisions come from the snapshots,
 -- gdpr._record_tritonx_consents). The statement-level INSERT and UPDATE triggers of the mapped
 -- customer table; arguments: the key column, then pairs of snapshot field and column. One
 -- INSERT per field named by an active policy, per statement.
--- The engine job changing the customer table in this transaction (gdpr.consent_context), NULL
--- for any other change.
+-- The engine job changing the customer table in this transaction (gdpr.consent_context), with
+-- the actor it acts for (a rectification's; NULL: the job's own name); no row for any other
+-- change.
+CREATE OR REPLACE FUNCTION gdpr._consent_context()
+RETURNS TABLE (source text, actor text)
+LANGUAGE sql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.source, c.actor FROM gdpr.consent_context AS c
+    WHERE c.backend_pid = pg_catalog.pg_backend_pid()
+      AND c.transaction_id = pg_catalog.pg_current_xact_id()
+$$;
+
+-- Its name alone, NULL for any other change.
 CREATE OR REPLACE FUNCTION gdpr._consent_source()
 RETURNS text
 LANGUAGE sql
@@ -376,14 +390,13 @@ VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.source FROM gdpr.consent_context AS c
-    WHERE c.backend_pid = pg_catalog.pg_backend_pid()
-      AND c.transaction_id = pg_catalog.pg_current_xact_id()
+    SELECT c.source FROM gdpr._consent_context() AS c
 $$;
 
--- Name (p_source) or clear (NULL) the engine job changing the customer table in this
--- transaction. Called by the engine's own functions, as the owner.
-CREATE OR REPLACE FUNCTION gdpr._set_consent_source(p_source text)
+-- Name (p_source, and the actor it acts for, p_actor) or clear (NULL) the engine job changing
+-- the customer table in this transaction. Called by the engine's own functions, as the owner.
+DROP FUNCTION IF EXISTS gdpr._set_consent_source(text);
+CREATE OR REPLACE FUNCTION gdpr._set_consent_source(p_source text, p_actor text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
@@ -395,10 +408,11 @@ BEGIN
         DELETE FROM gdpr.consent_context AS c WHERE c.backend_pid = pg_catalog.pg_backend_pid();
         RETURN;
     END IF;
-    INSERT INTO gdpr.consent_context AS c (backend_pid, transaction_id, source)
-    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), p_source)
+    INSERT INTO gdpr.consent_context AS c (backend_pid, transaction_id, source, actor)
+    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), p_source, p_actor)
     ON CONFLICT (backend_pid) DO UPDATE
-    SET transaction_id = EXCLUDED.transaction_id, source = EXCLUDED.source;
+    SET transaction_id = EXCLUDED.transaction_id, source = EXCLUDED.source,
+        actor = EXCLUDED.actor;
 END
 $$;
 
@@ -412,8 +426,13 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    source text := coalesce(gdpr._consent_source(), 'back_office');
+    job    record;
+    source text;
+    actor  text;
 BEGIN
+    SELECT * INTO job FROM gdpr._consent_context();
+    source := coalesce(job.source, 'back_office');
+    actor := coalesce(job.actor, source);
     IF source = 'tritonx'
        OR NOT EXISTS (SELECT FROM gdpr.policy AS p
                       WHERE p.state = 'active' AND p.consent_field IS NOT NULL)
@@ -429,7 +448,7 @@ BEGIN
             'INSERT INTO gdpr.consent (customer_key, policy_id, granted, decided_at, source, '
             'text_version, actor) '
             'SELECT n.%1$I::text, p.id, coalesce(n.%2$I, false), pg_catalog.now(), $1, '
-            'p.text_version, $1 '
+            'p.text_version, $3 '
             'FROM snapshot_after AS n %3$s CROSS JOIN gdpr.policy AS p '
             'WHERE %4$s AND p.state = ''active'' AND p.consent_field = $2',
             TG_ARGV[0], TG_ARGV[i + 1],
@@ -441,7 +460,7 @@ BEGIN
                  THEN pg_catalog.format('coalesce(n.%1$I, false) <> coalesce(o.%1$I, false)',
                                         TG_ARGV[i + 1])
                  ELSE pg_catalog.format('n.%I', TG_ARGV[i + 1]) END)
-            USING source, TG_ARGV[i];
+            USING source, TG_ARGV[i], actor;
     END LOOP;
     RETURN NULL;
 END

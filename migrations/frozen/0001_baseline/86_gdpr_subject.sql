@@ -324,6 +324,9 @@ BEGIN
     END IF;
     names := ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(p_fields) AS k ORDER BY k);
     BEGIN
+        -- a column that holds a consent field: the change is recorded as this rectification,
+        -- by its actor (the local-consent triggers), not as a decision of the back office's
+        PERFORM gdpr._set_consent_source('rectification', p_actor);
         EXECUTE pg_catalog.format(
             'UPDATE %1$s AS t SET %2$s '
             'FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS r '
@@ -333,6 +336,7 @@ BEGIN
              FROM pg_catalog.unnest(names) AS n),
             mapped.key_column, mapped.key_type)
             USING p_fields, subject;
+        PERFORM gdpr._set_consent_source(NULL);
     EXCEPTION
         WHEN data_exception OR integrity_constraint_violation THEN
             -- the database's message may quote the value: only the field names go out
