@@ -50,6 +50,8 @@ class Metrics:
         self.last_success: float | None = None
         self.last_event_at: datetime | None = None
         self._audit_after: int | None = None
+        # staged events not decided, read at the cost of what was staged since the last cycle
+        self._pending = status.PendingTracker()
         self.registry = r = CollectorRegistry()
         self.events = Counter(
             "syncctl_events", "Staged events by what became of them.", ["outcome"], registry=r
@@ -138,14 +140,15 @@ class Metrics:
         self.payloads_dropped.inc(rows)
 
     def update_from_db(self, conn: psycopg.Connection[Any]) -> None:
-        counts = status.counts(conn)
+        dead_letters = status.dead_letters(conn)
+        pending = self._pending.read(conn)
         queues = status.queues(conn)
         cursors = status.cursors(conn)
         self._count_actions(conn)
         conn.commit()
         for name, value in (
-            ("syncctl_dead_letters", counts.dead_letters),
-            ("syncctl_inbox_pending", counts.inbox_pending),
+            ("syncctl_dead_letters", dead_letters),
+            ("syncctl_inbox_pending", pending),
             ("syncctl_outbox_pending", queues.outbox_pending),
             ("syncctl_outbox_dead", queues.outbox_dead),
             ("syncctl_refresh_queue", queues.refresh_queue),

@@ -102,6 +102,36 @@ def linked_customers(conn: psycopg.Connection[Any]) -> int | None:
     return int(row[0])
 
 
+def dead_letters(conn: psycopg.Connection[Any]) -> int:
+    row = queries.one(conn, "status_dead_letters")
+    assert row is not None
+    return int(row[0])
+
+
+class PendingTracker:
+    """Staged events not decided, read again and again (the metrics exporter, every cycle) at
+    the cost of what was staged since the last reading. A staged row is decided in its page's
+    transaction, and a decision is never taken back (an audit row, or a dead letter that is
+    decided in turn), so a row once seen decided need not be looked at again: the first
+    reading counts the whole inbox, each later one the rows staged since, plus the rows found
+    pending before (they stay pending until an operator applies them)."""
+
+    def __init__(self) -> None:
+        self._after: int | None = None  # every row up to this id was looked at
+        self._pending: list[int] = []
+
+    def read(self, conn: psycopg.Connection[Any]) -> int:
+        if self._after is None:
+            row = queries.one(conn, "pending_all")
+        else:
+            row = queries.one(conn, "pending_since", after=self._after, known=self._pending)
+        assert row is not None
+        pending, last = row
+        self._pending = [int(i) for i in pending]
+        self._after = max(int(last) if last is not None else 0, self._after or 0)
+        return len(self._pending)
+
+
 def queues(conn: psycopg.Connection[Any]) -> Queues:
     row = queries.one(conn, "status_queues")
     assert row is not None

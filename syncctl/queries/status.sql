@@ -23,6 +23,32 @@ SELECT
     (SELECT count(*) FROM sync.dead_letter) AS dead_letters,
     (SELECT count(*) FROM sync.inbox_status WHERE state = 'pending') AS pending;
 
+-- name: status_dead_letters
+-- dead letters alone (the metrics' reading; pending events are tracked apart, PendingTracker)
+SELECT count(*) FROM sync.dead_letter;
+
+-- name: pending_all
+-- the staged events not decided, in the whole inbox (one hash join), and the last staged id
+SELECT ARRAY(SELECT st.inbox_id FROM sync.inbox_status AS st
+             WHERE st.state = 'pending' ORDER BY st.inbox_id),
+       (SELECT max(i.id) FROM sync.inbox AS i);
+
+-- name: pending_since
+-- the same for the rows staged after id %(after)s, and of %(known)s (ids found pending
+-- before) those still pending: index probes for those rows only (sync._range_status), so a
+-- reading costs what was staged since the last, not the whole inbox
+WITH last AS (SELECT max(i.id) AS id FROM sync.inbox AS i)
+SELECT ARRAY(SELECT st.inbox_id
+             FROM last CROSS JOIN LATERAL sync._range_status(%(after)s + 1, last.id) AS st
+             WHERE st.state = 'pending'
+             UNION
+             SELECT st.inbox_id
+             FROM unnest(%(known)s::bigint[]) AS k (id)
+             CROSS JOIN LATERAL sync._range_status(k.id, k.id) AS st
+             WHERE st.state = 'pending'
+             ORDER BY 1),
+       (SELECT last.id FROM last);
+
 -- name: status_payloads
 -- the inbox rows that still hold tritonX's snapshot (sync.inbox_payload_held covers them)
 SELECT payloads, oldest_received_at FROM sync.payload_holding;

@@ -205,6 +205,10 @@ BEGIN
         'sync.adopt_local_customer(bigint, bigint, text)',
         'sync.adopt_local_customer_key(text, text, text)',
         'sync.link_counts()',
+        -- the metrics' reading of the events not decided (syncctl.status.PendingTracker): it
+        -- reads only what the role may read (sync.inbox's ids and event ids, the audit, the
+        -- dead letters)
+        'sync._range_status(bigint, bigint)',
         'sync.misdirected_links()',
         'sync.sample_linked_numbers(integer)',
         'sync.repair_redirected_link(text, text)',
