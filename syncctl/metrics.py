@@ -109,6 +109,13 @@ class Metrics:
             "1 while this daemon is connected to the database, 0 while it connects again.",
             registry=r,
         )
+        self.page_size = Gauge(
+            "syncctl_page_size",
+            "Events per page the feed asks for: --page-size, or less while pages exceeded "
+            "the statement_timeout (NaN: no page yet).",
+            registry=r,
+        )
+        self.page_size.set(math.nan)
 
     def _last_event_age(self) -> float:
         at = self.last_event_at
@@ -119,6 +126,8 @@ class Metrics:
             self.events.labels(state).inc(count)
         self.pages.inc(report.pages)
         self.retries.inc(report.retries)
+        if report.page_size is not None:
+            self.page_size.set(float(report.page_size))
         with self._lock:
             if report.caught_up:
                 self.last_success = time.time()
