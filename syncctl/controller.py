@@ -60,6 +60,12 @@ RETRYABLE_DATABASE_ERRORS = (
 STOP_GRACE_SECONDS = 10.0
 # A refused feed is asked again this often: a token or a URL is fixed by a person.
 REFUSED_RETRY_SECONDS = 300.0
+# A page whose apply exceeds the session's statement_timeout is staged again at half the size
+# (down to one record); after this many full pages applied without a time-out the size doubles,
+# up to the configured one.
+GROW_AFTER_PAGES = 10
+# The feed's state while one record alone exceeds the statement_timeout (it may wait for a lock)
+TIMED_OUT_ALONE = "statement_timeout at page size 1"
 
 
 @dataclass
@@ -93,6 +99,8 @@ class PullReport:
     last_occurred_at: datetime | None = None
     caught_up: bool = False
     feed_last_seq: int | None = None
+    # the feed's page size in use (lowered under a statement_timeout); None: not known here
+    page_size: int | None = None
 
     @property
     def seconds(self) -> float:
@@ -112,6 +120,7 @@ class PullReport:
         self.retries += other.retries
         self.last_seq = other.last_seq or self.last_seq
         self.last_occurred_at = other.last_occurred_at or self.last_occurred_at
+        self.page_size = other.page_size or self.page_size
         # as of the latest pull
         self.caught_up = other.caught_up
 
@@ -219,7 +228,12 @@ class Feed:
     page the worker thread fetched, when it has come, and starts the next fetch when one is due
     (at once while tritonX has more; `poll_interval` after catching up; after the backoff once
     it failed; `refused_retry` after a refusal). A fetch that hangs holds up nothing but the
-    feed. Staging runs on the caller's connection and thread."""
+    feed. Staging runs on the caller's connection and thread.
+
+    A page cancelled by the session's statement_timeout is staged again at once at half the
+    size (`page_size` is the size in use, down to 1); GROW_AFTER_PAGES full pages later it
+    doubles again, up to `configured_page_size`. A cancel while `stop` is set is the
+    controller's own (the stop's grace), not a time-out: the size stays."""
 
     def __init__(
         self,
@@ -230,10 +244,16 @@ class Feed:
         backoff: Backoff | None = None,
         refused_retry: float = REFUSED_RETRY_SECONDS,
         keep_payloads: bool = True,
+        stop: threading.Event | None = None,
     ) -> None:
         self.source = source
         self.keep_payloads = keep_payloads
+        self.configured_page_size = page_size
         self.page_size = page_size
+        self.timed_out = False
+        self._full_pages = 0
+        self._rewind = False
+        self._stop = stop or threading.Event()
         self.poll_interval = poll_interval
         self.backoff = backoff or Backoff()
         self.refused_retry = refused_retry
@@ -244,9 +264,16 @@ class Feed:
         self._fetch: tuple[str | None, Future[tuple[ChangePage, list[tuple[Any, ...]]]]] | None
         self._fetch = None
 
-    def _fetch_page(self, after: str | None) -> tuple[ChangePage, list[tuple[Any, ...]]]:
+    def _fetch_page(
+        self, after: str | None, rewind: bool = False
+    ) -> tuple[ChangePage, list[tuple[Any, ...]]]:
         """Fetch, decode and type one page (in the worker thread). The decoded records are let
-        go once their inbox rows exist: the controller holds each page once, not twice."""
+        go once their inbox rows exist: the controller holds each page once, not twice.
+        `rewind`: the pages from `after` on come in another size than they were asked in (a
+        client that checks where next cursors lead is told so)."""
+        rewound = getattr(self.source, "rewind", None)
+        if rewind and rewound is not None:
+            rewound(after)
         page = self.source.fetch_changes(after, self.page_size)
         rows = inbox_rows(self.source.name, page.changes)
         return replace(page, changes=[]), rows
@@ -271,7 +298,8 @@ class Feed:
                 return None
             cursor = read_cursor(conn, self.source.name)
             conn.commit()  # end the read's transaction; staging opens its own
-            self._fetch = (cursor, self._worker.submit(lambda: self._fetch_page(cursor)))
+            rewind, self._rewind = self._rewind, False
+            self._fetch = (cursor, self._worker.submit(lambda: self._fetch_page(cursor, rewind)))
         after, future = self._fetch
         if not future.done():
             return None
@@ -289,9 +317,16 @@ class Feed:
         except Exception as exc:
             # a page fetched ahead may not follow the cursor the database holds: read it again
             self._fetch = None
+            timeout_ms = self._statement_timeout(conn, exc)
+            self.timed_out = timeout_ms is not None
+            if timeout_ms is not None and self.page_size > 1:
+                self._lower_page_size(timeout_ms)
+                return None
             self._failed(exc)
             raise
+        self.timed_out = False
         self.backoff.reset()
+        self._grow_page_size(outcome.events)
         if page.has_more:
             self._set_state("catching up")
         else:
@@ -299,8 +334,49 @@ class Feed:
             self.not_before = time.monotonic() + self.poll_interval
         return StagedPage(page, outcome)
 
+    def _statement_timeout(self, conn: psycopg.Connection[Any], exc: Exception) -> int | None:
+        """The session's statement_timeout in ms when it cancelled the page: a cancel
+        (SQLSTATE 57014) while the session has one, and not the controller's own on a stop.
+        None otherwise."""
+        if not isinstance(exc, psycopg.errors.QueryCanceled) or self._stop.is_set():
+            return None
+        if conn.closed or conn.broken:
+            return None
+        try:
+            conn.rollback()
+            row = queries.one(conn, "statement_timeout_ms")
+            conn.rollback()
+        except psycopg.Error:
+            return None
+        return int(row[0]) if row and row[0] else None
+
+    def _lower_page_size(self, timeout_ms: int) -> None:
+        """Stage the page again at once, half as large (the time-out's own wait was the
+        pause)."""
+        self.page_size = max(1, self.page_size // 2)
+        self._full_pages = 0
+        self._rewind = True
+        self.not_before = 0.0
+        log.warning(
+            "page apply exceeded statement_timeout (%d ms); page size lowered to %d",
+            timeout_ms,
+            self.page_size,
+        )
+
+    def _grow_page_size(self, events: int) -> None:
+        """Count a full page at a lowered size; double the size after a run of them."""
+        if self.page_size >= self.configured_page_size or events < self.page_size:
+            return
+        self._full_pages += 1
+        if self._full_pages >= GROW_AFTER_PAGES:
+            self.page_size = min(self.configured_page_size, self.page_size * 2)
+            self._full_pages = 0
+            log.info("page size raised to %d", self.page_size)
+
     def _failed(self, exc: Exception) -> None:
         state = feed_state(exc) if not isinstance(exc, CursorMoved) else self.state
+        if self.timed_out:
+            state = TIMED_OUT_ALONE
         if isinstance(exc, TritonXRefused):
             delay = self.refused_retry
         else:
@@ -350,6 +426,7 @@ def pull(
         poll_interval=0.0,
         backoff=backoff,
         keep_payloads=keep_payloads,
+        stop=stop,
     )
     report = PullReport()
     failures = 0
@@ -364,24 +441,28 @@ def pull(
                 TritonXProtocolError,
                 CursorMoved,
                 PageNotStaged,
+                psycopg.errors.QueryCanceled,
                 *RETRYABLE_DATABASE_ERRORS,
             ) as exc:
+                # a cancel is retried when the statement_timeout cancelled one record alone
+                if isinstance(exc, psycopg.errors.QueryCanceled) and not feed.timed_out:
+                    if not stop.is_set():
+                        raise
+                    conn.rollback()  # cancelled after the stop's grace: the page comes again
+                    break
                 failures += 1
                 report.retries += 1
                 if max_attempts is not None and failures >= max_attempts:
                     raise
-                log.warning("pull retry %d in %.2fs: %s", failures, feed.retry_in, exc)
+                reason = f"{feed.state}: {describe(exc)}" if feed.timed_out else exc
+                log.warning("pull retry %d in %.2fs: %s", failures, feed.retry_in, reason)
                 continue
-            except psycopg.errors.QueryCanceled:
-                if not stop.is_set():
-                    raise
-                conn.rollback()  # cancelled after the stop's grace: the page comes again
-                break
             if staged is None:
                 feed.wait(stop, 0.5)
                 continue
             failures = 0
             report.add(staged)
+            report.page_size = feed.page_size
             if on_page is not None:
                 on_page(report)
             if report.caught_up:
@@ -483,6 +564,7 @@ def run(
         poll_interval=poll_interval,
         refused_retry=refused_retry,
         keep_payloads=keep_payloads,
+        stop=stop,
     )
     parts = [
         Part(
@@ -621,12 +703,12 @@ def _feed_turn(
             feed.retry_in,
         )
         if on_pull is not None:
-            on_pull(PullReport(retries=1))
+            on_pull(PullReport(retries=1, page_size=feed.page_size))
         return
     if staged is None:
         return
     # the page's time: staging and applying it (its fetch ran in the feed's worker meanwhile)
-    report = PullReport(started=started)
+    report = PullReport(started=started, page_size=feed.page_size)
     report.add(staged)
     report.finished = time.monotonic()
     total.merge(report)

@@ -1,8 +1,9 @@
-"""Rendering a subject access export (syncctl.gdpr.SubjectData) for the person it is about:
-JSON (one document), CSV (one file per table, in a zip) or HTML (readable, every value
-escaped). Sections are named by table (schema.table, as the database names the source), each
-row once; the mapped customer table, whatever its name, is "your customer record". Pure
-functions of the data; nothing is logged."""
+"""Rendering a subject access export (syncctl.gdpr.SubjectData) for the person it is about: JSON
+(one document), CSV (one file per table, in a zip; a text cell a spreadsheet would read as a
+formula is prefixed with `'`) or HTML (readable, every value escaped). Sections are named by
+table (schema.table, as the database names the source), each row once; the mapped customer
+table, whatever its name, is "your customer record". Pure functions of the data; nothing is
+logged."""
 
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    """A cell for a spreadsheet: a text value that starts like a formula is prefixed with `'`,
+    which the spreadsheet shows as text. Only text: the export's rows come from jsonb, so a
+    number (a negative amount) is a Python number here and stays one."""
+    cell = _cell(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     names: list[str] = []
     for row in rows:
@@ -87,9 +102,9 @@ def to_csv_zip(data: SubjectData) -> bytes:
             text = io.StringIO()
             columns = _columns(rows)
             writer = csv.writer(text)
-            writer.writerow(columns)
+            writer.writerow([_csv_cell(name) for name in columns])
             for row in rows:
-                writer.writerow([_cell(row.get(name)) for name in columns])
+                writer.writerow([_csv_cell(row.get(name)) for name in columns])
             archive.writestr(f"{table}.csv", text.getvalue())
         header = {k: v for k, v in _document(data).items() if k != "tables"}
         archive.writestr("export.json", json.dumps(header, indent=2, default=str))

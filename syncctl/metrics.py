@@ -1,8 +1,9 @@
 """Prometheus metrics and a health check for `syncctl run`, served on a loopback port
 (`--metrics-port`): GET /metrics (the Prometheus text format, written by prometheus_client:
 every series with HELP and TYPE) and GET /healthz (200 while the last successful pull is
-recent, 503 otherwise). docs/operations.md lists the series; deploy/grafana-dashboard.json
-queries them (a test checks it against what is exported).
+recent, or while the daemon stands by connected to the database; 503 otherwise).
+docs/operations.md lists the series; deploy/grafana-dashboard.json queries them (a test checks
+it against what is exported).
 
 Counters count from the start of the process: pull reports as they come, and audited actions
 by type and outcome from the audit rows written since the process started (the first cycle's
@@ -94,7 +95,7 @@ class Metrics:
             name: Gauge(name, doc, registry=r)
             for name, doc in (
                 ("syncctl_dead_letters", "Events in the dead-letter state."),
-                ("syncctl_inbox_pending", "Staged events not applied yet."),
+                ("syncctl_inbox_pending", "Staged events not decided."),
                 ("syncctl_outbox_pending", "Events for tritonX waiting to be delivered."),
                 ("syncctl_outbox_dead", "Events for tritonX given up on (see outbox list)."),
                 ("syncctl_refresh_queue", "Login-time refresh requests waiting."),
@@ -111,6 +112,16 @@ class Metrics:
             "1 while this daemon is connected to the database, 0 while it connects again.",
             registry=r,
         )
+        self.page_size = Gauge(
+            "syncctl_page_size",
+            "Events per page the feed asks for: --page-size, or less while pages exceeded "
+            "the statement_timeout (NaN: no page yet).",
+            registry=r,
+        )
+        self.page_size.set(math.nan)
+        # what observe_state heard last: None until the daemon first connected or failed to
+        self.connected: bool | None = None
+        self.leading = False
 
     def _last_event_age(self) -> float:
         at = self.last_event_at
@@ -121,6 +132,8 @@ class Metrics:
             self.events.labels(state).inc(count)
         self.pages.inc(report.pages)
         self.retries.inc(report.retries)
+        if report.page_size is not None:
+            self.page_size.set(float(report.page_size))
         with self._lock:
             if report.caught_up:
                 self.last_success = time.time()
@@ -132,6 +145,9 @@ class Metrics:
     def observe_state(self, connected: bool, leading: bool) -> None:
         self.database_connected.set(1.0 if connected else 0.0)
         self.leader.set(1.0 if leading else 0.0)
+        with self._lock:
+            self.connected = connected
+            self.leading = leading
 
     def observe_refresh(self, seconds: float) -> None:
         self.refresh_latency.observe(seconds)
@@ -176,12 +192,20 @@ class Metrics:
             self.actions.labels(str(action), str(outcome)).inc(int(count))
             self._audit_after = max(self._audit_after, int(last_id))
 
-    def healthy(self) -> bool:
+    def health(self) -> tuple[bool, str]:
+        """/healthz: healthy while a pull caught up recently (the leader's rule), or while
+        this daemon stands by connected to the database; and the one word that says which."""
         with self._lock:
-            return (
+            if (
                 self.last_success is not None
                 and time.time() - self.last_success < self.healthy_within
-            )
+            ):
+                return True, "ok"
+            if self.connected and not self.leading:
+                return True, "standby"
+            if self.connected is False:
+                return False, "no database"
+            return False, "stale"
 
     def exposition(self) -> str:
         return generate_latest(self.registry).decode("utf-8")
@@ -199,12 +223,8 @@ class MetricsServer:
                 if self.path == "/metrics":
                     status, body, kind = 200, metrics.exposition(), CONTENT_TYPE_PLAIN_0_0_4
                 elif self.path == "/healthz":
-                    ok = metrics.healthy()
-                    status, body, kind = (
-                        (200 if ok else 503),
-                        ("ok\n" if ok else "stale\n"),
-                        "text/plain",
-                    )
+                    ok, word = metrics.health()
+                    status, body, kind = (200 if ok else 503), f"{word}\n", "text/plain"
                 else:
                     status, body, kind = 404, "not found\n", "text/plain"
                 data = body.encode()

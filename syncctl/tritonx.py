@@ -254,6 +254,14 @@ class TritonXClient:
             return True
         return self._asked.get(following, self._asks + 1) < self._asked[after]
 
+    def rewind(self, cursor: str | None) -> None:
+        """The feed goes on from `cursor` again in pages of another size (the controller
+        lowered it): forget the cursors first asked after it, which the new pages reach again
+        without leading back."""
+        position = self._asked.get(cursor or "")
+        if position is not None:
+            self._asked = {c: n for c, n in self._asked.items() if n <= position}
+
     def fetch_customer(self, number: str) -> CustomerAnswer:
         """GET /api/v1/customers/{number}: 200, 404 or 410 as the contract says."""
         response = self._request("GET", customer_path(number))
