@@ -50,7 +50,7 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    counts  jsonb := '{}';
+    counts  jsonb := '{}'::jsonb;
     link    record;
     changed bigint;
 BEGIN
