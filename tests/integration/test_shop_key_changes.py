@@ -448,3 +448,26 @@ def test_a_key_change_across_partitions(partitioned: psycopg.Connection[Any]) ->
     conn.execute('UPDATE tp."Klant" SET "Code" = %s WHERE "Code" = %s', ["z-moved", two])
     conn.commit()
     assert _key_of(conn, "TX00000002") == "z-moved"
+
+
+def test_the_shops_own_role_deletes_and_re_keys_with_no_rights_in_the_engine(
+    text_keyed: psycopg.Connection[Any], as_role: Any
+) -> None:
+    """The shop's back office connects as a role of its own: rights on its table, none in the
+    engine's schemas. The triggers run as the owner role."""
+    conn = text_keyed
+    role = "shop_bo_" + secrets.token_hex(4)
+    conn.execute(f"CREATE ROLE {role} NOLOGIN")
+    conn.execute(f"GRANT USAGE ON SCHEMA tk TO {role}")
+    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON tk.client TO {role}")
+    conn.commit()
+    one, _ = _old_customer(conn, "TX00000001", _unique("a"))
+    two, _ = _old_customer(conn, "TX00000002", _unique("b"))
+    shop = as_role(role)
+    shop.execute("UPDATE tk.client SET ckey = 'moved' WHERE ckey = %s", [one])
+    shop.execute("DELETE FROM tk.client WHERE ckey = %s", [two])
+    assert _key_of(conn, "TX00000001") == "moved" and _has_consent(conn, "moved")
+    assert not _has_consent(conn, two)
+    assert conn.execute(
+        "SELECT count(*) FROM sync.customer_link WHERE customer_number = 'TX00000002'"
+    ).fetchone() == (0,)
