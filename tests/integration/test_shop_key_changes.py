@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
@@ -471,3 +471,56 @@ def test_the_shops_own_role_deletes_and_re_keys_with_no_rights_in_the_engine(
     assert conn.execute(
         "SELECT count(*) FROM sync.customer_link WHERE customer_number = 'TX00000002'"
     ).fetchone() == (0,)
+
+
+def _watch(conn: psycopg.Connection[Any], table: LiteralString, key: str) -> None:
+    """Marker triggers that fire exactly when the engine's triggers would: a statement naming
+    the key column in its SET list, a DELETE."""
+    conn.execute(
+        "CREATE TABLE public.fired (op text);"
+        "CREATE FUNCTION public.mark() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO public.fired VALUES (TG_OP); RETURN NULL; END $$"
+    )
+    target = sql.SQL(table)
+    conn.execute(
+        sql.SQL(
+            "CREATE TRIGGER zz_key AFTER UPDATE OF {} ON {} FOR EACH STATEMENT"
+            " EXECUTE FUNCTION public.mark()"
+        ).format(sql.Identifier(key), target)
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TRIGGER zz_delete AFTER DELETE ON {} FOR EACH STATEMENT"
+            " EXECUTE FUNCTION public.mark()"
+        ).format(target)
+    )
+    conn.commit()
+
+
+def test_the_feeds_upserts_fire_none_of_them(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    """New customers and updates, a login's stub and its refresh: the feed never names the key
+    in an UPDATE and never deletes, so the triggers cost its upserts nothing."""
+    _watch(conn, shop.customer_table, shop.key_column)
+    stage(conn, [upserted(f"TX0000000{n}", 1) for n in range(1, 5)])
+    stage(conn, [upserted(f"TX0000000{n}", 2, first_name="Bea") for n in range(1, 5)])
+    stage(conn, [upserted("TX00000005", 1), upserted("TX00000001", 3, last_name="Smit")])
+    conn.execute("SELECT * FROM sync.login_key('TX00000009', 'x')")
+    conn.commit()
+    stage(conn, [upserted("TX00000009", 1)])
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM public.fired").fetchone() == (0,)
+    assert shop.count_customers(conn) == 6
+
+
+def test_on_the_link_table_the_feeds_upserts_fire_none_of_them(
+    text_keyed: psycopg.Connection[Any],
+) -> None:
+    conn = text_keyed
+    _watch(conn, "tk.client", "ckey")
+    stage(conn, [upserted(f"TX0000000{n}", 1) for n in range(1, 5)])
+    stage(conn, [upserted(f"TX0000000{n}", 2, email=_unique("x")) for n in range(1, 5)])
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM public.fired").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM tk.client").fetchone() == (4,)
