@@ -144,6 +144,8 @@ DECLARE
     keys    text[];
     numbers text[];
     counts  jsonb;
+    number  text := (SELECT v.document #>> '{customer,number,column}'
+                     FROM sync.mapping_version AS v WHERE v.active);
 BEGIN
     IF TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
                                   FROM sync.mapped_customer() AS m) THEN
@@ -155,10 +157,18 @@ BEGIN
     IF keys IS NULL THEN
         RETURN NULL;
     END IF;
-    -- the numbers the link table held (read before the rows go), for the audit
-    SELECT pg_catalog.array_agg(l.customer_number ORDER BY l.customer_key) INTO numbers
-    FROM sync.customer_link AS l
-    WHERE l.customer_key = ANY (keys) AND l.customer_number IS NOT NULL;
+    -- the deleted customers' tritonX numbers, for the audit: from the deleted rows, or from
+    -- the link table (read before its rows go)
+    IF number IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.array_agg(d.%1$I::text) FROM shop_deleted AS d '
+            'WHERE d.%1$I IS NOT NULL', number)
+            INTO numbers;
+    ELSE
+        SELECT pg_catalog.array_agg(l.customer_number) INTO numbers
+        FROM sync.customer_link AS l
+        WHERE l.customer_key = ANY (keys) AND l.customer_number IS NOT NULL;
+    END IF;
     counts := sync._follow_shop_keys(keys, NULL);
     PERFORM sync._audit_shop_keys('customer.deleted_by_shop', keys, numbers, counts);
     RETURN NULL;
@@ -212,12 +222,14 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_RELID = (SELECT m.relation::pg_catalog.oid FROM sync.mapped_customer() AS m) THEN
-        SELECT pg_catalog.array_agg(l.customer_number ORDER BY l.customer_key) INTO numbers
-        FROM sync.customer_link AS l
-        WHERE l.customer_key = ANY (olds) AND l.customer_number IS NOT NULL;
         -- the noted pairs stay while the consents move: gdpr._combine_merged_consents reads
         -- them (a key change is no merge)
         counts := sync._follow_shop_keys(olds, news);
+        -- the customers' tritonX numbers, for the audit (a number column or the moved link)
+        SELECT pg_catalog.array_agg(n.number) INTO numbers
+        FROM pg_catalog.unnest(news) AS k (key)
+        CROSS JOIN LATERAL (SELECT syncmap.number_of(k.key) AS number) AS n
+        WHERE n.number IS NOT NULL;
         PERFORM sync._audit_shop_keys('customer.key_changed_by_shop', news, numbers, counts);
     END IF;
     DELETE FROM sync.shop_key_change AS k WHERE k.backend_pid = pg_catalog.pg_backend_pid();

@@ -356,6 +356,10 @@ def test_on_each_shop_schema_a_reused_key_has_no_consent(
     assert conn.execute(
         "SELECT count(*) FROM sync.customer_link WHERE customer_key = %s", [key]
     ).fetchone() == (0,)
+    # the audit names the customer by its number (from the deleted row's number column)
+    [(actor, number, shown, counts)] = _audit(conn, "customer.deleted_by_shop")
+    assert (actor, number, shown) == ("shop", "TX00000001", key)
+    assert counts["gdpr.consent"] == 1
 
 
 def test_a_delete_and_insert_of_one_key_in_one_transaction_is_refused(
