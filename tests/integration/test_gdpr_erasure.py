@@ -349,8 +349,10 @@ def test_the_proof_names_the_tables_it_could_not_search(conn: psycopg.Connection
 def test_an_erasure_whose_customer_row_went_outside_syncctl_fails_and_says_why(
     conn: psycopg.Connection[Any],
 ) -> None:
-    """A key that names nobody any more (the shop deleted the row, or changed its key) proves
-    nothing: the request fails instead of being done with a search of nobody's rows."""
+    """A key that names nobody any more (the shop deleted the row where the mapping could not
+    bind its delete trigger: no TRIGGER privilege) proves nothing: the request fails instead of
+    being done with a search of nobody's rows. (With the trigger the request goes with the row:
+    tests/integration/test_shop_key_changes.py.)"""
     cid = conn.execute(
         "INSERT INTO shop.customer (email, first_name) VALUES ('gone@example.nl', 'Gone')"
         " RETURNING id"
@@ -358,6 +360,7 @@ def test_an_erasure_whose_customer_row_went_outside_syncctl_fails_and_says_why(
     request = conn.execute("SELECT gdpr.receive_erasure(%s::text, 'dpo')", [cid]).fetchone()[0]  # type: ignore[index]
     conn.execute("SELECT gdpr.verify_erasure(%s, 'dpo')", [request])
     conn.execute("SELECT gdpr.schedule_erasure(%s, 'dpo', interval '0')", [request])
+    conn.execute("DROP TRIGGER customer_deleted_by_shop ON shop.customer")
     conn.execute("DELETE FROM shop.customer WHERE id = %s", [cid])
     conn.commit()
     result = conn.execute("SELECT gdpr.execute_erasure(%s, 'dpo')", [request]).fetchone()[0]  # type: ignore[index]

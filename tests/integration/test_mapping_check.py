@@ -120,7 +120,7 @@ def owner(conn: psycopg.Connection[Any]) -> str:
     role: str = row[0]
     conn.execute(f'GRANT USAGE ON SCHEMA "CrmTest" TO {role}')
     conn.execute(
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "CrmTest" TO {role}'
+        f'GRANT SELECT, INSERT, UPDATE, DELETE, TRIGGER ON ALL TABLES IN SCHEMA "CrmTest" TO {role}'
     )
     conn.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "CrmTest" TO {role}')
     conn.commit()

@@ -108,7 +108,10 @@ def test_check_names_the_trigger_privilege_a_consent_column_as_is_needs(
     _install(conn, document)
     assert warnings == [
         "crm.customer: no TRIGGER privilege for syncctl_owner, so local changes of its consent"
-        " columns are not recorded as consent"
+        " columns are not recorded as consent",
+        "crm.customer: no TRIGGER privilege for syncctl_owner, so customers the shop deletes or"
+        " re-keys itself keep their tritonX link, consents and erasure requests under the old"
+        " key",
     ]
 
 
