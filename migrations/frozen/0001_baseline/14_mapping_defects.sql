@@ -1186,6 +1186,29 @@ BEGIN
                 WHERE NOT pg_catalog.has_table_privilege(owner_role, x.relation, x.privilege)
             ) AS d
             ORDER BY d.ord, d.path, d.relation_name, d.privilege_ord;
+        -- the triggers that follow the shop's own deletes and key changes of customers
+        -- (sql/73_shop_key_changes.sql): on the table and, for the per-row one, each partition.
+        -- A warning: the engine works without them. The table itself is asked for above when a
+        -- consent column needs TRIGGER too.
+        IF customer_oid IS NOT NULL THEN
+            RETURN QUERY
+                SELECT 'customer.table'::text, pg_catalog.format(
+                    'warning: %s lacks TRIGGER on %s: customers the shop deletes or re-keys '
+                    'itself would keep their tritonX link, consents and erasure requests under '
+                    'the old key: GRANT TRIGGER ON TABLE %s TO %I;',
+                    owner_role, t.relid::pg_catalog.regclass, t.relid::pg_catalog.regclass,
+                    owner_role)
+                FROM (SELECT customer_oid::pg_catalog.regclass AS relid
+                      UNION
+                      SELECT p.relid FROM pg_catalog.pg_partition_tree(customer_oid) AS p) AS t
+                WHERE NOT pg_catalog.has_table_privilege(owner_role, t.relid, 'TRIGGER')
+                  AND NOT (t.relid = customer_oid
+                           AND EXISTS (SELECT FROM sync._mapping_consent_columns(p_document,
+                                                                                  customer_oid)
+                                           AS c
+                                       WHERE c.as_is))
+                ORDER BY t.relid::pg_catalog.regclass::text;
+        END IF;
     END IF;
 END
 $$;

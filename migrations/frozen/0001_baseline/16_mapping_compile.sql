@@ -674,8 +674,9 @@ $$;
 -- schema syncmap and everything in it belong to the owner; the new version becomes the only
 -- active one and one audit row records it (no personal data: the version, the document's
 -- sha256, the installing role). The document that is active already: nothing happens but the
--- consent triggers' binding (gdpr._bind_local_consents), its version is returned. Either way the
--- consent triggers follow the mapped table. p_source says where it came from (a file name),
+-- triggers' binding (gdpr._bind_local_consents, sync._bind_shop_key_changes), its version is
+-- returned. Either way the consent triggers and the shop's key-change triggers follow the mapped
+-- table. p_source says where it came from (a file name),
 -- never its content.
 CREATE OR REPLACE FUNCTION sync.install_mapping(p_document jsonb, p_source text)
 RETURNS integer
@@ -703,6 +704,7 @@ BEGIN
     WHERE v.active AND v.sha256 = digest;
     IF installed IS NOT NULL THEN
         PERFORM gdpr._bind_local_consents();  -- a GRANT since may let them on (docs/mapping.md)
+        PERFORM sync._bind_shop_key_changes();
         PERFORM sync._moves_current();
         RETURN installed;
     END IF;
@@ -723,6 +725,8 @@ BEGIN
             CASE WHEN sync.is_identifier(session_user) THEN session_user ELSE 'dba' END, true);
     -- local changes of a column holding a tritonX consent field (sql/83_gdpr_consent.sql)
     PERFORM gdpr._bind_local_consents();
+    -- the shop's own deletes and key changes of customers (sql/73_shop_key_changes.sql)
+    PERFORM sync._bind_shop_key_changes();
     -- merges, anonymisations and deletes on the new table (sql/57_moves_compile.sql)
     PERFORM sync._moves_current(true);
     INSERT INTO sync.audit (actor, action, outcome, version, counts, reason)

@@ -97,7 +97,8 @@ $$;
 -- The body of syncmap.move_customer(p_old text, p_survivor text, OUT counts jsonb, OUT reason
 -- text): every customer-linked table re-pointed (unique conflicts first, per unique key, by the
 -- table's merge rule; SY010 without one), the survivor's blank columns filled from the old row,
--- the old row removed with its sync.customer_link row and the related rows only it used.
+-- the old row removed with its sync.customer_link row (that first) and the related rows only it
+-- used.
 CREATE OR REPLACE FUNCTION sync._compile_move()
 RETURNS text
 LANGUAGE plpgsql
@@ -238,10 +239,12 @@ BEGIN
     INTO fill
     FROM sync._survivor_fill_columns() AS f;
     body := body || pg_catalog.format(
-        E'DELETE FROM %1$s AS c WHERE c.%2$I = p_old::%3$s RETURNING c.* INTO old_row;\n'
+        -- the link row first: the shop's delete trigger then finds nothing of this customer's
+        -- (sql/73_shop_key_changes.sql)
+        E'DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_old;\n'
+        'DELETE FROM %1$s AS c WHERE c.%2$I = p_old::%3$s RETURNING c.* INTO old_row;\n'
         'IF FOUND THEN\n'
         '%4$s'
-        '    DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_old;\n'
         '%5$s'
         'END IF;\n'
         'counts := counts || pg_catalog.jsonb_build_object(%6$L, 1) || absorbed;\n'
@@ -415,11 +418,12 @@ BEGIN
     END LOOP;
     scrub := sync._scrub_assignments(mapped.relation, mapped.key_column);
     body := body || pg_catalog.format(
+        -- the link row before the customer row (see sync._compile_move)
         E'IF remove THEN\n'
+        '    DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;\n'
         '    DELETE FROM %1$s AS t WHERE t.%2$I = p_key::%3$s;\n'
         '    GET DIAGNOSTICS changed = ROW_COUNT;\n'
         '    counts := sync._add_count(counts, %4$L, changed);\n'
-        '    DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;\n'
         '%5$s'
         'ELSE\n'
         '%6$s'

@@ -214,7 +214,7 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- After a statement re-pointed consent rows (a merge moving the old customer's history to the
--- survivor): per survivor and policy, the old customer's latest decision and the survivor's
+-- survivor; not a key the shop changed, sync.shop_key_change): per survivor and policy, the old customer's latest decision and the survivor's
 -- own are combined by the policy's merge_rule, and the result is appended (source merge):
 --   most_restrictive  withdrawn wins; a survivor without a decision takes the old one's
 --   most_permissive   granted wins
@@ -233,6 +233,12 @@ BEGIN
         FROM moved_after AS n
         JOIN moved_before AS o ON o.id = n.id
         WHERE o.customer_key <> n.customer_key
+          -- a key the shop changed is the same person: its history moves, nothing combines
+          -- (sql/73_shop_key_changes.sql)
+          AND NOT EXISTS (SELECT FROM sync.shop_key_change AS k
+                          WHERE k.backend_pid = pg_catalog.pg_backend_pid()
+                            AND k.old_key = o.customer_key AND k.new_key = n.customer_key
+                            AND k.transaction_id = pg_catalog.pg_current_xact_id())
     ),
     old_state AS (
         SELECT DISTINCT ON (m.survivor_key, m.policy_id) m.*
@@ -483,7 +489,6 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    bound  record;
     mapped record;
     args   text;
 BEGIN
@@ -495,30 +500,10 @@ BEGIN
         FROM gdpr._stored_consent_fields() AS f
         WHERE f.as_is;
     END IF;
-    FOR bound IN
-        SELECT t.tgname, t.tgrelid::pg_catalog.regclass AS relation
-        FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgfoid = 'gdpr._record_local_consents()'::pg_catalog.regprocedure
-          AND (args IS NULL OR t.tgrelid <> mapped.relation)
-    LOOP
-        BEGIN
-            EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', bound.tgname, bound.relation);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING USING MESSAGE = pg_catalog.format(
-                'trigger %s on %s stays: only the table''s owner may drop it; it records '
-                'nothing while %s is not the mapped customer table',
-                bound.tgname, bound.relation, bound.relation);
-        END;
-    END LOOP;
-    IF args IS NULL THEN
-        RETURN;
-    END IF;
-    IF NOT pg_catalog.has_table_privilege(mapped.relation, 'TRIGGER') THEN
-        RAISE WARNING USING MESSAGE = pg_catalog.format(
-            '%s: no TRIGGER privilege for %s, so local changes of its consent columns are not '
-            'recorded as consent', mapped.relation, current_user),
-            HINT = pg_catalog.format('GRANT TRIGGER ON %s TO %I and install the mapping again',
-                                     mapped.relation, current_user);
+    IF NOT sync._rebind_triggers(
+               ARRAY['gdpr._record_local_consents()'::pg_catalog.regprocedure],
+               CASE WHEN args IS NOT NULL THEN mapped.relation END, 'records nothing',
+               'local changes of its consent columns are not recorded as consent') THEN
         RETURN;
     END IF;
     EXECUTE pg_catalog.format(

@@ -1,0 +1,349 @@
+-- The shop's own deletes and key changes of the mapped customer table. The engine names a
+-- customer by its key as text, with no foreign key into the shop's table: sync.customer_link
+-- (the number and version, when the mapping keeps them there) and the engine's own
+-- customer-linked tables (sync.customer_links(), known_by engine: gdpr.consent,
+-- gdpr.erasure_request). When the shop deletes customer rows itself (its back office, a cleanup
+-- script), those rows go with them, as they go when the engine deletes a customer; when it
+-- changes a customer's key, they follow the customer to its new key. Without this a key used
+-- again (a login name, a customer code) would hand the old person's tritonX number and consents
+-- to the new one: tritonX's next snapshot of the old number would overwrite the new customer.
+-- The tritonX number is not tombstoned: tritonX still knows the person, and its next snapshot
+-- makes a new customer row, as for any number that has no row here.
+--
+-- Triggers on the mapped customer table, bound by sync.install_mapping next to the consent
+-- triggers (sync._bind_shop_key_changes), owned by the owner role:
+--   customer_deleted_by_shop   AFTER DELETE, statement level, transition table;
+--   customer_key_changed       AFTER UPDATE OF <key>, row level, only for rows whose key
+--                              changed (WHEN): it notes the old and new key;
+--   customer_keys_changed      AFTER UPDATE OF <key>, statement level: moves what the noted
+--                              keys hold, set-based.
+-- Neither fires on the feed's upserts (they insert, and update columns other than the key).
+-- The engine's own deletes (a tritonX delete, an erasure that removes, a merge removing the old
+-- customer) remove the customer's link row and move or remove its consents and requests before
+-- the customer row (sql/57_moves_compile.sql), so the trigger finds nothing of theirs and
+-- writes nothing. One audit row per statement that removed or moved anything (actor shop),
+-- counts only. Re-runnable.
+
+-- The old and new keys of the customers whose key a statement changed, until the statement's
+-- trigger has moved what they hold (customer_keys_changed); also how the consent merge trigger
+-- tells a key change (the same person) from a merge (gdpr._combine_merged_consents). Written only
+-- by the owner role's trigger functions. A row holds for its transaction only; unlogged: a crash
+-- ends every transaction it could speak for.
+CREATE UNLOGGED TABLE IF NOT EXISTS sync.shop_key_change (
+    backend_pid           integer NOT NULL,
+    transaction_id        xid8 NOT NULL,
+    old_key               text NOT NULL,
+    new_key               text NOT NULL,
+    PRIMARY KEY (backend_pid, old_key)
+);
+
+-- What the engine keeps by key, for customers the shop removed (p_new NULL) or re-keyed (p_new[i]
+-- the new key of p_old[i], keys as text): the sync.customer_link rows and the rows of the
+-- engine's own customer-linked tables (sync.customer_links(), known_by engine) are removed, or
+-- moved to the new key. A link row a new key held already names no customer (the key was free
+-- until this statement) and goes. Returns {table: rows}, tables with rows only.
+CREATE OR REPLACE FUNCTION sync._follow_shop_keys(p_old text[], p_new text[])
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    counts  jsonb := '{}'::jsonb;
+    link    record;
+    changed bigint;
+BEGIN
+    IF p_new IS NULL THEN
+        DELETE FROM sync.customer_link AS l WHERE l.customer_key = ANY (p_old);
+        GET DIAGNOSTICS changed = ROW_COUNT;
+    ELSE
+        DELETE FROM sync.customer_link AS l
+        WHERE l.customer_key = ANY (p_new) AND l.customer_key <> ALL (p_old);
+        WITH pair AS (
+            SELECT p.old_key, p.new_key
+            FROM ROWS FROM (pg_catalog.unnest(p_old), pg_catalog.unnest(p_new))
+                 AS p (old_key, new_key)
+        ),
+        gone AS (
+            DELETE FROM sync.customer_link AS l USING pair AS p
+            WHERE l.customer_key = p.old_key
+            RETURNING p.new_key, l.customer_number, l.version
+        )
+        INSERT INTO sync.customer_link (customer_key, customer_number, version)
+        SELECT g.new_key, g.customer_number, g.version FROM gone AS g;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+    END IF;
+    IF changed > 0 THEN
+        counts := sync._add_count(counts, 'sync.customer_link', changed);
+    END IF;
+    FOR link IN SELECT * FROM sync.customer_links() AS l WHERE l.known_by = 'engine' LOOP
+        IF p_new IS NULL THEN
+            EXECUTE pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY ($1)',
+                                      link.relation, link.fk_column)
+                USING p_old;
+        ELSE
+            EXECUTE pg_catalog.format(
+                'UPDATE %1$s AS t SET %2$I = p.new_key '
+                'FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) '
+                'AS p (old_key, new_key) WHERE t.%2$I = p.old_key',
+                link.relation, link.fk_column)
+                USING p_old, p_new;
+        END IF;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+        IF changed > 0 THEN
+            counts := sync._add_count(counts, link.qualified_name, changed);
+        END IF;
+    END LOOP;
+    RETURN counts;
+END
+$$;
+
+-- The audit row of a shop's statement (p_action) that removed or moved what the engine kept for
+-- the customers p_keys (as text; for a key change the new keys), with its counts ({table: rows}):
+-- none when nothing was (the engine's own deletes, customers the engine held nothing of).
+-- Names the customer (its tritonX number, id and key as sync._shown_key shows it) when the
+-- statement concerned one; counts the customers otherwise.
+CREATE OR REPLACE FUNCTION sync._audit_shop_keys(
+    p_action text, p_keys text[], p_numbers text[], p_counts jsonb)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO sync.audit (actor, action, outcome, customer_number, customer_id, counts, reason,
+                            customer_key)
+    SELECT 'shop', p_action, 'applied',
+           CASE WHEN pg_catalog.cardinality(p_keys) = 1 THEN p_numbers[1] END,
+           CASE WHEN pg_catalog.cardinality(p_keys) = 1 THEN (sync._key_ids(p_keys))[1] END,
+           p_counts || pg_catalog.jsonb_build_object(sync._customer_table_name(),
+                                                     pg_catalog.cardinality(p_keys)),
+           CASE p_action
+               WHEN 'customer.deleted_by_shop' THEN pg_catalog.format(
+                   '%s customer(s) deleted by the shop: link, consents and erasure requests '
+                   'removed; tritonX numbers not tombstoned', pg_catalog.cardinality(p_keys))
+               ELSE pg_catalog.format(
+                   '%s customer key(s) changed by the shop: link, consents and erasure requests '
+                   'moved to the new key', pg_catalog.cardinality(p_keys))
+           END,
+           CASE WHEN pg_catalog.cardinality(p_keys) = 1 THEN sync._shown_key(p_keys[1]) END
+    WHERE p_counts <> '{}'::jsonb
+$$;
+
+-- AFTER DELETE, statement level, on the mapped customer table (customer_deleted_by_shop);
+-- argument: the key column. The deleted customers' link rows, consents and erasure requests go
+-- (sync._follow_shop_keys); one audit row (customer.deleted_by_shop) when anything went.
+CREATE OR REPLACE FUNCTION sync._customers_deleted_by_shop()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys    text[];
+    numbers text[];
+    counts  jsonb;
+    number  text := (SELECT v.document #>> '{customer,number,column}'
+                     FROM sync.mapping_version AS v WHERE v.active);
+BEGIN
+    IF TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
+                                  FROM sync.mapped_customer() AS m) THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE pg_catalog.format(
+        'SELECT pg_catalog.array_agg(DISTINCT d.%I::text) FROM shop_deleted AS d', TG_ARGV[0])
+        INTO keys;
+    IF keys IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- the deleted customers' tritonX numbers, for the audit: from the deleted rows, or from
+    -- the link table (read before its rows go)
+    IF number IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.array_agg(d.%1$I::text) FROM shop_deleted AS d '
+            'WHERE d.%1$I IS NOT NULL', number)
+            INTO numbers;
+    ELSE
+        SELECT pg_catalog.array_agg(l.customer_number) INTO numbers
+        FROM sync.customer_link AS l
+        WHERE l.customer_key = ANY (keys) AND l.customer_number IS NOT NULL;
+    END IF;
+    counts := sync._follow_shop_keys(keys, NULL);
+    PERFORM sync._audit_shop_keys('customer.deleted_by_shop', keys, numbers, counts);
+    RETURN NULL;
+END
+$$;
+
+-- AFTER UPDATE OF <key>, row level, WHEN the key changed (customer_key_changed): notes the old
+-- and the new key (in the key's own text form) for the statement's trigger; argument: the key
+-- column.
+CREATE OR REPLACE FUNCTION sync._customer_key_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_was text := pg_catalog.to_jsonb(OLD) ->> TG_ARGV[0];
+    key_now text := pg_catalog.to_jsonb(NEW) ->> TG_ARGV[0];
+BEGIN
+    INSERT INTO sync.shop_key_change AS k (backend_pid, transaction_id, old_key, new_key)
+    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), key_was, key_now)
+    ON CONFLICT (backend_pid, old_key) DO UPDATE
+    SET transaction_id = EXCLUDED.transaction_id, new_key = EXCLUDED.new_key;
+    RETURN NULL;
+END
+$$;
+
+-- AFTER UPDATE OF <key>, statement level (customer_keys_changed): the keys the statement changed
+-- (noted by customer_key_changed) take the link rows, consents and erasure requests of their old
+-- keys (sync._follow_shop_keys); one audit row (customer.key_changed_by_shop) when anything
+-- moved. A statement that changed no key reads one index page and returns.
+CREATE OR REPLACE FUNCTION sync._customer_keys_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    olds    text[];
+    news    text[];
+    numbers text[];
+    counts  jsonb;
+BEGIN
+    SELECT pg_catalog.array_agg(k.old_key ORDER BY k.old_key),
+           pg_catalog.array_agg(k.new_key ORDER BY k.old_key)
+    INTO olds, news
+    FROM sync.shop_key_change AS k
+    WHERE k.backend_pid = pg_catalog.pg_backend_pid()
+      AND k.transaction_id = pg_catalog.pg_current_xact_id_if_assigned();
+    IF olds IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF TG_RELID = (SELECT m.relation::pg_catalog.oid FROM sync.mapped_customer() AS m) THEN
+        -- the noted pairs stay while the consents move: gdpr._combine_merged_consents reads
+        -- them (a key change is no merge)
+        counts := sync._follow_shop_keys(olds, news);
+        -- the customers' tritonX numbers, for the audit (a number column or the moved link)
+        SELECT pg_catalog.array_agg(n.number) INTO numbers
+        FROM pg_catalog.unnest(news) AS k (key)
+        CROSS JOIN LATERAL (SELECT syncmap.number_of(k.key) AS number) AS n
+        WHERE n.number IS NOT NULL;
+        PERFORM sync._audit_shop_keys('customer.key_changed_by_shop', news, numbers, counts);
+    END IF;
+    DELETE FROM sync.shop_key_change AS k WHERE k.backend_pid = pg_catalog.pg_backend_pid();
+    RETURN NULL;
+END
+$$;
+
+-- The engine's triggers on the shop's tables that call one of p_functions (their own, not the
+-- clones PostgreSQL makes on partitions), dropped from every table but p_keep (from every table
+-- when p_keep is NULL); whether they may be put on p_keep: the owner role (current_user, as
+-- the binders run) needs the TRIGGER privilege there, else a WARNING says what is then lost
+-- (p_lost) and how to grant it. A trigger the owner role may not drop (not the table's owner)
+-- stays with a WARNING saying it does nothing there (p_idle: `records nothing`) while its table
+-- is not the mapped one. Shared by gdpr._bind_local_consents and sync._bind_shop_key_changes.
+CREATE OR REPLACE FUNCTION sync._rebind_triggers(
+    p_functions regprocedure[], p_keep regclass, p_idle text, p_lost text)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bound record;
+BEGIN
+    FOR bound IN
+        SELECT t.tgname, t.tgrelid::pg_catalog.regclass AS relation
+        FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgfoid = ANY (p_functions::pg_catalog.oid[])
+          AND t.tgparentid = 0
+          AND (p_keep IS NULL OR t.tgrelid <> p_keep)
+    LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', bound.tgname, bound.relation);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING USING MESSAGE = pg_catalog.format(
+                'trigger %s on %s stays: only the table''s owner may drop it; it %s while %s '
+                'is not the mapped customer table',
+                bound.tgname, bound.relation, p_idle, bound.relation);
+        END;
+    END LOOP;
+    IF p_keep IS NULL THEN
+        RETURN false;
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(p_keep, 'TRIGGER') THEN
+        RAISE WARNING USING MESSAGE = pg_catalog.format(
+            '%s: no TRIGGER privilege for %s, so %s', p_keep, current_user, p_lost),
+            HINT = pg_catalog.format('GRANT TRIGGER ON %s TO %I and install the mapping again',
+                                     p_keep, current_user);
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- Put the three triggers on the active mapping's customer table (called by
+-- sync.install_mapping next to gdpr._bind_local_consents, as the owner role, and when this file
+-- runs again) and remove them from every other table (sync._rebind_triggers). They take the
+-- TRIGGER privilege on the mapped table; without it a WARNING says that customers the shop
+-- deletes or re-keys keep what the engine holds under the old key (GRANT TRIGGER and install
+-- the mapping again).
+CREATE OR REPLACE FUNCTION sync._bind_shop_key_changes()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mapped record;
+BEGIN
+    SELECT * INTO mapped FROM sync.mapped_customer();
+    IF NOT sync._rebind_triggers(
+               ARRAY['sync._customers_deleted_by_shop()'::pg_catalog.regprocedure,
+                     'sync._customer_key_changed()'::pg_catalog.regprocedure,
+                     'sync._customer_keys_changed()'::pg_catalog.regprocedure],
+               mapped.relation, 'does nothing',
+               'customers the shop deletes or re-keys itself keep their tritonX link, consents '
+               'and erasure requests under the old key') THEN
+        RETURN;
+    END IF;
+    -- a row trigger on a partitioned table is cloned onto every partition: that takes the
+    -- TRIGGER privilege on each of them too
+    BEGIN
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER customer_deleted_by_shop AFTER DELETE ON %1$s '
+            'REFERENCING OLD TABLE AS shop_deleted FOR EACH STATEMENT '
+            'EXECUTE FUNCTION sync._customers_deleted_by_shop(%2$L)',
+            mapped.relation, mapped.key_column);
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER customer_key_changed AFTER UPDATE OF %2$I ON %1$s '
+            'FOR EACH ROW WHEN (OLD.%2$I IS DISTINCT FROM NEW.%2$I) '
+            'EXECUTE FUNCTION sync._customer_key_changed(%2$L)',
+            mapped.relation, mapped.key_column);
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER customer_keys_changed AFTER UPDATE OF %2$I ON %1$s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION sync._customer_keys_changed()',
+            mapped.relation, mapped.key_column);
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING USING MESSAGE = pg_catalog.format(
+            '%s: %s, so customers the shop deletes or re-keys itself keep their tritonX link, '
+            'consents and erasure requests under the old key', mapped.relation, SQLERRM),
+            HINT = pg_catalog.format('GRANT TRIGGER on the table and each of its partitions '
+                                     'TO %I and install the mapping again', current_user);
+    END;
+END
+$$;
+
+-- An installation that has a mapping: the triggers follow today's definition (an installation
+-- without one gets them when a mapping is installed).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM sync.mapped_customer()) THEN
+        PERFORM sync._bind_shop_key_changes();
+    END IF;
+END
+$$;
