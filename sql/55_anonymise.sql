@@ -63,6 +63,38 @@ BEGIN
 END
 $$;
 
+-- What the feed decides for an anonymisation (p_delete false) or delete of a customer number:
+-- kind NULL when it is a recorded no-op, skipped for the reason why (a tombstoned number, a
+-- merged-away one: p_refusal from sync.anonymise_refusal; with p_held_only a customer whose
+-- tritonX data syncctl does not hold, p_held); else the tombstone's kind (a delete of a local
+-- customer p_key without bookkeeping rows removes it) and the audit's reason, with the reason
+-- code when it is an identifier. One decision for one event (sync._anonymise) and for a set
+-- (sync._anonymise_numbers).
+CREATE OR REPLACE FUNCTION sync._erasure_decision(
+    p_refusal text, p_held_only boolean, p_held boolean, p_key text, p_delete boolean,
+    p_bookkeeping boolean, p_reason_code text, OUT kind text, OUT why text)
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN d.skip IS NOT NULL THEN NULL
+                WHEN p_delete AND (p_key IS NULL OR NOT p_bookkeeping) THEN 'deleted'
+                ELSE 'anonymised' END,
+           coalesce(d.skip,
+                    CASE WHEN p_key IS NULL THEN 'not_local'
+                         WHEN p_delete AND NOT p_bookkeeping THEN 'deleted'
+                         WHEN p_delete THEN 'anonymised: bookkeeping rows kept'
+                         ELSE 'anonymised' END
+                    || CASE WHEN sync.is_identifier(p_reason_code)
+                            THEN pg_catalog.format(' (reason code %s)', p_reason_code)
+                            ELSE '' END)
+    FROM (SELECT CASE p_refusal WHEN 'SY021' THEN 'tombstone'
+                                WHEN 'SY008' THEN 'merged_away'
+                                ELSE CASE WHEN p_held_only AND p_held IS NOT TRUE
+                                          THEN 'unknown_to_tritonx' END END AS skip) AS d
+$$;
+
 -- Anonymise or delete the customer numbers p_numbers at once (the feed's set of a page's
 -- anonymisations and deletes whose order does not matter, sync._apply_segments), each as
 -- sync._anonymise decides it for its event (the arguments at the same place of each array):
@@ -91,7 +123,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     started  timestamptz := pg_catalog.clock_timestamp();
-    decided  jsonb;
+    keys     text[];
+    ids      bigint[];
+    whys     text[];
+    kinds    text[];
     erased   jsonb := '{}';
     scrubbed jsonb;
 BEGIN
@@ -99,92 +134,74 @@ BEGIN
         SELECT k.key FROM pg_catalog.unnest(p_numbers) AS n (number)
         CROSS JOIN LATERAL (SELECT syncmap.key_of(n.number) AS key) AS k
         WHERE k.key IS NOT NULL));
-    -- as they are now that they are locked; customer_id: the audit's id for an integer key;
+    -- as they are now that they are locked (customer_id: the audit's id for an integer key);
     -- a bookkeeping row decides before the erasure removes it
-    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-               'ord', d.ord, 'number', d.number, 'delete', d.del, 'actor', d.actor,
-               'key', d.key, 'id', d.id, 'applied', d.why IS NULL,
-               'kind', CASE WHEN d.why IS NOT NULL THEN NULL
-                            WHEN d.del AND (d.key IS NULL OR NOT d.bookkeeping) THEN 'deleted'
-                            ELSE 'anonymised' END,
-               'why', coalesce(d.why,
-                               CASE WHEN d.key IS NULL THEN 'not_local'
-                                    WHEN d.del AND NOT d.bookkeeping THEN 'deleted'
-                                    WHEN d.del THEN 'anonymised: bookkeeping rows kept'
-                                    ELSE 'anonymised' END
-                               || CASE WHEN sync.is_identifier(d.reason_code)
-                                       THEN pg_catalog.format(' (reason code %s)',
-                                                              d.reason_code)
-                                       ELSE '' END))
-               ORDER BY d.ord)
-    INTO decided
+    SELECT pg_catalog.array_agg(d.key ORDER BY d.ord), pg_catalog.array_agg(d.id ORDER BY d.ord),
+           pg_catalog.array_agg(x.why ORDER BY d.ord), pg_catalog.array_agg(x.kind ORDER BY d.ord)
+    INTO keys, ids, whys, kinds
     FROM (
-        SELECT e.ord, e.number, e.del, e.actor, e.reason_code, m.key, m.id,
-               CASE r.code WHEN 'SY021' THEN 'tombstone'
-                           WHEN 'SY008' THEN 'merged_away'
-                           ELSE CASE WHEN e.held_only AND m.held IS NOT TRUE
-                                     THEN 'unknown_to_tritonx' END END AS why,
+        SELECT e.ord, e.del, e.reason_code, e.held_only, m.key, m.id, m.held, r.code,
                m.key IS NOT NULL AND e.del AND syncmap.has_bookkeeping(m.key) AS bookkeeping
         FROM ROWS FROM (pg_catalog.unnest(p_numbers), pg_catalog.unnest(p_delete),
-                        pg_catalog.unnest(p_reason_codes), pg_catalog.unnest(p_actors),
-                        pg_catalog.unnest(p_held_only))
-             WITH ORDINALITY AS e (number, del, reason_code, actor, held_only, ord)
+                        pg_catalog.unnest(p_reason_codes), pg_catalog.unnest(p_held_only))
+             WITH ORDINALITY AS e (number, del, reason_code, held_only, ord)
         LEFT JOIN LATERAL (
-            SELECT c.customer_key::text AS key, c.customer_id AS id, c.version IS NOT NULL AS held
+            SELECT c.customer_key::text AS key, c.customer_id AS id,
+                   c.version IS NOT NULL AS held
             FROM syncmap.customer_map AS c WHERE c.customer_number = e.number) AS m ON true
         CROSS JOIN LATERAL sync.anonymise_refusal(e.number, false) AS r
-    ) AS d;
+    ) AS d
+    CROSS JOIN LATERAL sync._erasure_decision(d.code, d.held_only, d.held, d.key, d.del,
+                                              d.bookkeeping, d.reason_code) AS x;
 
-    IF EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(decided) AS x
-               WHERE (x ->> 'applied')::boolean AND x ->> 'key' IS NOT NULL) THEN
+    IF EXISTS (SELECT FROM pg_catalog.generate_subscripts(keys, 1) AS i
+               WHERE kinds[i] IS NOT NULL AND keys[i] IS NOT NULL) THEN
         -- refuses (SY022) an anonymisation while a column is unclassified
         erased := syncmap.erase_customers(
-            ARRAY(SELECT x ->> 'key' FROM pg_catalog.jsonb_array_elements(decided) AS x
-                  WHERE (x ->> 'applied')::boolean AND x ->> 'key' IS NOT NULL
-                  ORDER BY (x ->> 'ord')::bigint),
-            ARRAY(SELECT (x ->> 'delete')::boolean
-                  FROM pg_catalog.jsonb_array_elements(decided) AS x
-                  WHERE (x ->> 'applied')::boolean AND x ->> 'key' IS NOT NULL
-                  ORDER BY (x ->> 'ord')::bigint));
+            ARRAY(SELECT keys[i] FROM pg_catalog.generate_subscripts(keys, 1) AS i
+                  WHERE kinds[i] IS NOT NULL AND keys[i] IS NOT NULL ORDER BY i),
+            ARRAY(SELECT p_delete[i] FROM pg_catalog.generate_subscripts(keys, 1) AS i
+                  WHERE kinds[i] IS NOT NULL AND keys[i] IS NOT NULL ORDER BY i));
     END IF;
     INSERT INTO sync.tombstone (customer_number, kind, event_id)
-    SELECT x ->> 'number', x ->> 'kind', p_event_ids[(x ->> 'ord')::bigint]
-    FROM pg_catalog.jsonb_array_elements(decided) AS x
-    WHERE (x ->> 'applied')::boolean
-    ORDER BY (x ->> 'ord')::bigint;
-    SELECT pg_catalog.jsonb_object_agg(s.customer_number, s.counts) INTO scrubbed
-    FROM sync._scrub_copies_of(
-        ARRAY(SELECT x ->> 'number' FROM pg_catalog.jsonb_array_elements(decided) AS x
-              WHERE (x ->> 'applied')::boolean ORDER BY (x ->> 'ord')::bigint),
-        ARRAY(SELECT x ->> 'actor' FROM pg_catalog.jsonb_array_elements(decided) AS x
-              WHERE (x ->> 'applied')::boolean ORDER BY (x ->> 'ord')::bigint)) AS s;
+    SELECT p_numbers[i], kinds[i], p_event_ids[i]
+    FROM pg_catalog.generate_subscripts(kinds, 1) AS i
+    WHERE kinds[i] IS NOT NULL
+    ORDER BY i;
+    IF FOUND THEN
+        SELECT pg_catalog.jsonb_object_agg(s.customer_number, s.counts) INTO scrubbed
+        FROM sync._scrub_copies_of(
+            ARRAY(SELECT p_numbers[i] FROM pg_catalog.generate_subscripts(kinds, 1) AS i
+                  WHERE kinds[i] IS NOT NULL ORDER BY i),
+            ARRAY(SELECT p_actors[i] FROM pg_catalog.generate_subscripts(kinds, 1) AS i
+                  WHERE kinds[i] IS NOT NULL ORDER BY i)) AS s;
+    END IF;
 
     RETURN QUERY
     WITH result AS (
-        SELECT (x ->> 'ord')::bigint AS ord, x ->> 'number' AS number,
-               CASE WHEN (x ->> 'applied')::boolean THEN 'applied' ELSE 'skipped' END AS outcome,
-               x ->> 'why' AS why,
-               CASE WHEN (x ->> 'applied')::boolean
-                    THEN coalesce(erased -> (x ->> 'key'), '{}')
-                         || coalesce(scrubbed -> (x ->> 'number'), '{}')
-                    ELSE '{}' END AS counts,
-               (x ->> 'id')::bigint AS id, x ->> 'key' AS key
-        FROM pg_catalog.jsonb_array_elements(decided) AS x
+        SELECT i::bigint AS ord,
+               CASE WHEN kinds[i] IS NOT NULL THEN 'applied' ELSE 'skipped' END AS outcome,
+               CASE WHEN kinds[i] IS NOT NULL
+                    THEN coalesce(erased -> keys[i], '{}')
+                         || coalesce(scrubbed -> p_numbers[i], '{}')
+                    ELSE '{}' END AS counts
+        FROM pg_catalog.generate_subscripts(p_numbers, 1) AS i
     ),
     audited AS (
         INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
                                 customer_id, version, counts, reason, duration_ms, customer_key)
         SELECT p_actors[r.ord],
                CASE WHEN p_delete[r.ord] THEN 'customer.deleted' ELSE 'customer.anonymized' END,
-               r.outcome, p_event_ids[r.ord], p_inbox_ids[r.ord], r.number, r.id,
-               p_versions[r.ord], r.counts, r.why,
+               r.outcome, p_event_ids[r.ord], p_inbox_ids[r.ord], p_numbers[r.ord], ids[r.ord],
+               p_versions[r.ord], r.counts, whys[r.ord],
                EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000
                    / pg_catalog.cardinality(p_numbers),
-               sync._shown_key(r.key)
+               sync._shown_key(keys[r.ord])
         FROM result AS r
         ORDER BY r.ord
     )
-    SELECT r.ord, r.outcome, r.why, r.counts, r.id, r.key FROM result AS r ORDER BY r.ord;
+    SELECT r.ord, r.outcome, whys[r.ord], r.counts, ids[r.ord], keys[r.ord]
+    FROM result AS r ORDER BY r.ord;
 END
 $$;
 
@@ -262,8 +279,9 @@ $$;
 -- deleted"): only a customer whose tritonX data syncctl holds (a local row with a version) is
 -- deleted; a number tritonX has never sent (no local row, or a first login's stub) is a
 -- recorded no-op (`unknown_to_tritonx`) and gets no tombstone: it may be the number tritonX
--- hands out next. The set of one of sync._anonymise_numbers. The callers make the compiled
--- moves current first (sync._moves_current()).
+-- hands out next. Decided as sync._anonymise_numbers decides each of a set
+-- (sync._erasure_decision). The callers make the compiled moves current first
+-- (sync._moves_current()).
 DROP FUNCTION IF EXISTS sync._anonymise(text, boolean, text, text, bigint, text, integer, boolean);
 CREATE OR REPLACE FUNCTION sync._anonymise(
     p_number text,
@@ -282,27 +300,50 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    started   timestamptz := pg_catalog.clock_timestamp();
+    verb      text := CASE WHEN p_delete THEN 'customer.deleted' ELSE 'customer.anonymized' END;
     local_key text := syncmap.key_of(p_number);
+    local_id  bigint;
+    held      boolean;
     refused   record;
-    result    record;
+    decided   record;
+    counts    jsonb := '{}';
 BEGIN
-    IF p_strict THEN
-        IF local_key IS NOT NULL THEN
-            PERFORM syncmap.lock_customers(ARRAY[local_key]);
-        END IF;
-        SELECT * INTO refused FROM sync.anonymise_refusal(p_number, true);
-        IF refused.code IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
-        END IF;
+    IF local_key IS NOT NULL THEN
+        PERFORM syncmap.lock_customers(ARRAY[local_key]);
+        -- as it is now that it is locked; customer_id: the audit's id for an integer key
+        SELECT m.customer_key::text, m.customer_id, m.version IS NOT NULL
+        INTO local_key, local_id, held
+        FROM syncmap.customer_map AS m WHERE m.customer_number = p_number;
     END IF;
-    SELECT * INTO result
-    FROM sync._anonymise_numbers(ARRAY[p_number], ARRAY[p_delete], ARRAY[p_reason_code],
-                                 ARRAY[p_event_id], ARRAY[p_inbox_id], ARRAY[p_actor],
-                                 ARRAY[p_version], ARRAY[p_held_only]) AS a;
-    RETURN pg_catalog.jsonb_build_object('outcome', result.outcome, 'reason', result.reason,
-                                         'counts', result.counts,
-                                         'customer_id', result.customer_id,
-                                         'customer_key', result.customer_key);
+    SELECT * INTO refused FROM sync.anonymise_refusal(p_number, p_strict);
+    IF p_strict AND refused.code IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
+    END IF;
+    SELECT * INTO decided
+    FROM sync._erasure_decision(refused.code, p_held_only, held, local_key, p_delete,
+                                local_key IS NOT NULL AND p_delete
+                                AND syncmap.has_bookkeeping(local_key),
+                                p_reason_code);
+    IF decided.kind IS NOT NULL THEN
+        IF local_key IS NOT NULL THEN
+            -- refuses (SY022) an anonymisation while a column is unclassified
+            counts := syncmap.erase_customer(local_key, p_delete);
+        END IF;
+        INSERT INTO sync.tombstone (customer_number, kind, event_id)
+        VALUES (p_number, decided.kind, p_event_id);
+        counts := counts || sync._scrub_copies(p_number, p_actor);
+    END IF;
+    INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
+                            customer_id, version, counts, reason, duration_ms, customer_key)
+    VALUES (p_actor, verb, CASE WHEN decided.kind IS NULL THEN 'skipped' ELSE 'applied' END,
+            p_event_id, p_inbox_id, p_number, local_id, p_version, counts, decided.why,
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
+            sync._shown_key(local_key));
+    RETURN pg_catalog.jsonb_build_object(
+        'outcome', CASE WHEN decided.kind IS NULL THEN 'skipped' ELSE 'applied' END,
+        'reason', decided.why, 'counts', counts, 'customer_id', local_id,
+        'customer_key', local_key);
 END
 $$;
 
