@@ -7,7 +7,9 @@ durations), the inbox and its dead letters. The page holds anonymisations and de
 without orders, a number that is not local, a tombstoned one, a merged-away one, a customer
 named twice, upserts of a set customer before and after its event, a merge, and on the boutique
 (whose customer row points to its address) households: two customers of the page sharing an
-address, one sharing with a customer outside the page, one sharing with a merge's customer."""
+address, one sharing with a customer outside the page, one sharing with a merge's customer.
+An error in the set (a shop trigger refusing one erasure, an unclassified column: SY022) leaves
+only the refused events dead letters, as one by one."""
 
 from __future__ import annotations
 
@@ -307,3 +309,25 @@ def test_the_set_leaves_no_personal_value_behind(
     for person in people:
         for field in ("email", "first_name", "last_name", "street", "phone"):
             assert person["customer"][field] not in dump
+
+
+def test_an_unclassified_column_refuses_the_anonymisations_and_lets_the_removal_go(
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],
+) -> None:
+    numbers = [_number(950 + i) for i in range(3)]
+    stage(conn, [_person(n, 1) for n in numbers])
+    conn.execute(
+        sql.SQL("ALTER TABLE {} ADD COLUMN nickname text").format(sql.SQL(shop.customer_table))
+    )
+    conn.commit()
+    page = [
+        event("customer.anonymized", numbers[0], 2),
+        event("customer.deleted", numbers[1], 2),  # no orders: removed, no strategy needed
+        event("customer.anonymized", numbers[2], 2),
+    ]
+    together, states = _apply_both_ways(shop, clones, page)
+    assert states == {"applied": 1, "dead_letter": 2}
+    reasons = together.execute("SELECT reason FROM sync.dead_letter").fetchall()
+    assert reasons == [("anonymisation refused: 1 column(s) have no PII strategy",)] * 2
