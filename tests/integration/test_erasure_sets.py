@@ -9,7 +9,8 @@ named twice, upserts of a set customer before and after its event, a merge, and 
 (whose customer row points to its address) households: two customers of the page sharing an
 address, one sharing with a customer outside the page, one sharing with a merge's customer.
 An error in the set (a shop trigger refusing one erasure, an unclassified column: SY022) leaves
-only the refused events dead letters, as one by one."""
+only the refused events dead letters, as one by one. On a pagila-like schema, addresses a staff
+member uses too are replaced by scrubbed copies in the set as one by one."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from psycopg import sql
 from syncctl.loader import PageOutcome, read_cursor, stage_page
 from syncctl.tritonx import ChangePage
 from tests.feed import event, stage, upserted
+from tests.integration.test_dry_runs_shared_rows import rentals  # noqa: F401 (a fixture)
 from tests.shops import CustomerKey, ShopSchema
 
 SETTING = "syncctl.apply_erasures_together"
@@ -165,6 +167,14 @@ def _apply_both_ways(
     clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],
     page: list[dict[str, Any]],
 ) -> tuple[psycopg.Connection[Any], dict[str, Any]]:
+    return _apply_both_ways_on(clones, page)
+
+
+def _apply_both_ways_on(
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],
+    page: list[dict[str, Any]],
+) -> tuple[psycopg.Connection[Any], dict[str, Any]]:
+    """The page applied on two clones, with the set and one by one: every table the same."""
     together, one_by_one = clones()
     outcome, alone = (_stage(c, page) for c in (together, one_by_one))
     assert outcome.states == alone.states
@@ -331,3 +341,27 @@ def test_an_unclassified_column_refuses_the_anonymisations_and_lets_the_removal_
     assert states == {"applied": 1, "dead_letter": 2}
     reasons = together.execute("SELECT reason FROM sync.dead_letter").fetchall()
     assert reasons == [("anonymisation refused: 1 column(s) have no PII strategy",)] * 2
+
+
+@pytest.mark.usefixtures("rentals")
+def test_an_address_staff_use_is_copied_for_each_customer_of_the_set(
+    conn: psycopg.Connection[Any],
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],
+) -> None:
+    # a pagila-like schema (the `rentals` fixture): the customer row must point to an address
+    # (NOT NULL); an address a staff member uses too is replaced, for an anonymised customer,
+    # by a scrubbed copy
+    numbers = [_number(970 + i) for i in range(4)]
+    stage(conn, [_person(n, 1) for n in numbers])
+    for number in numbers[:2]:
+        conn.execute(
+            "INSERT INTO public.staff VALUES ((SELECT count(*) + 1 FROM public.staff),"
+            " (SELECT c.address_id FROM public.customer AS c JOIN sync.customer_link AS l"
+            "  ON l.customer_key = c.customer_id::text WHERE l.customer_number = %s))",
+            [number],
+        )
+    conn.commit()
+    page = [event("customer.anonymized", n, 2, reason_code="AVG") for n in numbers]
+    together, states = _apply_both_ways_on(clones, page)
+    assert states == {"applied": 4}
+    assert _calls(together, "_apply_erasures") == 1
