@@ -383,6 +383,7 @@ def test_generated_functions_pass_the_security_rules(mapped: psycopg.Connection[
     assert [g[0] for g in generated] == [
         "syncmap.create_stub(text)",
         "syncmap.erase_customer(text,boolean)",
+        "syncmap.erase_customers(text[],boolean[])",
         "syncmap.has_bookkeeping(text)",
         "syncmap.key_of(text)",
         "syncmap.lock_customers(text[])",
@@ -390,6 +391,7 @@ def test_generated_functions_pass_the_security_rules(mapped: psycopg.Connection[
         "syncmap.moves_fingerprint()",
         "syncmap.moves_relations()",
         "syncmap.number_of(text)",
+        "syncmap.sharing_customers(text[])",
         "syncmap.snapshot_defect(jsonb)",
         "syncmap.unclassified_count()",
         "syncmap.write_customers(text[],integer[],jsonb[],boolean[])",
