@@ -22,6 +22,10 @@ AS $$
         WHEN p_actor LIKE 'retention%' THEN 'retention'
         WHEN p_actor LIKE 'erasure%' THEN 'erasure request'
         WHEN p_action = 'customer.adopted' THEN 'link repair'
+        -- the shop's own deletes and key changes, followed by its triggers
+        WHEN p_actor = 'shop'
+             AND p_action IN ('customer.deleted_by_shop', 'customer.key_changed_by_shop')
+            THEN 'shop'
         ELSE 'back office'
     END
 $$;

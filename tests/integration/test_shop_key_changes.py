@@ -204,6 +204,12 @@ def test_one_audit_row_per_statement_counts_only(text_keyed: psycopg.Connection[
         " WHERE a.action = 'customer.deleted_by_shop'"
     ).fetchone()
     assert not [k for k in keys if k in str(rows_text)]
+    # the reports name the shop as their source, not the back office
+    sources = conn.execute(
+        "SELECT DISTINCT source FROM report.actions_per_day"
+        " WHERE action = 'customer.deleted_by_shop'"
+    ).fetchall()
+    assert sources == [("shop",)]
 
 
 def test_a_changed_key_takes_link_consents_and_requests_along(

@@ -639,10 +639,17 @@ $$;
 -- Apply a batch that holds merges, anonymisations or deletes (`singles`), in segments: each
 -- single on its own, in seq order (then inbox id), and the upserts between two of them as one
 -- run (numbered by how many singles precede them). With p_together, the upserts of numbers no
--- single of the batch names (as its customer or as the survivor) go first, as one run (-1):
--- they commute with the rest, so the batch is one statement of upserts and the singles with
--- the few upserts around them, however many singles it holds. p_unbuilt: why the compiled
--- moves could not be made (the singles then become dead letters saying so), or NULL.
+-- single of the batch names (as its customer or as the survivor, after redirects) go first, as
+-- one run (-2): they commute with the rest, so the batch is one statement of upserts and the
+-- singles with the few upserts around them, however many singles it holds. With p_together
+-- too, the anonymisations and deletes whose order does not matter are applied as one set (-1,
+-- sync._apply_erasures): those whose number no other single of the batch names and whose
+-- customer shares no row it points to (an address) with another customer a single names; a
+-- set customer's upserts before its event join the first run, those after it the run after the
+-- set (where a tombstone skips them), as in feed order. The setting
+-- syncctl.apply_erasures_together = off applies every single on its own (to compare).
+-- p_unbuilt: why the compiled moves could not be made (the singles then become dead letters
+-- saying so), or NULL.
 CREATE OR REPLACE FUNCTION sync._apply_segments(
     p_first bigint, p_last bigint, p_together boolean, p_unbuilt text)
 RETURNS void
@@ -653,38 +660,89 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     segment record;
+    use_set boolean := p_together AND p_unbuilt IS NULL
+                       AND pg_catalog.current_setting('syncctl.apply_erasures_together', true)
+                           IS DISTINCT FROM 'off';
+    numbers text[];
+    sharing text[];
+    shared  text[] := '{}';
 BEGIN
+    IF use_set THEN
+        -- the numbers the singles name, after redirects, whose customers point to a row
+        -- another of them points to: they go one by one
+        numbers := ARRAY(
+            SELECT DISTINCT coalesce(r.survivor_number, n.number)
+            FROM sync.inbox AS i
+            CROSS JOIN LATERAL (VALUES (i.customer_number),
+                                       (CASE WHEN i.event_type = 'customer.merged'
+                                             THEN i.payload ->> 'into' END)) AS n (number)
+            LEFT JOIN sync.redirect AS r ON r.old_number = n.number
+            WHERE i.id BETWEEN p_first AND p_last AND n.number IS NOT NULL
+              AND i.event_type IN ('customer.merged', 'customer.anonymized',
+                                   'customer.deleted'));
+        sharing := syncmap.sharing_customers(
+            ARRAY(SELECT syncmap.key_of(n) FROM pg_catalog.unnest(numbers) AS n));
+        shared := ARRAY(SELECT n FROM pg_catalog.unnest(numbers) AS n
+                        WHERE syncmap.key_of(n) = ANY (sharing));
+    END IF;
     FOR segment IN
         WITH ordered AS (
-            SELECT i.id, i.seq, i.customer_number,
+            SELECT i.id, i.seq, i.event_id, i.event_type,
                    (i.event_type IN ('customer.merged', 'customer.anonymized',
                                      'customer.deleted')
                     AND NOT EXISTS (SELECT FROM sync.dead_letter AS d
                                     WHERE d.inbox_id = i.id)) AS single,
+                   coalesce(rc.survivor_number, i.customer_number) AS number,
                    CASE WHEN i.event_type = 'customer.merged'
-                        THEN i.payload ->> 'into' END AS survivor
+                        THEN coalesce(rs.survivor_number, i.payload ->> 'into') END AS survivor
             FROM sync.inbox AS i
+            LEFT JOIN sync.redirect AS rc ON rc.old_number = i.customer_number
+            LEFT JOIN sync.redirect AS rs
+                ON i.event_type = 'customer.merged' AND rs.old_number = i.payload ->> 'into'
             WHERE i.id BETWEEN p_first AND p_last
         ),
         named AS (
-            SELECT o.customer_number AS number FROM ordered AS o WHERE o.single
-            UNION
-            SELECT o.survivor FROM ordered AS o WHERE o.single AND o.survivor IS NOT NULL
+            SELECT v.number, count(*) AS times
+            FROM (SELECT o.number FROM ordered AS o WHERE o.single
+                  UNION ALL
+                  SELECT o.survivor FROM ordered AS o
+                  WHERE o.single AND o.survivor IS NOT NULL) AS v
+            GROUP BY v.number
+        ),
+        erased AS (
+            SELECT o.id, o.seq, o.number
+            FROM ordered AS o
+            JOIN named AS v ON v.number = o.number
+            WHERE use_set AND o.single AND v.times = 1
+              AND o.event_type IN ('customer.anonymized', 'customer.deleted')
+              AND NOT o.number = ANY (shared)
+              -- a second delivery of the event in the batch is a duplicate of the first
+              AND NOT EXISTS (SELECT FROM ordered AS d
+                              WHERE d.event_id = o.event_id AND d.id <> o.id)
         ),
         numbered AS (
-            SELECT o.id, o.seq, o.single,
-                   CASE WHEN NOT p_together OR o.single
-                             OR o.customer_number IN (SELECT v.number FROM named AS v)
-                        THEN count(*) FILTER (WHERE o.single) OVER (ORDER BY o.seq, o.id)
-                        ELSE -1 END AS run
+            SELECT o.id, o.seq,
+                   CASE WHEN e.id IS NOT NULL THEN 'set'
+                        WHEN o.single THEN 'single'
+                        ELSE 'upserts' END AS kind,
+                   CASE WHEN e.id IS NOT NULL THEN -1
+                        WHEN s.id IS NOT NULL
+                            THEN CASE WHEN (o.seq, o.id) < (s.seq, s.id) THEN -2 ELSE 0 END
+                        WHEN NOT p_together OR o.single
+                             OR o.number IN (SELECT v.number FROM named AS v)
+                            THEN count(*) FILTER (WHERE o.single AND e.id IS NULL)
+                                 OVER (ORDER BY o.seq, o.id)
+                        ELSE -2 END AS run
             FROM ordered AS o
+            LEFT JOIN erased AS e ON e.id = o.id
+            LEFT JOIN erased AS s ON NOT o.single AND s.number = o.number
         )
-        SELECT n.run, n.single, pg_catalog.array_agg(n.id ORDER BY n.seq, n.id) AS ids
+        SELECT n.run, n.kind, pg_catalog.array_agg(n.id ORDER BY n.seq, n.id) AS ids
         FROM numbered AS n
-        GROUP BY n.run, n.single
-        ORDER BY n.run, n.single DESC
+        GROUP BY n.run, n.kind
+        ORDER BY n.run, n.kind = 'upserts'
     LOOP
-        IF segment.single AND p_unbuilt IS NOT NULL THEN
+        IF segment.kind = 'single' AND p_unbuilt IS NOT NULL THEN
             INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
             SELECT i.id, i.event_id, p_unbuilt
             FROM sync.inbox AS i
@@ -692,7 +750,9 @@ BEGIN
               AND NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
               AND NOT EXISTS (SELECT FROM sync.dead_letter AS d WHERE d.event_id = i.event_id)
             ON CONFLICT (inbox_id) DO NOTHING;
-        ELSIF segment.single THEN
+        ELSIF segment.kind = 'set' THEN
+            PERFORM sync._apply_erasures(segment.ids);
+        ELSIF segment.kind = 'single' THEN
             PERFORM sync._apply_event(segment.ids[1]);
         ELSE
             PERFORM sync._apply_upsert_run(p_first, p_last, segment.ids);

@@ -63,17 +63,225 @@ BEGIN
 END
 $$;
 
--- Anonymise (p_delete false) or delete (p_delete true) a customer number: the feed's and the
--- by-hand path. p_strict raises what sync.anonymise_refusal names; the feed instead records a
--- no-op skip for a tombstoned number and for a merged-away one (the event is about a number
--- that is only an alias now; following the redirect would erase the survivor on the strength
--- of an event about another identity: tritonX sends the survivor's own event when it means
--- it), and tombstones a number that is not local (scrubbing the copies the engine holds).
--- p_held_only (a login-time refresh that tritonX answered 404, "unknown or deleted"): only a
--- customer whose tritonX data syncctl holds (a local row with a version) is deleted; a number
--- tritonX has never sent (no local row, or a first login's stub) is a recorded no-op
--- (`unknown_to_tritonx`) and gets no tombstone: it may be the number tritonX hands out next.
--- The callers make the compiled moves current first (sync._moves_current()).
+-- What the feed decides for an anonymisation (p_delete false) or delete of a customer number:
+-- kind NULL when it is a recorded no-op, skipped for the reason why (a tombstoned number, a
+-- merged-away one: p_refusal from sync.anonymise_refusal; with p_held_only a customer whose
+-- tritonX data syncctl does not hold, p_held); else the tombstone's kind (a delete of a local
+-- customer p_key without bookkeeping rows removes it) and the audit's reason, with the reason
+-- code when it is an identifier. One decision for one event (sync._anonymise) and for a set
+-- (sync._anonymise_numbers).
+CREATE OR REPLACE FUNCTION sync._erasure_decision(
+    p_refusal text, p_held_only boolean, p_held boolean, p_key text, p_delete boolean,
+    p_bookkeeping boolean, p_reason_code text, OUT kind text, OUT why text)
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN d.skip IS NOT NULL THEN NULL
+                WHEN p_delete AND (p_key IS NULL OR NOT p_bookkeeping) THEN 'deleted'
+                ELSE 'anonymised' END,
+           coalesce(d.skip,
+                    CASE WHEN p_key IS NULL THEN 'not_local'
+                         WHEN p_delete AND NOT p_bookkeeping THEN 'deleted'
+                         WHEN p_delete THEN 'anonymised: bookkeeping rows kept'
+                         ELSE 'anonymised' END
+                    || CASE WHEN sync.is_identifier(p_reason_code)
+                            THEN pg_catalog.format(' (reason code %s)', p_reason_code)
+                            ELSE '' END)
+    FROM (SELECT CASE p_refusal WHEN 'SY021' THEN 'tombstone'
+                                WHEN 'SY008' THEN 'merged_away'
+                                ELSE CASE WHEN p_held_only AND p_held IS NOT TRUE
+                                          THEN 'unknown_to_tritonx' END END AS skip) AS d
+$$;
+
+-- Anonymise or delete the customer numbers p_numbers at once (the feed's set of a page's
+-- anonymisations and deletes whose order does not matter, sync._apply_segments), each as
+-- sync._anonymise decides it for its event (the arguments at the same place of each array):
+-- skipped for a tombstoned number, a merged-away one and, with p_held_only, one whose tritonX
+-- data syncctl does not hold; else the local customers erased together
+-- (syncmap.erase_customers: one statement a table), the numbers tombstoned, the engine's
+-- copies scrubbed (sync._scrub_copies_of) and one audit row per event, in one statement each.
+-- The customers must be distinct and share no row they point to (SY096 otherwise); the
+-- callers make the compiled moves current first. Returns per place (ord) what sync._anonymise
+-- returns for it; an audit row's duration is the set's divided by its events.
+CREATE OR REPLACE FUNCTION sync._anonymise_numbers(
+    p_numbers text[],
+    p_delete boolean[],
+    p_reason_codes text[],
+    p_event_ids text[],
+    p_inbox_ids bigint[],
+    p_actors text[],
+    p_versions integer[],
+    p_held_only boolean[])
+RETURNS TABLE (ord bigint, outcome text, reason text, counts jsonb, customer_id bigint,
+               customer_key text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started  timestamptz := pg_catalog.clock_timestamp();
+    keys     text[];
+    ids      bigint[];
+    whys     text[];
+    kinds    text[];
+    erased   jsonb := '{}';
+    scrubbed jsonb;
+BEGIN
+    PERFORM syncmap.lock_customers(ARRAY(
+        SELECT k.key FROM pg_catalog.unnest(p_numbers) AS n (number)
+        CROSS JOIN LATERAL (SELECT syncmap.key_of(n.number) AS key) AS k
+        WHERE k.key IS NOT NULL));
+    -- as they are now that they are locked (customer_id: the audit's id for an integer key);
+    -- a bookkeeping row decides before the erasure removes it
+    SELECT pg_catalog.array_agg(d.key ORDER BY d.ord), pg_catalog.array_agg(d.id ORDER BY d.ord),
+           pg_catalog.array_agg(x.why ORDER BY d.ord), pg_catalog.array_agg(x.kind ORDER BY d.ord)
+    INTO keys, ids, whys, kinds
+    FROM (
+        SELECT e.ord, e.del, e.reason_code, e.held_only, m.key, m.id, m.held, r.code,
+               m.key IS NOT NULL AND e.del AND syncmap.has_bookkeeping(m.key) AS bookkeeping
+        FROM ROWS FROM (pg_catalog.unnest(p_numbers), pg_catalog.unnest(p_delete),
+                        pg_catalog.unnest(p_reason_codes), pg_catalog.unnest(p_held_only))
+             WITH ORDINALITY AS e (number, del, reason_code, held_only, ord)
+        LEFT JOIN LATERAL (
+            SELECT c.customer_key::text AS key, c.customer_id AS id,
+                   c.version IS NOT NULL AS held
+            FROM syncmap.customer_map AS c WHERE c.customer_number = e.number) AS m ON true
+        CROSS JOIN LATERAL sync.anonymise_refusal(e.number, false) AS r
+    ) AS d
+    CROSS JOIN LATERAL sync._erasure_decision(d.code, d.held_only, d.held, d.key, d.del,
+                                              d.bookkeeping, d.reason_code) AS x;
+
+    IF EXISTS (SELECT FROM pg_catalog.generate_subscripts(keys, 1) AS i
+               WHERE kinds[i] IS NOT NULL AND keys[i] IS NOT NULL) THEN
+        -- refuses (SY022) an anonymisation while a column is unclassified
+        erased := syncmap.erase_customers(
+            ARRAY(SELECT keys[i] FROM pg_catalog.generate_subscripts(keys, 1) AS i
+                  WHERE kinds[i] IS NOT NULL AND keys[i] IS NOT NULL ORDER BY i),
+            ARRAY(SELECT p_delete[i] FROM pg_catalog.generate_subscripts(keys, 1) AS i
+                  WHERE kinds[i] IS NOT NULL AND keys[i] IS NOT NULL ORDER BY i));
+    END IF;
+    INSERT INTO sync.tombstone (customer_number, kind, event_id)
+    SELECT p_numbers[i], kinds[i], p_event_ids[i]
+    FROM pg_catalog.generate_subscripts(kinds, 1) AS i
+    WHERE kinds[i] IS NOT NULL
+    ORDER BY i;
+    IF FOUND THEN
+        SELECT pg_catalog.jsonb_object_agg(s.customer_number, s.counts) INTO scrubbed
+        FROM sync._scrub_copies_of(
+            ARRAY(SELECT p_numbers[i] FROM pg_catalog.generate_subscripts(kinds, 1) AS i
+                  WHERE kinds[i] IS NOT NULL ORDER BY i),
+            ARRAY(SELECT p_actors[i] FROM pg_catalog.generate_subscripts(kinds, 1) AS i
+                  WHERE kinds[i] IS NOT NULL ORDER BY i)) AS s;
+    END IF;
+
+    RETURN QUERY
+    WITH result AS (
+        SELECT i::bigint AS ord,
+               CASE WHEN kinds[i] IS NOT NULL THEN 'applied' ELSE 'skipped' END AS outcome,
+               CASE WHEN kinds[i] IS NOT NULL
+                    THEN coalesce(erased -> keys[i], '{}')
+                         || coalesce(scrubbed -> p_numbers[i], '{}')
+                    ELSE '{}' END AS counts
+        FROM pg_catalog.generate_subscripts(p_numbers, 1) AS i
+    ),
+    audited AS (
+        INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
+                                customer_id, version, counts, reason, duration_ms, customer_key)
+        SELECT p_actors[r.ord],
+               CASE WHEN p_delete[r.ord] THEN 'customer.deleted' ELSE 'customer.anonymized' END,
+               r.outcome, p_event_ids[r.ord], p_inbox_ids[r.ord], p_numbers[r.ord], ids[r.ord],
+               p_versions[r.ord], r.counts, whys[r.ord],
+               EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000
+                   / pg_catalog.cardinality(p_numbers),
+               sync._shown_key(keys[r.ord])
+        FROM result AS r
+        ORDER BY r.ord
+    )
+    SELECT r.ord, r.outcome, whys[r.ord], r.counts, ids[r.ord], keys[r.ord]
+    FROM result AS r ORDER BY r.ord;
+END
+$$;
+
+-- Apply the anonymise and delete events of inbox rows p_ids (in feed order) as one set
+-- (sync._anonymise_numbers), each as sync._decide_event would one by one; an event whose id is
+-- decided or dead-lettered already is a duplicate and left out. Any error of the set (a shop
+-- trigger refusing one erasure, SY022, a foreign key the shop added, two customers sharing a
+-- row: SY096) rolls the set back, and its events are applied one by one (sync._apply_event),
+-- so that only a refused event becomes a dead letter. A transient error fails the batch.
+-- Called by sync._apply_segments for the events whose order does not matter.
+CREATE OR REPLACE FUNCTION sync._apply_erasures(p_ids bigint[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    inbox_id    bigint;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    err_context text;
+BEGIN
+    BEGIN
+        PERFORM
+        FROM (
+            SELECT pg_catalog.array_agg(i.customer_number ORDER BY u.ord) AS numbers,
+                   pg_catalog.array_agg(i.event_type = 'customer.deleted' ORDER BY u.ord)
+                       AS deletes,
+                   pg_catalog.array_agg(i.payload ->> 'reason_code' ORDER BY u.ord) AS codes,
+                   pg_catalog.array_agg(i.event_id ORDER BY u.ord) AS event_ids,
+                   pg_catalog.array_agg(i.id ORDER BY u.ord) AS inbox_ids,
+                   pg_catalog.array_agg(i.source ORDER BY u.ord) AS actors,
+                   pg_catalog.array_agg(i.version ORDER BY u.ord) AS versions,
+                   -- a login-time refresh's delete is tritonX's 404 (sync._decide_event)
+                   pg_catalog.array_agg(i.event_type = 'customer.deleted'
+                                        AND i.source = 'tritonx-refresh' ORDER BY u.ord)
+                       AS held_only
+            FROM pg_catalog.unnest(p_ids) WITH ORDINALITY AS u (id, ord)
+            JOIN sync.inbox AS i ON i.id = u.id
+            WHERE i.event_id IS NOT NULL
+              AND NOT EXISTS (SELECT FROM sync.audit AS a WHERE a.event_id = i.event_id)
+              AND NOT EXISTS (SELECT FROM sync.dead_letter AS d WHERE d.event_id = i.event_id)
+        ) AS e
+        CROSS JOIN LATERAL sync._anonymise_numbers(e.numbers, e.deletes, e.codes, e.event_ids,
+                                                    e.inbox_ids, e.actors, e.versions,
+                                                    e.held_only) AS a
+        WHERE e.numbers IS NOT NULL;
+        PERFORM sync._check_deferred_constraints();
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                constraint_ = CONSTRAINT_NAME, err_context = PG_EXCEPTION_CONTEXT;
+        IF sync._error_without_values(state, message, schema_name, table_name, constraint_,
+                                      err_context) IS NULL THEN
+            RAISE;
+        END IF;
+        FOREACH inbox_id IN ARRAY p_ids LOOP
+            PERFORM sync._apply_event(inbox_id);
+        END LOOP;
+    END;
+END
+$$;
+
+-- Anonymise (p_delete false) or delete (p_delete true) a customer number: the feed's one by
+-- one and the by-hand path. p_strict raises what sync.anonymise_refusal names; the feed
+-- instead records a no-op skip for a tombstoned number and for a merged-away one (the event is
+-- about a number that is only an alias now; following the redirect would erase the survivor
+-- on the strength of an event about another identity: tritonX sends the survivor's own event
+-- when it means it), and tombstones a number that is not local (scrubbing the copies the
+-- engine holds). p_held_only (a login-time refresh that tritonX answered 404, "unknown or
+-- deleted"): only a customer whose tritonX data syncctl holds (a local row with a version) is
+-- deleted; a number tritonX has never sent (no local row, or a first login's stub) is a
+-- recorded no-op (`unknown_to_tritonx`) and gets no tombstone: it may be the number tritonX
+-- hands out next. Decided as sync._anonymise_numbers decides each of a set
+-- (sync._erasure_decision). The callers make the compiled moves current first
+-- (sync._moves_current()).
 DROP FUNCTION IF EXISTS sync._anonymise(text, boolean, text, text, bigint, text, integer, boolean);
 CREATE OR REPLACE FUNCTION sync._anonymise(
     p_number text,
@@ -98,9 +306,7 @@ DECLARE
     local_id  bigint;
     held      boolean;
     refused   record;
-    kind      text;
-    outcome   text := 'applied';
-    why       text;
+    decided   record;
     counts    jsonb := '{}';
 BEGIN
     IF local_key IS NOT NULL THEN
@@ -114,45 +320,30 @@ BEGIN
     IF p_strict AND refused.code IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = refused.code, MESSAGE = refused.reason;
     END IF;
-    IF refused.code = 'SY021' THEN
-        outcome := 'skipped';
-        why := 'tombstone';
-    ELSIF refused.code = 'SY008' THEN
-        outcome := 'skipped';
-        why := 'merged_away';
-    ELSIF p_held_only AND held IS NOT TRUE THEN
-        outcome := 'skipped';
-        why := 'unknown_to_tritonx';
-    ELSE
-        IF local_key IS NULL THEN
-            kind := CASE WHEN p_delete THEN 'deleted' ELSE 'anonymised' END;
-            why := 'not_local';
-        ELSE
-            IF p_delete AND NOT syncmap.has_bookkeeping(local_key) THEN
-                kind := 'deleted';
-                why := 'deleted';
-            ELSE
-                kind := 'anonymised';
-                why := CASE WHEN p_delete THEN 'anonymised: bookkeeping rows kept'
-                            ELSE 'anonymised' END;
-            END IF;
+    SELECT * INTO decided
+    FROM sync._erasure_decision(refused.code, p_held_only, held, local_key, p_delete,
+                                local_key IS NOT NULL AND p_delete
+                                AND syncmap.has_bookkeeping(local_key),
+                                p_reason_code);
+    IF decided.kind IS NOT NULL THEN
+        IF local_key IS NOT NULL THEN
             -- refuses (SY022) an anonymisation while a column is unclassified
             counts := syncmap.erase_customer(local_key, p_delete);
         END IF;
         INSERT INTO sync.tombstone (customer_number, kind, event_id)
-        VALUES (p_number, kind, p_event_id);
+        VALUES (p_number, decided.kind, p_event_id);
         counts := counts || sync._scrub_copies(p_number, p_actor);
-        IF sync.is_identifier(p_reason_code) THEN
-            why := why || pg_catalog.format(' (reason code %s)', p_reason_code);
-        END IF;
     END IF;
     INSERT INTO sync.audit (actor, action, outcome, event_id, inbox_id, customer_number,
                             customer_id, version, counts, reason, duration_ms, customer_key)
-    VALUES (p_actor, verb, outcome, p_event_id, p_inbox_id, p_number, local_id, p_version,
-            counts, why, EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
+    VALUES (p_actor, verb, CASE WHEN decided.kind IS NULL THEN 'skipped' ELSE 'applied' END,
+            p_event_id, p_inbox_id, p_number, local_id, p_version, counts, decided.why,
+            EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000,
             sync._shown_key(local_key));
-    RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts,
-                                         'customer_id', local_id, 'customer_key', local_key);
+    RETURN pg_catalog.jsonb_build_object(
+        'outcome', CASE WHEN decided.kind IS NULL THEN 'skipped' ELSE 'applied' END,
+        'reason', decided.why, 'counts', counts, 'customer_id', local_id,
+        'customer_key', local_key);
 END
 $$;
 

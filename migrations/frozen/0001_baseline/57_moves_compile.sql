@@ -265,13 +265,83 @@ BEGIN
 END
 $$;
 
--- The body of syncmap.erase_customer(p_key text, p_delete boolean) RETURNS jsonb: the steps of
--- sync._erasure_steps for the locked customer p_key, as static statements ({table: rows}).
--- Linked tables first, in sync.customer_links() order (their anonymise rule, or delete_rows for
--- a removed customer); then, for a removed customer (a delete without bookkeeping rows), its
--- row, its sync.customer_link row and the related rows it alone pointed to; else the related
--- rows (scrubbed when only it uses them, detached or replaced by a scrubbed copy otherwise) and
--- the customer row scrubbed. Who uses a related row is decided before anything changes.
+-- The per-key counts a generated statement adds to `counts` ({key: {table: rows}}): p_dml (an
+-- UPDATE or DELETE, without RETURNING) returns p_returning as text for each row it changes,
+-- and the rows are counted under p_table for the customer whose row that is: with p_pairs (a
+-- SELECT of (customer key, returned value) pairs) every pair gets an entry, 0 when its row did
+-- not change; without, only the customers with changed rows (grouped by the returned key).
+CREATE OR REPLACE FUNCTION sync._compiled_counts(
+    p_dml text, p_returning text, p_table text, p_pairs text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        E'WITH done AS (\n%1$s\nRETURNING %2$s::text AS k)\n'
+        'SELECT sync._add_counts(counts, %3$L, (\n%4$s)) INTO counts;',
+        p_dml, p_returning, p_table,
+        CASE WHEN p_pairs IS NULL
+             THEN '    SELECT pg_catalog.jsonb_object_agg(d.k, d.n) FROM (SELECT done.k, '
+                  'pg_catalog.count(*) AS n FROM done GROUP BY done.k) AS d'
+             ELSE pg_catalog.format(
+                  '    SELECT pg_catalog.jsonb_object_agg(w.owner, coalesce(d.n, 0)) FROM (%s) '
+                  'AS w (owner, k) LEFT JOIN (SELECT done.k, pg_catalog.count(*) AS n FROM done '
+                  'GROUP BY done.k) AS d ON d.k = w.k', p_pairs) END)
+$$;
+
+-- {key: {table: rows}} with p_rows ({key: rows}) added to each key's entry p_table.
+CREATE OR REPLACE FUNCTION sync._add_counts(p_all jsonb, p_table text, p_rows jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p_all || coalesce(
+        (SELECT pg_catalog.jsonb_object_agg(
+                    e.key, sync._add_count(coalesce(p_all -> e.key, '{}'), p_table,
+                                           e.value::bigint))
+         FROM pg_catalog.jsonb_each_text(p_rows) AS e),
+        '{}')
+$$;
+
+-- One counted statement of the per-key erasure: p_dml, then its row count added to `counts`
+-- under p_table (always, or only when rows changed).
+CREATE OR REPLACE FUNCTION sync._compiled_count(p_dml text, p_table text, p_always boolean)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.format(
+        E'%1$s;\nGET DIAGNOSTICS changed = ROW_COUNT;\n%2$s', p_dml,
+        CASE WHEN p_always
+             THEN pg_catalog.format('counts := sync._add_count(counts, %L, changed);', p_table)
+             ELSE pg_catalog.format(
+                 E'IF changed > 0 THEN\n    counts := sync._add_count(counts, %L, changed);\n'
+                 'END IF;', p_table) END)
+$$;
+
+-- The compiled erasure, in two forms made from the same steps: syncmap.erase_customers(p_keys
+-- text[], p_delete boolean[]) RETURNS jsonb ({key: {table: rows}}) for the locked customers
+-- p_keys (each anonymised, or deleted where its p_delete is true), one statement a table for
+-- the whole set; and syncmap.erase_customer(p_key text, p_delete boolean) RETURNS jsonb
+-- ({table: rows}), the same for one customer with plain statements (the one-by-one paths: the
+-- feed's fallback, the back office, retention, erasure requests). The steps of
+-- sync._erasure_steps: linked tables first, in sync._erasure_links() order (their anonymise
+-- rule, or delete_rows for a removed customer); then, for a removed customer (a delete without
+-- bookkeeping rows), its row, its sync.customer_link row and the related rows it alone pointed
+-- to; for the others the related rows (scrubbed when only the customer uses them, detached or
+-- replaced by a scrubbed copy otherwise) and the customer row scrubbed. Who uses a related row
+-- is decided before anything changes, for each customer against every other row: two
+-- customers of a set pointing to one row are refused (SY096: one after the other, the first
+-- lets go of it and the second scrubs it; together each would let go of it, leaving it with
+-- nobody pointing to it and the personal data in it), and the caller erases them one by one.
+-- Also syncmap.sharing_customers(p_keys text[]) RETURNS text[]: the customers of p_keys that
+-- point to a row another customer of p_keys points to (who must not be erased as a set).
 CREATE OR REPLACE FUNCTION sync._compile_erase()
 RETURNS text
 LANGUAGE plpgsql
@@ -280,66 +350,174 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    mapped    record;
-    cname     text;
-    link      record;
-    pointed   record;
-    scrub     text;
-    missing   bigint := sync._unclassified_count();
-    decls     text[] := ARRAY['changed bigint', 'counts jsonb := ''{}''', 'remove boolean'];
-    body      text[] := '{}';
-    removing  text[] := '{}';
-    keeping   text[] := '{}';
-    new_key   text;
-    columns   text;
-    sources   text;
-    i         integer := 0;
-    linked    integer := 0;
+    mapped     record;
+    cname      text;
+    link       record;
+    pointed    record;
+    scrub      text;
+    refusal    text;
+    copy       text;
+    pairs      text;
+    new_key    text;
+    columns    text;
+    sources    text;
+    missing    bigint := sync._unclassified_count();
+    -- the set form: its declarations, statements, and the removed customers' and the others'
+    decls      text[] := ARRAY['counts jsonb := ''{}''', 'keys text[]', 'removed text[]',
+                               'kept text[]'];
+    body       text[] := '{}';
+    gone       text[] := '{}';
+    removing   text[] := '{}';
+    anonymised text[] := '{}';
+    keeping    text[] := '{}';
+    sharing    text[] := '{}';
+    -- the per-key form, the same
+    one_decls  text[] := ARRAY['changed bigint', 'counts jsonb := ''{}''', 'remove boolean'];
+    one_body   text[] := '{}';
+    one_gone   text[] := '{}';
+    one_remove text[] := '{}';
+    one_anon   text[] := '{}';
+    one_keep   text[] := '{}';
+    i          integer := 0;
+    linked     integer := 0;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     cname := sync._customer_table_name();
-    body := body || 'remove := p_delete AND NOT syncmap.has_bookkeeping(p_key);'::text;
+    -- keys in the key's own text form: how the counts name them
+    body := body || pg_catalog.format(
+        E'SELECT coalesce(pg_catalog.array_agg(k.key::%1$s::text ORDER BY k.ord), ''{}''),\n'
+        '       coalesce(pg_catalog.array_agg(k.key::%1$s::text ORDER BY k.ord) FILTER (\n'
+        '           WHERE k.del AND NOT syncmap.has_bookkeeping(k.key::%1$s::text)), ''{}'')\n'
+        'INTO keys, removed\n'
+        'FROM ROWS FROM (pg_catalog.unnest(p_keys), pg_catalog.unnest(p_delete))\n'
+        '     WITH ORDINALITY AS k (key, del, ord);\n'
+        'kept := ARRAY(SELECT k FROM pg_catalog.unnest(keys) AS k WHERE NOT k = ANY (removed));',
+        mapped.key_type);
+    one_body := one_body || 'remove := p_delete AND NOT syncmap.has_bookkeeping(p_key);'::text;
     IF missing > 0 THEN
         -- fails closed: only a delete that removes everything needs no strategy
-        body := body || pg_catalog.format(
-            E'IF NOT remove THEN\n'
-            '    RAISE EXCEPTION USING ERRCODE = ''SY022'',\n'
+        refusal := pg_catalog.format(
+            E'    RAISE EXCEPTION USING ERRCODE = ''SY022'',\n'
             '        MESSAGE = ''anonymisation refused: %s column(s) have no PII strategy'',\n'
             '        HINT = ''run the coverage check (SELECT * FROM sync.unclassified_columns())'';\n'
             'END IF;',
             missing);
+        body := body || (E'IF pg_catalog.cardinality(kept) > 0 THEN\n' || refusal);
+        one_body := one_body || (E'IF NOT remove THEN\n' || refusal);
     END IF;
-    -- the rows the customer points to: locked, then who else uses them, before any change
+    -- the rows the customers point to: locked, then who else uses them, before any change
     FOR pointed IN SELECT * FROM sync._pointed_tables() LOOP
         i := i + 1;
-        decls := decls || pg_catalog.format('target_%s text', i)
-                       || pg_catalog.format('shared_%s boolean := false', i);
+        decls := decls || pg_catalog.format('owner_%s text[]', i)
+                       || pg_catalog.format('target_%s text[]', i)
+                       || pg_catalog.format('shared_%s boolean[]', i);
+        one_decls := one_decls || pg_catalog.format('target_%s text', i)
+                               || pg_catalog.format('shared_%s boolean := false', i);
         body := body || pg_catalog.format(
-            E'SELECT r.%1$I::text INTO target_%7$s FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I\n'
-            'WHERE t.%5$I = p_key::%6$s FOR UPDATE OF r;',
+            E'PERFORM FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I\n'
+            'WHERE t.%5$I = ANY (keys::%6$s[]) ORDER BY r.%1$I FOR UPDATE OF r;\n'
+            'SELECT coalesce(pg_catalog.array_agg(t.%5$I::text ORDER BY t.%5$I), ''{}''),\n'
+            '       coalesce(pg_catalog.array_agg(r.%1$I::text ORDER BY t.%5$I), ''{}''),\n'
+            '       coalesce(pg_catalog.array_agg((%8$s) ORDER BY t.%5$I), ''{}'')\n'
+            'INTO owner_%7$s, target_%7$s, shared_%7$s\n'
+            'FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I WHERE t.%5$I = ANY (keys::%6$s[]);\n'
+            'IF (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(target_%7$s) AS x)\n'
+            '   < pg_catalog.cardinality(target_%7$s) THEN\n'
+            '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
+            '        ''customers erased together point to one row of %%s: erase them one by one'','
+            ' %9$L);\n'
+            'END IF;',
             pointed.key_column, mapped.relation, pointed.relation, pointed.pointer,
-            mapped.key_column, mapped.key_type, i);
-        body := body || pg_catalog.format(
-            'shared_%1$s := target_%1$s IS NOT NULL AND (%2$s);',
-            i, sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
-                                    pointed.pointer, pg_catalog.format('target_%s', i),
-                                    'p_key'));
+            mapped.key_column, mapped.key_type, i,
+            sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
+                                 pointed.pointer, pg_catalog.format('r.%I::text',
+                                                                    pointed.key_column),
+                                 pg_catalog.format('t.%I::text', mapped.key_column)),
+            pointed.qualified_name);
+        one_body := one_body || pg_catalog.format(
+            E'SELECT r.%1$I::text INTO target_%7$s FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I\n'
+            'WHERE t.%5$I = p_key::%6$s FOR UPDATE OF r;\n'
+            'shared_%7$s := target_%7$s IS NOT NULL AND (%8$s);',
+            pointed.key_column, mapped.relation, pointed.relation, pointed.pointer,
+            mapped.key_column, mapped.key_type, i,
+            sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
+                                 pointed.pointer, pg_catalog.format('target_%s', i),
+                                 'p_key'));
+        sharing := sharing || pg_catalog.format(
+            E'SELECT t.%1$I::text FROM %2$s AS t WHERE t.%1$I = ANY (p_keys::%3$s[])\n'
+            '  AND EXISTS (SELECT FROM %2$s AS o WHERE o.%4$I = t.%4$I AND o.%1$I <> t.%1$I\n'
+            '              AND o.%1$I = ANY (p_keys::%3$s[]))',
+            mapped.key_column, mapped.relation, mapped.key_type, pointed.pointer);
+        -- (customer, its row) pairs of the set, those the condition %s names
+        pairs := pg_catalog.format(
+            'SELECT w.o, w.t FROM ROWS FROM (pg_catalog.unnest(owner_%1$s), '
+            'pg_catalog.unnest(target_%1$s), pg_catalog.unnest(shared_%1$s)) AS w (o, t, s) '
+            'WHERE %%s', i);
         -- a removed customer's row alone: deleted after the customer row (its foreign key
         -- holds it till then); a shared one stays
-        removing := removing || pg_catalog.format(
-            E'    IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n'
-            '        DELETE FROM %2$s AS t WHERE t.%3$I = target_%1$s::%4$s;\n'
-            '        GET DIAGNOSTICS changed = ROW_COUNT;\n'
-            '        counts := sync._add_count(counts, %5$L, changed);\n'
-            '    END IF;',
-            i, pointed.relation, pointed.key_column, pointed.key_type, pointed.qualified_name);
+        removing := removing || sync._compiled_counts(
+            pg_catalog.format(
+                'DELETE FROM %1$s AS t WHERE t.%2$I = ANY (ARRAY(SELECT p.t FROM (%3$s) AS p (o, t))'
+                '::%4$s[])',
+                pointed.relation, pointed.key_column,
+                pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s'),
+                pointed.key_type),
+            pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+            pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s'));
+        one_remove := one_remove || pg_catalog.format(
+            E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n%2$s\nEND IF;', i,
+            sync._compiled_count(
+                pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = target_%s::%s',
+                                  pointed.relation, pointed.key_column, i, pointed.key_type),
+                pointed.qualified_name, true));
         scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
-        IF pointed.required THEN
-            -- a copy of the shared row with a new key, scrubbed as the customer's own (a
-            -- placeholder's {id} is the copy's key), then pointed to
+        IF scrub IS NOT NULL THEN
+            -- only this customer uses it: scrubbed in place
+            keeping := keeping || sync._compiled_counts(
+                pg_catalog.format(
+                    'UPDATE %1$s AS t SET %2$s WHERE t.%3$I = ANY (ARRAY(SELECT p.t FROM (%4$s) '
+                    'AS p (o, t))::%5$s[])',
+                    pointed.relation, scrub, pointed.key_column,
+                    pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s'),
+                    pointed.key_type),
+                pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+                pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s'));
+            one_keep := one_keep || pg_catalog.format(
+                E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n%2$s\nEND IF;', i,
+                sync._compiled_count(
+                    pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = target_%s::%s',
+                                      pointed.relation, scrub, pointed.key_column, i,
+                                      pointed.key_type),
+                    pointed.qualified_name, true));
+        END IF;
+        IF NOT pointed.required THEN
+            -- shared: detached
+            keeping := keeping || sync._compiled_counts(
+                pg_catalog.format(
+                    'UPDATE %1$s AS t SET %2$I = NULL WHERE t.%3$I = ANY (ARRAY(SELECT p.o FROM (%4$s) '
+                    'AS p (o, t))::%5$s[])',
+                    mapped.relation, pointed.pointer, mapped.key_column,
+                    pg_catalog.format(pairs, 'w.o = ANY (kept) AND w.s'), mapped.key_type),
+                pg_catalog.format('t.%I', mapped.key_column), pointed.qualified_name,
+                pg_catalog.format(pg_catalog.replace(pairs, 'w.o, w.t', 'w.o, w.o'),
+                                  'w.o = ANY (kept) AND w.s'));
+            one_keep := one_keep || pg_catalog.format(
+                E'IF shared_%1$s THEN\n%2$s\nEND IF;', i,
+                sync._compiled_count(
+                    pg_catalog.format('UPDATE %s AS t SET %I = NULL WHERE t.%I = p_key::%s',
+                                      mapped.relation, pointed.pointer, mapped.key_column,
+                                      mapped.key_type),
+                    pointed.qualified_name, true));
+        ELSE
+            -- shared: a copy of the row with a new key, scrubbed as the customer's own (a
+            -- placeholder's {id} is the copy's key), then pointed to; in a set one customer
+            -- at a time (rare: a household's address)
             new_key := sync._compile_key(pointed.relation, pointed.key_column, pointed.related);
             IF NOT 'copied text' = ANY (decls) THEN
-                decls := decls || 'copied text'::text;
+                decls := decls || ARRAY['copied text', 'owner_key text', 'target_key text',
+                                        'changed bigint'];
+                one_decls := one_decls || ARRAY['copied text', 'owner_key text',
+                                                'target_key text'];
             END IF;
             SELECT pg_catalog.string_agg(pg_catalog.format('%I', a.attname), ', '
                                          ORDER BY a.attnum),
@@ -353,93 +531,119 @@ BEGIN
               AND a.attgenerated = ''
               AND CASE WHEN a.attname = pointed.key_column THEN new_key IS NOT NULL
                        ELSE a.attidentity = '' END;
-        END IF;
-        keeping := keeping || pg_catalog.format(
-            E'    IF target_%1$s IS NOT NULL THEN\n'
-            '        IF NOT shared_%1$s THEN\n%2$s'
-            '        ELSE\n%3$s'
-            '        END IF;\n'
-            '    END IF;',
-            i,
-            CASE WHEN scrub IS NULL THEN E'            NULL;\n' ELSE pg_catalog.format(
-                E'            UPDATE %1$s AS t SET %2$s WHERE t.%3$I = target_%4$s::%5$s;\n'
-                '            GET DIAGNOSTICS changed = ROW_COUNT;\n'
-                '            counts := sync._add_count(counts, %6$L, changed);\n',
-                pointed.relation, scrub, pointed.key_column, i, pointed.key_type,
-                pointed.qualified_name) END,
-            CASE WHEN NOT pointed.required THEN pg_catalog.format(
-                E'            UPDATE %1$s AS t SET %2$I = NULL WHERE t.%3$I = p_key::%4$s;\n'
-                '            GET DIAGNOSTICS changed = ROW_COUNT;\n'
-                '            counts := sync._add_count(counts, %5$L, changed);\n',
-                mapped.relation, pointed.pointer, mapped.key_column, mapped.key_type,
-                pointed.qualified_name)
-            ELSE pg_catalog.format(
-                E'            INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE\n'
-                '            SELECT %3$s FROM %1$s AS t WHERE t.%4$I = target_%5$s::%6$s\n'
-                '            RETURNING %4$I::text INTO copied;\n'
-                '%7$s'
-                '            UPDATE %8$s AS t SET %9$I = copied::%6$s WHERE t.%10$I = p_key::%11$s;\n'
-                '            GET DIAGNOSTICS changed = ROW_COUNT;\n'
-                '            counts := sync._add_count(counts, %12$L, changed);\n',
-                pointed.relation, columns, sources, pointed.key_column, i, pointed.key_type,
+            -- the customer owner_key's copy of the row target_key
+            copy := pg_catalog.format(
+                E'    INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE\n'
+                '    SELECT %3$s FROM %1$s AS t WHERE t.%4$I = target_key::%5$s\n'
+                '    RETURNING %4$I::text INTO copied;\n'
+                '%6$s'
+                '    UPDATE %7$s AS t SET %8$I = copied::%5$s WHERE t.%9$I = owner_key::%10$s;\n'
+                '    GET DIAGNOSTICS changed = ROW_COUNT;\n',
+                pointed.relation, columns, sources, pointed.key_column, pointed.key_type,
                 CASE WHEN scrub IS NULL THEN '' ELSE pg_catalog.format(
-                    E'            UPDATE %1$s AS t SET %2$s WHERE t.%3$I = copied::%4$s;\n',
+                    E'    UPDATE %1$s AS t SET %2$s WHERE t.%3$I = copied::%4$s;\n',
                     pointed.relation, scrub, pointed.key_column, pointed.key_type) END,
-                mapped.relation, pointed.pointer, mapped.key_column, mapped.key_type,
-                pointed.qualified_name) END);
+                mapped.relation, pointed.pointer, mapped.key_column, mapped.key_type);
+            keeping := keeping || pg_catalog.format(
+                E'FOR owner_key, target_key IN %1$s LOOP\n%2$s'
+                '    counts := sync._add_counts(counts, %3$L,\n'
+                '                               pg_catalog.jsonb_build_object(owner_key, changed));\n'
+                'END LOOP;',
+                pg_catalog.format(pairs, 'w.o = ANY (kept) AND w.s'), copy,
+                pointed.qualified_name);
+            one_keep := one_keep || pg_catalog.format(
+                E'IF shared_%1$s THEN\n    owner_key := p_key;\n    target_key := target_%1$s;\n'
+                '%2$s    counts := sync._add_count(counts, %3$L, changed);\nEND IF;',
+                i, copy, pointed.qualified_name);
+        END IF;
     END LOOP;
+    -- the removed customers (a delete without bookkeeping rows) and the others (anonymised),
+    -- each group only when it has customers; a table's statements in the same order in both
     FOR link IN SELECT * FROM sync._erasure_links() LOOP
         scrub := sync._scrub_assignments(link.relation, link.fk_column);
         linked := linked + 1;
-        body := body || pg_catalog.format(
-            E'-- linked table %2$s\n%3$s\n'
-            'IF changed > 0 THEN\n'
-            '    counts := sync._add_count(counts, %1$L, changed);\n'
-            'END IF;',
-            link.qualified_name, linked,
-            CASE
-                WHEN link.declared = 'delete_rows' THEN pg_catalog.format(
-                    E'DELETE FROM %s AS t WHERE t.%I = p_key::%s;\n'
-                    'GET DIAGNOSTICS changed = ROW_COUNT;',
-                    link.relation, link.fk_column, link.column_type)
-                ELSE pg_catalog.format(
-                    E'IF remove THEN\n'
-                    '    DELETE FROM %1$s AS t WHERE t.%2$I = p_key::%3$s;\n'
-                    '    GET DIAGNOSTICS changed = ROW_COUNT;\n'
-                    'ELSE\n%4$s'
-                    'END IF;',
-                    link.relation, link.fk_column, link.column_type,
-                    CASE WHEN scrub IS NULL THEN E'    changed := 0;\n'
-                         ELSE pg_catalog.format(
-                             E'    UPDATE %s AS t SET %s WHERE t.%I = p_key::%s;\n'
-                             '    GET DIAGNOSTICS changed = ROW_COUNT;\n',
-                             link.relation, scrub, link.fk_column, link.column_type) END)
-            END);
+        gone := gone || pg_catalog.format(E'-- linked table %s', linked)
+                     || sync._compiled_counts(
+                            pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY (removed::%s[])',
+                                              link.relation, link.fk_column, link.column_type),
+                            pg_catalog.format('t.%I', link.fk_column), link.qualified_name);
+        one_gone := one_gone || pg_catalog.format(E'-- linked table %s', linked)
+                             || sync._compiled_count(
+                                    pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = p_key::%s',
+                                                      link.relation, link.fk_column,
+                                                      link.column_type),
+                                    link.qualified_name, false);
+        IF link.declared = 'delete_rows' THEN
+            anonymised := anonymised || pg_catalog.format(E'-- linked table %s', linked)
+                || sync._compiled_counts(
+                       pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY (kept::%s[])',
+                                         link.relation, link.fk_column, link.column_type),
+                       pg_catalog.format('t.%I', link.fk_column), link.qualified_name);
+            one_anon := one_anon || pg_catalog.format(E'-- linked table %s', linked)
+                || sync._compiled_count(
+                       pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = p_key::%s',
+                                         link.relation, link.fk_column, link.column_type),
+                       link.qualified_name, false);
+        ELSIF scrub IS NOT NULL THEN
+            anonymised := anonymised || pg_catalog.format(E'-- linked table %s', linked)
+                || sync._compiled_counts(
+                       pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = ANY (kept::%s[])',
+                                         link.relation, scrub, link.fk_column, link.column_type),
+                       pg_catalog.format('t.%I', link.fk_column), link.qualified_name);
+            one_anon := one_anon || pg_catalog.format(E'-- linked table %s', linked)
+                || sync._compiled_count(
+                       pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = p_key::%s',
+                                         link.relation, scrub, link.fk_column,
+                                         link.column_type),
+                       link.qualified_name, false);
+        END IF;
     END LOOP;
+    -- the removed customers: their rows, links and the related rows only they used
+    -- the link rows before the customer rows (see sync._compile_move: the shop's delete
+    -- trigger then finds nothing of the engine's left to count)
+    body := body || E'IF pg_catalog.cardinality(removed) > 0 THEN'::text || gone
+        || 'DELETE FROM sync.customer_link AS l WHERE l.customer_key = ANY (removed);'::text
+        || sync._compiled_counts(
+               pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY (removed::%s[])',
+                                 mapped.relation, mapped.key_column, mapped.key_type),
+               pg_catalog.format('t.%I', mapped.key_column), cname,
+               'SELECT k, k FROM pg_catalog.unnest(removed) AS k')
+        || removing || 'END IF;'::text;
+    one_body := one_body || E'IF remove THEN'::text || one_gone
+        || 'DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;'::text
+        || sync._compiled_count(
+               pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = p_key::%s',
+                                 mapped.relation, mapped.key_column, mapped.key_type),
+               cname, true)
+        || one_remove || 'ELSE'::text;
+    -- the others: the related rows, then the customer rows scrubbed
     scrub := sync._scrub_assignments(mapped.relation, mapped.key_column);
-    body := body || pg_catalog.format(
-        -- the link row before the customer row (see sync._compile_move)
-        E'IF remove THEN\n'
-        '    DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;\n'
-        '    DELETE FROM %1$s AS t WHERE t.%2$I = p_key::%3$s;\n'
-        '    GET DIAGNOSTICS changed = ROW_COUNT;\n'
-        '    counts := sync._add_count(counts, %4$L, changed);\n'
-        '%5$s'
-        'ELSE\n'
-        '%6$s'
-        '%7$s'
-        'END IF;\n'
-        'RETURN counts;',
-        mapped.relation, mapped.key_column, mapped.key_type, cname,
-        coalesce(pg_catalog.array_to_string(removing, E'\n') || E'\n', ''),
-        coalesce(pg_catalog.array_to_string(keeping, E'\n') || E'\n', ''),
-        CASE WHEN scrub IS NULL THEN '' ELSE pg_catalog.format(
-            E'    UPDATE %1$s AS t SET %2$s WHERE t.%3$I = p_key::%4$s;\n'
-            '    GET DIAGNOSTICS changed = ROW_COUNT;\n'
-            '    counts := sync._add_count(counts, %5$L, changed);\n',
-            mapped.relation, scrub, mapped.key_column, mapped.key_type, cname) END);
-    RETURN sync._compiled_function(
-        'syncmap.erase_customer(p_key text, p_delete boolean)', 'jsonb', decls, body);
+    body := body || E'IF pg_catalog.cardinality(kept) > 0 THEN'::text || anonymised || keeping;
+    one_body := one_body || one_anon || one_keep;
+    IF scrub IS NOT NULL THEN
+        body := body || sync._compiled_counts(
+            pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = ANY (kept::%s[])',
+                              mapped.relation, scrub, mapped.key_column, mapped.key_type),
+            pg_catalog.format('t.%I', mapped.key_column), cname,
+            'SELECT k, k FROM pg_catalog.unnest(kept) AS k');
+        one_body := one_body || sync._compiled_count(
+            pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = p_key::%s',
+                              mapped.relation, scrub, mapped.key_column, mapped.key_type),
+            cname, true);
+    END IF;
+    body := body || ARRAY['END IF;', 'RETURN counts;'];
+    one_body := one_body || ARRAY['END IF;', 'RETURN counts;'];
+    RETURN pg_catalog.concat_ws(E';\n',
+        sync._compiled_function(
+            'syncmap.erase_customers(p_keys text[], p_delete boolean[])', 'jsonb', decls, body),
+        sync._compiled_function(
+            'syncmap.erase_customer(p_key text, p_delete boolean)', 'jsonb', one_decls,
+            one_body),
+        sync._compiled_function(
+            'syncmap.sharing_customers(p_keys text[])', 'text[]', '{}',
+            ARRAY['RETURN ARRAY(' || coalesce(
+                NULLIF(pg_catalog.array_to_string(sharing, E'\nUNION\n'), ''),
+                'SELECT NULL::text WHERE false') || ');']));
 END
 $$;
 
