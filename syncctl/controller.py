@@ -62,8 +62,10 @@ STOP_GRACE_SECONDS = 10.0
 REFUSED_RETRY_SECONDS = 300.0
 # A page whose apply exceeds the session's statement_timeout is staged again at half the size
 # (down to one record); after this many full pages applied without a time-out the size doubles,
-# up to the configured one.
+# up to the configured one. A size that times out again as soon as it was grown into doubles the
+# run the next try waits for (up to GROW_AFTER_PAGES_MAX); a grown size that fits resets it.
 GROW_AFTER_PAGES = 10
+GROW_AFTER_PAGES_MAX = 160
 # The feed's state while one record alone exceeds the statement_timeout (it may wait for a lock)
 TIMED_OUT_ALONE = "statement_timeout at page size 1"
 
@@ -232,7 +234,8 @@ class Feed:
 
     A page cancelled by the session's statement_timeout is staged again at once at half the
     size (`page_size` is the size in use, down to 1); GROW_AFTER_PAGES full pages later it
-    doubles again, up to `configured_page_size`. A cancel while `stop` is set is the
+    doubles again, up to `configured_page_size` (a size that fails again as soon as it was grown
+    into waits twice as many pages the next time). A cancel while `stop` is set is the
     controller's own (the stop's grace), not a time-out: the size stays."""
 
     def __init__(
@@ -252,6 +255,9 @@ class Feed:
         self.page_size = page_size
         self.timed_out = False
         self._full_pages = 0
+        # full pages at a lowered size before it is doubled; True while a grown size is tried
+        self._grow_after = GROW_AFTER_PAGES
+        self._probing = False
         self._rewind = False
         self._stop = stop or threading.Event()
         self.poll_interval = poll_interval
@@ -352,7 +358,10 @@ class Feed:
 
     def _lower_page_size(self, timeout_ms: int) -> None:
         """Stage the page again at once, half as large (the time-out's own wait was the
-        pause)."""
+        pause). A size just grown into that failed again is tried half as often."""
+        if self._probing:
+            self._grow_after = min(GROW_AFTER_PAGES_MAX, self._grow_after * 2)
+            self._probing = False
         self.page_size = max(1, self.page_size // 2)
         self._full_pages = 0
         self._rewind = True
@@ -367,10 +376,15 @@ class Feed:
         """Count a full page at a lowered size; double the size after a run of them."""
         if self.page_size >= self.configured_page_size or events < self.page_size:
             return
+        if self._probing:
+            # the size grown into fits: the next step is tried as soon as the first was
+            self._probing = False
+            self._grow_after = GROW_AFTER_PAGES
         self._full_pages += 1
-        if self._full_pages >= GROW_AFTER_PAGES:
+        if self._full_pages >= self._grow_after:
             self.page_size = min(self.configured_page_size, self.page_size * 2)
             self._full_pages = 0
+            self._probing = True
             log.info("page size raised to %d", self.page_size)
 
     def _failed(self, exc: Exception) -> None:
