@@ -337,11 +337,13 @@ $$;
 -- to; for the others the related rows (scrubbed when only the customer uses them, detached or
 -- replaced by a scrubbed copy otherwise) and the customer row scrubbed. Who uses a related row
 -- is decided before anything changes, for each customer against every other row: two
--- customers of a set pointing to one row are refused (SY096: one after the other, the first
+-- customers of a set pointing to one row, through one pointer or through two pointers to the
+-- same table (a delivery and a billing address), are refused (SY096: one after the other, the first
 -- lets go of it and the second scrubs it; together each would let go of it, leaving it with
 -- nobody pointing to it and the personal data in it), and the caller erases them one by one.
 -- Also syncmap.sharing_customers(p_keys text[]) RETURNS text[]: the customers of p_keys that
--- point to a row another customer of p_keys points to (who must not be erased as a set).
+-- point to a row another customer of p_keys points to, by any pointer to that table (who must
+-- not be erased as a set).
 CREATE OR REPLACE FUNCTION sync._compile_erase()
 RETURNS text
 LANGUAGE plpgsql
@@ -380,6 +382,11 @@ DECLARE
     one_keep   text[] := '{}';
     i          integer := 0;
     linked     integer := 0;
+    -- the related table of each pointed entry so far (two pointers may name one table: a
+    -- delivery and a billing address)
+    relations  pg_catalog.regclass[] := '{}';
+    j          integer;
+    pointers   text;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     cname := sync._customer_table_name();
@@ -443,11 +450,33 @@ BEGIN
             sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
                                  pointed.pointer, pg_catalog.format('target_%s', i),
                                  'p_key'));
+        -- the same row through another pointer to the same table: another customer of the set
+        -- pointing to it that way shares it as well
+        FOR j IN 1 .. i - 1 LOOP
+            CONTINUE WHEN relations[j] IS DISTINCT FROM pointed.relation;
+            body := body || pg_catalog.format(
+                E'IF EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(owner_%1$s),\n'
+                '                                  pg_catalog.unnest(target_%1$s)) AS a (o, t)\n'
+                '           JOIN ROWS FROM (pg_catalog.unnest(owner_%2$s),\n'
+                '                           pg_catalog.unnest(target_%2$s)) AS b (o, t)\n'
+                '           ON b.t = a.t AND b.o <> a.o) THEN\n'
+                '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
+                '        ''customers erased together point to one row of %%s: erase them one by one'','
+                ' %3$L);\n'
+                'END IF;',
+                i, j, pointed.qualified_name);
+        END LOOP;
+        relations := relations || pointed.relation;
+        SELECT pg_catalog.string_agg(pg_catalog.format('o.%I = t.%I', p.pointer, pointed.pointer),
+                                     ' OR ' ORDER BY p.pointer)
+        INTO pointers
+        FROM sync._pointed_tables() AS p
+        WHERE p.relation = pointed.relation;
         sharing := sharing || pg_catalog.format(
             E'SELECT t.%1$I::text FROM %2$s AS t WHERE t.%1$I = ANY (p_keys::%3$s[])\n'
-            '  AND EXISTS (SELECT FROM %2$s AS o WHERE o.%4$I = t.%4$I AND o.%1$I <> t.%1$I\n'
+            '  AND EXISTS (SELECT FROM %2$s AS o WHERE (%4$s) AND o.%1$I <> t.%1$I\n'
             '              AND o.%1$I = ANY (p_keys::%3$s[]))',
-            mapped.key_column, mapped.relation, mapped.key_type, pointed.pointer);
+            mapped.key_column, mapped.relation, mapped.key_type, pointers);
         -- (customer, its row) pairs of the set, those the condition %s names
         pairs := pg_catalog.format(
             'SELECT w.o, w.t FROM ROWS FROM (pg_catalog.unnest(owner_%1$s), '

@@ -365,3 +365,86 @@ def test_an_address_staff_use_is_copied_for_each_customer_of_the_set(
     together, states = _apply_both_ways_on(clones, page)
     assert states == {"applied": 4}
     assert _calls(together, "_apply_erasures") == 1
+
+
+@pytest.fixture
+def billing(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """The pagila-like schema with a second pointer to the address table (a billing address,
+    optional), mapped as a second related table."""
+    from psycopg.types.json import Jsonb
+
+    from syncctl import mapping
+    from tests.integration import test_dry_runs_shared_rows as pagila
+
+    conn.execute(pagila.SCHEMA)
+    conn.execute(
+        "ALTER TABLE public.customer ADD COLUMN billing_address_id integer"
+        " REFERENCES public.address"
+    )
+    conn.execute("SET ROLE syncctl_owner")
+    document = mapping.parse(
+        pagila.MAPPING.replace(
+            "[not_stored]",
+            '[[related]]\nname = "billing"\nschema = "public"\ntable = "address"\n'
+            'key = "address_id"\nkey_generate = "default"\n'
+            'via = { customer_column = "billing_address_id" }\n'
+            'on_anonymise = "scrub_or_detach"\n\n[related.columns]\n'
+            'phone = { first_of = ["mobile", "phone"], null_as = "" }\n\n'
+            '[related.create]\naddress = ""\n\n[not_stored]',
+        ),
+        "billing.toml",
+    ).document
+    conn.execute("SELECT sync.install_mapping(%s, 'billing.toml')", [Jsonb(document)])
+    pii = {
+        **pagila.PII,
+        "customer": {**pagila.PII["customer"], "billing_address_id": "not_personal"},
+    }
+    for table, columns in pii.items():
+        for column, strategy in columns.items():
+            conn.execute(
+                "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy,"
+                " value) VALUES ('public', %s, %s, %s, %s)",
+                [table, column, strategy, "" if strategy == "fixed" else None],
+            )
+    conn.execute(
+        "INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)"
+        " VALUES ('public', 'rental', 'scrub', true), ('public', 'wishlist', 'delete_rows', false)"
+    )
+    conn.execute("RESET ROLE")
+    conn.commit()
+    assert conn.execute("SELECT * FROM sync.coverage_defects()").fetchall() == []
+    yield conn
+
+
+def test_a_row_two_customers_point_to_by_different_pointers_is_scrubbed(
+    billing: psycopg.Connection[Any],
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],
+) -> None:
+    """One customer's address is another's billing address: erased together, each would see
+    the other using it and let go of it, leaving it with nobody pointing to it and the
+    personal data in it; they are erased one by one, and the row is scrubbed."""
+    conn = billing
+    numbers = [_number(980 + i) for i in range(2)]
+    stage(conn, [_person(n, 1) for n in numbers])
+    conn.execute(
+        "UPDATE public.customer AS c SET billing_address_id = d.address_id"
+        " FROM sync.customer_link AS l, sync.customer_link AS m, public.customer AS d"
+        " WHERE l.customer_number = %s AND c.customer_id::text = l.customer_key"
+        "   AND m.customer_number = %s AND d.customer_id::text = m.customer_key",
+        [numbers[1], numbers[0]],
+    )
+    row = conn.execute(
+        "SELECT a.address FROM public.address AS a JOIN public.customer AS c"
+        " ON c.address_id = a.address_id JOIN sync.customer_link AS l"
+        " ON l.customer_key = c.customer_id::text WHERE l.customer_number = %s",
+        [numbers[0]],
+    ).fetchone()
+    conn.commit()
+    assert row is not None and row[0]
+    page = [event("customer.anonymized", n, 2, reason_code="AVG") for n in numbers]
+    together, states = _apply_both_ways_on(clones, page)
+    assert states == {"applied": 2}
+    left = together.execute(
+        "SELECT count(*) FROM public.address WHERE address = %s", [row[0]]
+    ).fetchone()
+    assert left == (0,)
