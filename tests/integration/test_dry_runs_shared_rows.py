@@ -123,7 +123,14 @@ def rentals(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     conn.execute("SET ROLE syncctl_owner")
     document = mapping.parse(MAPPING, "rentals.toml").document
     conn.execute("SELECT sync.install_mapping(%s, 'rentals.toml')", [Jsonb(document)])
-    for table, columns in PII.items():
+    classify(conn, PII)
+    yield conn
+
+
+def classify(conn: psycopg.Connection[Any], pii: dict[str, dict[str, str]]) -> None:
+    """As the owner role (set by the caller): the PII registry and the rules of the schema's
+    tables; then back to the login, committed, coverage clean."""
+    for table, columns in pii.items():
         for column, strategy in columns.items():
             conn.execute(
                 "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy,"
@@ -137,7 +144,6 @@ def rentals(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     conn.execute("RESET ROLE")
     conn.commit()
     assert conn.execute("SELECT * FROM sync.coverage_defects()").fetchall() == []
-    yield conn
 
 
 def _word() -> str:

@@ -395,24 +395,8 @@ def billing(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
         "billing.toml",
     ).document
     conn.execute("SELECT sync.install_mapping(%s, 'billing.toml')", [Jsonb(document)])
-    pii = {
-        **pagila.PII,
-        "customer": {**pagila.PII["customer"], "billing_address_id": "not_personal"},
-    }
-    for table, columns in pii.items():
-        for column, strategy in columns.items():
-            conn.execute(
-                "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy,"
-                " value) VALUES ('public', %s, %s, %s, %s)",
-                [table, column, strategy, "" if strategy == "fixed" else None],
-            )
-    conn.execute(
-        "INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)"
-        " VALUES ('public', 'rental', 'scrub', true), ('public', 'wishlist', 'delete_rows', false)"
-    )
-    conn.execute("RESET ROLE")
-    conn.commit()
-    assert conn.execute("SELECT * FROM sync.coverage_defects()").fetchall() == []
+    customer = {**pagila.PII["customer"], "billing_address_id": "not_personal"}
+    pagila.classify(conn, {**pagila.PII, "customer": customer})
     yield conn
 
 
