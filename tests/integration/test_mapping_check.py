@@ -6,6 +6,7 @@ correct mapping has no defect and each kind of mistake is reported at its key pa
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -291,6 +292,16 @@ def test_not_null_columns_without_a_source_are_named(
     assert reported(defects, "customer.create", "NOT NULL column segment")
     assert reported(defects, "related[0].create", "NOT NULL column created_by")
     assert len(defects) == 2
+
+
+def test_a_table_the_customer_points_to_needs_a_field(
+    check: Callable[[Document], Defects],
+) -> None:
+    """Before, such a mapping passed the check and its install failed on the generated write
+    (an UPDATE with nothing to set)."""
+    assert "customer_column" in json.dumps(changed(lambda d: None)["related"][0]["via"])
+    defects = check(changed(lambda d: d["related"][0].pop("columns")))
+    assert reported(defects, "related[0].columns", "at least one tritonX field")
 
 
 def test_a_via_column_and_a_reference_of_the_wrong_type(

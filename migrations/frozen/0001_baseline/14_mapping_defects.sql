@@ -753,6 +753,16 @@ BEGIN
             IF t ->> 'on_anonymise' IS DISTINCT FROM 'scrub_or_detach' THEN
                 RETURN QUERY SELECT at || '.on_anonymise', 'must be scrub_or_detach';
             END IF;
+            -- a row the customer points to is written from the snapshot: the write has nothing
+            -- to write into one that no tritonX field feeds
+            IF pg_catalog.jsonb_typeof(t #> '{via,customer_column}') = 'string'
+               AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_each(
+                                   CASE WHEN pg_catalog.jsonb_typeof(t -> 'columns') = 'object'
+                                        THEN t -> 'columns' ELSE '{}' END)) THEN
+                RETURN QUERY SELECT at || '.columns',
+                    'must name at least one tritonX field when via is customer_column (a table '
+                    'the customer row points to that tritonX does not feed is not supported)';
+            END IF;
         END IF;
 
         -- The table exists (a plain or partitioned table, by its exact names).
