@@ -370,7 +370,8 @@ def test_an_address_staff_use_is_copied_for_each_customer_of_the_set(
 @pytest.fixture
 def billing(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """The pagila-like schema with a second pointer to the address table (a billing address,
-    optional), mapped as a second related table."""
+    optional, that the shop keeps: no tritonX field feeds it), mapped as a second related
+    table."""
     from psycopg.types.json import Jsonb
 
     from syncctl import mapping
@@ -388,9 +389,7 @@ def billing(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
             '[[related]]\nname = "billing"\nschema = "public"\ntable = "address"\n'
             'key = "address_id"\nkey_generate = "default"\n'
             'via = { customer_column = "billing_address_id" }\n'
-            'on_anonymise = "scrub_or_detach"\n\n[related.columns]\n'
-            'phone = { first_of = ["mobile", "phone"], null_as = "" }\n\n'
-            '[related.create]\naddress = ""\n\n[not_stored]',
+            'on_anonymise = "scrub_or_detach"\n\n[not_stored]',
         ),
         "billing.toml",
     ).document
@@ -432,3 +431,39 @@ def test_a_row_two_customers_point_to_by_different_pointers_is_scrubbed(
         "SELECT count(*) FROM public.address WHERE address = %s", [row[0]]
     ).fetchone()
     assert left == (0,)
+
+
+def test_a_table_no_tritonx_field_feeds_is_left_to_the_shop_and_scrubbed(
+    billing: psycopg.Connection[Any],
+) -> None:
+    """The billing address the shop keeps: the feed's writes neither create, change nor
+    re-point it; an anonymisation scrubs it when only its customer uses it."""
+    conn = billing
+    number = _number(990)
+    stage(conn, [_person(number, 1)])
+    conn.execute(
+        "INSERT INTO public.address (address, postal_code, phone) VALUES ('Billing 1', '1234',"
+        " '+31 6 1') RETURNING address_id"
+    )
+    conn.execute(
+        "UPDATE public.customer AS c"
+        " SET billing_address_id = currval('public.address_address_id_seq')"
+        " FROM sync.customer_link AS l WHERE l.customer_number = %s"
+        " AND c.customer_id::text = l.customer_key",
+        [number],
+    )
+    conn.commit()
+    before = conn.execute("SELECT count(*) FROM public.address").fetchone()
+    stage(conn, [_person(number, 2), _person(_number(991), 1)])
+    after = conn.execute("SELECT count(*) FROM public.address").fetchone()
+    assert before is not None and after == (before[0] + 1,)  # the new customer's own address
+    assert conn.execute(
+        "SELECT a.address FROM public.address AS a JOIN public.customer AS c"
+        " ON c.billing_address_id = a.address_id JOIN sync.customer_link AS l"
+        " ON l.customer_key = c.customer_id::text WHERE l.customer_number = %s",
+        [number],
+    ).fetchall() == [("Billing 1",)]
+    stage(conn, [event("customer.anonymized", number, 3, reason_code="AVG")])
+    assert conn.execute(
+        "SELECT count(*) FROM public.address WHERE address = 'Billing 1' OR phone = '+31 6 1'"
+    ).fetchone() == (0,)

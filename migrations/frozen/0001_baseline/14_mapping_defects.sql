@@ -141,6 +141,22 @@ AS $$
           AND k.confrelid = p_target AND k.confkey = ARRAY[p_to])
 $$;
 
+-- Whether a [[related]] entry is a table the customer row points to that no tritonX field feeds
+-- (via customer_column, no columns): the generated write leaves it alone.
+CREATE OR REPLACE FUNCTION sync._mapping_unfed(p_related jsonb)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_typeof(p_related #> '{via,customer_column}') = 'string',
+                    false)
+           AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_each(
+                               CASE WHEN pg_catalog.jsonb_typeof(p_related -> 'columns') = 'object'
+                                    THEN p_related -> 'columns' ELSE '{}' END))
+$$;
+
 -- The defects of a column that holds another table's key (a via column, a declared reference):
 -- it exists, has the key's type and, unless p_without_key is given, a foreign key to it (else a
 -- warning ending in p_without_key).
@@ -753,15 +769,23 @@ BEGIN
             IF t ->> 'on_anonymise' IS DISTINCT FROM 'scrub_or_detach' THEN
                 RETURN QUERY SELECT at || '.on_anonymise', 'must be scrub_or_detach';
             END IF;
-            -- a row the customer points to is written from the snapshot: the write has nothing
-            -- to write into one that no tritonX field feeds
-            IF pg_catalog.jsonb_typeof(t #> '{via,customer_column}') = 'string'
-               AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_each(
-                                   CASE WHEN pg_catalog.jsonb_typeof(t -> 'columns') = 'object'
-                                        THEN t -> 'columns' ELSE '{}' END)) THEN
-                RETURN QUERY SELECT at || '.columns',
-                    'must name at least one tritonX field when via is customer_column (a table '
-                    'the customer row points to that tritonX does not feed is not supported)';
+            -- a table the customer row points to that no tritonX field feeds (a billing
+            -- address the shop keeps): the write leaves it and the pointer alone, merges and
+            -- erasures follow it; so it creates no row and needs no create values, and a
+            -- pointer that may not be NULL could never be written for a new customer
+            IF sync._mapping_unfed(t) THEN
+                IF pg_catalog.jsonb_typeof(t -> 'create') = 'object' AND t -> 'create' <> '{}' THEN
+                    RETURN QUERY SELECT at || '.create',
+                        'is never written: no tritonX field feeds this table (no columns), so '
+                        'the write never creates its rows';
+                END IF;
+                IF customer_oid IS NOT NULL
+                   AND (sync._mapping_column(customer_oid, t #>> '{via,customer_column}')).attnotnull
+                THEN
+                    RETURN QUERY SELECT at || '.via.customer_column', pg_catalog.format(
+                        '%I may not be NULL, and no tritonX field feeds this table (no columns): '
+                        'a new customer could never be written', t #>> '{via,customer_column}');
+                END IF;
             END IF;
         END IF;
 
@@ -1001,6 +1025,8 @@ BEGIN
               AND a.attname <> ALL (reserved)
               AND NOT coalesce(t -> 'columns' ? a.attname, false)
               AND NOT coalesce(t -> 'create' ? a.attname, false)
+              -- the write never creates a row of a table no tritonX field feeds
+              AND NOT (NOT spec.is_customer AND sync._mapping_unfed(t))
             ORDER BY a.attnum;
 
         -- the generated write takes a new key from the sequence itself (nextval in the same

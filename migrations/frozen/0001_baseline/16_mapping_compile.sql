@@ -329,6 +329,10 @@ BEGIN
              WITH ORDINALITY AS x
         ORDER BY x.ordinality
     LOOP
+        -- a table the customer row points to that no tritonX field feeds (a billing address
+        -- the shop keeps): the write leaves it and the pointer alone; merges and erasures
+        -- follow it (sync._pointed_tables)
+        CONTINUE WHEN sync._mapping_unfed(rel.doc);
         r := r + 1;
         rrel := pg_catalog.format('%I.%I', rel.doc ->> 'schema',
                                   rel.doc ->> 'table')::pg_catalog.regclass;
