@@ -28,7 +28,7 @@ SELECT
 SELECT count(*) FROM sync.dead_letter;
 
 -- name: pending_all
--- the staged events not decided, in the whole inbox (one hash join), and the last staged id
+-- the staged events not decided, in the whole inbox, and the last staged id
 SELECT ARRAY(SELECT st.inbox_id FROM sync.inbox_status AS st
              WHERE st.state = 'pending' ORDER BY st.inbox_id),
        (SELECT max(i.id) FROM sync.inbox AS i);
