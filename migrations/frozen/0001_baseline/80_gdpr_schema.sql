@@ -92,21 +92,6 @@ CREATE TABLE IF NOT EXISTS gdpr.consent (
 CREATE INDEX IF NOT EXISTS consent_customer_policy
     ON gdpr.consent (customer_key, policy_id, decided_at, id);
 CREATE INDEX IF NOT EXISTS consent_policy_id ON gdpr.consent (policy_id);
--- `rectification` (gdpr.rectify of a column that holds a consent field) joined the sources later
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint AS c
-                   WHERE c.conrelid = 'gdpr.consent'::pg_catalog.regclass
-                     AND c.conname = 'consent_source_check'
-                     AND pg_catalog.pg_get_constraintdef(c.oid) LIKE '%rectification%') THEN
-        ALTER TABLE gdpr.consent DROP CONSTRAINT IF EXISTS consent_source_check;
-        ALTER TABLE gdpr.consent ADD CONSTRAINT consent_source_check
-            CHECK (source IN ('tritonx', 'webshop', 'back_office', 'store', 'merge', 'retention',
-                              'erasure', 'rectification'));
-    END IF;
-END
-$$;
-
 -- A subject's request to be erased. received -> verified -> scheduled -> done | failed, or
 -- cancelled before it is done. `digests` holds sha256 digests of the person's normalised
 -- values (captured at verification, for the residue search after erasure); they are cleared
@@ -152,16 +137,29 @@ CREATE UNLOGGED TABLE IF NOT EXISTS gdpr.consent_context (
 );
 ALTER TABLE gdpr.consent_context ADD COLUMN IF NOT EXISTS actor text
     CHECK (pg_catalog.length(actor) BETWEEN 1 AND 100);
+-- `rectification` (gdpr.rectify of a column that holds a consent field) joined the sources of
+-- gdpr.consent and gdpr.consent_context later: an older installation's checks are replaced
 DO $$
+DECLARE
+    wanted record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint AS c
-                   WHERE c.conrelid = 'gdpr.consent_context'::pg_catalog.regclass
-                     AND c.conname = 'consent_context_source_check'
-                     AND pg_catalog.pg_get_constraintdef(c.oid) LIKE '%rectification%') THEN
-        ALTER TABLE gdpr.consent_context DROP CONSTRAINT IF EXISTS consent_context_source_check;
-        ALTER TABLE gdpr.consent_context ADD CONSTRAINT consent_context_source_check
-            CHECK (source IN ('tritonx', 'retention', 'erasure', 'rectification'));
-    END IF;
+    FOR wanted IN
+        SELECT * FROM (VALUES
+            ('gdpr.consent'::pg_catalog.regclass, 'consent_source_check',
+             $c$source IN ('tritonx', 'webshop', 'back_office', 'store', 'merge', 'retention',
+                           'erasure', 'rectification')$c$),
+            ('gdpr.consent_context'::pg_catalog.regclass, 'consent_context_source_check',
+             $c$source IN ('tritonx', 'retention', 'erasure', 'rectification')$c$))
+            AS w (relation, name, condition)
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_constraint AS c
+                          WHERE c.conrelid = w.relation AND c.conname = w.name
+                            AND pg_catalog.pg_get_constraintdef(c.oid) LIKE '%rectification%')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I',
+                                  wanted.relation, wanted.name);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%s)',
+                                  wanted.relation, wanted.name, wanted.condition);
+    END LOOP;
 END
 $$;
 
