@@ -85,10 +85,17 @@ $$;
 -- the anonymisation (which it scrubs, and which it detaches or copies). With p_count, a bigint
 -- SQL expression instead: how many rows use it so (for the dry run of several anonymisations,
 -- where the customers anonymised before one have let go of a row it shares with them).
+-- With p_own_rows (an anonymisation or a delete), the customer's own rows of a customer-linked
+-- table (a rental delivered to its address, a wish shipped there: every link of the row names
+-- this customer) do not use it: only this customer does, so the row is scrubbed or deleted
+-- with it, never left holding the personal data. A merge does not pass it: the old
+-- customer's rows move to the survivor and keep pointing to the row.
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text);
+DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean);
 CREATE OR REPLACE FUNCTION sync._related_in_use(
     p_relation regclass, p_key_column name, p_key_type regtype, p_pointer name,
-    p_target text, p_customer text, p_count boolean DEFAULT false)
+    p_target text, p_customer text, p_count boolean DEFAULT false,
+    p_own_rows boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -111,9 +118,23 @@ AS $$
                    CASE WHEN w.relation = m.relation
                         THEN pg_catalog.format(' AND x.%I <> %s::%s', m.key_column, p_customer,
                                                m.key_type)
+                        WHEN p_own_rows AND own.any_link IS NOT NULL
+                        THEN pg_catalog.format(' AND NOT coalesce((%s) AND %s, false)',
+                                               own.any_link, own.every_link)
                         ELSE '' END) AS uses
         FROM sync._related_users(p_relation, p_pointer, p_key_column) AS w
         CROSS JOIN sync.mapped_customer() AS m
+        -- the row is this customer's own: one of its links names the customer, none another
+        LEFT JOIN LATERAL (
+            SELECT pg_catalog.string_agg(pg_catalog.format('x.%I = %s::%s', l.fk_column,
+                                                           p_customer, l.column_type),
+                                         ' OR ' ORDER BY l.fk_column) AS any_link,
+                   pg_catalog.string_agg(pg_catalog.format('coalesce(x.%I = %s::%s, true)',
+                                                           l.fk_column, p_customer,
+                                                           l.column_type),
+                                         ' AND ' ORDER BY l.fk_column) AS every_link
+            FROM sync.customer_links() AS l
+            WHERE l.relation = w.relation) AS own ON true
     ) AS u
 $$;
 

@@ -127,8 +127,10 @@ $$;
 -- The rows the customer p_key points to: per table of sync._pointed_tables(), the pointed-to
 -- row's key as text (no row when the pointer is NULL) and whether the row is shared (another
 -- customer row points to it, or a row of any other table refers to it by a single-column
--- foreign key: then it is not this customer's alone).
-CREATE OR REPLACE FUNCTION sync._pointed_rows(p_key text)
+-- foreign key: then it is not this customer's alone). p_own_rows: for an erasure, the
+-- customer's own rows of its linked tables do not make it shared (sync._related_in_use).
+DROP FUNCTION IF EXISTS sync._pointed_rows(text);
+CREATE OR REPLACE FUNCTION sync._pointed_rows(p_key text, p_own_rows boolean DEFAULT false)
 RETURNS TABLE (
     relation        regclass,
     qualified_name  text,
@@ -167,7 +169,8 @@ BEGIN
         related := item.related;
         -- who else uses the row (sync._related_in_use)
         EXECUTE 'SELECT ' || sync._related_in_use(item.relation, item.key_column, item.key_type,
-                                                  item.pointer, '$1', '$2')
+                                                  item.pointer, '$1', '$2',
+                                                  p_own_rows => p_own_rows)
             INTO shared USING target, p_key;
         RETURN NEXT;
     END LOOP;
@@ -288,12 +291,12 @@ BEGIN
         phase := 1;
         RETURN NEXT;
     END LOOP;
-    FOR pointed IN SELECT * FROM sync._pointed_rows(p_key) LOOP
+    FOR pointed IN SELECT * FROM sync._pointed_rows(p_key, true) LOOP
         shared := pointed.shared;
         IF shared AND (p_let_go ->> pointed.qualified_name)::bigint > 0 THEN
             EXECUTE 'SELECT ' || sync._related_in_use(pointed.relation, pointed.key_column,
                                                       pointed.key_type, pointed.pointer, '$1',
-                                                      '$2', true)
+                                                      '$2', true, true)
                 INTO users USING pointed.target, p_key;
             shared := users > (p_let_go ->> pointed.qualified_name)::bigint;
         END IF;

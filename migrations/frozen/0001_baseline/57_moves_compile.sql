@@ -439,7 +439,8 @@ BEGIN
             sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
                                  pointed.pointer, pg_catalog.format('r.%I::text',
                                                                     pointed.key_column),
-                                 pg_catalog.format('t.%I::text', mapped.key_column)),
+                                 pg_catalog.format('t.%I::text', mapped.key_column),
+                                 p_own_rows => true),
             pointed.qualified_name);
         one_body := one_body || pg_catalog.format(
             E'SELECT r.%1$I::text INTO target_%7$s FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I\n'
@@ -449,7 +450,7 @@ BEGIN
             mapped.key_column, mapped.key_type, i,
             sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
                                  pointed.pointer, pg_catalog.format('target_%s', i),
-                                 'p_key'));
+                                 'p_key', p_own_rows => true));
         -- the same row through another pointer to the same table: another customer of the set
         -- pointing to it that way shares it as well
         FOR j IN 1 .. i - 1 LOOP
