@@ -268,8 +268,9 @@ $$;
 -- The per-key counts a generated statement adds to `counts` ({key: {table: rows}}): p_dml (an
 -- UPDATE or DELETE, without RETURNING) returns p_returning as text for each row it changes,
 -- and the rows are counted under p_table for the customer whose row that is: with p_pairs (a
--- SELECT of (customer key, returned value) pairs) every pair gets an entry, 0 when its row did
--- not change; without, only the customers with changed rows (grouped by the returned key).
+-- SELECT of (customer key, returned value) pairs, several for a customer when it has several
+-- rows) every customer of a pair gets an entry, its rows summed, 0 when none changed; without,
+-- only the customers with changed rows (grouped by the returned key).
 CREATE OR REPLACE FUNCTION sync._compiled_counts(
     p_dml text, p_returning text, p_table text, p_pairs text DEFAULT NULL)
 RETURNS text
@@ -286,9 +287,10 @@ AS $$
              THEN '    SELECT pg_catalog.jsonb_object_agg(d.k, d.n) FROM (SELECT done.k, '
                   'pg_catalog.count(*) AS n FROM done GROUP BY done.k) AS d'
              ELSE pg_catalog.format(
-                  '    SELECT pg_catalog.jsonb_object_agg(w.owner, coalesce(d.n, 0)) FROM (%s) '
-                  'AS w (owner, k) LEFT JOIN (SELECT done.k, pg_catalog.count(*) AS n FROM done '
-                  'GROUP BY done.k) AS d ON d.k = w.k', p_pairs) END)
+                  '    SELECT pg_catalog.jsonb_object_agg(x.owner, x.n) FROM (SELECT w.owner, '
+                  'pg_catalog.sum(coalesce(d.n, 0)) AS n FROM (%s) AS w (owner, k) LEFT JOIN '
+                  '(SELECT done.k, pg_catalog.count(*) AS n FROM done GROUP BY done.k) AS d '
+                  'ON d.k = w.k GROUP BY w.owner) AS x', p_pairs) END)
 $$;
 
 -- {key: {table: rows}} with p_rows ({key: rows}) added to each key's entry p_table.
@@ -387,6 +389,9 @@ DECLARE
     relations  pg_catalog.regclass[] := '{}';
     j          integer;
     pointers   text;
+    -- the related tables the customers' linked rows reach (sync._reached_rows)
+    reach      text;
+    r          integer := 0;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     cname := sync._customer_table_name();
@@ -586,6 +591,81 @@ BEGIN
                 '%2$s    counts := sync._add_count(counts, %3$L, changed);\nEND IF;',
                 i, copy, pointed.qualified_name);
         END IF;
+    END LOOP;
+    -- the rows only the customers' own linked rows reach (sync._reached_rows: an order's older
+    -- delivery address): locked and decided with the rows above, scrubbed for the anonymised
+    -- customers, deleted after the removed customers' rows. In a set, such a row another
+    -- customer of the set points to is refused (SY096): one by one, which of the two goes
+    -- first decides whether the row is scrubbed.
+    FOR pointed IN SELECT DISTINCT ON (p.relation) p.relation, p.qualified_name, p.key_column,
+                          p.key_type
+                   FROM sync._pointed_tables() AS p ORDER BY p.relation LOOP
+        reach := sync._reached_rows(pointed.relation, 'keys');
+        CONTINUE WHEN reach IS NULL;
+        r := r + 1;
+        decls := decls || pg_catalog.format('reach_owner_%s text[]', r)
+                       || pg_catalog.format('reach_target_%s text[]', r);
+        one_decls := one_decls || pg_catalog.format('reach_%s text[]', r);
+        SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = a.t::%s', p.pointer, p.key_type),
+                                     ' OR ' ORDER BY p.pointer)
+        INTO pointers
+        FROM sync._pointed_tables() AS p
+        WHERE p.relation = pointed.relation;
+        body := body || pg_catalog.format(
+            E'PERFORM FROM %1$s AS r WHERE r.%2$I = ANY (ARRAY(SELECT a.t FROM (%3$s) AS a)::%4$s[])\n'
+            'ORDER BY r.%2$I FOR UPDATE OF r;\n'
+            'SELECT coalesce(pg_catalog.array_agg(p.o ORDER BY p.o, p.t), ''{}''),\n'
+            '       coalesce(pg_catalog.array_agg(p.t ORDER BY p.o, p.t), ''{}'')\n'
+            'INTO reach_owner_%5$s, reach_target_%5$s FROM (%6$s) AS p;\n'
+            'IF EXISTS (SELECT FROM (%3$s) AS a JOIN %7$s AS c ON (%8$s)\n'
+            '           WHERE c.%9$I = ANY (keys::%10$s[]) AND c.%9$I <> a.o::%10$s) THEN\n'
+            '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
+            '        ''customers erased together point to one row of %%s: erase them one by one'','
+            ' %11$L);\n'
+            'END IF;',
+            pointed.relation, pointed.key_column,
+            sync._reached_rows(pointed.relation, 'keys', true), pointed.key_type, r, reach,
+            mapped.relation, pointers, mapped.key_column, mapped.key_type,
+            pointed.qualified_name);
+        one_body := one_body || pg_catalog.format(
+            E'PERFORM FROM %1$s AS r WHERE r.%2$I = ANY (ARRAY(SELECT a.t FROM (%3$s) AS a)::%4$s[])\n'
+            'ORDER BY r.%2$I FOR UPDATE OF r;\n'
+            'SELECT coalesce(pg_catalog.array_agg(DISTINCT p.t), ''{}'') INTO reach_%5$s\n'
+            'FROM (%6$s) AS p;',
+            pointed.relation, pointed.key_column,
+            sync._reached_rows(pointed.relation, 'ARRAY[p_key]', true), pointed.key_type, r,
+            sync._reached_rows(pointed.relation, 'ARRAY[p_key]'));
+        -- (customer, row) pairs of the set, those the condition %s names; each row one
+        -- customer's (another customer's rows using it keep it out), counted per customer
+        pairs := pg_catalog.format(
+            'SELECT w.o, w.t FROM ROWS FROM (pg_catalog.unnest(reach_owner_%1$s), '
+            'pg_catalog.unnest(reach_target_%1$s)) AS w (o, t) WHERE %%s', r);
+        removing := removing || sync._compiled_counts(
+            pg_catalog.format(
+                'DELETE FROM %1$s AS t WHERE t.%2$I = ANY (ARRAY(SELECT p.t FROM (%3$s) AS p)'
+                '::%4$s[])',
+                pointed.relation, pointed.key_column,
+                pg_catalog.format(pairs, 'w.o = ANY (removed)'), pointed.key_type),
+            pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+            pg_catalog.format(pairs, 'w.o = ANY (removed)'));
+        one_remove := one_remove || sync._compiled_count(
+            pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY (reach_%s::%s[])',
+                              pointed.relation, pointed.key_column, r, pointed.key_type),
+            pointed.qualified_name, false);
+        scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
+        CONTINUE WHEN scrub IS NULL;
+        keeping := keeping || sync._compiled_counts(
+            pg_catalog.format(
+                'UPDATE %1$s AS t SET %2$s WHERE t.%3$I = ANY (ARRAY(SELECT p.t FROM (%4$s) AS p)'
+                '::%5$s[])',
+                pointed.relation, scrub, pointed.key_column,
+                pg_catalog.format(pairs, 'w.o = ANY (kept)'), pointed.key_type),
+            pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+            pg_catalog.format(pairs, 'w.o = ANY (kept)'));
+        one_keep := one_keep || sync._compiled_count(
+            pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = ANY (reach_%s::%s[])',
+                              pointed.relation, scrub, pointed.key_column, r, pointed.key_type),
+            pointed.qualified_name, false);
     END LOOP;
     -- the removed customers (a delete without bookkeeping rows) and the others (anonymised),
     -- each group only when it has customers; a table's statements in the same order in both

@@ -12,7 +12,7 @@ to. Each path is checked: one by one, and a page's anonymisations and deletes as
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from syncctl import engine, mapping
 from tests.feed import event, stage, upserted
 from tests.integration import test_dry_runs_shared_rows as pagila
+from tests.integration.test_erasure_sets import _apply_both_ways_on, _calls, clones  # noqa: F401
 
 SETTING = "syncctl.apply_erasures_together"
 
@@ -91,10 +92,13 @@ def _addresses(conn: psycopg.Connection[Any]) -> int:
 
 
 def _feed(conn: psycopg.Connection[Any], together: bool, records: list[dict[str, Any]]) -> None:
+    conn.execute("SET track_functions = 'pl'")
     if not together:
         conn.execute(f"SET {SETTING} = off")
     outcome = stage(conn, records)
     assert dict(outcome.states) == {"applied": len(records)}
+    # the path asked for was taken: the page's erasures as one set, or one by one
+    assert (_calls(conn, "_apply_erasures") > 0) is together
 
 
 SCRUBBED = ("", None, "")
@@ -227,23 +231,135 @@ def test_a_merge_moves_the_rentals_and_keeps_the_address_they_point_to(
     assert rentals == [(survivor, address_id)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a row only the customer's linked rows point to (the address an order was delivered"
-    " to before the customer moved) is not reached by the anonymisation"
-    " (docs/merge-and-anonymise.md)",
-)
+def _audited_addresses(conn: psycopg.Connection[Any], action: str) -> list[int]:
+    """The address rows each audited event of this action counted, in feed order."""
+    rows = conn.execute(
+        "SELECT (counts ->> 'public.address')::integer FROM sync.audit"
+        " WHERE action = %s ORDER BY id",
+        [action],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _moved(conn: psycopg.Connection[Any], number: str) -> int:
+    """The customer moves: its rows keep the address they name, the customer row points to a
+    new one (the feed's write copies an address other rows use). The old address."""
+    _, old = _customer(conn, number)
+    stage(conn, [upserted(number, 2, street=f"S{secrets.token_hex(6)}")])
+    assert _customer(conn, number)[1] != old
+    return old
+
+
+@WAYS
 def test_an_older_delivery_address_only_its_orders_use_is_scrubbed(
-    deliveries: psycopg.Connection[Any],
+    deliveries: psycopg.Connection[Any], together: bool
 ) -> None:
     conn = deliveries
-    stage(conn, [_person("TX00000041")])
-    key, delivered_to = _customer(conn, "TX00000041")
-    _rent(conn, key, delivered_to)
+    numbers = ["TX00000041", "TX00000042"]
+    stage(conn, [_person(n) for n in numbers])
+    for number in numbers:
+        key, address_id = _customer(conn, number)
+        _rent(conn, key, address_id)
     conn.commit()
-    stage(conn, [upserted("TX00000041", 2, street=f"S{secrets.token_hex(6)}")])
-    assert _customer(conn, "TX00000041")[1] != delivered_to  # the rental keeps its address
+    older = [_moved(conn, n) for n in numbers]
+    plan = engine.anonymise(conn, numbers[0], reason_code="AVG", actor="ops:test", dry_run=True)
 
-    stage(conn, [event("customer.anonymized", "TX00000041", 3, reason_code="AVG")])
+    _feed(conn, together, [event("customer.anonymized", n, 3, reason_code="AVG") for n in numbers])
 
-    assert _address(conn, delivered_to) == SCRUBBED
+    # the customer's own address and the one its rental was delivered to
+    assert [(p.table, p.rows, p.detail) for p in plan.plan if p.table == "public.address"] == [
+        ("public.address", 2, "scrub")
+    ]
+    for address_id in older:
+        assert _address(conn, address_id) == SCRUBBED
+    rentals = conn.execute("SELECT address_id FROM public.rental ORDER BY rental_id").fetchall()
+    assert rentals == [(a,) for a in older]
+    assert _audited_addresses(conn, "customer.anonymized") == [2, 2]
+
+
+@WAYS
+def test_a_removed_customers_older_address_goes_with_its_wishes(
+    deliveries: psycopg.Connection[Any], together: bool
+) -> None:
+    conn = deliveries
+    numbers = ["TX00000051", "TX00000052"]
+    stage(conn, [_person(n) for n in numbers])
+    for number in numbers:
+        key, address_id = _customer(conn, number)
+        _wish(conn, key, address_id)
+    conn.commit()
+    older = [_moved(conn, n) for n in numbers]
+    current = [_customer(conn, n)[1] for n in numbers]
+    planned = {
+        table: rows
+        for table, _, rows in conn.execute(
+            "SELECT * FROM sync.delete_plan(%s)", [numbers[0]]
+        ).fetchall()
+    }
+
+    _feed(conn, together, [event("customer.deleted", n, 3) for n in numbers])
+
+    assert planned["public.address"] == 2
+    for address_id in older + current:
+        assert _address(conn, address_id) is None
+    assert _audited_addresses(conn, "customer.deleted") == [2, 2]
+
+
+@WAYS
+def test_an_older_address_a_neighbours_rental_uses_is_never_touched(
+    deliveries: psycopg.Connection[Any], together: bool
+) -> None:
+    conn = deliveries
+    numbers = ["TX00000061", "TX00000062", "TX00000063"]
+    stage(conn, [_person(n) for n in numbers])
+    (key, address_id), (neighbour, _), (other, other_address) = (
+        _customer(conn, n) for n in numbers
+    )
+    _rent(conn, key, address_id)
+    _rent(conn, neighbour, address_id)
+    _rent(conn, other, other_address)
+    conn.commit()
+    older = _moved(conn, numbers[0])
+    other_older = _moved(conn, numbers[2])
+    before = _address(conn, older)
+
+    _feed(
+        conn,
+        together,
+        [event("customer.anonymized", n, 3, reason_code="AVG") for n in (numbers[0], numbers[2])],
+    )
+
+    assert _address(conn, older) == before
+    assert _address(conn, other_older) == SCRUBBED
+
+
+@pytest.mark.parametrize("order", ["mover first", "household first"])
+def test_an_older_address_a_household_member_now_lives_at_gives_what_one_by_one_gives(
+    deliveries: psycopg.Connection[Any],
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],  # noqa: F811
+    order: str,
+) -> None:
+    """The customer moved; a household member's row now points to the address its rental was
+    delivered to. One by one, the first of the two to go lets go of it: which one decides
+    whether the row is scrubbed. The set gives what one by one gives in feed order."""
+    conn = deliveries
+    numbers = ["TX00000071", "TX00000072"]
+    stage(conn, [_person(n) for n in numbers])
+    key, address_id = _customer(conn, numbers[0])
+    _rent(conn, key, address_id)
+    conn.commit()
+    older = _moved(conn, numbers[0])
+    conn.execute(
+        "UPDATE public.customer SET address_id = %s WHERE customer_id = %s",
+        [older, _customer(conn, numbers[1])[0]],
+    )
+    conn.commit()
+    if order == "household first":
+        numbers.reverse()
+
+    together, states = _apply_both_ways_on(
+        clones, [event("customer.anonymized", n, 3, reason_code="AVG") for n in numbers]
+    )
+
+    assert states == {"applied": 2}
+    assert (_address(together, older) == SCRUBBED) is (order == "household first")

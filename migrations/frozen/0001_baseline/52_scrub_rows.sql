@@ -215,6 +215,59 @@ AS $$
     WHERE l.relation IS DISTINCT FROM (SELECT m.relation FROM sync.mapped_customer() AS m)
 $$;
 
+-- The rows of the related table p_relation (one the customer row points to: an address) that
+-- the customers p_keys reach only through their own linked rows: a row a linked table's
+-- single-column foreign key names (an order's delivery address) on a row of the customer,
+-- that the customer row does not point to (sync._erasure_steps handles that one) and that
+-- nothing but the customer and its own rows uses (sync._related_in_use with p_own_rows: the
+-- address an order was delivered to before the customer moved). As a query of (o, t): the
+-- customer's key and the row's key, as text; p_keys is a text[] SQL expression. With
+-- p_candidates, every such row the linked rows name, used or not (what is locked before the
+-- decision). NULL when no linked table refers to p_relation.
+CREATE OR REPLACE FUNCTION sync._reached_rows(
+    p_relation regclass, p_keys text, p_candidates boolean DEFAULT false)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH related AS (
+        SELECT p.key_column, p.key_type,
+               pg_catalog.min(p.pointer) AS pointer,
+               pg_catalog.string_agg(pg_catalog.format('c.%I = w.t::%s', p.pointer, p.key_type),
+                                     ' OR ' ORDER BY p.pointer) AS pointed
+        FROM sync._pointed_tables() AS p
+        WHERE p.relation = p_relation
+        GROUP BY p.key_column, p.key_type
+    ),
+    reached AS (
+        SELECT pg_catalog.string_agg(
+                   pg_catalog.format(
+                       'SELECT l.%1$I::text, l.%2$I::text FROM %3$s AS l '
+                       'WHERE l.%1$I = ANY ((%4$s)::%5$s[]) AND l.%2$I IS NOT NULL',
+                       l.fk_column, a.attname, l.relation, p_keys, l.column_type),
+                   ' UNION ' ORDER BY l.qualified_name, l.fk_column, a.attname) AS pairs
+        FROM sync._erasure_links() AS l
+        JOIN pg_catalog.pg_constraint AS c
+            ON c.conrelid = l.relation AND c.contype = 'f' AND c.confrelid = p_relation
+           AND c.conparentid = 0 AND pg_catalog.cardinality(c.conkey) = 1
+        JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+        JOIN pg_catalog.pg_attribute AS k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
+        JOIN related AS r ON r.key_column = k.attname
+    )
+    SELECT pg_catalog.format(
+               'SELECT w.o, w.t FROM (%1$s) AS w (o, t) '
+               'WHERE NOT EXISTS (SELECT FROM %2$s AS c WHERE c.%3$I = w.o::%4$s AND (%5$s))%6$s',
+               x.pairs, m.relation, m.key_column, m.key_type, r.pointed,
+               CASE WHEN p_candidates THEN ''
+                    ELSE ' AND NOT (' || sync._related_in_use(
+                        p_relation, r.key_column, r.key_type, r.pointer, 'w.t', 'w.o',
+                        p_own_rows => true) || ')' END)
+    FROM reached AS x, related AS r, sync.mapped_customer() AS m
+    WHERE x.pairs IS NOT NULL
+$$;
+
 -- Whether the customer p_key has rows in a bookkeeping table (orders): then a delete
 -- anonymises.
 CREATE OR REPLACE FUNCTION sync._has_bookkeeping(p_key text)
@@ -271,6 +324,7 @@ DECLARE
     remove   boolean := p_delete AND NOT sync._has_bookkeeping(p_key);
     shared   boolean;
     users    bigint;
+    reach    text;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     FOR link IN SELECT * FROM sync._erasure_links() LOOP
@@ -322,6 +376,29 @@ BEGIN
         phase := 3;
         RETURN NEXT;
     END LOOP;
+    -- the rows only its own linked rows reach (sync._reached_rows): scrubbed, or deleted after
+    -- a removed customer's rows
+    FOR pointed IN SELECT DISTINCT ON (p.relation) p.relation, p.qualified_name, p.key_column,
+                          p.key_type, p.related
+                   FROM sync._pointed_tables() AS p ORDER BY p.relation LOOP
+        reach := sync._reached_rows(pointed.relation, 'ARRAY[$1]');
+        CONTINUE WHEN reach IS NULL
+                      OR (NOT remove
+                          AND sync._scrub_assignments(pointed.relation, pointed.key_column)
+                              IS NULL);
+        EXECUTE 'SELECT count(DISTINCT p.t) FROM (' || reach || ') AS p' INTO rows USING p_key;
+        CONTINUE WHEN rows = 0;
+        table_name := pointed.qualified_name;
+        action := CASE WHEN remove THEN 'delete_rows' ELSE 'scrub' END;
+        relation := pointed.relation;
+        key_column := pointed.key_column;
+        key_type := pointed.key_type;
+        target := NULL;
+        pointer := NULL;
+        related := pointed.related;
+        phase := 3;
+        RETURN NEXT;
+    END LOOP;
     -- the customer row last: a delete runs before the pointed-to rows' (phase 2)
     RETURN QUERY
     SELECT pg_catalog.concat_ws('.', n.nspname, r.relname),
@@ -346,9 +423,13 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.table_name, s.action, s.rows
+    -- a table reached by two steps (a billing and a delivery address, an order's older
+    -- address) once, its rows summed: the counts the run reports are per table
+    SELECT s.table_name, pg_catalog.string_agg(DISTINCT s.action, ', '),
+           pg_catalog.sum(s.rows)::bigint
     FROM sync._erasure_steps(p_key, p_delete, p_let_go) WITH ORDINALITY AS s
-    ORDER BY s.phase, s.ordinality
+    GROUP BY s.table_name
+    ORDER BY pg_catalog.min(s.phase), pg_catalog.min(s.ordinality)
 $$;
 
 -- Carrying the steps out is compiled: syncmap.erase_customer (sql/57_moves_compile.sql).
