@@ -363,3 +363,32 @@ def test_an_older_address_a_household_member_now_lives_at_gives_what_one_by_one_
 
     assert states == {"applied": 2}
     assert (_address(together, older) == SCRUBBED) is (order == "household first")
+
+
+@pytest.mark.parametrize("order", ["address owner first", "wisher first"])
+def test_an_address_another_customers_wish_ships_to_is_left_with_nobody(
+    deliveries: psycopg.Connection[Any],
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],  # noqa: F811
+    order: str,
+) -> None:
+    """A customer's wish ships to another customer's address; both go. Whichever goes first
+    leaves the row to the other, who then scrubs or removes it: the address keeps no personal
+    data (before, with the address's customer first, the wish's removal left the row with
+    nobody pointing to it and the data in it)."""
+    conn = deliveries
+    numbers = ["TX00000081", "TX00000082"]
+    stage(conn, [_person(n) for n in numbers])
+    (_, address_id), (wisher, _) = (_customer(conn, n) for n in numbers)
+    _wish(conn, wisher, address_id)
+    conn.commit()
+    page = [
+        event("customer.anonymized", numbers[0], 2, reason_code="AVG"),
+        event("customer.deleted", numbers[1], 2),
+    ]
+    if order == "wisher first":
+        page.reverse()
+
+    together, states = _apply_both_ways_on(clones, page)
+
+    assert states == {"applied": 2}
+    assert _address(together, address_id) in (SCRUBBED, None)
