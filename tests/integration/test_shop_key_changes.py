@@ -168,6 +168,34 @@ def test_a_key_used_again_inherits_nothing_of_the_deleted_customer(
     ).fetchone() == (0,)
 
 
+def test_a_truncated_customer_table_leaves_nothing_under_the_old_keys(
+    text_keyed: psycopg.Connection[Any],
+) -> None:
+    """TRUNCATE (a shop's reset of its customers) is a delete of every customer: the next person
+    given an old key inherits nothing of the old one's."""
+    conn = text_keyed
+    key, request = _old_customer(conn, "TX00000001", _unique("old"))
+    other, _ = _old_customer(conn, "TX00000002", _unique("other"))
+    conn.execute("TRUNCATE tk.client")
+    conn.commit()
+    conn.execute("INSERT INTO tk.client (ckey, mail) VALUES (%s, %s)", [key, _unique("new")])
+    conn.commit()
+
+    assert not _has_consent(conn, key)
+    assert _consents(conn, key) == _consents(conn, other) == []
+    assert _key_of(conn, "TX00000001") is None
+    assert conn.execute("SELECT count(*) FROM sync.customer_link").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM gdpr.erasure_request").fetchone() == (0,)
+    with pytest.raises(psycopg.Error):
+        conn.execute("SELECT gdpr.execute_erasure(%s, 'bo:op-1')", [request])
+    conn.rollback()
+    audit = _audit(conn, "customer.truncated_by_shop")
+    assert [(actor, number, counts["tk.client"]) for actor, number, _, counts in audit] == [
+        ("shop", None, 2)
+    ]
+    assert audit[0][3]["sync.customer_link"] == 2
+
+
 def test_one_audit_row_per_statement_counts_only(text_keyed: psycopg.Connection[Any]) -> None:
     conn = text_keyed
     keys = [_old_customer(conn, f"TX0000000{n}", _unique(f"p{n}"))[0] for n in (1, 2, 3)]

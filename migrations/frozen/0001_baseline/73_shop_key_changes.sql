@@ -13,6 +13,7 @@
 -- Triggers on the mapped customer table, bound by sync.install_mapping next to the consent
 -- triggers (sync._bind_shop_key_changes), owned by the owner role:
 --   customer_deleted_by_shop   AFTER DELETE, statement level, transition table;
+--   customer_truncated_by_shop AFTER TRUNCATE, statement level: every key the engine holds;
 --   customer_key_changed       AFTER UPDATE OF <key>, row level, only for rows whose key
 --                              changed (WHEN): it notes the old and new key;
 --   customer_keys_changed      AFTER UPDATE OF <key>, statement level: moves what the noted
@@ -123,6 +124,10 @@ AS $$
                WHEN 'customer.deleted_by_shop' THEN pg_catalog.format(
                    '%s customer(s) deleted by the shop: link, consents and erasure requests '
                    'removed; tritonX numbers not tombstoned', pg_catalog.cardinality(p_keys))
+               WHEN 'customer.truncated_by_shop' THEN pg_catalog.format(
+                   'customer table truncated by the shop: link, consents and erasure requests '
+                   'of %s customer key(s) removed; tritonX numbers not tombstoned',
+                   pg_catalog.cardinality(p_keys))
                ELSE pg_catalog.format(
                    '%s customer key(s) changed by the shop: link, consents and erasure requests '
                    'moved to the new key', pg_catalog.cardinality(p_keys))
@@ -171,6 +176,49 @@ BEGIN
     END IF;
     counts := sync._follow_shop_keys(keys, NULL);
     PERFORM sync._audit_shop_keys('customer.deleted_by_shop', keys, numbers, counts);
+    RETURN NULL;
+END
+$$;
+
+-- AFTER TRUNCATE, statement level, on the mapped customer table (customer_truncated_by_shop):
+-- every customer is gone, so every key the engine holds goes: its link rows, consents and
+-- erasure requests (sync._follow_shop_keys); one audit row (customer.truncated_by_shop) when
+-- anything went.
+CREATE OR REPLACE FUNCTION sync._customers_truncated_by_shop()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held    text;
+    keys    text[];
+    numbers text[];
+    counts  jsonb;
+BEGIN
+    IF TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
+                                  FROM sync.mapped_customer() AS m) THEN
+        RETURN NULL;
+    END IF;
+    -- every key the link table and the engine's own customer-linked tables hold
+    SELECT pg_catalog.string_agg(pg_catalog.format(' UNION SELECT t.%I::text FROM %s AS t',
+                                                   l.fk_column, l.relation), ''
+                                 ORDER BY l.qualified_name)
+    INTO held
+    FROM sync.customer_links() AS l
+    WHERE l.known_by = 'engine';
+    EXECUTE 'SELECT pg_catalog.array_agg(k.key ORDER BY k.key) FROM (SELECT l.customer_key '
+            'FROM sync.customer_link AS l' || coalesce(held, '') || ') AS k (key) '
+            'WHERE k.key IS NOT NULL'
+        INTO keys;
+    IF keys IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT pg_catalog.array_agg(l.customer_number) INTO numbers
+    FROM sync.customer_link AS l
+    WHERE l.customer_key = ANY (keys) AND l.customer_number IS NOT NULL;
+    counts := sync._follow_shop_keys(keys, NULL);
+    PERFORM sync._audit_shop_keys('customer.truncated_by_shop', keys, numbers, counts);
     RETURN NULL;
 END
 $$;
@@ -304,6 +352,7 @@ BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     IF NOT sync._rebind_triggers(
                ARRAY['sync._customers_deleted_by_shop()'::pg_catalog.regprocedure,
+                     'sync._customers_truncated_by_shop()'::pg_catalog.regprocedure,
                      'sync._customer_key_changed()'::pg_catalog.regprocedure,
                      'sync._customer_keys_changed()'::pg_catalog.regprocedure],
                mapped.relation, 'does nothing',
@@ -319,6 +368,10 @@ BEGIN
             'REFERENCING OLD TABLE AS shop_deleted FOR EACH STATEMENT '
             'EXECUTE FUNCTION sync._customers_deleted_by_shop(%2$L)',
             mapped.relation, mapped.key_column);
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER customer_truncated_by_shop AFTER TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION sync._customers_truncated_by_shop()',
+            mapped.relation);
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE TRIGGER customer_key_changed AFTER UPDATE OF %2$I ON %1$s '
             'FOR EACH ROW WHEN (OLD.%2$I IS DISTINCT FROM NEW.%2$I) '

@@ -24,7 +24,8 @@ AS $$
         WHEN p_action = 'customer.adopted' THEN 'link repair'
         -- the shop's own deletes and key changes, followed by its triggers
         WHEN p_actor = 'shop'
-             AND p_action IN ('customer.deleted_by_shop', 'customer.key_changed_by_shop')
+             AND p_action IN ('customer.deleted_by_shop', 'customer.truncated_by_shop',
+                              'customer.key_changed_by_shop')
             THEN 'shop'
         ELSE 'back office'
     END
