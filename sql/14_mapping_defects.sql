@@ -437,11 +437,12 @@ $$;
 -- Consent columns
 -- ---------------------------------------------------------------------------------------------
 
--- The boolean snapshot fields a mapping document stores in a column of the customer table
--- p_customer, with how the column states them: `as_is` when the column is boolean and its
--- source is the plain field (optionally with null_as), so the column is the field and a local
--- change of it is a local decision (installing the mapping puts the consent triggers on the
--- table: gdpr._bind_local_consents, which takes the TRIGGER privilege); else `true_value` when
+-- The consent fields (boolean snapshot fields a policy can name) a mapping document stores in
+-- a column of the customer table p_customer, with how the column states them: `as_is` when the
+-- column is boolean and its source is the plain field (optionally with null_as), so the column
+-- is the field and a local change of it is a local decision (installing the mapping puts the
+-- consent triggers on the table: gdpr._bind_local_consents, which takes the TRIGGER
+-- privilege); else `true_value` when
 -- the source is a true/false transform with two distinct literals (the column reads as granted
 -- when it holds the true literal). Other transforms (codes, join, ...) are not listed: the
 -- column does not state the field. The check (the document to install) and the consent
@@ -481,9 +482,13 @@ AS $$
                END AS literals) AS s
     JOIN pg_catalog.pg_attribute AS a
         ON a.attrelid = p_customer AND a.attname = o.key AND a.attnum > 0 AND NOT a.attisdropped
-    -- a boolean field of the snapshot (the contract's types)
+    -- a boolean field of the snapshot (the contract's types) that a policy can name as its
+    -- consent field: the list of gdpr.policy.consent_field's CHECK (sql/80_gdpr_schema.sql).
+    -- Another boolean field kept as is (blocked) states no consent: its column takes no
+    -- consent triggers and needs no TRIGGER privilege
     WHERE s.field IN (SELECT f.field FROM sync._mapping_fields() AS f
                       WHERE f.type_oid = 'pg_catalog.bool'::pg_catalog.regtype)
+      AND s.field IN ('newsletter_opt_in')
       AND (s.plain OR s.literals)
     ORDER BY o.key
 $$;
@@ -1222,6 +1227,16 @@ BEGIN
                 WHERE NOT pg_catalog.has_table_privilege(owner_role, x.relation, x.privilege)
             ) AS d
             ORDER BY d.ord, d.path, d.relation_name, d.privilege_ord;
+        -- row-level security hiding the rows from the owner role (sync._owner_policy_gaps): a
+        -- GRANT is not enough, the table needs a policy for it
+        RETURN QUERY
+            SELECT g.path, pg_catalog.format(
+                '%s%s has row-level security and no policy lets %s %s its rows: the engine'
+                ' would see none of them and write none (every event a dead letter, merges'
+                ' re-pointing nothing): %s',
+                g.relation, g.why, owner_role, g.commands, g.statement)
+            FROM sync._owner_policy_gaps(p_document, owner_role) AS g
+            ORDER BY g.ord, g.path, g.relation::text;
         -- the triggers that follow the shop's own deletes and key changes of customers
         -- (sql/73_shop_key_changes.sql): on the table and, for the per-row one, each partition.
         -- A warning: the engine works without them. The table itself is asked for above when a

@@ -125,7 +125,8 @@ AS $$
            pg_catalog.format('%s AS v%s', c.expr, c.n),
            pg_catalog.format('v%s %s', c.n, c.full_type),
            pg_catalog.format(
-               '    BEGIN v%1$s := %2$s; EXCEPTION WHEN data_exception THEN RETURN %3$L; END;',
+               '    BEGIN v%1$s := %2$s; EXCEPTION WHEN data_exception OR check_violation'
+               ' OR not_null_violation THEN RETURN %3$L; END;',
                c.n, c.expr,
                pg_catalog.format('a value does not fit %s.%I (%s) (SQLSTATE %s)',
                                  p_relation, c.name, c.full_type, 'SY062'))

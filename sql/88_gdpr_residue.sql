@@ -47,13 +47,18 @@ BEGIN
         SELECT r.oid AS relid,
                pg_catalog.concat_ws('.', n.nspname, r.relname) AS table_name,
                pg_catalog.array_agg(a.attname ORDER BY a.attnum) AS names,
-               pg_catalog.array_agg(a.atttypid IN ('json'::pg_catalog.regtype,
-                                                   'jsonb'::pg_catalog.regtype)
+               pg_catalog.array_agg(ty.base IN ('json'::pg_catalog.regtype,
+                                                'jsonb'::pg_catalog.regtype)
                                     ORDER BY a.attnum) AS json_flags
         FROM pg_catalog.pg_class AS r
         JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
         JOIN pg_catalog.pg_attribute AS a
             ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+        -- a column of a domain over text or JSON (an e-mail domain with a CHECK) is searched
+        -- as its base type
+        CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                                        ELSE a.atttypid END AS base
+                            FROM pg_catalog.pg_type AS t WHERE t.oid = a.atttypid) AS ty
         WHERE r.relkind IN ('r', 'p', 'm')
           AND NOT r.relispartition  -- read through its partitioned parent, each row once
           -- a materialized view made WITH NO DATA cannot be read (55000) until refreshed
@@ -65,9 +70,9 @@ BEGIN
           AND pg_catalog.has_table_privilege(r.oid, 'SELECT')
           AND NOT (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
                                                         WHERE u.rolname = current_user))
-          AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
-                             'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
-                             'jsonb'::pg_catalog.regtype)
+          AND ty.base IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
+                          'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
+                          'jsonb'::pg_catalog.regtype)
         GROUP BY r.oid, n.nspname, r.relname
     ),
     linked AS (
@@ -233,13 +238,16 @@ AS $$
     JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
     JOIN pg_catalog.pg_attribute AS a
         ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
     WHERE r.relkind IN ('r', 'p', 'm')
       AND NOT r.relispartition
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname !~ '^pg_(toast|temp)'
-      AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
-                         'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
-                         'jsonb'::pg_catalog.regtype)
+      -- a domain as its base type, as the search reads it (gdpr._residue_scopes)
+      AND CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END
+          IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
+              'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
+              'jsonb'::pg_catalog.regtype)
       AND (NOT pg_catalog.has_table_privilege(r.oid, 'SELECT')
            OR NOT r.relispopulated
            OR (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
