@@ -449,3 +449,45 @@ def test_the_residue_search_reads_a_column_of_a_domain_over_text(exotic: Exotic)
         email,
     )
     assert hits == [("web.shop.customer.email", 1)]
+
+
+# ------------------------------------------------------------------------------------------
+# Dead letters that say why, when the DBA's setup changes after the check
+# ------------------------------------------------------------------------------------------
+
+
+def test_a_dropped_policy_makes_dead_letters_that_name_row_level_security(
+    exotic_dsn: str,
+    simulator_factory: Callable[..., Simulator],  # noqa: F811
+) -> None:
+    """The owner role's policy dropped after the install: the events are dead letters whose
+    reason says row-level security refused them and on which table, not a bare `permission
+    denied`."""
+    _install(exotic_dsn)
+    _admin_sql(exotic_dsn, f"DROP POLICY syncctl_owner ON {CUSTOMER}")
+    simulator = simulator_factory("--customers", "2", "--seed", "8")
+    pulled = _ok("pull", dsn=exotic_dsn, tritonx=simulator.url)
+    assert "outcomes: dead_letter 2" in pulled, pulled
+    with psycopg.connect(exotic_dsn) as conn:
+        reasons = {r for (r,) in conn.execute("SELECT reason FROM sync.dead_letter")}
+    assert reasons == {
+        "permission denied (SQLSTATE 42501) by the row-level security of table customer"
+    }
+
+
+def test_an_anonymisation_writing_a_generated_column_says_so(
+    exotic_dsn: str,
+    simulator_factory: Callable[..., Simulator],  # noqa: F811
+) -> None:
+    """Coverage's strategy defect ignored: the anonymisation is a dead letter saying that a
+    generated column was written, not a bare `error`."""
+    _install(exotic_dsn, full_name="null")
+    simulator = simulator_factory("--customers", "2", "--seed", "9")
+    assert "outcomes: applied 2\n" in _ok("pull", dsn=exotic_dsn, tritonx=simulator.url)
+    simulator.admin("POST", "/admin/customers/TX00000001/anonymise", {"reason_code": "AVG"})
+    assert "outcomes: dead_letter 1\n" in _ok("pull", dsn=exotic_dsn, tritonx=simulator.url)
+    with psycopg.connect(exotic_dsn) as conn:
+        reasons = [r for (r,) in conn.execute("SELECT reason FROM sync.dead_letter")]
+    assert reasons == [
+        "a generated column, or an identity column GENERATED ALWAYS, written (SQLSTATE 428C9)"
+    ]
