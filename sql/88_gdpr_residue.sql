@@ -66,10 +66,13 @@ BEGIN
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname !~ '^pg_(toast|temp)'
           -- what this role may read; and never a table of another owner under row-level
-          -- security: its policies would run with this role's rights
+          -- security (its policies would run with this role's rights) but the customer table
+          -- and the tables linked to it or it points to, whose policies the engine's writes
+          -- run anyway (coverage names a policy calling another role's function there)
           AND pg_catalog.has_table_privilege(r.oid, 'SELECT')
           AND NOT (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
-                                                        WHERE u.rolname = current_user))
+                                                        WHERE u.rolname = current_user)
+                   AND r.oid NOT IN (SELECT t.relation FROM sync.customer_tables() AS t))
           AND ty.base IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
                           'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
                           'jsonb'::pg_catalog.regtype)
@@ -222,7 +225,8 @@ $$;
 -- Tables holding text or JSON columns that the residue search leaves out, as schema.table: the
 -- ones the searching role may not read, materialized views not populated (made WITH NO DATA,
 -- never refreshed: unreadable), and tables of another owner under row-level security
--- (their policies would run with the searching role's rights). The proof names them, so a DBA
+-- (their policies would run with the searching role's rights) other than the mapping's
+-- customer tables (sync.customer_tables(): the engine's writes run their policies anyway). The proof names them, so a DBA
 -- can grant SELECT to the owner role or search them by hand.
 CREATE OR REPLACE FUNCTION gdpr.unsearched_tables()
 RETURNS text[]
@@ -251,5 +255,6 @@ AS $$
       AND (NOT pg_catalog.has_table_privilege(r.oid, 'SELECT')
            OR NOT r.relispopulated
            OR (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
-                                                   WHERE u.rolname = current_user)))
+                                                   WHERE u.rolname = current_user)
+               AND r.oid NOT IN (SELECT t.relation FROM sync.customer_tables() AS t)))
 $$;
