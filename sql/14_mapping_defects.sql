@@ -410,6 +410,15 @@ BEGIN
                 RETURN QUERY SELECT p_path, pg_catalog.format(
                     'warning: %s is text, cast to %s; a value that does not cast is a dead '
                     'letter', names[1], column_type);
+            ELSIF EXISTS (SELECT FROM pg_catalog.pg_type AS t
+                          WHERE t.oid = p_type AND t.typtype = 'd'
+                            AND (t.typnotnull
+                                 OR EXISTS (SELECT FROM pg_catalog.pg_constraint AS k
+                                            WHERE k.contypid = t.oid))) THEN
+                -- a domain's CHECK or NOT NULL refuses what its base type takes
+                RETURN QUERY SELECT p_path, pg_catalog.format(
+                    'warning: the column is of the domain %s, whose constraints may refuse a '
+                    'value of %s; a refused value is a dead letter', column_type, names[1]);
             END IF;
         EXCEPTION WHEN cannot_coerce OR datatype_mismatch OR undefined_function THEN
             RETURN QUERY SELECT p_path, pg_catalog.format(

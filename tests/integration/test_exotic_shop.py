@@ -247,6 +247,22 @@ def test_a_boolean_field_no_policy_can_name_is_no_consent_column(exotic_dsn: str
     assert "customer.columns.blocked" not in checked.stdout
 
 
+def test_the_check_warns_of_the_enum_and_the_domain(exotic_dsn: str) -> None:
+    """Both refuse values tritonX may send: each is a warning at its column, as a text field
+    cast to another type is."""
+    assert _ok("db", "upgrade", dsn=exotic_dsn)
+    checked = _run("mapping", "check", str(MAPPING), dsn=exotic_dsn).stdout
+    assert (
+        f"{MAPPING}:18: customer.columns.gender: warning: gender is text, cast to"
+        ' "web.shop".gender; a value that does not cast is a dead letter'
+    ) in checked.splitlines()
+    assert (
+        f"{MAPPING}:17: customer.columns.email: warning: the column is of the domain"
+        ' "web.shop".email_address, whose constraints may refuse a value of email; a refused'
+        " value is a dead letter"
+    ) in checked.splitlines()
+
+
 # ------------------------------------------------------------------------------------------
 # Coverage: the generated column
 # ------------------------------------------------------------------------------------------
@@ -513,3 +529,55 @@ def test_the_owner_role_searches_the_customer_table_under_row_level_security(
     shop.conn.execute("RESET ROLE")
     assert "web.shop.customer" not in unsearched
     assert hits == [("web.shop.customer.email", 1)]
+
+
+# ------------------------------------------------------------------------------------------
+# Retention on a schema whose name holds a dot
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_retention_on_a_schema_whose_name_holds_a_dot(exotic: Exotic) -> None:
+    """`--category web.shop.customer` names the table customer of the schema "web.shop"
+    (docs/gdpr.md: a category is a registry table's name, unquoted). The policy covers it, and
+    retention anonymises the customers whose period is over (before: the name was split at
+    every dot and stored as schema web, table shop, columns customer and orders; the policy
+    covered nothing and retention kept everyone for ever)."""
+    shop = exotic
+    old, ordered, recent = (shop.key(f"TX0000000{n}") for n in (5, 6, 7))
+    shop.query(
+        f"UPDATE {CUSTOMER} SET created_at = now() - interval '3 years' WHERE id IN (%s, %s, %s)",
+        old,
+        ordered,
+        recent,
+    )
+    shop.query(
+        f"INSERT INTO {ORDERS} (customer_id, placed_at, amount) VALUES"
+        " (%s, now() - interval '30 months', 4), (%s, now() - interval '1 month', 6)",
+        ordered,
+        recent,
+    )
+    _ok(
+        "policy", "create", "shop", "--name", "Shop", "--description", "Your account",
+        "--legal-basis", "contract", "--retention", "2 years", "--retention-from", "last_order",
+        "--category", "web.shop.customer", "--category", "web.shop.orders",
+        "--category", "o'brien.favourite", dsn=shop.dsn,
+    )  # fmt: skip
+    assert shop.query(
+        "SELECT table_schema, table_name, columns FROM gdpr.policy_category ORDER BY 1, 2"
+    ) == [
+        ("o'brien", "favourite", None),
+        ("web.shop", "customer", None),
+        ("web.shop", "orders", None),
+    ]
+    _ok("policy", "activate", "shop", dsn=shop.dsn)
+    planned = _ok("purge", "--dry-run", dsn=shop.dsn)
+    assert "nothing to purge" not in planned, planned
+    assert "purged 2 customer(s)" in _ok("purge", dsn=shop.dsn)
+    for key in (old, ordered):
+        row = shop.customer(key)
+        assert row is not None
+        assert (row["first_name"], row["email"], row["full_name"]) == (None, None, "-")
+    kept = shop.customer(recent)
+    assert kept is not None and kept["email"] is not None
+    assert shop.query(f"SELECT count(*) FROM {ORDERS} WHERE customer_id = %s", ordered) == [(1,)]
