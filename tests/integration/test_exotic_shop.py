@@ -448,6 +448,16 @@ def test_login_export_and_erasure_on_the_exotic_schema(exotic: Exotic, tmp_path:
     rid = found.group(1)
     _ok("erasure", "verify", rid, "--actor", "bo:1", dsn=shop.dsn)
     _ok("erasure", "schedule", rid, "--grace-days", "0", "--actor", "bo:1", dsn=shop.dsn)
+    # the e-mail (of the domain column) copied by the shop into a favourite nobody owns: the
+    # proof finds it there, by its digest
+    shop.query(
+        f"INSERT INTO {FAVOURITE} (customer_id, sku) SELECT NULL, email FROM {CUSTOMER}"
+        " WHERE id = %s",
+        four,
+    )
+    failed = _run("erasure", "execute", rid, "--actor", "bo:1", dsn=shop.dsn)
+    assert "o'brien.favourite.sku" in failed.stdout + failed.stderr, failed
+    shop.query(f"DELETE FROM {FAVOURITE} WHERE customer_id IS NULL")
     done = _ok("erasure", "execute", rid, "--actor", "bo:1", dsn=shop.dsn)
     assert f"erasure request {rid}: done" in done
     row = shop.customer(four)
