@@ -189,6 +189,7 @@ def exotic(
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_check_names_the_policy_row_level_security_needs(exotic_dsn: str) -> None:
     """The customer table forces row-level security with a policy for the shop's role only:
     the owner role would see no row and insert none, every event a dead letter reading
@@ -268,6 +269,7 @@ def test_the_check_warns_of_the_enum_and_the_domain(exotic_dsn: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_coverage_refuses_a_writing_strategy_on_a_generated_column(exotic_dsn: str) -> None:
     """full_name is GENERATED ALWAYS ... STORED: classified `null`, every anonymisation would
     fail (`column "full_name" can only be updated to DEFAULT`, a dead letter). Coverage lists
@@ -464,6 +466,7 @@ def test_login_export_and_erasure_on_the_exotic_schema(exotic: Exotic, tmp_path:
     assert row is not None and row["full_name"] == "-" and row["email"] is None
 
 
+@pytest.mark.slow
 def test_the_residue_search_reads_a_column_of_a_domain_over_text(exotic: Exotic) -> None:
     """The e-mail column is of a DOMAIN over text: the erasure's residue search must read it
     like a text column, or an e-mail left there would never be found."""
@@ -482,6 +485,7 @@ def test_the_residue_search_reads_a_column_of_a_domain_over_text(exotic: Exotic)
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_dropped_policy_makes_dead_letters_that_name_row_level_security(
     exotic_dsn: str,
     simulator_factory: Callable[..., Simulator],  # noqa: F811
@@ -501,6 +505,7 @@ def test_a_dropped_policy_makes_dead_letters_that_name_row_level_security(
     }
 
 
+@pytest.mark.slow
 def test_an_anonymisation_writing_a_generated_column_says_so(
     exotic_dsn: str,
     simulator_factory: Callable[..., Simulator],  # noqa: F811
@@ -519,6 +524,7 @@ def test_an_anonymisation_writing_a_generated_column_says_so(
     ]
 
 
+@pytest.mark.slow
 def test_the_owner_role_searches_the_customer_table_under_row_level_security(
     exotic: Exotic,
 ) -> None:
