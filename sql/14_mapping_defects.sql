@@ -197,6 +197,27 @@ $$;
 -- Literals and source expressions
 -- ---------------------------------------------------------------------------------------------
 
+-- The type and modifier a column of type p_type/p_typmod stores its values as: a domain's base
+-- type with the domain's modifier (a domain over a domain: the first base type that is not one),
+-- any other type as it is. Its length is what a value must fit.
+CREATE OR REPLACE FUNCTION sync._mapping_base_type(p_type oid, p_typmod integer)
+RETURNS TABLE (type_oid oid, typmod integer)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE chain (type_oid, typmod, depth) AS (
+        SELECT p_type, p_typmod, 0
+        UNION ALL
+        SELECT t.typbasetype, CASE WHEN t.typtypmod >= 0 THEN t.typtypmod ELSE c.typmod END,
+               c.depth + 1
+        FROM chain AS c
+        JOIN pg_catalog.pg_type AS t ON t.oid = c.type_oid AND t.typtype = 'd'
+    )
+    SELECT c.type_oid, c.typmod FROM chain AS c ORDER BY c.depth DESC LIMIT 1
+$$;
+
 -- Why a literal of the mapping (an out value, other, null_as, a create or kind value) does not
 -- fit a column of type p_type/p_typmod, or NULL. The cast is tried for real; the message says
 -- which type refused, never the literal. A varchar(n)/char(n) is checked by length first: an
@@ -210,15 +231,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     type_name  text := pg_catalog.format_type(p_type, p_typmod);
+    -- a domain's length is its base type's (a domain over varchar(16))
+    base       record := sync._mapping_base_type(p_type, p_typmod);
     max_length integer;
 BEGIN
     IF pg_catalog.jsonb_typeof(p_value) IS NULL
        OR pg_catalog.jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
         RETURN 'is not a literal (a string, number or boolean)';
     END IF;
-    IF p_type IN ('pg_catalog.varchar'::pg_catalog.regtype, 'pg_catalog.bpchar'::pg_catalog.regtype)
-       AND p_typmod > 4 THEN
-        max_length := p_typmod - 4;
+    IF base.type_oid IN ('pg_catalog.varchar'::pg_catalog.regtype,
+                         'pg_catalog.bpchar'::pg_catalog.regtype)
+       AND base.typmod > 4 THEN
+        max_length := base.typmod - 4;
         IF pg_catalog.length(p_value #>> '{}') > max_length THEN
             RETURN pg_catalog.format('the literal is longer than %s allows', type_name);
         END IF;
@@ -257,14 +281,26 @@ DECLARE
     names        text[];
     source_type  oid;
     source_mod   integer;
+    store_type   oid;
+    store_mod    integer;
+    -- a domain with a CHECK or NOT NULL refuses values its base type takes
+    domain_check boolean := EXISTS (
+        SELECT FROM pg_catalog.pg_type AS t
+        WHERE t.oid = p_type AND t.typtype = 'd'
+          AND (t.typnotnull OR EXISTS (SELECT FROM pg_catalog.pg_constraint AS k
+                                       WHERE k.contypid = t.oid)));
     longest      integer;
     literal_key  text;
     literal      jsonb;
     why          text;
 BEGIN
-    IF p_type IN ('pg_catalog.varchar'::pg_catalog.regtype, 'pg_catalog.bpchar'::pg_catalog.regtype)
-       AND p_typmod > 4 THEN
-        column_limit := p_typmod - 4;
+    -- a domain's length is its base type's (a domain over varchar(16))
+    SELECT b.type_oid, b.typmod INTO store_type, store_mod
+    FROM sync._mapping_base_type(p_type, p_typmod) AS b;
+    IF store_type IN ('pg_catalog.varchar'::pg_catalog.regtype,
+                      'pg_catalog.bpchar'::pg_catalog.regtype)
+       AND store_mod > 4 THEN
+        column_limit := store_mod - 4;
     END IF;
 
     -- Shape: a field name, or a table with exactly one of field / join / first_of and only the
@@ -410,21 +446,22 @@ BEGIN
                 RETURN QUERY SELECT p_path, pg_catalog.format(
                     'warning: %s is text, cast to %s; a value that does not cast is a dead '
                     'letter', names[1], column_type);
-            ELSIF EXISTS (SELECT FROM pg_catalog.pg_type AS t
-                          WHERE t.oid = p_type AND t.typtype = 'd'
-                            AND (t.typnotnull
-                                 OR EXISTS (SELECT FROM pg_catalog.pg_constraint AS k
-                                            WHERE k.contypid = t.oid))) THEN
-                -- a domain's CHECK or NOT NULL refuses what its base type takes
-                RETURN QUERY SELECT p_path, pg_catalog.format(
-                    'warning: the column is of the domain %s, whose constraints may refuse a '
-                    'value of %s; a refused value is a dead letter', column_type, names[1]);
             END IF;
-        EXCEPTION WHEN cannot_coerce OR datatype_mismatch OR undefined_function THEN
+        EXCEPTION
+            -- the cast exists, the NULL itself is refused (a NOT NULL domain, a CHECK): the
+            -- domain's warning below says so
+            WHEN not_null_violation OR check_violation THEN
+                NULL;
+            WHEN cannot_coerce OR datatype_mismatch OR undefined_function THEN
             RETURN QUERY SELECT p_path, pg_catalog.format(
                 '%s is %s, which does not cast to %s', names[1],
                 pg_catalog.format_type(source_type, source_mod), column_type);
         END;
+        IF domain_check THEN
+            RETURN QUERY SELECT p_path, pg_catalog.format(
+                'warning: the column is of the domain %s, whose constraints may refuse a '
+                'value of %s; a refused value is a dead letter', column_type, names[1]);
+        END IF;
     END IF;
 
     IF source ? 'null_as' THEN
