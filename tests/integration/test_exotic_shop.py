@@ -637,7 +637,7 @@ def test_a_domain_over_a_short_varchar_is_never_cut(
     pulled = _ok("pull", dsn=exotic_dsn, tritonx=simulator.url)
     assert long_phone not in pulled
     with psycopg.connect(exotic_dsn) as conn:
-        letters = dict(
+        letters: dict[str, str] = dict(
             conn.execute(
                 "SELECT i.customer_number, d.reason FROM sync.dead_letter AS d"
                 " JOIN sync.inbox AS i ON i.id = d.inbox_id"
