@@ -57,7 +57,12 @@ AS $$
         SELECT pg_catalog.substring(p_message, '^permission denied for ([a-z ]+ [A-Za-z0-9_."]+)$')
                    AS object,
                pg_catalog.substring(p_message, '^permission denied for [a-z ]+ ([A-Za-z0-9_."]+)$')
-                   AS name
+                   AS name,
+               -- PostgreSQL's own refusal by a table's row-level security (no policy lets
+               -- the role write the row), naming the table by its bare name
+               pg_catalog.substring(p_message,
+                                    '^new row violates row-level security policy '
+                                    '(?:"[^"]*" )?for table "([^"]+)"$') AS guarded
     )
     SELECT CASE
         WHEN pg_catalog.left(p_sqlstate, 2) IN ('08', '25', '40', '53', '55', '57', '58', 'XX')
@@ -78,6 +83,8 @@ AS $$
                 WHEN p_sqlstate = '54000' THEN 'a value too large (an index row, say)'
                 WHEN p_sqlstate LIKE '54%' THEN 'a program limit exceeded'
                 WHEN p_sqlstate = '42501' THEN 'permission denied'
+                WHEN p_sqlstate = '428C9'
+                    THEN 'a generated column, or an identity column GENERATED ALWAYS, written'
                 WHEN p_sqlstate = 'P0001' OR p_sqlstate LIKE 'SY%'
                     THEN 'raised by a trigger or function'
                 ELSE 'error'
@@ -91,6 +98,10 @@ AS $$
                           OR EXISTS (SELECT FROM pg_catalog.pg_namespace AS s
                                      WHERE s.nspname = pg_catalog.btrim(d.name, '"')))
                     THEN ' for ' || d.object
+                WHEN p_sqlstate = '42501' AND d.guarded IS NOT NULL
+                     AND EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                                 WHERE c.relname = d.guarded AND c.relrowsecurity)
+                    THEN pg_catalog.format(' by the row-level security of table %s', d.guarded)
                 ELSE ''
             END,
             CASE

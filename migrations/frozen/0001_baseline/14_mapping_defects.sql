@@ -197,6 +197,27 @@ $$;
 -- Literals and source expressions
 -- ---------------------------------------------------------------------------------------------
 
+-- The type and modifier a column of type p_type/p_typmod stores its values as: a domain's base
+-- type with the domain's modifier (a domain over a domain: the first base type that is not one),
+-- any other type as it is. Its length is what a value must fit.
+CREATE OR REPLACE FUNCTION sync._mapping_base_type(p_type oid, p_typmod integer)
+RETURNS TABLE (type_oid oid, typmod integer)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE chain (type_oid, typmod, depth) AS (
+        SELECT p_type, p_typmod, 0
+        UNION ALL
+        SELECT t.typbasetype, CASE WHEN t.typtypmod >= 0 THEN t.typtypmod ELSE c.typmod END,
+               c.depth + 1
+        FROM chain AS c
+        JOIN pg_catalog.pg_type AS t ON t.oid = c.type_oid AND t.typtype = 'd'
+    )
+    SELECT c.type_oid, c.typmod FROM chain AS c ORDER BY c.depth DESC LIMIT 1
+$$;
+
 -- Why a literal of the mapping (an out value, other, null_as, a create or kind value) does not
 -- fit a column of type p_type/p_typmod, or NULL. The cast is tried for real; the message says
 -- which type refused, never the literal. A varchar(n)/char(n) is checked by length first: an
@@ -210,15 +231,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     type_name  text := pg_catalog.format_type(p_type, p_typmod);
+    -- a domain's length is its base type's (a domain over varchar(16))
+    base       record := sync._mapping_base_type(p_type, p_typmod);
     max_length integer;
 BEGIN
     IF pg_catalog.jsonb_typeof(p_value) IS NULL
        OR pg_catalog.jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
         RETURN 'is not a literal (a string, number or boolean)';
     END IF;
-    IF p_type IN ('pg_catalog.varchar'::pg_catalog.regtype, 'pg_catalog.bpchar'::pg_catalog.regtype)
-       AND p_typmod > 4 THEN
-        max_length := p_typmod - 4;
+    IF base.type_oid IN ('pg_catalog.varchar'::pg_catalog.regtype,
+                         'pg_catalog.bpchar'::pg_catalog.regtype)
+       AND base.typmod > 4 THEN
+        max_length := base.typmod - 4;
         IF pg_catalog.length(p_value #>> '{}') > max_length THEN
             RETURN pg_catalog.format('the literal is longer than %s allows', type_name);
         END IF;
@@ -257,14 +281,26 @@ DECLARE
     names        text[];
     source_type  oid;
     source_mod   integer;
+    store_type   oid;
+    store_mod    integer;
+    -- a domain with a CHECK or NOT NULL refuses values its base type takes
+    domain_check boolean := EXISTS (
+        SELECT FROM pg_catalog.pg_type AS t
+        WHERE t.oid = p_type AND t.typtype = 'd'
+          AND (t.typnotnull OR EXISTS (SELECT FROM pg_catalog.pg_constraint AS k
+                                       WHERE k.contypid = t.oid)));
     longest      integer;
     literal_key  text;
     literal      jsonb;
     why          text;
 BEGIN
-    IF p_type IN ('pg_catalog.varchar'::pg_catalog.regtype, 'pg_catalog.bpchar'::pg_catalog.regtype)
-       AND p_typmod > 4 THEN
-        column_limit := p_typmod - 4;
+    -- a domain's length is its base type's (a domain over varchar(16))
+    SELECT b.type_oid, b.typmod INTO store_type, store_mod
+    FROM sync._mapping_base_type(p_type, p_typmod) AS b;
+    IF store_type IN ('pg_catalog.varchar'::pg_catalog.regtype,
+                      'pg_catalog.bpchar'::pg_catalog.regtype)
+       AND store_mod > 4 THEN
+        column_limit := store_mod - 4;
     END IF;
 
     -- Shape: a field name, or a table with exactly one of field / join / first_of and only the
@@ -411,11 +447,21 @@ BEGIN
                     'warning: %s is text, cast to %s; a value that does not cast is a dead '
                     'letter', names[1], column_type);
             END IF;
-        EXCEPTION WHEN cannot_coerce OR datatype_mismatch OR undefined_function THEN
+        EXCEPTION
+            -- the cast exists, the NULL itself is refused (a NOT NULL domain, a CHECK): the
+            -- domain's warning below says so
+            WHEN not_null_violation OR check_violation THEN
+                NULL;
+            WHEN cannot_coerce OR datatype_mismatch OR undefined_function THEN
             RETURN QUERY SELECT p_path, pg_catalog.format(
                 '%s is %s, which does not cast to %s', names[1],
                 pg_catalog.format_type(source_type, source_mod), column_type);
         END;
+        IF domain_check THEN
+            RETURN QUERY SELECT p_path, pg_catalog.format(
+                'warning: the column is of the domain %s, whose constraints may refuse a '
+                'value of %s; a refused value is a dead letter', column_type, names[1]);
+        END IF;
     END IF;
 
     IF source ? 'null_as' THEN
@@ -437,11 +483,12 @@ $$;
 -- Consent columns
 -- ---------------------------------------------------------------------------------------------
 
--- The boolean snapshot fields a mapping document stores in a column of the customer table
--- p_customer, with how the column states them: `as_is` when the column is boolean and its
--- source is the plain field (optionally with null_as), so the column is the field and a local
--- change of it is a local decision (installing the mapping puts the consent triggers on the
--- table: gdpr._bind_local_consents, which takes the TRIGGER privilege); else `true_value` when
+-- The consent fields (boolean snapshot fields a policy can name) a mapping document stores in
+-- a column of the customer table p_customer, with how the column states them: `as_is` when the
+-- column is boolean and its source is the plain field (optionally with null_as), so the column
+-- is the field and a local change of it is a local decision (installing the mapping puts the
+-- consent triggers on the table: gdpr._bind_local_consents, which takes the TRIGGER
+-- privilege); else `true_value` when
 -- the source is a true/false transform with two distinct literals (the column reads as granted
 -- when it holds the true literal). Other transforms (codes, join, ...) are not listed: the
 -- column does not state the field. The check (the document to install) and the consent
@@ -481,9 +528,13 @@ AS $$
                END AS literals) AS s
     JOIN pg_catalog.pg_attribute AS a
         ON a.attrelid = p_customer AND a.attname = o.key AND a.attnum > 0 AND NOT a.attisdropped
-    -- a boolean field of the snapshot (the contract's types)
+    -- a boolean field of the snapshot (the contract's types) that a policy can name as its
+    -- consent field: the list of gdpr.policy.consent_field's CHECK (sql/80_gdpr_schema.sql).
+    -- Another boolean field kept as is (blocked) states no consent: its column takes no
+    -- consent triggers and needs no TRIGGER privilege
     WHERE s.field IN (SELECT f.field FROM sync._mapping_fields() AS f
                       WHERE f.type_oid = 'pg_catalog.bool'::pg_catalog.regtype)
+      AND s.field IN ('newsletter_opt_in')
       AND (s.plain OR s.literals)
     ORDER BY o.key
 $$;
@@ -1222,6 +1273,16 @@ BEGIN
                 WHERE NOT pg_catalog.has_table_privilege(owner_role, x.relation, x.privilege)
             ) AS d
             ORDER BY d.ord, d.path, d.relation_name, d.privilege_ord;
+        -- row-level security hiding the rows from the owner role (sync._owner_policy_gaps): a
+        -- GRANT is not enough, the table needs a policy for it
+        RETURN QUERY
+            SELECT g.path, pg_catalog.format(
+                '%s%s has row-level security and no policy lets %s %s its rows: the engine'
+                ' would see none of them and write none (every event a dead letter, merges'
+                ' re-pointing nothing): %s',
+                g.relation, g.why, owner_role, g.commands, g.statement)
+            FROM sync._owner_policy_gaps(p_document, owner_role) AS g
+            ORDER BY g.ord, g.path, g.relation::text;
         -- the triggers that follow the shop's own deletes and key changes of customers
         -- (sql/73_shop_key_changes.sql): on the table and, for the per-row one, each partition.
         -- A warning: the engine works without them. The table itself is asked for above when a

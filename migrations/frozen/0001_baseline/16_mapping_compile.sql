@@ -41,8 +41,12 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN p_type = 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'
-                ELSE pg_catalog.format_type(p_type, NULL) END
+    -- a domain as its base type: an explicit cast to a domain over varchar(n) would cut a long
+    -- value silently; the assignment to the column applies the domain (its length, CHECK and
+    -- NOT NULL) and refuses instead
+    SELECT CASE WHEN b.type_oid = 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'
+                ELSE pg_catalog.format_type(b.type_oid, NULL) END
+    FROM sync._mapping_base_type(p_type, -1) AS b
 $$;
 
 -- One source expression of format 1 as inline SQL over the typed snapshot `s`
@@ -121,21 +125,30 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- the variable of a domain column is of its base type with the domain's length (a
+    -- variable of a NOT NULL domain could not even be declared), and the check casts the
+    -- fitting value to the domain for its CHECK and NOT NULL
     SELECT c.n, c.name,
            pg_catalog.format('%s AS v%s', c.expr, c.n),
-           pg_catalog.format('v%s %s', c.n, c.full_type),
+           pg_catalog.format('v%s %s', c.n, c.stored_type),
            pg_catalog.format(
-               '    BEGIN v%1$s := %2$s; EXCEPTION WHEN data_exception THEN RETURN %3$L; END;',
+               '    BEGIN v%1$s := %2$s;%4$s EXCEPTION WHEN data_exception OR check_violation'
+               ' OR not_null_violation THEN RETURN %3$L; END;',
                c.n, c.expr,
                pg_catalog.format('a value does not fit %s.%I (%s) (SQLSTATE %s)',
-                                 p_relation, c.name, c.full_type, 'SY062'))
+                                 p_relation, c.name, c.full_type, 'SY062'),
+               CASE WHEN c.stored_type <> c.full_type
+                    THEN pg_catalog.format(' PERFORM v%s::%s;', c.n, c.full_type)
+                    ELSE '' END)
     FROM (
         SELECT p_after + (pg_catalog.row_number() OVER (ORDER BY e.key))::integer AS n,
                e.key AS name,
                sync._compile_source(e.value, sync._cast_type(a.atttypid)) AS expr,
-               pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type
+               pg_catalog.format_type(a.atttypid, a.atttypmod) AS full_type,
+               pg_catalog.format_type(b.type_oid, b.typmod) AS stored_type
         FROM pg_catalog.jsonb_each(coalesce(p_columns, '{}'::jsonb)) AS e
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = p_relation AND a.attname = e.key
+        CROSS JOIN LATERAL sync._mapping_base_type(a.atttypid, a.atttypmod) AS b
     ) AS c
     ORDER BY c.n
 $$;

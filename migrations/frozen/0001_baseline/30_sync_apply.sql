@@ -593,8 +593,9 @@ EXCEPTION WHEN OTHERS THEN
         PERFORM sync.open_page();  -- if the failed attempt made it, that was rolled back
         INSERT INTO sync.dead_letter (inbox_id, event_id, reason)
         SELECT i.id, i.event_id,
-               -- a value that does not fit its type: name the field
-               coalesce(CASE WHEN state LIKE '22%'
+               -- a value that does not fit its type (or a domain's CHECK or NOT NULL):
+               -- name the field
+               coalesce(CASE WHEN state LIKE '22%' OR state IN ('23514', '23502')
                              THEN coalesce(sync.snapshot_defect(r.payload -> 'customer'),
                                            syncmap.snapshot_defect(r.payload -> 'customer'))
                         END,

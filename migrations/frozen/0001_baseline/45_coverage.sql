@@ -207,6 +207,49 @@ AS $$
     ORDER BY a.oid, p.privilege, pg_catalog.cardinality(a.privileges) DESC, a.ord
 $$;
 
+-- The tables of a mapping document (sync._owner_needs) whose row-level security keeps the owner
+-- role p_owner from rows it needs: security enabled and applying to the role (another role owns
+-- the table, or it is forced on its owner too), and for a command the role needs (SELECT,
+-- INSERT, UPDATE, DELETE) no permissive policy of that command or of ALL names the role or
+-- PUBLIC. PostgreSQL then shows the role no row and refuses its inserts: every event of the
+-- feed becomes a dead letter reading `permission denied`, a merge re-points nothing and the old
+-- customer's delete takes the rows an ON DELETE CASCADE follows. One row per table: the
+-- commands lacking a policy (in GRANT order), the first path and reason that asked for the
+-- table, and the statement that makes a policy for all of them. (A restrictive policy, or a
+-- permissive one whose USING is not always true, is the DBA's to read: the catalog cannot tell
+-- which rows it lets through.)
+CREATE OR REPLACE FUNCTION sync._owner_policy_gaps(p_document jsonb, p_owner name)
+RETURNS TABLE (ord integer, path text, relation regclass, why text, self_evident boolean,
+               commands text, statement text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (pg_catalog.array_agg(n.ord ORDER BY n.ord, n.path))[1],
+           (pg_catalog.array_agg(n.path ORDER BY n.ord, n.path))[1],
+           n.relation,
+           (pg_catalog.array_agg(n.why ORDER BY n.ord, n.path))[1],
+           (pg_catalog.array_agg(n.self_evident ORDER BY n.ord, n.path))[1],
+           -- sync._owner_needs lists a table's privilege once
+           pg_catalog.string_agg(n.privilege, ', ' ORDER BY n.privilege_ord),
+           pg_catalog.format('CREATE POLICY %I ON %s AS PERMISSIVE FOR ALL TO %I'
+                             ' USING (true) WITH CHECK (true);', p_owner, n.relation, p_owner)
+    FROM sync._owner_needs(p_document) AS n
+    JOIN pg_catalog.pg_class AS r ON r.oid = n.relation
+    JOIN pg_catalog.pg_roles AS o ON o.rolname = p_owner
+    WHERE n.privilege IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+      AND r.relrowsecurity
+      AND (r.relowner <> o.oid OR r.relforcerowsecurity)
+      AND NOT EXISTS (
+          SELECT FROM pg_catalog.pg_policy AS p
+          WHERE p.polrelid = r.oid AND p.polpermissive
+            AND p.polcmd IN ('*', CASE n.privilege WHEN 'SELECT' THEN 'r' WHEN 'INSERT' THEN 'a'
+                                                   WHEN 'UPDATE' THEN 'w' ELSE 'd' END)
+            AND (0::pg_catalog.oid = ANY (p.polroles) OR o.oid = ANY (p.polroles)))
+    GROUP BY n.relation
+$$;
+
 -- What the owner role p_owner lacks on the active mapping's tables (sync._owner_needs), one row
 -- per table (and reason), with the statements that grant it: USAGE on the schema, then the table
 -- privileges in the order SELECT, INSERT, UPDATE, DELETE, TRIGGER.
@@ -555,6 +598,13 @@ BEGIN
         UNION ALL
         SELECT t.qualified_name, a.attname,
                CASE
+                   -- an UPDATE may set it to DEFAULT alone (SQLSTATE 428C9): every
+                   -- anonymisation of the table would fail
+                   WHEN a.attgenerated <> ''
+                       THEN pg_catalog.format(
+                           'strategy %s on a generated column: PostgreSQL recomputes it from the'
+                           ' columns it is generated from, the engine cannot write it (classify'
+                           ' it keep, and those columns by what they hold)', p.strategy)
                    WHEN p.strategy = 'null' AND a.attnotnull
                        THEN 'strategy null on a NOT NULL column'
                    ELSE 'strategy year on a column that is not a date or timestamp'
@@ -569,7 +619,8 @@ BEGIN
         LEFT JOIN sync.anonymise_rule AS r
             ON r.table_schema = t.table_schema AND r.table_name = t.table_name
         WHERE coalesce(r.action, 'scrub') = 'scrub'
-          AND ((p.strategy = 'null' AND a.attnotnull)
+          AND ((a.attgenerated <> '' AND p.strategy NOT IN ('keep', 'not_personal'))
+               OR (p.strategy = 'null' AND a.attnotnull)
                OR (p.strategy = 'year'
                    AND a.atttypid NOT IN ('date'::pg_catalog.regtype,
                                           'timestamp'::pg_catalog.regtype,
@@ -606,6 +657,17 @@ BEGIN
         UNION ALL
         SELECT p.table_name, NULL::name, p.defect, 'privilege'
         FROM sync._privilege_defects(owner_role) AS p
+        UNION ALL
+        SELECT pg_catalog.concat_ws('.', s.nspname, c.relname), NULL::name,
+               pg_catalog.format('the owner role %s lacks a row-level security policy for %s'
+                                 ' on the table%s: %s', owner_role, g.commands,
+                                 CASE WHEN g.self_evident THEN '' ELSE g.why END, g.statement),
+               'privilege'
+        FROM sync.mapping_version AS v
+        CROSS JOIN LATERAL sync._owner_policy_gaps(v.document, owner_role) AS g
+        JOIN pg_catalog.pg_class AS c ON c.oid = g.relation
+        JOIN pg_catalog.pg_namespace AS s ON s.oid = c.relnamespace
+        WHERE v.active
         UNION ALL
         SELECT c.table_name, c.column_name, c.defect, 'look_alike'
         FROM sync._look_alike_columns() AS c

@@ -160,8 +160,10 @@ BEGIN
         IF why IS NULL THEN
             RAISE;
         END IF;
-        IF state LIKE '22%' AND staged.event_type = 'customer.upserted' THEN
-            -- a value that does not fit its column: name the column, as the feed's page does
+        IF (state LIKE '22%' OR state IN ('23514', '23502'))
+           AND staged.event_type = 'customer.upserted' THEN
+            -- a value that does not fit its column (or a domain's CHECK or NOT NULL): name the
+            -- column, as the feed's page does
             why := coalesce(syncmap.snapshot_defect(staged.payload -> 'customer'), why);
         END IF;
         IF state = '23505' AND staged.event_type = 'customer.upserted' THEN

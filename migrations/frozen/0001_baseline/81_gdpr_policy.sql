@@ -160,13 +160,30 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'SY082',
                 MESSAGE = pg_catalog.format('invalid policy definition (%s)', SQLERRM);
     END;
+    -- each name resolved to the registry's table (and column) it was checked against above,
+    -- never split at its dots: a schema or table name may hold one ("web.shop".customer is
+    -- web.shop.customer); the whole table first, where a name could be either
     INSERT INTO gdpr.policy_category (policy_id, table_schema, table_name, columns)
-    SELECT new_id, s.parts[1], s.parts[2],
-           CASE WHEN pg_catalog.bool_or(s.parts[3] IS NULL) THEN NULL
-                ELSE pg_catalog.array_agg(DISTINCT s.parts[3] ORDER BY s.parts[3]) END
-    FROM (SELECT pg_catalog.string_to_array(c.name, '.') AS parts
-          FROM pg_catalog.unnest(p_categories) AS c (name)) AS s
-    GROUP BY s.parts[1], s.parts[2];
+    SELECT new_id, r.table_schema, r.table_name,
+           CASE WHEN pg_catalog.bool_or(r.column_name IS NULL) THEN NULL
+                ELSE pg_catalog.array_agg(DISTINCT r.column_name ORDER BY r.column_name) END
+    FROM pg_catalog.unnest(p_categories) AS c (name)
+    CROSS JOIN LATERAL (
+        SELECT x.table_schema, x.table_name, x.column_name
+        FROM (SELECT 1 AS rank, t.table_schema::text, t.table_name::text,
+                     NULL::text AS column_name
+              FROM sync.customer_tables() AS t
+              WHERE t.qualified_name = c.name
+              UNION ALL
+              SELECT 2, p.table_schema, p.table_name, p.column_name
+              FROM sync.pii_column AS p
+              JOIN sync.customer_tables() AS t
+                  ON t.qualified_name = p.table_schema || '.' || p.table_name
+              WHERE p.table_schema || '.' || p.table_name || '.' || p.column_name = c.name)
+             AS x
+        ORDER BY x.rank
+        LIMIT 1) AS r
+    GROUP BY r.table_schema, r.table_name;
     PERFORM gdpr._audit(p_actor, 'policy.created', NULL, NULL,
                         pg_catalog.format('policy %s', p_code));
     RETURN new_id;

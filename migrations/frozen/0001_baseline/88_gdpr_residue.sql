@@ -47,13 +47,18 @@ BEGIN
         SELECT r.oid AS relid,
                pg_catalog.concat_ws('.', n.nspname, r.relname) AS table_name,
                pg_catalog.array_agg(a.attname ORDER BY a.attnum) AS names,
-               pg_catalog.array_agg(a.atttypid IN ('json'::pg_catalog.regtype,
-                                                   'jsonb'::pg_catalog.regtype)
+               pg_catalog.array_agg(ty.base IN ('json'::pg_catalog.regtype,
+                                                'jsonb'::pg_catalog.regtype)
                                     ORDER BY a.attnum) AS json_flags
         FROM pg_catalog.pg_class AS r
         JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
         JOIN pg_catalog.pg_attribute AS a
             ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+        -- a column of a domain over text or JSON (an e-mail domain with a CHECK) is searched
+        -- as its base type
+        CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                                        ELSE a.atttypid END AS base
+                            FROM pg_catalog.pg_type AS t WHERE t.oid = a.atttypid) AS ty
         WHERE r.relkind IN ('r', 'p', 'm')
           AND NOT r.relispartition  -- read through its partitioned parent, each row once
           -- a materialized view made WITH NO DATA cannot be read (55000) until refreshed
@@ -61,13 +66,16 @@ BEGIN
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname !~ '^pg_(toast|temp)'
           -- what this role may read; and never a table of another owner under row-level
-          -- security: its policies would run with this role's rights
+          -- security (its policies would run with this role's rights) but the customer table
+          -- and the tables linked to it or it points to, whose policies the engine's writes
+          -- run anyway (coverage names a policy calling another role's function there)
           AND pg_catalog.has_table_privilege(r.oid, 'SELECT')
           AND NOT (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
-                                                        WHERE u.rolname = current_user))
-          AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
-                             'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
-                             'jsonb'::pg_catalog.regtype)
+                                                        WHERE u.rolname = current_user)
+                   AND r.oid NOT IN (SELECT t.relation FROM sync.customer_tables() AS t))
+          AND ty.base IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
+                          'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
+                          'jsonb'::pg_catalog.regtype)
         GROUP BY r.oid, n.nspname, r.relname
     ),
     linked AS (
@@ -217,7 +225,8 @@ $$;
 -- Tables holding text or JSON columns that the residue search leaves out, as schema.table: the
 -- ones the searching role may not read, materialized views not populated (made WITH NO DATA,
 -- never refreshed: unreadable), and tables of another owner under row-level security
--- (their policies would run with the searching role's rights). The proof names them, so a DBA
+-- (their policies would run with the searching role's rights) other than the mapping's
+-- customer tables (sync.customer_tables(): the engine's writes run their policies anyway). The proof names them, so a DBA
 -- can grant SELECT to the owner role or search them by hand.
 CREATE OR REPLACE FUNCTION gdpr.unsearched_tables()
 RETURNS text[]
@@ -233,15 +242,19 @@ AS $$
     JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
     JOIN pg_catalog.pg_attribute AS a
         ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
     WHERE r.relkind IN ('r', 'p', 'm')
       AND NOT r.relispartition
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname !~ '^pg_(toast|temp)'
-      AND a.atttypid IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
-                         'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
-                         'jsonb'::pg_catalog.regtype)
+      -- a domain as its base type, as the search reads it (gdpr._residue_scopes)
+      AND CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END
+          IN ('text'::pg_catalog.regtype, 'varchar'::pg_catalog.regtype,
+              'bpchar'::pg_catalog.regtype, 'json'::pg_catalog.regtype,
+              'jsonb'::pg_catalog.regtype)
       AND (NOT pg_catalog.has_table_privilege(r.oid, 'SELECT')
            OR NOT r.relispopulated
            OR (r.relrowsecurity AND r.relowner <> (SELECT u.oid FROM pg_catalog.pg_roles AS u
-                                                   WHERE u.rolname = current_user)))
+                                                   WHERE u.rolname = current_user)
+               AND r.oid NOT IN (SELECT t.relation FROM sync.customer_tables() AS t)))
 $$;
