@@ -223,9 +223,13 @@ $$;
 -- address an order was delivered to before the customer moved). As a query of (o, t): the
 -- customer's key and the row's key, as text; p_keys is a text[] SQL expression. With
 -- p_candidates, every such row the linked rows name, used or not (what is locked before the
--- decision). NULL when no linked table refers to p_relation.
+-- decision). NULL when no linked table refers to p_relation. p_gone: the customers erased
+-- before in the same run (sync._related_in_use), for the dry run of several. p_rule: only the
+-- linked tables of this anonymise rule (delete_rows: the rows an anonymisation deletes).
+DROP FUNCTION IF EXISTS sync._reached_rows(regclass, text, boolean);
 CREATE OR REPLACE FUNCTION sync._reached_rows(
-    p_relation regclass, p_keys text, p_candidates boolean DEFAULT false)
+    p_relation regclass, p_keys text, p_candidates boolean DEFAULT false,
+    p_gone text DEFAULT NULL, p_rule text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -255,6 +259,7 @@ AS $$
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
         JOIN pg_catalog.pg_attribute AS k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
         JOIN related AS r ON r.key_column = k.attname
+        WHERE p_rule IS NULL OR l.declared = p_rule
     )
     SELECT pg_catalog.format(
                'SELECT w.o, w.t FROM (%1$s) AS w (o, t) '
@@ -263,7 +268,7 @@ AS $$
                CASE WHEN p_candidates THEN ''
                     ELSE ' AND NOT (' || sync._related_in_use(
                         p_relation, r.key_column, r.key_type, r.pointer, 'w.t', 'w.o',
-                        p_own_rows => true) || ')' END)
+                        p_own_rows => true, p_gone => p_gone) || ')' END)
     FROM reached AS x, related AS r, sync.mapped_customer() AS m
     WHERE x.pairs IS NOT NULL
 $$;
@@ -306,10 +311,14 @@ $$;
 -- p_let_go ({pointed table: n}) plans the customer's turn in a run that erases several: n rows
 -- that use the row the customer points to (customers erased before it in the same run) will
 -- have let go of it by then; when nothing else uses it, it is the customer's alone (scrubbed
--- in place, not copied or detached).
+-- in place, not copied or detached). p_before: the customers that run erases before this one
+-- (anonymised: sync._anonymisations_plan): they have let go of a row this customer's rows use
+-- (their pointer to it is a copy or NULL by then) and their wishes are gone, so a row the
+-- customer points to or its rows reach may be its alone by its turn.
 DROP FUNCTION IF EXISTS sync._erasure_steps(text, boolean);
+DROP FUNCTION IF EXISTS sync._erasure_steps(text, boolean, jsonb);
 CREATE OR REPLACE FUNCTION sync._erasure_steps(
-    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
+    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}', p_before text[] DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint, relation regclass, key_column name,
                key_type regtype, target text, pointer name, related jsonb, phase integer)
 LANGUAGE plpgsql
@@ -354,6 +363,12 @@ BEGIN
                 INTO users USING pointed.target, p_key;
             shared := users > (p_let_go ->> pointed.qualified_name)::bigint;
         END IF;
+        IF shared AND pg_catalog.cardinality(p_before) > 0 THEN
+            EXECUTE 'SELECT ' || sync._related_in_use(pointed.relation, pointed.key_column,
+                                                      pointed.key_type, pointed.pointer, '$1',
+                                                      '$2', p_own_rows => true, p_gone => '$3')
+                INTO shared USING pointed.target, p_key, p_before;
+        END IF;
         action := CASE
             WHEN remove AND shared THEN NULL
             WHEN remove THEN 'delete_rows'
@@ -381,12 +396,15 @@ BEGIN
     FOR pointed IN SELECT DISTINCT ON (p.relation) p.relation, p.qualified_name, p.key_column,
                           p.key_type, p.related
                    FROM sync._pointed_tables() AS p ORDER BY p.relation LOOP
-        reach := sync._reached_rows(pointed.relation, 'ARRAY[$1]');
+        reach := sync._reached_rows(pointed.relation, 'ARRAY[$1]', false,
+                                    CASE WHEN pg_catalog.cardinality(p_before) > 0
+                                         THEN '$2' END);
         CONTINUE WHEN reach IS NULL
                       OR (NOT remove
                           AND sync._scrub_assignments(pointed.relation, pointed.key_column)
                               IS NULL);
-        EXECUTE 'SELECT count(DISTINCT p.t) FROM (' || reach || ') AS p' INTO rows USING p_key;
+        EXECUTE 'SELECT count(DISTINCT p.t) FROM (' || reach || ') AS p' INTO rows
+            USING p_key, p_before;
         CONTINUE WHEN rows = 0;
         table_name := pointed.qualified_name;
         action := CASE WHEN remove THEN 'delete_rows' ELSE 'scrub' END;
@@ -413,10 +431,11 @@ $$;
 
 -- What anonymising (p_delete false) or deleting (p_delete true) the local customer p_key does
 -- per table: (table, action, rows), as sync._erasure_steps (p_let_go: its turn in a run that
--- erases several).
+-- erases several; p_before: the customers it erases before this one).
 DROP FUNCTION IF EXISTS sync._erasure_plan(text, boolean);
+DROP FUNCTION IF EXISTS sync._erasure_plan(text, boolean, jsonb);
 CREATE OR REPLACE FUNCTION sync._erasure_plan(
-    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
+    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}', p_before text[] DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE sql
 STABLE
@@ -427,7 +446,7 @@ AS $$
     -- address) once, its rows summed: the counts the run reports are per table
     SELECT s.table_name, pg_catalog.string_agg(DISTINCT s.action, ', '),
            pg_catalog.sum(s.rows)::bigint
-    FROM sync._erasure_steps(p_key, p_delete, p_let_go) WITH ORDINALITY AS s
+    FROM sync._erasure_steps(p_key, p_delete, p_let_go, p_before) WITH ORDINALITY AS s
     GROUP BY s.table_name
     ORDER BY pg_catalog.min(s.phase), pg_catalog.min(s.ordinality)
 $$;

@@ -622,11 +622,23 @@ BEGIN
             '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
             '        ''customers erased together point to one row of %%s: erase them one by one'','
             ' %11$L);\n'
+            'END IF;\n'
+            -- another customer of the set whose row naming it goes (a removed customer's rows,
+            -- a wish): one by one, the later of the two may find it its own
+            'IF EXISTS (SELECT FROM (%3$s) AS a JOIN (SELECT g.o, g.t FROM (%3$s) AS g\n'
+            '                                          WHERE g.o = ANY (removed)\n'
+            '                                          UNION %12$s) AS b\n'
+            '           ON b.t = a.t AND b.o <> a.o) THEN\n'
+            '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
+            '        ''customers erased together use one row of %%s: erase them one by one'','
+            ' %11$L);\n'
             'END IF;',
             pointed.relation, pointed.key_column,
             sync._reached_rows(pointed.relation, 'keys', true), pointed.key_type, r, reach,
             mapped.relation, pointers, mapped.key_column, mapped.key_type,
-            pointed.qualified_name);
+            pointed.qualified_name,
+            coalesce(sync._reached_rows(pointed.relation, 'keys', true, p_rule => 'delete_rows'),
+                     'SELECT NULL::text, NULL::text WHERE false'));
         one_body := one_body || pg_catalog.format(
             E'PERFORM FROM %1$s AS r WHERE r.%2$I = ANY (ARRAY(SELECT a.t FROM (%3$s) AS a)::%4$s[])\n'
             'ORDER BY r.%2$I FOR UPDATE OF r;\n'

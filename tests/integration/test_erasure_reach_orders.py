@@ -1,0 +1,185 @@
+"""Rows the customer's own linked rows reach (an order's older delivery address, a wish's
+shipping address) when several customers go in one run: the set form must give what one by one
+gives in feed order, and a retention run's dry run must count what the run then changes, per
+table, although the customers before one in the run let go of rows (their pointers move to a
+scrubbed copy, their wishes go) that decide whether the row is the later customer's alone.
+
+On the pagila-like `deliveries` schema of tests/integration/test_erasure_own_rows.py, where a
+rental names the address it was delivered to and a wish the address it ships to."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from syncctl.cli.gdpr import purge
+from tests.feed import event, stage
+from tests.integration.test_dry_runs_shared_rows import (
+    LONG_AGO,
+    NOW,
+    _changed,
+    _printed_tables,
+    _tables,
+    rentals_policy,
+)
+from tests.integration.test_erasure_own_rows import (  # noqa: F401 (fixtures)
+    SCRUBBED,
+    _address,
+    _customer,
+    _moved,
+    _person,
+    _rent,
+    _wish,
+    deliveries,
+)
+from tests.integration.test_erasure_sets import _apply_both_ways_on, clones  # noqa: F401
+
+
+@pytest.mark.parametrize("order", ["wisher first", "renter first"])
+def test_an_older_address_a_removed_customers_wish_ships_to_gives_what_one_by_one_gives(
+    deliveries: psycopg.Connection[Any],  # noqa: F811
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],  # noqa: F811
+    order: str,
+) -> None:
+    """The renter moved; its rental keeps the older address, where another customer's wish
+    ships too. One by one, the wisher's removal first leaves the row to the renter's rental
+    alone (scrubbed when the renter goes); the renter first finds the wish using it (left).
+    Before, the set saw each using it and left it in both orders."""
+    conn = deliveries
+    numbers = ["TX00000101", "TX00000102"]
+    stage(conn, [_person(n) for n in numbers])
+    renter, _ = _customer(conn, numbers[0])
+    _rent(conn, renter, _customer(conn, numbers[0])[1])
+    conn.commit()
+    older = _moved(conn, numbers[0])
+    wisher, _ = _customer(conn, numbers[1])
+    _wish(conn, wisher, older)
+    conn.commit()
+    # events in feed order (an event's seq is given when it is made)
+    if order == "wisher first":
+        page = [event("customer.deleted", numbers[1], 2)]
+        page.append(event("customer.anonymized", numbers[0], 3, reason_code="AVG"))
+    else:
+        page = [event("customer.anonymized", numbers[0], 3, reason_code="AVG")]
+        page.append(event("customer.deleted", numbers[1], 2))
+
+    together, states = _apply_both_ways_on(clones, page)
+
+    assert states == {"applied": 2}
+    assert (_address(together, older) == SCRUBBED) is (order == "wisher first")
+
+
+def _local(conn: psycopg.Connection[Any], address_id: int) -> int:
+    """A customer only the shop knows, living at address_id, with a rental long ago (no
+    delivery address)."""
+    row = conn.execute(
+        "INSERT INTO public.customer (first_name, last_name, email, address_id)"
+        " VALUES (%s, %s, %s, %s) RETURNING customer_id",
+        [f"F{secrets.token_hex(4)}", f"L{secrets.token_hex(4)}", None, address_id],
+    ).fetchone()
+    assert row is not None
+    conn.execute(
+        "INSERT INTO public.rental (rental_date, customer_id) VALUES (%s, %s)",
+        [LONG_AGO, row[0]],
+    )
+    return int(row[0])
+
+
+def _new_address(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "INSERT INTO public.address (address, postal_code, phone) VALUES (%s, %s, %s)"
+        " RETURNING address_id",
+        [f"S{secrets.token_hex(5)}", secrets.token_hex(3), f"+31{secrets.randbelow(10**9):09d}"],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("earlier", ["lives there now", "wishes it shipped there"])
+def test_the_purge_dry_run_counts_an_older_address_customers_before_let_go_of(
+    deliveries: psycopg.Connection[Any],  # noqa: F811
+    dsn: str,
+    earlier: str,
+) -> None:
+    """Two customers the retention run anonymises, in key order: the first lives at (or has
+    a wish shipped to) the address the second's rental was delivered to before it moved. The
+    first lets go of it (a scrubbed copy of its own; its wish goes), then the second reaches it
+    alone and scrubs it in place: the dry run counts that row too."""
+    conn = deliveries
+    first = _local(conn, _new_address(conn))
+    older = _new_address(conn)
+    second = _local(conn, older)
+    conn.execute("UPDATE public.rental SET address_id = %s WHERE customer_id = %s", [older, second])
+    conn.execute(
+        "UPDATE public.customer SET address_id = %s WHERE customer_id = %s",
+        [_new_address(conn), second],
+    )
+    if earlier == "lives there now":
+        conn.execute(
+            "UPDATE public.customer SET address_id = %s WHERE customer_id = %s", [older, first]
+        )
+    else:
+        _wish(conn, first, older)
+    conn.commit()
+    assert first < second
+    rentals_policy(conn)
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+
+    dry = runner.invoke(purge, ["--dry-run", "--now", NOW.isoformat()], obj=settings)
+    assert dry.exit_code == 0, dry.output
+    before = _tables(conn)
+    ran = runner.invoke(purge, ["--now", NOW.isoformat()], obj=settings)
+    assert ran.exit_code == 0, ran.output
+    after = _tables(conn)
+
+    assert _address(conn, older) == SCRUBBED
+    assert {t: rows for t, (rows, _) in _printed_tables(dry.output).items()} == {
+        t: rows for t, (rows, _) in _printed_tables(ran.output).items()
+    }
+    changed = _changed(before, after)["public.address"]
+    assert _printed_tables(dry.output)["public.address"] == (
+        sum(changed.values()),
+        ", ".join(
+            f"{n} {what}"
+            for what, n in (
+                ("copied", changed.get("added", 0)),
+                ("scrubbed in place", changed.get("changed", 0)),
+            )
+            if n
+        )
+        + "; 2 customer(s)",
+    )
+
+
+def test_an_address_a_removed_customers_wish_ships_to_is_scrubbed_when_the_wisher_goes_first(
+    deliveries: psycopg.Connection[Any],  # noqa: F811
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],  # noqa: F811
+) -> None:
+    """A customer's wish ships to another customer's address; the wisher is removed first in
+    feed order (the events made in that order: an event's seq is given when it is made), then
+    the address's customer is anonymised: its address is its alone by then, scrubbed in place,
+    in the set as one by one."""
+    conn = deliveries
+    numbers = ["TX00000111", "TX00000112"]
+    stage(conn, [_person(n) for n in numbers])
+    (key, address_id), (wisher, _) = (_customer(conn, n) for n in numbers)
+    _wish(conn, wisher, address_id)
+    conn.commit()
+    page = [event("customer.deleted", numbers[1], 2)]
+    page.append(event("customer.anonymized", numbers[0], 2, reason_code="AVG"))
+
+    together, states = _apply_both_ways_on(clones, page)
+
+    assert states == {"applied": 2}
+    assert _address(together, address_id) == SCRUBBED
+    row = together.execute(
+        "SELECT address_id FROM public.customer WHERE customer_id = %s", [key]
+    ).fetchone()
+    assert row == (address_id,)
