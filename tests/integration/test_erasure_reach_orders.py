@@ -101,7 +101,9 @@ def _new_address(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
-@pytest.mark.parametrize("earlier", ["lives there now", "wishes it shipped there"])
+@pytest.mark.parametrize(
+    "earlier", ["lives there now", "wishes it shipped there", "wishes it shipped to it"]
+)
 def test_the_purge_dry_run_counts_an_older_address_customers_before_let_go_of(
     deliveries: psycopg.Connection[Any],  # noqa: F811
     dsn: str,
@@ -110,16 +112,20 @@ def test_the_purge_dry_run_counts_an_older_address_customers_before_let_go_of(
     """Two customers the retention run anonymises, in key order: the first lives at (or has
     a wish shipped to) the address the second's rental was delivered to before it moved. The
     first lets go of it (a scrubbed copy of its own; its wish goes), then the second reaches it
-    alone and scrubs it in place: the dry run counts that row too."""
+    alone and scrubs it in place: the dry run counts that row too. Or the first's wish ships to
+    the second's own address: with the wish gone, the second scrubs it in place (not a copy)."""
     conn = deliveries
     first = _local(conn, _new_address(conn))
     older = _new_address(conn)
     second = _local(conn, older)
-    conn.execute("UPDATE public.rental SET address_id = %s WHERE customer_id = %s", [older, second])
-    conn.execute(
-        "UPDATE public.customer SET address_id = %s WHERE customer_id = %s",
-        [_new_address(conn), second],
-    )
+    if earlier != "wishes it shipped to it":
+        conn.execute(
+            "UPDATE public.rental SET address_id = %s WHERE customer_id = %s", [older, second]
+        )
+        conn.execute(
+            "UPDATE public.customer SET address_id = %s WHERE customer_id = %s",
+            [_new_address(conn), second],
+        )
     if earlier == "lives there now":
         conn.execute(
             "UPDATE public.customer SET address_id = %s WHERE customer_id = %s", [older, first]
