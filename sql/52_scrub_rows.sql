@@ -334,6 +334,9 @@ DECLARE
     shared   boolean;
     users    bigint;
     reach    text;
+    -- the rows scrubbed or deleted so far through a pointer: a row two pointers name (billed
+    -- to where it lives) changes once
+    done     text[] := '{}';
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     FOR link IN SELECT * FROM sync._erasure_links() LOOP
@@ -379,7 +382,12 @@ BEGIN
         CONTINUE WHEN action IS NULL
                       OR (action = 'scrub'
                           AND sync._scrub_assignments(pointed.relation, pointed.key_column)
-                              IS NULL);
+                              IS NULL)
+                      OR (action IN ('scrub', 'delete_rows')
+                          AND pointed.relation::text || ':' || pointed.target = ANY (done));
+        IF action IN ('scrub', 'delete_rows') THEN
+            done := done || (pointed.relation::text || ':' || pointed.target);
+        END IF;
         table_name := pointed.qualified_name;
         rows := 1;
         relation := pointed.relation;

@@ -389,6 +389,8 @@ DECLARE
     relations  pg_catalog.regclass[] := '{}';
     j          integer;
     pointers   text;
+    earlier    text;
+    one_earlier text;
     -- the related tables the customers' linked rows reach (sync._reached_rows)
     reach      text;
     r          integer := 0;
@@ -472,6 +474,18 @@ BEGIN
                 'END IF;',
                 i, j, pointed.qualified_name);
         END LOOP;
+        -- a row an earlier pointer of the customer names too (billed to where it lives) is
+        -- scrubbed or deleted once
+        earlier := '';
+        one_earlier := '';
+        FOR j IN 1 .. i - 1 LOOP
+            CONTINUE WHEN relations[j] IS DISTINCT FROM pointed.relation;
+            earlier := earlier || pg_catalog.format(
+                ' AND NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(owner_%1$s), '
+                'pg_catalog.unnest(target_%1$s)) AS v (o, t) WHERE v.o = w.o AND v.t = w.t)', j);
+            one_earlier := one_earlier
+                || pg_catalog.format(' AND target_%s IS DISTINCT FROM target_%s', i, j);
+        END LOOP;
         relations := relations || pointed.relation;
         SELECT pg_catalog.string_agg(pg_catalog.format('o.%I = t.%I', p.pointer, pointed.pointer),
                                      ' OR ' ORDER BY p.pointer)
@@ -495,16 +509,16 @@ BEGIN
                 'DELETE FROM %1$s AS t WHERE t.%2$I = ANY (ARRAY(SELECT p.t FROM (%3$s) AS p (o, t))'
                 '::%4$s[])',
                 pointed.relation, pointed.key_column,
-                pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s'),
+                pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s' || earlier),
                 pointed.key_type),
             pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
-            pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s'));
+            pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s' || earlier));
         one_remove := one_remove || pg_catalog.format(
-            E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n%2$s\nEND IF;', i,
+            E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
             sync._compiled_count(
                 pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = target_%s::%s',
                                   pointed.relation, pointed.key_column, i, pointed.key_type),
-                pointed.qualified_name, true));
+                pointed.qualified_name, true), one_earlier);
         scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
         IF scrub IS NOT NULL THEN
             -- only this customer uses it: scrubbed in place
@@ -513,17 +527,17 @@ BEGIN
                     'UPDATE %1$s AS t SET %2$s WHERE t.%3$I = ANY (ARRAY(SELECT p.t FROM (%4$s) '
                     'AS p (o, t))::%5$s[])',
                     pointed.relation, scrub, pointed.key_column,
-                    pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s'),
+                    pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s' || earlier),
                     pointed.key_type),
                 pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
-                pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s'));
+                pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s' || earlier));
             one_keep := one_keep || pg_catalog.format(
-                E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n%2$s\nEND IF;', i,
+                E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
                 sync._compiled_count(
                     pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = target_%s::%s',
                                       pointed.relation, scrub, pointed.key_column, i,
                                       pointed.key_type),
-                    pointed.qualified_name, true));
+                    pointed.qualified_name, true), one_earlier);
         END IF;
         IF NOT pointed.required THEN
             -- shared: detached

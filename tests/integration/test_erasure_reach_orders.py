@@ -189,3 +189,149 @@ def test_an_address_a_removed_customers_wish_ships_to_is_scrubbed_when_the_wishe
         "SELECT address_id FROM public.customer WHERE customer_id = %s", [key]
     ).fetchone()
     assert row == (address_id,)
+
+
+@pytest.fixture
+def billed(deliveries: psycopg.Connection[Any]) -> psycopg.Connection[Any]:  # noqa: F811
+    """`deliveries` with a second pointer to the address table: a billing address the shop
+    keeps (optional, no tritonX field feeds it), mapped as a second related table."""
+    from psycopg.types.json import Jsonb
+
+    from syncctl import mapping
+    from tests.integration import test_dry_runs_shared_rows as pagila
+
+    conn = deliveries
+    conn.execute("RESET ROLE")
+    conn.execute(
+        "ALTER TABLE public.customer ADD COLUMN billing_address_id integer"
+        " REFERENCES public.address"
+    )
+    conn.execute("SET ROLE syncctl_owner")
+    document = mapping.parse(
+        pagila.MAPPING.replace(
+            "[not_stored]",
+            '[[related]]\nname = "billing"\nschema = "public"\ntable = "address"\n'
+            'key = "address_id"\nkey_generate = "default"\n'
+            'via = { customer_column = "billing_address_id" }\n'
+            'on_anonymise = "scrub_or_detach"\n\n[not_stored]',
+        ),
+        "billed.toml",
+    ).document
+    conn.execute("SELECT sync.install_mapping(%s, 'billed.toml')", [Jsonb(document)])
+    conn.execute(
+        "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy)"
+        " VALUES ('public', 'customer', 'billing_address_id', 'not_personal')"
+    )
+    conn.execute("RESET ROLE")
+    conn.commit()
+    assert conn.execute("SELECT * FROM sync.coverage_defects()").fetchall() == []
+    return conn
+
+
+SCENARIOS = [
+    "orders to the same and to other old addresses",
+    "a wish and an order to one old address",
+    "billed to where it lives",
+    "billed to an old delivery address",
+    "staff at an old delivery address",
+    "a household member at an old delivery address",
+    "a neighbour's order to an old delivery address",
+]
+
+
+def _scenario(conn: psycopg.Connection[Any], number: str, scenario: str) -> None:
+    """The customer `number` with rentals and wishes as the scenario says."""
+    key, home = _customer(conn, number)
+    olds = [_new_address(conn) for _ in range(3)]
+    for address_id in (olds[0], olds[0], olds[0], olds[1], olds[1], home):
+        _rent(conn, key, address_id)
+    if scenario == "a wish and an order to one old address":
+        _wish(conn, key, olds[2])
+        _rent(conn, key, olds[2])
+    elif scenario == "billed to where it lives":
+        conn.execute(
+            "UPDATE public.customer SET billing_address_id = address_id WHERE customer_id = %s",
+            [key],
+        )
+    elif scenario == "billed to an old delivery address":
+        conn.execute(
+            "UPDATE public.customer SET billing_address_id = %s WHERE customer_id = %s",
+            [olds[1], key],
+        )
+    elif scenario == "staff at an old delivery address":
+        conn.execute("INSERT INTO public.staff VALUES (1, %s)", [olds[0]])
+    elif scenario == "a household member at an old delivery address":
+        stage(conn, [_person("TX00000199")])
+        conn.execute(
+            "UPDATE public.customer SET address_id = %s WHERE customer_id = %s",
+            [olds[0], _customer(conn, "TX00000199")[0]],
+        )
+    elif scenario == "a neighbour's order to an old delivery address":
+        stage(conn, [_person("TX00000199")])
+        _rent(conn, _customer(conn, "TX00000199")[0], olds[1])
+    conn.commit()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("erasure", ["anonymise", "delete"])
+def test_the_dry_run_counts_per_table_what_the_erasure_changes(
+    billed: psycopg.Connection[Any], scenario: str, erasure: str
+) -> None:
+    """One customer with rentals delivered to its address and to older ones, on a schema with a
+    delivery and a billing pointer: the plan (anonymise_plan, delete_plan) counts per table
+    what the run reports and what changed in the tables (a delete of a customer with rentals
+    is an anonymisation)."""
+    conn = billed
+    number = "TX00000191"
+    stage(conn, [_person(number)])
+    _scenario(conn, number, scenario)
+    planned = {
+        table: rows
+        for table, _, rows in conn.execute(
+            f"SELECT * FROM sync.{erasure}_plan(%s)", [number]
+        ).fetchall()
+    }
+    conn.commit()
+    before = _tables(conn)
+
+    if erasure == "anonymise":
+        stage(conn, [event("customer.anonymized", number, 2, reason_code="AVG")])
+        action = "customer.anonymized"
+    else:
+        stage(conn, [event("customer.deleted", number, 2)])
+        action = "customer.deleted"
+    after = _tables(conn)
+
+    row = conn.execute("SELECT counts FROM sync.audit WHERE action = %s", [action]).fetchone()
+    assert row is not None
+    counts = row[0]
+    assert {t: n for t, n in planned.items() if t.startswith("public.")} == {
+        t: n for t, n in counts.items() if t.startswith("public.")
+    }
+    changed = {t: sum(c.values()) for t, c in _changed(before, after).items()}
+    assert {t: n for t, n in counts.items() if t.startswith("public.")} == changed
+
+
+@pytest.mark.parametrize("erasure", ["customer.anonymized", "customer.deleted"])
+def test_an_address_billed_and_lived_at_counts_once_in_the_set_as_one_by_one(
+    billed: psycopg.Connection[Any],
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],  # noqa: F811
+    erasure: str,
+) -> None:
+    """Customers billed to where they live, erased together (no rentals: a delete removes
+    them): the one address row each is counted once, in the set as one by one."""
+    conn = billed
+    numbers = ["TX00000181", "TX00000182"]
+    stage(conn, [_person(n) for n in numbers])
+    conn.execute("UPDATE public.customer SET billing_address_id = address_id")
+    conn.commit()
+    page = [event(erasure, n, 2, reason_code="AVG") for n in numbers]
+
+    together, states = _apply_both_ways_on(clones, page)
+
+    assert states == {"applied": 2}
+    counts = together.execute(
+        "SELECT (counts ->> 'public.address')::integer FROM sync.audit WHERE action = %s",
+        [erasure],
+    ).fetchall()
+    assert counts == [(1,), (1,)]
