@@ -38,7 +38,11 @@ from tests.integration.test_erasure_own_rows import (  # noqa: F401 (fixtures)
     _wish,
     deliveries,
 )
-from tests.integration.test_erasure_sets import _apply_both_ways_on, clones  # noqa: F401
+from tests.integration.test_erasure_sets import (  # noqa: F401
+    _apply_both_ways_on,
+    add_billing,
+    clones,
+)
 
 
 @pytest.mark.parametrize("order", ["wisher first", "renter first"])
@@ -195,29 +199,11 @@ def test_an_address_a_removed_customers_wish_ships_to_is_scrubbed_when_the_wishe
 def billed(deliveries: psycopg.Connection[Any]) -> psycopg.Connection[Any]:  # noqa: F811
     """`deliveries` with a second pointer to the address table: a billing address the shop
     keeps (optional, no tritonX field feeds it), mapped as a second related table."""
-    from psycopg.types.json import Jsonb
-
-    from syncctl import mapping
     from tests.integration import test_dry_runs_shared_rows as pagila
 
     conn = deliveries
     conn.execute("RESET ROLE")
-    conn.execute(
-        "ALTER TABLE public.customer ADD COLUMN billing_address_id integer"
-        " REFERENCES public.address"
-    )
-    conn.execute("SET ROLE syncctl_owner")
-    document = mapping.parse(
-        pagila.MAPPING.replace(
-            "[not_stored]",
-            '[[related]]\nname = "billing"\nschema = "public"\ntable = "address"\n'
-            'key = "address_id"\nkey_generate = "default"\n'
-            'via = { customer_column = "billing_address_id" }\n'
-            'on_anonymise = "scrub_or_detach"\n\n[not_stored]',
-        ),
-        "billed.toml",
-    ).document
-    conn.execute("SELECT sync.install_mapping(%s, 'billed.toml')", [Jsonb(document)])
+    add_billing(conn, pagila.MAPPING)
     conn.execute(
         "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy)"
         " VALUES ('public', 'customer', 'billing_address_id', 'not_personal')"
