@@ -45,6 +45,23 @@ from tests.integration.test_erasure_sets import (  # noqa: F401
 )
 
 
+def removal_and_anonymisation(
+    removed: str, anonymised: tuple[str, int], removal_first: bool
+) -> list[dict[str, Any]]:
+    """A page deleting `removed` (version 2) and anonymising `anonymised` (number, version),
+    in the order asked for: the events are made in feed order (an event's seq is given when it
+    is made; reordering the list afterwards changes nothing)."""
+    page = []
+    for removal in (True, False) if removal_first else (False, True):
+        if removal:
+            page.append(event("customer.deleted", removed, 2))
+        else:
+            page.append(
+                event("customer.anonymized", anonymised[0], anonymised[1], reason_code="AVG")
+            )
+    return page
+
+
 @pytest.mark.parametrize("order", ["wisher first", "renter first"])
 def test_an_older_address_a_removed_customers_wish_ships_to_gives_what_one_by_one_gives(
     deliveries: psycopg.Connection[Any],  # noqa: F811
@@ -65,13 +82,7 @@ def test_an_older_address_a_removed_customers_wish_ships_to_gives_what_one_by_on
     wisher, _ = _customer(conn, numbers[1])
     _wish(conn, wisher, older)
     conn.commit()
-    # events in feed order (an event's seq is given when it is made)
-    if order == "wisher first":
-        page = [event("customer.deleted", numbers[1], 2)]
-        page.append(event("customer.anonymized", numbers[0], 3, reason_code="AVG"))
-    else:
-        page = [event("customer.anonymized", numbers[0], 3, reason_code="AVG")]
-        page.append(event("customer.deleted", numbers[1], 2))
+    page = removal_and_anonymisation(numbers[1], (numbers[0], 3), order == "wisher first")
 
     together, states = _apply_both_ways_on(clones, page)
 

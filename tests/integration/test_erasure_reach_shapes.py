@@ -1,0 +1,257 @@
+"""Rows an erased customer's own rows reach (an older delivery address), on linked tables of
+other shapes: a table with two customer columns (a gift's buyer and recipient: the row is the
+customer's own only when every customer it names is this one), a table linked by a declared
+`[[reference]]` (no foreign key to the customer), a partitioned table. For each, the plan
+counts what the run changes, per table, and a merge keeps the rows it moves pointing where they
+did."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from syncctl import mapping
+from tests.feed import event, stage
+from tests.integration import test_dry_runs_shared_rows as pagila
+from tests.integration.test_dry_runs_shared_rows import _changed
+from tests.integration.test_erasure_own_rows import SCRUBBED, _address, _customer, _moved, _person
+from tests.integration.test_erasure_reach_orders import removal_and_anonymisation
+from tests.integration.test_erasure_sets import _apply_both_ways_on, clones  # noqa: F401
+
+SHAPES = """
+CREATE TABLE public.gift (
+    gift_id serial PRIMARY KEY, buyer_id integer REFERENCES public.customer,
+    recipient_id integer REFERENCES public.customer,
+    address_id integer REFERENCES public.address);
+CREATE INDEX ON public.gift (buyer_id);
+CREATE INDEX ON public.gift (recipient_id);
+CREATE INDEX ON public.gift (address_id);
+CREATE TABLE public.note (
+    note_id serial PRIMARY KEY, customer_ref integer NOT NULL,
+    address_id integer REFERENCES public.address);
+CREATE INDEX ON public.note (customer_ref);
+CREATE TABLE public.parcel (
+    parcel_id serial, sent date NOT NULL DEFAULT CURRENT_DATE,
+    customer_id integer NOT NULL REFERENCES public.customer,
+    address_id integer REFERENCES public.address,
+    PRIMARY KEY (parcel_id, sent)) PARTITION BY RANGE (sent);
+CREATE TABLE public.parcel_all PARTITION OF public.parcel FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
+CREATE INDEX ON public.parcel (customer_id);
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.gift, public.note, public.parcel TO syncctl_owner;
+"""
+
+TABLES = {
+    "gift": ("buyer_id", "address_id"),
+    "note": ("customer_ref", "address_id"),
+    "parcel": ("customer_id", "address_id"),
+}
+
+
+@pytest.fixture
+def shapes(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    conn.execute(pagila.SCHEMA)
+    conn.execute(SHAPES)
+    conn.execute("SET ROLE syncctl_owner")
+    document = mapping.parse(
+        pagila.MAPPING.replace(
+            "[not_stored]",
+            '[[reference]]\nschema = "public"\ntable = "note"\ncolumn = "customer_ref"\n\n'
+            "[not_stored]",
+        ),
+        "shapes.toml",
+    ).document
+    conn.execute("SELECT sync.install_mapping(%s, 'shapes.toml')", [Jsonb(document)])
+    pii = {
+        **pagila.PII,
+        "gift": dict.fromkeys(
+            ["gift_id", "buyer_id", "recipient_id", "address_id"], "not_personal"
+        ),
+        "note": dict.fromkeys(["note_id", "customer_ref", "address_id"], "not_personal"),
+        "parcel": dict.fromkeys(["parcel_id", "sent", "customer_id", "address_id"], "not_personal"),
+    }
+    pagila.classify(conn, pii)
+    yield conn
+
+
+def _tables(conn: psycopg.Connection[Any]) -> dict[str, dict[Any, tuple[Any, ...]]]:
+    return {
+        f"public.{t}": {r[0]: r for r in conn.execute(f"SELECT * FROM public.{t}").fetchall()}
+        for t in ("address", "customer", "gift", "note", "parcel", "wishlist")
+    }
+
+
+def _row(
+    conn: psycopg.Connection[Any],
+    table: str,
+    key: int,
+    address_id: int,
+    recipient: int | None = None,
+) -> None:
+    if table == "gift":
+        conn.execute(
+            "INSERT INTO public.gift (buyer_id, recipient_id, address_id) VALUES (%s, %s, %s)",
+            [key, recipient, address_id],
+        )
+    else:
+        column, _ = TABLES[table]
+        conn.execute(
+            f"INSERT INTO public.{table} ({column}, address_id) VALUES (%s, %s)",
+            [key, address_id],
+        )
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_an_older_address_only_the_customers_rows_use_is_scrubbed_as_planned(
+    shapes: psycopg.Connection[Any], table: str
+) -> None:
+    conn = shapes
+    number = "TX00000301"
+    stage(conn, [_person(number)])
+    key, home = _customer(conn, number)
+    _row(conn, table, key, home)
+    if table == "gift":  # to itself
+        conn.execute("UPDATE public.gift SET recipient_id = buyer_id")
+    conn.commit()
+    older = _moved(conn, number)
+    planned = {
+        t: n
+        for t, _, n in conn.execute("SELECT * FROM sync.anonymise_plan(%s)", [number]).fetchall()
+    }
+    conn.commit()
+    before = _tables(conn)
+
+    stage(conn, [event("customer.anonymized", number, 3, reason_code="AVG")])
+
+    assert _address(conn, older) == SCRUBBED
+    changed = {t: sum(c.values()) for t, c in _changed(before, _tables(conn)).items()}
+    counts = conn.execute(
+        "SELECT counts FROM sync.audit WHERE action = 'customer.anonymized'"
+    ).fetchone()
+    assert counts is not None
+    public = {t: n for t, n in counts[0].items() if t.startswith("public.")}
+    assert public == {t: n for t, n in planned.items() if t.startswith("public.")}
+    assert public == changed
+    assert public["public.address"] == 2
+
+
+@pytest.fixture
+def boutique(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """The boutique shop (uuid keys, orders partitioned by month, reviews linked by a declared
+    reference and deleted by an anonymisation) where an order names the address it ships to
+    and a review the address it was written from."""
+    from tests.shops import SHOPS
+    from tests.shops.binding import bind_boutique
+
+    shop = next(s for s in SHOPS if s.name == "boutique")
+    bind_boutique(conn, shop, classified=True)
+    conn.execute(
+        'ALTER TABLE sales.orders ADD COLUMN ship_to bigint REFERENCES crm."CustomerAddress";'
+        'ALTER TABLE sales."Review" ADD COLUMN written_at_address bigint'
+        ' REFERENCES crm."CustomerAddress";'
+        "CREATE INDEX ON sales.orders (ship_to);"
+        'CREATE INDEX ON sales."Review" (written_at_address)'
+    )
+    conn.execute("SET ROLE syncctl_owner")
+    conn.execute(
+        "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy)"
+        " VALUES ('sales', 'orders', 'ship_to', 'not_personal'),"
+        " ('sales', 'Review', 'written_at_address', 'not_personal')"
+    )
+    conn.execute("RESET ROLE")
+    conn.commit()
+    yield conn
+
+
+def _boutique_customer(conn: psycopg.Connection[Any], number: str) -> tuple[str, int]:
+    row = conn.execute(
+        "SELECT customer_uuid::text, address_id FROM crm.customer WHERE tx_ref = %s", [number]
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+def _boutique_move(conn: psycopg.Connection[Any], key: str) -> None:
+    conn.execute(
+        'WITH a AS (INSERT INTO crm."CustomerAddress" (street, zip, created_by)'
+        " VALUES (%s, '1000 AA', 'shop') RETURNING id)"
+        " UPDATE crm.customer SET address_id = (SELECT id FROM a) WHERE customer_uuid = %s",
+        [f"S{secrets.token_hex(5)}", key],
+    )
+
+
+@pytest.mark.parametrize("order", ["reviewer first", "buyer first"])
+def test_boutique_an_older_address_a_removed_reviewer_used_gives_what_one_by_one_gives(
+    boutique: psycopg.Connection[Any],
+    clones: Callable[[], tuple[psycopg.Connection[Any], psycopg.Connection[Any]]],  # noqa: F811
+    order: str,
+) -> None:
+    conn = boutique
+    numbers = ["TX00000311", "TX00000312"]
+    stage(conn, [_person(n) for n in numbers])
+    (buyer, home), (reviewer, _) = (_boutique_customer(conn, n) for n in numbers)
+    conn.execute(
+        "INSERT INTO sales.orders (customer_uuid, order_number, placed_at, ship_to)"
+        " VALUES (%s, 'o-1', '2026-05-01', %s)",
+        [buyer, home],
+    )
+    _boutique_move(conn, buyer)
+    conn.execute(
+        'INSERT INTO sales."Review" (customer_ref, sku, rating, written_at_address)'
+        " VALUES (%s, 'sku-1', 5, %s)",
+        [reviewer, home],
+    )
+    conn.commit()
+    plan = {
+        t: n
+        for t, _, n in conn.execute(
+            "SELECT * FROM sync.anonymise_plan(%s)", [numbers[0]]
+        ).fetchall()
+    }
+    assert plan["crm.CustomerAddress"] == 1  # its own; the older one a review uses too
+    page = removal_and_anonymisation(numbers[1], (numbers[0], 2), order == "reviewer first")
+
+    together, states = _apply_both_ways_on(clones, page)
+
+    assert states == {"applied": 2}
+    street = together.execute(
+        'SELECT street FROM crm."CustomerAddress" WHERE id = %s', [home]
+    ).fetchone()
+    assert (street == (None,)) is (order == "reviewer first")
+
+
+def test_an_address_a_gift_to_another_customer_was_delivered_to_is_left_to_both(
+    shapes: psycopg.Connection[Any],
+) -> None:
+    """A gift names its buyer and its recipient: the row is neither's alone, so the address
+    it was delivered to (the recipient's older one) is not reached by either's anonymisation
+    (docs/merge-and-anonymise.md); each plan counts only the customer's own address."""
+    conn = shapes
+    numbers = ["TX00000321", "TX00000322"]
+    stage(conn, [_person(n) for n in numbers])
+    (buyer, _), (recipient, home) = (_customer(conn, n) for n in numbers)
+    _row(conn, "gift", buyer, home, recipient=recipient)
+    conn.commit()
+    older = _moved(conn, numbers[1])
+    before = _address(conn, older)
+    for number in numbers:
+        plan = {
+            t: n
+            for t, _, n in conn.execute(
+                "SELECT * FROM sync.anonymise_plan(%s)", [number]
+            ).fetchall()
+        }
+        assert plan["public.address"] == 1
+        conn.commit()
+        stage(conn, [event("customer.anonymized", number, 3, reason_code="AVG")])
+
+    assert _address(conn, older) == before
+    counts = conn.execute(
+        "SELECT (counts ->> 'public.address')::integer FROM sync.audit"
+        " WHERE action = 'customer.anonymized' ORDER BY id"
+    ).fetchall()
+    assert counts == [(1,), (1,)]
