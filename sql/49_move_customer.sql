@@ -49,9 +49,11 @@ AS $$
 $$;
 
 -- Who else may use a row of the related table p_relation: the customer table through the
--- pointer p_pointer (foreign key or not), and every table with a single-column foreign key to
--- it (a partitioned table once), each as (relation, its column, the related table's column it
--- refers to).
+-- pointer p_pointer (foreign key or not), and every table with a foreign key to it (a
+-- partitioned table once), each as (relation, its column, the related table's column it
+-- refers to). A composite foreign key is named by its first column pair: the rows that match
+-- on it are a superset of those that refer to the row, so a row is never taken for unused
+-- while a shop table refers to it (a label printed for an address by (id, postcode)).
 CREATE OR REPLACE FUNCTION sync._related_users(
     p_relation regclass, p_pointer name, p_key_column name)
 RETURNS TABLE (relation regclass, col name, referenced name)
@@ -73,7 +75,6 @@ AS $$
     WHERE c.contype = 'f'
       AND c.confrelid = p_relation
       AND c.conparentid = 0
-      AND pg_catalog.cardinality(c.conkey) = 1
 $$;
 
 -- Whether the row of the related table p_relation that p_target names is in use by anything

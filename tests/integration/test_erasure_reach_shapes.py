@@ -255,3 +255,95 @@ def test_an_address_a_gift_to_another_customer_was_delivered_to_is_left_to_both(
         " WHERE action = 'customer.anonymized' ORDER BY id"
     ).fetchall()
     assert counts == [(1,), (1,)]
+
+
+LABELS = {
+    # a composite foreign key that includes the address's key
+    "composite": (
+        "ALTER TABLE public.address ADD UNIQUE (address_id, postal_code);"
+        "CREATE TABLE public.label (label_id serial PRIMARY KEY, address_id integer,"
+        " postal_code text, FOREIGN KEY (address_id, postal_code)"
+        " REFERENCES public.address (address_id, postal_code));"
+        "GRANT SELECT ON public.label TO syncctl_owner",
+        "INSERT INTO public.label (address_id, postal_code)"
+        " SELECT address_id, postal_code FROM public.address WHERE address_id = %s",
+    ),
+    # a foreign key to a UNIQUE column that is not the key
+    "unique column": (
+        "ALTER TABLE public.address ADD COLUMN code uuid UNIQUE DEFAULT gen_random_uuid();"
+        "CREATE TABLE public.label (label_id serial PRIMARY KEY,"
+        " code uuid REFERENCES public.address (code));"
+        "GRANT SELECT ON public.label TO syncctl_owner",
+        "INSERT INTO public.label (code) SELECT code FROM public.address WHERE address_id = %s",
+    ),
+}
+
+
+@pytest.mark.parametrize("label", sorted(LABELS))
+@pytest.mark.parametrize("reached", [False, True], ids=["its address", "an older address"])
+def test_an_address_a_table_of_the_shop_refers_to_by_another_foreign_key_is_left(
+    shapes: psycopg.Connection[Any], label: str, reached: bool
+) -> None:
+    """A shop table (a label printed for the address) refers to the customer's address by a
+    composite foreign key, or by one to another UNIQUE column: the row is not the customer's
+    alone. An anonymisation gives the customer a scrubbed copy (or leaves an older address its
+    parcels were sent to), a removal leaves it; nothing fails, the plan counts what the run
+    does. Before, a composite key was not seen: the row was scrubbed or deleted, the shop's
+    foreign key refused, and the event became a dead letter."""
+    conn = shapes
+    ddl, insert = LABELS[label]
+    conn.execute(ddl)
+    if label == "unique column":
+        conn.execute("SET ROLE syncctl_owner")
+        conn.execute(
+            "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy)"
+            " VALUES ('public', 'address', 'code', 'not_personal')"
+        )
+        conn.execute("RESET ROLE")
+    conn.commit()
+    numbers = ["TX00000331", "TX00000332"]  # anonymised (a parcel), removed (none)
+    stage(conn, [_person(n) for n in numbers])
+    addresses = []
+    for number in numbers:
+        key, home = _customer(conn, number)
+        conn.execute(insert, [home])
+        if number == numbers[0]:
+            _row(conn, "parcel", key, home)
+        else:
+            _row(conn, "note", key, home)
+        if reached:  # moved: its parcel or note keeps the address
+            conn.execute(
+                "WITH a AS (INSERT INTO public.address (address, phone) VALUES ('', '')"
+                " RETURNING address_id)"
+                " UPDATE public.customer SET address_id = (SELECT address_id FROM a)"
+                " WHERE customer_id = %s",
+                [key],
+            )
+        addresses.append(home)
+    conn.commit()
+    plans = [
+        {
+            t: n
+            for t, _, n in conn.execute(f"SELECT * FROM sync.{kind}_plan(%s)", [n]).fetchall()
+            if t.startswith("public.")
+        }
+        for kind, n in zip(("anonymise", "delete"), numbers, strict=True)
+    ]
+    conn.commit()
+    before = [_address(conn, a) for a in addresses]
+
+    stage(
+        conn,
+        [
+            event("customer.anonymized", numbers[0], 3, reason_code="AVG"),
+            event("customer.deleted", numbers[1], 3),
+        ],
+    )
+
+    assert conn.execute("SELECT reason FROM sync.dead_letter").fetchall() == []
+    assert [_address(conn, a) for a in addresses] == before
+    counts = conn.execute(
+        "SELECT counts FROM sync.audit WHERE action IN ('customer.anonymized',"
+        " 'customer.deleted') ORDER BY id"
+    ).fetchall()
+    assert [{t: n for t, n in c.items() if t.startswith("public.")} for (c,) in counts] == plans
