@@ -215,6 +215,31 @@ AS $$
     WHERE l.relation IS DISTINCT FROM (SELECT m.relation FROM sync.mapped_customer() AS m)
 $$;
 
+-- Whether the row of the related table p_relation that p_target names is one of customer
+-- p_customer's linked rows (the table is the customer's address book too: a foreign key or a
+-- declared reference to the customer), as a boolean SQL expression ('false' when the table is
+-- not linked); p_target and p_customer are text SQL expressions. Such a row is scrubbed or
+-- deleted with the customer's linked rows, not again as a row it points to or reaches.
+CREATE OR REPLACE FUNCTION sync._booked(
+    p_relation regclass, p_key_column name, p_key_type regtype, p_target text,
+    p_customer text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.count(*) = 0 THEN 'false' ELSE
+        pg_catalog.format('EXISTS (SELECT FROM %s AS b WHERE b.%I = (%s)::%s AND (%s))',
+                          p_relation, p_key_column, p_target, p_key_type,
+                          pg_catalog.string_agg(pg_catalog.format('b.%I = (%s)::%s',
+                                                                  l.fk_column, p_customer,
+                                                                  l.column_type),
+                                                ' OR ' ORDER BY l.fk_column)) END
+    FROM sync.customer_links() AS l
+    WHERE l.relation = p_relation
+$$;
+
 -- The rows of the related table p_relation (one the customer row points to: an address) that
 -- the customers p_keys reach only through their own linked rows: a row a linked table's
 -- single-column foreign key names (an order's delivery address) on a row of the customer,
@@ -263,12 +288,13 @@ AS $$
     )
     SELECT pg_catalog.format(
                'SELECT w.o, w.t FROM (%1$s) AS w (o, t) '
-               'WHERE NOT EXISTS (SELECT FROM %2$s AS c WHERE c.%3$I = w.o::%4$s AND (%5$s))%6$s',
+               'WHERE NOT EXISTS (SELECT FROM %2$s AS c WHERE c.%3$I = w.o::%4$s AND (%5$s))%6$s%7$s',
                x.pairs, m.relation, m.key_column, m.key_type, r.pointed,
                CASE WHEN p_candidates THEN ''
                     ELSE ' AND NOT (' || sync._related_in_use(
                         p_relation, r.key_column, r.key_type, r.pointer, 'w.t', 'w.o',
-                        p_own_rows => true, p_gone => p_gone) || ')' END)
+                        p_own_rows => true, p_gone => p_gone) || ')' END,
+               ' AND NOT ' || sync._booked(p_relation, r.key_column, r.key_type, 'w.t', 'w.o'))
     FROM reached AS x, related AS r, sync.mapped_customer() AS m
     WHERE x.pairs IS NOT NULL
 $$;
@@ -337,6 +363,8 @@ DECLARE
     -- the rows scrubbed or deleted so far through a pointer: a row two pointers name (billed
     -- to where it lives) changes once
     done     text[] := '{}';
+    -- the row is one of its linked rows (an address book): scrubbed or deleted as such
+    booked   boolean;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     FOR link IN SELECT * FROM sync._erasure_links() LOOP
@@ -379,12 +407,18 @@ BEGIN
             WHEN pointed.required THEN 'scrubbed copy'
             ELSE 'detach'
         END;
+        IF action IN ('scrub', 'delete_rows') THEN
+            EXECUTE 'SELECT ' || sync._booked(pointed.relation, pointed.key_column,
+                                              pointed.key_type, '$1', '$2')
+                INTO booked USING pointed.target, p_key;
+        END IF;
         CONTINUE WHEN action IS NULL
                       OR (action = 'scrub'
                           AND sync._scrub_assignments(pointed.relation, pointed.key_column)
                               IS NULL)
                       OR (action IN ('scrub', 'delete_rows')
-                          AND pointed.relation::text || ':' || pointed.target = ANY (done));
+                          AND (booked
+                               OR pointed.relation::text || ':' || pointed.target = ANY (done)));
         IF action IN ('scrub', 'delete_rows') THEN
             done := done || (pointed.relation::text || ':' || pointed.target);
         END IF;

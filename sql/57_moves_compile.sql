@@ -476,8 +476,12 @@ BEGIN
         END LOOP;
         -- a row an earlier pointer of the customer names too (billed to where it lives) is
         -- scrubbed or deleted once
-        earlier := '';
-        one_earlier := '';
+        -- and one of its linked rows (an address book) is scrubbed or deleted as such
+        earlier := ' AND NOT ' || sync._booked(pointed.relation, pointed.key_column,
+                                               pointed.key_type, 'w.t', 'w.o');
+        one_earlier := pg_catalog.format(
+            ' AND NOT %s', sync._booked(pointed.relation, pointed.key_column, pointed.key_type,
+                                        pg_catalog.format('target_%s', i), 'p_key'));
         FOR j IN 1 .. i - 1 LOOP
             CONTINUE WHEN relations[j] IS DISTINCT FROM pointed.relation;
             earlier := earlier || pg_catalog.format(

@@ -19,7 +19,18 @@ from syncctl import mapping
 from tests.feed import event, stage
 from tests.integration import test_dry_runs_shared_rows as pagila
 from tests.integration.test_dry_runs_shared_rows import _changed
-from tests.integration.test_erasure_own_rows import SCRUBBED, _address, _customer, _moved, _person
+from tests.integration.test_dry_runs_shared_rows import _tables as _pagila_tables
+from tests.integration.test_erasure_own_rows import (  # noqa: F401 (a fixture)
+    SCRUBBED,
+    WAYS,
+    _address,
+    _customer,
+    _feed,
+    _moved,
+    _person,
+    _rent,
+    deliveries,
+)
 from tests.integration.test_erasure_reach_orders import removal_and_anonymisation
 from tests.integration.test_erasure_sets import _apply_both_ways_on, clones  # noqa: F401
 
@@ -347,3 +358,56 @@ def test_an_address_a_table_of_the_shop_refers_to_by_another_foreign_key_is_left
         " 'customer.deleted') ORDER BY id"
     ).fetchall()
     assert [{t: n for t, n in c.items() if t.startswith("public.")} for (c,) in counts] == plans
+
+
+@WAYS
+def test_an_address_book_row_the_customers_orders_reach_is_counted_once(
+    deliveries: psycopg.Connection[Any],  # noqa: F811
+    together: bool,
+) -> None:
+    """The address table is the customer's address book too (address.customer_id, a linked
+    table) besides the row the customer points to: its rows are scrubbed as the customer's
+    linked rows, the default address and an older one its rentals were delivered to among
+    them; each row changes once and counts once."""
+    conn = deliveries
+    conn.execute("RESET ROLE")
+    conn.execute(
+        "ALTER TABLE public.address ADD COLUMN customer_id integer REFERENCES public.customer;"
+        "CREATE INDEX ON public.address (customer_id)"
+    )
+    conn.execute("SET ROLE syncctl_owner")
+    conn.execute(
+        "INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy)"
+        " VALUES ('public', 'address', 'customer_id', 'not_personal')"
+    )
+    conn.execute("RESET ROLE")
+    conn.commit()
+    number = "TX00000341"
+    stage(conn, [_person(number)])
+    key, home = _customer(conn, number)
+    _rent(conn, key, home)
+    conn.commit()
+    older = _moved(conn, number)
+    conn.execute(
+        "UPDATE public.address SET customer_id = %s WHERE address_id IN (%s, %s)",
+        [key, older, _customer(conn, number)[1]],
+    )
+    conn.commit()
+    planned = {
+        t: n
+        for t, _, n in conn.execute("SELECT * FROM sync.anonymise_plan(%s)", [number]).fetchall()
+        if t.startswith("public.")
+    }
+    conn.commit()
+    before = _pagila_tables(conn)
+
+    _feed(conn, together, [event("customer.anonymized", number, 3, reason_code="AVG")])
+
+    assert _address(conn, older) == SCRUBBED
+    changed = {t: sum(c.values()) for t, c in _changed(before, _pagila_tables(conn)).items()}
+    counts = conn.execute(
+        "SELECT counts FROM sync.audit WHERE action = 'customer.anonymized'"
+    ).fetchone()
+    assert counts is not None
+    public = {t: n for t, n in counts[0].items() if t.startswith("public.")}
+    assert (planned, public) == (changed, changed)
