@@ -252,19 +252,8 @@ def _printed_tables(output: str) -> dict[str, tuple[int, str]]:
 # -------------------------------------------------------------------------------------------------
 # retention
 # -------------------------------------------------------------------------------------------------
-def test_the_purge_dry_run_counts_the_rows_and_customers_the_purge_changes(
-    rentals: psycopg.Connection[Any], dsn: str
-) -> None:
-    conn = rentals
-    own = _local(conn, _address(conn))
-    staff_address = _address(conn)
-    _staff(conn, staff_address)
-    at_staff = [_local(conn, staff_address), _local(conn, staff_address)]
-    household = _address(conn)
-    first, last = _local(conn, household), _local(conn, household)
-    held = _local(conn, _address(conn), rented=RECENT)
-    conn.commit()
-    linked = _linked(conn, "TX00000001")
+def rentals_policy(conn: psycopg.Connection[Any]) -> None:
+    """A retention policy, active since LONG_AGO: two years after the last rental."""
     gdpr.create_policy(
         conn,
         "rentals",
@@ -279,6 +268,22 @@ def test_the_purge_dry_run_counts_the_rows_and_customers_the_purge_changes(
         actor="dpo:test",
     )
     gdpr.activate_policy(conn, "rentals", actor="dpo:test", now=LONG_AGO)
+
+
+def test_the_purge_dry_run_counts_the_rows_and_customers_the_purge_changes(
+    rentals: psycopg.Connection[Any], dsn: str
+) -> None:
+    conn = rentals
+    own = _local(conn, _address(conn))
+    staff_address = _address(conn)
+    _staff(conn, staff_address)
+    at_staff = [_local(conn, staff_address), _local(conn, staff_address)]
+    household = _address(conn)
+    first, last = _local(conn, household), _local(conn, household)
+    held = _local(conn, _address(conn), rented=RECENT)
+    conn.commit()
+    linked = _linked(conn, "TX00000001")
+    rentals_policy(conn)
     released = {own, *at_staff, first, last, linked}
 
     steps = gdpr.purge_plan(conn, now=NOW)

@@ -372,19 +372,29 @@ def billing(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """The pagila-like schema with a second pointer to the address table (a billing address,
     optional, that the shop keeps: no tritonX field feeds it), mapped as a second related
     table."""
-    from psycopg.types.json import Jsonb
-
-    from syncctl import mapping
     from tests.integration import test_dry_runs_shared_rows as pagila
 
     conn.execute(pagila.SCHEMA)
+    add_billing(conn, pagila.MAPPING)
+    customer = {**pagila.PII["customer"], "billing_address_id": "not_personal"}
+    pagila.classify(conn, {**pagila.PII, "customer": customer})
+    yield conn
+
+
+def add_billing(conn: psycopg.Connection[Any], document: str) -> None:
+    """public.customer.billing_address_id, mapped (the mapping `document` with a second
+    related table); the session left as the owner role."""
+    from psycopg.types.json import Jsonb
+
+    from syncctl import mapping
+
     conn.execute(
         "ALTER TABLE public.customer ADD COLUMN billing_address_id integer"
         " REFERENCES public.address"
     )
     conn.execute("SET ROLE syncctl_owner")
-    document = mapping.parse(
-        pagila.MAPPING.replace(
+    parsed = mapping.parse(
+        document.replace(
             "[not_stored]",
             '[[related]]\nname = "billing"\nschema = "public"\ntable = "address"\n'
             'key = "address_id"\nkey_generate = "default"\n'
@@ -393,10 +403,7 @@ def billing(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
         ),
         "billing.toml",
     ).document
-    conn.execute("SELECT sync.install_mapping(%s, 'billing.toml')", [Jsonb(document)])
-    customer = {**pagila.PII["customer"], "billing_address_id": "not_personal"}
-    pagila.classify(conn, {**pagila.PII, "customer": customer})
-    yield conn
+    conn.execute("SELECT sync.install_mapping(%s, 'billing.toml')", [Jsonb(parsed)])
 
 
 def test_a_row_two_customers_point_to_by_different_pointers_is_scrubbed(
