@@ -381,12 +381,14 @@ def test_an_address_another_customers_wish_ships_to_is_left_with_nobody(
     (_, address_id), (wisher, _) = (_customer(conn, n) for n in numbers)
     _wish(conn, wisher, address_id)
     conn.commit()
-    page = [
-        event("customer.anonymized", numbers[0], 2, reason_code="AVG"),
-        event("customer.deleted", numbers[1], 2),
+    # the feed's order is the records' seq: each made in the order asked for
+    makers = [
+        lambda: event("customer.anonymized", numbers[0], 2, reason_code="AVG"),
+        lambda: event("customer.deleted", numbers[1], 2),
     ]
     if order == "wisher first":
-        page.reverse()
+        makers.reverse()
+    page = [make() for make in makers]
 
     together, states = _apply_both_ways_on(clones, page)
 
