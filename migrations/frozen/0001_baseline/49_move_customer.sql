@@ -49,9 +49,11 @@ AS $$
 $$;
 
 -- Who else may use a row of the related table p_relation: the customer table through the
--- pointer p_pointer (foreign key or not), and every table with a single-column foreign key to
--- it (a partitioned table once), each as (relation, its column, the related table's column it
--- refers to).
+-- pointer p_pointer (foreign key or not), and every table with a foreign key to it (a
+-- partitioned table once), each as (relation, its column, the related table's column it
+-- refers to). A composite foreign key is named by its first column pair: the rows that match
+-- on it are a superset of those that refer to the row, so a row is never taken for unused
+-- while a shop table refers to it (a label printed for an address by (id, postcode)).
 CREATE OR REPLACE FUNCTION sync._related_users(
     p_relation regclass, p_pointer name, p_key_column name)
 RETURNS TABLE (relation regclass, col name, referenced name)
@@ -73,7 +75,6 @@ AS $$
     WHERE c.contype = 'f'
       AND c.confrelid = p_relation
       AND c.conparentid = 0
-      AND pg_catalog.cardinality(c.conkey) = 1
 $$;
 
 -- Whether the row of the related table p_relation that p_target names is in use by anything
@@ -90,12 +91,18 @@ $$;
 -- this customer) do not use it: only this customer does, so the row is scrubbed or deleted
 -- with it, never left holding the personal data. A merge does not pass it: the old
 -- customer's rows move to the survivor and keep pointing to the row.
+-- With p_gone as well (a text[] SQL expression: the customers erased before this one in the
+-- same run, for its dry run), their customer rows no longer point to it (they let go of a row
+-- this customer's rows use: a copy or NULL instead) and their rows of delete_rows tables (a
+-- wish) are gone.
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text);
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean);
+DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean,
+                                             boolean);
 CREATE OR REPLACE FUNCTION sync._related_in_use(
     p_relation regclass, p_key_column name, p_key_type regtype, p_pointer name,
     p_target text, p_customer text, p_count boolean DEFAULT false,
-    p_own_rows boolean DEFAULT false)
+    p_own_rows boolean DEFAULT false, p_gone text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -118,6 +125,9 @@ AS $$
                    CASE WHEN w.relation = m.relation
                         THEN pg_catalog.format(' AND x.%I <> %s::%s', m.key_column, p_customer,
                                                m.key_type)
+                             || CASE WHEN p_gone IS NULL THEN '' ELSE pg_catalog.format(
+                                    ' AND NOT x.%I = ANY ((%s)::%s[])', m.key_column, p_gone,
+                                    m.key_type) END
                         WHEN p_own_rows AND own.any_link IS NOT NULL
                         THEN pg_catalog.format(' AND NOT coalesce((%s) AND %s, false)',
                                                own.any_link, own.every_link)
@@ -125,15 +135,24 @@ AS $$
         FROM sync._related_users(p_relation, p_pointer, p_key_column) AS w
         CROSS JOIN sync.mapped_customer() AS m
         -- the row is this customer's own: one of its links names the customer, none another
+        -- (with p_gone, a row of a delete_rows table may name the customers gone before too)
         LEFT JOIN LATERAL (
-            SELECT pg_catalog.string_agg(pg_catalog.format('x.%I = %s::%s', l.fk_column,
-                                                           p_customer, l.column_type),
+            SELECT pg_catalog.string_agg(pg_catalog.format('x.%I %s', l.fk_column, o.names),
                                          ' OR ' ORDER BY l.fk_column) AS any_link,
-                   pg_catalog.string_agg(pg_catalog.format('coalesce(x.%I = %s::%s, true)',
-                                                           l.fk_column, p_customer,
-                                                           l.column_type),
+                   pg_catalog.string_agg(pg_catalog.format('coalesce(x.%I %s, true)',
+                                                           l.fk_column, o.names),
                                          ' AND ' ORDER BY l.fk_column) AS every_link
             FROM sync.customer_links() AS l
+            CROSS JOIN LATERAL (
+                SELECT CASE WHEN p_gone IS NOT NULL
+                                 AND EXISTS (SELECT FROM sync.anonymise_rule AS r
+                                             WHERE r.table_schema = l.table_schema
+                                               AND r.table_name = l.table_name
+                                               AND r.action = 'delete_rows')
+                            THEN pg_catalog.format('= ANY ((ARRAY[%s] || (%s))::%s[])',
+                                                   p_customer, p_gone, l.column_type)
+                            ELSE pg_catalog.format('= %s::%s', p_customer, l.column_type)
+                       END) AS o (names)
             WHERE l.relation = w.relation) AS own ON true
     ) AS u
 $$;

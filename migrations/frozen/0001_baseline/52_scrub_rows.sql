@@ -215,6 +215,31 @@ AS $$
     WHERE l.relation IS DISTINCT FROM (SELECT m.relation FROM sync.mapped_customer() AS m)
 $$;
 
+-- Whether the row of the related table p_relation that p_target names is one of customer
+-- p_customer's linked rows (the table is the customer's address book too: a foreign key or a
+-- declared reference to the customer), as a boolean SQL expression ('false' when the table is
+-- not linked); p_target and p_customer are text SQL expressions. Such a row is scrubbed or
+-- deleted with the customer's linked rows, not again as a row it points to or reaches.
+CREATE OR REPLACE FUNCTION sync._booked(
+    p_relation regclass, p_key_column name, p_key_type regtype, p_target text,
+    p_customer text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.count(*) = 0 THEN 'false' ELSE
+        pg_catalog.format('EXISTS (SELECT FROM %s AS b WHERE b.%I = (%s)::%s AND (%s))',
+                          p_relation, p_key_column, p_target, p_key_type,
+                          pg_catalog.string_agg(pg_catalog.format('b.%I = (%s)::%s',
+                                                                  l.fk_column, p_customer,
+                                                                  l.column_type),
+                                                ' OR ' ORDER BY l.fk_column)) END
+    FROM sync.customer_links() AS l
+    WHERE l.relation = p_relation
+$$;
+
 -- The rows of the related table p_relation (one the customer row points to: an address) that
 -- the customers p_keys reach only through their own linked rows: a row a linked table's
 -- single-column foreign key names (an order's delivery address) on a row of the customer,
@@ -223,9 +248,13 @@ $$;
 -- address an order was delivered to before the customer moved). As a query of (o, t): the
 -- customer's key and the row's key, as text; p_keys is a text[] SQL expression. With
 -- p_candidates, every such row the linked rows name, used or not (what is locked before the
--- decision). NULL when no linked table refers to p_relation.
+-- decision). NULL when no linked table refers to p_relation. p_gone: the customers erased
+-- before in the same run (sync._related_in_use), for the dry run of several. p_rule: only the
+-- linked tables of this anonymise rule (delete_rows: the rows an anonymisation deletes).
+DROP FUNCTION IF EXISTS sync._reached_rows(regclass, text, boolean);
 CREATE OR REPLACE FUNCTION sync._reached_rows(
-    p_relation regclass, p_keys text, p_candidates boolean DEFAULT false)
+    p_relation regclass, p_keys text, p_candidates boolean DEFAULT false,
+    p_gone text DEFAULT NULL, p_rule text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -255,15 +284,17 @@ AS $$
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
         JOIN pg_catalog.pg_attribute AS k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
         JOIN related AS r ON r.key_column = k.attname
+        WHERE p_rule IS NULL OR l.declared = p_rule
     )
     SELECT pg_catalog.format(
                'SELECT w.o, w.t FROM (%1$s) AS w (o, t) '
-               'WHERE NOT EXISTS (SELECT FROM %2$s AS c WHERE c.%3$I = w.o::%4$s AND (%5$s))%6$s',
+               'WHERE NOT EXISTS (SELECT FROM %2$s AS c WHERE c.%3$I = w.o::%4$s AND (%5$s))%6$s%7$s',
                x.pairs, m.relation, m.key_column, m.key_type, r.pointed,
                CASE WHEN p_candidates THEN ''
                     ELSE ' AND NOT (' || sync._related_in_use(
                         p_relation, r.key_column, r.key_type, r.pointer, 'w.t', 'w.o',
-                        p_own_rows => true) || ')' END)
+                        p_own_rows => true, p_gone => p_gone) || ')' END,
+               ' AND NOT ' || sync._booked(p_relation, r.key_column, r.key_type, 'w.t', 'w.o'))
     FROM reached AS x, related AS r, sync.mapped_customer() AS m
     WHERE x.pairs IS NOT NULL
 $$;
@@ -306,10 +337,14 @@ $$;
 -- p_let_go ({pointed table: n}) plans the customer's turn in a run that erases several: n rows
 -- that use the row the customer points to (customers erased before it in the same run) will
 -- have let go of it by then; when nothing else uses it, it is the customer's alone (scrubbed
--- in place, not copied or detached).
+-- in place, not copied or detached). p_before: the customers that run erases before this one
+-- (anonymised: sync._anonymisations_plan): they have let go of a row this customer's rows use
+-- (their pointer to it is a copy or NULL by then) and their wishes are gone, so a row the
+-- customer points to or its rows reach may be its alone by its turn.
 DROP FUNCTION IF EXISTS sync._erasure_steps(text, boolean);
+DROP FUNCTION IF EXISTS sync._erasure_steps(text, boolean, jsonb);
 CREATE OR REPLACE FUNCTION sync._erasure_steps(
-    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
+    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}', p_before text[] DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint, relation regclass, key_column name,
                key_type regtype, target text, pointer name, related jsonb, phase integer)
 LANGUAGE plpgsql
@@ -325,6 +360,11 @@ DECLARE
     shared   boolean;
     users    bigint;
     reach    text;
+    -- the rows scrubbed or deleted so far through a pointer: a row two pointers name (billed
+    -- to where it lives) changes once
+    done     text[] := '{}';
+    -- the row is one of its linked rows (an address book): scrubbed or deleted as such
+    booked   boolean;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     FOR link IN SELECT * FROM sync._erasure_links() LOOP
@@ -354,6 +394,12 @@ BEGIN
                 INTO users USING pointed.target, p_key;
             shared := users > (p_let_go ->> pointed.qualified_name)::bigint;
         END IF;
+        IF shared AND pg_catalog.cardinality(p_before) > 0 THEN
+            EXECUTE 'SELECT ' || sync._related_in_use(pointed.relation, pointed.key_column,
+                                                      pointed.key_type, pointed.pointer, '$1',
+                                                      '$2', p_own_rows => true, p_gone => '$3')
+                INTO shared USING pointed.target, p_key, p_before;
+        END IF;
         action := CASE
             WHEN remove AND shared THEN NULL
             WHEN remove THEN 'delete_rows'
@@ -361,10 +407,21 @@ BEGIN
             WHEN pointed.required THEN 'scrubbed copy'
             ELSE 'detach'
         END;
+        IF action IN ('scrub', 'delete_rows') THEN
+            EXECUTE 'SELECT ' || sync._booked(pointed.relation, pointed.key_column,
+                                              pointed.key_type, '$1', '$2')
+                INTO booked USING pointed.target, p_key;
+        END IF;
         CONTINUE WHEN action IS NULL
                       OR (action = 'scrub'
                           AND sync._scrub_assignments(pointed.relation, pointed.key_column)
-                              IS NULL);
+                              IS NULL)
+                      OR (action IN ('scrub', 'delete_rows')
+                          AND (booked
+                               OR pointed.relation::text || ':' || pointed.target = ANY (done)));
+        IF action IN ('scrub', 'delete_rows') THEN
+            done := done || (pointed.relation::text || ':' || pointed.target);
+        END IF;
         table_name := pointed.qualified_name;
         rows := 1;
         relation := pointed.relation;
@@ -381,12 +438,15 @@ BEGIN
     FOR pointed IN SELECT DISTINCT ON (p.relation) p.relation, p.qualified_name, p.key_column,
                           p.key_type, p.related
                    FROM sync._pointed_tables() AS p ORDER BY p.relation LOOP
-        reach := sync._reached_rows(pointed.relation, 'ARRAY[$1]');
+        reach := sync._reached_rows(pointed.relation, 'ARRAY[$1]', false,
+                                    CASE WHEN pg_catalog.cardinality(p_before) > 0
+                                         THEN '$2' END);
         CONTINUE WHEN reach IS NULL
                       OR (NOT remove
                           AND sync._scrub_assignments(pointed.relation, pointed.key_column)
                               IS NULL);
-        EXECUTE 'SELECT count(DISTINCT p.t) FROM (' || reach || ') AS p' INTO rows USING p_key;
+        EXECUTE 'SELECT count(DISTINCT p.t) FROM (' || reach || ') AS p' INTO rows
+            USING p_key, p_before;
         CONTINUE WHEN rows = 0;
         table_name := pointed.qualified_name;
         action := CASE WHEN remove THEN 'delete_rows' ELSE 'scrub' END;
@@ -413,10 +473,11 @@ $$;
 
 -- What anonymising (p_delete false) or deleting (p_delete true) the local customer p_key does
 -- per table: (table, action, rows), as sync._erasure_steps (p_let_go: its turn in a run that
--- erases several).
+-- erases several; p_before: the customers it erases before this one).
 DROP FUNCTION IF EXISTS sync._erasure_plan(text, boolean);
+DROP FUNCTION IF EXISTS sync._erasure_plan(text, boolean, jsonb);
 CREATE OR REPLACE FUNCTION sync._erasure_plan(
-    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
+    p_key text, p_delete boolean, p_let_go jsonb DEFAULT '{}', p_before text[] DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE sql
 STABLE
@@ -427,7 +488,7 @@ AS $$
     -- address) once, its rows summed: the counts the run reports are per table
     SELECT s.table_name, pg_catalog.string_agg(DISTINCT s.action, ', '),
            pg_catalog.sum(s.rows)::bigint
-    FROM sync._erasure_steps(p_key, p_delete, p_let_go) WITH ORDINALITY AS s
+    FROM sync._erasure_steps(p_key, p_delete, p_let_go, p_before) WITH ORDINALITY AS s
     GROUP BY s.table_name
     ORDER BY pg_catalog.min(s.phase), pg_catalog.min(s.ordinality)
 $$;

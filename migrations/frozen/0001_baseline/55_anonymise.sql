@@ -400,9 +400,12 @@ $$;
 -- the local customer p_key's rows (sync._erasure_plan; none when p_key is NULL) and, when it has
 -- the number p_number, the engine's copies the same run scrubs (inbox payloads) and decides
 -- (dead letters). One plan for every dry run, so that what a dry run counts is what the run
--- does. p_let_go: the customer's turn in a run that erases several (sync._erasure_steps).
+-- does. p_let_go, p_before: the customer's turn in a run that erases several
+-- (sync._erasure_steps).
+DROP FUNCTION IF EXISTS sync._customer_erasure_plan(text, text, boolean, jsonb);
 CREATE OR REPLACE FUNCTION sync._customer_erasure_plan(
-    p_key text, p_number text, p_delete boolean, p_let_go jsonb DEFAULT '{}')
+    p_key text, p_number text, p_delete boolean, p_let_go jsonb DEFAULT '{}',
+    p_before text[] DEFAULT '{}')
 RETURNS TABLE (table_name text, action text, rows bigint)
 LANGUAGE plpgsql
 STABLE
@@ -412,7 +415,7 @@ AS $$
 BEGIN
     RETURN QUERY
     SELECT p.table_name, p.action, p.rows
-    FROM sync._erasure_plan(p_key, p_delete, p_let_go) AS p
+    FROM sync._erasure_plan(p_key, p_delete, p_let_go, p_before) AS p
     WHERE p_key IS NOT NULL
     UNION ALL
     SELECT 'sync.inbox', 'scrub', count(*)
@@ -449,7 +452,9 @@ $$;
 -- the dry run of a retention run. A row customers of the list share (a household's address) is
 -- copied or detached for each but the last of them in key order, for whom it is its own by then
 -- (scrubbed in place) unless a customer outside the list or another table (staff, a store)
--- uses it too.
+-- uses it too. So is a row a later customer's own rows reach (an older delivery address) that
+-- customers before it in the list point to or ship their wishes to: by its turn they have let go
+-- of it (sync._erasure_steps, p_before).
 CREATE OR REPLACE FUNCTION sync._anonymisations_plan(p_keys text[])
 RETURNS TABLE (customer_key text, table_name text, action text, rows bigint)
 LANGUAGE plpgsql
@@ -485,7 +490,8 @@ BEGIN
     SELECT k.key, p.table_name, p.action, p.rows
     FROM pg_catalog.unnest(p_keys) WITH ORDINALITY AS k (key, ord)
     CROSS JOIN LATERAL sync._customer_erasure_plan(k.key, syncmap.number_of(k.key), false,
-                                                   coalesce(let_go -> k.key, '{}')) AS p
+                                                   coalesce(let_go -> k.key, '{}'),
+                                                   p_keys[1:(k.ord - 1)::integer]) AS p
     ORDER BY k.ord;
 END
 $$;

@@ -389,6 +389,8 @@ DECLARE
     relations  pg_catalog.regclass[] := '{}';
     j          integer;
     pointers   text;
+    earlier    text;
+    one_earlier text;
     -- the related tables the customers' linked rows reach (sync._reached_rows)
     reach      text;
     r          integer := 0;
@@ -472,6 +474,22 @@ BEGIN
                 'END IF;',
                 i, j, pointed.qualified_name);
         END LOOP;
+        -- a row an earlier pointer of the customer names too (billed to where it lives) is
+        -- scrubbed or deleted once
+        -- and one of its linked rows (an address book) is scrubbed or deleted as such
+        earlier := ' AND NOT ' || sync._booked(pointed.relation, pointed.key_column,
+                                               pointed.key_type, 'w.t', 'w.o');
+        one_earlier := pg_catalog.format(
+            ' AND NOT %s', sync._booked(pointed.relation, pointed.key_column, pointed.key_type,
+                                        pg_catalog.format('target_%s', i), 'p_key'));
+        FOR j IN 1 .. i - 1 LOOP
+            CONTINUE WHEN relations[j] IS DISTINCT FROM pointed.relation;
+            earlier := earlier || pg_catalog.format(
+                ' AND NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(owner_%1$s), '
+                'pg_catalog.unnest(target_%1$s)) AS v (o, t) WHERE v.o = w.o AND v.t = w.t)', j);
+            one_earlier := one_earlier
+                || pg_catalog.format(' AND target_%s IS DISTINCT FROM target_%s', i, j);
+        END LOOP;
         relations := relations || pointed.relation;
         SELECT pg_catalog.string_agg(pg_catalog.format('o.%I = t.%I', p.pointer, pointed.pointer),
                                      ' OR ' ORDER BY p.pointer)
@@ -495,16 +513,16 @@ BEGIN
                 'DELETE FROM %1$s AS t WHERE t.%2$I = ANY (ARRAY(SELECT p.t FROM (%3$s) AS p (o, t))'
                 '::%4$s[])',
                 pointed.relation, pointed.key_column,
-                pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s'),
+                pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s' || earlier),
                 pointed.key_type),
             pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
-            pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s'));
+            pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s' || earlier));
         one_remove := one_remove || pg_catalog.format(
-            E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n%2$s\nEND IF;', i,
+            E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
             sync._compiled_count(
                 pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = target_%s::%s',
                                   pointed.relation, pointed.key_column, i, pointed.key_type),
-                pointed.qualified_name, true));
+                pointed.qualified_name, true), one_earlier);
         scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
         IF scrub IS NOT NULL THEN
             -- only this customer uses it: scrubbed in place
@@ -513,17 +531,17 @@ BEGIN
                     'UPDATE %1$s AS t SET %2$s WHERE t.%3$I = ANY (ARRAY(SELECT p.t FROM (%4$s) '
                     'AS p (o, t))::%5$s[])',
                     pointed.relation, scrub, pointed.key_column,
-                    pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s'),
+                    pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s' || earlier),
                     pointed.key_type),
                 pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
-                pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s'));
+                pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s' || earlier));
             one_keep := one_keep || pg_catalog.format(
-                E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s THEN\n%2$s\nEND IF;', i,
+                E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
                 sync._compiled_count(
                     pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = target_%s::%s',
                                       pointed.relation, scrub, pointed.key_column, i,
                                       pointed.key_type),
-                    pointed.qualified_name, true));
+                    pointed.qualified_name, true), one_earlier);
         END IF;
         IF NOT pointed.required THEN
             -- shared: detached
@@ -565,7 +583,19 @@ BEGIN
             WHERE a.attrelid = pointed.relation AND a.attnum > 0 AND NOT a.attisdropped
               AND a.attgenerated = ''
               AND CASE WHEN a.attname = pointed.key_column THEN new_key IS NOT NULL
-                       ELSE a.attidentity = '' END;
+                       ELSE a.attidentity = '' END
+              -- a column of a unique index without the key (a label's code) would clash:
+              -- the copy takes its default, or NULL (one NOT NULL without a default is
+              -- copied, and the copy fails on the shop's unique index)
+              AND NOT (a.attname <> pointed.key_column
+                       AND (a.atthasdef OR NOT a.attnotnull)
+                       AND EXISTS (
+                           SELECT FROM pg_catalog.pg_index AS x
+                           JOIN pg_catalog.pg_attribute AS k
+                               ON k.attrelid = x.indrelid AND k.attname = pointed.key_column
+                           WHERE x.indrelid = pointed.relation AND x.indisunique
+                             AND a.attnum = ANY (x.indkey::pg_catalog.int2[])
+                             AND NOT k.attnum = ANY (x.indkey::pg_catalog.int2[])));
             -- the customer owner_key's copy of the row target_key
             copy := pg_catalog.format(
                 E'    INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE\n'
@@ -622,11 +652,23 @@ BEGIN
             '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
             '        ''customers erased together point to one row of %%s: erase them one by one'','
             ' %11$L);\n'
+            'END IF;\n'
+            -- another customer of the set whose row naming it goes (a removed customer's rows,
+            -- a wish): one by one, the later of the two may find it its own
+            'IF EXISTS (SELECT FROM (%3$s) AS a JOIN (SELECT g.o, g.t FROM (%3$s) AS g\n'
+            '                                          WHERE g.o = ANY (removed)\n'
+            '                                          UNION %12$s) AS b\n'
+            '           ON b.t = a.t AND b.o <> a.o) THEN\n'
+            '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
+            '        ''customers erased together use one row of %%s: erase them one by one'','
+            ' %11$L);\n'
             'END IF;',
             pointed.relation, pointed.key_column,
             sync._reached_rows(pointed.relation, 'keys', true), pointed.key_type, r, reach,
             mapped.relation, pointers, mapped.key_column, mapped.key_type,
-            pointed.qualified_name);
+            pointed.qualified_name,
+            coalesce(sync._reached_rows(pointed.relation, 'keys', true, p_rule => 'delete_rows'),
+                     'SELECT NULL::text, NULL::text WHERE false'));
         one_body := one_body || pg_catalog.format(
             E'PERFORM FROM %1$s AS r WHERE r.%2$I = ANY (ARRAY(SELECT a.t FROM (%3$s) AS a)::%4$s[])\n'
             'ORDER BY r.%2$I FOR UPDATE OF r;\n'
