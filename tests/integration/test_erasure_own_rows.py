@@ -382,13 +382,11 @@ def test_an_address_another_customers_wish_ships_to_is_left_with_nobody(
     _wish(conn, wisher, address_id)
     conn.commit()
     # the feed's order is the records' seq: each made in the order asked for
-    makers = [
-        lambda: event("customer.anonymized", numbers[0], 2, reason_code="AVG"),
-        lambda: event("customer.deleted", numbers[1], 2),
-    ]
+    kinds = ["customer.anonymized", "customer.deleted"]
+    pairs = list(zip(kinds, numbers, strict=True))
     if order == "wisher first":
-        makers.reverse()
-    page = [make() for make in makers]
+        pairs.reverse()
+    page = [event(kind, number, 2, reason_code="AVG") for kind, number in pairs]
 
     together, states = _apply_both_ways_on(clones, page)
 

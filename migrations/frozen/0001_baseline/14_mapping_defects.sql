@@ -231,18 +231,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     type_name  text := pg_catalog.format_type(p_type, p_typmod);
-    -- a domain's length is its base type's (a domain over varchar(16))
-    base       record := sync._mapping_base_type(p_type, p_typmod);
+    base_type  oid;
+    base_mod   integer;
     max_length integer;
 BEGIN
     IF pg_catalog.jsonb_typeof(p_value) IS NULL
        OR pg_catalog.jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
         RETURN 'is not a literal (a string, number or boolean)';
     END IF;
-    IF base.type_oid IN ('pg_catalog.varchar'::pg_catalog.regtype,
-                         'pg_catalog.bpchar'::pg_catalog.regtype)
-       AND base.typmod > 4 THEN
-        max_length := base.typmod - 4;
+    -- a domain's length is its base type's (a domain over varchar(16))
+    SELECT b.type_oid, b.typmod INTO base_type, base_mod
+    FROM sync._mapping_base_type(p_type, p_typmod) AS b;
+    IF base_type IN ('pg_catalog.varchar'::pg_catalog.regtype,
+                     'pg_catalog.bpchar'::pg_catalog.regtype)
+       AND base_mod > 4 THEN
+        max_length := base_mod - 4;
         IF pg_catalog.length(p_value #>> '{}') > max_length THEN
             RETURN pg_catalog.format('the literal is longer than %s allows', type_name);
         END IF;
