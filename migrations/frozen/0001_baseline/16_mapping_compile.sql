@@ -153,6 +153,32 @@ AS $$
     ORDER BY c.n
 $$;
 
+-- The columns of p_relation that a copy of one of its rows leaves to their default (NULL when
+-- they have none): those of a unique index that does not hold the key p_key_column (an
+-- address's public code, an identity of its own), so that the copy does not clash with the row
+-- it copies. A NOT NULL column without a default is copied (and the shop's unique index then
+-- refuses the copy). For the feed's copy of a shared related row (below) and the erasure's
+-- scrubbed copy (sql/57_moves_compile.sql).
+CREATE OR REPLACE FUNCTION sync._copy_leaves(p_relation pg_catalog.regclass, p_key_column name)
+RETURNS name[]
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.array_agg(a.attname ORDER BY a.attnum), '{}')
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = p_relation AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname <> p_key_column
+      AND (a.atthasdef OR a.attidentity <> '' OR NOT a.attnotnull)
+      AND EXISTS (SELECT FROM pg_catalog.pg_index AS x
+                  JOIN pg_catalog.pg_attribute AS k
+                      ON k.attrelid = x.indrelid AND k.attname = p_key_column
+                  WHERE x.indrelid = p_relation AND x.indisunique
+                    AND a.attnum = ANY (x.indkey::pg_catalog.int2[])
+                    AND NOT k.attnum = ANY (x.indkey::pg_catalog.int2[]))
+$$;
+
 -- How a new key is made, as an inline expression: the identity's sequence (nextval; the insert
 -- adds OVERRIDING SYSTEM VALUE for GENERATED ALWAYS), the column default's own expression,
 -- pg_catalog.gen_random_uuid() or the named sequence, cast to a text or varchar key's type (its
@@ -473,7 +499,9 @@ BEGIN
                                                  ORDER BY a.attnum)
                     FROM pg_catalog.pg_attribute AS a
                     WHERE a.attrelid = rrel AND a.attnum > 0 AND NOT a.attisdropped
-                      AND a.attgenerated = '' AND a.attname <> rkey),
+                      AND a.attgenerated = '' AND a.attname <> rkey
+                      AND (pg_catalog.format('%I', a.attname) = ANY (r_cols)
+                           OR NOT a.attname = ANY (sync._copy_leaves(rrel, rkey)))),
                    rover,
                    (SELECT pg_catalog.string_agg(
                                ', ' || coalesce(
@@ -485,7 +513,11 @@ BEGIN
                                '' ORDER BY a.attnum)
                     FROM pg_catalog.pg_attribute AS a
                     WHERE a.attrelid = rrel AND a.attnum > 0 AND NOT a.attisdropped
-                      AND a.attgenerated = '' AND a.attname <> rkey))
+                      AND a.attgenerated = '' AND a.attname <> rkey
+                      -- a column of a unique index of its own: its default, not the shared
+                      -- row's value (sync._copy_leaves)
+                      AND (pg_catalog.format('%I', a.attname) = ANY (r_cols)
+                           OR NOT a.attname = ANY (sync._copy_leaves(rrel, rkey)))))
             -- the customer points to nothing yet: a fresh row
             || pg_catalog.format(
                    'r%1$s_fresh AS (INSERT INTO %2$s (%3$I%4$s)%5$s SELECT cur.k%1$s%6$s '

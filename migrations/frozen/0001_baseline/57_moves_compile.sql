@@ -585,17 +585,8 @@ BEGIN
               AND CASE WHEN a.attname = pointed.key_column THEN new_key IS NOT NULL
                        ELSE a.attidentity = '' END
               -- a column of a unique index without the key (a label's code) would clash:
-              -- the copy takes its default, or NULL (one NOT NULL without a default is
-              -- copied, and the copy fails on the shop's unique index)
-              AND NOT (a.attname <> pointed.key_column
-                       AND (a.atthasdef OR NOT a.attnotnull)
-                       AND EXISTS (
-                           SELECT FROM pg_catalog.pg_index AS x
-                           JOIN pg_catalog.pg_attribute AS k
-                               ON k.attrelid = x.indrelid AND k.attname = pointed.key_column
-                           WHERE x.indrelid = pointed.relation AND x.indisunique
-                             AND a.attnum = ANY (x.indkey::pg_catalog.int2[])
-                             AND NOT k.attnum = ANY (x.indkey::pg_catalog.int2[])));
+              -- the copy takes its default, or NULL (sync._copy_leaves)
+              AND NOT a.attname = ANY (sync._copy_leaves(pointed.relation, pointed.key_column));
             -- the customer owner_key's copy of the row target_key
             copy := pg_catalog.format(
                 E'    INSERT INTO %1$s (%2$s) OVERRIDING SYSTEM VALUE\n'
