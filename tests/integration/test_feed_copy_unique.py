@@ -21,10 +21,16 @@ from tests.integration import test_dry_runs_shared_rows as pagila
 
 @pytest.fixture
 def coded(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    """The pagila-like schema whose addresses carry a unique public code of their own."""
+    """The pagila-like schema whose addresses carry a unique public code of their own, which
+    labels name."""
     conn.execute(pagila.SCHEMA)
     conn.execute(
-        "ALTER TABLE public.address ADD COLUMN code uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE"
+        "ALTER TABLE public.address ADD COLUMN code uuid NOT NULL DEFAULT gen_random_uuid()"
+        " UNIQUE;"
+        # a shop table naming an address by its code (a foreign key to a non-key column)
+        "CREATE TABLE public.label (label_id serial PRIMARY KEY,"
+        " code uuid NOT NULL REFERENCES public.address (code));"
+        "GRANT SELECT ON public.label TO syncctl_owner"
     )
     conn.execute("SET ROLE syncctl_owner")
     document = mapping.parse(pagila.MAPPING, "coded.toml").document
@@ -69,3 +75,25 @@ def test_a_copy_of_a_shared_address_gets_a_code_of_its_own(
         "SELECT a.address, a.code FROM public.address AS a JOIN public.staff USING (address_id)"
     ).fetchone()
     assert staff == (street, code)
+
+
+def test_an_address_a_label_names_by_its_code_is_shared(coded: psycopg.Connection[Any]) -> None:
+    """A shop table refers to the address by its public code (a foreign key to a unique column
+    that is not the key): that row is in use, so the customer's move gets a copy and the
+    label's address stays as it was. Before, the feed's write compared the code with the
+    address's key (and failed on their types)."""
+    conn = coded
+    stage(conn, [upserted("TX00000001", 1, street=f"S{secrets.token_hex(5)}")])
+    shared, street, code = _address(conn, "TX00000001")
+    conn.execute("INSERT INTO public.label (code) VALUES (%s)", [code])
+    conn.commit()
+
+    outcome = stage(conn, [upserted("TX00000001", 2, street=f"S{secrets.token_hex(5)}")])
+
+    assert dict(outcome.states) == {"applied": 1}
+    copy, copied_street, _ = _address(conn, "TX00000001")
+    assert copy != shared and copied_street != street
+    labelled = conn.execute(
+        "SELECT a.address FROM public.address AS a JOIN public.label USING (code)"
+    ).fetchone()
+    assert labelled == (street,)

@@ -153,6 +153,31 @@ AS $$
     ORDER BY c.n
 $$;
 
+-- Every foreign key to the table p_relation (a partitioned table's once), as (relation, its
+-- column, the column of p_relation it refers to). A composite foreign key is named by its
+-- first column pair: the rows that match on it are a superset of those that refer to the row,
+-- so a row is never taken for unused while a shop table refers to it (a label printed for an
+-- address by (id, postcode)). Who uses a related row: the feed's write (below, copy on write)
+-- and the merge and erasure (sync._related_users).
+CREATE OR REPLACE FUNCTION sync._related_foreign_keys(p_relation pg_catalog.regclass)
+RETURNS TABLE (relation pg_catalog.regclass, col name, referenced name)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+ROWS 5
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.conrelid::pg_catalog.regclass, a.attname, ref.attname
+    FROM pg_catalog.pg_constraint AS c
+    JOIN pg_catalog.pg_attribute AS a
+        ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+    JOIN pg_catalog.pg_attribute AS ref
+        ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
+    WHERE c.contype = 'f'
+      AND c.confrelid = p_relation
+      AND c.conparentid = 0
+$$;
+
 -- The columns of p_relation that a copy of one of its rows leaves to their default (NULL when
 -- they have none): those of a unique index that does not hold the key p_key_column (an
 -- address's public code, an identity of its own), so that the copy does not clash with the row
@@ -463,17 +488,22 @@ BEGIN
                    'WHERE m2.customer_key = o.%3$I AND NOT s2.is_new '
                    'AND (m2.version IS NULL OR m2.version < s2.version))))',
                    crel, ptr, ckey)
+               -- every other foreign key to the table (sync._related_foreign_keys: composite
+               -- ones by their first column pair, which finds every real reference); one to
+               -- another column than the key (a unique public code) through the row holding it
                || coalesce(pg_catalog.string_agg(
-                      pg_catalog.format(' OR EXISTS (SELECT FROM %s AS o WHERE o.%I = c.%I)',
-                                        f.conrelid::pg_catalog.regclass, a.attname, ptr),
-                      '' ORDER BY f.conrelid::pg_catalog.regclass::text, a.attname), '')
+                      CASE WHEN u.referenced = rkey
+                           THEN pg_catalog.format(
+                                    ' OR EXISTS (SELECT FROM %s AS o WHERE o.%I = c.%I)',
+                                    u.relation, u.col, ptr)
+                           ELSE pg_catalog.format(
+                                    ' OR EXISTS (SELECT FROM %1$s AS o JOIN %2$s AS x '
+                                    'ON x.%3$I = o.%4$I WHERE x.%5$I = c.%6$I)',
+                                    u.relation, rrel, u.referenced, u.col, rkey, ptr) END,
+                      '' ORDER BY u.relation::text, u.col), '')
         INTO shared
-        FROM pg_catalog.pg_constraint AS f
-        JOIN pg_catalog.pg_attribute AS a
-          ON a.attrelid = f.conrelid AND a.attnum = f.conkey[1]
-        WHERE f.contype = 'f' AND f.confrelid = rrel AND f.conparentid = 0
-          AND pg_catalog.cardinality(f.conkey) = 1
-          AND NOT (f.conrelid = crel AND a.attname = ptr);
+        FROM sync._related_foreign_keys(rrel) AS u
+        WHERE NOT (u.relation = crel AND u.col = ptr);
         cur_items := cur_items || pg_catalog.format('c.%I AS p%s', ptr, r)
                      || pg_catalog.format('CASE WHEN c.%I IS NULL OR %s THEN %s END AS k%s',
                                           ptr, shared, rkeyexpr, r);

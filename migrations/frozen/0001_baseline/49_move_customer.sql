@@ -49,11 +49,9 @@ AS $$
 $$;
 
 -- Who else may use a row of the related table p_relation: the customer table through the
--- pointer p_pointer (foreign key or not), and every table with a foreign key to it (a
--- partitioned table once), each as (relation, its column, the related table's column it
--- refers to). A composite foreign key is named by its first column pair: the rows that match
--- on it are a superset of those that refer to the row, so a row is never taken for unused
--- while a shop table refers to it (a label printed for an address by (id, postcode)).
+-- pointer p_pointer (foreign key or not), and every table with a foreign key to it
+-- (sync._related_foreign_keys), each as (relation, its column, the related table's column it
+-- refers to).
 CREATE OR REPLACE FUNCTION sync._related_users(
     p_relation regclass, p_pointer name, p_key_column name)
 RETURNS TABLE (relation regclass, col name, referenced name)
@@ -66,15 +64,8 @@ AS $$
     SELECT m.relation, p_pointer, p_key_column
     FROM sync.mapped_customer() AS m
     UNION
-    SELECT c.conrelid::pg_catalog.regclass, a.attname, ref.attname
-    FROM pg_catalog.pg_constraint AS c
-    JOIN pg_catalog.pg_attribute AS a
-        ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-    JOIN pg_catalog.pg_attribute AS ref
-        ON ref.attrelid = c.confrelid AND ref.attnum = c.confkey[1]
-    WHERE c.contype = 'f'
-      AND c.confrelid = p_relation
-      AND c.conparentid = 0
+    SELECT f.relation, f.col, f.referenced
+    FROM sync._related_foreign_keys(p_relation) AS f
 $$;
 
 -- Whether the row of the related table p_relation that p_target names is in use by anything
