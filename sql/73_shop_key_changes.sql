@@ -136,6 +136,31 @@ AS $$
     WHERE p_counts <> '{}'::jsonb
 $$;
 
+-- What the engine keeps for the customers p_keys (keys as text) that the shop removed goes
+-- (sync._follow_shop_keys), with one audit row p_action when anything went; p_numbers: their
+-- tritonX numbers, when the removed rows held them; else read from the link table before its
+-- rows go. Shared by the shop's DELETE and TRUNCATE triggers.
+CREATE OR REPLACE FUNCTION sync._forget_shop_customers(
+    p_action text, p_keys text[], p_numbers text[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    numbers text[] := p_numbers;
+BEGIN
+    IF numbers IS NULL THEN
+        SELECT pg_catalog.array_agg(l.customer_number) INTO numbers
+        FROM sync.customer_link AS l
+        WHERE l.customer_key = ANY (p_keys) AND l.customer_number IS NOT NULL;
+    END IF;
+    PERFORM sync._audit_shop_keys(p_action, p_keys, numbers,
+                                  sync._follow_shop_keys(p_keys, NULL));
+END
+$$;
+
 -- AFTER DELETE, statement level, on the mapped customer table (customer_deleted_by_shop);
 -- argument: the key column. The deleted customers' link rows, consents and erasure requests go
 -- (sync._follow_shop_keys); one audit row (customer.deleted_by_shop) when anything went.
@@ -148,7 +173,6 @@ AS $$
 DECLARE
     keys    text[];
     numbers text[];
-    counts  jsonb;
     number  text := (SELECT v.document #>> '{customer,number,column}'
                      FROM sync.mapping_version AS v WHERE v.active);
 BEGIN
@@ -163,19 +187,14 @@ BEGIN
         RETURN NULL;
     END IF;
     -- the deleted customers' tritonX numbers, for the audit: from the deleted rows, or from
-    -- the link table (read before its rows go)
+    -- the link table (sync._forget_shop_customers)
     IF number IS NOT NULL THEN
         EXECUTE pg_catalog.format(
             'SELECT pg_catalog.array_agg(d.%1$I::text) FROM shop_deleted AS d '
             'WHERE d.%1$I IS NOT NULL', number)
             INTO numbers;
-    ELSE
-        SELECT pg_catalog.array_agg(l.customer_number) INTO numbers
-        FROM sync.customer_link AS l
-        WHERE l.customer_key = ANY (keys) AND l.customer_number IS NOT NULL;
     END IF;
-    counts := sync._follow_shop_keys(keys, NULL);
-    PERFORM sync._audit_shop_keys('customer.deleted_by_shop', keys, numbers, counts);
+    PERFORM sync._forget_shop_customers('customer.deleted_by_shop', keys, numbers);
     RETURN NULL;
 END
 $$;
@@ -193,8 +212,6 @@ AS $$
 DECLARE
     held    text;
     keys    text[];
-    numbers text[];
-    counts  jsonb;
 BEGIN
     IF TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
                                   FROM sync.mapped_customer() AS m) THEN
@@ -214,11 +231,7 @@ BEGIN
     IF keys IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT pg_catalog.array_agg(l.customer_number) INTO numbers
-    FROM sync.customer_link AS l
-    WHERE l.customer_key = ANY (keys) AND l.customer_number IS NOT NULL;
-    counts := sync._follow_shop_keys(keys, NULL);
-    PERFORM sync._audit_shop_keys('customer.truncated_by_shop', keys, numbers, counts);
+    PERFORM sync._forget_shop_customers('customer.truncated_by_shop', keys, NULL);
     RETURN NULL;
 END
 $$;

@@ -250,18 +250,25 @@ def _moved(conn: psycopg.Connection[Any], number: str) -> int:
     return old
 
 
+def _customers_who_moved(
+    conn: psycopg.Connection[Any], numbers: list[str], own_row: Callable[..., None]
+) -> list[int]:
+    """Customers, each with a row of its own (`_rent`, `_wish`) naming its address, who then
+    move: the addresses those rows keep."""
+    stage(conn, [_person(n) for n in numbers])
+    for number in numbers:
+        own_row(conn, *_customer(conn, number))
+    conn.commit()
+    return [_moved(conn, n) for n in numbers]
+
+
 @WAYS
 def test_an_older_delivery_address_only_its_orders_use_is_scrubbed(
     deliveries: psycopg.Connection[Any], together: bool
 ) -> None:
     conn = deliveries
     numbers = ["TX00000041", "TX00000042"]
-    stage(conn, [_person(n) for n in numbers])
-    for number in numbers:
-        key, address_id = _customer(conn, number)
-        _rent(conn, key, address_id)
-    conn.commit()
-    older = [_moved(conn, n) for n in numbers]
+    older = _customers_who_moved(conn, numbers, _rent)
     plan = engine.anonymise(conn, numbers[0], reason_code="AVG", actor="ops:test", dry_run=True)
 
     _feed(conn, together, [event("customer.anonymized", n, 3, reason_code="AVG") for n in numbers])
@@ -283,12 +290,7 @@ def test_a_removed_customers_older_address_goes_with_its_wishes(
 ) -> None:
     conn = deliveries
     numbers = ["TX00000051", "TX00000052"]
-    stage(conn, [_person(n) for n in numbers])
-    for number in numbers:
-        key, address_id = _customer(conn, number)
-        _wish(conn, key, address_id)
-    conn.commit()
-    older = [_moved(conn, n) for n in numbers]
+    older = _customers_who_moved(conn, numbers, _wish)
     current = [_customer(conn, n)[1] for n in numbers]
     planned = {
         table: rows

@@ -293,6 +293,24 @@ AS $$
                   'ON d.k = w.k GROUP BY w.owner) AS x', p_pairs) END)
 $$;
 
+-- A counted statement of the set form on the rows of a related table that (customer, row)
+-- pairs name: p_dml (`DELETE FROM <table> AS t`, `UPDATE <table> AS t SET ...`) where the row's
+-- key p_key_column is one of p_pairs' (a SELECT of (customer key, row key) pairs, as text), its
+-- rows counted under p_table for the customer of each pair (sync._compiled_counts).
+CREATE OR REPLACE FUNCTION sync._compiled_pair_counts(
+    p_dml text, p_key_column name, p_key_type regtype, p_table text, p_pairs text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._compiled_counts(
+        pg_catalog.format('%1$s WHERE t.%2$I = ANY (ARRAY(SELECT p.t FROM (%3$s) AS p (o, t))'
+                          '::%4$s[])', p_dml, p_key_column, p_pairs, p_key_type),
+        pg_catalog.format('t.%I', p_key_column), p_table, p_pairs)
+$$;
+
 -- {key: {table: rows}} with p_rows ({key: rows}) added to each key's entry p_table.
 CREATE OR REPLACE FUNCTION sync._add_counts(p_all jsonb, p_table text, p_rows jsonb)
 RETURNS jsonb
@@ -508,14 +526,9 @@ BEGIN
             'WHERE %%s', i);
         -- a removed customer's row alone: deleted after the customer row (its foreign key
         -- holds it till then); a shared one stays
-        removing := removing || sync._compiled_counts(
-            pg_catalog.format(
-                'DELETE FROM %1$s AS t WHERE t.%2$I = ANY (ARRAY(SELECT p.t FROM (%3$s) AS p (o, t))'
-                '::%4$s[])',
-                pointed.relation, pointed.key_column,
-                pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s' || earlier),
-                pointed.key_type),
-            pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+        removing := removing || sync._compiled_pair_counts(
+            pg_catalog.format('DELETE FROM %s AS t', pointed.relation), pointed.key_column,
+            pointed.key_type, pointed.qualified_name,
             pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s' || earlier));
         one_remove := one_remove || pg_catalog.format(
             E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
@@ -526,14 +539,9 @@ BEGIN
         scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
         IF scrub IS NOT NULL THEN
             -- only this customer uses it: scrubbed in place
-            keeping := keeping || sync._compiled_counts(
-                pg_catalog.format(
-                    'UPDATE %1$s AS t SET %2$s WHERE t.%3$I = ANY (ARRAY(SELECT p.t FROM (%4$s) '
-                    'AS p (o, t))::%5$s[])',
-                    pointed.relation, scrub, pointed.key_column,
-                    pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s' || earlier),
-                    pointed.key_type),
-                pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+            keeping := keeping || sync._compiled_pair_counts(
+                pg_catalog.format('UPDATE %s AS t SET %s', pointed.relation, scrub),
+                pointed.key_column, pointed.key_type, pointed.qualified_name,
                 pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s' || earlier));
             one_keep := one_keep || pg_catalog.format(
                 E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
@@ -673,13 +681,9 @@ BEGIN
         pairs := pg_catalog.format(
             'SELECT w.o, w.t FROM ROWS FROM (pg_catalog.unnest(reach_owner_%1$s), '
             'pg_catalog.unnest(reach_target_%1$s)) AS w (o, t) WHERE %%s', r);
-        removing := removing || sync._compiled_counts(
-            pg_catalog.format(
-                'DELETE FROM %1$s AS t WHERE t.%2$I = ANY (ARRAY(SELECT p.t FROM (%3$s) AS p)'
-                '::%4$s[])',
-                pointed.relation, pointed.key_column,
-                pg_catalog.format(pairs, 'w.o = ANY (removed)'), pointed.key_type),
-            pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+        removing := removing || sync._compiled_pair_counts(
+            pg_catalog.format('DELETE FROM %s AS t', pointed.relation), pointed.key_column,
+            pointed.key_type, pointed.qualified_name,
             pg_catalog.format(pairs, 'w.o = ANY (removed)'));
         one_remove := one_remove || sync._compiled_count(
             pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY (reach_%s::%s[])',
@@ -687,13 +691,9 @@ BEGIN
             pointed.qualified_name, false);
         scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
         CONTINUE WHEN scrub IS NULL;
-        keeping := keeping || sync._compiled_counts(
-            pg_catalog.format(
-                'UPDATE %1$s AS t SET %2$s WHERE t.%3$I = ANY (ARRAY(SELECT p.t FROM (%4$s) AS p)'
-                '::%5$s[])',
-                pointed.relation, scrub, pointed.key_column,
-                pg_catalog.format(pairs, 'w.o = ANY (kept)'), pointed.key_type),
-            pg_catalog.format('t.%I', pointed.key_column), pointed.qualified_name,
+        keeping := keeping || sync._compiled_pair_counts(
+            pg_catalog.format('UPDATE %s AS t SET %s', pointed.relation, scrub),
+            pointed.key_column, pointed.key_type, pointed.qualified_name,
             pg_catalog.format(pairs, 'w.o = ANY (kept)'));
         one_keep := one_keep || sync._compiled_count(
             pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = ANY (reach_%s::%s[])',
