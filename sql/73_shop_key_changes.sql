@@ -18,6 +18,8 @@
 --                              changed (WHEN): it notes the old and new key;
 --   customer_keys_changed      AFTER UPDATE OF <key>, statement level: moves what the noted
 --                              keys hold, set-based.
+-- On a partitioned table the three statement triggers are on each partition too (a statement
+-- naming a partition fires only the partition's); the row trigger is cloned there.
 -- Neither fires on the feed's upserts (they insert, and update columns other than the key).
 -- The engine's own deletes (a tritonX delete, an erasure that removes, a merge removing the old
 -- customer) remove the customer's link row and move or remove its consents and requests before
@@ -161,6 +163,23 @@ BEGIN
 END
 $$;
 
+-- Whether p_relation is the mapped customer table or one of its partitions (a statement naming
+-- a partition fires that partition's statement triggers, not the partitioned table's: the
+-- engine's statement triggers are bound on each partition too, sync._bind_shop_key_changes).
+CREATE OR REPLACE FUNCTION sync._is_mapped_customer_table(p_relation oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- pg_partition_tree has no row for a table that is not partitioned
+    SELECT EXISTS (SELECT FROM sync.mapped_customer() AS m
+                   WHERE m.relation = p_relation
+                      OR p_relation IN (SELECT p.relid
+                                        FROM pg_catalog.pg_partition_tree(m.relation) AS p))
+$$;
+
 -- AFTER DELETE, statement level, on the mapped customer table (customer_deleted_by_shop);
 -- argument: the key column. The deleted customers' link rows, consents and erasure requests go
 -- (sync._follow_shop_keys); one audit row (customer.deleted_by_shop) when anything went.
@@ -176,8 +195,7 @@ DECLARE
     number  text := (SELECT v.document #>> '{customer,number,column}'
                      FROM sync.mapping_version AS v WHERE v.active);
 BEGIN
-    IF TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
-                                  FROM sync.mapped_customer() AS m) THEN
+    IF NOT sync._is_mapped_customer_table(TG_RELID) THEN
         RETURN NULL;
     END IF;
     EXECUTE pg_catalog.format(
@@ -202,7 +220,8 @@ $$;
 -- AFTER TRUNCATE, statement level, on the mapped customer table (customer_truncated_by_shop):
 -- every customer is gone, so every key the engine holds goes: its link rows, consents and
 -- erasure requests (sync._follow_shop_keys); one audit row (customer.truncated_by_shop) when
--- anything went.
+-- anything went. On a partition (bound there too): the keys the engine holds that no row of
+-- the mapped table has any more (one index probe a key held).
 CREATE OR REPLACE FUNCTION sync._customers_truncated_by_shop()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -212,11 +231,12 @@ AS $$
 DECLARE
     held    text;
     keys    text[];
+    mapped  record;
 BEGIN
-    IF TG_RELID IS DISTINCT FROM (SELECT m.relation::pg_catalog.oid
-                                  FROM sync.mapped_customer() AS m) THEN
+    IF NOT sync._is_mapped_customer_table(TG_RELID) THEN
         RETURN NULL;
     END IF;
+    SELECT * INTO mapped FROM sync.mapped_customer();
     -- every key the link table and the engine's own customer-linked tables hold
     SELECT pg_catalog.string_agg(pg_catalog.format(' UNION SELECT t.%I::text FROM %s AS t',
                                                    l.fk_column, l.relation), ''
@@ -227,6 +247,12 @@ BEGIN
     EXECUTE 'SELECT pg_catalog.array_agg(k.key ORDER BY k.key) FROM (SELECT l.customer_key '
             'FROM sync.customer_link AS l' || coalesce(held, '') || ') AS k (key) '
             'WHERE k.key IS NOT NULL'
+            -- a partition: only the keys whose row is gone
+            || CASE WHEN TG_RELID <> mapped.relation::pg_catalog.oid THEN
+                   pg_catalog.format(' AND NOT EXISTS (SELECT FROM %s AS c WHERE c.%I = '
+                                     'k.key::%s)', mapped.relation, mapped.key_column,
+                                     mapped.key_type)
+                   ELSE '' END
         INTO keys;
     IF keys IS NULL THEN
         RETURN NULL;
@@ -282,7 +308,7 @@ BEGIN
     IF olds IS NULL THEN
         RETURN NULL;
     END IF;
-    IF TG_RELID = (SELECT m.relation::pg_catalog.oid FROM sync.mapped_customer() AS m) THEN
+    IF sync._is_mapped_customer_table(TG_RELID) THEN
         -- the noted pairs stay while the consents move: gdpr._combine_merged_consents reads
         -- them (a key change is no merge)
         counts := sync._follow_shop_keys(olds, news);
@@ -299,7 +325,8 @@ END
 $$;
 
 -- The engine's triggers on the shop's tables that call one of p_functions (their own, not the
--- clones PostgreSQL makes on partitions), dropped from every table but p_keep (from every table
+-- clones PostgreSQL makes on partitions), dropped from every table but p_keep and its
+-- partitions (from every table
 -- when p_keep is NULL); whether they may be put on p_keep: the owner role (current_user, as
 -- the binders run) needs the TRIGGER privilege there, else a WARNING says what is then lost
 -- (p_lost) and how to grant it. A trigger the owner role may not drop (not the table's owner)
@@ -321,7 +348,11 @@ BEGIN
         FROM pg_catalog.pg_trigger AS t
         WHERE t.tgfoid = ANY (p_functions::pg_catalog.oid[])
           AND t.tgparentid = 0
-          AND (p_keep IS NULL OR t.tgrelid <> p_keep)
+          -- p_keep's partitions keep theirs (the statement triggers bound on each)
+          AND (p_keep IS NULL
+               OR (t.tgrelid <> p_keep
+                   AND t.tgrelid NOT IN (SELECT p.relid
+                                         FROM pg_catalog.pg_partition_tree(p_keep) AS p)))
     LOOP
         BEGIN
             EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', bound.tgname, bound.relation);
@@ -361,6 +392,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     mapped record;
+    part   regclass;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     IF NOT sync._rebind_triggers(
@@ -373,26 +405,37 @@ BEGIN
                'and erasure requests under the old key') THEN
         RETURN;
     END IF;
-    -- a row trigger on a partitioned table is cloned onto every partition: that takes the
-    -- TRIGGER privilege on each of them too
+    -- a row trigger on a partitioned table is cloned onto every partition; a statement
+    -- trigger is not, and a statement naming a partition (DELETE FROM, TRUNCATE or UPDATE of
+    -- one partition) fires only that partition's: the three statement triggers are put on
+    -- each partition too (one attached later gets them when the mapping is installed again).
+    -- That takes the TRIGGER privilege on each of them.
     BEGIN
-        EXECUTE pg_catalog.format(
-            'CREATE OR REPLACE TRIGGER customer_deleted_by_shop AFTER DELETE ON %1$s '
-            'REFERENCING OLD TABLE AS shop_deleted FOR EACH STATEMENT '
-            'EXECUTE FUNCTION sync._customers_deleted_by_shop(%2$L)',
-            mapped.relation, mapped.key_column);
-        EXECUTE pg_catalog.format(
-            'CREATE OR REPLACE TRIGGER customer_truncated_by_shop AFTER TRUNCATE ON %s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION sync._customers_truncated_by_shop()',
-            mapped.relation);
+        FOR part IN
+            SELECT mapped.relation
+            UNION ALL
+            (SELECT p.relid FROM pg_catalog.pg_partition_tree(mapped.relation) AS p
+             WHERE p.level > 0
+             ORDER BY p.level, p.relid::pg_catalog.regclass::text)
+        LOOP
+            EXECUTE pg_catalog.format(
+                'CREATE OR REPLACE TRIGGER customer_deleted_by_shop AFTER DELETE ON %1$s '
+                'REFERENCING OLD TABLE AS shop_deleted FOR EACH STATEMENT '
+                'EXECUTE FUNCTION sync._customers_deleted_by_shop(%2$L)',
+                part, mapped.key_column);
+            EXECUTE pg_catalog.format(
+                'CREATE OR REPLACE TRIGGER customer_truncated_by_shop AFTER TRUNCATE ON %s '
+                'FOR EACH STATEMENT EXECUTE FUNCTION sync._customers_truncated_by_shop()',
+                part);
+            EXECUTE pg_catalog.format(
+                'CREATE OR REPLACE TRIGGER customer_keys_changed AFTER UPDATE OF %2$I ON %1$s '
+                'FOR EACH STATEMENT EXECUTE FUNCTION sync._customer_keys_changed()',
+                part, mapped.key_column);
+        END LOOP;
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE TRIGGER customer_key_changed AFTER UPDATE OF %2$I ON %1$s '
             'FOR EACH ROW WHEN (OLD.%2$I IS DISTINCT FROM NEW.%2$I) '
             'EXECUTE FUNCTION sync._customer_key_changed(%2$L)',
-            mapped.relation, mapped.key_column);
-        EXECUTE pg_catalog.format(
-            'CREATE OR REPLACE TRIGGER customer_keys_changed AFTER UPDATE OF %2$I ON %1$s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION sync._customer_keys_changed()',
             mapped.relation, mapped.key_column);
     EXCEPTION WHEN insufficient_privilege THEN
         RAISE WARNING USING MESSAGE = pg_catalog.format(

@@ -474,6 +474,75 @@ def test_on_a_partitioned_customer_table(partitioned: psycopg.Connection[Any]) -
     assert conn.execute("SELECT count(*) FROM sync.customer_link").fetchone() == (0,)
 
 
+def _partition_of(key: str) -> sql.SQL:
+    return sql.SQL('tp."Klant a-l"' if key < "m" else 'tp."Klant m-z"')
+
+
+def _held(conn: psycopg.Connection[Any], key: str) -> tuple[int, int]:
+    """The link rows and consent rows the engine holds under `key` (read directly: the
+    engine's read functions join the customer row, which is gone)."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM sync.customer_link WHERE customer_key = %(k)s),"
+        " (SELECT count(*) FROM gdpr.consent WHERE customer_key = %(k)s)",
+        {"k": key},
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _with_a_local(conn: psycopg.Connection[Any]) -> tuple[str, str, str]:
+    """Two linked customers (uuid keys: both in partition a-l) and a local one in m-z, each
+    with a consent."""
+    one, two = _two_linked(conn)
+    assert one < "m" and two < "m"
+    conn.execute("""INSERT INTO tp."Klant" ("Code") VALUES ('z-local')""")
+    conn.execute("SELECT gdpr.record_consent('z-local', 'members', true, 'webshop', 'shop')")
+    conn.commit()
+    return one, two, "z-local"
+
+
+def test_a_delete_on_a_partition_itself(partitioned: psycopg.Connection[Any]) -> None:
+    """A statement naming a partition fires that partition's statement triggers, not the
+    partitioned table's: the deleted customer's link and consents go all the same."""
+    conn = partitioned
+    one, two, local = _with_a_local(conn)
+    conn.execute(sql.SQL('DELETE FROM {} WHERE "Code" = %s').format(_partition_of(one)), [one])
+    conn.execute(sql.SQL('DELETE FROM {} WHERE "Code" = %s').format(_partition_of(local)), [local])
+    conn.commit()
+    assert _held(conn, one) == (0, 0) and _held(conn, local) == (0, 0)
+    assert _held(conn, two) == (1, 1)
+    assert len(_audit(conn, "customer.deleted_by_shop")) == 2
+
+
+def test_a_truncated_partition(partitioned: psycopg.Connection[Any]) -> None:
+    """TRUNCATE of one partition: its customers' link rows and consents go, the other
+    partition's stay; then the other partition."""
+    conn = partitioned
+    one, two, local = _with_a_local(conn)
+    conn.execute(sql.SQL("TRUNCATE {}").format(_partition_of(one)))
+    conn.commit()
+    assert _held(conn, one) == (0, 0) and _held(conn, two) == (0, 0)
+    assert _held(conn, local) == (0, 1)
+    assert [r[3] for r in _audit(conn, "customer.truncated_by_shop")] == [
+        {"tp.Klant": 2, "gdpr.consent": 2, "sync.customer_link": 2}
+    ]
+    conn.execute(sql.SQL("TRUNCATE {}").format(_partition_of(local)))
+    conn.commit()
+    assert _held(conn, local) == (0, 0)
+
+
+def test_a_key_change_on_a_partition_itself(partitioned: psycopg.Connection[Any]) -> None:
+    conn = partitioned
+    one, _, _ = _with_a_local(conn)
+    conn.execute(
+        sql.SQL('UPDATE {} SET "Code" = %s WHERE "Code" = %s').format(_partition_of(one)),
+        ["a-moved", one],
+    )
+    conn.commit()
+    assert _key_of(conn, "TX00000001") == "a-moved"
+    assert _held(conn, "a-moved") == (1, 1) and _held(conn, one) == (0, 0)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a key change that moves the row to another partition is carried out by PostgreSQL"
