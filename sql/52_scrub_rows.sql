@@ -358,6 +358,11 @@ DECLARE
     pointed  record;
     remove   boolean := p_delete AND NOT sync._has_bookkeeping(p_key);
     shared   boolean;
+    -- a removed customer's row that only erased customers' kept rows use besides its own:
+    -- scrubbed, not deleted (sync._related_in_use without p_erased)
+    kept     boolean;
+    kept_rows bigint;
+    gone_rows bigint;
     users    bigint;
     reach    text;
     -- the rows scrubbed or deleted so far through a pointer: a row two pointers name (billed
@@ -400,8 +405,17 @@ BEGIN
                                                       '$2', p_own_rows => true, p_gone => '$3')
                 INTO shared USING pointed.target, p_key, p_before;
         END IF;
+        kept := false;
+        IF remove AND NOT shared THEN
+            EXECUTE 'SELECT ' || sync._related_in_use(
+                        pointed.relation, pointed.key_column, pointed.key_type, pointed.pointer,
+                        '$1', '$2', p_own_rows => true, p_erased => false,
+                        p_gone => CASE WHEN pg_catalog.cardinality(p_before) > 0 THEN '$3' END)
+                INTO kept USING pointed.target, p_key, p_before;
+        END IF;
         action := CASE
             WHEN remove AND shared THEN NULL
+            WHEN remove AND kept THEN 'scrub'
             WHEN remove THEN 'delete_rows'
             WHEN NOT shared THEN 'scrub'
             WHEN pointed.required THEN 'scrubbed copy'
@@ -435,21 +449,25 @@ BEGIN
     END LOOP;
     -- the rows only its own linked rows reach (sync._reached_rows): scrubbed, or deleted after
     -- a removed customer's rows
+    -- (for a removed customer, those erased customers' kept rows use as well are scrubbed)
     FOR pointed IN SELECT DISTINCT ON (p.relation) p.relation, p.qualified_name, p.key_column,
-                          p.key_type, p.related
-                   FROM sync._pointed_tables() AS p ORDER BY p.relation LOOP
+                          p.key_type, p.related, p.pointer
+                   FROM sync._pointed_tables() AS p ORDER BY p.relation, p.pointer LOOP
         reach := sync._reached_rows(pointed.relation, 'ARRAY[$1]', false,
                                     CASE WHEN pg_catalog.cardinality(p_before) > 0
                                          THEN '$2' END);
-        CONTINUE WHEN reach IS NULL
-                      OR (NOT remove
-                          AND sync._scrub_assignments(pointed.relation, pointed.key_column)
-                              IS NULL);
-        EXECUTE 'SELECT count(DISTINCT p.t) FROM (' || reach || ') AS p' INTO rows
-            USING p_key, p_before;
-        CONTINUE WHEN rows = 0;
+        CONTINUE WHEN reach IS NULL;
+        EXECUTE pg_catalog.format(
+            'SELECT count(DISTINCT p.t) FILTER (WHERE %1$s), '
+            'count(DISTINCT p.t) FILTER (WHERE NOT (%1$s)) FROM (%2$s) AS p',
+            CASE WHEN remove THEN sync._related_in_use(
+                     pointed.relation, pointed.key_column, pointed.key_type, pointed.pointer,
+                     'p.t', 'p.o', p_own_rows => true, p_erased => false,
+                     p_gone => CASE WHEN pg_catalog.cardinality(p_before) > 0 THEN '$2' END)
+                 ELSE 'true' END,
+            reach)
+            INTO kept_rows, gone_rows USING p_key, p_before;
         table_name := pointed.qualified_name;
-        action := CASE WHEN remove THEN 'delete_rows' ELSE 'scrub' END;
         relation := pointed.relation;
         key_column := pointed.key_column;
         key_type := pointed.key_type;
@@ -457,6 +475,15 @@ BEGIN
         pointer := NULL;
         related := pointed.related;
         phase := 3;
+        IF kept_rows > 0
+           AND sync._scrub_assignments(pointed.relation, pointed.key_column) IS NOT NULL THEN
+            action := 'scrub';
+            rows := kept_rows;
+            RETURN NEXT;
+        END IF;
+        CONTINUE WHEN gone_rows = 0;
+        action := 'delete_rows';
+        rows := gone_rows;
         RETURN NEXT;
     END LOOP;
     -- the customer row last: a delete runs before the pointed-to rows' (phase 2)
