@@ -244,17 +244,18 @@ $$;
 -- the customers p_keys reach only through their own linked rows: a row a linked table's
 -- single-column foreign key names (an order's delivery address) on a row of the customer,
 -- that the customer row does not point to (sync._erasure_steps handles that one) and that
--- nothing but the customer and its own rows uses (sync._related_in_use with p_own_rows: the
--- address an order was delivered to before the customer moved). As a query of (o, t): the
--- customer's key and the row's key, as text; p_keys is a text[] SQL expression. With
--- p_candidates, every such row the linked rows name, used or not (what is locked before the
--- decision). NULL when no linked table refers to p_relation. p_gone: the customers erased
--- before in the same run (sync._related_in_use), for the dry run of several. p_rule: only the
--- linked tables of this anonymise rule (delete_rows: the rows an anonymisation deletes).
+-- nothing but the customer, its own rows and the rows erased customers keep uses
+-- (sync._related_in_use with p_own_rows: the address an order was delivered to before the
+-- customer moved, also when an erased household member's orders keep it). As a query of
+-- (o, t): the customer's key and the row's key, as text; p_keys is a text[] SQL expression.
+-- With p_candidates, every such row the linked rows name, used or not (what is locked before
+-- the decision). NULL when no linked table refers to p_relation. p_gone: the customers erased
+-- before in the same run (sync._related_in_use), for the dry run of several.
 DROP FUNCTION IF EXISTS sync._reached_rows(regclass, text, boolean);
+DROP FUNCTION IF EXISTS sync._reached_rows(regclass, text, boolean, text, text);
 CREATE OR REPLACE FUNCTION sync._reached_rows(
     p_relation regclass, p_keys text, p_candidates boolean DEFAULT false,
-    p_gone text DEFAULT NULL, p_rule text DEFAULT NULL)
+    p_gone text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -284,7 +285,6 @@ AS $$
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
         JOIN pg_catalog.pg_attribute AS k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
         JOIN related AS r ON r.key_column = k.attname
-        WHERE p_rule IS NULL OR l.declared = p_rule
     )
     SELECT pg_catalog.format(
                'SELECT w.o, w.t FROM (%1$s) AS w (o, t) '
@@ -326,7 +326,8 @@ $$;
 
 -- The steps of anonymising (p_delete false) or deleting (p_delete true) the customer p_key:
 -- (table, action, rows), what carrying a step out needs, and its phase (they run by phase,
--- then in the order given). Actions: scrub,
+-- then in the order given). Actions: scrub (for a removed customer too: a row it points to or
+-- its rows reach that only erased customers' kept rows use besides, sync._related_in_use),
 -- delete_rows (a linked table's rows, or the row the customer alone points to), detach (the
 -- customer's pointer to a shared row set NULL; the row is untouched), scrubbed copy (a NOT NULL
 -- pointer to a shared row: a copy of it, scrubbed, becomes the customer's own), delete (the

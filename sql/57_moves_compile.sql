@@ -354,13 +354,15 @@ $$;
 -- sync._erasure_steps: linked tables first, in sync._erasure_links() order (their anonymise
 -- rule, or delete_rows for a removed customer); then, for a removed customer (a delete without
 -- bookkeeping rows), its row, its sync.customer_link row and the related rows it alone pointed
--- to; for the others the related rows (scrubbed when only the customer uses them, detached or
--- replaced by a scrubbed copy otherwise) and the customer row scrubbed. Who uses a related row
--- is decided before anything changes, for each customer against every other row: two
--- customers of a set pointing to one row, through one pointer or through two pointers to the
--- same table (a delivery and a billing address), are refused (SY096: one after the other, the first
--- lets go of it and the second scrubs it; together each would let go of it, leaving it with
--- nobody pointing to it and the personal data in it), and the caller erases them one by one.
+-- to (scrubbed instead when erased customers' kept rows still point to them); for the others
+-- the related rows (scrubbed when nothing but the customer, its own rows and the rows erased
+-- customers keep uses them, detached or replaced by a scrubbed copy otherwise) and the
+-- customer row scrubbed. Who uses a related row is decided before anything changes, for each
+-- customer against every other row: two customers of a set pointing to one row, through one
+-- pointer or through two pointers to the same table (a delivery and a billing address), or
+-- whose rows name one row, are refused (SY096: one after the other, the first lets go of it
+-- and the second scrubs it; together each would let go of it, leaving it with nobody pointing
+-- to it and the personal data in it), and the caller erases them one by one.
 -- Also syncmap.sharing_customers(p_keys text[]) RETURNS text[]: the customers of p_keys that
 -- point to a row another customer of p_keys points to, by any pointer to that table (who must
 -- not be erased as a set).

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from syncctl import engine
+from syncctl.cli.gdpr import purge
 from tests.feed import event, stage
 from tests.integration import test_erasure_own_rows as own_rows
 from tests.integration import test_erasure_sets as erasure_sets
+from tests.integration.test_dry_runs_shared_rows import (
+    LONG_AGO,
+    NOW,
+    _printed_tables,
+    rentals_policy,
+)
 from tests.integration.test_erasure_own_rows import (
     SCRUBBED,
     WAYS,
@@ -356,3 +365,65 @@ def test_a_shop_order_to_the_row_committed_while_the_second_erasure_waits_keeps_
         assert errors == []
 
     assert _address(conn, address_id) == before
+
+
+@pytest.mark.parametrize("linked", [True, False], ids=["with numbers", "shop only"])
+def test_the_purge_dry_run_counts_what_the_purge_of_a_household_changes(
+    deliveries: psycopg.Connection[Any], dsn: str, linked: bool
+) -> None:
+    """Retention releases both members of a household in one run, in key order: the first
+    gets a scrubbed copy; the second scrubs the shared address when the first's rentals are an
+    erased customer's (its number tombstoned). A customer only the shop knows leaves no
+    tombstone: its rentals still use the row, and the second gets a copy too. The dry run
+    counts what the run changes, either way."""
+    conn = deliveries
+    if linked:
+        numbers = ["TX00000971", "TX00000972"]
+        stage(conn, [_person(n) for n in numbers])
+        keys = [_customer(conn, n)[0] for n in numbers]
+        address_id = _customer(conn, numbers[0])[1]
+    else:
+        row = conn.execute(
+            "INSERT INTO public.address (address, postal_code, phone) VALUES (%s, %s, %s)"
+            " RETURNING address_id",
+            [f"S{secrets.token_hex(6)}", secrets.token_hex(3), secrets.token_hex(5)],
+        ).fetchone()
+        assert row is not None
+        address_id = int(row[0])
+        keys = [
+            int(r[0])
+            for r in conn.execute(
+                "INSERT INTO public.customer (first_name, last_name, email, address_id)"
+                " SELECT 'F' || g, 'L' || g, NULL, %s FROM generate_series(1, 2) AS g"
+                " RETURNING customer_id",
+                [address_id],
+            ).fetchall()
+        ]
+    for key in keys:
+        _point(conn, key, address_id)
+        conn.execute(
+            "INSERT INTO public.rental (rental_date, customer_id, address_id) VALUES (%s, %s, %s)",
+            [LONG_AGO, key, address_id],
+        )
+    conn.commit()
+    rentals_policy(conn)
+    before = _address(conn, address_id)
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+
+    dry = runner.invoke(purge, ["--dry-run", "--now", NOW.isoformat()], obj=settings)
+    ran = runner.invoke(purge, ["--now", NOW.isoformat()], obj=settings)
+
+    assert dry.exit_code == 0, dry.output
+    assert ran.exit_code == 0, ran.output
+    assert _printed_tables(dry.output)["public.address"] == (
+        (2, "1 copied, 1 scrubbed in place; 2 customer(s)")
+        if linked
+        else (2, "2 copied; 2 customer(s)")
+    )
+    assert {t: n for t, (n, _) in _printed_tables(dry.output).items()} == {
+        t: n for t, (n, _) in _printed_tables(ran.output).items()
+    }
+    assert (_address(conn, address_id) == SCRUBBED) is linked
+    if not linked:
+        assert _address(conn, address_id) == before
