@@ -29,6 +29,7 @@ from tests.integration.test_dry_runs_shared_rows import (
     _printed_tables,
     rentals_policy,
 )
+from tests.integration.test_dry_runs_shared_rows import _address as _new_address
 from tests.integration.test_erasure_own_rows import (
     SCRUBBED,
     WAYS,
@@ -278,13 +279,7 @@ def test_a_gifts_address_is_scrubbed_once_buyer_and_recipient_are_erased(
     numbers = [f"TX0000080{first}", f"TX0000081{first}"]
     stage(conn, [_person(n) for n in numbers])
     (buyer, _), (recipient, _) = (_customer(conn, n) for n in numbers)
-    row = conn.execute(
-        "INSERT INTO public.address (address, postal_code, phone) VALUES (%s, %s, %s)"
-        " RETURNING address_id",
-        [f"S{secrets.token_hex(6)}", secrets.token_hex(3), secrets.token_hex(5)],
-    ).fetchone()
-    assert row is not None
-    address_id = int(row[0])
+    address_id = _new_address(conn)
     conn.execute(
         "INSERT INTO public.gift (buyer_id, recipient_id, address_id) VALUES (%s, %s, %s)",
         [buyer, recipient, address_id],
@@ -383,13 +378,7 @@ def test_the_purge_dry_run_counts_what_the_purge_of_a_household_changes(
         keys = [_customer(conn, n)[0] for n in numbers]
         address_id = _customer(conn, numbers[0])[1]
     else:
-        row = conn.execute(
-            "INSERT INTO public.address (address, postal_code, phone) VALUES (%s, %s, %s)"
-            " RETURNING address_id",
-            [f"S{secrets.token_hex(6)}", secrets.token_hex(3), secrets.token_hex(5)],
-        ).fetchone()
-        assert row is not None
-        address_id = int(row[0])
+        address_id = _new_address(conn)
         keys = [
             int(r[0])
             for r in conn.execute(
