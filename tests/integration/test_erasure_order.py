@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from syncctl import engine
-from syncctl.cli.gdpr import purge
+from syncctl import engine, gdpr
+from syncctl.cli.gdpr import erasure_execute, purge
 from tests.feed import event, stage
 from tests.integration import test_erasure_own_rows as own_rows
 from tests.integration import test_erasure_sets as erasure_sets
@@ -416,3 +416,36 @@ def test_the_purge_dry_run_counts_what_the_purge_of_a_household_changes(
     assert (_address(conn, address_id) == SCRUBBED) is linked
     if not linked:
         assert _address(conn, address_id) == before
+
+
+def test_an_erasure_request_of_the_second_member_scrubs_the_shared_address_and_proves_it(
+    deliveries: psycopg.Connection[Any], dsn: str
+) -> None:
+    """`syncctl erasure execute` for the second member of a household, the first anonymised
+    before: the dry run counts the shared address as scrubbed, the run scrubs it and the
+    proof's residue search finds nothing in it (before: a scrubbed copy, the shared row kept
+    the values, the request failed with residue)."""
+    conn = deliveries
+    numbers = ["TX00000981", "TX00000982"]
+    address_id = _household(conn, numbers)
+    _feed(conn, False, [_anonymised(numbers[0])])
+    key, _ = _customer(conn, numbers[1])
+    request = gdpr.receive_erasure(conn, str(key), actor="bo:7")
+    gdpr.verify_erasure(conn, request, actor="bo:7")
+    gdpr.schedule_erasure(conn, request, actor="bo:7")
+    conn.commit()
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+
+    dry = runner.invoke(erasure_execute, [str(request), "--dry-run"], obj=settings)
+    ran = runner.invoke(erasure_execute, [str(request)], obj=settings)
+
+    assert dry.exit_code == 0, dry.output
+    planned = _printed_tables(dry.output)
+    assert planned["public.address"] == (1, "scrub")
+    assert ran.exit_code == 0, ran.output
+    assert "residue found" not in ran.output
+    changed = next(line for line in ran.output.splitlines() if line.startswith("rows changed: "))
+    for table, (rows, _) in planned.items():
+        assert f"{table} {rows}" in changed
+    assert _address(conn, address_id) == SCRUBBED
