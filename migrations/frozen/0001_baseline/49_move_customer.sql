@@ -68,6 +68,33 @@ AS $$
     FROM sync._related_foreign_keys(p_relation) AS f
 $$;
 
+-- Whether the customer whose key the SQL expression p_key names is erased, as a boolean SQL
+-- expression: its tritonX number has a tombstone (sync.tombstone: anonymised, or deleted while
+-- its bookkeeping rows are kept). An index probe each: the number by the key (sync.customer_link,
+-- or the customer table's number column), the tombstone by the number. A customer anonymised
+-- without a number (locally, never linked to tritonX) has no tombstone and is not erased here.
+CREATE OR REPLACE FUNCTION sync._erased_customer(p_key text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN v.document #>> '{customer,number,column}' IS NULL
+                THEN pg_catalog.format(
+                    'EXISTS (SELECT FROM sync.customer_link AS el JOIN sync.tombstone AS ez '
+                    'ON ez.customer_number = el.customer_number '
+                    'WHERE el.customer_key = ((%s)::%s)::text)', p_key, m.key_type)
+                ELSE pg_catalog.format(
+                    'EXISTS (SELECT FROM %1$s AS ec JOIN sync.tombstone AS ez '
+                    'ON ez.customer_number = ec.%2$I::text WHERE ec.%3$I = (%4$s)::%5$s)',
+                    m.relation, v.document #>> '{customer,number,column}', m.key_column, p_key,
+                    m.key_type)
+           END
+    FROM sync.mapped_customer() AS m
+    JOIN sync.mapping_version AS v ON v.active
+$$;
+
 -- Whether the row of the related table p_relation that p_target names is in use by anything
 -- but customer p_customer, as a boolean SQL expression: a row of a table with a single-column
 -- foreign key to it (sync._related_users), or another customer row pointing to it (also where
@@ -80,20 +107,28 @@ $$;
 -- With p_own_rows (an anonymisation or a delete), the customer's own rows of a customer-linked
 -- table (a rental delivered to its address, a wish shipped there: every link of the row names
 -- this customer) do not use it: only this customer does, so the row is scrubbed or deleted
--- with it, never left holding the personal data. A merge does not pass it: the old
--- customer's rows move to the survivor and keep pointing to the row.
+-- with it, never left holding the personal data. Nor, with p_erased as well (the default), do
+-- the rows an erased customer keeps (sync._erased_customer: its orders, a gift naming it and
+-- this customer): every link of the row names this customer or an erased one. So the last of
+-- the customers using a row to go scrubs it, whichever went first. Without p_erased, those
+-- rows still use it (a removed customer's row that an erased customer's orders keep is
+-- scrubbed, not deleted). A merge passes neither: the old customer's rows move to the
+-- survivor and keep pointing to the row.
 -- With p_gone as well (a text[] SQL expression: the customers erased before this one in the
 -- same run, for its dry run), their customer rows no longer point to it (they let go of a row
--- this customer's rows use: a copy or NULL instead) and their rows of delete_rows tables (a
--- wish) are gone.
+-- this customer's rows use: a copy or NULL instead), their rows of delete_rows tables (a
+-- wish) are gone and, with p_erased, the rows they keep are an erased customer's (those with
+-- a number: the run tombstones them).
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text);
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean);
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean,
                                              boolean);
+DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean,
+                                             boolean, text);
 CREATE OR REPLACE FUNCTION sync._related_in_use(
     p_relation regclass, p_key_column name, p_key_type regtype, p_pointer name,
     p_target text, p_customer text, p_count boolean DEFAULT false,
-    p_own_rows boolean DEFAULT false, p_gone text DEFAULT NULL)
+    p_own_rows boolean DEFAULT false, p_gone text DEFAULT NULL, p_erased boolean DEFAULT true)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -126,24 +161,33 @@ AS $$
         FROM sync._related_users(p_relation, p_pointer, p_key_column) AS w
         CROSS JOIN sync.mapped_customer() AS m
         -- the row is this customer's own: one of its links names the customer, none another
-        -- (with p_gone, a row of a delete_rows table may name the customers gone before too)
+        -- (with p_gone, a row of a delete_rows table may name the customers gone before too;
+        -- with p_erased, every link may name an erased customer as well)
         LEFT JOIN LATERAL (
-            SELECT pg_catalog.string_agg(pg_catalog.format('x.%I %s', l.fk_column, o.names),
-                                         ' OR ' ORDER BY l.fk_column) AS any_link,
-                   pg_catalog.string_agg(pg_catalog.format('coalesce(x.%I %s, true)',
-                                                           l.fk_column, o.names),
+            SELECT pg_catalog.string_agg(o.names, ' OR ' ORDER BY l.fk_column) AS any_link,
+                   pg_catalog.string_agg('coalesce(' || o.names || ', true)',
                                          ' AND ' ORDER BY l.fk_column) AS every_link
             FROM sync.customer_links() AS l
             CROSS JOIN LATERAL (
-                SELECT CASE WHEN p_gone IS NOT NULL
-                                 AND EXISTS (SELECT FROM sync.anonymise_rule AS r
-                                             WHERE r.table_schema = l.table_schema
-                                               AND r.table_name = l.table_name
-                                               AND r.action = 'delete_rows')
-                            THEN pg_catalog.format('= ANY ((ARRAY[%s] || (%s))::%s[])',
-                                                   p_customer, p_gone, l.column_type)
-                            ELSE pg_catalog.format('= %s::%s', p_customer, l.column_type)
-                       END) AS o (names)
+                SELECT '(' || pg_catalog.format('x.%I ', l.fk_column) || CASE
+                           WHEN p_gone IS NOT NULL
+                                AND EXISTS (SELECT FROM sync.anonymise_rule AS r
+                                            WHERE r.table_schema = l.table_schema
+                                              AND r.table_name = l.table_name
+                                              AND r.action = 'delete_rows')
+                           THEN pg_catalog.format('= ANY ((ARRAY[%s] || (%s))::%s[])',
+                                                  p_customer, p_gone, l.column_type)
+                           ELSE pg_catalog.format('= %s::%s', p_customer, l.column_type)
+                       END
+                       || CASE WHEN NOT p_erased THEN '' ELSE
+                              ' OR ' || sync._erased_customer(pg_catalog.format('x.%I',
+                                                                                l.fk_column))
+                              || CASE WHEN p_gone IS NULL THEN '' ELSE pg_catalog.format(
+                                     ' OR x.%I = ANY (ARRAY(SELECT g::%s FROM '
+                                     'pg_catalog.unnest((%s)::text[]) AS g '
+                                     'WHERE syncmap.number_of(g) IS NOT NULL))',
+                                     l.fk_column, l.column_type, p_gone) END END
+                       || ')') AS o (names)
             WHERE l.relation = w.relation) AS own ON true
     ) AS u
 $$;

@@ -244,17 +244,18 @@ $$;
 -- the customers p_keys reach only through their own linked rows: a row a linked table's
 -- single-column foreign key names (an order's delivery address) on a row of the customer,
 -- that the customer row does not point to (sync._erasure_steps handles that one) and that
--- nothing but the customer and its own rows uses (sync._related_in_use with p_own_rows: the
--- address an order was delivered to before the customer moved). As a query of (o, t): the
--- customer's key and the row's key, as text; p_keys is a text[] SQL expression. With
--- p_candidates, every such row the linked rows name, used or not (what is locked before the
--- decision). NULL when no linked table refers to p_relation. p_gone: the customers erased
--- before in the same run (sync._related_in_use), for the dry run of several. p_rule: only the
--- linked tables of this anonymise rule (delete_rows: the rows an anonymisation deletes).
+-- nothing but the customer, its own rows and the rows erased customers keep uses
+-- (sync._related_in_use with p_own_rows: the address an order was delivered to before the
+-- customer moved, also when an erased household member's orders keep it). As a query of
+-- (o, t): the customer's key and the row's key, as text; p_keys is a text[] SQL expression.
+-- With p_candidates, every such row the linked rows name, used or not (what is locked before
+-- the decision). NULL when no linked table refers to p_relation. p_gone: the customers erased
+-- before in the same run (sync._related_in_use), for the dry run of several.
 DROP FUNCTION IF EXISTS sync._reached_rows(regclass, text, boolean);
+DROP FUNCTION IF EXISTS sync._reached_rows(regclass, text, boolean, text, text);
 CREATE OR REPLACE FUNCTION sync._reached_rows(
     p_relation regclass, p_keys text, p_candidates boolean DEFAULT false,
-    p_gone text DEFAULT NULL, p_rule text DEFAULT NULL)
+    p_gone text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 STABLE
@@ -284,7 +285,6 @@ AS $$
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
         JOIN pg_catalog.pg_attribute AS k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
         JOIN related AS r ON r.key_column = k.attname
-        WHERE p_rule IS NULL OR l.declared = p_rule
     )
     SELECT pg_catalog.format(
                'SELECT w.o, w.t FROM (%1$s) AS w (o, t) '
@@ -326,7 +326,8 @@ $$;
 
 -- The steps of anonymising (p_delete false) or deleting (p_delete true) the customer p_key:
 -- (table, action, rows), what carrying a step out needs, and its phase (they run by phase,
--- then in the order given). Actions: scrub,
+-- then in the order given). Actions: scrub (for a removed customer too: a row it points to or
+-- its rows reach that only erased customers' kept rows use besides, sync._related_in_use),
 -- delete_rows (a linked table's rows, or the row the customer alone points to), detach (the
 -- customer's pointer to a shared row set NULL; the row is untouched), scrubbed copy (a NOT NULL
 -- pointer to a shared row: a copy of it, scrubbed, becomes the customer's own), delete (the
@@ -358,6 +359,11 @@ DECLARE
     pointed  record;
     remove   boolean := p_delete AND NOT sync._has_bookkeeping(p_key);
     shared   boolean;
+    -- a removed customer's row that only erased customers' kept rows use besides its own:
+    -- scrubbed, not deleted (sync._related_in_use without p_erased)
+    kept     boolean;
+    kept_rows bigint;
+    gone_rows bigint;
     users    bigint;
     reach    text;
     -- the rows scrubbed or deleted so far through a pointer: a row two pointers name (billed
@@ -400,8 +406,17 @@ BEGIN
                                                       '$2', p_own_rows => true, p_gone => '$3')
                 INTO shared USING pointed.target, p_key, p_before;
         END IF;
+        kept := false;
+        IF remove AND NOT shared THEN
+            EXECUTE 'SELECT ' || sync._related_in_use(
+                        pointed.relation, pointed.key_column, pointed.key_type, pointed.pointer,
+                        '$1', '$2', p_own_rows => true, p_erased => false,
+                        p_gone => CASE WHEN pg_catalog.cardinality(p_before) > 0 THEN '$3' END)
+                INTO kept USING pointed.target, p_key, p_before;
+        END IF;
         action := CASE
             WHEN remove AND shared THEN NULL
+            WHEN remove AND kept THEN 'scrub'
             WHEN remove THEN 'delete_rows'
             WHEN NOT shared THEN 'scrub'
             WHEN pointed.required THEN 'scrubbed copy'
@@ -435,21 +450,25 @@ BEGIN
     END LOOP;
     -- the rows only its own linked rows reach (sync._reached_rows): scrubbed, or deleted after
     -- a removed customer's rows
+    -- (for a removed customer, those erased customers' kept rows use as well are scrubbed)
     FOR pointed IN SELECT DISTINCT ON (p.relation) p.relation, p.qualified_name, p.key_column,
-                          p.key_type, p.related
-                   FROM sync._pointed_tables() AS p ORDER BY p.relation LOOP
+                          p.key_type, p.related, p.pointer
+                   FROM sync._pointed_tables() AS p ORDER BY p.relation, p.pointer LOOP
         reach := sync._reached_rows(pointed.relation, 'ARRAY[$1]', false,
                                     CASE WHEN pg_catalog.cardinality(p_before) > 0
                                          THEN '$2' END);
-        CONTINUE WHEN reach IS NULL
-                      OR (NOT remove
-                          AND sync._scrub_assignments(pointed.relation, pointed.key_column)
-                              IS NULL);
-        EXECUTE 'SELECT count(DISTINCT p.t) FROM (' || reach || ') AS p' INTO rows
-            USING p_key, p_before;
-        CONTINUE WHEN rows = 0;
+        CONTINUE WHEN reach IS NULL;
+        EXECUTE pg_catalog.format(
+            'SELECT count(DISTINCT p.t) FILTER (WHERE %1$s), '
+            'count(DISTINCT p.t) FILTER (WHERE NOT (%1$s)) FROM (%2$s) AS p',
+            CASE WHEN remove THEN sync._related_in_use(
+                     pointed.relation, pointed.key_column, pointed.key_type, pointed.pointer,
+                     'p.t', 'p.o', p_own_rows => true, p_erased => false,
+                     p_gone => CASE WHEN pg_catalog.cardinality(p_before) > 0 THEN '$2' END)
+                 ELSE 'true' END,
+            reach)
+            INTO kept_rows, gone_rows USING p_key, p_before;
         table_name := pointed.qualified_name;
-        action := CASE WHEN remove THEN 'delete_rows' ELSE 'scrub' END;
         relation := pointed.relation;
         key_column := pointed.key_column;
         key_type := pointed.key_type;
@@ -457,6 +476,15 @@ BEGIN
         pointer := NULL;
         related := pointed.related;
         phase := 3;
+        IF kept_rows > 0
+           AND sync._scrub_assignments(pointed.relation, pointed.key_column) IS NOT NULL THEN
+            action := 'scrub';
+            rows := kept_rows;
+            RETURN NEXT;
+        END IF;
+        CONTINUE WHEN gone_rows = 0;
+        action := 'delete_rows';
+        rows := gone_rows;
         RETURN NEXT;
     END LOOP;
     -- the customer row last: a delete runs before the pointed-to rows' (phase 2)

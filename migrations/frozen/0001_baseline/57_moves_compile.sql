@@ -354,13 +354,15 @@ $$;
 -- sync._erasure_steps: linked tables first, in sync._erasure_links() order (their anonymise
 -- rule, or delete_rows for a removed customer); then, for a removed customer (a delete without
 -- bookkeeping rows), its row, its sync.customer_link row and the related rows it alone pointed
--- to; for the others the related rows (scrubbed when only the customer uses them, detached or
--- replaced by a scrubbed copy otherwise) and the customer row scrubbed. Who uses a related row
--- is decided before anything changes, for each customer against every other row: two
--- customers of a set pointing to one row, through one pointer or through two pointers to the
--- same table (a delivery and a billing address), are refused (SY096: one after the other, the first
--- lets go of it and the second scrubs it; together each would let go of it, leaving it with
--- nobody pointing to it and the personal data in it), and the caller erases them one by one.
+-- to (scrubbed instead when erased customers' kept rows still point to them); for the others
+-- the related rows (scrubbed when nothing but the customer, its own rows and the rows erased
+-- customers keep uses them, detached or replaced by a scrubbed copy otherwise) and the
+-- customer row scrubbed. Who uses a related row is decided before anything changes, for each
+-- customer against every other row: two customers of a set pointing to one row, through one
+-- pointer or through two pointers to the same table (a delivery and a billing address), or
+-- whose rows name one row, are refused (SY096: one after the other, the first lets go of it
+-- and the second scrubs it; together each would let go of it, leaving it with nobody pointing
+-- to it and the personal data in it), and the caller erases them one by one.
 -- Also syncmap.sharing_customers(p_keys text[]) RETURNS text[]: the customers of p_keys that
 -- point to a row another customer of p_keys points to, by any pointer to that table (who must
 -- not be erased as a set).
@@ -380,6 +382,8 @@ DECLARE
     refusal    text;
     copy       text;
     pairs      text;
+    scrubbed   text;
+    statement  text;
     new_key    text;
     columns    text;
     sources    text;
@@ -442,9 +446,11 @@ BEGIN
         i := i + 1;
         decls := decls || pg_catalog.format('owner_%s text[]', i)
                        || pg_catalog.format('target_%s text[]', i)
-                       || pg_catalog.format('shared_%s boolean[]', i);
+                       || pg_catalog.format('shared_%s boolean[]', i)
+                       || pg_catalog.format('held_%s text[] := ''{}''', i);
         one_decls := one_decls || pg_catalog.format('target_%s text', i)
-                               || pg_catalog.format('shared_%s boolean := false', i);
+                               || pg_catalog.format('shared_%s boolean := false', i)
+                               || pg_catalog.format('held_%s boolean := false', i);
         body := body || pg_catalog.format(
             E'PERFORM FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I\n'
             'WHERE t.%5$I = ANY (keys::%6$s[]) ORDER BY r.%1$I FOR UPDATE OF r;\n'
@@ -458,6 +464,13 @@ BEGIN
             '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
             '        ''customers erased together point to one row of %%s: erase them one by one'','
             ' %9$L);\n'
+            'END IF;\n'
+            -- a removed customer's row that erased customers' kept rows use: scrubbed
+            'IF pg_catalog.cardinality(removed) > 0 THEN\n'
+            '    SELECT coalesce(pg_catalog.array_agg(w.t), ''{}'') INTO held_%7$s\n'
+            '    FROM ROWS FROM (pg_catalog.unnest(owner_%7$s), pg_catalog.unnest(target_%7$s),\n'
+            '                    pg_catalog.unnest(shared_%7$s)) AS w (o, t, s)\n'
+            '    WHERE w.o = ANY (removed) AND NOT w.s AND (%10$s);\n'
             'END IF;',
             pointed.key_column, mapped.relation, pointed.relation, pointed.pointer,
             mapped.key_column, mapped.key_type, i,
@@ -466,16 +479,25 @@ BEGIN
                                                                     pointed.key_column),
                                  pg_catalog.format('t.%I::text', mapped.key_column),
                                  p_own_rows => true),
-            pointed.qualified_name);
+            pointed.qualified_name,
+            sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
+                                 pointed.pointer, 'w.t', 'w.o', p_own_rows => true,
+                                 p_erased => false));
         one_body := one_body || pg_catalog.format(
             E'SELECT r.%1$I::text INTO target_%7$s FROM %2$s AS t JOIN %3$s AS r ON r.%1$I = t.%4$I\n'
             'WHERE t.%5$I = p_key::%6$s FOR UPDATE OF r;\n'
-            'shared_%7$s := target_%7$s IS NOT NULL AND (%8$s);',
+            'shared_%7$s := target_%7$s IS NOT NULL AND (%8$s);\n'
+            'IF remove AND target_%7$s IS NOT NULL AND NOT shared_%7$s THEN\n'
+            '    held_%7$s := %9$s;\n'
+            'END IF;',
             pointed.key_column, mapped.relation, pointed.relation, pointed.pointer,
             mapped.key_column, mapped.key_type, i,
             sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
                                  pointed.pointer, pg_catalog.format('target_%s', i),
-                                 'p_key', p_own_rows => true));
+                                 'p_key', p_own_rows => true),
+            sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
+                                 pointed.pointer, pg_catalog.format('target_%s', i),
+                                 'p_key', p_own_rows => true, p_erased => false));
         -- the same row through another pointer to the same table: another customer of the set
         -- pointing to it that way shares it as well
         FOR j IN 1 .. i - 1 LOOP
@@ -525,31 +547,48 @@ BEGIN
             'pg_catalog.unnest(target_%1$s), pg_catalog.unnest(shared_%1$s)) AS w (o, t, s) '
             'WHERE %%s', i);
         -- a removed customer's row alone: deleted after the customer row (its foreign key
-        -- holds it till then); a shared one stays
+        -- holds it till then); a shared one stays; one that erased customers' kept rows use
+        -- (held) is scrubbed
+        scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
         removing := removing || sync._compiled_pair_counts(
             pg_catalog.format('DELETE FROM %s AS t', pointed.relation), pointed.key_column,
             pointed.key_type, pointed.qualified_name,
-            pg_catalog.format(pairs, 'w.o = ANY (removed) AND NOT w.s' || earlier));
+            pg_catalog.format(pairs, pg_catalog.format(
+                'w.o = ANY (removed) AND NOT w.s AND NOT w.t = ANY (held_%s)', i) || earlier));
         one_remove := one_remove || pg_catalog.format(
-            E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
+            E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s AND NOT held_%1$s%3$s THEN\n%2$s\nEND IF;',
+            i,
             sync._compiled_count(
                 pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = target_%s::%s',
                                   pointed.relation, pointed.key_column, i, pointed.key_type),
                 pointed.qualified_name, true), one_earlier);
-        scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
         IF scrub IS NOT NULL THEN
-            -- only this customer uses it: scrubbed in place
-            keeping := keeping || sync._compiled_pair_counts(
-                pg_catalog.format('UPDATE %s AS t SET %s', pointed.relation, scrub),
-                pointed.key_column, pointed.key_type, pointed.qualified_name,
-                pg_catalog.format(pairs, 'w.o = ANY (kept) AND NOT w.s' || earlier));
+            -- scrubbed in place: the row only this customer uses (kept), or a removed
+            -- customer's row that erased customers' kept rows use (held)
+            scrubbed := sync._compiled_count(
+                pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = target_%s::%s',
+                                  pointed.relation, scrub, pointed.key_column, i,
+                                  pointed.key_type),
+                pointed.qualified_name, true);
+            FOR j IN 1 .. 2 LOOP
+                statement := sync._compiled_pair_counts(
+                    pg_catalog.format('UPDATE %s AS t SET %s', pointed.relation, scrub),
+                    pointed.key_column, pointed.key_type, pointed.qualified_name,
+                    pg_catalog.format(pairs, CASE j
+                        WHEN 1 THEN pg_catalog.format(
+                            'w.o = ANY (removed) AND NOT w.s AND w.t = ANY (held_%s)', i)
+                        ELSE 'w.o = ANY (kept) AND NOT w.s' END || earlier));
+                IF j = 1 THEN
+                    removing := removing || statement;
+                ELSE
+                    keeping := keeping || statement;
+                END IF;
+            END LOOP;
+            one_remove := one_remove || pg_catalog.format(
+                E'IF held_%1$s%3$s THEN\n%2$s\nEND IF;', i, scrubbed, one_earlier);
             one_keep := one_keep || pg_catalog.format(
                 E'IF target_%1$s IS NOT NULL AND NOT shared_%1$s%3$s THEN\n%2$s\nEND IF;', i,
-                sync._compiled_count(
-                    pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = target_%s::%s',
-                                      pointed.relation, scrub, pointed.key_column, i,
-                                      pointed.key_type),
-                    pointed.qualified_name, true), one_earlier);
+                scrubbed, one_earlier);
         END IF;
         IF NOT pointed.required THEN
             -- shared: detached
@@ -624,17 +663,20 @@ BEGIN
     -- the rows only the customers' own linked rows reach (sync._reached_rows: an order's older
     -- delivery address): locked and decided with the rows above, scrubbed for the anonymised
     -- customers, deleted after the removed customers' rows. In a set, such a row another
-    -- customer of the set points to is refused (SY096): one by one, which of the two goes
-    -- first decides whether the row is scrubbed.
+    -- customer of the set points to, or that another customer of the set's rows name, is
+    -- refused (SY096): one by one, the last of them to go scrubs it. A removed customer's row
+    -- that erased customers' kept rows use as well (held) is scrubbed, not deleted.
     FOR pointed IN SELECT DISTINCT ON (p.relation) p.relation, p.qualified_name, p.key_column,
-                          p.key_type
-                   FROM sync._pointed_tables() AS p ORDER BY p.relation LOOP
+                          p.key_type, p.pointer
+                   FROM sync._pointed_tables() AS p ORDER BY p.relation, p.pointer LOOP
         reach := sync._reached_rows(pointed.relation, 'keys');
         CONTINUE WHEN reach IS NULL;
         r := r + 1;
         decls := decls || pg_catalog.format('reach_owner_%s text[]', r)
-                       || pg_catalog.format('reach_target_%s text[]', r);
-        one_decls := one_decls || pg_catalog.format('reach_%s text[]', r);
+                       || pg_catalog.format('reach_target_%s text[]', r)
+                       || pg_catalog.format('reach_held_%s text[] := ''{}''', r);
+        one_decls := one_decls || pg_catalog.format('reach_%s text[]', r)
+                               || pg_catalog.format('reach_held_%s text[] := ''{}''', r);
         SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = a.t::%s', p.pointer, p.key_type),
                                      ' OR ' ORDER BY p.pointer)
         INTO pointers
@@ -652,30 +694,41 @@ BEGIN
             '        ''customers erased together point to one row of %%s: erase them one by one'','
             ' %11$L);\n'
             'END IF;\n'
-            -- another customer of the set whose row naming it goes (a removed customer's rows,
-            -- a wish): one by one, the later of the two may find it its own
-            'IF EXISTS (SELECT FROM (%3$s) AS a JOIN (SELECT g.o, g.t FROM (%3$s) AS g\n'
-            '                                          WHERE g.o = ANY (removed)\n'
-            '                                          UNION %12$s) AS b\n'
-            '           ON b.t = a.t AND b.o <> a.o) THEN\n'
+            -- another customer of the set whose rows name it (its orders, a wish, a gift): one
+            -- by one, the later of the two finds it its own
+            'IF EXISTS (SELECT FROM (%3$s) AS a JOIN (%3$s) AS b ON b.t = a.t AND b.o <> a.o) THEN\n'
             '    RAISE EXCEPTION USING ERRCODE = ''SY096'', MESSAGE = pg_catalog.format(\n'
             '        ''customers erased together use one row of %%s: erase them one by one'','
             ' %11$L);\n'
+            'END IF;\n'
+            'IF pg_catalog.cardinality(removed) > 0 THEN\n'
+            '    SELECT coalesce(pg_catalog.array_agg(DISTINCT w.t), ''{}'') INTO reach_held_%5$s\n'
+            '    FROM ROWS FROM (pg_catalog.unnest(reach_owner_%5$s),\n'
+            '                    pg_catalog.unnest(reach_target_%5$s)) AS w (o, t)\n'
+            '    WHERE w.o = ANY (removed) AND (%12$s);\n'
             'END IF;',
             pointed.relation, pointed.key_column,
             sync._reached_rows(pointed.relation, 'keys', true), pointed.key_type, r, reach,
             mapped.relation, pointers, mapped.key_column, mapped.key_type,
             pointed.qualified_name,
-            coalesce(sync._reached_rows(pointed.relation, 'keys', true, p_rule => 'delete_rows'),
-                     'SELECT NULL::text, NULL::text WHERE false'));
+            sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
+                                 pointed.pointer, 'w.t', 'w.o', p_own_rows => true,
+                                 p_erased => false));
         one_body := one_body || pg_catalog.format(
             E'PERFORM FROM %1$s AS r WHERE r.%2$I = ANY (ARRAY(SELECT a.t FROM (%3$s) AS a)::%4$s[])\n'
             'ORDER BY r.%2$I FOR UPDATE OF r;\n'
             'SELECT coalesce(pg_catalog.array_agg(DISTINCT p.t), ''{}'') INTO reach_%5$s\n'
-            'FROM (%6$s) AS p;',
+            'FROM (%6$s) AS p;\n'
+            'IF remove THEN\n'
+            '    SELECT coalesce(pg_catalog.array_agg(w.t), ''{}'') INTO reach_held_%5$s\n'
+            '    FROM pg_catalog.unnest(reach_%5$s) AS w (t) WHERE %7$s;\n'
+            'END IF;',
             pointed.relation, pointed.key_column,
             sync._reached_rows(pointed.relation, 'ARRAY[p_key]', true), pointed.key_type, r,
-            sync._reached_rows(pointed.relation, 'ARRAY[p_key]'));
+            sync._reached_rows(pointed.relation, 'ARRAY[p_key]'),
+            sync._related_in_use(pointed.relation, pointed.key_column, pointed.key_type,
+                                 pointed.pointer, 'w.t', 'p_key', p_own_rows => true,
+                                 p_erased => false));
         -- (customer, row) pairs of the set, those the condition %s names; each row one
         -- customer's (another customer's rows using it keep it out), counted per customer
         pairs := pg_catalog.format(
@@ -684,13 +737,24 @@ BEGIN
         removing := removing || sync._compiled_pair_counts(
             pg_catalog.format('DELETE FROM %s AS t', pointed.relation), pointed.key_column,
             pointed.key_type, pointed.qualified_name,
-            pg_catalog.format(pairs, 'w.o = ANY (removed)'));
+            pg_catalog.format(pairs, pg_catalog.format(
+                'w.o = ANY (removed) AND NOT w.t = ANY (reach_held_%s)', r)));
         one_remove := one_remove || sync._compiled_count(
-            pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY (reach_%s::%s[])',
+            pg_catalog.format('DELETE FROM %1$s AS t WHERE t.%2$I = ANY (reach_%3$s::%4$s[])'
+                              ' AND NOT t.%2$I = ANY (reach_held_%3$s::%4$s[])',
                               pointed.relation, pointed.key_column, r, pointed.key_type),
             pointed.qualified_name, false);
         scrub := sync._scrub_assignments(pointed.relation, pointed.key_column);
         CONTINUE WHEN scrub IS NULL;
+        removing := removing || sync._compiled_pair_counts(
+            pg_catalog.format('UPDATE %s AS t SET %s', pointed.relation, scrub),
+            pointed.key_column, pointed.key_type, pointed.qualified_name,
+            pg_catalog.format(pairs, pg_catalog.format(
+                'w.o = ANY (removed) AND w.t = ANY (reach_held_%s)', r)));
+        one_remove := one_remove || sync._compiled_count(
+            pg_catalog.format('UPDATE %s AS t SET %s WHERE t.%I = ANY (reach_held_%s::%s[])',
+                              pointed.relation, scrub, pointed.key_column, r, pointed.key_type),
+            pointed.qualified_name, false);
         keeping := keeping || sync._compiled_pair_counts(
             pg_catalog.format('UPDATE %s AS t SET %s', pointed.relation, scrub),
             pointed.key_column, pointed.key_type, pointed.qualified_name,
