@@ -1379,6 +1379,18 @@ BEGIN
         END IF;
     END IF;
 
+    -- The installed document whose compiled code is older than the catalog it was made from
+    -- (sql/16_mapping_compile.sql, sync._write_is_current): installing it again recompiles
+    IF EXISTS (SELECT FROM sync.mapping_version AS v
+               WHERE v.active AND v.sha256 = sync._digest(p_document::text))
+       AND NOT sync._write_is_current() THEN
+        RETURN QUERY SELECT 'customer'::text,
+            'warning: the installed mapping''s compiled feed write (syncmap.write_customers) was '
+            'made from an older catalog: a table, column, index or foreign key it depends on '
+            'changed since (a foreign key to a related table, say), and the write does not see '
+            'it; install the mapping again (syncctl mapping install FILE) to recompile it'::text;
+    END IF;
+
     -- Linked tables that look like what the shop must keep, not declared bookkeeping
     IF customer_oid IS NOT NULL THEN
         RETURN QUERY SELECT * FROM sync._mapping_bookkeeping_warnings(p_document, customer_oid);
