@@ -19,7 +19,8 @@
 -- customer's key as text in $1) that selects them: the mapped table by its key, each linked
 -- table by its customer columns, each table the customer points to by the pointer, and each
 -- table one foreign key further from a linked table by its parent's rows. Predicates of one
--- table are OR-ed, so a row reached twice is returned once. The mapped table comes first.
+-- table are OR-ed, so a row reached twice is returned once. The mapped table comes first. The
+-- name is as PostgreSQL quotes it (sync._shown_name: "web.shop".customer, sales."Review").
 CREATE OR REPLACE FUNCTION gdpr._subject_tables()
 RETURNS TABLE (relation regclass, qualified_name text, predicate text)
 LANGUAGE sql
@@ -68,7 +69,7 @@ AS $$
         WHERE f.relation NOT IN (SELECT m.relation FROM mapped AS m)
           AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
     )
-    SELECT r.relation, pg_catalog.concat_ws('.', n.nspname, c.relname),
+    SELECT r.relation, sync._shown_name(n.nspname, c.relname),
            pg_catalog.string_agg(DISTINCT '(' || r.predicate || ')', ' OR ')
     FROM reach AS r
     JOIN pg_catalog.pg_class AS c ON c.oid = r.relation
