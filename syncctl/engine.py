@@ -227,16 +227,17 @@ def discard_dead_letter(conn: psycopg.Connection[Any], inbox_id: int, *, actor: 
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CoverageDefect:
-    table: str
-    column: str | None
+    table: str  # as PostgreSQL quotes it: "web.shop".customer, sales."Review", public.address
+    column: str | None  # the catalog's name
     defect: str
     # unclassified, strategy, merge_rule, unindexed, declared_reference, privilege, look_alike,
     # trigger, function or mapping (docs/merge-and-anonymise.md)
     kind: str
+    place: str  # table.column, the column quoted too; table.* for the whole table
 
 
 def coverage_defects(conn: psycopg.Connection[Any]) -> list[CoverageDefect]:
     """Unclassified columns and other registry defects; empty when merge and anonymise are
     safe for every customer-linked table."""
     rows = _in_transaction(conn, lambda: queries.all(conn, "coverage_defects"))
-    return [CoverageDefect(table, column, defect, kind) for table, column, defect, kind in rows]
+    return [CoverageDefect(*row) for row in rows]

@@ -82,7 +82,7 @@ def coverage(settings: HasDsn) -> None:
         )
         return
     for d in defects:
-        click.echo(f"{d.table}.{d.column or '*'}: {d.defect}")
+        click.echo(f"{d.place}: {d.defect}")
     kinds = Counter(d.kind for d in defects)
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
     raise click.ClickException(f"{len(defects)} coverage defect(s): {summary}")

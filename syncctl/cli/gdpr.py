@@ -131,7 +131,8 @@ def policy_show(settings: HasDsn, code: str) -> None:
     multiple=True,
     required=True,
     help="A registry table or column, schema-qualified (the reference shop's shop.orders,"
-    " shop.customer.loyalty_card); repeatable.",
+    ' shop.customer.loyalty_card); quoted as in SQL (sales."Review") or the catalog\'s names'
+    " unquoted (sales.Review); repeatable.",
 )
 @click.option(
     "--membership",

@@ -52,5 +52,8 @@ SELECT sync.retry_dead_letter(%(inbox_id)s);
 SELECT sync.discard_dead_letter(%(inbox_id)s, %(actor)s);
 
 -- name: coverage_defects
--- every coverage defect (unclassified columns, privileges, look-alike columns, ...) and its kind
-SELECT table_name, column_name, defect, kind FROM sync.coverage_defects();
+-- every coverage defect (unclassified columns, privileges, look-alike columns, ...), its kind
+-- and where it is (table.column as PostgreSQL quotes them, table.* for the whole table)
+SELECT table_name, column_name, defect, kind,
+       table_name || '.' || coalesce(pg_catalog.quote_ident(column_name), '*') AS place
+FROM sync.coverage_defects();

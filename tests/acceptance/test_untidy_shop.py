@@ -271,17 +271,19 @@ def untidy(
 
     covered = _run("coverage", dsn=dsn)
     assert covered.returncode == 1
-    assert "Marketing.Nieuwsbrief Log.KlantNr: looks like a customer reference" in covered.stdout
+    assert (
+        '"Marketing"."Nieuwsbrief Log"."KlantNr": looks like a customer reference' in covered.stdout
+    )
     assert 'trigger "Klant e-mail" runs "Shop Data"."Klant e-mail"()' in covered.stdout
-    assert "Shop Data.Bestelling.Klant Ref: column has no PII strategy" in covered.stdout
+    assert '"Shop Data"."Bestelling"."Klant Ref": column has no PII strategy' in covered.stdout
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(CLASSIFY.encode())
     covered = _run("coverage", dsn=dsn)
     assert covered.returncode == 1
     assert covered.stdout.splitlines() == [
-        "Marketing.Nieuwsbrief Log.KlantNr: looks like a customer reference but has no foreign"
-        ' key to "Shop Data"."Klant"."Klant-Id" and is not declared: declare it ([[reference]]'
-        " in the mapping) or record it in sync.not_a_reference"
+        '"Marketing"."Nieuwsbrief Log"."KlantNr": looks like a customer reference but has no'
+        ' foreign key to "Shop Data"."Klant"."Klant-Id" and is not declared: declare it'
+        " ([[reference]] in the mapping) or record it in sync.not_a_reference"
     ]
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(NOT_A_REFERENCE.encode())
@@ -566,8 +568,8 @@ def test_login_refresh_export_and_erasure_on_the_untidy_schema(untidy: Untidy) -
         exported = _ok("export", "--id", one, "--format", "json", dsn=shop.dsn)
         document = json.loads(exported)
         assert document["customer_key"] == one
-        assert len(document["tables"]["Shop Data.Bestelling"]) == 2
-        assert len(document["tables"]["Shop Data.Klant"]) == 1
+        assert len(document["tables"]['"Shop Data"."Bestelling"']) == 2
+        assert len(document["tables"]['"Shop Data"."Klant"']) == 1
 
         # an erasure from received to done, its proof without residue
         three = shop.key("TX00000003")

@@ -26,7 +26,8 @@ from tests.shops.binding import PII
 
 boutique = test_anonymise_mapped.boutique  # the boutique, granted, classified and mapped
 ADDRESS = test_anonymise_mapped.ADDRESS
-ADDRESS_NAME = "crm.CustomerAddress"
+ADDRESS_NAME = "crm.CustomerAddress"  # the registry's qualified name
+ADDRESS_SHOWN = 'crm."CustomerAddress"'  # as coverage names it
 ADDRESS_PII = PII[("crm", "CustomerAddress")]
 OWNER = "syncctl_owner"
 
@@ -81,11 +82,11 @@ def test_the_address_tables_unclassified_columns_are_listed(
         (ADDRESS_NAME, column) for column in ADDRESS_PII
     ]
     listed = _defects(boutique, "unclassified")
-    assert [(t, c) for t, c, _ in listed] == [(ADDRESS_NAME, c) for c in sorted(ADDRESS_PII)]
+    assert [(t, c) for t, c, _ in listed] == [(ADDRESS_SHOWN, c) for c in sorted(ADDRESS_PII)]
     assert all(d.startswith("column has no PII strategy") for _, _, d in listed)
     result = CliRunner().invoke(coverage, [], obj=SimpleNamespace(dsn=dsn))
     assert result.exit_code != 0
-    assert f"{ADDRESS_NAME}.street: column has no PII strategy" in result.output
+    assert f"{ADDRESS_SHOWN}.street: column has no PII strategy" in result.output
     assert f"{len(ADDRESS_PII)} unclassified" in result.output
 
     _classify_the_address(boutique)
@@ -112,7 +113,7 @@ def test_a_strategy_the_address_column_cannot_take_is_listed(
         " AND table_name = 'CustomerAddress' AND column_name = 'created_by'"
     )
     boutique.commit()
-    assert _on(boutique, "strategy", ADDRESS_NAME) == [
+    assert _on(boutique, "strategy", ADDRESS_SHOWN) == [
         ("created_by", "strategy null on a NOT NULL column")
     ]
 
@@ -120,10 +121,10 @@ def test_a_strategy_the_address_column_cannot_take_is_listed(
 def test_a_missing_privilege_on_the_address_table_is_listed_with_its_grant(
     boutique: psycopg.Connection[Any], dsn: str
 ) -> None:
-    assert _on(boutique, "privilege", ADDRESS_NAME) == []
+    assert _on(boutique, "privilege", ADDRESS_SHOWN) == []
     boutique.execute(f"REVOKE INSERT, DELETE ON {ADDRESS} FROM {OWNER}")
     boutique.commit()
-    assert _on(boutique, "privilege", ADDRESS_NAME) == [
+    assert _on(boutique, "privilege", ADDRESS_SHOWN) == [
         (
             None,
             f"the owner role {OWNER} lacks INSERT, DELETE on the table:"
@@ -132,7 +133,7 @@ def test_a_missing_privilege_on_the_address_table_is_listed_with_its_grant(
     ]
     boutique.execute(f"REVOKE ALL ON {ADDRESS} FROM {OWNER}")
     boutique.commit()
-    assert _on(boutique, "privilege", ADDRESS_NAME) == [
+    assert _on(boutique, "privilege", ADDRESS_SHOWN) == [
         (
             None,
             f"the owner role {OWNER} lacks SELECT, INSERT, UPDATE, DELETE on the table:"
@@ -145,7 +146,7 @@ def test_a_missing_privilege_on_the_address_table_is_listed_with_its_grant(
 
     boutique.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {ADDRESS} TO {OWNER}")
     boutique.commit()
-    assert _on(boutique, "privilege", ADDRESS_NAME) == []
+    assert _on(boutique, "privilege", ADDRESS_SHOWN) == []
 
 
 def test_select_on_a_table_referring_to_the_address_table_is_listed(
@@ -191,7 +192,7 @@ def test_a_trigger_on_the_address_table_is_listed(boutique: psycopg.Connection[A
     boutique.commit()
     row = boutique.execute("SELECT current_user").fetchone()
     assert row is not None
-    listed = _on(boutique, "trigger", ADDRESS_NAME)
+    listed = _on(boutique, "trigger", ADDRESS_SHOWN)
     assert len(listed) == 1
     assert listed[0][1].startswith(
         f"trigger address_stamp runs crm.address_stamp(), owned by role {row[0]}, on INSERT, UPDATE"

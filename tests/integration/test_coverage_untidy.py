@@ -118,7 +118,7 @@ def test_a_declared_reference_is_a_customer_link(
     # undeclared, the column looks like a customer reference: coverage lists it
     assert _defects(conn, "look_alike") == [
         (
-            ARCHIVE_NAME,
+            ARCHIVE,
             "CustomerRef",
             "looks like a customer reference but has no foreign key to shop.customer.id and is"
             " not declared: declare it ([[reference]] in the mapping) or record it in"
@@ -172,7 +172,7 @@ def test_a_declared_reference_is_merged_anonymised_and_exported_in_every_partiti
     assert counts is not None and counts[0][ARCHIVE_NAME] == 3
 
     data = gdpr.subject_data(conn, number="TX00000802")
-    assert sorted(r["DeliveryNote"] for r in data.tables[ARCHIVE_NAME]) == sorted(notes.values())
+    assert sorted(r["DeliveryNote"] for r in data.tables[ARCHIVE]) == sorted(notes.values())
     hits = conn.execute(
         "SELECT column_name, hits FROM gdpr.residue_search(%s::text[], %s)"
         " WHERE column_name LIKE 'Sales.%%'",
@@ -216,15 +216,19 @@ def test_declared_references_that_do_not_resolve_are_defects(
     )
 
     assert _defects(conn, "declared_reference") == [
-        ("Sales.Gone", "CustomerRef", "declared reference (reference[1]): table does not exist"),
         (
-            ARCHIVE_NAME,
+            '"Sales"."Gone"',
+            "CustomerRef",
+            "declared reference (reference[1]): table does not exist",
+        ),
+        (
+            ARCHIVE,
             "ShortRef",
             "declared reference (reference[3]): column is integer, the customer key"
             " shop.customer.id is bigint",
         ),
         (
-            ARCHIVE_NAME,
+            ARCHIVE,
             "customerref",
             "declared reference (reference[2]): column does not exist",
         ),
@@ -271,7 +275,7 @@ def test_a_related_table_pointing_to_the_customer_without_a_foreign_key_is_linke
     conn.execute('ALTER TABLE crm."Address" ALTER COLUMN owner_ref TYPE text')
     assert _defects(conn, "declared_reference") == [
         (
-            "crm.Address",
+            'crm."Address"',
             "owner_ref",
             "declared reference (related[1].via.column): column is text, the customer key"
             " shop.customer.id is bigint",
@@ -323,7 +327,7 @@ def test_an_unindexed_foreign_key_is_listed(conn: psycopg.Connection[Any]) -> No
 
     assert _defects(conn, "unindexed") == [
         (
-            "Loyalty.Stamp",
+            '"Loyalty"."Stamp"',
             "CustomerId",
             "customer column has no index leading with it: a merge or delete scans the table"
             ' (CREATE INDEX ON "Loyalty"."Stamp" ("CustomerId");)',
@@ -429,7 +433,7 @@ def test_a_mapping_that_binds_nothing_is_a_defect(
     )
     assert _defects(conn, "mapping") == [
         (
-            "shop.Customer",
+            'shop."Customer"',
             "id",
             "the active mapping (version 1) names a customer table or key that does not exist",
         )

@@ -227,7 +227,7 @@ def test_the_check_names_the_policy_row_level_security_needs(exotic_dsn: str) ->
     assert "installed mapping version 1" in _ok("mapping", "install", str(MAPPING), dsn=exotic_dsn)
     # the generated column is listed like any other until it is classified
     covered = _run("coverage", dsn=exotic_dsn)
-    assert "web.shop.customer.full_name: column has no PII strategy" in covered.stdout
+    assert '"web.shop".customer.full_name: column has no PII strategy' in covered.stdout
     # coverage names a policy dropped later, the same way
     _admin_sql(exotic_dsn, CLASSIFY.replace("{full_name}", "keep"))
     assert _ok("coverage", dsn=exotic_dsn).startswith("ok: ")
@@ -235,7 +235,7 @@ def test_the_check_names_the_policy_row_level_security_needs(exotic_dsn: str) ->
     covered = _run("coverage", dsn=exotic_dsn)
     assert covered.returncode == 1
     assert covered.stdout.splitlines() == [
-        "web.shop.orders.*: the owner role syncctl_owner lacks a row-level security policy for"
+        '"web.shop".orders.*: the owner role syncctl_owner lacks a row-level security policy for'
         " SELECT, UPDATE on the table: " + policy.format(ORDERS)
     ]
 
@@ -280,7 +280,7 @@ def test_coverage_refuses_a_writing_strategy_on_a_generated_column(exotic_dsn: s
     covered = _run("coverage", dsn=exotic_dsn)
     assert covered.returncode == 1
     assert covered.stdout.splitlines() == [
-        "web.shop.customer.full_name: strategy null on a generated column: PostgreSQL"
+        '"web.shop".customer.full_name: strategy null on a generated column: PostgreSQL'
         " recomputes it from the columns it is generated from, the engine cannot write it"
         " (classify it keep, and those columns by what they hold)"
     ]
@@ -441,8 +441,8 @@ def test_login_export_and_erasure_on_the_exotic_schema(exotic: Exotic, tmp_path:
     out = tmp_path / "export.json"
     _ok("export", "--id", str(one), "--format", "json", "--output", str(out), dsn=shop.dsn)
     exported = json.loads(out.read_text(encoding="utf-8"))
-    assert [r["id"] for r in exported["tables"]["web.shop.customer"]] == [one]
-    assert exported["tables"]["web.shop.customer"][0]["full_name"]
+    assert [r["id"] for r in exported["tables"][CUSTOMER]] == [one]
+    assert exported["tables"][CUSTOMER][0]["full_name"]
 
     # an erasure from received to done, its proof searching the customer table
     four = shop.key("TX00000004")

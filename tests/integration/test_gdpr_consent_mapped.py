@@ -388,7 +388,7 @@ def test_policy_categories_name_the_mapped_schemas_tables_and_columns(
     assert gdpr.policy(conn, "boutique_club").categories == [
         "crm.customer.newsletter",
         "crm.favourite",
-        "sales.Review",
+        'sales."Review"',
         "sales.orders",
     ]
     for category in ("crm.customer.no_such_column", "crm.no_such_table", "shop.no_such_table"):

@@ -94,6 +94,12 @@ GRANT = re.compile(r"(GRANT [A-Z, ]+ ON (?:TABLE|SEQUENCE|SCHEMA) .+ TO .+;)$")
 @pytest.fixture
 def owner(conn: psycopg.Connection[Any]) -> str:
     conn.execute(SCHEMA)
+    # the payments are kept for bookkeeping (else the check warns of them): the partition
+    # with a foreign key of its own is the table the engine sees
+    conn.execute(
+        "INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping)"
+        " VALUES ('rent', 'payment_2026_01', 'scrub', true)"
+    )
     conn.commit()
     row = conn.execute("SELECT sync.role_name('owner')").fetchone()
     assert row is not None

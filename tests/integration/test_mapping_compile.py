@@ -395,6 +395,7 @@ def test_generated_functions_pass_the_security_rules(mapped: psycopg.Connection[
         "syncmap.snapshot_defect(jsonb)",
         "syncmap.unclassified_count()",
         "syncmap.write_customers(text[],integer[],jsonb[],boolean[])",
+        "syncmap.write_fingerprint()",
     ]
     assert all(g[1] == owner for g in generated)
     assert all(g[2][0] == "search_path=pg_catalog, pg_temp" for g in generated)

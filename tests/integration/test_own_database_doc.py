@@ -81,7 +81,10 @@ def test_the_how_to_runs_as_written_on_a_schema_shaped_like_pagila(
     conn.execute(_block("sql", "ALTER TABLE public.payment ADD FOREIGN KEY"))
     conn.execute(_block("sql", "GRANT SELECT, INSERT, UPDATE, DELETE"))
     conn.commit()
-    assert _defects(conn, loaded.document) == []
+    # the payments are declared kept for bookkeeping only in step 7: a warning until then
+    assert [(path, problem.split(":")[1]) for path, problem in _defects(conn, loaded.document)] == [
+        ("customer.table", " public.payment is linked to the customer and not kept for bookkeeping")
+    ]
 
     conn.execute("SET ROLE syncctl_owner")
     conn.execute("SELECT sync.install_mapping(%s, 'pagila.toml')", [Jsonb(loaded.document)])
