@@ -17,7 +17,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from syncctl import mapping
-from tests.feed import stage, upserted
+from tests.feed import event, stage, upserted
 from tests.integration import test_dry_runs_shared_rows as rentals
 
 STALE = "warning: the installed mapping's compiled feed write"
@@ -126,3 +126,34 @@ def test_the_same_document_is_refused_when_the_catalog_no_longer_fits_it(
     conn.rollback()
     assert refused.value.sqlstate == "SY060"
     assert "mapping refused: customer.columns.email:" in str(refused.value)
+
+
+def test_the_write_follows_the_change_when_the_compiled_moves_do(
+    conn: psycopg.Connection[Any], document: Any
+) -> None:
+    """The feed checks, on a page with a merge, an anonymisation or a delete, that the compiled
+    moves were made from today's catalog (sync._moves_current); when they were not, the write
+    is compiled again with them, and the next move of the customer gives it a copy."""
+    before = _parcel_address(conn)
+    stage(conn, [upserted("TX00000002", 1)])
+    outcome = stage(
+        conn,
+        [event("customer.merged", "TX00000002", 2, into="TX00000001")],
+    )
+    assert dict(outcome.states) == {"applied": 1}
+    assert _stale(conn, document) == []
+    outcome = stage(conn, [upserted("TX00000001", 3, street=f"S{secrets.token_hex(5)}")])
+    assert dict(outcome.states) == {"applied": 1}
+    assert _parcel_address(conn) == before
+
+
+def test_a_write_the_catalog_no_longer_fits_is_left_as_it_is(
+    conn: psycopg.Connection[Any], document: Any
+) -> None:
+    """A schema the document no longer fits (a mapped column dropped): the page's moves are
+    compiled again, the write is not (mapping check names the defect), and the feed goes on."""
+    conn.execute("ALTER TABLE public.customer DROP COLUMN create_date CASCADE")
+    conn.commit()
+    stage(conn, [upserted("TX00000002", 1)])
+    outcome = stage(conn, [event("customer.merged", "TX00000002", 2, into="TX00000001")])
+    assert dict(outcome.states) == {"applied": 1}

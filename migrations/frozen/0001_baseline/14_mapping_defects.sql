@@ -717,6 +717,74 @@ BEGIN
 END
 $$;
 
+-- Warnings of customer-linked tables that look like what a shop must keep while they are not
+-- declared kept for bookkeeping (sync.anonymise_rule): a tritonX delete of a customer without
+-- bookkeeping rows removes the customer's rows of every linked table. A linked table (a foreign
+-- key to the customer key, or a declared reference; one that is a [[related]] table of the
+-- document is the feed's, not the shop's record) is warned of when its name says it holds
+-- orders, invoices or payments (order, invoice, payment, receipt, transaction; Dutch bestelling,
+-- factuur, betaling; Swedish faktura, betalning, kvitto: any part of the lower-case name), or
+-- when another table refers to it by a foreign key that does not delete along with it (order
+-- lines under ON DELETE NO ACTION, RESTRICT, SET NULL or SET DEFAULT: the shop's schema keeps
+-- them). Not warned of: a table declared bookkeeping, or declared delete_rows (its rows are
+-- meant to go), or one whose referring rows all go with it (ON DELETE CASCADE: cart lines).
+-- One row per table, at the path that links it (customer.table, reference[i].table), with the
+-- statement that declares it. The linked tables are those sync._owner_needs asks DELETE on
+-- outside the customer table and the [[related]] ones: the same list the check's privileges
+-- come from.
+CREATE OR REPLACE FUNCTION sync._mapping_bookkeeping_warnings(p_document jsonb,
+                                                               p_customer oid)
+RETURNS TABLE (path text, problem text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- PL/pgSQL: sync._owner_needs is made later, in sql/45_coverage.sql
+    RETURN QUERY
+    SELECT l.path, pg_catalog.format(
+        'warning: %s is linked to the customer and not kept for bookkeeping: a tritonX delete '
+        'of a customer removes its rows (%s); if the shop must keep them, declare it (a delete '
+        'then anonymises the customer): INSERT INTO sync.anonymise_rule (table_schema, '
+        'table_name, action, bookkeeping) VALUES (%L, %L, ''scrub'', true) ON CONFLICT '
+        '(table_schema, table_name) DO UPDATE SET action = ''scrub'', bookkeeping = true; '
+        'if they are meant to go, declare it delete_rows',
+        l.relation, pg_catalog.concat_ws('; ',
+            CASE WHEN l.named THEN 'its name says orders, invoices or payments' END,
+            CASE WHEN l.referrer IS NOT NULL
+                 THEN pg_catalog.format('%s refers to them', l.referrer) END),
+        n.nspname, r.relname)
+    FROM (
+        SELECT DISTINCT ON (x.relation) x.path, x.relation, x.ord
+        FROM sync._owner_needs(p_document) AS x
+        WHERE x.privilege = 'DELETE' AND x.relation::pg_catalog.oid <> p_customer
+          AND x.path NOT LIKE 'related[%'
+        ORDER BY x.relation, x.ord
+    ) AS d
+    JOIN pg_catalog.pg_class AS r ON r.oid = d.relation
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+    LEFT JOIN sync.anonymise_rule AS ar
+        ON ar.table_schema = n.nspname AND ar.table_name = r.relname
+    CROSS JOIN LATERAL (
+        SELECT d.path, d.relation, d.ord,
+               pg_catalog.lower(r.relname) ~ ('order|invoice|payment|receipt|transaction'
+                                              '|bestelling|factu|betaling|faktura|betalning'
+                                              '|kvitto') AS named,
+               (SELECT k.conrelid::pg_catalog.regclass
+                FROM pg_catalog.pg_constraint AS k
+                WHERE k.contype = 'f' AND k.confrelid = d.relation AND k.conparentid = 0
+                  AND k.conrelid <> d.relation AND k.confdeltype <> 'c'
+                ORDER BY k.conrelid::pg_catalog.regclass::text
+                LIMIT 1) AS referrer
+    ) AS l
+    WHERE NOT coalesce(ar.bookkeeping, false)
+      AND coalesce(ar.action, 'scrub') <> 'delete_rows'
+      AND (l.named OR l.referrer IS NOT NULL)
+    ORDER BY l.ord, l.relation::text;
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- The check
 -- ---------------------------------------------------------------------------------------------
@@ -1309,6 +1377,23 @@ BEGIN
                                        WHERE c.as_is))
                 ORDER BY t.relid::pg_catalog.regclass::text;
         END IF;
+    END IF;
+
+    -- The installed document whose compiled code is older than the catalog it was made from
+    -- (sql/16_mapping_compile.sql, sync._write_is_current): installing it again recompiles
+    IF EXISTS (SELECT FROM sync.mapping_version AS v
+               WHERE v.active AND v.sha256 = sync._digest(p_document::text))
+       AND NOT sync._write_is_current() THEN
+        RETURN QUERY SELECT 'customer'::text,
+            'warning: the installed mapping''s compiled feed write (syncmap.write_customers) was '
+            'made from an older catalog: a table, column, index or foreign key it depends on '
+            'changed since (a foreign key to a related table, say), and the write does not see '
+            'it; install the mapping again (syncctl mapping install FILE) to recompile it'::text;
+    END IF;
+
+    -- Linked tables that look like what the shop must keep, not declared bookkeeping
+    IF customer_oid IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM sync._mapping_bookkeeping_warnings(p_document, customer_oid);
     END IF;
 END
 $$;

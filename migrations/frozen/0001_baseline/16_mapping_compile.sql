@@ -271,6 +271,92 @@ BEGIN
 END
 $$;
 
+-- A digest of the catalog a mapping document's compiled write is made from: the customer table
+-- and each [[related]] table (their names, columns with types, NOT NULL, defaults, identity and
+-- generation, their indexes), every foreign key to a related table (sync._related_foreign_keys:
+-- who else uses a related row decides copy or update in place; a table the shop links to the
+-- customer is the compiled moves' concern, not the write's) and the key sequences. Made
+-- into the compiled code (syncmap.write_fingerprint()) and compared with the catalog of today
+-- by sync._write_is_current(): a few index scans of the catalog, at check time, never a page.
+CREATE OR REPLACE FUNCTION sync._write_fingerprint(p_document jsonb)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    related oid[];
+    tables  oid[];
+    digest  text;
+BEGIN
+    SELECT pg_catalog.array_agg(DISTINCT t.oid) INTO related
+    FROM (SELECT sync._mapping_table(r.value ->> 'schema', r.value ->> 'table') AS oid
+          FROM pg_catalog.jsonb_array_elements(
+                   CASE WHEN pg_catalog.jsonb_typeof(p_document -> 'related') = 'array'
+                        THEN p_document -> 'related' ELSE '[]' END) AS r (value)) AS t
+    WHERE t.oid IS NOT NULL;
+    tables := pg_catalog.array_remove(
+        coalesce(related, '{}') || sync._mapping_table(p_document #>> '{customer,schema}',
+                                                       p_document #>> '{customer,table}'),
+        NULL);
+    SELECT sync._digest(pg_catalog.jsonb_build_array(
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    r.oid, r.oid::pg_catalog.regclass::text, r.relkind) ORDER BY r.oid)
+         FROM pg_catalog.pg_class AS r WHERE r.oid = ANY (tables)),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    a.attrelid, a.attnum, a.attname,
+                    pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    a.attisdropped, a.attidentity, a.attgenerated,
+                    pg_catalog.pg_get_expr(d.adbin, d.adrelid))
+                    ORDER BY a.attrelid, a.attnum)
+         FROM pg_catalog.pg_attribute AS a
+         LEFT JOIN pg_catalog.pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = ANY (tables) AND a.attnum > 0),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    x.indexrelid, x.indisunique, x.indisprimary, x.indkey::text,
+                    x.indpred IS NULL, x.indexprs IS NULL) ORDER BY x.indexrelid)
+         FROM pg_catalog.pg_index AS x WHERE x.indrelid = ANY (tables)),
+        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                    c.oid, c.conrelid, c.conrelid::pg_catalog.regclass::text, c.confrelid,
+                    c.conkey, c.confkey) ORDER BY c.oid)
+         FROM pg_catalog.pg_constraint AS c
+         WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confrelid = ANY (related)),
+        (SELECT pg_catalog.jsonb_agg(sync._mapping_sequence(r.value ->> 'key_sequence'))
+         FROM pg_catalog.jsonb_array_elements(
+                  pg_catalog.jsonb_build_array(p_document -> 'customer')
+                  || CASE WHEN pg_catalog.jsonb_typeof(p_document -> 'related') = 'array'
+                          THEN p_document -> 'related' ELSE '[]' END) AS r (value)
+         WHERE r.value ->> 'key_sequence' IS NOT NULL))::text)
+    INTO digest;
+    RETURN digest;
+END
+$$;
+
+-- Whether the active mapping's compiled write (and the rest of schema syncmap) was made from
+-- the catalog as it is now (sync._write_fingerprint); true without a mapping. False for code
+-- compiled before the write carried its fingerprint.
+CREATE OR REPLACE FUNCTION sync._write_is_current()
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    active jsonb;
+BEGIN
+    SELECT v.document INTO active FROM sync.mapping_version AS v WHERE v.active;
+    IF active IS NULL THEN
+        RETURN true;
+    END IF;
+    IF pg_catalog.to_regprocedure('syncmap.write_fingerprint()') IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN syncmap.write_fingerprint() = sync._write_fingerprint(active);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION sync.compile_mapping(p_document jsonb)
 RETURNS text
 LANGUAGE plpgsql
@@ -738,6 +824,12 @@ BEGIN
             'ARRAY[NULL::integer], ARRAY[''{}''::jsonb], ARRAY[true]) AS w;\n'
             '    IF made = 0 THEN\n        RETURN NULL;\n    END IF;\n'
             '    RETURN syncmap.key_of(p_number);\nEND\n'),
+        -- what the code above was made from (sync._write_is_current compares it)
+        pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION syncmap.write_fingerprint()\n'
+            'RETURNS text\nLANGUAGE sql\nIMMUTABLE\nSECURITY INVOKER\n'
+            'SET search_path = pg_catalog, pg_temp\nAS %L',
+            pg_catalog.format('SELECT %L::text', sync._write_fingerprint(p_document))),
         'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA syncmap FROM PUBLIC',
         'REVOKE ALL ON ALL TABLES IN SCHEMA syncmap FROM PUBLIC') || E';\n';
 END
@@ -747,14 +839,47 @@ $$;
 -- Installing
 -- ---------------------------------------------------------------------------------------------
 
+-- Refuse (SY060) a mapping document sync.mapping_defects finds a defect in that is not a
+-- warning, naming the first defect's path and problem; return otherwise. Without
+-- p_privileges, the owner role's missing privileges and row-level security policies are left
+-- to the caller (the reinstall of the active document: they do not change what compiles).
+CREATE OR REPLACE FUNCTION sync._refuse_defective_mapping(p_document jsonb,
+                                                          p_privileges boolean)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    owner_role text := sync.role_name('owner');
+    defect     record;
+BEGIN
+    SELECT d.path, d.problem INTO defect
+    FROM sync.mapping_defects(p_document) AS d
+    WHERE d.problem NOT LIKE 'warning: %'
+      AND (p_privileges
+           OR NOT (d.problem LIKE owner_role || ' lacks %'
+                   OR d.problem LIKE '%has row-level security and no policy lets%'))
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY060',
+            MESSAGE = pg_catalog.format('mapping refused: %s: %s', defect.path, defect.problem);
+    END IF;
+END
+$$;
+
 -- Check, compile and install a mapping document; returns its version number. Refused (SY060,
 -- naming the first defect's path and problem) when sync.mapping_defects reports a defect that is
 -- not a warning. The generated SQL is executed here, as the owner role (SY024 otherwise), so
 -- schema syncmap and everything in it belong to the owner; the new version becomes the only
 -- active one and one audit row records it (no personal data: the version, the document's
--- sha256, the installing role). The document that is active already: nothing happens but the
--- triggers' binding (gdpr._bind_local_consents, sync._bind_shop_key_changes), its version is
--- returned. Either way the consent triggers and the shop's key-change triggers follow the mapped
+-- sha256, the installing role). The document that is active already is compiled again from
+-- today's catalog, the compiled moves too, and the triggers bound again
+-- (gdpr._bind_local_consents, sync._bind_shop_key_changes); its version is returned, no new
+-- version, no audit row; refused (SY060, its first defect) when the catalog no longer fits it,
+-- not for the owner role's privileges (the bindings warn of those). Either way the consent triggers and the shop's key-change triggers follow the mapped
 -- table. p_source says where it came from (a file name),
 -- never its content.
 CREATE OR REPLACE FUNCTION sync.install_mapping(p_document jsonb, p_source text)
@@ -767,7 +892,6 @@ AS $$
 DECLARE
     owner_role text := sync.role_name('owner');
     digest     text := sync._digest(p_document::text);
-    defect     record;
     installed  integer;
 BEGIN
     IF current_user <> owner_role THEN
@@ -782,20 +906,17 @@ BEGIN
     FROM sync.mapping_version AS v
     WHERE v.active AND v.sha256 = digest;
     IF installed IS NOT NULL THEN
+        -- checked and compiled again from today's catalog (a foreign key the shop added to a
+        -- related table since, say), the compiled moves too; the same version, no audit row.
+        -- A privilege revoked since does not refuse it (the bindings below warn of it)
+        PERFORM sync._refuse_defective_mapping(p_document, false);
+        EXECUTE sync.compile_mapping(p_document);
         PERFORM gdpr._bind_local_consents();  -- a GRANT since may let them on (docs/mapping.md)
         PERFORM sync._bind_shop_key_changes();
-        PERFORM sync._moves_current();
+        PERFORM sync._moves_current(true);
         RETURN installed;
     END IF;
-    SELECT d.path, d.problem INTO defect
-    FROM sync.mapping_defects(p_document) AS d
-    WHERE d.problem NOT LIKE 'warning: %'
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'SY060',
-            MESSAGE = pg_catalog.format('mapping refused: %s: %s', defect.path, defect.problem);
-    END IF;
+    PERFORM sync._refuse_defective_mapping(p_document, true);
     EXECUTE sync.compile_mapping(p_document);
     SELECT coalesce(max(v.version), 0) + 1 INTO installed FROM sync.mapping_version AS v;
     UPDATE sync.mapping_version AS v SET active = false WHERE v.active;

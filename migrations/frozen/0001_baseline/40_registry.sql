@@ -337,3 +337,43 @@ AS $$
     ORDER BY 1
 $$;
 
+
+-- A table (p_column NULL) or a column of the registry as PostgreSQL writes its name: each part
+-- through quote_ident, so a name with a dot, a quote, a space or an upper-case letter reads one
+-- way only ("web.shop".customer, sales."Review".body) and a plain one stays as it is
+-- (public.address). How coverage, the subject access export and the policies show names, and
+-- one of the two forms a policy's category is given in (gdpr.create_policy).
+-- Example: SELECT sync._shown_name('web.shop', 'customer', 'e-mail');  -- "web.shop".customer."e-mail"
+CREATE OR REPLACE FUNCTION sync._shown_name(p_schema text, p_table text,
+                                            p_column text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.quote_ident(p_schema) || '.' || pg_catalog.quote_ident(p_table)
+           || coalesce('.' || pg_catalog.quote_ident(p_column), '')
+$$;
+
+-- A name written as SQL writes one (parts joined by dots, each plain or double-quoted:
+-- '"web.shop".customer', 'sales."Review".body'), as its parts the way the catalog holds them
+-- (a plain part in lower case, a quoted one as it is: pg_catalog.parse_ident); NULL for text
+-- that is no such name ('o'brien.favourite', say: a quote outside double quotes).
+-- Example: SELECT sync._name_parts('sales."Review".body');  -- {sales,Review,body}
+CREATE OR REPLACE FUNCTION sync._name_parts(p_name text)
+RETURNS text[]
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN pg_catalog.parse_ident(p_name);
+EXCEPTION
+    WHEN invalid_parameter_value THEN
+        RETURN NULL;
+END
+$$;

@@ -548,7 +548,9 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 
 -- Every coverage defect, as (table, column, defect, kind); column NULL for a defect of the whole
--- table. Empty is the only acceptable answer: `syncctl coverage` exits non-zero otherwise.
+-- table. The table is named as PostgreSQL quotes it (sync._shown_name: "web.shop".customer,
+-- sales."Review", public.address); the column by its name in the catalog. Empty is the only
+-- acceptable answer: `syncctl coverage` exits non-zero otherwise.
 -- Example: SELECT kind, table_name, column_name, defect FROM sync.coverage_defects();
 DROP FUNCTION IF EXISTS sync.coverage_defects();  -- its result gains kind
 CREATE OR REPLACE FUNCTION sync.coverage_defects()
@@ -563,17 +565,18 @@ DECLARE
     owner_role name := sync.role_name('owner');
 BEGIN
     RETURN QUERY
-    WITH tables AS MATERIALIZED (SELECT * FROM sync.customer_tables())
-    SELECT d.table_name, d.column_name,
+    WITH tables AS MATERIALIZED (SELECT * FROM sync.customer_tables()),
+    found AS MATERIALIZED (
+        SELECT d.table_name, d.column_name,
            -- a partition listed by itself: how to make it one table with its parent (the
            -- privilege kind says so within its message)
            d.defect || CASE WHEN d.kind <> 'privilege'
                             THEN coalesce(sync._partition_hint(pt.partition_of, ''), '')
-                            ELSE '' END,
+                            ELSE '' END AS defect,
            d.kind
     FROM (
-        SELECT coalesce(NULLIF(pg_catalog.concat_ws('.', v.document #>> '{customer,schema}',
-                                                    v.document #>> '{customer,table}'), ''),
+        SELECT coalesce(sync._shown_name(v.document #>> '{customer,schema}',
+                                          v.document #>> '{customer,table}'),
                         'sync.mapping_version') AS table_name,
                (v.document #>> '{customer,key}')::name AS column_name,
                CASE WHEN v.version IS NULL
@@ -649,7 +652,8 @@ BEGIN
                 ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
             WHERE x.indrelid = l.relation AND x.indisvalid AND a.attname = l.fk_column)
         UNION ALL
-        SELECT pg_catalog.concat_ws('.', r.table_schema, r.table_name), r.column_name::name,
+        -- a declared table may not exist: named by the declaration, quoted
+        SELECT sync._shown_name(r.table_schema, r.table_name), r.column_name::name,
                pg_catalog.format('declared reference (%s): %s', r.path, r.problem),
                'declared_reference'
         FROM sync._declared_references() AS r
@@ -658,7 +662,7 @@ BEGIN
         SELECT p.table_name, NULL::name, p.defect, 'privilege'
         FROM sync._privilege_defects(owner_role) AS p
         UNION ALL
-        SELECT pg_catalog.concat_ws('.', s.nspname, c.relname), NULL::name,
+        SELECT sync._shown_name(s.nspname, c.relname), NULL::name,
                pg_catalog.format('the owner role %s lacks a row-level security policy for %s'
                                  ' on the table%s: %s', owner_role, g.commands,
                                  CASE WHEN g.self_evident THEN '' ELSE g.why END, g.statement),
@@ -679,6 +683,22 @@ BEGIN
         FROM sync._expression_defects(owner_role) AS e
     ) AS d
     LEFT JOIN tables AS pt ON pt.qualified_name = d.table_name AND pt.partition_of IS NOT NULL
+    ),
+    -- each table named as PostgreSQL quotes it ("web.shop".customer, sales."Review"; a plain
+    -- name as it is), once for every defect of it: one pass over the catalog's names
+    shown AS (
+        SELECT DISTINCT ON (q.qualified) q.qualified, q.shown
+        FROM (SELECT pg_catalog.concat_ws('.', n.nspname, c.relname) AS qualified,
+                     sync._shown_name(n.nspname, c.relname) AS shown, c.oid
+              FROM pg_catalog.pg_class AS c
+              JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS q
+        WHERE q.qualified IN (SELECT f.table_name FROM found AS f)
+        ORDER BY q.qualified, q.oid
+    )
+    SELECT coalesce(s.shown, f.table_name), f.column_name, f.defect, f.kind
+    FROM found AS f
+    LEFT JOIN shown AS s ON s.qualified = f.table_name
     ORDER BY 1, 2, 3;
 END
 $$;

@@ -86,14 +86,13 @@ $$;
 -- Public API
 -- ---------------------------------------------------------------------------------------------
 
--- Every policy with its categories ('schema.table' or 'schema.table.column').
+-- Every policy with its categories ('schema.table' or 'schema.table.column', each name quoted
+-- as PostgreSQL quotes it: sync._shown_name).
 CREATE OR REPLACE VIEW gdpr.policy_overview AS
 SELECT p.id, p.code, p.name, p.description, p.legal_basis, p.retention, p.retention_from,
        p.membership, p.customer_group, p.consent_field, p.merge_rule, p.state, p.text_version,
        p.created_at, p.activated_at, p.retired_at,
-       ARRAY(SELECT CASE WHEN c.columns IS NULL
-                         THEN c.table_schema || '.' || c.table_name
-                         ELSE c.table_schema || '.' || c.table_name || '.' || col.name END
+       ARRAY(SELECT sync._shown_name(c.table_schema, c.table_name, col.name)
              FROM gdpr.policy_category AS c
              LEFT JOIN LATERAL pg_catalog.unnest(c.columns) AS col (name) ON true
              WHERE c.policy_id = p.id
@@ -101,8 +100,10 @@ SELECT p.id, p.code, p.name, p.description, p.legal_basis, p.retention, p.retent
 FROM gdpr.policy AS p;
 
 -- Create a draft policy. p_categories name registry tables ('sales.orders') or columns of
--- them and of the mapped customer table ('crm.customer.loyalty_card'). Returns the policy id;
--- raises SY082 on a bad definition.
+-- them and of the mapped customer table ('crm.customer.loyalty_card'), each either as the
+-- catalog's names joined by dots, unquoted ('web.shop.customer', 'sales.Review') or as SQL
+-- names ('"web.shop".customer', 'sales."Review".body', read by sync._name_parts; what
+-- gdpr.policy_overview shows). Returns the policy id; raises SY082 on a bad definition.
 -- Example: SELECT gdpr.create_policy('club', 'Customer club', 'Member offers', 'consent',
 --          '1 year', 'last_activity', ARRAY['crm.customer.loyalty_card'], 'consent');
 CREATE OR REPLACE FUNCTION gdpr.create_policy(
@@ -136,13 +137,17 @@ BEGIN
     -- a table that holds no customer's data, classified for the residue search, say)
     SELECT pg_catalog.string_agg(c.name, ', ') INTO unknown
     FROM pg_catalog.unnest(p_categories) AS c (name)
+    CROSS JOIN LATERAL (SELECT sync._name_parts(c.name) AS parts) AS q
     WHERE NOT EXISTS (
-              SELECT FROM sync.customer_tables() AS t WHERE t.qualified_name = c.name)
+              SELECT FROM sync.customer_tables() AS t
+              WHERE t.qualified_name = c.name
+                 OR q.parts = ARRAY[t.table_schema::text, t.table_name::text])
       AND NOT EXISTS (
               SELECT FROM sync.pii_column AS p
               JOIN sync.customer_tables() AS t
                   ON t.qualified_name = p.table_schema || '.' || p.table_name
-              WHERE p.table_schema || '.' || p.table_name || '.' || p.column_name = c.name);
+              WHERE p.table_schema || '.' || p.table_name || '.' || p.column_name = c.name
+                 OR q.parts = ARRAY[p.table_schema, p.table_name, p.column_name]);
     IF unknown IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY082',
             MESSAGE = pg_catalog.format('not a customer-linked table or classified column: %s',
@@ -168,18 +173,21 @@ BEGIN
            CASE WHEN pg_catalog.bool_or(r.column_name IS NULL) THEN NULL
                 ELSE pg_catalog.array_agg(DISTINCT r.column_name ORDER BY r.column_name) END
     FROM pg_catalog.unnest(p_categories) AS c (name)
+    CROSS JOIN LATERAL (SELECT sync._name_parts(c.name) AS parts) AS q
     CROSS JOIN LATERAL (
         SELECT x.table_schema, x.table_name, x.column_name
         FROM (SELECT 1 AS rank, t.table_schema::text, t.table_name::text,
                      NULL::text AS column_name
               FROM sync.customer_tables() AS t
               WHERE t.qualified_name = c.name
+                 OR q.parts = ARRAY[t.table_schema::text, t.table_name::text]
               UNION ALL
               SELECT 2, p.table_schema, p.table_name, p.column_name
               FROM sync.pii_column AS p
               JOIN sync.customer_tables() AS t
                   ON t.qualified_name = p.table_schema || '.' || p.table_name
-              WHERE p.table_schema || '.' || p.table_name || '.' || p.column_name = c.name)
+              WHERE p.table_schema || '.' || p.table_name || '.' || p.column_name = c.name
+                 OR q.parts = ARRAY[p.table_schema, p.table_name, p.column_name])
              AS x
         ORDER BY x.rank
         LIMIT 1) AS r

@@ -19,7 +19,8 @@
 -- customer's key as text in $1) that selects them: the mapped table by its key, each linked
 -- table by its customer columns, each table the customer points to by the pointer, and each
 -- table one foreign key further from a linked table by its parent's rows. Predicates of one
--- table are OR-ed, so a row reached twice is returned once. The mapped table comes first.
+-- table are OR-ed, so a row reached twice is returned once. The mapped table comes first. The
+-- name is as PostgreSQL quotes it (sync._shown_name: "web.shop".customer, sales."Review").
 CREATE OR REPLACE FUNCTION gdpr._subject_tables()
 RETURNS TABLE (relation regclass, qualified_name text, predicate text)
 LANGUAGE sql
@@ -68,7 +69,7 @@ AS $$
         WHERE f.relation NOT IN (SELECT m.relation FROM mapped AS m)
           AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
     )
-    SELECT r.relation, pg_catalog.concat_ws('.', n.nspname, c.relname),
+    SELECT r.relation, sync._shown_name(n.nspname, c.relname),
            pg_catalog.string_agg(DISTINCT '(' || r.predicate || ')', ' OR ')
     FROM reach AS r
     JOIN pg_catalog.pg_class AS c ON c.oid = r.relation
@@ -249,6 +250,66 @@ AS $$
     WHERE v.active AND x.column_name IS NOT NULL
 $$;
 
+-- Whether p_value (JSON) fits the column p_column of p_relation, as a rectification would write
+-- it: NULL when it does, else the SQLSTATE of the conversion's error (a value of another type,
+-- one too long for varchar(n), one a domain refuses). The error itself is dropped: it may quote
+-- the value. NOT NULL and constraints are the UPDATE's to check.
+CREATE OR REPLACE FUNCTION gdpr._misfit(p_relation pg_catalog.regclass, p_column text,
+                                        p_value jsonb)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE pg_catalog.format('SELECT pg_catalog.jsonb_populate_record(NULL::%s, $1)',
+                              p_relation)
+        USING pg_catalog.jsonb_build_object(p_column, p_value);
+    RETURN NULL;
+EXCEPTION
+    WHEN data_exception THEN
+        RETURN SQLSTATE;
+END
+$$;
+
+-- The fields of p_names (columns of p_relation a rectification wrote) that an error names: its
+-- column (a NOT NULL column's), or the columns of its constraint or unique index on p_relation;
+-- every one of p_names when the error names none of them (a shop trigger's RAISE, a
+-- constraint of another table). Quoted as PostgreSQL quotes names, comma-separated.
+CREATE OR REPLACE FUNCTION gdpr._refused_fields(p_relation pg_catalog.regclass, p_names text[],
+                                                p_column text, p_constraint text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH named AS (
+        SELECT n
+        FROM pg_catalog.unnest(p_names) AS n
+        WHERE n = p_column
+           OR n IN (SELECT a.attname
+                    FROM pg_catalog.pg_constraint AS k
+                    JOIN pg_catalog.pg_attribute AS a
+                        ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)
+                    WHERE k.conrelid = p_relation AND k.conname = p_constraint
+                    UNION ALL
+                    SELECT a.attname
+                    FROM pg_catalog.pg_index AS x
+                    JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+                    JOIN pg_catalog.pg_attribute AS a
+                        ON a.attrelid = x.indrelid
+                       AND a.attnum = ANY (x.indkey::pg_catalog.int2[])
+                    WHERE x.indrelid = p_relation AND i.relname = p_constraint)
+    )
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(f.n), ', ' ORDER BY f.n)
+    FROM (SELECT n FROM named
+          UNION ALL
+          SELECT n FROM pg_catalog.unnest(p_names) AS n
+          WHERE NOT EXISTS (SELECT FROM named)) AS f (n)
+$$;
+
 -- Correct the shop's own columns of the mapped customer p_customer_key (the key as text):
 -- p_fields maps column names to new values (JSON null clears). Refused (SY085): a column the
 -- engine writes (the key, the number and version columns, a pointer to a related row), a
@@ -256,7 +317,10 @@ $$;
 -- group_column: a correction could extend the customer's retention), a generated or identity
 -- column, and, for a customer linked to tritonX, a column tritonX owns (the mapping's
 -- customer.columns: a snapshot would overwrite it; a local customer's are the webshop's
--- own). The audit names the fields and the actor, never values. p_fields is refused
+-- own), and a value that does not fit its column (its type, its length) or that the table
+-- refuses (NOT NULL, a check, a unique index, a shop trigger). Every refusal names the fields
+-- it refused (a column as PostgreSQL quotes it), all of them at once where it can, and never
+-- a value. The audit names the fields and the actor, never values. p_fields is refused
 -- (SY025) above 64 kB before anything else is done; a key of nobody is SY020 (never echoed).
 -- Returns {"fields": [...]}.
 -- Example: SELECT gdpr.rectify('42', '{"preferred_language": "nl"}', 'backoffice:op-17');
@@ -278,6 +342,7 @@ DECLARE
     schema_name text;
     table_name  text;
     constraint_ text;
+    column_     text;
     context     text;
 BEGIN
     IF pg_catalog.pg_column_size(p_fields) > 65536 THEN
@@ -292,18 +357,24 @@ BEGIN
     IF p_fields IS NULL OR pg_catalog.jsonb_typeof(p_fields) <> 'object' OR p_fields = '{}' THEN
         RAISE EXCEPTION USING ERRCODE = 'SY085', MESSAGE = 'fields must be a non-empty object';
     END IF;
+    -- every refused field at once, each named (a column as PostgreSQL quotes it) with why
     SELECT pg_catalog.string_agg(
-               CASE WHEN sync.is_identifier(k.key) THEN k.key ELSE '(not a name)' END
+               CASE WHEN a.attname IS NOT NULL THEN pg_catalog.quote_ident(k.key)
+                    WHEN sync.is_identifier(k.key) THEN k.key
+                    ELSE '(not a name)' END
                || CASE
                       WHEN a.attname IS NULL THEN ' (no such field)'
                       WHEN u.owner = 'tritonx' THEN ' (owned by tritonX: correct it there)'
                       WHEN u.owner = 'retention'
                           THEN pg_catalog.format(' (retention reads it: [gdpr] %s)',
                                                  u.declared_by)
-                      ELSE ' (not correctable)'
+                      WHEN u.owner IS NOT NULL OR a.attidentity <> '' OR a.attgenerated <> ''
+                          THEN ' (not correctable)'
+                      ELSE pg_catalog.format(' (the value does not fit its column: SQLSTATE %s)',
+                                             m.misfit)
                   END, ', ' ORDER BY k.key)
     INTO refused
-    FROM pg_catalog.jsonb_object_keys(p_fields) AS k (key)
+    FROM pg_catalog.jsonb_each(p_fields) AS k (key, value)
     LEFT JOIN pg_catalog.pg_attribute AS a
         ON a.attrelid = mapped.relation AND a.attname = k.key
        AND a.attnum > 0 AND NOT a.attisdropped
@@ -315,9 +386,14 @@ BEGIN
         ORDER BY x.owner, x.declared_by
         LIMIT 1
     ) AS u ON true
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN a.attname IS NOT NULL
+                    THEN gdpr._misfit(mapped.relation, k.key, k.value) END
+    ) AS m (misfit)
     WHERE a.attname IS NULL
        OR u.owner IS NOT NULL
-       OR a.attidentity <> '' OR a.attgenerated <> '';
+       OR a.attidentity <> '' OR a.attgenerated <> ''
+       OR m.misfit IS NOT NULL;
     IF refused IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY085',
             MESSAGE = pg_catalog.format('rectification refused: %s', pg_catalog.left(refused, 300));
@@ -338,19 +414,27 @@ BEGIN
             USING p_fields, subject;
         PERFORM gdpr._set_consent_source(NULL);
     EXCEPTION
-        WHEN data_exception OR integrity_constraint_violation THEN
-            -- the database's message may quote the value: only the field names go out
-            RAISE EXCEPTION USING ERRCODE = 'SY085',
-                MESSAGE = pg_catalog.format('rectification refused: a value does not fit '
-                                            'its field (SQLSTATE %s)', SQLSTATE);
         WHEN OTHERS THEN
-            -- a shop trigger's error may quote the row: its SQLSTATE and names go out
+            -- the database's message (a shop trigger's too) may quote the value: the fields
+            -- it concerns, its SQLSTATE and names go out (sync._shop_refusal); a transient
+            -- error or an engine's refusal goes out as it is
             GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
                                     schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                                    constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
-            PERFORM sync._raise_without_values(state, message, schema_name, table_name,
-                                               constraint_, context);
-            RAISE;
+                                    constraint_ = CONSTRAINT_NAME, column_ = COLUMN_NAME,
+                                    context = PG_EXCEPTION_CONTEXT;
+            message := sync._shop_refusal(state, message, schema_name, table_name,
+                                          constraint_, context);
+            IF message IS NULL THEN
+                RAISE;
+            END IF;
+            RAISE EXCEPTION USING
+                ERRCODE = CASE WHEN pg_catalog.left(state, 2) IN ('22', '23') THEN 'SY085'
+                               WHEN state LIKE 'SY%' THEN 'P0001'
+                               ELSE state END,
+                MESSAGE = pg_catalog.format('rectification refused: %s: %s',
+                                            gdpr._refused_fields(mapped.relation, names,
+                                                                 column_, constraint_),
+                                            message);
     END;
     PERFORM gdpr._audit(p_actor, 'customer.rectified', subject,
                         pg_catalog.jsonb_build_object('fields', pg_catalog.cardinality(names)),
