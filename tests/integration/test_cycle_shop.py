@@ -537,3 +537,202 @@ def test_an_address_billed_and_shipped_to_is_updated_in_place(cycle: Cycle) -> N
     assert moved["default_billing"] != before["default_billing"]
     (shared,) = shop.rows("customer_address_entity", "entity_id = %s", before["default_billing"])
     assert shared["city"] == "Nieuwstad"
+
+
+# ------------------------------------------------------------------------------------------
+# The webshop's SQL API, the subject access export, erasure and retention
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shop_login(cycle: Cycle, server_dsn: Callable[[str], str]) -> Iterator[str]:
+    """The shop application's login role, in the webshop's group role (docs/own-database.md
+    step 8; cluster-wide: a name of its own per test)."""
+    role = f"mage_app_{secrets.token_hex(4)}"
+    _admin_sql(server_dsn("postgres"), f"CREATE ROLE {role} NOLOGIN IN ROLE syncctl_webshop")
+    yield role
+    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP OWNED BY {role} CASCADE")
+    cycle.conn.close()
+    _admin_sql(server_dsn("postgres"), f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_login_and_the_back_office_button_from_the_shops_role(
+    cycle: Cycle, shop_login: str
+) -> None:
+    """At login the shop finds its customer by tritonX's number (a merged one redirected, an
+    unknown one a stub with the create literals: the website), and the back office's button
+    anonymises one, grid and newsletter included, telling tritonX."""
+    shop = cycle
+    one, three = shop.key("TX00000001"), shop.key("TX00000003")
+    shop.simulator.admin("POST", "/admin/merge", {"old": "TX00000002", "into": "TX00000001"})
+    shop.pull()
+    with psycopg.connect(shop.dsn) as app:
+        app.execute(f"SET ROLE {shop_login}")
+        login = app.execute("SELECT * FROM sync.login_key('TX00000001', '')").fetchone()
+        merged = app.execute("SELECT * FROM sync.login('TX00000002', '')").fetchone()
+        created = app.execute("SELECT * FROM sync.login_key('TX00009999', '')").fetchone()
+        app.execute("SELECT sync.anonymise_from_backoffice_key(%s, 'AVG', 'bo:1')", [str(three)])
+        app.commit()
+        erased = app.execute("SELECT * FROM sync.login_key('TX00000003', '')").fetchone()
+    assert login == (str(one), "linked", "TX00000001")
+    assert merged == (one, "redirected", "TX00000001")
+    assert created is not None and created[1:] == ("created", "TX00009999")
+    (stub,) = shop.rows("customer_entity", "entity_id = %s", int(created[0]))
+    assert stub["website_id"] == 1
+    assert erased is not None and erased[1] == "erased"
+    (grid,) = shop.rows("customer_grid_flat", "entity_id = %s", three)
+    assert (grid["name"], grid["email"], grid["billing_city"]) == (None, None, None)
+    assert shop.query("SELECT count(*) FROM sync.outbox WHERE customer_number = 'TX00000003'") == [
+        (1,)
+    ]
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_the_export_holds_every_table_of_the_customer(cycle: Cycle) -> None:
+    """The subject access export of a customer with an address book, an order with its address
+    (one foreign key further), a cart, a wishlist, a subscription and a grid row: each row once,
+    under its table's name, nobody else's."""
+    shop = cycle
+    key, other = shop.key("TX00000006"), shop.key("TX00000007")
+    for k in (key, other):
+        shop.in_address_book(k)
+        shop.shop_rows(k)
+    exported = json.loads(_ok("export", "--id", str(key), dsn=shop.dsn))
+    counts = {t: len(r) for t, r in exported["tables"].items() if t.startswith("mage.")}
+    assert counts == {
+        "mage.customer_entity": 1,
+        "mage.customer_address_entity": 2,  # its default address and a second one
+        "mage.customer_grid_flat": 1,
+        "mage.newsletter_subscriber": 1,
+        "mage.quote": 1,
+        "mage.sales_order": 1,
+        "mage.sales_order_address": 1,
+        "mage.wishlist": 1,
+    }
+    text = json.dumps(exported)
+    (mine,) = shop.rows("customer_entity", "entity_id = %s", key)
+    (theirs,) = shop.rows("customer_entity", "entity_id = %s", other)
+    assert mine["email"] in text and theirs["email"] not in text
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_retention_dry_run_counts_what_the_run_does(cycle: Cycle) -> None:
+    shop = cycle
+    for number in ("TX00000001", "TX00000002", "TX00000003"):
+        key = shop.key(number)
+        shop.in_address_book(key)
+        shop.shop_rows(key, order=number != "TX00000003")
+    assert "draft" in _ok(
+        "policy", "create", "shop", "--name", "Shop", "--description", "the webshop",
+        "--legal-basis", "contract", "--retention", "1 day", "--retention-from", "created",
+        "--category", "mage.customer_entity", dsn=shop.dsn,
+    )  # fmt: skip
+    _ok("policy", "activate", "shop", dsn=shop.dsn)
+    later = ("--now", "2030-01-01T00:00:00Z")
+    dry = _ok("purge", "--dry-run", *later, dsn=shop.dsn)
+    ran = _ok("purge", *later, dsn=shop.dsn)
+    planned = re.findall(r"^  (mage\.\S+|sync\.\S+)\s+(\d+)  ", dry, re.MULTILINE)
+    done = re.findall(r"^  (mage\.\S+|sync\.\S+)\s+(\d+)$", ran, re.MULTILINE)
+    assert planned and planned == done, (dry, ran)
+    assert "dry run: would purge 12 customer(s)" in dry and "purged 12 customer(s)" in ran
+    assert not {v for v in shop.personal() if v in shop.engine_text() + dry + ran}
+    left = json.dumps(shop.rows("customer_entity") + shop.rows("customer_grid_flat"))
+    assert "@example" not in left
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_an_erasure_request_of_a_customer_without_orders_is_done(cycle: Cycle) -> None:
+    """From received to done through the CLI: the dry run lists what the execution changes,
+    the proof searches the whole database and finds nothing of the person (the grid the shop's
+    trigger keeps included)."""
+    shop = cycle
+    key = shop.key("TX00000006")
+    shop.in_address_book(key)
+    shop.shop_rows(key, order=False)
+    received = _ok("erasure", "receive", "--id", str(key), "--actor", "bo:1", dsn=shop.dsn)
+    found = re.search(r"erasure request (\d+)", received)
+    assert found is not None
+    request = found[1]
+    _ok("erasure", "verify", request, "--actor", "bo:1", dsn=shop.dsn)
+    _ok("erasure", "schedule", request, "--grace-days", "0", "--actor", "bo:1", dsn=shop.dsn)
+    dry = _ok("erasure", "execute", request, "--dry-run", dsn=shop.dsn)
+    done = _ok("erasure", "execute", request, "--actor", "bo:1", dsn=shop.dsn)
+    planned = dict(re.findall(r"^  (\S+)\s+(\d+)  ", dry, re.MULTILINE))
+    changed = dict(re.findall(r"(\S+) (\d+)", done.split("rows changed: ")[1].splitlines()[0]))
+    assert planned == changed, (dry, done)
+    assert shop.query("SELECT state FROM gdpr.erasure_request") == [("done",)]
+    assert not {v for v in shop.personal() if v in shop.engine_text() + dry + done}
+
+
+# ------------------------------------------------------------------------------------------
+# Known defects in code this test schema's session may not change (sql/45, 49, 52, 57): each
+# test fails today and passes once the fix its reason names is made
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="anonymisation scrubs the customer-linked tables only, never a table one foreign key"
+    " further (the order's address rows), which the export lists as the customer's data;"
+    " fix: sql/52 + sql/57 scrub such rows per their sync.pii_column strategies (reached"
+    " through the linked rows, as the export reaches them), sql/45 lists their unclassified"
+    " columns",
+)
+def test_an_anonymised_customers_order_addresses_hold_nothing_of_the_person(
+    cycle: Cycle,
+) -> None:
+    """The order keeps its shipping address one foreign key further, with the name, street and
+    e-mail: after the anonymisation (and an erasure request's execution) it still holds them,
+    and the erasure fails on its own residue search."""
+    shop = cycle
+    key = shop.key("TX00000006")
+    shop.in_address_book(key)
+    shop.shop_rows(key)
+    _admin_sql(
+        shop.dsn,
+        "SET ROLE syncctl_owner; INSERT INTO sync.pii_column"
+        " (table_schema, table_name, column_name, strategy, value)"
+        " SELECT 'mage', 'sales_order_address', c, s, NULL FROM (VALUES ('entity_id',"
+        " 'not_personal'), ('parent_id', 'not_personal'), ('address_type', 'not_personal'),"
+        " ('firstname', 'null'), ('lastname', 'null'), ('street', 'null'), ('postcode', 'null'),"
+        " ('city', 'null'), ('email', 'null')) AS v (c, s)",
+    )
+    received = _ok("erasure", "receive", "--id", str(key), dsn=shop.dsn)
+    found = re.search(r"erasure request (\d+)", received)
+    assert found is not None
+    _ok("erasure", "verify", found[1], dsn=shop.dsn)
+    _ok("erasure", "schedule", found[1], "--grace-days", "0", dsn=shop.dsn)
+    _run("erasure", "execute", found[1], dsn=shop.dsn)
+    (address,) = shop.rows("sales_order_address")
+    assert (address["street"], address["email"]) == (None, None)
+    assert shop.query("SELECT state FROM gdpr.erasure_request") == [("done",)]
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="a merge leaves the old customer's default address behind, nobody's, when the"
+    " address table is an address book (a foreign key back to the customer) and the row's"
+    " back-pointer is NULL (the feed's own row): neither re-pointed (it names no customer) nor"
+    " deleted (an address book's rows never are); fix: sql/49 + sql/57 delete the row the old"
+    " customer points to when it names no customer and nothing else uses it",
+)
+def test_a_merge_leaves_no_address_of_the_old_customer_behind(cycle: Cycle) -> None:
+    """docs/merge-and-anonymise.md, "Merges on a mapped schema": the row the old customer
+    pointed to is deleted when nothing else uses it, or (an address book's) re-pointed to the
+    survivor. The feed's default address is not in the book (parent_id NULL): after the merge
+    it is nobody's, still holding the old customer's name and street, out of reach of the
+    survivor's export and erasure."""
+    shop = cycle
+    two = shop.key("TX00000002")
+    (billed,) = shop.query(
+        "SELECT default_billing FROM mage.customer_entity WHERE entity_id = %s", two
+    )[0]
+    shop.simulator.admin("POST", "/admin/merge", {"old": "TX00000002", "into": "TX00000001"})
+    assert "dead_letter" not in shop.pull()
+    assert shop.rows("customer_entity", "entity_id = %s", two) == []
+    left = shop.rows("customer_address_entity", "entity_id = %s", billed)
+    assert left == [] or left[0]["parent_id"] == shop.key("TX00000001")
