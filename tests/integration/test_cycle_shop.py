@@ -28,6 +28,8 @@ from tests.acceptance.conftest import (
 )
 from tests.acceptance.test_untidy_shop import _ok, _run
 
+pytestmark = pytest.mark.slow  # each test installs syncctl on a schema of its own
+
 SHOPS = Path(__file__).parents[1] / "shops"
 SCHEMA = SHOPS / "cycle.sql"
 MAPPING = SHOPS / "cycle.toml"
@@ -128,6 +130,8 @@ def _install(dsn: str) -> None:
     _admin_sql(dsn, "\n".join(_grants(checked.stdout)))
     checked = _run("mapping", "check", str(MAPPING), dsn=dsn)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    planned = _ok("mapping", "plan", str(MAPPING), dsn=dsn)
+    assert "default_billing" in planned and "newsletter_subscriber" in planned
     assert "installed mapping version 1" in _ok("mapping", "install", str(MAPPING), dsn=dsn)
     _admin_sql(dsn, CLASSIFY)
     covered = _run("coverage", dsn=dsn)
