@@ -801,3 +801,36 @@ def test_the_back_offices_merge_and_anonymise_dry_runs_count_what_they_do(cycle:
         done = re.findall(r"^  (mage\.\w+)\s+(\d+)", ran, re.MULTILINE)
         assert planned and sorted(planned) == sorted(done), (dry, ran)
         assert not {v for v in shop.personal() if v in dry + ran}
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_the_newsletter_consent_in_a_table_of_its_own(cycle: Cycle) -> None:
+    """A consent policy on newsletter_opt_in, the field stored in the subscription table as the
+    platform's status codes: activating takes the consents of the latest snapshots (the
+    subscribed ones), tritonX's withdrawal is recorded and writes status 3."""
+    shop = cycle
+    assert "draft" in _ok(
+        "policy", "create", "news", "--name", "News", "--description", "the newsletter",
+        "--legal-basis", "consent", "--retention", "none", "--membership", "consent",
+        "--consent-field", "newsletter_opt_in", "--category", "mage.newsletter_subscriber",
+        dsn=shop.dsn,
+    )  # fmt: skip
+    assert "from tritonX" in _ok("policy", "activate", "news", dsn=shop.dsn)
+    granted = shop.query(
+        "SELECT customer_key::int FROM gdpr.current_consent WHERE granted ORDER BY 1"
+    )
+    subscribed = shop.query(
+        "SELECT customer_id FROM mage.newsletter_subscriber WHERE subscriber_status = 1 ORDER BY 1"
+    )
+    assert granted and granted == subscribed
+    (key,) = granted[0]
+    (number,) = shop.query(
+        "SELECT customer_number FROM sync.customer_link WHERE customer_key = %s", str(key)
+    )[0]
+    shop.simulator.admin("POST", f"/admin/customers/{number}", {"newsletter_opt_in": False})
+    assert "outcomes: applied 1" in shop.pull()
+    assert shop.query(
+        "SELECT granted, source FROM gdpr.current_consent WHERE customer_key = %s", str(key)
+    ) == [(False, "tritonx")]
+    (subscriber,) = shop.rows("newsletter_subscriber", "customer_id = %s", key)
+    assert subscriber["subscriber_status"] == 3
