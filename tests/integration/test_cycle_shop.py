@@ -1,0 +1,849 @@
+"""syncctl on a fifth shop schema shaped like a real e-commerce platform (Magento or Shopware
+style: tests/shops/cycle.sql, its mapping tests/shops/cycle.toml): a circular pair of foreign keys
+between the customer and its address book (the customer points to its default billing and
+shipping addresses, each address's parent_id points back; one side DEFERRABLE INITIALLY
+DEFERRED, and neither), orders that keep copies of the customer's e-mail and name with order
+addresses one foreign key further, a newsletter subscription table fed by the consent field in
+the platform's status codes, a cart and a wishlist (one per customer), and a back-office grid
+that the shop's own trigger on the customer table keeps. Installed only by the steps
+docs/own-database.md gives a DBA, every step through the CLI in a subprocess; nothing personal in
+an error, a dead letter's reason or the audit; dry runs count what runs do."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.acceptance.conftest import (
+    Simulator,
+    simulator_factory,  # noqa: F401 (a fixture)
+)
+from tests.acceptance.test_untidy_shop import _ok, _run
+
+pytestmark = pytest.mark.slow  # each test installs syncctl on a schema of its own
+
+SHOPS = Path(__file__).parents[1] / "shops"
+SCHEMA = SHOPS / "cycle.sql"
+MAPPING = SHOPS / "cycle.toml"
+GRID_TRIGGER = "ALTER FUNCTION mage.customer_grid_refresh() OWNER TO syncctl_owner"
+
+# docs/own-database.md step 7: a strategy for every column; orders kept for bookkeeping (their
+# copies of the e-mail and name scrubbed), carts and wishlists go, the grid is scrubbed; each
+# table's own key named entity_id is no customer reference (the customer key's own name).
+CLASSIFY = """
+SET ROLE syncctl_owner;
+INSERT INTO sync.pii_column (table_schema, table_name, column_name, strategy, value)
+SELECT 'mage', t, c, s, NULL FROM (VALUES
+  ('customer_entity', 'entity_id', 'not_personal'),
+  ('customer_entity', 'website_id', 'not_personal'),
+  ('customer_entity', 'email', 'null'),
+  ('customer_entity', 'firstname', 'null'),
+  ('customer_entity', 'middlename', 'null'),
+  ('customer_entity', 'lastname', 'null'),
+  ('customer_entity', 'dob', 'year'),
+  ('customer_entity', 'gender', 'null'),
+  ('customer_entity', 'telephone', 'null'),
+  ('customer_entity', 'default_billing', 'not_personal'),
+  ('customer_entity', 'default_shipping', 'not_personal'),
+  ('customer_entity', 'is_active', 'not_personal'),
+  ('customer_entity', 'created_at', 'not_personal'),
+  ('customer_entity', 'updated_at', 'not_personal'),
+  ('customer_address_entity', 'entity_id', 'not_personal'),
+  ('customer_address_entity', 'parent_id', 'not_personal'),
+  ('customer_address_entity', 'firstname', 'null'),
+  ('customer_address_entity', 'lastname', 'null'),
+  ('customer_address_entity', 'street', 'null'),
+  ('customer_address_entity', 'postcode', 'null'),
+  ('customer_address_entity', 'city', 'null'),
+  ('customer_address_entity', 'country_id', 'not_personal'),
+  ('customer_address_entity', 'telephone', 'null'),
+  ('customer_address_entity', 'created_at', 'not_personal'),
+  ('sales_order', 'entity_id', 'not_personal'),
+  ('sales_order', 'increment_id', 'not_personal'),
+  ('sales_order', 'customer_id', 'not_personal'),
+  ('sales_order', 'customer_email', 'null'),
+  ('sales_order', 'customer_firstname', 'null'),
+  ('sales_order', 'customer_lastname', 'null'),
+  ('sales_order', 'grand_total', 'not_personal'),
+  ('sales_order', 'created_at', 'not_personal'),
+  ('newsletter_subscriber', 'subscriber_id', 'not_personal'),
+  ('newsletter_subscriber', 'customer_id', 'not_personal'),
+  ('newsletter_subscriber', 'subscriber_email', 'null'),
+  ('newsletter_subscriber', 'subscriber_status', 'not_personal'),
+  ('newsletter_subscriber', 'change_status_at', 'not_personal'),
+  ('quote', 'entity_id', 'not_personal'),
+  ('quote', 'customer_id', 'not_personal'),
+  ('quote', 'customer_email', 'null'),
+  ('quote', 'items_count', 'not_personal'),
+  ('quote', 'is_active', 'not_personal'),
+  ('wishlist', 'wishlist_id', 'not_personal'),
+  ('wishlist', 'customer_id', 'not_personal'),
+  ('wishlist', 'shared', 'not_personal'),
+  ('wishlist', 'updated_at', 'not_personal'),
+  ('customer_grid_flat', 'entity_id', 'not_personal'),
+  ('customer_grid_flat', 'name', 'null'),
+  ('customer_grid_flat', 'email', 'null'),
+  ('customer_grid_flat', 'billing_city', 'null'),
+  ('customer_grid_flat', 'website_id', 'not_personal')
+) AS v (t, c, s);
+INSERT INTO sync.anonymise_rule (table_schema, table_name, action, bookkeeping) VALUES
+  ('mage', 'sales_order', 'scrub', true),
+  ('mage', 'quote', 'delete_rows', false),
+  ('mage', 'wishlist', 'delete_rows', false),
+  ('mage', 'customer_grid_flat', 'scrub', false);
+INSERT INTO sync.merge_rule (table_schema, table_name, rule) VALUES
+  ('mage', 'wishlist', 'keep_survivor'),
+  ('mage', 'customer_grid_flat', 'keep_survivor');
+INSERT INTO sync.not_a_reference (table_schema, table_name, column_name) VALUES
+  ('mage', 'customer_address_entity', 'entity_id'),
+  ('mage', 'quote', 'entity_id'),
+  ('mage', 'sales_order', 'entity_id'),
+  ('mage', 'sales_order_address', 'entity_id');
+RESET ROLE;
+"""
+
+
+def _admin_sql(dsn: str, sql: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(sql.encode())
+
+
+def _grants(checked: str) -> list[str]:
+    return re.findall(r": (GRANT .*;)$", checked, re.MULTILINE)
+
+
+def _install(dsn: str) -> None:
+    """docs/own-database.md steps 2-7 as a DBA runs them: upgrade, the GRANTs the check prints,
+    install, the classification, the grid trigger's function reviewed and given to the owner
+    role, and what that function writes granted to it (step 7, "Triggers")."""
+    assert _ok("db", "upgrade", dsn=dsn).startswith("database at revision")
+    checked = _run("mapping", "check", str(MAPPING), dsn=dsn)
+    assert checked.returncode == 1
+    _admin_sql(dsn, "\n".join(_grants(checked.stdout)))
+    checked = _run("mapping", "check", str(MAPPING), dsn=dsn)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    planned = _ok("mapping", "plan", str(MAPPING), dsn=dsn)
+    assert "default_billing" in planned and "newsletter_subscriber" in planned
+    assert "installed mapping version 1" in _ok("mapping", "install", str(MAPPING), dsn=dsn)
+    _admin_sql(dsn, CLASSIFY)
+    covered = _run("coverage", dsn=dsn)
+    assert covered.stdout.splitlines() == [
+        "mage.customer_entity.*: trigger customer_grid_refresh runs"
+        " mage.customer_grid_refresh(), owned by role postgres, on INSERT, UPDATE, DELETE: it"
+        " runs inside the engine's writes with the owner role's rights"
+    ]
+    _admin_sql(dsn, GRID_TRIGGER + "; GRANT INSERT ON mage.customer_grid_flat TO syncctl_owner")
+    assert _ok("coverage", dsn=dsn).startswith("ok: ")
+
+
+@dataclass
+class Cycle:
+    dsn: str
+    simulator: Simulator
+    conn: psycopg.Connection[Any]
+
+    def pull(self) -> str:
+        result = _run("pull", dsn=self.dsn, tritonx=self.simulator.url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return str(result.stdout + result.stderr)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        cursor = self.conn.execute(sql.encode(), list(params))
+        rows = cursor.fetchall() if cursor.description else []
+        self.conn.commit()
+        return rows
+
+    def key(self, number: str) -> int:
+        rows = self.query(
+            "SELECT customer_key FROM sync.customer_link WHERE customer_number = %s", number
+        )
+        assert rows, number
+        return int(rows[0][0])
+
+    def dead_letters(self) -> dict[str, tuple[int, str]]:
+        rows = self.query(
+            "SELECT i.customer_number, i.id, d.reason FROM sync.dead_letter AS d"
+            " JOIN sync.inbox AS i ON i.id = d.inbox_id"
+        )
+        return {str(n): (int(i), str(r)) for n, i, r in rows}
+
+    def personal(self) -> set[str]:
+        """Every personal value tritonX ever sent, and every word of a name or street."""
+        state = self.simulator.admin("GET", "/admin/state").json()
+        values: set[str] = set()
+        for customer in state.values():
+            snapshot = customer.get("snapshot") or {}
+            for field in (
+                "email",
+                "first_name",
+                "last_name",
+                "phone",
+                "mobile",
+                "street",
+                "postcode",
+            ):
+                if snapshot.get(field):
+                    values.add(str(snapshot[field]))
+        return values
+
+    def engine_text(self) -> str:
+        """Everything the audit, the dead letters' reasons and the outbox hold, as text."""
+        rows = self.query(
+            "SELECT coalesce((SELECT string_agg(to_jsonb(a)::text, ' ') FROM sync.audit AS a),"
+            " '') || coalesce((SELECT string_agg(reason, ' ') FROM sync.dead_letter), '')"
+            " || coalesce((SELECT string_agg(to_jsonb(o)::text, ' ') FROM sync.outbox AS o),"
+            " '')"
+        )
+        return str(rows[0][0])
+
+    def rows(self, table: str, where: str = "true", *params: Any) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for (r,) in self.query(
+                f"SELECT to_jsonb(x) FROM mage.{table} AS x WHERE {where} ORDER BY 1", *params
+            )
+        ]
+
+    def in_address_book(self, key: int) -> None:
+        """What the platform does with a customer's default address: it is in the customer's
+        address book too (parent_id), and shipping goes where billing does."""
+        self.query(
+            "UPDATE mage.customer_address_entity AS a SET parent_id = c.entity_id"
+            " FROM mage.customer_entity AS c"
+            " WHERE c.default_billing = a.entity_id AND c.entity_id = %s",
+            key,
+        )
+        self.query(
+            "UPDATE mage.customer_entity SET default_shipping = default_billing"
+            " WHERE entity_id = %s",
+            key,
+        )
+
+    def with_rows(self, *numbers: str, orderless: str = "") -> None:
+        """The customers of these numbers with their default address in the book and the
+        shop's rows (no order for the one named orderless)."""
+        for number in numbers:
+            key = self.key(number)
+            self.in_address_book(key)
+            self.shop_rows(key, order=number != orderless)
+
+    def shop_rows(self, key: int, *, order: bool = True) -> None:
+        """The shop's own rows of a customer: a wishlist, a cart with the e-mail, a second
+        address in the book, and an order with its copies of the e-mail and name and its
+        shipping address one foreign key further."""
+        self.query("INSERT INTO mage.wishlist (customer_id) VALUES (%s)", key)
+        self.query(
+            "INSERT INTO mage.quote (customer_id, customer_email)"
+            " SELECT entity_id, email FROM mage.customer_entity WHERE entity_id = %s",
+            key,
+        )
+        self.query(
+            "INSERT INTO mage.customer_address_entity (parent_id, firstname, lastname, street,"
+            " city) SELECT entity_id, firstname, lastname, 'Boekstraat ' || entity_id,"
+            " 'Boekstad' FROM mage.customer_entity WHERE entity_id = %s",
+            key,
+        )
+        if not order:
+            return
+        (placed,) = self.query(
+            "INSERT INTO mage.sales_order (increment_id, customer_id, customer_email,"
+            " customer_firstname, customer_lastname, grand_total)"
+            " SELECT %s, entity_id, email, firstname, lastname, 10"
+            " FROM mage.customer_entity WHERE entity_id = %s RETURNING entity_id",
+            "O-" + secrets.token_hex(6),
+            key,
+        )[0]
+        self.query(
+            "INSERT INTO mage.sales_order_address (parent_id, address_type, firstname, lastname,"
+            " street, postcode, city, email)"
+            " SELECT %s, 'shipping', c.firstname, c.lastname, a.street, a.postcode, a.city,"
+            " c.email FROM mage.customer_entity AS c JOIN mage.customer_address_entity AS a"
+            " ON a.entity_id = c.default_billing WHERE c.entity_id = %s",
+            placed,
+            key,
+        )
+
+
+def _schema(deferrable: bool | str) -> str:
+    """The schema; not deferrable: neither foreign key of the pair; "restrict": neither
+    deferrable and neither with an action (a row of either refuses the other's delete);
+    "deferred_pointer": no action either, the customer's pointers deferred."""
+    sql = SCHEMA.read_text(encoding="utf-8")
+    if deferrable is True:
+        return sql
+    assert "DEFERRABLE INITIALLY DEFERRED" in sql
+    sql = sql.replace("DEFERRABLE INITIALLY DEFERRED", "NOT DEFERRABLE")
+    if deferrable in ("restrict", "deferred_pointer"):
+        cascade = "REFERENCES mage.customer_entity (entity_id) ON DELETE CASCADE\n"
+        set_null = "REFERENCES mage.customer_address_entity (entity_id) ON DELETE SET NULL;"
+        assert sql.count(cascade) == 1 and sql.count(set_null) == 2
+        sql = sql.replace(cascade, "REFERENCES mage.customer_entity (entity_id)\n")
+        sql = sql.replace(set_null, "REFERENCES mage.customer_address_entity (entity_id);")
+    if deferrable == "deferred_pointer":
+        pointer = "REFERENCES mage.customer_address_entity (entity_id);"
+        sql = sql.replace(pointer, pointer[:-1] + " DEFERRABLE INITIALLY DEFERRED;")
+    return sql
+
+
+@pytest.fixture(params=[True, False, "restrict"], ids=["deferrable", "not_deferrable", "restrict"])
+def deferrable(request: pytest.FixtureRequest) -> bool | str:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def cycle_dsn(fresh_database: Callable[[str], str], deferrable: bool | str) -> str:
+    """A fresh database holding the cycle schema, its pair of foreign keys between the
+    customer and its address book deferrable or not, with their actions or without."""
+    dsn = fresh_database("cycle_" + secrets.token_hex(4))
+    _admin_sql(dsn, _schema(deferrable))
+    return dsn
+
+
+@pytest.fixture
+def cycle(
+    cycle_dsn: str,
+    simulator_factory: Callable[..., Simulator],  # noqa: F811
+) -> Iterator[Cycle]:
+    """The cycle shop with syncctl installed as the docs say and tritonX's population pulled."""
+    _install(cycle_dsn)
+    simulator = simulator_factory("--customers", "12", "--seed", "11")
+    with psycopg.connect(cycle_dsn) as conn:
+        shop = Cycle(cycle_dsn, simulator, conn)
+        assert "outcomes: applied 12\n" in shop.pull()
+        yield shop
+
+
+# ------------------------------------------------------------------------------------------
+# Installing: the shop's own trigger writes the grid with the owner role's rights
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_a_shop_trigger_given_to_the_owner_needs_what_it_writes(
+    cycle_dsn: str,
+    simulator_factory: Callable[..., Simulator],  # noqa: F811
+) -> None:
+    """The grid trigger given to the owner role as coverage advises, without the grant of what
+    it writes: every customer the feed creates is a dead letter naming the table (never a
+    value), the feed goes on; once granted (docs/own-database.md step 7), the retries apply and
+    the grid holds what the trigger copies."""
+    assert _ok("db", "upgrade", dsn=cycle_dsn)
+    checked = _run("mapping", "check", str(MAPPING), dsn=cycle_dsn)
+    _admin_sql(cycle_dsn, "\n".join(_grants(checked.stdout)))
+    _ok("mapping", "install", str(MAPPING), dsn=cycle_dsn)
+    _admin_sql(cycle_dsn, CLASSIFY + ";" + GRID_TRIGGER)
+    assert _ok("coverage", dsn=cycle_dsn).startswith("ok: ")
+    simulator = simulator_factory("--customers", "3", "--seed", "11")
+    with psycopg.connect(cycle_dsn) as conn:
+        shop = Cycle(cycle_dsn, simulator, conn)
+        pulled = shop.pull()
+        assert "outcomes: dead_letter 3" in pulled, pulled
+        letters = shop.dead_letters()
+        assert {r for _, r in letters.values()} == {
+            "permission denied (SQLSTATE 42501) for table customer_grid_flat"
+        }
+        assert not {v for v in shop.personal() if v in shop.engine_text() + pulled}
+        _admin_sql(cycle_dsn, "GRANT INSERT ON mage.customer_grid_flat TO syncctl_owner")
+        for inbox_id, _ in letters.values():
+            assert "applied" in _ok("deadletter", "retry", str(inbox_id), dsn=cycle_dsn)
+        assert shop.dead_letters() == {}
+        grid = shop.rows("customer_grid_flat")
+        assert len(grid) == 3 and all(g["email"] and g["billing_city"] for g in grid)
+
+
+# ------------------------------------------------------------------------------------------
+# The feed: creates, the newsletter, an e-mail unique per website
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_the_feed_writes_customer_address_newsletter_and_grid(cycle: Cycle) -> None:
+    shop = cycle
+    state = shop.simulator.admin("GET", "/admin/state").json()
+    for number, customer in state.items():
+        snap = customer["snapshot"]
+        key = shop.key(number)
+        (row,) = shop.rows("customer_entity", "entity_id = %s", key)
+        assert (row["email"], row["firstname"], row["website_id"]) == (
+            snap["email"],
+            snap["first_name"],
+            1,
+        )
+        (billing,) = shop.rows("customer_address_entity", "entity_id = %s", row["default_billing"])
+        assert (billing["city"], billing["postcode"]) == (snap["city"], snap["postcode"])
+        # the shop's address book pointer is the shop's: the feed never writes it
+        assert billing["parent_id"] is None and row["default_shipping"] is None
+        # the consent field, in the platform's status codes
+        (subscriber,) = shop.rows("newsletter_subscriber", "customer_id = %s", key)
+        assert subscriber["subscriber_status"] == (1 if snap["newsletter_opt_in"] else 3)
+        assert subscriber["subscriber_email"] == snap["email"]
+        # the shop's trigger copied name, e-mail and the billing city
+        (grid,) = shop.rows("customer_grid_flat", "entity_id = %s", key)
+        assert (grid["email"], grid["billing_city"]) == (snap["email"], snap["city"])
+    shop.simulator.admin("POST", "/admin/customers/TX00000005", {"newsletter_opt_in": True})
+    shop.simulator.admin("POST", "/admin/customers/TX00000006", {"newsletter_opt_in": False})
+    assert "outcomes: applied 2" in shop.pull()
+    for number, status in (("TX00000005", 1), ("TX00000006", 3)):
+        (subscriber,) = shop.rows("newsletter_subscriber", "customer_id = %s", shop.key(number))
+        assert subscriber["subscriber_status"] == status
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_an_email_taken_on_the_website_adopts_or_is_a_dead_letter_without_it(
+    cycle: Cycle,
+) -> None:
+    """The e-mail is unique per website (website_id, email). tritonX gives a customer the
+    address of one local customer the shop registered itself: adopted on arrival
+    (docs/login-and-refresh.md), the local key kept, the grid and the newsletter following.
+    Given to another while two local customers (two websites) have it: a dead letter naming the
+    index, never the address (PostgreSQL's DETAIL repeats it), the rest of the page applies;
+    once the shop settles its duplicate the retry adopts."""
+    shop = cycle
+    taken = f"taken.{secrets.token_hex(6)}@example.nl"
+    (local,) = shop.query(
+        "INSERT INTO mage.customer_entity (website_id, email, firstname) VALUES (1, %s, 'Local')"
+        " RETURNING entity_id",
+        taken,
+    )[0]
+    shop.simulator.admin("POST", "/admin/customers/TX00000007", {"email": taken})
+    pulled = shop.pull()
+    assert "outcomes: applied 1" in pulled, pulled
+    assert shop.key("TX00000007") == local
+    (grid,) = shop.rows("customer_grid_flat", "entity_id = %s", local)
+    assert grid["email"] == taken and grid["name"] != "Local"
+    assert len(shop.rows("newsletter_subscriber", "customer_id = %s", local)) == 1
+
+    twice = f"twice.{secrets.token_hex(6)}@example.nl"
+    shop.query(
+        "INSERT INTO mage.customer_entity (website_id, email, firstname)"
+        " VALUES (1, %s, 'Local'), (2, %s, 'Local')",
+        twice,
+        twice,
+    )
+    shop.simulator.admin("POST", "/admin/customers/TX00000008", {"email": twice})
+    shop.simulator.admin("POST", "/admin/customers/TX00000009", {"city": "Nieuwstad"})
+    pulled = shop.pull()
+    assert "outcomes: applied 1, dead_letter 1" in pulled, pulled
+    letters = shop.dead_letters()
+    assert {n: r for n, (_, r) in letters.items()} == {
+        "TX00000008": "unique violation (SQLSTATE 23505) on mage.customer_entity, constraint or"
+        " index customer_entity_email_website"
+    }
+    text = shop.engine_text() + pulled
+    assert twice not in text and not {v for v in shop.personal() if v in text}
+    shop.query("DELETE FROM mage.customer_entity WHERE email = %s AND website_id = 2", twice)
+    (kept,) = shop.query("SELECT entity_id FROM mage.customer_entity WHERE email = %s", twice)[0]
+    assert "applied" in _ok("deadletter", "retry", str(letters["TX00000008"][0]), dsn=shop.dsn)
+    (row,) = shop.rows("customer_entity", "entity_id = %s", shop.key("TX00000008"))
+    assert row["email"] == twice and row["entity_id"] == kept
+
+
+# ------------------------------------------------------------------------------------------
+# Merges, anonymisations and deletes across the circular pair of foreign keys
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "not_deferrable"])
+def test_merge_anonymise_and_delete_across_the_circular_keys(cycle: Cycle) -> None:
+    """Two customers with an address book, an order and a wishlist each merge (the unique
+    wishlist clashes: keep_survivor); one is anonymised, one deleted with an order
+    (anonymised), one deleted without (removed with its address book). Default addresses in
+    the address book (parent_id back to the customer), with the address book's foreign key
+    deferrable and not: nothing refused, nothing personal left in the anonymised customers'
+    rows, the grid the shop's trigger keeps included, nor in the audit."""
+    shop = cycle
+    one, two, three, four, five = (shop.key(f"TX0000000{n}") for n in range(1, 6))
+    for key in (one, two, three, four, five):
+        shop.in_address_book(key)
+        shop.shop_rows(key, order=key != five)
+    (billed_five,) = shop.query(
+        "SELECT default_billing FROM mage.customer_entity WHERE entity_id = %s", five
+    )[0]
+    state = shop.simulator.admin("GET", "/admin/state").json()
+    admin = shop.simulator.admin
+    admin("POST", "/admin/merge", {"old": "TX00000002", "into": "TX00000001"})
+    admin("POST", "/admin/customers/TX00000003/anonymise", {"reason_code": "AVG"})
+    admin("DELETE", "/admin/customers/TX00000004")  # has an order: anonymised
+    admin("DELETE", "/admin/customers/TX00000005")  # has none: removed
+    pulled = shop.pull()
+    assert "dead_letter" not in pulled, pulled
+    assert shop.dead_letters() == {}
+
+    # merge: the old customer's address book, order, cart and subscription moved; the
+    # survivor's wishlist kept, the old one's gone by the rule; its grid row gone
+    assert shop.rows("customer_entity", "entity_id = %s", two) == []
+    assert shop.rows("customer_grid_flat", "entity_id = %s", two) == []
+    assert [
+        w["customer_id"] for w in shop.rows("wishlist", "customer_id IN (%s, %s)", one, two)
+    ] == [one]
+    assert len(shop.rows("sales_order", "customer_id = %s", one)) == 2
+    assert len(shop.rows("quote", "customer_id = %s", one)) == 2
+    book = shop.rows("customer_address_entity", "parent_id IN (%s, %s)", one, two)
+    assert {b["parent_id"] for b in book} == {one} and len(book) == 4
+    (survivor,) = shop.rows("customer_entity", "entity_id = %s", one)
+    assert survivor["default_billing"] == survivor["default_shipping"]
+
+    # anonymised, and deleted with an order: the customer, its address book, its grid row,
+    # its subscription's e-mail and its order's copies hold nothing of the person
+    for key, number in ((three, "TX00000003"), (four, "TX00000004")):
+        snapshot = state[number]["snapshot"]
+        values = {str(v) for f, v in snapshot.items() if v and f != "customer_number"}
+        held = json.dumps(
+            [
+                shop.rows("customer_entity", "entity_id = %s", key),
+                shop.rows("customer_address_entity", "parent_id = %s", key),
+                shop.rows("customer_grid_flat", "entity_id = %s", key),
+                shop.rows("newsletter_subscriber", "customer_id = %s", key),
+                shop.rows("sales_order", "customer_id = %s", key),
+            ]
+        )
+        left = {v for v in values if len(v) > 3 and v in held}
+        assert left == set(), left
+        assert shop.rows("wishlist", "customer_id = %s", key) == []
+        assert shop.rows("quote", "customer_id = %s", key) == []
+        assert len(shop.rows("sales_order", "customer_id = %s", key)) == 1
+        (grid,) = shop.rows("customer_grid_flat", "entity_id = %s", key)
+        assert (grid["name"], grid["email"], grid["billing_city"]) == (None, None, None)
+
+    # deleted without an order: the customer, its whole address book (its default address
+    # too), its grid row, subscription, cart and wishlist are gone
+    assert shop.rows("customer_entity", "entity_id = %s", five) == []
+    assert shop.rows("customer_address_entity", "parent_id = %s", five) == []
+    for table in ("customer_grid_flat",):
+        assert shop.rows(table, "entity_id = %s", five) == []
+    for table in ("newsletter_subscriber", "quote", "wishlist"):
+        assert shop.rows(table, "customer_id = %s", five) == []
+    assert shop.rows("customer_address_entity", "entity_id = %s", billed_five) == []
+
+    # nothing personal in the audit, the dead letters or the outbox
+    text = shop.engine_text() + pulled
+    assert not {v for v in shop.personal() if v in text}
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_an_address_billed_and_shipped_to_is_updated_in_place(cycle: Cycle) -> None:
+    """The customer's default billing and shipping address are one row (the platform's
+    "same as billing"): only this customer uses it, so tritonX's new address updates it in
+    place (docs/mapping-compiler.md: "when only this customer points to its row, the row is
+    updated in place"), both pointers keep naming it. Before: the customer's own second
+    pointer counted as another user, the billing pointer moved to a copy and the shipping one
+    kept the old address."""
+    shop = cycle
+    key = shop.key("TX00000001")
+    shop.in_address_book(key)
+    (before,) = shop.rows("customer_entity", "entity_id = %s", key)
+    shop.simulator.admin("POST", "/admin/customers/TX00000001", {"city": "Nieuwstad"})
+    assert "outcomes: applied 1" in shop.pull()
+    (after,) = shop.rows("customer_entity", "entity_id = %s", key)
+    assert (after["default_billing"], after["default_shipping"]) == (
+        before["default_billing"],
+        before["default_billing"],
+    )
+    assert [a["city"] for a in shop.rows("customer_address_entity", "parent_id = %s", key)] == [
+        "Nieuwstad"
+    ]
+    # another customer's pointer to the row still makes it shared: a copy for the customer
+    other = shop.key("TX00000002")
+    shop.query(
+        "UPDATE mage.customer_entity SET default_shipping = %s WHERE entity_id = %s",
+        before["default_billing"],
+        other,
+    )
+    shop.simulator.admin("POST", "/admin/customers/TX00000001", {"city": "Elders"})
+    assert "outcomes: applied 1" in shop.pull()
+    (moved,) = shop.rows("customer_entity", "entity_id = %s", key)
+    assert moved["default_billing"] != before["default_billing"]
+    (shared,) = shop.rows("customer_address_entity", "entity_id = %s", before["default_billing"])
+    assert shared["city"] == "Nieuwstad"
+
+
+# ------------------------------------------------------------------------------------------
+# The webshop's SQL API, the subject access export, erasure and retention
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shop_login(cycle: Cycle, server_dsn: Callable[[str], str]) -> Iterator[str]:
+    """The shop application's login role, in the webshop's group role (docs/own-database.md
+    step 8; cluster-wide: a name of its own per test)."""
+    role = f"mage_app_{secrets.token_hex(4)}"
+    _admin_sql(server_dsn("postgres"), f"CREATE ROLE {role} NOLOGIN IN ROLE syncctl_webshop")
+    yield role
+    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP OWNED BY {role} CASCADE")
+    cycle.conn.close()
+    _admin_sql(server_dsn("postgres"), f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_login_and_the_back_office_button_from_the_shops_role(
+    cycle: Cycle, shop_login: str
+) -> None:
+    """At login the shop finds its customer by tritonX's number (a merged one redirected, an
+    unknown one a stub with the create literals: the website), and the back office's button
+    anonymises one, grid and newsletter included, telling tritonX."""
+    shop = cycle
+    one, three = shop.key("TX00000001"), shop.key("TX00000003")
+    shop.simulator.admin("POST", "/admin/merge", {"old": "TX00000002", "into": "TX00000001"})
+    shop.pull()
+    with psycopg.connect(shop.dsn) as app:
+        app.execute(f"SET ROLE {shop_login}")
+        login = app.execute("SELECT * FROM sync.login_key('TX00000001', '')").fetchone()
+        merged = app.execute("SELECT * FROM sync.login('TX00000002', '')").fetchone()
+        created = app.execute("SELECT * FROM sync.login_key('TX00009999', '')").fetchone()
+        app.execute("SELECT sync.anonymise_from_backoffice_key(%s, 'AVG', 'bo:1')", [str(three)])
+        app.commit()
+        erased = app.execute("SELECT * FROM sync.login_key('TX00000003', '')").fetchone()
+    assert login == (str(one), "linked", "TX00000001")
+    assert merged == (one, "redirected", "TX00000001")
+    assert created is not None and created[1:] == ("created", "TX00009999")
+    (stub,) = shop.rows("customer_entity", "entity_id = %s", int(created[0]))
+    assert stub["website_id"] == 1
+    assert erased is not None and erased[1] == "erased"
+    (grid,) = shop.rows("customer_grid_flat", "entity_id = %s", three)
+    assert (grid["name"], grid["email"], grid["billing_city"]) == (None, None, None)
+    assert shop.query("SELECT count(*) FROM sync.outbox WHERE customer_number = 'TX00000003'") == [
+        (1,)
+    ]
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_the_export_holds_every_table_of_the_customer(cycle: Cycle) -> None:
+    """The subject access export of a customer with an address book, an order with its address
+    (one foreign key further), a cart, a wishlist, a subscription and a grid row: each row once,
+    under its table's name, nobody else's."""
+    shop = cycle
+    key, other = shop.key("TX00000006"), shop.key("TX00000007")
+    for k in (key, other):
+        shop.in_address_book(k)
+        shop.shop_rows(k)
+    exported = json.loads(_ok("export", "--id", str(key), dsn=shop.dsn))
+    counts = {t: len(r) for t, r in exported["tables"].items() if t.startswith("mage.")}
+    assert counts == {
+        "mage.customer_entity": 1,
+        "mage.customer_address_entity": 2,  # its default address and a second one
+        "mage.customer_grid_flat": 1,
+        "mage.newsletter_subscriber": 1,
+        "mage.quote": 1,
+        "mage.sales_order": 1,
+        "mage.sales_order_address": 1,
+        "mage.wishlist": 1,
+    }
+    text = json.dumps(exported)
+    (mine,) = shop.rows("customer_entity", "entity_id = %s", key)
+    (theirs,) = shop.rows("customer_entity", "entity_id = %s", other)
+    assert mine["email"] in text and theirs["email"] not in text
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_retention_dry_run_counts_what_the_run_does(cycle: Cycle) -> None:
+    shop = cycle
+    shop.with_rows("TX00000001", "TX00000002", "TX00000003", orderless="TX00000003")
+    assert "draft" in _ok(
+        "policy", "create", "shop", "--name", "Shop", "--description", "the webshop",
+        "--legal-basis", "contract", "--retention", "1 day", "--retention-from", "created",
+        "--category", "mage.customer_entity", dsn=shop.dsn,
+    )  # fmt: skip
+    _ok("policy", "activate", "shop", dsn=shop.dsn)
+    later = ("--now", "2030-01-01T00:00:00Z")
+    dry = _ok("purge", "--dry-run", *later, dsn=shop.dsn)
+    ran = _ok("purge", *later, dsn=shop.dsn)
+    planned = re.findall(r"^  (mage\.\S+|sync\.\S+)\s+(\d+)  ", dry, re.MULTILINE)
+    done = re.findall(r"^  (mage\.\S+|sync\.\S+)\s+(\d+)$", ran, re.MULTILINE)
+    assert planned and planned == done, (dry, ran)
+    assert "dry run: would purge 12 customer(s)" in dry and "purged 12 customer(s)" in ran
+    assert not {v for v in shop.personal() if v in shop.engine_text() + dry + ran}
+    left = json.dumps(shop.rows("customer_entity") + shop.rows("customer_grid_flat"))
+    assert "@example" not in left
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_an_erasure_request_of_a_customer_without_orders_is_done(cycle: Cycle) -> None:
+    """From received to done through the CLI: the dry run lists what the execution changes,
+    the proof searches the whole database and finds nothing of the person (the grid the shop's
+    trigger keeps included)."""
+    shop = cycle
+    key = shop.key("TX00000006")
+    shop.in_address_book(key)
+    shop.shop_rows(key, order=False)
+    received = _ok("erasure", "receive", "--id", str(key), "--actor", "bo:1", dsn=shop.dsn)
+    found = re.search(r"erasure request (\d+)", received)
+    assert found is not None
+    request = found[1]
+    _ok("erasure", "verify", request, "--actor", "bo:1", dsn=shop.dsn)
+    _ok("erasure", "schedule", request, "--grace-days", "0", "--actor", "bo:1", dsn=shop.dsn)
+    dry = _ok("erasure", "execute", request, "--dry-run", dsn=shop.dsn)
+    done = _ok("erasure", "execute", request, "--actor", "bo:1", dsn=shop.dsn)
+    planned = dict(re.findall(r"^  (\S+)\s+(\d+)  ", dry, re.MULTILINE))
+    changed = dict(re.findall(r"(\S+) (\d+)", done.split("rows changed: ")[1].splitlines()[0]))
+    assert planned == changed, (dry, done)
+    assert shop.query("SELECT state FROM gdpr.erasure_request") == [("done",)]
+    assert not {v for v in shop.personal() if v in shop.engine_text() + dry + done}
+
+
+# ------------------------------------------------------------------------------------------
+# Known defects in code this test schema's session may not change (sql/45, 49, 52, 57): each
+# test fails today and passes once the fix its reason names is made
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="anonymisation scrubs the customer-linked tables only, never a table one foreign key"
+    " further (the order's address rows), which the export lists as the customer's data;"
+    " fix: sql/52 + sql/57 scrub such rows per their sync.pii_column strategies (reached"
+    " through the linked rows, as the export reaches them), sql/45 lists their unclassified"
+    " columns",
+)
+def test_an_anonymised_customers_order_addresses_hold_nothing_of_the_person(
+    cycle: Cycle,
+) -> None:
+    """The order keeps its shipping address one foreign key further, with the name, street and
+    e-mail: after the anonymisation (and an erasure request's execution) it still holds them,
+    and the erasure fails on its own residue search."""
+    shop = cycle
+    key = shop.key("TX00000006")
+    shop.in_address_book(key)
+    shop.shop_rows(key)
+    _admin_sql(
+        shop.dsn,
+        "SET ROLE syncctl_owner; INSERT INTO sync.pii_column"
+        " (table_schema, table_name, column_name, strategy, value)"
+        " SELECT 'mage', 'sales_order_address', c, s, NULL FROM (VALUES ('entity_id',"
+        " 'not_personal'), ('parent_id', 'not_personal'), ('address_type', 'not_personal'),"
+        " ('firstname', 'null'), ('lastname', 'null'), ('street', 'null'), ('postcode', 'null'),"
+        " ('city', 'null'), ('email', 'null')) AS v (c, s)",
+    )
+    received = _ok("erasure", "receive", "--id", str(key), dsn=shop.dsn)
+    found = re.search(r"erasure request (\d+)", received)
+    assert found is not None
+    _ok("erasure", "verify", found[1], dsn=shop.dsn)
+    _ok("erasure", "schedule", found[1], "--grace-days", "0", dsn=shop.dsn)
+    _run("erasure", "execute", found[1], dsn=shop.dsn)
+    (address,) = shop.rows("sales_order_address")
+    assert (address["street"], address["email"]) == (None, None)
+    assert shop.query("SELECT state FROM gdpr.erasure_request") == [("done",)]
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="a merge leaves the old customer's default address behind, nobody's, when the"
+    " address table is an address book (a foreign key back to the customer) and the row's"
+    " back-pointer is NULL (the feed's own row): neither re-pointed (it names no customer) nor"
+    " deleted (an address book's rows never are); fix: sql/49 + sql/57 delete the row the old"
+    " customer points to when it names no customer and nothing else uses it",
+)
+def test_a_merge_leaves_no_address_of_the_old_customer_behind(cycle: Cycle) -> None:
+    """docs/merge-and-anonymise.md, "Merges on a mapped schema": the row the old customer
+    pointed to is deleted when nothing else uses it, or (an address book's) re-pointed to the
+    survivor. The feed's default address is not in the book (parent_id NULL): after the merge
+    it is nobody's, still holding the old customer's name and street, out of reach of the
+    survivor's export and erasure."""
+    shop = cycle
+    two = shop.key("TX00000002")
+    (billed,) = shop.query(
+        "SELECT default_billing FROM mage.customer_entity WHERE entity_id = %s", two
+    )[0]
+    shop.simulator.admin("POST", "/admin/merge", {"old": "TX00000002", "into": "TX00000001"})
+    assert "dead_letter" not in shop.pull()
+    assert shop.rows("customer_entity", "entity_id = %s", two) == []
+    left = shop.rows("customer_address_entity", "entity_id = %s", billed)
+    assert left == [] or left[0]["parent_id"] == shop.key("TX00000001")
+
+
+@pytest.mark.parametrize(
+    "deferrable",
+    [
+        pytest.param(
+            "restrict",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a delete removes the customer's linked rows before the customer row, and"
+                " never clears the customer row's own pointers to them: a default address in the"
+                " customer's address book, behind a pointer with no ON DELETE action and neither"
+                " foreign key deferrable, refuses its delete (23503 on"
+                " customer_entity_default_billing); fix: sql/52 + sql/57 set the customer row's"
+                " pointers to rows of a linked table the delete removes to NULL first",
+            ),
+        ),
+        "deferred_pointer",
+    ],
+)
+def test_a_delete_removes_a_customer_whose_default_address_is_in_its_book(
+    cycle: Cycle,
+) -> None:
+    """Neither foreign key of the pair with an action: the customer row names its default
+    address, the address names the customer. A tritonX delete of the customer (no orders)
+    removes both, as it does with the keys cascading: with the customer's pointers deferred
+    (docs/own-database.md, "A platform schema"), and, once fixed, with neither deferred."""
+    shop = cycle
+    five = shop.key("TX00000005")
+    shop.in_address_book(five)
+    shop.shop_rows(five, order=False)
+    shop.simulator.admin("DELETE", "/admin/customers/TX00000005")
+    pulled = shop.pull()
+    # what it is today: a dead letter naming the constraint, never a value; the feed goes on
+    letters = shop.dead_letters()
+    assert not {v for v in shop.personal() if v in shop.engine_text() + pulled}
+    assert letters == {}, letters
+    assert shop.rows("customer_entity", "entity_id = %s", five) == []
+    assert shop.rows("customer_address_entity", "parent_id = %s", five) == []
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_the_back_offices_merge_and_anonymise_dry_runs_count_what_they_do(cycle: Cycle) -> None:
+    shop = cycle
+    shop.with_rows("TX00000001", "TX00000002", "TX00000003")
+    for command in (
+        ("merge", "TX00000002", "TX00000001"),
+        ("anonymise", "TX00000003", "--reason-code", "AVG"),
+    ):
+        dry = _ok(*command, "--dry-run", dsn=shop.dsn)
+        ran = _ok(*command, dsn=shop.dsn)
+        planned = re.findall(r"^  (mage\.\w+)\s+(\d+)", dry, re.MULTILINE)
+        done = re.findall(r"^  (mage\.\w+)\s+(\d+)", ran, re.MULTILINE)
+        assert planned and sorted(planned) == sorted(done), (dry, ran)
+        assert not {v for v in shop.personal() if v in dry + ran}
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_the_newsletter_consent_in_a_table_of_its_own(cycle: Cycle) -> None:
+    """A consent policy on newsletter_opt_in, the field stored in the subscription table as the
+    platform's status codes: activating takes the consents of the latest snapshots (the
+    subscribed ones), tritonX's withdrawal is recorded and writes status 3."""
+    shop = cycle
+    assert "draft" in _ok(
+        "policy", "create", "news", "--name", "News", "--description", "the newsletter",
+        "--legal-basis", "consent", "--retention", "none", "--membership", "consent",
+        "--consent-field", "newsletter_opt_in", "--category", "mage.newsletter_subscriber",
+        dsn=shop.dsn,
+    )  # fmt: skip
+    assert "from tritonX" in _ok("policy", "activate", "news", dsn=shop.dsn)
+    granted = shop.query(
+        "SELECT customer_key::int FROM gdpr.current_consent WHERE granted ORDER BY 1"
+    )
+    subscribed = shop.query(
+        "SELECT customer_id FROM mage.newsletter_subscriber WHERE subscriber_status = 1 ORDER BY 1"
+    )
+    assert granted and granted == subscribed
+    (key,) = granted[0]
+    (number,) = shop.query(
+        "SELECT customer_number FROM sync.customer_link WHERE customer_key = %s", str(key)
+    )[0]
+    shop.simulator.admin("POST", f"/admin/customers/{number}", {"newsletter_opt_in": False})
+    assert "outcomes: applied 1" in shop.pull()
+    assert shop.query(
+        "SELECT granted, source FROM gdpr.current_consent WHERE customer_key = %s", str(key)
+    ) == [(False, "tritonx")]
+    (subscriber,) = shop.rows("newsletter_subscriber", "customer_id = %s", key)
+    assert subscriber["subscriber_status"] == 3
