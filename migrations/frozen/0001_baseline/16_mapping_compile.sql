@@ -576,12 +576,17 @@ BEGIN
                    crel, ptr, ckey)
                -- every other foreign key to the table (sync._related_foreign_keys: composite
                -- ones by their first column pair, which finds every real reference); one to
-               -- another column than the key (a unique public code) through the row holding it
+               -- another column than the key (a unique public code) through the row holding it.
+               -- Another pointer of the customer row itself (shipped where it is billed) is this
+               -- customer's use: only another customer's row makes it shared.
                || coalesce(pg_catalog.string_agg(
                       CASE WHEN u.referenced = rkey
                            THEN pg_catalog.format(
-                                    ' OR EXISTS (SELECT FROM %s AS o WHERE o.%I = c.%I)',
-                                    u.relation, u.col, ptr)
+                                    ' OR EXISTS (SELECT FROM %s AS o WHERE o.%I = c.%I%s)',
+                                    u.relation, u.col, ptr,
+                                    CASE WHEN u.relation = crel
+                                         THEN pg_catalog.format(' AND o.%1$I <> c.%1$I', ckey)
+                                         ELSE '' END)
                            ELSE pg_catalog.format(
                                     ' OR EXISTS (SELECT FROM %1$s AS o JOIN %2$s AS x '
                                     'ON x.%3$I = o.%4$I WHERE x.%5$I = c.%6$I)',

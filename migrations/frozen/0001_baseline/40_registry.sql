@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS sync.pii_column (
     CHECK ((strategy IN ('fixed', 'placeholder')) = (value IS NOT NULL)),
     CHECK (strategy <> 'placeholder' OR pg_catalog.strpos(value, '{id}') > 0)
 );
+-- Whose personal data the column holds on a row that names two customers (a gift's buyer and
+-- its recipient): the column of the same table that refers to that customer (`buyer_id`), or
+-- NULL for the row's own (either customer's). An erasure of a customer scrubs the row's own
+-- columns and those belonging to the column that names it, never another's; the subject access
+-- export shows a customer those columns of the row only. sync.coverage_defects refuses one that
+-- is not a column of the table referring to the customer table.
+ALTER TABLE sync.pii_column ADD COLUMN IF NOT EXISTS belongs_to text;
 
 -- ---------------------------------------------------------------------------------------------
 -- Discovery

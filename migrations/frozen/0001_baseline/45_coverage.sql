@@ -629,6 +629,25 @@ BEGIN
                                           'timestamp'::pg_catalog.regtype,
                                           'timestamptz'::pg_catalog.regtype)))
         UNION ALL
+        -- whose data a column holds (sync.pii_column.belongs_to): one of the table's own
+        -- columns that refer to the customer table
+        SELECT t.qualified_name, p.column_name::name,
+               pg_catalog.format('belongs_to names %s, which is not a column of the table that'
+                                 ' refers to the customer table (one of: %s)',
+                                 pg_catalog.quote_ident(p.belongs_to),
+                                 coalesce((SELECT pg_catalog.string_agg(
+                                                      pg_catalog.quote_ident(l.fk_column),
+                                                      ', ' ORDER BY l.fk_column)
+                                           FROM sync.customer_links() AS l
+                                           WHERE l.relation = t.relation), 'none')),
+               'strategy'
+        FROM tables AS t
+        JOIN sync.pii_column AS p
+            ON p.table_schema = t.table_schema AND p.table_name = t.table_name
+        WHERE p.belongs_to IS NOT NULL
+          AND NOT EXISTS (SELECT FROM sync.customer_links() AS l
+                          WHERE l.relation = t.relation AND l.fk_column = p.belongs_to)
+        UNION ALL
         SELECT l.qualified_name, c.col::name,
                'merge rule names a column the table does not have', 'merge_rule'
         FROM sync.customer_links() AS l

@@ -22,7 +22,10 @@
 -- The SET list that scrubs the given columns (all classified ones when NULL) of a table per
 -- their strategies (alias `t`), and the predicate "some of them differ from their scrubbed
 -- value"; both NULL when no such column changes. A placeholder's {id} is the row's
--- single-column primary key, else the customer id in p_key_column.
+-- single-column primary key, else the customer id in p_key_column. On a customer-linked table
+-- p_key_column is the column that names the customer: a column that belongs to another of the
+-- table's customer columns (sync.pii_column.belongs_to: a gift's buyer's e-mail, when the
+-- recipient is erased) is not scrubbed.
 CREATE OR REPLACE FUNCTION sync._scrub_sql(
     p_relation regclass, p_key_column name, p_columns text[],
     OUT assignments text, OUT differs text)
@@ -60,6 +63,7 @@ AS $$
         WHERE r.oid = p_relation
           AND p.strategy IN ('null', 'fixed', 'placeholder', 'year')
           AND (p_columns IS NULL OR a.attname::text = ANY (p_columns))
+          AND (p.belongs_to IS NULL OR p.belongs_to = p_key_column::text)
     )
     SELECT pg_catalog.string_agg(pg_catalog.format('%I = %s', t.attname, t.expression), ', '
                                  ORDER BY t.attnum),

@@ -21,8 +21,13 @@
 -- table one foreign key further from a linked table by its parent's rows. Predicates of one
 -- table are OR-ed, so a row reached twice is returned once. The mapped table comes first. The
 -- name is as PostgreSQL quotes it (sync._shown_name: "web.shop".customer, sales."Review").
+-- `hidden`: for a table that names two customers, an expression (alias t, the key in $1) giving
+-- the columns of the row that belong to another customer than this one (sync.pii_column
+-- .belongs_to names a customer column of the row that does not name this one); NULL for the
+-- others.
+DROP FUNCTION IF EXISTS gdpr._subject_tables();
 CREATE OR REPLACE FUNCTION gdpr._subject_tables()
-RETURNS TABLE (relation regclass, qualified_name text, predicate text)
+RETURNS TABLE (relation regclass, qualified_name text, predicate text, hidden text)
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
@@ -70,7 +75,15 @@ AS $$
           AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
     )
     SELECT r.relation, sync._shown_name(n.nspname, c.relname),
-           pg_catalog.string_agg(DISTINCT '(' || r.predicate || ')', ' OR ')
+           pg_catalog.string_agg(DISTINCT '(' || r.predicate || ')', ' OR '),
+           (SELECT 'ARRAY[' || pg_catalog.string_agg(
+                       pg_catalog.format('CASE WHEN t.%I IS DISTINCT FROM $1::%s THEN %L END',
+                                         l.fk_column, l.column_type, p.column_name),
+                       ', ' ORDER BY p.column_name) || ']::text[]'
+            FROM sync.pii_column AS p
+            JOIN sync.customer_links() AS l
+                ON l.relation = r.relation AND l.fk_column = p.belongs_to
+            WHERE p.table_schema = n.nspname AND p.table_name = c.relname)
     FROM reach AS r
     JOIN pg_catalog.pg_class AS c ON c.oid = r.relation
     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
@@ -146,10 +159,14 @@ BEGIN
                      SELECT r.old_number FROM sync.redirect AS r
                      WHERE r.survivor_number = number);
 
+    -- a row that names two customers shows this one its columns and the row's own, not the
+    -- other's (part.hidden)
     FOR part IN SELECT * FROM gdpr._subject_tables() LOOP
         RETURN QUERY EXECUTE pg_catalog.format(
-            'SELECT %L::text, pg_catalog.to_jsonb(t) - ''digests'' FROM %s AS t WHERE %s ORDER BY 2',
-            part.qualified_name, part.relation, part.predicate)
+            'SELECT %L::text, pg_catalog.to_jsonb(t) - ''digests''%s FROM %s AS t WHERE %s '
+            'ORDER BY 2',
+            part.qualified_name, coalesce(' - ' || part.hidden, ''), part.relation,
+            part.predicate)
             USING subject;
     END LOOP;
 
