@@ -960,7 +960,8 @@ $$;
 -- The tables whose catalog entries the compiled moves are made from: the customer table, the
 -- linked and pointed-to tables (sync.customer_tables()), the other users of the pointed-to
 -- rows (sync._related_users) and the tables that reference a linked table's rows
--- (sync._referrers).
+-- (sync._referrers; a partition's own foreign key by its partitioned parent too, through which
+-- the rows one foreign key further are scrubbed: sync._further_links).
 CREATE OR REPLACE FUNCTION sync._moves_relations()
 RETURNS oid[]
 LANGUAGE sql
