@@ -296,9 +296,10 @@ $$;
 -- partitioned parent), the linked table and its customer column, and the join of the two
 -- (alias t the further table, p the linked one: `(t.a, t.b) = (p.x, p.y)`, what the index of
 -- the shop's foreign key serves); `first_column` is the foreign key's first column. Neither the
--- customer table nor a linked table itself. The subject access export lists their rows as the
--- customer's (gdpr._subject_tables), an anonymisation or erasure scrubs them per their
--- classified columns (sql/52_scrub_rows.sql, sql/57_moves_compile.sql).
+-- customer table nor a linked table itself, and not through the customer table's own reference
+-- to a customer (a referred_by column names other customers). The subject access export lists
+-- their rows as the customer's (gdpr._subject_tables), an anonymisation or erasure scrubs them
+-- per their classified columns (sql/52_scrub_rows.sql, sql/57_moves_compile.sql).
 CREATE OR REPLACE FUNCTION sync._further_links()
 RETURNS TABLE (
     relation        regclass,
@@ -342,6 +343,8 @@ AS $$
     JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
     WHERE f.relation NOT IN (SELECT m.relation FROM sync.mapped_customer() AS m)
       AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
+      -- the customer table's own reference to a customer (referred_by) names other customers
+      AND l.relation NOT IN (SELECT m.relation FROM sync.mapped_customer() AS m)
     ORDER BY 4, l.relation::text, l.fk_column, fk.conname
 $$;
 
