@@ -230,8 +230,8 @@ class CoverageDefect:
     table: str  # as PostgreSQL quotes it: "web.shop".customer, sales."Review", public.address
     column: str | None  # the catalog's name
     defect: str
-    # unclassified, strategy, merge_rule, unindexed, declared_reference, privilege, look_alike,
-    # trigger, function or mapping (docs/merge-and-anonymise.md)
+    # unclassified, unclassified_further, strategy, merge_rule, unindexed, declared_reference,
+    # privilege, look_alike, trigger, function or mapping (docs/merge-and-anonymise.md)
     kind: str
     place: str  # table.column, the column quoted too; table.* for the whole table
 

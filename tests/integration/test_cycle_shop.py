@@ -74,6 +74,15 @@ SELECT 'mage', t, c, s, NULL FROM (VALUES
   ('sales_order', 'customer_lastname', 'null'),
   ('sales_order', 'grand_total', 'not_personal'),
   ('sales_order', 'created_at', 'not_personal'),
+  ('sales_order_address', 'entity_id', 'not_personal'),
+  ('sales_order_address', 'parent_id', 'not_personal'),
+  ('sales_order_address', 'address_type', 'not_personal'),
+  ('sales_order_address', 'firstname', 'null'),
+  ('sales_order_address', 'lastname', 'null'),
+  ('sales_order_address', 'street', 'null'),
+  ('sales_order_address', 'postcode', 'null'),
+  ('sales_order_address', 'city', 'null'),
+  ('sales_order_address', 'email', 'null'),
   ('newsletter_subscriber', 'subscriber_id', 'not_personal'),
   ('newsletter_subscriber', 'customer_id', 'not_personal'),
   ('newsletter_subscriber', 'subscriber_email', 'null'),
@@ -134,6 +143,13 @@ def _install(dsn: str) -> None:
     assert "default_billing" in planned and "newsletter_subscriber" in planned
     assert "installed mapping version 1" in _ok("mapping", "install", str(MAPPING), dsn=dsn)
     _admin_sql(dsn, CLASSIFY)
+    # the order's addresses (one foreign key further) have columns to scrub now: the check
+    # asks UPDATE there
+    checked = _run("mapping", "check", str(MAPPING), dsn=dsn)
+    assert _grants(checked.stdout) == [
+        "GRANT UPDATE ON TABLE mage.sales_order_address TO syncctl_owner;"
+    ]
+    _admin_sql(dsn, "\n".join(_grants(checked.stdout)))
     covered = _run("coverage", dsn=dsn)
     assert covered.stdout.splitlines() == [
         "mage.customer_entity.*: trigger customer_grid_refresh runs"
@@ -339,7 +355,14 @@ def test_a_shop_trigger_given_to_the_owner_needs_what_it_writes(
     checked = _run("mapping", "check", str(MAPPING), dsn=cycle_dsn)
     _admin_sql(cycle_dsn, "\n".join(_grants(checked.stdout)))
     _ok("mapping", "install", str(MAPPING), dsn=cycle_dsn)
-    _admin_sql(cycle_dsn, CLASSIFY + ";" + GRID_TRIGGER)
+    # the order's addresses classified: UPDATE there (_install)
+    _admin_sql(
+        cycle_dsn,
+        CLASSIFY
+        + ";"
+        + GRID_TRIGGER
+        + "; GRANT UPDATE ON mage.sales_order_address TO syncctl_owner",
+    )
     assert _ok("coverage", dsn=cycle_dsn).startswith("ok: ")
     simulator = simulator_factory("--customers", "3", "--seed", "11")
     with psycopg.connect(cycle_dsn) as conn:
@@ -503,6 +526,11 @@ def test_merge_anonymise_and_delete_across_the_circular_keys(cycle: Cycle) -> No
                 shop.rows("customer_grid_flat", "entity_id = %s", key),
                 shop.rows("newsletter_subscriber", "customer_id = %s", key),
                 shop.rows("sales_order", "customer_id = %s", key),
+                shop.rows(
+                    "sales_order_address",
+                    "parent_id IN (SELECT entity_id FROM mage.sales_order WHERE customer_id = %s)",
+                    key,
+                ),
             ]
         )
         left = {v for v in values if len(v) > 3 and v in held}
@@ -659,6 +687,7 @@ def test_retention_dry_run_counts_what_the_run_does(cycle: Cycle) -> None:
     planned = re.findall(r"^  (mage\.\S+|sync\.\S+)\s+(\d+)  ", dry, re.MULTILINE)
     done = re.findall(r"^  (mage\.\S+|sync\.\S+)\s+(\d+)$", ran, re.MULTILINE)
     assert planned and planned == done, (dry, ran)
+    assert ("mage.sales_order_address", "2") in planned, dry  # one foreign key further
     assert "dry run: would purge 12 customer(s)" in dry and "purged 12 customer(s)" in ran
     assert not {v for v in shop.personal() if v in shop.engine_text() + dry + ran}
     left = json.dumps(shop.rows("customer_entity") + shop.rows("customer_grid_flat"))
@@ -696,42 +725,94 @@ def test_an_erasure_request_of_a_customer_without_orders_is_done(cycle: Cycle) -
 
 
 @pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="anonymisation scrubs the customer-linked tables only, never a table one foreign key"
-    " further (the order's address rows), which the export lists as the customer's data;"
-    " fix: sql/52 + sql/57 scrub such rows per their sync.pii_column strategies (reached"
-    " through the linked rows, as the export reaches them), sql/45 lists their unclassified"
-    " columns",
-)
 def test_an_anonymised_customers_order_addresses_hold_nothing_of_the_person(
     cycle: Cycle,
 ) -> None:
     """The order keeps its shipping address one foreign key further, with the name, street and
-    e-mail: after the anonymisation (and an erasure request's execution) it still holds them,
-    and the erasure fails on its own residue search."""
+    e-mail (the export lists it as the customer's): an erasure request scrubs it per its
+    classification, through the customer's orders, and ends done; the dry run counts it as
+    the execution changes it. Before: the address kept the person, and the erasure failed on
+    its own residue search."""
     shop = cycle
     key = shop.key("TX00000006")
     shop.in_address_book(key)
     shop.shop_rows(key)
-    _admin_sql(
-        shop.dsn,
-        "SET ROLE syncctl_owner; INSERT INTO sync.pii_column"
-        " (table_schema, table_name, column_name, strategy, value)"
-        " SELECT 'mage', 'sales_order_address', c, s, NULL FROM (VALUES ('entity_id',"
-        " 'not_personal'), ('parent_id', 'not_personal'), ('address_type', 'not_personal'),"
-        " ('firstname', 'null'), ('lastname', 'null'), ('street', 'null'), ('postcode', 'null'),"
-        " ('city', 'null'), ('email', 'null')) AS v (c, s)",
-    )
     received = _ok("erasure", "receive", "--id", str(key), dsn=shop.dsn)
     found = re.search(r"erasure request (\d+)", received)
     assert found is not None
     _ok("erasure", "verify", found[1], dsn=shop.dsn)
     _ok("erasure", "schedule", found[1], "--grace-days", "0", dsn=shop.dsn)
-    _run("erasure", "execute", found[1], dsn=shop.dsn)
+    dry = _ok("erasure", "execute", found[1], "--dry-run", dsn=shop.dsn)
+    done = _ok("erasure", "execute", found[1], dsn=shop.dsn)
+    planned = dict(re.findall(r"^  (\S+)\s+(\d+)  ", dry, re.MULTILINE))
+    changed = dict(re.findall(r"(\S+) (\d+)", done.split("rows changed: ")[1].splitlines()[0]))
+    assert planned == changed and changed["mage.sales_order_address"] == "1", (dry, done)
     (address,) = shop.rows("sales_order_address")
-    assert (address["street"], address["email"]) == (None, None)
+    assert (address["street"], address["email"], address["address_type"]) == (
+        None,
+        None,
+        "shipping",
+    )
     assert shop.query("SELECT state FROM gdpr.erasure_request") == [("done",)]
+
+
+@pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
+def test_a_table_one_foreign_key_further_added_later_is_scrubbed_once_classified(
+    cycle: Cycle,
+) -> None:
+    """The shop adds order items (a foreign key to the orders) after the install: coverage
+    lists their columns (unclassified_further) without making anonymisation refuse (it leaves
+    them as they are); once classified, the check asks UPDATE there and the feed's
+    anonymisation and delete scrub them (the compiled moves follow the new table)."""
+    shop = cycle
+    three, four = shop.key("TX00000003"), shop.key("TX00000004")
+    for key in (three, four, shop.key("TX00000006")):
+        shop.in_address_book(key)
+        shop.shop_rows(key)
+    gift = secrets.token_hex(12)
+    _admin_sql(
+        shop.dsn,
+        "CREATE TABLE mage.sales_order_item (item_id serial PRIMARY KEY, order_id integer"
+        " NOT NULL REFERENCES mage.sales_order (entity_id), sku text NOT NULL, gift_message"
+        " text); CREATE INDEX ON mage.sales_order_item (order_id);"
+        " GRANT SELECT ON mage.sales_order_item TO syncctl_owner;"
+        " INSERT INTO mage.sales_order_item (order_id, sku, gift_message)"
+        f" SELECT entity_id, 'SKU-1', '{gift}' FROM mage.sales_order",
+    )
+    covered = _run("coverage", dsn=shop.dsn)
+    assert covered.returncode != 0
+    assert sorted(
+        line.split(":")[0] for line in covered.stdout.splitlines() if "further" in line
+    ) == [f"mage.sales_order_item.{c}" for c in ("gift_message", "item_id", "order_id", "sku")]
+    _admin_sql(
+        shop.dsn,
+        "SET ROLE syncctl_owner; INSERT INTO sync.pii_column"
+        " (table_schema, table_name, column_name, strategy, value) VALUES"
+        " ('mage', 'sales_order_item', 'item_id', 'not_personal', NULL),"
+        " ('mage', 'sales_order_item', 'order_id', 'not_personal', NULL),"
+        " ('mage', 'sales_order_item', 'sku', 'not_personal', NULL),"
+        " ('mage', 'sales_order_item', 'gift_message', 'null', NULL)",
+    )
+    checked = _run("mapping", "check", str(MAPPING), dsn=shop.dsn)
+    assert _grants(checked.stdout) == [
+        "GRANT UPDATE ON TABLE mage.sales_order_item TO syncctl_owner;"
+    ]
+    _admin_sql(shop.dsn, "\n".join(_grants(checked.stdout)))
+    assert _ok("coverage", dsn=shop.dsn).startswith("ok: ")
+    admin = shop.simulator.admin
+    admin("POST", "/admin/customers/TX00000003/anonymise", {"reason_code": "AVG"})
+    admin("DELETE", "/admin/customers/TX00000004")  # has an order: anonymised
+    pulled = shop.pull()
+    assert "dead_letter" not in pulled, pulled
+    items = shop.query(
+        "SELECT o.customer_id, i.sku, i.gift_message FROM mage.sales_order_item"
+        " AS i JOIN mage.sales_order AS o ON o.entity_id = i.order_id"
+        " WHERE o.customer_id IN (%s, %s) ORDER BY 1",
+        three,
+        four,
+    )
+    assert items == [(three, "SKU-1", None), (four, "SKU-1", None)]
+    assert gift in json.dumps(shop.rows("sales_order_item"))  # the others' items keep theirs
 
 
 @pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
