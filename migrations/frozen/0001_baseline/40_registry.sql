@@ -290,6 +290,64 @@ AS $$
     ORDER BY 4
 $$;
 
+-- The tables one foreign key further from a customer-linked table (order lines, an order's
+-- addresses via the order): per foreign key (of one column or several) from such a table to a
+-- linked table, the table (a partition whose foreign key is its own, not its parent's, as its
+-- partitioned parent), the linked table and its customer column, and the join of the two
+-- (alias t the further table, p the linked one: `(t.a, t.b) = (p.x, p.y)`, what the index of
+-- the shop's foreign key serves); `first_column` is the foreign key's first column. Neither the
+-- customer table nor a linked table itself, and not through the customer table's own reference
+-- to a customer (a referred_by column names other customers). The subject access export lists
+-- their rows as the customer's (gdpr._subject_tables), an anonymisation or erasure scrubs them
+-- per their classified columns (sql/52_scrub_rows.sql, sql/57_moves_compile.sql).
+CREATE OR REPLACE FUNCTION sync._further_links()
+RETURNS TABLE (
+    relation        regclass,
+    table_schema    name,
+    table_name      name,
+    qualified_name  text,
+    link            regclass,
+    fk_column       name,
+    column_type     regtype,
+    referring       text,
+    referred        text,
+    joined          text,
+    first_column    name
+)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.relation, n.nspname, r.relname, pg_catalog.concat_ws('.', n.nspname, r.relname),
+           l.relation, l.fk_column, l.column_type, cols.referring, cols.referred,
+           '(' || cols.referring || ') = (' || cols.referred || ')', cols.first_column
+    FROM sync.customer_links() AS l
+    JOIN pg_catalog.pg_constraint AS fk
+        ON fk.confrelid = l.relation AND fk.contype = 'f' AND fk.conparentid = 0
+    CROSS JOIN LATERAL (SELECT coalesce(pg_catalog.pg_partition_root(fk.conrelid),
+                                        fk.conrelid)::pg_catalog.regclass) AS f (relation)
+    CROSS JOIN LATERAL (
+        SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', a.attname), ', ' ORDER BY k.n),
+               pg_catalog.string_agg(pg_catalog.format('p.%I', ref.attname), ', ' ORDER BY k.n),
+               (pg_catalog.array_agg(a.attname ORDER BY k.n))[1]
+        FROM ROWS FROM (pg_catalog.unnest(fk.conkey), pg_catalog.unnest(fk.confkey))
+             WITH ORDINALITY AS k (att, refatt, n)
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = fk.conrelid AND a.attnum = k.att
+        JOIN pg_catalog.pg_attribute AS ref
+            ON ref.attrelid = fk.confrelid AND ref.attnum = k.refatt
+    ) AS cols (referring, referred, first_column)
+    JOIN pg_catalog.pg_class AS r ON r.oid = f.relation
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+    WHERE f.relation NOT IN (SELECT m.relation FROM sync.mapped_customer() AS m)
+      AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
+      -- the customer table's own reference to a customer (referred_by) names other customers
+      AND l.relation NOT IN (SELECT m.relation FROM sync.mapped_customer() AS m)
+    ORDER BY 4, l.relation::text, l.fk_column, fk.conname
+$$;
+
 -- The words that tell why a partition is a linked table by itself and how to make it one table
 -- with its parent (p_parent, sync.customer_tables().partition_of), for a message about the
 -- partition; p_then ends the advice (', and grant there'). NULL when p_parent is NULL.

@@ -3,6 +3,8 @@
 --   mapping             no active mapping, or its customer table or key is gone
 --   unclassified        a column of the customer table, a linked table or a table the
 --                       customer row points to (an address) without a PII strategy
+--   unclassified_further  a column of a table one foreign key further from a linked table
+--                       (order lines, an order's addresses) without a PII strategy
 --   strategy            a strategy the column cannot take
 --   merge_rule          a merge rule naming a column the table does not have
 --   unindexed           a customer column no index leads with (a merge or delete scans)
@@ -57,6 +59,35 @@ AS $$
           AND p.table_name = t.table_name
           AND p.column_name = a.attname)
     ORDER BY t.qualified_name, a.attnum
+$$;
+
+-- Columns of the tables one foreign key further from a customer-linked table
+-- (sync._further_links(): order lines, an order's addresses) without a PII strategy, each
+-- once, with what coverage says of it. An anonymisation scrubs such a table's classified
+-- columns and leaves these as they are: coverage lists them (kind unclassified_further), but
+-- they do not make an anonymisation refuse (sync.unclassified_columns() is that list).
+CREATE OR REPLACE FUNCTION sync._unclassified_further_columns()
+RETURNS TABLE (table_name text, column_name name, defect text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.qualified_name, a.attname,
+           pg_catalog.format('column has no PII strategy (the table references %s, one'
+                             ' foreign key further from the customer: an anonymisation scrubs'
+                             ' its classified columns only)',
+                             pg_catalog.string_agg(DISTINCT f.link::text, ', '))
+    FROM sync._further_links() AS f
+    JOIN pg_catalog.pg_attribute AS a
+        ON a.attrelid = f.relation AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE NOT EXISTS (
+        SELECT FROM sync.pii_column AS p
+        WHERE p.table_schema = f.table_schema
+          AND p.table_name = f.table_name
+          AND p.column_name = a.attname)
+    GROUP BY f.qualified_name, a.attname, a.attnum
+    ORDER BY 1, a.attnum
 $$;
 
 -- What the owner role needs on the shop's tables for a mapping document (the engine's functions
@@ -184,16 +215,29 @@ AS $$
         UNION ALL
         -- one foreign key further (of one column or several): the subject access export reads
         -- the rows hanging off a customer's linked rows (order lines), a partition's through
-        -- its partitioned parent (gdpr._subject_tables)
-        SELECT l.ord, l.path, f.relation, ARRAY['SELECT'],
-               pg_catalog.format(' (it references %s: the subject access export reads it)',
-                                 l.oid::pg_catalog.regclass),
+        -- its partitioned parent (gdpr._subject_tables); an anonymisation scrubs them when
+        -- they have classified columns to scrub (sync._further_links)
+        SELECT l.ord, l.path, f.relation,
+               ARRAY['SELECT'] || CASE WHEN f.scrubbed THEN ARRAY['UPDATE'] ELSE '{}' END,
+               pg_catalog.format(' (it references %s: the subject access export reads it%s)',
+                                 l.oid::pg_catalog.regclass,
+                                 CASE WHEN f.scrubbed
+                                      THEN ', an anonymisation scrubs its classified columns'
+                                      ELSE '' END),
                false
         FROM linked AS l
         JOIN pg_catalog.pg_constraint AS k
             ON k.contype = 'f' AND k.conparentid = 0 AND k.confrelid = l.oid
         CROSS JOIN LATERAL (SELECT coalesce(pg_catalog.pg_partition_root(k.conrelid),
-                                            k.conrelid) AS relation) AS f
+                                            k.conrelid) AS relation) AS r
+        CROSS JOIN LATERAL (
+            SELECT r.relation, EXISTS (
+                       SELECT FROM sync.pii_column AS p
+                       JOIN pg_catalog.pg_class AS fr ON fr.oid = r.relation
+                       JOIN pg_catalog.pg_namespace AS fn ON fn.oid = fr.relnamespace
+                       WHERE p.table_schema = fn.nspname AND p.table_name = fr.relname
+                         AND p.strategy IN ('null', 'fixed', 'placeholder', 'year'))
+        ) AS f (relation, scrubbed)
         WHERE f.relation IS DISTINCT FROM (SELECT c.oid FROM customer AS c)
           AND f.relation NOT IN (SELECT x.oid FROM linked AS x)
     )
@@ -598,6 +642,9 @@ BEGIN
                        ELSE '' END,
                'unclassified'
         FROM sync.unclassified_columns() AS u
+        UNION ALL
+        SELECT u.table_name, u.column_name, u.defect, 'unclassified_further'
+        FROM sync._unclassified_further_columns() AS u
         UNION ALL
         SELECT t.qualified_name, a.attname,
                CASE

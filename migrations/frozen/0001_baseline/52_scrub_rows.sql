@@ -219,6 +219,46 @@ AS $$
     WHERE l.relation IS DISTINCT FROM (SELECT m.relation FROM sync.mapped_customer() AS m)
 $$;
 
+-- The steps of scrubbing the customer p_key's rows one foreign key further
+-- (sync._further_links(): an order's addresses, order lines), reached through its linked rows:
+-- (table, action, rows) as sync._erasure_steps gives them, one per foreign key with classified
+-- columns to scrub and rows to scrub, phase 1, before the linked rows change. They are
+-- scrubbed for a removed customer too, before its linked rows are deleted: the shop's foreign
+-- key action then decides what becomes of them (ON DELETE CASCADE deletes them, SET NULL keeps
+-- them scrubbed, NO ACTION refuses the delete), and none is left holding personal data.
+CREATE OR REPLACE FUNCTION sync._further_steps(p_key text)
+RETURNS TABLE (table_name text, action text, rows bigint, relation regclass, key_column name,
+               key_type regtype, target text, pointer name, related jsonb, phase integer)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    further record;
+BEGIN
+    FOR further IN SELECT * FROM sync._further_links() LOOP
+        CONTINUE WHEN sync._scrub_assignments(further.relation, further.first_column) IS NULL;
+        EXECUTE pg_catalog.format(
+            'SELECT count(*) FROM %s AS t JOIN %s AS p ON %s WHERE p.%I = $1::%s',
+            further.relation, further.link, further.joined, further.fk_column,
+            further.column_type)
+            INTO rows USING p_key;
+        CONTINUE WHEN rows = 0;
+        table_name := further.qualified_name;
+        action := 'scrub';
+        relation := further.relation;
+        key_column := further.first_column;
+        key_type := NULL;
+        target := p_key;
+        pointer := NULL;
+        related := NULL;
+        phase := 1;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 -- Whether the row of the related table p_relation that p_target names is one of customer
 -- p_customer's linked rows (the table is the customer's address book too: a foreign key or a
 -- declared reference to the customer), as a boolean SQL expression ('false' when the table is
@@ -377,6 +417,8 @@ DECLARE
     booked   boolean;
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
+    -- the rows one foreign key further, before their linked rows change
+    RETURN QUERY SELECT * FROM sync._further_steps(p_key);
     FOR link IN SELECT * FROM sync._erasure_links() LOOP
         action := CASE WHEN remove THEN 'delete_rows' ELSE link.declared END;
         CONTINUE WHEN action = 'scrub'

@@ -345,6 +345,41 @@ AS $$
                  'END IF;', p_table) END)
 $$;
 
+-- The compiled erasure's statements that scrub the rows one foreign key further
+-- (sync._further_links(): an order's addresses, order lines) per their classified columns,
+-- reached through the customers' linked rows (the shop's index of its foreign key serves the
+-- join): for the set form (the customers `keys`, counted per customer) and for the per-key form
+-- (p_key). Run before the linked rows change, for a removed customer too (sync._further_steps).
+CREATE OR REPLACE FUNCTION sync._compile_erase_further(
+    OUT set_statements text[], OUT one_statements text[])
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    further record;
+    scrub   text;
+BEGIN
+    set_statements := '{}';
+    one_statements := '{}';
+    FOR further IN SELECT * FROM sync._further_links() LOOP
+        scrub := sync._scrub_assignments(further.relation, further.first_column);
+        CONTINUE WHEN scrub IS NULL;
+        set_statements := set_statements || sync._compiled_counts(
+            pg_catalog.format('UPDATE %s AS t SET %s FROM %s AS p WHERE %s AND p.%I = ANY (keys::%s[])',
+                              further.relation, scrub, further.link, further.joined,
+                              further.fk_column, further.column_type),
+            pg_catalog.format('p.%I', further.fk_column), further.qualified_name);
+        one_statements := one_statements || sync._compiled_count(
+            pg_catalog.format('UPDATE %s AS t SET %s FROM %s AS p WHERE %s AND p.%I = p_key::%s',
+                              further.relation, scrub, further.link, further.joined,
+                              further.fk_column, further.column_type),
+            further.qualified_name, false);
+    END LOOP;
+END
+$$;
+
 -- The compiled erasure, in two forms made from the same steps: syncmap.erase_customers(p_keys
 -- text[], p_delete boolean[]) RETURNS jsonb ({key: {table: rows}}) for the locked customers
 -- p_keys (each anonymised, or deleted where its p_delete is true), one statement a table for
@@ -416,6 +451,9 @@ DECLARE
     -- the related tables the customers' linked rows reach (sync._reached_rows)
     reach      text;
     r          integer := 0;
+    -- the rows one foreign key further (sync._compile_erase_further)
+    further_set text[];
+    further_one text[];
 BEGIN
     SELECT * INTO mapped FROM sync.mapped_customer();
     cname := sync._customer_table_name();
@@ -805,6 +843,11 @@ BEGIN
                        link.qualified_name, false);
         END IF;
     END LOOP;
+    -- the rows one foreign key further, scrubbed before the linked rows change
+    SELECT f.set_statements, f.one_statements INTO further_set, further_one
+    FROM sync._compile_erase_further() AS f;
+    body := body || further_set;
+    one_body := one_body || further_one;
     -- the removed customers: their rows, links and the related rows only they used
     -- the link rows before the customer rows (see sync._compile_move: the shop's delete
     -- trigger then finds nothing of the engine's left to count)
@@ -917,7 +960,8 @@ $$;
 -- The tables whose catalog entries the compiled moves are made from: the customer table, the
 -- linked and pointed-to tables (sync.customer_tables()), the other users of the pointed-to
 -- rows (sync._related_users) and the tables that reference a linked table's rows
--- (sync._referrers).
+-- (sync._referrers; a partition's own foreign key by its partitioned parent too, through which
+-- the rows one foreign key further are scrubbed: sync._further_links).
 CREATE OR REPLACE FUNCTION sync._moves_relations()
 RETURNS oid[]
 LANGUAGE sql
@@ -936,6 +980,9 @@ AS $$
         SELECT f.relation::pg_catalog.oid
         FROM sync.customer_links() AS l
         CROSS JOIN LATERAL sync._referrers(l.relation) AS f
+        UNION ALL
+        -- a partition's own foreign key: the rows are scrubbed through its parent
+        SELECT f.relation::pg_catalog.oid FROM sync._further_links() AS f
     ) AS r
 $$;
 

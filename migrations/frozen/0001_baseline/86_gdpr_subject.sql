@@ -53,26 +53,8 @@ AS $$
         -- row once, under the parent's name
         SELECT f.relation, pg_catalog.format(
                    '(%s) IN (SELECT %s FROM %s AS p WHERE p.%I = $1::%s)',
-                   cols.referring, cols.referred, l.relation, l.fk_column, l.column_type)
-        FROM sync.customer_links() AS l
-        JOIN pg_catalog.pg_constraint AS fk
-            ON fk.confrelid = l.relation AND fk.contype = 'f' AND fk.conparentid = 0
-        CROSS JOIN LATERAL (SELECT coalesce(pg_catalog.pg_partition_root(fk.conrelid),
-                                            fk.conrelid)::pg_catalog.regclass) AS f (relation)
-        CROSS JOIN LATERAL (
-            SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', a.attname), ', '
-                                         ORDER BY k.n),
-                   pg_catalog.string_agg(pg_catalog.format('p.%I', ref.attname), ', '
-                                         ORDER BY k.n)
-            FROM ROWS FROM (pg_catalog.unnest(fk.conkey), pg_catalog.unnest(fk.confkey))
-                 WITH ORDINALITY AS k (att, refatt, n)
-            JOIN pg_catalog.pg_attribute AS a
-                ON a.attrelid = fk.conrelid AND a.attnum = k.att
-            JOIN pg_catalog.pg_attribute AS ref
-                ON ref.attrelid = fk.confrelid AND ref.attnum = k.refatt
-        ) AS cols (referring, referred)
-        WHERE f.relation NOT IN (SELECT m.relation FROM mapped AS m)
-          AND f.relation NOT IN (SELECT x.relation FROM sync.customer_links() AS x)
+                   f.referring, f.referred, f.link, f.fk_column, f.column_type)
+        FROM sync._further_links() AS f
     )
     SELECT r.relation, sync._shown_name(n.nspname, c.relname),
            pg_catalog.string_agg(DISTINCT '(' || r.predicate || ')', ' OR '),
