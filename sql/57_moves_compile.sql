@@ -116,8 +116,7 @@ DECLARE
     fill     text;
     referrer record;
     decls    text[] := ARRAY['n bigint', 'clashes bigint', 'removed bigint',
-                             'conflicts bigint', 'resolved text[] := ''{}''',
-                             'absorbed jsonb := ''{}'''];
+                             'conflicts bigint', 'resolved text[] := ''{}'''];
     body     text[] := ARRAY['counts := ''{}'';'];
     after    text[] := '{}';
     i        integer := 0;
@@ -224,7 +223,7 @@ BEGIN
             '        DELETE FROM %2$s;\n'
             '        GET DIAGNOSTICS removed = ROW_COUNT;\n'
             '        IF removed > 0 THEN\n'
-            '            absorbed := sync._add_count(absorbed, %3$L, removed);\n'
+            '            counts := sync._add_count(counts, %3$L, removed);\n'
             '        END IF;\n'
             '    END IF;',
             i,
@@ -247,7 +246,7 @@ BEGIN
         '%4$s'
         '%5$s'
         'END IF;\n'
-        'counts := counts || pg_catalog.jsonb_build_object(%6$L, 1) || absorbed;\n'
+        'counts := counts || pg_catalog.jsonb_build_object(%6$L, 1);\n'
         'reason := ''merged'';\n'
         'IF pg_catalog.cardinality(resolved) > 0 THEN\n'
         '    reason := reason || ''; conflicts resolved by rule: ''\n'
@@ -378,6 +377,39 @@ BEGIN
             further.qualified_name, false);
     END LOOP;
 END
+$$;
+
+-- The statement that makes a removed customer's row let go of its address book first: every
+-- nullable pointer of the customer row into a table that is customer-linked as well
+-- (sync._pointed_tables() and sync.customer_links(): a default address in the book) set NULL
+-- on the rows of the customers p_keys names (the name of a text variable, `p_key`, or with
+-- p_set of a text[] one, `removed`), before their linked rows are deleted; then neither foreign
+-- key of a circular pair needs an action or to be deferred. Not counted: the row goes next.
+-- A comment when there is no such pointer (a NOT NULL one needs its foreign key DEFERRABLE
+-- INITIALLY DEFERRED: docs/own-database.md, "A platform schema").
+CREATE OR REPLACE FUNCTION sync._release_book_pointers(p_keys text, p_set boolean)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT pg_catalog.format(
+                    'UPDATE %1$s AS t SET %2$s WHERE t.%3$I = %4$s AND (%5$s);',
+                    m.relation,
+                    pg_catalog.string_agg(pg_catalog.format('%I = NULL', p.pointer),
+                                          ', ' ORDER BY p.pointer),
+                    m.key_column,
+                    CASE WHEN p_set THEN pg_catalog.format('ANY (%s::%s[])', p_keys, m.key_type)
+                         ELSE pg_catalog.format('%s::%s', p_keys, m.key_type) END,
+                    pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', p.pointer),
+                                          ' OR ' ORDER BY p.pointer))
+         FROM sync.mapped_customer() AS m
+         JOIN sync._pointed_tables() AS p ON NOT p.required
+         WHERE EXISTS (SELECT FROM sync.customer_links() AS l WHERE l.relation = p.relation)
+         GROUP BY m.relation, m.key_column, m.key_type),
+        '-- no pointer into an address book')
 $$;
 
 -- The compiled erasure, in two forms made from the same steps: syncmap.erase_customers(p_keys
@@ -851,7 +883,8 @@ BEGIN
     -- the removed customers: their rows, links and the related rows only they used
     -- the link rows before the customer rows (see sync._compile_move: the shop's delete
     -- trigger then finds nothing of the engine's left to count)
-    body := body || E'IF pg_catalog.cardinality(removed) > 0 THEN'::text || gone
+    body := body || ARRAY[E'IF pg_catalog.cardinality(removed) > 0 THEN',
+                          sync._release_book_pointers('removed', true)] || gone
         || 'DELETE FROM sync.customer_link AS l WHERE l.customer_key = ANY (removed);'::text
         || sync._compiled_counts(
                pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY (removed::%s[])',
@@ -859,7 +892,8 @@ BEGIN
                pg_catalog.format('t.%I', mapped.key_column), cname,
                'SELECT k, k FROM pg_catalog.unnest(removed) AS k')
         || removing || 'END IF;'::text;
-    one_body := one_body || E'IF remove THEN'::text || one_gone
+    one_body := one_body || ARRAY[E'IF remove THEN', sync._release_book_pointers('p_key', false)]
+        || one_gone
         || 'DELETE FROM sync.customer_link AS l WHERE l.customer_key = p_key;'::text
         || sync._compiled_count(
                pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = p_key::%s',

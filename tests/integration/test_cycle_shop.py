@@ -756,6 +756,11 @@ def test_an_anonymised_customers_order_addresses_hold_nothing_of_the_person(
     assert shop.query("SELECT state FROM gdpr.erasure_request") == [("done",)]
 
 
+# ------------------------------------------------------------------------------------------
+# A merge and a delete of a customer whose default address is (or is not) in its address book
+# ------------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
 def test_a_table_one_foreign_key_further_added_later_is_scrubbed_once_classified(
     cycle: Cycle,
@@ -816,20 +821,12 @@ def test_a_table_one_foreign_key_further_added_later_is_scrubbed_once_classified
 
 
 @pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="a merge leaves the old customer's default address behind, nobody's, when the"
-    " address table is an address book (a foreign key back to the customer) and the row's"
-    " back-pointer is NULL (the feed's own row): neither re-pointed (it names no customer) nor"
-    " deleted (an address book's rows never are); fix: sql/49 + sql/57 delete the row the old"
-    " customer points to when it names no customer and nothing else uses it",
-)
 def test_a_merge_leaves_no_address_of_the_old_customer_behind(cycle: Cycle) -> None:
     """docs/merge-and-anonymise.md, "Merges on a mapped schema": the row the old customer
     pointed to is deleted when nothing else uses it, or (an address book's) re-pointed to the
-    survivor. The feed's default address is not in the book (parent_id NULL): after the merge
-    it is nobody's, still holding the old customer's name and street, out of reach of the
-    survivor's export and erasure."""
+    survivor. The feed's default address is not in the book (parent_id NULL): left behind it
+    would be nobody's, holding the old customer's name and street out of reach of the
+    survivor's export and erasure; nothing else uses it, so the merge deletes it."""
     shop = cycle
     two = shop.key("TX00000002")
     (billed,) = shop.query(
@@ -839,24 +836,13 @@ def test_a_merge_leaves_no_address_of_the_old_customer_behind(cycle: Cycle) -> N
     assert "dead_letter" not in shop.pull()
     assert shop.rows("customer_entity", "entity_id = %s", two) == []
     left = shop.rows("customer_address_entity", "entity_id = %s", billed)
-    assert left == [] or left[0]["parent_id"] == shop.key("TX00000001")
+    assert left == []
 
 
 @pytest.mark.parametrize(
     "deferrable",
     [
-        pytest.param(
-            "restrict",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a delete removes the customer's linked rows before the customer row, and"
-                " never clears the customer row's own pointers to them: a default address in the"
-                " customer's address book, behind a pointer with no ON DELETE action and neither"
-                " foreign key deferrable, refuses its delete (23503 on"
-                " customer_entity_default_billing); fix: sql/52 + sql/57 set the customer row's"
-                " pointers to rows of a linked table the delete removes to NULL first",
-            ),
-        ),
+        "restrict",
         "deferred_pointer",
     ],
 )
@@ -866,19 +852,75 @@ def test_a_delete_removes_a_customer_whose_default_address_is_in_its_book(
     """Neither foreign key of the pair with an action: the customer row names its default
     address, the address names the customer. A tritonX delete of the customer (no orders)
     removes both, as it does with the keys cascading: with the customer's pointers deferred
-    (docs/own-database.md, "A platform schema"), and, once fixed, with neither deferred."""
+    (docs/own-database.md, "A platform schema"), and with neither deferred: the customer row
+    lets go of its default addresses before its address book is deleted."""
     shop = cycle
     five = shop.key("TX00000005")
     shop.in_address_book(five)
     shop.shop_rows(five, order=False)
     shop.simulator.admin("DELETE", "/admin/customers/TX00000005")
     pulled = shop.pull()
-    # what it is today: a dead letter naming the constraint, never a value; the feed goes on
     letters = shop.dead_letters()
     assert not {v for v in shop.personal() if v in shop.engine_text() + pulled}
     assert letters == {}, letters
     assert shop.rows("customer_entity", "entity_id = %s", five) == []
     assert shop.rows("customer_address_entity", "parent_id = %s", five) == []
+
+
+@pytest.mark.parametrize("deferrable", [True, "restrict"], ids=["deferrable", "restrict"])
+def test_a_merge_dry_run_counts_the_default_address_it_deletes(cycle: Cycle) -> None:
+    """The old customer bills and ships to the feed's default address (not in its book:
+    parent_id NULL) and has a second address in its book: the merge re-points the book's row
+    and deletes the default address (nobody's after the merge), once, and its dry run counts
+    both under the address table, as the merge reports them."""
+    shop = cycle
+    two = shop.key("TX00000002")
+    shop.shop_rows(two, order=False)
+    shop.query(
+        "UPDATE mage.customer_entity SET default_shipping = default_billing WHERE entity_id = %s",
+        two,
+    )
+    (billed,) = shop.query(
+        "SELECT default_billing FROM mage.customer_entity WHERE entity_id = %s", two
+    )[0]
+    plan = dict(
+        shop.query("SELECT table_name, rows FROM sync.merge_plan('TX00000002', 'TX00000001')")
+    )
+    assert plan["mage.customer_address_entity"] == 2, plan
+    dry = _ok("merge", "TX00000002", "TX00000001", "--dry-run", dsn=shop.dsn)
+    ran = _ok("merge", "TX00000002", "TX00000001", dsn=shop.dsn)
+    planned = re.findall(r"^  (mage\.\w+)\s+(\d+)", dry, re.MULTILINE)
+    done = re.findall(r"^  (mage\.\w+)\s+(\d+)", ran, re.MULTILINE)
+    assert ("mage.customer_address_entity", "2") in planned, dry
+    assert planned and sorted(planned) == sorted(done), (dry, ran)
+    assert shop.rows("customer_address_entity", "entity_id = %s", billed) == []
+    book = shop.rows("customer_address_entity", "parent_id = %s", shop.key("TX00000001"))
+    assert len(book) == 1 and book[0]["city"] == "Boekstad"
+    assert not {v for v in shop.personal() if v in dry + ran}
+
+
+@pytest.mark.parametrize("deferrable", ["restrict"], ids=["restrict"])
+def test_the_one_by_one_delete_and_its_plan_across_a_pair_without_actions(cycle: Cycle) -> None:
+    """The one-by-one form of the delete (the feed's fallback when a set of erasures fails)
+    on the pair of foreign keys without actions, neither deferrable: the customer row lets go
+    of its default addresses first, then its address book, the customer row and the rest go;
+    the delete's plan counts what it does."""
+    shop = cycle
+    five = shop.key("TX00000005")
+    shop.in_address_book(five)
+    shop.shop_rows(five, order=False)
+    plan = {  # the shop's tables: the engine's copies are scrubbed by the caller
+        t: n
+        for t, _, n in shop.query("SELECT * FROM sync.delete_plan('TX00000005')")
+        if t.startswith("mage.")
+    }
+    shop.query("SET ROLE syncctl_owner")
+    (counts,) = shop.query("SELECT syncmap.erase_customer(%s, true)", str(five))[0]
+    shop.query("RESET ROLE")
+    assert counts == plan and counts["mage.customer_address_entity"] == 2, (counts, plan)
+    assert shop.rows("customer_entity", "entity_id = %s", five) == []
+    assert shop.rows("customer_address_entity", "parent_id = %s", five) == []
+    assert shop.rows("quote", "customer_id = %s", five) == []
 
 
 @pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])

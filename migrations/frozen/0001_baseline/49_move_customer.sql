@@ -31,9 +31,11 @@ AS $$
 $$;
 
 -- The tables the customer row points to ([[related]] with via.customer_column) whose rows a
--- merge deletes with the old customer when nothing else uses them: sync._pointed_tables()
--- without those that are customer-linked themselves (an address book with a default address:
--- a merge re-points its rows to the survivor, so the row moves along).
+-- merge deletes with the old customer when nothing else uses them: sync._pointed_tables(). A
+-- table that is customer-linked as well (an address book with a default address) is among
+-- them: the merge re-points the book's rows to the survivor, so a row of the old customer's
+-- book moves along and names the survivor; a row that names no customer (the feed's default
+-- address, its back-pointer NULL) and that nothing else uses goes (sync._related_unused).
 CREATE OR REPLACE FUNCTION sync._related_tables()
 RETURNS TABLE (relation regclass, qualified_name text, key_column name, key_type regtype,
                pointer name)
@@ -45,7 +47,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.relation, p.qualified_name, p.key_column, p.key_type, p.pointer
     FROM sync._pointed_tables() AS p
-    WHERE NOT EXISTS (SELECT FROM sync.customer_links() AS l WHERE l.relation = p.relation)
 $$;
 
 -- Who else may use a row of the related table p_relation: the customer table through the
@@ -192,9 +193,29 @@ AS $$
     ) AS u
 $$;
 
+-- Whether the row p_alias of the related table p_relation names a customer, as a boolean SQL
+-- expression: one of its columns that link the table to the customer (sync.customer_links():
+-- an address book's back-pointer) is not NULL; 'false' when the table is not customer-linked.
+CREATE OR REPLACE FUNCTION sync._names_a_customer(p_relation regclass, p_alias text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(pg_catalog.string_agg(pg_catalog.format('%s.%I IS NOT NULL', p_alias,
+                                                            l.fk_column),
+                                          ' OR ' ORDER BY l.fk_column),
+                    'false')
+    FROM sync.customer_links() AS l
+    WHERE l.relation = p_relation
+$$;
+
 -- `<related table> AS r WHERE <the row p_pointed names> AND NOT <in use by anything but
--- customer p_old>` (sync._related_in_use): after DELETE FROM it deletes the row; after SELECT
--- count(*) FROM it counts it.
+-- customer p_old> AND NOT <it names a customer>` (sync._related_in_use,
+-- sync._names_a_customer: a row of an address book that names the old customer is re-pointed
+-- to the survivor, one naming another customer is that one's): after DELETE FROM it deletes
+-- the row; after SELECT count(*) FROM it counts it.
 CREATE OR REPLACE FUNCTION sync._related_unused(
     p_relation regclass, p_key_column name, p_key_type regtype, p_pointer name,
     p_pointed text, p_old text)
@@ -204,10 +225,11 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.format('%1$s AS r WHERE r.%2$I = %3$s::%4$s AND NOT (%5$s)', p_relation,
-                             p_key_column, p_pointed, p_key_type,
+    SELECT pg_catalog.format('%1$s AS r WHERE r.%2$I = %3$s::%4$s AND NOT (%5$s) AND NOT (%6$s)',
+                             p_relation, p_key_column, p_pointed, p_key_type,
                              sync._related_in_use(p_relation, p_key_column, p_key_type,
-                                                  p_pointer, p_pointed, p_old))
+                                                  p_pointer, p_pointed, p_old),
+                             sync._names_a_customer(p_relation, 'r'))
 $$;
 
 -- The related rows customer p_old (key as text) points to, per table of sync._related_tables():

@@ -70,8 +70,11 @@ $$;
 -- Rows of the old customer per linked table that a merge would move: re-pointed, or resolved
 -- by the table's rule (`conflicts` of them clash with a survivor row on a unique key; `rule`
 -- NULL with conflicts > 0 means the merge would be refused). Includes the customer table (the
--- old row, removed) and the related rows removed with it (an address only it used). Empty when
--- the old customer is not local (the merge only records a redirect).
+-- old row, removed) and the related rows removed with it (an address only it used, or its
+-- default address that names no customer in an address book: sync._related_unused), each row
+-- once (two pointers to one row), added to the table's moved rows when the table is linked too
+-- (one count a table, as the merge reports). Empty when the old customer is not local (the
+-- merge only records a redirect).
 CREATE OR REPLACE FUNCTION sync.merge_plan(p_old text, p_survivor text)
 RETURNS TABLE (table_name text, rows bigint, conflicts bigint, rule text)
 LANGUAGE plpgsql
@@ -87,16 +90,29 @@ DECLARE
     key          record;
     related      record;
     clashes      bigint;
+    removed      bigint;
+    -- the related rows deleted with the old customer, per table, and which rows (once each)
+    absorbed     jsonb := '{}';
+    seen         text[] := '{}';
 BEGIN
     IF old_key IS NULL THEN
         RETURN;
     END IF;
     SELECT m.key_type, sync._customer_table_name() AS qualified_name INTO mapped
     FROM sync.mapped_customer() AS m;
+    FOR related IN SELECT * FROM sync._related_of(old_key) LOOP
+        CONTINUE WHEN related.qualified_name || ':' || related.pointed = ANY (seen);
+        seen := seen || (related.qualified_name || ':' || related.pointed);
+        EXECUTE related.counted INTO removed USING related.pointed, old_key;
+        CONTINUE WHEN removed = 0;
+        absorbed := sync._add_count(absorbed, related.qualified_name, removed);
+    END LOOP;
     FOR link IN SELECT * FROM sync.customer_links() LOOP
         EXECUTE pg_catalog.format('SELECT count(*) FROM %s AS o WHERE o.%I = $1::%s',
                                   link.relation, link.fk_column, link.column_type)
             INTO rows USING old_key;
+        rows := rows + coalesce((absorbed ->> link.qualified_name)::bigint, 0);
+        absorbed := absorbed - link.qualified_name;
         CONTINUE WHEN rows = 0;
         conflicts := 0;
         FOR key IN SELECT * FROM sync._unique_keys(link.relation, link.fk_column) LOOP
@@ -118,10 +134,12 @@ BEGIN
     rule := NULL;
     RETURN NEXT;
     -- the related rows only the old customer uses, deleted with it
-    FOR related IN SELECT * FROM sync._related_of(old_key) LOOP
-        EXECUTE related.counted INTO rows USING related.pointed, old_key;
-        CONTINUE WHEN rows = 0;
+    FOR related IN SELECT DISTINCT ON (r.qualified_name) r.qualified_name
+                   FROM sync._related_tables() AS r
+                   ORDER BY r.qualified_name LOOP
+        CONTINUE WHEN NOT absorbed ? related.qualified_name;
         table_name := related.qualified_name;
+        rows := (absorbed ->> related.qualified_name)::bigint;
         RETURN NEXT;
     END LOOP;
 END
