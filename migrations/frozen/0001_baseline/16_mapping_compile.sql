@@ -271,6 +271,27 @@ BEGIN
 END
 $$;
 
+-- The columns of the tables p_relations as a fingerprint holds them (name, type, NOT NULL,
+-- dropped, identity, generation, default), in a stable order: shared by the compiled write's
+-- (sync._write_fingerprint) and the compiled moves' (sync._moves_fingerprint).
+CREATE OR REPLACE FUNCTION sync._catalog_columns(p_relations oid[])
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+               a.attrelid, a.attnum, a.attname,
+               pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               a.attisdropped, a.attidentity, a.attgenerated,
+               pg_catalog.pg_get_expr(d.adbin, d.adrelid))
+               ORDER BY a.attrelid, a.attnum)
+    FROM pg_catalog.pg_attribute AS a
+    LEFT JOIN pg_catalog.pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attrelid = ANY (p_relations) AND a.attnum > 0
+$$;
+
 -- A digest of the catalog a mapping document's compiled write is made from: the customer table
 -- and each [[related]] table (their names, columns with types, NOT NULL, defaults, identity and
 -- generation, their indexes), every foreign key to a related table (sync._related_foreign_keys:
@@ -304,15 +325,7 @@ BEGIN
         (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
                     r.oid, r.oid::pg_catalog.regclass::text, r.relkind) ORDER BY r.oid)
          FROM pg_catalog.pg_class AS r WHERE r.oid = ANY (tables)),
-        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
-                    a.attrelid, a.attnum, a.attname,
-                    pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                    a.attisdropped, a.attidentity, a.attgenerated,
-                    pg_catalog.pg_get_expr(d.adbin, d.adrelid))
-                    ORDER BY a.attrelid, a.attnum)
-         FROM pg_catalog.pg_attribute AS a
-         LEFT JOIN pg_catalog.pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-         WHERE a.attrelid = ANY (tables) AND a.attnum > 0),
+        sync._catalog_columns(tables),
         (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
                     x.indexrelid, x.indisunique, x.indisprimary, x.indkey::text,
                     x.indpred IS NULL, x.indexprs IS NULL) ORDER BY x.indexrelid)

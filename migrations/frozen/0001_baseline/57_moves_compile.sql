@@ -1053,15 +1053,7 @@ AS $$
                     ORDER BY r.oid)
          FROM pg_catalog.pg_class AS r
          WHERE r.oid = ANY (p_relations)),
-        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
-                    a.attrelid, a.attnum, a.attname,
-                    pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                    a.attisdropped, a.attidentity, a.attgenerated,
-                    pg_catalog.pg_get_expr(d.adbin, d.adrelid))
-                    ORDER BY a.attrelid, a.attnum)
-         FROM pg_catalog.pg_attribute AS a
-         LEFT JOIN pg_catalog.pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-         WHERE a.attrelid = ANY (p_relations) AND a.attnum > 0),
+        sync._catalog_columns(p_relations),
         (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
                     x.indexrelid, x.indexrelid::pg_catalog.regclass::text, x.indisunique,
                     x.indisprimary, x.indkey::text, x.indnkeyatts, x.indnullsnotdistinct,
