@@ -218,6 +218,22 @@ AS $$
     SELECT c.type_oid, c.typmod FROM chain AS c ORDER BY c.depth DESC LIMIT 1
 $$;
 
+-- The longest value a column of type p_type/p_typmod holds, in characters: n for a varchar(n)
+-- or char(n), also behind a domain (its base type's length); NULL for any other type.
+CREATE OR REPLACE FUNCTION sync._mapping_max_length(p_type oid, p_typmod integer)
+RETURNS integer
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT b.typmod - 4
+    FROM sync._mapping_base_type(p_type, p_typmod) AS b
+    WHERE b.type_oid IN ('pg_catalog.varchar'::pg_catalog.regtype,
+                         'pg_catalog.bpchar'::pg_catalog.regtype)
+      AND b.typmod > 4
+$$;
+
 -- Why a literal of the mapping (an out value, other, null_as, a create or kind value) does not
 -- fit a column of type p_type/p_typmod, or NULL. The cast is tried for real; the message says
 -- which type refused, never the literal. A varchar(n)/char(n) is checked by length first: an
@@ -231,24 +247,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     type_name  text := pg_catalog.format_type(p_type, p_typmod);
-    base_type  oid;
-    base_mod   integer;
-    max_length integer;
+    -- a domain's length is its base type's (a domain over varchar(16))
+    max_length integer := sync._mapping_max_length(p_type, p_typmod);
 BEGIN
     IF pg_catalog.jsonb_typeof(p_value) IS NULL
        OR pg_catalog.jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
         RETURN 'is not a literal (a string, number or boolean)';
     END IF;
-    -- a domain's length is its base type's (a domain over varchar(16))
-    SELECT b.type_oid, b.typmod INTO base_type, base_mod
-    FROM sync._mapping_base_type(p_type, p_typmod) AS b;
-    IF base_type IN ('pg_catalog.varchar'::pg_catalog.regtype,
-                     'pg_catalog.bpchar'::pg_catalog.regtype)
-       AND base_mod > 4 THEN
-        max_length := base_mod - 4;
-        IF pg_catalog.length(p_value #>> '{}') > max_length THEN
-            RETURN pg_catalog.format('the literal is longer than %s allows', type_name);
-        END IF;
+    IF pg_catalog.length(p_value #>> '{}') > max_length THEN
+        RETURN pg_catalog.format('the literal is longer than %s allows', type_name);
     END IF;
     BEGIN
         EXECUTE pg_catalog.format('SELECT %L::%s', p_value #>> '{}', type_name);
@@ -284,8 +291,6 @@ DECLARE
     names        text[];
     source_type  oid;
     source_mod   integer;
-    store_type   oid;
-    store_mod    integer;
     -- a domain with a CHECK or NOT NULL refuses values its base type takes
     domain_check boolean := EXISTS (
         SELECT FROM pg_catalog.pg_type AS t
@@ -298,13 +303,7 @@ DECLARE
     why          text;
 BEGIN
     -- a domain's length is its base type's (a domain over varchar(16))
-    SELECT b.type_oid, b.typmod INTO store_type, store_mod
-    FROM sync._mapping_base_type(p_type, p_typmod) AS b;
-    IF store_type IN ('pg_catalog.varchar'::pg_catalog.regtype,
-                      'pg_catalog.bpchar'::pg_catalog.regtype)
-       AND store_mod > 4 THEN
-        column_limit := store_mod - 4;
-    END IF;
+    column_limit := sync._mapping_max_length(p_type, p_typmod);
 
     -- Shape: a field name, or a table with exactly one of field / join / first_of and only the
     -- modifiers that form allows (codes+other, true+false or format with field only).
