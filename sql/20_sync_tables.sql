@@ -163,6 +163,17 @@ CREATE TABLE IF NOT EXISTS sync.tombstone (
     event_id              text
 );
 
+-- A customer only the shop knows (no tritonX number, so no tombstone) that was anonymised: its
+-- key, in the key's own text form (sync._anonymise_locally writes it). Its kept rows (orders)
+-- are an erased customer's (sync._erased_customer): they no longer hold a row it shared with
+-- others, such as a household's address. When the shop deletes the customer row or changes
+-- its key, the mark goes or follows (sql/73_shop_key_changes.sql): a key given again names a
+-- new customer. Keys only, nothing personal.
+CREATE TABLE IF NOT EXISTS sync.erased_key (
+    customer_key          text PRIMARY KEY,
+    erased_at             timestamptz NOT NULL DEFAULT now()
+);
+
 -- Events that could not be applied, with a readable reason (never personal data).
 CREATE TABLE IF NOT EXISTS sync.dead_letter (
     inbox_id              bigint PRIMARY KEY REFERENCES sync.inbox (id),

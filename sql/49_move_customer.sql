@@ -71,9 +71,10 @@ $$;
 
 -- Whether the customer whose key the SQL expression p_key names is erased, as a boolean SQL
 -- expression: its tritonX number has a tombstone (sync.tombstone: anonymised, or deleted while
--- its bookkeeping rows are kept). An index probe each: the number by the key (sync.customer_link,
--- or the customer table's number column), the tombstone by the number. A customer anonymised
--- without a number (locally, never linked to tritonX) has no tombstone and is not erased here.
+-- its bookkeeping rows are kept), or, for a customer anonymised without a number (only the shop
+-- knew it: the back office, retention, an erasure request), its key is marked erased
+-- (sync.erased_key). Index probes each: the number by the key (sync.customer_link, or the
+-- customer table's number column), the tombstone by the number, the mark by the key.
 CREATE OR REPLACE FUNCTION sync._erased_customer(p_key text)
 RETURNS text
 LANGUAGE sql
@@ -81,7 +82,7 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN v.document #>> '{customer,number,column}' IS NULL
+    SELECT '(' || CASE WHEN v.document #>> '{customer,number,column}' IS NULL
                 THEN pg_catalog.format(
                     'EXISTS (SELECT FROM sync.customer_link AS el JOIN sync.tombstone AS ez '
                     'ON ez.customer_number = el.customer_number '
@@ -92,6 +93,8 @@ AS $$
                     m.relation, v.document #>> '{customer,number,column}', m.key_column, p_key,
                     m.key_type)
            END
+           || pg_catalog.format(' OR EXISTS (SELECT FROM sync.erased_key AS ek '
+                                'WHERE ek.customer_key = ((%s)::%s)::text))', p_key, m.key_type)
     FROM sync.mapped_customer() AS m
     JOIN sync.mapping_version AS v ON v.active
 $$;
@@ -118,8 +121,8 @@ $$;
 -- With p_gone as well (a text[] SQL expression: the customers erased before this one in the
 -- same run, for its dry run), their customer rows no longer point to it (they let go of a row
 -- this customer's rows use: a copy or NULL instead), their rows of delete_rows tables (a
--- wish) are gone and, with p_erased, the rows they keep are an erased customer's (those with
--- a number: the run tombstones them).
+-- wish) are gone and, with p_erased, the rows they keep are an erased customer's (the run
+-- tombstones their numbers, or marks the keys of those without one).
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text);
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean);
 DROP FUNCTION IF EXISTS sync._related_in_use(regclass, name, regtype, name, text, text, boolean,
@@ -184,10 +187,8 @@ AS $$
                               ' OR ' || sync._erased_customer(pg_catalog.format('x.%I',
                                                                                 l.fk_column))
                               || CASE WHEN p_gone IS NULL THEN '' ELSE pg_catalog.format(
-                                     ' OR x.%I = ANY (ARRAY(SELECT g::%s FROM '
-                                     'pg_catalog.unnest((%s)::text[]) AS g '
-                                     'WHERE syncmap.number_of(g) IS NOT NULL))',
-                                     l.fk_column, l.column_type, p_gone) END END
+                                     ' OR x.%I = ANY ((%s)::%s[])',
+                                     l.fk_column, p_gone, l.column_type) END END
                        || ')') AS o (names)
             WHERE l.relation = w.relation) AS own ON true
     ) AS u

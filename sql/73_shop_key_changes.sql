@@ -40,11 +40,57 @@ CREATE UNLOGGED TABLE IF NOT EXISTS sync.shop_key_change (
     PRIMARY KEY (backend_pid, old_key)
 );
 
+-- The rows of p_table, one of the engine's tables keyed by a customer key as text
+-- (customer_key, its primary key), for customers the shop removed (p_new NULL: they go) or
+-- re-keyed (p_new[i] the new key of p_old[i]: each row moves to the new key, the rest of it
+-- along; a row a new key held already names no customer, the key was free until this
+-- statement, and goes). Returns the rows removed or moved.
+CREATE OR REPLACE FUNCTION sync._follow_keys_in(p_table regclass, p_old text[], p_new text[])
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rest    text;
+    changed bigint;
+BEGIN
+    IF p_new IS NULL THEN
+        EXECUTE pg_catalog.format('DELETE FROM %s AS t WHERE t.customer_key = ANY ($1)',
+                                  p_table)
+            USING p_old;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+        RETURN changed;
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+    INTO rest
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname <> 'customer_key';
+    EXECUTE pg_catalog.format('DELETE FROM %s AS t '
+                              'WHERE t.customer_key = ANY ($2) AND t.customer_key <> ALL ($1)',
+                              p_table)
+        USING p_old, p_new;
+    -- one statement: a key given to another customer of the same statement (a swap) is free
+    -- again by the time its new rows are inserted
+    EXECUTE pg_catalog.format(
+        'WITH gone AS (DELETE FROM %1$s AS t '
+        'USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS p (old_key, new_key) '
+        'WHERE t.customer_key = p.old_key RETURNING p.new_key AS moved_to, t.*) '
+        'INSERT INTO %1$s (customer_key, %2$s) SELECT g.moved_to, %2$s FROM gone AS g',
+        p_table, rest)
+        USING p_old, p_new;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed;
+END
+$$;
+
 -- What the engine keeps by key, for customers the shop removed (p_new NULL) or re-keyed (p_new[i]
--- the new key of p_old[i], keys as text): the sync.customer_link rows and the rows of the
--- engine's own customer-linked tables (sync.customer_links(), known_by engine) are removed, or
--- moved to the new key. A link row a new key held already names no customer (the key was free
--- until this statement) and goes. Returns {table: rows}, tables with rows only.
+-- the new key of p_old[i], keys as text): the sync.customer_link rows, the keys' erased marks
+-- (sync.erased_key: a key given again is a new customer's) and the rows of the engine's own
+-- customer-linked tables (sync.customer_links(), known_by engine) are removed, or moved to the
+-- new key (sync._follow_keys_in). Returns {table: rows}, tables with rows only.
 CREATE OR REPLACE FUNCTION sync._follow_shop_keys(p_old text[], p_new text[])
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -54,32 +100,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     counts  jsonb := '{}'::jsonb;
+    keyed   regclass;
     link    record;
     changed bigint;
 BEGIN
-    IF p_new IS NULL THEN
-        DELETE FROM sync.customer_link AS l WHERE l.customer_key = ANY (p_old);
-        GET DIAGNOSTICS changed = ROW_COUNT;
-    ELSE
-        DELETE FROM sync.customer_link AS l
-        WHERE l.customer_key = ANY (p_new) AND l.customer_key <> ALL (p_old);
-        WITH pair AS (
-            SELECT p.old_key, p.new_key
-            FROM ROWS FROM (pg_catalog.unnest(p_old), pg_catalog.unnest(p_new))
-                 AS p (old_key, new_key)
-        ),
-        gone AS (
-            DELETE FROM sync.customer_link AS l USING pair AS p
-            WHERE l.customer_key = p.old_key
-            RETURNING p.new_key, l.customer_number, l.version
-        )
-        INSERT INTO sync.customer_link (customer_key, customer_number, version)
-        SELECT g.new_key, g.customer_number, g.version FROM gone AS g;
-        GET DIAGNOSTICS changed = ROW_COUNT;
-    END IF;
-    IF changed > 0 THEN
-        counts := sync._add_count(counts, 'sync.customer_link', changed);
-    END IF;
+    FOREACH keyed IN ARRAY ARRAY['sync.customer_link'::regclass, 'sync.erased_key'::regclass]
+    LOOP
+        changed := sync._follow_keys_in(keyed, p_old, p_new);
+        IF changed > 0 THEN
+            counts := sync._add_count(counts, keyed::text, changed);
+        END IF;
+    END LOOP;
     FOR link IN SELECT * FROM sync.customer_links() AS l WHERE l.known_by = 'engine' LOOP
         IF p_new IS NULL THEN
             EXECUTE pg_catalog.format('DELETE FROM %s AS t WHERE t.%I = ANY ($1)',
@@ -237,7 +268,8 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO mapped FROM sync.mapped_customer();
-    -- every key the link table and the engine's own customer-linked tables hold
+    -- every key the link table, the erased marks and the engine's own customer-linked tables
+    -- hold
     SELECT pg_catalog.string_agg(pg_catalog.format(' UNION SELECT t.%I::text FROM %s AS t',
                                                    l.fk_column, l.relation), ''
                                  ORDER BY l.qualified_name)
@@ -245,7 +277,8 @@ BEGIN
     FROM sync.customer_links() AS l
     WHERE l.known_by = 'engine';
     EXECUTE 'SELECT pg_catalog.array_agg(k.key ORDER BY k.key) FROM (SELECT l.customer_key '
-            'FROM sync.customer_link AS l' || coalesce(held, '') || ') AS k (key) '
+            'FROM sync.customer_link AS l UNION SELECT e.customer_key FROM sync.erased_key AS e'
+            || coalesce(held, '') || ') AS k (key) '
             'WHERE k.key IS NOT NULL'
             -- a partition: only the keys whose row is gone
             || CASE WHEN TG_RELID <> mapped.relation::pg_catalog.oid THEN

@@ -631,3 +631,30 @@ def test_on_the_link_table_the_feeds_upserts_fire_none_of_them(
     conn.commit()
     assert conn.execute("SELECT count(*) FROM public.fired").fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM tk.client").fetchone() == (4,)
+
+
+def test_a_customers_erased_mark_follows_its_key_and_goes_with_its_row(
+    text_keyed: psycopg.Connection[Any],
+) -> None:
+    """A customer only the shop knows, anonymised in the back office, has its key marked erased
+    (sync.erased_key, for the rows it shared): a key change takes the mark along, a delete
+    removes it, a truncate removes every mark."""
+    conn = text_keyed
+    conn.execute(
+        "INSERT INTO tk.client (ckey, mail) VALUES ('c-a', %s), ('c-b', %s)",
+        [_unique("a"), _unique("b")],
+    )
+    for key in ("c-a", "c-b"):
+        conn.execute("SELECT sync.anonymise_from_backoffice_key(%s, 'AVG', 'backoffice:t')", [key])
+    conn.commit()
+
+    def marks() -> set[str]:
+        return {r[0] for r in conn.execute("SELECT customer_key FROM sync.erased_key")}
+
+    assert marks() == {"c-a", "c-b"}
+    conn.execute("UPDATE tk.client SET ckey = 'c-a2' WHERE ckey = 'c-a'")
+    assert marks() == {"c-a2", "c-b"}
+    conn.execute("DELETE FROM tk.client WHERE ckey = 'c-b'")
+    assert marks() == {"c-a2"}
+    conn.execute("TRUNCATE tk.client")
+    assert marks() == set()

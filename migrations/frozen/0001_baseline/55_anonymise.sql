@@ -374,8 +374,12 @@ BEGIN
         local_id := p_key::bigint;
     END IF;
     IF p_number IS NULL THEN
-        -- not linked to tritonX: nothing to tell anyone, no number to tombstone
+        -- not linked to tritonX: nothing to tell anyone, no number to tombstone; the key is
+        -- marked erased instead (its kept rows no longer hold a row shared with others)
         counts := syncmap.erase_customer(p_key, false);
+        INSERT INTO sync.erased_key (customer_key)
+        VALUES (p_key)
+        ON CONFLICT (customer_key) DO NOTHING;
         INSERT INTO sync.audit (actor, action, outcome, customer_id, counts, reason, duration_ms,
                                 customer_key)
         VALUES (p_actor, 'customer.anonymized', 'applied', local_id, counts,
