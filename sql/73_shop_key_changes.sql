@@ -14,12 +14,17 @@
 -- triggers (sync._bind_shop_key_changes), owned by the owner role:
 --   customer_deleted_by_shop   AFTER DELETE, statement level, transition table;
 --   customer_truncated_by_shop AFTER TRUNCATE, statement level: every key the engine holds;
+--   zz_customer_key_changing   BEFORE UPDATE OF <key>, row level, only for rows whose key
+--                              changes (WHEN): it notes the old and new key (named to fire
+--                              after the shop's own BEFORE triggers, which fire in name order);
+--                              a key change that moves the row to another partition fires no
+--                              AFTER UPDATE row trigger, only this one;
 --   customer_key_changed       AFTER UPDATE OF <key>, row level, only for rows whose key
---                              changed (WHEN): it notes the old and new key;
+--                              changed (WHEN): it confirms the old and new key as written;
 --   customer_keys_changed      AFTER UPDATE OF <key>, statement level: moves what the noted
 --                              keys hold, set-based.
 -- On a partitioned table the three statement triggers are on each partition too (a statement
--- naming a partition fires only the partition's); the row trigger is cloned there.
+-- naming a partition fires only the partition's); the row triggers are cloned there.
 -- Neither fires on the feed's upserts (they insert, and update columns other than the key).
 -- The engine's own deletes (a tritonX delete, an erasure that removes, a merge removing the old
 -- customer) remove the customer's link row and move or remove its consents and requests before
@@ -32,11 +37,15 @@
 -- tells a key change (the same person) from a merge (gdpr._combine_merged_consents). Written only
 -- by the owner role's trigger functions. A row holds for its transaction only; unlogged: a crash
 -- ends every transaction it could speak for.
+-- `confirmed`: noted after the row was written (customer_key_changed); a pair noted before it
+-- only (zz_customer_key_changing) is a row that moved to another partition, or one a shop
+-- trigger firing after the engine's skipped.
 CREATE UNLOGGED TABLE IF NOT EXISTS sync.shop_key_change (
     backend_pid           integer NOT NULL,
     transaction_id        xid8 NOT NULL,
     old_key               text NOT NULL,
     new_key               text NOT NULL,
+    confirmed             boolean NOT NULL DEFAULT true,
     PRIMARY KEY (backend_pid, old_key)
 );
 
@@ -295,9 +304,10 @@ BEGIN
 END
 $$;
 
--- AFTER UPDATE OF <key>, row level, WHEN the key changed (customer_key_changed): notes the old
--- and the new key (in the key's own text form) for the statement's trigger; argument: the key
--- column.
+-- UPDATE OF <key>, row level, WHEN the key changes: notes the old and the new key (in the key's
+-- own text form) for the statement's trigger; argument: the key column. BEFORE
+-- (zz_customer_key_changing): noted unconfirmed, the row unchanged; AFTER
+-- (customer_key_changed): confirmed as written.
 CREATE OR REPLACE FUNCTION sync._customer_key_changed()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -307,19 +317,26 @@ AS $$
 DECLARE
     key_was text := pg_catalog.to_jsonb(OLD) ->> TG_ARGV[0];
     key_now text := pg_catalog.to_jsonb(NEW) ->> TG_ARGV[0];
+    written boolean := TG_WHEN = 'AFTER';
 BEGIN
-    INSERT INTO sync.shop_key_change AS k (backend_pid, transaction_id, old_key, new_key)
-    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), key_was, key_now)
+    INSERT INTO sync.shop_key_change AS k (backend_pid, transaction_id, old_key, new_key,
+                                           confirmed)
+    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.pg_current_xact_id(), key_was, key_now,
+            written)
     ON CONFLICT (backend_pid, old_key) DO UPDATE
-    SET transaction_id = EXCLUDED.transaction_id, new_key = EXCLUDED.new_key;
-    RETURN NULL;
+    SET transaction_id = EXCLUDED.transaction_id, new_key = EXCLUDED.new_key,
+        confirmed = EXCLUDED.confirmed;
+    RETURN CASE WHEN written THEN NULL ELSE NEW END;
 END
 $$;
 
 -- AFTER UPDATE OF <key>, statement level (customer_keys_changed): the keys the statement changed
--- (noted by customer_key_changed) take the link rows, consents and erasure requests of their old
+-- (noted by customer_key_changed, or before the write by zz_customer_key_changing for a row that
+-- moved to another partition) take the link rows, consents and erasure requests of their old
 -- keys (sync._follow_shop_keys); one audit row (customer.key_changed_by_shop) when anything
--- moved. A statement that changed no key reads one index page and returns.
+-- moved. A pair noted before the write only, whose old key is still there and new key is not,
+-- was skipped by a shop trigger firing after the engine's: nothing moves for it. A statement
+-- that changed no key reads one index page and returns.
 CREATE OR REPLACE FUNCTION sync._customer_keys_changed()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -331,7 +348,19 @@ DECLARE
     news    text[];
     numbers text[];
     counts  jsonb;
+    mapped  record;
 BEGIN
+    IF EXISTS (SELECT FROM sync.shop_key_change AS k
+               WHERE k.backend_pid = pg_catalog.pg_backend_pid() AND NOT k.confirmed)
+       AND sync._is_mapped_customer_table(TG_RELID) THEN
+        SELECT * INTO mapped FROM sync.mapped_customer();
+        EXECUTE pg_catalog.format(
+            'DELETE FROM sync.shop_key_change AS k '
+            'WHERE k.backend_pid = pg_catalog.pg_backend_pid() AND NOT k.confirmed '
+            'AND EXISTS (SELECT FROM %1$s AS c WHERE c.%2$I = k.old_key::%3$s) '
+            'AND NOT EXISTS (SELECT FROM %1$s AS c WHERE c.%2$I = k.new_key::%3$s)',
+            mapped.relation, mapped.key_column, mapped.key_type);
+    END IF;
     SELECT pg_catalog.array_agg(k.old_key ORDER BY k.old_key),
            pg_catalog.array_agg(k.new_key ORDER BY k.old_key)
     INTO olds, news
@@ -467,6 +496,12 @@ BEGIN
         END LOOP;
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE TRIGGER customer_key_changed AFTER UPDATE OF %2$I ON %1$s '
+            'FOR EACH ROW WHEN (OLD.%2$I IS DISTINCT FROM NEW.%2$I) '
+            'EXECUTE FUNCTION sync._customer_key_changed(%2$L)',
+            mapped.relation, mapped.key_column);
+        -- BEFORE: the one row trigger a move to another partition fires
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE TRIGGER zz_customer_key_changing BEFORE UPDATE OF %2$I ON %1$s '
             'FOR EACH ROW WHEN (OLD.%2$I IS DISTINCT FROM NEW.%2$I) '
             'EXECUTE FUNCTION sync._customer_key_changed(%2$L)',
             mapped.relation, mapped.key_column);

@@ -543,18 +543,58 @@ def test_a_key_change_on_a_partition_itself(partitioned: psycopg.Connection[Any]
     assert _held(conn, "a-moved") == (1, 1) and _held(conn, one) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key change that moves the row to another partition is carried out by PostgreSQL"
-    " as a delete and an insert: neither the UPDATE triggers nor the statement's DELETE trigger"
-    " fire, so the link and consents stay under the old key (docs/own-database.md)",
-)
 def test_a_key_change_across_partitions(partitioned: psycopg.Connection[Any]) -> None:
+    """PostgreSQL carries out a key change that moves the row to another partition as a delete
+    and an insert: no AFTER UPDATE row trigger fires, only the BEFORE UPDATE ones. The link and
+    consents follow the key all the same."""
     conn = partitioned
-    _, two = _two_linked(conn)
+    one, two = _two_linked(conn)
     conn.execute('UPDATE tp."Klant" SET "Code" = %s WHERE "Code" = %s', ["z-moved", two])
     conn.commit()
     assert _key_of(conn, "TX00000002") == "z-moved"
+    assert _held(conn, "z-moved") == (1, 1) and _held(conn, two) == (0, 0)
+    assert _held(conn, one) == (1, 1)
+    assert len(_audit(conn, "customer.key_changed_by_shop")) == 1
+
+
+def test_keys_changed_across_partitions_both_ways(partitioned: psycopg.Connection[Any]) -> None:
+    """One statement moves a customer from each partition to the other, and changes a third's
+    key within its partition: each keeps its own link and consents."""
+    conn = partitioned
+    one, two, local = _with_a_local(conn)
+    conn.execute(
+        'UPDATE tp."Klant" SET "Code" = CASE "Code" WHEN %(one)s THEN \'z-one\''
+        " WHEN %(two)s THEN 'a-two' ELSE 'a-local' END"
+        ' WHERE "Code" IN (%(one)s, %(two)s, %(local)s)',
+        {"one": one, "two": two, "local": local},
+    )
+    conn.commit()
+    assert _key_of(conn, "TX00000001") == "z-one"
+    assert _key_of(conn, "TX00000002") == "a-two"
+    assert _held(conn, "z-one") == (1, 1) and _held(conn, "a-two") == (1, 1)
+    assert _held(conn, "a-local") == (0, 1)
+    assert (
+        _held(conn, one) == (0, 0) and _held(conn, two) == (0, 0) and _held(conn, local) == (0, 0)
+    )
+
+
+def test_a_key_change_a_shop_trigger_cancels_moves_nothing(
+    partitioned: psycopg.Connection[Any],
+) -> None:
+    """A BEFORE UPDATE trigger of the shop's that fires after the engine's and skips the row
+    (returns NULL): nothing changed, nothing moves."""
+    conn = partitioned
+    _, two = _two_linked(conn)
+    conn.execute(
+        "CREATE FUNCTION tp.refuse() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RETURN NULL; END$$;"
+        'CREATE TRIGGER "~refuse" BEFORE UPDATE ON tp."Klant"'
+        " FOR EACH ROW EXECUTE FUNCTION tp.refuse()"
+    )
+    conn.execute('UPDATE tp."Klant" SET "Code" = %s WHERE "Code" = %s', ["z-moved", two])
+    conn.commit()
+    assert _key_of(conn, "TX00000002") == two
+    assert _held(conn, two) == (1, 1) and _held(conn, "z-moved") == (0, 0)
 
 
 def test_the_shops_own_role_deletes_and_re_keys_with_no_rights_in_the_engine(
