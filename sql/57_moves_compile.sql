@@ -1087,13 +1087,46 @@ BEGIN
 END
 $$;
 
+-- Make the feed's compiled write current: compiled again from the active document when the
+-- catalog it was made from changed (sync._write_is_current: a foreign key the shop added to a
+-- related table decides copy or update in place) and the document still fits today's catalog;
+-- else it stays as it is (`mapping check` names the defect) and the feed goes on. As the owner
+-- role, one session at a time. The feed calls it on every page (sync.apply_inbox), every other
+-- path with the moves (sync._moves_current). Without a mapping it does nothing.
+CREATE OR REPLACE FUNCTION sync._write_current()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    active jsonb;
+BEGIN
+    IF sync._write_is_current() THEN
+        RETURN;
+    END IF;
+    -- one replacement at a time (a mapping install takes EXCLUSIVE: it waits, and is waited for)
+    LOCK TABLE sync.mapping_version IN SHARE UPDATE EXCLUSIVE MODE;
+    IF sync._write_is_current() THEN
+        RETURN;
+    END IF;
+    active := (SELECT v.document FROM sync.mapping_version AS v WHERE v.active);
+    BEGIN
+        PERFORM sync._refuse_defective_mapping(active, false);
+        EXECUTE sync.compile_mapping(active);
+    EXCEPTION WHEN SQLSTATE 'SY060' THEN
+        NULL;
+    END;
+END
+$$;
+
 -- Make the compiled moves current: when what they were made from changed (or p_force: a new
 -- mapping, an upgrade of the engine's compiler), generate them again and replace them, with the
 -- tables and the fingerprint they were made from (syncmap.moves_relations(),
 -- syncmap.moves_fingerprint()), as the owner role, one session at a time. Every path that
 -- merges, anonymises or deletes calls it first (the feed once a page). The feed's write is
--- compiled again with them when the catalog it was made from changed too
--- (sync._write_is_current). Without a mapping it does nothing.
+-- made current first (sync._write_current). Without a mapping it does nothing.
 DROP FUNCTION IF EXISTS sync._moves_current();
 CREATE OR REPLACE FUNCTION sync._moves_current(p_force boolean DEFAULT false)
 RETURNS void
@@ -1104,8 +1137,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     relations oid[];
-    active    jsonb;
 BEGIN
+    PERFORM sync._write_current();
     IF NOT p_force AND sync._moves_are_current() THEN
         RETURN;
     END IF;
@@ -1118,19 +1151,6 @@ BEGIN
         RETURN;
     END IF;
     relations := sync._moves_relations();
-    -- the feed's write follows the same change of the schema (a foreign key the shop added to
-    -- a related table decides copy or update in place): compiled again from the active document
-    -- when the catalog it was made from changed and the document still fits today's catalog;
-    -- else it stays as it is (mapping check names the defect) and the page goes on
-    IF NOT sync._write_is_current() THEN
-        BEGIN
-            active := (SELECT v.document FROM sync.mapping_version AS v WHERE v.active);
-            PERFORM sync._refuse_defective_mapping(active, false);
-            EXECUTE sync.compile_mapping(active);
-        EXCEPTION WHEN SQLSTATE 'SY060' THEN
-            NULL;
-        END;
-    END IF;
     EXECUTE sync.compile_moves()
         || sync._compiled_function('syncmap.moves_relations()', 'oid[]', '{}',
                                    ARRAY[pg_catalog.format('RETURN %L::oid[];', relations)])

@@ -157,3 +157,16 @@ def test_a_write_the_catalog_no_longer_fits_is_left_as_it_is(
     stage(conn, [upserted("TX00000002", 1)])
     outcome = stage(conn, [event("customer.merged", "TX00000002", 2, into="TX00000001")])
     assert dict(outcome.states) == {"applied": 1}
+
+
+def test_a_feed_of_upserts_alone_follows_the_change(
+    conn: psycopg.Connection[Any], document: Any
+) -> None:
+    """No merge, anonymisation or delete comes: the page of upserts checks the compiled write
+    against today's catalog itself (before: it followed the change only at the next move, and
+    the customer's move wrote the new street into the row the parcel was delivered to)."""
+    before = _parcel_address(conn)
+    outcome = stage(conn, [upserted("TX00000001", 2, street=f"S{secrets.token_hex(5)}")])
+    assert dict(outcome.states) == {"applied": 1}
+    assert _parcel_address(conn) == before
+    assert _stale(conn, document) == []

@@ -783,6 +783,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     summary     jsonb;
+    moves       boolean;
     unbuilt     text;
     rejected    bigint;
     state       text;
@@ -793,31 +794,36 @@ DECLARE
     err_context text;
 BEGIN
     PERFORM sync._dead_letter_defects(p_first, p_last);
-    IF NOT EXISTS (
+    moves := EXISTS (
         SELECT FROM sync.inbox AS i
         WHERE i.id BETWEEN p_first AND p_last
-          AND i.event_type IN ('customer.merged', 'customer.anonymized', 'customer.deleted')
-    ) THEN
+          AND i.event_type IN ('customer.merged', 'customer.anonymized', 'customer.deleted'));
+    -- the compiled code, current for the whole batch: the write made from today's catalog
+    -- (sync._write_current) and, for a batch with merges, anonymisations or deletes, the moves
+    -- (sql/57_moves_compile.sql). Should they fail to build, the batch's merges,
+    -- anonymisations and deletes become dead letters saying so, the write stays as it is
+    -- (`mapping check` says it is stale), and the upserts apply.
+    BEGIN
+        IF moves THEN
+            PERFORM sync._moves_current();
+        ELSE
+            PERFORM sync._write_current();
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                constraint_ = CONSTRAINT_NAME, err_context = PG_EXCEPTION_CONTEXT;
+        unbuilt := sync._error_without_values(state, message, schema_name, table_name,
+                                              constraint_, err_context);
+        IF unbuilt IS NULL THEN
+            RAISE;
+        END IF;
+        unbuilt := 'the compiled moves could not be made: ' || unbuilt;
+    END;
+    IF NOT moves THEN
         -- the common batch: upserts only, one statement
         PERFORM sync._apply_upsert_run(p_first, p_last, NULL);
     ELSE
-        -- the compiled moves, current for the whole batch (sql/57_moves_compile.sql); should
-        -- they fail to build, the batch's merges, anonymisations and deletes become dead
-        -- letters saying so, and its upserts apply
-        BEGIN
-            PERFORM sync._moves_current();
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                    schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                                    constraint_ = CONSTRAINT_NAME,
-                                    err_context = PG_EXCEPTION_CONTEXT;
-            unbuilt := sync._error_without_values(state, message, schema_name, table_name,
-                                                  constraint_, err_context);
-            IF unbuilt IS NULL THEN
-                RAISE;
-            END IF;
-            unbuilt := 'the compiled moves could not be made: ' || unbuilt;
-        END;
         SELECT count(*) INTO rejected FROM sync.dead_letter AS d
         WHERE d.inbox_id BETWEEN p_first AND p_last;
         BEGIN
