@@ -96,6 +96,36 @@ def merge(
     return _in_transaction(conn, run)
 
 
+def merge_several(
+    conn: psycopg.Connection[Any],
+    olds: list[str],
+    survivor: str,
+    *,
+    actor: str,
+    dry_run: bool = False,
+) -> Report:
+    """Merge the customer numbers `olds` into `survivor` in one transaction (an N-way merge:
+    any impossible pair refuses it all). Its dry run carries the merge out and rolls it back,
+    so it counts what each merge changes after the ones before it."""
+    if len(olds) == 1:
+        return merge(conn, olds[0], survivor, actor=actor, dry_run=dry_run)
+
+    def run() -> Report:
+        with conn.transaction(force_rollback=dry_run):
+            row = queries.one(conn, "merge_several", olds=olds, survivor=survivor, actor=actor)
+        assert row is not None
+        counts = {str(k): int(v) for k, v in (row[0].get("counts") or {}).items()}
+        return Report(
+            "would apply" if dry_run else "applied",
+            f"{int(row[0]['merged'])} customers merged",
+            counts,
+            [PlanRow(table, rows) for table, rows in counts.items()],
+            dry_run=dry_run,
+        )
+
+    return _in_transaction(conn, run)
+
+
 def _conflict_detail(conflicts: int, rule: str | None) -> str:
     if conflicts == 0:
         return ""

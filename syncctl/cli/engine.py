@@ -33,16 +33,21 @@ def _print_report(report: engine.Report) -> None:
 # merge / anonymise
 # ---------------------------------------------------------------------------------------------
 @click.command("merge")
-@click.argument("old")
+@click.argument("olds", metavar="OLD...", nargs=-1, required=True)
 @click.argument("survivor")
 @click.option("--dry-run", is_flag=True, help="Print per table how many rows would change.")
 @actor_option
 @click.pass_obj
 @edge
-def merge(settings: HasDsn, old: str, survivor: str, dry_run: bool, actor: str) -> None:
-    """Merge customer number OLD into SURVIVOR (re-point every linked row, then redirect)."""
+def merge(
+    settings: HasDsn, olds: tuple[str, ...], survivor: str, dry_run: bool, actor: str
+) -> None:
+    """Merge customer number OLD into SURVIVOR (re-point every linked row, then redirect).
+
+    Several OLD numbers merge into SURVIVOR one after the other in one transaction: an
+    impossible pair refuses them all. Their dry run carries the merges out and rolls them back."""
     with connection(settings) as conn:
-        report = engine.merge(conn, old, survivor, actor=actor, dry_run=dry_run)
+        report = engine.merge_several(conn, list(olds), survivor, actor=actor, dry_run=dry_run)
     _print_report(report)
     if report.outcome == "refused":
         raise SystemExit(1)

@@ -14,6 +14,10 @@ SELECT table_name, rows, conflicts, rule FROM sync.merge_plan(%(old)s, %(survivo
 -- merge old into survivor; the outcome
 SELECT sync.merge_customer(%(old)s, %(survivor)s, NULL, %(actor)s);
 
+-- name: merge_several
+-- merge several old customers into one survivor in one transaction; {"merged", "counts"}
+SELECT sync.merge_customers(%(olds)s, %(survivor)s, %(actor)s);
+
 -- name: anonymise_plan
 -- per table, the rows an anonymisation would change and how
 SELECT table_name, action, rows FROM sync.anonymise_plan(%(number)s);

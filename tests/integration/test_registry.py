@@ -142,6 +142,40 @@ def test_merge_dry_run_reports_refusals(conn: psycopg.Connection[Any], dsn: str)
     assert result.exit_code == 1 and "merge of TX00000511 into itself" in result.output
 
 
+def test_several_customers_merge_into_one_in_one_command(
+    conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    """`syncctl merge OLD... SURVIVOR`: an N-way merge in one transaction
+    (sync.merge_customers); its dry run carries the merge out and rolls it back, so it counts
+    what the run then does (the second old customer's favourite clashes with the one the first
+    brought along); an impossible pair refuses the whole command, and nothing is merged."""
+    for number in ("TX00000531", "TX00000532", "TX00000533"):
+        _customer_with_rows(conn, number)
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+    numbers = ["TX00000531", "TX00000532", "TX00000533"]
+
+    refused = runner.invoke(merge, ["TX00000531", "TX00000533", "TX00000533"], obj=settings)
+    assert refused.exit_code != 0 and "into itself" in refused.output
+    dry = runner.invoke(merge, [*numbers, "--dry-run"], obj=settings)
+    assert conn.execute("SELECT count(*) FROM sync.redirect").fetchone() == (0,)
+    real = runner.invoke(merge, [*numbers, "--actor", "ops:test"], obj=settings)
+
+    assert dry.exit_code == 0 and real.exit_code == 0, dry.output + real.output
+    assert "dry run: would apply (2 customers merged)" in dry.output
+    assert "done: applied (2 customers merged)" in real.output
+    assert dry.output.splitlines()[1:] == real.output.splitlines()[1:]
+    assert "shop.orders" in real.output
+    survivor = conn.execute("SELECT syncmap.key_of('TX00000533')::integer").fetchone()
+    assert survivor is not None
+    assert conn.execute(
+        "SELECT count(*) FROM shop.orders WHERE customer_id = %s", [survivor[0]]
+    ).fetchone() == (9,)
+    assert conn.execute(
+        "SELECT count(*) FROM sync.redirect WHERE survivor_number = 'TX00000533'"
+    ).fetchone() == (2,)
+
+
 def test_anonymise_dry_run_counts_equal_the_real_run(
     conn: psycopg.Connection[Any], dsn: str
 ) -> None:
