@@ -170,3 +170,19 @@ def test_a_feed_of_upserts_alone_follows_the_change(
     assert dict(outcome.states) == {"applied": 1}
     assert _parcel_address(conn) == before
     assert _stale(conn, document) == []
+
+
+def test_a_feed_of_upserts_alone_goes_on_when_the_document_no_longer_fits(
+    conn: psycopg.Connection[Any], document: Any
+) -> None:
+    """A mapped column dropped: the write is left as it is, its upserts become dead letters
+    naming the cause, and the session does not check the document again on every page until
+    the catalog changes again (syncctl.write_unfit holds the catalog it did not fit)."""
+    conn.execute("ALTER TABLE public.customer DROP COLUMN create_date CASCADE")
+    conn.commit()
+    for version in (2, 3):
+        outcome = stage(conn, [upserted("TX00000001", version)])
+        assert set(dict(outcome.states)) <= {"applied", "dead_letter"}, outcome
+    unfit = conn.execute("SELECT current_setting('syncctl.write_unfit', true)").fetchone()
+    assert unfit is not None and unfit[0]
+    assert _stale(conn, document) != []

@@ -1090,9 +1090,11 @@ $$;
 -- Make the feed's compiled write current: compiled again from the active document when the
 -- catalog it was made from changed (sync._write_is_current: a foreign key the shop added to a
 -- related table decides copy or update in place) and the document still fits today's catalog;
--- else it stays as it is (`mapping check` names the defect) and the feed goes on. As the owner
--- role, one session at a time. The feed calls it on every page (sync.apply_inbox), every other
--- path with the moves (sync._moves_current). Without a mapping it does nothing.
+-- else it stays as it is (`mapping check` names the defect) and the feed goes on; the session
+-- then checks the document again only once the catalog changes again (syncctl.write_unfit:
+-- the catalog's fingerprint it did not fit). As the owner role, one session at a time. The
+-- feed calls it on every page (sync.apply_inbox), every other path with the moves
+-- (sync._moves_current). Without a mapping it does nothing.
 CREATE OR REPLACE FUNCTION sync._write_current()
 RETURNS void
 LANGUAGE plpgsql
@@ -1102,8 +1104,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     active jsonb;
+    today  text;
 BEGIN
     IF sync._write_is_current() THEN
+        RETURN;
+    END IF;
+    active := (SELECT v.document FROM sync.mapping_version AS v WHERE v.active);
+    today := sync._write_fingerprint(active);
+    IF today = pg_catalog.current_setting('syncctl.write_unfit', true) THEN
         RETURN;
     END IF;
     -- one replacement at a time (a mapping install takes EXCLUSIVE: it waits, and is waited for)
@@ -1111,12 +1119,14 @@ BEGIN
     IF sync._write_is_current() THEN
         RETURN;
     END IF;
+    -- the active document of now (an install may have come before the lock)
     active := (SELECT v.document FROM sync.mapping_version AS v WHERE v.active);
+    today := sync._write_fingerprint(active);
     BEGIN
         PERFORM sync._refuse_defective_mapping(active, false);
         EXECUTE sync.compile_mapping(active);
     EXCEPTION WHEN SQLSTATE 'SY060' THEN
-        NULL;
+        PERFORM pg_catalog.set_config('syncctl.write_unfit', today, false);
     END;
 END
 $$;
