@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import secrets
+import stat
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -210,6 +211,46 @@ def test_the_export_writes_numbers_exactly_as_the_database_holds_them(
     with zipfile.ZipFile(archive) as bundle:
         orders = csv.DictReader(io.StringIO(bundle.read("sales.orders.csv").decode()))
         assert {(r["total_amount"], r["credit"]) for r in orders} == expected
+
+
+def test_the_export_never_writes_into_a_file_that_was_there_before(
+    boutique: psycopg.Connection[Any], dsn: str, tmp_path: Path
+) -> None:
+    """`--output PATH` puts a new file of mode 600 in PATH's place: a reader that opened the old
+    file (written 644 by someone else's umask) never sees the person's data, and a symbolic link
+    there is replaced, not followed to where it points."""
+    conn = boutique
+    anna = _person()
+    key = _customer(conn, "TX00000110", anna)
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+    target = tmp_path / "subject.json"
+    target.write_text("")
+    target.chmod(0o644)
+    elsewhere = tmp_path / "elsewhere.html"
+    elsewhere.write_text("")
+    link = tmp_path / "subject.html"
+    link.symlink_to(elsewhere)
+
+    with target.open() as earlier:
+        result = runner.invoke(export_command, ["--id", key, "--output", str(target)], obj=settings)
+        assert result.exit_code == 0, result.output
+        assert earlier.read() == ""
+    result = runner.invoke(
+        export_command, ["--id", key, "--format", "html", "--output", str(link)], obj=settings
+    )
+    assert result.exit_code == 0, result.output
+
+    assert elsewhere.read_text() == ""
+    assert not link.is_symlink() and anna["email"] in link.read_text()
+    assert json.loads(target.read_text())["customer_key"] == key
+    for written in (target, link):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "elsewhere.html",
+        "subject.html",
+        "subject.json",
+    ]
 
 
 def test_rectify_takes_the_shops_own_columns_and_refuses_what_tritonx_and_the_engine_write(
