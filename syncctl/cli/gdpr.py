@@ -348,7 +348,12 @@ def _label(subject: gdpr.Subject) -> str:
 def _write_private(path: Path, content: bytes) -> None:
     """Write `content` to a new file of mode 600 beside `path`, then put it in path's place: the
     person's data never goes into a file that was there before (someone else's, one a reader
-    has open, a symbolic link to elsewhere)."""
+    has open, a symbolic link to elsewhere). A pipe or device (`/dev/stdout`) is written to as
+    it is: no file is made there, and the link to it stays."""
+    if path.exists() and not path.is_file():
+        with path.open("wb") as stream:
+            stream.write(content)
+        return
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "wb") as file:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import secrets
 import stat
+import threading
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -251,6 +253,18 @@ def test_the_export_never_writes_into_a_file_that_was_there_before(
         "subject.html",
         "subject.json",
     ]
+
+    # a pipe (or /dev/stdout) is written to, not replaced by a file
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    result = runner.invoke(export_command, ["--id", key, "--output", str(pipe)], obj=settings)
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert len(received) == 1 and json.loads(received[0])["customer_key"] == key
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
 def test_rectify_takes_the_shops_own_columns_and_refuses_what_tritonx_and_the_engine_write(
