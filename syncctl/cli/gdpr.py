@@ -354,13 +354,17 @@ def _write_private(path: Path, content: bytes) -> None:
         with path.open("wb") as stream:
             stream.write(content)
         return
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temporary: str | None = None
     try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(descriptor, "wb") as file:
             file.write(content)
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as exc:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # named by the path given, not the new file's name
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
