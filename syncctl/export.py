@@ -11,7 +11,9 @@ import csv
 import html
 import io
 import json
+import re
 import zipfile
+from decimal import Decimal
 from typing import Any
 
 from syncctl.gdpr import SubjectData
@@ -45,9 +47,31 @@ _TITLES = {
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, Decimal):
+        return format(value, "f")  # as the database writes it: 0.0000001, not 1E-7
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        return _dumps(value, sort_keys=True)
     return str(value)
+
+
+# json writes a Decimal only as a string. A number goes out as a marker string that holds its
+# index and is replaced by the number's digits afterwards: the marker's NUL characters cannot
+# occur in an exported value or name (PostgreSQL's text and jsonb refuse NUL).
+_NUMBER_MARKER = re.compile(r'"\\u0000(\d+)\\u0000"')
+
+
+def _dumps(value: Any, **options: Any) -> str:
+    """JSON text with every Decimal written as the number it is (12.50 keeps its scale)."""
+    numbers: list[str] = []
+
+    def number(item: Any) -> Any:
+        if isinstance(item, Decimal):
+            numbers.append(format(item, "f"))
+            return f"\0{len(numbers) - 1}\0"
+        return str(item)
+
+    text = json.dumps(value, ensure_ascii=False, default=number, **options)
+    return _NUMBER_MARKER.sub(lambda found: numbers[int(found[1])], text)
 
 
 # What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection")
@@ -89,9 +113,7 @@ def _document(data: SubjectData) -> dict[str, Any]:
 
 
 def to_json(data: SubjectData) -> bytes:
-    return json.dumps(
-        _document(data), ensure_ascii=False, indent=2, sort_keys=True, default=str
-    ).encode("utf-8")
+    return _dumps(_document(data), indent=2, sort_keys=True).encode("utf-8")
 
 
 def to_csv_zip(data: SubjectData) -> bytes:

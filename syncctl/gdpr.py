@@ -8,11 +8,13 @@ field names). Only SubjectData holds personal data: it is the export the person 
 
 from __future__ import annotations
 
+import json
 import logging
 import time as clock
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
@@ -434,7 +436,8 @@ customer id), else the key's text ('4b9f6a1e-...'). The database takes either as
 @dataclass
 class SubjectData:
     """Everything the database holds about one person, per source table (schema.table, the
-    mapped customer table first). Personal data."""
+    mapped customer table first), each row as the database's JSON of it (a number with a
+    fraction as a Decimal, exact). Personal data."""
 
     customer_key: str
     customer_id: int | None
@@ -496,7 +499,8 @@ def subject_data(
     )
     data = SubjectData(found.key, found.customer_id, found.number, moment, found.table)
     for source, row in rows:
-        data.tables.setdefault(str(source), []).append(dict(row))
+        # Decimal, not float: an amount keeps its scale (12.50) and a wide numeric its digits
+        data.tables.setdefault(str(source), []).append(json.loads(row, parse_float=Decimal))
     return data
 
 

@@ -6,7 +6,9 @@ previewed."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -343,6 +345,29 @@ def _label(subject: gdpr.Subject) -> str:
     return "the customer"
 
 
+def _write_private(path: Path, content: bytes) -> None:
+    """Write `content` to a new file of mode 600 beside `path`, then put it in path's place: the
+    person's data never goes into a file that was there before (someone else's, one a reader
+    has open, a symbolic link to elsewhere). A pipe or device (`/dev/stdout`) is written to as
+    it is: no file is made there, and the link to it stays."""
+    if path.exists() and not path.is_file():
+        with path.open("wb") as stream:
+            stream.write(content)
+        return
+    temporary: str | None = None
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(content)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # named by the path given, not the new file's name
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
 @click.command("export")
 @click.argument("number", required=False)
 @_KEY_OPTION
@@ -381,8 +406,7 @@ def export_command(
     if output is None:
         click.echo(rendered.decode("utf-8"), nl=False)
         return
-    output.write_bytes(rendered)
-    output.chmod(0o600)
+    _write_private(output, rendered)
     rows = sum(len(r) for r in data.tables.values())
     click.echo(
         f"{_label(subject)}: {rows} row(s) from {len(data.tables)} table(s) written to {output}",

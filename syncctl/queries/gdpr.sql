@@ -93,8 +93,9 @@ FROM found AS f
 WHERE f.customer_key IS NOT NULL;
 
 -- name: subject_data
--- everything held about a customer (personal data: the subject access export)
-SELECT source, row_data FROM gdpr.subject_data(%(customer_key)s::text, %(now)s);
+-- everything held about a customer (personal data: the subject access export); each row as
+-- jsonb's text, so that a number is read with its every digit and scale
+SELECT source, row_data::text FROM gdpr.subject_data(%(customer_key)s::text, %(now)s);
 
 -- name: rectify
 -- correct a customer's fields (audited)

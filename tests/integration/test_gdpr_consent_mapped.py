@@ -302,6 +302,38 @@ def test_a_merge_on_the_boutique_combines_consents_by_the_rule(
     assert audit == [("merge", "TX00000002", None, f"combined by rule: club {rule}")]
 
 
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [("most_restrictive", False), ("most_permissive", True), ("survivor", False)],
+)
+def test_several_customers_merged_into_one_on_the_boutique_combine_their_consents_in_turn(
+    conn: psycopg.Connection[Any], rule: str, expected: bool
+) -> None:
+    """`syncctl merge OLD1 OLD2 SURVIVOR` on a uuid key: each old customer's consents are
+    combined with the survivor's in turn, one merge decision and one audit row each; the last
+    decision is the rule applied to all of them (a survivor without a decision of its own)."""
+    bind_boutique(conn, BOUTIQUE, merge_rule=True)
+    conn.execute("UPDATE gdpr.policy SET merge_rule = %s WHERE code = 'club'", [rule])
+    gdpr.activate_policy(conn, "club", actor="dpo:test", now=NOW)
+    numbers = ["TX00000011", "TX00000012", "TX00000013"]
+    stage(conn, [upserted(n, 1) for n in numbers])
+    conn.commit()
+    first, second, survivor = (_key(conn, BOUTIQUE, n) for n in numbers)
+    gdpr.record_consent(conn, str(first), "club", granted=False, at=NOW)
+    gdpr.record_consent(conn, str(second), "club", granted=True, at=NOW)
+    conn.execute("SELECT sync.merge_customers(%s, %s, 'ops:test')", [numbers[:2], numbers[2]])
+    conn.commit()
+
+    assert _current(conn, survivor, "club") == (expected, "merge")
+    merges = [granted for granted, source in _history(conn, survivor, "club") if source == "merge"]
+    assert len(merges) == 2
+    assert _history(conn, first, "club") == _history(conn, second, "club") == []
+    audit = conn.execute(
+        "SELECT customer_number, reason FROM sync.audit WHERE action = 'consent.merged'"
+    ).fetchall()
+    assert audit == [("TX00000013", f"combined by rule: club {rule}")] * 2
+
+
 def test_the_collection_guard_goes_on_any_customer_linked_table(
     conn: psycopg.Connection[Any],
 ) -> None:

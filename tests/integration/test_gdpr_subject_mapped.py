@@ -9,10 +9,18 @@ household member's rows."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import secrets
+import stat
+import threading
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -159,6 +167,104 @@ def test_the_export_holds_every_row_of_the_person_once_and_nothing_of_anyone_els
     nobody = runner.invoke(export_command, ["--id", "not-a-uuid-" + _word()], obj=settings)
     assert nobody.exit_code != 0 and "no local customer has this key" in nobody.output
     assert "not-a-uuid" not in nobody.output
+
+
+def test_the_export_writes_numbers_exactly_as_the_database_holds_them(
+    boutique: psycopg.Connection[Any], dsn: str, tmp_path: Path
+) -> None:
+    """An amount of numeric(12, 2) keeps its scale (12.50, 100.00) and a wide numeric its
+    every digit, in JSON (still a number), HTML and CSV: the database's values, not a float's."""
+    conn = boutique
+    key = _customer(conn, "TX00000109", _person())
+    conn.execute("ALTER TABLE sales.orders ADD COLUMN credit numeric")
+    conn.execute(
+        "UPDATE sales.orders SET total_amount = 12.50, credit = 12345678901234567.8901"
+        " WHERE customer_uuid = %s AND placed_at = %s",
+        [key, ORDER_TIMES[0]],
+    )
+    conn.execute(
+        "UPDATE sales.orders SET total_amount = 100.00, credit = 0.0000001"
+        " WHERE customer_uuid = %s AND placed_at = %s",
+        [key, ORDER_TIMES[1]],
+    )
+    conn.commit()
+    expected = {
+        ("12.50", "12345678901234567.8901"),
+        ("100.00", "0.0000001"),
+        ("0.00", ""),
+    }
+    settings = SimpleNamespace(dsn=dsn)
+    runner = CliRunner()
+
+    def export(*args: str) -> str:
+        result = runner.invoke(export_command, ["--id", key, *args], obj=settings)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    document = json.loads(export("--format", "json"), parse_float=Decimal)
+    amounts = {(r["total_amount"], r["credit"]) for r in document["tables"]["sales.orders"]}
+    assert amounts == {(Decimal(a), Decimal(c) if c else None) for a, c in expected}
+    assert all(isinstance(a, Decimal) for a, _ in amounts)  # numbers, not strings
+    page = export("--format", "html")
+    for amount, credit in expected:
+        assert f"<td>{amount}</td>" in page and f"<td>{credit}</td>" in page
+    archive = tmp_path / "subject.zip"
+    export("--format", "csv", "--output", str(archive))
+    with zipfile.ZipFile(archive) as bundle:
+        orders = csv.DictReader(io.StringIO(bundle.read("sales.orders.csv").decode()))
+        assert {(r["total_amount"], r["credit"]) for r in orders} == expected
+
+
+def test_the_export_never_writes_into_a_file_that_was_there_before(
+    boutique: psycopg.Connection[Any], dsn: str, tmp_path: Path
+) -> None:
+    """`--output PATH` puts a new file of mode 600 in PATH's place: a reader that opened the old
+    file (written 644 by someone else's umask) never sees the person's data, and a symbolic link
+    there is replaced, not followed to where it points."""
+    conn = boutique
+    anna = _person()
+    key = _customer(conn, "TX00000110", anna)
+    runner = CliRunner()
+    settings = SimpleNamespace(dsn=dsn)
+    target = tmp_path / "subject.json"
+    target.write_text("")
+    target.chmod(0o644)
+    elsewhere = tmp_path / "elsewhere.html"
+    elsewhere.write_text("")
+    link = tmp_path / "subject.html"
+    link.symlink_to(elsewhere)
+
+    with target.open() as earlier:
+        result = runner.invoke(export_command, ["--id", key, "--output", str(target)], obj=settings)
+        assert result.exit_code == 0, result.output
+        assert earlier.read() == ""
+    result = runner.invoke(
+        export_command, ["--id", key, "--format", "html", "--output", str(link)], obj=settings
+    )
+    assert result.exit_code == 0, result.output
+
+    assert elsewhere.read_text() == ""
+    assert not link.is_symlink() and anna["email"] in link.read_text()
+    assert json.loads(target.read_text())["customer_key"] == key
+    for written in (target, link):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "elsewhere.html",
+        "subject.html",
+        "subject.json",
+    ]
+
+    # a pipe (or /dev/stdout) is written to, not replaced by a file
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    result = runner.invoke(export_command, ["--id", key, "--output", str(pipe)], obj=settings)
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert len(received) == 1 and json.loads(received[0])["customer_key"] == key
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
 def test_rectify_takes_the_shops_own_columns_and_refuses_what_tritonx_and_the_engine_write(
