@@ -85,7 +85,7 @@ def edge(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SyncctlError as exc:
-            error = click.ClickException(str(exc))
+            error = click.ClickException(_with_sqlstate(exc))
             error.exit_code = exc.exit_code  # type: ignore[misc]
             raise error from exc
         except psycopg.Error as exc:
@@ -95,6 +95,16 @@ def edge(func: F) -> F:
             raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def _with_sqlstate(exc: SyncctlError) -> str:
+    """The library error's message and, for the database's refusals, their SQLSTATE (as
+    docs/errors.md lists them), once."""
+    text = str(exc)
+    code = getattr(exc, "sqlstate", None)
+    if code and f"(SQLSTATE {code})" not in text:
+        return f"{text} (SQLSTATE {code})"
+    return text
 
 
 def required_dsn(settings: HasDsn) -> str:

@@ -140,6 +140,8 @@ def test_merge_dry_run_reports_refusals(conn: psycopg.Connection[Any], dsn: str)
         merge, ["TX00000511", "TX00000511", "--dry-run"], obj=SimpleNamespace(dsn=dsn)
     )
     assert result.exit_code == 1 and "merge of TX00000511 into itself" in result.output
+    # the refusal's code, as docs/errors.md lists it
+    assert "(SQLSTATE SY001)" in result.output
 
 
 def test_several_customers_merge_into_one_in_one_command(
