@@ -438,13 +438,41 @@ AS $$
                         AND x.column_name = c.attname)
 $$;
 
--- Triggers on the customer table, the linked tables and the tables the customer points to (their
--- partitions included) that fire on the engine's writes (UPDATE and DELETE; INSERT too on the
--- customer table and the tables it points to) and run a function
--- another role owns: that role controls code running inside the engine's transactions, with the
--- owner role's rights unless the function is SECURITY DEFINER. PostgreSQL's own trigger
--- functions (pg_catalog) and disabled triggers are not listed; a trigger on a partitioned table
--- is listed once, by the parent.
+-- The tables the engine's writes reach: sync.customer_tables() (`further` false) and the tables
+-- one foreign key further (sync._further_links(): an order's addresses) that an anonymisation
+-- or erasure updates, those with a column classified to be scrubbed (`further` true; the
+-- engine only updates them). Code on them runs inside the engine's writes as the owner role
+-- (sync._trigger_defects, sync._expression_defects).
+CREATE OR REPLACE FUNCTION sync._written_tables()
+RETURNS TABLE (relation regclass, pointed_to boolean, further boolean)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+ROWS 30
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH listed AS MATERIALIZED (
+        SELECT t.relation, t.pointed_to FROM sync.customer_tables() AS t
+    )
+    SELECT l.relation, l.pointed_to, false
+    FROM listed AS l
+    UNION
+    SELECT f.relation, false, true
+    FROM sync._further_links() AS f
+    WHERE f.relation NOT IN (SELECT l.relation FROM listed AS l)
+      AND EXISTS (SELECT FROM sync.pii_column AS p
+                  WHERE p.table_schema = f.table_schema AND p.table_name = f.table_name
+                    AND p.strategy IN ('null', 'fixed', 'placeholder', 'year'))
+$$;
+
+-- Triggers on the customer table, the linked tables, the tables the customer points to and the
+-- tables one foreign key further the engine scrubs (sync._written_tables(); their partitions
+-- included) that fire on the engine's writes (UPDATE and DELETE; INSERT too on the customer
+-- table and the tables it points to; UPDATE only on a table one foreign key further) and run a
+-- function another role owns: that role controls code running inside the engine's
+-- transactions, with the owner role's rights unless the function is SECURITY DEFINER.
+-- PostgreSQL's own trigger functions (pg_catalog) and disabled triggers are not listed; a
+-- trigger on a partitioned table is listed once, by the parent.
 CREATE OR REPLACE FUNCTION sync._trigger_defects(p_owner name)
 RETURNS TABLE (table_name text, defect text)
 LANGUAGE sql
@@ -458,7 +486,7 @@ AS $$
                ' writes with %s rights', g.tgname, f.oid::pg_catalog.regprocedure,
                pg_catalog.pg_get_userbyid(f.proowner), e.events,
                CASE WHEN f.prosecdef THEN 'its owner''s' ELSE 'the owner role''s' END)
-    FROM sync.customer_tables() AS t
+    FROM sync._written_tables() AS t
     LEFT JOIN sync.mapped_customer() AS m ON m.relation = t.relation
     CROSS JOIN LATERAL (
         SELECT t.relation::pg_catalog.oid AS relid
@@ -477,7 +505,8 @@ AS $$
                              AND g.tgtype::integer & 4 <> 0
                         THEN 'INSERT' END,
                    CASE WHEN g.tgtype::integer & 16 <> 0 THEN 'UPDATE' END,
-                   CASE WHEN g.tgtype::integer & 8 <> 0 THEN 'DELETE' END) AS events
+                   CASE WHEN g.tgtype::integer & 8 <> 0 AND NOT t.further
+                        THEN 'DELETE' END) AS events
     ) AS e
     WHERE NOT g.tgisinternal
       AND g.tgenabled IN ('O', 'A')  -- fires in ordinary sessions: not disabled, not replica-only
@@ -490,7 +519,8 @@ $$;
 
 -- Code the engine's writes evaluate on the same tables besides triggers: a CHECK or exclusion
 -- constraint, an index's expression or predicate, a column's default or generation expression,
--- a row-level security policy, a rule, and the CHECK of a domain a column is of, that calls a
+-- a row-level security policy (also on a table one foreign key further that the subject access
+-- export only reads), a rule, and the CHECK of a domain a column is of, that calls a
 -- function (directly or as an operator's) owned by another role than the owner and not by a
 -- superuser (an extension's functions are a superuser's). Whoever owns the function may
 -- replace it, and it runs inside the engine's writes with the owner role's rights (its
@@ -503,14 +533,22 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH tables AS (
-        SELECT DISTINCT part.relid
-        FROM sync.customer_tables() AS t
+    WITH listed AS (
+        SELECT t.relation, true AS written FROM sync._written_tables() AS t
+        UNION
+        -- the tables one foreign key further the engine only reads (the subject access
+        -- export, as the owner role): their policies run too
+        SELECT f.relation, false FROM sync._further_links() AS f
+    ),
+    tables AS (
+        SELECT part.relid, pg_catalog.bool_or(l.written) AS written
+        FROM listed AS l
         CROSS JOIN LATERAL (
-            SELECT t.relation::pg_catalog.oid AS relid
+            SELECT l.relation::pg_catalog.oid AS relid
             UNION
-            SELECT p.relid FROM pg_catalog.pg_partition_tree(t.relation) AS p
+            SELECT p.relid FROM pg_catalog.pg_partition_tree(l.relation) AS p
         ) AS part
+        GROUP BY part.relid
     ),
     attached AS (  -- (table, catalog, object, what it is)
         SELECT x.indrelid AS relid, 'pg_catalog.pg_class'::pg_catalog.regclass AS classid,
@@ -518,7 +556,7 @@ AS $$
                pg_catalog.format('index %I', i.relname) AS what
         FROM pg_catalog.pg_index AS x
         JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
-        WHERE x.indrelid IN (SELECT relid FROM tables)
+        WHERE x.indrelid IN (SELECT relid FROM tables WHERE written)
           AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL)
           -- a partition's index made from its parent's is listed by the parent
           AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits AS h
@@ -529,7 +567,7 @@ AS $$
                                  CASE c.contype WHEN 'c' THEN 'CHECK' WHEN 'x' THEN 'exclusion'
                                                 ELSE 'a' END, c.conname)
         FROM pg_catalog.pg_constraint AS c
-        WHERE c.conrelid IN (SELECT relid FROM tables) AND c.contype IN ('c', 'x')
+        WHERE c.conrelid IN (SELECT relid FROM tables WHERE written) AND c.contype IN ('c', 'x')
           AND NOT c.coninhcount > 0
         UNION ALL
         SELECT d.adrelid, 'pg_catalog.pg_attrdef'::pg_catalog.regclass, d.oid,
@@ -538,7 +576,7 @@ AS $$
                                       ELSE 'default' END, a.attname)
         FROM pg_catalog.pg_attrdef AS d
         JOIN pg_catalog.pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-        WHERE d.adrelid IN (SELECT relid FROM tables)
+        WHERE d.adrelid IN (SELECT relid FROM tables WHERE written)
         UNION ALL
         SELECT y.polrelid, 'pg_catalog.pg_policy'::pg_catalog.regclass, y.oid,
                pg_catalog.format('policy %I', y.polname)
@@ -548,7 +586,7 @@ AS $$
         SELECT w.ev_class, 'pg_catalog.pg_rewrite'::pg_catalog.regclass, w.oid,
                pg_catalog.format('rule %I', w.rulename)
         FROM pg_catalog.pg_rewrite AS w
-        WHERE w.ev_class IN (SELECT relid FROM tables)
+        WHERE w.ev_class IN (SELECT relid FROM tables WHERE written)
         UNION ALL
         SELECT a.attrelid, 'pg_catalog.pg_constraint'::pg_catalog.regclass, dc.oid,
                pg_catalog.format('domain %s of column %I', a.atttypid::pg_catalog.regtype,
@@ -556,7 +594,8 @@ AS $$
         FROM pg_catalog.pg_attribute AS a
         JOIN pg_catalog.pg_type AS ty ON ty.oid = a.atttypid AND ty.typtype = 'd'
         JOIN pg_catalog.pg_constraint AS dc ON dc.contypid = ty.oid
-        WHERE a.attrelid IN (SELECT relid FROM tables) AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE a.attrelid IN (SELECT relid FROM tables WHERE written)
+          AND a.attnum > 0 AND NOT a.attisdropped
           AND a.attinhcount = 0  -- a partition's column is of its parent's type
     ),
     called AS (  -- each function an object calls, directly or through an operator
@@ -585,6 +624,22 @@ AS $$
     WHERE fn.nspname <> 'pg_catalog'
       AND NOT fo.rolsuper
       AND fo.rolname <> p_owner
+$$;
+
+-- Whether a valid index of p_relation leads with its column p_column (kind unindexed: without
+-- one, reaching a customer's rows by that column reads the whole table).
+CREATE OR REPLACE FUNCTION sync._index_leads_with(p_relation regclass, p_column name)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_index AS x
+        JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+        WHERE x.indrelid = p_relation AND x.indisvalid AND a.attname = p_column)
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -712,11 +767,18 @@ BEGIN
                                  l.relation, l.fk_column),
                'unindexed'
         FROM sync.customer_links() AS l
-        WHERE NOT EXISTS (
-            SELECT FROM pg_catalog.pg_index AS x
-            JOIN pg_catalog.pg_attribute AS a
-                ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
-            WHERE x.indrelid = l.relation AND x.indisvalid AND a.attname = l.fk_column)
+        WHERE NOT sync._index_leads_with(l.relation, l.fk_column)
+        UNION ALL
+        -- a table one foreign key further that an anonymisation scrubs: each customer's rows
+        -- are reached through the foreign key (sync._further_links)
+        SELECT DISTINCT f.qualified_name, f.first_column,
+               pg_catalog.format('foreign key column has no index leading with it: every'
+                                 ' anonymisation or erasure scans the table (CREATE INDEX ON %s'
+                                 ' (%I);)', f.relation, f.first_column),
+               'unindexed'
+        FROM sync._further_links() AS f
+        JOIN sync._written_tables() AS w ON w.relation = f.relation AND w.further
+        WHERE NOT sync._index_leads_with(f.relation, f.first_column)
         UNION ALL
         -- a declared table may not exist: named by the declaration, quoted
         SELECT sync._shown_name(r.table_schema, r.table_name), r.column_name::name,

@@ -212,3 +212,232 @@ def test_hostile_names_and_literals_are_quoted_everywhere(
     assert conn.execute("SELECT count(*) FROM public.injected").fetchone() == (0,)
     added = _objects(conn) - before
     assert {n for n, _ in added} <= {"syncmap"}, added
+
+
+NOTE, GIFT = _name("note"), _name("gift")
+MORE = {c: _name(c) for c in ("ord", "txt", "giver", "taker", "msg", "tmsg", "book")}
+
+
+def _more_names() -> tuple[dict[str, sql.Identifier], dict[str, sql.Identifier]]:
+    """The columns and the tables of the hostile shop as identifiers, for sql.SQL.format."""
+    columns = {k: sql.Identifier(v) for k, v in (COLUMNS | MORE).items()}
+    tables = {
+        "note": sql.Identifier(SCHEMA, NOTE),
+        "gift": sql.Identifier(SCHEMA, GIFT),
+        "orders": sql.Identifier(SCHEMA, _name("orders")),
+        "client": sql.Identifier(SCHEMA, CLIENT),
+        "addr": sql.Identifier(SCHEMA, ADDRESS),
+        "cust": sql.Identifier(_name("cust")),
+    }
+    return columns, tables
+
+
+def _more_ddl(conn: psycopg.Connection[Any], owner: sql.Identifier) -> None:
+    """Rows one foreign key further (a note on an order), a row naming two customers (a gift,
+    each column's data belonging to one of them) and the address table made an address book
+    (a back-pointer to the customer), all under hostile names."""
+    i, names = _more_names()
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {note} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " {ord} bigint NOT NULL REFERENCES {orders} (id), {txt} text);"
+            "CREATE INDEX ON {note} ({ord});"
+            "CREATE TABLE {gift} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " {giver} uuid REFERENCES {client} ({client_uuid}),"
+            " {taker} uuid REFERENCES {client} ({client_uuid}), {msg} text, {tmsg} text);"
+            "CREATE INDEX ON {gift} ({giver}); CREATE INDEX ON {gift} ({taker});"
+            "ALTER TABLE {addr} ADD COLUMN {book} uuid REFERENCES {client} ({client_uuid});"
+            "CREATE INDEX ON {addr} ({book});"
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {note}, {gift} TO {o}"
+        ).format(o=owner, **names, **i)
+    )
+    conn.execute(
+        "INSERT INTO sync.pii_column"
+        " (table_schema, table_name, column_name, strategy, belongs_to) VALUES"
+        " (%(s)s, %(note)s, 'id', 'not_personal', NULL),"
+        " (%(s)s, %(note)s, %(ord)s, 'not_personal', NULL),"
+        " (%(s)s, %(note)s, %(txt)s, 'null', NULL),"
+        " (%(s)s, %(gift)s, 'id', 'not_personal', NULL),"
+        " (%(s)s, %(gift)s, %(giver)s, 'not_personal', NULL),"
+        " (%(s)s, %(gift)s, %(taker)s, 'not_personal', NULL),"
+        " (%(s)s, %(gift)s, %(msg)s, 'null', %(giver)s),"
+        " (%(s)s, %(gift)s, %(tmsg)s, 'null', %(taker)s),"
+        " (%(s)s, %(addr)s, %(book)s, 'not_personal', NULL)",
+        {"s": SCHEMA, "note": NOTE, "gift": GIFT, "addr": ADDRESS, **MORE},
+    )
+
+
+def test_hostile_names_on_the_further_rows_two_references_and_an_address_book(
+    hostile: psycopg.Connection[Any], as_role: Any
+) -> None:
+    """The code added for rows one foreign key further, a row naming two customers, clearing a
+    customer's pointers into its address book and the erased-customer test quotes every name:
+    the feed's anonymisation and delete, the export and an erasure request run, nothing else."""
+    conn = hostile
+    owner = sql.Identifier("syncctl_owner")
+    _more_ddl(conn, owner)
+    conn.commit()
+    before = _objects(conn)
+    people = {_number(): _fields(gender="M") for _ in range(4)}
+    numbers = sorted(people)
+    outcome = stage(conn, [upserted(n, 1, **f) for n, f in people.items()])
+    conn.commit()
+    assert outcome.states == {"applied": 4}
+    keys = {}
+    for n in numbers:
+        row = conn.execute("SELECT syncmap.key_of(%s)", [n]).fetchone()
+        assert row is not None
+        keys[n] = row[0]
+    a, b, c, d = numbers
+    i, names = _more_names()
+    # (no parameters: psycopg would read the names' % as placeholders)
+    for who in (a, d):
+        conn.execute(
+            sql.SQL(
+                "WITH o AS (INSERT INTO {orders} ({cust}, note) VALUES ({key}::uuid, 'n')"
+                " RETURNING id) INSERT INTO {note} ({ord}, {txt}) SELECT id, 'secret' FROM o"
+            ).format(key=sql.Literal(keys[who]), **names, **i)
+        )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {gift} ({giver}, {taker}, {msg}, {tmsg})"
+            " VALUES ({a}::uuid, {b}::uuid, 'from a', 'for b')"
+        ).format(a=sql.Literal(keys[a]), b=sql.Literal(keys[b]), **names, **i)
+    )
+    # c's default address is in its address book
+    conn.execute(
+        sql.SQL(
+            "UPDATE {addr} AS r SET {book} = c.{client_uuid} FROM {client} AS c"
+            " WHERE c.{address_id} = r.{id} AND c.{client_uuid} = {c}::uuid"
+        ).format(c=sql.Literal(keys[c]), **names, **i)
+    )
+    conn.commit()
+    webshop = as_role("syncctl_webshop")
+    exported = str(
+        webshop.execute("SELECT * FROM gdpr.subject_data(%s::text, now())", [keys[b]]).fetchall()
+    )
+    assert "for b" in exported and "from a" not in exported, exported
+    outcome = stage(
+        conn,
+        [
+            event("customer.anonymized", a, 2, reason_code="AVG"),
+            event("customer.deleted", c, 2),
+        ],
+    )
+    conn.commit()
+    assert outcome.states == {"applied": 2}, conn.execute(
+        "SELECT reason FROM sync.dead_letter"
+    ).fetchall()
+    texts = conn.execute(
+        sql.SQL("SELECT {txt} FROM {note} ORDER BY id").format(**names, **i)
+    ).fetchall()
+    assert texts == [(None,), ("secret",)]
+    gift = conn.execute(sql.SQL("SELECT {msg}, {tmsg} FROM {gift}").format(**names, **i))
+    assert gift.fetchall() == [(None, "for b")]
+    assert conn.execute(
+        sql.SQL("SELECT count(*) FROM {client} WHERE {client_uuid} = {c}::uuid").format(
+            c=sql.Literal(keys[c]), **names, **i
+        )
+    ).fetchone() == (0,)
+    # the one-by-one path: an erasure request of d (note scrubbed), then b (the gift's rest)
+    controller = as_role("syncctl_controller")
+    for who in (d, b):
+        request = webshop.execute(
+            "SELECT gdpr.receive_erasure(%s::text, 'bo:test', now())", [keys[who]]
+        ).fetchone()
+        assert request is not None
+        webshop.execute("SELECT gdpr.verify_erasure(%s, 'bo:test', now())", request)
+        webshop.execute("SELECT gdpr.schedule_erasure(%s, 'bo:test', interval '0', now())", request)
+        controller.execute("SELECT gdpr.execute_due_erasures('gdpr-daily', now())")
+        state = conn.execute(
+            "SELECT state, last_error FROM gdpr.erasure_request WHERE id = %s", request
+        ).fetchone()
+        assert state == ("done", None)
+    texts = conn.execute(sql.SQL("SELECT {txt} FROM {note}").format(**names, **i)).fetchall()
+    assert texts == [(None,), (None,)]
+    gift = conn.execute(sql.SQL("SELECT {msg}, {tmsg} FROM {gift}").format(**names, **i))
+    assert gift.fetchall() == [(None, None)]
+    conn.execute("SELECT * FROM sync.coverage_defects()").fetchall()
+    assert conn.execute("SELECT count(*) FROM public.injected").fetchone() == (0,)
+    added = _objects(conn) - before
+    assert {n for n, _ in added} <= {"syncmap"}, added
+
+
+def test_hostile_names_on_a_partitioned_customer_table_and_a_partition_attached_later(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The shop's delete and truncate triggers bound on every partition (sync._rebind_triggers,
+    sync._bind_shop_key_changes) quote the partition's name, a 63-byte one attached after the
+    install too: installing the mapping again binds them there, and a delete or truncate naming
+    a partition forgets the customers' links."""
+    from tests.integration.test_mapping_compile import _install, _not_stored, _owner
+
+    owner = sql.Identifier(_owner(conn))
+    schema, table, key = _name("ps"), _name("Klant"), _name("Code")
+    first, later = _name("a-l"), "x" * (63 - len(HOSTILE.encode())) + HOSTILE
+    assert len(later.encode()) == 63
+    ident = {
+        "t": sql.Identifier(schema, table),
+        "p1": sql.Identifier(schema, first),
+        "p2": sql.Identifier(schema, later),
+        "k": sql.Identifier(key),
+        "s": sql.Identifier(schema),
+        "o": owner,
+    }
+    conn.execute("CREATE TABLE public.injected (x int); GRANT ALL ON public.injected TO PUBLIC")
+    conn.execute(
+        sql.SQL(
+            "CREATE SCHEMA {s}; CREATE TABLE {t} ({k} text PRIMARY KEY, mail text)"
+            " PARTITION BY RANGE ({k});"
+            "CREATE TABLE {p1} PARTITION OF {t} FOR VALUES FROM (MINVALUE) TO ('m');"
+            "GRANT USAGE ON SCHEMA {s} TO {o};"
+            "GRANT SELECT, INSERT, UPDATE, DELETE, TRIGGER ON {t}, {p1} TO {o}"
+        ).format(**ident)
+    )
+    conn.commit()
+    document = {
+        "format": 1,
+        "customer": {
+            "schema": schema,
+            "table": table,
+            "key": key,
+            "key_generate": "uuid",
+            "number": "link",
+            "version": "link",
+            "columns": {"mail": "email"},
+        },
+        "not_stored": {"fields": _not_stored("email")},
+    }
+    _install(conn, document)
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {p2} (LIKE {t}); ALTER TABLE {t} ATTACH PARTITION {p2}"
+            " FOR VALUES FROM ('m') TO (MAXVALUE); GRANT ALL ON {p2} TO {o}"
+        ).format(**ident)
+    )
+    conn.commit()
+    _install(conn, document)
+    bound = conn.execute(
+        "SELECT c.relname, array_agg(t.tgname::text ORDER BY t.tgname) FROM pg_trigger t"
+        " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND NOT t.tgisinternal GROUP BY 1",
+        [schema],
+    ).fetchall()
+    expected = [
+        "customer_deleted_by_shop",
+        "customer_key_changed",
+        "customer_keys_changed",
+        "customer_truncated_by_shop",
+    ]
+    assert dict(bound) == {table: expected, first: expected, later: expected}, bound
+    stage(conn, [upserted(f"TX0000000{i}", 1) for i in (1, 2, 3)])
+    conn.commit()
+    one = conn.execute("SELECT syncmap.key_of('TX00000001')").fetchone()
+    assert one is not None
+    conn.execute(sql.SQL("DELETE FROM {p1} WHERE {k} = {v}").format(v=sql.Literal(one[0]), **ident))
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM sync.customer_link").fetchone() == (2,)
+    conn.execute(sql.SQL("TRUNCATE {p1}").format(**ident))
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM sync.customer_link").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM public.injected").fetchone() == (0,)

@@ -134,3 +134,33 @@ def test_every_misfit_of_one_rectification_is_named(
     assert "rectify_points" in message and "rectify_code" in message, message
     assert "rectify_rank" not in message and shop.own_column not in message, message
     assert points not in message and code not in message
+
+
+def test_a_not_null_domain_on_another_column_does_not_refuse_a_correction(
+    conn: psycopg.Connection[Any], shop: ShopSchema
+) -> None:
+    """The check whether a value fits its column builds a row of the table holding only that
+    value: a column of a NOT NULL domain elsewhere in the row (with a default, so the shop's
+    rows are fine) must not refuse every correction, nor a domain CHECK of another column
+    rejecting NULL."""
+    table = sql.SQL(shop.customer_table)
+    conn.execute(
+        "CREATE DOMAIN public.tier_name AS text NOT NULL DEFAULT 'basic';"
+        "CREATE DOMAIN public.region_code AS text DEFAULT 'nl' CHECK (VALUE IS NOT NULL)"
+    )
+    conn.execute(
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN rectify_tier public.tier_name,"
+            " ADD COLUMN rectify_region public.region_code"
+        ).format(table)
+    )
+    stage(conn, [upserted("TX00000403", 1)])
+    key = shop.key_of(conn, "TX00000403")
+    assert key is not None
+    conn.commit()
+    value = _secret(6)
+    conn.execute(
+        "SELECT gdpr.rectify(%s, %s, 'bo:test')", [str(key), Jsonb({shop.own_column: value})]
+    )
+    conn.commit()
+    assert shop.own_value(conn, key) == value

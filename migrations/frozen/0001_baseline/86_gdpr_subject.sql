@@ -252,9 +252,14 @@ $$;
 -- Whether p_value (JSON) fits the column p_column of p_relation, as a rectification would write
 -- it: NULL when it does, else the SQLSTATE of the conversion's error (a value of another type,
 -- one too long for varchar(n), one a domain refuses). The error itself is dropped: it may quote
--- the value. NOT NULL and constraints are the UPDATE's to check.
-CREATE OR REPLACE FUNCTION gdpr._misfit(p_relation pg_catalog.regclass, p_column text,
-                                        p_value jsonb)
+-- the value. The value is put over the customer's row (the key p_key in p_key_column, of type
+-- p_key_type), so only that column is converted: a column of a NOT NULL domain elsewhere in the
+-- row keeps its value and is no reason to refuse. NOT NULL and constraints are the UPDATE's to
+-- check.
+DROP FUNCTION IF EXISTS gdpr._misfit(pg_catalog.regclass, text, jsonb);
+CREATE OR REPLACE FUNCTION gdpr._misfit(p_relation pg_catalog.regclass, p_key_column name,
+                                        p_key_type pg_catalog.regtype, p_key text,
+                                        p_column text, p_value jsonb)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -262,12 +267,13 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    EXECUTE pg_catalog.format('SELECT pg_catalog.jsonb_populate_record(NULL::%s, $1)',
-                              p_relation)
-        USING pg_catalog.jsonb_build_object(p_column, p_value);
+    EXECUTE pg_catalog.format(
+        'SELECT pg_catalog.jsonb_populate_record(c, $1) FROM %s AS c WHERE c.%I = $2::%s',
+        p_relation, p_key_column, p_key_type)
+        USING pg_catalog.jsonb_build_object(p_column, p_value), p_key;
     RETURN NULL;
 EXCEPTION
-    WHEN data_exception THEN
+    WHEN data_exception OR integrity_constraint_violation THEN
         RETURN SQLSTATE;
 END
 $$;
@@ -387,7 +393,8 @@ BEGIN
     ) AS u ON true
     CROSS JOIN LATERAL (
         SELECT CASE WHEN a.attname IS NOT NULL
-                    THEN gdpr._misfit(mapped.relation, k.key, k.value) END
+                    THEN gdpr._misfit(mapped.relation, mapped.key_column, mapped.key_type,
+                                        subject, k.key, k.value) END
     ) AS m (misfit)
     WHERE a.attname IS NULL
        OR u.owner IS NOT NULL
@@ -402,10 +409,12 @@ BEGIN
         -- a column that holds a consent field: the change is recorded as this rectification,
         -- by its actor (the local-consent triggers), not as a decision of the back office's
         PERFORM gdpr._set_consent_source('rectification', p_actor);
+        -- the new values over the customer's row (c), so the columns not corrected keep
+        -- theirs and are not converted again (a NOT NULL domain's column would refuse NULL)
         EXECUTE pg_catalog.format(
             'UPDATE %1$s AS t SET %2$s '
-            'FROM pg_catalog.jsonb_populate_record(NULL::%1$s, $1) AS r '
-            'WHERE t.%3$I = $2::%4$s',
+            'FROM %1$s AS c CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(c, $1) AS r '
+            'WHERE c.%3$I = $2::%4$s AND t.%3$I = c.%3$I',
             mapped.relation,
             (SELECT pg_catalog.string_agg(pg_catalog.format('%1$I = r.%1$I', n), ', ')
              FROM pg_catalog.unnest(names) AS n),
