@@ -428,6 +428,7 @@ def test_hostile_names_on_a_partitioned_customer_table_and_a_partition_attached_
         "customer_key_changed",
         "customer_keys_changed",
         "customer_truncated_by_shop",
+        "zz_customer_key_changing",
     ]
     assert dict(bound) == {table: expected, first: expected, later: expected}, bound
     stage(conn, [upserted(f"TX0000000{i}", 1) for i in (1, 2, 3)])
