@@ -809,6 +809,30 @@ BEGIN
         UNION ALL
         SELECT e.table_name, NULL::name, e.defect, 'function'
         FROM sync._expression_defects(owner_role) AS e
+        UNION ALL
+        -- a partition of the customer table attached after the install: the engine's
+        -- statement triggers are on the table itself, not on it (sql/73_shop_key_changes.sql)
+        SELECT pg_catalog.concat_ws('.', n.nspname, c.relname), NULL::name,
+               pg_catalog.format(
+                   'a partition of the customer table %s without the engine''s statement '
+                   'triggers (attached after the mapping was installed): customers a DELETE, '
+                   'TRUNCATE or key UPDATE naming it removes or re-keys keep their tritonX link, '
+                   'consents and erasure requests under the old key; install the mapping again '
+                   '(syncctl mapping install of the same file), with TRIGGER on it for %I',
+                   m.relation, owner_role),
+               'unbound'
+        FROM sync.mapped_customer() AS m
+        CROSS JOIN LATERAL pg_catalog.pg_partition_tree(m.relation) AS p
+        JOIN pg_catalog.pg_class AS c ON c.oid = p.relid
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE p.level > 0
+          AND EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
+                      WHERE t.tgrelid = m.relation
+                        AND t.tgfoid = 'sync._customers_deleted_by_shop()'::pg_catalog.regprocedure)
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
+                          WHERE t.tgrelid = p.relid
+                            AND t.tgfoid = 'sync._customers_deleted_by_shop()'
+                                           ::pg_catalog.regprocedure)
     ) AS d
     LEFT JOIN tables AS pt ON pt.qualified_name = d.table_name AND pt.partition_of IS NOT NULL
     ),

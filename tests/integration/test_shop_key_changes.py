@@ -698,3 +698,40 @@ def test_a_customers_erased_mark_follows_its_key_and_goes_with_its_row(
     assert marks() == {"c-a2"}
     conn.execute("TRUNCATE tk.client")
     assert marks() == set()
+
+
+def test_coverage_lists_a_partition_attached_after_the_install(
+    partitioned: psycopg.Connection[Any],
+) -> None:
+    """A partition attached after the install has none of the engine's statement triggers (a
+    DELETE, TRUNCATE or key UPDATE naming it would leave the customers' links behind):
+    coverage lists it until the mapping is installed again."""
+    conn = partitioned
+    owner = _owner(conn)
+
+    def unbound() -> list[tuple[str, str]]:
+        rows = conn.execute(
+            "SELECT table_name, defect FROM sync.coverage_defects() WHERE kind = 'unbound'"
+        ).fetchall()
+        return [(str(t), str(d)) for t, d in rows]
+
+    assert unbound() == []
+    conn.execute('ALTER TABLE tp."Klant" DETACH PARTITION tp."Klant m-z"')
+    conn.execute(
+        "CREATE TABLE tp.\"Klant m-y\" PARTITION OF tp.\"Klant\" FOR VALUES FROM ('m') TO ('z');"
+        'CREATE TABLE tp."Klant z+" PARTITION OF tp."Klant" FOR VALUES FROM (\'z\') TO (MAXVALUE);'
+        f'GRANT TRIGGER ON tp."Klant m-y", tp."Klant z+" TO "{owner}"'
+    )
+    conn.commit()
+    listed = unbound()
+    assert [t for t, _ in listed] == ['tp."Klant m-y"', 'tp."Klant z+"'], listed
+    assert "install the mapping again" in listed[0][1]
+
+    conn.execute(f'SET ROLE "{owner}"')
+    conn.execute(
+        "SELECT sync.install_mapping(v.document, v.source) FROM sync.mapping_version AS v"
+        " WHERE v.active"
+    )
+    conn.execute("RESET ROLE")
+    conn.commit()
+    assert unbound() == []
