@@ -116,6 +116,12 @@ def to_json(data: SubjectData) -> bytes:
     return _dumps(_document(data), indent=2, sort_keys=True).encode("utf-8")
 
 
+def _entry_name(table: str) -> str:
+    """The table's file in the archive: a slash or backslash of the name (a DBA may use them)
+    percent-encoded, so the entry is one file in the folder it is unpacked into."""
+    return table.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C") + ".csv"
+
+
 def to_csv_zip(data: SubjectData) -> bytes:
     """One CSV file per table (`shop.orders.csv`), plus `export.json` naming the subject."""
     buffer = io.BytesIO()
@@ -127,7 +133,7 @@ def to_csv_zip(data: SubjectData) -> bytes:
             writer.writerow([_csv_cell(name) for name in columns])
             for row in rows:
                 writer.writerow([_csv_cell(row.get(name)) for name in columns])
-            archive.writestr(f"{table}.csv", text.getvalue())
+            archive.writestr(_entry_name(table), text.getvalue())
         header = {k: v for k, v in _document(data).items() if k != "tables"}
         archive.writestr("export.json", json.dumps(header, indent=2, default=str))
     return buffer.getvalue()
