@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg import sql
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import DBAPIError
 
@@ -89,7 +90,7 @@ class DowngradePlan:
     current: tuple[str, ...]
     target: str
     undone: tuple[str, ...]
-    # (schema, tables, estimated rows) of the schemas dropped, when the baseline is undone
+    # (schema, tables, rows) of the schemas dropped, when the baseline is undone
     schemas: tuple[tuple[str, int, int], ...] = ()
     # objects outside syncctl's schemas that the drop takes with it: the shop's foreign keys
     # that point into them, and views built on them
@@ -106,7 +107,7 @@ class DowngradePlan:
             + (", ".join(self.undone) or "nothing")
         ]
         for name, tables, rows in self.schemas:
-            lines.append(f"  drops schema {name}: {tables} tables, about {rows:,} rows")
+            lines.append(f"  drops schema {name}: {tables} tables, {rows:,} rows")
         lines += [f"  drops the shop's foreign key {fk}" for fk in self.foreign_keys]
         lines += [f"  drops the view {view}" for view in self.views]
         if self.undone and not self.schemas:
@@ -141,14 +142,28 @@ def plan_downgrade(dsn: str, target: str) -> DowngradePlan:
             kind: queries.all(conn, query, schemas=list(SCHEMAS))
             for kind, query in _DOWNGRADE_LOSSES
         }
+        # counted, not estimated: a DBA about to drop the audit and the tombstones must not
+        # read "0 rows" because the statistics are empty
+        schemas = tuple(
+            (str(name), int(tables), sum(_count_rows(conn, name, table) for table in holding))
+            for name, tables, holding in found["schemas"]
+        )
     return DowngradePlan(
         current,
         target,
         undone,
-        schemas=tuple((str(n), int(t), int(r)) for n, t, r in found["schemas"]),
+        schemas=schemas,
         foreign_keys=tuple(str(fk) for (fk,) in found["foreign_keys"]),
         views=tuple(str(v) for (v,) in found["views"]),
     )
+
+
+def _count_rows(conn: psycopg.Connection[Any], schema: str, table: str) -> int:
+    statement = sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(table)
+    )
+    row = conn.execute(statement).fetchone()
+    return int(row[0]) if row else 0
 
 
 def head_revisions() -> tuple[str, ...]:

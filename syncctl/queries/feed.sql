@@ -16,10 +16,12 @@ SELECT position FROM sync.cursor WHERE source = %(source)s FOR UPDATE;
 
 -- name: cursor_advance
 -- move the cursor past a staged page, keeping the last seq and event time when it had none
+-- greatest, not the page's own: a page may hold only an older event delivered again, which
+-- must not make status count the feed's newest events as behind (greatest skips NULLs)
 UPDATE sync.cursor
 SET position = %(position)s,
-    last_seq = coalesce(%(last_seq)s, last_seq),
-    last_occurred_at = coalesce(%(last_occurred_at)s, last_occurred_at),
+    last_seq = greatest(%(last_seq)s, last_seq),
+    last_occurred_at = greatest(%(last_occurred_at)s, last_occurred_at),
     pages = pages + 1,
     updated_at = now()
 WHERE source = %(source)s;

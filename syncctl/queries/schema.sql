@@ -11,9 +11,11 @@ SELECT pg_catalog.to_regclass('syncctl.alembic_version') IS NOT NULL;
 SELECT version_num FROM syncctl.alembic_version;
 
 -- name: downgrade_schemas
--- the engine's schemas with their tables and about how many rows they hold
+-- the engine's schemas, how many tables each has and the tables that hold its rows
+-- (relkind 'r': a partitioned table's rows are in its partitions), which are then counted: a
+-- restored backup or a server after a crash has no statistics to estimate them from
 SELECT n.nspname::text, count(c.oid)::int,
-       coalesce(sum(pg_catalog.pg_stat_get_live_tuples(c.oid)), 0)::bigint
+       coalesce(pg_catalog.array_agg(c.relname::text) FILTER (WHERE c.relkind = 'r'), '{}')
 FROM pg_catalog.pg_namespace AS n
 LEFT JOIN pg_catalog.pg_class AS c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
 WHERE n.nspname = ANY(%(schemas)s)

@@ -233,8 +233,10 @@ class TritonX:
                 self.anonymise(number, str(body.get("reason_code") or "AVG"))
             return True
 
-    def _random_live(self, rng: random.Random) -> str:
-        while True:
+    def _random_live(self, rng: random.Random) -> str | None:
+        """A live customer drawn at random; None when none is left (an activity longer than
+        the population lasts must not draw forever while it holds the lock)."""
+        for _ in range(1000):
             if self._created and rng.random() < 0.05:
                 number = customer_number(90_000_000 + rng.randrange(1, self._created + 1))
             else:
@@ -242,6 +244,8 @@ class TritonX:
             c = self.customer(number)
             if c is not None and c.status == "live":
                 return number
+        live = [n for n, entry in self.current_state().items() if entry["status"] == "live"]
+        return rng.choice(live) if live else None
 
     def random_activity(self, n: int, rng_seed: int) -> dict[str, int]:
         """n random changes: edits, creations, merges, anonymisations, deletions."""
@@ -250,8 +254,22 @@ class TritonX:
         with self._lock:
             for _ in range(n):
                 roll = rng.random()
-                if roll < 0.55:
-                    number = self._random_live(rng)
+                if 0.55 <= roll < 0.65:
+                    self.create()
+                    done["create"] += 1
+                    continue
+                if 0.65 <= roll < 0.82:
+                    old, into = self._random_live(rng), self._random_live(rng)
+                    if old is not None and into is not None and old != into:
+                        self.merge(old, into)
+                        done["merge"] += 1
+                    continue
+                number = self._random_live(rng)
+                if number is None:
+                    # nobody left to change: tritonX gains a customer instead
+                    self.create()
+                    done["create"] += 1
+                elif roll < 0.55:
                     self.edit(
                         number,
                         city=rng.choice(("Utrecht", "Zwolle", "Gent")),
@@ -259,18 +277,10 @@ class TritonX:
                         newsletter_opt_in=rng.random() < 0.5,
                     )
                     done["edit"] += 1
-                elif roll < 0.65:
-                    self.create()
-                    done["create"] += 1
-                elif roll < 0.82:
-                    old, into = self._random_live(rng), self._random_live(rng)
-                    if old != into:
-                        self.merge(old, into)
-                        done["merge"] += 1
                 elif roll < 0.94:
-                    self.anonymise(self._random_live(rng))
+                    self.anonymise(number)
                     done["anonymise"] += 1
                 else:
-                    self.delete(self._random_live(rng))
+                    self.delete(number)
                     done["delete"] += 1
         return done

@@ -128,6 +128,26 @@ def test_db_downgrade_says_what_goes_and_asks_first(
     assert _one(conn, "SELECT count(*) FROM shop.customer") == 0
 
 
+def test_db_downgrade_counts_the_rows_it_drops_without_statistics(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    # a restored backup, or a server after a crash, has no statistics yet: the rows that go must
+    # be counted all the same, never shown as none
+    conn.execute("INSERT INTO sync.cursor (source, position) VALUES ('tritonx', '41')")
+    conn.commit()
+    tables = conn.execute(
+        "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables"
+        " WHERE schemaname = 'sync'"
+    ).fetchall()
+    held = sum(_one(conn, f"SELECT count(*) FROM {table}") for (table,) in tables)
+    _one(conn, "SELECT pg_stat_reset()")
+    refused = syncctl("db", "downgrade", "base", dsn=dsn, input="y\n")
+    assert refused.returncode == 2, refused.stderr
+    assert f"drops schema sync: {len(tables)} tables, {held:,} rows" in refused.stdout, (
+        refused.stdout
+    )
+
+
 def test_db_downgrade_at_a_terminal_changes_nothing_unless_confirmed(dsn: str) -> None:
     leader, follower = pty.openpty()
     try:

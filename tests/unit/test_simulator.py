@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 
@@ -67,6 +68,18 @@ def test_random_activity_does_every_kind_of_change() -> None:
     assert all(done.values()), done
     statuses = {entry["status"] for entry in state.current_state().values()}
     assert statuses == {"live", "merged", "anonymised", "deleted"}
+
+
+def test_random_activity_outlasting_the_population_creates_instead_of_hanging() -> None:
+    # three customers cannot take 200 merges, anonymisations and deletions: once none is live,
+    # the activity creates customers instead of drawing forever while it holds the state's lock
+    # (which froze every request to the simulator)
+    state = TritonX(customers=3)
+    worker = threading.Thread(target=lambda: state.random_activity(200, 1), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert state.last_seq > 3 + 150
 
 
 def test_chaos_defaults_to_none() -> None:
