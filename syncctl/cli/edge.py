@@ -90,6 +90,8 @@ def edge(func: F) -> F:
             raise error from exc
         except psycopg.Error as exc:
             raise click.ClickException(error_text(exc)) from exc
+        except BrokenPipeError:
+            raise  # the reader of stdout went away: click stops quietly (exit 1)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
