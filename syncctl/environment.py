@@ -19,7 +19,7 @@ import httpx
 from syncctl import queries, reference_shop, schema
 from syncctl.database import configured_dsn, connect
 from syncctl.embedded import EmbeddedPostgres
-from syncctl.errors import ConfigurationError, MappingNotInstalled
+from syncctl.errors import MappingNotInstalled, SettingMissing
 from syncctl.simulator.server import SimulatorServer
 from syncctl.tritonx import TritonXClient
 
@@ -75,14 +75,14 @@ def tritonx_client(url: str, token: str | None) -> TritonXClient:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise ConfigurationError(f"the tritonX URL {url!r} is not a URL: {exc}") from exc
+        raise SettingMissing(f"the tritonX URL {url!r} is not a URL: {exc}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(
+        raise SettingMissing(
             f"the tritonX URL {url!r} needs a scheme and a host, "
             "such as https://tritonx.example.com"
         )
     if not token:
-        raise ConfigurationError("no tritonX token: set --tritonx-token or TRITONX_TOKEN")
+        raise SettingMissing("no tritonX token: set --tritonx-token or TRITONX_TOKEN")
     return TritonXClient(url, token)
 
 
@@ -102,13 +102,13 @@ def tritonx(
     seed: int = 1,
 ) -> Iterator[TritonX]:
     """The configured tritonX, or the bundled simulator when there is no URL and
-    `simulator_allowed` (the embedded database, or --simulator); else ConfigurationError."""
+    `simulator_allowed` (the embedded database, or --simulator); else SettingMissing."""
     if url:
         with tritonx_client(url, token) as client:
             yield TritonX(client, None)
         return
     if not simulator_allowed:
-        raise ConfigurationError(NO_TRITONX_URL)
+        raise SettingMissing(NO_TRITONX_URL)
     with SimulatorServer(customers=customers, seed=seed) as simulator:
         log.info("no tritonX URL configured: started the simulator at %s", simulator.url)
         with TritonXClient(simulator.url, simulator.token) as client:

@@ -50,6 +50,12 @@ class ConfigurationError(SyncctlError):
     """The configuration is incomplete or contradictory."""
 
 
+class SettingMissing(ConfigurationError):
+    """A setting the command needs is missing or malformed: a usage error, as click's."""
+
+    exit_code = 2
+
+
 class DatabaseUnavailable(SyncctlError):
     """The database cannot be reached."""
 

@@ -140,6 +140,10 @@ def test_no_token_and_a_url_without_scheme_are_refused_at_once(dsn: str) -> None
     )
     err = _fails_in_one_line(schemeless, "needs a scheme and a host")
     assert "retry" not in err
+    no_url = syncctl("pull", dsn=dsn, timeout=60)
+    _fails_in_one_line(no_url, "no tritonX URL", "--tritonx-url")
+    # a missing or contradictory setting is a usage error (docs/operations.md)
+    assert (no_token.returncode, schemeless.returncode, no_url.returncode) == (2, 2, 2)
 
 
 def test_a_file_that_cannot_be_written_is_one_line(
@@ -157,10 +161,10 @@ def test_a_file_that_cannot_be_written_is_one_line(
 
 def test_in_json_log_mode_the_final_error_is_json(dsn: str) -> None:
     result = syncctl("--log-format", "json", "pull", dsn=dsn, env={"TRITONX_URL": ""})
-    assert result.returncode == 1
+    assert result.returncode == 2  # a missing setting: usage
     last = json.loads(result.stderr.strip().splitlines()[-1])
     assert last["level"] == "error" and "--tritonx-url" in last["message"]
-    assert last["exit_code"] == 1
+    assert last["exit_code"] == 2
     usage = syncctl("--log-format", "json", "db", "downgrade", "base", dsn=dsn)
     assert json.loads(usage.stderr.strip().splitlines()[-1])["exit_code"] == 2
 
