@@ -93,8 +93,9 @@ class DowngradePlan:
     # (schema, tables, rows) of the schemas dropped, when the baseline is undone
     schemas: tuple[tuple[str, int, int], ...] = ()
     # objects outside syncctl's schemas that the drop takes with it: the shop's foreign keys
-    # that point into them, and views built on them
+    # that point into them, the engine's triggers on the shop's tables, and views built on them
     foreign_keys: tuple[str, ...] = ()
+    triggers: tuple[str, ...] = ()
     views: tuple[str, ...] = ()
 
     @property
@@ -109,6 +110,7 @@ class DowngradePlan:
         for name, tables, rows in self.schemas:
             lines.append(f"  drops schema {name}: {tables} tables, {rows:,} rows")
         lines += [f"  drops the shop's foreign key {fk}" for fk in self.foreign_keys]
+        lines += [f"  drops the trigger {trigger}" for trigger in self.triggers]
         lines += [f"  drops the view {view}" for view in self.views]
         if self.undone and not self.schemas:
             lines.append("  a revision's downgrade may drop tables or columns and their data")
@@ -118,6 +120,7 @@ class DowngradePlan:
 _DOWNGRADE_LOSSES = (
     ("schemas", "downgrade_schemas"),
     ("foreign_keys", "downgrade_foreign_keys"),
+    ("triggers", "downgrade_triggers"),
     ("views", "downgrade_views"),
 )
 
@@ -154,6 +157,7 @@ def plan_downgrade(dsn: str, target: str) -> DowngradePlan:
         undone,
         schemas=schemas,
         foreign_keys=tuple(str(fk) for (fk,) in found["foreign_keys"]),
+        triggers=tuple(str(t) for (t,) in found["triggers"]),
         views=tuple(str(v) for (v,) in found["views"]),
     )
 

@@ -55,7 +55,8 @@ def downgrade(settings: HasDsn, revision: str, yes: bool) -> None:
     """Downgrade the database schema to REVISION ("base" removes everything).
 
     Says first what will go (revisions, schemas with their data, the shop's foreign keys and
-    views that point into them) and asks; without a terminal it needs --yes."""
+    views that point into them, the engine's triggers on the shop's tables) and asks; without
+    a terminal it needs --yes."""
     dsn = required_dsn(settings)
     plan = schema.plan_downgrade(dsn, revision)
     for line in plan.describe():

@@ -34,6 +34,18 @@ WHERE c.contype = 'f'
   AND NOT source.relnamespace::regnamespace::text = ANY(%(schemas)s)
 ORDER BY 1;
 
+-- name: downgrade_triggers
+-- the engine's triggers on tables outside its schemas (the mapped customer table's): dropped
+-- with their functions
+SELECT pg_catalog.format('%%I on %%s', t.tgname, t.tgrelid::regclass)
+FROM pg_catalog.pg_trigger AS t
+JOIN pg_catalog.pg_proc AS p ON p.oid = t.tgfoid
+JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+WHERE NOT t.tgisinternal AND t.tgparentid = 0
+  AND p.pronamespace::regnamespace::text = ANY(%(schemas)s)
+  AND NOT c.relnamespace::regnamespace::text = ANY(%(schemas)s)
+ORDER BY 1;
+
 -- name: downgrade_views
 -- views outside the engine's schemas that depend on tables in them
 SELECT DISTINCT pg_catalog.format('%%I.%%I', v.relnamespace::regnamespace, v.relname)

@@ -117,6 +117,8 @@ def test_db_downgrade_says_what_goes_and_asks_first(
     # the shop's tables are not the engine's: the reference shop's included, they stay
     assert "drops schema shop" not in refused.stdout
     assert "shop_orders_customer on public.shop_orders -> sync.customer_link" in refused.stdout
+    # the engine's triggers on the shop's customer table go with its functions
+    assert "drops the trigger customer_deleted_by_shop on shop.customer" in refused.stdout
     assert _one(conn, "SELECT to_regclass('sync.inbox') IS NOT NULL")
     done = syncctl("db", "downgrade", "base", "--yes", dsn=dsn)
     assert done.returncode == 0, done.stderr
