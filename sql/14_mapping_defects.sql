@@ -930,10 +930,12 @@ BEGIN
                                            'pg_catalog.int8'::pg_catalog.regtype,
                                            'pg_catalog.uuid'::pg_catalog.regtype,
                                            'pg_catalog.text'::pg_catalog.regtype,
-                                           'pg_catalog.varchar'::pg_catalog.regtype) THEN
+                                           'pg_catalog.varchar'::pg_catalog.regtype,
+                                           'pg_catalog.bytea'::pg_catalog.regtype) THEN
                 RETURN QUERY SELECT at || '.key', pg_catalog.format(
                     'key type %s is not supported (smallint, integer, bigint, uuid, text, '
-                    'varchar)', pg_catalog.format_type(key_column.atttypid, key_column.atttypmod));
+                    'varchar, bytea)',
+                    pg_catalog.format_type(key_column.atttypid, key_column.atttypmod));
             END IF;
             IF NOT sync._mapping_is_unique(table_oid, key_column.attnum) THEN
                 RETURN QUERY SELECT at || '.key', pg_catalog.format(
@@ -951,15 +953,17 @@ BEGIN
                     CASE WHEN NOT key_column.atthasdef OR key_column.attgenerated <> '' THEN
                         pg_catalog.format('%I has no default', key_column.attname) END
                 WHEN 'uuid' THEN
-                    -- a text or varchar key takes the uuid's text form (36 characters)
+                    -- a text or varchar key takes the uuid's text form (36 characters), a bytea
+                    -- key its 16 bytes (a binary uuid)
                     CASE WHEN key_column.atttypid NOT IN ('pg_catalog.uuid'::pg_catalog.regtype,
                                                           'pg_catalog.text'::pg_catalog.regtype,
-                                                          'pg_catalog.varchar'::pg_catalog.regtype)
+                                                          'pg_catalog.varchar'::pg_catalog.regtype,
+                                                          'pg_catalog.bytea'::pg_catalog.regtype)
                               OR (key_column.atttypid = 'pg_catalog.varchar'::pg_catalog.regtype
                                   AND key_column.atttypmod > 4
                                   AND key_column.atttypmod - 4 < 36) THEN
-                        pg_catalog.format('gen_random_uuid() makes a uuid, or its text of 36 '
-                                          'characters; %I is %s',
+                        pg_catalog.format('gen_random_uuid() makes a uuid, its text of 36 '
+                                          'characters or its 16 bytes; %I is %s',
                                           key_column.attname,
                                           pg_catalog.format_type(key_column.atttypid,
                                                                  key_column.atttypmod)) END
@@ -1152,20 +1156,24 @@ BEGIN
 
         -- the generated write takes a new key from the sequence itself (nextval in the same
         -- SELECT, never joined back), as the owner role: the named sequence, an identity or
-        -- serial column's own, and any sequence the key's default calls (pg_dump writes a
-        -- sequence made by hand as DEFAULT nextval('...') without OWNED BY) need USAGE too
+        -- serial column's own, any sequence the key's default calls (pg_dump writes a
+        -- sequence made by hand as DEFAULT nextval('...') without OWNED BY), and any the
+        -- default of another column the write leaves out calls, need USAGE too
         IF owner_exists AND table_oid IS NOT NULL
            AND (sync._mapping_column(table_oid, t ->> 'key')).attnum IS NOT NULL THEN
             RETURN QUERY
                 WITH q AS MATERIALIZED (  -- sequences only, before asking for a privilege
-                    SELECT sequence_oid AS seq
+                    SELECT sequence_oid AS seq, NULL::name AS col
                     UNION
                     SELECT pg_catalog.pg_get_serial_sequence(
                                table_oid::pg_catalog.regclass::text,
-                               t ->> 'key')::pg_catalog.regclass::oid
+                               t ->> 'key')::pg_catalog.regclass::oid, NULL::name
                     WHERE t ->> 'key_generate' IN ('identity', 'default')
                     UNION
-                    SELECT d.refobjid
+                    -- the sequences a column default calls: the key's, with "default", and
+                    -- that of a column the write leaves to its default, which takes it in the
+                    -- same insert (a shop's customer number from its own sequence)
+                    SELECT d.refobjid, CASE WHEN a.attname <> t ->> 'key' THEN a.attname END
                     FROM pg_catalog.pg_attrdef AS ad
                     JOIN pg_catalog.pg_attribute AS a
                       ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
@@ -1174,12 +1182,23 @@ BEGIN
                      AND d.objid = ad.oid
                      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     JOIN pg_catalog.pg_class AS s ON s.oid = d.refobjid AND s.relkind = 'S'
-                    WHERE t ->> 'key_generate' = 'default'
-                      AND ad.adrelid = table_oid AND a.attname = t ->> 'key'
+                    WHERE ad.adrelid = table_oid
+                      AND CASE WHEN a.attname = t ->> 'key'
+                               THEN t ->> 'key_generate' = 'default'
+                               ELSE a.attgenerated = ''
+                                    AND a.attname <> ALL (reserved)
+                                    AND NOT coalesce(t -> 'columns' ? a.attname, false)
+                                    AND NOT coalesce(t -> 'create' ? a.attname, false)
+                                    AND NOT (NOT spec.is_customer AND sync._mapping_unfed(t))
+                          END
                 )
-                SELECT at || CASE WHEN t ? 'key_sequence' THEN '.key_sequence'
+                SELECT at || CASE WHEN q.col IS NOT NULL THEN '.table'
+                                  WHEN t ? 'key_sequence' THEN '.key_sequence'
                                   ELSE '.key_generate' END, pg_catalog.format(
-                    '%s lacks USAGE: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
+                    '%s lacks USAGE%s: GRANT USAGE ON SEQUENCE %s TO %I;', owner_role,
+                    CASE WHEN q.col IS NOT NULL
+                         THEN pg_catalog.format(' (the default of %I calls it)', q.col)
+                         ELSE '' END,
                     q.seq::pg_catalog.regclass, owner_role)
                 FROM q
                 WHERE q.seq IS NOT NULL

@@ -206,8 +206,8 @@ $$;
 
 -- How a new key is made, as an inline expression: the identity's sequence (nextval; the insert
 -- adds OVERRIDING SYSTEM VALUE for GENERATED ALWAYS), the column default's own expression,
--- pg_catalog.gen_random_uuid() or the named sequence, cast to a text or varchar key's type (its
--- text form). Made in the SELECT that inserts, so the same statement can write the link and the
+-- pg_catalog.gen_random_uuid() (a bytea key takes its 16 bytes, uuid_send) or the named sequence,
+-- cast to a text or varchar key's type (its text form). Made in the SELECT that inserts, so the same statement can write the link and the
 -- rows that point to it.
 CREATE OR REPLACE FUNCTION sync._compile_key(p_relation pg_catalog.regclass, p_key text,
                                              p_table jsonb)
@@ -226,7 +226,9 @@ AS $$
             FROM pg_catalog.pg_attrdef AS d
             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
             WHERE d.adrelid = p_relation AND a.attname = p_key)
-        WHEN 'uuid' THEN 'pg_catalog.gen_random_uuid()' || k.as_text
+        WHEN 'uuid' THEN CASE WHEN k.is_bytea
+                              THEN 'pg_catalog.uuid_send(pg_catalog.gen_random_uuid())'
+                              ELSE 'pg_catalog.gen_random_uuid()' || k.as_text END
         WHEN 'sequence' THEN pg_catalog.format(
             'pg_catalog.nextval(%L::pg_catalog.regclass)',
             sync._mapping_sequence(p_table ->> 'key_sequence')::pg_catalog.regclass::text)
@@ -240,7 +242,10 @@ AS $$
             FROM pg_catalog.pg_attribute AS a
             WHERE a.attrelid = p_relation AND a.attname = p_key
               AND a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype,
-                                 'pg_catalog.varchar'::pg_catalog.regtype)), '') AS as_text
+                                 'pg_catalog.varchar'::pg_catalog.regtype)), '') AS as_text,
+               EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
+                       WHERE a.attrelid = p_relation AND a.attname = p_key
+                         AND a.atttypid = 'pg_catalog.bytea'::pg_catalog.regtype) AS is_bytea
     ) AS k
 $$;
 

@@ -79,20 +79,26 @@ def connection_target(dsn: str) -> str:
 
 
 _SEARCH_PATH = "-c search_path=pg_catalog,pg_temp"
+# a bytea customer key is kept as its text form (\x and hex): pinned like the search_path, so
+# a role's or PGOPTIONS' bytea_output=escape cannot give the engine another form of the key
+_BYTEA_OUTPUT = "-c bytea_output=hex"
 # the feed's page (pg_temp.syncctl_page) stays in the session's memory, not in temporary files
 _TEMP_BUFFERS = "-c temp_buffers=64MB"
 
 
 def _with_pinned_search_path(dsn: str) -> str:
     """The connection's options: JIT off and room for the feed's page, then the DSN's own (or
-    PGOPTIONS, which may turn it on again), then the pinned search_path. A keyword argument
-    replaces the DSN's options, so they are carried over here. JIT: the engine's catalog queries
-    are estimated high enough that a server with its LLVM module compiles them in every merge,
-    anonymisation and delete (a quarter of a second each, docs/own-database.md). temp_buffers:
-    a page of 10,000 records stays in memory (sql/31_feed_page.sql)."""
+    PGOPTIONS, which may turn it on again), then the pinned search_path and bytea_output. A
+    keyword argument replaces the DSN's options, so they are carried over here. JIT: the
+    engine's catalog queries are estimated high enough that a server with its LLVM module
+    compiles them in every merge, anonymisation and delete (a quarter of a second each,
+    docs/own-database.md). temp_buffers: a page of 10,000 records stays in memory
+    (sql/31_feed_page.sql)."""
     given = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS") or ""
     return " ".join(
-        part for part in ("-c jit=off", _TEMP_BUFFERS, str(given).strip(), _SEARCH_PATH) if part
+        part
+        for part in ("-c jit=off", _TEMP_BUFFERS, str(given).strip(), _SEARCH_PATH, _BYTEA_OUTPUT)
+        if part
     )
 
 

@@ -261,7 +261,8 @@ class CoverageDefect:
     column: str | None  # the catalog's name
     defect: str
     # unclassified, unclassified_further, strategy, merge_rule, unindexed, declared_reference,
-    # privilege, look_alike, trigger, function or mapping (docs/merge-and-anonymise.md)
+    # privilege, look_alike, other_key, trigger, function or mapping
+    # (docs/merge-and-anonymise.md)
     kind: str
     place: str  # table.column, the column quoted too; table.* for the whole table
 

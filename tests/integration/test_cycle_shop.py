@@ -15,7 +15,6 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.acceptance.conftest import (
     simulator_factory,  # noqa: F401 (a fixture)
 )
 from tests.acceptance.test_untidy_shop import _ok, _run
+from tests.shops.platform import PlatformShop, admin_sql, grants
 
 pytestmark = pytest.mark.slow  # each test installs syncctl on a schema of its own
 
@@ -120,15 +120,6 @@ RESET ROLE;
 """
 
 
-def _admin_sql(dsn: str, sql: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.encode())
-
-
-def _grants(checked: str) -> list[str]:
-    return re.findall(r": (GRANT .*;)$", checked, re.MULTILINE)
-
-
 def _install(dsn: str) -> None:
     """docs/own-database.md steps 2-7 as a DBA runs them: upgrade, the GRANTs the check prints,
     install, the classification, the grid trigger's function reviewed and given to the owner
@@ -136,47 +127,31 @@ def _install(dsn: str) -> None:
     assert _ok("db", "upgrade", dsn=dsn).startswith("database at revision")
     checked = _run("mapping", "check", str(MAPPING), dsn=dsn)
     assert checked.returncode == 1
-    _admin_sql(dsn, "\n".join(_grants(checked.stdout)))
+    admin_sql(dsn, "\n".join(grants(checked.stdout)))
     checked = _run("mapping", "check", str(MAPPING), dsn=dsn)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     planned = _ok("mapping", "plan", str(MAPPING), dsn=dsn)
     assert "default_billing" in planned and "newsletter_subscriber" in planned
     assert "installed mapping version 1" in _ok("mapping", "install", str(MAPPING), dsn=dsn)
-    _admin_sql(dsn, CLASSIFY)
+    admin_sql(dsn, CLASSIFY)
     # the order's addresses (one foreign key further) have columns to scrub now: the check
     # asks UPDATE there
     checked = _run("mapping", "check", str(MAPPING), dsn=dsn)
-    assert _grants(checked.stdout) == [
+    assert grants(checked.stdout) == [
         "GRANT UPDATE ON TABLE mage.sales_order_address TO syncctl_owner;"
     ]
-    _admin_sql(dsn, "\n".join(_grants(checked.stdout)))
+    admin_sql(dsn, "\n".join(grants(checked.stdout)))
     covered = _run("coverage", dsn=dsn)
     assert covered.stdout.splitlines() == [
         "mage.customer_entity.*: trigger customer_grid_refresh runs"
         " mage.customer_grid_refresh(), owned by role postgres, on INSERT, UPDATE, DELETE: it"
         " runs inside the engine's writes with the owner role's rights"
     ]
-    _admin_sql(dsn, GRID_TRIGGER + "; GRANT INSERT ON mage.customer_grid_flat TO syncctl_owner")
+    admin_sql(dsn, GRID_TRIGGER + "; GRANT INSERT ON mage.customer_grid_flat TO syncctl_owner")
     assert _ok("coverage", dsn=dsn).startswith("ok: ")
 
 
-@dataclass
-class Cycle:
-    dsn: str
-    simulator: Simulator
-    conn: psycopg.Connection[Any]
-
-    def pull(self) -> str:
-        result = _run("pull", dsn=self.dsn, tritonx=self.simulator.url)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return str(result.stdout + result.stderr)
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        cursor = self.conn.execute(sql.encode(), list(params))
-        rows = cursor.fetchall() if cursor.description else []
-        self.conn.commit()
-        return rows
-
+class Cycle(PlatformShop):
     def key(self, number: str) -> int:
         rows = self.query(
             "SELECT customer_key FROM sync.customer_link WHERE customer_number = %s", number
@@ -190,35 +165,6 @@ class Cycle:
             " JOIN sync.inbox AS i ON i.id = d.inbox_id"
         )
         return {str(n): (int(i), str(r)) for n, i, r in rows}
-
-    def personal(self) -> set[str]:
-        """Every personal value tritonX ever sent, and every word of a name or street."""
-        state = self.simulator.admin("GET", "/admin/state").json()
-        values: set[str] = set()
-        for customer in state.values():
-            snapshot = customer.get("snapshot") or {}
-            for field in (
-                "email",
-                "first_name",
-                "last_name",
-                "phone",
-                "mobile",
-                "street",
-                "postcode",
-            ):
-                if snapshot.get(field):
-                    values.add(str(snapshot[field]))
-        return values
-
-    def engine_text(self) -> str:
-        """Everything the audit, the dead letters' reasons and the outbox hold, as text."""
-        rows = self.query(
-            "SELECT coalesce((SELECT string_agg(to_jsonb(a)::text, ' ') FROM sync.audit AS a),"
-            " '') || coalesce((SELECT string_agg(reason, ' ') FROM sync.dead_letter), '')"
-            " || coalesce((SELECT string_agg(to_jsonb(o)::text, ' ') FROM sync.outbox AS o),"
-            " '')"
-        )
-        return str(rows[0][0])
 
     def rows(self, table: str, where: str = "true", *params: Any) -> list[dict[str, Any]]:
         return [
@@ -319,7 +265,7 @@ def cycle_dsn(fresh_database: Callable[[str], str], deferrable: bool | str) -> s
     """A fresh database holding the cycle schema, its pair of foreign keys between the
     customer and its address book deferrable or not, with their actions or without."""
     dsn = fresh_database("cycle_" + secrets.token_hex(4))
-    _admin_sql(dsn, _schema(deferrable))
+    admin_sql(dsn, _schema(deferrable))
     return dsn
 
 
@@ -353,10 +299,10 @@ def test_a_shop_trigger_given_to_the_owner_needs_what_it_writes(
     the grid holds what the trigger copies."""
     assert _ok("db", "upgrade", dsn=cycle_dsn)
     checked = _run("mapping", "check", str(MAPPING), dsn=cycle_dsn)
-    _admin_sql(cycle_dsn, "\n".join(_grants(checked.stdout)))
+    admin_sql(cycle_dsn, "\n".join(grants(checked.stdout)))
     _ok("mapping", "install", str(MAPPING), dsn=cycle_dsn)
     # the order's addresses classified: UPDATE there (_install)
-    _admin_sql(
+    admin_sql(
         cycle_dsn,
         CLASSIFY
         + ";"
@@ -374,7 +320,7 @@ def test_a_shop_trigger_given_to_the_owner_needs_what_it_writes(
             "permission denied (SQLSTATE 42501) for table customer_grid_flat"
         }
         assert not {v for v in shop.personal() if v in shop.engine_text() + pulled}
-        _admin_sql(cycle_dsn, "GRANT INSERT ON mage.customer_grid_flat TO syncctl_owner")
+        admin_sql(cycle_dsn, "GRANT INSERT ON mage.customer_grid_flat TO syncctl_owner")
         for inbox_id, _ in letters.values():
             assert "applied" in _ok("deadletter", "retry", str(inbox_id), dsn=cycle_dsn)
         assert shop.dead_letters() == {}
@@ -603,12 +549,12 @@ def shop_login(cycle: Cycle, server_dsn: Callable[[str], str]) -> Iterator[str]:
     """The shop application's login role, in the webshop's group role (docs/own-database.md
     step 8; cluster-wide: a name of its own per test)."""
     role = f"mage_app_{secrets.token_hex(4)}"
-    _admin_sql(server_dsn("postgres"), f"CREATE ROLE {role} NOLOGIN IN ROLE syncctl_webshop")
+    admin_sql(server_dsn("postgres"), f"CREATE ROLE {role} NOLOGIN IN ROLE syncctl_webshop")
     yield role
     with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
         admin.execute(f"DROP OWNED BY {role} CASCADE")
     cycle.conn.close()
-    _admin_sql(server_dsn("postgres"), f"DROP ROLE IF EXISTS {role}")
+    admin_sql(server_dsn("postgres"), f"DROP ROLE IF EXISTS {role}")
 
 
 @pytest.mark.parametrize("deferrable", [True], ids=["deferrable"])
@@ -775,7 +721,7 @@ def test_a_table_one_foreign_key_further_added_later_is_scrubbed_once_classified
         shop.in_address_book(key)
         shop.shop_rows(key)
     gift = secrets.token_hex(12)
-    _admin_sql(
+    admin_sql(
         shop.dsn,
         "CREATE TABLE mage.sales_order_item (item_id serial PRIMARY KEY, order_id integer"
         " NOT NULL REFERENCES mage.sales_order (entity_id), sku text NOT NULL, gift_message"
@@ -789,7 +735,7 @@ def test_a_table_one_foreign_key_further_added_later_is_scrubbed_once_classified
     assert sorted(
         line.split(":")[0] for line in covered.stdout.splitlines() if "further" in line
     ) == [f"mage.sales_order_item.{c}" for c in ("gift_message", "item_id", "order_id", "sku")]
-    _admin_sql(
+    admin_sql(
         shop.dsn,
         "SET ROLE syncctl_owner; INSERT INTO sync.pii_column"
         " (table_schema, table_name, column_name, strategy, value) VALUES"
@@ -799,10 +745,10 @@ def test_a_table_one_foreign_key_further_added_later_is_scrubbed_once_classified
         " ('mage', 'sales_order_item', 'gift_message', 'null', NULL)",
     )
     checked = _run("mapping", "check", str(MAPPING), dsn=shop.dsn)
-    assert _grants(checked.stdout) == [
+    assert grants(checked.stdout) == [
         "GRANT UPDATE ON TABLE mage.sales_order_item TO syncctl_owner;"
     ]
-    _admin_sql(shop.dsn, "\n".join(_grants(checked.stdout)))
+    admin_sql(shop.dsn, "\n".join(grants(checked.stdout)))
     assert _ok("coverage", dsn=shop.dsn).startswith("ok: ")
     admin = shop.simulator.admin
     admin("POST", "/admin/customers/TX00000003/anonymise", {"reason_code": "AVG"})

@@ -27,6 +27,7 @@ from tests.acceptance.conftest import (
     simulator_factory,  # noqa: F401 (a fixture)
 )
 from tests.acceptance.test_untidy_shop import _ok, _run
+from tests.shops.platform import PlatformShop, admin_sql, grants
 
 SHOPS = Path(__file__).parents[1] / "shops"
 SCHEMA = SHOPS / "exotic.sql"
@@ -71,32 +72,9 @@ RESET ROLE;
 """
 
 
-def _admin_sql(dsn: str, sql: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.encode())
-
-
-def _grants(checked: str) -> list[str]:
-    return re.findall(r": (GRANT .*;)$", checked, re.MULTILINE)
-
-
 @dataclass
-class Exotic:
-    dsn: str
-    simulator: Simulator
-    conn: psycopg.Connection[Any]
+class Exotic(PlatformShop):
     app_role: str
-
-    def pull(self) -> str:
-        result = _run("pull", dsn=self.dsn, tritonx=self.simulator.url)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return str(result.stdout + result.stderr)
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        cursor = self.conn.execute(sql.encode(), list(params))
-        rows = cursor.fetchall() if cursor.description else []
-        self.conn.commit()
-        return rows
 
     def key(self, number: str) -> int:
         rows = self.query(f"SELECT id FROM {CUSTOMER} WHERE tx_number = %s", number)
@@ -106,13 +84,6 @@ class Exotic:
     def customer(self, key: int) -> dict[str, Any] | None:
         rows = self.query(f"SELECT to_jsonb(c) FROM {CUSTOMER} AS c WHERE c.id = %s", key)
         return dict(rows[0][0]) if rows else None
-
-    def dead_letters(self) -> dict[str, tuple[int, str]]:
-        rows = self.query(
-            "SELECT i.customer_number, i.id, d.reason FROM sync.dead_letter AS d"
-            " JOIN sync.inbox AS i ON i.id = d.inbox_id"
-        )
-        return {str(n): (int(i), str(r)) for n, i, r in rows}
 
     def personal_text(self) -> str:
         """Everything the audit, the dead letters' reasons and the outbox hold, as text."""
@@ -131,18 +102,18 @@ def _install(dsn: str, full_name: str = "keep", mapping: Path = MAPPING) -> str:
     assert _ok("db", "upgrade", dsn=dsn).startswith("database at revision")
     checked = _run("mapping", "check", str(mapping), dsn=dsn)
     assert checked.returncode == 1
-    grants = _grants(checked.stdout)
-    assert 'GRANT USAGE ON SCHEMA "web.shop" TO syncctl_owner;' in grants
-    assert 'GRANT USAGE ON SCHEMA "o\'brien" TO syncctl_owner;' in grants
-    _admin_sql(dsn, "\n".join(grants))
+    asked = grants(checked.stdout)
+    assert 'GRANT USAGE ON SCHEMA "web.shop" TO syncctl_owner;' in asked
+    assert 'GRANT USAGE ON SCHEMA "o\'brien" TO syncctl_owner;' in asked
+    admin_sql(dsn, "\n".join(asked))
     # what the check asks beyond GRANTs (the row-level security policy), run as printed
     checked = _run("mapping", "check", str(mapping), dsn=dsn)
     policies = re.findall(r": (CREATE POLICY .*;)$", checked.stdout, re.MULTILINE)
-    _admin_sql(dsn, "\n".join(policies))
+    admin_sql(dsn, "\n".join(policies))
     checked = _run("mapping", "check", str(mapping), dsn=dsn)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "installed mapping version 1" in _ok("mapping", "install", str(mapping), dsn=dsn)
-    _admin_sql(dsn, CLASSIFY.replace("{full_name}", full_name))
+    admin_sql(dsn, CLASSIFY.replace("{full_name}", full_name))
     return str(checked.stdout)
 
 
@@ -151,7 +122,7 @@ def app_role(server_dsn: Callable[[str], str]) -> str:
     """The shop's own application role the schema's policy names, a member of the webshop's
     group role (cluster-wide: a name of its own per test, dropped with the database)."""
     role = f"{APP_ROLE}_{secrets.token_hex(4)}"
-    _admin_sql(server_dsn("postgres"), f"CREATE ROLE {role} NOLOGIN")
+    admin_sql(server_dsn("postgres"), f"CREATE ROLE {role} NOLOGIN")
     return role
 
 
@@ -162,7 +133,7 @@ def exotic_dsn(
     """A fresh database holding the exotic schema (its policy for this test's app role)."""
     name = "exotic_" + secrets.token_hex(4)
     dsn = fresh_database(name)
-    _admin_sql(dsn, SCHEMA.read_text(encoding="utf-8").replace(APP_ROLE, app_role))
+    admin_sql(dsn, SCHEMA.read_text(encoding="utf-8").replace(APP_ROLE, app_role))
     yield dsn
     with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -177,7 +148,7 @@ def exotic(
 ) -> Iterator[Exotic]:
     """The exotic shop with syncctl installed as the docs say and tritonX's population pulled."""
     _install(exotic_dsn)
-    _admin_sql(exotic_dsn, f"GRANT syncctl_webshop TO {app_role}")  # docs/security.md
+    admin_sql(exotic_dsn, f"GRANT syncctl_webshop TO {app_role}")  # docs/security.md
     assert _ok("coverage", dsn=exotic_dsn).startswith("ok: ")
     simulator = simulator_factory("--customers", "12", "--seed", "7")
     with psycopg.connect(exotic_dsn) as conn:
@@ -196,10 +167,10 @@ def test_the_check_names_the_policy_row_level_security_needs(exotic_dsn: str) ->
     """The customer table forces row-level security with a policy for the shop's role only:
     the owner role would see no row and insert none, every event a dead letter reading
     `permission denied`. The check says so, with the statement that makes the policy."""
-    _admin_sql(exotic_dsn, f"ALTER TABLE {ORDERS} ENABLE ROW LEVEL SECURITY")
+    admin_sql(exotic_dsn, f"ALTER TABLE {ORDERS} ENABLE ROW LEVEL SECURITY")
     assert _ok("db", "upgrade", dsn=exotic_dsn)
     checked = _run("mapping", "check", str(MAPPING), dsn=exotic_dsn)
-    _admin_sql(exotic_dsn, "\n".join(_grants(checked.stdout)))
+    admin_sql(exotic_dsn, "\n".join(grants(checked.stdout)))
     checked = _run("mapping", "check", str(MAPPING), dsn=exotic_dsn)
     assert checked.returncode == 1
     policy = (
@@ -218,7 +189,7 @@ def test_the_check_names_the_policy_row_level_security_needs(exotic_dsn: str) ->
         " re-pointing nothing): " + policy.format(ORDERS),
     ]
     # a policy for the shop's role alone is not enough; one for syncctl_owner is
-    _admin_sql(
+    admin_sql(
         exotic_dsn,
         "\n".join(re.findall(r": (CREATE POLICY .*;)$", checked.stdout, re.MULTILINE)),
     )
@@ -229,9 +200,9 @@ def test_the_check_names_the_policy_row_level_security_needs(exotic_dsn: str) ->
     covered = _run("coverage", dsn=exotic_dsn)
     assert '"web.shop".customer.full_name: column has no PII strategy' in covered.stdout
     # coverage names a policy dropped later, the same way
-    _admin_sql(exotic_dsn, CLASSIFY.replace("{full_name}", "keep"))
+    admin_sql(exotic_dsn, CLASSIFY.replace("{full_name}", "keep"))
     assert _ok("coverage", dsn=exotic_dsn).startswith("ok: ")
-    _admin_sql(exotic_dsn, f"DROP POLICY syncctl_owner ON {ORDERS}")
+    admin_sql(exotic_dsn, f"DROP POLICY syncctl_owner ON {ORDERS}")
     covered = _run("coverage", dsn=exotic_dsn)
     assert covered.returncode == 1
     assert covered.stdout.splitlines() == [
@@ -354,7 +325,7 @@ def test_the_feed_on_the_exotic_schema(exotic: Exotic) -> None:
     retried = _run("deadletter", "retry", str(letters["TX00000008"][0]), dsn=shop.dsn)
     assert retried.returncode == 1
     assert bad_email not in retried.stdout + retried.stderr
-    _admin_sql(
+    admin_sql(
         shop.dsn,
         f"ALTER TYPE \"web.shop\".gender ADD VALUE '{bad_gender}';"
         ' ALTER DOMAIN "web.shop".email_address DROP CONSTRAINT email_address_shape;',
@@ -496,7 +467,7 @@ def test_a_dropped_policy_makes_dead_letters_that_name_row_level_security(
     reason says row-level security refused them and on which table, not a bare `permission
     denied`."""
     _install(exotic_dsn)
-    _admin_sql(exotic_dsn, f"DROP POLICY syncctl_owner ON {CUSTOMER}")
+    admin_sql(exotic_dsn, f"DROP POLICY syncctl_owner ON {CUSTOMER}")
     simulator = simulator_factory("--customers", "2", "--seed", "8")
     pulled = _ok("pull", dsn=exotic_dsn, tritonx=simulator.url)
     assert "outcomes: dead_letter 2" in pulled, pulled
@@ -616,7 +587,7 @@ def test_a_domain_over_a_short_varchar_is_never_cut(
     a longer phone and a missing card are dead letters naming the column, never a cut value
     (before: the compiled cast to the domain cut the phone to 16 characters silently, and the
     check failed on the NOT NULL domain with `domain ... does not allow null values`)."""
-    _admin_sql(
+    admin_sql(
         exotic_dsn,
         'CREATE DOMAIN "web.shop".phone_number AS varchar(16);'
         f' ALTER TABLE {CUSTOMER} ALTER COLUMN phone TYPE "web.shop".phone_number;'

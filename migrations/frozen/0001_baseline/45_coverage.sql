@@ -465,6 +465,48 @@ AS $$
                     AND p.strategy IN ('null', 'fixed', 'placeholder', 'year'))
 $$;
 
+-- Foreign keys to the customer table that reference another of its unique columns than the
+-- mapped key (a newsletter table by the shop's customer_number): the engine links tables by the
+-- key alone, so merges, anonymisations, deletes, the export and erasure pass such a table by.
+-- One row per foreign key, named by its first column; sync.not_a_reference silences it (the DBA
+-- decided the shop keeps those rows itself).
+CREATE OR REPLACE FUNCTION sync._other_key_references()
+RETURNS TABLE (table_name text, column_name name, defect text)
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.concat_ws('.', n.nspname, r.relname), a.attname,
+           pg_catalog.format(
+               'refers to %s by %s, a unique column that is not the mapped key (%I): merges,'
+               ' anonymisations, deletes, the export and erasure do not follow it (a merge or'
+               ' delete of a customer with rows here is refused by the foreign key, an'
+               ' anonymisation leaves them as they are): refer to the key instead, or record it'
+               ' in sync.not_a_reference',
+               m.relation,
+               (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(t.attname), ', '
+                                             ORDER BY k.i)
+                FROM pg_catalog.unnest(fk.confkey) WITH ORDINALITY AS k (attnum, i)
+                JOIN pg_catalog.pg_attribute AS t
+                  ON t.attrelid = fk.confrelid AND t.attnum = k.attnum),
+               m.key_column)
+    FROM sync.mapped_customer() AS m
+    JOIN pg_catalog.pg_attribute AS key
+      ON key.attrelid = m.relation AND key.attname = m.key_column
+    JOIN pg_catalog.pg_constraint AS fk
+      ON fk.contype = 'f' AND fk.confrelid = m.relation AND fk.confkey <> ARRAY[key.attnum]
+    JOIN pg_catalog.pg_class AS r ON r.oid = fk.conrelid
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = r.relnamespace
+    JOIN pg_catalog.pg_attribute AS a
+      ON a.attrelid = fk.conrelid AND a.attnum = fk.conkey[1]
+    WHERE NOT r.relispartition
+      AND fk.conparentid = 0
+      AND NOT EXISTS (SELECT FROM sync.not_a_reference AS x
+                      WHERE x.table_schema = n.nspname AND x.table_name = r.relname
+                        AND x.column_name = a.attname)
+$$;
+
 -- Triggers on the customer table, the linked tables, the tables the customer points to and the
 -- tables one foreign key further the engine scrubs (sync._written_tables(); their partitions
 -- included) that fire on the engine's writes (UPDATE and DELETE; INSERT too on the customer
@@ -803,6 +845,9 @@ BEGIN
         UNION ALL
         SELECT c.table_name, c.column_name, c.defect, 'look_alike'
         FROM sync._look_alike_columns() AS c
+        UNION ALL
+        SELECT o.table_name, o.column_name, o.defect, 'other_key'
+        FROM sync._other_key_references() AS o
         UNION ALL
         SELECT g.table_name, NULL::name, g.defect, 'trigger'
         FROM sync._trigger_defects(owner_role) AS g
