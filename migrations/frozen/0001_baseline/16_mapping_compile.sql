@@ -206,9 +206,9 @@ $$;
 
 -- How a new key is made, as an inline expression: the identity's sequence (nextval; the insert
 -- adds OVERRIDING SYSTEM VALUE for GENERATED ALWAYS), the column default's own expression,
--- pg_catalog.gen_random_uuid() (a bytea key takes its 16 bytes, uuid_send) or the named sequence,
--- cast to a text or varchar key's type (its text form). Made in the SELECT that inserts, so the same statement can write the link and the
--- rows that point to it.
+-- pg_catalog.gen_random_uuid() (a bytea key takes its 16 bytes, uuid_send) or the named
+-- sequence, cast to a text or varchar key's type (its text form). Made in the SELECT that
+-- inserts, so the same statement can write the link and the rows that point to it.
 CREATE OR REPLACE FUNCTION sync._compile_key(p_relation pg_catalog.regclass, p_key text,
                                              p_table jsonb)
 RETURNS text
@@ -226,7 +226,7 @@ AS $$
             FROM pg_catalog.pg_attrdef AS d
             JOIN pg_catalog.pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
             WHERE d.adrelid = p_relation AND a.attname = p_key)
-        WHEN 'uuid' THEN CASE WHEN k.is_bytea
+        WHEN 'uuid' THEN CASE WHEN k.type = 'pg_catalog.bytea'::pg_catalog.regtype
                               THEN 'pg_catalog.uuid_send(pg_catalog.gen_random_uuid())'
                               ELSE 'pg_catalog.gen_random_uuid()' || k.as_text END
         WHEN 'sequence' THEN pg_catalog.format(
@@ -235,17 +235,17 @@ AS $$
             || k.as_text
     END
     FROM (
-        SELECT coalesce((
-            -- without the length: an explicit cast to varchar(n) would cut a longer key, where
-            -- the insert refuses it (22001, a dead letter)
-            SELECT '::' || pg_catalog.format_type(a.atttypid, NULL)
-            FROM pg_catalog.pg_attribute AS a
-            WHERE a.attrelid = p_relation AND a.attname = p_key
-              AND a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype,
-                                 'pg_catalog.varchar'::pg_catalog.regtype)), '') AS as_text,
-               EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
-                       WHERE a.attrelid = p_relation AND a.attname = p_key
-                         AND a.atttypid = 'pg_catalog.bytea'::pg_catalog.regtype) AS is_bytea
+        -- the key's type, and the cast a text or varchar key takes: without the length (an
+        -- explicit cast to varchar(n) would cut a longer key, where the insert refuses it:
+        -- 22001, a dead letter)
+        SELECT a.atttypid AS type,
+               CASE WHEN a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype,
+                                        'pg_catalog.varchar'::pg_catalog.regtype)
+                    THEN '::' || pg_catalog.format_type(a.atttypid, NULL)
+                    ELSE '' END AS as_text
+        FROM (SELECT) AS one
+        LEFT JOIN pg_catalog.pg_attribute AS a
+            ON a.attrelid = p_relation AND a.attname = p_key
     ) AS k
 $$;
 
