@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from syncctl import environment, queries
-from syncctl.errors import SyncctlError, TritonXRefused
+from syncctl.errors import SyncctlError, TritonXProtocolError, TritonXRefused
 
 
 @dataclass(frozen=True)
@@ -189,5 +189,10 @@ def feed_head(url: str, token: str | None) -> FeedHead:
             return FeedHead(last_seq=client.fetch_changes(None, 1).last_seq)
     except TritonXRefused as exc:
         return FeedHead(problem=f"{exc.state} ({exc})")
+    except TritonXProtocolError as exc:
+        # an answer came, but not tritonX's (a proxy's maintenance page): the leader's state says
+        # "not the contract" for the same answer, and "not reachable" would send the operator
+        # looking at the network
+        return FeedHead(problem=f"not the contract ({exc})")
     except SyncctlError as exc:
         return FeedHead(problem=f"not reachable ({exc})")

@@ -133,10 +133,10 @@ def deadletter_show(settings: HasDsn, inbox_id: int) -> None:
         letter = engine.dead_letter(conn, inbox_id)
     for name, value in (
         ("inbox id", letter.inbox_id),
-        ("event id", letter.event_id or "(malformed)"),
-        ("type", letter.event_type or "(malformed)"),
-        ("customer number", letter.customer_number or "(malformed)"),
-        ("version", letter.version),
+        ("event id", letter.event_id or "-"),
+        ("type", letter.event_type or "-"),
+        ("customer number", letter.customer_number or "-"),
+        ("version", "-" if letter.version is None else letter.version),
         ("reason", letter.reason),
         ("attempts", letter.attempts),
         ("first failed", letter.created_at.isoformat()),

@@ -141,8 +141,17 @@ def test_a_malformed_id_or_number_is_not_shown_even_with_a_trailing_newline(
     (letter,) = engine.dead_letters(conn)
     assert (letter.event_id, letter.customer_number) == (None, None)
     listed = CliRunner().invoke(deadletter, ["list"], obj=SimpleNamespace(dsn=dsn))
+    shown = CliRunner().invoke(
+        deadletter, ["show", str(letter.inbox_id)], obj=SimpleNamespace(dsn=dsn)
+    )
     assert listed.exit_code == 0, listed.output
-    assert "Jansen" not in listed.output and "Visser" not in listed.output
+    assert shown.exit_code == 0, shown.output
+    for output in (listed.output, shown.output):
+        assert "Jansen" not in output and "Visser" not in output
+    # both commands mark what is not an identifier the same way
+    assert f"{letter.inbox_id}\tcustomer.upserted\t-\t" in listed.output
+    assert "event id:        -\n" in shown.output
+    assert "customer number: -\n" in shown.output
 
 
 def test_drop_payloads_keeps_what_a_retry_needs(
