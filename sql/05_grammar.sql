@@ -125,6 +125,20 @@ BEGIN
 END
 $$;
 
+-- The longest customer key, in bytes, that the engine's functions take and its tables keep
+-- (consents, erasure requests): 2,704, the largest value a btree index holds, so every key a
+-- unique index of the shop's customer table can hold. A longer argument is refused (SY025).
+CREATE OR REPLACE FUNCTION sync._key_limit()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 2704
+$$;
+
 -- The clock skew a caller-given time may have: a time up to this far ahead of the database's
 -- clock is taken as given, one further ahead is refused.
 CREATE OR REPLACE FUNCTION sync._clock_skew()
@@ -138,8 +152,11 @@ AS $$
     SELECT interval '5 minutes'
 $$;
 
--- p_at when it is NULL or not later than the database's clock plus sync._clock_skew(); raises
--- SY026 naming p_what otherwise (a consent granted "in 2099" would outlive every withdrawal).
+-- p_at when it is not later than the database's clock plus sync._clock_skew(); raises SY026
+-- naming p_what otherwise (a consent granted "in 2099" would outlive every withdrawal) and when
+-- it is NULL: a NULL time would pass every comparison and reach a NOT NULL or CHECK constraint
+-- of the engine's tables, whose error's DETAIL quotes the whole row (a customer key, the
+-- erasure digests) to a caller who may not read it.
 CREATE OR REPLACE FUNCTION sync._checked_time(p_at timestamptz, p_what text)
 RETURNS timestamptz
 LANGUAGE plpgsql
@@ -148,6 +165,11 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF p_at IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'SY026',
+            MESSAGE = pg_catalog.format('%s is missing (NULL): pass the time', p_what);
+    END IF;
     IF p_at > pg_catalog.clock_timestamp() + sync._clock_skew() THEN
         RAISE EXCEPTION USING
             ERRCODE = 'SY026',
@@ -170,7 +192,8 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF pg_catalog.pg_has_role(session_user, sync.role_name('owner'), 'USAGE') THEN
+    IF p_now IS NOT NULL
+       AND pg_catalog.pg_has_role(session_user, sync.role_name('owner'), 'USAGE') THEN
         RETURN p_now;
     END IF;
     RETURN sync._checked_time(p_now, 'now');

@@ -558,7 +558,7 @@ DECLARE
 BEGIN
     PERFORM sync._checked_identifier(p_reason_code, 'reason code');
     PERFORM sync._checked_identifier(p_actor, 'actor');
-    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    PERFORM sync._checked_length(p_customer_key, sync._key_limit(), 'customer key');
     -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
     PERFORM sync._moves_current();
     -- a key that is not of the mapped key's type names nobody

@@ -34,12 +34,18 @@ DECLARE
     started  timestamptz := pg_catalog.clock_timestamp();
     number   text;
     present  boolean;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
-    PERFORM sync._checked_length(p_local_key, 200, 'local customer key');
+    PERFORM sync._checked_length(p_local_key, sync._key_limit(), 'local customer key');
     -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
     PERFORM sync._moves_current();
-    PERFORM sync._checked_length(p_linked_key, 200, 'linked customer key');
+    PERFORM sync._checked_length(p_linked_key, sync._key_limit(), 'linked customer key');
     -- the keys in their own text form ('042' is '42'), as every engine table holds them: a
     -- customer's consents, requests and link rows move with it only under that form
     p_local_key := sync._local_customer_key(p_local_key);
@@ -67,6 +73,15 @@ BEGIN
         p_local_key, p_linked_key, number, p_actor,
         'local customer adopted; the customer the number had arrived on absorbed into it',
         started);
+EXCEPTION WHEN OTHERS THEN
+    -- a shop trigger or constraint refusing the adoption may quote the row: its SQLSTATE and
+    -- names go out (the engine's own refusals as they are)
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                            constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
+    PERFORM sync._raise_without_values(state, message, schema_name, table_name, constraint_,
+                                       context);
+    RAISE;
 END
 $$;
 
@@ -340,6 +355,12 @@ DECLARE
     counts       jsonb := '{}';
     outcome      text := 'applied';
     why          text;
+    state       text;
+    message     text;
+    schema_name text;
+    table_name  text;
+    constraint_ text;
+    context     text;
 BEGIN
     PERFORM sync._checked_identifier(p_actor, 'actor');
     -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
@@ -399,6 +420,15 @@ BEGIN
             EXTRACT(epoch FROM pg_catalog.clock_timestamp() - started) * 1000, survivor,
             sync._shown_key(coalesce(survivor_key, old_key)));
     RETURN pg_catalog.jsonb_build_object('outcome', outcome, 'reason', why, 'counts', counts);
+EXCEPTION WHEN OTHERS THEN
+    -- a shop trigger or constraint refusing the repair may quote the row: its SQLSTATE and
+    -- names go out (the engine's own refusals as they are)
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                            constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
+    PERFORM sync._raise_without_values(state, message, schema_name, table_name, constraint_,
+                                       context);
+    RAISE;
 END
 $$;
 

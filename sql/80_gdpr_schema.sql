@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS gdpr.policy_category (
 -- policy is the latest row (gdpr.current_consent).
 CREATE TABLE IF NOT EXISTS gdpr.consent (
     id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    customer_key          text NOT NULL CHECK (pg_catalog.length(customer_key) BETWEEN 1 AND 100),
+    customer_key          text NOT NULL
+                          CHECK (pg_catalog.octet_length(customer_key) BETWEEN 1 AND 2704),
     policy_id             bigint NOT NULL REFERENCES gdpr.policy (id),
     granted               boolean NOT NULL,
     decided_at            timestamptz NOT NULL DEFAULT now(),
@@ -98,7 +99,8 @@ CREATE INDEX IF NOT EXISTS consent_policy_id ON gdpr.consent (policy_id);
 -- when the request ends. The residue found is kept as counts per column, never values.
 CREATE TABLE IF NOT EXISTS gdpr.erasure_request (
     id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    customer_key          text NOT NULL CHECK (pg_catalog.length(customer_key) BETWEEN 1 AND 100),
+    customer_key          text NOT NULL
+                          CHECK (pg_catalog.octet_length(customer_key) BETWEEN 1 AND 2704),
     state                 text NOT NULL DEFAULT 'received'
                           CHECK (state IN ('received', 'verified', 'scheduled', 'done',
                                            'failed', 'cancelled')),
@@ -119,6 +121,17 @@ CREATE TABLE IF NOT EXISTS gdpr.erasure_request (
 CREATE INDEX IF NOT EXISTS erasure_request_customer_key ON gdpr.erasure_request (customer_key);
 CREATE INDEX IF NOT EXISTS erasure_request_due ON gdpr.erasure_request (scheduled_for)
     WHERE state = 'scheduled';
+
+-- Where a retention run stands, for a customer key the engine never shows (a text or bytea key
+-- may be an e-mail address): gdpr.purge_batch hands its caller (the controller) the row's id
+-- as an opaque position instead of the key, and takes the row (deleting it) when the next
+-- batch is asked for with it. A run broken off leaves its one position; positions older than a
+-- day go with the next batch. No role but the owner reads the table.
+CREATE TABLE IF NOT EXISTS gdpr.purge_position (
+    id                    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    last_key              text NOT NULL,
+    issued_at             timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
 
 -- Which engine job is changing the customer table in a session's transaction (the feed's
 -- `tritonx`, `retention`, `erasure`, `rectification`) and for whom (`actor`: a rectification's

@@ -233,7 +233,7 @@ BEGIN
     IF p_key IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM sync._checked_length(p_key, 100, 'customer key');
+    PERFORM sync._checked_length(p_key, sync._key_limit(), 'customer key');
     BEGIN
         EXECUTE pg_catalog.format('SELECT $1::%s::text', key_type) INTO checked USING p_key;
     EXCEPTION WHEN data_exception THEN
@@ -759,6 +759,58 @@ BEGIN
 END
 $$;
 
+-- The key a retention batch's p_after stands for: p_after itself for a key that may be shown
+-- (sync._key_shown); for another, NULL or the key of the position 'position:<n>' a batch handed
+-- out (gdpr.purge_position), which is taken (deleted) with it. SY020 for anything else.
+CREATE OR REPLACE FUNCTION gdpr._position_taken(p_after text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    taken text;
+BEGIN
+    IF p_after IS NULL OR sync._key_shown() THEN
+        RETURN p_after;
+    END IF;
+    -- a run broken off leaves its last position: a day is longer than any run
+    DELETE FROM gdpr.purge_position AS p WHERE p.issued_at < pg_catalog.now() - interval '1 day';
+    IF p_after ~ '^position:[0-9]{1,18}$' THEN
+        DELETE FROM gdpr.purge_position AS p
+        WHERE p.id = pg_catalog.substr(p_after, 10)::bigint
+        RETURNING p.last_key INTO taken;
+    END IF;
+    IF taken IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE =
+            'p_after is not a position a retention batch returned (the customer key''s type '
+            'is never shown: pass NULL or the last batch''s last_key)';
+    END IF;
+    RETURN taken;
+END
+$$;
+
+-- What a retention batch returns as its last_key for the key p_key (NULL: the run is complete):
+-- the key itself when it may be shown (sync._key_shown), else a new opaque position for it.
+CREATE OR REPLACE FUNCTION gdpr._position_given(p_key text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    given bigint;
+BEGIN
+    IF p_key IS NULL OR sync._key_shown() THEN
+        RETURN p_key;
+    END IF;
+    INSERT INTO gdpr.purge_position (last_key) VALUES (p_key) RETURNING id INTO given;
+    RETURN 'position:' || given;
+END
+$$;
+
 -- One batch of a retention run: the next p_limit customers with key > p_after (keys as text,
 -- compared and ordered as the key's type; NULL: from the first) are examined,
 -- gdpr.retention_plan carried out for them, and one audit row written per customer changed
@@ -769,6 +821,10 @@ $$;
 -- gdpr.retention_purge / failed, the customer left for the next run)}; last_key
 -- null means the run is complete. Call it again with p_after = last_key (each batch its own
 -- transaction): the work per batch is bounded by p_limit, whatever the size of the database.
+-- For a key the engine never shows (text, bytea: sync._key_shown) last_key is an opaque
+-- position ('position:<n>', gdpr.purge_position), the only p_after such a key's batches take
+-- besides NULL: the controller calls this and must not learn the shop's keys (SY020 for a
+-- position no batch issued or one used already).
 -- Example: SELECT gdpr.purge_batch(now(), NULL, 500);
 CREATE OR REPLACE FUNCTION gdpr.purge_batch(
     p_now timestamptz,
@@ -805,6 +861,7 @@ BEGIN
     PERFORM gdpr._check_retention_facts();
     -- the compiled moves, current before any customer is locked (sql/57_moves_compile.sql)
     PERFORM sync._moves_current();
+    p_after := gdpr._position_taken(p_after);
     PERFORM gdpr._checked_page_key(p_after);
     SELECT * INTO mapped FROM sync.mapped_customer();
     EXECUTE pg_catalog.format(
@@ -943,8 +1000,8 @@ BEGIN
           GROUP BY e.key) AS t;
     RETURN pg_catalog.jsonb_build_object(
         'customers', (SELECT count(*) FROM pg_catalog.jsonb_object_keys(done)),
-        'scanned', pg_catalog.cardinality(examined), 'last_key', through, 'counts', totals,
-        'refused', refused);
+        'scanned', pg_catalog.cardinality(examined), 'last_key', gdpr._position_given(through),
+        'counts', totals, 'refused', refused);
 END
 $$;
 

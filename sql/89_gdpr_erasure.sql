@@ -131,7 +131,7 @@ DECLARE
 BEGIN
     PERFORM gdpr._checked_actor(p_actor);
     PERFORM sync._checked_time(p_now, 'p_now');
-    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    PERFORM sync._checked_length(p_customer_key, sync._key_limit(), 'customer key');
     subject := gdpr._customer_key(p_customer_key);
     PERFORM syncmap.lock_customers(ARRAY[subject]);
     SELECT e.id INTO open_id FROM gdpr.erasure_request AS e

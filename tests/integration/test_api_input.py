@@ -129,6 +129,9 @@ def test_erasure_times_in_the_future_are_refused(conn: psycopg.Connection[Any]) 
 HUGE_CALLS = [
     ("SELECT * FROM sync.login('TX00000002', %(huge)s)", "SY025"),
     ("SELECT sync.request_refresh(%(huge)s)", "SY027"),
+    # refused before the look-up, whatever the plan (no redirect is recorded here)
+    ("SELECT sync.resolve_customer_number(%(huge)s)", "SY025"),
+    ("SELECT sync.resolve_customer(%(huge)s)", "SY025"),
     ("SELECT gdpr.has_consent(%(cid)s, %(huge)s)", "SY025"),
     ("SELECT gdpr.record_consent(%(cid)s, %(huge)s, true)", "SY025"),
     ("SELECT gdpr.record_consent(%(cid)s, 'newsletter', true, %(huge)s)", "SY025"),
@@ -171,6 +174,23 @@ def test_a_ten_megabyte_argument_is_refused_before_anything_is_done(
         " (SELECT count(*) FROM gdpr.consent)"
     ).fetchone()
     assert after == before
+
+
+def test_rectify_measures_its_fields_as_given_not_as_stored(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """A value read from a table reaches the function compressed: two megabytes of one letter
+    are a few kilobytes on disk. The 64 kB limit is on what the fields hold."""
+    cid = _customer(conn)
+    conn.execute(
+        "CREATE TEMP TABLE big AS"
+        " SELECT jsonb_build_object('preferred_language', repeat('a', 2000000)) AS fields"
+    )
+    stored = conn.execute("SELECT pg_column_size(fields) FROM big").fetchone()
+    assert stored is not None and stored[0] < 65536, "the value was not stored compressed"
+    with pytest.raises(psycopg.Error) as refusal:
+        conn.execute("SELECT gdpr.rectify(%s, fields, 'bo:1') FROM big", [cid])
+    assert refusal.value.sqlstate == "SY025"
 
 
 @pytest.mark.parametrize(

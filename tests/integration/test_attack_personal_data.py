@@ -17,6 +17,7 @@ from tests.integration.test_feed_isolation import server_log
 from tests.shops import ShopSchema
 
 VICTIM = "anna.victim@example.nl"
+ADOPTED = "eva.adopt@example.nl"
 
 RAISES: dict[str, LiteralString] = {
     "message": "RAISE EXCEPTION 'customer % is blocked', {value}",
@@ -120,12 +121,12 @@ def test_a_shop_trigger_refusing_an_erasure_leaves_the_email_out_of_request_and_
     assert audit is not None and VICTIM not in audit[0]
 
 
-def _no_victim(error: psycopg.Error) -> None:
+def _no_victim(error: psycopg.Error, value: str = VICTIM) -> None:
     """Nothing of the error the caller (and the server log) sees holds the victim's e-mail."""
     d = error.diag
     for part in (d.message_primary, d.message_detail, d.message_hint, d.context, d.table_name,
                  d.schema_name, d.constraint_name, d.column_name, d.datatype_name):  # fmt: skip
-        assert VICTIM not in (part or ""), (part, d.sqlstate)
+        assert value not in (part or ""), (part, d.sqlstate)
 
 
 @pytest.mark.parametrize("form", list(RAISES))
@@ -206,4 +207,55 @@ def test_an_operators_merge_or_anonymisation_passes_on_no_value_a_shop_trigger_r
             conn.execute(statement)
         conn.rollback()
         _no_victim(refused.value)
-    assert VICTIM not in (server_log(conn) or "")[len(log_before) :]
+        _no_victim(refused.value, ADOPTED)
+    logged = (server_log(conn) or "")[len(log_before) :]
+    assert VICTIM not in logged and ADOPTED not in logged
+
+
+@pytest.mark.parametrize("form", ["message", "sy-class", "table-field"])
+def test_link_repair_and_adoption_pass_on_no_value_a_shop_trigger_raises_with(
+    conn: psycopg.Connection[Any], shop: ShopSchema, form: str
+) -> None:
+    """`syncctl links repair` (sync.repair_redirected_link) and an adoption by keys
+    (sync.adopt_local_customer_key, which the controller may call itself) write the customer
+    rows as the owner: a shop trigger refusing that write with the person's e-mail reaches
+    neither the caller nor the server log."""
+    # a customer still linked to a number tritonX merged away, the survivor local too
+    stage(conn, [upserted("TX00000003", 1)])
+    shop.add_customer(conn, snapshot("TX00000002", email=VICTIM))
+    conn.execute(
+        "INSERT INTO sync.redirect (old_number, survivor_number)"
+        " VALUES ('TX00000002', 'TX00000003')"
+    )
+    # tritonX's customer whose e-mail only one unlinked local row has
+    stage(conn, [upserted("TX00000004", 1, email=ADOPTED)])
+    local = shop.add_customer(conn, snapshot("TX99999999", email=ADOPTED), linked=False)
+    linked = shop.key_of(conn, "TX00000004")
+    table, column = shop.column_of("email")
+    conn.execute(
+        sql.SQL(
+            "CREATE FUNCTION public.refuse_victim() RETURNS trigger LANGUAGE plpgsql AS $f$"
+            " BEGIN IF OLD.{c} IN ({victim}, {adopted}) THEN "
+            + RAISES[form].replace("{value}", "OLD.{c}")
+            + "; END IF; RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END; END $f$;"
+            "CREATE TRIGGER refuse_victim BEFORE UPDATE OR DELETE ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION public.refuse_victim()"
+        ).format(c=column, victim=sql.Literal(VICTIM), adopted=sql.Literal(ADOPTED), table=table)
+    )
+    conn.commit()
+    log_before = server_log(conn) or ""
+    calls: list[tuple[str, list[Any]]] = [
+        ("SELECT sync.repair_redirected_link('TX00000002', 'ops:test')", []),
+        (
+            "SELECT sync.adopt_local_customer_key(%s::text, %s::text, 'ops:test')",
+            [str(local), str(linked)],
+        ),
+    ]
+    for statement, arguments in calls:
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute(statement, arguments)
+        conn.rollback()
+        _no_victim(refused.value)
+        _no_victim(refused.value, ADOPTED)
+    logged = (server_log(conn) or "")[len(log_before) :]
+    assert VICTIM not in logged and ADOPTED not in logged

@@ -91,3 +91,57 @@ def test_the_controller_reads_no_text_key(
     adopted = conn.execute("SELECT syncmap.number_of(%s)", [LOCAL]).fetchone()
     conn.commit()
     assert adopted == ("TX00000001",)
+
+
+# a key as long as a text key may be: an e-mail address in a long form, sorting last
+LONG = "z" * 150 + "@example.nl"
+
+
+def test_retention_batches_hand_the_controller_positions_not_keys(
+    text_keyed: psycopg.Connection[Any], as_role: Any
+) -> None:
+    """`syncctl purge` and the daily job page through the customers as the controller: on a
+    text key each batch's last_key is an opaque position, never the key (an e-mail here), and
+    a customer whose key is longer than 100 characters stops no run."""
+    conn = text_keyed
+    conn.execute(
+        "INSERT INTO tk.client (ckey, mail) VALUES (%s, 'a'), (%s, 'b'), (%s, 'c')",
+        [LOCAL, "b.local@example.nl", LONG],
+    )
+    conn.commit()
+    controller = as_role("syncctl_controller")
+    after: str | None = None
+    answers: list[str] = []
+    scanned = 0
+    while True:
+        row = controller.execute(
+            "SELECT gdpr.purge_batch(now(), %s::text, 1, 'retention')", [after]
+        ).fetchone()
+        assert row is not None
+        answers.append(str(row[0]))
+        if row[0]["last_key"] is None:
+            break
+        scanned += row[0]["scanned"]
+        assert str(row[0]["last_key"]).startswith("position:"), row[0]
+        after = str(row[0]["last_key"])
+        assert len(answers) < 10, answers
+    assert scanned == 3
+    assert not [a for a in answers if "@example.nl" in a], answers
+    # a position is taken once; a key or anything else is no position
+    for given in (after, LOCAL, "position:999999"):
+        with pytest.raises(psycopg.Error) as refused:
+            controller.execute("SELECT gdpr.purge_batch(now(), %s::text, 1)", [given])
+        assert refused.value.sqlstate == "SY020"
+        assert "@example.nl" not in str(refused.value)
+    # nothing of a run is left behind
+    assert conn.execute("SELECT count(*) FROM gdpr.purge_position").fetchone() == (0,)
+
+
+def test_a_long_text_key_is_a_customer_of_the_gdpr_functions(
+    text_keyed: psycopg.Connection[Any],
+) -> None:
+    conn = text_keyed
+    conn.execute("INSERT INTO tk.client (ckey, mail) VALUES (%s, %s)", [LONG, LONG])
+    conn.commit()
+    rows = conn.execute("SELECT source FROM gdpr.subject_data(%s)", [LONG]).fetchall()
+    assert ("tk.client",) in rows

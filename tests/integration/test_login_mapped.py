@@ -158,6 +158,28 @@ def test_a_stub_the_shop_refuses_answers_unavailable_without_the_detail(
     assert conn.execute("SELECT count(*) FROM crm.customer").fetchone() == (0,)
 
 
+@pytest.mark.parametrize(
+    "errcode", ["triggered_action_exception", "SY123", "U0001", "feature_not_supported"]
+)
+def test_a_stub_a_shop_trigger_refuses_by_any_sqlstate_answers_unavailable(
+    boutique: psycopg.Connection[Any], errcode: str
+) -> None:
+    """Whatever SQLSTATE the shop's trigger raises (not only a constraint's classes), the login
+    answers `unavailable` and passes on nothing of the trigger's message (the number in it)."""
+    conn = boutique
+    conn.execute(
+        "CREATE FUNCTION public.no_stubs() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+        f" RAISE EXCEPTION USING ERRCODE = '{errcode}', MESSAGE = 'no ' || NEW.tx_ref;"
+        " END $f$;"
+        "CREATE TRIGGER no_stubs BEFORE INSERT ON crm.customer"
+        " FOR EACH ROW EXECUTE FUNCTION public.no_stubs()"
+    )
+    conn.commit()
+    assert login_key(conn, "TX00000422", "a@b.nl") == (None, "unavailable", "TX00000422")
+    assert login(conn, "TX00000422", "a@b.nl") == (None, "unavailable", "TX00000422")
+    assert conn.execute("SELECT count(*) FROM crm.customer").fetchone() == (0,)
+
+
 def test_login_adopts_the_shops_own_customer_and_keeps_its_key(
     boutique: psycopg.Connection[Any],
 ) -> None:

@@ -103,7 +103,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'SY061', MESSAGE = 'no mapping is installed';
     END IF;
-    IF p_key IS NULL OR pg_catalog.length(p_key) > 100 THEN
+    IF p_key IS NULL OR pg_catalog.octet_length(p_key) > sync._key_limit() THEN
         RETURN NULL;
     END IF;
     BEGIN

@@ -56,9 +56,24 @@ AS $$
                      FROM sync.mapped_customer() AS m), false)
 $$;
 
--- A customer's key as audit rows and reports may show it: the key itself when the mapped key is
--- an integer or a uuid (an opaque id), NULL for a text key (it may be anything, an e-mail address
--- too: those rows name the customer by its tritonX number only).
+-- Whether the mapped customer key may be shown: an integer or a uuid (an opaque id); a text or
+-- bytea key may be anything, an e-mail address too.
+CREATE OR REPLACE FUNCTION sync._key_shown()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT m.key_type IN ('pg_catalog.int2'::pg_catalog.regtype,
+                                           'pg_catalog.int4'::pg_catalog.regtype,
+                                           'pg_catalog.int8'::pg_catalog.regtype,
+                                           'pg_catalog.uuid'::pg_catalog.regtype)
+                     FROM sync.mapped_customer() AS m), false)
+$$;
+
+-- A customer's key as audit rows and reports may show it: the key itself when it may be shown
+-- (sync._key_shown), NULL otherwise (those rows name the customer by its tritonX number only).
 CREATE OR REPLACE FUNCTION sync._shown_key(p_key text)
 RETURNS text
 LANGUAGE sql
@@ -66,12 +81,7 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN m.key_type IN ('pg_catalog.int2'::pg_catalog.regtype,
-                                    'pg_catalog.int4'::pg_catalog.regtype,
-                                    'pg_catalog.int8'::pg_catalog.regtype,
-                                    'pg_catalog.uuid'::pg_catalog.regtype)
-                THEN p_key END
-    FROM sync.mapped_customer() AS m
+    SELECT CASE WHEN sync._key_shown() THEN p_key END
 $$;
 
 -- The same for the operator's tools (`syncctl links repair --dry-run` prints local keys with
@@ -311,13 +321,19 @@ BEGIN
             -- the number only: tritonX-owned columns are tritonX's to fill
             found_key := syncmap.create_stub(number);
         EXCEPTION WHEN OTHERS THEN
-            IF pg_catalog.left(SQLSTATE, 2) NOT IN ('22', '23', '42', '54', 'P0') THEN
+            -- the feed created the customer between our look-up and our write (found below),
+            -- or a constraint, index or trigger of the shop's refused the row, whatever
+            -- SQLSTATE it raised (the feed dead-letters the same customer for the same
+            -- reason); the error's detail may quote a value, so it is not passed on. A
+            -- transient error and the engine's own refusals go out as they are.
+            GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+                                    schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
+                                    constraint_ = CONSTRAINT_NAME,
+                                    context = PG_EXCEPTION_CONTEXT;
+            IF sync._shop_refusal(state, message, schema_name, table_name, constraint_,
+                                  context) IS NULL THEN
                 RAISE;
             END IF;
-            -- the feed created the customer between our look-up and our write (found below),
-            -- or a constraint, index or trigger of the shop's refused the row (the feed
-            -- dead-letters the same customer for the same reason); the error's detail may
-            -- quote a value, so it is not passed on
         END;
         IF found_key IS NOT NULL THEN
             RETURN QUERY SELECT found_key, 'created'::text, number;

@@ -52,7 +52,7 @@ AS $$
 DECLARE
     local_key text;
 BEGIN
-    PERFORM sync._checked_length(p_key, 100, 'customer key');
+    PERFORM sync._checked_length(p_key, sync._key_limit(), 'customer key');
     local_key := sync._local_customer_key(p_key);
     IF local_key IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SY020', MESSAGE = 'no local customer has this key';

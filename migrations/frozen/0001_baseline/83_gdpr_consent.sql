@@ -116,7 +116,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    PERFORM sync._checked_length(p_customer_key, sync._key_limit(), 'customer key');
     PERFORM sync._checked_length(p_policy_code, 64, 'policy code');
     RETURN coalesce(
         (SELECT c.granted

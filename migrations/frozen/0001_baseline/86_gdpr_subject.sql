@@ -131,7 +131,7 @@ DECLARE
     part       record;
     numbers    text[];
 BEGIN
-    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    PERFORM sync._checked_length(p_customer_key, sync._key_limit(), 'customer key');
     subject := gdpr._customer_key(p_customer_key);
     -- once, not for every audit row the audit read below filters
     subject_id := (sync._key_ids(ARRAY[subject]))[1];
@@ -354,7 +354,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'SY025', MESSAGE = 'fields is longer than 65536 bytes';
     END IF;
     PERFORM gdpr._checked_actor(p_actor);
-    PERFORM sync._checked_length(p_customer_key, 100, 'customer key');
+    PERFORM sync._checked_length(p_customer_key, sync._key_limit(), 'customer key');
     subject := gdpr._customer_key(p_customer_key);
     PERFORM syncmap.lock_customers(ARRAY[subject]);
     SELECT * INTO mapped FROM sync.mapped_customer();
