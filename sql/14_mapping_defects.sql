@@ -13,8 +13,9 @@
 -- ---------------------------------------------------------------------------------------------
 
 -- The contract's snapshot fields (the attributes of sync.customer_snapshot) with their type and,
--- for varchar fields, the contract's maximum length; for integer and date fields the length of
--- their text form, which is what a text column receives.
+-- for varchar fields, the contract's maximum length; for integer, date, boolean and timestamp
+-- fields the length of their text form, which is what a text column receives (a timestamp's:
+-- the contract's 35 characters, which every DateStyle's form of it stays within).
 CREATE OR REPLACE FUNCTION sync._mapping_fields()
 RETURNS TABLE (field text, type_oid oid, typmod integer, max_length integer)
 LANGUAGE sql
@@ -28,6 +29,8 @@ AS $$
                    THEN a.atttypmod - 4
                WHEN a.atttypid = 'pg_catalog.int4'::pg_catalog.regtype THEN 11
                WHEN a.atttypid = 'pg_catalog.date'::pg_catalog.regtype THEN 10
+               WHEN a.atttypid = 'pg_catalog.bool'::pg_catalog.regtype THEN 5
+               WHEN a.atttypid = 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 35
            END
     FROM pg_catalog.pg_attribute AS a
     -- by name, not a regtype literal: this file is installed before the type is

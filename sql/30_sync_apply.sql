@@ -93,12 +93,15 @@ AS $$
         WHEN p_event_type = 'customer.upserted'
              AND pg_catalog.jsonb_typeof(p_payload -> 'customer') IS DISTINCT FROM 'object'
             THEN 'customer snapshot is missing'
+        -- compared as JSON: a number 12345678 is not the string "12345678"
         WHEN p_event_type = 'customer.upserted'
-             AND (p_payload -> 'customer' ->> 'customer_number') IS DISTINCT FROM p_customer_number
+             AND (p_payload -> 'customer' -> 'customer_number')
+                 IS DISTINCT FROM pg_catalog.to_jsonb(p_customer_number)
             THEN 'customer.customer_number differs from the event''s customer_number'
         WHEN p_event_type = 'customer.merged'
-             AND (pg_catalog.length(p_payload ->> 'into') > 32
-                  OR coalesce(p_payload ->> 'into', '') !~ '^[A-Za-z0-9]+$')
+             AND (pg_catalog.jsonb_typeof(p_payload -> 'into') IS DISTINCT FROM 'string'
+                  OR pg_catalog.length(p_payload ->> 'into') > 32
+                  OR (p_payload ->> 'into') !~ '^[A-Za-z0-9]+$')
             THEN 'into is missing or malformed'
         -- The snapshot's JSON types: one jsonpath test (~3 us a row), then, for a snapshot that
         -- fails it, which field (a function of its own: this one is initialised on every call,
@@ -135,6 +138,19 @@ AS $$
         WHEN p_event_type = 'customer.upserted'
              AND pg_catalog.length(p_payload #>> '{customer,updated_at}') > 35
             THEN 'customer.updated_at is longer than 35 characters'
+        -- their formats, before PostgreSQL's date input reads them: it also takes 'today',
+        -- 'epoch', 'infinity' and '1/2/2026' (read by the session's DateStyle), which would
+        -- convert what tritonX sent into another value. Whether the date exists is the cast's.
+        -- (No bounded repeats: each costs microseconds a row.)
+        WHEN p_event_type = 'customer.upserted'
+             AND (p_payload #>> '{customer,birth_date}')
+                 !~ '^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]$'
+            THEN 'customer.birth_date is not a date written YYYY-MM-DD'
+        WHEN p_event_type = 'customer.upserted'
+             AND (p_payload #>> '{customer,updated_at}')
+                 !~ ('^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][Tt ][0-9][0-9]:[0-9][0-9]'
+                     '(:[0-9][0-9](\.[0-9]+)?)?([Zz]|[+-][0-9][0-9](:?[0-9][0-9])?)$')
+            THEN 'customer.updated_at is not an ISO-8601 date and time with a time zone'
     END
     FROM ROWS FROM (pg_catalog.unnest(p_ids), pg_catalog.unnest(p_event_ids),
                     pg_catalog.unnest(p_event_types), pg_catalog.unnest(p_customer_numbers),

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 # deeper values are kept as their text on the second reading; a record of the contract is 4
 # levels deep, and Python's own recursion (about 1000 frames) stays far off
 MAX_DEPTH = 256
-# longer integers are kept as their text (Python refuses to convert more than 4300 digits)
-_MAX_INTEGER_DIGITS = 4000
+# longer integers are kept as their text: as many digits as Python converts (4300 by default,
+# the first parse's limit too, so a record's integer is read the same way in both)
+_MAX_INTEGER_DIGITS = sys.get_int_max_str_digits() or 4300
 # a JSON string (escapes included), or a bracket outside one
 _TOKENS = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*"|[\[\]{}]')
 

@@ -29,8 +29,8 @@ SOURCE = "tritonx-refresh"
 _SYNTHETIC_VERSION = 1
 
 
-def refresh_event(number: str, answer: CustomerAnswer) -> dict[str, Any]:
-    """The change record a refresh answer stands for."""
+def refresh_event(number: str, answer: CustomerAnswer, requested_at: datetime) -> dict[str, Any]:
+    """The change record a refresh answer stands for, for the request made at `requested_at`."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     base = {"customer_number": number, "occurred_at": now}
     if answer.status == "live":
@@ -57,9 +57,13 @@ def refresh_event(number: str, answer: CustomerAnswer) -> dict[str, Any]:
             "version": _SYNTHETIC_VERSION,
             "reason_code": "REFRESH",
         }
+    # a 404 is final only for a customer syncctl holds tritonX data for: for a number tritonX
+    # does not know yet (a login's stub) it is skipped, and a later 404, once the feed brought
+    # the customer, must not be taken for a repeat of that one. Each request is answered once:
+    # a request claimed again after a crash stages the same id, a duplicate.
     return {
         **base,
-        "event_id": f"refresh:{number}:deleted",
+        "event_id": f"refresh:{number}:deleted:{requested_at.astimezone(UTC):%Y%m%dT%H%M%S%f}",
         "type": "customer.deleted",
         "version": _SYNTHETIC_VERSION,
     }
@@ -98,7 +102,10 @@ def process_refresh_requests(
                 left.pop()
                 continue
             stage_records(
-                conn, SOURCE, [refresh_event(number, answer)], keep_payloads=keep_payloads
+                conn,
+                SOURCE,
+                [refresh_event(number, answer, requested_at)],
+                keep_payloads=keep_payloads,
             )
             left.pop()
             _done(conn, number, requested_at)

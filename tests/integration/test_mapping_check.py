@@ -289,6 +289,25 @@ def test_a_short_varchar_column_is_a_warning(check: Callable[[Document], Defects
     }
 
 
+def test_a_short_varchar_column_for_a_timestamp_is_a_warning(
+    check: Callable[[Document], Defects],
+) -> None:
+    """A timestamp field written into a text column is its text form, up to 35 characters."""
+
+    def short_updated_at(d: Document) -> None:
+        d["customer"]["columns"].update(short_name="updated_at")
+        d["not_stored"]["fields"].remove("updated_at")
+
+    defects = check(changed(short_updated_at))
+    assert defects == {
+        (
+            "customer.columns.short_name",
+            "warning: the column is character varying(20) but updated_at can be 35 characters "
+            "long; a longer value is a dead letter",
+        )
+    }
+
+
 def test_not_null_columns_without_a_source_are_named(
     check: Callable[[Document], Defects],
 ) -> None:

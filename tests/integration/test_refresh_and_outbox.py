@@ -98,6 +98,36 @@ def test_a_number_tritonx_does_not_know_yet_is_not_tombstoned_by_a_refresh(
     assert_database_equals_tritonx(conn, state.current_state(), shop)
 
 
+def test_a_404_after_the_feed_brought_the_customer_deletes_it(
+    simulator: SimulatorServer,
+    client: TritonXClient,
+    conn: psycopg.Connection[Any],
+    shop: ShopSchema,
+) -> None:
+    """The first 404 (a login's stub, the number not yet tritonX's) is skipped; a 404 for the
+    same number once the feed brought the customer and tritonX deleted it is not a repeat of
+    that one: the refresh deletes the customer."""
+    controller.pull(conn, client)
+    conn.execute("SELECT * FROM sync.login_key('TX90000001', NULL)")
+    conn.commit()
+    assert process_refresh_requests(conn, client) == 1
+    state = simulator.state
+    assert state.create() == "TX90000001"
+    controller.pull(conn, client)
+    assert shop.key_of(conn, "TX90000001") is not None
+    state.delete("TX90000001")
+    conn.execute("SELECT sync.request_refresh('TX90000001')")
+    conn.commit()
+    assert process_refresh_requests(conn, client) == 1
+    assert shop.key_of(conn, "TX90000001") is None
+    assert conn.execute(
+        "SELECT kind FROM sync.tombstone WHERE customer_number = 'TX90000001'"
+    ).fetchone() == ("deleted",)
+    # the feed's own delete then is a no-op
+    assert controller.pull(conn, client).states.get("dead_letter", 0) == 0
+    assert_database_equals_tritonx(conn, state.current_state(), shop)
+
+
 def test_back_office_anonymisations_arrive_once_in_effect_despite_errors(
     simulator: SimulatorServer,
     client: TritonXClient,

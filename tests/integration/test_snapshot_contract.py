@@ -61,7 +61,27 @@ WRONG_TYPES = {
     "house_number not an integer": ("house_number", 12.5),
     "birth_date as a number": ("birth_date", 19840312),
     "birth_date too long": ("birth_date", "2026-01-01 AD"),
+    # what PostgreSQL's date input would also read, converting what tritonX sent
+    "birth_date today": ("birth_date", "today"),
+    "birth_date infinity": ("birth_date", "infinity"),
+    "birth_date without dashes": ("birth_date", "20260102"),
+    "birth_date by DateStyle": ("birth_date", "1/2/2026"),
+    "updated_at now": ("updated_at", "now"),
+    "updated_at infinity": ("updated_at", "infinity"),
+    "updated_at without a time zone": ("updated_at", "2026-11-20T10:00:00"),
+    "updated_at a date only": ("updated_at", "2026-11-20"),
 }
+
+ISO_TIMES = ["2026-11-20T10:00:00Z", "2026-11-20 11:00:00.5+01:00", "2026-11-20T10:00z",
+             "2026-11-20T10:00:00.123456-0330", "2026-11-20T10:00:00+02"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ISO_TIMES)
+def test_updated_at_in_any_iso_form_with_a_zone_applies(
+    conn: psycopg.Connection[Any], value: str
+) -> None:
+    outcome = stage(conn, [upserted("TX00000001", 1, updated_at=value)])
+    assert outcome.states == {"applied": 1}
 
 
 @pytest.mark.parametrize("case", WRONG_TYPES)
@@ -139,3 +159,25 @@ def test_a_nul_in_an_envelope_field_is_not_stripped_into_another_event_id(
     assert outcome.states == {"dead_letter": 2}
     # a later, real event "e-1" is not taken for a duplicate of the dead letter
     assert stage(conn, [{**upserted("TX00000003", 1), "event_id": "e-1"}]).states == {"applied": 1}
+
+
+@pytest.mark.parametrize("into", [True, 12345678, ["TX00000002"], None])
+def test_a_merge_into_anything_but_a_string_is_a_dead_letter(
+    conn: psycopg.Connection[Any], into: Any
+) -> None:
+    """`into` is a customer number, a string: JSON true is not the number "true"."""
+    stage(conn, [upserted("TX00000002", 1)])
+    outcome = stage(conn, [event("customer.merged", "TX00000009", 1, into=into)])
+    assert outcome.states == {"dead_letter": 1}
+    assert dead_letter_reason(conn) == "into is missing or malformed"
+    assert conn.execute("SELECT count(*) FROM sync.redirect").fetchone() == (0,)
+
+
+def test_a_snapshot_number_that_is_a_json_number_is_a_dead_letter(
+    conn: psycopg.Connection[Any],
+) -> None:
+    record = upserted("12345678", 1)
+    record["customer"]["customer_number"] = 12345678
+    outcome = stage(conn, [record, upserted("TX00000002", 1)])
+    assert outcome.states == {"applied": 1, "dead_letter": 1}
+    assert "customer.customer_number" in dead_letter_reason(conn)
