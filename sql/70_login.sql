@@ -56,24 +56,9 @@ AS $$
                      FROM sync.mapped_customer() AS m), false)
 $$;
 
--- Whether the mapped customer key may be shown: an integer or a uuid (an opaque id); a text or
--- bytea key may be anything, an e-mail address too.
-CREATE OR REPLACE FUNCTION sync._key_shown()
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce((SELECT m.key_type IN ('pg_catalog.int2'::pg_catalog.regtype,
-                                           'pg_catalog.int4'::pg_catalog.regtype,
-                                           'pg_catalog.int8'::pg_catalog.regtype,
-                                           'pg_catalog.uuid'::pg_catalog.regtype)
-                     FROM sync.mapped_customer() AS m), false)
-$$;
-
--- A customer's key as audit rows and reports may show it: the key itself when it may be shown
--- (sync._key_shown), NULL otherwise (those rows name the customer by its tritonX number only).
+-- A customer's key as audit rows and reports may show it: the key itself when the mapped key is
+-- an integer or a uuid (an opaque id), NULL for a text key (it may be anything, an e-mail address
+-- too: those rows name the customer by its tritonX number only).
 CREATE OR REPLACE FUNCTION sync._shown_key(p_key text)
 RETURNS text
 LANGUAGE sql
@@ -81,7 +66,23 @@ STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN sync._key_shown() THEN p_key END
+    SELECT CASE WHEN m.key_type IN ('pg_catalog.int2'::pg_catalog.regtype,
+                                    'pg_catalog.int4'::pg_catalog.regtype,
+                                    'pg_catalog.int8'::pg_catalog.regtype,
+                                    'pg_catalog.uuid'::pg_catalog.regtype)
+                THEN p_key END
+    FROM sync.mapped_customer() AS m
+$$;
+
+-- Whether the mapped customer key may be shown (sync._shown_key): an integer or a uuid.
+CREATE OR REPLACE FUNCTION sync._key_shown()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sync._shown_key('') IS NOT NULL
 $$;
 
 -- The same for the operator's tools (`syncctl links repair --dry-run` prints local keys with
