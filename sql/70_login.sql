@@ -354,22 +354,12 @@ BEGIN
             PERFORM sync.adopt_local_customer_key(match.local_keys[1], found_key, 'login');
             -- the shop's key survives: the answer is the local customer's key
             RETURN QUERY SELECT match.local_keys[1], 'adopted'::text, number;
-        EXCEPTION
-            WHEN SQLSTATE 'SY050' THEN
-                -- `links repair` (or another login) adopted it first
-                RETURN QUERY SELECT syncmap.key_of(number),
-                    CASE WHEN number = p_customer_number THEN 'linked' ELSE 'redirected' END,
-                    number;
-            WHEN OTHERS THEN
-                -- a shop trigger refusing the adoption may quote the row: its SQLSTATE and
-                -- names go out
-                GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                                        schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                                        constraint_ = CONSTRAINT_NAME,
-                                        context = PG_EXCEPTION_CONTEXT;
-                PERFORM sync._raise_without_values(state, message, schema_name, table_name,
-                                                   constraint_, context);
-                RAISE;
+        -- a shop trigger refusing the adoption comes out of it by SQLSTATE and names only
+        EXCEPTION WHEN SQLSTATE 'SY050' THEN
+            -- `links repair` (or another login) adopted it first
+            RETURN QUERY SELECT syncmap.key_of(number),
+                CASE WHEN number = p_customer_number THEN 'linked' ELSE 'redirected' END,
+                number;
         END;
     ELSIF pg_catalog.cardinality(match.local_keys) > 0 THEN
         PERFORM sync._record_ambiguous_adoption(number, found_key, match.local_keys);

@@ -584,14 +584,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    linked      text;
-    match       record;
-    state       text;
-    message     text;
-    schema_name text;
-    table_name  text;
-    constraint_ text;
-    context     text;
+    linked text;
+    match  record;
 BEGIN
     IF NOT coalesce(sync.is_customer_number(p_number), false) THEN
         RAISE EXCEPTION 'not a tritonX customer number' USING ERRCODE = 'SY052';
@@ -604,16 +598,8 @@ BEGIN
         RAISE EXCEPTION 'no single local customer to adopt into %', p_number
             USING ERRCODE = 'SY052';
     END IF;
+    -- a shop's refusal of the adoption comes out of it by SQLSTATE and names only
     RETURN sync.adopt_local_customer_key(match.local_keys[1], linked, p_actor);
-EXCEPTION WHEN OTHERS THEN
-    -- a shop trigger or constraint refusing the adoption may quote the row: its SQLSTATE and
-    -- names go out (the engine's own refusals as they are)
-    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
-                            schema_name = SCHEMA_NAME, table_name = TABLE_NAME,
-                            constraint_ = CONSTRAINT_NAME, context = PG_EXCEPTION_CONTEXT;
-    PERFORM sync._raise_without_values(state, message, schema_name, table_name, constraint_,
-                                       context);
-    RAISE;
 END
 $$;
 
